@@ -1,0 +1,53 @@
+# HostPanel. `make run` starts the panel; `make test` runs every check CI runs.
+# Both install what they need first (`make install`, idempotent, needs root).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hostpanel-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install packages venv test lint run stop
+
+help:
+	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
+	@echo "make stop     stop what 'make run' started (the panel, and Redis if it started it)"
+	@echo "make test     install, then lint, type-check and run every test (what CI runs)"
+	@echo "make install  system packages, .venv, 'hpctl host setup' (idempotent; run as root)"
+	@echo "make lint     ruff and mypy only"
+
+# System packages: the list lives in engine/host/packages.py (stdlib only, so it
+# runs before the venv exists); apt runs only when something is missing.
+packages:
+	$(PYTHON) -m engine.host.packages --install
+
+# The venv is (re)built only when requirements.txt or pyproject.toml changed.
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+install: packages venv
+	$(BIN)/hpctl host setup
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy engine
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy engine
+	$(BIN)/pytest -q tests
+
+run: install
+	@scripts/run.sh
+
+stop:
+	@scripts/stop.sh

@@ -1,0 +1,1 @@
+"""HostPanel's per-host container engine (no Django here; see DESIGN.md)."""

@@ -1,0 +1,331 @@
+"""Container commands: run, create, start, ps, inspect, logs, stop, kill, restart, rm, wait, exec."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from engine.cli.output import human_duration, print_json, print_table, time_ago
+from engine.errors import EngineError, InvalidSpec
+from engine.logs.k8s_file import LogLine, parse_since
+from engine.runtime.model import Container, ContainerSpec, ExecSpec, LogOptions
+
+if TYPE_CHECKING:
+    from engine.cli import CliContext
+
+
+def parse_size(value: str) -> int:
+    """'10m', '512k', '1g', '4096' as bytes; raise InvalidSpec otherwise."""
+    units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+    text = value.strip().lower()
+    number = text.rstrip("kmgb")
+    unit = text[len(number) :]
+    if not number.isdigit() or unit not in units:
+        raise InvalidSpec(f"invalid size {value!r}: use a number with an optional k, m or g suffix")
+    return int(number) * units[unit]
+
+
+def _env_args(values: list[str]) -> tuple[str, ...]:
+    result = []
+    for item in values:
+        if "=" in item:
+            result.append(item)
+        elif item in os.environ:  # `-e NAME` passes the caller's value, like docker
+            result.append(f"{item}={os.environ[item]}")
+    return tuple(result)
+
+
+def _log_options(values: list[str]) -> LogOptions:
+    opts = LogOptions()
+    size, files = opts.max_size, opts.max_files
+    for item in values:
+        key, _, value = item.partition("=")
+        if key == "max-size":
+            size = parse_size(value)
+        elif key == "max-file":
+            if not value.isdigit():
+                raise InvalidSpec(f"invalid --log-opt {item!r}: max-file takes a whole number")
+            files = int(value)
+        else:
+            raise InvalidSpec(f"unknown --log-opt {key!r}: use max-size=SIZE or max-file=N")
+    return LogOptions(max_size=size, max_files=files)
+
+
+def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
+    """The ContainerSpec that `run`/`create` arguments describe."""
+    return ContainerSpec(
+        image=args.image,
+        command=tuple(args.cmd),
+        name=args.name,
+        tenant=args.tenant,
+        entrypoint=(tuple(args.entrypoint.split()) if args.entrypoint is not None else None),
+        env=_env_args(args.env),
+        workdir=args.workdir,
+        user=args.user,
+        hostname=args.hostname,
+        init=args.init,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
+        labels=dict(item.partition("=")[::2] for item in args.label),
+        log=_log_options(args.log_opt),
+    )
+
+
+def _add_create_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="container name (unique on this host)")
+    p.add_argument("--tenant", default="default", help="tenant the container belongs to")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="environment variable")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-u", "--user", help="USER[:GROUP] (name or id) to run as")
+    p.add_argument("--hostname", help="container host name (default: the short id)")
+    p.add_argument("--entrypoint", help="override the image's entrypoint")
+    p.add_argument("--init", action="store_true", help="run an init (catatonit) as PID 1")
+    p.add_argument("--stop-signal", help="signal that `stop` sends first (default: image's or SIGTERM)")
+    p.add_argument("--stop-timeout", type=int, default=10, help="seconds `stop` waits before SIGKILL")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="label")
+    p.add_argument("--log-opt", action="append", default=[], metavar="OPT", help="max-size=10m, max-file=3")
+    p.add_argument("image", help="image reference, e.g. busybox or busybox:latest")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
+
+
+def status_text(c: Container) -> str:
+    """STATUS column of `ps`: 'Up 3 minutes', 'Exited (0) 2 seconds ago', 'Created'."""
+    if c.status == "running":
+        return f"Up {human_duration(_age(c.started_at))}"
+    if c.status == "created":
+        return "Created"
+    label = "OOMKilled" if c.status == "oom-killed" else "Exited"
+    return f"{label} ({c.exit_code}) {time_ago(c.finished_at)}".strip()
+
+
+def _age(iso: str) -> float:
+    if not iso:
+        return 0.0
+    return (datetime.now(UTC) - datetime.fromisoformat(iso.replace("Z", "+00:00"))).total_seconds()
+
+
+def _write_line(ctx: CliContext, line: LogLine, timestamps: bool) -> None:
+    stream = ctx.out if line.stream == "stdout" else ctx.err
+    stream.write(f"{line.time} {line.text}\n" if timestamps else f"{line.text}\n")
+    stream.flush()
+
+
+def cmd_run(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl run`: create, start, and (unless -d) stream output and exit with the container's code."""
+    spec = spec_from_args(args)
+    if args.rm and args.detach:
+        raise InvalidSpec("--rm and -d together are not supported yet; remove the container with `hpctl rm`")
+    container = ctx.engine.run(spec)
+    if args.detach:
+        ctx.out.write(container.id + "\n")
+        return 0
+    return _attach_until_exit(ctx, container, remove=args.rm)
+
+
+def _attach_until_exit(ctx: CliContext, container: Container, *, remove: bool) -> int:
+    engine = ctx.engine
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(EngineError):
+            engine.kill(container.id, signal.Signals(signum).name)
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        for line in engine.logs(container.id, follow=True):
+            _write_line(ctx, line, timestamps=False)
+        final = engine.wait(container.id)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if remove:
+            engine.remove(container.id, force=True)
+    return final.exit_code if final.exit_code is not None else 125
+
+
+def cmd_create(ctx: CliContext, args: argparse.Namespace) -> int:
+    container = ctx.engine.create(spec_from_args(args))
+    ctx.out.write(container.id + "\n")
+    return 0
+
+
+def _each(ctx: CliContext, refs: list[str], action: Any) -> int:
+    code = 0
+    for ref in refs:
+        try:
+            action(ref)
+            ctx.out.write(ref + "\n")
+        except EngineError as exc:
+            ctx.err.write(f"hpctl: {exc}\n")
+            code = exc.exit_code
+    return code
+
+
+def cmd_start(ctx: CliContext, args: argparse.Namespace) -> int:
+    if args.attach:
+        container = ctx.engine.start(args.containers[0])
+        return _attach_until_exit(ctx, container, remove=False)
+    return _each(ctx, args.containers, ctx.engine.start)
+
+
+def cmd_ps(ctx: CliContext, args: argparse.Namespace) -> int:
+    containers = ctx.engine.list(all=args.all)
+    if args.quiet:
+        for c in containers:
+            ctx.out.write(c.short_id + "\n")
+        return 0
+    if args.json:
+        print_json(ctx.out, [c.to_dict() for c in containers])
+        return 0
+    rows = [
+        [
+            c.short_id,
+            c.image,
+            _shorten(" ".join(c.command), 30),
+            time_ago(c.created),
+            status_text(c),
+            c.tenant,
+            c.name,
+        ]
+        for c in containers
+    ]
+    print_table(ctx.out, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "TENANT", "NAMES"], rows)
+    return 0
+
+
+def _shorten(text: str, width: int) -> str:
+    return f'"{text}"' if len(text) <= width else f'"{text[: width - 1]}…"'
+
+
+def cmd_inspect(ctx: CliContext, args: argparse.Namespace) -> int:
+    result = []
+    for ref in args.containers:
+        c = ctx.engine.get(ref)
+        data = c.to_dict()
+        files = ctx.engine.containers.files(c.id)
+        data.update(log_path=str(files.log), bundle=str(files.bundle))
+        result.append(data)
+    print_json(ctx.out, result)
+    return 0
+
+
+def cmd_logs(ctx: CliContext, args: argparse.Namespace) -> int:
+    tail = None if args.tail in (None, "all") else int(args.tail) if args.tail.isdigit() else None
+    if args.tail not in (None, "all") and tail is None:
+        raise InvalidSpec(f"invalid --tail {args.tail!r}: use a number or 'all'")
+    since = parse_since(args.since) if args.since else None
+    for line in ctx.engine.logs(args.container, tail=tail, since=since, follow=args.follow):
+        _write_line(ctx, line, timestamps=args.timestamps)
+    return 0
+
+
+def cmd_stop(ctx: CliContext, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda ref: ctx.engine.stop(ref, args.time))
+
+
+def cmd_restart(ctx: CliContext, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda ref: ctx.engine.restart(ref, args.time))
+
+
+def cmd_kill(ctx: CliContext, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda ref: ctx.engine.kill(ref, args.signal))
+
+
+def cmd_rm(ctx: CliContext, args: argparse.Namespace) -> int:
+    return _each(ctx, args.containers, lambda ref: ctx.engine.remove(ref, force=args.force))
+
+
+def cmd_wait(ctx: CliContext, args: argparse.Namespace) -> int:
+    code = 0
+    for ref in args.containers:
+        final = ctx.engine.wait(ref)
+        code = final.exit_code if final.exit_code is not None else 0
+        ctx.out.write(f"{code}\n")
+    return 0
+
+
+def cmd_exec(ctx: CliContext, args: argparse.Namespace) -> int:
+    if not args.cmd:
+        raise InvalidSpec("exec needs a command, e.g. `hpctl exec web sh -c 'echo hi'`")
+    spec = ExecSpec(command=tuple(args.cmd), env=_env_args(args.env), user=args.user, workdir=args.workdir)
+    stdin = sys.stdin.buffer if args.interactive else None
+    proc = ctx.engine.exec(
+        args.container, spec, stdin=stdin if stdin is not None else subprocess.DEVNULL, tty=args.tty
+    )
+    return proc.wait()
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the container commands to `hpctl`."""
+    p = sub.add_parser("run", help="create and start a container")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    _add_create_options(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("create", help="create a container without starting it")
+    _add_create_options(p)
+    p.set_defaults(handler=cmd_create)
+
+    p = sub.add_parser("start", help="start created or stopped containers")
+    p.add_argument("-a", "--attach", action="store_true", help="stream output and exit with its code")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(handler=cmd_start)
+
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(handler=cmd_ps)
+
+    p = sub.add_parser("inspect", help="show a container's record as JSON")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(handler=cmd_inspect)
+
+    p = sub.add_parser("logs", help="show a container's output")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until it stops")
+    p.add_argument("--tail", help="number of lines from the end (or 'all')")
+    p.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
+    p.add_argument("--since", help="only lines since a time (RFC 3339, Unix time or 10m)")
+    p.add_argument("container")
+    p.set_defaults(handler=cmd_logs)
+
+    for name, handler, what in (("stop", cmd_stop, "stop"), ("restart", cmd_restart, "restart")):
+        p = sub.add_parser(name, help=f"{what} containers")
+        p.add_argument("-t", "--time", type=int, default=None, help="seconds to wait before SIGKILL")
+        p.add_argument("containers", nargs="+")
+        p.set_defaults(handler=handler)
+
+    p = sub.add_parser("kill", help="send a signal to containers")
+    p.add_argument("-s", "--signal", default="SIGKILL")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(handler=cmd_kill)
+
+    p = sub.add_parser("rm", help="remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(handler=cmd_rm)
+
+    p = sub.add_parser("wait", help="wait for containers to stop and print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(handler=cmd_wait)
+
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    p.add_argument("-u", "--user")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    p.add_argument("container")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=cmd_exec)

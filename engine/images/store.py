@@ -1,0 +1,555 @@
+"""The image store of one engine: import, export, tag, remove, prune, and unpack layers.
+
+On disk (see DESIGN.md, "The engine on disk")::
+
+    <root>/blobs/sha256/<hex>            content-addressed blobs (manifests, configs, layers)
+    <root>/images/index.json             OCI index: tags -> manifests (+ .lock)
+    <root>/images/locks/                 one lock file per unpacked layer
+    <root>/layers/<diff_id hex>/<uid_base>/   a layer unpacked for containers of that uid range
+    <root>/tmp/                          staging; everything appears elsewhere by rename
+
+Image ids are config digests; ``Image.digest`` is the manifest digest. At most
+one manifest is kept per image id: importing the same image again (from any
+format) replaces the manifest and keeps the tags.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Conflict, CorruptBlob, ImageNotFound, InvalidArchive, InvalidReference
+from engine.fsutil import file_lock
+from engine.images.archive import make_staged_image, read_archive
+from engine.images.blobs import TMP_PREFIX, BlobStore
+from engine.images.bootstrap import (
+    BUSYBOX,
+    busybox_created,
+    check_packages,
+    host_debian_mirror,
+    run_debootstrap,
+    unmount_below,
+    write_busybox_rootfs,
+    write_tree_tar,
+)
+from engine.images.compression import decompressed
+from engine.images.digest import HashingReader, digest_hex
+from engine.images.export import write_oci_archive
+from engine.images.extract import TAR_ERRORS, check_uid_base, extract_layer, remove_tree
+from engine.images.layout import ImageIndex, ImageRecord, fold, unfold
+from engine.images.model import Image, ImageConfig
+from engine.images.oci import (
+    DEFAULT_PATH,
+    LayerRef,
+    build_config,
+    parse_config,
+    parse_created,
+    parse_manifest,
+    utc_now_iso,
+)
+from engine.images.reference import DIGEST_RE, normalize_tag, parse_reference
+from engine.images.staging import StagedImage, Staging, layer_compression
+from engine.paths import EnginePaths
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_SHORT_ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
+_STALE_TMP_SECONDS = 24 * 3600
+_BOOTSTRAPPABLE = {"busybox": "busybox:latest", "debian": "debian:bookworm"}
+
+
+class ImageStore:
+    """Images of one engine root (see the module docstring for the layout)."""
+
+    def __init__(self, paths: EnginePaths) -> None:
+        self.paths = paths
+        self.blobs = BlobStore(paths.blobs, paths.tmp)
+        self.index = ImageIndex(paths.images_index)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list(self) -> builtins.list[Image]:
+        """Every image, tagged or dangling, newest first.
+
+        Listing does not fail on a damaged image: one whose config blob is
+        corrupt is listed with an empty config and no layers (`resolve` and
+        `layer_dirs` raise CorruptBlob for it).
+        """
+        images = [self._image(r, tolerant=True) for r in fold(self.index.load())]
+        return sorted(images, key=lambda i: (parse_created(i.created) or _EPOCH, i.id), reverse=True)
+
+    def resolve(self, reference: str) -> Image:
+        """The image for ``name[:tag]``, ``name@sha256:..``, an id or manifest digest, or an id prefix.
+
+        Raises ImageNotFound (with the command that would create or import it),
+        InvalidReference for an ambiguous short id or a malformed reference,
+        CorruptBlob if the image's config blob is damaged.
+        """
+        record, _tag = self._find(fold(self.index.load()), reference)
+        return self._image(record)
+
+    def inspect(self, reference: str) -> dict[str, Any]:
+        """Everything about an image as JSON-ready data (the Image fields plus the raw OCI config).
+
+        Raises like :meth:`resolve`.
+        """
+        record, _tag = self._find(fold(self.index.load()), reference)
+        image = self._image(record)
+        raw = parse_config(self.blobs.read_bytes(image.id)).raw
+        return {
+            "id": image.id,
+            "digest": image.digest,
+            "repo_tags": list(image.repo_tags),
+            "created": image.created,
+            "size": image.size,
+            "layers": list(image.layers),
+            "architecture": raw.get("architecture", ""),
+            "os": raw.get("os", ""),
+            "config": {
+                "env": list(image.config.env),
+                "cmd": list(image.config.cmd),
+                "entrypoint": list(image.config.entrypoint),
+                "working_dir": image.config.working_dir,
+                "user": image.config.user,
+                "stop_signal": image.config.stop_signal,
+                "exposed_ports": list(image.config.exposed_ports),
+                "labels": dict(image.config.labels),
+                "volumes": list(image.config.volumes),
+            },
+            "oci_config": raw,
+        }
+
+    # -- import / export ----------------------------------------------------------------------
+
+    def import_archive(self, path: Path, reference: str | None = None) -> builtins.list[Image]:
+        """Import a docker-save archive, an OCI image layout (directory or tar) or a plain rootfs tar.
+
+        ``reference`` replaces the archive's own tags on the first image (it is
+        required for a rootfs tar). Every blob is verified before anything is
+        stored; a failed import leaves no blob and no index entry behind.
+        Raises InvalidArchive (unreadable, truncated, zstd), CorruptBlob
+        (content does not match a digest), UnsafeArchive (a layer member that
+        could escape), InvalidReference (bad or missing name).
+        """
+        with Staging(self.blobs) as staging:
+            staged = read_archive(Path(path), staging, reference)
+            if not staged:
+                raise InvalidArchive(f"{path} contains no image")
+            return self._commit(staged, staging)
+
+    def export(self, reference: str, dest: Path) -> None:
+        """Write the image as an OCI image layout tar at ``dest`` (atomically).
+
+        The index carries the tag used as ``reference`` (or the image's first
+        tag) as ``org.opencontainers.image.ref.name``. Raises ImageNotFound,
+        CorruptBlob if a blob is damaged (``dest`` is then not created).
+        """
+        record, tag = self._find(fold(self.index.load()), reference)
+        manifest = parse_manifest(self.blobs.read_bytes(record.manifest_digest))
+        write_oci_archive(
+            self.blobs,
+            Path(dest),
+            manifest_digest=record.manifest_digest,
+            manifest_media_type=record.media_type,
+            manifest_size=record.manifest_size,
+            blob_digests=[
+                record.manifest_digest,
+                manifest.config_digest,
+                *(la.digest for la in manifest.layers),
+            ],
+            ref_name=tag or (record.tags[0] if record.tags else None),
+        )
+
+    # -- tags and removal ---------------------------------------------------------------------
+
+    def tag(self, source: str, target: str) -> Image:
+        """Add the tag ``target`` to the image ``source`` (moving it off any other image).
+
+        Raises ImageNotFound, InvalidReference for a bad target.
+        """
+        new_tag = normalize_tag(target)
+        with self.index.locked():
+            records = fold(self.index.load())
+            record, _ = self._find(records, source)
+            records = _without_tags(records, {new_tag})
+            records = [
+                replace(r, tags=(*r.tags, new_tag)) if r.manifest_digest == record.manifest_digest else r
+                for r in records
+            ]
+            self.index.save(unfold(records))
+            record = next(r for r in records if r.manifest_digest == record.manifest_digest)
+        return self._image(record, tolerant=True)
+
+    def remove(
+        self, reference: str, *, force: bool = False, in_use: Iterable[str] = frozenset()
+    ) -> builtins.list[str]:
+        """Remove a tag or an image, like `docker rmi`; returns "Untagged: x" / "Deleted: sha256:.." lines.
+
+        A tag reference removes that tag; the image goes when its last tag
+        goes. An id (or digest, or prefix) removes the image with all its tags
+        (Conflict if it has several, unless ``force``). An image whose id is in
+        ``in_use`` raises Conflict unless ``force``; with ``force`` it is only
+        untagged and kept (dangling) until no container uses it. Unused blobs
+        and unpacked layers are then deleted. Raises ImageNotFound.
+        """
+        used = _ids(in_use)
+        lines: list[str] = []
+        with self.index.locked():
+            records = fold(self.index.load())
+            record, tag = self._find(records, reference)
+            label = f"{reference} ({record.image_id[7:19]})"
+            in_use_msg = f"image {label} is used by a container; remove the container first or use -f"
+            if tag is not None and len(record.tags) > 1:
+                remaining: tuple[str, ...] = tuple(t for t in record.tags if t != tag)
+                lines.append(f"Untagged: {tag}")
+            else:
+                if tag is None and len(record.tags) > 1 and not force:
+                    raise Conflict(
+                        f"image {label} is tagged {', '.join(record.tags)}; remove the tags one by one "
+                        f"(hpctl rmi NAME:TAG) or use -f"
+                    )
+                if record.image_id in used and not force:
+                    raise Conflict(in_use_msg)
+                remaining = ()
+                lines.extend(f"Untagged: {t}" for t in record.tags)
+            if remaining or record.image_id in used:
+                records = [replace(r, tags=remaining) if r is record else r for r in records]
+            else:
+                records = [r for r in records if r is not record]
+                lines.append(f"Deleted: {record.image_id}")
+            self.index.save(unfold(records))
+            self._gc(records)
+        return lines
+
+    def prune(self, *, all: bool = False, in_use: Iterable[str] = frozenset()) -> builtins.list[Image]:
+        """Delete dangling images (every image with ``all``) that no container uses; returns them.
+
+        Unused blobs and unpacked layers are deleted too.
+        """
+        used = _ids(in_use)
+        with self.index.locked():
+            records = fold(self.index.load())
+            victims = [r for r in records if r.image_id not in used and (all or not r.tags)]
+            removed = [self._image(r, tolerant=True) for r in victims]
+            keep = [r for r in records if r not in victims]
+            if victims:
+                self.index.save(unfold(keep))
+            self._gc(keep)
+        return removed
+
+    def gc(self) -> None:
+        """Delete blobs, unpacked layers and layer locks that no image refers to, and stale tmp files."""
+        with self.index.locked():
+            self._gc(fold(self.index.load()))
+
+    # -- layers for containers ----------------------------------------------------------------
+
+    def layer_dirs(self, image: Image, uid_base: int) -> builtins.list[Path]:
+        """The unpacked layer directories of ``image`` for the uid range at ``uid_base``, bottom to top.
+
+        Each layer is unpacked once per (diff_id, uid_base) into
+        ``layers/<diff_id hex>/<uid_base>`` with owners shifted by ``uid_base``,
+        on first use, under a file lock, into tmp and then renamed (never half
+        there). The blob digest and the diff_id are verified while reading.
+        Raises CorruptBlob, UnsafeArchive, InvalidArchive, InvalidSpec (bad uid_base).
+        """
+        check_uid_base(uid_base)
+        manifest = parse_manifest(self.blobs.read_bytes(image.digest))
+        if len(manifest.layers) != len(image.layers):
+            raise CorruptBlob(f"manifest {image.digest} does not match image {image.id}; re-import the image")
+        return [
+            self._unpacked(layer, diff_id, uid_base)
+            for layer, diff_id in zip(manifest.layers, image.layers, strict=True)
+        ]
+
+    # -- bootstrap ----------------------------------------------------------------------------
+
+    def bootstrap_busybox(self, reference: str = "busybox:latest", *, busybox: Path = BUSYBOX) -> Image:
+        """Create a busybox image from the host's static busybox (Debian busybox-static).
+
+        One layer: /bin/busybox, a symlink per applet, /etc/passwd and group
+        (root, nobody), /tmp (1777), /root, /home, /var ... The tar is
+        deterministic, so bootstrapping twice gives the same image id.
+        Config: Cmd ["sh"] and the default PATH. Raises HostNotReady without busybox.
+        """
+        tag = normalize_tag(reference)
+        with Staging(self.blobs) as staging:
+            with self.blobs.writer() as w:
+                mtime = write_busybox_rootfs(w, busybox)
+                blob = staging.adopt(w.finish())
+            layer = staging.scan_staged(blob, "busybox rootfs")
+            created = busybox_created(mtime)
+            config = build_config(
+                [layer.diff_id],
+                created=created,
+                created_by="hpctl image bootstrap busybox",
+                env=[f"PATH={DEFAULT_PATH}"],
+                cmd=["sh"],
+            )
+            staged = make_staged_image(staging, config, parse_config(config), [layer], [tag])
+            return self._commit([staged], staging)[0]
+
+    def bootstrap_debian(
+        self,
+        reference: str = "debian:bookworm",
+        *,
+        include: Sequence[str] = (),
+        suite: str = "bookworm",
+        mirror: str | None = None,
+    ) -> Image:
+        """Create a Debian image with ``debootstrap --variant=minbase`` (one layer, apt caches dropped).
+
+        The mirror is the host's apt mirror for ``suite`` (falling back to
+        deb.debian.org); ``include`` adds packages (``--include``). Config:
+        Cmd ["bash"] and the default PATH. Needs root and network. Raises
+        HostNotReady (no debootstrap, not root), EngineError if debootstrap fails.
+        """
+        tag = normalize_tag(reference)
+        packages = check_packages(include)
+        mirror = mirror or host_debian_mirror(suite)
+        self.paths.tmp.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=self.paths.tmp, prefix=TMP_PREFIX + "debootstrap-"))
+        target = scratch / "rootfs"
+        try:
+            run_debootstrap(target, suite=suite, mirror=mirror, include=packages)
+            with Staging(self.blobs) as staging:
+                with self.blobs.writer() as w:
+                    write_tree_tar(target, w)
+                    blob = staging.adopt(w.finish())
+                layer = staging.scan_staged(blob, "debian rootfs")
+                created = utc_now_iso()
+                with_pkgs = f" --include={','.join(packages)}" if packages else ""
+                config = build_config(
+                    [layer.diff_id],
+                    created=created,
+                    created_by=f"debootstrap --variant=minbase{with_pkgs} {suite} {mirror}",
+                    env=[f"PATH={DEFAULT_PATH}"],
+                    cmd=["bash"],
+                )
+                staged = make_staged_image(staging, config, parse_config(config), [layer], [tag])
+                return self._commit([staged], staging)[0]
+        finally:
+            unmount_below(target)
+            remove_tree(scratch)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _image(self, record: ImageRecord, *, tolerant: bool = False) -> Image:
+        try:
+            config = parse_config(self.blobs.read_bytes(record.image_id), f"config {record.image_id}")
+        except InvalidArchive:
+            if not tolerant:
+                raise
+            return Image(
+                id=record.image_id,
+                digest=record.manifest_digest,
+                repo_tags=record.tags,
+                created=record.created,
+                size=record.size,
+                layers=(),
+                config=ImageConfig(),
+            )
+        return Image(
+            id=record.image_id,
+            digest=record.manifest_digest,
+            repo_tags=record.tags,
+            created=config.created or record.created,
+            size=record.size,
+            layers=config.diff_ids,
+            config=config.config,
+        )
+
+    def _find(self, records: Sequence[ImageRecord], reference: str) -> tuple[ImageRecord, str | None]:
+        """The record for ``reference`` and the tag it named (None for ids and digests)."""
+        text = reference.strip()
+        if DIGEST_RE.match(text):
+            for r in records:
+                if text in (r.image_id, r.manifest_digest):
+                    return r, None
+            raise self._not_found(reference)
+        parse_error: InvalidReference | None = None
+        try:
+            ref = parse_reference(text)
+        except InvalidReference as exc:
+            parse_error, ref = exc, None
+        if ref is not None:
+            if ref.digest is not None:
+                for r in records:
+                    if r.manifest_digest == ref.digest:
+                        return r, None
+            else:
+                for r in records:
+                    if ref.tagged in r.tags:
+                        return r, ref.tagged
+        short = _SHORT_ID_RE.match(text)
+        if short:
+            hits = [r for r in records if digest_hex(r.image_id).startswith(short.group(1))]
+            if len(hits) == 1:
+                return hits[0], None
+            if len(hits) > 1:
+                raise InvalidReference(
+                    f"short id {reference!r} is ambiguous: it matches {len(hits)} images; give more digits"
+                )
+        if parse_error is not None and not short:
+            raise parse_error
+        raise self._not_found(reference)
+
+    @staticmethod
+    def _not_found(reference: str) -> ImageNotFound:
+        try:
+            ref = parse_reference(reference)
+        except InvalidReference:
+            ref = None
+        if ref is not None and ref.digest is None and ref.name in _BOOTSTRAPPABLE:
+            cmd = f"hpctl image bootstrap {ref.name}"
+            if ref.tagged != _BOOTSTRAPPABLE[ref.name]:
+                cmd += f" --tag {ref.tagged}"
+            return ImageNotFound(f"no image {reference!r} on this host; create it with: {cmd}")
+        return ImageNotFound(
+            f"no image {reference!r} on this host; import it with: hpctl image import FILE {reference}"
+        )
+
+    def _commit(self, staged: Sequence[StagedImage], staging: Staging) -> builtins.list[Image]:
+        """Move staged blobs into the store and add the images to the index (under the lock)."""
+        with self.index.locked():
+            records = fold(self.index.load())
+            committed: builtins.list[str] = []
+            for img in staged:
+                for layer in img.layers:
+                    staging.commit(layer.blob)
+                staging.commit(img.config)
+                staging.commit(img.manifest)
+                same = [
+                    r
+                    for r in records
+                    if r.image_id == img.image_id or r.manifest_digest == img.manifest.digest
+                ]
+                kept_tags = tuple(t for r in same for t in r.tags)
+                records = _without_tags([r for r in records if r not in same], set(img.tags))
+                tags = tuple(dict.fromkeys((*kept_tags, *img.tags)))
+                records.insert(
+                    0,
+                    ImageRecord(
+                        image_id=img.image_id,
+                        manifest_digest=img.manifest.digest,
+                        manifest_size=img.manifest.size,
+                        media_type=img.manifest_media_type,
+                        created=img.created,
+                        size=img.size,
+                        tags=tags,
+                    ),
+                )
+                committed.append(img.image_id)
+            self.index.save(unfold(records))
+            self._gc(records)
+        by_id = {r.image_id: r for r in records}
+        return [self._image(by_id[i], tolerant=True) for i in committed]
+
+    def _gc(self, records: Sequence[ImageRecord]) -> None:
+        """Delete what ``records`` do not reference (call with the index lock held)."""
+        keep_blobs: set[str] = set()
+        keep_layers: set[str] = set()
+        for r in records:
+            keep_blobs.update((r.manifest_digest, r.image_id))
+            try:
+                manifest = parse_manifest(self.blobs.read_bytes(r.manifest_digest))
+            except InvalidArchive:
+                continue
+            keep_blobs.update(la.digest for la in manifest.layers)
+            keep_layers.update(
+                digest_hex(la.digest) for la in manifest.layers
+            )  # uncompressed: digest == diff_id
+            try:
+                keep_layers.update(
+                    digest_hex(d) for d in parse_config(self.blobs.read_bytes(r.image_id)).diff_ids
+                )
+            except (InvalidArchive, ValueError):
+                continue
+        for digest in self.blobs.digests() - keep_blobs:
+            self.blobs.delete(digest)
+        if self.paths.layers.is_dir():
+            for d in self.paths.layers.iterdir():
+                if len(d.name) == 64 and d.name not in keep_layers:
+                    remove_tree(d)
+        locks = self.paths.images / "locks"
+        if locks.is_dir():
+            for f in locks.iterdir():
+                m = re.match(r"^layer-([0-9a-f]{64})-\d+\.lock$", f.name)
+                if m and m.group(1) not in keep_layers:
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
+        self._clean_tmp()
+
+    def _clean_tmp(self) -> None:
+        if not self.paths.tmp.is_dir():
+            return
+        cutoff = time.time() - _STALE_TMP_SECONDS
+        for p in self.paths.tmp.iterdir():
+            try:
+                if p.name.startswith(TMP_PREFIX) and p.lstat().st_mtime < cutoff:
+                    remove_tree(p)
+            except OSError:
+                continue
+
+    def _unpacked(self, layer: LayerRef, diff_id: str, uid_base: int) -> Path:
+        hexid = digest_hex(diff_id)
+        final = self.paths.layers / hexid / str(uid_base)
+        if final.is_dir():
+            return final
+        with file_lock(self.paths.images / "locks" / f"layer-{hexid}-{uid_base}.lock"):
+            if final.is_dir():
+                return final
+            self.paths.tmp.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(dir=self.paths.tmp, prefix=TMP_PREFIX + "layer-"))
+            try:
+                rootfs = scratch / "rootfs"
+                rootfs.mkdir(mode=0o755)
+                self._extract_blob(layer, diff_id, rootfs, uid_base)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(final.parent, 0o711)
+                os.rename(rootfs, final)
+            finally:
+                remove_tree(scratch)
+        return final
+
+    def _extract_blob(self, layer: LayerRef, diff_id: str, dest: Path, uid_base: int) -> None:
+        compression = layer_compression(layer.media_type)
+        with self.blobs.open(layer.digest) as reader:
+            try:
+                uncompressed = HashingReader(decompressed(reader, compression))
+                extract_layer(uncompressed, dest, uid_base=uid_base)
+                uncompressed.drain()
+                reader.finish()
+            except CorruptBlob:
+                raise
+            except TAR_ERRORS as exc:
+                reader.finish()
+                raise InvalidArchive(f"layer {layer.digest} is not a valid tar archive ({exc})") from None
+            except InvalidArchive:
+                reader.finish()  # a damaged blob explains a broken tar better
+                raise
+        if uncompressed.digest != diff_id:
+            raise CorruptBlob(
+                f"layer {layer.digest} is corrupt: its uncompressed content hashes to {uncompressed.digest}, "
+                f"not to its diff_id {diff_id}; re-import the image"
+            )
+
+
+def _without_tags(records: Sequence[ImageRecord], tags: set[str]) -> builtins.list[ImageRecord]:
+    """``records`` with ``tags`` removed from every image (an image may become dangling)."""
+    return [
+        replace(r, tags=tuple(t for t in r.tags if t not in tags)) if set(r.tags) & tags else r
+        for r in records
+    ]
+
+
+def _ids(ids: Iterable[str]) -> set[str]:
+    return {i if i.startswith("sha256:") else f"sha256:{i}" for i in ids}

@@ -1,0 +1,231 @@
+"""Container log files in conmon's k8s-file format, their rotation and following.
+
+Each record is ``<RFC3339Nano time> <stdout|stderr> <F|P> <text>``; ``P``
+marks a partial line continued by the next record of the same stream.
+Rotated files are ``<log>.1`` (newest) to ``<log>.<max_files-1>`` (oldest).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from engine.errors import InvalidSpec
+
+_RECORD = re.compile(rb"^(\S+) (stdout|stderr) ([FP]) ?(.*)$")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of container output."""
+
+    time: str
+    stream: str
+    text: str
+
+    def timestamp(self) -> datetime:
+        return parse_time(self.time)
+
+
+def parse_time(value: str) -> datetime:
+    """Parse an RFC 3339 time with up to nanosecond precision."""
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", value)
+    if not m:
+        raise InvalidSpec(f"invalid time {value!r}: expected RFC 3339, e.g. 2026-01-02T03:04:05Z")
+    frac = (m.group(2) or "0")[:6].ljust(6, "0")
+    tz = m.group(3) or "Z"
+    return datetime.fromisoformat(f"{m.group(1)}.{frac}{'+00:00' if tz == 'Z' else tz}")
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """`--since` as Docker takes it: RFC 3339, a Unix time, or a duration like 10m, 2h, 30s."""
+    now = now or datetime.now(UTC)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", value)
+    if m:
+        scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return now - timedelta(seconds=float(m.group(1)) * scale)
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return datetime.fromtimestamp(float(value), UTC)
+    try:
+        return parse_time(value)
+    except InvalidSpec:
+        raise InvalidSpec(
+            f"invalid --since {value!r}: use a time like 2026-01-02T03:04:05Z, "
+            "a Unix time, or a duration like 10m"
+        ) from None
+
+
+class LineAssembler:
+    """Joins partial (P) records into whole lines, per stream."""
+
+    def __init__(self) -> None:
+        self._partial: dict[str, list[bytes]] = {}
+
+    def feed(self, raw: bytes) -> LogLine | None:
+        m = _RECORD.match(raw.rstrip(b"\n"))
+        if not m:
+            return None
+        stamp, stream, tag, text = (g.decode() if i < 3 else g for i, g in enumerate(m.groups()))
+        assert isinstance(text, bytes) and isinstance(stream, str) and isinstance(stamp, str)
+        parts = self._partial.setdefault(stream, [])
+        parts.append(text)
+        if tag == "P":
+            return None
+        self._partial[stream] = []
+        return LogLine(stamp, stream, b"".join(parts).decode(errors="replace"))
+
+
+def log_files(log: Path, max_files: int) -> list[Path]:
+    """Existing log files of a container, oldest first."""
+    rotated = [log.with_name(f"{log.name}.{i}") for i in range(max(max_files, 1) + 5, 0, -1)]
+    return [p for p in [*rotated, log] if p.exists()]
+
+
+def read_lines(log: Path, max_files: int, current_limit: int | None = None) -> Iterator[LogLine]:
+    """Every line in the container's log files, oldest first.
+
+    ``current_limit`` stops reading the current (unrotated) file at that byte
+    offset, so a follower can start exactly where this left off.
+    """
+    assembler = LineAssembler()
+    for path in log_files(log, max_files):
+        with open(path, "rb") as f:
+            data = f.read(current_limit) if path == log and current_limit is not None else f.read()
+        for raw in data.split(b"\n"):
+            line = assembler.feed(raw) if raw else None
+            if line is not None:
+                yield line
+
+
+def select_lines(lines: Iterator[LogLine], tail: int | None, since: datetime | None) -> list[LogLine]:
+    """Lines at or after ``since``, then only the last ``tail`` of them."""
+    if since is not None:
+        lines = (ln for ln in lines if ln.timestamp() >= since)
+    if tail is None or tail < 0:
+        return list(lines)
+    return list(deque(lines, maxlen=tail)) if tail else []
+
+
+def follow(
+    log: Path,
+    start_offset: int,
+    is_done: Callable[[], bool],
+    poll_interval: float = 0.05,
+    max_files: int = 3,
+) -> Iterator[LogLine]:
+    """Lines appended to ``log`` from ``start_offset`` on, across rotations, until ``is_done()``.
+
+    When the file is renamed away (rotation), the rest of the old file is read
+    and then its successor (the next newer file, found by inode), so no line
+    is lost or repeated even when several rotations happen between two reads.
+    """
+    assembler = LineAssembler()
+    f = _open_at(log, start_offset)
+    pending = b""
+    last_time = ""
+    try:
+        while True:
+            chunk = f.read(65536) if f else b""
+            if chunk:
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    line = assembler.feed(raw)
+                    if line is not None:
+                        last_time = line.time
+                        yield line
+                continue
+            if f is None or _rotated(f.fileno(), log):
+                successor = _open_at(log, 0) if f is None else _successor(log, max_files, f, last_time)
+                if successor is not None:
+                    if f is not None:
+                        f.close()
+                    f = successor
+                    continue
+            # Checked after an empty read: whatever the monitor wrote before it
+            # exited has been read by the time we stop.
+            if is_done() and not (f is not None and _has_more(f)):
+                return
+            time.sleep(poll_interval)
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _has_more(f: BinaryIO) -> bool:
+    return os.fstat(f.fileno()).st_size > f.tell()
+
+
+def _successor(log: Path, max_files: int, current: BinaryIO, last_time: str) -> BinaryIO | None:
+    """The file written after ``current`` once ``current`` was rotated away."""
+    own = os.fstat(current.fileno())
+    files = log_files(log, max_files)
+    for i, path in enumerate(files):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if (st.st_ino, st.st_dev) == (own.st_ino, own.st_dev):
+            return _open_at(files[i + 1], 0) if i + 1 < len(files) else None
+    # Our file was dropped as the oldest: continue with the oldest newer one.
+    for path in files:
+        first = _first_time(path)
+        if first is None or first > last_time:
+            return _open_at(path, 0)
+    return None
+
+
+def _first_time(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            m = _RECORD.match(f.readline())
+    except FileNotFoundError:
+        return None
+    return m.group(1).decode() if m else None
+
+
+def _open_at(path: Path, offset: int) -> BinaryIO | None:
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by follow()
+    except FileNotFoundError:
+        return None
+    f.seek(offset)
+    return f
+
+
+def _rotated(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_ino, st.st_dev) != (own.st_ino, own.st_dev)
+
+
+def rotate(log: Path, max_files: int) -> bool:
+    """Shift ``log`` to ``log.1`` (and older files up), dropping the oldest beyond ``max_files``.
+
+    Returns whether anything was rotated; the writer must reopen ``log`` afterwards.
+    """
+    if not log.exists() or max_files < 1:
+        return False
+    keep = max_files - 1
+    if keep == 0:
+        log.unlink()
+        return True
+    oldest = log.with_name(f"{log.name}.{keep}")
+    if oldest.exists():
+        oldest.unlink()
+    for i in range(keep - 1, 0, -1):
+        src = log.with_name(f"{log.name}.{i}")
+        if src.exists():
+            os.rename(src, log.with_name(f"{log.name}.{i + 1}"))
+    os.rename(log, log.with_name(f"{log.name}.1"))
+    return True

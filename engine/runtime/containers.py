@@ -1,0 +1,513 @@
+"""Container lifecycle: create, start, stop, kill, restart, remove, wait, exec.
+
+State is kept on disk (``container.json`` per container) and reconciled with
+what conmon recorded (the exit file), so `ps -a` is right after the engine
+process restarts and an exit that nobody watched is still recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from engine.cgroups.tree import container_cgroup, remove_if_empty
+from engine.errors import Conflict, InvalidSpec, RuntimeFailure
+from engine.fsutil import atomic_write_bytes, atomic_write_json
+from engine.images.store import ImageStore
+from engine.logs import k8s_file
+from engine.paths import EnginePaths
+from engine.runtime import mounts
+from engine.runtime.idmap import TenantIdRanges, validate_tenant
+from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.runtime.oci_runtime import MonitorFiles, OciRuntime
+from engine.runtime.oci_spec import BindMount, BundleSpec, ProcessSpec, build_config, process_json
+from engine.runtime.process import (
+    merge_env,
+    normalize_signal,
+    resolve_process,
+    validate_env,
+    validate_hostname,
+    validate_workdir,
+)
+from engine.runtime.rootpath import resolve_in_root
+from engine.runtime.store import ContainerStore, validate_name
+from engine.runtime.users import resolve_user
+
+INIT_CANDIDATES = ("/usr/bin/catatonit", "/usr/bin/tini-static")
+INIT_DEST = "/.hpinit"
+KILL_GRACE_SECONDS = 10.0
+ACTIVE = ("created", "running")
+
+
+def now_iso() -> str:
+    """The current UTC time as RFC 3339 with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _mtime_iso(path: Path) -> str:
+    return (
+        datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+class ContainerManager:
+    """Runs containers for one engine instance."""
+
+    def __init__(
+        self,
+        paths: EnginePaths,
+        instance: str,
+        images: ImageStore,
+        cgroup_roots: Callable[[], Sequence[Path]],
+    ) -> None:
+        self.paths = paths
+        self.instance = instance
+        self.images = images
+        self.store = ContainerStore(paths)
+        self.runtime = OciRuntime(paths.run / "crun")
+        self.id_ranges = TenantIdRanges(paths.tenants)
+        self.exit_dir = paths.run / "exits"
+        self._cgroup_roots = cgroup_roots
+
+    # ---- files of one container -------------------------------------------------
+    def files(self, cid: str) -> MonitorFiles:
+        bundle = self.store.directory(cid)
+        return MonitorFiles(
+            bundle=bundle,
+            log=bundle / "ctr.log",
+            pidfile=bundle / "pid",
+            conmon_pidfile=bundle / "conmon.pid",
+            exit_dir=self.exit_dir,
+            persist_dir=bundle / "persist",
+        )
+
+    def log_path(self, container: Container) -> Path:
+        return self.files(container.id).log
+
+    # ---- create -----------------------------------------------------------------
+    def create(self, spec: ContainerSpec) -> Container:
+        """Create (but do not start) a container from ``spec``.
+
+        Raises ImageNotFound, InvalidSpec, CommandNotFound, Conflict (name in
+        use) or RuntimeFailure; on any error nothing is left behind.
+        """
+        validate_tenant(spec.tenant)
+        validate_env(spec.env)
+        if spec.name is not None:
+            validate_name(spec.name)
+        if spec.workdir is not None:
+            validate_workdir(spec.workdir)
+        stop_signal = normalize_signal(spec.stop_signal) if spec.stop_signal else ""
+        if spec.stop_timeout < 0:
+            raise InvalidSpec(f"invalid stop timeout {spec.stop_timeout}: use 0 or more seconds")
+        if spec.log.max_size < 4096 or spec.log.max_files < 1:
+            raise InvalidSpec("invalid log options: max-size must be at least 4k and max-file at least 1")
+        if spec.hostname is not None:
+            validate_hostname(spec.hostname)
+        image = self.images.resolve(spec.image)
+        stop_signal = stop_signal or (
+            normalize_signal(image.config.stop_signal) if image.config.stop_signal else "SIGTERM"
+        )
+        id_range = self.id_ranges.range_for(spec.tenant)
+        init_path = self._init_binary() if spec.init else None
+        cid = self.store.new_id()
+        hostname = spec.hostname or cid[:12]
+        with ExitStack() as undo:
+            name = self.store.reserve_name(spec.name, cid)
+            undo.callback(self.store.release_name, name, cid)
+            bundle = self.store.directory(cid)
+            bundle.mkdir(parents=True)
+            undo.callback(shutil.rmtree, bundle, True)
+            rootfs = self._mount_rootfs(bundle, self.images.layer_dirs(image, id_range.base), id_range.base)
+            undo.callback(mounts.unmount, rootfs)
+            process = resolve_process(spec, image, rootfs, hostname, INIT_DEST if init_path else None)
+            self._prepare_workdir(rootfs, process, id_range.base)
+            binds = self._write_etc_files(bundle, hostname, id_range.base)
+            if init_path:
+                binds.append(BindMount(init_path, INIT_DEST, read_only=True))
+            cgroup = container_cgroup(self.instance, spec.tenant, cid)
+            config = build_config(
+                BundleSpec(
+                    process=process,
+                    hostname=hostname,
+                    id_range=id_range,
+                    cgroups_path=cgroup,
+                    binds=tuple(binds),
+                    annotations={"org.hostpanel.tenant": spec.tenant},
+                )
+            )
+            atomic_write_json(bundle / "config.json", config, compact=True)
+            container = Container(
+                id=cid,
+                name=name,
+                tenant=spec.tenant,
+                image=spec.image,
+                image_id=image.id,
+                command=list(process.args),
+                status="created",
+                created=now_iso(),
+                uid_base=id_range.base,
+                hostname=hostname,
+                user=spec.user if spec.user is not None else image.config.user,
+                env=list(process.env),
+                workdir=process.cwd,
+                init=spec.init,
+                stop_signal=stop_signal,
+                stop_timeout=spec.stop_timeout,
+                labels=dict(spec.labels),
+                layers=list(image.layers),
+                cgroup_path=cgroup,
+                log_max_size=spec.log.max_size,
+                log_max_files=spec.log.max_files,
+            )
+            self.store.save(container)
+            self._create_in_runtime(container)
+            undo.pop_all()
+        return container
+
+    def _init_binary(self) -> str:
+        for candidate in INIT_CANDIDATES:
+            if os.access(candidate, os.X_OK):
+                return candidate
+        raise InvalidSpec("--init needs catatonit or tini-static on the host; run `hpctl host setup`")
+
+    def _mount_rootfs(self, bundle: Path, layers_bottom_first: list[Path], uid_base: int) -> Path:
+        upper, work, rootfs = bundle / "upper", bundle / "work", bundle / "rootfs"
+        for d in (upper, work, rootfs):
+            d.mkdir(exist_ok=True)
+        os.chown(upper, uid_base, uid_base)
+        os.chmod(upper, 0o755)
+        mounts.mount_overlay(list(reversed(layers_bottom_first)), upper, work, rootfs)
+        return rootfs
+
+    @staticmethod
+    def _prepare_workdir(rootfs: Path, process: ProcessSpec, uid_base: int) -> None:
+        """Create the working directory in the rootfs if the image lacks it, like Docker."""
+        target = resolve_in_root(rootfs, process.cwd)
+        if target.exists():
+            if not target.is_dir():
+                raise InvalidSpec(
+                    f"working directory {process.cwd!r} exists in the image but is not a directory"
+                )
+            return
+        missing = []
+        probe = target
+        while not probe.exists() and probe != rootfs:
+            missing.append(probe)
+            probe = probe.parent
+        for d in reversed(missing):
+            d.mkdir()
+            os.chown(d, uid_base + process.uid, uid_base + process.gid)
+
+    @staticmethod
+    def _write_etc_files(bundle: Path, hostname: str, uid_base: int) -> list[BindMount]:
+        etc = bundle / "etc"
+        etc.mkdir(exist_ok=True)
+        files = {
+            "hostname": f"{hostname}\n",
+            "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"127.0.1.1\t{hostname}\n",
+        }
+        binds = []
+        for name, content in files.items():
+            path = etc / name
+            atomic_write_bytes(path, content.encode())
+            os.chown(path, uid_base, uid_base)
+            binds.append(BindMount(str(path), f"/etc/{name}", read_only=False))
+        return binds
+
+    def _create_in_runtime(self, container: Container) -> None:
+        files = self.files(container.id)
+        with contextlib.suppress(FileNotFoundError):
+            (self.exit_dir / container.id).unlink()
+        hard_cap = container.log_max_size * (container.log_max_files + 1)
+        try:
+            pid = self.runtime.create(container.id, container.name, files, hard_cap)
+        except RuntimeFailure:
+            self._cleanup_runtime(container)
+            raise
+        container.pid = pid
+        container.conmon_pid = _read_pid(files.conmon_pidfile)
+        self.store.save(container)
+
+    # ---- start / status ---------------------------------------------------------
+    def start(self, ref: str | Container) -> Container:
+        """Start a created or exited container. Raises Conflict if it is running."""
+        container = self.get(ref)
+        with self.store.lock(container.id):
+            container = self.refresh(self.store.load(container.id))
+            if container.status == "running":
+                raise Conflict(f"container {container.name} is already running")
+            if container.status != "created":
+                self._recreate(container)
+            self.runtime.start(container.id)
+            container.status = "running"
+            container.started_at = now_iso()
+            container.finished_at = ""
+            container.exit_code = None
+            container.oom_killed_at = ""
+            self.store.save(container)
+        return container
+
+    def _recreate(self, container: Container) -> None:
+        """Make an exited container startable again: fresh runtime state, same rootfs and logs."""
+        self.runtime.delete(container.id, force=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.exit_dir / container.id).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.files(container.id).persist_dir / "oom").unlink()
+        rootfs = self.store.directory(container.id) / "rootfs"
+        if not mounts.is_mountpoint(rootfs):
+            image = self.images.resolve(container.image_id)
+            self._mount_rootfs(
+                self.store.directory(container.id),
+                self.images.layer_dirs(image, container.uid_base),
+                container.uid_base,
+            )
+        self._create_in_runtime(container)
+
+    def refresh(self, container: Container) -> Container:
+        """Bring the record up to date with what conmon recorded; saves changes."""
+        if container.status not in ACTIVE:
+            return container
+        exit_file = self.exit_dir / container.id
+        if exit_file.exists():
+            text = exit_file.read_text().strip()
+            container.exit_code = int(text) if text.lstrip("-").isdigit() else 255
+            container.finished_at = _mtime_iso(exit_file)
+            oom = self.files(container.id).persist_dir / "oom"
+            if oom.exists():
+                container.status = "oom-killed"
+                container.oom_killed_at = _mtime_iso(oom)
+            else:
+                container.status = "exited"
+            self.store.save(container)
+        elif not self._monitor_alive(container):
+            container.status = "exited"
+            container.exit_code = container.exit_code if container.exit_code is not None else 255
+            container.finished_at = container.finished_at or now_iso()
+            self.store.save(container)
+        return container
+
+    def _monitor_alive(self, container: Container) -> bool:
+        pid = container.conmon_pid
+        if pid <= 0:
+            return False
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return container.id.encode() in f.read()
+        except OSError:
+            return False
+
+    def get(self, ref: str | Container) -> Container:
+        """The up-to-date record of the container named by id, id prefix or name."""
+        cid = ref.id if isinstance(ref, Container) else self.store.find(ref).id
+        return self.refresh(self.store.load(cid))
+
+    def list(self, *, include_stopped: bool = False) -> list[Container]:
+        """Containers, newest first; only running ones unless ``include_stopped``."""
+        result = [self.refresh(c) for c in self.store.all()]
+        if not include_stopped:
+            result = [c for c in result if c.status == "running"]
+        return sorted(result, key=lambda c: c.created, reverse=True)
+
+    # ---- waiting and signals ----------------------------------------------------
+    def wait(self, ref: str | Container, timeout: float | None = None) -> Container:
+        """Block until the container is no longer running (or ``timeout`` passes)."""
+        container = self.get(ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pidfd = self._open_pidfd(container)
+        try:
+            while container.status in ACTIVE:
+                if container.status == "created" and not self._monitor_alive(container):
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                step = 0.5 if remaining is None else min(0.5, remaining)
+                if pidfd is not None:
+                    poller = select.poll()
+                    poller.register(pidfd, select.POLLIN)
+                    poller.poll(step * 1000)
+                else:
+                    time.sleep(min(step, 0.01))
+                container = self.refresh(self.store.load(container.id))
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        return container
+
+    def _open_pidfd(self, container: Container) -> int | None:
+        if not self._monitor_alive(container):
+            return None
+        try:
+            return os.pidfd_open(container.conmon_pid)
+        except OSError:
+            return None
+
+    def kill(self, ref: str | Container, signal: str = "SIGKILL") -> Container:
+        """Send ``signal`` to the container's main process. Conflict if it is not running."""
+        container = self.get(ref)
+        if container.status != "running":
+            raise Conflict(f"container {container.name} is not running")
+        self.runtime.kill(container.id, normalize_signal(signal))
+        return container
+
+    def stop(self, ref: str | Container, timeout: int | None = None) -> Container:
+        """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds."""
+        container = self.get(ref)
+        if container.status != "running":
+            return container
+        grace = container.stop_timeout if timeout is None else timeout
+        with contextlib.suppress(RuntimeFailure):
+            self.runtime.kill(container.id, container.stop_signal)
+        container = self.wait(container, timeout=grace)
+        if container.status == "running":
+            with contextlib.suppress(RuntimeFailure):
+                self.runtime.kill(container.id, "SIGKILL", all_processes=True)
+            container = self.wait(container, timeout=KILL_GRACE_SECONDS)
+        return container
+
+    def restart(self, ref: str | Container, timeout: int | None = None) -> Container:
+        """Stop (if running) and start again."""
+        container = self.stop(ref, timeout)
+        return self.start(container)
+
+    # ---- remove -----------------------------------------------------------------
+    def remove(self, ref: str | Container, *, force: bool = False) -> Container:
+        """Remove a container and everything it owns; Conflict if running without ``force``."""
+        container = self.get(ref)
+        with self.store.lock(container.id):
+            container = self.refresh(self.store.load(container.id))
+            if container.status == "running":
+                if not force:
+                    raise Conflict(f"container {container.name} is running; stop it first or use -f")
+                with contextlib.suppress(RuntimeFailure):
+                    self.runtime.kill(container.id, "SIGKILL", all_processes=True)
+                container = self.wait(container, timeout=KILL_GRACE_SECONDS)
+            self._cleanup_runtime(container)
+            rootfs = self.store.directory(container.id) / "rootfs"
+            mounts.unmount(rootfs)
+            if mounts.is_mountpoint(rootfs):
+                raise RuntimeFailure(f"cannot remove {container.name}: its root file system is still mounted")
+            self.store.delete(container)
+        return container
+
+    def _cleanup_runtime(self, container: Container) -> None:
+        cgroup = container.cgroup_path or container_cgroup(self.instance, container.tenant, container.id)
+        leaves = [root / cgroup.lstrip("/") for root in self._cgroup_roots()]
+        if container.status in ACTIVE or not self.runtime.forget_stopped(container.id, leaves):
+            self.runtime.delete(container.id, force=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.exit_dir / container.id).unlink()
+        remove_if_empty(self._cgroup_roots(), cgroup)
+
+    # ---- exec -------------------------------------------------------------------
+    def exec(
+        self,
+        ref: str | Container,
+        spec: ExecSpec,
+        *,
+        stdin: IO[bytes] | int | None = None,
+        stdout: IO[bytes] | int | None = None,
+        stderr: IO[bytes] | int | None = None,
+        tty: bool = False,
+    ) -> subprocess.Popen[bytes]:
+        """Start ``spec`` inside the running container; returns the process (wait() for the code).
+
+        Raises Conflict when the container is not running, InvalidSpec for bad input.
+        """
+        container = self.get(ref)
+        if container.status != "running":
+            raise Conflict(f"container {container.name} is not running; start it first")
+        if not spec.command:
+            raise InvalidSpec("exec needs a command")
+        validate_env(spec.env)
+        rootfs = self.store.directory(container.id) / "rootfs"
+        user = resolve_user(rootfs, spec.user if spec.user is not None else container.user)
+        env = merge_env(container.env, (f"HOME={user.home}",) if spec.user is not None else (), spec.env)
+        cwd = validate_workdir(spec.workdir) if spec.workdir else container.workdir
+        process = ProcessSpec(
+            args=spec.command,
+            env=tuple(f"{k}={v}" for k, v in env.items()),
+            cwd=cwd,
+            uid=user.uid,
+            gid=user.gid,
+            additional_gids=user.additional_gids,
+            terminal=tty,
+        )
+        # The process spec reaches crun through a pipe, so no file is left behind.
+        read_end, write_end = os.pipe()
+        try:
+            os.write(write_end, json.dumps(process_json(process)).encode())
+        finally:
+            os.close(write_end)
+        try:
+            return subprocess.Popen(
+                self.runtime.exec_command(container.id, Path(f"/dev/fd/{read_end}"), tty=tty),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=(read_end,),
+            )
+        finally:
+            os.close(read_end)
+
+    # ---- logs -------------------------------------------------------------------
+    def logs(
+        self,
+        ref: str | Container,
+        *,
+        tail: int | None = None,
+        since: datetime | None = None,
+        follow: bool = False,
+    ) -> Iterator[k8s_file.LogLine]:
+        """The container's output lines; with ``follow``, new ones until the container stops."""
+        container = self.get(ref)
+        log = self.log_path(container)
+        start_offset = log.stat().st_size if log.exists() else 0
+        lines = k8s_file.read_lines(log, container.log_max_files, current_limit=start_offset)
+        yield from k8s_file.select_lines(lines, tail, since)
+        if follow:
+
+            def done() -> bool:
+                return self.refresh(self.store.load(container.id)).status not in ACTIVE
+
+            yield from k8s_file.follow(log, start_offset, done, max_files=container.log_max_files)
+
+    def rotate_logs(self) -> int:
+        """Rotate every running container's log that is over its size; returns how many."""
+        rotated = 0
+        for container in self.list():
+            files = self.files(container.id)
+            with contextlib.suppress(FileNotFoundError):
+                if files.log.stat().st_size >= container.log_max_size and k8s_file.rotate(
+                    files.log, container.log_max_files
+                ):
+                    self.runtime.reopen_log(files)
+                    rotated += 1
+        return rotated
+
+    def image_ids_in_use(self) -> set[str]:
+        """Ids of the images any container (in any state) was created from."""
+        return {c.image_id for c in self.store.all()}
+
+
+def _read_pid(path: Path) -> int:
+    for _ in range(200):
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(path.read_text().strip())
+        time.sleep(0.001)
+    return 0

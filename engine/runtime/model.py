@@ -1,0 +1,103 @@
+"""Plain dataclasses for containers: what the caller asks for and what it gets back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """Size-based rotation of a container's log file."""
+
+    max_size: int = 10 * 1024 * 1024
+    max_files: int = 3
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What to run. Empty fields fall back to the image's config, like `docker run`."""
+
+    image: str
+    command: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    name: str | None = None
+    tenant: str = DEFAULT_TENANT
+    env: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    init: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int = 10
+    labels: dict[str, str] = field(default_factory=dict)
+    log: LogOptions = field(default_factory=LogOptions)
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """A process to run inside a running container."""
+
+    command: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    user: str | None = None
+    workdir: str | None = None
+
+
+@dataclass
+class Container:
+    """A container as the engine records it on disk.
+
+    ``status`` is one of ``created``, ``running``, ``exited``, ``oom-killed``.
+    Times are ISO-8601 strings in UTC ('' when not reached yet).
+    """
+
+    id: str
+    name: str
+    tenant: str
+    image: str
+    image_id: str
+    command: list[str]
+    status: str
+    created: str
+    started_at: str = ""
+    finished_at: str = ""
+    exit_code: int | None = None
+    pid: int = 0
+    conmon_pid: int = 0
+    uid_base: int = 0
+    hostname: str = ""
+    user: str = ""
+    env: list[str] = field(default_factory=list)
+    workdir: str = "/"
+    init: bool = False
+    stop_signal: str = "SIGTERM"
+    stop_timeout: int = 10
+    labels: dict[str, str] = field(default_factory=dict)
+    layers: list[str] = field(default_factory=list)
+    cgroup_path: str = ""
+    log_max_size: int = LogOptions.max_size
+    log_max_files: int = LogOptions.max_files
+    restart_count: int = 0
+    oom_killed_at: str = ""
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 hex digits of the id."""
+        return self.id[:12]
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == "running"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Container:
+        """Rebuild a record, ignoring keys this version does not know."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

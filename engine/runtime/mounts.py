@@ -1,0 +1,48 @@
+"""The seam for mount(2)/umount(2): overlay root file systems."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import RuntimeFailure
+
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def mount_overlay(lowers_top_first: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
+    """Mount an overlay of ``lowers`` (top first) with ``upper``/``work`` at ``target``.
+
+    Raises RuntimeFailure with the kernel's reason.
+    """
+    if not lowers_top_first:
+        raise RuntimeFailure("an overlay needs at least one lower layer")
+    options = f"lowerdir={':'.join(str(p) for p in lowers_top_first)},upperdir={upper},workdir={work}"
+    if _libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise RuntimeFailure(f"cannot mount the container's overlay root at {target}: {os.strerror(err)}")
+
+
+def unmount(target: Path) -> None:
+    """Lazily unmount ``target``; not mounted is fine."""
+    if _libc.umount2(os.fsencode(target), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise RuntimeFailure(f"cannot unmount {target}: {os.strerror(err)}")
+
+
+def is_mountpoint(path: Path) -> bool:
+    """Whether ``path`` is listed as a mount point in /proc/self/mountinfo."""
+    target = str(path)
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
+                return True
+    return False

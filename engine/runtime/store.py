@@ -1,0 +1,162 @@
+"""Container records on disk: ``<root>/containers/<id>/container.json`` and unique names."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from engine.errors import Conflict, ContainerNotFound, InvalidSpec
+from engine.fsutil import atomic_write_json, file_lock, read_json
+from engine.paths import EnginePaths
+from engine.runtime.model import Container
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+_ADJECTIVES = (
+    "brave",
+    "calm",
+    "eager",
+    "fancy",
+    "gentle",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "merry",
+    "nimble",
+    "proud",
+    "quiet",
+    "swift",
+    "tidy",
+    "vivid",
+    "witty",
+    "zesty",
+)
+_NOUNS = (
+    "otter",
+    "falcon",
+    "maple",
+    "comet",
+    "harbor",
+    "lynx",
+    "cedar",
+    "pebble",
+    "quartz",
+    "raven",
+    "sparrow",
+    "tulip",
+    "walrus",
+    "yak",
+    "zephyr",
+    "badger",
+    "heron",
+    "koala",
+)
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid container name, else raise InvalidSpec."""
+    if not _NAME_RE.match(name):
+        raise InvalidSpec(
+            f"invalid container name {name!r}: use letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit, at most 128 characters"
+        )
+    return name
+
+
+class ContainerStore:
+    """Reads and writes container records; keeps names unique within an engine root."""
+
+    def __init__(self, paths: EnginePaths) -> None:
+        self.paths = paths
+
+    def directory(self, cid: str) -> Path:
+        return self.paths.containers / cid
+
+    def _record(self, cid: str) -> Path:
+        return self.directory(cid) / "container.json"
+
+    def lock(self, cid: str) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock for changing one container's state."""
+        return file_lock(self.paths.run / "locks" / cid)
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_hex(32)
+
+    def reserve_name(self, name: str | None, cid: str) -> str:
+        """Claim ``name`` (or a generated one) for ``cid``; Conflict if already taken."""
+        if name is None:
+            for _ in range(100):
+                candidate = (
+                    f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}_{secrets.randbelow(1000)}"
+                )
+                with contextlib.suppress(Conflict):
+                    return self.reserve_name(candidate, cid)
+            raise Conflict("could not generate a free container name; pass --name")
+        validate_name(name)
+        path = self.paths.names / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            owner = path.read_text().strip() if path.exists() else "?"
+            raise Conflict(
+                f"the container name {name!r} is already in use by container {owner[:12]}; "
+                "remove that container or choose another name"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(cid)
+        return name
+
+    def release_name(self, name: str, cid: str) -> None:
+        """Free ``name`` if ``cid`` holds it."""
+        path = self.paths.names / name
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text().strip() == cid:
+                path.unlink()
+
+    def save(self, container: Container) -> None:
+        atomic_write_json(self._record(container.id), container.to_dict())
+
+    def load(self, cid: str) -> Container:
+        try:
+            return Container.from_dict(read_json(self._record(cid)))
+        except FileNotFoundError:
+            raise ContainerNotFound(f"no such container: {cid}") from None
+
+    def ids(self) -> list[str]:
+        if not self.paths.containers.exists():
+            return []
+        return [p.name for p in self.paths.containers.iterdir() if (p / "container.json").exists()]
+
+    def all(self) -> Iterator[Container]:
+        for cid in self.ids():
+            with contextlib.suppress(ContainerNotFound, ValueError):
+                yield self.load(cid)
+
+    def find(self, ref: str) -> Container:
+        """The container whose name, full id or unique id prefix is ``ref``."""
+        if not ref:
+            raise ContainerNotFound("no container given")
+        name_file = self.paths.names / ref
+        if _NAME_RE.match(ref) and name_file.exists():
+            with contextlib.suppress(FileNotFoundError, ContainerNotFound):
+                return self.load(name_file.read_text().strip())
+        if re.fullmatch(r"[0-9a-f]{1,64}", ref):
+            matches = [cid for cid in self.ids() if cid.startswith(ref)]
+            if len(matches) == 1:
+                return self.load(matches[0])
+            if len(matches) > 1:
+                raise InvalidSpec(f"container id prefix {ref!r} is ambiguous; give more digits")
+        raise ContainerNotFound(f"no such container: {ref} (see `hpctl ps -a`)")
+
+    def delete(self, container: Container) -> None:
+        """Remove the record, its directory and its name."""
+        shutil.rmtree(self.directory(container.id), ignore_errors=True)
+        self.release_name(container.name, container.id)
+        with contextlib.suppress(FileNotFoundError):
+            (self.paths.run / "locks" / container.id).unlink()

@@ -1,0 +1,1 @@
+"""The REST API: DRF routers, authentication and the OpenAPI schema."""

@@ -1,0 +1,96 @@
+"""Reading HostPanel's settings from the environment (no third-party helpers).
+
+Kept apart from ``settings.py`` so the parsing can be unit-tested without
+reloading Django settings.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """``name`` from the environment as a boolean (1/true/yes/on or 0/false/no/off)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r}: expected one of 1/true/yes/on or 0/false/no/off")
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """``name`` from the environment as a comma-separated list (blank items dropped)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
+    """Turn a DATABASE_URL into a Django ``DATABASES`` entry.
+
+    Supported: ``sqlite:///relative/path`` (relative to ``base_dir``),
+    ``sqlite:////absolute/path``, ``sqlite://:memory:``, and
+    ``postgres://`` / ``postgresql://`` ``user:password@host:port/name?option=value``
+    (query options become ``OPTIONS``, e.g. ``sslmode=require``).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        if parts.netloc == ":memory:" or parts.path in ("/:memory:", ""):
+            name: str | Path = ":memory:"
+        else:
+            raw = unquote(parts.path[1:])  # drop the slash that separates netloc from path
+            path = Path(raw)
+            name = path if path.is_absolute() else base_dir / path
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+    if scheme in ("postgres", "postgresql", "pgsql"):
+        db_name = unquote(parts.path.lstrip("/"))
+        if not db_name:
+            raise ValueError(f"DATABASE_URL {url!r} names no database (…/NAME)")
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": db_name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": dict(parse_qsl(parts.query)),
+        }
+    raise ValueError(f"unsupported DATABASE_URL scheme {parts.scheme!r}: use sqlite:/// or postgres://")
+
+
+def load_secret_key(var_dir: Path, env_name: str = "HOSTPANEL_SECRET_KEY") -> str:
+    """The secret key from ``env_name``, else from ``var_dir/secret_key``.
+
+    The file is created on first use with a random key and mode 0600, so a
+    fresh checkout works without configuration and restarts keep sessions.
+    """
+    from_env = os.environ.get(env_name)
+    if from_env:
+        return from_env
+    path = var_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key

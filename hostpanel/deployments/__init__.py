@@ -1,0 +1,1 @@
+"""Apps, releases, replicas and their restart and health policies."""

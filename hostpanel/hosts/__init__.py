@@ -1,0 +1,1 @@
+"""Hosts, heartbeats, capacity, the scheduler and the reconcile tasks."""

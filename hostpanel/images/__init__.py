@@ -1,0 +1,1 @@
+"""Image records, builds and the registry endpoints."""

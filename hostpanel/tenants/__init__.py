@@ -1,0 +1,1 @@
+"""Tenants, their members and roles, API tokens and cgroup quotas."""

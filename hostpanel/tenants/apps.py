@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class TenantsConfig(AppConfig):
+    """Tenants, their members and roles, API tokens and cgroup quotas."""
+
+    name = "hostpanel.tenants"
+    label = "tenants"
+    verbose_name = "Tenants"
+    default_auto_field = "django.db.models.BigAutoField"

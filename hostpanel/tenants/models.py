@@ -1,0 +1,1 @@
+"""Models of hostpanel.tenants: none yet; the issue that builds this app adds them."""

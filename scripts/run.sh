@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `make run`: start Redis (unless one answers), make sure the busybox base
+# image exists, migrate the database and serve the panel in the foreground.
+# `make stop` (scripts/stop.sh) stops what this started.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+BIN=.venv/bin
+VAR_DIR=${HOSTPANEL_VAR_DIR:-$PWD/var}
+RUN_DIR=$VAR_DIR/run
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+mkdir -p "$RUN_DIR" "$VAR_DIR/redis" "$VAR_DIR/log"
+
+# Redis: the Celery broker and the Channels layer. Started here only when
+# REDIS_URL points at this machine and nothing answers there yet.
+redis_hostport=${REDIS_URL#*://}
+redis_hostport=${redis_hostport##*@}
+redis_hostport=${redis_hostport%%/*}
+redis_host=${redis_hostport%%:*}
+redis_port=6379
+[[ $redis_hostport == *:* ]] && redis_port=${redis_hostport##*:}
+if redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1; then
+    echo "redis: already answering on $redis_host:$redis_port"
+elif [[ $redis_host == 127.0.0.1 || $redis_host == localhost ]]; then
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --dir "$VAR_DIR/redis" \
+        --pidfile "$RUN_DIR/redis.pid" --logfile "$VAR_DIR/log/redis.log"
+    for _ in $(seq 50); do
+        redis-cli -h 127.0.0.1 -p "$redis_port" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    redis-cli -h 127.0.0.1 -p "$redis_port" ping >/dev/null
+    echo "redis: started on 127.0.0.1:$redis_port (log: $VAR_DIR/log/redis.log)"
+else
+    echo "redis: nothing answers at $REDIS_URL; start it there or set REDIS_URL" >&2
+    exit 1
+fi
+
+# The busybox base image, so `hpctl run busybox ...` works right away.
+has_busybox() {
+    "$BIN/hpctl" images --json 2>/dev/null | "$BIN/python" -c '
+import json, sys
+
+def strings(v):
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from strings(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from strings(x)
+
+try:
+    listing = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+found = any(s == "busybox" or s.startswith("busybox:") for s in strings(listing))
+sys.exit(0 if found else 1)
+'
+}
+if has_busybox; then
+    echo "images: busybox present"
+elif "$BIN/hpctl" image bootstrap busybox; then
+    echo "images: bootstrapped busybox"
+else
+    echo "images: WARNING: could not bootstrap busybox (see above); the panel starts anyway" >&2
+fi
+
+"$BIN/python" manage.py migrate --noinput
+
+cat <<EOT
+
+HostPanel is running on http://$HOST:$PORT/
+  health:  http://$HOST:$PORT/healthz
+  admin:   http://$HOST:$PORT/admin/   (make a user: $BIN/python manage.py createsuperuser)
+  engine:  $BIN/hpctl images
+           $BIN/hpctl run --rm busybox echo hello
+           $BIN/hpctl run -d --name ticker busybox sh -c 'while true; do date; sleep 1; done'
+           $BIN/hpctl ps; $BIN/hpctl logs -f ticker; $BIN/hpctl rm -f ticker
+           $BIN/hpctl host info
+  stop:    Ctrl-C stops the panel; 'make stop' also stops the Redis started here
+
+EOT
+
+echo $$ >"$RUN_DIR/daphne.pid"
+exec "$BIN/daphne" -b "$HOST" -p "$PORT" hostpanel.asgi:application

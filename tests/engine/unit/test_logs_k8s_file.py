@@ -1,0 +1,91 @@
+"""Log records, partial lines, rotation and following across rotation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.errors import InvalidSpec
+from engine.logs import k8s_file
+
+
+def _rec(n: int, text: str, stream: str = "stdout", tag: str = "F") -> str:
+    return f"2026-11-29T18:00:{n:02d}.000000001+00:00 {stream} {tag} {text}\n"
+
+
+def test_partial_records_join_into_one_line(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_text(_rec(1, "hel", tag="P") + _rec(1, "oops", stream="stderr") + _rec(2, "lo"))
+    lines = list(k8s_file.read_lines(log, 3))
+    assert [(ln.stream, ln.text) for ln in lines] == [("stderr", "oops"), ("stdout", "hello")]
+
+
+def test_tail_and_since(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_text("".join(_rec(i, f"l{i}") for i in range(10)))
+    assert [ln.text for ln in k8s_file.select_lines(k8s_file.read_lines(log, 3), 2, None)] == ["l8", "l9"]
+    since = datetime(2026, 11, 29, 18, 0, 7, tzinfo=UTC)
+    assert [ln.text for ln in k8s_file.select_lines(k8s_file.read_lines(log, 3), None, since)] == [
+        "l7",
+        "l8",
+        "l9",
+    ]
+    assert k8s_file.select_lines(k8s_file.read_lines(log, 3), 0, None) == []
+
+
+def test_parse_since_forms() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert k8s_file.parse_since("10m", now) == datetime(2026, 1, 1, 11, 50, tzinfo=UTC)
+    assert k8s_file.parse_since("2026-01-01T00:00:00Z", now).hour == 0
+    with pytest.raises(InvalidSpec, match="since"):
+        k8s_file.parse_since("yesterday", now)
+
+
+def test_rotate_keeps_max_files(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    for i in range(5):
+        log.write_text(_rec(i, f"gen{i}"))
+        assert k8s_file.rotate(log, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctr.log.1", "ctr.log.2"]
+    assert "gen4" in (tmp_path / "ctr.log.1").read_text()
+    assert "gen3" in (tmp_path / "ctr.log.2").read_text()
+
+
+def test_read_lines_spans_rotated_files_oldest_first(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_text(_rec(1, "old"))
+    k8s_file.rotate(log, 3)
+    log.write_text(_rec(2, "new"))
+    assert [ln.text for ln in k8s_file.read_lines(log, 3)] == ["old", "new"]
+
+
+def test_follow_survives_rotation_without_loss_or_repeat(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_text("")
+    done = threading.Event()
+
+    def writer() -> None:
+        f = open(log, "a")  # noqa: SIM115
+        for i in range(40):
+            f.write(_rec(i % 60, f"n{i}"))
+            f.flush()
+            if i == 20:
+                k8s_file.rotate(log, 3)  # the writer keeps its old fd for a moment, like conmon
+                f.write(_rec(0, "n20b"))
+                f.flush()
+                f.close()
+                f = open(log, "a")  # noqa: SIM115 - "reopen" after rotation
+            time.sleep(0.002)
+        f.close()
+        done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    got = [ln.text for ln in k8s_file.follow(log, 0, done.is_set, poll_interval=0.005)]
+    t.join()
+    expected = [f"n{i}" for i in range(21)] + ["n20b"] + [f"n{i}" for i in range(21, 40)]
+    assert got == expected

@@ -1,0 +1,102 @@
+"""Settings parsing: DATABASE_URL, booleans, lists and the generated secret key."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from hostpanel.config import env_bool, env_list, load_secret_key, parse_database_url
+
+BASE = Path("/srv/hostpanel")
+
+
+def test_sqlite_relative_path_is_below_base_dir() -> None:
+    db = parse_database_url("sqlite:///var/db.sqlite3", BASE)
+    assert db == {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE / "var" / "db.sqlite3"}
+
+
+def test_sqlite_absolute_path() -> None:
+    assert parse_database_url("sqlite:////tmp/x.db", BASE)["NAME"] == Path("/tmp/x.db")
+
+
+@pytest.mark.parametrize("url", ["sqlite://:memory:", "sqlite:///:memory:", "sqlite://"])
+def test_sqlite_memory(url: str) -> None:
+    assert parse_database_url(url, BASE)["NAME"] == ":memory:"
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_postgres_url(scheme: str) -> None:
+    db = parse_database_url(f"{scheme}://hp:s%40cret@db.example:6543/hostpanel?sslmode=require", BASE)
+    assert db == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "hostpanel",
+        "USER": "hp",
+        "PASSWORD": "s@cret",
+        "HOST": "db.example",
+        "PORT": "6543",
+        "OPTIONS": {"sslmode": "require"},
+    }
+
+
+def test_postgres_defaults_port_and_needs_a_name() -> None:
+    assert parse_database_url("postgres://db/hp", BASE)["PORT"] == ""
+    with pytest.raises(ValueError, match="names no database"):
+        parse_database_url("postgres://db/", BASE)
+
+
+def test_unknown_scheme_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unsupported DATABASE_URL scheme"):
+        parse_database_url("mysql://db/hp", BASE)
+
+
+def test_env_bool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HP_TEST_FLAG", raising=False)
+    assert env_bool("HP_TEST_FLAG") is False
+    assert env_bool("HP_TEST_FLAG", default=True) is True
+    for raw, want in [("1", True), ("TRUE", True), ("on", True), ("0", False), ("no", False), ("", False)]:
+        monkeypatch.setenv("HP_TEST_FLAG", raw)
+        assert env_bool("HP_TEST_FLAG") is want
+    monkeypatch.setenv("HP_TEST_FLAG", "maybe")
+    with pytest.raises(ValueError):
+        env_bool("HP_TEST_FLAG")
+
+
+def test_env_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HP_TEST_LIST", raising=False)
+    assert env_list("HP_TEST_LIST", ["a"]) == ["a"]
+    monkeypatch.setenv("HP_TEST_LIST", " panel.example , ,10.0.0.1")
+    assert env_list("HP_TEST_LIST", []) == ["panel.example", "10.0.0.1"]
+
+
+def test_secret_key_generated_once_with_mode_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOSTPANEL_SECRET_KEY", raising=False)
+    var = tmp_path / "var"
+    key = load_secret_key(var)
+    assert len(key) >= 50
+    assert stat.S_IMODE((var / "secret_key").stat().st_mode) == 0o600
+    assert load_secret_key(var) == key
+
+
+def test_secret_key_from_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTPANEL_SECRET_KEY", "from-env")
+    assert load_secret_key(tmp_path) == "from-env"
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_settings_defaults() -> None:
+    from django.conf import settings
+
+    assert settings.CELERY_TASK_SERIALIZER == "json"
+    assert settings.CELERY_BROKER_URL == settings.REDIS_URL
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] == [settings.REDIS_URL]
+    for app in ("tenants", "deployments", "hosts", "images", "api"):
+        assert f"hostpanel.{app}" in settings.INSTALLED_APPS
+
+
+def test_celery_app_is_exposed() -> None:
+    import hostpanel
+
+    assert hostpanel.celery_app.main == "hostpanel"
+    assert hostpanel.celery_app.conf.task_serializer == "json"

@@ -1,0 +1,65 @@
+"""The layering contract (DESIGN.md): engine/ never imports the web side.
+
+engine/ is a plain library used by the CLI and the host agent; it must not
+import Django, Celery, Channels, DRF or hostpanel, directly or by name.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ENGINE = Path(__file__).resolve().parent.parent / "engine"
+FORBIDDEN = {"django", "celery", "channels", "channels_redis", "rest_framework", "daphne", "hostpanel"}
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, module) for every absolute import and every import_module/__import__ of a literal."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            arg = node.args[0]
+            literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            if name in ("import_module", "__import__") and literal:
+                found.append((node.lineno, str(arg.value)))
+    return found
+
+
+def engine_modules() -> list[Path]:
+    return sorted(p for p in ENGINE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_engine_has_modules() -> None:
+    assert len(engine_modules()) > 3
+
+
+@pytest.mark.parametrize("path", engine_modules(), ids=lambda p: str(p.relative_to(ENGINE.parent)))
+def test_engine_module_does_not_import_web_side(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    bad = [
+        f"{path.relative_to(ENGINE.parent)}:{line}: imports {mod}"
+        for line, mod in _imported_modules(tree)
+        if mod.split(".")[0] in FORBIDDEN
+    ]
+    assert not bad, "engine/ must not import the web side:\n" + "\n".join(bad)
+
+
+def test_checker_catches_forbidden_imports() -> None:
+    src = (
+        "import django.db\nfrom celery import shared_task\nimport importlib\n"
+        "importlib.import_module('hostpanel.settings')\nfrom . import sibling\nimport json\n"
+    )
+    mods = [m for _, m in _imported_modules(ast.parse(src))]
+    assert [m for m in mods if m.split(".")[0] in FORBIDDEN] == [
+        "django.db",
+        "celery",
+        "hostpanel.settings",
+    ]
