@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -54,3 +58,95 @@ def scratch_engine() -> Iterator[Engine]:
         for c in engine.list(all=True):
             engine.remove(c.id, force=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+PODMAN_ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+
+
+def raw_crun_bundle(engine: Engine, workdir: Path) -> Path:
+    """A bundle with the busybox layer as rootfs and crun's own default config (+ user namespace)."""
+    image = engine.images.resolve("busybox")
+    rootfs = engine.images.layer_dirs(image, 100000)[-1]
+    bundle = workdir / "bundle"
+    bundle.mkdir()
+    subprocess.run(["crun", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": str(rootfs), "readonly": True}
+    config["process"]["args"] = ["/bin/true"]
+    config["process"]["terminal"] = False
+    config["linux"]["cgroupsPath"] = f"/{engine.instance}-raw/bench"
+    config["linux"]["namespaces"].append({"type": "user"})
+    mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["linux"]["uidMappings"] = config["linux"]["gidMappings"] = mapping
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def crun_runner(engine: Engine, workdir: Path) -> Callable[[], None]:
+    """A function that runs the raw crun bundle once (`crun run`), for the baseline row."""
+    bundle = raw_crun_bundle(engine, workdir)
+    state = workdir / "state"
+    counter = iter(range(10**9))
+
+    def run() -> None:
+        subprocess.run(
+            ["crun", f"--root={state}", "run", "--bundle", str(bundle), f"b{next(counter)}"],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+    return run
+
+
+def remove_raw_crun_cgroups(engine: Engine) -> None:
+    """rmdir the cgroups the raw crun baseline left (crun does not remove parents)."""
+    for pattern in (f"*/{engine.instance}-raw/bench", f"*/{engine.instance}-raw"):
+        for path in Path("/sys/fs/cgroup").glob(pattern):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def podman_image(engine: Engine, workdir: Path) -> str | None:
+    """Our busybox loaded into podman (from our OCI export); None, with a note, if podman can't."""
+    if not shutil.which("podman"):
+        print("podman: not installed (apt-get install podman to compare)", file=sys.stderr)
+        return None
+    archive = workdir / "busybox.tar"
+    engine.images.export("busybox:latest", archive)
+    loaded = subprocess.run(["podman", "load", "-i", str(archive)], capture_output=True, text=True)
+    ref = loaded.stdout.strip().rsplit(" ", 1)[-1] if loaded.returncode == 0 else ""
+    if not ref:
+        print(f"podman skipped: load failed: {loaded.stderr.strip()[:200]}", file=sys.stderr)
+        return None
+    return ref
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers here (the client alone is not enough)."""
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        return True
+    print("docker: no running Docker engine here, not compared", file=sys.stderr)
+    return False
+
+
+def interleaved(modes: list[tuple[str, Callable[[], object]]], runs: int) -> dict[str, list[float]]:
+    """Time every mode ``runs`` times, round-robin, so all see the same background load."""
+    for _, fn in modes:
+        fn()  # warm-up: unpack layers, create default networks
+    samples: dict[str, list[float]] = {label: [] for label, _ in modes}
+    for _ in range(runs):
+        for label, fn in modes:
+            samples[label] += timed(fn, 1)
+    return samples
+
+
+def print_ratio_table(title: str, samples: dict[str, list[float]]) -> None:
+    """min/median/p95 per mode and each median's ratio to the first mode's."""
+    base = summary(next(iter(samples.values())))[1]
+    table = []
+    for name, values in samples.items():
+        lo, med, p95 = summary(values)
+        table.append([name, f"{lo:.1f}", f"{med:.1f}", f"{p95:.1f}", f"{med / base:.2f}x"])
+    print(f"{title} (cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f})")
+    print_table(["runtime", "min", "median", "p95", "median vs raw crun"], table)

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import builtins
 import functools
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from engine.cgroups.controller import host_driver
 from engine.cgroups.layout import detect_cgroup_layout
+from engine.cgroups.resources import Resources
+from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
 from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.logs.k8s_file import LogLine
+from engine.networks.manager import OverlayOptions
+from engine.networks.model import Network
 from engine.paths import EnginePaths, default_instance, default_root, validate_instance
 from engine.runtime.containers import ContainerManager
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.volumes.manager import VolumeManager
+from engine.volumes.model import TenantVolumeUsage, Volume, VolumeUsage
 
 
 @functools.cache
@@ -39,6 +47,8 @@ class Engine:
         self.paths.ensure()
         self.images = ImageStore(self.paths)
         self.containers = ContainerManager(self.paths, self.instance, self.images, _cgroup_hierarchies)
+        self.usage = UsageMeter(self.paths, host_driver)
+        self.networks = self.containers.networks
 
     # ---- containers -------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Container:
@@ -71,7 +81,11 @@ class Engine:
         return self.containers.restart(ref, timeout)
 
     def remove(self, ref: str, *, force: bool = False) -> Container:
-        """Remove a container; ``force`` kills it first if it runs."""
+        """Remove a container; ``force`` kills it first if it runs.
+
+        Its usage since the last sample is added to its tenant's total first.
+        """
+        self.usage.sample([self.containers.get(ref)], final=True)
         return self.containers.remove(ref, force=force)
 
     def wait(self, ref: str, timeout: float | None = None) -> Container:
@@ -105,9 +119,139 @@ class Engine:
         """A container's output lines (see ContainerManager.logs)."""
         return self.containers.logs(ref, tail=tail, since=since, follow=follow)
 
+    def recover(self, min_age_seconds: float = 300.0) -> builtins.list[str]:
+        """Clean up after creates that a crash interrupted (see ContainerManager.recover)."""
+        return self.containers.recover(min_age_seconds)
+
     def rotate_logs(self) -> int:
         """Rotate the logs of running containers that reached their max size."""
         return self.containers.rotate_logs()
+
+    # ---- resources: limits, stats, usage ------------------------------------------
+    def update(self, ref: str, resources: Resources) -> Container:
+        """Change a container's limits, live if it runs (see ContainerManager.update)."""
+        return self.containers.update(ref, resources)
+
+    def stats(self, refs: Sequence[str] = ()) -> Sequence[ContainerStats]:
+        """One reading of the cgroup counters of the named (default: all running) containers.
+
+        Raises ContainerNotFound for an unknown name.
+        """
+        containers = [self.get(r) for r in refs] if refs else self.list()
+        return self.usage.stats(containers)
+
+    def tenant_quota(self, tenant: str) -> Resources:
+        """A tenant's quota (unlimited when none is set); InvalidSpec for a bad name."""
+        return self.containers.quotas.get(tenant)
+
+    def set_tenant_quota(self, tenant: str, quota: Resources) -> Resources:
+        """Store a tenant's quota and apply it live to its containers (see TenantQuotas.set)."""
+        return self.containers.quotas.set(tenant, quota)
+
+    def tenant_usage(self, tenant: str) -> TenantReport:
+        """A tenant's quota, live totals (its cgroup) and accumulated billing usage."""
+        quota = self.tenant_quota(tenant)
+        running = [c for c in self.list() if c.tenant == tenant]
+        live = self.usage.tenant_stats(self.containers.quotas.cgroup(tenant))
+        return TenantReport(tenant, quota, live, self.usage.tenant_usage(tenant), [c.id for c in running])
+
+    def container_usage(self, ref: str) -> Usage:
+        """A container's accumulated billing usage."""
+        return self.usage.container_usage(self.get(ref).id)
+
+    def sample_usage(self) -> int:
+        """Accumulate billing usage of every running container; returns how many were sampled."""
+        return self.usage.sample(self.list())
+
+    # ---- volumes ----------------------------------------------------------------
+    @property
+    def volumes(self) -> VolumeManager:
+        """Named volumes of this engine root (see engine.volumes.manager)."""
+        return self.containers.volumes
+
+    def volume_create(
+        self,
+        name: str,
+        *,
+        tenant: str = "default",
+        size: int | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Volume:
+        """Create a volume (``size`` in bytes caps it; None: a plain directory, no cap).
+
+        Raises InvalidSpec, Conflict (name taken) or RuntimeFailure; nothing is left on error.
+        """
+        return self.volumes.create(name, tenant=tenant, size=size, labels=labels)
+
+    def volume(self, name: str) -> Volume:
+        """A volume's record; VolumeNotFound if there is none."""
+        return self.volumes.get(name)
+
+    def volume_list(self, tenant: str | None = None) -> builtins.list[Volume]:
+        """Every volume, or those of ``tenant``."""
+        return self.volumes.list(tenant)
+
+    def volume_remove(self, name: str, *, force: bool = False) -> Volume:
+        """Remove a volume and its data; Conflict if containers use it and not ``force``."""
+        return self.volumes.remove(name, force=force)
+
+    def volume_prune(self, tenant: str | None = None) -> builtins.list[str]:
+        """Remove the volumes no container uses; returns their names."""
+        return self.volumes.prune(tenant)
+
+    def volume_usage(self, tenant: str | None = None) -> builtins.list[VolumeUsage]:
+        """Disk used by each volume (of ``tenant``): size cap, bytes used, bytes on the host's disk."""
+        return self.volumes.usage_all(tenant)
+
+    def tenant_volume_usage(self, tenant: str) -> TenantVolumeUsage:
+        """A tenant's volume totals, for the billing sampler."""
+        return self.volumes.tenant_usage(tenant)
+
+    def volume_export(self, name: str, out: IO[bytes]) -> int:
+        """Write a volume's content as a tar to ``out``; VolumeNotFound if there is none."""
+        return self.volumes.export(name, out)
+
+    def volume_import(
+        self, name: str, stream: IO[bytes], *, tenant: str = "default", size: int | None = None
+    ) -> Volume:
+        """Restore a tar into a new (or empty, unused) volume; see VolumeManager.import_."""
+        return self.volumes.import_(name, stream, tenant=tenant, size=size)
+
+    # ---- networks ---------------------------------------------------------------
+    def network_create(
+        self,
+        name: str,
+        *,
+        tenant: str = "default",
+        subnet: str | None = None,
+        driver: str = "bridge",
+        internal: bool = False,
+        overlay: OverlayOptions | None = None,
+    ) -> Network:
+        """Create a tenant network. See NetworkManager.create for what it raises."""
+        return self.networks.create(
+            name, tenant=tenant, subnet=subnet, driver=driver, internal=internal, overlay=overlay
+        )
+
+    def network_set_remote(self, name: str, entries: dict[str, str]) -> None:
+        """Containers of an overlay network on other hosts ({name: address}) for /etc/hosts."""
+        self.networks.set_remote_endpoints(name, entries)
+
+    def network(self, name: str) -> Network:
+        """A network by name; NotFound if there is none."""
+        return self.networks.get(name)
+
+    def network_list(self, tenant: str | None = None) -> builtins.list[Network]:
+        """Every network (of ``tenant``, if given)."""
+        return self.networks.all(tenant)
+
+    def network_remove(self, name: str) -> Network:
+        """Remove an unused network; Conflict while a container uses it."""
+        return self.networks.remove(name)
+
+    def network_teardown(self) -> builtins.list[str]:
+        """Remove this instance's namespaces, links and nft tables (operator clean-up)."""
+        return self.networks.teardown()
 
     # ---- images -----------------------------------------------------------------
     def image_ids_in_use(self) -> set[str]:

@@ -33,6 +33,10 @@ class ContainerNotFound(NotFound):
     """No container matches the id or name."""
 
 
+class VolumeNotFound(NotFound):
+    """No volume has that name."""
+
+
 class Conflict(EngineError):
     """The request clashes with existing state (name in use, image in use, ...)."""
 

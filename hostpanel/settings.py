@@ -14,6 +14,7 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from engine.paths import default_instance, default_root
@@ -37,11 +38,17 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "hostpanel.tenants",
+    "hostpanel.audit",
+    "hostpanel.secrets",
     "hostpanel.deployments",
     "hostpanel.hosts",
     "hostpanel.images",
+    "hostpanel.volumes",
+    "hostpanel.usage",
     "hostpanel.api",
 ]
 
@@ -78,6 +85,15 @@ DATABASES = {
         os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", BASE_DIR
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The panel and the host agents share one SQLite file on a single machine:
+    # wait for locks instead of failing, take the write lock up front (no
+    # deadlock on upgrade), and give tests a *file* database so a host agent
+    # subprocess sees what the test wrote (one file per test process).
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"hostpanel-test-{os.getpid()}.sqlite3")
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -110,10 +126,64 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
+# Results only for the few request/response tasks (container logs); reconcile ignores its result.
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_RESULT_EXPIRES = 300
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "hostpanel.api.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "hostpanel.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "hostpanel.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HostPanel API",
+    "DESCRIPTION": "Multi-tenant container hosting: tenants, apps, releases, containers, secrets, hosts.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # assets served from drf-spectacular-sidecar: no CDN at runtime
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "HostStateEnum": "hostpanel.hosts.models.Host.State",
+        "AppStateEnum": "hostpanel.deployments.models.App.State",
+        "ReplicaStateEnum": "hostpanel.deployments.models.Replica.State",
+    },
+}
+
+# Secrets: comma-separated Fernet keys (first encrypts, all decrypt), else var/secret_keys (0600).
+HOSTPANEL_SECRET_KEYS = os.environ.get("HOSTPANEL_SECRET_KEYS", "")
+# A host whose heartbeat is older than this is marked down and its replicas move.
+HOSTPANEL_HOST_GRACE_SECONDS = float(os.environ.get("HOSTPANEL_HOST_GRACE_SECONDS", "30"))
+# Crash restarts wait base * 2**restarts seconds, at most max.
+HOSTPANEL_RESTART_BACKOFF_BASE = float(os.environ.get("HOSTPANEL_RESTART_BACKOFF_BASE", "1"))
+HOSTPANEL_RESTART_BACKOFF_MAX = float(os.environ.get("HOSTPANEL_RESTART_BACKOFF_MAX", "300"))
+# A container that ran at least this long before it crashed starts the back-off over.
+HOSTPANEL_RESTART_BACKOFF_RESET = float(os.environ.get("HOSTPANEL_RESTART_BACKOFF_RESET", "60"))
+# Reverse proxies whose X-Forwarded-For the audit log believes (comma-separated addresses).
+HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])
+# Host ports the panel publishes containers' ports on ("low-high").
+HOSTPANEL_PORT_RANGE = os.environ.get("HOSTPANEL_PORT_RANGE", "30000-32767")
+# Quota of a new tenant until an admin changes it.
+HOSTPANEL_DEFAULT_QUOTA = {
+    "cpu_millis": 4000,
+    "memory_bytes": 4 * 1024**3,
+    "pids": 4096,
+    "disk_bytes": 10 * 1024**3,
+    "containers": 20,
+    "volumes": 10,
 }
 
 # The engine instance on this machine (the panel host is usually also a container host).

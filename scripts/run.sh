@@ -70,17 +70,47 @@ fi
 
 "$BIN/python" manage.py migrate --noinput
 
+# The engine monitor: rotates container logs and samples usage for billing.
+MONITOR_EVERY=${MONITOR_EVERY:-10}
+if [[ -f $RUN_DIR/monitor.pid ]] && kill -0 "$(<"$RUN_DIR/monitor.pid")" 2>/dev/null; then
+    echo "monitor: already running (pid $(<"$RUN_DIR/monitor.pid"))"
+else
+    nohup "$BIN/hpctl" system monitor --every "$MONITOR_EVERY" >>"$VAR_DIR/log/monitor.log" 2>&1 &
+    echo $! >"$RUN_DIR/monitor.pid"
+    echo "monitor: every ${MONITOR_EVERY}s (log: $VAR_DIR/log/monitor.log)"
+fi
+
+# The demo data (idempotent): an admin, a tenant "demo" and its owner, a fresh API token.
+SEED_OUT=$("$BIN/python" manage.py seed_demo --token)
+
+# One local host agent: a Celery worker on queue host.$AGENT_NAME plus a heartbeat loop,
+# on this machine's engine (HOSTPANEL_ROOT / HOSTPANEL_INSTANCE, as hpctl uses).
+AGENT_NAME=${AGENT_NAME:-local}
+if [[ -f $RUN_DIR/hostagent.pid ]] && kill -0 "$(<"$RUN_DIR/hostagent.pid")" 2>/dev/null; then
+    echo "host agent: already running (pid $(<"$RUN_DIR/hostagent.pid"))"
+else
+    nohup "$BIN/python" manage.py hostagent --name "$AGENT_NAME" >>"$VAR_DIR/log/hostagent.log" 2>&1 &
+    echo $! >"$RUN_DIR/hostagent.pid"
+    echo "host agent: $AGENT_NAME (log: $VAR_DIR/log/hostagent.log)"
+fi
+
 cat <<EOT
 
 HostPanel is running on http://$HOST:$PORT/
   health:  http://$HOST:$PORT/healthz
-  admin:   http://$HOST:$PORT/admin/   (make a user: $BIN/python manage.py createsuperuser)
+  admin:   http://$HOST:$PORT/admin/
+  API:     http://$HOST:$PORT/api/v1/   docs: http://$HOST:$PORT/api/docs/
+$SEED_OUT
+  try:     curl -H "Authorization: Token <demo API token>" http://$HOST:$PORT/api/v1/tenants/demo/apps/
+           curl -H "Authorization: Token <demo API token>" -H 'Content-Type: application/json' \\
+                -d '{"name":"hello","image":"busybox:latest","command":["sh","-c","echo hi; sleep 3600"]}' \\
+                http://$HOST:$PORT/api/v1/tenants/demo/apps/
   engine:  $BIN/hpctl images
            $BIN/hpctl run --rm busybox echo hello
            $BIN/hpctl run -d --name ticker busybox sh -c 'while true; do date; sleep 1; done'
            $BIN/hpctl ps; $BIN/hpctl logs -f ticker; $BIN/hpctl rm -f ticker
            $BIN/hpctl host info
-  stop:    Ctrl-C stops the panel; 'make stop' also stops the Redis started here
+  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent and the Redis started here
 
 EOT
 

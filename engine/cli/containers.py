@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from engine.cli.output import human_duration, print_json, print_table, time_ago
+from engine.cli.stats import add_resource_options, resources_from_args
 from engine.errors import EngineError, InvalidSpec
 from engine.logs.k8s_file import LogLine, parse_since
+from engine.networks.ports import parse_publish
 from engine.runtime.model import Container, ContainerSpec, ExecSpec, LogOptions
 
 if TYPE_CHECKING:
@@ -76,7 +78,20 @@ def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
         stop_timeout=args.stop_timeout,
         labels=dict(item.partition("=")[::2] for item in args.label),
         log=_log_options(args.log_opt),
+        resources=resources_from_args(args),
+        network=args.network,
+        network_aliases=tuple(args.network_alias),
+        ports=tuple(parse_publish(p) for p in args.publish),
+        allow_privileged=True,  # hpctl is the operator's tool; the panel never sets this
+        mounts=_volumes_cli().mounts_from_args(args.volume, args.tmpfs),
     )
+
+
+def _volumes_cli() -> ModuleType:
+    """engine.cli.volumes, imported late: it imports parse_size from this module."""
+    from engine.cli import volumes
+
+    return volumes
 
 
 def _add_create_options(p: argparse.ArgumentParser) -> None:
@@ -92,6 +107,11 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-timeout", type=int, default=10, help="seconds `stop` waits before SIGKILL")
     p.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="label")
     p.add_argument("--log-opt", action="append", default=[], metavar="OPT", help="max-size=10m, max-file=3")
+    p.add_argument("--network", default="bridge", help="bridge (the tenant's default), none, host or a name")
+    p.add_argument("--network-alias", action="append", default=[], metavar="ALIAS", help="extra name")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/udp]")
+    add_resource_options(p)
+    _volumes_cli().add_mount_options(p)
     p.add_argument("image", help="image reference, e.g. busybox or busybox:latest")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -103,7 +123,7 @@ def status_text(c: Container) -> str:
     if c.status == "created":
         return "Created"
     label = "OOMKilled" if c.status == "oom-killed" else "Exited"
-    return f"{label} ({c.exit_code}) {time_ago(c.finished_at)}".strip()
+    return f"{label} ({c.exit_code}) {time_ago(c.oom_killed_at or c.finished_at)}".strip()
 
 
 def _age(iso: str) -> float:

@@ -23,7 +23,9 @@ _PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 class Writable(Protocol):
     """Anything with ``write(bytes)`` (a file, a BlobWriter)."""
 
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytes, /) -> object:
+        """Write ``data``."""
+        ...
 
 
 # (path, mode) of the directories of the busybox image; /tmp is world-writable and sticky.

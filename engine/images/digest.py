@@ -14,7 +14,9 @@ CHUNK = 1 << 20
 class Readable(Protocol):
     """Anything with a ``read(n)`` returning bytes."""
 
-    def read(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> bytes:
+        """Read up to ``size`` bytes (all when negative); b"" at the end."""
+        ...
 
 
 def sha256_digest(data: bytes) -> str:

@@ -114,9 +114,17 @@ class LayerExtractor:
     """
 
     def __init__(
-        self, dest: Path, *, uid_base: int, chown: bool | None = None, xattr_prefix: str | None = None
+        self,
+        dest: Path,
+        *,
+        uid_base: int,
+        chown: bool | None = None,
+        xattr_prefix: str | None = None,
+        whiteouts: bool = True,
     ) -> None:
         self.dest = dest
+        # False for plain trees (volume backups): ``.wh.*`` members are then ordinary names.
+        self.whiteouts = whiteouts
         self.uid_base = check_uid_base(uid_base)
         is_root = os.geteuid() == 0
         self.chown = is_root if chown is None else chown
@@ -167,7 +175,7 @@ class LayerExtractor:
                 self._dirs[()] = (self._mode(m), int(m.mtime))
                 return
             leaf = parts[-1]
-            if leaf.startswith(WHITEOUT_PREFIX):
+            if self.whiteouts and leaf.startswith(WHITEOUT_PREFIX):
                 self._whiteout(m, parts)
                 return
             if m.ischr() or m.isblk():
@@ -385,12 +393,17 @@ def extract_layer(
     uid_base: int,
     chown: bool | None = None,
     xattr_prefix: str | None = None,
+    whiteouts: bool = True,
 ) -> ExtractStats:
     """Extract the layer tar ``stream`` into the existing directory ``dest`` (see :class:`LayerExtractor`).
 
-    Raises UnsafeArchive, InvalidArchive, or InvalidSpec for a bad ``uid_base``.
+    With ``whiteouts=False`` the tar is a plain tree (a volume backup): ``.wh.*``
+    names are extracted as ordinary files. Raises UnsafeArchive,
+    InvalidArchive, or InvalidSpec for a bad ``uid_base``.
     """
-    return LayerExtractor(dest, uid_base=uid_base, chown=chown, xattr_prefix=xattr_prefix).extract(stream)
+    return LayerExtractor(
+        dest, uid_base=uid_base, chown=chown, xattr_prefix=xattr_prefix, whiteouts=whiteouts
+    ).extract(stream)
 
 
 def remove_tree(path: Path) -> None:

@@ -7,6 +7,7 @@ process restarts and an exit that nobody watched is still recorded.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -20,11 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from engine.cgroups.tree import container_cgroup, remove_if_empty
+from engine.cgroups.controller import host_driver
+from engine.cgroups.resources import Resources, oci_resources
+from engine.cgroups.tenants import TenantQuotas
+from engine.cgroups.tree import container_cgroup
 from engine.errors import Conflict, InvalidSpec, RuntimeFailure
 from engine.fsutil import atomic_write_bytes, atomic_write_json
 from engine.images.store import ImageStore
 from engine.logs import k8s_file
+from engine.networks.manager import NetworkManager
 from engine.paths import EnginePaths
 from engine.runtime import mounts
 from engine.runtime.idmap import TenantIdRanges, validate_tenant
@@ -42,6 +47,8 @@ from engine.runtime.process import (
 from engine.runtime.rootpath import resolve_in_root
 from engine.runtime.store import ContainerStore, validate_name
 from engine.runtime.users import resolve_user
+from engine.volumes.manager import VolumeManager
+from engine.volumes.spec import validate_mounts
 
 INIT_CANDIDATES = ("/usr/bin/catatonit", "/usr/bin/tini-static")
 INIT_DEST = "/.hpinit"
@@ -80,6 +87,9 @@ class ContainerManager:
         self.id_ranges = TenantIdRanges(paths.tenants)
         self.exit_dir = paths.run / "exits"
         self._cgroup_roots = cgroup_roots
+        self.quotas = TenantQuotas(paths, instance, host_driver, cgroup_roots)
+        self.networks = NetworkManager(paths, instance)
+        self.volumes = VolumeManager(paths, self.id_ranges)
 
     # ---- files of one container -------------------------------------------------
     def files(self, cid: str) -> MonitorFiles:
@@ -116,6 +126,8 @@ class ContainerManager:
             raise InvalidSpec("invalid log options: max-size must be at least 4k and max-file at least 1")
         if spec.hostname is not None:
             validate_hostname(spec.hostname)
+        user_mounts = validate_mounts(spec.mounts, allow_host_paths=spec.allow_privileged)
+        self.quotas.check_container(spec.tenant, spec.resources)
         image = self.images.resolve(spec.image)
         stop_signal = stop_signal or (
             normalize_signal(image.config.stop_signal) if image.config.stop_signal else "SIGTERM"
@@ -135,8 +147,26 @@ class ContainerManager:
             process = resolve_process(spec, image, rootfs, hostname, INIT_DEST if init_path else None)
             self._prepare_workdir(rootfs, process, id_range.base)
             binds = self._write_etc_files(bundle, hostname, id_range.base)
+            attachment = self.networks.attach(
+                cid,
+                name=name,
+                hostname=hostname,
+                tenant=spec.tenant,
+                network=spec.network,
+                aliases=spec.network_aliases,
+                ports=spec.ports,
+                hosts_path=bundle / "etc" / "hosts",
+                allow_privileged=spec.allow_privileged,
+            )
+            undo.callback(self.networks.detach, cid, attachment.network)
+            if attachment.resolv_conf:
+                resolv = bundle / "etc" / "resolv.conf"
+                atomic_write_bytes(resolv, attachment.resolv_conf.encode())
+                os.chown(resolv, id_range.base, id_range.base)
+                binds.append(BindMount(str(resolv), "/etc/resolv.conf", read_only=False))
             if init_path:
                 binds.append(BindMount(init_path, INIT_DEST, read_only=True))
+            extra_mounts = self.volumes.attach(user_mounts, tenant=spec.tenant, container_id=cid, undo=undo)
             cgroup = container_cgroup(self.instance, spec.tenant, cid)
             config = build_config(
                 BundleSpec(
@@ -145,7 +175,10 @@ class ContainerManager:
                     id_range=id_range,
                     cgroups_path=cgroup,
                     binds=tuple(binds),
+                    user_mounts=tuple(extra_mounts),
+                    netns_path=attachment.netns_path,
                     annotations={"org.hostpanel.tenant": spec.tenant},
+                    resources=oci_resources(spec.resources),
                 )
             )
             atomic_write_json(bundle / "config.json", config, compact=True)
@@ -171,6 +204,13 @@ class ContainerManager:
                 cgroup_path=cgroup,
                 log_max_size=spec.log.max_size,
                 log_max_files=spec.log.max_files,
+                resources=spec.resources,
+                network=attachment.network,
+                ip_address=attachment.ip_address,
+                network_aliases=list(spec.network_aliases),
+                ports=[p.to_dict() for p in attachment.ports],
+                netns_path=attachment.netns_path or "",
+                mounts=[m.to_dict() for m in user_mounts],
             )
             self.store.save(container)
             self._create_in_runtime(container)
@@ -234,7 +274,9 @@ class ContainerManager:
             (self.exit_dir / container.id).unlink()
         hard_cap = container.log_max_size * (container.log_max_files + 1)
         try:
-            pid = self.runtime.create(container.id, container.name, files, hard_cap)
+            # the tenant cgroup (with its quota) must exist before crun makes the container's below it
+            with self.quotas.ready(container.tenant):
+                pid = self.runtime.create(container.id, container.name, files, hard_cap)
         except RuntimeFailure:
             self._cleanup_runtime(container)
             raise
@@ -276,6 +318,7 @@ class ContainerManager:
                 self.images.layer_dirs(image, container.uid_base),
                 container.uid_base,
             )
+        self.volumes.reattach(container.mounts, container.id)  # loop mounts are gone after a reboot
         self._create_in_runtime(container)
 
     def refresh(self, container: Container) -> Container:
@@ -283,18 +326,24 @@ class ContainerManager:
         if container.status not in ACTIVE:
             return container
         exit_file = self.exit_dir / container.id
+        # Ask whether the monitor lives BEFORE looking for its exit file: conmon writes the
+        # file and then exits, so a dead monitor with no file really lost the exit code.
+        monitor_alive = self._monitor_alive(container)
         if exit_file.exists():
             text = exit_file.read_text().strip()
             container.exit_code = int(text) if text.lstrip("-").isdigit() else 255
             container.finished_at = _mtime_iso(exit_file)
             oom = self.files(container.id).persist_dir / "oom"
-            if oom.exists():
+            # The cgroup's own oom_kill counter (still there until crun deletes it) is exact;
+            # conmon's oom file also appears when only a sibling under the tenant cap was killed.
+            kills = host_driver().oom_kills(container.cgroup_path) if container.cgroup_path else None
+            if (kills > 0) if kills is not None else oom.exists():
                 container.status = "oom-killed"
-                container.oom_killed_at = _mtime_iso(oom)
+                container.oom_killed_at = _mtime_iso(oom) if oom.exists() else container.finished_at
             else:
                 container.status = "exited"
             self.store.save(container)
-        elif not self._monitor_alive(container):
+        elif not monitor_alive:
             container.status = "exited"
             container.exit_code = container.exit_code if container.exit_code is not None else 255
             container.finished_at = container.finished_at or now_iso()
@@ -385,6 +434,70 @@ class ContainerManager:
         container = self.stop(ref, timeout)
         return self.start(container)
 
+    def update(self, ref: str | Container, resources: Resources) -> Container:
+        """Change a container's limits: at once when it runs (`crun update`), and for later starts.
+
+        Limits that ``resources`` leaves unset keep their values. Raises
+        InvalidSpec/QuotaExceeded for limits the host or the tenant's quota
+        cannot allow and RuntimeFailure when crun refuses (nothing changes then).
+        """
+        container = self.get(ref)
+        with self.store.lock(container.id):
+            container = self.refresh(self.store.load(container.id))
+            new = self.quotas.check_container(container.tenant, container.resources.merged(resources))
+            if container.status in ACTIVE:
+                self.runtime.update(container.id, oci_resources(new))
+            config_file = self.store.directory(container.id) / "config.json"
+            config = json.loads(config_file.read_bytes())
+            devices = config["linux"]["resources"].get("devices", [])
+            config["linux"]["resources"] = {**oci_resources(new), "devices": devices}
+            atomic_write_json(config_file, config, compact=True)
+            container.resources = new
+            self.store.save(container)
+        return container
+
+    # ---- recovery -----------------------------------------------------------------
+    def recover(self, min_age_seconds: float = 300.0) -> builtins.list[str]:
+        """Clean up what creates interrupted by a crash left behind; returns what was removed.
+
+        A create that died between reserving the name and saving the record
+        leaves a name with no container, or a bundle (maybe with a mounted
+        rootfs, crun state, a cgroup and a network endpoint) with no record.
+        Only entries older than ``min_age_seconds`` are touched, so a create
+        running right now in another process is never disturbed.
+        """
+        removed: builtins.list[str] = []
+        cutoff = time.time() - min_age_seconds
+        for name_file in list(self.paths.names.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                cid = name_file.read_text().strip()
+                if (
+                    name_file.stat().st_mtime < cutoff
+                    and not (self.store.directory(cid) / "container.json").exists()
+                ):
+                    self.store.release_name(name_file.name, cid)
+                    removed.append(f"name {name_file.name}")
+        for bundle in list(self.paths.containers.iterdir()):
+            if (bundle / "container.json").exists() or bundle.stat().st_mtime >= cutoff:
+                continue
+            cid = bundle.name
+            self.runtime.delete(cid, force=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.exit_dir / cid).unlink()
+            for network in self.networks.all():
+                if cid in self.networks.endpoints(network.name):
+                    self.networks.detach(cid, network.name)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                config = json.loads((bundle / "config.json").read_bytes())
+                self.quotas.release(
+                    config["annotations"]["org.hostpanel.tenant"], config["linux"]["cgroupsPath"]
+                )
+            mounts.unmount(bundle / "rootfs")
+            if not mounts.is_mountpoint(bundle / "rootfs"):
+                shutil.rmtree(bundle, ignore_errors=True)
+                removed.append(f"bundle {cid[:12]}")
+        return removed
+
     # ---- remove -----------------------------------------------------------------
     def remove(self, ref: str | Container, *, force: bool = False) -> Container:
         """Remove a container and everything it owns; Conflict if running without ``force``."""
@@ -402,6 +515,8 @@ class ContainerManager:
             mounts.unmount(rootfs)
             if mounts.is_mountpoint(rootfs):
                 raise RuntimeFailure(f"cannot remove {container.name}: its root file system is still mounted")
+            self.networks.detach(container.id, container.network)
+            self.volumes.detach(container.mounts, container.id)
             self.store.delete(container)
         return container
 
@@ -412,7 +527,7 @@ class ContainerManager:
             self.runtime.delete(container.id, force=True)
         with contextlib.suppress(FileNotFoundError):
             (self.exit_dir / container.id).unlink()
-        remove_if_empty(self._cgroup_roots(), cgroup)
+        self.quotas.release(container.tenant, cgroup)
 
     # ---- exec -------------------------------------------------------------------
     def exec(

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.cgroups.resources import Resources
+from engine.networks.model import PortMapping
+from engine.volumes.spec import MountSpec
+
 DEFAULT_TENANT = "default"
 
 
@@ -34,6 +38,16 @@ class ContainerSpec:
     stop_timeout: int = 10
     labels: dict[str, str] = field(default_factory=dict)
     log: LogOptions = field(default_factory=LogOptions)
+    resources: Resources = field(default_factory=Resources)
+    # "none" (loopback only), "bridge" (the tenant's default network), a network name, or
+    # "host" (operator only: refused unless allow_privileged, which the panel never sets).
+    network: str = "none"
+    network_aliases: tuple[str, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+    allow_privileged: bool = False
+    # Volumes (created on first use for ``tenant``), tmpfs and host binds; a host bind
+    # ("bind") is an operator feature, refused unless allow_privileged.
+    mounts: tuple[MountSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,13 @@ class Container:
     log_max_files: int = LogOptions.max_files
     restart_count: int = 0
     oom_killed_at: str = ""
+    resources: Resources = field(default_factory=Resources)
+    network: str = "none"
+    ip_address: str = ""
+    network_aliases: list[str] = field(default_factory=list)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    netns_path: str = ""
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # MountSpec.to_dict() of each
 
     @property
     def short_id(self) -> str:
@@ -94,10 +115,13 @@ class Container:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        data["resources"] = self.resources.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Container:
         """Rebuild a record, ignoring keys this version does not know."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["resources"] = Resources.from_dict(known.get("resources"))
         return cls(**known)

@@ -8,9 +8,12 @@ started them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 from engine.errors import ContainerNotFound, HostNotReady, RuntimeFailure
 
 REOPEN_LOGS_MESSAGE = b"2 0 0\n"
+CREATE_TIMEOUT_SECONDS = 60
 
 
 def _binary(name: str) -> str:
@@ -138,7 +142,14 @@ class OciRuntime:
         # conmon writes one JSON line ({"data": pid} or a negative value and a
         # message) and keeps the pipe open afterwards: read that line only.
         with os.fdopen(read_end, "rb") as sync:
-            raw = sync.readline()
+            ready, _, _ = select.select([sync], [], [], CREATE_TIMEOUT_SECONDS)
+            raw = sync.readline() if ready else b""
+        if not ready:
+            self._abandon_monitor(proc, files)
+            raise RuntimeFailure(
+                f"the runtime did not create the container within {CREATE_TIMEOUT_SECONDS} s; "
+                "check `hpctl host info` and the host's kernel log"
+            )
         _out, err = proc.communicate()
         message: dict[str, Any] = json.loads(raw) if raw.strip() else {}
         pid = int(message.get("data", -1))
@@ -146,6 +157,17 @@ class OciRuntime:
             detail = message.get("message") or err.decode(errors="replace").strip() or "no reason given"
             raise RuntimeFailure(f"the runtime could not create the container: {detail.strip()}")
         return pid
+
+    @staticmethod
+    def _abandon_monitor(proc: subprocess.Popen[bytes], files: MonitorFiles) -> None:
+        """Kill a conmon that never answered (and the crun it runs): its whole session."""
+        pids = {proc.pid}
+        with contextlib.suppress(OSError, ValueError):
+            pids.add(int(files.conmon_pidfile.read_text().strip()))
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        proc.communicate()
 
     def start(self, cid: str) -> None:
         """Start a created container (its process runs its command).
@@ -196,6 +218,25 @@ class OciRuntime:
                 return False
         shutil.rmtree(self.state_dir / cid, ignore_errors=True)
         return True
+
+    def update(self, cid: str, resources: dict[str, Any]) -> None:
+        """Change the limits of a created or running container at once (`crun update`).
+
+        ``resources`` is an OCI ``linux.resources`` object; members it lacks
+        keep their values. Raises ContainerNotFound when crun does not know
+        ``cid`` and RuntimeFailure with crun's message when it refuses.
+        """
+        proc = subprocess.run(
+            self._crun_cmd("update", "--resources=/dev/stdin", cid),
+            input=json.dumps(resources).encode(),
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            message = proc.stderr.decode(errors="replace").strip()
+            if "does not exist" in message or "No such file" in message:
+                raise ContainerNotFound(f"runtime has no container {cid!r}: {message}")
+            raise RuntimeFailure(f"crun update failed: {message}")
 
     def state(self, cid: str) -> dict[str, Any] | None:
         """crun's view of the container, or None when crun does not know it."""

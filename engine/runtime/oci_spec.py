@@ -94,6 +94,25 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class TmpfsMount:
+    """A size-capped tmpfs in the container (``mode`` None: 1777, like /tmp)."""
+
+    destination: str
+    size: int
+    mode: int | None = None
+    read_only: bool = False
+
+
+# BundleSpec.netns_path value that keeps the host's network namespace (operator-only `--network host`).
+HOST_NETNS = "host"
+
+# A joined network namespace belongs to the host's user namespace, so the kernel refuses a fresh
+# sysfs and crun bind-mounts the host's /sys (read-only) instead: hide the host's network devices
+# (other tenants' bridge and veth names) there.
+JOINED_NETNS_MASKED: tuple[str, ...] = ("/sys/class/net", "/sys/devices/virtual/net")
+
+
+@dataclass(frozen=True)
 class BundleSpec:
     """Everything needed to write one container's config.json."""
 
@@ -103,8 +122,12 @@ class BundleSpec:
     cgroups_path: str
     rootfs: str = "rootfs"
     binds: tuple[BindMount, ...] = ()
+    user_mounts: tuple[BindMount | TmpfsMount, ...] = ()
+    """The caller's volumes, host binds and tmpfs mounts, mounted after ``binds`` in this order."""
     netns_path: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Any] | None = None
+    """Extra OCI ``linux.resources`` members (memory, cpu, pids, blockIO); devices are always ours."""
 
 
 def host_rlimits() -> list[dict[str, Any]]:
@@ -179,9 +202,31 @@ def _mounts(spec: BundleSpec) -> list[dict[str, Any]]:
             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
         },
     ]
+    if spec.netns_path:
+        # sysfs cannot be mounted for a network namespace of another user namespace; bind the
+        # host's /sys read-only instead, without its submounts (crun's own fallback is recursive).
+        sysfs = next(i for i, m in enumerate(mounts) if m["destination"] == "/sys")
+        mounts[sysfs] = {
+            "destination": "/sys",
+            "type": "bind",
+            "source": "/sys",
+            "options": ["bind", "nosuid", "noexec", "nodev", "ro"],
+        }
     for b in spec.binds:
         options = ["rbind", "nosuid", "nodev"] + (["ro"] if b.read_only else ["rw"])
         mounts.append({"destination": b.destination, "type": "bind", "source": b.source, "options": options})
+    for m in spec.user_mounts:
+        ro = ["ro"] if m.read_only else ["rw"]
+        if isinstance(m, TmpfsMount):
+            mode = f"mode={m.mode:o}" if m.mode is not None else "mode=1777"
+            options = ["nosuid", "nodev", mode, f"size={m.size}", *ro]
+            source = "tmpfs"
+            kind = "tmpfs"
+        else:
+            options = ["rbind", "nosuid", "nodev", *ro]
+            source = m.source
+            kind = "bind"
+        mounts.append({"destination": m.destination, "type": kind, "source": source, "options": options})
     return mounts
 
 
@@ -214,11 +259,11 @@ def build_config(spec: BundleSpec) -> dict[str, Any]:
                 {"type": "mount"},
                 {"type": "cgroup"},
                 {"type": "user"},
-                network,
+                *([network] if spec.netns_path != HOST_NETNS else []),
             ],
             "cgroupsPath": spec.cgroups_path,
-            "resources": {"devices": devices},
-            "maskedPaths": list(MASKED_PATHS),
+            "resources": {**(spec.resources or {}), "devices": devices},
+            "maskedPaths": list(MASKED_PATHS) + (list(JOINED_NETNS_MASKED) if spec.netns_path else []),
             "readonlyPaths": list(READONLY_PATHS),
             "seccomp": default_profile(),
         },

@@ -1,1 +1,1 @@
-"""Models of hostpanel.api: none yet; the issue that builds this app adds them."""
+"""hostpanel.api has no models: API tokens live in hostpanel.tenants (they belong to a tenant)."""

@@ -1,5 +1,2 @@
-"""Business rules of hostpanel.api: plain, typed functions that take the acting user/tenant.
-
-Views, serializers, tasks and consumers stay thin and call these (DESIGN.md).
-Empty until the issue that builds this app.
-"""
+"""hostpanel.api has no business rules of its own: its views validate input and call the
+services of the resource apps (tenants, deployments, hosts, images, secrets, volumes, usage)."""

@@ -1,1 +1,134 @@
-"""Models of hostpanel.deployments: none yet; the issue that builds this app adds them."""
+"""Apps, their releases (immutable specs) and replicas (one container each)."""
+
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from django.db import models
+
+APP_NAME_RE = r"^[a-z0-9][a-z0-9-]{0,39}$"
+
+
+class App(models.Model):
+    """A tenant's application: what runs is its current release, ``replicas`` times."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        STOPPED = "stopped"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="apps")
+    name = models.CharField(
+        max_length=40, validators=[RegexValidator(APP_NAME_RE, "use lowercase letters, digits and '-'")]
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    current_release = models.ForeignKey(
+        "Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Bumped by "restart"; each replica records the generation its container was restarted for.
+    restart_generation = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="app_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant}/{self.name}"
+
+
+class RestartPolicy(models.TextChoices):
+    NO = "no"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+    UNLESS_STOPPED = "unless-stopped"
+
+
+class Release(models.Model):
+    """One immutable version of an app's spec. Every change makes a new one."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="releases")
+    version = models.PositiveIntegerField()
+    image = models.CharField(max_length=255)
+    command = models.JSONField(default=list, blank=True)
+    env = models.JSONField(default=dict, blank=True)
+    # [{"name": "db-password", "env": "DB_PASSWORD" | null}]
+    secrets = models.JSONField(default=list, blank=True)
+    # [{"container_port": 80, "protocol": "tcp"}]
+    ports = models.JSONField(default=list, blank=True)
+    # "none": loopback only; "bridge": the tenant's own network (outbound traffic, published ports)
+    network = models.CharField(max_length=16, default="none")
+    # [{"name": "data", "path": "/data"}] (named volumes of the tenant, never host paths)
+    volumes = models.JSONField(default=list, blank=True)
+    replicas = models.PositiveIntegerField(default=1)
+    cpu_millis = models.PositiveIntegerField(default=250)
+    memory_bytes = models.PositiveBigIntegerField(default=128 * 1024**2)
+    pids = models.PositiveIntegerField(default=128)
+    restart_policy = models.CharField(
+        max_length=16, choices=RestartPolicy.choices, default=RestartPolicy.ALWAYS
+    )
+    restart_max_retries = models.PositiveIntegerField(null=True, blank=True, help_text="on-failure:N")
+    # {"command": [...]} or {"http": {"port": 80, "path": "/"}}, plus interval/timeout/retries
+    health_check = models.JSONField(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["app", "-version"]
+        constraints = [models.UniqueConstraint(fields=["app", "version"], name="release_version_per_app")]
+
+    def __str__(self) -> str:
+        return f"{self.app} v{self.version}"
+
+    @property
+    def restart_policy_text(self) -> str:
+        if self.restart_policy == RestartPolicy.ON_FAILURE and self.restart_max_retries is not None:
+            return f"on-failure:{self.restart_max_retries}"
+        return str(self.restart_policy)
+
+
+class Replica(models.Model):
+    """One desired container of an app, placed on a host; the agent reports its actual state here."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # not placed on a host yet (nothing fits)
+        STARTING = "starting"  # placed, the agent has not started it yet
+        UPDATING = "updating"  # its container is being replaced by one of a new release
+        RUNNING = "running"
+        EXITED = "exited"  # stopped by itself, not restarted by policy
+        BACKOFF = "backoff"  # crashed, waiting to be restarted
+        STOPPED = "stopped"  # stopped on request
+        FAILED = "failed"  # the engine refused to run it (see message)
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="replicas")
+    index = models.PositiveIntegerField()
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="+")
+    host = models.ForeignKey(
+        "hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="replicas"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    engine_id = models.CharField(max_length=64, blank=True)
+    container_name = models.CharField(max_length=128)
+    # published ports on the host: [{"container_port": 80, "protocol": "tcp", "host_port": 30001}]
+    ports = models.JSONField(default=list, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    restart_count = models.PositiveIntegerField(default=0)
+    # crashes in a row (reset once a container ran long enough): the back-off exponent
+    crash_streak = models.PositiveIntegerField(default=0)
+    restart_generation = models.PositiveIntegerField(default=0)
+    next_restart_at = models.DateTimeField(null=True, blank=True)
+    health = models.CharField(max_length=16, blank=True, help_text="'', starting, healthy or unhealthy")
+    health_failures = models.PositiveIntegerField(default=0)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["app", "index"]
+        constraints = [models.UniqueConstraint(fields=["app", "index"], name="replica_index_per_app")]
+
+    def __str__(self) -> str:
+        return self.container_name

@@ -1,5 +1,425 @@
-"""Business rules of hostpanel.deployments: plain, typed functions that take the acting user/tenant.
+"""Business rules of deployments: apps, releases, replicas, quotas on every change.
 
-Views, serializers, tasks and consumers stay thin and call these (DESIGN.md).
-Empty until the issue that builds this app.
+Every change to an app's spec makes a new :class:`Release`; the app's replicas
+follow the current release. Changes are checked against the tenant's quota
+and the hosts' room (scheduler) inside one transaction, and the hosts involved
+are told to reconcile once it commits.
 """
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max, QuerySet
+
+from hostpanel.audit.services import Actor, audited
+from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
+from hostpanel.errors import Conflict, InvalidRequest, NotFound
+from hostpanel.tenants.models import Role, Tenant
+from hostpanel.tenants.services import Usage, check_quota, require_role
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VOLUME_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure)(?::(\d+))?$")
+MAX_REPLICAS = 100
+NETWORKS = ("none", "bridge")
+# Paths a tenant's volume may not cover: they belong to the runtime.
+_RESERVED_PATHS = ("/", "/proc", "/sys", "/dev", "/run/secrets", "/etc/hosts", "/etc/resolv.conf")
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """What a release says; the API's fields, checked by :func:`validate_spec`."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: list[dict[str, Any]] = field(default_factory=list)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    network: str = "none"
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    replicas: int = 1
+    cpu_millis: int = 250
+    memory_bytes: int = 128 * 1024**2
+    pids: int = 128
+    restart_policy: str = "always"
+    health_check: dict[str, Any] | None = None
+
+    @classmethod
+    def from_release(cls, release: Release) -> AppSpec:
+        return cls(
+            image=release.image,
+            command=list(release.command),
+            env=dict(release.env),
+            secrets=list(release.secrets),
+            ports=list(release.ports),
+            network=release.network,
+            volumes=list(release.volumes),
+            replicas=release.replicas,
+            cpu_millis=release.cpu_millis,
+            memory_bytes=release.memory_bytes,
+            pids=release.pids,
+            restart_policy=release.restart_policy_text,
+            health_check=release.health_check,
+        )
+
+    def changed(self, **changes: Any) -> AppSpec:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+        return replace(self, **changes)
+
+    def usage(self, replicas: int | None = None) -> Usage:
+        n = self.replicas if replicas is None else replicas
+        return Usage(
+            cpu_millis=n * self.cpu_millis,
+            memory_bytes=n * self.memory_bytes,
+            pids=n * self.pids,
+            containers=n,
+        )
+
+
+def parse_restart_policy(text: str) -> tuple[str, int | None]:
+    """``no``, ``always``, ``unless-stopped``, ``on-failure`` or ``on-failure:N``."""
+    m = _RESTART_RE.match(text)
+    if not m or (m.group(2) is not None and m.group(1) != "on-failure"):
+        raise InvalidRequest(
+            f"invalid restart policy {text!r}: use no, on-failure[:N], always or unless-stopped"
+        )
+    return m.group(1), int(m.group(2)) if m.group(2) is not None else None
+
+
+def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
+    """``spec`` with its image normalized; InvalidRequest unless it is well-formed, uses only
+    images and secrets the tenant has, and asks for nothing privileged."""
+    from hostpanel.images.services import check_available
+    from hostpanel.secrets.models import Secret
+
+    if not spec.image or len(spec.image) > 255 or any(c.isspace() for c in spec.image):
+        raise InvalidRequest("image: give an image reference such as busybox:latest")
+    spec = replace(spec, image=check_available(tenant, spec.image))
+    if spec.network not in NETWORKS:
+        raise InvalidRequest(
+            f"network: use one of {', '.join(NETWORKS)}; the host's network is not for tenants"
+        )
+    if spec.ports and spec.network != "bridge":
+        spec = replace(spec, network="bridge")  # published ports need the tenant's network
+    if not isinstance(spec.command, list) or not all(isinstance(a, str) for a in spec.command):
+        raise InvalidRequest("command: give a list of strings")
+    for key, value in spec.env.items():
+        if not _ENV_NAME_RE.match(key) or not isinstance(value, str) or "\0" in value:
+            raise InvalidRequest(f"env: invalid variable {key!r}")
+    if not 0 <= spec.replicas <= MAX_REPLICAS:
+        raise InvalidRequest(f"replicas: use 0 to {MAX_REPLICAS}")
+    if spec.cpu_millis < 10 or spec.memory_bytes < 4 * 1024**2 or spec.pids < 1:
+        raise InvalidRequest("resources: at least 10 millicores, 4 MiB of memory and 1 pid per replica")
+    parse_restart_policy(spec.restart_policy)
+    names = []
+    for item in spec.secrets:
+        if set(item) - {"name", "env"} or not isinstance(item.get("name"), str):
+            raise InvalidRequest('secrets: give [{"name": ..., "env": optional variable name}]')
+        env = item.get("env")
+        if env is not None and not _ENV_NAME_RE.match(str(env)):
+            raise InvalidRequest(f"secrets: invalid variable name {env!r}")
+        names.append(item["name"])
+    missing = sorted(
+        set(names) - set(Secret.objects.filter(tenant=tenant, name__in=names).values_list("name", flat=True))
+    )
+    if missing:
+        raise InvalidRequest(
+            f"secrets: tenant {tenant.slug!r} has no secret(s) {', '.join(missing)}; create them first"
+        )
+    for port in spec.ports:
+        if set(port) - {"container_port", "protocol"}:
+            unknown = sorted(set(port) - {"container_port", "protocol"})
+            raise InvalidRequest(f"ports: unknown key(s) {unknown}; host ports are assigned by the panel")
+        cp = port.get("container_port")
+        if (
+            not isinstance(cp, int)
+            or not 1 <= cp <= 65535
+            or port.get("protocol", "tcp") not in ("tcp", "udp")
+        ):
+            raise InvalidRequest('ports: give [{"container_port": 1-65535, "protocol": "tcp"|"udp"}]')
+    from hostpanel.volumes.models import Volume
+
+    wanted_volumes = {str(v.get("name")) for v in spec.volumes}
+    known = set(Volume.objects.filter(tenant=tenant, name__in=wanted_volumes).values_list("name", flat=True))
+    for vol in spec.volumes:
+        if set(vol) != {"name", "path"}:
+            raise InvalidRequest(
+                'volumes: give [{"name": volume, "path": /abs/path}]; host paths are not allowed'
+            )
+        if not _VOLUME_NAME_RE.match(str(vol["name"])):
+            raise InvalidRequest(f"volumes: invalid volume name {vol['name']!r}")
+        path = str(vol["path"])
+        if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") in ("", *_RESERVED_PATHS):
+            raise InvalidRequest(f"volumes: invalid mount path {path!r}")
+        if vol["name"] not in known:
+            raise InvalidRequest(
+                f"volumes: tenant {tenant.slug!r} has no volume {vol['name']!r}; create it first"
+            )
+    if spec.health_check is not None:
+        _validate_health_check(spec.health_check)
+    return spec
+
+
+def _validate_health_check(hc: dict[str, Any]) -> None:
+    allowed = {"command", "http", "interval", "timeout", "retries"}
+    if set(hc) - allowed or ("command" in hc) == ("http" in hc):
+        raise InvalidRequest(
+            'health_check: give "command" (list) or "http" ({"port", "path"}), and optionally '
+            '"interval", "timeout" (seconds), "retries"'
+        )
+    if "command" in hc and not (
+        isinstance(hc["command"], list) and all(isinstance(a, str) for a in hc["command"])
+    ):
+        raise InvalidRequest("health_check.command: give a list of strings")
+    if "http" in hc:
+        http = hc["http"]
+        if (
+            not isinstance(http, dict)
+            or not isinstance(http.get("port"), int)
+            or set(http) - {"port", "path"}
+        ):
+            raise InvalidRequest('health_check.http: give {"port": N, "path": "/"}')
+    for key in ("interval", "timeout", "retries"):
+        if key in hc and (not isinstance(hc[key], int | float) or hc[key] <= 0):
+            raise InvalidRequest(f"health_check.{key}: give a positive number")
+
+
+# ---- usage --------------------------------------------------------------------------
+def tenant_usage(tenant: Tenant, *, exclude: App | None = None) -> Usage:
+    """What the tenant's running apps ask for (stopped apps do not count), and its volumes."""
+    from hostpanel.volumes.services import volume_usage
+
+    total = volume_usage(tenant)  # volumes count whether or not an app mounts them
+    apps = App.objects.filter(tenant=tenant, state=App.State.RUNNING).select_related("current_release")
+    for app in apps:
+        if (exclude is not None and app.pk == exclude.pk) or app.current_release is None:
+            continue
+        total = _add(total, AppSpec.from_release(app.current_release).usage())
+    return total
+
+
+def _add(a: Usage, b: Usage) -> Usage:
+    return Usage(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(Usage)})
+
+
+def _check_quota_for(app: App, spec: AppSpec | None, running: bool) -> None:
+    """Quota check for ``app`` going to ``spec`` (or stopping)."""
+    tenant = app.tenant
+    others = tenant_usage(tenant, exclude=app)
+    before = tenant_usage(tenant)
+    after = _add(others, spec.usage()) if running and spec is not None else others
+    check_quota(tenant, before, after)
+
+
+# ---- queries ------------------------------------------------------------------------
+def visible_apps(actor: Actor, tenant: Tenant) -> QuerySet[App]:
+    require_role(actor, tenant, Role.VIEWER)
+    return App.objects.filter(tenant=tenant).select_related("current_release", "tenant")
+
+
+def container_name(app: App, index: int) -> str:
+    """The deterministic engine name of a replica, so a retried start never duplicates it."""
+    return f"{app.tenant.slug}-{app.name}-{index}"
+
+
+# ---- changes ------------------------------------------------------------------------
+def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec) -> App:
+    """Create an app, its first release, and deploy it."""
+    require_role(actor, tenant, Role.DEVELOPER)
+    with audited(actor, "app.create", tenant) as entry:
+        spec = validate_spec(tenant, spec)
+        with transaction.atomic():
+            try:
+                app = App.objects.create(tenant=tenant, name=name)
+            except IntegrityError as exc:
+                raise Conflict(f"app {name!r} exists already in {tenant.slug!r}") from exc
+            entry.obj = app
+            _check_quota_for(app, spec, running=True)
+            _new_release(actor, app, spec, note="created")
+            _sync_replicas(app)
+    return app
+
+
+def deploy(actor: Actor, app: App, note: str = "", **changes: Any) -> Release:
+    """Make a new release from the current one with ``changes`` and roll the replicas to it."""
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    with audited(actor, "app.deploy", app.tenant, app):
+        current = _current_spec(app)
+        spec = validate_spec(app.tenant, current.changed(**changes))
+        with transaction.atomic():
+            app = App.objects.select_for_update().get(pk=app.pk)
+            _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
+            release = _new_release(actor, app, spec, note=note or "deploy")
+            _sync_replicas(app)
+    return release
+
+
+def scale(actor: Actor, app: App, replicas: int) -> Release:
+    """Change the number of replicas (a new release)."""
+    return deploy(actor, app, note=f"scale to {replicas}", replicas=replicas)
+
+
+def rollback(actor: Actor, app: App, version: int) -> Release:
+    """A new release that copies release ``version``."""
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    old = Release.objects.filter(app=app, version=version).first()
+    if old is None:
+        raise NotFound(f"app {app.name!r} has no release {version}")
+    spec = AppSpec.from_release(old)
+    with audited(actor, "app.rollback", app.tenant, app):
+        spec = validate_spec(app.tenant, spec)
+        with transaction.atomic():
+            app = App.objects.select_for_update().get(pk=app.pk)
+            _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
+            release = _new_release(actor, app, spec, note=f"rollback to v{version}")
+            _sync_replicas(app)
+    return release
+
+
+def set_state(actor: Actor, app: App, state: str) -> App:
+    """Stop or start every replica of the app."""
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    action = f"app.{'start' if state == App.State.RUNNING else 'stop'}"
+    with audited(actor, action, app.tenant, app), transaction.atomic():
+        app = App.objects.select_for_update().select_related("tenant").get(pk=app.pk)
+        if state == App.State.RUNNING and app.state != state:
+            _check_quota_for(app, _current_spec(app), running=True)
+        app.state = state
+        app.save(update_fields=["state", "updated_at"])
+        _sync_replicas(app)
+    return app
+
+
+def restart(actor: Actor, app: App) -> App:
+    """Restart every container of the app (a running app only)."""
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    with audited(actor, "app.restart", app.tenant, app):
+        if app.state != App.State.RUNNING:
+            raise Conflict(f"app {app.name!r} is stopped; start it instead")
+        with transaction.atomic():
+            app = App.objects.select_for_update().select_related("tenant").get(pk=app.pk)
+            app.restart_generation += 1
+            app.save(update_fields=["restart_generation", "updated_at"])
+            _sync_replicas(app)
+    return app
+
+
+def delete_app(actor: Actor, app: App) -> None:
+    """Delete an app; the agents remove its containers."""
+    from hostpanel.hosts.services import reconcile_hosts
+
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    with audited(actor, "app.delete", app.tenant, app), transaction.atomic():
+        host_ids = set(app.replicas.exclude(host=None).values_list("host_id", flat=True))
+        app.replicas.all().delete()
+        App.objects.filter(pk=app.pk).update(current_release=None)
+        app.delete()
+        reconcile_hosts(host_ids)
+
+
+def _current_spec(app: App) -> AppSpec:
+    if app.current_release is None:
+        raise Conflict(f"app {app.name!r} has no release yet")
+    return AppSpec.from_release(app.current_release)
+
+
+def _new_release(actor: Actor, app: App, spec: AppSpec, note: str) -> Release:
+    policy, retries = parse_restart_policy(spec.restart_policy)
+    version = (Release.objects.filter(app=app).aggregate(v=Max("version"))["v"] or 0) + 1
+    user = actor.user if actor.user is not None and getattr(actor.user, "pk", None) else None
+    release = Release.objects.create(
+        app=app,
+        version=version,
+        image=spec.image,
+        command=spec.command,
+        env=spec.env,
+        secrets=spec.secrets,
+        ports=spec.ports,
+        network=spec.network,
+        volumes=spec.volumes,
+        replicas=spec.replicas,
+        cpu_millis=spec.cpu_millis,
+        memory_bytes=spec.memory_bytes,
+        pids=spec.pids,
+        restart_policy=RestartPolicy(policy),
+        restart_max_retries=retries,
+        health_check=spec.health_check,
+        note=note[:200],
+        created_by=user,
+    )
+    app.current_release = release
+    app.save(update_fields=["current_release", "updated_at"])
+    return release
+
+
+def _sync_replicas(app: App) -> None:
+    """Make the replica rows match the current release, place new ones, tell the hosts."""
+    from hostpanel.hosts.services import allocate_ports, place_replicas, reconcile_hosts
+
+    release = app.current_release
+    assert release is not None
+    replicas = {r.index: r for r in Replica.objects.filter(app=app).select_related("host")}
+    touched: set[int] = {r.host_id for r in replicas.values() if r.host_id is not None}
+    for index, replica in list(replicas.items()):
+        if index >= release.replicas:
+            replica.delete()
+            del replicas[index]
+    for index in range(release.replicas):
+        replica = replicas.get(index)
+        if replica is None:
+            replicas[index] = Replica.objects.create(
+                app=app, index=index, release=release, container_name=container_name(app, index)
+            )
+        elif replica.release_id != release.pk:
+            replica.release = release
+            replica.next_restart_at = None
+            if replica.host is not None:
+                replica.ports = allocate_ports(replica, replica.host)
+            replica.save(update_fields=["release", "next_restart_at", "ports", "updated_at"])
+    _unplace_where_overcommitted(app, list(replicas.values()))
+    unplaced = [r for r in replicas.values() if r.host_id is None]
+    if unplaced:
+        place_replicas(app, unplaced, strict=True)
+    touched |= {r.host_id for r in replicas.values() if r.host_id is not None}
+    reconcile_hosts(touched)
+
+
+def container_logs(actor: Actor, replica: Replica, tail: int) -> list[dict[str, Any]]:
+    """The last ``tail`` lines of a replica's container, fetched from its host's agent."""
+    from hostpanel.hosts import dispatch
+
+    require_role(actor, replica.app.tenant, Role.VIEWER)
+    if replica.host is None:
+        raise Conflict(f"container {replica.container_name} is not placed on a host: {replica.message}")
+    return dispatch.fetch_logs(replica.pk, replica.host.queue, tail)
+
+
+def container_stats(actor: Actor, replica: Replica) -> dict[str, Any]:
+    """CPU, memory and pids of a replica's container now, from its host's agent."""
+    from hostpanel.hosts import dispatch
+
+    require_role(actor, replica.app.tenant, Role.VIEWER)
+    if replica.host is None:
+        raise Conflict(f"container {replica.container_name} is not placed on a host: {replica.message}")
+    return dispatch.fetch_stats(replica.pk, replica.host.queue)
+
+
+def _unplace_where_overcommitted(app: App, replicas: list[Replica]) -> None:
+    """Take this app's replicas off hosts that its bigger release no longer fits on (to place anew)."""
+    from hostpanel.hosts.services import free_room
+
+    for room in free_room(app):
+        mine = [r for r in replicas if r.host_id == room.host.pk]
+        while mine and (room.cpu_millis < 0 or room.memory_bytes < 0):
+            replica = mine.pop()
+            room.cpu_millis += replica.release.cpu_millis
+            room.memory_bytes += replica.release.memory_bytes
+            replica.host, replica.ports = None, []
+            replica.save(update_fields=["host", "ports", "updated_at"])

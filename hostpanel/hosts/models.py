@@ -1,1 +1,36 @@
-"""Models of hostpanel.hosts: none yet; the issue that builds this app adds them."""
+"""Hosts: the machines that run containers, each with one host agent."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Host(models.Model):
+    """A container host. Its agent consumes the Celery queue ``host.<name>``."""
+
+    class State(models.TextChoices):
+        UP = "up"
+        DOWN = "down"
+        DRAINING = "draining"
+
+    name = models.CharField(max_length=63, unique=True)
+    address = models.CharField(max_length=255, blank=True)
+    cpu_millis = models.PositiveIntegerField(help_text="capacity in thousandths of a core")
+    memory_bytes = models.PositiveBigIntegerField()
+    disk_bytes = models.PositiveBigIntegerField(default=0)
+    labels = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.UP)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    engine_root = models.CharField(max_length=500, blank=True)
+    engine_instance = models.CharField(max_length=63, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue(self) -> str:
+        return f"host.{self.name}"

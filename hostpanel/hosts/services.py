@@ -1,5 +1,336 @@
-"""Business rules of hostpanel.hosts: plain, typed functions that take the acting user/tenant.
+"""Business rules of hosts: registration, heartbeats, the scheduler, down hosts, draining.
 
-Views, serializers, tasks and consumers stay thin and call these (DESIGN.md).
-Empty until the issue that builds this app.
+The scheduler places replicas on hosts that are up and have room (requested
+CPU and memory against capacity), spreading one app's replicas across hosts.
+A host whose heartbeat is older than ``HOSTPANEL_HOST_GRACE_SECONDS`` is marked
+down and its replicas are placed elsewhere (or left pending, with the reason).
 """
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from hostpanel.audit.services import Actor, audited
+from hostpanel.errors import Conflict, NoCapacity
+from hostpanel.hosts import dispatch
+from hostpanel.hosts.models import Host
+from hostpanel.tenants.services import require_admin
+
+if TYPE_CHECKING:
+    from hostpanel.deployments.models import App, Replica
+    from hostpanel.tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+
+
+# ---- telling agents -----------------------------------------------------------------
+def reconcile_hosts(host_ids: Iterable[int | None]) -> None:
+    """After the current transaction commits, ask each host's agent to reconcile."""
+    ids = sorted({i for i in host_ids if i is not None})
+    if not ids:
+        return
+
+    def send() -> None:
+        for host in Host.objects.filter(pk__in=ids).exclude(state=Host.State.DOWN):
+            try:
+                dispatch.send_reconcile(host.pk, host.queue)
+            except Exception:  # the broker is down: the agent's periodic reconcile catches up
+                log.exception("could not enqueue reconcile for host %s", host.name)
+
+    transaction.on_commit(send)
+
+
+def reconcile_tenant_hosts(tenant: Tenant) -> None:
+    from hostpanel.deployments.models import Replica
+
+    reconcile_hosts(Replica.objects.filter(app__tenant=tenant).values_list("host_id", flat=True))
+
+
+# ---- registration and heartbeats ------------------------------------------------------
+def register_host(
+    name: str,
+    *,
+    address: str = "",
+    cpu_millis: int,
+    memory_bytes: int,
+    disk_bytes: int = 0,
+    engine_root: str = "",
+    engine_instance: str = "",
+) -> Host:
+    """Create the host on an agent's first start, or refresh its capacity; marks it up."""
+    with transaction.atomic():
+        host, created = Host.objects.select_for_update().get_or_create(
+            name=name,
+            defaults={"cpu_millis": cpu_millis, "memory_bytes": memory_bytes},
+        )
+        fresh = host.last_heartbeat is not None and timezone.now() - host.last_heartbeat < timedelta(
+            seconds=settings.HOSTPANEL_HOST_GRACE_SECONDS
+        )
+        other_engine = (host.engine_root, host.engine_instance) not in (
+            ("", ""),
+            (engine_root, engine_instance),
+        )
+        if not created and fresh and other_engine and host.state != Host.State.DOWN:
+            raise Conflict(
+                f"host {name!r} is served by a live agent on engine {host.engine_root} "
+                f"({host.engine_instance}); give this agent another --name, or stop that agent and wait "
+                f"{settings.HOSTPANEL_HOST_GRACE_SECONDS:.0f}s"
+            )
+        host.address = address or host.address
+        host.cpu_millis, host.memory_bytes, host.disk_bytes = cpu_millis, memory_bytes, disk_bytes
+        host.engine_root, host.engine_instance = engine_root, engine_instance
+        host.last_heartbeat = timezone.now()
+        if host.state == Host.State.DOWN:
+            host.state = Host.State.UP
+        host.save()
+    if created:
+        log.info("registered host %s", name)
+    schedule_pending()
+    return host
+
+
+def heartbeat(host_id: int) -> None:
+    """Record that the host's agent is alive; a host that was down comes back up."""
+    now = timezone.now()
+    Host.objects.filter(pk=host_id).update(last_heartbeat=now)
+    if Host.objects.filter(pk=host_id, state=Host.State.DOWN).update(state=Host.State.UP):
+        log.info("host %s is up again", host_id)
+        schedule_pending()
+
+
+def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
+    """Mark hosts without a recent heartbeat down and move their replicas; returns them."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HOSTPANEL_HOST_GRACE_SECONDS)
+    stale = list(
+        Host.objects.exclude(state=Host.State.DOWN).filter(
+            Q(last_heartbeat__lt=cutoff) | Q(last_heartbeat=None)
+        )
+    )
+    moved = []
+    for host in stale:
+        with transaction.atomic():
+            still_stale = (
+                Host.objects.filter(pk=host.pk)
+                .exclude(state=Host.State.DOWN)
+                .filter(Q(last_heartbeat__lt=cutoff) | Q(last_heartbeat=None))
+            )
+            if not still_stale.update(state=Host.State.DOWN):
+                continue  # a heartbeat arrived meanwhile
+            log.warning("host %s: no heartbeat since %s, marked down", host.name, host.last_heartbeat)
+            _evict(host, f"host {host.name} went down")
+            moved.append(host)
+    if moved:
+        schedule_pending()
+    return moved
+
+
+def _evict(host: Host, reason: str) -> None:
+    from hostpanel.deployments.models import Replica
+
+    Replica.objects.filter(host=host).update(
+        host=None, state=Replica.State.PENDING, engine_id="", ports=[], message=reason, next_restart_at=None
+    )
+
+
+# ---- published ports ------------------------------------------------------------------
+def port_range() -> range:
+    low, _, high = settings.HOSTPANEL_PORT_RANGE.partition("-")
+    return range(int(low), int(high) + 1)
+
+
+def allocate_ports(replica: Replica, host: Host) -> list[dict[str, Any]]:
+    """Host ports for the replica's published container ports, unused by other replicas on ``host``.
+
+    Keeps the ports the replica already has on this host for the same container ports.
+    """
+    from hostpanel.deployments.models import Replica
+
+    wanted = replica.release.ports
+    if not wanted:
+        return []
+    used = {
+        (p["protocol"], p["host_port"])
+        for ports in Replica.objects.filter(host=host).exclude(pk=replica.pk).values_list("ports", flat=True)
+        for p in ports
+    }
+    keep = (
+        {(p["protocol"], p["container_port"]): p["host_port"] for p in replica.ports}
+        if replica.host_id == host.pk
+        else {}
+    )
+    out = []
+    candidates = iter(port_range())
+    for want in wanted:
+        protocol = want.get("protocol", "tcp")
+        host_port = keep.get((protocol, want["container_port"]))
+        if host_port is None or (protocol, host_port) in used:
+            host_port = next((p for p in candidates if (protocol, p) not in used), None)
+            if host_port is None:
+                raise NoCapacity(f"host {host.name} has no free port left in {settings.HOSTPANEL_PORT_RANGE}")
+        used.add((protocol, host_port))
+        out.append({"container_port": want["container_port"], "protocol": protocol, "host_port": host_port})
+    return out
+
+
+# ---- the scheduler --------------------------------------------------------------------
+@dataclass
+class Room:
+    host: Host
+    cpu_millis: int
+    memory_bytes: int
+    app_replicas: int
+
+
+def free_room(app: App | None = None) -> list[Room]:
+    """Each up host's free CPU and memory (capacity minus what placed replicas request)."""
+    hosts = Host.objects.filter(state=Host.State.UP).annotate(
+        used_cpu=Sum("replicas__release__cpu_millis"),
+        used_mem=Sum("replicas__release__memory_bytes"),
+        mine=Count("replicas", filter=Q(replicas__app=app))
+        if app is not None
+        else Count("pk", filter=Q(pk=None)),
+    )
+    return [
+        Room(
+            host=h,
+            cpu_millis=h.cpu_millis - (h.used_cpu or 0),
+            memory_bytes=h.memory_bytes - (h.used_mem or 0),
+            app_replicas=h.mine,
+        )
+        for h in hosts
+    ]
+
+
+def place_replicas(app: App, replicas: list[Replica], *, strict: bool) -> list[Replica]:
+    """Put each replica on the up host with room that has fewest of the app's replicas.
+
+    With ``strict`` a replica that fits nowhere raises NoCapacity (the caller's
+    transaction rolls back); otherwise it stays pending with the reason.
+    Returns the replicas placed.
+    """
+    from hostpanel.deployments.models import Replica
+
+    rooms = free_room(app)
+    placed = []
+    for replica in replicas:
+        release = replica.release
+        need_cpu, need_mem = release.cpu_millis, release.memory_bytes
+        fits = [r for r in rooms if r.cpu_millis >= need_cpu and r.memory_bytes >= need_mem]
+        if not fits:
+            message = _no_room_message(app, replica, rooms)
+            if strict:
+                raise NoCapacity(message, {"cpu_millis": need_cpu, "memory_bytes": need_mem})
+            Replica.objects.filter(pk=replica.pk).exclude(
+                state=Replica.State.PENDING, message=message
+            ).update(state=Replica.State.PENDING, message=message)
+            continue
+        fits.sort(key=lambda r: (r.app_replicas, -r.memory_bytes / max(r.host.memory_bytes, 1), r.host.name))
+        room = fits[0]
+        room.cpu_millis -= need_cpu
+        room.memory_bytes -= need_mem
+        room.app_replicas += 1
+        replica.ports = allocate_ports(replica, room.host)
+        replica.host = room.host
+        replica.state = Replica.State.STARTING
+        replica.message = ""
+        Replica.objects.filter(pk=replica.pk).update(
+            host=room.host, state=replica.state, message="", ports=replica.ports
+        )
+        placed.append(replica)
+    return placed
+
+
+def _no_room_message(app: App, replica: Replica, rooms: list[Room]) -> str:
+    release = replica.release
+    want = f"{release.cpu_millis} millicores and {release.memory_bytes // 1024**2} MiB"
+    if not rooms:
+        return (
+            f"no host is up to run replica {replica.index} of {app.name} (needs {want}); "
+            "add a host or start its agent"
+        )
+    best = max(rooms, key=lambda r: (r.memory_bytes, r.cpu_millis))
+    return (
+        f"no host has room for replica {replica.index} of {app.name}: it needs {want}; the roomiest up host "
+        f"{best.host.name} has {max(best.cpu_millis, 0)} millicores and "
+        f"{max(best.memory_bytes, 0) // 1024**2} MiB free"
+    )
+
+
+def schedule_pending() -> int:
+    """Place pending replicas (after a host came up or went down); returns how many were placed."""
+    from hostpanel.deployments.models import App, Replica
+
+    placed = 0
+    app_ids = Replica.objects.filter(host=None).values_list("app_id", flat=True).distinct()
+    for app in App.objects.filter(pk__in=list(app_ids)).select_related("tenant"):
+        with transaction.atomic():
+            pending = list(
+                Replica.objects.select_for_update().filter(app=app, host=None).select_related("release")
+            )
+            done = place_replicas(app, pending, strict=False)
+            reconcile_hosts(r.host_id for r in done)
+            placed += len(done)
+    return placed
+
+
+# ---- admin actions -------------------------------------------------------------------
+def hosts_with_use(actor: Actor) -> QuerySet[Host]:
+    """Every host (admins), annotated with its replica count and the CPU and memory they request."""
+    require_admin(actor)
+    return Host.objects.annotate(
+        replica_count=Count("replicas"),
+        used_cpu_millis=Coalesce(Sum("replicas__release__cpu_millis"), 0),
+        used_memory_bytes=Coalesce(Sum("replicas__release__memory_bytes"), 0),
+    ).order_by("name")
+
+
+def create_host(actor: Actor, **values: Any) -> Host:
+    """Pre-register a host (its agent fills in the capacity it measures on start)."""
+    require_admin(actor)
+    with audited(actor, "host.create", None) as entry:
+        if Host.objects.filter(name=values["name"]).exists():
+            raise Conflict(f"host {values['name']!r} exists already")
+        host = Host.objects.create(**values)
+        entry.obj = host
+    return host
+
+
+def update_host(actor: Actor, host: Host, **values: Any) -> Host:
+    require_admin(actor)
+    with audited(actor, "host.update", None, host), transaction.atomic():
+        for key, value in values.items():
+            setattr(host, key, value)
+        host.save()
+        if host.state == Host.State.DRAINING:
+            _drain(host)
+    return host
+
+
+def drain_host(actor: Actor, host: Host) -> Host:
+    """Move every replica off the host; it takes no new ones until set up again."""
+    return update_host(actor, host, state=Host.State.DRAINING)
+
+
+def _drain(host: Host) -> None:
+    reconcile_hosts([host.pk])  # the agent removes what no longer belongs to it
+    _evict(host, f"host {host.name} is draining")
+    schedule_pending()
+
+
+def delete_host(actor: Actor, host: Host) -> None:
+    require_admin(actor)
+    with audited(actor, "host.delete", None, host), transaction.atomic():
+        if host.replicas.exists():
+            raise Conflict(f"host {host.name!r} still has replicas; drain it first")
+        host.delete()

@@ -1,5 +1,167 @@
-"""Business rules of hostpanel.images: plain, typed functions that take the acting user/tenant.
+"""Business rules of images: which images a tenant may run, uploads, base images.
 
-Views, serializers, tasks and consumers stay thin and call these (DESIGN.md).
-Empty until the issue that builds this app.
+A tenant runs base images (registered by the admins, or by a host agent for
+the images its engine holds that belong to no tenant) and its own uploads,
+which are named ``<slug>/<name>:<tag>`` so no tenant can run another's.
 """
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet
+
+from engine.errors import InvalidReference
+from engine.images.reference import normalize_tag
+from hostpanel.audit.services import Actor, audited
+from hostpanel.errors import Conflict, InvalidRequest, NotFound
+from hostpanel.images.models import Image
+from hostpanel.tenants.models import Role, Tenant
+from hostpanel.tenants.services import require_admin, require_role
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+MAX_UPLOAD_BYTES = 4 * 1024**3
+CHUNK = 1024 * 1024
+
+
+def normalize(reference: str) -> str:
+    """The stored ``name:tag`` form; InvalidRequest for a malformed reference."""
+    try:
+        return normalize_tag(reference)
+    except InvalidReference as exc:
+        raise InvalidRequest(f"image: {exc}") from exc
+
+
+def available_images(actor: Actor, tenant: Tenant) -> QuerySet[Image]:
+    require_role(actor, tenant, Role.VIEWER)
+    return Image.objects.filter(Q(tenant=None) | Q(tenant=tenant))
+
+
+def check_available(tenant: Tenant, reference: str) -> str:
+    """The normalized reference if ``tenant`` may run it, else InvalidRequest saying what to do."""
+    ref = normalize(reference)
+    if Image.objects.filter(Q(tenant=None) | Q(tenant=tenant), reference=ref).exists():
+        return ref
+    raise InvalidRequest(
+        f"image {ref!r} is not available to tenant {tenant.slug!r}: use a base image "
+        f"(GET /api/v1/tenants/{tenant.slug}/images/) or upload yours as {tenant.slug}/<name>:<tag>"
+    )
+
+
+def register_base_images(references: list[str]) -> list[Image]:
+    """Make the given references base images (a host agent calls this for its engine's images).
+
+    References under a tenant's namespace (``<slug>/...``) are never made base images.
+    """
+    slugs = set(Tenant.objects.values_list("slug", flat=True))
+    made = []
+    for reference in references:
+        ref = normalize(reference)
+        if ref.split("/", 1)[0] in slugs and "/" in ref:
+            continue
+        image, created = Image.objects.get_or_create(reference=ref, defaults={"tenant": None})
+        if created:
+            made.append(image)
+    return made
+
+
+def add_base_image(actor: Actor, reference: str) -> Image:
+    """Register a base image every tenant may run (admins); the hosts must hold it."""
+    require_admin(actor)
+    ref = normalize(reference)
+    if "/" in ref and Tenant.objects.filter(slug=ref.split("/", 1)[0]).exists():
+        raise InvalidRequest(f"{ref!r} is in a tenant's namespace; base images cannot be")
+    with audited(actor, "image.add_base", None) as entry:
+        image, _ = Image.objects.get_or_create(reference=ref, defaults={"tenant": None})
+        if image.tenant_id is not None:
+            raise Conflict(f"{ref!r} is a tenant's image")
+        entry.obj = image
+    return image
+
+
+def upload_image(actor: Actor, tenant: Tenant, name: str, archive: IO[bytes]) -> Image:
+    """Store an uploaded docker-save or OCI archive as ``<slug>/<name>``; hosts import it on first use."""
+    require_role(actor, tenant, Role.DEVELOPER)
+    if not _NAME_RE.match(name):
+        raise InvalidRequest("name: give <name>[:<tag>] in lowercase letters, digits, '.', '_', '-'")
+    reference = normalize(f"{tenant.slug}/{name}")
+    directory = Path(settings.VAR_DIR) / "images" / tenant.slug
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = Image.objects.filter(reference=reference).first()
+    if existing is not None and existing.tenant_id != tenant.pk:
+        raise Conflict(f"{reference!r} is taken by a base image; choose another name")
+    with audited(actor, "image.upload", tenant) as entry:
+        digest, size, tmp = hashlib.sha256(), 0, directory / f".upload-{os.getpid()}-{id(archive)}"
+        try:
+            with tmp.open("wb") as out:
+                while chunk := archive.read(CHUNK):
+                    size += len(chunk)
+                    if size > MAX_UPLOAD_BYTES:
+                        raise InvalidRequest(f"archive larger than {MAX_UPLOAD_BYTES} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+            if size == 0:
+                raise InvalidRequest("archive: the file is empty")
+            path = directory / f"{digest.hexdigest()}.tar"
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        old_archive = existing.archive if existing is not None else ""
+        with transaction.atomic():
+            image, _ = Image.objects.update_or_create(
+                reference=reference,
+                defaults={
+                    "tenant": tenant,
+                    "archive": str(path),
+                    "size": size,
+                    "sha256": digest.hexdigest(),
+                    "created_by": actor.user if getattr(actor.user, "pk", None) else None,
+                },
+            )
+        entry.obj = image
+    if old_archive and old_archive != image.archive:
+        _forget_archive(old_archive)
+    return image
+
+
+def _forget_archive(path: str) -> None:
+    """Delete an uploaded archive no image record points at any more."""
+    if path and not Image.objects.filter(archive=path).exists():
+        Path(path).unlink(missing_ok=True)
+
+
+def forget_tenant_archives(tenant: Tenant) -> None:
+    """Delete a (deleted) tenant's uploaded archives."""
+    directory = Path(settings.VAR_DIR) / "images" / tenant.slug
+    if directory.is_dir():
+        for path in directory.iterdir():
+            path.unlink(missing_ok=True)
+        directory.rmdir()
+
+
+def delete_image(actor: Actor, image: Image) -> None:
+    """Delete a tenant's image record (not while an app's current release uses it)."""
+    from hostpanel.deployments.models import App
+
+    if image.tenant is None:
+        raise NotFound("no such image of this tenant")
+    tenant = image.tenant
+    require_role(actor, tenant, Role.DEVELOPER)
+    with audited(actor, "image.delete", tenant, image):
+        if App.objects.filter(tenant=tenant, current_release__image=image.reference).exists():
+            raise Conflict(f"image {image.reference!r} is used by an app; deploy another image first")
+        archive = image.archive
+        image.delete()
+    _forget_archive(archive)
+
+
+def archive_for(reference: str) -> Path | None:
+    """Where the archive of an uploaded image is (host agents import it from there), or None."""
+    image = Image.objects.filter(reference=normalize(reference)).exclude(archive="").first()
+    return Path(image.archive) if image is not None else None

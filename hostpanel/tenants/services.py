@@ -1,5 +1,286 @@
-"""Business rules of hostpanel.tenants: plain, typed functions that take the acting user/tenant.
+"""Business rules of hostpanel.tenants: tenants, members and roles, API tokens, quotas.
 
-Views, serializers, tasks and consumers stay thin and call these (DESIGN.md).
-Empty until the issue that builds this app.
+Plain, typed functions that take the acting :class:`Actor` (DESIGN.md). Access
+rules: admins (staff) may do everything; a member acts in its tenant by role
+(viewer < developer < owner); anyone else gets NotFound, never a hint that the
+tenant exists. A token confines its user to the token's tenant.
 """
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from hostpanel.audit.services import Actor, audited
+from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound, QuotaExceeded
+from hostpanel.tenants.models import ROLE_RANK, ApiToken, Membership, Quota, Role, Tenant
+
+TOKEN_PREFIX = "hp_"
+
+
+# ---- access -------------------------------------------------------------------------
+def role_of(actor: Actor, tenant: Tenant) -> str | None:
+    """The actor's role in ``tenant`` (admins are owners everywhere), or None."""
+    if actor.token is not None and actor.token.tenant_id != tenant.pk:
+        return None
+    if actor.is_admin:
+        return Role.OWNER
+    user = actor.user
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    membership = Membership.objects.filter(user=user, tenant=tenant).only("role").first()
+    return membership.role if membership else None
+
+
+def require_role(actor: Actor, tenant: Tenant, role: str) -> str:
+    """The actor's role if it is at least ``role``; NotFound for outsiders, Forbidden for lower roles."""
+    have = role_of(actor, tenant)
+    if have is None:
+        raise NotFound(f"no tenant {tenant.slug!r}")
+    if ROLE_RANK[Role(have)] < ROLE_RANK[Role(role)]:
+        raise Forbidden(f"this needs the {role} role in tenant {tenant.slug!r}; you are {have}")
+    return have
+
+
+def require_admin(actor: Actor) -> None:
+    if not actor.is_admin:
+        raise Forbidden("only administrators may do this")
+
+
+def visible_tenants(actor: Actor) -> QuerySet[Tenant]:
+    """The tenants the actor may see."""
+    if actor.token is not None:
+        return Tenant.objects.filter(pk=actor.token.tenant_id)
+    if actor.is_admin:
+        return Tenant.objects.all()
+    if actor.user is None or not getattr(actor.user, "is_authenticated", False):
+        return Tenant.objects.none()
+    return Tenant.objects.filter(memberships__user=actor.user)
+
+
+def get_tenant(actor: Actor, slug: str, role: str = Role.VIEWER) -> Tenant:
+    """A tenant the actor holds at least ``role`` in (NotFound / Forbidden otherwise)."""
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise NotFound(f"no tenant {slug!r}")
+    require_role(actor, tenant, role)
+    return tenant
+
+
+# ---- tenants ------------------------------------------------------------------------
+def create_tenant(
+    actor: Actor, slug: str, name: str = "", owner: AbstractBaseUser | str | None = None
+) -> Tenant:
+    """Create a tenant with the default quota (admins only), optionally with its first owner
+    (a user or a username)."""
+    require_admin(actor)
+    if isinstance(owner, str):
+        found = get_user_model().objects.filter(username=owner).first()
+        if found is None:
+            raise InvalidRequest(f"no user {owner!r}; an administrator creates users first")
+        owner = found
+    with audited(actor, "tenant.create", None) as entry, transaction.atomic():
+        if Tenant.objects.filter(slug=slug).exists():
+            raise Conflict(f"tenant {slug!r} exists already")
+        tenant = Tenant.objects.create(slug=slug, name=name)
+        Quota.objects.create(tenant=tenant, **settings.HOSTPANEL_DEFAULT_QUOTA)
+        if owner is not None:
+            Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
+        entry.tenant, entry.obj = tenant, tenant
+    return tenant
+
+
+def update_tenant(actor: Actor, tenant: Tenant, name: str) -> Tenant:
+    require_role(actor, tenant, Role.OWNER)
+    with audited(actor, "tenant.update", tenant, tenant):
+        tenant.name = name
+        tenant.save(update_fields=["name"])
+    return tenant
+
+
+def delete_tenant(actor: Actor, tenant: Tenant) -> None:
+    """Delete a tenant with everything it owns (admins only); its containers are removed by the agents."""
+    from hostpanel.deployments.services import delete_app
+    from hostpanel.images.services import forget_tenant_archives
+
+    require_admin(actor)
+    with audited(actor, "tenant.delete", None, tenant):
+        for app in list(tenant.apps.all()):
+            delete_app(actor, app)
+        tenant.delete()
+    forget_tenant_archives(tenant)
+
+
+# ---- members ------------------------------------------------------------------------
+def add_member(actor: Actor, tenant: Tenant, username: str, role: str) -> Membership:
+    """Give an existing user a role in the tenant (owners)."""
+    require_role(actor, tenant, Role.OWNER)
+    user = get_user_model().objects.filter(username=username).first()
+    with audited(actor, "member.add", tenant) as entry, transaction.atomic():
+        if user is None:
+            raise InvalidRequest(f"no user {username!r}; an administrator creates users")
+        try:
+            membership = Membership.objects.create(user=user, tenant=tenant, role=Role(role))
+        except IntegrityError as exc:
+            raise Conflict(f"{username!r} is a member of {tenant.slug!r} already") from exc
+        entry.obj = membership
+    return membership
+
+
+def change_role(actor: Actor, membership: Membership, role: str) -> Membership:
+    tenant = membership.tenant
+    require_role(actor, tenant, Role.OWNER)
+    with audited(actor, "member.update", tenant, membership), transaction.atomic():
+        if membership.role == Role.OWNER and role != Role.OWNER:
+            _keep_an_owner(tenant, membership)
+        membership.role = Role(role)
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def remove_member(actor: Actor, membership: Membership) -> None:
+    tenant = membership.tenant
+    require_role(actor, tenant, Role.OWNER)
+    with audited(actor, "member.remove", tenant, membership), transaction.atomic():
+        if membership.role == Role.OWNER:
+            _keep_an_owner(tenant, membership)
+        membership.delete()
+
+
+def _keep_an_owner(tenant: Tenant, leaving: Membership) -> None:
+    if not Membership.objects.filter(tenant=tenant, role=Role.OWNER).exclude(pk=leaving.pk).exists():
+        raise Conflict(f"{leaving.user} is the last owner of {tenant.slug!r}; make someone else owner first")
+
+
+# ---- tokens -------------------------------------------------------------------------
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(
+    actor: Actor, tenant: Tenant, name: str, expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Make a token for the acting user in ``tenant``; returns it with its secret (shown once)."""
+    require_role(actor, tenant, Role.VIEWER)
+    user = actor.user
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise Forbidden("only a signed-in user can make a token")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidRequest("expires_at is in the past")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with audited(actor, "token.create", tenant) as entry:
+        token = ApiToken.objects.create(
+            user=user,
+            tenant=tenant,
+            name=name,
+            prefix=secret[: len(TOKEN_PREFIX) + 6],
+            digest=hash_token(secret),
+            expires_at=expires_at,
+        )
+        entry.obj = token
+    return token, secret
+
+
+def visible_tokens(actor: Actor, tenant: Tenant) -> QuerySet[ApiToken]:
+    """Owners see every token of the tenant, others their own."""
+    qs = ApiToken.objects.filter(tenant=tenant)
+    if role_of(actor, tenant) == Role.OWNER:
+        return qs
+    return qs.filter(user_id=getattr(actor.user, "pk", None))
+
+
+def revoke_token(actor: Actor, token: ApiToken) -> ApiToken:
+    """Revoke a token: its owner or a tenant owner may."""
+    tenant = token.tenant
+    if token.user_id != getattr(actor.user, "pk", None):
+        require_role(actor, tenant, Role.OWNER)
+    with audited(actor, "token.revoke", tenant, token):
+        if token.revoked_at is None:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+    return token
+
+
+def authenticate_token(secret: str) -> ApiToken | None:
+    """The active token with this secret (its last-use time updated), or None."""
+    token = ApiToken.objects.select_related("user", "tenant").filter(digest=hash_token(secret)).first()
+    if token is None or not token.is_active or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+# ---- quotas -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Usage:
+    """Resources a tenant's apps ask for (what the quota limits)."""
+
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    pids: int = 0
+    containers: int = 0
+    volumes: int = 0
+    disk_bytes: int = 0
+
+
+_UNITS = {"cpu_millis": "millicores", "memory_bytes": "bytes", "disk_bytes": "bytes"}
+
+
+def check_quota(tenant: Tenant, before: Usage, after: Usage) -> None:
+    """QuotaExceeded listing each resource that ``after`` takes over the quota and by how much.
+
+    Only resources that grow are checked, so a tenant over its quota (after an
+    admin lowered it) can still scale down or stop.
+    """
+    quota = Quota.objects.get(tenant=tenant)
+    over = []
+    for resource, wanted in asdict(after).items():
+        limit = getattr(quota, resource)
+        if wanted > limit and wanted > getattr(before, resource):
+            over.append(
+                {
+                    "resource": resource,
+                    "limit": limit,
+                    "requested": wanted,
+                    "over_by": wanted - limit,
+                    "unit": _UNITS.get(resource, "count"),
+                }
+            )
+    if over:
+        text = "; ".join(
+            f"{o['resource']} {o['requested']} > limit {o['limit']} (over by {o['over_by']})" for o in over
+        )
+        raise QuotaExceeded(f"over the quota of tenant {tenant.slug!r}: {text}", {"over": over})
+
+
+def update_quota(actor: Actor, tenant: Tenant, **values: int) -> Quota:
+    """Set quota values (admins). The hosts are told so running containers follow at once."""
+    from hostpanel.hosts.services import reconcile_tenant_hosts
+
+    require_admin(actor)
+    with audited(actor, "quota.update", tenant) as entry, transaction.atomic():
+        quota = Quota.objects.select_for_update().get(tenant=tenant)
+        for key, value in values.items():
+            if not hasattr(quota, key) or key in ("id", "tenant", "tenant_id", "updated_at"):
+                raise InvalidRequest(f"unknown quota field {key!r}")
+            setattr(quota, key, int(value))
+        quota.save()
+        entry.obj = quota
+        reconcile_tenant_hosts(tenant)
+    return quota
+
+
+def is_anonymous(user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    return user is None or not getattr(user, "is_authenticated", False)

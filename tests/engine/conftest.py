@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import pytest
 from engine.cgroups.layout import detect_cgroup_layout
 from engine.engine import Engine
 from engine.images.model import Image
+from engine.networks import firewall, netlink
+from engine.networks.manager import link_prefixes
+from engine.volumes.disk import loop_devices_backed_by
 
 
 def leaks(root: Path, instance: str) -> list[str]:
@@ -34,6 +38,31 @@ def leaks(root: Path, instance: str) -> list[str]:
     containers = root / "containers"
     if containers.exists():
         found += [f"container dir {p.name}" for p in containers.iterdir()]
+    found += [f"loop device {dev}" for dev in loop_devices_backed_by(root, settle=2.0)]
+    volumes = root / "volumes"
+    if volumes.exists():  # half-made (.new-*) or half-removed (.gone-*) volumes
+        found += [f"volume dir {p.name}" for p in volumes.iterdir() if p.name.startswith(".")]
+    return found + network_leaks(root, instance)
+
+
+def network_leaks(root: Path, instance: str) -> list[str]:
+    """Network namespaces, links, nft tables and address allocations of the instance still present."""
+    found: list[str] = []
+    netns = root / "run" / "netns"
+    if netns.exists():
+        found += [f"netns {p.name}" for p in netns.iterdir()]
+    for _attempt in range(100):  # a destroyed namespace's veth is removed by the kernel in the background
+        links = [name for prefix in link_prefixes(instance) for name in netlink.links_with_prefix(prefix)]
+        if not links:
+            break
+        time.sleep(0.02)
+    found += [f"link {name}" for name in links]
+    found += [f"nft {t}" for t in firewall.instance_tables_present(instance)]
+    networks = root / "networks"
+    if networks.exists():
+        for endpoints in networks.glob("*/endpoints.json"):
+            if endpoints.read_text().strip() not in ("", "{}"):
+                found.append(f"address allocation in {endpoints}")
     return found
 
 
@@ -50,6 +79,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     yield eng
     for container in eng.list(all=True):
         eng.remove(container.id, force=True)
+    for network in eng.network_list():
+        eng.network_remove(network.name)
     left = leaks(root, instance)
     assert not left, f"the engine left things behind: {left}"
 

@@ -251,21 +251,27 @@ def assert_no_partial_layer(store: ImageStore) -> None:
 
 
 @pytest.mark.parametrize(
-    "entries",
+    "make_entries",
     [
-        [d("etc"), f("etc/ok", b"ok"), f("../evil", b"x")],
-        [f("ok", b"ok"), f("/abs/evil", b"x")],
-        [f("ok", b"ok"), sym("link", "/"), f("link/tmp/hp-image-test-evil", b"x")],
-        [f("ok", b"ok"), hard("pw", "/etc/passwd")],
-        [f("ok", b"ok"), hard("pw", "etc/passwd")],
+        lambda t: [d("etc"), f("etc/ok", b"ok"), f("../evil", b"x")],
+        lambda t: [f("ok", b"ok"), f(f"{t}/evil", b"x")],
+        lambda t: [f("ok", b"ok"), sym("link", "/"), f(f"link{t}/evil", b"x")],
+        lambda t: [f("ok", b"ok"), hard("pw", "/etc/passwd")],
+        lambda t: [f("ok", b"ok"), hard("pw", "etc/passwd")],
     ],
     ids=["dotdot", "absolute", "symlink", "hardlink-absolute", "hardlink-outside-layer"],
 )
-def test_layer_dirs_refuses_hostile_layers_without_leftovers(store: ImageStore, entries: list[Entry]) -> None:
+def test_layer_dirs_refuses_hostile_layers_without_leftovers(
+    store: ImageStore, tmp_path: Path, make_entries: object
+) -> None:
+    entries = make_entries(tmp_path)  # type: ignore[operator]
     image = store.resolve(plant_image(store, [rootfs(), tar_bytes(entries)]))
+    passwd_links = os.stat("/etc/passwd").st_nlink
     with pytest.raises(UnsafeArchive):
         store.layer_dirs(image, 100000)
-    assert not Path("/tmp/hp-image-test-evil").exists()
+    assert not (tmp_path / "evil").exists()
+    assert not (store.paths.root.parent / "evil").exists()
+    assert os.stat("/etc/passwd").st_nlink == passwd_links
     # the good bottom layer may be unpacked; the hostile one must leave nothing
     assert [p.name for p in store.paths.layers.iterdir()] == [image.layers[0].split(":")[1]]
     assert list(store.paths.tmp.iterdir()) == []

@@ -1,0 +1,129 @@
+"""Network commands: `hpctl network create | ls | inspect | rm | teardown`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from engine.cli.output import print_json, print_table
+from engine.errors import InvalidSpec
+from engine.networks.manager import OverlayOptions
+
+if TYPE_CHECKING:
+    from engine.cli import CliContext
+
+
+def cmd_create(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Create a network and print its name."""
+    overlay = OverlayOptions(
+        peers=tuple(args.peer), underlay_ip=args.underlay_ip, vni=args.vni, ip_range=args.ip_range
+    )
+    net = ctx.engine.network_create(
+        args.name,
+        tenant=args.tenant,
+        subnet=args.subnet,
+        driver=args.driver,
+        internal=args.internal,
+        overlay=overlay,
+    )
+    ctx.out.write(net.name + "\n")
+    return 0
+
+
+def cmd_ls(ctx: CliContext, args: argparse.Namespace) -> int:
+    """List networks."""
+    networks = ctx.engine.network_list(args.tenant)
+    if args.json:
+        print_json(ctx.out, [n.to_dict() for n in networks])
+        return 0
+    rows = [
+        [n.name, n.tenant, n.driver, n.subnet, n.gateway, "yes" if n.internal else "no", n.bridge]
+        for n in networks
+    ]
+    print_table(ctx.out, ["NAME", "TENANT", "DRIVER", "SUBNET", "GATEWAY", "INTERNAL", "DEVICE"], rows)
+    return 0
+
+
+def cmd_inspect(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Print networks and their containers as JSON."""
+    result: list[dict[str, Any]] = []
+    for name in args.names:
+        data = ctx.engine.network(name).to_dict()
+        data["containers"] = {
+            cid: {k: v for k, v in ep.items() if k != "hosts"}
+            for cid, ep in ctx.engine.networks.endpoints(name).items()
+        }
+        result.append(data)
+    print_json(ctx.out, result)
+    return 0
+
+
+def cmd_remote(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Set the containers an overlay network has on other hosts."""
+    entries = {}
+    for item in args.entries:
+        host, sep, address = item.partition("=")
+        if not sep:
+            raise InvalidSpec(f"invalid entry {item!r}: use NAME=ADDRESS")
+        entries[host] = address
+    ctx.engine.network_set_remote(args.name, entries)
+    return 0
+
+
+def cmd_rm(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Remove unused networks."""
+    for name in args.names:
+        ctx.engine.network_remove(name)
+        ctx.out.write(name + "\n")
+    return 0
+
+
+def cmd_teardown(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Remove every namespace, link and nft table of this engine instance."""
+    for item in ctx.engine.network_teardown():
+        ctx.out.write(f"removed {item}\n")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `network` command group."""
+    net = sub.add_parser("network", help="manage tenant networks")
+    nsub = net.add_subparsers(dest="network_command", metavar="SUBCOMMAND")
+    nsub.required = True
+
+    p = nsub.add_parser("create", help="create a network")
+    p.add_argument("name")
+    p.add_argument("--tenant", default="default", help="tenant that owns the network")
+    p.add_argument("--subnet", help="IPv4 subnet in CIDR form (default: the next free /24 of the pool)")
+    p.add_argument("--driver", default="bridge", choices=("bridge", "overlay"))
+    p.add_argument("--internal", action="store_true", help="no outbound route and no masquerade")
+    p.add_argument(
+        "--peer", action="append", default=[], metavar="IP", help="overlay: another host's address"
+    )
+    p.add_argument("--underlay-ip", help="overlay: this host's address (default: the route's source)")
+    p.add_argument("--vni", type=int, help="overlay: VXLAN network id (default: derived from the name)")
+    p.add_argument("--ip-range", help="overlay: the part of the subnet this host hands out, e.g. x.y.z.0/25")
+    p.set_defaults(handler=cmd_create)
+
+    p = nsub.add_parser("remote", help="overlay: containers on other hosts, as NAME=ADDRESS (for /etc/hosts)")
+    p.add_argument("name")
+    p.add_argument("entries", nargs="*")
+    p.set_defaults(handler=cmd_remote)
+
+    p = nsub.add_parser("ls", help="list networks")
+    p.add_argument("--tenant", help="only this tenant's networks")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(handler=cmd_ls)
+
+    p = nsub.add_parser("inspect", help="show networks and their containers as JSON")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(handler=cmd_inspect)
+
+    p = nsub.add_parser("rm", help="remove networks (refused while a container uses one)")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(handler=cmd_rm)
+
+    p = nsub.add_parser(
+        "teardown", help="remove this instance's network namespaces, bridges, veths and nft tables"
+    )
+    p.set_defaults(handler=cmd_teardown)

@@ -1,0 +1,96 @@
+"""Tenant commands: `hpctl tenant quota set|show T` and `hpctl tenant usage T`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from engine.cgroups.resources import Resources, format_bytes
+from engine.cli.output import print_json, print_table
+from engine.cli.stats import add_resource_options, resources_from_args
+
+if TYPE_CHECKING:
+    from engine.cli import CliContext
+
+
+def _show_quota(ctx: CliContext, tenant: str, quota: Resources, as_json: bool) -> None:
+    if as_json:
+        print_json(ctx.out, {"tenant": tenant, **quota.to_dict()})
+        return
+    rows = [[key.replace("_", " "), value] for key, value in quota.describe().items()]
+    ctx.out.write(f"tenant {tenant}\n")
+    print_table(ctx.out, ["LIMIT", "VALUE"], rows)
+
+
+def cmd_quota_set(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant quota set T ...`: replace the tenant's quota and apply it live."""
+    quota = ctx.engine.set_tenant_quota(args.tenant, resources_from_args(args))
+    _show_quota(ctx, args.tenant, quota, args.json)
+    return 0
+
+
+def cmd_quota_show(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant quota show T`: the tenant's stored quota."""
+    _show_quota(ctx, args.tenant, ctx.engine.tenant_quota(args.tenant), args.json)
+    return 0
+
+
+def cmd_usage(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant usage T`: live totals of the tenant's containers and its billing usage."""
+    report = ctx.engine.tenant_usage(args.tenant)
+    if args.json:
+        print_json(ctx.out, report.to_dict())
+        return 0
+    live, usage, quota = report.live, report.usage, report.quota
+    rows = [
+        ["running containers", str(len(report.running)), ""],
+        ["memory", format_bytes(live.memory_usage), format_bytes(quota.memory)],
+        ["cpu time", f"{live.cpu_usage_ns / 1e9:.2f}s (live cgroup)", quota.describe()["cpus"] + " CPUs"],
+        ["pids", str(live.pids), "unlimited" if quota.pids is None else str(quota.pids)],
+        [
+            "block I/O read / write",
+            f"{format_bytes(live.io_read_bytes)} / {format_bytes(live.io_write_bytes)}",
+            "",
+        ],
+        ["oom kills", str(live.oom_kills), ""],
+        ["billed cpu-seconds", f"{usage.cpu_seconds:.2f}", ""],
+        [
+            "billed memory",
+            f"{usage.memory_gib_hours:.6f} GiB-hours ({usage.memory_byte_seconds:.0f} B*s)",
+            "",
+        ],
+        ["disk (container layers)", format_bytes(usage.disk_bytes), ""],
+        ["samples", str(usage.samples), ""],
+    ]
+    ctx.out.write(f"tenant {report.tenant}\n")
+    print_table(ctx.out, ["WHAT", "NOW / TOTAL", "QUOTA"], rows)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `tenant` commands to `hpctl`."""
+    tenant = sub.add_parser("tenant", help="tenant quotas and usage")
+    tsub = tenant.add_subparsers(dest="tenant_command", metavar="COMMAND")
+    tsub.required = True
+    quota = tsub.add_parser("quota", help="show or set a tenant's resource quota")
+    qsub = quota.add_subparsers(dest="quota_command", metavar="COMMAND")
+    qsub.required = True
+
+    p = qsub.add_parser(
+        "set",
+        help="replace a tenant's quota (limits not given become unlimited), live",
+    )
+    add_resource_options(p, pids_flag="--pids")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.set_defaults(handler=cmd_quota_set)
+
+    p = qsub.add_parser("show", help="show a tenant's quota")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.set_defaults(handler=cmd_quota_show)
+
+    p = tsub.add_parser("usage", help="a tenant's live totals and accumulated billing usage")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.set_defaults(handler=cmd_usage)

@@ -1,0 +1,354 @@
+"""The seam for the kernel's network objects: namespaces, bridges, veth pairs, VXLAN, routes.
+
+Everything goes through pyroute2 (netlink) in this process. Work inside a
+container's namespace runs in a short-lived thread that first joins the
+namespace (setns affects only the calling thread) and checks that it did,
+so a netlink socket can never configure the host by mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import ipaddress
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from engine.errors import RuntimeFailure
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+
+T = TypeVar("T")
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a fresh OS thread (namespace changes die with it) and return its result."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="hp-netns")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    result: T = box["result"]
+    return result
+
+
+def _oserror(what: str) -> RuntimeFailure:
+    err = ctypes.get_errno()
+    return RuntimeFailure(f"{what}: {os.strerror(err)}")
+
+
+def create_netns(path: Path) -> None:
+    """Create a new network namespace kept alive by a bind mount at ``path`` (with lo up).
+
+    Raises RuntimeFailure; on failure nothing is left at ``path``.
+    """
+
+    def run() -> None:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            raise _oserror("cannot create a network namespace")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=False)
+        try:
+            if _libc.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", MS_BIND, None) != 0:
+                raise _oserror(f"cannot bind-mount the network namespace at {path}")
+        except BaseException:
+            path.unlink()
+            raise
+        # The namespace belongs to the host's user namespace, so the container's root has no
+        # CAP_NET_BIND_SERVICE in it: let every user bind low ports and ping, as rootless engines do.
+        _write_proc_sys("net/ipv4/ip_unprivileged_port_start", "0")
+        _write_proc_sys("net/ipv4/ping_group_range", "0 2147483647")
+        with IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+
+    _in_thread(run)
+
+
+def _write_proc_sys(key: str, value: str) -> None:
+    """Write a per-namespace sysctl of the calling thread's network namespace."""
+    with open(f"/proc/sys/{key}", "w", encoding="ascii") as f:
+        f.write(value)
+
+
+def delete_netns(path: Path) -> None:
+    """Unmount and remove the namespace file at ``path``; a missing one is fine."""
+    if _libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise RuntimeFailure(f"cannot unmount the network namespace {path}: {os.strerror(err)}")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def in_netns(path: Path, fn: Callable[[IPRoute], T]) -> T:
+    """Run ``fn(ipr)`` with a netlink socket inside the namespace at ``path``."""
+
+    def run() -> T:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                raise _oserror(f"cannot enter the network namespace {path}")
+        finally:
+            os.close(fd)
+        if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(path).st_ino:
+            raise RuntimeFailure(f"entering the network namespace {path} did not take effect")
+        with IPRoute() as ipr:
+            return fn(ipr)
+
+    return _in_thread(run)
+
+
+def link_exists(name: str) -> bool:
+    """Whether a network interface called ``name`` exists on the host."""
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
+
+
+def links_with_prefix(prefix: str) -> list[str]:
+    """Host interfaces whose name starts with ``prefix``."""
+    with IPRoute() as ipr:
+        names = [link.get("ifname") for link in ipr.get_links()]
+    return [n for n in names if isinstance(n, str) and n.startswith(prefix)]
+
+
+def delete_link(name: str) -> None:
+    """Delete the host interface ``name``; a missing one is fine."""
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=name)
+        if index:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=index[0])
+
+
+def _set_sysctl(name: str, key: str, value: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        Path(f"/proc/sys/net/ipv4/conf/{name}/{key}").write_text(value)
+
+
+def create_bridge(name: str, gateway: str | None, prefixlen: int, mtu: int) -> None:
+    """Create bridge ``name`` with ``gateway``/``prefixlen`` (None: no address), up, route_localnet on.
+
+    Raises RuntimeFailure if the kernel refuses; a half-made bridge is deleted.
+    """
+    with IPRoute() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        except NetlinkError as exc:
+            raise RuntimeFailure(f"cannot create bridge {name}: {exc}") from None
+        try:
+            index = ipr.link_lookup(ifname=name)[0]
+            if gateway is not None:
+                ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+            ipr.link("set", index=index, state="up")
+            _set_sysctl(name, "route_localnet", "1")
+        except BaseException as exc:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", ifname=name)
+            raise RuntimeFailure(f"cannot configure bridge {name}: {exc}") from None
+
+
+def create_vxlan(name: str, bridge: str, vni: int, local: str, peers: list[str], mtu: int) -> None:
+    """Create VXLAN device ``name`` (VNI ``vni``, UDP 4789) on ``bridge`` with a flood entry per peer."""
+    with IPRoute() as ipr:
+        try:
+            ipr.link(
+                "add",
+                ifname=name,
+                kind="vxlan",
+                vxlan_id=vni,
+                vxlan_local=local,
+                vxlan_port=4789,
+                vxlan_learning=1,
+                mtu=mtu,
+            )
+            index = ipr.link_lookup(ifname=name)[0]
+            master = ipr.link_lookup(ifname=bridge)[0]
+            ipr.link("set", index=index, master=master, state="up")
+        except NetlinkError as exc:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", ifname=name)
+            raise RuntimeFailure(f"cannot create VXLAN {name}: {exc}") from None
+    for peer in peers:
+        add_fdb_peer(name, peer)
+
+
+def add_fdb_peer(vxlan: str, peer: str) -> None:
+    """Flood unknown and broadcast frames of ``vxlan`` to the underlay address ``peer``."""
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=vxlan)[0]
+        try:
+            ipr.fdb("append", ifindex=index, lladdr="00:00:00:00:00:00", dst=peer)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise RuntimeFailure(f"cannot add VXLAN peer {peer}: {exc}") from None
+
+
+def add_veth(
+    host_name: str, bridge: str, netns: Path, address: str, prefixlen: int, gateway: str | None, mtu: int
+) -> None:
+    """Create a veth pair: ``host_name`` on ``bridge``, its peer as eth0 in ``netns`` with ``address``.
+
+    ``gateway`` None means no default route (an internal network). Raises
+    RuntimeFailure; the pair is removed on failure.
+    """
+    with IPRoute() as ipr:
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, peer={"ifname": "eth0", "net_ns_fd": fd})
+        except NetlinkError as exc:
+            raise RuntimeFailure(f"cannot create veth {host_name}: {exc}") from None
+        finally:
+            os.close(fd)
+        try:
+            index = ipr.link_lookup(ifname=host_name)[0]
+            master = ipr.link_lookup(ifname=bridge)[0]
+            ipr.link("set", index=index, master=master, state="up")
+        except BaseException as exc:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", ifname=host_name)
+            raise RuntimeFailure(f"cannot attach {host_name} to {bridge}: {exc}") from None
+
+    def configure(inner: IPRoute) -> None:
+        eth0 = inner.link_lookup(ifname="eth0")[0]
+        inner.addr("add", index=eth0, address=address, prefixlen=prefixlen)
+        inner.link("set", index=eth0, state="up", mtu=mtu)
+        if gateway is not None:
+            inner.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+    try:
+        in_netns(netns, configure)
+    except BaseException as exc:
+        delete_link(host_name)
+        raise RuntimeFailure(f"cannot configure eth0 in {netns}: {exc}") from None
+
+
+def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """IPv4 networks in use on the host (routes of the main table and addresses), with their device."""
+    found: list[tuple[str, ipaddress.IPv4Network]] = []
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
+        for route in ipr.get_routes(family=2, table=254):
+            dst = route.get("dst")
+            if dst and route["dst_len"] > 0:
+                found.append(
+                    (
+                        f"route via {names.get(route.get('oif'), '?')}",
+                        ipaddress.IPv4Network(f"{dst}/{route['dst_len']}", strict=False),
+                    )
+                )
+        for addr in ipr.get_addr(family=2):
+            net = ipaddress.IPv4Network(f"{addr.get('address')}/{addr['prefixlen']}", strict=False)
+            if not net.is_loopback:
+                found.append((f"address on {names.get(addr['index'], '?')}", net))
+    return found
+
+
+def create_netns_with_veth(
+    path: Path,
+    host_name: str,
+    bridge: str,
+    address: str,
+    prefixlen: int,
+    gateway: str | None,
+    mtu: int,
+) -> None:
+    """Create a namespace at ``path`` with lo and eth0 (``address``) joined to ``bridge`` by a veth.
+
+    One thread does it all (the cheapest way): it opens a netlink socket in
+    the host namespace, moves itself into a new namespace, and configures each
+    side through its own socket. ``gateway`` None means no default route.
+    Raises RuntimeFailure; on failure neither the namespace nor the veth remains.
+    """
+
+    def run() -> None:
+        with IPRoute() as host:
+            master = host.link_lookup(ifname=bridge)  # opens the socket here, in the host namespace
+            if not master:
+                raise RuntimeFailure(f"bridge {bridge} is missing; recreate the network")
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                raise _oserror("cannot create a network namespace")
+            if not host.link_lookup(ifname=bridge):
+                raise RuntimeFailure("the host netlink socket followed the thread into the new namespace")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(exist_ok=False)
+            try:
+                if _libc.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", MS_BIND, None) != 0:
+                    raise _oserror(f"cannot bind-mount the network namespace at {path}")
+            except BaseException:
+                path.unlink()
+                raise
+            try:
+                _write_proc_sys("net/ipv4/ip_unprivileged_port_start", "0")
+                _write_proc_sys("net/ipv4/ping_group_range", "0 2147483647")
+                fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    host.link(
+                        "add",
+                        ifname=host_name,
+                        kind="veth",
+                        mtu=mtu,
+                        peer={"ifname": "eth0", "net_ns_fd": fd},
+                    )
+                finally:
+                    os.close(fd)
+                try:
+                    index = host.link_lookup(ifname=host_name)[0]
+                    host.link("set", index=index, master=master[0], state="up")
+                    # hairpin: a container reaching its own published port comes back through its port
+                    # (the host's sysfs mount shows host devices whatever namespace this thread is in)
+                    with contextlib.suppress(OSError):
+                        Path(f"/sys/class/net/{host_name}/brport/hairpin_mode").write_text("1")
+                    with IPRoute() as inner:
+                        inner.link("set", index=inner.link_lookup(ifname="lo")[0], state="up")
+                        eth0 = inner.link_lookup(ifname="eth0")[0]
+                        inner.addr("add", index=eth0, address=address, prefixlen=prefixlen)
+                        inner.link("set", index=eth0, state="up", mtu=mtu)
+                        if gateway is not None:
+                            inner.route("add", dst="0.0.0.0/0", gateway=gateway)
+                except BaseException:
+                    with contextlib.suppress(NetlinkError):
+                        host.link("del", ifname=host_name)
+                    raise
+            except BaseException as exc:
+                delete_netns(path)
+                if isinstance(exc, RuntimeFailure):
+                    raise
+                raise RuntimeFailure(f"cannot set up the container's network: {exc}") from None
+
+    _in_thread(run)
+
+
+def source_address_for(destination: str) -> str:
+    """The local address the kernel would use to reach ``destination``; RuntimeFailure if unroutable."""
+    with IPRoute() as ipr:
+        try:
+            routes = ipr.route("get", dst=destination)
+        except NetlinkError as exc:
+            raise RuntimeFailure(f"no route to the overlay peer {destination}: {exc}") from None
+    for route in routes:
+        source = route.get("prefsrc")
+        if source:
+            return str(source)
+    raise RuntimeFailure(f"cannot tell the local underlay address for {destination}; pass --underlay-ip")

@@ -1,0 +1,109 @@
+"""The one tenant-scoping helper every tenant resource uses.
+
+``/api/v1/tenants/<slug>/<resource>/``: the tenant comes from the URL and is
+resolved through :func:`hostpanel.tenants.services.get_tenant`, so a tenant the
+caller is not a member of (or that its token is not for) is a 404; objects are
+then looked up only inside that tenant's queryset (another tenant's object is
+a 404 too); the method's role (``read_role``/``write_role``/``action_roles``)
+is then required (a 403 when the member's role is lower).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from rest_framework import serializers, viewsets
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+
+from hostpanel.audit.services import Actor
+from hostpanel.tenants.models import ApiToken, Role
+from hostpanel.tenants.services import get_tenant, require_admin, require_role
+
+
+def source_address(request: Request) -> str | None:
+    """The client's address: REMOTE_ADDR, or, when that is a trusted proxy, the last
+    address in X-Forwarded-For that is not one (``HOSTPANEL_TRUSTED_PROXIES``)."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    trusted = set(settings.HOSTPANEL_TRUSTED_PROXIES)
+    if remote not in trusted:
+        return remote
+    hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return remote
+    return remote
+
+
+def actor_of(request: Request) -> Actor:
+    """The acting user, token and source address of a request."""
+    token = request.auth if isinstance(request.auth, ApiToken) else None
+    return Actor(user=request.user, token=token, source_address=source_address(request))
+
+
+class ActorMixin:
+    request: Request
+
+    @property
+    def actor(self) -> Actor:
+        cached = getattr(self, "_actor", None)
+        if cached is None:
+            cached = self._actor = actor_of(self.request)
+        return cached
+
+
+class TenantScopedViewSet(ActorMixin, viewsets.GenericViewSet):
+    """Base of every ``/tenants/<slug>/...`` viewset: scoping and roles in one place."""
+
+    tenant_field = "tenant"  # the queryset's path to the tenant
+    read_role: str = Role.VIEWER
+    write_role: str = Role.DEVELOPER
+    action_roles: dict[str, str] = {}
+    lookup_value_regex = "[^/]+"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.tenant = get_tenant(self.actor, kwargs["tenant_slug"])  # 404 for outsiders
+        require_role(self.actor, self.tenant, self.required_role())
+
+    def required_role(self) -> str:
+        if self.action in self.action_roles:
+            return self.action_roles[self.action]
+        return self.read_role if self.request.method in SAFE_METHODS else self.write_role
+
+    def base_queryset(self) -> QuerySet[Any]:
+        return self.queryset.all() if self.queryset is not None else QuerySet()
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular introspection
+            return self.base_queryset().none()
+        return self.base_queryset().filter(**{self.tenant_field: self.tenant})
+
+
+class AdminViewSetMixin(ActorMixin):
+    """Admin-only resources (hosts)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        require_admin(self.actor)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know (a tenant cannot sneak in ``privileged`` or ``cap_add``)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - {name for name, f in self.fields.items() if not f.read_only})
+            if unknown:
+                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
+    pass

@@ -1,0 +1,363 @@
+"""API serializers: shapes only. Rules live in the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from hostpanel.api.base import StrictModelSerializer, StrictSerializer
+from hostpanel.audit.models import AuditLog
+from hostpanel.deployments.models import APP_NAME_RE, App, Release, Replica
+from hostpanel.hosts.models import Host
+from hostpanel.images.models import Image
+from hostpanel.secrets.models import SECRET_NAME_RE, Secret
+from hostpanel.tenants.models import SLUG_RE, ApiToken, Membership, Quota, Role, Tenant
+from hostpanel.usage.models import Prices
+from hostpanel.volumes.models import VOLUME_NAME_RE, Volume
+
+
+class TenantSerializer(StrictModelSerializer):
+    slug = serializers.RegexField(SLUG_RE, max_length=63)
+    owner = serializers.CharField(write_only=True, required=False, help_text="username of the first owner")
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "owner", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class TenantUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, allow_blank=True)
+
+
+class MembershipSerializer(StrictModelSerializer):
+    username = serializers.CharField(source="user.username")
+    role = serializers.ChoiceField(Role.choices)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class RoleSerializer(StrictSerializer):
+    role = serializers.ChoiceField(Role.choices)
+
+
+class TokenSerializer(StrictModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "username",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "is_active",
+        ]
+        read_only_fields = ["id", "prefix", "created_at", "revoked_at", "last_used_at"]
+
+
+class NewTokenSerializer(TokenSerializer):
+    secret = serializers.CharField(
+        read_only=True, help_text="shown once; send it as 'Authorization: Token <secret>'"
+    )
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "secret"]
+
+
+QUOTA_FIELDS = ["cpu_millis", "memory_bytes", "pids", "disk_bytes", "containers", "volumes"]
+
+
+class QuotaSerializer(StrictModelSerializer):
+    usage = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Quota
+        fields = [*QUOTA_FIELDS, "usage", "updated_at"]
+        read_only_fields = ["updated_at"]
+
+    def get_usage(self, quota: Quota) -> dict[str, int]:
+        from dataclasses import asdict
+
+        from hostpanel.deployments.services import tenant_usage
+
+        return asdict(tenant_usage(quota.tenant))
+
+
+class HostSerializer(StrictModelSerializer):
+    class Meta:
+        model = Host
+        fields = [
+            "id",
+            "name",
+            "address",
+            "cpu_millis",
+            "memory_bytes",
+            "disk_bytes",
+            "labels",
+            "state",
+            "last_heartbeat",
+            "engine_root",
+            "engine_instance",
+            "created_at",
+            "replicas",
+            "used_cpu_millis",
+            "used_memory_bytes",
+        ]
+        read_only_fields = ["id", "last_heartbeat", "engine_root", "engine_instance", "created_at"]
+
+    replicas = serializers.IntegerField(read_only=True, source="replica_count", default=0)
+    used_cpu_millis = serializers.IntegerField(
+        read_only=True, default=0, help_text="requested by placed replicas"
+    )
+    used_memory_bytes = serializers.IntegerField(
+        read_only=True, default=0, help_text="requested by placed replicas"
+    )
+
+
+class SecretRefSerializer(StrictSerializer):
+    name = serializers.RegexField(SECRET_NAME_RE)
+    env = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_]*$", required=False, allow_null=True)
+
+
+class PortSerializer(StrictSerializer):
+    container_port = serializers.IntegerField(min_value=1, max_value=65535)
+    protocol = serializers.ChoiceField(["tcp", "udp"], default="tcp")
+
+
+class VolumeRefSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=63)
+    path = serializers.CharField(max_length=255)
+
+
+class SpecSerializer(StrictSerializer):
+    """The fields of a release. On update every field is optional (changes to the current release)."""
+
+    image = serializers.CharField(max_length=255)
+    command = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+    env = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    secrets = SecretRefSerializer(many=True, required=False)
+    ports = PortSerializer(many=True, required=False)
+    network = serializers.CharField(
+        required=False, help_text="none (loopback only) or bridge (the tenant's network: outbound, ports)"
+    )
+    volumes = VolumeRefSerializer(many=True, required=False)
+    replicas = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    cpu_millis = serializers.IntegerField(min_value=1, required=False)
+    memory_bytes = serializers.IntegerField(min_value=1, required=False)
+    pids = serializers.IntegerField(min_value=1, required=False)
+    restart_policy = serializers.CharField(
+        required=False, help_text="no, on-failure[:N], always, unless-stopped"
+    )
+    health_check = serializers.JSONField(required=False, allow_null=True)
+
+    def spec_changes(self) -> dict[str, Any]:
+        data = dict(self.validated_data)
+        for key in ("secrets", "ports", "volumes"):
+            if key in data:
+                data[key] = [dict(item) for item in data[key]]
+        if "secrets" in data:
+            data["secrets"] = [{"name": s["name"], "env": s.get("env")} for s in data["secrets"]]
+        return data
+
+
+class UpdateSpecSerializer(SpecSerializer):
+    image = serializers.CharField(max_length=255, required=False)
+
+
+class AppCreateSerializer(SpecSerializer):
+    name = serializers.RegexField(APP_NAME_RE)
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    restart_policy = serializers.CharField(source="restart_policy_text")
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta:
+        model = Release
+        fields = [
+            "version",
+            "image",
+            "command",
+            "env",
+            "secrets",
+            "ports",
+            "network",
+            "volumes",
+            "replicas",
+            "cpu_millis",
+            "memory_bytes",
+            "pids",
+            "restart_policy",
+            "health_check",
+            "note",
+            "created_by",
+            "created_at",
+        ]
+
+
+class ReplicaSummarySerializer(serializers.ModelSerializer):
+    host = serializers.CharField(source="host.name", default=None)
+
+    class Meta:
+        model = Replica
+        fields = ["id", "index", "container_name", "host", "state", "health", "restart_count", "message"]
+
+
+class AppSerializer(serializers.ModelSerializer):
+    release = ReleaseSerializer(source="current_release")
+    replicas = ReplicaSummarySerializer(many=True)
+
+    class Meta:
+        model = App
+        fields = ["name", "state", "release", "replicas", "created_at", "updated_at"]
+
+
+class ScaleSerializer(StrictSerializer):
+    replicas = serializers.IntegerField(min_value=0, max_value=100)
+
+
+class RollbackSerializer(StrictSerializer):
+    version = serializers.IntegerField(min_value=1)
+
+
+class ContainerSerializer(serializers.ModelSerializer):
+    app = serializers.CharField(source="app.name")
+    host = serializers.CharField(source="host.name", default=None)
+    release = serializers.IntegerField(source="release.version")
+    ports = serializers.SerializerMethodField(
+        help_text="published ports: host address and port per container port"
+    )
+
+    class Meta:
+        model = Replica
+        fields = [
+            "id",
+            "app",
+            "index",
+            "container_name",
+            "host",
+            "release",
+            "state",
+            "engine_id",
+            "exit_code",
+            "restart_count",
+            "health",
+            "health_failures",
+            "started_at",
+            "finished_at",
+            "next_restart_at",
+            "message",
+            "ports",
+        ]
+
+    def get_ports(self, replica: Replica) -> list[dict[str, Any]]:
+        address = replica.host.address if replica.host else ""
+        return [p | {"address": f"{address}:{p['host_port']}" if address else ""} for p in replica.ports]
+
+
+class LogLineSerializer(serializers.Serializer):
+    time = serializers.CharField()
+    stream = serializers.CharField()
+    text = serializers.CharField()
+
+
+class SecretSerializer(StrictModelSerializer):
+    name = serializers.RegexField(SECRET_NAME_RE)
+    value = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
+
+    class Meta:
+        model = Secret
+        fields = ["name", "value", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class SecretValueSerializer(StrictSerializer):
+    value = serializers.CharField(write_only=True, trim_whitespace=False)
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    base = serializers.BooleanField(source="is_base", read_only=True)
+
+    class Meta:
+        model = Image
+        fields = ["id", "reference", "base", "size", "sha256", "created_at", "updated_at"]
+
+
+class ImageUploadSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, help_text="<name>[:<tag>]; stored as <tenant>/<name>:<tag>")
+    archive = serializers.FileField(help_text="a docker-save or OCI archive (tar)")
+
+
+class BaseImageSerializer(StrictSerializer):
+    reference = serializers.CharField(max_length=255)
+
+
+class PricesSerializer(StrictModelSerializer):
+    class Meta:
+        model = Prices
+        fields = ["currency", "cpu_hour", "memory_gb_hour", "disk_gb_hour", "updated_at"]
+        read_only_fields = ["updated_at"]
+
+
+class UsageHourSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField()
+    cpu_seconds = serializers.FloatField()
+    memory_gb_hours = serializers.FloatField()
+    disk_gb_hours = serializers.FloatField()
+    cost = serializers.CharField()
+
+
+class UsageTotalSerializer(serializers.Serializer):
+    cpu_seconds = serializers.FloatField()
+    memory_gb_hours = serializers.FloatField()
+    disk_gb_hours = serializers.FloatField()
+    cost = serializers.CharField()
+
+
+class UsageReportSerializer(serializers.Serializer):
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    currency = serializers.CharField()
+    hours = UsageHourSerializer(many=True)
+    total = UsageTotalSerializer()
+
+
+class VolumeSerializer(StrictModelSerializer):
+    name = serializers.RegexField(VOLUME_NAME_RE)
+    size_bytes = serializers.IntegerField(min_value=1)
+
+    class Meta:
+        model = Volume
+        fields = ["id", "name", "size_bytes", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class AuditLogSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_name")
+    tenant = serializers.CharField(source="tenant.slug", default=None)
+
+    class Meta:
+        model = AuditLog
+        fields = [
+            "id",
+            "created_at",
+            "actor",
+            "tenant",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "source_address",
+            "result",
+            "message",
+        ]

@@ -1,0 +1,35 @@
+"""Routes of ``/api/v1/``: tenants, and per tenant ``/tenants/<slug>/<resource>/``."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from hostpanel.api import views
+
+T = r"tenants/(?P<tenant_slug>[a-z0-9][a-z0-9_-]*)"
+
+router = DefaultRouter()
+router.register("tenants", views.TenantViewSet, basename="tenant")
+router.register("hosts", views.HostViewSet, basename="host")
+router.register("audit", views.GlobalAuditViewSet, basename="global-audit")
+router.register("images", views.BaseImageViewSet, basename="base-image")
+router.register(f"{T}/members", views.MemberViewSet, basename="member")
+router.register(f"{T}/tokens", views.TokenViewSet, basename="token")
+router.register(f"{T}/apps", views.AppViewSet, basename="app")
+router.register(f"{T}/containers", views.ContainerViewSet, basename="container")
+router.register(f"{T}/secrets", views.SecretViewSet, basename="secret")
+router.register(f"{T}/audit", views.AuditViewSet, basename="audit")
+router.register(f"{T}/images", views.ImageViewSet, basename="image")
+router.register(f"{T}/volumes", views.VolumeViewSet, basename="volume")
+
+quota = views.QuotaViewSet.as_view({"get": "retrieve", "patch": "partial_update", "put": "partial_update"})
+usage = views.UsageViewSet.as_view({"get": "retrieve"})
+prices = views.PricesViewSet.as_view({"get": "retrieve", "patch": "partial_update"})
+
+urlpatterns = [
+    path("tenants/<str:tenant_slug>/quota/", quota, name="quota"),
+    path("tenants/<str:tenant_slug>/usage/", usage, name="usage"),
+    path("prices/", prices, name="prices"),
+    path("", include(router.urls)),
+]

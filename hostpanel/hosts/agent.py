@@ -1,0 +1,604 @@
+"""The host agent's side: turn the desired replicas of this host into engine containers.
+
+Runs inside the host agent (a Celery worker started by ``manage.py hostagent``),
+which has database access in this single-machine setup (README). Each
+container carries labels naming its replica and release, and a deterministic
+name (``<tenant>-<app>-<index>``), so a retried or repeated reconcile never
+makes duplicates: it adopts what exists, removes what is extra, starts what is
+missing and restarts crashed containers by their restart policy with
+exponential back-off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from engine.cgroups.resources import CPU_PERIOD_US, Resources
+from engine.engine import Engine
+from engine.errors import Conflict as EngineConflict
+from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
+from engine.networks.model import PortMapping
+from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.volumes.spec import MountSpec
+from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
+from hostpanel.errors import ServiceError
+from hostpanel.hosts.models import Host
+
+log = logging.getLogger(__name__)
+
+LABEL_TENANT = "org.hostpanel.tenant"
+LABEL_APP = "org.hostpanel.app"
+LABEL_REPLICA = "org.hostpanel.replica"
+LABEL_RELEASE = "org.hostpanel.release"
+LABEL_VOLUME = "org.hostpanel.volume"
+LABEL_SPEC = "org.hostpanel.spec"  # digest of what the container was made from
+
+ENV_NAME = "HOSTPANEL_AGENT_NAME"
+ENV_ROOT = "HOSTPANEL_AGENT_ENGINE_ROOT"
+ENV_INSTANCE = "HOSTPANEL_AGENT_INSTANCE"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Which host this process is the agent of, and its engine."""
+
+    name: str
+    engine_root: str
+    instance: str
+
+    @classmethod
+    def from_env(cls) -> AgentConfig | None:
+        name = os.environ.get(ENV_NAME)
+        if not name:
+            return None
+        return cls(
+            name=name,
+            engine_root=os.environ.get(ENV_ROOT) or str(settings.HOSTPANEL_ENGINE_ROOT),
+            instance=os.environ.get(ENV_INSTANCE) or settings.HOSTPANEL_ENGINE_INSTANCE,
+        )
+
+    def export(self) -> None:
+        """Put the config in the environment, where tasks in this process find it."""
+        os.environ[ENV_NAME] = self.name
+        os.environ[ENV_ROOT] = self.engine_root
+        os.environ[ENV_INSTANCE] = self.instance
+
+
+@functools.cache
+def engine_for(root: str, instance: str) -> Engine:
+    return Engine(root=Path(root), instance=instance)
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconcile did (logged; tests read it)."""
+
+    started: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    retry_in: float | None = None  # seconds until a back-off ends
+
+    def wait(self, seconds: float) -> None:
+        self.retry_in = seconds if self.retry_in is None else min(self.retry_in, seconds)
+
+
+def backoff_delay(restart_count: int) -> float:
+    """Seconds to wait before restart number ``restart_count + 1``."""
+    base = settings.HOSTPANEL_RESTART_BACKOFF_BASE
+    return float(min(base * 2 ** min(restart_count, 20), settings.HOSTPANEL_RESTART_BACKOFF_MAX))
+
+
+def reconcile(engine: Engine, host: Host) -> ReconcileReport:
+    """Make the engine run exactly the replicas placed on ``host``, each as its release says."""
+    report = ReconcileReport()
+    replicas = {
+        str(r.pk): r
+        for r in Replica.objects.filter(host=host).select_related("app", "app__tenant", "release")
+    }
+    actual: dict[str, Container] = {}
+    for container in engine.list(all=True):
+        replica_id = container.labels.get(LABEL_REPLICA)
+        if replica_id is None:
+            continue  # not ours (an operator's `hpctl run`)
+        if replica_id not in replicas or replica_id in actual:
+            _remove(engine, container, report)
+        else:
+            actual[replica_id] = container
+    for replica_id, replica in replicas.items():
+        try:
+            _reconcile_one(engine, replica, actual.get(replica_id), report)
+        except (EngineError, ServiceError) as exc:
+            log.warning("replica %s: %s", replica.container_name, exc)
+            report.failed.append(replica.container_name)
+            _report(replica, state=Replica.State.FAILED, message=str(exc))
+    _apply_tenant_limits(engine, host, list(replicas.values()))
+    if hasattr(engine, "volume_list"):
+        report.removed += remove_deleted_volumes(engine)
+    return report
+
+
+def _reconcile_one(
+    engine: Engine, replica: Replica, container: Container | None, report: ReconcileReport
+) -> None:
+    app = replica.app
+    if container is not None and container.labels.get(LABEL_SPEC) != spec_digest(
+        replica.release, replica.ports
+    ):
+        if container.is_running and app.state == App.State.RUNNING and not _claim_update(replica):
+            report.wait(1.0)  # another replica of the app is being replaced: one at a time
+            return
+        _remove(engine, container, report)  # made from a different spec: replace it
+        container = None
+    if app.state == App.State.STOPPED:
+        if container is not None and container.is_running:
+            container = engine.stop(container.id)
+            report.stopped.append(container.name)
+        _report(replica, container, state=Replica.State.STOPPED)
+        return
+    if container is None:
+        container = _run(engine, replica)
+        report.started.append(container.name)
+        _report(
+            replica,
+            container,
+            state=Replica.State.RUNNING,
+            restart_count=0,
+            crash_streak=0,
+            restart_generation=app.restart_generation,
+            health="",
+            health_failures=0,
+            health_checked_at=None,
+        )
+        return
+    if app.restart_generation > replica.restart_generation:
+        container = engine.restart(container.id) if container.is_running else engine.start(container.id)
+        report.restarted.append(container.name)
+        _report(replica, container, state=Replica.State.RUNNING, restart_generation=app.restart_generation)
+        return
+    if container.is_running:
+        if replica.release.health_check:
+            _check_health(engine, replica, container, report)
+        else:
+            _report(replica, container, state=Replica.State.RUNNING)
+        return
+    if container.status == "created" or replica.state in (Replica.State.STOPPED, Replica.State.STARTING):
+        try:
+            container = engine.start(container.id)  # created, or stopped on request and now wanted again
+        except EngineError:
+            if container.status != "created":
+                raise
+            _remove(engine, container, report)  # a create that was interrupted: make it anew
+            container = _run(engine, replica)
+            report.started.append(container.name)
+        _report(replica, container, state=Replica.State.RUNNING)
+        return
+    _after_exit(engine, replica, container, report)
+
+
+UPDATE_CLAIM_SECONDS = 120.0
+
+
+def _claim_update(replica: Replica) -> bool:
+    """Rolling replacement: claim the right to replace this replica's running container.
+
+    Only one replica of an app is replaced at a time, across all hosts (the
+    app row is locked while claiming); a claim older than UPDATE_CLAIM_SECONDS
+    (its agent died) no longer blocks the others.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=replica.app_id).first()
+        busy = (
+            Replica.objects.filter(app_id=replica.app_id, state=Replica.State.UPDATING)
+            .exclude(pk=replica.pk)
+            .filter(updated_at__gte=now - timedelta(seconds=UPDATE_CLAIM_SECONDS))
+            .exists()
+        )
+        if busy:
+            return False
+        Replica.objects.filter(pk=replica.pk).update(state=Replica.State.UPDATING, updated_at=now)
+    replica.state = Replica.State.UPDATING  # so the report after the new container writes "running"
+    return True
+
+
+def _after_exit(engine: Engine, replica: Replica, container: Container, report: ReconcileReport) -> None:
+    """A container that stopped by itself: restart it by policy, after its back-off."""
+    release = replica.release
+    failed = container.exit_code != 0 or container.status == "oom-killed"
+    policy = release.restart_policy
+    should = policy in (RestartPolicy.ALWAYS, RestartPolicy.UNLESS_STOPPED) or (
+        policy == RestartPolicy.ON_FAILURE
+        and failed
+        and (release.restart_max_retries is None or replica.restart_count < release.restart_max_retries)
+    )
+    if not should:
+        _report(replica, container, state=Replica.State.EXITED)
+        return
+    now = timezone.now()
+    due = replica.next_restart_at
+    streak = replica.crash_streak
+    started, finished = _parse_time(container.started_at), _parse_time(container.finished_at) or now
+    if (
+        started is not None
+        and (finished - started).total_seconds() >= settings.HOSTPANEL_RESTART_BACKOFF_RESET
+    ):
+        streak = 0  # it ran long enough: back to the shortest back-off
+    if due is None:
+        due = finished + timedelta(seconds=backoff_delay(streak))
+        replica.next_restart_at = due
+    if due > now:
+        _report(replica, container, state=Replica.State.BACKOFF, next_restart_at=due)
+        report.wait((due - now).total_seconds())
+        return
+    container = engine.start(container.id)
+    report.restarted.append(container.name)
+    _report(
+        replica,
+        container,
+        state=Replica.State.RUNNING,
+        restart_count=replica.restart_count + 1,
+        crash_streak=streak + 1,
+        next_restart_at=None,
+    )
+
+
+HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 5.0, "retries": 3}
+
+
+def _check_health(engine: Engine, replica: Replica, container: Container, report: ReconcileReport) -> None:
+    """Run the release's health check when its interval is due; restart after ``retries`` failures.
+
+    The first check runs one interval after the container started. A container
+    that fails ``retries`` checks in a row is restarted (unless its restart
+    policy is ``no``), counted as a restart.
+    """
+    hc = HEALTH_DEFAULTS | replica.release.health_check
+    now = timezone.now()
+    interval = float(hc["interval"])
+    if replica.health_checked_at is None or replica.health == "":
+        _report(replica, container, state=Replica.State.RUNNING, health="starting", health_checked_at=now)
+        report.wait(interval)
+        return
+    due = replica.health_checked_at + timedelta(seconds=interval)
+    if now < due:
+        _report(replica, container, state=Replica.State.RUNNING)
+        report.wait((due - now).total_seconds())
+        return
+    healthy = probe(engine, container, hc)
+    report.wait(interval)
+    if healthy:
+        _report(
+            replica,
+            container,
+            state=Replica.State.RUNNING,
+            health="healthy",
+            health_failures=0,
+            health_checked_at=now,
+        )
+        return
+    failures = replica.health_failures + 1
+    if failures < int(hc["retries"]):
+        _report(
+            replica, container, state=Replica.State.RUNNING, health_failures=failures, health_checked_at=now
+        )
+        return
+    if replica.release.restart_policy == RestartPolicy.NO:
+        _report(
+            replica,
+            container,
+            state=Replica.State.RUNNING,
+            health="unhealthy",
+            health_failures=failures,
+            health_checked_at=now,
+            message=f"unhealthy: {failures} failed health checks",
+        )
+        return
+    container = engine.restart(container.id)
+    report.restarted.append(container.name)
+    _report(
+        replica,
+        container,
+        state=Replica.State.RUNNING,
+        health="starting",
+        health_failures=0,
+        health_checked_at=now,
+        restart_count=replica.restart_count + 1,
+        message=f"restarted after {failures} failed health checks",
+    )
+
+
+def probe(engine: Engine, container: Container, hc: dict[str, Any]) -> bool:
+    """Run one health check: a command inside the container, or an HTTP GET (status below 400)."""
+    timeout = float(hc["timeout"])
+    if "http" in hc:
+        port, path = int(hc["http"]["port"]), str(hc["http"].get("path", "/"))
+        address = getattr(container, "ip_address", "")
+        if address:  # on a bridge network the host reaches the container's address
+            try:
+                with urllib.request.urlopen(f"http://{address}:{port}{path}", timeout=timeout) as response:
+                    return int(response.status) < 400
+            except (OSError, ValueError):
+                return False
+        command: tuple[str, ...] = (
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            "-T",
+            str(int(timeout)),
+            f"http://127.0.0.1:{port}{path}",
+        )
+    else:
+        command = tuple(hc["command"])
+    try:
+        proc = engine.exec(
+            container.id, ExecSpec(command=command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    except EngineError:
+        return False
+    try:
+        return proc.wait(timeout=timeout) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+
+
+def _run(engine: Engine, replica: Replica) -> Container:
+    """Run the replica's container; adopt one of the same name that is already ours."""
+    spec = build_spec(replica)
+    _ensure_image(engine, spec.image)
+    _ensure_volumes(engine, replica)
+    try:
+        return engine.run(spec)
+    except EngineConflict:
+        try:
+            existing = engine.get(replica.container_name)
+        except ContainerNotFound:
+            # The name is held by a create that was interrupted (agent killed): free it, retry.
+            _release_stale_name(engine, replica.container_name)
+            return engine.run(spec)
+        if existing.labels.get(LABEL_REPLICA) != str(replica.pk):
+            raise  # someone else's container holds the name: never touch it
+        return existing if existing.is_running else engine.start(existing.id)
+
+
+def _release_stale_name(engine: Engine, name: str) -> None:
+    """WORKAROUND until the engine recovers interrupted creates itself (reported in issue 5).
+
+    A create killed between reserving the name and saving the record leaves the
+    name reserved for a container that does not exist; only such a name is freed.
+    """
+    store = engine.containers.store
+    path = store.paths.names / name
+    try:
+        cid = path.read_text().strip()
+    except FileNotFoundError:
+        return
+    if cid and not (store.directory(cid) / "container.json").exists():
+        log.warning("container name %s was held by an interrupted create (%s); freeing it", name, cid[:12])
+        store.release_name(name, cid)
+
+
+def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
+    """A digest of what shapes the container: the release (not replicas or restart policy), host ports.
+
+    Scaling, or a rollback to an identical spec, keeps the running containers.
+    """
+    fields = {
+        "image": release.image,
+        "command": release.command,
+        "env": release.env,
+        "secrets": release.secrets,
+        "ports": release.ports,
+        "network": release.network,
+        "volumes": release.volumes,
+        "resources": [release.cpu_millis, release.memory_bytes, release.pids],
+        "health_check": release.health_check,
+        "published": ports,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _ensure_volumes(engine: Engine, replica: Replica) -> None:
+    """Create the replica's volumes on this host (with their size caps) the first time they are used."""
+    from hostpanel.volumes.models import Volume
+
+    names = [v["name"] for v in replica.release.volumes]
+    if not names:
+        return
+    tenant = replica.app.tenant
+    for volume in Volume.objects.filter(tenant=tenant, name__in=names).select_related("tenant"):
+        try:
+            engine.volume(volume.engine_name)
+        except VolumeNotFound:
+            engine.volume_create(
+                volume.engine_name,
+                tenant=tenant.slug,
+                size=volume.size_bytes,
+                labels={LABEL_VOLUME: str(volume.pk), LABEL_TENANT: tenant.slug},
+            )
+
+
+def remove_deleted_volumes(engine: Engine) -> list[str]:
+    """Remove this host's panel volumes whose record was deleted (unless a container still uses one)."""
+    from hostpanel.volumes.models import Volume
+
+    ours = {v.name: v for v in engine.volume_list() if LABEL_VOLUME in getattr(v, "labels", {})}
+    if not ours:
+        return []
+    alive = {str(pk) for pk in Volume.objects.values_list("pk", flat=True)}
+    removed = []
+    for name, volume in ours.items():
+        if volume.labels[LABEL_VOLUME] not in alive:
+            try:
+                engine.volume_remove(name)
+            except EngineError as exc:
+                log.warning("volume %s: not removed: %s", name, exc)
+                continue
+            removed.append(name)
+    return removed
+
+
+def _ensure_image(engine: Engine, reference: str) -> None:
+    """Import an uploaded image into this host's engine the first time a container needs it."""
+    from hostpanel.images.services import archive_for
+
+    try:
+        engine.image(reference)
+        return
+    except ImageNotFound:
+        archive = archive_for(reference)
+        if archive is None:
+            raise
+    log.info("importing image %s from %s", reference, archive)
+    engine.images.import_archive(archive, reference)
+
+
+def build_spec(replica: Replica) -> ContainerSpec:
+    """The engine spec of a replica. Tenants can set nothing privileged: only these fields exist."""
+    from hostpanel.secrets.services import secret_values
+
+    release, app = replica.release, replica.app
+    tenant = app.tenant
+    env = [f"{k}={v}" for k, v in sorted(release.env.items())]
+    wanted = [s for s in release.secrets if s.get("env")]
+    if wanted:
+        values = secret_values(tenant, [s["name"] for s in wanted])
+        env += [f"{s['env']}={values[s['name']]}" for s in wanted]
+    # EXTENSION POINT (see the report of issue 5): secrets as files under /run/secrets
+    # (tmpfs, 0400) need an engine call that fills a tmpfs before the process starts.
+    # "bridge" is the tenant's default network; naming other tenant networks (and overlays
+    # across hosts) is left to the networks work.
+    ports = tuple(
+        PortMapping(host_port=p["host_port"], container_port=p["container_port"], protocol=p["protocol"])
+        for p in replica.ports
+    )
+    return ContainerSpec(
+        image=release.image,
+        command=tuple(release.command),
+        name=replica.container_name,
+        tenant=tenant.slug,
+        env=tuple(env),
+        hostname=f"{app.name}-{replica.index}",
+        resources=Resources(
+            memory=release.memory_bytes,
+            cpu_quota=release.cpu_millis * CPU_PERIOD_US // 1000,
+            pids=release.pids,
+        ),
+        mounts=tuple(
+            MountSpec(kind="volume", source=f"{tenant.slug}.{v['name']}", target=v["path"])
+            for v in release.volumes
+        ),
+        network="bridge" if ports or release.network == "bridge" else "none",
+        ports=ports,
+        labels={
+            LABEL_TENANT: tenant.slug,
+            LABEL_APP: str(app.pk),
+            LABEL_REPLICA: str(replica.pk),
+            LABEL_RELEASE: str(release.pk),
+            LABEL_SPEC: spec_digest(release, replica.ports),
+        },
+    )
+
+
+def _apply_tenant_limits(engine: Engine, host: Host, replicas: list[Replica]) -> None:
+    """Push the quota of each tenant with containers here to its tenant cgroup (live).
+
+    Clamped to the host's capacity (a tenant cannot use more than the host has
+    anyway, and the engine refuses a quota above it).
+    """
+    from hostpanel.tenants.models import Quota
+
+    setter = getattr(engine, "set_tenant_quota", None)
+    if setter is None:
+        return
+    tenant_ids = {r.app.tenant_id for r in replicas}
+    cpu_cap = os.cpu_count() or 1
+    for quota in Quota.objects.filter(tenant_id__in=tenant_ids).select_related("tenant"):
+        cpu_millis = min(quota.cpu_millis, cpu_cap * 1000)
+        wanted = Resources(
+            memory=min(quota.memory_bytes, host.memory_bytes),
+            cpu_quota=cpu_millis * CPU_PERIOD_US // 1000,
+            pids=quota.pids,
+        )
+        try:
+            if engine.tenant_quota(quota.tenant.slug) != wanted:
+                setter(quota.tenant.slug, wanted)
+                log.info("tenant %s: quota applied on host %s", quota.tenant.slug, host.name)
+        except EngineError as exc:
+            log.warning("tenant %s: cannot apply quota on host %s: %s", quota.tenant.slug, host.name, exc)
+
+
+def _remove(engine: Engine, container: Container, report: ReconcileReport) -> None:
+    try:
+        engine.remove(container.id, force=True)
+    except ContainerNotFound:
+        return
+    report.removed.append(container.name)
+
+
+def _report(replica: Replica, container: Container | None = None, **values: object) -> None:
+    """Write the actual state back (only what changed), unless the replica moved or changed
+    release meanwhile."""
+    if container is not None:
+        values.setdefault("engine_id", container.id)
+        values.setdefault("exit_code", container.exit_code)
+        values.setdefault("started_at", _parse_time(container.started_at))
+        values.setdefault(
+            "finished_at", _parse_time(container.finished_at) if not container.is_running else None
+        )
+        if "message" not in values:
+            values["message"] = "out of memory" if container.status == "oom-killed" else ""
+    changed = {key: value for key, value in values.items() if getattr(replica, key) != value}
+    if not changed:
+        return  # a steady state costs no write
+    changed["updated_at"] = timezone.now()
+    Replica.objects.filter(pk=replica.pk, host_id=replica.host_id, release_id=replica.release_id).update(
+        **changed
+    )
+
+
+def _parse_time(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def collect_usage(engine: Engine, host: Host) -> int:
+    """Sample the engine's usage counters and add each tenant's share to its hourly rows.
+
+    Tenants with replicas here, and those collected here before (so a tenant
+    whose app moved away is billed up to its last sample). Returns how many tenants.
+    """
+    from hostpanel.tenants.models import Tenant
+    from hostpanel.usage.models import UsageCursor
+    from hostpanel.usage.services import record
+
+    engine.sample_usage()
+    ids = set(Replica.objects.filter(host=host).values_list("app__tenant_id", flat=True))
+    ids |= set(UsageCursor.objects.filter(host=host).values_list("tenant_id", flat=True))
+    tenants = list(Tenant.objects.filter(pk__in=ids))
+    for tenant in tenants:
+        record(host, tenant, engine.tenant_usage(tenant.slug).usage)
+    return len(tenants)

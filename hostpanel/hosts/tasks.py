@@ -1,0 +1,84 @@
+"""Tasks the host agents run. Thin: they take ids, reload rows and call hosts.agent."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.db import OperationalError
+
+from hostpanel.hosts import agent
+from hostpanel.hosts.models import Host
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def reconcile_host(host_id: int) -> None:
+    """Make this host's engine match its desired replicas (idempotent, safe to retry)."""
+    config = agent.AgentConfig.from_env()
+    host = Host.objects.filter(pk=host_id).first()
+    if config is None or host is None or host.name != config.name:
+        log.warning(
+            "reconcile_host(%s) reached agent %s: not its host, ignored", host_id, config and config.name
+        )
+        return
+    report = agent.reconcile(agent.engine_for(config.engine_root, config.instance), host)
+    if report.started or report.restarted or report.removed or report.stopped or report.failed:
+        log.info("reconcile %s: %s", host.name, report)
+    if report.retry_in is not None:
+        reconcile_host.apply_async(args=[host_id], queue=host.queue, countdown=report.retry_in + 0.05)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def collect_usage(host_id: int) -> None:
+    """Add what each tenant used on this host since the last collection to its hourly usage."""
+    config = agent.AgentConfig.from_env()
+    host = Host.objects.filter(pk=host_id).first()
+    if config is None or host is None or host.name != config.name:
+        return
+    agent.collect_usage(agent.engine_for(config.engine_root, config.instance), host)
+
+
+@shared_task(acks_late=False)
+def container_logs(replica_id: int, tail: int) -> list[dict[str, Any]]:
+    """The last ``tail`` log lines of a replica's container on this host."""
+    from hostpanel.deployments.models import Replica
+
+    config = agent.AgentConfig.from_env()
+    replica = Replica.objects.filter(pk=replica_id).first()
+    if config is None or replica is None:
+        return []
+    engine = agent.engine_for(config.engine_root, config.instance)
+    try:
+        lines = list(engine.logs(replica.container_name, tail=tail))
+    except Exception as exc:  # no container (yet): say so instead of failing the request
+        return [{"time": "", "stream": "error", "text": str(exc)}]
+    return [{"time": line.time, "stream": line.stream, "text": line.text} for line in lines]
+
+
+@shared_task(acks_late=False)
+def container_stats(replica_id: int) -> dict[str, Any]:
+    """One reading of a replica's container's cgroup counters ({} when it does not run)."""
+    from hostpanel.deployments.models import Replica
+
+    config = agent.AgentConfig.from_env()
+    replica = Replica.objects.filter(pk=replica_id).first()
+    if config is None or replica is None:
+        return {}
+    engine = agent.engine_for(config.engine_root, config.instance)
+    try:
+        container = engine.get(replica.container_name)
+        if not container.is_running:
+            return {}
+        (reading,) = engine.stats([container.id])
+    except Exception as exc:  # gone meanwhile: say so instead of failing the request
+        return {"error": str(exc)}
+    return reading.to_dict()

@@ -1,0 +1,51 @@
+"""Hourly usage per tenant and host, the agents' read positions, and the admin's prices."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+
+class UsageHour(models.Model):
+    """What one tenant used on one host during one hour (UTC, the hour's start)."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="usage_hours")
+    host = models.ForeignKey("hosts.Host", null=True, on_delete=models.SET_NULL, related_name="+")
+    hour = models.DateTimeField(db_index=True)
+    cpu_seconds = models.FloatField(default=0.0)
+    memory_gb_hours = models.FloatField(default=0.0)
+    disk_gb_hours = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["tenant", "hour"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "host", "hour"], name="usage_hour_unique")]
+
+
+class UsageCursor(models.Model):
+    """The engine's cumulative counters of a tenant on a host when last collected."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="+")
+    cpu_seconds = models.FloatField(default=0.0)
+    memory_byte_seconds = models.FloatField(default=0.0)
+    disk_bytes = models.BigIntegerField(default=0)
+    collected_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "host"], name="usage_cursor_unique")]
+
+
+class Prices(models.Model):
+    """What one unit costs (one row; admins set it)."""
+
+    currency = models.CharField(max_length=8, default="EUR")
+    cpu_hour = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0.010000"))
+    memory_gb_hour = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0.005000"))
+    disk_gb_hour = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0.000100"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    @classmethod
+    def current(cls) -> Prices:
+        prices, _ = cls.objects.get_or_create(pk=1)
+        return prices

@@ -1,0 +1,70 @@
+"""Business rules of volumes: create within the quota (count and bytes), delete when unused.
+
+A volume lives on the host of the container that mounts it (the engine
+creates it there on first use, with its size cap). A replica that moves to
+another host gets a new, empty volume there: moving data is not done yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet, Sum
+
+from hostpanel.audit.services import Actor, audited
+from hostpanel.errors import Conflict, InvalidRequest
+from hostpanel.tenants.models import Role, Tenant
+from hostpanel.tenants.services import Usage, check_quota, require_role
+from hostpanel.volumes.models import Volume
+
+MIN_SIZE = 4 * 1024**2
+
+
+def volume_usage(tenant: Tenant) -> Usage:
+    """How many volumes the tenant has and their total size."""
+    agg = Volume.objects.filter(tenant=tenant).aggregate(total=Sum("size_bytes"))
+    return Usage(volumes=Volume.objects.filter(tenant=tenant).count(), disk_bytes=agg["total"] or 0)
+
+
+def visible_volumes(actor: Actor, tenant: Tenant) -> QuerySet[Volume]:
+    require_role(actor, tenant, Role.VIEWER)
+    return Volume.objects.filter(tenant=tenant)
+
+
+def create_volume(actor: Actor, tenant: Tenant, name: str, size_bytes: int) -> Volume:
+    """A new volume of ``size_bytes``; refused over the quota of volumes or disk bytes."""
+    require_role(actor, tenant, Role.DEVELOPER)
+    if size_bytes < MIN_SIZE:
+        raise InvalidRequest(f"size_bytes: at least {MIN_SIZE} (4 MiB)")
+    with audited(actor, "volume.create", tenant) as entry, transaction.atomic():
+        before = volume_usage(tenant)
+        after = replace(before, volumes=before.volumes + 1, disk_bytes=before.disk_bytes + size_bytes)
+        check_quota(tenant, before, after)
+        try:
+            volume = Volume.objects.create(tenant=tenant, name=name, size_bytes=size_bytes)
+        except IntegrityError as exc:
+            raise Conflict(f"volume {name!r} exists already") from exc
+        entry.obj = volume
+    return volume
+
+
+def delete_volume(actor: Actor, volume: Volume) -> None:
+    """Delete a volume no app's current release mounts; the hosts remove its data."""
+    from hostpanel.deployments.models import App
+    from hostpanel.hosts.services import reconcile_tenant_hosts
+
+    tenant = volume.tenant
+    require_role(actor, tenant, Role.DEVELOPER)
+    with audited(actor, "volume.delete", tenant, volume), transaction.atomic():
+        users = [
+            app.name
+            for app in App.objects.filter(tenant=tenant).select_related("current_release")
+            if app.current_release and any(v["name"] == volume.name for v in app.current_release.volumes)
+        ]
+        if users:
+            raise Conflict(
+                f"volume {volume.name!r} is mounted by app(s) {', '.join(users)}; deploy without it first"
+            )
+        volume.delete()
+        reconcile_tenant_hosts(tenant)

@@ -1,0 +1,152 @@
+"""An in-memory stand-in for engine.Engine, enough for reconcile's logic (no root needed)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.errors import Conflict, ContainerNotFound, ImageNotFound, VolumeNotFound
+from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.volumes.model import Volume
+
+_ids = itertools.count(1)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class FakeProcess:
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.code
+
+    def kill(self) -> None:
+        pass
+
+
+class FakeImages:
+    def __init__(self) -> None:
+        self.references = {"busybox:latest"}
+        self.imported: list[tuple[Path, str]] = []
+
+    def import_archive(self, path: Path, reference: str | None = None) -> list[str]:
+        assert reference is not None
+        self.imported.append((path, reference))
+        self.references.add(reference)
+        return [reference]
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.containers: dict[str, Container] = {}
+        self.specs: dict[str, ContainerSpec] = {}
+        self.runs = 0
+        self.execs: list[tuple[str, ...]] = []
+        self.exec_exit_code = 0
+        self.images = FakeImages()
+        self.volumes: dict[str, Volume] = {}
+
+    def image(self, reference: str) -> str:
+        if reference not in self.images.references:
+            raise ImageNotFound(f"no image {reference}")
+        return reference
+
+    def list(self, *, all: bool = False) -> list[Container]:
+        return [c for c in self.containers.values() if all or c.is_running]
+
+    def get(self, ref: str) -> Container:
+        for c in self.containers.values():
+            if ref in (c.id, c.name):
+                return c
+        raise ContainerNotFound(f"no container {ref}")
+
+    def run(self, spec: ContainerSpec) -> Container:
+        if any(c.name == spec.name for c in self.containers.values()):
+            raise Conflict(f"name {spec.name} in use")
+        cid = f"{next(_ids):064x}"
+        c = Container(
+            id=cid,
+            name=spec.name or cid[:12],
+            tenant=spec.tenant,
+            image=spec.image,
+            image_id="sha256:x",
+            command=list(spec.command),
+            status="running",
+            created=_now(),
+            started_at=_now(),
+            labels=dict(spec.labels),
+            env=list(spec.env),
+        )
+        self.containers[cid] = c
+        self.specs[cid] = spec
+        self.runs += 1
+        return c
+
+    def start(self, ref: str) -> Container:
+        c = self.get(ref)
+        if c.is_running:
+            raise Conflict("running")
+        self.containers[c.id] = c = replace(
+            c, status="running", started_at=_now(), finished_at="", exit_code=None
+        )
+        return c
+
+    def stop(self, ref: str, timeout: int | None = None) -> Container:
+        c = self.get(ref)
+        self.containers[c.id] = c = replace(c, status="exited", exit_code=143, finished_at=_now())
+        return c
+
+    def restart(self, ref: str, timeout: int | None = None) -> Container:
+        self.stop(ref)
+        return self.start(ref)
+
+    def remove(self, ref: str, *, force: bool = False) -> Container:
+        c = self.get(ref)
+        del self.containers[c.id]
+        return c
+
+    def exec(self, ref: str, spec: ExecSpec, **streams: object) -> FakeProcess:
+        c = self.get(ref)
+        if not c.is_running:
+            raise Conflict("not running")
+        self.execs.append(spec.command)
+        return FakeProcess(self.exec_exit_code)
+
+    def volume(self, name: str) -> Volume:
+        if name not in self.volumes:
+            raise VolumeNotFound(f"no volume {name}")
+        return self.volumes[name]
+
+    def volume_create(
+        self,
+        name: str,
+        *,
+        tenant: str = "default",
+        size: int | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Volume:
+        self.volumes[name] = Volume(
+            name=name,
+            tenant=tenant,
+            driver="ext4",
+            size=size or 0,
+            uid_base=0,
+            created=_now(),
+            labels=labels or {},
+        )
+        return self.volumes[name]
+
+    def volume_list(self, tenant: str | None = None) -> list[Volume]:
+        return [v for v in self.volumes.values() if tenant is None or v.tenant == tenant]
+
+    def volume_remove(self, name: str, *, force: bool = False) -> Volume:
+        return self.volumes.pop(name)
+
+    def crash(self, ref: str, exit_code: int = 1) -> None:
+        c = self.get(ref)
+        self.containers[c.id] = replace(c, status="exited", exit_code=exit_code, finished_at=_now())

@@ -1,0 +1,71 @@
+"""Volumes: quota on count and bytes, tenant-prefixed engine names, made and removed by the agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hostpanel.audit.services import Actor
+from hostpanel.deployments import services as deployments
+from hostpanel.errors import Conflict, InvalidRequest, QuotaExceeded
+from hostpanel.hosts import agent
+from hostpanel.hosts.models import Host
+from hostpanel.tenants.models import Quota, Role, Tenant
+from hostpanel.volumes import services
+from hostpanel.volumes.models import Volume
+from tests.hostpanel.factories import MembershipFactory, TenantFactory
+from tests.hostpanel.hosts.fake_engine import FakeEngine
+
+pytestmark = pytest.mark.django_db
+GIB = 1024**3
+
+
+@pytest.fixture
+def dev(tenant: Tenant) -> Actor:
+    return Actor(user=MembershipFactory(tenant=tenant, role=Role.DEVELOPER).user)
+
+
+def test_quota_counts_volumes_and_bytes(tenant: Tenant, dev: Actor) -> None:
+    Quota.objects.filter(tenant=tenant).update(volumes=2, disk_bytes=3 * GIB)
+    services.create_volume(dev, tenant, "a", 2 * GIB)
+    with pytest.raises(QuotaExceeded) as over:
+        services.create_volume(dev, tenant, "b", 2 * GIB)
+    assert over.value.details["over"] == [
+        {"resource": "disk_bytes", "limit": 3 * GIB, "requested": 4 * GIB, "over_by": GIB, "unit": "bytes"}
+    ]
+    services.create_volume(dev, tenant, "b", GIB)
+    with pytest.raises(QuotaExceeded, match="volumes 3 > limit 2"):
+        services.create_volume(dev, tenant, "c", 4 * 1024**2)
+
+
+def test_apps_mount_only_their_tenants_volumes(tenant: Tenant, dev: Actor, make_app: Any) -> None:
+    Volume.objects.create(tenant=TenantFactory(slug="other"), name="theirs", size_bytes=GIB)
+    with pytest.raises(InvalidRequest, match="has no volume 'theirs'"):
+        make_app(tenant, volumes=[{"name": "theirs", "path": "/data"}])
+
+
+def test_agent_creates_the_volume_with_its_cap_under_a_tenant_prefixed_name(
+    tenant: Tenant, dev: Actor, host: Host, make_app: Any, admin_actor: Actor
+) -> None:
+    volume = services.create_volume(dev, tenant, "data", GIB)
+    app = make_app(tenant, volumes=[{"name": "data", "path": "/data"}])
+    engine = FakeEngine()
+    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    made = engine.volume("acme.data")
+    assert made.size == GIB and made.tenant == "acme"
+    (container,) = engine.list()
+    (mount,) = engine.specs[container.id].mounts
+    assert (mount.kind, mount.source, mount.target) == ("volume", "acme.data", "/data")
+    with pytest.raises(Conflict, match="mounted by app"):
+        services.delete_volume(dev, volume)
+    deployments.delete_app(admin_actor, app)
+    services.delete_volume(dev, Volume.objects.get())
+    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    assert engine.volume_list() == []
+
+
+def test_quota_shows_volume_use(api: Any, tenant: Tenant, dev: Actor) -> None:
+    services.create_volume(dev, tenant, "a", 2 * GIB)
+    body = api(dev.user).get(f"/api/v1/tenants/{tenant.slug}/quota/").json()
+    assert body["usage"]["volumes"] == 1 and body["usage"]["disk_bytes"] == 2 * GIB
