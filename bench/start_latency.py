@@ -42,17 +42,18 @@ def hostpanel_run(engine: Engine) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--no-peers", action="store_true", help="only raw crun and HostPanel")
     args = parser.parse_args()
     with scratch_engine() as engine, tempfile.TemporaryDirectory() as tmp:
         modes: list[tuple[str, Callable[[], object]]] = [
             ("raw crun run", crun_runner(engine, Path(tmp))),
             ("hostpanel (engine API)", lambda: hostpanel_run(engine)),
         ]
-        ref = podman_image(engine, Path(tmp))
+        ref = None if args.no_peers else podman_image(engine, Path(tmp))
         if ref:
             cmd = ["podman", "run", "--rm", "--network", "none", *PODMAN_ULIMITS, ref, "/bin/true"]
             modes.append(("podman run --rm --network none", lambda: subprocess.run(cmd, check=True)))
-        if docker_available():
+        if not args.no_peers and docker_available():
             dcmd = ["docker", "run", "--rm", "--network", "none", "busybox", "/bin/true"]
             modes.append(("docker run --rm --network none", lambda: subprocess.run(dcmd, check=True)))
         samples = interleaved(modes, args.runs)
