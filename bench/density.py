@@ -29,6 +29,19 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+def python_processes() -> int:
+    """How many Python processes run on the host right now."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith("python"):
+                    count += 1
+            except OSError:
+                continue
+    return count
+
+
 def mem_available_kib() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -45,6 +58,7 @@ def main() -> None:
         engine.wait(warm.id)
         engine.remove(warm.id)
         before = mem_available_kib()
+        pythons_before = python_processes()
         start = time.perf_counter()
         containers = [
             engine.run(ContainerSpec(image="busybox", command=("sleep", "3600"))) for _ in range(args.count)
@@ -52,6 +66,7 @@ def main() -> None:
         started = time.perf_counter() - start
         time.sleep(1)
         after = mem_available_kib()
+        added_pythons = python_processes() - pythons_before
         running = sum(1 for c in engine.list() if c.status == "running")
         conmon_pss = sum(pss_kib(c.conmon_pid) for c in containers)
         workload_pss = sum(pss_kib(c.pid) for c in containers)
@@ -69,7 +84,7 @@ def main() -> None:
             ["conmon PSS per container (ours)", f"{conmon_pss / n:.0f} KiB"],
             ["workload PSS per container (sleep)", f"{workload_pss / n:.0f} KiB"],
             ["MemAvailable drop per container (all)", f"{(before - after) / n:.0f} KiB"],
-            ["Python processes per container", "0"],
+            ["Python processes added per container", f"{added_pythons / n:g}"],
         ],
     )
 

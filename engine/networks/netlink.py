@@ -68,22 +68,37 @@ def create_netns(path: Path) -> None:
     def run() -> None:
         if _libc.unshare(CLONE_NEWNET) != 0:
             raise _oserror("cannot create a network namespace")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(exist_ok=False)
-        try:
-            if _libc.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", MS_BIND, None) != 0:
-                raise _oserror(f"cannot bind-mount the network namespace at {path}")
-        except BaseException:
-            path.unlink()
-            raise
-        # The namespace belongs to the host's user namespace, so the container's root has no
-        # CAP_NET_BIND_SERVICE in it: let every user bind low ports and ping, as rootless engines do.
-        _write_proc_sys("net/ipv4/ip_unprivileged_port_start", "0")
-        _write_proc_sys("net/ipv4/ping_group_range", "0 2147483647")
+        _pin_thread_netns(path)
+        _open_low_ports_and_ping()
         with IPRoute() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
 
     _in_thread(run)
+
+
+def _pin_thread_netns(path: Path) -> None:
+    """Keep the calling thread's network namespace alive by bind-mounting it at ``path``.
+
+    Raises RuntimeFailure; on failure nothing is left at ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(exist_ok=False)
+    try:
+        if _libc.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", MS_BIND, None) != 0:
+            raise _oserror(f"cannot bind-mount the network namespace at {path}")
+    except BaseException:
+        path.unlink()
+        raise
+
+
+def _open_low_ports_and_ping() -> None:
+    """Let every user of the thread's namespace bind low ports and ping, as rootless engines do.
+
+    The namespace belongs to the host's user namespace, so the container's root has no
+    CAP_NET_BIND_SERVICE in it.
+    """
+    _write_proc_sys("net/ipv4/ip_unprivileged_port_start", "0")
+    _write_proc_sys("net/ipv4/ping_group_range", "0 2147483647")
 
 
 def _write_proc_sys(key: str, value: str) -> None:
@@ -291,17 +306,9 @@ def create_netns_with_veth(
                 raise _oserror("cannot create a network namespace")
             if not host.link_lookup(ifname=bridge):
                 raise RuntimeFailure("the host netlink socket followed the thread into the new namespace")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(exist_ok=False)
+            _pin_thread_netns(path)
             try:
-                if _libc.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", MS_BIND, None) != 0:
-                    raise _oserror(f"cannot bind-mount the network namespace at {path}")
-            except BaseException:
-                path.unlink()
-                raise
-            try:
-                _write_proc_sys("net/ipv4/ip_unprivileged_port_start", "0")
-                _write_proc_sys("net/ipv4/ping_group_range", "0 2147483647")
+                _open_low_ports_and_ping()
                 fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
                 try:
                     host.link(
