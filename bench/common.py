@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from engine.engine import Engine
+from engine.runtime.model import ContainerSpec
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -150,3 +152,11 @@ def print_ratio_table(title: str, samples: dict[str, list[float]]) -> None:
         table.append([name, f"{lo:.1f}", f"{med:.1f}", f"{p95:.1f}", f"{med / base:.2f}x"])
     print(f"{title} (cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f})")
     print_table(["runtime", "min", "median", "p95", "median vs raw crun"], table)
+
+
+def run_true(engine: Engine, **spec: Any) -> None:
+    """Busybox `/bin/true` via the engine API: create, start, wait, remove (extra ContainerSpec fields)."""
+    c = engine.run(ContainerSpec(image="busybox", command=("/bin/true",), **spec))
+    final = engine.wait(c.id)
+    engine.remove(c.id)
+    assert final.exit_code == 0, final

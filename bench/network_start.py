@@ -25,28 +25,17 @@ from bench.common import (
     podman_image,
     print_ratio_table,
     remove_raw_crun_cgroups,
+    run_true,
     scratch_engine,
 )
-from bench.start_latency import hostpanel_run
 from engine.engine import Engine
 from engine.networks.model import PortMapping
-from engine.runtime.model import ContainerSpec
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("0.0.0.0", 0))
         return int(s.getsockname()[1])
-
-
-def hostpanel_bridged(engine: Engine, port: int) -> None:
-    spec = ContainerSpec(
-        image="busybox", command=("/bin/true",), network="bridge", ports=(PortMapping(port, 80),)
-    )
-    c = engine.run(spec)
-    final = engine.wait(c.id)
-    engine.remove(c.id)
-    assert final.exit_code == 0, final
 
 
 def podman_commands(engine: Engine, tmp: Path, port: int) -> list[tuple[str, list[str]]]:
@@ -95,8 +84,11 @@ def main() -> None:
     with scratch_engine() as engine, tempfile.TemporaryDirectory() as tmp:
         modes: list[tuple[str, Callable[[], object]]] = [
             ("raw crun run (no network)", crun_runner(engine, Path(tmp))),
-            ("hostpanel --network none", lambda: hostpanel_run(engine)),
-            ("hostpanel bridge + -p (engine API)", lambda: hostpanel_bridged(engine, port)),
+            ("hostpanel --network none", lambda: run_true(engine)),
+            (
+                "hostpanel bridge + -p (engine API)",
+                lambda: run_true(engine, network="bridge", ports=(PortMapping(port, 80),)),
+            ),
             ("  of which network attach + detach", lambda: network_only(engine, port)),
         ]
         modes += [

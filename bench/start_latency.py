@@ -25,18 +25,9 @@ from bench.common import (
     podman_image,
     print_ratio_table,
     remove_raw_crun_cgroups,
+    run_true,
     scratch_engine,
 )
-from engine.engine import Engine
-from engine.runtime.model import ContainerSpec
-
-
-def hostpanel_run(engine: Engine) -> None:
-    """One `run --rm /bin/true` through the engine API (network none)."""
-    c = engine.run(ContainerSpec(image="busybox", command=("/bin/true",)))
-    final = engine.wait(c.id)
-    engine.remove(c.id)
-    assert final.exit_code == 0, final
 
 
 def main() -> None:
@@ -47,7 +38,7 @@ def main() -> None:
     with scratch_engine() as engine, tempfile.TemporaryDirectory() as tmp:
         modes: list[tuple[str, Callable[[], object]]] = [
             ("raw crun run", crun_runner(engine, Path(tmp))),
-            ("hostpanel (engine API)", lambda: hostpanel_run(engine)),
+            ("hostpanel (engine API)", lambda: run_true(engine)),
         ]
         ref = None if args.no_peers else podman_image(engine, Path(tmp))
         if ref:

@@ -15,20 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_table, scratch_engine, summary, timed
+from bench.common import print_table, run_true, scratch_engine, summary, timed
 from engine.cgroups.resources import Resources
-from engine.engine import Engine
 from engine.runtime.model import ContainerSpec
 
 MiB = 1024**2
 LIMITS = Resources(memory=64 * MiB, cpu_quota=50_000, pids=100)
-
-
-def run_true(engine: Engine, tenant: str, resources: Resources) -> None:
-    c = engine.run(ContainerSpec(image="busybox", command=("/bin/true",), tenant=tenant, resources=resources))
-    final = engine.wait(c.id)
-    engine.remove(c.id)
-    assert final.exit_code == 0, final
 
 
 def main() -> None:
@@ -39,24 +31,25 @@ def main() -> None:
     rows: list[tuple[str, list[float]]] = []
     with scratch_engine() as engine:
         engine.set_tenant_quota("capped", Resources(memory=2048 * MiB, cpu_quota=200_000, pids=2000))
-        run_true(engine, "default", Resources())  # warm: unpack the layer for each tenant once
-        run_true(engine, "capped", LIMITS)
+        # warm: unpack the layer for each tenant once
+        run_true(engine, tenant="default", resources=Resources())
+        run_true(engine, tenant="capped", resources=LIMITS)
         rows.append(
             (
                 "run --rm /bin/true, no limits",
-                timed(lambda: run_true(engine, "default", Resources()), args.runs),
+                timed(lambda: run_true(engine, tenant="default", resources=Resources()), args.runs),
             )
         )
         rows.append(
             (
                 "run --rm /bin/true, --memory 64m --cpus 0.5 --pids-limit 100",
-                timed(lambda: run_true(engine, "default", LIMITS), args.runs),
+                timed(lambda: run_true(engine, tenant="default", resources=LIMITS), args.runs),
             )
         )
         rows.append(
             (
                 "  same, in a tenant with a quota",
-                timed(lambda: run_true(engine, "capped", LIMITS), args.runs),
+                timed(lambda: run_true(engine, tenant="capped", resources=LIMITS), args.runs),
             )
         )
         ids = []

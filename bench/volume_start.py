@@ -16,17 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_table, scratch_engine, summary, timed
-from engine.engine import Engine
+from bench.common import print_table, run_true, scratch_engine, summary, timed
 from engine.runtime.model import ContainerSpec
 from engine.volumes.spec import MountSpec
-
-
-def run_true(engine: Engine, mounts: tuple[MountSpec, ...]) -> None:
-    c = engine.run(ContainerSpec(image="busybox", command=("/bin/true",), network="none", mounts=mounts))
-    final = engine.wait(c.id)
-    engine.remove(c.id)
-    assert final.exit_code == 0, final
 
 
 def main() -> None:
@@ -59,11 +51,11 @@ def main() -> None:
             )
         )
         for _name, mounts in cases:
-            run_true(engine, mounts)  # warm
+            run_true(engine, network="none", mounts=mounts)  # warm
         by_case: dict[str, list[float]] = {name: [] for name, _m in cases}
         for _ in range(args.runs):  # interleaved, so load from elsewhere hits every row alike
             for name, mounts in cases:
-                by_case[name] += timed(lambda m=mounts: run_true(engine, m), 1)  # type: ignore[misc]
+                by_case[name] += timed(lambda m=mounts: run_true(engine, network="none", mounts=m), 1)  # type: ignore[misc]
         rows = [(name, by_case[name]) for name, _m in cases]
         engine.remove(holder.id, force=True)
     base = summary(rows[0][1])[1]

@@ -220,45 +220,6 @@ def add_fdb_peer(vxlan: str, peer: str) -> None:
                 raise RuntimeFailure(f"cannot add VXLAN peer {peer}: {exc}") from None
 
 
-def add_veth(
-    host_name: str, bridge: str, netns: Path, address: str, prefixlen: int, gateway: str | None, mtu: int
-) -> None:
-    """Create a veth pair: ``host_name`` on ``bridge``, its peer as eth0 in ``netns`` with ``address``.
-
-    ``gateway`` None means no default route (an internal network). Raises
-    RuntimeFailure; the pair is removed on failure.
-    """
-    with IPRoute() as ipr:
-        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, peer={"ifname": "eth0", "net_ns_fd": fd})
-        except NetlinkError as exc:
-            raise RuntimeFailure(f"cannot create veth {host_name}: {exc}") from None
-        finally:
-            os.close(fd)
-        try:
-            index = ipr.link_lookup(ifname=host_name)[0]
-            master = ipr.link_lookup(ifname=bridge)[0]
-            ipr.link("set", index=index, master=master, state="up")
-        except BaseException as exc:
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", ifname=host_name)
-            raise RuntimeFailure(f"cannot attach {host_name} to {bridge}: {exc}") from None
-
-    def configure(inner: IPRoute) -> None:
-        eth0 = inner.link_lookup(ifname="eth0")[0]
-        inner.addr("add", index=eth0, address=address, prefixlen=prefixlen)
-        inner.link("set", index=eth0, state="up", mtu=mtu)
-        if gateway is not None:
-            inner.route("add", dst="0.0.0.0/0", gateway=gateway)
-
-    try:
-        in_netns(netns, configure)
-    except BaseException as exc:
-        delete_link(host_name)
-        raise RuntimeFailure(f"cannot configure eth0 in {netns}: {exc}") from None
-
-
 def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
     """IPv4 networks in use on the host (routes of the main table and addresses), with their device."""
     found: list[tuple[str, ipaddress.IPv4Network]] = []
