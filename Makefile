@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hostpanel-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install packages venv test lint run stop
+.PHONY: help install packages venv static test lint run stop
 
 help:
 	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
@@ -32,8 +32,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-install: packages venv
+install: packages venv static
 	$(BIN)/hpctl host setup
+
+# Browser libraries (htmx, xterm.js) from the npm registry, integrity-checked, into static/vendor/.
+static:
+	$(PYTHON) scripts/vendor_static.py
 
 lint: venv
 	$(BIN)/ruff check .

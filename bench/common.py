@@ -143,15 +143,24 @@ def interleaved(modes: list[tuple[str, Callable[[], object]]], runs: int) -> dic
     return samples
 
 
+def summary_cells(samples: list[float], digits: int = 1) -> list[str]:
+    """min, median and p95 of ``samples`` as table cells with ``digits`` decimals."""
+    return [f"{v:.{digits}f}" for v in summary(samples)]
+
+
+def ratio_rows(samples: dict[str, list[float]], digits: int = 1) -> list[list[str]]:
+    """A row per mode: name, min/median/p95 and its median's ratio to the first mode's."""
+    base = summary(next(iter(samples.values())))[1]
+    return [
+        [name, *summary_cells(values, digits), f"{summary(values)[1] / base:.2f}x"]
+        for name, values in samples.items()
+    ]
+
+
 def print_ratio_table(title: str, samples: dict[str, list[float]]) -> None:
     """min/median/p95 per mode and each median's ratio to the first mode's."""
-    base = summary(next(iter(samples.values())))[1]
-    table = []
-    for name, values in samples.items():
-        lo, med, p95 = summary(values)
-        table.append([name, f"{lo:.1f}", f"{med:.1f}", f"{p95:.1f}", f"{med / base:.2f}x"])
     print(f"{title} (cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f})")
-    print_table(["runtime", "min", "median", "p95", "median vs raw crun"], table)
+    print_table(["runtime", "min", "median", "p95", "median vs raw crun"], ratio_rows(samples))
 
 
 def run_true(engine: Engine, **spec: Any) -> None:

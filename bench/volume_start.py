@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_table, run_true, scratch_engine, summary, timed
+from bench.common import print_table, ratio_rows, run_true, scratch_engine, timed
 from engine.runtime.model import ContainerSpec
 from engine.volumes.spec import MountSpec
 
@@ -56,13 +56,8 @@ def main() -> None:
         for _ in range(args.runs):  # interleaved, so load from elsewhere hits every row alike
             for name, mounts in cases:
                 by_case[name] += timed(lambda m=mounts: run_true(engine, network="none", mounts=m), 1)  # type: ignore[misc]
-        rows = [(name, by_case[name]) for name, _m in cases]
         engine.remove(holder.id, force=True)
-    base = summary(rows[0][1])[1]
-    table = []
-    for name, samples in rows:
-        lo, med, p95 = summary(samples)
-        table.append([name, f"{lo:.1f}", f"{med:.1f}", f"{p95:.1f}", f"{med / base:.2f}x"])
+    table = ratio_rows(by_case)
     print(f"start latency of run --rm /bin/true, {args.runs} sequential runs, ms (cores: {os.cpu_count()})")
     print_table(["mounts", "min", "median", "p95", "median vs plain"], table)
 

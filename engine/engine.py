@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from engine.build.cache import BuildCache
+from engine.build.model import BuildOptions, BuildResult, OutputCallback, ignore_output
 from engine.cgroups.controller import host_driver
 from engine.cgroups.layout import detect_cgroup_layout
 from engine.cgroups.resources import Resources
@@ -20,8 +22,15 @@ from engine.logs.k8s_file import LogLine
 from engine.networks.manager import OverlayOptions
 from engine.networks.model import Network
 from engine.paths import EnginePaths, default_instance, default_root, validate_instance
+from engine.registry import AuthFile, Credentials, RemoteRef, TransferReport
+from engine.registry import pull as registry_pull
+from engine.registry import push as registry_push
+from engine.registry.credentials import AUTH_FILE_NAME
+from engine.registry.progress import ProgressCallback
+from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
 from engine.runtime.containers import ContainerManager
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.runtime.pty_exec import PtySession, start_pty_exec
 from engine.volumes.manager import VolumeManager
 from engine.volumes.model import TenantVolumeUsage, Volume, VolumeUsage
 
@@ -49,6 +58,9 @@ class Engine:
         self.containers = ContainerManager(self.paths, self.instance, self.images, _cgroup_hierarchies)
         self.usage = UsageMeter(self.paths, host_driver)
         self.networks = self.containers.networks
+        # The build cache lives as long as the images built from it (see engine.build.cache).
+        self.build_cache = BuildCache(self.paths.root / "build-cache", self.images.blobs)
+        self.images.gc_hooks.append(self.build_cache.gc_keep)
 
     # ---- containers -------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Container:
@@ -112,6 +124,10 @@ class Engine:
     ) -> subprocess.Popen[bytes]:
         """Start a process in a running container; wait() on the result for its exit code."""
         return self.containers.exec(ref, spec, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
+
+    def exec_pty(self, ref: str, spec: ExecSpec, *, rows: int = 24, cols: int = 80) -> PtySession:
+        """Start a process in a running container on its own terminal (see pty_exec.start_pty_exec)."""
+        return start_pty_exec(self.containers, ref, spec, rows=rows, cols=cols)
 
     def logs(
         self, ref: str, *, tail: int | None = None, since: datetime | None = None, follow: bool = False
@@ -261,3 +277,62 @@ class Engine:
     def image(self, reference: str) -> Image:
         """An image by reference or id."""
         return self.images.resolve(reference)
+
+    def build(self, options: BuildOptions, on_output: OutputCallback = ignore_output) -> BuildResult:
+        """Build an image from a Dockerfile and tag it (see engine.build.builder).
+
+        ``on_output(stream, text)`` gets step headers, cache hits and RUN output as it comes.
+        Raises InvalidSpec (bad Dockerfile, context or options, with the line), BuildFailed (a
+        RUN failed: its output and exit code), QuotaExceeded (a RUN went over the tenant's quota).
+        """
+        from engine.build.builder import Builder  # loads the Dockerfile parser only when building
+
+        return Builder(self, self.build_cache, options, on_output).run()
+
+    # ---- registries -------------------------------------------------------------
+    @property
+    def auth_file(self) -> AuthFile:
+        """The registry logins of this engine (``<root>/auth.json``, written by `hpctl login`)."""
+        return AuthFile(self.paths.root / AUTH_FILE_NAME)
+
+    def pull(
+        self,
+        reference: str | RemoteRef,
+        *,
+        credentials: Credentials | None = None,
+        insecure: bool = False,
+        progress: ProgressCallback | None = None,
+        tag_as: str | None = None,
+    ) -> TransferReport:
+        """Pull an image from a registry, fetching only the blobs this host lacks (see engine.registry)."""
+        return registry_pull(
+            self.images,
+            reference,
+            credentials=credentials,
+            insecure=insecure,
+            progress=progress,
+            auth_file=self.auth_file,
+            tag_as=tag_as,
+            sources=BlobSources(self.paths.root / SOURCES_FILE_NAME),
+        )
+
+    def push(
+        self,
+        local_ref: str,
+        remote_ref: str | RemoteRef | None = None,
+        *,
+        credentials: Credentials | None = None,
+        insecure: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> TransferReport:
+        """Push a local image to a registry, uploading only the blobs it lacks (see engine.registry)."""
+        return registry_push(
+            self.images,
+            local_ref,
+            remote_ref,
+            credentials=credentials,
+            insecure=insecure,
+            progress=progress,
+            auth_file=self.auth_file,
+            sources=BlobSources(self.paths.root / SOURCES_FILE_NAME),
+        )

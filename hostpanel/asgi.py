@@ -19,7 +19,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-websocket_urlpatterns: list[object] = []
+from hostpanel.logstream.routing import websocket_urlpatterns as log_routes  # noqa: E402
+from hostpanel.terminal.routing import websocket_urlpatterns as terminal_routes  # noqa: E402
+
+websocket_urlpatterns: list[object] = [*log_routes, *terminal_routes]
 
 application = ProtocolTypeRouter(
     {

@@ -49,7 +49,12 @@ INSTALLED_APPS = [
     "hostpanel.images",
     "hostpanel.volumes",
     "hostpanel.usage",
+    "hostpanel.logstream",
+    "hostpanel.terminal",
+    "hostpanel.registry",
+    "hostpanel.builds",
     "hostpanel.api",
+    "hostpanel.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -60,9 +65,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "hostpanel.dashboard.csp.ContentSecurityPolicyMiddleware",  # CSP on every response
 ]
 
 ROOT_URLCONF = "hostpanel.urls"
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "dashboard:login"
+X_FRAME_OPTIONS = "DENY"
 ASGI_APPLICATION = "hostpanel.asgi.application"
 
 TEMPLATES = [
@@ -116,7 +126,8 @@ REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels-redis, blocking for a message less long than redis-py 8's read timeout (see the class)
+        "BACKEND": "hostpanel.logstream.layer.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},
     }
 }
@@ -189,6 +200,19 @@ HOSTPANEL_DEFAULT_QUOTA = {
 # The engine instance on this machine (the panel host is usually also a container host).
 HOSTPANEL_ENGINE_ROOT = default_root()
 HOSTPANEL_ENGINE_INSTANCE = default_instance()
+
+# The registry at /v2/ (hostpanel/registry): where its blobs and uploads live, the URL host agents
+# pull from, how long bearer tokens, agent tokens and idle uploads last, and GC's grace period.
+HOSTPANEL_REGISTRY_ROOT = Path(os.environ.get("HOSTPANEL_REGISTRY_ROOT") or VAR_DIR / "registry")
+HOSTPANEL_REGISTRY_URL = os.environ.get("HOSTPANEL_REGISTRY_URL", "http://127.0.0.1:8000")
+HOSTPANEL_REGISTRY_TOKEN_TTL = int(os.environ.get("HOSTPANEL_REGISTRY_TOKEN_TTL", "300"))
+HOSTPANEL_REGISTRY_AGENT_TOKEN_TTL = int(os.environ.get("HOSTPANEL_REGISTRY_AGENT_TOKEN_TTL", "3600"))
+HOSTPANEL_REGISTRY_UPLOAD_TTL = int(os.environ.get("HOSTPANEL_REGISTRY_UPLOAD_TTL", str(24 * 3600)))
+HOSTPANEL_REGISTRY_GC_GRACE = int(os.environ.get("HOSTPANEL_REGISTRY_GC_GRACE", str(60 * 60)))
+# Directories on the hosts under which builds may read a context by path (comma-separated; none: uploads only)
+HOSTPANEL_BUILD_CONTEXT_ROOTS = env_list("HOSTPANEL_BUILD_CONTEXT_ROOTS", [])
+# A browser terminal with no traffic for this long is closed (its processes killed).
+HOSTPANEL_EXEC_IDLE_SECONDS = float(os.environ.get("HOSTPANEL_EXEC_IDLE_SECONDS", "1800"))
 
 LOGGING = {
     "version": 1,

@@ -70,16 +70,6 @@ fi
 
 "$BIN/python" manage.py migrate --noinput
 
-# The engine monitor: rotates container logs and samples usage for billing.
-MONITOR_EVERY=${MONITOR_EVERY:-10}
-if [[ -f $RUN_DIR/monitor.pid ]] && kill -0 "$(<"$RUN_DIR/monitor.pid")" 2>/dev/null; then
-    echo "monitor: already running (pid $(<"$RUN_DIR/monitor.pid"))"
-else
-    nohup "$BIN/hpctl" system monitor --every "$MONITOR_EVERY" >>"$VAR_DIR/log/monitor.log" 2>&1 &
-    echo $! >"$RUN_DIR/monitor.pid"
-    echo "monitor: every ${MONITOR_EVERY}s (log: $VAR_DIR/log/monitor.log)"
-fi
-
 # The demo data (idempotent): an admin, a tenant "demo" and its owner, a fresh API token.
 SEED_OUT=$("$BIN/python" manage.py seed_demo --token)
 
@@ -97,6 +87,7 @@ fi
 cat <<EOT
 
 HostPanel is running on http://$HOST:$PORT/
+  pages:   http://$HOST:$PORT/   (log in as demo or admin, passwords below)
   health:  http://$HOST:$PORT/healthz
   admin:   http://$HOST:$PORT/admin/
   API:     http://$HOST:$PORT/api/v1/   docs: http://$HOST:$PORT/api/docs/

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli import volumes
 
     volumes.register(sub)
+    from engine.cli import build
+
+    build.register(sub)
+    from engine.cli import registry
+
+    registry.register(sub)
     return parser
 
 

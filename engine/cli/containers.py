@@ -18,7 +18,7 @@ from engine.cli.stats import add_resource_options, resources_from_args
 from engine.errors import EngineError, InvalidSpec
 from engine.logs.k8s_file import LogLine, parse_since
 from engine.networks.ports import parse_publish
-from engine.runtime.model import Container, ContainerSpec, ExecSpec, LogOptions
+from engine.runtime.model import Container, ContainerSpec, ExecSpec, LogOptions, SecretFile
 
 if TYPE_CHECKING:
     from engine.cli import CliContext
@@ -61,6 +61,22 @@ def _log_options(values: list[str]) -> LogOptions:
     return LogOptions(max_size=size, max_files=files)
 
 
+def parse_secret_arg(arg: str) -> SecretFile:
+    """A `--secret NAME=FILE` value: the file's bytes, seen in the container as /run/secrets/NAME.
+
+    Raises InvalidSpec for another shape or a file that cannot be read.
+    """
+    name, sep, path = arg.partition("=")
+    if not sep or not name or not path:
+        raise InvalidSpec(f"invalid --secret {arg!r}: use NAME=FILE, e.g. --secret api-key=./api-key.txt")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise InvalidSpec(f"--secret {name}: cannot read {path}: {exc.strerror}") from None
+    return SecretFile(name=name, data=data)
+
+
 def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
     """The ContainerSpec that `run`/`create` arguments describe."""
     return ContainerSpec(
@@ -84,6 +100,7 @@ def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
         ports=tuple(parse_publish(p) for p in args.publish),
         allow_privileged=True,  # hpctl is the operator's tool; the panel never sets this
         mounts=_volumes_cli().mounts_from_args(args.volume, args.tmpfs),
+        secrets=tuple(parse_secret_arg(s) for s in args.secret),
     )
 
 
@@ -110,6 +127,9 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", default="bridge", help="bridge (the tenant's default), none, host or a name")
     p.add_argument("--network-alias", action="append", default=[], metavar="ALIAS", help="extra name")
     p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/udp]")
+    p.add_argument(
+        "--secret", action="append", default=[], metavar="NAME=FILE", help="FILE as /run/secrets/NAME (0400)"
+    )
     add_resource_options(p)
     _volumes_cli().add_mount_options(p)
     p.add_argument("image", help="image reference, e.g. busybox or busybox:latest")

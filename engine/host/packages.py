@@ -32,6 +32,10 @@ REQUIRED_PACKAGES: tuple[str, ...] = (
     "util-linux",  # mount, unshare, nsenter, losetup
     "procps",  # ps, pkill-free process inspection in tests and scripts
     "ca-certificates",  # TLS to package mirrors and registries
+    "skopeo",  # independent registry client: cross-checks hpctl push/pull in tests and bench
+    "docker-registry",  # the reference registry (CNCF distribution): a second real server for registry tests
+    "chromium",  # headless browser the dashboard's Playwright tests drive (tests/browser)
+    "git",  # shallow clones of a build context from a git repository on the host (builds with git_url)
 )
 """Debian 12 packages a host needs (apt names)."""
 

@@ -160,9 +160,10 @@ def _blob_name(digest: str, what: str) -> str:
         raise InvalidArchive(f"{what} has an invalid or unsupported digest {digest!r}") from None
 
 
-def _check_diff_ids(
+def check_diff_ids(
     layers: Sequence[StagedLayer], config: ParsedConfig, label: str, names: Sequence[str]
 ) -> None:
+    """Raise InvalidArchive unless the staged layers' uncompressed digests are the config's diff_ids."""
     if len(layers) != len(config.diff_ids):
         raise InvalidArchive(
             f"{label}: the image has {len(layers)} layers but its config lists "
@@ -260,7 +261,7 @@ def read_docker_save(source: ArchiveSource, staging: Staging) -> list[StagedImag
                     )
             layers.append(layer_cache[key])
             names.append(layer_name)
-        _check_diff_ids(layers, config, label, names)
+        check_diff_ids(layers, config, label, names)
         tags = _normalize_tags(entry.get("RepoTags") or [], label)
         images.append(
             make_staged_image(staging, config_bytes, config, layers, tags, config_expected=config_expected)
@@ -292,7 +293,11 @@ def _ref_of(d: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _pick_platform(index: dict[str, Any], label: str) -> dict[str, Any]:
+def pick_platform(index: dict[str, Any], label: str) -> dict[str, Any]:
+    """The manifest descriptor of an image index that fits this host (linux, its arch; else amd64).
+
+    Raises InvalidArchive (naming ``label``) when the index lists nothing usable.
+    """
     manifests = index.get("manifests")
     if not isinstance(manifests, list) or not manifests:
         raise InvalidArchive(f"{label}: the image index lists no manifests")
@@ -332,7 +337,7 @@ def read_oci_layout(source: ArchiveSource, staging: Staging) -> list[StagedImage
             nested = parse_json_object(
                 _read_blob(source, digest, f"{what} image index"), f"{what} image index"
             )
-            picked = _pick_platform(nested, what)
+            picked = pick_platform(nested, what)
             mt, digest, _size = _descriptor_fields(picked, f"{what} platform manifest")
         if mt and mt not in MANIFEST_TYPES:
             raise InvalidArchive(f"{what} has unsupported media type {mt!r}")
@@ -357,7 +362,7 @@ def read_oci_layout(source: ArchiveSource, staging: Staging) -> list[StagedImage
                         f, lwhat, expected=layer.digest, media_type=layer.media_type
                     )
             layers.append(layer_cache[layer.digest])
-        _check_diff_ids(layers, config, what, [la.digest for la in manifest.layers])
+        check_diff_ids(layers, config, what, [la.digest for la in manifest.layers])
         if manifest.media_type == MT_DOCKER_MANIFEST:
             # Rewrite Docker schema 2 as an OCI manifest (same config, so the same image id).
             layers = [_as_oci_layer(la) for la in layers]

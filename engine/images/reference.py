@@ -54,7 +54,8 @@ class Reference:
         return text
 
 
-def _looks_like_domain(component: str) -> bool:
+def looks_like_domain(component: str) -> bool:
+    """Whether the first path component of a reference names a registry (as Docker decides)."""
     return "." in component or ":" in component or component == "localhost" or component != component.lower()
 
 
@@ -88,7 +89,7 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReference(f"invalid image reference {original!r}: the name is empty")
     parts = text.split("/")
     domain: str | None = None
-    if len(parts) > 1 and _looks_like_domain(parts[0]):
+    if len(parts) > 1 and looks_like_domain(parts[0]):
         domain = parts[0]
         parts = parts[1:]
         if not _DOMAIN_RE.match(domain):

@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,9 @@ class ImageStore:
         self.paths = paths
         self.blobs = BlobStore(paths.blobs, paths.tmp)
         self.index = ImageIndex(paths.images_index)
+        # GC hooks (the build cache): given the ids of the images that remain, each drops what it
+        # no longer needs and returns the (uncompressed layer) blob digests the store must keep.
+        self.gc_hooks: builtins.list[Callable[[set[str]], set[str]]] = []
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -143,7 +146,7 @@ class ImageStore:
             staged = read_archive(Path(path), staging, reference)
             if not staged:
                 raise InvalidArchive(f"{path} contains no image")
-            return self._commit(staged, staging)
+            return self.commit_staged(staged, staging)
 
     def export(self, reference: str, dest: Path) -> None:
         """Write the image as an OCI image layout tar at ``dest`` (atomically).
@@ -266,7 +269,7 @@ class ImageStore:
         if len(manifest.layers) != len(image.layers):
             raise CorruptBlob(f"manifest {image.digest} does not match image {image.id}; re-import the image")
         return [
-            self._unpacked(layer, diff_id, uid_base)
+            self.unpacked_layer(layer, diff_id, uid_base)
             for layer, diff_id in zip(manifest.layers, image.layers, strict=True)
         ]
 
@@ -295,7 +298,7 @@ class ImageStore:
                 cmd=["sh"],
             )
             staged = make_staged_image(staging, config, parse_config(config), [layer], [tag])
-            return self._commit([staged], staging)[0]
+            return self.commit_staged([staged], staging)[0]
 
     def bootstrap_debian(
         self,
@@ -335,7 +338,7 @@ class ImageStore:
                     cmd=["bash"],
                 )
                 staged = make_staged_image(staging, config, parse_config(config), [layer], [tag])
-                return self._commit([staged], staging)[0]
+                return self.commit_staged([staged], staging)[0]
         finally:
             unmount_below(target)
             remove_tree(scratch)
@@ -417,8 +420,14 @@ class ImageStore:
             f"no image {reference!r} on this host; import it with: hpctl image import FILE {reference}"
         )
 
-    def _commit(self, staged: Sequence[StagedImage], staging: Staging) -> builtins.list[Image]:
-        """Move staged blobs into the store and add the images to the index (under the lock)."""
+    def commit_staged(self, staged: Sequence[StagedImage], staging: Staging) -> builtins.list[Image]:
+        """Move staged blobs into the store and add the images to the index; returns the images.
+
+        The one commit path of every importer (archives, bootstrap, build, pull): under
+        the index lock, an image already stored under the same id or manifest keeps its
+        tags, the new tags move off any other image, and unreferenced blobs are
+        collected. Raises CorruptBlob if a staged blob no longer matches its digest.
+        """
         with self.index.locked():
             records = fold(self.index.load())
             committed: builtins.list[str] = []
@@ -473,6 +482,10 @@ class ImageStore:
                 )
             except (InvalidArchive, ValueError):
                 continue
+        for hook in self.gc_hooks:
+            kept = hook({r.image_id for r in records})
+            keep_blobs |= kept
+            keep_layers.update(digest_hex(d) for d in kept)
         for digest in self.blobs.digests() - keep_blobs:
             self.blobs.delete(digest)
         if self.paths.layers.is_dir():
@@ -499,7 +512,12 @@ class ImageStore:
             except OSError:
                 continue
 
-    def _unpacked(self, layer: LayerRef, diff_id: str, uid_base: int) -> Path:
+    def unpacked_layer(self, layer: LayerRef, diff_id: str, uid_base: int) -> Path:
+        """The directory of ``layer`` unpacked for the uid range at ``uid_base`` (see :meth:`layer_dirs`).
+
+        Unpacked on first use under a file lock, into tmp and then renamed. Raises
+        CorruptBlob, UnsafeArchive, InvalidArchive.
+        """
         hexid = digest_hex(diff_id)
         final = self.paths.layers / hexid / str(uid_base)
         if final.is_dir():

@@ -67,6 +67,7 @@ class LineAssembler:
 
     def __init__(self) -> None:
         self._partial: dict[str, list[bytes]] = {}
+        self._partial_stamp: dict[str, str] = {}
 
     def feed(self, raw: bytes) -> LogLine | None:
         m = _RECORD.match(raw.rstrip(b"\n"))
@@ -77,9 +78,21 @@ class LineAssembler:
         parts = self._partial.setdefault(stream, [])
         parts.append(text)
         if tag == "P":
+            self._partial_stamp[stream] = stamp
             return None
         self._partial[stream] = []
         return LogLine(stamp, stream, b"".join(parts).decode(errors="replace"))
+
+    def flush(self) -> list[LogLine]:
+        """The unfinished lines (output without a final newline), oldest first; forgets them."""
+        lines = [
+            LogLine(self._partial_stamp[stream], stream, b"".join(parts).decode(errors="replace"))
+            for stream, parts in self._partial.items()
+            if parts
+        ]
+        self._partial.clear()
+        self._partial_stamp.clear()
+        return sorted(lines, key=lambda line: line.time)
 
 
 def log_files(log: Path, max_files: int) -> list[Path]:
@@ -88,13 +101,16 @@ def log_files(log: Path, max_files: int) -> list[Path]:
     return [p for p in [*rotated, log] if p.exists()]
 
 
-def read_lines(log: Path, max_files: int, current_limit: int | None = None) -> Iterator[LogLine]:
-    """Every line in the container's log files, oldest first.
+def read_lines(
+    log: Path, max_files: int, current_limit: int | None = None, assembler: LineAssembler | None = None
+) -> Iterator[LogLine]:
+    """Every whole line in the container's log files, oldest first.
 
     ``current_limit`` stops reading the current (unrotated) file at that byte
-    offset, so a follower can start exactly where this left off.
+    offset, so a follower can start exactly where this left off; pass the same
+    ``assembler`` to :func:`follow` so a line split across that offset is joined.
     """
-    assembler = LineAssembler()
+    assembler = assembler if assembler is not None else LineAssembler()
     for path in log_files(log, max_files):
         with open(path, "rb") as f:
             data = f.read(current_limit) if path == log and current_limit is not None else f.read()
@@ -119,14 +135,16 @@ def follow(
     is_done: Callable[[], bool],
     poll_interval: float = 0.05,
     max_files: int = 3,
+    assembler: LineAssembler | None = None,
 ) -> Iterator[LogLine]:
     """Lines appended to ``log`` from ``start_offset`` on, across rotations, until ``is_done()``.
 
     When the file is renamed away (rotation), the rest of the old file is read
     and then its successor (the next newer file, found by inode), so no line
     is lost or repeated even when several rotations happen between two reads.
+    Output left without a final newline when the writer is done is yielded last.
     """
-    assembler = LineAssembler()
+    assembler = assembler if assembler is not None else LineAssembler()
     f = _open_at(log, start_offset)
     pending = b""
     last_time = ""
@@ -152,6 +170,7 @@ def follow(
             # Checked after an empty read: whatever the monitor wrote before it
             # exited has been read by the time we stop.
             if is_done() and not (f is not None and _has_more(f)):
+                yield from assembler.flush()
                 return
             time.sleep(poll_interval)
     finally:

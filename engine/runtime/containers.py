@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import itertools
 import json
 import os
 import select
@@ -45,6 +46,7 @@ from engine.runtime.process import (
     validate_workdir,
 )
 from engine.runtime.rootpath import resolve_in_root
+from engine.runtime.secrets import mount_secrets, require_secrets, unmount_secrets, validate_secrets
 from engine.runtime.store import ContainerStore, validate_name
 from engine.runtime.users import resolve_user
 from engine.volumes.manager import VolumeManager
@@ -111,7 +113,8 @@ class ContainerManager:
         """Create (but do not start) a container from ``spec``.
 
         Raises ImageNotFound, InvalidSpec, CommandNotFound, Conflict (name in
-        use) or RuntimeFailure; on any error nothing is left behind.
+        use) or RuntimeFailure; on any error nothing is left behind. Secrets
+        become files in a tmpfs at /run/secrets (see engine.runtime.secrets).
         """
         validate_tenant(spec.tenant)
         validate_env(spec.env)
@@ -127,6 +130,7 @@ class ContainerManager:
         if spec.hostname is not None:
             validate_hostname(spec.hostname)
         user_mounts = validate_mounts(spec.mounts, allow_host_paths=spec.allow_privileged)
+        secret_files = validate_secrets(spec.secrets, [m.target for m in user_mounts])
         self.quotas.check_container(spec.tenant, spec.resources)
         image = self.images.resolve(spec.image)
         stop_signal = stop_signal or (
@@ -146,6 +150,18 @@ class ContainerManager:
             undo.callback(mounts.unmount, rootfs)
             process = resolve_process(spec, image, rootfs, hostname, INIT_DEST if init_path else None)
             self._prepare_workdir(rootfs, process, id_range.base)
+            late_binds: list[BindMount] = []
+            if secret_files:
+                secrets_dir = self.store.secrets_dir(cid)
+                late_binds.append(
+                    mount_secrets(
+                        secrets_dir,
+                        secret_files,
+                        uid=id_range.base + process.uid,
+                        gid=id_range.base + process.gid,
+                    )
+                )
+                undo.callback(unmount_secrets, secrets_dir)
             binds = self._write_etc_files(bundle, hostname, id_range.base)
             attachment = self.networks.attach(
                 cid,
@@ -175,7 +191,7 @@ class ContainerManager:
                     id_range=id_range,
                     cgroups_path=cgroup,
                     binds=tuple(binds),
-                    user_mounts=tuple(extra_mounts),
+                    user_mounts=(*extra_mounts, *late_binds),  # /run/secrets last: nothing hides it
                     netns_path=attachment.netns_path,
                     annotations={"org.hostpanel.tenant": spec.tenant},
                     resources=oci_resources(spec.resources),
@@ -211,6 +227,7 @@ class ContainerManager:
                 ports=[p.to_dict() for p in attachment.ports],
                 netns_path=attachment.netns_path or "",
                 mounts=[m.to_dict() for m in user_mounts],
+                secrets=[s.name for s in secret_files],
             )
             self.store.save(container)
             self._create_in_runtime(container)
@@ -286,12 +303,18 @@ class ContainerManager:
 
     # ---- start / status ---------------------------------------------------------
     def start(self, ref: str | Container) -> Container:
-        """Start a created or exited container. Raises Conflict if it is running."""
+        """Start a created or exited container.
+
+        Raises Conflict if it is running, or if it has secrets and they are
+        gone because the host restarted since its create (they are never kept
+        on disk): remove it and create it again with its secrets then.
+        """
         container = self.get(ref)
         with self.store.lock(container.id):
             container = self.refresh(self.store.load(container.id))
             if container.status == "running":
                 raise Conflict(f"container {container.name} is already running")
+            require_secrets(container.name, self.store.secrets_dir(container.id), container.secrets)
             if container.status != "created":
                 self._recreate(container)
             self.runtime.start(container.id)
@@ -462,7 +485,8 @@ class ContainerManager:
 
         A create that died between reserving the name and saving the record
         leaves a name with no container, or a bundle (maybe with a mounted
-        rootfs, crun state, a cgroup and a network endpoint) with no record.
+        rootfs and secrets tmpfs, crun state, a cgroup and a network endpoint)
+        with no record.
         Only entries older than ``min_age_seconds`` are touched, so a create
         running right now in another process is never disturbed.
         """
@@ -492,8 +516,12 @@ class ContainerManager:
                 self.quotas.release(
                     config["annotations"]["org.hostpanel.tenant"], config["linux"]["cgroupsPath"]
                 )
+            with contextlib.suppress(RuntimeFailure):
+                unmount_secrets(self.store.secrets_dir(cid))
             mounts.unmount(bundle / "rootfs")
-            if not mounts.is_mountpoint(bundle / "rootfs"):
+            if not mounts.is_mountpoint(bundle / "rootfs") and not mounts.is_mountpoint(
+                self.store.secrets_dir(cid)
+            ):
                 shutil.rmtree(bundle, ignore_errors=True)
                 removed.append(f"bundle {cid[:12]}")
         return removed
@@ -515,6 +543,7 @@ class ContainerManager:
             mounts.unmount(rootfs)
             if mounts.is_mountpoint(rootfs):
                 raise RuntimeFailure(f"cannot remove {container.name}: its root file system is still mounted")
+            unmount_secrets(self.store.secrets_dir(container.id))
             self.networks.detach(container.id, container.network)
             self.volumes.detach(container.mounts, container.id)
             self.store.delete(container)
@@ -539,9 +568,12 @@ class ContainerManager:
         stdout: IO[bytes] | int | None = None,
         stderr: IO[bytes] | int | None = None,
         tty: bool = False,
+        console_socket: Path | None = None,
+        pid_file: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start ``spec`` inside the running container; returns the process (wait() for the code).
 
+        ``console_socket`` and ``pid_file`` go to crun (see OciRuntime.exec_command).
         Raises Conflict when the container is not running, InvalidSpec for bad input.
         """
         container = self.get(ref)
@@ -571,7 +603,13 @@ class ContainerManager:
             os.close(write_end)
         try:
             return subprocess.Popen(
-                self.runtime.exec_command(container.id, Path(f"/dev/fd/{read_end}"), tty=tty),
+                self.runtime.exec_command(
+                    container.id,
+                    Path(f"/dev/fd/{read_end}"),
+                    tty=tty,
+                    console_socket=console_socket,
+                    pid_file=pid_file,
+                ),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
@@ -589,18 +627,27 @@ class ContainerManager:
         since: datetime | None = None,
         follow: bool = False,
     ) -> Iterator[k8s_file.LogLine]:
-        """The container's output lines; with ``follow``, new ones until the container stops."""
+        """The container's output lines; with ``follow``, new ones until the container stops.
+
+        Output without a final newline (``printf ok``) is shown as a last line, like
+        ``docker logs``: at once without ``follow``, when the container stops with it.
+        """
         container = self.get(ref)
         log = self.log_path(container)
         start_offset = log.stat().st_size if log.exists() else 0
-        lines = k8s_file.read_lines(log, container.log_max_files, current_limit=start_offset)
+        assembler = k8s_file.LineAssembler()
+        lines = k8s_file.read_lines(log, container.log_max_files, start_offset, assembler)
+        if not follow:
+            lines = itertools.chain(lines, _flushed(assembler))
         yield from k8s_file.select_lines(lines, tail, since)
         if follow:
 
             def done() -> bool:
                 return self.refresh(self.store.load(container.id)).status not in ACTIVE
 
-            yield from k8s_file.follow(log, start_offset, done, max_files=container.log_max_files)
+            yield from k8s_file.follow(
+                log, start_offset, done, max_files=container.log_max_files, assembler=assembler
+            )
 
     def rotate_logs(self) -> int:
         """Rotate every running container's log that is over its size; returns how many."""
@@ -626,3 +673,8 @@ def _read_pid(path: Path) -> int:
             return int(path.read_text().strip())
         time.sleep(0.001)
     return 0
+
+
+def _flushed(assembler: k8s_file.LineAssembler) -> Iterator[k8s_file.LogLine]:
+    """The assembler's unfinished lines, taken only once the lines before them were read."""
+    yield from assembler.flush()

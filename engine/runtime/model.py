@@ -21,6 +21,17 @@ class LogOptions:
 
 
 @dataclass(frozen=True)
+class SecretFile:
+    """A secret the container reads as the file ``/run/secrets/<name>`` (kept in memory only).
+
+    ``data`` never shows in a repr, so logging a spec cannot leak it.
+    """
+
+    name: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """What to run. Empty fields fall back to the image's config, like `docker run`."""
 
@@ -48,6 +59,8 @@ class ContainerSpec:
     # Volumes (created on first use for ``tenant``), tmpfs and host binds; a host bind
     # ("bind") is an operator feature, refused unless allow_privileged.
     mounts: tuple[MountSpec, ...] = ()
+    # Files in a per-container tmpfs at /run/secrets, owned by the process user, mode 0400.
+    secrets: tuple[SecretFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,7 @@ class Container:
     ports: list[dict[str, Any]] = field(default_factory=list)
     netns_path: str = ""
     mounts: list[dict[str, Any]] = field(default_factory=list)  # MountSpec.to_dict() of each
+    secrets: list[str] = field(default_factory=list)  # names only: the values live in memory
 
     @property
     def short_id(self) -> str:

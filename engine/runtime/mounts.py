@@ -1,4 +1,4 @@
-"""The seam for mount(2)/umount(2): overlay root file systems."""
+"""The seam for mount(2)/umount(2): overlay root file systems and small tmpfs mounts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from engine.errors import RuntimeFailure
 
 MNT_DETACH = 2
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -27,6 +28,30 @@ def mount_overlay(lowers_top_first: Sequence[Path], upper: Path, work: Path, tar
     if _libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode()) != 0:
         err = ctypes.get_errno()
         raise RuntimeFailure(f"cannot mount the container's overlay root at {target}: {os.strerror(err)}")
+
+
+def mount_tmpfs(target: Path, *, size: int, mode: int, uid: int, gid: int, max_inodes: int) -> None:
+    """Mount a nosuid,nodev,noexec tmpfs of ``size`` bytes at ``target``; its root gets mode/uid/gid.
+
+    Raises RuntimeFailure with the kernel's reason.
+    """
+    options = f"size={size},nr_inodes={max_inodes},mode={mode:o},uid={uid},gid={gid}"
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if _libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", flags, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise RuntimeFailure(f"cannot mount a tmpfs at {target}: {os.strerror(err)}")
+
+
+def fs_type(path: Path) -> str | None:
+    """The file system type of the topmost mount at exactly ``path`` (None: not a mount point)."""
+    target = str(path)
+    found = None
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 4 and fields[4].replace("\\040", " ") == target and " - " in line:
+                found = line.split(" - ", 1)[1].split()[0]
+    return found
 
 
 def unmount(target: Path) -> None:

@@ -248,9 +248,25 @@ class OciRuntime:
         result: dict[str, Any] = json.loads(proc.stdout)
         return result
 
-    def exec_command(self, cid: str, process_file: Path, *, tty: bool = False) -> list[str]:
-        """The argv that runs the process described in ``process_file`` inside ``cid``."""
+    def exec_command(
+        self,
+        cid: str,
+        process_file: Path,
+        *,
+        tty: bool = False,
+        console_socket: Path | None = None,
+        pid_file: Path | None = None,
+    ) -> list[str]:
+        """The argv that runs the process described in ``process_file`` inside ``cid``.
+
+        With ``console_socket`` crun sends the terminal's master fd to that unix
+        socket (SCM_RIGHTS) instead of relaying it; ``pid_file`` gets the pid.
+        """
         extra = ["--tty"] if tty else []
+        if console_socket is not None:
+            extra += ["--console-socket", str(console_socket)]
+        if pid_file is not None:
+            extra += ["--pid-file", str(pid_file)]
         return self._crun_cmd("exec", *extra, "--process", str(process_file), cid)
 
     def reopen_log(self, files: MonitorFiles) -> bool:

@@ -91,6 +91,7 @@ class BindMount:
     source: str
     destination: str
     read_only: bool = True
+    no_exec: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def _mounts(spec: BundleSpec) -> list[dict[str, Any]]:
             source = "tmpfs"
             kind = "tmpfs"
         else:
-            options = ["rbind", "nosuid", "nodev", *ro]
+            options = ["rbind", "nosuid", "nodev", *(["noexec"] if m.no_exec else []), *ro]
             source = m.source
             kind = "bind"
         mounts.append({"destination": m.destination, "type": kind, "source": source, "options": options})

@@ -77,6 +77,10 @@ class ContainerStore:
     def directory(self, cid: str) -> Path:
         return self.paths.containers / cid
 
+    def secrets_dir(self, cid: str) -> Path:
+        """Where the container's secrets tmpfs is mounted (see engine.runtime.secrets)."""
+        return self.directory(cid) / "secrets"
+
     def _record(self, cid: str) -> Path:
         return self.directory(cid) / "container.json"
 

@@ -6,6 +6,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from hostpanel.api import views
+from hostpanel.builds.views import BuildViewSet
 
 T = r"tenants/(?P<tenant_slug>[a-z0-9][a-z0-9_-]*)"
 
@@ -22,6 +23,7 @@ router.register(f"{T}/secrets", views.SecretViewSet, basename="secret")
 router.register(f"{T}/audit", views.AuditViewSet, basename="audit")
 router.register(f"{T}/images", views.ImageViewSet, basename="image")
 router.register(f"{T}/volumes", views.VolumeViewSet, basename="volume")
+router.register(f"{T}/builds", BuildViewSet, basename="build")
 
 quota = views.QuotaViewSet.as_view({"get": "retrieve", "patch": "partial_update", "put": "partial_update"})
 usage = views.UsageViewSet.as_view({"get": "retrieve"})

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -294,15 +295,42 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         return qs
 
     @extend_schema(
-        parameters=[OpenApiParameter("tail", int, description="how many last lines (default 100)")],
+        parameters=[
+            OpenApiParameter("tail", int, description="how many last lines (default 100)"),
+            OpenApiParameter(
+                "after",
+                str,
+                description="a line's cursor: the lines after it instead (each with its cursor; "
+                "headers X-Log-Skipped and X-Log-Lost say what is missing)",
+            ),
+            OpenApiParameter(
+                "download", bool, description="the whole log as a text file (up to 100,000 last lines)"
+            ),
+        ],
         responses=s.LogLineSerializer(many=True),
     )
     @action(detail=True, methods=["get"])
-    def logs(self, request: Request, tenant_slug: str, pk: str) -> Response:
+    def logs(self, request: Request, tenant_slug: str, pk: str) -> Response | HttpResponse:
+        from hostpanel.logstream import services as logstream
+
+        after = request.query_params.get("after")
+        if request.query_params.get("download") in ("1", "true"):
+            replica = self.get_object()
+            answer = logstream.container_log_lines(self.actor, replica, logstream.MAX_DOWNLOAD_LINES)
+            text = logstream.as_text(answer["lines"])
+            download = HttpResponse(text, content_type="text/plain; charset=utf-8")
+            download["Content-Disposition"] = f'attachment; filename="{replica.container_name}.log"'
+            return download
         try:
             tail = max(1, min(int(request.query_params.get("tail", "100")), 10000))
         except ValueError as exc:
             raise InvalidRequest("tail: give a number of lines") from exc
+        if after is not None:
+            answer = logstream.container_log_lines(self.actor, self.get_object(), tail, after)
+            return Response(
+                answer["lines"],
+                headers={"X-Log-Skipped": str(answer["skipped"]), "X-Log-Lost": str(answer["lost"]).lower()},
+            )
         lines = deployments.container_logs(self.actor, self.get_object(), tail)
         return Response(lines)
 

@@ -399,9 +399,12 @@ def _release_stale_name(engine: Engine, name: str) -> None:
 def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
     """A digest of what shapes the container: the release (not replicas or restart policy), host ports.
 
-    Scaling, or a rollback to an identical spec, keeps the running containers.
+    Scaling, or a rollback to an identical spec, keeps the running containers. With secrets,
+    their versions (``updated_at``, never the values) and this host's boot are part of it: a
+    replaced value rolls the app's containers onto it at the next reconcile, and after a
+    reboot (the engine keeps secrets only in memory) the containers are made anew.
     """
-    fields = {
+    fields: dict[str, Any] = {
         "image": release.image,
         "command": release.command,
         "env": release.env,
@@ -413,6 +416,14 @@ def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
         "health_check": release.health_check,
         "published": ports,
     }
+    if release.secrets:
+        from hostpanel.secrets.models import Secret
+
+        versions = Secret.objects.filter(
+            tenant__apps__releases=release, name__in=[s["name"] for s in release.secrets]
+        ).values_list("name", "updated_at")
+        fields["secret_versions"] = sorted((name, updated.isoformat()) for name, updated in versions)
+        fields["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -457,33 +468,66 @@ def remove_deleted_volumes(engine: Engine) -> list[str]:
 
 
 def _ensure_image(engine: Engine, reference: str) -> None:
-    """Import an uploaded image into this host's engine the first time a container needs it."""
+    """Bring the image into this host's engine the first time a container needs it.
+
+    A tenant image the panel's registry holds (``<tenant>/<name>:<tag>``) is
+    pulled from it with this agent's pull token, fetching only the layers the
+    host lacks; otherwise (or if that pull fails) an uploaded archive is imported.
+    """
+    from engine.registry import Credentials, RemoteRef, parse_registry_url
     from hostpanel.images.services import archive_for
+    from hostpanel.registry.services import agent_pull_token, pull_source
 
     try:
         engine.image(reference)
         return
     except ImageNotFound:
+        source = pull_source(reference)
+        agent = AgentConfig.from_env()
         archive = archive_for(reference)
-        if archive is None:
+        if (source is None or agent is None) and archive is None:
             raise
+    if source is not None and agent is not None:
+        endpoint = parse_registry_url(source.registry_url)
+        remote = RemoteRef(endpoint, source.repository, source.tag, source.digest)
+        token = Credentials("hostpanel-agent", agent_pull_token(agent.name), source="this agent's pull token")
+        try:
+            report = engine.pull(remote, credentials=token, tag_as=reference)
+        except EngineError as exc:
+            if archive is None:
+                raise
+            log.warning("pulling %s from the registry failed (%s); importing %s", reference, exc, archive)
+        else:
+            log.info(
+                "pulled image %s from %s: %d blobs downloaded (%d bytes), %d already on this host",
+                reference,
+                remote,
+                len(report.transferred),
+                report.bytes_transferred,
+                len(report.skipped),
+            )
+            return
+    assert archive is not None
     log.info("importing image %s from %s", reference, archive)
     engine.images.import_archive(archive, reference)
 
 
 def build_spec(replica: Replica) -> ContainerSpec:
     """The engine spec of a replica. Tenants can set nothing privileged: only these fields exist."""
+    from engine.runtime.model import SecretFile
     from hostpanel.secrets.services import secret_values
 
     release, app = replica.release, replica.app
     tenant = app.tenant
     env = [f"{k}={v}" for k, v in sorted(release.env.items())]
-    wanted = [s for s in release.secrets if s.get("env")]
-    if wanted:
-        values = secret_values(tenant, [s["name"] for s in wanted])
-        env += [f"{s['env']}={values[s['name']]}" for s in wanted]
-    # EXTENSION POINT (see the report of issue 5): secrets as files under /run/secrets
-    # (tmpfs, 0400) need an engine call that fills a tmpfs before the process starts.
+    # Every secret is the file /run/secrets/<name> (the engine's tmpfs, mode 0400, the process
+    # user's); one with "env" is also that variable. Decrypted here, on the host, only now; the
+    # digest (with the secrets' versions) is taken first, so a value replaced meanwhile only
+    # means one more replacement, never a container stuck on an older value.
+    digest = spec_digest(release, replica.ports)
+    names = list(dict.fromkeys(s["name"] for s in release.secrets))
+    values = secret_values(tenant, names) if names else {}
+    env += [f"{s['env']}={values[s['name']]}" for s in release.secrets if s.get("env")]
     # "bridge" is the tenant's default network; naming other tenant networks (and overlays
     # across hosts) is left to the networks work.
     ports = tuple(
@@ -508,12 +552,13 @@ def build_spec(replica: Replica) -> ContainerSpec:
         ),
         network="bridge" if ports or release.network == "bridge" else "none",
         ports=ports,
+        secrets=tuple(SecretFile(name=name, data=values[name].encode()) for name in names),
         labels={
             LABEL_TENANT: tenant.slug,
             LABEL_APP: str(app.pk),
             LABEL_REPLICA: str(replica.pk),
             LABEL_RELEASE: str(release.pk),
-            LABEL_SPEC: spec_digest(release, replica.ports),
+            LABEL_SPEC: digest,
         },
     )
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hostpanel.terminal.services import ExecTicket
 
 
 def send_reconcile(host_id: int, queue: str) -> None:
@@ -10,6 +13,31 @@ def send_reconcile(host_id: int, queue: str) -> None:
     from hostpanel.hosts.tasks import reconcile_host
 
     reconcile_host.apply_async(args=[host_id], queue=queue)
+
+
+def send_start_exec(
+    ticket: ExecTicket, *, reply_channel: str, rows: int, cols: int, idle_seconds: float, expires: float
+) -> None:
+    """Ask the agent of the ticket's host to start an exec session relaying to ``reply_channel``.
+
+    The task expires after ``expires`` seconds: a consumer gives up waiting then.
+    """
+    from hostpanel.hosts.tasks import start_exec
+
+    start_exec.apply_async(
+        kwargs={
+            "session": ticket.session,
+            "container_name": ticket.container_name,
+            "reply_channel": reply_channel,
+            "command": list(ticket.command),
+            "rows": rows,
+            "cols": cols,
+            "audit_id": ticket.audit_id,
+            "idle_seconds": idle_seconds,
+        },
+        queue=ticket.queue,
+        expires=expires,
+    )
 
 
 def send_collect_usage(host_id: int, queue: str) -> None:
@@ -43,6 +71,12 @@ def fetch_logs(replica_id: int, queue: str, tail: int) -> list[dict[str, str]]:
     """A container's last ``tail`` lines, from the agent of its host."""
     lines: list[dict[str, str]] = _ask("container_logs", [replica_id, tail], queue)
     return lines
+
+
+def fetch_log_lines(replica_id: int, queue: str, tail: int, after: str | None) -> dict[str, Any]:
+    """A container's log lines with cursors (the last ``tail``, or those after ``after``), from its agent."""
+    answer: dict[str, Any] = _ask("container_log_lines", [replica_id, tail, after], queue)
+    return answer
 
 
 def fetch_stats(replica_id: int, queue: str) -> dict[str, Any]:

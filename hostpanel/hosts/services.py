@@ -67,7 +67,10 @@ def register_host(
     engine_root: str = "",
     engine_instance: str = "",
 ) -> Host:
-    """Create the host on an agent's first start, or refresh its capacity; marks it up."""
+    """Create the host on an agent's first start, or refresh its capacity; marks it up.
+
+    An agent starts with no build running, so a build of this host still marked running was cut
+    off by the previous agent's end: it is failed, with that reason."""
     with transaction.atomic():
         host, created = Host.objects.select_for_update().get_or_create(
             name=name,
@@ -95,6 +98,9 @@ def register_host(
         host.save()
     if created:
         log.info("registered host %s", name)
+    from hostpanel.builds.services import AGENT_RESTARTED, fail_host_builds
+
+    fail_host_builds(host, AGENT_RESTARTED)
     schedule_pending()
     return host
 
@@ -129,6 +135,9 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
                 continue  # a heartbeat arrived meanwhile
             log.warning("host %s: no heartbeat since %s, marked down", host.name, host.last_heartbeat)
             _evict(host, f"host {host.name} went down")
+            from hostpanel.builds.services import HOST_DOWN, fail_host_builds
+
+            fail_host_builds(host, HOST_DOWN, states=("queued", "running"))
             moved.append(host)
     if moved:
         schedule_pending()

@@ -65,6 +65,25 @@ def container_logs(replica_id: int, tail: int) -> list[dict[str, Any]]:
 
 
 @shared_task(acks_late=False)
+def container_log_lines(replica_id: int, tail: int, after: str | None) -> dict[str, Any]:
+    """A replica's log lines with cursors: the last ``tail``, or those after cursor ``after``."""
+    from hostpanel.deployments.models import Replica
+    from hostpanel.logstream.reading import backfill
+
+    config = agent.AgentConfig.from_env()
+    replica = Replica.objects.filter(pk=replica_id).first()
+    if config is None or replica is None:
+        return {"lines": [], "skipped": 0, "lost": False, "error": "no such container on this host"}
+    engine = agent.engine_for(config.engine_root, config.instance)
+    try:
+        container = engine.get(replica.container_name)
+        result = backfill(engine.containers.log_path(container), container.log_max_files, tail, after)
+    except Exception as exc:  # no container (yet), or a bad cursor: say so instead of failing the request
+        return {"lines": [], "skipped": 0, "lost": False, "error": str(exc)}
+    return {"lines": result.lines, "skipped": result.skipped, "lost": result.lost}
+
+
+@shared_task(acks_late=False)
 def container_stats(replica_id: int) -> dict[str, Any]:
     """One reading of a replica's container's cgroup counters ({} when it does not run)."""
     from hostpanel.deployments.models import Replica
@@ -82,3 +101,26 @@ def container_stats(replica_id: int) -> dict[str, Any]:
     except Exception as exc:  # gone meanwhile: say so instead of failing the request
         return {"error": str(exc)}
     return reading.to_dict()
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def start_exec(
+    session: str,
+    container_name: str,
+    reply_channel: str,
+    command: list[str],
+    rows: int,
+    cols: int,
+    audit_id: int,
+    idle_seconds: float,
+) -> None:
+    """Start a terminal session in a container of this host; it runs in a thread, so this returns."""
+    from hostpanel.terminal import relay
+
+    config = agent.AgentConfig.from_env()
+    if config is None:
+        return
+    request = relay.RelayRequest(
+        session, container_name, reply_channel, tuple(command), rows, cols, audit_id, idle_seconds
+    )
+    relay.start(agent.engine_for(config.engine_root, config.instance), request)

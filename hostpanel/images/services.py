@@ -85,11 +85,16 @@ def add_base_image(actor: Actor, reference: str) -> Image:
     return image
 
 
+def check_image_name(name: str) -> None:
+    """Raise InvalidRequest unless ``name`` is a tenant image name ``<name>[:<tag>]``."""
+    if not _NAME_RE.match(name):
+        raise InvalidRequest("name: give <name>[:<tag>] in lowercase letters, digits, '.', '_', '-'")
+
+
 def upload_image(actor: Actor, tenant: Tenant, name: str, archive: IO[bytes]) -> Image:
     """Store an uploaded docker-save or OCI archive as ``<slug>/<name>``; hosts import it on first use."""
     require_role(actor, tenant, Role.DEVELOPER)
-    if not _NAME_RE.match(name):
-        raise InvalidRequest("name: give <name>[:<tag>] in lowercase letters, digits, '.', '_', '-'")
+    check_image_name(name)
     reference = normalize(f"{tenant.slug}/{name}")
     directory = Path(settings.VAR_DIR) / "images" / tenant.slug
     directory.mkdir(parents=True, exist_ok=True)
@@ -126,11 +131,11 @@ def upload_image(actor: Actor, tenant: Tenant, name: str, archive: IO[bytes]) ->
             )
         entry.obj = image
     if old_archive and old_archive != image.archive:
-        _forget_archive(old_archive)
+        forget_archive(old_archive)
     return image
 
 
-def _forget_archive(path: str) -> None:
+def forget_archive(path: str) -> None:
     """Delete an uploaded archive no image record points at any more."""
     if path and not Image.objects.filter(archive=path).exists():
         Path(path).unlink(missing_ok=True)
@@ -158,7 +163,7 @@ def delete_image(actor: Actor, image: Image) -> None:
             raise Conflict(f"image {image.reference!r} is used by an app; deploy another image first")
         archive = image.archive
         image.delete()
-    _forget_archive(archive)
+    forget_archive(archive)
 
 
 def archive_for(reference: str) -> Path | None:

@@ -1,13 +1,18 @@
-"""Fixtures for engine tests: a real engine on a temporary root, and leak checks."""
+"""Fixtures for engine tests: a real engine on a temporary root, leak checks, and helpers that
+simulate failures (an interrupted create, a config crun refuses) or serve HTTP from a thread."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import socketserver
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -16,7 +21,10 @@ from engine.engine import Engine
 from engine.images.model import Image
 from engine.networks import firewall, netlink
 from engine.networks.manager import link_prefixes
+from engine.runtime.model import ContainerSpec
 from engine.volumes.disk import loop_devices_backed_by
+
+ServerT = TypeVar("ServerT", bound=socketserver.BaseServer)
 
 
 def leaks(root: Path, instance: str) -> list[str]:
@@ -64,6 +72,53 @@ def network_leaks(root: Path, instance: str) -> list[str]:
             if endpoints.read_text().strip() not in ("", "{}"):
                 found.append(f"address allocation in {endpoints}")
     return found
+
+
+def create_interrupted(engine: Engine, spec: ContainerSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``engine.create(spec)`` dying as a killed process would: after the name is reserved and the
+    rootfs mounted, before the record exists, and with no clean-up code run."""
+    import engine.runtime.containers as containers_module
+
+    class Crash(BaseException):
+        """Stands in for the process dying mid-create (no cleanup code runs for it)."""
+
+    def die(*_args: object, **_kwargs: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(containers_module, "build_config", die)
+    monkeypatch.setattr(containers_module.ExitStack, "__exit__", lambda *a: False)  # no undo, as in a crash
+    with pytest.raises(Crash):
+        engine.create(spec)
+    monkeypatch.undo()
+
+
+@contextmanager
+def serving(server: ServerT) -> Iterator[ServerT]:
+    """Run ``server`` in a thread (an HTTP stand-in for a registry); shut down and closed afterwards."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def break_crun_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every container config carry a mount crun refuses (creates then fail inside crun)."""
+    import engine.runtime.containers as containers_module
+
+    real_build = containers_module.build_config
+
+    def broken_config(spec: object) -> dict[str, object]:
+        config = real_build(spec)  # type: ignore[arg-type]
+        config["mounts"].append(  # type: ignore[attr-defined]
+            {"destination": "/broken", "type": "no-such-fs", "source": "none", "options": []}
+        )
+        return config
+
+    monkeypatch.setattr(containers_module, "build_config", broken_config)
 
 
 @pytest.fixture()

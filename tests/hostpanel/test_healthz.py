@@ -53,10 +53,10 @@ def test_healthz_503_when_database_unreachable(client: Client, monkeypatch: pyte
     assert "engine" in body
 
 
-def test_root_redirects_to_healthz(client: Client) -> None:
+def test_root_is_the_dashboard_and_asks_to_log_in(client: Client) -> None:
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"] == "/healthz"
+    assert response["Location"] == "/login/?next=/"
 
 
 def test_healthz_rejects_post(client: Client) -> None:

@@ -18,6 +18,7 @@ from engine.errors import (
 )
 from engine.images.model import Image
 from engine.runtime.model import ContainerSpec, ExecSpec
+from tests.engine.conftest import break_crun_config, create_interrupted
 
 pytestmark = pytest.mark.privileged
 
@@ -215,18 +216,7 @@ def test_fifty_create_remove_cycles_leave_nothing(engine: Engine, busybox: Image
 def test_runtime_failure_during_create_leaves_nothing(
     engine: Engine, busybox: Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.runtime.containers as containers_module
-
-    real_build = containers_module.build_config
-
-    def broken_config(spec: object) -> dict[str, object]:
-        config = real_build(spec)  # type: ignore[arg-type]
-        config["mounts"].append(  # type: ignore[attr-defined]
-            {"destination": "/broken", "type": "no-such-fs", "source": "none", "options": []}
-        )
-        return config
-
-    monkeypatch.setattr(containers_module, "build_config", broken_config)
+    break_crun_config(monkeypatch)
     with pytest.raises(RuntimeFailure, match="could not create"):
         engine.run(ContainerSpec(image="busybox", command=("true",), name="broken"))
     assert engine.list(all=True) == []
@@ -250,20 +240,7 @@ def test_two_containers_share_one_unpacked_image(engine: Engine, busybox: Image)
 def test_recover_cleans_up_after_an_interrupted_create(
     engine: Engine, busybox: Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.runtime.containers as containers_module
-
-    class Crash(BaseException):
-        """Stands in for the process dying mid-create (no cleanup code runs for it)."""
-
-    def die(*_args: object, **_kwargs: object) -> None:
-        raise Crash
-
-    # Die after the name is reserved and the rootfs mounted, before the record exists.
-    monkeypatch.setattr(containers_module, "build_config", die)
-    monkeypatch.setattr(containers_module.ExitStack, "__exit__", lambda *a: False)  # no undo, as in a crash
-    with pytest.raises(Crash):
-        engine.create(ContainerSpec(image="busybox", command=("true",), name="half"))
-    monkeypatch.undo()
+    create_interrupted(engine, ContainerSpec(image="busybox", command=("true",), name="half"), monkeypatch)
     assert (engine.paths.names / "half").exists()
     assert engine.recover(min_age_seconds=3600) == []  # too young: could be a create in progress
     removed = engine.recover(min_age_seconds=0)

@@ -94,3 +94,14 @@ def test_cli_ps_inspect_stop_rm(engine: Engine, busybox: Image, capsys: pytest.C
     assert hpctl([*root, "rm", "svc"]) == 0
     assert hpctl([*root, "inspect", "svc"]) != 0
     assert "no such container" in capsys.readouterr().err
+
+
+def test_output_without_final_newline_is_shown(
+    engine: Engine, busybox: Image, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = ["--root", str(engine.paths.root), "--instance", engine.instance]
+    assert hpctl([*root, "run", "--name", "printer", "busybox", "sh", "-c", "echo first; printf ok"]) == 0
+    assert capsys.readouterr().out == "first\nok\n"
+    assert [ln.text for ln in engine.logs("printer")] == ["first", "ok"]
+    assert [ln.text for ln in engine.logs("printer", tail=1)] == ["ok"]
+    assert [ln.text for ln in engine.logs("printer", follow=True)] == ["first", "ok"]

@@ -89,3 +89,29 @@ def test_follow_survives_rotation_without_loss_or_repeat(tmp_path: Path) -> None
     t.join()
     expected = [f"n{i}" for i in range(21)] + ["n20b"] + [f"n{i}" for i in range(21, 40)]
     assert got == expected
+
+
+def test_unfinished_line_is_flushed_only_when_asked(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_text(_rec(1, "done") + _rec(2, "no newline", tag="P"))
+    assembler = k8s_file.LineAssembler()
+    assert [ln.text for ln in k8s_file.read_lines(log, 3, assembler=assembler)] == ["done"]
+    (flushed,) = assembler.flush()
+    assert (flushed.stream, flushed.text, flushed.time) == (
+        "stdout",
+        "no newline",
+        "2026-11-29T18:00:02.000000001+00:00",
+    )
+    assert assembler.flush() == []
+
+
+def test_follow_joins_a_line_split_at_its_start_offset(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_text(_rec(1, "hel", tag="P"))
+    start = log.stat().st_size
+    assembler = k8s_file.LineAssembler()
+    assert list(k8s_file.read_lines(log, 3, current_limit=start, assembler=assembler)) == []
+    with log.open("a") as f:
+        f.write(_rec(2, "lo") + _rec(3, "tail", tag="P"))
+    followed = k8s_file.follow(log, start, lambda: True, poll_interval=0.01, assembler=assembler)
+    assert [ln.text for ln in followed] == ["hello", "tail"]

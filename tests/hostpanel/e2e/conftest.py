@@ -8,15 +8,6 @@ agent is stopped and every container removed at teardown.
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,154 +16,35 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from engine.engine import Engine
+from tests.stack import (
+    GRACE_SECONDS,
+    Agent,
+    celery_pointed_at,
+    free_port,
+    launch_agent,
+    panel_env,
+    redis_server,
+    remove_agent_leftovers,
+    unmount_below,
+    wait_for,
+)
 
-REPO = Path(__file__).resolve().parents[3]
-GRACE_SECONDS = 3.0
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Shared with the browser tests (tests/stack.py); re-exported for the e2e test modules.
+__all__ = ["GRACE_SECONDS", "Agent", "free_port", "unmount_below", "wait_for"]
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``HOSTPANEL_TEST_REDIS_URL`` if given, else a private redis-server on a free port."""
-    given = os.environ.get("HOSTPANEL_TEST_REDIS_URL")
-    if given:
-        yield given
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing; `make install` installs it")
-        pytest.skip("needs redis-server (`make install`)")
-    directory = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(directory),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: _pingable(port), 10, "redis-server to answer")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _pingable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
 def celery_to(redis_url: str) -> Iterator[str]:
     """Point this process's Celery app (sending tasks, reading results) at the test Redis."""
-    from hostpanel.celery import app
-
-    def forget_connections() -> None:
-        app._pool = None
-        app._local = threading.local()  # holds the result backend
-        app.amqp._producer_pool = None
-
-    old = (app.conf.broker_url, app.conf.result_backend)
-    app.conf.broker_url = app.conf.result_backend = redis_url
-    forget_connections()
-    yield redis_url
-    app.conf.broker_url, app.conf.result_backend = old
-    forget_connections()
-
-
-@dataclass
-class Agent:
-    """A host agent subprocess and its engine."""
-
-    name: str
-    engine: Engine
-    root: Path
-    instance: str
-    proc: subprocess.Popen[bytes] | None
-    log: Path
-    env: dict[str, str]
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None
-        args = [
-            sys.executable,
-            "manage.py",
-            "hostagent",
-            "--name",
-            self.name,
-            "--engine-root",
-            str(self.root),
-            "--instance",
-            self.instance,
-            "--heartbeat-interval",
-            "0.5",
-            "--reconcile-interval",
-            "1",
-            "--usage-interval",
-            "1",
-            "--cpus",
-            "4",
-            "--memory",
-            str(8 * 1024**3),
-            "--loglevel",
-            "INFO",
-        ]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return (
-            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
-        )
+    with celery_pointed_at(redis_url) as url:
+        yield url
 
 
 @pytest.fixture
@@ -186,20 +58,8 @@ def agents(
     started: list[Agent] = []
 
     def start(name: str) -> Agent:
-        root = tmp_path / f"engine-{name}"
-        instance = f"hpe2e-{secrets.token_hex(3)}"
-        engine = Engine(root=root, instance=instance)
-        engine.images.bootstrap_busybox()
-        env = os.environ | {
-            "DATABASE_URL": f"sqlite:///{db_file}",
-            "REDIS_URL": celery_to,
-            "HOSTPANEL_VAR_DIR": str(tmp_path / "var"),
-            "HOSTPANEL_SECRET_KEYS": settings.HOSTPANEL_SECRET_KEYS,
-            "HOSTPANEL_HOST_GRACE_SECONDS": str(GRACE_SECONDS),
-            "HOSTPANEL_RESTART_BACKOFF_BASE": "0.5",
-        }
-        agent = Agent(name, engine, root, instance, None, tmp_path / f"agent-{name}.log", env)
-        agent.start()
+        env = panel_env(str(db_file), celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
+        agent = launch_agent(name, tmp_path, env)
         started.append(agent)
         return agent
 
@@ -207,19 +67,60 @@ def agents(
     for agent in started:
         agent.stop()
     for agent in started:
-        for container in agent.engine.list(all=True):
-            agent.engine.remove(container.id, force=True)
-        for network in agent.engine.network_list():
-            agent.engine.network_remove(network.name)
-        for volume in agent.engine.volume_list():
-            agent.engine.volume_remove(volume.name, force=True)
-        assert agent.engine.list(all=True) == []
-        unmount_below(agent.root)  # what a create killed with its agent leaves (an engine gap, reported)
+        remove_agent_leftovers(agent)
 
 
-def unmount_below(root: Path) -> None:
-    """Lazily unmount whatever is still mounted below ``root``, deepest first."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        points = [line.split()[4] for line in f if line.split()[4].startswith(f"{root}/")]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+@dataclass
+class LiveTenant:
+    """A tenant served by a running host agent, made by a staff admin, with one member."""
+
+    agent: Agent
+    admin: Any  # hostpanel.audit.services.Actor
+    tenant: Any  # hostpanel.tenants.models.Tenant
+    member: Any  # the member's User
+
+    def deploy(self, app: str, command: list[str]) -> Any:
+        """Create app ``app`` (busybox running ``command``); its replica once it runs."""
+        from hostpanel.deployments import services as deployments
+        from hostpanel.deployments.models import Replica
+
+        deployments.create_app(
+            self.admin, self.tenant, app, deployments.AppSpec(image="busybox:latest", command=command)
+        )
+        wait_for(
+            lambda: Replica.objects.filter(app__tenant=self.tenant, state="running").exists(),
+            40,
+            f"the container to run\n{self.agent.log_tail()}",
+        )
+        return Replica.objects.get(app__tenant=self.tenant, app__name=app)
+
+
+@pytest.fixture
+def live_tenant(
+    agents: Callable[[str], Agent], redis_url: str, settings: Any
+) -> Callable[[str, str, str, str], LiveTenant]:
+    """``live_tenant(prefix, slug, member, role)``: agent ``<prefix>-h1`` up, tenant ``slug`` and its member.
+
+    The project's channel layer is pointed at the test Redis first (the agent publishes there);
+    the tenant is made by the staff user ``<prefix>-admin``; ``member`` joins it with ``role``.
+    """
+    from hostpanel.audit.services import Actor
+    from hostpanel.hosts.models import Host
+    from hostpanel.tenants import services as tenants
+    from tests.hostpanel.factories import UserFactory
+
+    layer = settings.CHANNEL_LAYERS["default"]  # the project's layer class, on the test Redis
+    settings.CHANNEL_LAYERS = {"default": layer | {"CONFIG": {"hosts": [redis_url]}}}
+
+    def make(prefix: str, slug: str, member: str, role: str) -> LiveTenant:
+        agent = agents(f"{prefix}-h1")
+        wait_for(
+            lambda: Host.objects.filter(name=f"{prefix}-h1", state="up").exists(), 30, "the agent to register"
+        )
+        admin = Actor(UserFactory(username=f"{prefix}-admin", is_staff=True, is_superuser=True))
+        tenant = tenants.create_tenant(admin, slug)
+        user = UserFactory(username=member)
+        tenants.add_member(admin, tenant, user.username, role)
+        return LiveTenant(agent, admin, tenant, user)
+
+    return make

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import urllib.request
 from collections.abc import Callable
 
@@ -9,7 +10,7 @@ import pytest
 import redis
 from rest_framework.test import APIClient
 
-from engine.runtime.model import Container
+from engine.runtime.model import Container, ExecSpec
 from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from tests.hostpanel.e2e.conftest import GRACE_SECONDS, Agent, wait_for
@@ -99,7 +100,7 @@ def test_deploy_scale_crash_rollback_quota_secret(agents: Callable[[str], Agent]
     )
     assert h1.engine.get("shop-web-0").is_running
 
-    # a secret as an env var; it never comes back through the API
+    # a secret as an env var and as the file /run/secrets/api-key; it never comes back through the API
     value = "e2e-s3cret-value-9f1c"
     assert api.post(f"{base}/secrets/", {"name": "api-key", "value": value}, format="json").status_code == 201
     r = api.patch(
@@ -115,6 +116,9 @@ def test_deploy_scale_crash_rollback_quota_secret(agents: Callable[[str], Agent]
         30,
         "the container of release 3",
     )
+    (c3,) = running(h1, "shop-web-")
+    cat = h1.engine.exec(c3.id, ExecSpec(command=("cat", "/run/secrets/api-key")), stdout=subprocess.PIPE)
+    assert cat.communicate(timeout=20)[0] == value.encode() and cat.returncode == 0
     for path in (f"{base}/secrets/", f"{base}/secrets/api-key/", f"{base}/apps/web/", f"{base}/audit/"):
         assert value.encode() not in api.get(path).content
 

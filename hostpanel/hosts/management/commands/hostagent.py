@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,10 @@ class Command(BaseCommand):
             )
         except Conflict as exc:
             raise CommandError(str(exc)) from exc
+        from hostpanel.builds.services import clean_interrupted_builds
+
+        for leftover in clean_interrupted_builds(engine):  # builds killed with an earlier agent
+            self.stdout.write(f"recovered: removed {leftover}")
         tags = [tag for image in engine.images.list() for tag in image.repo_tags]
         for image in register_base_images(tags):
             self.stdout.write(f"registered base image {image.reference}")
@@ -90,11 +95,15 @@ class Command(BaseCommand):
                 opts["heartbeat_interval"],
                 {"reconcile": opts["reconcile_interval"], "usage": opts["usage_interval"]},
                 stop,
+                engine.rotate_logs,
             ),
             name="heartbeat",
             daemon=True,
         )
         beat.start()
+        from hostpanel.logstream.follower import start_in_thread
+
+        start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
         self.stdout.write(
             f"host agent {name}: queue {host.queue}, engine {config.engine_root} ({config.instance})"
         )
@@ -121,11 +130,22 @@ class Command(BaseCommand):
 
     @staticmethod
     def _heartbeat_loop(
-        host_id: int, queue: str, interval: float, every: dict[str, float], stop: threading.Event
+        host_id: int,
+        queue: str,
+        interval: float,
+        every: dict[str, float],
+        stop: threading.Event,
+        rotate_logs: Callable[[], int],
     ) -> None:
+        """Every ``interval`` s: beat, mark silent hosts down, place pending replicas, rotate the
+        logs of this host's containers (the one rotator of this engine), and queue the periodic jobs."""
         senders = {"reconcile": dispatch.send_reconcile, "usage": dispatch.send_collect_usage}
         since = dict(every)  # both right away on start
         while not stop.is_set():
+            try:
+                rotate_logs()
+            except Exception:
+                log.exception("log rotation failed; retrying")
             try:
                 close_old_connections()
                 services.heartbeat(host_id)

@@ -1,0 +1,186 @@
+"""The panel stack the panel benchmarks start in a scratch directory, and its small helpers.
+
+``panel_stack()`` starts a private redis-server, migrates a fresh SQLite
+database, seeds the demo tenant with an API token, and runs one host agent
+(on a scratch engine root) and the panel under daphne; everything, containers
+included, is stopped and removed on the way out (also on SIGTERM, e.g. from
+``timeout``). Needs root (real containers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.engine import Engine
+from engine.runtime.model import Container
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); exit naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM ``proc`` and wait for it; SIGKILL when it does not end within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` in the repository with output to ``log``; stopped on the way out."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+class Api:
+    """The panel's REST API below ``base``, called with an API token."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token = base, token
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Authorization", f"Token {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def answers(self) -> bool:
+        """Whether the panel answers a listing of apps."""
+        try:
+            self.call("GET", "/apps/")
+            return True
+        except OSError:
+            return False
+
+
+@dataclass
+class PanelStack:
+    """What ``panel_stack()`` started: its engine, database, URLs and the demo tenant's API."""
+
+    scratch: Path
+    env: dict[str, str]
+    overrides: dict[str, str]
+    token: str
+    base: str
+    api: Api
+    engine: Engine
+    db: sqlite3.Connection
+
+    def running(self, name: str) -> Container | None:
+        """The running container called ``name``, if there is one."""
+        return next((c for c in self.engine.list() if c.name == name and c.is_running), None)
+
+    def exists(self, name: str) -> bool:
+        """Whether a container called ``name`` exists (in any state)."""
+        return any(c.name == name for c in self.engine.list(all=True))
+
+    def setup_django(self) -> None:
+        """Point this process's Django at the stack's database (for ORM work and sessions)."""
+        os.environ.update(self.overrides)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hostpanel.settings")
+        import django
+
+        django.setup()
+
+
+@contextmanager
+def panel_stack(
+    name: str, extra_env: dict[str, str] | None = None, agent_args: list[str] | None = None
+) -> Iterator[PanelStack]:
+    """Start the panel stack in a scratch directory ``hpbench-<name>-*``; tear it all down afterwards.
+
+    ``extra_env`` is added to the panel's environment, ``agent_args`` to the host
+    agent's command line (e.g. ``--cpus``).
+    """
+    from cryptography.fernet import Fernet
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"hpbench-{name}-", dir=os.environ.get("HPBENCH_DIR", "/var/tmp")))
+    scratch.chmod(0o755)
+    redis_port, http_port = free_port(), free_port()
+    root, instance = scratch / "engine", f"hpb{name[0]}-{secrets.token_hex(3)}"
+    overrides = {
+        "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite3'}",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "HOSTPANEL_VAR_DIR": str(scratch / "var"),
+        "HOSTPANEL_SECRET_KEYS": Fernet.generate_key().decode(),
+        "HOSTPANEL_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    env = os.environ | overrides
+    python = sys.executable
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # clean up on `timeout` too
+    engine = Engine(root=root, instance=instance)
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, scratch, True)
+        stack.callback(lambda: [engine.remove(c.id, force=True) for c in engine.list(all=True)])
+        engine.images.bootstrap_busybox()
+        redis = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", ""]
+        stack.enter_context(process([*redis, "--bind", "127.0.0.1"], env, scratch / "redis.log"))
+        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
+        seeded = subprocess.run(
+            [python, "manage.py", "seed_demo", "--token"],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        token = next(w for w in seeded.split() if w.startswith("hp_"))
+        agent = [python, "manage.py", "hostagent", "--name", "bench", "--engine-root", str(root)]
+        agent += ["--instance", instance, *(agent_args or []), "--loglevel", "WARNING"]
+        stack.enter_context(process(agent, env, scratch / "agent.log"))
+        daphne = [str(Path(python).parent / "daphne"), "-b", "127.0.0.1", "-p", str(http_port)]
+        stack.enter_context(process([*daphne, "hostpanel.asgi:application"], env, scratch / "daphne.log"))
+        db = sqlite3.connect(scratch / "db.sqlite3", timeout=30)
+        stack.callback(db.close)
+        wait_for(
+            lambda: db.execute("select 1 from hosts_host where state='up'").fetchone(), 60, "the agent", 0.2
+        )
+        base = f"http://127.0.0.1:{http_port}"
+        api = Api(f"{base}/api/v1/tenants/demo", token)
+        wait_for(api.answers, 30, "the panel", 0.2)
+        yield PanelStack(scratch, env, overrides, token, base, api, engine, db)

@@ -1,0 +1,51 @@
+"""What a build is asked to do and what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import EngineError
+from engine.images.model import Image
+from engine.runtime.model import DEFAULT_TENANT
+
+# on_output(stream, text): stream is "step" (STEP n/N headers), "info" (cache hits, results,
+# warnings), or "stdout"/"stderr" (a RUN's output, line by line as it comes).
+OutputCallback = Callable[[str, str], None]
+
+
+def ignore_output(stream: str, text: str) -> None:
+    """The default output callback: drop everything."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """A build request: ``context`` directory, ``tag`` for the result, and the docker-build options.
+
+    ``dockerfile`` is relative to the context unless absolute (default: ``Dockerfile``).
+    """
+
+    context: Path
+    tag: str
+    dockerfile: Path | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The built image and how the build went."""
+
+    image: Image
+    steps: int
+    cached_steps: int
+    run_steps: int  # RUN instructions actually executed (0 for a fully cached build)
+
+
+class BuildFailed(EngineError):
+    """A step of a build failed (a RUN exited non-zero); the message carries its output."""
+
+    exit_code = 1

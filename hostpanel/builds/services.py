@@ -1,0 +1,455 @@
+"""Business rules of builds: who may start and see them, where the context comes from, and running one.
+
+A developer starts a build with an uploaded context tar (or, where the admin
+allows it, a directory or a git repository under ``HOSTPANEL_BUILD_CONTEXT_ROOTS``,
+the repository cloned shallowly on the host), or with no context at all, and
+optionally the Dockerfile's text instead of the context's Dockerfile. It runs on a
+host that is up, through that host's agent (:mod:`hostpanel.builds.tasks`),
+in the tenant's own user namespace and quota. Its output goes live to the log
+stream ``build/<id>`` and, bounded, into the Build row. A successful build is
+recorded as the tenant's image ``<slug>/<name>:<tag>`` (exported like an upload,
+so every host can import it). A build whose host goes down or whose agent
+restarts while it runs ends as failed, with the reason (:func:`fail_host_builds`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from engine.build.dockerfile import parse_dockerfile
+from engine.build.git import clone_context, parse_git_url
+from engine.build.model import BuildOptions
+from engine.build.recover import remove_interrupted_builds
+from engine.engine import Engine
+from engine.errors import EngineError, InvalidSpec
+from engine.images.compression import decompressed, sniff
+from engine.images.extract import extract_layer, remove_tree
+from hostpanel.audit.services import Actor, audited
+from hostpanel.builds import dispatch
+from hostpanel.builds.models import Build
+from hostpanel.errors import InvalidRequest, NoCapacity, ServiceError
+from hostpanel.hosts.models import Host
+from hostpanel.images import services as images
+from hostpanel.tenants.models import ROLE_RANK, Role, Tenant
+from hostpanel.tenants.services import require_role, role_of
+
+log = logging.getLogger(__name__)
+MAX_CONTEXT_BYTES = 1024**3
+MAX_DOCKERFILE_CHARS = 256 * 1024
+SCRATCH_PREFIX = "hpbuild-"  # a build's directory in the engine's tmp
+STORED_LINES = 5000
+CHUNK = 1024 * 1024
+_FLUSH_LINES = 200
+_FLUSH_SECONDS = 0.25
+
+
+def list_builds(actor: Actor, tenant: Tenant) -> QuerySet[Build]:
+    require_role(actor, tenant, Role.VIEWER)
+    return Build.objects.filter(tenant=tenant)
+
+
+def allowed_context_roots() -> list[Path]:
+    """The directories under which a build may read a context on the host (admin setting)."""
+    return [Path(p).resolve() for p in getattr(settings, "HOSTPANEL_BUILD_CONTEXT_ROOTS", []) if p]
+
+
+def check_context_path(path: str) -> Path:
+    """``path`` resolved, if it is a directory under an allowed root; InvalidRequest otherwise."""
+    roots = allowed_context_roots()
+    if not roots:
+        raise InvalidRequest("context_path: building from a path is not enabled here; upload a context tar")
+    resolved = Path(path).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots) or not resolved.is_dir():
+        raise InvalidRequest(
+            "context_path: not a directory under an allowed context root "
+            f"({', '.join(str(r) for r in roots)}); upload a context tar instead"
+        )
+    return resolved
+
+
+def check_git_url(url: str) -> str:
+    """``url`` (``PATH[#REF][:DIR]`` or ``file://``) with its repository path resolved (symlinks
+    followed), if that is a directory under an allowed root; InvalidRequest otherwise."""
+    roots = allowed_context_roots()
+    if not roots:
+        raise InvalidRequest(
+            "git_url: building from a git repository is not enabled here; upload a context tar"
+        )
+    try:
+        source = parse_git_url(url)
+    except InvalidSpec as exc:
+        raise InvalidRequest(f"git_url: {exc}") from None
+    resolved = source.repository.resolve()
+    if not any(resolved.is_relative_to(root) for root in roots) or not resolved.is_dir():
+        raise InvalidRequest(
+            f"git_url: {source.repository} is not a repository under an allowed context root "
+            f"({', '.join(str(r) for r in roots)}); upload a context tar instead"
+        )
+    fragment = f"#{source.ref}" if source.ref or source.subdir else ""
+    return f"{resolved}{fragment}{':' + source.subdir if source.subdir else ''}"
+
+
+def _check_dockerfile_text(text: str) -> None:
+    if len(text) > MAX_DOCKERFILE_CHARS or "\0" in text:
+        raise InvalidRequest(
+            f"dockerfile_text: give a text Dockerfile of at most {MAX_DOCKERFILE_CHARS} characters"
+        )
+    try:
+        parse_dockerfile(text, "Dockerfile")
+    except InvalidSpec as exc:
+        raise InvalidRequest(f"dockerfile_text: {exc}") from None
+
+
+def _check_options(name: str, dockerfile: str, build_args: dict[str, Any], target: str) -> None:
+    images.check_image_name(name)
+    parts = Path(dockerfile).parts
+    if not dockerfile or dockerfile.startswith("/") or ".." in parts:
+        raise InvalidRequest(
+            "dockerfile: give a path inside the context, e.g. Dockerfile or docker/Dockerfile"
+        )
+    if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in build_args.items()):
+        raise InvalidRequest('build_args: give an object of string values, e.g. {"VERSION": "1.2"}')
+    if target and not target.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise InvalidRequest("target: give a stage name")
+
+
+def _pick_host() -> Host:
+    host = Host.objects.filter(state=Host.State.UP).order_by("-last_heartbeat", "name").first()
+    if host is None:
+        raise NoCapacity("no host is up to run the build; try again when a host agent is running")
+    return host
+
+
+def _store_context(tenant: Tenant, archive: IO[bytes]) -> Path:
+    directory = Path(settings.VAR_DIR) / "builds" / tenant.slug
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=directory, prefix="context-", suffix=".tar")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := archive.read(CHUNK):
+                size += len(chunk)
+                if size > MAX_CONTEXT_BYTES:
+                    raise InvalidRequest(f"context: larger than {MAX_CONTEXT_BYTES} bytes")
+                out.write(chunk)
+        if size == 0:
+            raise InvalidRequest("context: the file is empty")
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def start_build(
+    actor: Actor,
+    tenant: Tenant,
+    *,
+    name: str,
+    context: IO[bytes] | None = None,
+    context_path: str = "",
+    git_url: str = "",
+    dockerfile: str = "Dockerfile",
+    dockerfile_text: str = "",
+    build_args: dict[str, Any] | None = None,
+    target: str = "",
+    no_cache: bool = False,
+) -> Build:
+    """Queue a build of ``<slug>/<name>`` on a host that is up (developers). The context is a tar
+    upload, a directory or a git repository under an allowed root, or none when ``dockerfile_text``
+    (used instead of the context's Dockerfile) is given. Raises InvalidRequest, NoCapacity, Forbidden."""
+    require_role(actor, tenant, Role.DEVELOPER)
+    build_args = dict(build_args or {})
+    _check_options(name, dockerfile, build_args, target)
+    contexts = sum((context is not None, bool(context_path), bool(git_url)))
+    if contexts > 1 or (contexts == 0 and not dockerfile_text):
+        raise InvalidRequest(
+            "give one build context: context (a tar upload), context_path or git_url "
+            "(or none with dockerfile_text), not both or neither"
+        )
+    if dockerfile_text:
+        if dockerfile != "Dockerfile":
+            raise InvalidRequest(
+                "give either dockerfile (a path in the context) or dockerfile_text, not both"
+            )
+        _check_dockerfile_text(dockerfile_text)
+    reference = images.normalize(f"{tenant.slug}/{name}")
+    path = str(check_context_path(context_path)) if context_path else ""
+    git_url = check_git_url(git_url) if git_url else ""
+    host = _pick_host()
+    with audited(actor, "build.start", tenant) as entry:
+        archive = _store_context(tenant, context) if context is not None else None
+        try:
+            with transaction.atomic():
+                build = Build.objects.create(
+                    tenant=tenant,
+                    created_by=actor.user if getattr(actor.user, "pk", None) else None,
+                    name=name,
+                    reference=reference,
+                    dockerfile=dockerfile,
+                    build_args=build_args,
+                    target=target,
+                    no_cache=no_cache,
+                    context_archive=str(archive or ""),
+                    context_path=path,
+                    git_url=git_url,
+                    dockerfile_text=dockerfile_text,
+                    host=host,
+                )
+                transaction.on_commit(lambda: dispatch.send_build(build.pk, host.queue))
+        except BaseException:
+            if archive is not None:
+                archive.unlink(missing_ok=True)
+            raise
+        entry.obj = build
+    return build
+
+
+def may_watch_build(user: Any, key: str) -> bool:
+    """The live output of a build: viewers of its tenant (admins everywhere)."""
+    if not key.isdigit():
+        return False
+    build = Build.objects.filter(pk=int(key)).select_related("tenant").first()
+    if build is None:
+        return False
+    role = role_of(Actor(user=user), build.tenant)
+    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role.VIEWER]
+
+
+class OutputSink:
+    """The build's ``on_output``: keeps the last lines in the row and sends them to the log stream.
+
+    A flusher thread stores and then sends what is pending every ``_FLUSH_SECONDS`` (sooner
+    after ``_FLUSH_LINES`` lines), so a line is seen at once even when the build then prints
+    nothing for a long time (a ``RUN sleep``), and the row is never behind the stream. Only a
+    running build's row is updated (one failed meanwhile keeps its reason). Each line carries
+    its ``cursor`` (1, 2, ...), the same in the row and on the stream, so a page showing the
+    stored lines joins the live ones without gap or repeat. Neither a database nor a Redis
+    outage fails the build.
+    """
+
+    def __init__(self, build: Build) -> None:
+        self.build = build
+        self.key = str(build.pk)
+        self.kept: list[dict[str, str]] = []
+        self._pending: list[dict[str, str]] = []
+        self._count = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"build-{self.key}", daemon=True)
+        self._flusher.start()
+
+    def __call__(self, stream: str, text: str) -> None:
+        with self._lock:
+            self._count += 1
+            line = {"cursor": str(self._count), "stream": stream, "text": text}
+            self._pending.append(line)
+            self.kept.append(line)
+            if len(self.kept) > 2 * STORED_LINES:
+                del self.kept[:-STORED_LINES]
+            if len(self._pending) >= _FLUSH_LINES:
+                self._wake.set()
+
+    def close(self) -> None:
+        """Store and send what is left, and stop the flusher thread."""
+        self._closed = True
+        self._wake.set()
+        self._flusher.join()
+        self._flush()
+        _forget(self.key)
+
+    def _flush_loop(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._closed:
+                self._wake.wait(_FLUSH_SECONDS)
+                self._wake.clear()
+                self._flush()
+        finally:
+            connection.close()  # this thread's own database connection
+
+    def _flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+            self.kept = self.kept[-STORED_LINES:]
+            kept = list(self.kept)
+        if not lines:
+            return
+        try:  # first the row, so that whoever sees a line live finds the lines before it stored
+            Build.objects.filter(pk=self.build.pk, status=Build.Status.RUNNING).update(output=kept)
+        except Exception:
+            log.warning("build %s: could not store output lines", self.key, exc_info=True)
+        try:
+            _publish(self.key, lines)
+        except Exception:  # a viewer-side outage (Redis) must not fail the build; the row keeps it
+            log.warning("build %s: could not publish output lines", self.key, exc_info=True)
+
+
+def _publish(key: str, lines: list[dict[str, str]]) -> None:
+    """The adapter to the log pipeline (kind "build", key = build id)."""
+    from hostpanel.logstream.publish import publish_lines
+
+    publish_lines("build", key, lines)
+
+
+def _forget(key: str) -> None:
+    """The stream of a finished build needs no counters any more."""
+    from hostpanel.logstream.publish import forget
+
+    forget("build", key)
+
+
+def _unpack_context(archive: Path, into: Path) -> None:
+    """Extract an uploaded context tar (plain or compressed) safely: nothing can land outside ``into``."""
+    with archive.open("rb") as f:
+        kind = sniff(f.read(6))
+        f.seek(0)
+        extract_layer(decompressed(f, kind), into, uid_base=0, chown=False, whiteouts=False)
+
+
+def execute_build(build: Build, engine: Engine) -> Build:
+    """Run ``build`` on ``engine`` (the host agent calls this) and record the outcome. Never raises for
+    a failed build: the row says ``failed`` with the error; the context upload is deleted either way."""
+    if not Build.objects.filter(pk=build.pk, status=Build.Status.QUEUED).update(
+        status=Build.Status.RUNNING, started_at=timezone.now()
+    ):
+        build.refresh_from_db()
+        _discard_context_archive(build)  # failed before it ran (its host went down)
+        return build
+    sink = OutputSink(build)
+    scratch: Path | None = None
+    status, error, image = Build.Status.FAILED, "", None
+    try:
+        engine.paths.tmp.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=engine.paths.tmp))
+        context = _prepare_context(build, scratch, sink)
+        dockerfile = Path(build.dockerfile)
+        if build.dockerfile_text:
+            dockerfile = scratch / "Dockerfile"  # beside the context, not in it
+            dockerfile.write_text(build.dockerfile_text, encoding="utf-8")
+        result = engine.build(
+            BuildOptions(
+                context=context,
+                tag=build.reference,
+                dockerfile=dockerfile,
+                build_args=dict(build.build_args),
+                target=build.target or None,
+                no_cache=build.no_cache,
+                tenant=build.tenant.slug,
+            ),
+            sink,
+        )
+        exported = scratch / "image.tar"
+        engine.images.export(result.image.id, exported)
+        with exported.open("rb") as f:
+            image = images.upload_image(Actor(user=build.created_by), build.tenant, build.name, f)
+        status = Build.Status.SUCCEEDED
+    except (EngineError, ServiceError) as exc:
+        error = str(exc)
+        sink("error", error)
+    except Exception as exc:  # a bug or a host problem: the row must still end, saying so
+        log.exception("build %s failed unexpectedly", build.pk)
+        error = f"the build failed unexpectedly ({type(exc).__name__}: {exc}); see the host agent's log"
+        sink("error", error)
+    finally:
+        sink.close()
+        if scratch is not None:
+            remove_tree(scratch)
+        _discard_context_archive(build)
+        # only a build still running: one failed meanwhile (its host was marked down) stays failed
+        Build.objects.filter(pk=build.pk, status=Build.Status.RUNNING).update(
+            status=status, error=error, image=image, finished_at=timezone.now(), context_archive=""
+        )
+    build.refresh_from_db()
+    return build
+
+
+def _discard_context_archive(build: Build) -> None:
+    """Delete the uploaded context tar of a build that ran or will never run."""
+    if build.context_archive:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(build.context_archive)
+        Build.objects.filter(pk=build.pk).update(context_archive="")
+
+
+def _prepare_context(build: Build, scratch: Path, sink: OutputSink) -> Path:
+    """The context directory of ``build`` on this host: the unpacked upload, the allowed directory,
+    a shallow clone of the allowed git repository (inside ``scratch``), or an empty directory."""
+    if build.context_path:
+        return check_context_path(build.context_path)
+    if build.git_url:
+        source = parse_git_url(check_git_url(build.git_url))
+        sink("info", f"cloning {source.repository} at {source.ref or 'HEAD'} (depth 1)")
+        return clone_context(source, scratch / "git")
+    context = scratch / "context"
+    context.mkdir()
+    if build.context_archive:
+        _unpack_context(Path(build.context_archive), context)
+    return context
+
+
+def clean_interrupted_builds(engine: Engine) -> list[str]:
+    """What builds killed with their agent left on this host's engine, removed (the agent calls
+    this on start, when none of its builds runs): RUN containers, their temporary images and the
+    builds' scratch directories. Returns what was removed."""
+    removed = remove_interrupted_builds(engine)
+    if engine.paths.tmp.is_dir():
+        for scratch in sorted(engine.paths.tmp.glob(f"{SCRATCH_PREFIX}*")):
+            remove_tree(scratch)
+            removed.append(f"build scratch directory {scratch.name}")
+    return removed
+
+
+HOST_DOWN = "host {host} went down while the build was {state}; start the build again"
+AGENT_RESTARTED = "the host agent of {host} restarted while the build was running; start the build again"
+
+
+def fail_host_builds(host: Host, message: str, *, states: tuple[str, ...] = (Build.Status.RUNNING,)) -> int:
+    """Mark ``host``'s builds in ``states`` failed with ``message`` (``{host}`` and ``{state}`` filled
+    in), tell their live viewers after the transaction commits, and return how many there were.
+
+    Called when a host is marked down (its queued and running builds) and when its agent starts
+    (a build still "running" then was cut off by the agent's end). The agent of a build failed this
+    way never overwrites the outcome (:func:`execute_build` only finishes running builds)."""
+    failed: list[tuple[int, dict[str, str]]] = []
+    now = timezone.now()
+    for build in Build.objects.filter(host=host, status__in=states):
+        error = message.format(host=host.name, state=build.status)
+        line = {"cursor": _next_cursor(build.output), "stream": "error", "text": error}
+        if Build.objects.filter(pk=build.pk, status=build.status).update(
+            status=Build.Status.FAILED,
+            error=error,
+            finished_at=now,
+            output=[*build.output, line][-STORED_LINES:],
+        ):
+            failed.append((build.pk, line))
+            if build.status == Build.Status.QUEUED:
+                _discard_context_archive(build)
+            log.warning("build %s on host %s failed: %s", build.pk, host.name, error)
+
+    def tell_viewers() -> None:
+        for pk, line in failed:
+            with contextlib.suppress(Exception):  # Redis down: the row says it
+                _publish(str(pk), [line])
+
+    if failed:
+        transaction.on_commit(tell_viewers)
+    return len(failed)
+
+
+def _next_cursor(output: list[dict[str, str]]) -> str:
+    """The cursor after the last stored line (lines of older builds may have none)."""
+    last = output[-1].get("cursor", "") if output else "0"
+    return str(int(last) + 1 if last.isdigit() else len(output) + 1)

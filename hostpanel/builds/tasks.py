@@ -1,0 +1,26 @@
+"""The task a host agent runs for a build. Thin: reload the row, call the service."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from hostpanel.builds import services
+from hostpanel.builds.models import Build
+from hostpanel.hosts import agent
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def run_build(build_id: int) -> None:
+    """Run a queued build on this host's engine (a build that is no longer queued is left alone)."""
+    config = agent.AgentConfig.from_env()
+    build = Build.objects.filter(pk=build_id).select_related("tenant", "host", "created_by").first()
+    if config is None or build is None or build.host is None or build.host.name != config.name:
+        log.warning(
+            "run_build(%s) reached agent %s: not its build, ignored", build_id, config and config.name
+        )
+        return
+    services.execute_build(build, agent.engine_for(config.engine_root, config.instance))

@@ -1,0 +1,39 @@
+"""Routes of the dashboard: /login/, /logout/, /t/<tenant>/..., /staff/... (included at the root)."""
+
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from hostpanel.dashboard.views import apps, audit, builds, deploy, home, images, staff, usage
+
+app_name = "dashboard"
+
+# below /t/<tenant slug>/
+tenant_patterns = [
+    path("", home.tenant_root, name="tenant"),
+    path("apps/", apps.app_list, name="apps"),
+    path("apps/<slug:name>/", apps.app_detail, name="app"),
+    path("apps/<slug:name>/progress/", deploy.deploy_progress, name="progress"),
+    path("apps/<slug:name>/<str:action>/", apps.app_action, name="app-action"),
+    path("containers/<int:replica_id>/", apps.container_detail, name="container"),
+    path("deploy/", deploy.deploy_form, name="deploy"),
+    path("usage/", usage.usage_page, name="usage"),
+    path("usage/live/", usage.usage_live, name="usage-live"),
+    path("images/", images.image_list, name="images"),
+    path("images/upload/", images.image_upload, name="image-upload"),
+    path("images/<int:image_id>/status/", images.image_status, name="image-status"),
+    path("builds/", builds.build_list, name="builds"),
+    path("builds/<int:build_id>/", builds.build_detail, name="build"),
+    path("audit/", audit.tenant_audit, name="audit"),
+]
+
+urlpatterns = [
+    path("", home.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("t/<slug:slug>/", include(tenant_patterns)),
+    path("staff/", staff.overview, name="staff"),
+    path("staff/tenants/<slug:slug>/quota/", staff.quota_update, name="quota"),
+    path("staff/audit/", audit.staff_audit, name="staff-audit"),
+]

@@ -1,0 +1,118 @@
+"""Apps: the list with live status, an app's page (containers, env, releases) and its buttons."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context, tenant_replica
+from hostpanel.dashboard.status import app_status, statuses
+from hostpanel.deployments import services as deployments
+from hostpanel.deployments.models import App, Release
+from hostpanel.errors import Forbidden, NotFound, ServiceError
+from hostpanel.tenants.models import Role
+
+
+@page
+def app_list(request: HttpRequest, slug: str) -> HttpResponse:
+    ctx = tenant_context(request, slug)
+    rows = statuses(deployments.visible_apps(ctx.actor, ctx.tenant))
+    template = "dashboard/_app_rows.html" if request.headers.get("HX-Request") else "dashboard/apps.html"
+    return render(request, template, ctx.template_context() | {"rows": rows, "section": "apps"})
+
+
+def _containers(app: App) -> list[dict[str, object]]:
+    rows = []
+    for replica in app.replicas.select_related("host").order_by("index"):
+        address = replica.host.address if replica.host else ""
+        links = [
+            {
+                "label": f"{p['container_port']}/{p.get('protocol', 'tcp')}",
+                "url": f"http://{address}:{p['host_port']}",
+            }
+            for p in replica.ports
+            if p.get("host_port") and address
+        ]
+        rows.append({"replica": replica, "links": links})
+    return rows
+
+
+@page
+def app_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    ctx = tenant_context(request, slug)
+    app = tenant_app(ctx, name)
+    status = app_status(app, app.replicas.all())
+    context = ctx.template_context() | {
+        "app": app,
+        "status": status,
+        "containers": _containers(app),
+        "section": "apps",
+    }
+    if request.headers.get("HX-Request"):
+        return render(request, "dashboard/_app_live.html", context)
+    release = app.current_release
+    context |= {
+        "release": release,
+        "releases": Release.objects.filter(app=app).order_by("-version")[:20],
+        "env": sorted((release.env if release else {}).items()),
+        "secrets": release.secrets if release else [],  # names and env names only, never values
+    }
+    return render(request, "dashboard/app.html", context)
+
+
+@page
+@require_POST
+def app_action(request: HttpRequest, slug: str, name: str, action: str) -> HttpResponse:
+    """stop, start, restart, scale (replicas=N), rollback (version=N) or delete, through the service."""
+    ctx = tenant_context(request, slug)
+    require_developer(ctx)
+    app = tenant_app(ctx, name)
+    try:
+        if action == "stop":
+            deployments.set_state(ctx.actor, app, App.State.STOPPED)
+        elif action == "start":
+            deployments.set_state(ctx.actor, app, App.State.RUNNING)
+        elif action == "restart":
+            deployments.restart(ctx.actor, app)
+        elif action == "scale":
+            deployments.scale(ctx.actor, app, _int(request.POST.get("replicas"), "replicas"))
+        elif action == "rollback":
+            deployments.rollback(ctx.actor, app, _int(request.POST.get("version"), "version"))
+        elif action == "delete":
+            deployments.delete_app(ctx.actor, app)
+            messages.success(request, f"App {name} deleted; its containers are being removed.")
+            return redirect("dashboard:apps", slug=slug)
+        else:
+            raise NotFound(f"no action {action!r}")
+    except (NotFound, Forbidden):
+        raise
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{action.capitalize()} of {name}: done.")
+    return redirect("dashboard:app", slug=slug, name=name)
+
+
+def _int(value: str | None, field: str) -> int:
+    try:
+        return int(value or "")
+    except ValueError as exc:
+        from hostpanel.errors import InvalidRequest
+
+        raise InvalidRequest(f"{field}: give a whole number") from exc
+
+
+@page
+def container_detail(request: HttpRequest, slug: str, replica_id: int) -> HttpResponse:
+    """One container: its state, then the live log viewer and the terminal (developers) below."""
+    ctx = tenant_context(request, slug)
+    replica = tenant_replica(ctx, replica_id)
+    context = ctx.template_context() | {
+        "replica": replica,
+        "app": replica.app,
+        "can_exec": ctx.at_least(Role.DEVELOPER),
+        "section": "apps",
+    }
+    return render(request, "dashboard/container.html", context)

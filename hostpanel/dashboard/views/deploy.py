@@ -1,0 +1,93 @@
+"""The deploy form (with the tenant's remaining quota) and the live progress of a deploy."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from hostpanel.dashboard.access import TenantContext, page, require_developer, tenant_app, tenant_context
+from hostpanel.dashboard.forms import DeployForm
+from hostpanel.dashboard.status import app_status
+from hostpanel.deployments import services as deployments
+from hostpanel.errors import Forbidden, NotFound, ServiceError
+from hostpanel.images.services import available_images
+from hostpanel.secrets.services import visible_secrets
+from hostpanel.tenants.models import Quota
+from hostpanel.volumes.services import visible_volumes
+
+QUOTA_LABELS = {
+    "cpu_millis": "CPU (millicores)",
+    "memory_bytes": "Memory",
+    "pids": "Processes",
+    "containers": "Containers",
+    "volumes": "Volumes",
+    "disk_bytes": "Disk",
+}
+
+
+def quota_rows(ctx: TenantContext) -> list[dict[str, Any]]:
+    """Each quota resource: used (what running apps and volumes ask for), allowed, remaining."""
+    quota = Quota.objects.get(tenant=ctx.tenant)
+    used = asdict(deployments.tenant_usage(ctx.tenant))
+    return [
+        {
+            "key": key,
+            "label": label,
+            "used": used[key],
+            "allowed": getattr(quota, key),
+            "remaining": max(getattr(quota, key) - used[key], 0),
+            "bytes": key.endswith("_bytes"),
+        }
+        for key, label in QUOTA_LABELS.items()
+    ]
+
+
+@page
+def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
+    ctx = tenant_context(request, slug)
+    require_developer(ctx)
+    images = [image.reference for image in available_images(ctx.actor, ctx.tenant)]
+    secrets = [secret.name for secret in visible_secrets(ctx.actor, ctx.tenant)]
+    form = DeployForm(request.POST or None, images=images, secrets=secrets)
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        try:
+            spec = form.spec(request.POST)
+            app = deployments.create_app(ctx.actor, ctx.tenant, form.cleaned_data["name"], spec)
+        except (NotFound, Forbidden):
+            raise
+        except (ServiceError, ValueError) as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"App {app.name} created; deploying.")
+            return redirect("dashboard:progress", slug=slug, name=app.name)
+    context = ctx.template_context() | {
+        "form": form,
+        "error": error,
+        "quota": quota_rows(ctx),
+        "secret_names": secrets,
+        "chosen_secrets": request.POST.getlist("secret") if request.method == "POST" else [],
+        "volume_names": [v.name for v in visible_volumes(ctx.actor, ctx.tenant)],
+        "section": "deploy",
+    }
+    return render(request, "dashboard/deploy.html", context, status=400 if error else 200)
+
+
+@page
+def deploy_progress(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    """Replicas placed / on their way / running, polled until the app settles."""
+    ctx = tenant_context(request, slug)
+    app = tenant_app(ctx, name)
+    replicas = list(app.replicas.select_related("host").order_by("index"))
+    context = ctx.template_context() | {
+        "app": app,
+        "status": app_status(app, replicas),
+        "replicas": replicas,
+        "section": "deploy",
+    }
+    template = "dashboard/_progress.html" if request.headers.get("HX-Request") else "dashboard/progress.html"
+    return render(request, template, context)

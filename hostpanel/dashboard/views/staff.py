@@ -1,0 +1,72 @@
+"""Admin pages (staff): tenants with their quotas (editor applies live), hosts, the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from hostpanel.dashboard.access import actor_of, page
+from hostpanel.dashboard.forms import QUOTA_FIELDS, QuotaForm
+from hostpanel.dashboard.views.deploy import QUOTA_LABELS
+from hostpanel.deployments.services import tenant_usage
+from hostpanel.errors import ServiceError
+from hostpanel.hosts.services import hosts_with_use
+from hostpanel.tenants import services as tenants
+from hostpanel.tenants.models import Quota
+
+
+def _require_staff(request: HttpRequest) -> None:
+    tenants.require_admin(actor_of(request))
+
+
+@page
+def overview(request: HttpRequest) -> HttpResponse:
+    _require_staff(request)
+    actor = actor_of(request)
+    rows = []
+    for tenant in tenants.visible_tenants(actor).select_related("quota"):
+        used = asdict(tenant_usage(tenant))
+        quota = tenant.quota
+        rows.append(
+            {
+                "tenant": tenant,
+                "form": QuotaForm(instance=quota, prefix=tenant.slug),
+                "bars": [
+                    {
+                        "key": key,
+                        "label": QUOTA_LABELS[key],
+                        "used": used[key],
+                        "allowed": getattr(quota, key),
+                        "bytes": key.endswith("_bytes"),
+                    }
+                    for key in QUOTA_FIELDS
+                ],
+            }
+        )
+    hosts = hosts_with_use(actor)
+    return render(request, "dashboard/staff.html", {"rows": rows, "hosts": hosts, "section": "staff"})
+
+
+@page
+@require_POST
+def quota_update(request: HttpRequest, slug: str) -> HttpResponse:
+    """Apply an admin's quota through the same service the API uses (it pushes it to the hosts)."""
+    _require_staff(request)
+    actor = actor_of(request)
+    tenant = tenants.get_tenant(actor, slug)
+    form = QuotaForm(request.POST, instance=Quota.objects.get(tenant=tenant), prefix=slug)
+    if not form.is_valid():
+        messages.error(request, f"quota of {slug}: {form.errors.as_text()}")
+        return redirect("dashboard:staff")
+    values = {key: form.cleaned_data[key] for key in QUOTA_FIELDS}
+    try:
+        tenants.update_quota(actor, tenant, **values)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Quota of {slug} saved and sent to the hosts.")
+    return redirect("dashboard:staff")

@@ -1,0 +1,178 @@
+"""The terminal WebSocket: ``ws/containers/<replica_id>/exec/?rows=R&cols=C``.
+
+Thin, as DESIGN.md asks: authenticate and check access (``services.open_session``,
+which also opens the audit entry), ask the container's host agent to start the
+session (``dispatch.send_start_exec``), then forward: the agent's relay sends
+output to this consumer's channel, and this consumer sends input to the group
+``exec.<session>`` the relay listens on (see hostpanel/terminal/relay.py).
+
+Browser -> server: binary frames are typed input; text frames are JSON
+``{"type": "resize", "rows": R, "cols": C}`` (or ``{"type": "input", "data": "..."}``).
+Server -> browser: binary frames are terminal output; text frames are JSON
+``{"type": "status", "state": "starting" | "connected"}``,
+``{"type": "exit", "code": N, "reason": "..."}`` or ``{"type": "error", "message": "..."}``.
+
+A refused socket (anonymous, another tenant's or an unknown container: 4404;
+a viewer: 4403; not on a host: 4409) is accepted, told why, and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from types import SimpleNamespace
+from typing import Any, cast
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from hostpanel.api.base import source_address
+from hostpanel.audit.services import Actor
+from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceError
+from hostpanel.hosts import dispatch
+from hostpanel.terminal import services
+
+CLOSE_CODES: dict[type[ServiceError], int] = {Forbidden: 4403, NotFound: 4404, Conflict: 4409}
+START_TIMEOUT_SECONDS = 20.0
+MAX_PENDING_INPUT = 64 * 1024
+
+
+def scope_source_address(scope: dict[str, Any]) -> str | None:
+    """The client's address from an ASGI scope, through trusted proxies like HTTP requests."""
+    client = scope.get("client") or [None]
+    headers = dict(scope.get("headers") or [])
+    meta = {
+        "REMOTE_ADDR": client[0],
+        "HTTP_X_FORWARDED_FOR": headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+    }
+    address = source_address(cast(Any, SimpleNamespace(META=meta)))
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None
+
+
+class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    ticket: services.ExecTicket | None = None
+
+    async def connect(self) -> None:
+        self.started = False
+        self.ended = False
+        self.pending_input: list[bytes] = []
+        self.pending_size = 0
+        self.deadline: asyncio.Task[None] | None = None
+        await self.accept()
+        actor = Actor(user=self.scope.get("user"), source_address=scope_source_address(self.scope))
+        replica_id = int(self.scope["url_route"]["kwargs"]["replica_id"])
+        try:
+            self.ticket = await database_sync_to_async(services.open_session)(actor, replica_id)
+        except (NotFound, Forbidden, Conflict, InvalidRequest) as exc:
+            await self._refuse(str(exc), CLOSE_CODES.get(type(exc), 4400))
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        self.size = services.terminal_size((query.get("rows") or [""])[0], (query.get("cols") or [""])[0])
+        await self._status("starting")
+        await sync_to_async(dispatch.send_start_exec, thread_sensitive=False)(
+            self.ticket,
+            reply_channel=self.channel_name,
+            rows=self.size[0],
+            cols=self.size[1],
+            idle_seconds=services.idle_seconds(),
+            expires=START_TIMEOUT_SECONDS,
+        )
+        self.deadline = asyncio.create_task(self._start_deadline())
+
+    async def disconnect(self, code: int) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+        if self.ticket is not None and not self.ended:
+            self.ended = True
+            await self.channel_layer.group_send(
+                services.group_name(self.ticket.session), {"type": "exec.close"}
+            )
+            if not self.started:  # the relay never came: nobody else completes the audit entry
+                await database_sync_to_async(services.finish_session)(
+                    self.ticket.audit_id, None, "the browser left before the session started"
+                )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.ticket is None or self.ended:
+            return
+        if bytes_data is not None:
+            await self._input(bytes_data)
+            return
+        try:
+            message = json.loads(text_data or "")
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == "resize":
+            self.size = services.terminal_size(message.get("rows"), message.get("cols"))
+            if self.started:
+                await self._to_relay({"type": "exec.resize", "rows": self.size[0], "cols": self.size[1]})
+        elif message.get("type") == "input" and isinstance(message.get("data"), str):
+            await self._input(message["data"].encode())
+
+    # ---- from the relay on the host agent ------------------------------------------
+    async def exec_started(self, event: dict[str, Any]) -> None:
+        self.started = True
+        if self.deadline is not None:
+            self.deadline.cancel()
+        # the relay takes this first message as the sign that its browser is here
+        await self._to_relay({"type": "exec.resize", "rows": self.size[0], "cols": self.size[1]})
+        for chunk in self.pending_input:
+            await self._to_relay({"type": "exec.input", "data": chunk})
+        self.pending_input, self.pending_size = [], 0
+        await self._status("connected")
+
+    async def exec_output(self, event: dict[str, Any]) -> None:
+        await self.send(bytes_data=event["data"])
+
+    async def exec_exit(self, event: dict[str, Any]) -> None:
+        self.ended = True
+        await self.send(
+            text_data=json.dumps({"type": "exit", "code": event["code"], "reason": event["reason"]})
+        )
+        await self.close(code=1000)
+
+    async def exec_error(self, event: dict[str, Any]) -> None:
+        self.ended = True
+        await self.send(text_data=json.dumps({"type": "error", "message": event["message"]}))
+        await self.close(code=4500)
+
+    async def exec_start_timeout(self, event: dict[str, Any]) -> None:
+        if self.started or self.ended or self.ticket is None:
+            return
+        self.ended = True
+        message = "the container's host agent did not answer; try again later"
+        await database_sync_to_async(services.finish_session)(self.ticket.audit_id, None, message)
+        await self.send(text_data=json.dumps({"type": "error", "message": message}))
+        await self.close(code=4504)
+
+    # ---- helpers ----------------------------------------------------------------------
+    async def _start_deadline(self) -> None:
+        await asyncio.sleep(START_TIMEOUT_SECONDS)
+        await self.channel_layer.send(self.channel_name, {"type": "exec.start_timeout"})
+
+    async def _input(self, data: bytes) -> None:
+        if self.started:
+            await self._to_relay({"type": "exec.input", "data": data})
+        elif self.pending_size + len(data) <= MAX_PENDING_INPUT:
+            self.pending_input.append(data)
+            self.pending_size += len(data)
+
+    async def _to_relay(self, message: dict[str, Any]) -> None:
+        assert self.ticket is not None
+        await self.channel_layer.group_send(services.group_name(self.ticket.session), message)
+
+    async def _status(self, state: str) -> None:
+        await self.send(text_data=json.dumps({"type": "status", "state": state}))
+
+    async def _refuse(self, message: str, code: int) -> None:
+        self.ended = True
+        await self.send(text_data=json.dumps({"type": "error", "message": message}))
+        await self.close(code=code)

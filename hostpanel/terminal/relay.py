@@ -1,0 +1,252 @@
+"""The host agent's side of a terminal: run the process on a pty and relay it over the Channels layer.
+
+:func:`start` is called by the ``start_exec`` task and returns at once: the
+session runs in a thread of the agent process with its own asyncio loop and
+its own channel-layer connection (another loop may be receiving on the shared
+one), so a long session never holds a Celery worker slot.
+
+Messages (Channels ``type`` names):
+
+- to the consumer's channel (``reply_channel``): ``exec.started``,
+  ``exec.output`` (``data``: bytes), ``exec.exit`` (``code``, ``reason``),
+  ``exec.error`` (``message``). Output is sent to that one channel, not to a
+  group, so a full channel (a slow browser) makes the relay wait, the pty
+  fill up and the process block, instead of dropping output.
+- from the consumer, to the group ``exec.<session>`` the relay joins:
+  ``exec.input`` (``data``: bytes), ``exec.resize`` (``rows``, ``cols``),
+  ``exec.close``. The consumer answers ``exec.started`` with a resize, so a
+  relay that hears nothing within ACK_SECONDS knows its browser is gone.
+
+The session ends when the process exits, the browser closes, nothing is typed
+or printed for the idle time, or the consumer stops taking output for
+STALL_SECONDS; then every process of the exec is killed, the pty closed and the
+audit entry completed. Input is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer, channel_layers
+from django.db import connection
+
+from engine.engine import Engine
+from engine.errors import EngineError, InvalidSpec
+from engine.runtime.model import ExecSpec
+from engine.runtime.pty_exec import PtySession
+from hostpanel.terminal import services
+
+log = logging.getLogger(__name__)
+
+ACK_SECONDS = 15.0
+STALL_SECONDS = 30.0
+WRITE_PATIENCE_SECONDS = 5.0
+TERM = "TERM=xterm-256color"
+
+_active: dict[str, PtySession] = {}
+_active_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RelayRequest:
+    """One session the panel admitted (see services.ExecTicket) and where its browser listens."""
+
+    session: str
+    container_name: str
+    reply_channel: str
+    command: tuple[str, ...]
+    rows: int
+    cols: int
+    audit_id: int
+    idle_seconds: float
+
+
+def start(engine: Engine, request: RelayRequest) -> threading.Thread:
+    """Run ``request`` in a new thread of this process; returns the (started) thread."""
+    thread = threading.Thread(
+        target=_run, args=(engine, request), name=f"exec-{request.session[:8]}", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+@atexit.register
+def close_all() -> None:
+    """Kill every session of this process (the agent is stopping): nothing may outlive it."""
+    with _active_lock:
+        sessions = list(_active.values())
+    for session in sessions:
+        with contextlib.suppress(Exception):
+            session.close()
+
+
+def _run(engine: Engine, request: RelayRequest) -> None:
+    try:
+        asyncio.run(_relay(engine, request))
+    except Exception:
+        log.exception("exec session %s failed", request.session)
+
+
+async def _relay(engine: Engine, request: RelayRequest) -> None:
+    layer: Any = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    code: int | None = None
+    leftovers: list[asyncio.Task[str]] = []
+    reason = "the session could not start"
+    try:
+        spec = ExecSpec(command=request.command, env=(TERM,))
+        try:
+            session = await asyncio.to_thread(
+                engine.exec_pty, request.container_name, spec, rows=request.rows, cols=request.cols
+            )
+        except Exception as exc:  # an engine error, or anything else: the browser must hear of it
+            if not isinstance(exc, EngineError):
+                log.exception("exec session %s could not start", request.session)
+            reason = str(exc) if isinstance(exc, EngineError) else f"the session could not start: {exc}"
+            await _send(layer, request.reply_channel, {"type": "exec.error", "message": reason})
+            return
+        with _active_lock:
+            _active[request.session] = session
+        group = services.group_name(request.session)
+        inbox = await layer.new_channel(prefix="exec-relay")
+        try:
+            await layer.group_add(group, inbox)
+            if await _send(layer, request.reply_channel, {"type": "exec.started"}):
+                try:
+                    reason = await _pump(layer, inbox, session, request, leftovers)
+                except Exception as exc:  # the layer failed (Redis gone): end, and say so
+                    log.exception("relaying exec session %s failed", request.session)
+                    reason = f"the relay failed: {exc}"
+            else:
+                reason = "the browser went away"
+        finally:
+            with _active_lock:
+                _active.pop(request.session, None)
+            code = await asyncio.to_thread(session.close)
+            with contextlib.suppress(Exception):
+                await layer.group_discard(group, inbox)
+        await _send(
+            layer, request.reply_channel, {"type": "exec.exit", "code": code, "reason": reason}, patience=1.0
+        )
+    finally:
+        await asyncio.to_thread(_finish, request.audit_id, code, reason)
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await layer.close_pools()
+
+
+def _finish(audit_id: int, code: int | None, reason: str) -> None:
+    try:
+        services.finish_session(audit_id, code, reason)
+    finally:
+        connection.close()
+
+
+async def _send(
+    layer: BaseChannelLayer, channel: str, message: dict[str, Any], patience: float = STALL_SECONDS
+) -> bool:
+    """Send to ``channel``, waiting while it is full; False when it stayed full for ``patience`` s."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            await layer.send(channel, message)
+            return True
+        except ChannelFull:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+
+
+async def _readable(fd: int) -> None:
+    """Wait until ``fd`` is readable."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _pump(
+    layer: Any, inbox: str, session: PtySession, request: RelayRequest, leftovers: list[asyncio.Task[str]]
+) -> str:
+    """Relay both ways until the session should end; returns why it ended.
+
+    The relay's tasks still unwinding are added to ``leftovers`` for the caller to await.
+    """
+    last_activity = time.monotonic()
+
+    def touch() -> None:
+        nonlocal last_activity
+        last_activity = time.monotonic()
+
+    async def output() -> str:
+        while True:
+            await _readable(session.fileno())
+            data = session.read(timeout=0)
+            if data is None:
+                continue
+            if data == b"":
+                return "exited"
+            if not await _send(layer, request.reply_channel, {"type": "exec.output", "data": data}):
+                return "the browser stopped reading"
+            touch()
+
+    async def exited() -> str:
+        await _readable(session.exit_fd())
+        return "exited"
+
+    async def inputs() -> str:
+        first = True
+        while True:
+            try:
+                message = await asyncio.wait_for(layer.receive(inbox), ACK_SECONDS if first else None)
+            except TimeoutError:
+                return "the browser went away"
+            first = False
+            touch()
+            kind = message.get("type")
+            if kind == "exec.input" and isinstance(message.get("data"), bytes):
+                await _write(session, message["data"])
+            elif kind == "exec.resize":
+                with contextlib.suppress(InvalidSpec, TypeError, ValueError):
+                    session.resize(*services.terminal_size(message.get("rows"), message.get("cols")))
+            elif kind == "exec.close":
+                return "closed by the browser"
+
+    async def idle() -> str:
+        while (remaining := last_activity + request.idle_seconds - time.monotonic()) > 0:
+            await asyncio.sleep(remaining)
+        return f"idle for {request.idle_seconds:.0f} s"
+
+    tasks = [asyncio.create_task(job()) for job in (output, exited, inputs, idle)]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    # Not awaited here: a cancelled channel-layer receive can take seconds to unwind, and the
+    # browser must hear of the exit at once. The caller awaits them before closing the layer.
+    leftovers.extend(pending)
+    reason = next(iter(done)).result()
+    if reason == "exited":  # what it printed last is still in the pty
+        while data := session.read(timeout=0.05):
+            if not await _send(layer, request.reply_channel, {"type": "exec.output", "data": data}):
+                break
+    return reason
+
+
+async def _write(session: PtySession, data: bytes) -> None:
+    """Type ``data``, waiting (without blocking the loop) while the terminal's input buffer is full."""
+    deadline = time.monotonic() + WRITE_PATIENCE_SECONDS
+    while data and time.monotonic() < deadline:
+        written = session.write(data, timeout=0)
+        data = data[written:]
+        if data:
+            await asyncio.sleep(0.01)

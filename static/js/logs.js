@@ -1,0 +1,186 @@
+// The live-log viewer: one WebSocket per .log-viewer (see hostpanel/logstream/consumers.py).
+// Shows the last lines, then live ones; stdout and stderr apart; pause / resume, filter,
+// download; keeps at most MAX_LINES lines in the page; reconnects with back-off and resumes
+// after the last cursor it has, so no line is lost or shown twice.
+(function () {
+  "use strict";
+  var MAX_LINES = 5000;       // lines kept in the page (oldest dropped)
+  var MAX_PAUSED = 5000;      // lines held while paused (oldest dropped, counted)
+  var REFUSED = 4404;
+
+  function LogViewer(root) {
+    this.root = root;
+    this.box = root.querySelector(".log-lines");
+    this.status = root.querySelector(".log-status");
+    this.pauseButton = root.querySelector(".log-pause");
+    this.filterInput = root.querySelector(".log-filter");
+    this.lastCursor = null;
+    this.paused = false;
+    this.held = [];           // items received while paused
+    this.heldDropped = 0;
+    this.pending = [];        // items waiting for the next animation frame
+    this.frame = 0;
+    this.filter = "";
+    this.retry = 0;
+    this.socket = null;
+    this.received = 0;
+    this.stopped = false;
+    var self = this;
+    this.pauseButton.addEventListener("click", function () { self.setPaused(!self.paused); });
+    this.filterInput.addEventListener("input", function () { self.setFilter(self.filterInput.value); });
+    this.connect();
+  }
+
+  LogViewer.prototype.setState = function (state, text) {
+    this.root.setAttribute("data-state", state);
+    this.status.textContent = text;
+  };
+
+  LogViewer.prototype.url = function () {
+    var path = this.root.getAttribute("data-ws-path");
+    var query = this.lastCursor ? "?after=" + encodeURIComponent(this.lastCursor) : "";
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + query;
+  };
+
+  LogViewer.prototype.connect = function () {
+    var self = this;
+    var socket = new WebSocket(this.url());
+    this.socket = socket;
+    this.setState("connecting", this.retry ? "reconnecting…" : "connecting…");
+    socket.onmessage = function (event) { self.onMessage(JSON.parse(event.data)); };
+    socket.onclose = function (event) {
+      if (self.socket !== socket) { return; }
+      if (event.code === REFUSED) {
+        self.stopped = true;
+        self.setState("refused", "no such container, or you may not see its logs");
+        return;
+      }
+      var delay = Math.min(10000, 500 * Math.pow(2, self.retry));
+      self.retry += 1;
+      self.setState("reconnecting", "connection lost; retrying in " + Math.round(delay / 1000) + " s");
+      setTimeout(function () { self.connect(); }, delay);
+    };
+  };
+
+  LogViewer.prototype.onMessage = function (message) {
+    if (message.type === "lines") {
+      for (var i = 0; i < message.lines.length; i++) {
+        var line = message.lines[i];
+        this.lastCursor = line.cursor;
+        this.received += 1;
+        this.add({ line: line });
+      }
+    } else if (message.type === "skipped") {
+      this.add({ marker: message.count + " lines skipped (too many to show)" });
+    } else if (message.type === "lost") {
+      this.add({ marker: "some lines were lost while disconnected (rotated away)" });
+    } else if (message.type === "error") {
+      this.add({ marker: message.message });
+    } else if (message.type === "ready") {
+      this.retry = 0;
+      this.showLive();
+    }
+  };
+
+  LogViewer.prototype.showLive = function () {
+    if (this.paused) {
+      this.setState("paused", "paused: " + (this.held.length + this.heldDropped) + " new lines");
+    } else {
+      this.setState("live", "live");
+    }
+  };
+
+  LogViewer.prototype.add = function (item) {
+    if (this.paused) {
+      this.held.push(item);
+      if (this.held.length > MAX_PAUSED) {
+        this.held.shift();
+        this.heldDropped += 1;
+      }
+      this.showLive();
+      return;
+    }
+    this.pending.push(item);
+    if (this.pending.length > MAX_LINES) { this.pending.splice(0, this.pending.length - MAX_LINES); }
+    if (!this.frame) {
+      var self = this;
+      this.frame = requestAnimationFrame(function () { self.frame = 0; self.render(); });
+    }
+  };
+
+  LogViewer.prototype.render = function () {
+    var box = this.box;
+    var atBottom = this.atBottom();
+    var fragment = document.createDocumentFragment();
+    var items = this.pending;
+    this.pending = [];
+    for (var i = 0; i < items.length; i++) { fragment.appendChild(this.element(items[i])); }
+    box.appendChild(fragment);
+    var extra = box.childElementCount - MAX_LINES;
+    while (extra-- > 0) { box.removeChild(box.firstElementChild); }
+    if (atBottom) { box.scrollTop = box.scrollHeight; }
+  };
+
+  LogViewer.prototype.element = function (item) {
+    var div = document.createElement("div");
+    if (item.marker) {
+      div.className = "log-marker";
+      div.textContent = item.marker;
+      return div;
+    }
+    div.className = "log-line " + (item.line.stream === "stderr" ? "log-stderr" : "log-stdout");
+    div.setAttribute("data-cursor", item.line.cursor);
+    div.title = item.line.time;
+    div.textContent = item.line.text;
+    if (this.filter && item.line.text.toLowerCase().indexOf(this.filter) < 0) {
+      div.classList.add("log-hidden");
+    }
+    return div;
+  };
+
+  LogViewer.prototype.setPaused = function (paused) {
+    this.paused = paused;
+    this.pauseButton.textContent = paused ? "Resume" : "Pause";
+    this.pauseButton.setAttribute("aria-pressed", String(paused));
+    if (!paused) {
+      var held = this.held;
+      var dropped = this.heldDropped;
+      this.held = [];
+      this.heldDropped = 0;
+      if (dropped) { this.add({ marker: dropped + " lines skipped while paused" }); }
+      for (var i = 0; i < held.length; i++) { this.add(held[i]); }
+    }
+    if (this.root.getAttribute("data-state") === "live" || this.root.getAttribute("data-state") === "paused") {
+      this.showLive();
+    }
+  };
+
+  LogViewer.prototype.atBottom = function () {
+    var box = this.box;
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 30;
+  };
+
+  LogViewer.prototype.setFilter = function (text) {
+    var follow = this.atBottom();
+    this.filter = text.toLowerCase();
+    var lines = this.box.querySelectorAll(".log-line");
+    for (var i = 0; i < lines.length; i++) {
+      var hide = this.filter && lines[i].textContent.toLowerCase().indexOf(this.filter) < 0;
+      lines[i].classList.toggle("log-hidden", Boolean(hide));
+    }
+    if (follow) { this.box.scrollTop = this.box.scrollHeight; }
+  };
+
+  function start() {
+    var roots = document.querySelectorAll(".log-viewer[data-ws-path]");
+    for (var i = 0; i < roots.length; i++) {
+      if (!roots[i].hpLogs) { roots[i].hpLogs = new LogViewer(roots[i]); }
+    }
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

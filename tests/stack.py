@@ -1,0 +1,224 @@
+"""Pieces of the real stack that the end-to-end and browser tests both start.
+
+Plain helpers (no fixtures): a private redis-server, this process's Celery app
+pointed at it, host agent subprocesses with their own engines, and the
+clean-up that leaves no container, network, volume or mount behind. The
+fixtures that use them live in tests/hostpanel/e2e/conftest.py (one test at a
+time) and tests/browser/conftest.py (one stack for the whole package).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.engine import Engine
+
+REPO = Path(__file__).resolve().parents[1]
+GRACE_SECONDS = 3.0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 20
+) -> None:
+    """Signal ``proc`` and wait for it; SIGKILL when it does not end within ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_daphne(endpoint: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """daphne serving ``hostpanel.asgi`` on ``endpoint`` (e.g. ``-b HOST -p PORT``), output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "daphne", *endpoint, "hostpanel.asgi:application"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """``HOSTPANEL_TEST_REDIS_URL`` if given, else a private redis-server on a free port (its URL)."""
+    given = os.environ.get("HOSTPANEL_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing; `make install` installs it")
+        pytest.skip("needs redis-server (`make install`)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _pingable(port), 10, "redis-server to answer")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(proc, timeout=10)
+
+
+def _pingable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextmanager
+def celery_pointed_at(redis_url: str) -> Iterator[str]:
+    """Point this process's Celery app (sending tasks, reading results) at ``redis_url``."""
+    from hostpanel.celery import app
+
+    def forget_connections() -> None:
+        app._pool = None
+        app._local = threading.local()  # holds the result backend
+        app.amqp._producer_pool = None
+
+    old = (app.conf.broker_url, app.conf.result_backend)
+    app.conf.broker_url = app.conf.result_backend = redis_url
+    forget_connections()
+    try:
+        yield redis_url
+    finally:
+        app.conf.broker_url, app.conf.result_backend = old
+        forget_connections()
+
+
+@dataclass
+class Agent:
+    """A host agent subprocess and its engine."""
+
+    name: str
+    engine: Engine
+    root: Path
+    instance: str
+    proc: subprocess.Popen[bytes] | None
+    log: Path
+    env: dict[str, str]
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        args = [
+            sys.executable,
+            "manage.py",
+            "hostagent",
+            "--name",
+            self.name,
+            "--engine-root",
+            str(self.root),
+            "--instance",
+            self.instance,
+            "--address",
+            "127.0.0.1",  # published ports are reached on this machine's loopback
+            "--heartbeat-interval",
+            "0.5",
+            "--reconcile-interval",
+            "1",
+            "--usage-interval",
+            "1",
+            "--cpus",
+            "4",
+            "--memory",
+            str(8 * 1024**3),
+            "--loglevel",
+            "INFO",
+        ]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.proc, sig)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return (
+            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+        )
+
+
+def panel_env(db_file: str, redis_url: str, var_dir: Path, secret_keys: str) -> dict[str, str]:
+    """The environment of a panel subprocess (agent, ASGI server) sharing the test's database."""
+    return os.environ | {
+        "DATABASE_URL": f"sqlite:///{db_file}",
+        "REDIS_URL": redis_url,
+        "HOSTPANEL_VAR_DIR": str(var_dir),
+        "HOSTPANEL_SECRET_KEYS": secret_keys,
+        "HOSTPANEL_HOST_GRACE_SECONDS": str(GRACE_SECONDS),
+        "HOSTPANEL_RESTART_BACKOFF_BASE": "0.5",
+    }
+
+
+def launch_agent(name: str, workdir: Path, env: dict[str, str]) -> Agent:
+    """Start host agent ``name`` with a fresh engine (root under ``workdir``, busybox bootstrapped)."""
+    root = workdir / f"engine-{name}"
+    instance = f"hpe2e-{secrets.token_hex(3)}"
+    engine = Engine(root=root, instance=instance)
+    engine.images.bootstrap_busybox()
+    agent = Agent(name, engine, root, instance, None, workdir / f"agent-{name}.log", env)
+    agent.start()
+    return agent
+
+
+def remove_agent_leftovers(agent: Agent) -> None:
+    """After ``agent`` stopped: remove its containers, networks, volumes and stray mounts."""
+    for container in agent.engine.list(all=True):
+        agent.engine.remove(container.id, force=True)
+    for network in agent.engine.network_list():
+        agent.engine.network_remove(network.name)
+    for volume in agent.engine.volume_list():
+        agent.engine.volume_remove(volume.name, force=True)
+    assert agent.engine.list(all=True) == []
+    unmount_below(agent.root)  # what a create killed with its agent leaves (an engine gap, reported)
+
+
+def unmount_below(root: Path) -> None:
+    """Lazily unmount whatever is still mounted below ``root``, deepest first."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        points = [line.split()[4] for line in f if line.split()[4].startswith(f"{root}/")]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
