@@ -324,12 +324,24 @@ class UsageTotalSerializer(serializers.Serializer):
     cost = serializers.CharField()
 
 
+class AppUsageHourSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField()
+    cpu_seconds = serializers.FloatField()
+    memory_gb_hours = serializers.FloatField()
+
+
+class AppUsageSerializer(serializers.Serializer):
+    app = serializers.CharField()
+    hours = AppUsageHourSerializer(many=True)
+
+
 class UsageReportSerializer(serializers.Serializer):
     since = serializers.DateTimeField()
     until = serializers.DateTimeField()
     currency = serializers.CharField()
     hours = UsageHourSerializer(many=True)
     total = UsageTotalSerializer()
+    apps = AppUsageSerializer(many=True, help_text="each app's hourly usage (a view, not billed apart)")
 
 
 class VolumeSerializer(StrictModelSerializer):

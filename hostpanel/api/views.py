@@ -406,7 +406,8 @@ class BaseImageViewSet(
 
 # ---- usage and prices -----------------------------------------------------------------
 class UsageViewSet(TenantScopedViewSet):
-    """Hourly usage of the tenant with costs: ?since=&until= (ISO 8601; default the last 24 hours)."""
+    """Hourly usage of the tenant with costs, and each app's hourly CPU and memory in ``apps``:
+    ?since=&until= (ISO 8601; default the last 24 hours)."""
 
     serializer_class = s.UsageReportSerializer
 

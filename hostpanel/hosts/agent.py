@@ -631,14 +631,15 @@ def _parse_time(value: str) -> datetime | None:
 
 
 def collect_usage(engine: Engine, host: Host) -> int:
-    """Sample the engine's usage counters and add each tenant's share to its hourly rows.
+    """Sample the engine's usage counters and add each tenant's share to its hourly rows, and
+    each app's (its containers', by their app label) to the app's.
 
     Tenants with replicas here, and those collected here before (so a tenant
     whose app moved away is billed up to its last sample). Returns how many tenants.
     """
     from hostpanel.tenants.models import Tenant
     from hostpanel.usage.models import UsageCursor
-    from hostpanel.usage.services import record
+    from hostpanel.usage.services import ContainerReading, record, record_apps
 
     engine.sample_usage()
     ids = set(Replica.objects.filter(host=host).values_list("app__tenant_id", flat=True))
@@ -646,4 +647,14 @@ def collect_usage(engine: Engine, host: Host) -> int:
     tenants = list(Tenant.objects.filter(pk__in=ids))
     for tenant in tenants:
         record(host, tenant, engine.tenant_usage(tenant.slug).usage)
+    readings = []
+    for container in engine.list(all=True):  # stopped ones too: a restart keeps its counters
+        if LABEL_APP not in container.labels:
+            continue
+        try:
+            usage = engine.container_usage(container.id)
+        except ContainerNotFound:
+            continue  # removed meanwhile
+        readings.append(ContainerReading(container.id, container.tenant, container.labels[LABEL_APP], usage))
+    record_apps(host, readings)
     return len(tenants)

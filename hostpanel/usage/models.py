@@ -1,4 +1,5 @@
-"""Hourly usage per tenant and host, the agents' read positions, and the admin's prices."""
+"""Hourly usage per tenant and host and per app and host, the agents' read positions, and the
+admin's prices."""
 
 from __future__ import annotations
 
@@ -22,18 +23,61 @@ class UsageHour(models.Model):
         constraints = [models.UniqueConstraint(fields=["tenant", "host", "hour"], name="usage_hour_unique")]
 
 
-class UsageCursor(models.Model):
-    """The engine's cumulative counters of a tenant on a host when last collected."""
+class CounterCursor(models.Model):
+    """The engine's cumulative counters when last collected (what the next collection subtracts)."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
-    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="+")
     cpu_seconds = models.FloatField(default=0.0)
     memory_byte_seconds = models.FloatField(default=0.0)
     disk_bytes = models.BigIntegerField(default=0)
     collected_at = models.DateTimeField()
 
     class Meta:
+        abstract = True
+
+
+class UsageCursor(CounterCursor):
+    """The engine's cumulative counters of a tenant on a host when last collected."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "host"], name="usage_cursor_unique")]
+
+
+class AppUsageHour(models.Model):
+    """What one app's containers used on one host during one hour (UTC, the hour's start).
+
+    A view of where the tenant's usage went, not what is billed (that is
+    :class:`UsageHour`): it goes with its app.
+    """
+
+    app = models.ForeignKey("deployments.App", on_delete=models.CASCADE, related_name="usage_hours")
+    host = models.ForeignKey("hosts.Host", null=True, on_delete=models.SET_NULL, related_name="+")
+    hour = models.DateTimeField(db_index=True)
+    cpu_seconds = models.FloatField(default=0.0)
+    memory_gb_hours = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["app", "hour"]
+        constraints = [models.UniqueConstraint(fields=["app", "host", "hour"], name="app_usage_hour_unique")]
+
+
+class ContainerUsageCursor(CounterCursor):
+    """The engine's cumulative counters of one container of an app when last collected.
+
+    One per container, not per app: a replaced container starts its own
+    counters at zero, so the app's sum would go back.
+    """
+
+    app = models.ForeignKey("deployments.App", on_delete=models.CASCADE, related_name="+")
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="+")
+    container_id = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "container_id"], name="container_usage_cursor_unique")
+        ]
 
 
 class Prices(models.Model):

@@ -4,27 +4,39 @@ Each host agent collects periodically (a task on its queue): the engine keeps
 cumulative CPU-seconds and memory byte-seconds per tenant and the last disk
 size; the difference since the previous collection goes into the current
 hour's row. Disk GB-hours are the disk size times the time between
-collections.
+collections. The same is done per app from the engine's per-container
+counters (one cursor per container), into hourly rows per app that the
+charts and the report's ``apps`` series show.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
+from hostpanel.deployments.models import App
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import require_admin, require_role
-from hostpanel.usage.models import Prices, UsageCursor, UsageHour
+from hostpanel.usage.models import (
+    AppUsageHour,
+    ContainerUsageCursor,
+    CounterCursor,
+    Prices,
+    UsageCursor,
+    UsageHour,
+)
 
 GB = 1024**3
+C = TypeVar("C", bound=CounterCursor)
 
 
 class EngineUsage(Protocol):
@@ -42,45 +54,109 @@ class Delta:
     disk_gb_hours: float
 
 
+def _advance(cursors: QuerySet[C], usage: EngineUsage, now: datetime, **key: Any) -> Delta:
+    """What the counters of ``usage`` grew by since the cursor ``key`` (created on first sight) saw
+    them, moving the cursor on. Call inside a transaction.
+
+    The counters are cumulative; one that went back (the engine's record was
+    reset) starts a new baseline at zero instead of going negative. The first
+    collection counts what the engine counted so far.
+    """
+    cursor = cursors.select_for_update().filter(**key).first()
+    if cursor is None:
+        cursors.create(
+            **key,
+            cpu_seconds=usage.cpu_seconds,
+            memory_byte_seconds=usage.memory_byte_seconds,
+            disk_bytes=usage.disk_bytes,
+            collected_at=now,
+        )
+        return Delta(usage.cpu_seconds, usage.memory_byte_seconds / GB / 3600, 0.0)
+    reset = usage.cpu_seconds < cursor.cpu_seconds or usage.memory_byte_seconds < cursor.memory_byte_seconds
+    base_cpu = 0.0 if reset else cursor.cpu_seconds
+    base_mem = 0.0 if reset else cursor.memory_byte_seconds
+    elapsed = max((now - cursor.collected_at).total_seconds(), 0.0)
+    delta = Delta(
+        cpu_seconds=usage.cpu_seconds - base_cpu,
+        memory_gb_hours=(usage.memory_byte_seconds - base_mem) / GB / 3600,
+        disk_gb_hours=cursor.disk_bytes / GB * elapsed / 3600,
+    )
+    cursor.cpu_seconds, cursor.memory_byte_seconds = usage.cpu_seconds, usage.memory_byte_seconds
+    cursor.disk_bytes, cursor.collected_at = usage.disk_bytes, now
+    cursor.save()
+    return delta
+
+
+def _hour_of(now: datetime) -> datetime:
+    return now.replace(minute=0, second=0, microsecond=0)
+
+
 def record(host: Host, tenant: Tenant, usage: EngineUsage, now: datetime | None = None) -> Delta:
     """Add what ``tenant`` used on ``host`` since the last collection to the current hour."""
     now = now or timezone.now()
     with transaction.atomic():
-        cursor = UsageCursor.objects.select_for_update().filter(tenant=tenant, host=host).first()
-        if cursor is None:
-            UsageCursor.objects.create(
-                tenant=tenant,
-                host=host,
-                cpu_seconds=usage.cpu_seconds,
-                memory_byte_seconds=usage.memory_byte_seconds,
-                disk_bytes=usage.disk_bytes,
-                collected_at=now,
-            )
-            # The first collection bills what the engine counted so far.
-            delta = Delta(usage.cpu_seconds, usage.memory_byte_seconds / GB / 3600, 0.0)
-        else:
-            reset = (
-                usage.cpu_seconds < cursor.cpu_seconds
-                or usage.memory_byte_seconds < cursor.memory_byte_seconds
-            )
-            base_cpu = 0.0 if reset else cursor.cpu_seconds
-            base_mem = 0.0 if reset else cursor.memory_byte_seconds
-            elapsed = max((now - cursor.collected_at).total_seconds(), 0.0)
-            delta = Delta(
-                cpu_seconds=usage.cpu_seconds - base_cpu,
-                memory_gb_hours=(usage.memory_byte_seconds - base_mem) / GB / 3600,
-                disk_gb_hours=cursor.disk_bytes / GB * elapsed / 3600,
-            )
-            cursor.cpu_seconds, cursor.memory_byte_seconds = usage.cpu_seconds, usage.memory_byte_seconds
-            cursor.disk_bytes, cursor.collected_at = usage.disk_bytes, now
-            cursor.save()
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        row, _ = UsageHour.objects.select_for_update().get_or_create(tenant=tenant, host=host, hour=hour)
+        delta = _advance(UsageCursor.objects.all(), usage, now, tenant=tenant, host=host)
+        row, _ = UsageHour.objects.select_for_update().get_or_create(
+            tenant=tenant, host=host, hour=_hour_of(now)
+        )
         row.cpu_seconds += delta.cpu_seconds
         row.memory_gb_hours += delta.memory_gb_hours
         row.disk_gb_hours += delta.disk_gb_hours
         row.save()
     return delta
+
+
+@dataclass(frozen=True)
+class ContainerReading:
+    """One engine container's accumulated usage and the labels that say whose it is."""
+
+    container_id: str
+    tenant: str  # the tenant slug the engine runs it for
+    app_id: str  # the app label the agent gave it
+    usage: EngineUsage
+
+
+def record_apps(host: Host, readings: Iterable[ContainerReading], now: datetime | None = None) -> int:
+    """Add what each app's containers on ``host`` used since the last collection to the app's
+    current hour; returns how many containers were counted.
+
+    Each container has its own cursor, so a restarted container (its engine
+    counters keep growing) and a replaced one (a new container, counted from
+    its zero) never count twice or go back. A reading whose app is gone, or
+    belongs to another tenant than the container's, is not counted. Cursors of
+    containers no longer on the host are dropped.
+    """
+    now = now or timezone.now()
+    readings = [r for r in readings if r.app_id.isascii() and r.app_id.isdigit()]
+    apps = {
+        str(app.pk): app
+        for app in App.objects.filter(pk__in={int(r.app_id) for r in readings}).select_related("tenant")
+    }
+    counted = 0
+    with transaction.atomic():
+        for reading in readings:
+            app = apps.get(reading.app_id)
+            if app is None or app.tenant.slug != reading.tenant:
+                continue
+            delta = _advance(
+                ContainerUsageCursor.objects.all(),
+                reading.usage,
+                now,
+                app=app,
+                host=host,
+                container_id=reading.container_id,
+            )
+            row, _ = AppUsageHour.objects.select_for_update().get_or_create(
+                app=app, host=host, hour=_hour_of(now)
+            )
+            row.cpu_seconds += delta.cpu_seconds
+            row.memory_gb_hours += delta.memory_gb_hours
+            row.save()
+            counted += 1
+        ContainerUsageCursor.objects.filter(host=host).exclude(
+            container_id__in=[r.container_id for r in readings]
+        ).delete()
+    return counted
 
 
 def cost(cpu_seconds: float, memory_gb_hours: float, disk_gb_hours: float, prices: Prices) -> Decimal:
@@ -99,9 +175,7 @@ def report(actor: Actor, tenant: Tenant, since: datetime | None, until: datetime
     since = since or until - timedelta(days=1)
     prices = Prices.current()
     hours = (
-        UsageHour.objects.filter(
-            tenant=tenant, hour__gte=since.replace(minute=0, second=0, microsecond=0), hour__lt=until
-        )
+        UsageHour.objects.filter(tenant=tenant, hour__gte=_hour_of(since), hour__lt=until)
         .values("hour")
         .annotate(cpu=Sum("cpu_seconds"), mem=Sum("memory_gb_hours"), disk=Sum("disk_gb_hours"))
         .order_by("hour")
@@ -124,7 +198,42 @@ def report(actor: Actor, tenant: Tenant, since: datetime | None, until: datetime
     totals["cost"] = str(
         cost(totals["cpu_seconds"], totals["memory_gb_hours"], totals["disk_gb_hours"], prices)
     )
-    return {"since": since, "until": until, "currency": prices.currency, "hours": rows, "total": totals}
+    return {
+        "since": since,
+        "until": until,
+        "currency": prices.currency,
+        "hours": rows,
+        "total": totals,
+        "apps": app_hours(tenant, since, until),
+    }
+
+
+def app_report(actor: Actor, app: App, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """One app's hourly CPU-seconds and memory GB-hours between ``since`` and ``until``."""
+    require_role(actor, app.tenant, Role.VIEWER)
+    found = app_hours(app.tenant, since, until, app=app)
+    return found[0]["hours"] if found else []
+
+
+def app_hours(
+    tenant: Tenant, since: datetime, until: datetime, *, app: App | None = None
+) -> list[dict[str, Any]]:
+    """Each of the tenant's apps (or just ``app``) with recorded usage between ``since`` and
+    ``until``: its hourly CPU-seconds and memory GB-hours (all hosts summed), apps by name."""
+    rows = AppUsageHour.objects.filter(app__tenant=tenant, hour__gte=_hour_of(since), hour__lt=until)
+    if app is not None:
+        rows = rows.filter(app=app)
+    hours = (
+        rows.values("app__name", "hour")
+        .annotate(cpu=Sum("cpu_seconds"), mem=Sum("memory_gb_hours"))
+        .order_by("app__name", "hour")
+    )
+    apps: dict[str, list[dict[str, Any]]] = {}
+    for h in hours:
+        apps.setdefault(h["app__name"], []).append(
+            {"hour": h["hour"], "cpu_seconds": round(h["cpu"], 3), "memory_gb_hours": round(h["mem"], 6)}
+        )
+    return [{"app": name, "hours": series} for name, series in apps.items()]
 
 
 def set_prices(actor: Actor, **values: Any) -> Prices:

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context, tenant_replica
 from hostpanel.dashboard.status import app_status, statuses
+from hostpanel.dashboard.views.usage import day_charts
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Release
 from hostpanel.errors import Forbidden, NotFound, ServiceError
@@ -58,7 +59,7 @@ def app_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
         "releases": Release.objects.filter(app=app).order_by("-version")[:20],
         "env": sorted((release.env if release else {}).items()),
         "secrets": release.secrets if release else [],  # names and env names only, never values
-    }
+    } | day_charts(ctx.actor, app)
     return render(request, "dashboard/app.html", context)
 
 

@@ -10,11 +10,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from hostpanel.audit.services import Actor
 from hostpanel.dashboard.access import page, tenant_context
-from hostpanel.dashboard.charts import line_chart
+from hostpanel.dashboard.charts import LineChart, Points, line_chart, multi_line_chart
 from hostpanel.dashboard.views.deploy import quota_rows
 from hostpanel.deployments import services as deployments
-from hostpanel.deployments.models import Replica
+from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import ServiceError
 from hostpanel.usage import services as usage
 
@@ -27,9 +28,8 @@ def usage_page(request: HttpRequest, slug: str) -> HttpResponse:
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     month = usage.report(ctx.actor, ctx.tenant, month_start, now)
     hours = day["hours"]
-    # CPU-seconds used in an hour / 3600 = cores busy on average; GB-hours in an hour = GB held.
-    cpu = [(h["hour"], h["cpu_seconds"] / 3600) for h in hours]
-    memory = [(h["hour"], h["memory_gb_hours"] * 1024) for h in hours]
+    cpu, memory = cpu_and_memory(hours)
+    per_app = {a["app"]: cpu_and_memory(a["hours"]) for a in day["apps"]}
     apps: list[dict[str, Any]] = []
     for app in deployments.visible_apps(ctx.actor, ctx.tenant):
         release = app.current_release
@@ -45,6 +45,8 @@ def usage_page(request: HttpRequest, slug: str) -> HttpResponse:
     context = ctx.template_context() | {
         "cpu_chart": line_chart(cpu, unit="cores"),
         "memory_chart": line_chart(memory, unit="MiB"),
+        "app_cpu_chart": multi_line_chart({name: c for name, (c, _) in per_app.items()}, unit="cores"),
+        "app_memory_chart": multi_line_chart({name: m for name, (_, m) in per_app.items()}, unit="MiB"),
         "quota": quota_rows(ctx),
         "month": month,
         "day": day,
@@ -52,6 +54,24 @@ def usage_page(request: HttpRequest, slug: str) -> HttpResponse:
         "section": "usage",
     }
     return render(request, "dashboard/usage.html", context)
+
+
+def cpu_and_memory(hours: list[dict[str, Any]]) -> tuple[Points, Points]:
+    """Hourly rows as chart series: average cores busy (CPU-seconds in an hour / 3600) and
+    average MiB held (GB-hours in an hour = GB held)."""
+    cpu = [(h["hour"], h["cpu_seconds"] / 3600) for h in hours]
+    memory = [(h["hour"], h["memory_gb_hours"] * 1024) for h in hours]
+    return cpu, memory
+
+
+def day_charts(actor: Actor, app: App) -> dict[str, LineChart]:
+    """The app page's small charts of the app's last 24 hours."""
+    now = timezone.now()
+    cpu, memory = cpu_and_memory(usage.app_report(actor, app, now - timedelta(days=1), now))
+    return {
+        "usage_cpu_chart": line_chart(cpu, unit="cores"),
+        "usage_memory_chart": line_chart(memory, unit="MiB"),
+    }
 
 
 MAX_LIVE_CONTAINERS = 50

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from engine.runtime.model import Container, ExecSpec
 from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
+from hostpanel.usage.models import AppUsageHour
 from tests.hostpanel.e2e.conftest import GRACE_SECONDS, Agent, wait_for
 from tests.hostpanel.factories import UserFactory
 
@@ -85,6 +86,16 @@ def test_deploy_scale_crash_rollback_quota_secret(agents: Callable[[str], Agent]
     wait_for(
         lambda: api.get(f"{base}/usage/").json()["total"]["memory_gb_hours"] > 0, 30, "usage to be collected"
     )
+    # ... and per app, from the engine's counters of the app's container
+    app_hour = wait_for(
+        lambda: AppUsageHour.objects.filter(
+            app__name="web", memory_gb_hours__gt=0, cpu_seconds__gt=0
+        ).first(),
+        30,
+        "the app's usage to be collected",
+    )
+    assert app_hour.app.tenant.slug == "shop" and app_hour.host is not None and app_hour.host.name == "e2e-h1"
+    assert [a["app"] for a in api.get(f"{base}/usage/").json()["apps"]] == ["web"]
 
     # scale to 2
     assert api.post(f"{base}/apps/web/scale/", {"replicas": 2}, format="json").status_code == 200
