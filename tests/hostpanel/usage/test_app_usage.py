@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from engine.cgroups.usage import Usage as EngineUsage
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App
 from hostpanel.hosts.models import Host
@@ -21,13 +21,6 @@ from tests.hostpanel.factories import MembershipFactory, TenantFactory, UserFact
 pytestmark = pytest.mark.django_db
 GB = 1024**3
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-
-
-@dataclass
-class EngineUsage:
-    cpu_seconds: float = 0.0
-    memory_byte_seconds: float = 0.0
-    disk_bytes: int = 0
 
 
 def reading(app: App, cid: str, cpu: float, mem_gb_seconds: float = 0.0) -> ContainerReading:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from engine.cgroups.usage import Usage as EngineUsage
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.usage import services
@@ -19,18 +19,13 @@ GB = 1024**3
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 
-@dataclass
-class EngineUsage:
-    cpu_seconds: float = 0.0
-    memory_byte_seconds: float = 0.0
-    disk_bytes: int = 0
-
-
 def test_deltas_go_into_the_hour_they_were_collected_in(tenant: Tenant, host: Host) -> None:
-    services.record(host, tenant, EngineUsage(10, GB * 3600, 2 * GB), T0 + timedelta(minutes=10))
-    d = services.record(host, tenant, EngineUsage(40, 3 * GB * 3600, 2 * GB), T0 + timedelta(minutes=40))
+    services.record(host, tenant, EngineUsage(10, GB * 3600, disk_bytes=2 * GB), T0 + timedelta(minutes=10))
+    d = services.record(
+        host, tenant, EngineUsage(40, 3 * GB * 3600, disk_bytes=2 * GB), T0 + timedelta(minutes=40)
+    )
     assert d.cpu_seconds == 30 and d.memory_gb_hours == 2 and d.disk_gb_hours == pytest.approx(1.0)
-    services.record(host, tenant, EngineUsage(50, 3 * GB * 3600, 0), T0 + timedelta(minutes=70))
+    services.record(host, tenant, EngineUsage(50, 3 * GB * 3600, disk_bytes=0), T0 + timedelta(minutes=70))
     rows = list(UsageHour.objects.order_by("hour").values_list("hour", "cpu_seconds", "memory_gb_hours"))
     assert rows == [(T0, 40, 3), (T0 + timedelta(hours=1), 10, 0)]
 

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from engine.cgroups.usage import Usage as EngineUsage
 from hostpanel.dashboard.charts import HEIGHT, PAD, multi_line_chart
 from hostpanel.deployments.models import App
 from hostpanel.hosts.models import Host
@@ -21,11 +22,6 @@ from tests.hostpanel.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 GB = 1024**3
-
-
-class EngineUsage:
-    def __init__(self, cpu_seconds: float, memory_byte_seconds: float = 0.0) -> None:
-        self.cpu_seconds, self.memory_byte_seconds, self.disk_bytes = cpu_seconds, memory_byte_seconds, 0
 
 
 def signed_in(user: Any) -> Client:
