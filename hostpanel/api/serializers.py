@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from hostpanel.api.base import StrictModelSerializer, StrictSerializer
 from hostpanel.audit.models import AuditLog
+from hostpanel.deployments import health
 from hostpanel.deployments.models import APP_NAME_RE, App, Release, Replica
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import Image
@@ -139,6 +141,60 @@ class VolumeRefSerializer(StrictSerializer):
     path = serializers.CharField(max_length=255)
 
 
+def _health_check_schema() -> dict[str, Any]:
+    """The OpenAPI shape of ``health_check``; the rule itself is hostpanel/deployments/health.py."""
+    seconds = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": health.MAX_INTERVAL}
+    port = {"type": "integer", "minimum": 1, "maximum": 65535}
+    timing = {
+        "interval": seconds
+        | {"description": f"seconds between checks (default {health.DEFAULT_INTERVAL:g})"},
+        "timeout": seconds
+        | {
+            "description": f"seconds, at most the interval (default {health.DEFAULT_TIMEOUT:g}, "
+            "or the interval if shorter)"
+        },
+        "retries": {"type": "integer", "minimum": 1, "maximum": health.MAX_RETRIES},
+    }
+    kinds = {
+        "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "http": {
+            "type": "object",
+            "properties": {"port": port, "path": {"type": "string", "pattern": "^/[\\x21-\\x7e]{0,1023}$"}},
+            "required": ["port"],
+            "additionalProperties": False,
+        },
+        "tcp": {
+            "type": "object",
+            "properties": {"port": port},
+            "required": ["port"],
+            "additionalProperties": False,
+        },
+    }
+    return {
+        "type": "object",
+        "nullable": True,
+        "description": (
+            "one of command, http or tcp; http and tcp probes connect to the container's own address "
+            "from inside its network namespace; http never follows redirects (200-399 is healthy). "
+            f"Bounds: {health.BOUNDS_TEXT}; anything else is a 400."
+        ),
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {kind: shape} | timing,
+                "required": [kind],
+                "additionalProperties": False,
+            }
+            for kind, shape in kinds.items()
+        ],
+    }
+
+
+@extend_schema_field(_health_check_schema())
+class HealthCheckField(serializers.JSONField):
+    """A release's health check (checked by the deployments service, one rule for every door)."""
+
+
 class SpecSerializer(StrictSerializer):
     """The fields of a release. On update every field is optional (changes to the current release)."""
 
@@ -158,7 +214,7 @@ class SpecSerializer(StrictSerializer):
     restart_policy = serializers.CharField(
         required=False, help_text="no, on-failure[:N], always, unless-stopped"
     )
-    health_check = serializers.JSONField(required=False, allow_null=True)
+    health_check = HealthCheckField(required=False, allow_null=True)
 
     def spec_changes(self) -> dict[str, Any]:
         data = dict(self.validated_data)

@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.http import QueryDict
 
+from hostpanel.deployments import health
 from hostpanel.deployments.models import RestartPolicy
 from hostpanel.deployments.services import AppSpec
 from hostpanel.tenants.models import Quota
@@ -45,15 +46,26 @@ class DeployForm(forms.Form):
     restart_policy = forms.ChoiceField(choices=RestartPolicy.choices, initial=RestartPolicy.ALWAYS)
     restart_max_retries = forms.IntegerField(min_value=0, required=False, label="max retries (on-failure)")
     health_kind = forms.ChoiceField(
-        choices=[("", "none"), ("command", "command"), ("http", "HTTP GET")],
+        choices=[("", "none"), ("command", "command"), ("http", "HTTP GET"), ("tcp", "TCP connect")],
         required=False,
         label="Health check",
     )
     health_command = forms.CharField(required=False, label="health command")
-    health_port = forms.IntegerField(min_value=1, max_value=65535, required=False, label="HTTP port")
+    health_port = forms.IntegerField(min_value=1, max_value=65535, required=False, label="HTTP/TCP port")
     health_path = forms.CharField(required=False, initial="/", label="HTTP path")
-    health_interval = forms.FloatField(min_value=0.1, required=False, initial=10, label="interval (s)")
-    health_retries = forms.IntegerField(min_value=1, required=False, initial=3, label="retries")
+    # Bounds are checked by the one rule (hostpanel/deployments/health.py); these only guide the browser.
+    health_interval = forms.FloatField(
+        min_value=0.1, max_value=health.MAX_INTERVAL, required=False, initial=10, label="interval (s)"
+    )
+    health_timeout = forms.FloatField(
+        min_value=0.1,
+        max_value=health.MAX_INTERVAL,
+        required=False,
+        label="timeout (s, at most the interval)",
+    )
+    health_retries = forms.IntegerField(
+        min_value=1, max_value=health.MAX_RETRIES, required=False, initial=3, label="retries"
+    )
 
     def __init__(self, *args: Any, images: list[str], secrets: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -117,10 +129,14 @@ class DeployForm(forms.Form):
         check: dict[str, Any]
         if kind == "command":
             check = {"command": shlex.split(d.get("health_command") or "")}
+        elif kind == "tcp":
+            check = {"tcp": {"port": d.get("health_port") or 0}}
         else:
             check = {"http": {"port": d.get("health_port") or 0, "path": d.get("health_path") or "/"}}
         if d.get("health_interval"):
             check["interval"] = d["health_interval"]
+        if d.get("health_timeout"):
+            check["timeout"] = d["health_timeout"]
         if d.get("health_retries"):
             check["retries"] = d["health_retries"]
         return check

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, QuerySet
 
 from hostpanel.audit.services import Actor, audited
+from hostpanel.deployments.health import validate_health_check
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
 from hostpanel.tenants.models import Role, Tenant
@@ -163,32 +164,8 @@ def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
                 f"volumes: tenant {tenant.slug!r} has no volume {vol['name']!r}; create it first"
             )
     if spec.health_check is not None:
-        _validate_health_check(spec.health_check)
+        validate_health_check(spec.health_check)
     return spec
-
-
-def _validate_health_check(hc: dict[str, Any]) -> None:
-    allowed = {"command", "http", "interval", "timeout", "retries"}
-    if set(hc) - allowed or ("command" in hc) == ("http" in hc):
-        raise InvalidRequest(
-            'health_check: give "command" (list) or "http" ({"port", "path"}), and optionally '
-            '"interval", "timeout" (seconds), "retries"'
-        )
-    if "command" in hc and not (
-        isinstance(hc["command"], list) and all(isinstance(a, str) for a in hc["command"])
-    ):
-        raise InvalidRequest("health_check.command: give a list of strings")
-    if "http" in hc:
-        http = hc["http"]
-        if (
-            not isinstance(http, dict)
-            or not isinstance(http.get("port"), int)
-            or set(http) - {"port", "path"}
-        ):
-            raise InvalidRequest('health_check.http: give {"port": N, "path": "/"}')
-    for key in ("interval", "timeout", "retries"):
-        if key in hc and (not isinstance(hc[key], int | float) or hc[key] <= 0):
-            raise InvalidRequest(f"health_check.{key}: give a positive number")
 
 
 # ---- usage --------------------------------------------------------------------------

@@ -225,7 +225,7 @@ def test_published_port_serves_http(agents: Callable[[str], Agent]) -> None:
             "mkdir -p /www && echo hello-from-hostpanel > /www/index.html && exec httpd -f -p 8080 -h /www",
         ],
         "ports": [{"container_port": 8080}],
-        "health_check": {"http": {"port": 8080, "path": "/"}, "interval": 1, "timeout": 2, "retries": 2},
+        "health_check": {"http": {"port": 8080, "path": "/"}, "interval": 1, "timeout": 1, "retries": 2},
     }
     assert api.post("/api/v1/tenants/webco/apps/", httpd, format="json").status_code == 201
     wait_for(lambda: running(h1, "webco-site-"), 30, f"the web container\n{h1.log_tail()}")
