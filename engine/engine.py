@@ -5,10 +5,10 @@ from __future__ import annotations
 import builtins
 import functools
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from engine.build.cache import BuildCache
 from engine.build.model import BuildOptions, BuildResult, OutputCallback, ignore_output
@@ -16,6 +16,7 @@ from engine.cgroups.controller import host_driver
 from engine.cgroups.layout import detect_cgroup_layout
 from engine.cgroups.resources import Resources
 from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
+from engine.errors import Conflict, InvalidSpec
 from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.logs.k8s_file import LogLine
@@ -30,9 +31,13 @@ from engine.registry.progress import ProgressCallback
 from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
 from engine.runtime.containers import ContainerManager
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.runtime.netns import run_in_netns
+from engine.runtime.oci_spec import HOST_NETNS
 from engine.runtime.pty_exec import PtySession, start_pty_exec
 from engine.volumes.manager import VolumeManager
 from engine.volumes.model import TenantVolumeUsage, Volume, VolumeUsage
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -111,6 +116,25 @@ class Engine:
     def list(self, *, all: bool = False) -> list[Container]:
         """Running containers, or every container with ``all``."""
         return self.containers.list(include_stopped=all)
+
+    def in_network_namespace(self, ref: str, fn: Callable[[], T], *, timeout: float) -> T:
+        """Return ``fn()`` run in a thread inside running container ``ref``'s network namespace.
+
+        The seam for health probes (engine/runtime/netns.py): a connect made by
+        ``fn`` leaves from the container's side, so ``127.0.0.1`` is the
+        container and the host's own services are never reached. The
+        namespace is the container's bind-mounted one (bridge networks) or its
+        init process's (``/proc/<pid>/ns/net``); the host's namespace (an
+        operator's ``--network host``) is refused with InvalidSpec. Raises
+        ContainerNotFound, Conflict if it does not run, NetnsTimeout past ``timeout``.
+        """
+        container = self.containers.get(ref)
+        if not container.is_running or container.pid <= 0:
+            raise Conflict(f"container {container.name} is not running")
+        if container.netns_path == HOST_NETNS:
+            raise InvalidSpec(f"container {container.name} shares the host's network namespace")
+        netns = Path(container.netns_path or f"/proc/{container.pid}/ns/net")
+        return run_in_netns(netns, fn, timeout=timeout)
 
     def exec(
         self,

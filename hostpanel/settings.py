@@ -183,6 +183,9 @@ HOSTPANEL_RESTART_BACKOFF_BASE = float(os.environ.get("HOSTPANEL_RESTART_BACKOFF
 HOSTPANEL_RESTART_BACKOFF_MAX = float(os.environ.get("HOSTPANEL_RESTART_BACKOFF_MAX", "300"))
 # A container that ran at least this long before it crashed starts the back-off over.
 HOSTPANEL_RESTART_BACKOFF_RESET = float(os.environ.get("HOSTPANEL_RESTART_BACKOFF_RESET", "60"))
+# Health probes run in a pool of this many threads per host agent, off the reconcile (a tenant
+# holds at most half of them); each probe is bounded by its timeout (<= interval <= 300 s).
+HOSTPANEL_PROBE_WORKERS = int(os.environ.get("HOSTPANEL_PROBE_WORKERS", "8"))
 # Reverse proxies whose X-Forwarded-For the audit log believes (comma-separated addresses).
 HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])
 # Host ports the panel publishes containers' ports on ("low-high").

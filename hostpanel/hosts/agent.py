@@ -16,8 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,10 +30,11 @@ from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
 from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
 from engine.networks.model import PortMapping
-from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.runtime.model import Container, ContainerSpec
 from engine.volumes.spec import MountSpec
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import ServiceError
+from hostpanel.hosts import probes
 from hostpanel.hosts.models import Host
 
 log = logging.getLogger(__name__)
@@ -258,106 +257,47 @@ def _after_exit(engine: Engine, replica: Replica, container: Container, report: 
     )
 
 
-HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 5.0, "retries": 3}
-
-
 def _check_health(engine: Engine, replica: Replica, container: Container, report: ReconcileReport) -> None:
-    """Run the release's health check when its interval is due; restart after ``retries`` failures.
+    """Act on the release's health check: submit it when due, restart after ``retries`` failures.
 
-    The first check runs one interval after the container started. A container
-    that fails ``retries`` checks in a row is restarted (unless its restart
-    policy is ``no``), counted as a restart.
+    The probe itself runs in the probe pool (hostpanel/hosts/probes.py), never
+    here: this only submits it and comes back one timeout later for its
+    result. The first check runs one interval after the container started. A
+    container that failed ``retries`` checks in a row is restarted (unless its
+    restart policy is ``no``), counted as a restart.
     """
-    hc = HEALTH_DEFAULTS | replica.release.health_check
+    hc = probes.HealthCheck.parse(replica.release.health_check or {})
     now = timezone.now()
-    interval = float(hc["interval"])
     if replica.health_checked_at is None or replica.health == "":
         _report(replica, container, state=Replica.State.RUNNING, health="starting", health_checked_at=now)
-        report.wait(interval)
+        report.wait(hc.interval)
         return
-    due = replica.health_checked_at + timedelta(seconds=interval)
-    if now < due:
-        _report(replica, container, state=Replica.State.RUNNING)
-        report.wait((due - now).total_seconds())
-        return
-    healthy = probe(engine, container, hc)
-    report.wait(interval)
-    if healthy:
+    failures = replica.health_failures
+    unhealthy = replica.health == "unhealthy"
+    if unhealthy and replica.release.restart_policy != RestartPolicy.NO:
+        container = engine.restart(container.id)
+        report.restarted.append(container.name)
         _report(
             replica,
             container,
             state=Replica.State.RUNNING,
-            health="healthy",
+            health="starting",
             health_failures=0,
             health_checked_at=now,
+            restart_count=replica.restart_count + 1,
+            message=f"restarted after {failures} failed health checks",
         )
+        report.wait(hc.interval)
         return
-    failures = replica.health_failures + 1
-    if failures < int(hc["retries"]):
-        _report(
-            replica, container, state=Replica.State.RUNNING, health_failures=failures, health_checked_at=now
-        )
-        return
-    if replica.release.restart_policy == RestartPolicy.NO:
-        _report(
-            replica,
-            container,
-            state=Replica.State.RUNNING,
-            health="unhealthy",
-            health_failures=failures,
-            health_checked_at=now,
-            message=f"unhealthy: {failures} failed health checks",
-        )
-        return
-    container = engine.restart(container.id)
-    report.restarted.append(container.name)
-    _report(
-        replica,
-        container,
-        state=Replica.State.RUNNING,
-        health="starting",
-        health_failures=0,
-        health_checked_at=now,
-        restart_count=replica.restart_count + 1,
-        message=f"restarted after {failures} failed health checks",
-    )
-
-
-def probe(engine: Engine, container: Container, hc: dict[str, Any]) -> bool:
-    """Run one health check: a command inside the container, or an HTTP GET (status below 400)."""
-    timeout = float(hc["timeout"])
-    if "http" in hc:
-        port, path = int(hc["http"]["port"]), str(hc["http"].get("path", "/"))
-        address = getattr(container, "ip_address", "")
-        if address:  # on a bridge network the host reaches the container's address
-            try:
-                with urllib.request.urlopen(f"http://{address}:{port}{path}", timeout=timeout) as response:
-                    return int(response.status) < 400
-            except (OSError, ValueError):
-                return False
-        command: tuple[str, ...] = (
-            "wget",
-            "-q",
-            "-O",
-            "/dev/null",
-            "-T",
-            str(int(timeout)),
-            f"http://127.0.0.1:{port}{path}",
-        )
+    message = f"unhealthy: {failures} failed health checks" if unhealthy else ""
+    _report(replica, container, state=Replica.State.RUNNING, message=message)
+    due = replica.health_checked_at + timedelta(seconds=hc.interval)
+    if now < due:
+        report.wait((due - now).total_seconds())
+    elif probes.submit_probe(engine, replica, container, hc):
+        report.wait(hc.timeout)  # come back for the result
     else:
-        command = tuple(hc["command"])
-    try:
-        proc = engine.exec(
-            container.id, ExecSpec(command=command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-    except EngineError:
-        return False
-    try:
-        return proc.wait(timeout=timeout) == 0
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return False
+        report.wait(min(hc.timeout, 1.0))  # its previous probe still runs, or its tenant's share is in use
 
 
 def _run(engine: Engine, replica: Replica) -> Container:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent import futures
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App
+from hostpanel.hosts import probes
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
@@ -22,6 +24,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e: end to end with real Redis, real host agents and real containers (root; CI runs it)"
     )
+
+
+class InlineExecutor(futures.Executor):
+    """Runs each job at once in the caller (unit tests see the probe's result when reconcile returns)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
+        future: futures.Future[Any] = futures.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+@pytest.fixture(autouse=True)
+def inline_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health probes run inline, inside the test's transaction (the live probe tests use the real pool)."""
+    inline = probes.ProbeRunner(1, executor=InlineExecutor(), after_job=lambda: None)
+    monkeypatch.setattr(probes, "_runner", inline)
 
 
 @pytest.fixture(autouse=True)

@@ -186,7 +186,9 @@ def test_health_check_failures_restart_the_container(
     assert run(engine, host).restarted == []
     assert Replica.objects.get().health_failures == 1
     due()
-    assert run(engine, host).restarted == ["acme-web-0"]
+    assert run(engine, host).restarted == []  # the second failure makes it unhealthy ...
+    assert Replica.objects.get().health == "unhealthy"
+    assert run(engine, host).restarted == ["acme-web-0"]  # ... and the next pass restarts it
     replica = Replica.objects.get()
     assert (
         replica.restart_count == 1

@@ -1,0 +1,287 @@
+"""Health probes: run off the agent's control loop, from the container's side, bounded in time.
+
+The reconcile only *submits* a due probe to a small bounded pool
+(:class:`ProbeRunner`) and returns; a worker runs it and writes the result to
+the replica's row; the next reconcile acts on it (restart after ``retries``
+failures). A probe that hangs costs one worker for at most its ``timeout``,
+and only its own replica's check; one tenant holds at most half the workers.
+
+Kinds of probe (the release's ``health_check``):
+
+- ``command``: a process in the container (``engine.exec``); healthy on exit 0.
+- ``http``: ``GET <path>`` to the container's own address and ``port``, sent
+  from *inside the container's network namespace* (``engine.in_network_namespace``),
+  so ``127.0.0.1`` is the container and the host's own services are never
+  reached. Only the status line is read. Healthy on 200-399. Redirects are
+  never followed: a 3xx counts as success, as Kubernetes counts a redirect to
+  another host (it does not follow it either), and the ``Location`` is never
+  read, let alone fetched.
+- ``tcp``: a TCP connect to the container's own address and ``port``, from the same side.
+
+The result kept is a yes/no plus a short reason in the agent's log (status
+code or connect error); no body is read, so nothing else comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F
+from django.utils import timezone
+
+from engine.engine import Engine
+from engine.errors import EngineError
+from engine.runtime.model import Container, ExecSpec
+from hostpanel.deployments.health import effective
+from hostpanel.deployments.models import Replica
+
+log = logging.getLogger(__name__)
+
+STATUS_LINE_MAX = 1024  # bytes read at most from an HTTP answer: its status line
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A release's health check with its defaults filled in."""
+
+    kind: str  # command, http or tcp
+    interval: float
+    timeout: float
+    retries: int
+    command: tuple[str, ...] = ()
+    port: int = 0
+    path: str = "/"
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> HealthCheck:
+        hc = effective(data)
+        interval, timeout, retries = float(hc["interval"]), float(hc["timeout"]), int(hc["retries"])
+        if "http" in hc:
+            http = hc["http"]
+            return cls(
+                "http", interval, timeout, retries, port=int(http["port"]), path=str(http.get("path", "/"))
+            )
+        if "tcp" in hc:
+            return cls("tcp", interval, timeout, retries, port=int(hc["tcp"]["port"]))
+        return cls("command", interval, timeout, retries, command=tuple(hc["command"]))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    healthy: bool
+    reason: str  # for the agent's log: "HTTP 302", "connection refused", "timed out"
+
+
+# ---- the probes themselves (run inside the container's network namespace) --------------
+
+
+def http_status(address: str, port: int, path: str, timeout: float) -> ProbeResult:
+    """``GET path`` over HTTP/1.0 and read only the status line, all within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((address, port), timeout=timeout) as sock:
+        request = (
+            f"GET {path} HTTP/1.0\r\nHost: {address}:{port}\r\n"
+            "User-Agent: hostpanel-health-probe\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(request.encode("ascii"))
+        head = b""
+        while b"\n" not in head and len(head) < STATUS_LINE_MAX:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)  # a server dripping bytes still ends at the deadline
+            chunk = sock.recv(STATUS_LINE_MAX - len(head))
+            if not chunk:
+                break
+            head += chunk
+    parts = head.split(b"\n", 1)[0].split()
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return ProbeResult(False, "not an HTTP answer")
+    status = int(parts[1])
+    return ProbeResult(200 <= status < 400, f"HTTP {status}")
+
+
+def tcp_connect(address: str, port: int, timeout: float) -> ProbeResult:
+    """A TCP connect within ``timeout`` seconds."""
+    with socket.create_connection((address, port), timeout=timeout):
+        return ProbeResult(True, "connected")
+
+
+def _network_probe(engine: Engine, container: Container, hc: HealthCheck) -> ProbeResult:
+    # The container's own address on its network; 127.0.0.1 (its loopback) without one.
+    address = container.ip_address or "127.0.0.1"
+
+    def probe() -> ProbeResult:
+        try:
+            if hc.kind == "http":
+                return http_status(address, hc.port, hc.path, hc.timeout)
+            return tcp_connect(address, hc.port, hc.timeout)
+        except TimeoutError:
+            return ProbeResult(False, "timed out")
+        except OSError as exc:
+            return ProbeResult(False, exc.strerror or type(exc).__name__)
+
+    try:
+        return engine.in_network_namespace(container.id, probe, timeout=hc.timeout)
+    except EngineError as exc:
+        return ProbeResult(False, str(exc))
+
+
+def _command_probe(engine: Engine, container: Container, hc: HealthCheck) -> ProbeResult:
+    try:
+        proc = engine.exec(
+            container.id, ExecSpec(command=hc.command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    except EngineError as exc:
+        return ProbeResult(False, str(exc))
+    try:
+        code = proc.wait(timeout=hc.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return ProbeResult(False, "timed out")
+    return ProbeResult(code == 0, f"exit code {code}")
+
+
+def run_probe(engine: Engine, container: Container, hc: HealthCheck) -> ProbeResult:
+    """Run one health check of a running container and say whether it passed (bounded by its timeout)."""
+    if hc.kind == "command":
+        return _command_probe(engine, container, hc)
+    return _network_probe(engine, container, hc)
+
+
+# ---- results back to the replica rows -----------------------------------------------
+
+
+def record_result(
+    replica: Replica, container: Container, hc: HealthCheck, checked_at: datetime, result: ProbeResult
+) -> None:
+    """Write a probe's result to the replica's row.
+
+    Only if the row still describes the probed container and nobody recorded
+    a check since this one was submitted (``health_checked_at`` unchanged): a
+    result that arrives after a restart, a new release or a move is dropped.
+    Failures are counted; at ``retries`` in a row the replica is ``unhealthy``
+    and the next reconcile restarts it (by its restart policy).
+    """
+    rows = Replica.objects.filter(
+        pk=replica.pk,
+        host_id=replica.host_id,
+        release_id=replica.release_id,
+        engine_id=container.id,
+        health_checked_at=replica.health_checked_at,
+    )
+    now = timezone.now()
+    if result.healthy:
+        rows.update(health="healthy", health_failures=0, health_checked_at=checked_at, updated_at=now)
+        return
+    log.info("health check of %s failed: %s", container.name, result.reason)
+    failures = replica.health_failures + 1
+    rows.update(
+        health="unhealthy" if failures >= hc.retries else F("health"),
+        health_failures=failures,
+        health_checked_at=checked_at,
+        updated_at=now,
+    )
+
+
+# ---- the pool -------------------------------------------------------------------------
+
+
+class ProbeRunner:
+    """A bounded pool of probe workers, with at most one probe in flight per replica.
+
+    A tenant may hold at most ``per_tenant`` workers (half of them by default),
+    so one tenant's hanging probes delay only its own checks.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        executor: Executor | None = None,
+        per_tenant: int | None = None,
+        after_job: Callable[[], None] = close_old_connections,
+    ) -> None:
+        self.executor = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
+        self.after_job = after_job  # a worker thread's database connection is closed when it is done
+        self.per_tenant = per_tenant or max(1, workers // 2)
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, tuple[str, Future[None]]] = {}  # replica id -> (tenant, future)
+
+    def in_flight(self, replica_id: int) -> bool:
+        with self._lock:
+            return replica_id in self._in_flight
+
+    def submit(self, tenant: str, replica_id: int, job: Callable[[], None]) -> bool:
+        """Queue ``job`` for this replica; False if one is already in flight or the tenant is at its share."""
+        with self._lock:
+            if replica_id in self._in_flight:
+                return False
+            if sum(1 for t, _ in self._in_flight.values() if t == tenant) >= self.per_tenant:
+                return False
+            future: Future[None] = Future()
+            self._in_flight[replica_id] = (tenant, future)
+        try:
+            self.executor.submit(self._run, replica_id, job, future)
+        except RuntimeError:  # shut down
+            self._done(replica_id, future)
+            return False
+        return True
+
+    def _run(self, replica_id: int, job: Callable[[], None], future: Future[None]) -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("health probe of replica %s failed", replica_id)
+        finally:
+            self.after_job()
+            self._done(replica_id, future)
+
+    def _done(self, replica_id: int, future: Future[None]) -> None:
+        with self._lock:
+            self._in_flight.pop(replica_id, None)
+        future.set_result(None)
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait for the probes in flight now (tests, shutdown)."""
+        with self._lock:
+            futures = [f for _, f in self._in_flight.values()]
+        for future in futures:
+            future.result(timeout)
+
+
+_runner: ProbeRunner | None = None
+_runner_lock = threading.Lock()
+
+
+def runner() -> ProbeRunner:
+    """This process's probe pool (``HOSTPANEL_PROBE_WORKERS`` workers), made on first use."""
+    global _runner
+    with _runner_lock:
+        if _runner is None:
+            _runner = ProbeRunner(settings.HOSTPANEL_PROBE_WORKERS)
+        return _runner
+
+
+def submit_probe(engine: Engine, replica: Replica, container: Container, hc: HealthCheck) -> bool:
+    """Start a due health check of ``replica`` in the pool; never waits for it.
+
+    Returns False if its previous probe is still running or its tenant's share is in use.
+    """
+    checked_at = timezone.now()
+
+    def job() -> None:
+        record_result(replica, container, hc, checked_at, run_probe(engine, container, hc))
+
+    return runner().submit(replica.app.tenant.slug, replica.pk, job)
