@@ -33,7 +33,7 @@ SHAPE_TEXT = (
     'give exactly one of "command" (list of strings), "http" ({"port": N, "path": "/..."}) '
     'or "tcp" ({"port": N}), and optionally "interval", "timeout" (seconds) and "retries"'
 )
-_PATH_RE = re.compile(r"^/[\x21-\x7e]{0,1023}$")  # visible ASCII, no spaces or line breaks
+PATH_RE = re.compile(r"^/[\x21-\x7e]{0,1023}$")  # visible ASCII, no spaces or line breaks
 KINDS = ("command", "http", "tcp")
 
 
@@ -66,7 +66,7 @@ def validate_health_check(hc: Any) -> None:
         http = hc["http"]
         if not isinstance(http, dict) or set(http) - {"port", "path"} or not _port(http.get("port")):
             raise InvalidRequest('health_check.http: give {"port": 1-65535, "path": "/..."}')
-        if "path" in http and not (isinstance(http["path"], str) and _PATH_RE.match(http["path"])):
+        if "path" in http and not (isinstance(http["path"], str) and PATH_RE.match(http["path"])):
             raise InvalidRequest(
                 "health_check.http.path: give a path starting with /, visible ASCII, "
                 "no spaces, at most 1024 characters"

@@ -43,7 +43,7 @@ from django.utils import timezone
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.runtime.model import Container, ExecSpec
-from hostpanel.deployments.health import effective
+from hostpanel.deployments.health import MAX_INTERVAL, PATH_RE, effective
 from hostpanel.deployments.models import Replica
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ class HealthCheck:
     @classmethod
     def parse(cls, data: dict[str, Any]) -> HealthCheck:
         hc = effective(data)
-        interval, timeout, retries = float(hc["interval"]), float(hc["timeout"]), int(hc["retries"])
+        # Clamped, for releases stored before the bounds existed (new ones are refused outside them).
+        interval = min(float(hc["interval"]), MAX_INTERVAL)
+        timeout, retries = min(float(hc["timeout"]), interval), int(hc["retries"])
         if "http" in hc:
             http = hc["http"]
             return cls(
@@ -88,6 +90,8 @@ class ProbeResult:
 
 def http_status(address: str, port: int, path: str, timeout: float) -> ProbeResult:
     """``GET path`` over HTTP/1.0 and read only the status line, all within ``timeout`` seconds."""
+    if not PATH_RE.match(path):  # a release stored before the rule: never put it on the wire
+        return ProbeResult(False, "invalid path")
     deadline = time.monotonic() + timeout
     with socket.create_connection((address, port), timeout=timeout) as sock:
         request = (

@@ -87,6 +87,10 @@ def test_defaults_fill_in_and_the_timeout_never_exceeds_the_interval() -> None:
     hc = HealthCheck.parse({"http": {"port": 80}, "interval": 2})
     assert (hc.kind, hc.port, hc.path, hc.interval, hc.timeout, hc.retries) == ("http", 80, "/", 2.0, 2.0, 3)
     assert HealthCheck.parse({"tcp": {"port": 5432}}).timeout == 5.0
+    old = HealthCheck.parse(
+        {"command": ["true"], "interval": 3600, "timeout": 7200}
+    )  # stored before the bounds
+    assert (old.interval, old.timeout) == (300.0, 300.0)
 
 
 def test_the_pool_runs_one_probe_per_replica_and_a_share_per_tenant() -> None:
@@ -103,3 +107,9 @@ def test_the_pool_runs_one_probe_per_replica_and_a_share_per_tenant() -> None:
     runner.wait_idle(10)
     assert not runner.in_flight(1) and runner.submit("a", 3, lambda: None)
     runner.wait_idle(10)
+
+
+def test_a_path_outside_the_rule_never_reaches_the_wire(server: tuple[socket.socket, list[bytes]]) -> None:
+    sock, _ = server
+    result = http_status("127.0.0.1", sock.getsockname()[1], "/x HTTP/1.1\r\nHost: panel", 1)
+    assert result == probes.ProbeResult(False, "invalid path")
