@@ -105,7 +105,7 @@ def _copy_entry(entry: Entry, target: Path, owner: tuple[int, int], chmod: int |
         os.symlink(entry.link_target, target)
         os.chown(target, *owner, follow_symlinks=False)
         return
-    src_fd = os.open(entry.host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    src_fd = entry.open()
     try:
         dst_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:

@@ -20,6 +20,15 @@ def ignore_output(stream: str, text: str) -> None:
 
 
 @dataclass(frozen=True)
+class ContextLimits:
+    """Size bounds on what a build reads from its context (bytes)."""
+
+    dockerfile: int = 1024**2
+    dockerignore: int = 1024**2
+    context: int = 4 * 1024**3
+
+
+@dataclass(frozen=True)
 class BuildOptions:
     """A build request: ``context`` directory, ``tag`` for the result, and the docker-build options.
 
@@ -33,6 +42,7 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     tenant: str = DEFAULT_TENANT
+    limits: ContextLimits = field(default_factory=ContextLimits)
 
 
 @dataclass(frozen=True)
