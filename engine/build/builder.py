@@ -97,6 +97,34 @@ class Builder:
     def run(self) -> BuildResult:
         """Build and tag the image. Raises InvalidSpec (bad Dockerfile or input), BuildFailed (a RUN
         failed), QuotaExceeded (a RUN went over the tenant's quota), ImageNotFound (unknown base)."""
+        context_fd = self._open_context()
+        try:
+            return self._build()
+        finally:
+            os.close(context_fd)
+
+    def _open_context(self) -> int:
+        """Open the context directory once (beneath ``options.context_within`` when given) and from
+        then on reach it only through that fd (``/proc/self/fd/N``): a rename or a symlink swapped in
+        later changes nothing."""
+        within = self.options.context_within
+        try:
+            if within is None:
+                fd = beneath.open_root(self.context)
+            else:
+                base = beneath.open_root(within)
+                try:
+                    rel = os.path.relpath(self.context, within)
+                    fd = beneath.open_dir(base, rel, what=f"the directory {within}")
+                finally:
+                    os.close(base)
+        except (FileNotFoundError, NotADirectoryError):
+            raise InvalidSpec(f"build context {self.context} is not a directory") from None
+        self.context = Path(f"/proc/self/fd/{fd}")
+        self.tree = SourceTree(self.context, beneath=True)
+        return fd
+
+    def _build(self) -> BuildResult:
         tag = normalize_tag(self.options.tag)
         dockerfile = self._read_dockerfile()
         self.rules = self._read_ignore()
@@ -123,8 +151,6 @@ class Builder:
     def _read_dockerfile(self) -> Dockerfile:
         """The Dockerfile, read inside the context (or, given as an absolute path by the operator or
         the panel, inside its own directory): no link out, a regular file, bounded in size."""
-        if not self.context.is_dir():
-            raise InvalidSpec(f"build context {self.context} is not a directory")
         path = self.options.dockerfile or Path("Dockerfile")
         root, rel, what = (
             (path.parent, path.name, f"the directory {path.parent}")

@@ -33,6 +33,8 @@ class BuildOptions:
     """A build request: ``context`` directory, ``tag`` for the result, and the docker-build options.
 
     ``dockerfile`` is relative to the context unless absolute (default: ``Dockerfile``).
+    ``context_within``, when given, is a directory the context must lie below: the context is
+    opened beneath it (a symlink swapped in on the way is refused), then read through that one fd.
     """
 
     context: Path
@@ -43,6 +45,7 @@ class BuildOptions:
     no_cache: bool = False
     tenant: str = DEFAULT_TENANT
     limits: ContextLimits = field(default_factory=ContextLimits)
+    context_within: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -367,7 +367,7 @@ def execute_build(build: Build, engine: Engine) -> Build:
     try:
         engine.paths.tmp.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=engine.paths.tmp))
-        context = _prepare_context(build, scratch, sink)
+        context, within = _prepare_context(build, scratch, sink)
         dockerfile = Path(build.dockerfile)
         if build.dockerfile_text:
             dockerfile = scratch / "Dockerfile"  # beside the context, not in it
@@ -382,6 +382,7 @@ def execute_build(build: Build, engine: Engine) -> Build:
                 no_cache=build.no_cache,
                 tenant=build.tenant.slug,
                 limits=context_limits(),
+                context_within=within,
             ),
             sink,
         )
@@ -418,20 +419,23 @@ def _discard_context_archive(build: Build) -> None:
         Build.objects.filter(pk=build.pk).update(context_archive="")
 
 
-def _prepare_context(build: Build, scratch: Path, sink: OutputSink) -> Path:
+def _prepare_context(build: Build, scratch: Path, sink: OutputSink) -> tuple[Path, Path | None]:
     """The context directory of ``build`` on this host: the unpacked upload, the allowed directory,
-    a shallow clone of the allowed git repository (inside ``scratch``), or an empty directory."""
+    a shallow clone of the allowed git repository (inside ``scratch``), or an empty directory; and
+    the directory the engine must open it beneath (the tenant's own root, for a path)."""
     if build.context_path:
-        return check_context_path(build.context_path, build.tenant)
+        context = check_context_path(build.context_path, build.tenant)
+        within = next(r for r in tenant_context_roots(build.tenant) if context.is_relative_to(r))
+        return context, within
     if build.git_url:
         source = parse_git_url(check_git_url(build.git_url, build.tenant))
         sink("info", f"cloning {source.repository} at {source.ref or 'HEAD'} (depth 1)")
-        return clone_context(source, scratch / "git")
+        return clone_context(source, scratch / "git"), None
     context = scratch / "context"
     context.mkdir()
     if build.context_archive:
         _unpack_context(Path(build.context_archive), context)
-    return context
+    return context, None
 
 
 def clean_interrupted_builds(engine: Engine) -> list[str]:

@@ -167,3 +167,14 @@ def test_files_over_the_bounds_are_refused_before_reading(engine: Engine, busybo
     with open(ctx / "huge", "wb") as f:  # sparse: 5 GiB on paper, nothing on disk
         f.truncate(5 * 1024**3)
     attempt(engine, busybox, ctx, r"add up to 5368709120 bytes, over the limit of 4294967296 bytes")
+
+
+def test_a_context_swapped_for_a_link_out_of_its_tenant_directory_is_refused(
+    engine: Engine, busybox: Image, tmp_path: Path, secret: Path
+) -> None:
+    """The panel checked the path; the tenant then swaps it for a link: opened beneath, it leads nowhere."""
+    within = tmp_path / "roots" / "acme"
+    within.mkdir(parents=True)
+    (within / "app").symlink_to(tmp_path)  # tmp_path holds root-only and a Dockerfile naming it
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY root-only /x\n")
+    attempt(engine, busybox, within / "app", "'app' leads out of the directory", context_within=within)
