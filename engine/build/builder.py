@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from engine.build import beneath
 from engine.build.cache import BuildCache, LayerInfo, Pin, StageState, step_key
 from engine.build.config import apply_metadata, env_dict, shell_form
-from engine.build.context import Entry, SourceTree, content_hash
+from engine.build.context import Bounded, Entry, SourceTree, content_hash
 from engine.build.diff import write_layer
 from engine.build.dockerfile import Dockerfile, Instruction, Stage, parse_dockerfile
 from engine.build.fs import Workspace, copy_sources
@@ -560,7 +560,8 @@ class Builder:
             scratch = Path(tempfile.mkdtemp(dir=self.engine.paths.tmp, prefix=TMP_PREFIX + "add-"))
             stack.callback(remove_tree, scratch)
             with os.fdopen(source.entries[0].open(), "rb") as f:
-                extract_layer(decompressed(f, archive), scratch, uid_base=0, chown=False, whiteouts=False)
+                stream = Bounded(decompressed(f, archive), self.options.limits.context, f"ADD {source.name}")
+                extract_layer(stream, scratch, uid_base=0, chown=False, whiteouts=False)
             unpacked = SourceTree(scratch, what=f"archive {source.name}").resolve(["."], "ADD")
             copy_sources(rootfs, unpacked, dest.rstrip("/") + "/", owner=owner, root_owner=root, chmod=chmod)
         if plain:

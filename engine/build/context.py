@@ -26,6 +26,7 @@ from pathlib import Path
 from engine.build import beneath
 from engine.build.ignore import IgnoreRules
 from engine.errors import InvalidSpec
+from engine.images.digest import Readable
 
 _WILDCARDS = "*?["
 _CHUNK = 1 << 20
@@ -240,6 +241,22 @@ class SourceTree:
                 f"the files this build reads from {self.what} add up to {self._total} bytes, over the limit "
                 f"of {self.limit} bytes; make the context smaller or exclude files in .dockerignore"
             )
+
+
+class Bounded:
+    """A stream that refuses (InvalidSpec, naming ``what`` and the setting) to give more than ``limit``
+    bytes: an unpacked context tar or an ADD archive, stopped before the disk fills."""
+
+    def __init__(self, stream: Readable, limit: int, what: str) -> None:
+        self.stream, self.limit, self.what, self.total = stream, limit, what, 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes; InvalidSpec once more than ``limit`` were read in all."""
+        data = self.stream.read(size)
+        self.total += len(data)
+        if self.total > self.limit:
+            raise InvalidSpec(f"{self.what} unpacks to more than {self.limit} bytes; make it smaller")
+        return data
 
 
 def content_hash(sources: list[Source]) -> str:

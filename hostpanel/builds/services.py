@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from engine.build.context import Bounded
 from engine.build.dockerfile import parse_dockerfile
 from engine.build.git import clone_context, parse_git_url
 from engine.build.model import BuildOptions, ContextLimits
@@ -35,7 +36,6 @@ from engine.build.recover import remove_interrupted_builds
 from engine.engine import Engine
 from engine.errors import EngineError, InvalidSpec
 from engine.images.compression import decompressed, sniff
-from engine.images.digest import Readable
 from engine.images.extract import extract_layer, remove_tree
 from hostpanel.audit.services import Actor, audited
 from hostpanel.builds import dispatch
@@ -325,30 +325,14 @@ def _forget(key: str) -> None:
     forget("build", key)
 
 
-class _Bounded:
-    """A stream that refuses to give more than ``limit`` bytes (an unpacked context tar)."""
-
-    def __init__(self, stream: Readable, limit: int) -> None:
-        self.stream, self.limit, self.total = stream, limit, 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self.stream.read(size)
-        self.total += len(data)
-        if self.total > self.limit:
-            raise InvalidSpec(
-                f"the context tar unpacks to more than {self.limit} bytes "
-                "(HOSTPANEL_BUILD_MAX_CONTEXT_BYTES); make the context smaller"
-            )
-        return data
-
-
 def _unpack_context(archive: Path, into: Path) -> None:
     """Extract an uploaded context tar (plain or compressed) safely: nothing can land outside ``into``,
     devices are skipped and the unpacked tar is bounded (FIFOs kept are refused when a build reads them)."""
     with archive.open("rb") as f:
         kind = sniff(f.read(6))
         f.seek(0)
-        stream = _Bounded(decompressed(f, kind), settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES)
+        limit = settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES
+        stream = Bounded(decompressed(f, kind), limit, "the context tar (HOSTPANEL_BUILD_MAX_CONTEXT_BYTES)")
         extract_layer(stream, into, uid_base=0, chown=False, whiteouts=False)
 
 

@@ -7,7 +7,9 @@ never echo the content of the file it aimed at (a marker written in it), must no
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -178,3 +180,22 @@ def test_a_context_swapped_for_a_link_out_of_its_tenant_directory_is_refused(
     (within / "app").symlink_to(tmp_path)  # tmp_path holds root-only and a Dockerfile naming it
     (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY root-only /x\n")
     attempt(engine, busybox, within / "app", "'app' leads out of the directory", context_within=within)
+
+
+def test_an_add_archive_that_unpacks_over_the_bound_is_refused(
+    engine: Engine, busybox: Image, ctx: Path
+) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("zeros")
+        info.size = 2_000_000
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    (ctx / "bomb.tar.gz").write_bytes(buf.getvalue())
+    (ctx / "Dockerfile").write_text("FROM busybox\nADD bomb.tar.gz /x/\n")
+    attempt(
+        engine,
+        busybox,
+        ctx,
+        "ADD bomb.tar.gz unpacks to more than 1000000 bytes",
+        limits=ContextLimits(context=1_000_000),
+    )

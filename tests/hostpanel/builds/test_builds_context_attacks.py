@@ -149,7 +149,12 @@ def test_an_upload_that_unpacks_over_the_bound_is_refused(
         URL, {"name": "evil:1", "context": SimpleUploadedFile("c.tgz", archive)}, format="multipart"
     )
     assert r.status_code == 201
-    run_refused(engine, published, r.json()["id"], "the context tar unpacks to more than 200000 bytes")
+    run_refused(
+        engine,
+        published,
+        r.json()["id"],
+        "the context tar (HOSTPANEL_BUILD_MAX_CONTEXT_BYTES) unpacks to more than 200000 bytes",
+    )
 
 
 def test_a_hostile_context_directory_is_refused(
