@@ -180,8 +180,9 @@ def start_build(
     no_cache: bool = False,
 ) -> Build:
     """Queue a build of ``<slug>/<name>`` on a host that is up (developers). The context is a tar
-    upload, a directory or a git repository under an allowed root, or none when ``dockerfile_text``
-    (used instead of the context's Dockerfile) is given. Raises InvalidRequest, NoCapacity, Forbidden."""
+    upload, a directory or a git repository in the tenant's own ``<root>/<slug>/``, or none when
+    ``dockerfile_text`` (used instead of the context's Dockerfile) is given. Raises InvalidRequest,
+    NoCapacity, Forbidden."""
     require_role(actor, tenant, Role.DEVELOPER)
     build_args = dict(build_args or {})
     _check_options(name, dockerfile, build_args, target)
