@@ -50,6 +50,18 @@ class Entry:
         no longer a regular file inside the tree, or grew over the tree's size limit)."""
         return self.opener()
 
+    def chunks(self) -> Iterator[bytes]:
+        """This regular file's content, re-opened inside its tree, at most the ``size`` it had when
+        planned (a file growing meanwhile is cut there: what is hashed is what is copied)."""
+        fd = self.open()
+        try:
+            remaining = self.size
+            while remaining > 0 and (chunk := os.read(fd, min(_CHUNK, remaining))):
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
     @property
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)
@@ -267,10 +279,6 @@ def content_hash(sources: list[Source]) -> str:
         for e in source.entries:
             h.update(f"{e.rel}\0{e.mode:o}\0{e.uid}:{e.gid}\0{e.size}\0{e.link_target}\n".encode())
             if e.is_file:
-                fd = e.open()
-                try:
-                    while chunk := os.read(fd, _CHUNK):
-                        h.update(chunk)
-                finally:
-                    os.close(fd)
+                for chunk in e.chunks():
+                    h.update(chunk)
     return h.hexdigest()

@@ -134,3 +134,14 @@ def test_a_file_swapped_for_a_link_after_planning_is_not_read(seam: str, ctx: Pa
     os.unlink(ctx / "sub" / "file")
     (ctx / "sub" / "file").symlink_to(ctx.parent / "secret")
     _refused(entry.open, match="is a symbolic link, not a file")
+
+
+def test_a_file_growing_after_planning_is_read_only_up_to_its_planned_size(seam: str, ctx: Path) -> None:
+    (ctx / "log").write_bytes(b"x" * 10)
+    tree = SourceTree(ctx, beneath=True, limit=100)
+    ((entry,),) = [s.entries for s in tree.resolve(["log"], "COPY")]
+    with open(ctx / "log", "ab") as f:
+        f.write(MARKER.encode() * 10)  # now 10 + 220 bytes: over the limit
+    _refused(entry.open, match="'log' in the build context is larger than the limit of 100 bytes")
+    (ctx / "log").write_bytes(b"y" * 50)
+    assert b"".join(entry.chunks()) == b"y" * 10
