@@ -212,8 +212,18 @@ HOSTPANEL_REGISTRY_TOKEN_TTL = int(os.environ.get("HOSTPANEL_REGISTRY_TOKEN_TTL"
 HOSTPANEL_REGISTRY_AGENT_TOKEN_TTL = int(os.environ.get("HOSTPANEL_REGISTRY_AGENT_TOKEN_TTL", "3600"))
 HOSTPANEL_REGISTRY_UPLOAD_TTL = int(os.environ.get("HOSTPANEL_REGISTRY_UPLOAD_TTL", str(24 * 3600)))
 HOSTPANEL_REGISTRY_GC_GRACE = int(os.environ.get("HOSTPANEL_REGISTRY_GC_GRACE", str(60 * 60)))
-# Directories on the hosts under which builds may read a context by path (comma-separated; none: uploads only)
+# Directories on the hosts under which builds may read a context by path (comma-separated; none: uploads).
+# Each tenant reads only its own subdirectory <root>/<tenant slug>/.
 HOSTPANEL_BUILD_CONTEXT_ROOTS = env_list("HOSTPANEL_BUILD_CONTEXT_ROOTS", [])
+# Size bounds on what a build reads: the Dockerfile, .dockerignore, and the whole context (an upload,
+# unpacked, and the files COPY/ADD read).
+HOSTPANEL_BUILD_MAX_DOCKERFILE_BYTES = int(
+    os.environ.get("HOSTPANEL_BUILD_MAX_DOCKERFILE_BYTES", str(1024**2))
+)
+HOSTPANEL_BUILD_MAX_DOCKERIGNORE_BYTES = int(
+    os.environ.get("HOSTPANEL_BUILD_MAX_DOCKERIGNORE_BYTES", str(1024**2))
+)
+HOSTPANEL_BUILD_MAX_CONTEXT_BYTES = int(os.environ.get("HOSTPANEL_BUILD_MAX_CONTEXT_BYTES", str(1024**3)))
 # A browser terminal with no traffic for this long is closed (its processes killed).
 HOSTPANEL_EXEC_IDLE_SECONDS = float(os.environ.get("HOSTPANEL_EXEC_IDLE_SECONDS", "1800"))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import posixpath
 import re
 import secrets
@@ -26,9 +27,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.build import beneath
 from engine.build.cache import BuildCache, LayerInfo, Pin, StageState, step_key
 from engine.build.config import apply_metadata, env_dict, shell_form
-from engine.build.context import SourceTree, content_hash
+from engine.build.context import Bounded, Entry, SourceTree, content_hash
 from engine.build.diff import write_layer
 from engine.build.dockerfile import Dockerfile, Instruction, Stage, parse_dockerfile
 from engine.build.fs import Workspace, copy_sources
@@ -40,7 +42,7 @@ from engine.cgroups.controller import host_driver
 from engine.errors import EngineError, InvalidSpec, NotFound, QuotaExceeded
 from engine.images.archive import make_staged_image
 from engine.images.blobs import TMP_PREFIX, StagedBlob
-from engine.images.compression import Compression, decompressed, sniff_file
+from engine.images.compression import Compression, decompressed, sniff
 from engine.images.extract import extract_layer, remove_tree
 from engine.images.model import Image
 from engine.images.oci import (
@@ -86,6 +88,7 @@ class Builder:
         self.used_args: set[str] = set()
         self.pin: Pin | None = None
         self.rules = IgnoreRules([])  # the context's .dockerignore, read by run()
+        self.tree = SourceTree(self.context, beneath=True)  # the context as COPY reads it, set by run()
         self.states: dict[int, tuple[StageState, str]] = {}
         """Each built stage's final state and cache key, by stage index."""
 
@@ -94,9 +97,38 @@ class Builder:
     def run(self) -> BuildResult:
         """Build and tag the image. Raises InvalidSpec (bad Dockerfile or input), BuildFailed (a RUN
         failed), QuotaExceeded (a RUN went over the tenant's quota), ImageNotFound (unknown base)."""
+        context_fd = self._open_context()
+        try:
+            return self._build()
+        finally:
+            os.close(context_fd)
+
+    def _open_context(self) -> int:
+        """Open the context directory once (beneath ``options.context_within`` when given) and from
+        then on reach it only through that fd (``/proc/self/fd/N``): a rename or a symlink swapped in
+        later changes nothing."""
+        within = self.options.context_within
+        try:
+            if within is None:
+                fd = beneath.open_root(self.context)
+            else:
+                base = beneath.open_root(within)
+                try:
+                    rel = os.path.relpath(self.context, within)
+                    fd = beneath.open_dir(base, rel, what=f"the directory {within}")
+                finally:
+                    os.close(base)
+        except (FileNotFoundError, NotADirectoryError):
+            raise InvalidSpec(f"build context {self.context} is not a directory") from None
+        self.context = Path(f"/proc/self/fd/{fd}")
+        self.tree = SourceTree(self.context, beneath=True)
+        return fd
+
+    def _build(self) -> BuildResult:
         tag = normalize_tag(self.options.tag)
         dockerfile = self._read_dockerfile()
         self.rules = self._read_ignore()
+        self.tree = SourceTree(self.context, self.rules, beneath=True, limit=self.options.limits.context)
         global_args = self._global_args(dockerfile)
         target = self._target(dockerfile)
         stages = self._needed(dockerfile, target, global_args)
@@ -117,21 +149,41 @@ class Builder:
         return BuildResult(image, self.total, self.cached, self.runs)
 
     def _read_dockerfile(self) -> Dockerfile:
-        if not self.context.is_dir():
-            raise InvalidSpec(f"build context {self.context} is not a directory")
+        """The Dockerfile, read inside the context (or, given as an absolute path by the operator or
+        the panel, inside its own directory): no link out, a regular file, bounded in size."""
         path = self.options.dockerfile or Path("Dockerfile")
-        full = path if path.is_absolute() else self.context / path
+        root, rel, what = (
+            (path.parent, path.name, f"the directory {path.parent}")
+            if path.is_absolute()
+            else (self.context, str(path), "the build context")
+        )
         try:
-            text = full.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InvalidSpec(f"no Dockerfile at {full}; give its path with -f") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidSpec(f"cannot read the Dockerfile {full}: {exc}") from None
+            data = beneath.read_file(root, rel, what=what, limit=self.options.limits.dockerfile)
+        except InvalidSpec as exc:
+            raise InvalidSpec(f"cannot read the Dockerfile: {exc.message}; give its path with -f") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidSpec(f"the Dockerfile {str(path)!r} is not UTF-8 text") from None
         return parse_dockerfile(text, str(path))
 
     def _read_ignore(self) -> IgnoreRules:
-        path = self.context / ".dockerignore"
-        return IgnoreRules.from_text(path.read_text(encoding="utf-8")) if path.is_file() else IgnoreRules([])
+        """The context's ``.dockerignore`` (none when missing), read like the Dockerfile."""
+        try:
+            data = beneath.read_file(
+                self.context,
+                ".dockerignore",
+                what="the build context",
+                limit=self.options.limits.dockerignore,
+            )
+        except beneath.Missing:
+            return IgnoreRules([])
+        except InvalidSpec as exc:
+            raise InvalidSpec(f"cannot read .dockerignore: {exc.message}") from None
+        try:
+            return IgnoreRules.from_text(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidSpec("the build context's .dockerignore is not UTF-8 text") from None
 
     def _global_args(self, df: Dockerfile) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -424,8 +476,7 @@ class Builder:
         source_ref = inst.flags.get("from")
         with ExitStack() as stack:
             if source_ref is None:
-                tree = SourceTree(self.context, self.rules)
-                sources = self._resolve(tree, patterns, inst)
+                sources = self._resolve(self.tree, patterns, inst)
                 content = content_hash(sources)
             else:
                 src_state = self._source_state(df, stage, inst, process_word(source_ref, env))
@@ -502,14 +553,15 @@ class Builder:
         """ADD: local tar archives (plain, gzip, bzip2, xz) are unpacked into ``dest``; the rest is copied."""
         plain = []
         for source in sources:
-            archive = None if source.is_dir else _archive_compression(source.entries[0].host_path)
+            archive = None if source.is_dir else _archive_compression(source.entries[0])
             if archive is None:
                 plain.append(source)
                 continue
             scratch = Path(tempfile.mkdtemp(dir=self.engine.paths.tmp, prefix=TMP_PREFIX + "add-"))
             stack.callback(remove_tree, scratch)
-            with open(source.entries[0].host_path, "rb") as f:
-                extract_layer(decompressed(f, archive), scratch, uid_base=0, chown=False, whiteouts=False)
+            with os.fdopen(source.entries[0].open(), "rb") as f:
+                stream = Bounded(decompressed(f, archive), self.options.limits.context, f"ADD {source.name}")
+                extract_layer(stream, scratch, uid_base=0, chown=False, whiteouts=False)
             unpacked = SourceTree(scratch, what=f"archive {source.name}").resolve(["."], "ADD")
             copy_sources(rootfs, unpacked, dest.rstrip("/") + "/", owner=owner, root_owner=root, chmod=chmod)
         if plain:
@@ -563,12 +615,15 @@ def _chmod(inst: Instruction) -> int | None:
     return int(value, 8)
 
 
-def _archive_compression(path: Path) -> Compression | None:
-    """The compression of a local tar archive at ``path``, or None when it is not a tar archive."""
-    with contextlib.suppress(OSError):
-        kind = sniff_file(path)
+def _archive_compression(entry: Entry) -> Compression | None:
+    """The compression of a local tar archive ``entry``, or None when it is not a tar archive."""
+    if not entry.is_file:
+        return None
+    with os.fdopen(entry.open(), "rb") as f:
+        kind = sniff(f.read(6))
         if kind is Compression.NONE:
-            return Compression.NONE if tarfile.is_tarfile(path) else None
-        if kind in (Compression.GZIP, Compression.BZIP2, Compression.XZ):
-            return kind
-    return None
+            f.seek(0)
+            with contextlib.suppress(OSError, tarfile.TarError):
+                return Compression.NONE if tarfile.is_tarfile(f) else None
+            return None
+    return kind if kind in (Compression.GZIP, Compression.BZIP2, Compression.XZ) else None

@@ -105,19 +105,17 @@ def _copy_entry(entry: Entry, target: Path, owner: tuple[int, int], chmod: int |
         os.symlink(entry.link_target, target)
         os.chown(target, *owner, follow_symlinks=False)
         return
-    src_fd = os.open(entry.host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    dst_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        dst_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(src_fd, "rb", closefd=False) as src, os.fdopen(dst_fd, "wb", closefd=False) as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.fchown(dst_fd, *owner)
-            os.fchmod(dst_fd, mode)
-            os.utime(dst_fd, (entry.mtime, entry.mtime))
-        finally:
-            os.close(dst_fd)
+        for chunk in entry.chunks():
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(dst_fd, view) :]
+        os.fchown(dst_fd, *owner)
+        os.fchmod(dst_fd, mode)
+        os.utime(dst_fd, (entry.mtime, entry.mtime))
     finally:
-        os.close(src_fd)
+        os.close(dst_fd)
 
 
 def copy_sources(

@@ -6,7 +6,10 @@ branch or tag (default: the repository's HEAD) and a directory inside it (defaul
 its top). :func:`clone_context` fetches only that one commit (depth 1) with the git
 CLI into a fresh directory and drops ``.git``, so the context holds the tree alone.
 Remote URLs are refused: hosts need not reach the internet, and the caller decides
-which local paths are allowed.
+which local paths are allowed. A repository whose git directory could make git read
+elsewhere (a ``.git`` file or link, ``commondir``, object alternates, symlinks or special
+files inside it) is refused before git touches it (:func:`check_repository`); the
+checkout is then read like any context, never leaving it (:mod:`engine.build.beneath`).
 """
 
 from __future__ import annotations
@@ -15,19 +18,21 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from engine.build import beneath
 from engine.errors import HostNotReady, InvalidSpec
 from engine.images.extract import remove_tree
-from engine.runtime.rootpath import resolve_in_root
 
 _REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}$")
 _REMOTE_RE = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://|[^/]*@[^/]*:)")
 _GIT_TIMEOUT = 600.0
 _MESSAGE_TAIL = 2000
+_REDIRECTS = ("commondir", "gitdir", "objects/info/alternates", "objects/info/http-alternates")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,36 @@ def parse_git_url(url: str) -> GitContext:
     return GitContext(Path(location), ref, clean_subdir)
 
 
+def check_repository(repository: Path) -> None:
+    """Refuse a repository whose git directory could lead git to read outside it: ``.git`` as a
+    file or link (``gitdir:``), ``commondir``, object alternates, or a symlink, FIFO, device or
+    socket anywhere in the git directory. A path that is no repository is left to git to refuse."""
+    dot_git = repository / ".git"
+    if os.path.lexists(dot_git) and not stat.S_ISDIR(os.lstat(dot_git).st_mode):
+        raise InvalidSpec(
+            f"git repository {repository}: .git is not a directory (a gitdir file or link); "
+            "give the path of the repository itself"
+        )
+    git_dir = dot_git if os.path.lexists(dot_git) else repository
+    if not (git_dir / "HEAD").exists() or not (git_dir / "objects").is_dir():
+        return
+    for name in _REDIRECTS:
+        if os.path.lexists(git_dir / name):
+            raise InvalidSpec(
+                f"git repository {repository}: it uses {name}, which points git at other repositories; "
+                "give a self-contained repository (git repack -a -d; rm .git/objects/info/alternates)"
+            )
+    for top, dirs, files in os.walk(git_dir):
+        for name in dirs + files:
+            mode = os.lstat(os.path.join(top, name)).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                rel = os.path.relpath(os.path.join(top, name), repository)
+                raise InvalidSpec(
+                    f"git repository {repository}: {rel!r} is {beneath.kind_name(mode)}; a repository's "
+                    "git directory may hold only regular files and directories"
+                )
+
+
 def clone_context(source: GitContext, dest: Path) -> Path:
     """Fetch ``source``'s commit (depth 1) into the new directory ``dest`` and return the context
     directory (``dest`` or its subdirectory). ``.git`` is removed; on failure ``dest`` is removed.
@@ -76,6 +111,7 @@ def clone_context(source: GitContext, dest: Path) -> Path:
     git = shutil.which("git")
     if git is None:
         raise HostNotReady("the git CLI is missing on this host; install it with: apt-get install git")
+    check_repository(source.repository)
     dest.mkdir(mode=0o755)
     try:
         url = source.repository.resolve().as_uri()  # file:// so that --depth applies
@@ -85,13 +121,17 @@ def clone_context(source: GitContext, dest: Path) -> Path:
         remove_tree(dest / ".git")
         if not source.subdir:
             return dest
-        context = resolve_in_root(dest, source.subdir)
-        if not context.is_dir():
+        root = beneath.open_root(dest)
+        try:
+            os.close(beneath.open_dir(root, source.subdir, what=f"the checkout of {source.repository}"))
+        except beneath.Missing:
             raise InvalidSpec(
                 f"git repository {source.repository}: no directory {source.subdir!r} at "
                 f"{source.ref or 'HEAD'}; write PATH#REF:DIR with a directory of the repository"
-            )
-        return context
+            ) from None
+        finally:
+            os.close(root)
+        return Path(os.path.realpath(dest / source.subdir))  # checked: it stays inside the checkout
     except BaseException:
         remove_tree(dest)
         raise

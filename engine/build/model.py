@@ -20,10 +20,21 @@ def ignore_output(stream: str, text: str) -> None:
 
 
 @dataclass(frozen=True)
+class ContextLimits:
+    """Size bounds on what a build reads from its context (bytes)."""
+
+    dockerfile: int = 1024**2
+    dockerignore: int = 1024**2
+    context: int = 4 * 1024**3
+
+
+@dataclass(frozen=True)
 class BuildOptions:
     """A build request: ``context`` directory, ``tag`` for the result, and the docker-build options.
 
     ``dockerfile`` is relative to the context unless absolute (default: ``Dockerfile``).
+    ``context_within``, when given, is a directory the context must lie below: the context is
+    opened beneath it (a symlink swapped in on the way is refused), then read through that one fd.
     """
 
     context: Path
@@ -33,6 +44,8 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     tenant: str = DEFAULT_TENANT
+    limits: ContextLimits = field(default_factory=ContextLimits)
+    context_within: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class BuildForm(forms.Form):
         required=False,
         max_length=1000,
         label="or a git repository on the host",
-        help_text="/srv/git/app.git#branch:dir, if the admin allows its directory",
+        help_text="<root>/<tenant>/app.git#branch:dir, in your tenant's own directory under an allowed root",
     )
     dockerfile_text = forms.CharField(
         required=False,

@@ -1,8 +1,9 @@
 """Business rules of builds: who may start and see them, where the context comes from, and running one.
 
 A developer starts a build with an uploaded context tar (or, where the admin
-allows it, a directory or a git repository under ``HOSTPANEL_BUILD_CONTEXT_ROOTS``,
-the repository cloned shallowly on the host), or with no context at all, and
+allows it, a directory or a git repository in the tenant's own directory
+``<root>/<tenant slug>`` under one of ``HOSTPANEL_BUILD_CONTEXT_ROOTS``, the repository
+cloned shallowly on the host), or with no context at all, and
 optionally the Dockerfile's text instead of the context's Dockerfile. It runs on a
 host that is up, through that host's agent (:mod:`hostpanel.builds.tasks`),
 in the tenant's own user namespace and quota. Its output goes live to the log
@@ -27,9 +28,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from engine.build.context import Bounded
 from engine.build.dockerfile import parse_dockerfile
 from engine.build.git import clone_context, parse_git_url
-from engine.build.model import BuildOptions
+from engine.build.model import BuildOptions, ContextLimits
 from engine.build.recover import remove_interrupted_builds
 from engine.engine import Engine
 from engine.errors import EngineError, InvalidSpec
@@ -45,7 +47,6 @@ from hostpanel.tenants.models import ROLE_RANK, Role, Tenant
 from hostpanel.tenants.services import require_role, role_of
 
 log = logging.getLogger(__name__)
-MAX_CONTEXT_BYTES = 1024**3
 MAX_DOCKERFILE_CHARS = 256 * 1024
 SCRATCH_PREFIX = "hpbuild-"  # a build's directory in the engine's tmp
 STORED_LINES = 5000
@@ -59,30 +60,45 @@ def list_builds(actor: Actor, tenant: Tenant) -> QuerySet[Build]:
     return Build.objects.filter(tenant=tenant)
 
 
-def allowed_context_roots() -> list[Path]:
-    """The directories under which a build may read a context on the host (admin setting)."""
-    return [Path(p).resolve() for p in getattr(settings, "HOSTPANEL_BUILD_CONTEXT_ROOTS", []) if p]
+def context_limits() -> ContextLimits:
+    """The admin's size bounds on what a build reads from its context."""
+    return ContextLimits(
+        dockerfile=settings.HOSTPANEL_BUILD_MAX_DOCKERFILE_BYTES,
+        dockerignore=settings.HOSTPANEL_BUILD_MAX_DOCKERIGNORE_BYTES,
+        context=settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES,
+    )
 
 
-def check_context_path(path: str) -> Path:
-    """``path`` resolved, if it is a directory under an allowed root; InvalidRequest otherwise."""
-    roots = allowed_context_roots()
+def tenant_context_roots(tenant: Tenant) -> list[Path]:
+    """The directories a tenant's builds may read a context from: ``<root>/<slug>`` for each
+    root of ``HOSTPANEL_BUILD_CONTEXT_ROOTS`` (symlinks the admin made resolved), never a shared one."""
+    return [(Path(p) / tenant.slug).resolve() for p in settings.HOSTPANEL_BUILD_CONTEXT_ROOTS if p]
+
+
+def _under_tenant_roots(path: Path, tenant: Tenant, field: str, what: str) -> Path:
+    """``path`` resolved, if it is a directory in one of the tenant's own context directories.
+    The refusal is the same whether the path is missing or another tenant's: it reveals neither."""
+    roots = tenant_context_roots(tenant)
     if not roots:
-        raise InvalidRequest("context_path: building from a path is not enabled here; upload a context tar")
-    resolved = Path(path).resolve()
+        raise InvalidRequest(f"{field}: building from {what} is not enabled here; upload a context tar")
+    resolved = path.resolve()
     if not any(resolved.is_relative_to(root) for root in roots) or not resolved.is_dir():
         raise InvalidRequest(
-            "context_path: not a directory under an allowed context root "
-            f"({', '.join(str(r) for r in roots)}); upload a context tar instead"
+            f"{field}: {path} is not {what} in this tenant's context directories "
+            f"({', '.join(str(r) for r in roots)}); put it there or upload a context tar instead"
         )
     return resolved
 
 
-def check_git_url(url: str) -> str:
+def check_context_path(path: str, tenant: Tenant) -> Path:
+    """``path`` resolved, if a directory under the tenant's own context roots; else InvalidRequest."""
+    return _under_tenant_roots(Path(path), tenant, "context_path", "a directory")
+
+
+def check_git_url(url: str, tenant: Tenant) -> str:
     """``url`` (``PATH[#REF][:DIR]`` or ``file://``) with its repository path resolved (symlinks
-    followed), if that is a directory under an allowed root; InvalidRequest otherwise."""
-    roots = allowed_context_roots()
-    if not roots:
+    followed), if that is a directory under the tenant's own context roots; InvalidRequest otherwise."""
+    if not tenant_context_roots(tenant):
         raise InvalidRequest(
             "git_url: building from a git repository is not enabled here; upload a context tar"
         )
@@ -90,12 +106,7 @@ def check_git_url(url: str) -> str:
         source = parse_git_url(url)
     except InvalidSpec as exc:
         raise InvalidRequest(f"git_url: {exc}") from None
-    resolved = source.repository.resolve()
-    if not any(resolved.is_relative_to(root) for root in roots) or not resolved.is_dir():
-        raise InvalidRequest(
-            f"git_url: {source.repository} is not a repository under an allowed context root "
-            f"({', '.join(str(r) for r in roots)}); upload a context tar instead"
-        )
+    resolved = _under_tenant_roots(source.repository, tenant, "git_url", "a repository")
     fragment = f"#{source.ref}" if source.ref or source.subdir else ""
     return f"{resolved}{fragment}{':' + source.subdir if source.subdir else ''}"
 
@@ -140,8 +151,11 @@ def _store_context(tenant: Tenant, archive: IO[bytes]) -> Path:
         with os.fdopen(fd, "wb") as out:
             while chunk := archive.read(CHUNK):
                 size += len(chunk)
-                if size > MAX_CONTEXT_BYTES:
-                    raise InvalidRequest(f"context: larger than {MAX_CONTEXT_BYTES} bytes")
+                if size > settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES:
+                    raise InvalidRequest(
+                        f"context: larger than {settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES} bytes "
+                        "(HOSTPANEL_BUILD_MAX_CONTEXT_BYTES); make the context smaller"
+                    )
                 out.write(chunk)
         if size == 0:
             raise InvalidRequest("context: the file is empty")
@@ -166,8 +180,9 @@ def start_build(
     no_cache: bool = False,
 ) -> Build:
     """Queue a build of ``<slug>/<name>`` on a host that is up (developers). The context is a tar
-    upload, a directory or a git repository under an allowed root, or none when ``dockerfile_text``
-    (used instead of the context's Dockerfile) is given. Raises InvalidRequest, NoCapacity, Forbidden."""
+    upload, a directory or a git repository in the tenant's own ``<root>/<slug>/``, or none when
+    ``dockerfile_text`` (used instead of the context's Dockerfile) is given. Raises InvalidRequest,
+    NoCapacity, Forbidden."""
     require_role(actor, tenant, Role.DEVELOPER)
     build_args = dict(build_args or {})
     _check_options(name, dockerfile, build_args, target)
@@ -184,8 +199,8 @@ def start_build(
             )
         _check_dockerfile_text(dockerfile_text)
     reference = images.normalize(f"{tenant.slug}/{name}")
-    path = str(check_context_path(context_path)) if context_path else ""
-    git_url = check_git_url(git_url) if git_url else ""
+    path = str(check_context_path(context_path, tenant)) if context_path else ""
+    git_url = check_git_url(git_url, tenant) if git_url else ""
     host = _pick_host()
     with audited(actor, "build.start", tenant) as entry:
         archive = _store_context(tenant, context) if context is not None else None
@@ -312,11 +327,14 @@ def _forget(key: str) -> None:
 
 
 def _unpack_context(archive: Path, into: Path) -> None:
-    """Extract an uploaded context tar (plain or compressed) safely: nothing can land outside ``into``."""
+    """Extract an uploaded context tar (plain or compressed) safely: nothing can land outside ``into``,
+    devices are skipped and the unpacked tar is bounded (FIFOs kept are refused when a build reads them)."""
     with archive.open("rb") as f:
         kind = sniff(f.read(6))
         f.seek(0)
-        extract_layer(decompressed(f, kind), into, uid_base=0, chown=False, whiteouts=False)
+        limit = settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES
+        stream = Bounded(decompressed(f, kind), limit, "the context tar (HOSTPANEL_BUILD_MAX_CONTEXT_BYTES)")
+        extract_layer(stream, into, uid_base=0, chown=False, whiteouts=False)
 
 
 def execute_build(build: Build, engine: Engine) -> Build:
@@ -334,7 +352,7 @@ def execute_build(build: Build, engine: Engine) -> Build:
     try:
         engine.paths.tmp.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=engine.paths.tmp))
-        context = _prepare_context(build, scratch, sink)
+        context, within = _prepare_context(build, scratch, sink)
         dockerfile = Path(build.dockerfile)
         if build.dockerfile_text:
             dockerfile = scratch / "Dockerfile"  # beside the context, not in it
@@ -348,6 +366,8 @@ def execute_build(build: Build, engine: Engine) -> Build:
                 target=build.target or None,
                 no_cache=build.no_cache,
                 tenant=build.tenant.slug,
+                limits=context_limits(),
+                context_within=within,
             ),
             sink,
         )
@@ -384,20 +404,23 @@ def _discard_context_archive(build: Build) -> None:
         Build.objects.filter(pk=build.pk).update(context_archive="")
 
 
-def _prepare_context(build: Build, scratch: Path, sink: OutputSink) -> Path:
+def _prepare_context(build: Build, scratch: Path, sink: OutputSink) -> tuple[Path, Path | None]:
     """The context directory of ``build`` on this host: the unpacked upload, the allowed directory,
-    a shallow clone of the allowed git repository (inside ``scratch``), or an empty directory."""
+    a shallow clone of the allowed git repository (inside ``scratch``), or an empty directory; and
+    the directory the engine must open it beneath (the tenant's own root, for a path)."""
     if build.context_path:
-        return check_context_path(build.context_path)
+        context = check_context_path(build.context_path, build.tenant)
+        within = next(r for r in tenant_context_roots(build.tenant) if context.is_relative_to(r))
+        return context, within
     if build.git_url:
-        source = parse_git_url(check_git_url(build.git_url))
+        source = parse_git_url(check_git_url(build.git_url, build.tenant))
         sink("info", f"cloning {source.repository} at {source.ref or 'HEAD'} (depth 1)")
-        return clone_context(source, scratch / "git")
+        return clone_context(source, scratch / "git"), None
     context = scratch / "context"
     context.mkdir()
     if build.context_archive:
         _unpack_context(Path(build.context_archive), context)
-    return context
+    return context, None
 
 
 def clean_interrupted_builds(engine: Engine) -> list[str]:

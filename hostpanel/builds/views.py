@@ -67,13 +67,19 @@ class BuildRequestSerializer(StrictSerializer):
         max_length=200, help_text="<name>[:<tag>]; the image is <tenant>/<name>:<tag>"
     )
     context = serializers.FileField(required=False, help_text="the build context as a tar (gzip allowed)")
-    context_path = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
+    context_path = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=500,
+        help_text="a directory on the host in the tenant's own <root>/<tenant>/ under an allowed root",
+    )
     git_url = serializers.CharField(
         required=False,
         default="",
         allow_blank=True,
         max_length=1000,
-        help_text="a git repository on the host under an allowed root: PATH or file://PATH, "
+        help_text="a git repository on the host in the tenant's own <root>/<tenant>/: PATH or file://PATH, "
         "optionally #REF[:DIR] (branch or tag, directory)",
     )
     dockerfile = serializers.CharField(required=False, default="Dockerfile", max_length=500)

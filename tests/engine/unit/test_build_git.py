@@ -123,3 +123,43 @@ def test_the_clone_is_shallow(repo: Path, tmp_path: Path, monkeypatch: pytest.Mo
     clone_context(parse_git_url(str(repo)), tmp_path / "clone")
     assert kept == [1]
     assert int(git(repo, "rev-list", "--count", "HEAD").strip()) == 2
+
+
+def test_a_repository_that_points_git_elsewhere_is_refused_before_git_runs(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A tenant's repository must not make the host's git read another repository or host files."""
+    other = tmp_path / "other"
+    other.mkdir()
+    redirect = tmp_path / "redirect"
+    redirect.mkdir()
+    (redirect / ".git").write_text(f"gitdir: {repo / '.git'}\n")
+    with pytest.raises(InvalidSpec, match=r"\.git is not a directory"):
+        clone_context(parse_git_url(str(redirect)), tmp_path / "c1")
+    (repo / ".git" / "objects" / "info" / "alternates").write_text(f"{other}\n")
+    with pytest.raises(InvalidSpec, match="uses objects/info/alternates"):
+        clone_context(parse_git_url(str(repo)), tmp_path / "c2")
+    os.unlink(repo / ".git" / "objects" / "info" / "alternates")
+    (repo / ".git" / "refs" / "heads" / "stolen").symlink_to("/etc/shadow")
+    with pytest.raises(InvalidSpec, match=r"'.git/refs/heads/stolen' is a symbolic link"):
+        clone_context(parse_git_url(str(repo)), tmp_path / "c3")
+    os.unlink(repo / ".git" / "refs" / "heads" / "stolen")
+    os.mkfifo(repo / ".git" / "packed-refs")
+    with pytest.raises(InvalidSpec, match=r"'.git/packed-refs' is a FIFO"):
+        clone_context(parse_git_url(str(repo)), tmp_path / "c4")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("c")]
+
+
+def test_a_subdirectory_that_is_a_link_out_of_the_checkout_is_refused(repo: Path, tmp_path: Path) -> None:
+    git(repo, "mv", "web", "real-web")
+    (repo / "web").symlink_to("../../..")
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "web is a link out")
+    with pytest.raises(InvalidSpec, match="'web' leads out of the checkout"):
+        clone_context(parse_git_url(f"{repo}#main:web"), tmp_path / "clone")
+    assert not (tmp_path / "clone").exists()
+    (repo / "web").unlink()
+    (repo / "web").symlink_to("real-web")
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "web is a link inside")
+    assert clone_context(parse_git_url(f"{repo}#main:web"), tmp_path / "ok") == tmp_path / "ok" / "real-web"

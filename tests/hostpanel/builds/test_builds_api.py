@@ -95,22 +95,36 @@ def test_bad_build_requests_are_refused_and_store_nothing(
     assert not list(tmp_path.rglob("context-*"))
 
 
-def test_context_paths_only_under_the_admins_roots(
+def test_context_paths_only_under_the_tenants_own_root(
     api: Callable[[Any], Any], tenant: Tenant, developer: Any, host: Host, settings: Any, tmp_path: Path
 ) -> None:
     url = f"/api/v1/tenants/{tenant.slug}/builds/"
     allowed = tmp_path / "contexts"
-    (allowed / "shop").mkdir(parents=True)
-    r = api(developer).post(url, {"name": "web:1", "context_path": str(allowed / "shop")}, format="json")
+    own = allowed / tenant.slug / "shop"
+    own.mkdir(parents=True)
+    (allowed / "other" / "shop").mkdir(parents=True)  # another tenant's context
+    (own.parent / "to-other").symlink_to(allowed / "other" / "shop")
+    r = api(developer).post(url, {"name": "web:1", "context_path": str(own)}, format="json")
     assert r.status_code == 400 and "not enabled here" in r.json()["error"]["message"]
     settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(allowed)]
-    for outside in ("/etc", str(allowed / "shop" / ".." / ".."), str(allowed / "missing")):
+    for outside in (
+        "/etc",
+        str(own / ".." / ".."),
+        str(allowed),
+        str(allowed / "missing"),
+        str(allowed / "other" / "shop"),
+        str(own.parent / "to-other"),
+        str(own.parent / "missing"),
+    ):
         r = api(developer).post(url, {"name": "web:1", "context_path": outside}, format="json")
         assert r.status_code == 400, outside
-        assert "not a directory under an allowed context root" in r.json()["error"]["message"]
-    r = api(developer).post(url, {"name": "web:1", "context_path": str(allowed / "shop")}, format="json")
+        message = r.json()["error"]["message"]
+        assert "is not a directory in this tenant's context directories" in message
+        assert message.endswith("put it there or upload a context tar instead")
+    assert not Build.objects.exists()
+    r = api(developer).post(url, {"name": "web:1", "context_path": str(own)}, format="json")
     assert r.status_code == 201
-    assert Build.objects.get().context_path == str(allowed / "shop")
+    assert Build.objects.get().context_path == str(own)
 
 
 def test_no_host_up_is_a_clear_409(

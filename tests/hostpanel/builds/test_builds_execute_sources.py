@@ -24,8 +24,10 @@ pytestmark = [
 
 @pytest.fixture
 def allowed_repo(repo: Path, settings: Any, tmp_path: Path) -> Path:  # noqa: F811
-    """The git repository, below a directory the admin allows builds from."""
-    settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(tmp_path)]
+    """The git repository, in the tenant's directory (an admin's link) under the context root."""
+    (tmp_path / "roots").mkdir()
+    (tmp_path / "roots" / "acme").symlink_to(tmp_path)
+    settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(tmp_path / "roots")]
     return repo
 
 
@@ -94,11 +96,11 @@ def test_a_dockerfile_text_replaces_the_contexts_dockerfile(
     settings: Any,
     tmp_path: Path,
 ) -> None:
-    context = tmp_path / "ctx"
-    context.mkdir()
+    context = tmp_path / tenant.slug / "ctx"
+    context.mkdir(parents=True)
     (context / "Dockerfile").write_text("FROM busybox\nRUN exit 9\n")
     (context / "data.txt").write_text("context-data\n")
-    settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(context)]
+    settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(tmp_path)]
     text = "FROM busybox\nCOPY data.txt /data.txt\nRUN cat /data.txt\n"
     build = services.start_build(
         Actor(user=developer), tenant, name="edited:1", context_path=str(context), dockerfile_text=text

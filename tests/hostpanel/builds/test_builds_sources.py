@@ -16,7 +16,7 @@ from tests.engine.unit.test_build_git import repo  # noqa: F401  (fixture: a rea
 URL = "/api/v1/tenants/acme/builds/"
 
 
-def test_git_urls_only_under_the_admins_roots_with_symlinks_resolved(
+def test_git_urls_only_under_the_tenants_own_root_with_symlinks_resolved(
     api: Callable[[Any], Any],
     tenant: Tenant,
     developer: Any,
@@ -30,24 +30,32 @@ def test_git_urls_only_under_the_admins_roots_with_symlinks_resolved(
     r = client.post(URL, {"name": "web:1", "git_url": str(repo)}, format="json")
     assert r.status_code == 400 and "building from a git repository is not enabled here" in str(r.json())
     allowed = tmp_path / "allowed"
-    allowed.mkdir()
+    (allowed / "acme").mkdir(parents=True)
+    (allowed / "other").mkdir()
     settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(allowed)]
-    (allowed / "sneaky").symlink_to(repo)  # a link inside the root to a repository outside it
+    (allowed / "acme" / "sneaky").symlink_to(repo)  # a link inside the root to a repository outside it
+    (allowed / "other" / "repo").symlink_to(repo)  # another tenant's repository
     for outside in (
         str(repo),
-        str(allowed / "sneaky"),
-        f"file://{allowed}/sneaky#main",
-        f"{allowed}/../repo",
+        str(allowed / "acme" / "sneaky"),
+        f"file://{allowed}/acme/sneaky#main",
+        f"{allowed}/acme/../../repo",
+        str(allowed / "other" / "repo"),
+        str(allowed / "acme" / ".." / "other" / "repo"),
+        str(allowed / "other" / "missing"),
     ):
         r = client.post(URL, {"name": "web:1", "git_url": outside}, format="json")
         assert r.status_code == 400, outside
-        assert "is not a repository under an allowed context root" in r.json()["error"]["message"]
+        message = r.json()["error"]["message"]
+        assert "is not a repository in this tenant's context directories" in message
+        assert f"({allowed / 'acme'})" in message and str(allowed / "other") not in message.split("(")[-1]
     r = client.post(URL, {"name": "web:1", "git_url": "https://example.invalid/app.git"}, format="json")
     assert r.status_code == 400 and "remote repositories are not supported" in r.json()["error"]["message"]
     assert not Build.objects.exists() and sent_builds == []
 
-    (allowed / "app").symlink_to(repo)  # the admin's own link into the root
-    settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(allowed), str(tmp_path / "repo")]
+    (tmp_path / "admin").mkdir()
+    (tmp_path / "admin" / "acme").symlink_to(repo)  # the admin's own link for the tenant
+    settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(allowed), str(tmp_path / "admin")]
     r = client.post(URL, {"name": "web:1", "git_url": f"file://{repo}#main:web"}, format="json")
     assert r.status_code == 201, r.json()
     assert r.json()["git_url"] == f"{repo.resolve()}#main:web"
