@@ -132,6 +132,7 @@ class OciRuntime:
                 args,
                 env=env,
                 pass_fds=(write_end,),
+                cwd=files.bundle,  # conmon writes its "oom" marker into its working directory
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

@@ -71,7 +71,10 @@ def hpctl(engine: Engine, *argv: str) -> tuple[int, str, str]:
     return code, ctx.out.getvalue(), ctx.err.getvalue()
 
 
-def test_memory_hog_is_oom_killed_while_another_tenant_keeps_serving(engine: Engine, busybox: Image) -> None:
+def test_memory_hog_is_oom_killed_while_another_tenant_keeps_serving(
+    engine: Engine, busybox: Image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # conmon must not drop its "oom" marker where the caller stands
     web = run(engine, "httpd", "-f", "-p", "8080", "-h", "/etc", tenant="bravo", memory=64 * MiB)
     assert wait_for(
         lambda: exec_out(engine, web.id, "wget", "-qO-", "http://127.0.0.1:8080/hostname")[0] == 0
@@ -91,6 +94,7 @@ def test_memory_hog_is_oom_killed_while_another_tenant_keeps_serving(engine: Eng
     record = json.loads(inspect)[0]
     assert (record["status"], record["exit_code"]) == ("oom-killed", 137)
     assert record["oom_killed_at"]
+    assert not (tmp_path / "oom").exists()
     # the host is healthy: the hog never got near the host's memory
     meminfo = Path("/proc/meminfo").read_text()
     available = int(next(ln.split()[1] for ln in meminfo.splitlines() if ln.startswith("MemAvailable")))
