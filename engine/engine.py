@@ -164,6 +164,14 @@ class Engine:
         """Store a tenant's quota and apply it live to its containers (see TenantQuotas.set)."""
         return self.containers.quotas.set(tenant, quota)
 
+    def tenant_egress_allow(self, tenant: str) -> tuple[str, ...]:
+        """Ranges a tenant's containers may reach besides the internet (see NetworkManager.egress_allow)."""
+        return self.networks.egress_allow(tenant)
+
+    def set_tenant_egress_allow(self, tenant: str, cidrs: Sequence[str]) -> tuple[str, ...]:
+        """Replace a tenant's egress allow-list, live (see NetworkManager.set_egress_allow)."""
+        return self.networks.set_egress_allow(tenant, cidrs)
+
     def tenant_usage(self, tenant: str) -> TenantReport:
         """A tenant's quota, live totals (its cgroup) and accumulated billing usage."""
         quota = self.tenant_quota(tenant)

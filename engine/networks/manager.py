@@ -4,6 +4,7 @@ On disk, below ``<root>/networks``::
 
     <name>/network.json     the Network record
     <name>/endpoints.json   {container id: {name, ip, aliases, hostname, hosts, ports}}
+    .egress.json            per-tenant egress allow-lists (see engine.networks.egress)
     .lock                   serialises every change of this instance's networks
 
 Container network namespaces are bind mounts at ``<root>/run/netns/<id>``.
@@ -28,7 +29,7 @@ from typing import Any
 
 from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
 from engine.fsutil import atomic_write_json, file_lock, read_json
-from engine.networks import firewall, ipam, netlink
+from engine.networks import egress, firewall, ipam, netlink
 from engine.networks.model import (
     BRIDGE,
     DEFAULT_NETWORK_PREFIX,
@@ -164,6 +165,7 @@ class NetworkManager:
         # the pool new subnets come from: the argument, $HOSTPANEL_SUBNET_POOL, or 10.89.0.0/16
         self.pool = ipam.parse_subnet(pool or os.environ.get("HOSTPANEL_SUBNET_POOL") or ipam.DEFAULT_POOL)
         self.bridge_prefix, self.veth_prefix, self.vxlan_prefix = link_prefixes(instance)
+        self.allow_lists = egress.AllowLists(self.dir / ".egress.json")
 
     # ---- names of kernel objects ------------------------------------------------
 
@@ -354,7 +356,43 @@ class NetworkManager:
     def _apply_rules(self) -> None:
         """Regenerate both tables from the records (network created or removed, teardown)."""
         networks = self.all()
-        firewall.apply_ruleset(firewall.render_ruleset(self.instance, networks, self._published(networks)))
+        firewall.apply_ruleset(
+            firewall.render_ruleset(
+                self.instance,
+                networks,
+                self._published(networks),
+                egress_allow=self.allow_lists.all(),
+                nameservers=host_nameservers(),
+            )
+        )
+
+    # ---- egress policy ------------------------------------------------------------
+    def egress_allow(self, tenant: str) -> tuple[str, ...]:
+        """The ranges ``tenant``'s containers may reach besides the internet (empty by default)."""
+        validate_tenant(tenant)
+        return self.allow_lists.get(tenant)
+
+    def set_egress_allow(self, tenant: str, cidrs: Sequence[str]) -> tuple[str, ...]:
+        """Replace ``tenant``'s egress allow-list and apply it live to its networks' rules.
+
+        By default containers cannot reach private, shared and link-local
+        ranges (see engine.networks.egress); each range listed here opens
+        that range to this tenant's bridge networks only. An empty list
+        restores the default. Returns the stored (normalised) list. Raises
+        InvalidSpec for a bad tenant or range, RuntimeFailure if nftables
+        refuses (then the previous list and rules stay).
+        """
+        validate_tenant(tenant)
+        wanted = egress.parse_allow_list(cidrs)
+        with self._lock():
+            before = self.allow_lists.all()
+            self.allow_lists.write({**before, tenant: wanted})
+            try:
+                self._apply_rules()
+            except RuntimeFailure:
+                self.allow_lists.write(before)
+                raise
+        return wanted
 
     def _apply_published(self, added: Sequence[firewall.Published] | None = None) -> None:
         """Append ``added`` to the publish chain, or rewrite the chain from the records if None.

@@ -97,3 +97,21 @@ def test_teardown_removes_exactly_this_instance(
         engine, capsys, "run", "--rm", "-p", "18998:80", "busybox", "ip", "-o", "-4", "addr"
     )
     assert code == 0 and "eth0" in out, err
+
+
+def test_tenant_egress_commands(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = hpctl(engine, capsys, "tenant", "egress", "show", "acme")
+    assert code == 0 and "default (internet only" in out
+    code, out, _ = hpctl(
+        engine, capsys, "tenant", "egress", "set", "--json", "acme", "10.20.0.0/16", "192.168.1.9"
+    )
+    assert code == 0 and json.loads(out) == {
+        "tenant": "acme",
+        "egress_allow": ["10.20.0.0/16", "192.168.1.9/32"],
+    }
+    code, _, err = hpctl(engine, capsys, "tenant", "egress", "set", "acme", "10.20.0.1/16")
+    assert code != 0 and "invalid allow-list entry '10.20.0.1/16'" in err
+    code, out, _ = hpctl(engine, capsys, "tenant", "egress", "show", "acme")
+    assert "allowed: 10.20.0.0/16" in out and "allowed: 192.168.1.9/32" in out
+    assert hpctl(engine, capsys, "tenant", "egress", "set", "acme")[0] == 0
+    assert engine.tenant_egress_allow("acme") == ()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import Conflict, InvalidSpec, QuotaExceeded
-from engine.networks import firewall, ipam
+from engine.networks import egress, firewall, ipam
 from engine.networks.manager import host_nameservers, hosts_text, resolv_conf_text, validate_network_name
 from engine.networks.model import Network, PortMapping
 from engine.networks.ports import check_duplicates, parse_publish
@@ -247,3 +247,56 @@ def test_joined_namespace_binds_sys_without_submounts_and_masks_net_devices() ->
     assert {"type": "network", "path": "/run/x"} in config["linux"]["namespaces"]
     host = build_config(BundleSpec(**{**base.__dict__, "netns_path": "host"}))
     assert all(ns["type"] != "network" for ns in host["linux"]["namespaces"])
+
+
+def test_egress_policy_rejects_private_ranges_after_allow_lists_and_dns() -> None:
+    a = _network("a", "hbA", "10.89.0.0/24")
+    a.tenant = "acme"
+    b = _network("b", "hbB", "10.89.1.0/24")
+    b.tenant = "globex"
+    script = firewall.render_ruleset(
+        "i1",
+        [a, b],
+        [],
+        egress_allow={"acme": ("10.20.0.0/16", "fd00:1::/64"), "nobody": ("192.168.0.0/16",)},
+        nameservers=["10.255.255.53"],
+    )
+    lines = [line.strip() for line in script.splitlines()]
+    published = lines.index('iifname { "hbA", "hbB" } ct status dnat accept')
+    allow = lines.index('iifname { "hbA" } ip daddr { 10.20.0.0/16 } accept')
+    assert 'iifname { "hbA" } ip6 daddr { fd00:1::/64 } accept' in lines
+    dns = lines.index(
+        'iifname { "hbA", "hbB" } ip daddr { 10.255.255.53 } meta l4proto { tcp, udp } th dport 53 accept'
+    )
+    deny = lines.index(
+        'iifname { "hbA", "hbB" } ip daddr { 10.0.0.0/8, 100.64.0.0/10, 169.254.0.0/16, 172.16.0.0/12, '
+        "192.168.0.0/16 } reject with icmpx type admin-prohibited"
+    )
+    deny6 = lines.index(
+        'iifname { "hbA", "hbB" } ip6 daddr { fc00::/7, fe80::/10 } reject with icmpx type admin-prohibited'
+    )
+    assert published < allow < dns < deny < deny6
+    assert not any(
+        "hbB" in line and "accept" in line and "daddr" in line and "53" not in line for line in lines
+    )
+    assert "192.168.0.0/16 } accept" not in script  # a tenant without networks here opens nothing
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            ["10.1.0.0/16", "192.168.5.7", "10.1.0.0/16", "fd00::/8"],
+            ("10.1.0.0/16", "192.168.5.7/32", "fd00::/8"),
+        ),
+        ([], ()),
+    ],
+)
+def test_allow_list_is_normalised(given: list[str], expected: tuple[str, ...]) -> None:
+    assert egress.parse_allow_list(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["10.1.0.1/16", "lan", "10.0.0.0/33", "", "1.2.3.4; flush ruleset"])
+def test_allow_list_refuses_bad_ranges(bad: str) -> None:
+    with pytest.raises(InvalidSpec, match="invalid allow-list entry"):
+        egress.parse_allow_list([bad])
