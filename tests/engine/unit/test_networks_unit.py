@@ -300,3 +300,22 @@ def test_allow_list_is_normalised(given: list[str], expected: tuple[str, ...]) -
 def test_allow_list_refuses_bad_ranges(bad: str) -> None:
     with pytest.raises(InvalidSpec, match="invalid allow-list entry"):
         egress.parse_allow_list([bad])
+
+
+def test_joined_namespace_masks_the_net_directory_of_every_host_nic(tmp_path: Path) -> None:
+    from engine.runtime.oci_spec import joined_netns_masked
+
+    sys_root = tmp_path / "sys"
+    pci = sys_root / "devices" / "pci0000:00" / "0000:00:03.0" / "virtio2" / "net" / "eth0"
+    for device in (pci, sys_root / "devices" / "virtual" / "net" / "lo"):
+        device.mkdir(parents=True)
+    (sys_root / "class" / "net").mkdir(parents=True)
+    (sys_root / "class" / "net" / "eth0").symlink_to(pci)
+    (sys_root / "class" / "net" / "lo").symlink_to(sys_root / "devices" / "virtual" / "net" / "lo")
+    (sys_root / "class" / "net" / "odd").symlink_to(tmp_path)  # outside /sys/devices: ignored
+    assert joined_netns_masked(sys_root) == [
+        "/sys/class/net",
+        "/sys/devices/virtual/net",
+        "/sys/devices/pci0000:00/0000:00:03.0/virtio2/net",
+    ]
+    assert joined_netns_masked(tmp_path / "missing") == ["/sys/class/net", "/sys/devices/virtual/net"]
