@@ -31,6 +31,7 @@ from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
 from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
+from engine.networks.egress import parse_allow_list
 from engine.networks.model import PortMapping
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.volumes.spec import MountSpec
@@ -120,6 +121,7 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
             _remove(engine, container, report)
         else:
             actual[replica_id] = container
+    _apply_tenant_egress(engine, host, list(replicas.values()))
     for replica_id, replica in replicas.items():
         try:
             _reconcile_one(engine, replica, actual.get(replica_id), report)
@@ -589,6 +591,28 @@ def _apply_tenant_limits(engine: Engine, host: Host, replicas: list[Replica]) ->
                 log.info("tenant %s: quota applied on host %s", quota.tenant.slug, host.name)
         except EngineError as exc:
             log.warning("tenant %s: cannot apply quota on host %s: %s", quota.tenant.slug, host.name, exc)
+
+
+def _apply_tenant_egress(engine: Engine, host: Host, replicas: list[Replica]) -> None:
+    """Give the engine each tenant's egress allow-list, before any of the tenant's containers start.
+
+    If the engine refuses, the default policy (no private ranges) stays in force.
+    """
+    from hostpanel.tenants.models import Quota
+
+    setter = getattr(engine, "set_tenant_egress_allow", None)
+    if setter is None:
+        return
+    tenant_ids = {r.app.tenant_id for r in replicas}
+    for quota in Quota.objects.filter(tenant_id__in=tenant_ids).select_related("tenant"):
+        slug = quota.tenant.slug
+        try:
+            wanted = parse_allow_list(quota.egress_allow or [])
+            if engine.tenant_egress_allow(slug) != wanted:
+                setter(slug, wanted)
+                log.info("tenant %s: egress allow-list %s applied on host %s", slug, list(wanted), host.name)
+        except EngineError as exc:
+            log.warning("tenant %s: cannot apply its egress allow-list on host %s: %s", slug, host.name, exc)
 
 
 def _remove(engine: Engine, container: Container, report: ReconcileReport) -> None:

@@ -290,3 +290,20 @@ def test_a_stale_update_claim_does_not_block_forever(
         updated_at=timezone.now() - timedelta(seconds=agent.UPDATE_CLAIM_SECONDS + 1),
     )
     assert "acme-web-0" in run(engine, host).started
+
+
+def test_the_tenants_egress_allow_list_reaches_the_engine_before_its_containers(
+    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+) -> None:
+    from hostpanel.tenants.services import update_quota
+
+    update_quota(admin_actor, tenant, egress_allow=["10.20.0.0/16", "192.168.1.9"])
+    app = make_app(tenant)
+    run(engine, host)
+    (container,) = engine.list()
+    assert engine.egress_at_run[container.id] == ("10.20.0.0/16", "192.168.1.9/32")
+    run(engine, host)
+    assert engine.egress_sets == 1  # steady state: not sent again
+    update_quota(admin_actor, tenant, egress_allow=[])
+    run(engine, host)
+    assert engine.egress["acme"] == () and App.objects.filter(pk=app.pk).exists()
