@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import functools
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -260,6 +260,14 @@ class Engine:
     def network_set_remote(self, name: str, entries: dict[str, str]) -> None:
         """Containers of an overlay network on other hosts ({name: address}) for /etc/hosts."""
         self.networks.set_remote_endpoints(name, entries)
+
+    def egress_protected(self) -> dict[str, tuple[str, ...]]:
+        """Protected hosts and their open ports (see NetworkManager.set_egress_protected)."""
+        return self.networks.egress_protected()
+
+    def set_egress_protected(self, entries: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+        """Replace the protected hosts ({address: ["8080/tcp", ...]}), live."""
+        return self.networks.set_egress_protected(entries)
 
     def network(self, name: str) -> Network:
         """A network by name; NotFound if there is none."""

@@ -23,6 +23,7 @@ from engine.networks import netlink
 from engine.runtime.model import ExecSpec
 
 PORT = 7777
+OTHER_PORT = 7778  # a second listener, e.g. a published port beside a control-plane service
 LISTENER = """
 import socket, sys
 s = socket.socket()
@@ -39,7 +40,7 @@ while True:
 
 @dataclass(frozen=True)
 class Remote:
-    """A namespace standing in for a machine beyond the host, with a listener on PORT."""
+    """A namespace standing in for a machine beyond the host, with listeners on PORT and OTHER_PORT."""
 
     address: str
     host_side: str
@@ -48,12 +49,12 @@ class Remote:
 
 @contextlib.contextmanager
 def remote_machine(tmp_path: Path, host_side: str, address: str, prefixlen: int) -> Iterator[Remote]:
-    """A namespace at ``address`` behind a veth whose host end is ``host_side``, answering on PORT."""
+    """A namespace at ``address`` behind a veth (host end ``host_side``), answering on PORT and OTHER_PORT."""
     ns = tmp_path / f"remote-{secrets.token_hex(3)}"
     host_if = f"hpe{secrets.token_hex(4)}"
     marker = f"reached-{address}"
     netlink.create_netns(ns)
-    listener: subprocess.Popen[str] | None = None
+    listeners: list[subprocess.Popen[str]] = []
     try:
         with IPRoute() as ipr:
             with ns.open("rb") as fd:
@@ -74,15 +75,17 @@ def remote_machine(tmp_path: Path, host_side: str, address: str, prefixlen: int)
         with IPRoute() as ipr:  # never off the machine: the address must be routed into the namespace
             route = ipr.route("get", dst=address)[0]
             assert route.get_attr("RTA_OIF") == idx, f"{address} is not routed to the test namespace"
-        listener = subprocess.Popen(
-            ["nsenter", f"--net={ns}", sys.executable, "-c", LISTENER, str(PORT), marker],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        for port in (PORT, OTHER_PORT):
+            listener = subprocess.Popen(
+                ["nsenter", f"--net={ns}", sys.executable, "-c", LISTENER, str(port), marker],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            listeners.append(listener)
+            assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
         yield Remote(address=address, host_side=host_side, marker=marker)
     finally:
-        if listener is not None:
+        for listener in listeners:
             listener.kill()
             listener.wait()
         netlink.delete_link(host_if)

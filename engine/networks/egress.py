@@ -4,14 +4,21 @@ By default a container on a bridge network reaches the internet but none of
 the private, shared (CGNAT) or link-local ranges (the host's LAN, other hosts
 of the pool, the panel's Redis and database, cloud metadata at
 169.254.169.254). The host itself is closed by the firewall's input chain.
-An operator can allow-list ranges per tenant; the list is stored in
+An operator can allow-list ranges per tenant; the lists are stored in
 ``<root>/networks/.egress.json`` as ``{tenant: [cidr, ...]}``.
+
+Machines of the control plane and the pool can have public addresses too:
+the operator (the host agent, from the panel's records) names them as
+*protected* hosts, which containers reach only on the ports listed for them
+(other tenants' published ports), whatever a tenant's allow-list says;
+stored in ``<root>/networks/.egress-protected.json`` as
+``{address: ["8080/tcp", ...]}``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from engine.errors import InvalidSpec
@@ -28,6 +35,9 @@ DENIED_V4: tuple[str, ...] = (
 #: IPv6 destinations a container may not reach unless its tenant's allow-list says so.
 DENIED_V6: tuple[str, ...] = ("fc00::/7", "fe80::/10")
 MAX_ALLOW_ENTRIES = 64
+MAX_PROTECTED_HOSTS = 1024
+MAX_OPEN_PORTS = 4096
+PROTOCOLS = ("tcp", "udp")
 
 
 def parse_allow_list(cidrs: Iterable[str]) -> tuple[str, ...]:
@@ -52,31 +62,64 @@ def parse_allow_list(cidrs: Iterable[str]) -> tuple[str, ...]:
     return tuple(str(n) for n in ordered)
 
 
+def parse_protected(entries: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """Validate and normalise protected hosts: {address: sorted unique "PORT/PROTO" it keeps open}.
+
+    Raises InvalidSpec naming the first bad address or port.
+    """
+    if len(entries) > MAX_PROTECTED_HOSTS:
+        raise InvalidSpec(f"at most {MAX_PROTECTED_HOSTS} protected hosts")
+    result: dict[str, tuple[str, ...]] = {}
+    for raw, ports in entries.items():
+        try:
+            address = str(ipaddress.ip_address(raw.strip()))
+        except ValueError:
+            raise InvalidSpec(f"invalid protected host {raw!r}: use an IPv4 or IPv6 address") from None
+        opened = {_parse_port(address, p) for p in ports}
+        if len(opened) > MAX_OPEN_PORTS:
+            raise InvalidSpec(f"protected host {address}: at most {MAX_OPEN_PORTS} open ports")
+        result[address] = tuple(f"{n}/{proto}" for n, proto in sorted(opened, key=lambda x: (x[1], x[0])))
+    return dict(sorted(result.items()))
+
+
+def _parse_port(address: str, text: str) -> tuple[int, str]:
+    number, _, proto = text.strip().partition("/")
+    proto = proto or "tcp"
+    if not number.isdigit() or not 1 <= int(number) <= 65535 or proto not in PROTOCOLS:
+        raise InvalidSpec(
+            f"invalid open port {text!r} for protected host {address}: use PORT/tcp or PORT/udp (1-65535)"
+        )
+    return int(number), proto
+
+
 def split_families(cidrs: Sequence[str]) -> tuple[list[str], list[str]]:
     """``cidrs`` split into (IPv4, IPv6) ranges."""
     v4 = [c for c in cidrs if ":" not in c]
     return v4, [c for c in cidrs if ":" in c]
 
 
-class AllowLists:
-    """Per-tenant allow-lists in one JSON file (callers hold the network lock while changing it)."""
+class ListsFile:
+    """``{key: [text, ...]}`` in one JSON file: allow-lists by tenant, or protected hosts' open ports.
+
+    Callers hold the network lock while changing it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def all(self) -> dict[str, tuple[str, ...]]:
-        """Every tenant's allow-list (tenants without one are absent)."""
+        """Every key's list."""
         try:
             data = read_json(self.path)
         except FileNotFoundError:
             return {}
-        return {str(t): tuple(str(c) for c in cidrs) for t, cidrs in data.items() if cidrs}
+        return {str(k): tuple(str(v) for v in values) for k, values in data.items()}
 
-    def get(self, tenant: str) -> tuple[str, ...]:
-        """``tenant``'s allow-list (empty: the default policy)."""
-        return self.all().get(tenant, ())
+    def get(self, key: str) -> tuple[str, ...]:
+        """``key``'s list (empty if none)."""
+        return self.all().get(key, ())
 
-    def write(self, lists: dict[str, tuple[str, ...]]) -> None:
-        """Replace the whole file (atomically); empty lists are dropped."""
+    def write(self, lists: Mapping[str, Sequence[str]], *, keep_empty: bool = False) -> None:
+        """Replace the whole file (atomically); empty lists are dropped unless ``keep_empty``."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, {t: list(c) for t, c in sorted(lists.items()) if c})
+        atomic_write_json(self.path, {k: list(v) for k, v in sorted(lists.items()) if v or keep_empty})

@@ -44,6 +44,7 @@ def render_ruleset(
     published: Sequence[Published],
     *,
     egress_allow: Mapping[str, Sequence[str]] | None = None,
+    protected: Mapping[str, Sequence[str]] | None = None,
     nameservers: Sequence[str] = (),
 ) -> str:
     """The complete nft script for ``instance``: replaces its tables, or deletes them if no networks.
@@ -52,10 +53,12 @@ def render_ruleset(
     traffic inside one network passes; an internal network reaches nothing
     else; traffic between networks and new connections into a network from
     outside are rejected (fast failure, not a timeout). Then the egress
-    policy: a network's tenant's allow-listed ranges (``egress_allow``,
-    tenant -> CIDRs) and DNS to the ``nameservers`` containers are given
-    pass; private, shared and link-local ranges (egress.DENIED_V4/V6) are
-    rejected; the rest (the internet) passes. Containers reach none of the
+    policy: DNS to the ``nameservers`` containers are given passes;
+    ``protected`` hosts (address -> open "PORT/PROTO"s: the panel's services
+    and the pool's other hosts) are reached only on their open ports; a
+    network's tenant's allow-listed ranges (``egress_allow``, tenant ->
+    CIDRs) pass; private, shared and link-local ranges
+    (egress.DENIED_V4/V6) are rejected; the rest (the internet) passes. Containers reach none of the
     host's own addresses except published ports (input chain). Outbound
     traffic of non-internal networks is masqueraded, and so are
     published-port connections from 127.0.0.0/8 (they need route_localnet
@@ -82,7 +85,7 @@ def render_ruleset(
     lines += [
         f"    iifname {ours} oifname {ours} {REJECT}",
         f"    oifname {ours} {REJECT}",
-        *_egress_rules(networks, ours, egress_allow or {}, nameservers),
+        *_egress_rules(networks, ours, egress_allow or {}, protected or {}, nameservers),
         "  }",
         "  chain input {",
         "    type filter hook input priority filter; policy accept;",
@@ -120,11 +123,31 @@ def render_ruleset(
 
 
 def _egress_rules(
-    networks: Sequence[Network], ours: str, allow: Mapping[str, Sequence[str]], nameservers: Sequence[str]
+    networks: Sequence[Network],
+    ours: str,
+    allow: Mapping[str, Sequence[str]],
+    protected: Mapping[str, Sequence[str]],
+    nameservers: Sequence[str],
 ) -> list[str]:
     """Forward rules for traffic leaving the host's networks (see render_ruleset)."""
     # a published port of another engine instance (DNAT'd here) is public, like ours
     lines = [f"    iifname {ours} ct status dnat accept"]
+    if nameservers:
+        servers = ", ".join(sorted(set(nameservers)))
+        lines.append(
+            f"    iifname {ours} ip daddr {{ {servers} }} meta l4proto {{ tcp, udp }} th dport 53 accept"
+        )
+    for family, addresses in zip(("ip", "ip6"), split_families(sorted(protected)), strict=True):
+        opened = [
+            f"{a} . {port.partition('/')[2]} . {port.partition('/')[0]}"
+            for a in addresses
+            for port in protected[a]
+        ]
+        if opened:
+            match = f"{family} daddr . meta l4proto . th dport"
+            lines.append(f"    iifname {ours} {match} {{ {', '.join(opened)} }} accept")
+        if addresses:
+            lines.append(f"    iifname {ours} {family} daddr {{ {', '.join(addresses)} }} {REJECT}")
     for tenant in sorted({n.tenant for n in networks}):
         own = sorted(n.bridge for n in networks if n.tenant == tenant and not n.internal)
         v4, v6 = split_families(allow.get(tenant, ()))
@@ -132,11 +155,6 @@ def _egress_rules(
             lines.append(f"    iifname {_names(own)} ip daddr {{ {', '.join(v4)} }} accept")
         if own and v6:
             lines.append(f"    iifname {_names(own)} ip6 daddr {{ {', '.join(v6)} }} accept")
-    if nameservers:
-        servers = ", ".join(sorted(set(nameservers)))
-        lines.append(
-            f"    iifname {ours} ip daddr {{ {servers} }} meta l4proto {{ tcp, udp }} th dport 53 accept"
-        )
     lines += [
         f"    iifname {ours} ip daddr {{ {', '.join(DENIED_V4)} }} {REJECT}",
         f"    iifname {ours} ip6 daddr {{ {', '.join(DENIED_V6)} }} {REJECT}",

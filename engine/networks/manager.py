@@ -5,6 +5,7 @@ On disk, below ``<root>/networks``::
     <name>/network.json     the Network record
     <name>/endpoints.json   {container id: {name, ip, aliases, hostname, hosts, ports}}
     .egress.json            per-tenant egress allow-lists (see engine.networks.egress)
+    .egress-protected.json  protected hosts and the ports they keep open to containers
     .lock                   serialises every change of this instance's networks
 
 Container network namespaces are bind mounts at ``<root>/run/netns/<id>``.
@@ -21,7 +22,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,7 +166,8 @@ class NetworkManager:
         # the pool new subnets come from: the argument, $HOSTPANEL_SUBNET_POOL, or 10.89.0.0/16
         self.pool = ipam.parse_subnet(pool or os.environ.get("HOSTPANEL_SUBNET_POOL") or ipam.DEFAULT_POOL)
         self.bridge_prefix, self.veth_prefix, self.vxlan_prefix = link_prefixes(instance)
-        self.allow_lists = egress.AllowLists(self.dir / ".egress.json")
+        self.allow_lists = egress.ListsFile(self.dir / ".egress.json")
+        self.protected = egress.ListsFile(self.dir / ".egress-protected.json")
 
     # ---- names of kernel objects ------------------------------------------------
 
@@ -362,6 +364,7 @@ class NetworkManager:
                 networks,
                 self._published(networks),
                 egress_allow=self.allow_lists.all(),
+                protected=self.protected.all(),
                 nameservers=host_nameservers(),
             )
         )
@@ -408,6 +411,31 @@ class NetworkManager:
             firewall.apply_ruleset(script)
         except RuntimeFailure:
             self._apply_rules()
+
+    def egress_protected(self) -> dict[str, tuple[str, ...]]:
+        """The protected hosts: address -> the "PORT/PROTO"s containers may still reach there."""
+        return self.protected.all()
+
+    def set_egress_protected(self, entries: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+        """Replace the protected hosts and apply them live to every network's rules.
+
+        A protected host (the panel, its Redis or database, another host of the
+        pool, at whatever address) is reached by containers only on the ports
+        listed for it (other tenants' published ports there), whatever a
+        tenant's allow-list says. Returns the stored (normalised) entries.
+        Raises InvalidSpec for a bad address or port, RuntimeFailure if
+        nftables refuses (then the previous entries and rules stay).
+        """
+        wanted = egress.parse_protected(entries)
+        with self._lock():
+            before = self.protected.all()
+            self.protected.write(wanted, keep_empty=True)
+            try:
+                self._apply_rules()
+            except RuntimeFailure:
+                self.protected.write(before, keep_empty=True)
+                raise
+        return wanted
 
     # ---- containers -------------------------------------------------------------
     def resolve(self, request: str, tenant: str, *, allow_privileged: bool = False) -> str:

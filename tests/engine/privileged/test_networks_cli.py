@@ -115,3 +115,16 @@ def test_tenant_egress_commands(engine: Engine, capsys: pytest.CaptureFixture[st
     assert "allowed: 10.20.0.0/16" in out and "allowed: 192.168.1.9/32" in out
     assert hpctl(engine, capsys, "tenant", "egress", "set", "acme")[0] == 0
     assert engine.tenant_egress_allow("acme") == ()
+
+
+def test_network_protect_commands(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = hpctl(
+        engine, capsys, "network", "protect", "--json", "198.51.100.7=8080/tcp,53/udp", "10.0.0.5"
+    )
+    assert code == 0 and json.loads(out) == {"10.0.0.5": [], "198.51.100.7": ["8080/tcp", "53/udp"]}
+    code, out, _ = hpctl(engine, capsys, "network", "protected")
+    assert "198.51.100.7" in out and "8080/tcp, 53/udp" in out
+    code, _, err = hpctl(engine, capsys, "network", "protect", "redis.lan")
+    assert code != 0 and "invalid protected host 'redis.lan'" in err
+    assert hpctl(engine, capsys, "network", "protect")[0] == 0
+    assert engine.egress_protected() == {}

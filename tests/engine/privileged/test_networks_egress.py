@@ -20,7 +20,7 @@ from engine.images.model import Image
 from engine.networks import firewall
 from engine.networks.ports import parse_publish
 from tests.engine.privileged.test_networks_bridge import _exec, _free_port, _sleeper, _web
-from tests.netsim import PORT, Remote, connects, simulated_world
+from tests.netsim import OTHER_PORT, PORT, Remote, connects, simulated_world
 
 pytestmark = pytest.mark.privileged
 
@@ -106,3 +106,24 @@ def test_egress_rules_go_with_the_last_network(engine: Engine, busybox: Image) -
     engine.remove(c, force=True)
     engine.network_remove("bridge.acme")
     assert firewall.instance_tables_present(engine.instance) == []
+
+
+def test_protected_hosts_keep_only_their_open_ports_even_against_an_allow_list(
+    engine: Engine, busybox: Image, world: dict[str, Remote]
+) -> None:
+    # the "internet" machine plays another host of the pool with a public address: its Redis on
+    # PORT is closed, another tenant's published port OTHER_PORT stays open
+    other = world["internet"]
+    c = _sleeper(engine, "bridge", "acme")
+    engine.set_tenant_egress_allow("acme", ["203.0.113.0/24"])
+    assert engine.set_egress_protected({other.address: [f"{OTHER_PORT}/tcp"]}) == {
+        other.address: (f"{OTHER_PORT}/tcp",)
+    }
+    assert not connects(engine, c, other.address, PORT, other.marker)
+    assert connects(engine, c, other.address, OTHER_PORT, other.marker)
+    before = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    with pytest.raises(InvalidSpec, match="invalid open port"):
+        engine.set_egress_protected({other.address: ["99999/tcp"]})
+    assert subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout == before
+    assert engine.set_egress_protected({}) == {}
+    assert connects(engine, c, other.address, PORT, other.marker)

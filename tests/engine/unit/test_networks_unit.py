@@ -275,7 +275,7 @@ def test_egress_policy_rejects_private_ranges_after_allow_lists_and_dns() -> Non
     deny6 = lines.index(
         'iifname { "hbA", "hbB" } ip6 daddr { fc00::/7, fe80::/10 } reject with icmpx type admin-prohibited'
     )
-    assert published < allow < dns < deny < deny6
+    assert published < dns < allow < deny < deny6
     assert not any(
         "hbB" in line and "accept" in line and "daddr" in line and "53" not in line for line in lines
     )
@@ -319,3 +319,51 @@ def test_joined_namespace_masks_the_net_directory_of_every_host_nic(tmp_path: Pa
         "/sys/devices/pci0000:00/0000:00:03.0/virtio2/net",
     ]
     assert joined_netns_masked(tmp_path / "missing") == ["/sys/class/net", "/sys/devices/virtual/net"]
+
+
+def test_protected_hosts_are_reached_only_on_their_open_ports_whatever_the_allow_list() -> None:
+    a = _network("a", "hbA", "10.89.0.0/24")
+    a.tenant = "acme"
+    script = firewall.render_ruleset(
+        "i1",
+        [a],
+        [],
+        egress_allow={"acme": ("10.0.0.0/8",)},
+        protected={"10.0.0.5": ("8080/tcp", "5353/udp"), "198.51.100.7": (), "2001:db8::7": ("443/tcp",)},
+    )
+    lines = [line.strip() for line in script.splitlines()]
+    opened = lines.index(
+        'iifname { "hbA" } ip daddr . meta l4proto . th dport '
+        "{ 10.0.0.5 . tcp . 8080, 10.0.0.5 . udp . 5353 } accept"
+    )
+    closed = lines.index(
+        'iifname { "hbA" } ip daddr { 10.0.0.5, 198.51.100.7 } reject with icmpx type admin-prohibited'
+    )
+    assert 'iifname { "hbA" } ip6 daddr . meta l4proto . th dport { 2001:db8::7 . tcp . 443 } accept' in lines
+    assert 'iifname { "hbA" } ip6 daddr { 2001:db8::7 } reject with icmpx type admin-prohibited' in lines
+    allow = lines.index('iifname { "hbA" } ip daddr { 10.0.0.0/8 } accept')
+    assert opened < closed < allow
+
+
+def test_protected_hosts_are_normalised() -> None:
+    assert egress.parse_protected(
+        {" 10.0.0.5": ["8080", "53/udp", "8080/tcp", "22/tcp"], "2001:DB8::1": []}
+    ) == {
+        "10.0.0.5": ("22/tcp", "8080/tcp", "53/udp"),
+        "2001:db8::1": (),
+    }
+
+
+@pytest.mark.parametrize(
+    ("entries", "words"),
+    [
+        ({"redis.lan": []}, "invalid protected host 'redis.lan'"),
+        ({"10.0.0.0/8": []}, "invalid protected host"),
+        ({"10.0.0.5": ["0/tcp"]}, "invalid open port '0/tcp'"),
+        ({"10.0.0.5": ["80/icmp"]}, "invalid open port '80/icmp'"),
+        ({"10.0.0.5": ["80; flush ruleset"]}, "invalid open port"),
+    ],
+)
+def test_protected_hosts_refuse_bad_input(entries: dict[str, list[str]], words: str) -> None:
+    with pytest.raises(InvalidSpec, match=words.replace("(", r"\(")):
+        egress.parse_protected(entries)

@@ -52,7 +52,17 @@ class FakeEngine:
         self.volumes: dict[str, Volume] = {}
         self.egress: dict[str, tuple[str, ...]] = {}  # tenant -> allow-list
         self.egress_sets = 0
+        self.protected: dict[str, tuple[str, ...]] = {}
+        self.protected_sets = 0
         self.egress_at_run: dict[str, tuple[str, ...]] = {}  # container id -> its tenant's list then
+
+    def egress_protected(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.protected)
+
+    def set_egress_protected(self, entries: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+        self.protected_sets += 1
+        self.protected = {a: tuple(p) for a, p in entries.items()}
+        return dict(self.protected)
 
     def tenant_egress_allow(self, tenant: str) -> tuple[str, ...]:
         return self.egress.get(tenant, ())
