@@ -34,6 +34,8 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: packages venv static
 	$(BIN)/hpctl host setup
+	@# the password Redis requires (var/redis_password, mode 0600; made once): scripts/redis.sh
+	@$(BIN)/python -m hostpanel.config redis-password "$${HOSTPANEL_VAR_DIR:-$$PWD/var}" >/dev/null
 
 # Browser libraries (htmx, xterm.js) from the npm registry, integrity-checked, into static/vendor/.
 static:

@@ -141,10 +141,11 @@ def panel_stack(
     scratch = Path(tempfile.mkdtemp(prefix=f"hpbench-{name}-", dir=os.environ.get("HPBENCH_DIR", "/var/tmp")))
     scratch.chmod(0o755)
     redis_port, http_port = free_port(), free_port()
+    redis_password = secrets.token_hex(32)  # Redis always requires a password, as `make run` sets up
     root, instance = scratch / "engine", f"hpb{name[0]}-{secrets.token_hex(3)}"
     overrides = {
         "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite3'}",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "REDIS_URL": f"redis://:{redis_password}@127.0.0.1:{redis_port}/0",
         "HOSTPANEL_VAR_DIR": str(scratch / "var"),
         "HOSTPANEL_SECRET_KEYS": Fernet.generate_key().decode(),
         "HOSTPANEL_LOG_LEVEL": "WARNING",
@@ -159,6 +160,7 @@ def panel_stack(
         stack.callback(lambda: [engine.remove(c.id, force=True) for c in engine.list(all=True)])
         engine.images.bootstrap_busybox()
         redis = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", ""]
+        redis += ["--requirepass", redis_password]
         stack.enter_context(process([*redis, "--bind", "127.0.0.1"], env, scratch / "redis.log"))
         subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
         seeded = subprocess.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import functools
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TypeVar
@@ -188,6 +188,14 @@ class Engine:
         """Store a tenant's quota and apply it live to its containers (see TenantQuotas.set)."""
         return self.containers.quotas.set(tenant, quota)
 
+    def tenant_egress_allow(self, tenant: str) -> tuple[str, ...]:
+        """Ranges a tenant's containers may reach besides the internet (see NetworkManager.egress_allow)."""
+        return self.networks.egress_allow(tenant)
+
+    def set_tenant_egress_allow(self, tenant: str, cidrs: Sequence[str]) -> tuple[str, ...]:
+        """Replace a tenant's egress allow-list, live (see NetworkManager.set_egress_allow)."""
+        return self.networks.set_egress_allow(tenant, cidrs)
+
     def tenant_usage(self, tenant: str) -> TenantReport:
         """A tenant's quota, live totals (its cgroup) and accumulated billing usage."""
         quota = self.tenant_quota(tenant)
@@ -276,6 +284,14 @@ class Engine:
     def network_set_remote(self, name: str, entries: dict[str, str]) -> None:
         """Containers of an overlay network on other hosts ({name: address}) for /etc/hosts."""
         self.networks.set_remote_endpoints(name, entries)
+
+    def egress_protected(self) -> dict[str, tuple[str, ...]]:
+        """Protected hosts and their open ports (see NetworkManager.set_egress_protected)."""
+        return self.networks.egress_protected()
+
+    def set_egress_protected(self, entries: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+        """Replace the protected hosts ({address: ["8080/tcp", ...]}), live."""
+        return self.networks.set_egress_protected(entries)
 
     def network(self, name: str) -> Network:
         """A network by name; NotFound if there is none."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -71,6 +73,23 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
     raise ValueError(f"unsupported DATABASE_URL scheme {parts.scheme!r}: use sqlite:/// or postgres://")
 
 
+def _private_file(path: Path, make: Callable[[], str]) -> str:
+    """The stripped contents of ``path``, created first (mode 0600) with ``make()`` if missing."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its value
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
 def load_secret_key(var_dir: Path, env_name: str = "HOSTPANEL_SECRET_KEY") -> str:
     """The secret key from ``env_name``, else from ``var_dir/secret_key``.
 
@@ -80,17 +99,27 @@ def load_secret_key(var_dir: Path, env_name: str = "HOSTPANEL_SECRET_KEY") -> st
     from_env = os.environ.get(env_name)
     if from_env:
         return from_env
-    path = var_dir / "secret_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    var_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its key
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    return key
+    return _private_file(var_dir / "secret_key", lambda: secrets.token_urlsafe(50))
+
+
+def load_redis_password(var_dir: Path) -> str:
+    """The password of the Redis that `make run` starts: ``var_dir/redis_password`` (0600, made once)."""
+    return _private_file(var_dir / "redis_password", lambda: secrets.token_hex(32))
+
+
+def redis_url(var_dir: Path) -> str:
+    """``REDIS_URL`` from the environment, else the local Redis with the password `make run` set up."""
+    return os.environ.get("REDIS_URL") or f"redis://:{load_redis_password(var_dir)}@127.0.0.1:6379/0"
+
+
+def main(argv: list[str]) -> int:
+    """``python -m hostpanel.config redis-password VAR_DIR``: print the local Redis password (made once)."""
+    if len(argv) != 2 or argv[0] != "redis-password":
+        print("usage: python -m hostpanel.config redis-password VAR_DIR", file=sys.stderr)
+        return 2
+    print(load_redis_password(Path(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

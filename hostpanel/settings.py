@@ -6,7 +6,8 @@ Environment variables (all optional):
 - ``HOSTPANEL_DEBUG``: 1/true to enable debug pages (default off)
 - ``HOSTPANEL_ALLOWED_HOSTS``: comma-separated (default ``127.0.0.1,localhost``)
 - ``DATABASE_URL``: ``sqlite:///var/db.sqlite3`` (default) or ``postgres://user:pw@host:5432/name``
-- ``REDIS_URL``: Celery broker and Channels layer (default ``redis://127.0.0.1:6379/0``)
+- ``REDIS_URL``: Celery broker and Channels layer (default: 127.0.0.1:6379 with the password in
+  ``var/redis_password``, which `make install`/`make run` create, mode 0600)
 - ``HOSTPANEL_VAR_DIR``: where runtime files live (default ``<repo>/var``)
 - ``HOSTPANEL_ROOT`` / ``HOSTPANEL_INSTANCE``: this host's engine root and instance
 """
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from engine.paths import default_instance, default_root
-from hostpanel.config import env_bool, env_list, load_secret_key, parse_database_url
+from hostpanel.config import env_bool, env_list, load_secret_key, parse_database_url, redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HOSTPANEL_VAR_DIR") or BASE_DIR / "var")
@@ -122,7 +123,8 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+# Redis requires a password: REDIS_URL carries it, else the one `make run` keeps in var/redis_password.
+REDIS_URL = redis_url(VAR_DIR)
 
 CHANNEL_LAYERS = {
     "default": {

@@ -10,32 +10,10 @@ VAR_DIR=${HOSTPANEL_VAR_DIR:-$PWD/var}
 RUN_DIR=$VAR_DIR/run
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
-REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 mkdir -p "$RUN_DIR" "$VAR_DIR/redis" "$VAR_DIR/log"
 
-# Redis: the Celery broker and the Channels layer. Started here only when
-# REDIS_URL points at this machine and nothing answers there yet.
-redis_hostport=${REDIS_URL#*://}
-redis_hostport=${redis_hostport##*@}
-redis_hostport=${redis_hostport%%/*}
-redis_host=${redis_hostport%%:*}
-redis_port=6379
-[[ $redis_hostport == *:* ]] && redis_port=${redis_hostport##*:}
-if redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1; then
-    echo "redis: already answering on $redis_host:$redis_port"
-elif [[ $redis_host == 127.0.0.1 || $redis_host == localhost ]]; then
-    redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --dir "$VAR_DIR/redis" \
-        --pidfile "$RUN_DIR/redis.pid" --logfile "$VAR_DIR/log/redis.log"
-    for _ in $(seq 50); do
-        redis-cli -h 127.0.0.1 -p "$redis_port" ping >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    redis-cli -h 127.0.0.1 -p "$redis_port" ping >/dev/null
-    echo "redis: started on 127.0.0.1:$redis_port (log: $VAR_DIR/log/redis.log)"
-else
-    echo "redis: nothing answers at $REDIS_URL; start it there or set REDIS_URL" >&2
-    exit 1
-fi
+# Redis (requires a password; sets and exports REDIS_URL): see scripts/redis.sh.
+source scripts/redis.sh
 
 # The busybox base image, so `hpctl run busybox ...` works right away.
 has_busybox() {

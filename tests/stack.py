@@ -78,7 +78,11 @@ def start_daphne(endpoint: list[str], env: dict[str, str], log: Path) -> subproc
 
 @contextmanager
 def redis_server(directory: Path) -> Iterator[str]:
-    """``HOSTPANEL_TEST_REDIS_URL`` if given, else a private redis-server on a free port (its URL)."""
+    """``HOSTPANEL_TEST_REDIS_URL`` if given, else a private redis-server on a free port (its URL).
+
+    Like the one `make run` starts, it requires a password (``requirepass`` in a
+    0600 config file); the URL carries it.
+    """
     given = os.environ.get("HOSTPANEL_TEST_REDIS_URL")
     if given:
         yield given
@@ -88,26 +92,31 @@ def redis_server(directory: Path) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("redis-server is missing; `make install` installs it")
         pytest.skip("needs redis-server (`make install`)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port, password = free_port(), secrets.token_hex(32)
+    config = directory / "redis.conf"
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'port {port}\nbind 127.0.0.1\ndir {directory}\nsave ""\nrequirepass {password}\n')
+    proc = subprocess.Popen([server, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: _pingable(port), 10, "redis-server to answer")
-        yield f"redis://127.0.0.1:{port}/0"
+        wait_for(lambda: redis_ping(port, password) == b"+PONG", 10, "redis-server to answer")
+        yield f"redis://:{password}@127.0.0.1:{port}/0"
     finally:
         stop_process(proc, timeout=10)
 
 
-def _pingable(port: int) -> bool:
+def redis_ping(port: int, password: str | None = None) -> bytes:
+    """What Redis on 127.0.0.1:``port`` answers to PING (after AUTH with ``password``), b"" if nothing."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            if password is not None:
+                s.sendall(f"AUTH {password}\r\n".encode())
+                if not s.recv(64).startswith(b"+OK"):
+                    return b"-AUTH failed"
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            return s.recv(64).strip()
     except OSError:
-        return False
+        return b""
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Network commands: `hpctl network create | ls | inspect | rm | teardown`."""
+"""Network commands: `hpctl network create | remote | ls | inspect | rm | protect | teardown`."""
 
 from __future__ import annotations
 
@@ -78,6 +78,33 @@ def cmd_rm(ctx: CliContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_protect(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Replace the protected hosts (ADDRESS or ADDRESS=PORT/PROTO,...) and print them."""
+    entries: dict[str, list[str]] = {}
+    for item in args.entries:
+        address, _, ports = item.partition("=")
+        entries[address] = [p for p in ports.split(",") if p]
+    _show_protected(ctx, ctx.engine.set_egress_protected(entries), args.json)
+    return 0
+
+
+def cmd_protected(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Print the protected hosts and the ports they keep open."""
+    _show_protected(ctx, ctx.engine.egress_protected(), args.json)
+    return 0
+
+
+def _show_protected(ctx: CliContext, hosts: dict[str, tuple[str, ...]], as_json: bool) -> None:
+    if as_json:
+        print_json(ctx.out, {a: list(p) for a, p in hosts.items()})
+        return
+    print_table(
+        ctx.out,
+        ["PROTECTED HOST", "OPEN TO CONTAINERS"],
+        [[a, ", ".join(p) or "-"] for a, p in hosts.items()],
+    )
+
+
 def cmd_teardown(ctx: CliContext, args: argparse.Namespace) -> int:
     """Remove every namespace, link and nft table of this engine instance."""
     for item in ctx.engine.network_teardown():
@@ -122,6 +149,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = nsub.add_parser("rm", help="remove networks (refused while a container uses one)")
     p.add_argument("names", nargs="+")
     p.set_defaults(handler=cmd_rm)
+
+    p = nsub.add_parser(
+        "protect",
+        help="replace the protected hosts (panel, Redis, database, other hosts): containers reach them only "
+        "on the ports given, as ADDRESS[=PORT/PROTO,...] (none: no protected host)",
+    )
+    p.add_argument("entries", nargs="*", metavar="ADDRESS[=PORT/PROTO,...]")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(handler=cmd_protect)
+
+    p = nsub.add_parser("protected", help="show the protected hosts and their open ports")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(handler=cmd_protected)
 
     p = nsub.add_parser(
         "teardown", help="remove this instance's network namespaces, bridges, veths and nft tables"

@@ -1,8 +1,9 @@
-"""Tenant commands: `hpctl tenant quota set|show T` and `hpctl tenant usage T`."""
+"""Tenant commands: `hpctl tenant quota|egress set|show T` and `hpctl tenant usage T`."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from engine.cgroups.resources import Resources, format_bytes
@@ -32,6 +33,30 @@ def cmd_quota_set(ctx: CliContext, args: argparse.Namespace) -> int:
 def cmd_quota_show(ctx: CliContext, args: argparse.Namespace) -> int:
     """`hpctl tenant quota show T`: the tenant's stored quota."""
     _show_quota(ctx, args.tenant, ctx.engine.tenant_quota(args.tenant), args.json)
+    return 0
+
+
+def _show_egress(ctx: CliContext, tenant: str, allowed: Sequence[str], as_json: bool) -> None:
+    if as_json:
+        print_json(ctx.out, {"tenant": tenant, "egress_allow": list(allowed)})
+        return
+    ctx.out.write(f"tenant {tenant}\n")
+    if not allowed:
+        ctx.out.write("egress: default (internet only; no private, shared or link-local ranges)\n")
+    for cidr in allowed:
+        ctx.out.write(f"allowed: {cidr}\n")
+
+
+def cmd_egress_set(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant egress set T [CIDR ...]`: replace the tenant's egress allow-list, live."""
+    allowed = ctx.engine.set_tenant_egress_allow(args.tenant, args.cidrs)
+    _show_egress(ctx, args.tenant, allowed, args.json)
+    return 0
+
+
+def cmd_egress_show(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant egress show T`: the tenant's egress allow-list."""
+    _show_egress(ctx, args.tenant, ctx.engine.tenant_egress_allow(args.tenant), args.json)
     return 0
 
 
@@ -89,6 +114,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("tenant")
     p.set_defaults(handler=cmd_quota_show)
+
+    egress = tsub.add_parser("egress", help="show or set the private ranges a tenant's containers may reach")
+    esub = egress.add_subparsers(dest="egress_command", metavar="COMMAND")
+    esub.required = True
+    p = esub.add_parser(
+        "set",
+        help="replace a tenant's egress allow-list (no ranges: the default, internet only), live",
+    )
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.add_argument("cidrs", nargs="*", metavar="CIDR", help="a range to allow, e.g. 10.20.0.0/16")
+    p.set_defaults(handler=cmd_egress_set)
+    p = esub.add_parser("show", help="show a tenant's egress allow-list")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.set_defaults(handler=cmd_egress_show)
 
     p = tsub.add_parser("usage", help="a tenant's live totals and accumulated billing usage")
     p.add_argument("--json", action="store_true", help="JSON output")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import ctypes
 import functools
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.errors import RuntimeFailure
+from engine.networks.egress import DENIED_V4, DENIED_V6, split_families
 from engine.networks.model import Network, PortMapping
 
 REJECT = "reject with icmpx type admin-prohibited"
@@ -37,16 +38,31 @@ def _names(items: Sequence[str]) -> str:
     return "{ " + ", ".join(f'"{i}"' for i in items) + " }"
 
 
-def render_ruleset(instance: str, networks: Sequence[Network], published: Sequence[Published]) -> str:
+def render_ruleset(
+    instance: str,
+    networks: Sequence[Network],
+    published: Sequence[Published],
+    *,
+    egress_allow: Mapping[str, Sequence[str]] | None = None,
+    protected: Mapping[str, Sequence[str]] | None = None,
+    nameservers: Sequence[str] = (),
+) -> str:
     """The complete nft script for ``instance``: replaces its tables, or deletes them if no networks.
 
     Rules, in order: replies and published ports (``ct status dnat``) pass;
     traffic inside one network passes; an internal network reaches nothing
     else; traffic between networks and new connections into a network from
-    outside are rejected (fast failure, not a timeout); containers reach none
-    of the host's own addresses (input chain). Outbound traffic of
-    non-internal networks is masqueraded, and so are published-port
-    connections from 127.0.0.0/8 (they need route_localnet on the bridge).
+    outside are rejected (fast failure, not a timeout). Then the egress
+    policy: DNS to the ``nameservers`` containers are given passes;
+    ``protected`` hosts (address -> open "PORT/PROTO"s: the panel's services
+    and the pool's other hosts) are reached only on their open ports; a
+    network's tenant's allow-listed ranges (``egress_allow``, tenant ->
+    CIDRs) pass; private, shared and link-local ranges
+    (egress.DENIED_V4/V6) are rejected; the rest (the internet) passes. Containers reach none of the
+    host's own addresses except published ports (input chain). Outbound
+    traffic of non-internal networks is masqueraded, and so are
+    published-port connections from 127.0.0.0/8 (they need route_localnet
+    on the bridge).
     """
     filt, nat = table_names(instance)
     lines = [f"table inet {filt}", f"delete table inet {filt}", f"table ip {nat}", f"delete table ip {nat}"]
@@ -69,6 +85,7 @@ def render_ruleset(instance: str, networks: Sequence[Network], published: Sequen
     lines += [
         f"    iifname {ours} oifname {ours} {REJECT}",
         f"    oifname {ours} {REJECT}",
+        *_egress_rules(networks, ours, egress_allow or {}, protected or {}, nameservers),
         "  }",
         "  chain input {",
         "    type filter hook input priority filter; policy accept;",
@@ -103,6 +120,46 @@ def render_ruleset(instance: str, networks: Sequence[Network], published: Sequen
             lines.append(f'    ip saddr {n.subnet} oifname != "{n.bridge}" masquerade')
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
+
+
+def _egress_rules(
+    networks: Sequence[Network],
+    ours: str,
+    allow: Mapping[str, Sequence[str]],
+    protected: Mapping[str, Sequence[str]],
+    nameservers: Sequence[str],
+) -> list[str]:
+    """Forward rules for traffic leaving the host's networks (see render_ruleset)."""
+    # a published port of another engine instance (DNAT'd here) is public, like ours
+    lines = [f"    iifname {ours} ct status dnat accept"]
+    if nameservers:
+        servers = ", ".join(sorted(set(nameservers)))
+        lines.append(
+            f"    iifname {ours} ip daddr {{ {servers} }} meta l4proto {{ tcp, udp }} th dport 53 accept"
+        )
+    for family, addresses in zip(("ip", "ip6"), split_families(sorted(protected)), strict=True):
+        opened = [
+            f"{a} . {port.partition('/')[2]} . {port.partition('/')[0]}"
+            for a in addresses
+            for port in protected[a]
+        ]
+        if opened:
+            match = f"{family} daddr . meta l4proto . th dport"
+            lines.append(f"    iifname {ours} {match} {{ {', '.join(opened)} }} accept")
+        if addresses:
+            lines.append(f"    iifname {ours} {family} daddr {{ {', '.join(addresses)} }} {REJECT}")
+    for tenant in sorted({n.tenant for n in networks}):
+        own = sorted(n.bridge for n in networks if n.tenant == tenant and not n.internal)
+        v4, v6 = split_families(allow.get(tenant, ()))
+        if own and v4:
+            lines.append(f"    iifname {_names(own)} ip daddr {{ {', '.join(v4)} }} accept")
+        if own and v6:
+            lines.append(f"    iifname {_names(own)} ip6 daddr {{ {', '.join(v6)} }} accept")
+    lines += [
+        f"    iifname {ours} ip daddr {{ {', '.join(DENIED_V4)} }} {REJECT}",
+        f"    iifname {ours} ip6 daddr {{ {', '.join(DENIED_V6)} }} {REJECT}",
+    ]
+    return lines
 
 
 def _publish_rule(p: Published) -> str:

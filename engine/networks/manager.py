@@ -4,6 +4,8 @@ On disk, below ``<root>/networks``::
 
     <name>/network.json     the Network record
     <name>/endpoints.json   {container id: {name, ip, aliases, hostname, hosts, ports}}
+    .egress.json            per-tenant egress allow-lists (see engine.networks.egress)
+    .egress-protected.json  protected hosts and the ports they keep open to containers
     .lock                   serialises every change of this instance's networks
 
 Container network namespaces are bind mounts at ``<root>/run/netns/<id>``.
@@ -20,7 +22,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from typing import Any
 
 from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
 from engine.fsutil import atomic_write_json, file_lock, read_json
-from engine.networks import firewall, ipam, netlink
+from engine.networks import egress, firewall, ipam, netlink
 from engine.networks.model import (
     BRIDGE,
     DEFAULT_NETWORK_PREFIX,
@@ -164,6 +166,8 @@ class NetworkManager:
         # the pool new subnets come from: the argument, $HOSTPANEL_SUBNET_POOL, or 10.89.0.0/16
         self.pool = ipam.parse_subnet(pool or os.environ.get("HOSTPANEL_SUBNET_POOL") or ipam.DEFAULT_POOL)
         self.bridge_prefix, self.veth_prefix, self.vxlan_prefix = link_prefixes(instance)
+        self.allow_lists = egress.ListsFile(self.dir / ".egress.json")
+        self.protected = egress.ListsFile(self.dir / ".egress-protected.json")
 
     # ---- names of kernel objects ------------------------------------------------
 
@@ -354,7 +358,44 @@ class NetworkManager:
     def _apply_rules(self) -> None:
         """Regenerate both tables from the records (network created or removed, teardown)."""
         networks = self.all()
-        firewall.apply_ruleset(firewall.render_ruleset(self.instance, networks, self._published(networks)))
+        firewall.apply_ruleset(
+            firewall.render_ruleset(
+                self.instance,
+                networks,
+                self._published(networks),
+                egress_allow=self.allow_lists.all(),
+                protected=self.protected.all(),
+                nameservers=host_nameservers(),
+            )
+        )
+
+    # ---- egress policy ------------------------------------------------------------
+    def egress_allow(self, tenant: str) -> tuple[str, ...]:
+        """The ranges ``tenant``'s containers may reach besides the internet (empty by default)."""
+        validate_tenant(tenant)
+        return self.allow_lists.get(tenant)
+
+    def set_egress_allow(self, tenant: str, cidrs: Sequence[str]) -> tuple[str, ...]:
+        """Replace ``tenant``'s egress allow-list and apply it live to its networks' rules.
+
+        By default containers cannot reach private, shared and link-local
+        ranges (see engine.networks.egress); each range listed here opens
+        that range to this tenant's bridge networks only. An empty list
+        restores the default. Returns the stored (normalised) list. Raises
+        InvalidSpec for a bad tenant or range, RuntimeFailure if nftables
+        refuses (then the previous list and rules stay).
+        """
+        validate_tenant(tenant)
+        wanted = egress.parse_allow_list(cidrs)
+        with self._lock():
+            before = self.allow_lists.all()
+            self.allow_lists.write({**before, tenant: wanted})
+            try:
+                self._apply_rules()
+            except RuntimeFailure:
+                self.allow_lists.write(before)
+                raise
+        return wanted
 
     def _apply_published(self, added: Sequence[firewall.Published] | None = None) -> None:
         """Append ``added`` to the publish chain, or rewrite the chain from the records if None.
@@ -370,6 +411,31 @@ class NetworkManager:
             firewall.apply_ruleset(script)
         except RuntimeFailure:
             self._apply_rules()
+
+    def egress_protected(self) -> dict[str, tuple[str, ...]]:
+        """The protected hosts: address -> the "PORT/PROTO"s containers may still reach there."""
+        return self.protected.all()
+
+    def set_egress_protected(self, entries: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+        """Replace the protected hosts and apply them live to every network's rules.
+
+        A protected host (the panel, its Redis or database, another host of the
+        pool, at whatever address) is reached by containers only on the ports
+        listed for it (other tenants' published ports there), whatever a
+        tenant's allow-list says. Returns the stored (normalised) entries.
+        Raises InvalidSpec for a bad address or port, RuntimeFailure if
+        nftables refuses (then the previous entries and rules stay).
+        """
+        wanted = egress.parse_protected(entries)
+        with self._lock():
+            before = self.protected.all()
+            self.protected.write(wanted, keep_empty=True)
+            try:
+                self._apply_rules()
+            except RuntimeFailure:
+                self.protected.write(before, keep_empty=True)
+                raise
+        return wanted
 
     # ---- containers -------------------------------------------------------------
     def resolve(self, request: str, tenant: str, *, allow_privileged: bool = False) -> str:

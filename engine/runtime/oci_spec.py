@@ -8,8 +8,11 @@ default seccomp profile and rlimits the host can grant.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.runtime.idmap import IdRange
@@ -111,6 +114,23 @@ HOST_NETNS = "host"
 # sysfs and crun bind-mounts the host's /sys (read-only) instead: hide the host's network devices
 # (other tenants' bridge and veth names) there.
 JOINED_NETNS_MASKED: tuple[str, ...] = ("/sys/class/net", "/sys/devices/virtual/net")
+
+
+def joined_netns_masked(sys_root: Path = Path("/sys")) -> list[str]:
+    """The /sys paths to mask in a container that joins a pre-made network namespace.
+
+    JOINED_NETNS_MASKED plus the ``net`` directory of every host NIC that sits
+    on a bus (``/sys/devices/pci0000:00/.../virtio2/net`` holds ``eth0``),
+    found through ``<sys_root>/class/net``; so no host interface name shows.
+    """
+    masked = dict.fromkeys(JOINED_NETNS_MASKED)
+    devices = (sys_root / "devices").resolve()
+    with contextlib.suppress(OSError):
+        for link in sorted(os.listdir(sys_root / "class" / "net")):
+            parent = (sys_root / "class" / "net" / link).resolve().parent
+            if parent.name == "net" and parent.is_relative_to(devices):
+                masked[f"/sys/devices/{parent.relative_to(devices)}"] = None
+    return list(masked)
 
 
 @dataclass(frozen=True)
@@ -264,7 +284,7 @@ def build_config(spec: BundleSpec) -> dict[str, Any]:
             ],
             "cgroupsPath": spec.cgroups_path,
             "resources": {**(spec.resources or {}), "devices": devices},
-            "maskedPaths": list(MASKED_PATHS) + (list(JOINED_NETNS_MASKED) if spec.netns_path else []),
+            "maskedPaths": list(MASKED_PATHS) + (joined_netns_masked() if spec.netns_path else []),
             "readonlyPaths": list(READONLY_PATHS),
             "seccomp": default_profile(),
         },

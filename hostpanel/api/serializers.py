@@ -81,10 +81,17 @@ QUOTA_FIELDS = ["cpu_millis", "memory_bytes", "pids", "disk_bytes", "containers"
 
 class QuotaSerializer(StrictModelSerializer):
     usage = serializers.SerializerMethodField()
+    egress_allow = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=64,
+        required=False,
+        help_text="CIDR ranges the tenant's containers may reach besides the internet "
+        "(private, shared and link-local ranges are closed by default); admins set it",
+    )
 
     class Meta:
         model = Quota
-        fields = [*QUOTA_FIELDS, "usage", "updated_at"]
+        fields = [*QUOTA_FIELDS, "egress_allow", "usage", "updated_at"]
         read_only_fields = ["updated_at"]
 
     def get_usage(self, quota: Quota) -> dict[str, int]:

@@ -148,6 +148,21 @@ QUOTA_FIELDS = ("cpu_millis", "memory_bytes", "pids", "disk_bytes", "containers"
 class QuotaForm(forms.ModelForm):
     """An admin's quota editor (the tenants service applies it and tells the hosts)."""
 
+    egress_allow = forms.CharField(
+        required=False,
+        label="Egress allow-list",
+        help_text="CIDR ranges (spaces or commas between) the tenant's containers may reach besides the "
+        "internet; private, shared and link-local ranges are closed by default",
+    )
+
     class Meta:
         model = Quota
         fields = list(QUOTA_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial.setdefault("egress_allow", " ".join(self.instance.egress_allow or []))
+
+    def clean_egress_allow(self) -> list[str]:
+        """The ranges as a list (the tenants service validates them with the engine's rule)."""
+        return str(self.cleaned_data.get("egress_allow") or "").replace(",", " ").split()

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -29,6 +32,7 @@ from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
 from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
+from engine.networks.egress import parse_allow_list
 from engine.networks.model import PortMapping
 from engine.runtime.model import Container, ContainerSpec
 from engine.volumes.spec import MountSpec
@@ -119,6 +123,8 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
             _remove(engine, container, report)
         else:
             actual[replica_id] = container
+    _apply_protected_hosts(engine, host)
+    _apply_tenant_egress(engine, host, list(replicas.values()))
     for replica_id, replica in replicas.items():
         try:
             _reconcile_one(engine, replica, actual.get(replica_id), report)
@@ -529,6 +535,77 @@ def _apply_tenant_limits(engine: Engine, host: Host, replicas: list[Replica]) ->
                 log.info("tenant %s: quota applied on host %s", quota.tenant.slug, host.name)
         except EngineError as exc:
             log.warning("tenant %s: cannot apply quota on host %s: %s", quota.tenant.slug, host.name, exc)
+
+
+@functools.lru_cache(maxsize=256)
+def _addresses_of(name: str) -> tuple[str, ...]:
+    """The non-loopback addresses ``name`` (an address or a host name) stands for; resolved once."""
+    try:
+        found = {ipaddress.ip_address(name)}
+    except ValueError:
+        try:
+            found = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(name, None)}
+        except (OSError, UnicodeError, ValueError):
+            log.warning("cannot resolve %r to protect it from containers", name)
+            return ()
+    return tuple(sorted(str(a) for a in found if not (a.is_loopback or a.is_unspecified)))
+
+
+def protected_hosts(host: Host) -> dict[str, list[str]]:
+    """What containers on ``host`` may reach of the control plane and the pool's other hosts.
+
+    The panel's Redis and database hosts and every other host of the pool,
+    each with only the ports published there (other tenants' public
+    services); everything else on them stays closed.
+    """
+    entries: dict[str, set[str]] = {}
+    for url_host in (urlsplit(settings.REDIS_URL).hostname, settings.DATABASES["default"].get("HOST")):
+        for address in _addresses_of(url_host) if url_host else ():
+            entries.setdefault(address, set())
+    others = {h.pk: _addresses_of(h.address) for h in Host.objects.exclude(pk=host.pk).exclude(address="")}
+    for address in (a for addresses in others.values() for a in addresses):
+        entries.setdefault(address, set())
+    for replica in Replica.objects.filter(host_id__in=others).exclude(ports=[]).only("host_id", "ports"):
+        for address in others[replica.host_id]:
+            entries[address] |= {f"{p['host_port']}/{p['protocol']}" for p in replica.ports}
+    return {address: sorted(ports) for address, ports in entries.items()}
+
+
+def _apply_protected_hosts(engine: Engine, host: Host) -> None:
+    """Give the engine the protected hosts (see protected_hosts) when they changed."""
+    setter = getattr(engine, "set_egress_protected", None)
+    if setter is None:
+        return
+    wanted = protected_hosts(host)
+    try:
+        current = engine.egress_protected()
+        if {a: sorted(p) for a, p in current.items()} != wanted:
+            setter(wanted)
+            log.info("protected hosts on host %s: %s", host.name, wanted)
+    except EngineError as exc:
+        log.warning("host %s: cannot apply the protected hosts: %s", host.name, exc)
+
+
+def _apply_tenant_egress(engine: Engine, host: Host, replicas: list[Replica]) -> None:
+    """Give the engine each tenant's egress allow-list, before any of the tenant's containers start.
+
+    If the engine refuses, the default policy (no private ranges) stays in force.
+    """
+    from hostpanel.tenants.models import Quota
+
+    setter = getattr(engine, "set_tenant_egress_allow", None)
+    if setter is None:
+        return
+    tenant_ids = {r.app.tenant_id for r in replicas}
+    for quota in Quota.objects.filter(tenant_id__in=tenant_ids).select_related("tenant"):
+        slug = quota.tenant.slug
+        try:
+            wanted = parse_allow_list(quota.egress_allow or [])
+            if engine.tenant_egress_allow(slug) != wanted:
+                setter(slug, wanted)
+                log.info("tenant %s: egress allow-list %s applied on host %s", slug, list(wanted), host.name)
+        except EngineError as exc:
+            log.warning("tenant %s: cannot apply its egress allow-list on host %s: %s", slug, host.name, exc)
 
 
 def _remove(engine: Engine, container: Container, report: ReconcileReport) -> None:

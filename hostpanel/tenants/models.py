@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+
+from engine.errors import InvalidSpec
+from engine.networks.egress import parse_allow_list
 
 # The engine's tenant names (engine/runtime/idmap.py): the slug is used as the engine tenant.
 SLUG_RE = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -90,7 +94,22 @@ class Quota(models.Model):
     disk_bytes = models.PositiveBigIntegerField(help_text="total size of the tenant's volumes")
     containers = models.PositiveIntegerField()
     volumes = models.PositiveIntegerField()
+    egress_allow = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="CIDR ranges the tenant's containers may reach besides the internet "
+        '(private, shared and link-local ranges are closed by default), e.g. ["10.20.0.0/16"]',
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"quota of {self.tenant}"
+
+    def clean(self) -> None:
+        """Normalise ``egress_allow`` with the engine's own rule; ValidationError for a bad range."""
+        if not isinstance(self.egress_allow, list) or not all(isinstance(c, str) for c in self.egress_allow):
+            raise ValidationError({"egress_allow": 'a list of CIDR ranges, e.g. ["10.20.0.0/16"]'})
+        try:
+            self.egress_allow = list(parse_allow_list(self.egress_allow))
+        except InvalidSpec as exc:
+            raise ValidationError({"egress_allow": str(exc)}) from None

@@ -16,6 +16,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -265,8 +266,12 @@ def check_quota(tenant: Tenant, before: Usage, after: Usage) -> None:
         raise QuotaExceeded(f"over the quota of tenant {tenant.slug!r}: {text}", {"over": over})
 
 
-def update_quota(actor: Actor, tenant: Tenant, **values: int) -> Quota:
-    """Set quota values (admins). The hosts are told so running containers follow at once."""
+def update_quota(actor: Actor, tenant: Tenant, **values: int | list[str]) -> Quota:
+    """Set quota values (admins). The hosts are told so running containers follow at once.
+
+    ``egress_allow`` is a list of CIDR ranges the tenant's containers may reach
+    besides the internet; the rest are counts and sizes.
+    """
     from hostpanel.hosts.services import reconcile_tenant_hosts
 
     require_admin(actor)
@@ -275,7 +280,13 @@ def update_quota(actor: Actor, tenant: Tenant, **values: int) -> Quota:
         for key, value in values.items():
             if not hasattr(quota, key) or key in ("id", "tenant", "tenant_id", "updated_at"):
                 raise InvalidRequest(f"unknown quota field {key!r}")
-            setattr(quota, key, int(value))
+            setattr(quota, key, value if key == "egress_allow" else int(value))
+        try:
+            quota.clean()
+        except ValidationError as exc:
+            raise InvalidRequest(
+                "; ".join(f"{k}: {m}" for k, ms in exc.message_dict.items() for m in ms)
+            ) from None
         quota.save()
         entry.obj = quota
         reconcile_tenant_hosts(tenant)

@@ -62,7 +62,7 @@ def quota_update(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, f"quota of {slug}: {form.errors.as_text()}")
         return redirect("dashboard:staff")
-    values = {key: form.cleaned_data[key] for key in QUOTA_FIELDS}
+    values = {key: form.cleaned_data[key] for key in (*QUOTA_FIELDS, "egress_allow")}
     try:
         tenants.update_quota(actor, tenant, **values)
     except ServiceError as exc:

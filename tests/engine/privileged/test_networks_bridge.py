@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import secrets
 import socket
 import subprocess
@@ -409,6 +410,12 @@ def test_bridged_container_cannot_see_host_devices_or_reconfigure_its_network(
     c = _sleeper(engine, "bridge", "acme")
     _code, out = _exec(engine, c, "ls /sys/class/net /sys/devices/virtual/net")
     assert engine.network("bridge.acme").bridge not in out and "eth0" not in out.replace("/sys", "")
+    # no host interface name anywhere in the container's /sys, not even below a PCI device
+    host_nics = set(os.listdir("/sys/class/net")) | {engine.network("bridge.acme").bridge}
+    code, out = _exec(engine, c, "find /sys/devices /sys/class /sys/bus -name '*' 2>/dev/null")
+    seen = {line.rsplit("/", 1)[-1] for line in out.splitlines()}
+    assert len(seen) > 100 and "cpu0" in seen  # it did look (and /sys/devices/system stays)
+    assert not host_nics & seen, f"host NIC names visible in /sys: {host_nics & seen}"
     for attack in ("ip link set eth0 mtu 1400", "ip addr add 10.99.0.9/24 dev eth0", "ip route del default"):
         code, out = _exec(engine, c, attack)
         assert code != 0 and "not permitted" in out, attack

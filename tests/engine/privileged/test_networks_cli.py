@@ -97,3 +97,34 @@ def test_teardown_removes_exactly_this_instance(
         engine, capsys, "run", "--rm", "-p", "18998:80", "busybox", "ip", "-o", "-4", "addr"
     )
     assert code == 0 and "eth0" in out, err
+
+
+def test_tenant_egress_commands(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = hpctl(engine, capsys, "tenant", "egress", "show", "acme")
+    assert code == 0 and "default (internet only" in out
+    code, out, _ = hpctl(
+        engine, capsys, "tenant", "egress", "set", "--json", "acme", "10.20.0.0/16", "192.168.1.9"
+    )
+    assert code == 0 and json.loads(out) == {
+        "tenant": "acme",
+        "egress_allow": ["10.20.0.0/16", "192.168.1.9/32"],
+    }
+    code, _, err = hpctl(engine, capsys, "tenant", "egress", "set", "acme", "10.20.0.1/16")
+    assert code != 0 and "invalid allow-list entry '10.20.0.1/16'" in err
+    code, out, _ = hpctl(engine, capsys, "tenant", "egress", "show", "acme")
+    assert "allowed: 10.20.0.0/16" in out and "allowed: 192.168.1.9/32" in out
+    assert hpctl(engine, capsys, "tenant", "egress", "set", "acme")[0] == 0
+    assert engine.tenant_egress_allow("acme") == ()
+
+
+def test_network_protect_commands(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = hpctl(
+        engine, capsys, "network", "protect", "--json", "198.51.100.7=8080/tcp,53/udp", "10.0.0.5"
+    )
+    assert code == 0 and json.loads(out) == {"10.0.0.5": [], "198.51.100.7": ["8080/tcp", "53/udp"]}
+    code, out, _ = hpctl(engine, capsys, "network", "protected")
+    assert "198.51.100.7" in out and "8080/tcp, 53/udp" in out
+    code, _, err = hpctl(engine, capsys, "network", "protect", "redis.lan")
+    assert code != 0 and "invalid protected host 'redis.lan'" in err
+    assert hpctl(engine, capsys, "network", "protect")[0] == 0
+    assert engine.egress_protected() == {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import Conflict, InvalidSpec, QuotaExceeded
-from engine.networks import firewall, ipam
+from engine.networks import egress, firewall, ipam
 from engine.networks.manager import host_nameservers, hosts_text, resolv_conf_text, validate_network_name
 from engine.networks.model import Network, PortMapping
 from engine.networks.ports import check_duplicates, parse_publish
@@ -247,3 +247,123 @@ def test_joined_namespace_binds_sys_without_submounts_and_masks_net_devices() ->
     assert {"type": "network", "path": "/run/x"} in config["linux"]["namespaces"]
     host = build_config(BundleSpec(**{**base.__dict__, "netns_path": "host"}))
     assert all(ns["type"] != "network" for ns in host["linux"]["namespaces"])
+
+
+def test_egress_policy_rejects_private_ranges_after_allow_lists_and_dns() -> None:
+    a = _network("a", "hbA", "10.89.0.0/24")
+    a.tenant = "acme"
+    b = _network("b", "hbB", "10.89.1.0/24")
+    b.tenant = "globex"
+    script = firewall.render_ruleset(
+        "i1",
+        [a, b],
+        [],
+        egress_allow={"acme": ("10.20.0.0/16", "fd00:1::/64"), "nobody": ("192.168.0.0/16",)},
+        nameservers=["10.255.255.53"],
+    )
+    lines = [line.strip() for line in script.splitlines()]
+    published = lines.index('iifname { "hbA", "hbB" } ct status dnat accept')
+    allow = lines.index('iifname { "hbA" } ip daddr { 10.20.0.0/16 } accept')
+    assert 'iifname { "hbA" } ip6 daddr { fd00:1::/64 } accept' in lines
+    dns = lines.index(
+        'iifname { "hbA", "hbB" } ip daddr { 10.255.255.53 } meta l4proto { tcp, udp } th dport 53 accept'
+    )
+    deny = lines.index(
+        'iifname { "hbA", "hbB" } ip daddr { 10.0.0.0/8, 100.64.0.0/10, 169.254.0.0/16, 172.16.0.0/12, '
+        "192.168.0.0/16 } reject with icmpx type admin-prohibited"
+    )
+    deny6 = lines.index(
+        'iifname { "hbA", "hbB" } ip6 daddr { fc00::/7, fe80::/10 } reject with icmpx type admin-prohibited'
+    )
+    assert published < dns < allow < deny < deny6
+    assert not any(
+        "hbB" in line and "accept" in line and "daddr" in line and "53" not in line for line in lines
+    )
+    assert "192.168.0.0/16 } accept" not in script  # a tenant without networks here opens nothing
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            ["10.1.0.0/16", "192.168.5.7", "10.1.0.0/16", "fd00::/8"],
+            ("10.1.0.0/16", "192.168.5.7/32", "fd00::/8"),
+        ),
+        ([], ()),
+    ],
+)
+def test_allow_list_is_normalised(given: list[str], expected: tuple[str, ...]) -> None:
+    assert egress.parse_allow_list(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["10.1.0.1/16", "lan", "10.0.0.0/33", "", "1.2.3.4; flush ruleset"])
+def test_allow_list_refuses_bad_ranges(bad: str) -> None:
+    with pytest.raises(InvalidSpec, match="invalid allow-list entry"):
+        egress.parse_allow_list([bad])
+
+
+def test_joined_namespace_masks_the_net_directory_of_every_host_nic(tmp_path: Path) -> None:
+    from engine.runtime.oci_spec import joined_netns_masked
+
+    sys_root = tmp_path / "sys"
+    pci = sys_root / "devices" / "pci0000:00" / "0000:00:03.0" / "virtio2" / "net" / "eth0"
+    for device in (pci, sys_root / "devices" / "virtual" / "net" / "lo"):
+        device.mkdir(parents=True)
+    (sys_root / "class" / "net").mkdir(parents=True)
+    (sys_root / "class" / "net" / "eth0").symlink_to(pci)
+    (sys_root / "class" / "net" / "lo").symlink_to(sys_root / "devices" / "virtual" / "net" / "lo")
+    (sys_root / "class" / "net" / "odd").symlink_to(tmp_path)  # outside /sys/devices: ignored
+    assert joined_netns_masked(sys_root) == [
+        "/sys/class/net",
+        "/sys/devices/virtual/net",
+        "/sys/devices/pci0000:00/0000:00:03.0/virtio2/net",
+    ]
+    assert joined_netns_masked(tmp_path / "missing") == ["/sys/class/net", "/sys/devices/virtual/net"]
+
+
+def test_protected_hosts_are_reached_only_on_their_open_ports_whatever_the_allow_list() -> None:
+    a = _network("a", "hbA", "10.89.0.0/24")
+    a.tenant = "acme"
+    script = firewall.render_ruleset(
+        "i1",
+        [a],
+        [],
+        egress_allow={"acme": ("10.0.0.0/8",)},
+        protected={"10.0.0.5": ("8080/tcp", "5353/udp"), "198.51.100.7": (), "2001:db8::7": ("443/tcp",)},
+    )
+    lines = [line.strip() for line in script.splitlines()]
+    opened = lines.index(
+        'iifname { "hbA" } ip daddr . meta l4proto . th dport '
+        "{ 10.0.0.5 . tcp . 8080, 10.0.0.5 . udp . 5353 } accept"
+    )
+    closed = lines.index(
+        'iifname { "hbA" } ip daddr { 10.0.0.5, 198.51.100.7 } reject with icmpx type admin-prohibited'
+    )
+    assert 'iifname { "hbA" } ip6 daddr . meta l4proto . th dport { 2001:db8::7 . tcp . 443 } accept' in lines
+    assert 'iifname { "hbA" } ip6 daddr { 2001:db8::7 } reject with icmpx type admin-prohibited' in lines
+    allow = lines.index('iifname { "hbA" } ip daddr { 10.0.0.0/8 } accept')
+    assert opened < closed < allow
+
+
+def test_protected_hosts_are_normalised() -> None:
+    assert egress.parse_protected(
+        {" 10.0.0.5": ["8080", "53/udp", "8080/tcp", "22/tcp"], "2001:DB8::1": []}
+    ) == {
+        "10.0.0.5": ("22/tcp", "8080/tcp", "53/udp"),
+        "2001:db8::1": (),
+    }
+
+
+@pytest.mark.parametrize(
+    ("entries", "words"),
+    [
+        ({"redis.lan": []}, "invalid protected host 'redis.lan'"),
+        ({"10.0.0.0/8": []}, "invalid protected host"),
+        ({"10.0.0.5": ["0/tcp"]}, "invalid open port '0/tcp'"),
+        ({"10.0.0.5": ["80/icmp"]}, "invalid open port '80/icmp'"),
+        ({"10.0.0.5": ["80; flush ruleset"]}, "invalid open port"),
+    ],
+)
+def test_protected_hosts_refuse_bad_input(entries: dict[str, list[str]], words: str) -> None:
+    with pytest.raises(InvalidSpec, match=words.replace("(", r"\(")):
+        egress.parse_protected(entries)

@@ -224,3 +224,22 @@ def test_hosts_show_what_their_replicas_request(
     make_app(tenant, replicas=2, cpu_millis=300, memory_bytes=64 * 1024**2)
     (h1,) = api(admin_user).get("/api/v1/hosts/").json()["results"]
     assert (h1["replicas"], h1["used_cpu_millis"], h1["used_memory_bytes"]) == (2, 600, 128 * 1024**2)
+
+
+def test_egress_allow_list_is_set_by_admins_only_and_validated(
+    api: Any, tenant: Tenant, admin_user: Any, sent_reconciles: list[Any]
+) -> None:
+    owner = MembershipFactory(tenant=tenant, role=Role.OWNER).user
+    url = f"/api/v1/tenants/{tenant.slug}/quota/"
+    assert api(owner).get(url).json()["egress_allow"] == []
+    # a tenant cannot open the LAN or the metadata address for itself
+    assert api(owner).patch(url, {"egress_allow": ["169.254.169.254/32"]}, format="json").status_code == 403
+    r = api(admin_user).patch(url, {"egress_allow": ["10.20.0.0/16", "192.168.1.9"]}, format="json")
+    assert r.status_code == 200 and r.json()["egress_allow"] == ["10.20.0.0/16", "192.168.1.9/32"]
+    for bad in (["10.20.0.1/16"], ["lan"], "10.0.0.0/8", [1]):
+        r = api(admin_user).patch(url, {"egress_allow": bad}, format="json")
+        assert r.status_code == 400, bad
+        assert "egress_allow" in str(r.json())
+    r = api(admin_user).patch(url, {"egress_allow": ["10.20.0.1/16"]}, format="json")
+    assert "invalid allow-list entry '10.20.0.1/16'" in r.json()["error"]["message"]
+    assert api(owner).get(url).json()["egress_allow"] == ["10.20.0.0/16", "192.168.1.9/32"]

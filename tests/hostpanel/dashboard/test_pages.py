@@ -175,6 +175,23 @@ def test_admin_quota_editor_calls_the_service(
     assert Quota.objects.get(tenant=tenant).containers == 3
 
 
+def test_admin_sets_the_egress_allow_list_on_the_staff_page(
+    tenant: Tenant, admin_user: Any, sent_reconciles: list[Any]
+) -> None:
+    client = signed_in(admin_user)
+    values = {f"acme-{k}": v for k, v in {"cpu_millis": 1000, "memory_bytes": 2**30, "pids": 100}.items()}
+    values |= {"acme-disk_bytes": 2**30, "acme-containers": 3, "acme-volumes": 2}
+    values["acme-egress_allow"] = "10.20.0.0/16, 192.168.1.9"
+    assert client.post("/staff/tenants/acme/quota/", values).status_code == 302
+    assert Quota.objects.get(tenant=tenant).egress_allow == ["10.20.0.0/16", "192.168.1.9/32"]
+    assert "10.20.0.0/16 192.168.1.9/32" in client.get("/staff/").content.decode()
+    page = client.post(
+        "/staff/tenants/acme/quota/", values | {"acme-egress_allow": "10.20.0.1/16"}, follow=True
+    )
+    assert "invalid allow-list entry" in page.content.decode()
+    assert Quota.objects.get(tenant=tenant).egress_allow == ["10.20.0.0/16", "192.168.1.9/32"]
+
+
 def test_audit_log_owners_only_and_filterable(tenant: Tenant, web: App, member: Callable[..., Any]) -> None:
     assert signed_in(member(tenant, Role.DEVELOPER)).get("/t/acme/audit/").status_code == 403
     owner = signed_in(member(tenant, Role.OWNER))

@@ -50,6 +50,27 @@ class FakeEngine:
         self.exec_exit_code = 0
         self.images = FakeImages()
         self.volumes: dict[str, Volume] = {}
+        self.egress: dict[str, tuple[str, ...]] = {}  # tenant -> allow-list
+        self.egress_sets = 0
+        self.protected: dict[str, tuple[str, ...]] = {}
+        self.protected_sets = 0
+        self.egress_at_run: dict[str, tuple[str, ...]] = {}  # container id -> its tenant's list then
+
+    def egress_protected(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.protected)
+
+    def set_egress_protected(self, entries: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+        self.protected_sets += 1
+        self.protected = {a: tuple(p) for a, p in entries.items()}
+        return dict(self.protected)
+
+    def tenant_egress_allow(self, tenant: str) -> tuple[str, ...]:
+        return self.egress.get(tenant, ())
+
+    def set_tenant_egress_allow(self, tenant: str, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        self.egress_sets += 1
+        self.egress[tenant] = tuple(cidrs)
+        return self.egress[tenant]
 
     def image(self, reference: str) -> str:
         if reference not in self.images.references:
@@ -84,6 +105,7 @@ class FakeEngine:
         )
         self.containers[cid] = c
         self.specs[cid] = spec
+        self.egress_at_run[cid] = self.egress.get(spec.tenant, ())
         self.runs += 1
         return c
 

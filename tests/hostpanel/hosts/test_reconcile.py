@@ -292,3 +292,36 @@ def test_a_stale_update_claim_does_not_block_forever(
         updated_at=timezone.now() - timedelta(seconds=agent.UPDATE_CLAIM_SECONDS + 1),
     )
     assert "acme-web-0" in run(engine, host).started
+
+
+def test_the_tenants_egress_allow_list_reaches_the_engine_before_its_containers(
+    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+) -> None:
+    from hostpanel.tenants.services import update_quota
+
+    update_quota(admin_actor, tenant, egress_allow=["10.20.0.0/16", "192.168.1.9"])
+    app = make_app(tenant)
+    run(engine, host)
+    (container,) = engine.list()
+    assert engine.egress_at_run[container.id] == ("10.20.0.0/16", "192.168.1.9/32")
+    run(engine, host)
+    assert engine.egress_sets == 1  # steady state: not sent again
+    update_quota(admin_actor, tenant, egress_allow=[])
+    run(engine, host)
+    assert engine.egress["acme"] == () and App.objects.filter(pk=app.pk).exists()
+
+
+def test_the_panels_redis_and_other_hosts_are_protected_but_their_published_ports_stay_open(
+    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
+) -> None:
+    from tests.hostpanel.factories import HostFactory
+
+    settings.REDIS_URL = "redis://:secret@192.0.2.50:6379/0"
+    h2 = HostFactory(name="h2", address="198.51.100.7")
+    HostFactory(name="h3", address="localhost")  # loopback: the input chain already closes it
+    make_app(tenant, ports=[{"container_port": 80}])
+    Replica.objects.update(host=h2, ports=[{"host_port": 30080, "container_port": 80, "protocol": "tcp"}])
+    run(engine, host)
+    assert engine.protected == {"192.0.2.50": (), "198.51.100.7": ("30080/tcp",)}
+    run(engine, host)
+    assert engine.protected_sets == 1  # steady state: not sent again
