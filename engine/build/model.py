@@ -24,6 +24,10 @@ class BuildOptions:
     """A build request: ``context`` directory, ``tag`` for the result, and the docker-build options.
 
     ``dockerfile`` is relative to the context unless absolute (default: ``Dockerfile``).
+    ``tenant`` builds as that tenant: its user namespace, quota and cache, ``FROM`` and
+    ``COPY --from`` see only its own images, the base set and earlier stages, and ``tag``
+    must be in its namespace (``<tenant>/<name>:<tag>``). None is an operator build: it
+    runs as tenant ``default``, sees every image and makes a base image.
     """
 
     context: Path
@@ -32,7 +36,12 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     no_cache: bool = False
-    tenant: str = DEFAULT_TENANT
+    tenant: str | None = None
+
+    @property
+    def run_as(self) -> str:
+        """The tenant whose user namespace, quota and cache the build uses."""
+        return self.tenant or DEFAULT_TENANT
 
 
 @dataclass(frozen=True)

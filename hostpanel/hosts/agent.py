@@ -363,7 +363,7 @@ def probe(engine: Engine, container: Container, hc: dict[str, Any]) -> bool:
 def _run(engine: Engine, replica: Replica) -> Container:
     """Run the replica's container; adopt one of the same name that is already ours."""
     spec = build_spec(replica)
-    _ensure_image(engine, spec.image)
+    _ensure_image(engine, spec.image, spec.tenant)
     _ensure_volumes(engine, replica)
     try:
         return engine.run(spec)
@@ -467,19 +467,21 @@ def remove_deleted_volumes(engine: Engine) -> list[str]:
     return removed
 
 
-def _ensure_image(engine: Engine, reference: str) -> None:
-    """Bring the image into this host's engine the first time a container needs it.
+def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
+    """Bring the image into this host's engine the first time a container of ``tenant`` needs it.
 
     A tenant image the panel's registry holds (``<tenant>/<name>:<tag>``) is
     pulled from it with this agent's pull token, fetching only the layers the
     host lacks; otherwise (or if that pull fails) an uploaded archive is imported.
+    Both store it as ``tenant``'s: only that one image, under exactly ``reference``
+    (tags inside an archive are ignored), never touching base images or other tenants'.
     """
     from engine.registry import Credentials, RemoteRef, parse_registry_url
     from hostpanel.images.services import archive_for
     from hostpanel.registry.services import agent_pull_token, pull_source
 
     try:
-        engine.image(reference)
+        engine.image(reference, tenant=tenant)
         return
     except ImageNotFound:
         source = pull_source(reference)
@@ -492,7 +494,7 @@ def _ensure_image(engine: Engine, reference: str) -> None:
         remote = RemoteRef(endpoint, source.repository, source.tag, source.digest)
         token = Credentials("hostpanel-agent", agent_pull_token(agent.name), source="this agent's pull token")
         try:
-            report = engine.pull(remote, credentials=token, tag_as=reference)
+            report = engine.pull(remote, credentials=token, tag_as=reference, tenant=tenant)
         except EngineError as exc:
             if archive is None:
                 raise
@@ -509,7 +511,7 @@ def _ensure_image(engine: Engine, reference: str) -> None:
             return
     assert archive is not None
     log.info("importing image %s from %s", reference, archive)
-    engine.images.import_archive(archive, reference)
+    engine.images.import_archive(archive, reference, tenant=tenant)
 
 
 def build_spec(replica: Replica) -> ContainerSpec:
