@@ -164,11 +164,11 @@ def test_host_agent_pulls_only_missing_layers_before_starting_an_app(
     agent_engine = Engine(root=tmp_path / "agent", instance="hprega")
     agent_engine.images.bootstrap_busybox()  # the host has the base layer already
     with caplog.at_level(logging.INFO, logger="hostpanel.hosts.agent"):
-        _ensure_image(agent_engine, "acme/web:3")
+        _ensure_image(agent_engine, "acme/web:3", "acme")
     image = agent_engine.image("acme/web:3")
     assert image.digest == layout.manifest_digest and image.id == layout.config_digest
     assert "2 blobs downloaded" in caplog.text and "1 already on this host" in caplog.text
 
-    _ensure_image(agent_engine, "acme/web:3")  # present: nothing to do
+    _ensure_image(agent_engine, "acme/web:3", "acme")  # present: nothing to do
     with pytest.raises(EngineError):  # neither in the registry nor uploaded
-        _ensure_image(agent_engine, "acme/web:4")
+        _ensure_image(agent_engine, "acme/web:4", "acme")
