@@ -28,6 +28,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,61 @@ class ImageStore:
                 self.index.save(unfold(keep))
             self._gc(keep)
         return removed
+
+    def forget_tenant(self, tenant: str, *, in_use: Iterable[str] = frozenset()) -> builtins.list[str]:
+        """Drop every name ``tenant`` owns and its hold on images (a deleted tenant); returns the tags.
+
+        Images left with no tag and no holder are deleted with their blobs and
+        unpacked layers, unless a container uses them (``in_use``: they stay
+        dangling until then). Base images and other tenants' names stay as they are.
+        """
+        namespace_of(tenant)  # refuses a bad tenant name
+        used = _ids(in_use)
+        dropped: builtins.list[str] = []
+        with self.index.locked():
+            records = fold(self.index.load())
+            kept = []
+            for r in records:
+                gone = [t for t in r.tags if r.owners.get(t) == tenant]
+                dropped.extend(gone)
+                holders = tuple(h for h in r.holders if h != tenant)
+                if not gone and holders == r.holders:
+                    kept.append(r)
+                    continue
+                tags = tuple(t for t in r.tags if t not in gone)
+                if tags or holders or r.image_id in used:
+                    kept.append(replace(r.with_tags(tags, r.owners), holders=holders))
+            self.index.save(unfold(kept))
+            self._gc(kept)
+        return dropped
+
+    def base_tags(self) -> builtins.list[str]:
+        """The tags of the operator's base set (every tag no tenant owns)."""
+        return [t for r in fold(self.index.load()) for t in r.tags if t not in r.owners]
+
+    def claim_tenant_names(self, tenants: Iterable[str]) -> builtins.list[str]:
+        """Give each tenant the base tags in its namespace (``<tenant>/...``); returns them.
+
+        Tags stored before names had owners are all in the base set; the host
+        agent calls this with the panel's tenants so their images become theirs
+        again. Raises InvalidSpec for a bad tenant name.
+        """
+        prefixes = {namespace_of(t): t for t in tenants}
+        claimed: builtins.list[str] = []
+        with self.index.locked():
+            records = fold(self.index.load())
+            updated = []
+            for r in records:
+                mine = {
+                    t: prefixes[t.split("/", 1)[0] + "/"]
+                    for t in r.tags
+                    if t not in r.owners and "/" in t and t.split("/", 1)[0] + "/" in prefixes
+                }
+                claimed.extend(mine)
+                updated.append(r.with_tags(r.tags, {**r.owners, **mine}) if mine else r)
+            if claimed:
+                self.index.save(unfold(updated))
+        return claimed
 
     def gc(self) -> None:
         """Delete blobs, unpacked layers and layer locks that no image refers to, and stale tmp files."""

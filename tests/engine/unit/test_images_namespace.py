@@ -11,7 +11,16 @@ from engine.errors import Conflict, ImageNotFound, InvalidReference
 from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.paths import EnginePaths
-from tests.engine.images_fixtures import ArchiveImage, docker_save, f, oci_files, rootfs, tar_bytes, write_tar
+from tests.engine.images_fixtures import (
+    ArchiveImage,
+    docker_save,
+    f,
+    oci_files,
+    rootfs,
+    sha,
+    tar_bytes,
+    write_tar,
+)
 
 
 @pytest.fixture()
@@ -172,3 +181,37 @@ def test_an_untagged_image_a_tenant_stored_is_readable_by_id_only_by_it(
     assert store.resolve(stored.id, tenant="alpha").repo_tags == ()
     with pytest.raises(ImageNotFound):
         store.resolve(stored.id, tenant="beta")
+
+
+def test_forget_tenant_drops_only_its_names_and_images(
+    store: ImageStore, tmp_path: Path, world: dict[str, Image]
+) -> None:
+    shared = load(store, tmp_path, image("beta-secret"), "alpha/copy:1", "alpha")
+    own = load(store, tmp_path, image("alpha-only"), "alpha/own:1", "alpha")
+    running = load(store, tmp_path, image("alpha-running"), "alpha/run:1", "alpha")
+    assert sorted(store.forget_tenant("alpha", in_use={running.id})) == [
+        "alpha/copy:1",
+        "alpha/own:1",
+        "alpha/run:1",
+    ]
+    ids = {i.id for i in store.list()}
+    assert shared.id in ids and running.id in ids and own.id not in ids  # beta's tag keeps the shared one
+    assert store.resolve("beta/app:v1", tenant="beta").repo_tags == ("beta/app:v1",)
+    assert store.resolve("busybox").id == world["base"].id
+    assert store.list(tenant="alpha") == [store.resolve("busybox")]
+    assert sha(image("alpha-only").layers[1]) not in store.blobs.digests()  # its own layer is deleted
+
+
+def test_legacy_names_are_claimed_by_their_tenant_and_the_rest_stay_base(
+    store: ImageStore, tmp_path: Path
+) -> None:
+    """An index written before names had owners: the agent hands each tenant its namespace."""
+    load(store, tmp_path, image("old-acme"), "acme/app:1", None)
+    load(store, tmp_path, image("team"), "team/tool:1", None)
+    assert sorted(store.base_tags()) == ["acme/app:1", "team/tool:1"]
+    assert store.claim_tenant_names(["acme", "other"]) == ["acme/app:1"]
+    assert store.claim_tenant_names(["acme"]) == []
+    assert store.base_tags() == ["team/tool:1"]
+    store.tag("acme/app:1", "acme/app:2", tenant="acme")  # acme may move its own names again
+    with pytest.raises(ImageNotFound):
+        store.resolve("acme/app:1", tenant="other")
