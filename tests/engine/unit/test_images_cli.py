@@ -148,3 +148,6 @@ def test_tenant_scoping(
     assert {t for i in everything for t in i["repo_tags"]} == {"app:1", "alpha/app:1", "alpha/base-copy:1"}
     code, _, err = hpctl(root, capsys, "image", "inspect", "--tenant", "beta", "alpha/app:1")
     assert code != 0 and "for tenant 'beta'" in err
+    # refused before any connection: the local name is not alpha's
+    code, _, err = hpctl(root, capsys, "pull", "--tenant", "alpha", "127.0.0.1:9/beta/app:1")
+    assert code != 0 and "tenant 'alpha' cannot name an image '127.0.0.1:9/beta/app:1'" in err
