@@ -207,3 +207,19 @@ def test_a_tenant_cannot_repoint_another_tenants_image_or_a_base_image(
         assert error in shown and "tenant 'alpha'" in shown and "base image" in shown, shown
     assert h1.engine.image("beta/app:v1").id == beta_id and h1.engine.image("busybox:latest").id == base_id
     assert not [i for i in h1.engine.images.list(tenant="alpha") if any("stolen" in t for t in i.repo_tags)]
+
+    # ... while its own images and the base ones build and deploy as before
+    own = {
+        "made:1": 'FROM busybox\nENTRYPOINT ["sh", "-c", "echo alpha-built; sleep 3600"]\n',
+        "on-top:1": "FROM alpha/made:1 AS first\nFROM busybox\nCOPY --from=first /bin/busybox /copied\n"
+        'ENTRYPOINT ["sh", "-c", "test -x /copied && echo alpha-built-on-top; sleep 3600"]\n',
+    }
+    for name, text in own.items():
+        r = alpha.post(url, {"name": name, "dockerfile_text": text}, format="json")
+        assert r.status_code == 201, r.content
+        ended = Build.objects.filter(pk=r.json()["id"], status__in=["failed", "succeeded"])
+        build = wait_for(ended.first, 120, f"the build of {name} to end\n{h1.log_tail()}")
+        assert build.status == "succeeded", build.error
+    body = {"name": "built", "image": "alpha/on-top:1"}
+    assert alpha.post("/api/v1/tenants/alpha/apps/", body, format="json").status_code == 201
+    assert running_replica(alpha, "alpha", "built", 0, h1, "alpha-built-on-top") == ["alpha-built-on-top"]
