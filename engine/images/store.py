@@ -168,8 +168,6 @@ class ImageStore:
             staged = read_archive(Path(path), staging, reference)
             if not staged:
                 raise InvalidArchive(f"{path} contains no image")
-            if reference is not None:
-                staged = staged[:1]
             return self.commit_staged(staged, staging, tenant=tenant)
 
     def export(self, reference: str, dest: Path, *, tenant: str | None = None) -> None:

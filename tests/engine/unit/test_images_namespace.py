@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import Conflict, ImageNotFound, InvalidReference
+from engine.errors import Conflict, CorruptBlob, ImageNotFound, InvalidReference
 from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.paths import EnginePaths
@@ -215,3 +215,19 @@ def test_legacy_names_are_claimed_by_their_tenant_and_the_rest_stay_base(
     store.tag("acme/app:1", "acme/app:2", tenant="acme")  # acme may move its own names again
     with pytest.raises(ImageNotFound):
         store.resolve("acme/app:1", tenant="other")
+
+
+def test_a_named_import_never_reads_the_archives_other_images(store: ImageStore, tmp_path: Path) -> None:
+    """The images after the first are not even staged: a broken second image does not matter."""
+    broken = image("broken", "beta/app:v1")
+    broken.config_override = image("other").config  # its layers do not match its config
+    first = image("first", "alpha/x:1")
+    for archive in (
+        docker_save(tmp_path / "two.tar", [first, broken]),
+        write_tar(tmp_path / "two-oci.tar", oci_files([first, broken])),
+    ):
+        [loaded] = store.import_archive(archive, "alpha/x:1", tenant="alpha")
+        assert loaded.id == first.id
+        assert [i.repo_tags for i in store.list()] == [("alpha/x:1",)]
+        with pytest.raises(CorruptBlob):
+            store.import_archive(archive)  # the operator's `docker load` reads them all
