@@ -314,9 +314,9 @@ class Engine:
         """Ids of images that some container was created from."""
         return self.containers.image_ids_in_use()
 
-    def image(self, reference: str) -> Image:
-        """An image by reference or id."""
-        return self.images.resolve(reference)
+    def image(self, reference: str, *, tenant: str | None = None) -> Image:
+        """An image by reference or id (for ``tenant``: only its own images and the base set)."""
+        return self.images.resolve(reference, tenant=tenant)
 
     def build(self, options: BuildOptions, on_output: OutputCallback = ignore_output) -> BuildResult:
         """Build an image from a Dockerfile and tag it (see engine.build.builder).
@@ -343,8 +343,12 @@ class Engine:
         insecure: bool = False,
         progress: ProgressCallback | None = None,
         tag_as: str | None = None,
+        tenant: str | None = None,
     ) -> TransferReport:
-        """Pull an image from a registry, fetching only the blobs this host lacks (see engine.registry)."""
+        """Pull an image from a registry, fetching only the blobs this host lacks (see engine.registry).
+
+        For ``tenant`` the local name must be in its namespace (``tag_as``, or the reference as written).
+        """
         return registry_pull(
             self.images,
             reference,
@@ -353,6 +357,7 @@ class Engine:
             progress=progress,
             auth_file=self.auth_file,
             tag_as=tag_as,
+            tenant=tenant,
             sources=BlobSources(self.paths.root / SOURCES_FILE_NAME),
         )
 

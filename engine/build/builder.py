@@ -45,6 +45,7 @@ from engine.images.blobs import TMP_PREFIX, StagedBlob
 from engine.images.compression import Compression, decompressed, sniff
 from engine.images.extract import extract_layer, remove_tree
 from engine.images.model import Image
+from engine.images.namespace import check_writable
 from engine.images.oci import (
     MT_LAYER_TAR,
     LayerRef,
@@ -77,8 +78,10 @@ class Builder:
         self.cache = cache
         self.options = options
         self.emit = on_output
-        self.tenant = options.tenant
-        self.uid_base = engine.containers.id_ranges.range_for(options.tenant).base
+        self.tenant = options.run_as
+        self.scope = options.tenant
+        """Whose images FROM and COPY --from see and who owns the result (None: the operator)."""
+        self.uid_base = engine.containers.id_ranges.range_for(self.tenant).base
         self.context = Path(options.context)
         self.step = 0
         self.total = 0
@@ -126,6 +129,7 @@ class Builder:
 
     def _build(self) -> BuildResult:
         tag = normalize_tag(self.options.tag)
+        check_writable([], [tag], self.scope)  # before any work; a base image's name is refused at commit
         dockerfile = self._read_dockerfile()
         self.rules = self._read_ignore()
         self.tree = SourceTree(self.context, self.rules, beneath=True, limit=self.options.limits.context)
@@ -140,7 +144,7 @@ class Builder:
             unused = sorted(set(self.options.build_args) - self.used_args)
             if unused:
                 self.emit("info", f"[warning] build args not consumed by any ARG: {', '.join(unused)}")
-            image = self._commit(self.states[target.index][0], [tag])
+            image = self._commit(self.states[target.index][0], [tag], owner=self.scope)
             self.cache.reference(self.tenant, image.id, self.keys)
         finally:
             self.pin.release()
@@ -301,9 +305,10 @@ class Builder:
             state, key = self.states[earlier.index]
             return state.copy(), key
         try:
-            image = self.store.resolve(base)
+            image = self.store.resolve(base, tenant=self.scope)
         except NotFound as exc:
-            raise InvalidSpec(f"Dockerfile line {stage.line}: FROM: {exc}") from None
+            hint = " (or the name of an earlier stage)" if self.scope is not None else ""
+            raise InvalidSpec(f"Dockerfile line {stage.line}: FROM: {exc}{hint}") from None
         return self._image_state(image), step_key(self.tenant, "", f"FROM {image.id}")
 
     def _image_state(self, image: Image) -> StageState:
@@ -379,7 +384,9 @@ class Builder:
         self.runs += 1
         argv = shell_form(state.config, inst)
         with ExitStack() as cleanup:
-            temp = self._commit(state, [], note=f"build {self.pin.id if self.pin else ''} step {self.step}")
+            temp = self._commit(
+                state, [], note=f"build {self.pin.id if self.pin else ''} step {self.step}", owner=self.tenant
+            )
             cleanup.callback(self.store.remove, temp.id, force=True)
             spec = ContainerSpec(
                 image=temp.id,
@@ -526,9 +533,15 @@ class Builder:
         if earlier is not None:
             return self.states[earlier.index][0]
         try:
-            return self._image_state(self.store.resolve(ref))
+            return self._image_state(self.store.resolve(ref, tenant=self.scope))
         except NotFound:
-            raise inst.error(f"--from={ref}: no stage and no image of that name") from None
+            if self.scope is None:
+                raise inst.error(f"--from={ref}: no stage and no image of that name") from None
+            raise inst.error(
+                f"--from={ref}: no earlier stage and no image of that name for tenant {self.scope!r}; "
+                f"copy from an earlier stage, a base image or one of the tenant's own images "
+                f"({self.scope}/<name>:<tag>)"
+            ) from None
 
     def _owner(self, rootfs: Path, chown: str, inst: Instruction) -> tuple[int, int]:
         if not chown:
@@ -569,8 +582,14 @@ class Builder:
 
     # -- images ---------------------------------------------------------------------------------
 
-    def _commit(self, state: StageState, tags: list[str], note: str = "") -> Image:
-        """Store ``state`` as an image (tagged ``tags``; an untagged, uniquely noted one for RUN)."""
+    def _commit(
+        self, state: StageState, tags: list[str], note: str = "", *, owner: str | None = None
+    ) -> Image:
+        """Store ``state`` as an image (tagged ``tags``; an untagged, uniquely noted one for RUN).
+
+        The tags belong to ``owner`` (None: the base set). A RUN step's image is stored for
+        the tenant the build runs as (``owner`` is that tenant), so its container can use it.
+        """
         history = list(state.history)
         if note:
             history.append(_history(f"{note} {secrets.token_hex(8)}", empty=True))
@@ -596,7 +615,7 @@ class Builder:
         ]
         with Staging(self.store.blobs) as staging:
             staged = make_staged_image(staging, config_bytes, parse_config(config_bytes), layers, tags)
-            return self.store.commit_staged([staged], staging)[0]
+            return self.store.commit_staged([staged], staging, tenant=owner)[0]
 
 
 def _history(text: str, *, empty: bool = False) -> dict[str, Any]:

@@ -35,6 +35,10 @@ class BuildOptions:
     ``dockerfile`` is relative to the context unless absolute (default: ``Dockerfile``).
     ``context_within``, when given, is a directory the context must lie below: the context is
     opened beneath it (a symlink swapped in on the way is refused), then read through that one fd.
+    ``tenant`` builds as that tenant: its user namespace, quota and cache, ``FROM`` and
+    ``COPY --from`` see only its own images, the base set and earlier stages, and ``tag``
+    must be in its namespace (``<tenant>/<name>:<tag>``). None is an operator build: it
+    runs as tenant ``default``, sees every image and makes a base image.
     """
 
     context: Path
@@ -43,9 +47,14 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     no_cache: bool = False
-    tenant: str = DEFAULT_TENANT
+    tenant: str | None = None
     limits: ContextLimits = field(default_factory=ContextLimits)
     context_within: Path | None = None
+
+    @property
+    def run_as(self) -> str:
+        """The tenant whose user namespace, quota and cache the build uses."""
+        return self.tenant or DEFAULT_TENANT
 
 
 @dataclass(frozen=True)

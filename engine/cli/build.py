@@ -26,7 +26,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--target", default=None, metavar="STAGE", help="build this stage instead of the last")
     p.add_argument("--no-cache", action="store_true", help="run every step again, ignoring the cache")
     p.add_argument(
-        "--tenant", default=DEFAULT_TENANT, help="tenant whose user namespace, quota and cache to use"
+        "--tenant",
+        default=None,
+        help="build as this tenant: its user namespace, quota, cache and images; the tag must be "
+        f"TENANT/NAME[:TAG] (default: an operator build as tenant {DEFAULT_TENANT!r} making a base image)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("context", type=Path, metavar="CONTEXT_DIR", help="the build context directory")

@@ -62,13 +62,16 @@ def register(subparsers: Any) -> None:
         nargs="?",
         default=None,
         metavar="NAME:TAG",
-        help="name for the image (required for a plain rootfs tar)",
+        help="store only the archive's first image, under this name, ignoring the archive's tags "
+        "(required for a plain rootfs tar and with --tenant)",
     )
+    _tenant_arg(imp)
     imp.set_defaults(handler=cmd_import)
 
     exp = isub.add_parser("export", help="write an image as an OCI image layout tar")
     exp.add_argument("reference", metavar="NAME:TAG", help="image to export")
     exp.add_argument("file", type=Path, help="destination tar file")
+    _tenant_arg(exp)
     exp.set_defaults(handler=cmd_export)
 
     ls = isub.add_parser("ls", aliases=["list"], help="list images (same as `hpctl images`)")
@@ -89,16 +92,28 @@ def register(subparsers: Any) -> None:
 
     inspect = isub.add_parser("inspect", help="show an image as JSON")
     inspect.add_argument("reference", metavar="NAME", help="image name, id or digest")
+    _tenant_arg(inspect)
     inspect.set_defaults(handler=cmd_inspect)
 
 
+def _tenant_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tenant",
+        default=None,
+        help="act as this tenant: only its own images (TENANT/NAME:TAG) and the base images "
+        "(default: the operator, whose new names are base images)",
+    )
+
+
 def _list_args(p: argparse.ArgumentParser) -> None:
+    _tenant_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="print only image ids")
     p.set_defaults(handler=cmd_images)
 
 
 def _tag_args(p: argparse.ArgumentParser) -> None:
+    _tenant_arg(p)
     p.add_argument("source", metavar="SOURCE", help="existing image (name, id or digest)")
     p.add_argument("target", metavar="TARGET", help="new NAME[:TAG]")
     p.set_defaults(handler=cmd_tag)
@@ -140,7 +155,7 @@ def image_json(image: Image) -> dict[str, Any]:
 
 def cmd_images(ctx: CliContext, args: argparse.Namespace) -> int:
     """List images: REPOSITORY TAG ID CREATED SIZE, one row per tag (<none> for dangling)."""
-    images = ctx.engine.images.list()
+    images = ctx.engine.images.list(tenant=args.tenant)
     if args.json:
         print_json(ctx.out, [image_json(i) for i in images])
         return 0
@@ -172,7 +187,7 @@ def cmd_bootstrap(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def cmd_import(ctx: CliContext, args: argparse.Namespace) -> int:
     """Import an archive; print "Loaded image: NAME" (or its id when untagged) per image."""
-    for image in ctx.engine.images.import_archive(args.file, args.reference):
+    for image in ctx.engine.images.import_archive(args.file, args.reference, tenant=args.tenant):
         if image.repo_tags:
             for t in image.repo_tags:
                 ctx.out.write(f"Loaded image: {t}\n")
@@ -183,14 +198,14 @@ def cmd_import(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def cmd_export(ctx: CliContext, args: argparse.Namespace) -> int:
     """Export an image as an OCI layout tar."""
-    ctx.engine.images.export(args.reference, args.file)
+    ctx.engine.images.export(args.reference, args.file, tenant=args.tenant)
     ctx.out.write(f"Exported {args.reference} to {args.file}\n")
     return 0
 
 
 def cmd_tag(ctx: CliContext, args: argparse.Namespace) -> int:
     """Tag an image (silent on success, like docker)."""
-    ctx.engine.images.tag(args.source, args.target)
+    ctx.engine.images.tag(args.source, args.target, tenant=args.tenant)
     return 0
 
 
@@ -222,5 +237,5 @@ def cmd_prune(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def cmd_inspect(ctx: CliContext, args: argparse.Namespace) -> int:
     """Print everything about one image as JSON."""
-    print_json(ctx.out, ctx.engine.images.inspect(args.reference))
+    print_json(ctx.out, ctx.engine.images.inspect(args.reference, tenant=args.tenant))
     return 0

@@ -47,6 +47,15 @@ def register(subparsers: Any) -> None:
     """Add `pull`, `push`, `login` and `logout`."""
     pull = subparsers.add_parser("pull", help="pull an image from a registry")
     pull.add_argument("reference", metavar="REGISTRY/NAME[:TAG|@DIGEST]", help="image to pull")
+    pull.add_argument(
+        "--tag", default=None, metavar="NAME:TAG", help="local name (default: the reference as written)"
+    )
+    pull.add_argument(
+        "--tenant",
+        default=None,
+        help="pull as this tenant: the local name (--tag) must be TENANT/NAME[:TAG] "
+        "(default: the operator, making a base image)",
+    )
     _common(pull)
     pull.set_defaults(handler=cmd_pull)
 
@@ -125,7 +134,9 @@ def _print_report(ctx: CliContext, report: TransferReport, done: str, moved: str
 
 def cmd_pull(ctx: CliContext, args: argparse.Namespace) -> int:
     """Pull an image and print its name, digest and what was transferred."""
-    report = ctx.engine.pull(args.reference, **_transfer_options(ctx, args, "downloading"))
+    report = ctx.engine.pull(
+        args.reference, tag_as=args.tag, tenant=args.tenant, **_transfer_options(ctx, args, "downloading")
+    )
     return _print_report(ctx, report, "Pulled", "downloaded", "already present")
 
 

@@ -223,8 +223,13 @@ def _normalize_tags(tags: Sequence[Any], label: str) -> list[str]:
 # -- docker save ------------------------------------------------------------------------------
 
 
-def read_docker_save(source: ArchiveSource, staging: Staging) -> list[StagedImage]:
-    """Stage every image of a docker-save archive; raises InvalidArchive / CorruptBlob / UnsafeArchive."""
+def read_docker_save(
+    source: ArchiveSource, staging: Staging, *, first_only: bool = False
+) -> list[StagedImage]:
+    """Stage every image (or only the first) of a docker-save archive.
+
+    Raises InvalidArchive / CorruptBlob / UnsafeArchive.
+    """
     try:
         manifest = json.loads(_read(source, "manifest.json"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -233,7 +238,7 @@ def read_docker_save(source: ArchiveSource, staging: Staging) -> list[StagedImag
         raise InvalidArchive(f"{source.label}: manifest.json must be a non-empty list of images")
     layer_cache: dict[str, StagedLayer] = {}
     images: list[StagedImage] = []
-    for n, entry in enumerate(manifest):
+    for n, entry in enumerate(manifest[:1] if first_only else manifest):
         label = f"{source.label} image {n}"
         if (
             not isinstance(entry, dict)
@@ -317,8 +322,13 @@ def pick_platform(index: dict[str, Any], label: str) -> dict[str, Any]:
     )
 
 
-def read_oci_layout(source: ArchiveSource, staging: Staging) -> list[StagedImage]:
-    """Stage every image of an OCI image layout; raises InvalidArchive / CorruptBlob / UnsafeArchive."""
+def read_oci_layout(
+    source: ArchiveSource, staging: Staging, *, first_only: bool = False
+) -> list[StagedImage]:
+    """Stage every image (or only the first) of an OCI image layout.
+
+    Raises InvalidArchive / CorruptBlob / UnsafeArchive.
+    """
     layout = parse_json_object(_read(source, "oci-layout"), f"{source.label}: oci-layout")
     if not isinstance(layout.get("imageLayoutVersion"), str):
         raise InvalidArchive(f"{source.label}: oci-layout lacks imageLayoutVersion")
@@ -329,7 +339,7 @@ def read_oci_layout(source: ArchiveSource, staging: Staging) -> list[StagedImage
     by_manifest: dict[str, StagedImage] = {}
     order: list[str] = []
     layer_cache: dict[str, StagedLayer] = {}
-    for n, entry in enumerate(entries):
+    for n, entry in enumerate(entries[:1] if first_only else entries):
         what = f"{source.label}: index.json entry {n}"
         mt, digest, _size = _descriptor_fields(entry, what)
         ref = _ref_of(entry)
@@ -424,27 +434,29 @@ def read_rootfs_tar(path: Path, staging: Staging, reference: str | None) -> Stag
 def read_archive(path: Path, staging: Staging, reference: str | None) -> list[StagedImage]:
     """Detect the format of ``path`` and stage its images.
 
-    ``reference`` (if given) replaces the tags of the first image. Raises
+    With ``reference``, only the first image is read and staged, named
+    ``reference`` alone (the archive's own names for it are ignored). Raises
     InvalidArchive for unreadable input, CorruptBlob for content that does
     not match its digest, UnsafeArchive for hostile layers, InvalidReference
     for a bad name.
     """
     override = normalize_tag(reference) if reference is not None else None
+    first = override is not None
     if path.is_dir():
         if not (path / "oci-layout").is_file() or not (path / "index.json").is_file():
             raise InvalidArchive(
                 f"{path} is a directory but not an OCI image layout (no oci-layout and index.json)"
             )
-        images = _guard(lambda: read_oci_layout(DirSource(path), staging), path)
+        images = _guard(lambda: read_oci_layout(DirSource(path), staging, first_only=first), path)
     elif not path.is_file():
         raise InvalidArchive(f"{path} does not exist or is not a file")
     else:
         source = _guard(lambda: TarSource(path), path)
         try:
             if source.has("manifest.json"):
-                images = _guard(lambda: read_docker_save(source, staging), path)
+                images = _guard(lambda: read_docker_save(source, staging, first_only=first), path)
             elif source.has("oci-layout") and source.has("index.json"):
-                images = _guard(lambda: read_oci_layout(source, staging), path)
+                images = _guard(lambda: read_oci_layout(source, staging, first_only=first), path)
             else:
                 return [_guard(lambda: read_rootfs_tar(path, staging, reference), path)]
         finally:

@@ -4,8 +4,11 @@ One entry per (manifest, tag): the tag is the
 ``org.opencontainers.image.ref.name`` annotation holding the full name
 (``busybox:latest``). An image without tags (dangling) keeps exactly one entry
 without that annotation until it is pruned. HostPanel's own annotations cache
-what `images` prints (id, created, size) so listing needs no blob reads.
-Every mutation happens while holding the index lock.
+what `images` prints (id, created, size) so listing needs no blob reads, and
+say who owns each name (see :mod:`engine.images.namespace`): the tenant that
+owns a tag (none: the operator's base set) and the tenants that stored the
+image untagged (a build's steps). Every mutation happens while holding the
+index lock.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,8 @@ from engine.images.oci import ANNOTATION_REF_NAME, MT_INDEX, MT_MANIFEST
 ANNOTATION_ID = "io.hostpanel.image.id"
 ANNOTATION_SIZE = "io.hostpanel.image.size"
 ANNOTATION_CREATED = "io.hostpanel.image.created"
+ANNOTATION_TENANT = "io.hostpanel.image.tenant"
+ANNOTATION_HOLDERS = "io.hostpanel.image.holders"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,10 @@ class IndexEntry:
     size: int
     ref: str | None = None
     media_type: str = MT_MANIFEST
+    tenant: str | None = None
+    """The tenant that owns ``ref`` (None: the operator's base set)."""
+    holders: tuple[str, ...] = ()
+    """Tenants that stored the image and may read it by id without a tag of theirs."""
 
     def to_json(self) -> dict[str, Any]:
         """This entry as an OCI descriptor."""
@@ -47,6 +56,10 @@ class IndexEntry:
         }
         if self.ref is not None:
             annotations[ANNOTATION_REF_NAME] = self.ref
+        if self.ref is not None and self.tenant is not None:
+            annotations[ANNOTATION_TENANT] = self.tenant
+        if self.holders:
+            annotations[ANNOTATION_HOLDERS] = ",".join(self.holders)
         return {
             "mediaType": self.media_type,
             "digest": self.manifest_digest,
@@ -67,6 +80,8 @@ class IndexEntry:
                 size=int(ann.get(ANNOTATION_SIZE, 0)),
                 created=str(ann.get(ANNOTATION_CREATED, "")),
                 ref=ann.get(ANNOTATION_REF_NAME),
+                tenant=ann.get(ANNOTATION_TENANT) if ann.get(ANNOTATION_REF_NAME) else None,
+                holders=tuple(h for h in str(ann.get(ANNOTATION_HOLDERS, "")).split(",") if h),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidArchive(f"image index entry {d!r} is malformed ({exc})") from None
@@ -83,6 +98,14 @@ class ImageRecord:
     created: str
     size: int
     tags: tuple[str, ...]
+    owners: dict[str, str] = field(default_factory=dict)
+    """The owning tenant of each tenant tag; a tag not in here is in the operator's base set."""
+    holders: tuple[str, ...] = ()
+    """Tenants that stored this image (they may read it by id, e.g. a build step's image)."""
+
+    def with_tags(self, tags: tuple[str, ...], owners: dict[str, str]) -> ImageRecord:
+        """This record with ``tags``, owned as ``owners`` says (entries for other tags dropped)."""
+        return replace(self, tags=tags, owners={t: o for t, o in owners.items() if t in tags})
 
 
 class ImageIndex:
@@ -137,9 +160,12 @@ def fold(entries: Sequence[IndexEntry]) -> list[ImageRecord]:
                 created=e.created,
                 size=e.size,
                 tags=(e.ref,) if e.ref else (),
+                owners={e.ref: e.tenant} if e.ref and e.tenant else {},
+                holders=e.holders,
             )
         elif e.ref and e.ref not in rec.tags:
-            records[e.manifest_digest] = replace(rec, tags=(*rec.tags, e.ref))
+            owners = {**rec.owners, e.ref: e.tenant} if e.tenant else rec.owners
+            records[e.manifest_digest] = replace(rec, tags=(*rec.tags, e.ref), owners=owners)
     return list(records.values())
 
 
@@ -154,9 +180,10 @@ def unfold(records: Sequence[ImageRecord]) -> list[IndexEntry]:
             created=r.created,
             size=r.size,
             media_type=r.media_type,
+            holders=r.holders,
         )
         if r.tags:
-            out.extend(replace(base, ref=t) for t in r.tags)
+            out.extend(replace(base, ref=t, tenant=r.owners.get(t)) for t in r.tags)
         else:
             out.append(base)
     return out

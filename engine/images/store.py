@@ -11,6 +11,12 @@ On disk (see DESIGN.md, "The engine on disk")::
 Image ids are config digests; ``Image.digest`` is the manifest digest. At most
 one manifest is kept per image id: importing the same image again (from any
 format) replaces the manifest and keeps the tags.
+
+Names are owned (:mod:`engine.images.namespace`): every method that reads or
+writes names takes ``tenant``. A tenant call sees and writes only its own
+``<tenant>/...`` tags and reads the operator's base set; an operator call
+(``tenant=None``, the default, as `hpctl` without ``--tenant``) sees
+everything and writes base tags.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from engine.images.export import write_oci_archive
 from engine.images.extract import TAR_ERRORS, check_uid_base, extract_layer, remove_tree
 from engine.images.layout import ImageIndex, ImageRecord, fold, unfold
 from engine.images.model import Image, ImageConfig
+from engine.images.namespace import check_writable, namespace_of, visible, with_tags_written
 from engine.images.oci import (
     DEFAULT_PATH,
     LayerRef,
@@ -79,32 +86,35 @@ class ImageStore:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def list(self) -> builtins.list[Image]:
-        """Every image, tagged or dangling, newest first.
+    def list(self, *, tenant: str | None = None) -> builtins.list[Image]:
+        """Every image ``tenant`` can use (all, tagged or dangling, for the operator), newest first.
+
+        A tenant sees its own images and the base set, each with only the tags it can see.
 
         Listing does not fail on a damaged image: one whose config blob is
         corrupt is listed with an empty config and no layers (`resolve` and
         `layer_dirs` raise CorruptBlob for it).
         """
-        images = [self._image(r, tolerant=True) for r in fold(self.index.load())]
+        images = [self._image(r, tolerant=True) for r in visible(fold(self.index.load()), tenant)]
         return sorted(images, key=lambda i: (parse_created(i.created) or _EPOCH, i.id), reverse=True)
 
-    def resolve(self, reference: str) -> Image:
+    def resolve(self, reference: str, *, tenant: str | None = None) -> Image:
         """The image for ``name[:tag]``, ``name@sha256:..``, an id or manifest digest, or an id prefix.
 
-        Raises ImageNotFound (with the command that would create or import it),
+        ``tenant`` finds only its own images and the base set (anything else
+        does not exist for it). Raises ImageNotFound (saying how to get the image),
         InvalidReference for an ambiguous short id or a malformed reference,
         CorruptBlob if the image's config blob is damaged.
         """
-        record, _tag = self._find(fold(self.index.load()), reference)
+        record, _tag = self._find(fold(self.index.load()), reference, tenant)
         return self._image(record)
 
-    def inspect(self, reference: str) -> dict[str, Any]:
+    def inspect(self, reference: str, *, tenant: str | None = None) -> dict[str, Any]:
         """Everything about an image as JSON-ready data (the Image fields plus the raw OCI config).
 
         Raises like :meth:`resolve`.
         """
-        record, _tag = self._find(fold(self.index.load()), reference)
+        record, _tag = self._find(fold(self.index.load()), reference, tenant)
         image = self._image(record)
         raw = parse_config(self.blobs.read_bytes(image.id)).raw
         return {
@@ -132,30 +142,42 @@ class ImageStore:
 
     # -- import / export ----------------------------------------------------------------------
 
-    def import_archive(self, path: Path, reference: str | None = None) -> builtins.list[Image]:
+    def import_archive(
+        self, path: Path, reference: str | None = None, *, tenant: str | None = None
+    ) -> builtins.list[Image]:
         """Import a docker-save archive, an OCI image layout (directory or tar) or a plain rootfs tar.
 
-        ``reference`` replaces the archive's own tags on the first image (it is
-        required for a rootfs tar). Every blob is verified before anything is
+        With ``reference``, exactly one image is stored: the archive's first,
+        tagged ``reference`` and nothing else; every tag written inside the
+        archive is ignored and its other images are not stored. Without it
+        (operator only, like `docker load`) every image is stored under the
+        archive's own tags. A tenant import needs a ``reference`` in the
+        tenant's namespace. Every blob is verified before anything is
         stored; a failed import leaves no blob and no index entry behind.
         Raises InvalidArchive (unreadable, truncated, zstd), CorruptBlob
         (content does not match a digest), UnsafeArchive (a layer member that
-        could escape), InvalidReference (bad or missing name).
+        could escape), InvalidReference (bad or missing name, or one outside
+        the tenant's namespace), Conflict (the name is a base image).
         """
+        if tenant is not None and reference is None:
+            raise InvalidReference(
+                "a tenant's import needs the name to store the image under: "
+                f"{namespace_of(tenant)}<name>:<tag>"
+            )
         with Staging(self.blobs) as staging:
             staged = read_archive(Path(path), staging, reference)
             if not staged:
                 raise InvalidArchive(f"{path} contains no image")
-            return self.commit_staged(staged, staging)
+            return self.commit_staged(staged, staging, tenant=tenant)
 
-    def export(self, reference: str, dest: Path) -> None:
+    def export(self, reference: str, dest: Path, *, tenant: str | None = None) -> None:
         """Write the image as an OCI image layout tar at ``dest`` (atomically).
 
         The index carries the tag used as ``reference`` (or the image's first
         tag) as ``org.opencontainers.image.ref.name``. Raises ImageNotFound,
         CorruptBlob if a blob is damaged (``dest`` is then not created).
         """
-        record, tag = self._find(fold(self.index.load()), reference)
+        record, tag = self._find(fold(self.index.load()), reference, tenant)
         manifest = parse_manifest(self.blobs.read_bytes(record.manifest_digest))
         write_oci_archive(
             self.blobs,
@@ -173,18 +195,21 @@ class ImageStore:
 
     # -- tags and removal ---------------------------------------------------------------------
 
-    def tag(self, source: str, target: str) -> Image:
+    def tag(self, source: str, target: str, *, tenant: str | None = None) -> Image:
         """Add the tag ``target`` to the image ``source`` (moving it off any other image).
 
-        Raises ImageNotFound, InvalidReference for a bad target.
+        A tenant tags only images it can read, and only with names in its
+        namespace. Raises ImageNotFound, InvalidReference for a bad target or
+        one outside the tenant's namespace, Conflict for a base image's name.
         """
         new_tag = normalize_tag(target)
         with self.index.locked():
             records = fold(self.index.load())
-            record, _ = self._find(records, source)
+            record, _ = self._find(records, source, tenant)
+            check_writable(records, [new_tag], tenant)
             records = _without_tags(records, {new_tag})
             records = [
-                replace(r, tags=(*r.tags, new_tag)) if r.manifest_digest == record.manifest_digest else r
+                with_tags_written(r, [new_tag], tenant) if r.manifest_digest == record.manifest_digest else r
                 for r in records
             ]
             self.index.save(unfold(records))
@@ -207,7 +232,7 @@ class ImageStore:
         lines: list[str] = []
         with self.index.locked():
             records = fold(self.index.load())
-            record, tag = self._find(records, reference)
+            record, tag = self._find(records, reference, None)
             label = f"{reference} ({record.image_id[7:19]})"
             in_use_msg = f"image {label} is used by a container; remove the container first or use -f"
             if tag is not None and len(record.tags) > 1:
@@ -224,7 +249,7 @@ class ImageStore:
                 remaining = ()
                 lines.extend(f"Untagged: {t}" for t in record.tags)
             if remaining or record.image_id in used:
-                records = [replace(r, tags=remaining) if r is record else r for r in records]
+                records = [r.with_tags(remaining, r.owners) if r is record else r for r in records]
             else:
                 records = [r for r in records if r is not record]
                 lines.append(f"Deleted: {record.image_id}")
@@ -247,6 +272,61 @@ class ImageStore:
                 self.index.save(unfold(keep))
             self._gc(keep)
         return removed
+
+    def forget_tenant(self, tenant: str, *, in_use: Iterable[str] = frozenset()) -> builtins.list[str]:
+        """Drop every name ``tenant`` owns and its hold on images (a deleted tenant); returns the tags.
+
+        Images left with no tag and no holder are deleted with their blobs and
+        unpacked layers, unless a container uses them (``in_use``: they stay
+        dangling until then). Base images and other tenants' names stay as they are.
+        """
+        namespace_of(tenant)  # refuses a bad tenant name
+        used = _ids(in_use)
+        dropped: builtins.list[str] = []
+        with self.index.locked():
+            records = fold(self.index.load())
+            kept = []
+            for r in records:
+                gone = [t for t in r.tags if r.owners.get(t) == tenant]
+                dropped.extend(gone)
+                holders = tuple(h for h in r.holders if h != tenant)
+                if not gone and holders == r.holders:
+                    kept.append(r)
+                    continue
+                tags = tuple(t for t in r.tags if t not in gone)
+                if tags or holders or r.image_id in used:
+                    kept.append(replace(r.with_tags(tags, r.owners), holders=holders))
+            self.index.save(unfold(kept))
+            self._gc(kept)
+        return dropped
+
+    def base_tags(self) -> builtins.list[str]:
+        """The tags of the operator's base set (every tag no tenant owns)."""
+        return [t for r in fold(self.index.load()) for t in r.tags if t not in r.owners]
+
+    def claim_tenant_names(self, tenants: Iterable[str]) -> builtins.list[str]:
+        """Give each tenant the base tags in its namespace (``<tenant>/...``); returns them.
+
+        Tags stored before names had owners are all in the base set; the host
+        agent calls this with the panel's tenants so their images become theirs
+        again. Raises InvalidSpec for a bad tenant name.
+        """
+        prefixes = {namespace_of(t): t for t in tenants}
+        claimed: builtins.list[str] = []
+        with self.index.locked():
+            records = fold(self.index.load())
+            updated = []
+            for r in records:
+                mine = {
+                    t: prefixes[t.split("/", 1)[0] + "/"]
+                    for t in r.tags
+                    if t not in r.owners and "/" in t and t.split("/", 1)[0] + "/" in prefixes
+                }
+                claimed.extend(mine)
+                updated.append(r.with_tags(r.tags, {**r.owners, **mine}) if mine else r)
+            if claimed:
+                self.index.save(unfold(updated))
+        return claimed
 
     def gc(self) -> None:
         """Delete blobs, unpacked layers and layer locks that no image refers to, and stale tmp files."""
@@ -370,14 +450,21 @@ class ImageStore:
             config=config.config,
         )
 
-    def _find(self, records: Sequence[ImageRecord], reference: str) -> tuple[ImageRecord, str | None]:
-        """The record for ``reference`` and the tag it named (None for ids and digests)."""
-        text = reference.strip()
+    def _find(
+        self, records: Sequence[ImageRecord], reference: str, tenant: str | None
+    ) -> tuple[ImageRecord, str | None]:
+        """The record for ``reference`` among those ``tenant`` can use (showing the tags it can
+        see; for the operator, the stored record), and the tag it named (None for ids and digests)."""
+        return self._find_visible(visible(records, tenant), reference, reference.strip(), tenant)
+
+    def _find_visible(
+        self, records: Sequence[ImageRecord], reference: str, text: str, tenant: str | None
+    ) -> tuple[ImageRecord, str | None]:
         if DIGEST_RE.match(text):
             for r in records:
                 if text in (r.image_id, r.manifest_digest):
                     return r, None
-            raise self._not_found(reference)
+            raise self._not_found(reference, tenant)
         parse_error: InvalidReference | None = None
         try:
             ref = parse_reference(text)
@@ -403,10 +490,15 @@ class ImageStore:
                 )
         if parse_error is not None and not short:
             raise parse_error
-        raise self._not_found(reference)
+        raise self._not_found(reference, tenant)
 
     @staticmethod
-    def _not_found(reference: str) -> ImageNotFound:
+    def _not_found(reference: str, tenant: str | None) -> ImageNotFound:
+        if tenant is not None:
+            return ImageNotFound(
+                f"no image {reference!r} for tenant {tenant!r}: use a base image or one of the tenant's "
+                f"own images ({namespace_of(tenant)}<name>:<tag>); upload or build it under that name first"
+            )
         try:
             ref = parse_reference(reference)
         except InvalidReference:
@@ -420,16 +512,22 @@ class ImageStore:
             f"no image {reference!r} on this host; import it with: hpctl image import FILE {reference}"
         )
 
-    def commit_staged(self, staged: Sequence[StagedImage], staging: Staging) -> builtins.list[Image]:
+    def commit_staged(
+        self, staged: Sequence[StagedImage], staging: Staging, *, tenant: str | None = None
+    ) -> builtins.list[Image]:
         """Move staged blobs into the store and add the images to the index; returns the images.
 
         The one commit path of every importer (archives, bootstrap, build, pull): under
         the index lock, an image already stored under the same id or manifest keeps its
         tags, the new tags move off any other image, and unreferenced blobs are
-        collected. Raises CorruptBlob if a staged blob no longer matches its digest.
+        collected. The new tags belong to ``tenant`` (base tags for the operator), which
+        may write only its own namespace, and ``tenant`` may read the images by id.
+        Raises CorruptBlob if a staged blob no longer matches its digest,
+        InvalidReference / Conflict for a tag the tenant may not write (nothing stored).
         """
         with self.index.locked():
             records = fold(self.index.load())
+            check_writable(records, [t for img in staged for t in img.tags], tenant)
             committed: builtins.list[str] = []
             for img in staged:
                 for layer in img.layers:
@@ -441,21 +539,22 @@ class ImageStore:
                     for r in records
                     if r.image_id == img.image_id or r.manifest_digest == img.manifest.digest
                 ]
-                kept_tags = tuple(t for r in same for t in r.tags)
+                kept_tags = tuple(dict.fromkeys(t for r in same for t in r.tags if t not in img.tags))
+                owners = {t: o for r in same for t, o in r.owners.items()}
+                holders = tuple(dict.fromkeys(h for r in same for h in r.holders))
                 records = _without_tags([r for r in records if r not in same], set(img.tags))
-                tags = tuple(dict.fromkeys((*kept_tags, *img.tags)))
-                records.insert(
-                    0,
-                    ImageRecord(
-                        image_id=img.image_id,
-                        manifest_digest=img.manifest.digest,
-                        manifest_size=img.manifest.size,
-                        media_type=img.manifest_media_type,
-                        created=img.created,
-                        size=img.size,
-                        tags=tags,
-                    ),
+                record = ImageRecord(
+                    image_id=img.image_id,
+                    manifest_digest=img.manifest.digest,
+                    manifest_size=img.manifest.size,
+                    media_type=img.manifest_media_type,
+                    created=img.created,
+                    size=img.size,
+                    tags=kept_tags,
+                    owners=owners,
+                    holders=holders,
                 )
+                records.insert(0, with_tags_written(record, img.tags, tenant, holder=True))
                 committed.append(img.image_id)
             self.index.save(unfold(records))
             self._gc(records)
@@ -564,7 +663,7 @@ class ImageStore:
 def _without_tags(records: Sequence[ImageRecord], tags: set[str]) -> builtins.list[ImageRecord]:
     """``records`` with ``tags`` removed from every image (an image may become dangling)."""
     return [
-        replace(r, tags=tuple(t for t in r.tags if t not in tags)) if set(r.tags) & tags else r
+        r.with_tags(tuple(t for t in r.tags if t not in tags), r.owners) if set(r.tags) & tags else r
         for r in records
     ]
 

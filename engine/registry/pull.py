@@ -18,6 +18,7 @@ from pathlib import Path
 from engine.errors import CorruptBlob, InvalidArchive
 from engine.images.archive import check_diff_ids, make_staged_image
 from engine.images.blobs import TMP_PREFIX, StagedBlob
+from engine.images.namespace import check_writable
 from engine.images.oci import ParsedManifest, parse_config, parse_manifest
 from engine.images.reference import normalize_tag
 from engine.images.staging import StagedLayer, Staging, layer_compression
@@ -42,6 +43,7 @@ def pull(
     progress: ProgressCallback | None = None,
     auth_file: AuthFile | None = None,
     tag_as: str | None = None,
+    tenant: str | None = None,
     sources: BlobSources | None = None,
 ) -> TransferReport:
     """Pull ``reference`` (``registry/repo:tag``, ``...@sha256:..`` or a RemoteRef) into ``store``.
@@ -51,7 +53,9 @@ def pull(
     ``auth_file``; without either the pull is anonymous. For an index
     (multi-platform image) the linux/<host arch> manifest is chosen, then
     linux/amd64. ``progress`` is called for every blob step. ``sources``
-    remembers where the blobs came from (for cross-repository mounts on push).
+    remembers where the blobs came from (for cross-repository mounts on push). The tag
+    belongs to ``tenant`` and must be in its namespace (see engine.images.namespace); it is
+    checked before anything is downloaded.
 
     Raises ImageNotFound (no such repository or tag), AuthenticationFailed,
     RegistryUnreachable, CorruptBlob (a digest mismatch: nothing is stored),
@@ -61,6 +65,7 @@ def pull(
     # Pulled by digest alone: keep the image untagged (like docker), reachable as name@digest.
     by_digest_only = remote.digest is not None and remote.tag is None and tag_as is None
     tags = [] if by_digest_only else [normalize_tag(tag_as or remote.local_name)]
+    check_writable([], tags, tenant)
     if credentials is None and auth_file is not None:
         credentials = auth_file.get(remote.registry)
     client = RegistryClient(remote.endpoint, credentials, insecure=insecure)
@@ -99,7 +104,8 @@ def pull(
                 manifest_media_type=manifest.media_type,
                 config_expected=manifest.config_digest,
             )
-            image = store.commit_staged([staged], staging)[0]  # the store's one commit path (index lock + GC)
+            # the store's one commit path (index lock, name ownership, GC)
+            image = store.commit_staged([staged], staging, tenant=tenant)[0]
         finally:
             for link in links:  # a rename onto the same inode leaves the link: remove it
                 with contextlib.suppress(FileNotFoundError):

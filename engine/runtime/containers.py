@@ -132,7 +132,7 @@ class ContainerManager:
         user_mounts = validate_mounts(spec.mounts, allow_host_paths=spec.allow_privileged)
         secret_files = validate_secrets(spec.secrets, [m.target for m in user_mounts])
         self.quotas.check_container(spec.tenant, spec.resources)
-        image = self.images.resolve(spec.image)
+        image = self.images.resolve(spec.image, tenant=spec.tenant)  # its own images + the base set
         stop_signal = stop_signal or (
             normalize_signal(image.config.stop_signal) if image.config.stop_signal else "SIGTERM"
         )

@@ -35,6 +35,15 @@ def _check_id(value: int, what: str, spec: str) -> int:
     return value
 
 
+def _parse_id(text: str, what: str, spec: str) -> int:
+    """A numeric id from the image's /etc files, checked against the container's id range."""
+    if not text.isdigit():
+        raise InvalidSpec(
+            f"invalid user {spec!r}: the image's {what} {text!r} is not a number; fix the image's /etc files"
+        )
+    return _check_id(int(text), what, spec)
+
+
 def resolve_user(root: Path, spec: str) -> ResolvedUser:
     """Resolve ``spec`` ('', 'name', 'uid', 'name:group', 'uid:gid') against root's /etc files.
 
@@ -48,7 +57,7 @@ def resolve_user(root: Path, spec: str) -> ResolvedUser:
     entry = next((p for p in passwd if len(p) >= 4 and (p[0] == user_part or p[2] == user_part)), None)
     if user_part.isdigit():
         uid = _check_id(int(user_part), "uid", spec)
-        gid = int(entry[3]) if entry else 0
+        gid = _parse_id(entry[3], "gid", spec) if entry else 0
         home = entry[5] if entry and len(entry) > 5 else "/"
         name = entry[0] if entry else None
     elif entry is None:
@@ -57,7 +66,7 @@ def resolve_user(root: Path, spec: str) -> ResolvedUser:
             "use a numeric uid or a user the image defines"
         )
     else:
-        uid, gid = int(entry[2]), int(entry[3])
+        uid, gid = _parse_id(entry[2], "uid", spec), _parse_id(entry[3], "gid", spec)
         home = entry[5] if len(entry) > 5 else "/"
         name = entry[0]
     if group_part:
@@ -69,7 +78,7 @@ def resolve_user(root: Path, spec: str) -> ResolvedUser:
                 raise InvalidSpec(
                     f"invalid user {spec!r}: no group named {group_part!r} in the image's /etc/group"
                 )
-            gid = int(group[2])
+            gid = _parse_id(group[2], "gid", spec)
     _check_id(gid, "gid", spec)
     extra: list[int] = []
     if name is not None and not group_part:

@@ -32,6 +32,8 @@ from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
 from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
+from engine.images.namespace import namespace_of
+from engine.images.reference import normalize_tag
 from engine.networks.egress import parse_allow_list
 from engine.networks.model import PortMapping
 from engine.runtime.model import Container, ContainerSpec
@@ -309,7 +311,7 @@ def _check_health(engine: Engine, replica: Replica, container: Container, report
 def _run(engine: Engine, replica: Replica) -> Container:
     """Run the replica's container; adopt one of the same name that is already ours."""
     spec = build_spec(replica)
-    _ensure_image(engine, spec.image)
+    _ensure_image(engine, spec.image, spec.tenant)
     _ensure_volumes(engine, replica)
     try:
         return engine.run(spec)
@@ -413,19 +415,23 @@ def remove_deleted_volumes(engine: Engine) -> list[str]:
     return removed
 
 
-def _ensure_image(engine: Engine, reference: str) -> None:
-    """Bring the image into this host's engine the first time a container needs it.
+def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
+    """Bring the image into this host's engine the first time a container of ``tenant`` needs it.
 
     A tenant image the panel's registry holds (``<tenant>/<name>:<tag>``) is
     pulled from it with this agent's pull token, fetching only the layers the
     host lacks; otherwise (or if that pull fails) an uploaded archive is imported.
+    Both store only that one image, under exactly ``reference`` (tags inside an
+    archive are ignored): as ``tenant``'s in its namespace, else as a base image (the
+    panel lets a tenant run only its own images and base images, like ``library/...``).
     """
     from engine.registry import Credentials, RemoteRef, parse_registry_url
     from hostpanel.images.services import archive_for
     from hostpanel.registry.services import agent_pull_token, pull_source
 
+    owner = tenant if normalize_tag(reference).startswith(namespace_of(tenant)) else None
     try:
-        engine.image(reference)
+        engine.image(reference, tenant=tenant)
         return
     except ImageNotFound:
         source = pull_source(reference)
@@ -438,7 +444,7 @@ def _ensure_image(engine: Engine, reference: str) -> None:
         remote = RemoteRef(endpoint, source.repository, source.tag, source.digest)
         token = Credentials("hostpanel-agent", agent_pull_token(agent.name), source="this agent's pull token")
         try:
-            report = engine.pull(remote, credentials=token, tag_as=reference)
+            report = engine.pull(remote, credentials=token, tag_as=reference, tenant=owner)
         except EngineError as exc:
             if archive is None:
                 raise
@@ -455,7 +461,7 @@ def _ensure_image(engine: Engine, reference: str) -> None:
             return
     assert archive is not None
     log.info("importing image %s from %s", reference, archive)
-    engine.images.import_archive(archive, reference)
+    engine.images.import_archive(archive, reference, tenant=owner)
 
 
 def build_spec(replica: Replica) -> ContainerSpec:

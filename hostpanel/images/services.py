@@ -19,6 +19,7 @@ from django.db.models import Q, QuerySet
 
 from engine.errors import InvalidReference
 from engine.images.reference import normalize_tag
+from engine.images.store import ImageStore
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
 from hostpanel.images.models import Image
@@ -69,6 +70,17 @@ def register_base_images(references: list[str]) -> list[Image]:
         if created:
             made.append(image)
     return made
+
+
+def register_host_images(store: ImageStore) -> list[Image]:
+    """Sort a host engine's image names at agent start: tenants' own, and new base images.
+
+    Names in a tenant's namespace (``<slug>/...``) stored before the engine
+    recorded owners become that tenant's; the engine's remaining base names are
+    registered as base images (see :func:`register_base_images`).
+    """
+    store.claim_tenant_names(Tenant.objects.values_list("slug", flat=True))
+    return register_base_images(store.base_tags())
 
 
 def add_base_image(actor: Actor, reference: str) -> Image:

@@ -198,7 +198,7 @@ def test_build_over_the_tenant_memory_quota_is_stopped(
         {"Dockerfile": "FROM busybox\nRUN echo starting && dd if=/dev/zero of=/dev/null bs=128M count=1\n"},
     )
     with pytest.raises(QuotaExceeded, match=r"line 2: RUN was stopped: .*tenant 'acme'.*memory quota") as err:
-        build(engine, ctx, tenant="acme")
+        build(engine, ctx, "acme/app:1", tenant="acme")
     assert "starting" in str(err.value)
     assert_nothing_left(engine, {busybox.id})
 
@@ -214,7 +214,7 @@ def test_build_over_the_tenant_process_quota_is_stopped(
     with pytest.raises(
         QuotaExceeded, match=r"line 2: RUN failed .*tenant 'acme'.*process quota \(8 processes\)"
     ):
-        build(engine, ctx, tenant="acme")
+        build(engine, ctx, "acme/app:1", tenant="acme")
     assert_nothing_left(engine, {busybox.id})
 
 
@@ -341,10 +341,10 @@ def test_rmi_and_prune_drop_the_cache_of_removed_images(
 
 
 def test_the_cache_is_per_tenant(engine: Engine, busybox: Image, multi_stage: Path) -> None:
-    build(engine, multi_stage, tenant="alpha")
-    other, output = build(engine, multi_stage, tenant="beta")
+    build(engine, multi_stage, "alpha/app:1", tenant="alpha")
+    other, output = build(engine, multi_stage, "beta/app:1", tenant="beta")
     assert other.run_steps == 1 and not any(t.startswith("--> Using cache") for _, t in output)
-    again, _ = build(engine, multi_stage, tenant="alpha")
+    again, _ = build(engine, multi_stage, "alpha/app:1", tenant="alpha")
     assert again.run_steps == 0
 
 

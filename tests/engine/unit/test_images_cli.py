@@ -122,3 +122,32 @@ def test_rmi_and_prune_respect_images_in_use(
     assert out == "Untagged: app:1\n"
     code, out, _ = hpctl(root, capsys, "images")
     assert out.splitlines()[1].split()[:2] == ["<none>", "<none>"]
+
+
+def test_tenant_scoping(
+    root: Path, archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--tenant T` acts as the tenant: its own names and the base set; the operator sees everything."""
+    assert hpctl(root, capsys, "image", "import", str(archive))[0] == 0  # app:1, a base image
+    mine = docker_save(tmp_path / "m.tar", [ArchiveImage(layers=[rootfs("m")], tags=["beta/app:1"])])
+    code, out, _ = hpctl(root, capsys, "image", "import", "--tenant", "alpha", str(mine), "alpha/app:1")
+    assert (code, out) == (0, "Loaded image: alpha/app:1\n")
+    code, _, err = hpctl(root, capsys, "image", "import", "--tenant", "alpha", str(mine), "app:1")
+    assert code != 0 and "tenant 'alpha' cannot name an image 'app:1'" in err
+    code, _, err = hpctl(root, capsys, "image", "import", "--tenant", "alpha", str(mine))
+    assert code != 0 and "needs the name" in err
+    assert hpctl(root, capsys, "tag", "--tenant", "alpha", "app:1", "alpha/base-copy:1")[0] == 0
+    code, _, err = hpctl(root, capsys, "tag", "--tenant", "beta", "alpha/app:1", "beta/stolen:1")
+    assert code != 0 and "no image 'alpha/app:1' for tenant 'beta'" in err
+    names = {
+        tuple(i["repo_tags"])
+        for i in json.loads(hpctl(root, capsys, "images", "--json", "--tenant", "beta")[1])
+    }
+    assert names == {("app:1",)}
+    everything = json.loads(hpctl(root, capsys, "images", "--json")[1])
+    assert {t for i in everything for t in i["repo_tags"]} == {"app:1", "alpha/app:1", "alpha/base-copy:1"}
+    code, _, err = hpctl(root, capsys, "image", "inspect", "--tenant", "beta", "alpha/app:1")
+    assert code != 0 and "for tenant 'beta'" in err
+    # refused before any connection: the local name is not alpha's
+    code, _, err = hpctl(root, capsys, "pull", "--tenant", "alpha", "127.0.0.1:9/beta/app:1")
+    assert code != 0 and "tenant 'alpha' cannot name an image '127.0.0.1:9/beta/app:1'" in err

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import CorruptBlob, InvalidArchive
+from engine.errors import CorruptBlob, ImageNotFound, InvalidArchive, InvalidReference
 from engine.images.oci import MT_CONFIG, MT_INDEX, MT_LAYER_TAR, MT_MANIFEST, canonical_json, descriptor
 from engine.images.store import ImageStore
 from engine.paths import EnginePaths
@@ -191,3 +191,17 @@ def test_layer_announced_as_gzip_but_plain_is_refused(server: _Server, store: Im
     with pytest.raises(InvalidArchive, match=r"announced as .*gzip"):
         pull(store, _remote(server, "bad"), tag_as="team/app:1")
     _nothing_left(store)
+
+
+def test_a_tenant_pull_names_only_its_namespace(server: _Server, store: ImageStore) -> None:
+    """A tenant's pull cannot land on a base or another tenant's name; it is refused before any download."""
+    manifest, config, _ = server.image.add("amd64", b"tenant\n")
+    for name in ("busybox:latest", "beta/app:1", "team/app:1"):
+        with pytest.raises(InvalidReference, match="tenant 'alpha' cannot name an image"):
+            pull(store, _remote(server, manifest), tag_as=name, tenant="alpha")
+    assert server.served == []
+    _nothing_left(store)
+    assert pull(store, _remote(server, manifest), tag_as="alpha/app:1", tenant="alpha").image_id == config
+    assert store.resolve("alpha/app:1", tenant="alpha").id == config
+    with pytest.raises(ImageNotFound):
+        store.resolve("alpha/app:1", tenant="beta")

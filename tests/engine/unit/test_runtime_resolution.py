@@ -67,6 +67,26 @@ def test_bad_users_are_refused(rootfs: Path, bad: str) -> None:
         resolve_user(rootfs, bad)
 
 
+@pytest.mark.parametrize(
+    ("passwd", "group", "user", "what"),
+    [
+        ("evil:x:70000:0::/:/bin/sh\n", "", "evil", "uid 70000"),
+        ("evil:x:1:4294967296::/:/bin/sh\n", "", "evil", "gid 4294967296"),
+        ("evil:x:1:0::/:/bin/sh\n", "bad:x:65536:\n", "evil:bad", "gid 65536"),
+        ("evil:x:-5:0::/:/bin/sh\n", "", "evil", "uid '-5' is not a number"),
+        ("x:x:2:99999::/:/bin/sh\n", "", "2", "gid 99999"),
+    ],
+)
+def test_ids_from_the_image_files_must_be_in_the_container_range(
+    rootfs: Path, passwd: str, group: str, user: str, what: str
+) -> None:
+    """A hostile image's /etc/passwd or /etc/group cannot push an id past the tenant's range."""
+    (rootfs / "etc/passwd").write_text(passwd)
+    (rootfs / "etc/group").write_text(group)
+    with pytest.raises(InvalidSpec, match=f"invalid user .*{what}"):
+        resolve_user(rootfs, user)
+
+
 @pytest.mark.parametrize("bad", ["NOEQUALS", "=v", "1A=b", "A B=c"])
 def test_bad_env_is_refused(bad: str) -> None:
     with pytest.raises(InvalidSpec, match="invalid environment variable"):

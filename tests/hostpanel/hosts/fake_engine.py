@@ -34,8 +34,10 @@ class FakeImages:
         self.references = {"busybox:latest"}
         self.imported: list[tuple[Path, str]] = []
 
-    def import_archive(self, path: Path, reference: str | None = None) -> list[str]:
-        assert reference is not None
+    def import_archive(
+        self, path: Path, reference: str | None = None, *, tenant: str | None = None
+    ) -> list[str]:
+        assert reference is not None and tenant is not None and reference.startswith(f"{tenant}/")
         self.imported.append((path, reference))
         self.references.add(reference)
         return [reference]
@@ -72,7 +74,7 @@ class FakeEngine:
         self.egress[tenant] = tuple(cidrs)
         return self.egress[tenant]
 
-    def image(self, reference: str) -> str:
+    def image(self, reference: str, *, tenant: str | None = None) -> str:
         if reference not in self.images.references:
             raise ImageNotFound(f"no image {reference}")
         return reference

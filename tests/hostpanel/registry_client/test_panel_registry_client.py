@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from engine.cli import main as hpctl
 from engine.engine import Engine
@@ -22,7 +23,7 @@ from engine.errors import EngineError, ImageNotFound
 from engine.registry import AuthenticationFailed, Credentials, push
 from hostpanel.hosts.agent import ENV_NAME, _ensure_image
 from tests.engine.privileged.test_registry_support import skopeo, write_layout
-from tests.hostpanel.factories import HostFactory
+from tests.hostpanel.factories import HostFactory, UserFactory
 from tests.hostpanel.registry_client.conftest import PanelRegistry
 
 
@@ -164,11 +165,29 @@ def test_host_agent_pulls_only_missing_layers_before_starting_an_app(
     agent_engine = Engine(root=tmp_path / "agent", instance="hprega")
     agent_engine.images.bootstrap_busybox()  # the host has the base layer already
     with caplog.at_level(logging.INFO, logger="hostpanel.hosts.agent"):
-        _ensure_image(agent_engine, "acme/web:3")
+        _ensure_image(agent_engine, "acme/web:3", "acme")
     image = agent_engine.image("acme/web:3")
     assert image.digest == layout.manifest_digest and image.id == layout.config_digest
     assert "2 blobs downloaded" in caplog.text and "1 already on this host" in caplog.text
 
-    _ensure_image(agent_engine, "acme/web:3")  # present: nothing to do
+    _ensure_image(agent_engine, "acme/web:3", "acme")  # present: nothing to do
     with pytest.raises(EngineError):  # neither in the registry nor uploaded
-        _ensure_image(agent_engine, "acme/web:4")
+        _ensure_image(agent_engine, "acme/web:4", "acme")
+    assert "acme/web:3" not in agent_engine.images.base_tags()  # acme's own name, not a base image
+    with pytest.raises(ImageNotFound, match="for tenant 'globex'"):
+        agent_engine.image("acme/web:3", tenant="globex")
+
+    # a base image an admin published under library/: pulled for acme, a base image for every tenant
+    admin = UserFactory(username="reg-admin", is_staff=True, is_superuser=True)
+    hasher = PBKDF2PasswordHasher()  # the hasher of the panel under test (this process uses MD5)
+    admin.password = hasher.encode("reg-admin-pw", hasher.salt())
+    admin.save()
+    client_engine.push(
+        "busybox",
+        f"{panel_registry.host}/library/tools:1",
+        insecure=True,
+        credentials=Credentials("reg-admin", "reg-admin-pw"),
+    )
+    _ensure_image(agent_engine, "library/tools:1", "acme")
+    assert "library/tools:1" in agent_engine.images.base_tags()
+    assert agent_engine.image("library/tools:1", tenant="globex").id == busybox.id

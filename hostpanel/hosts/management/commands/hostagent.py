@@ -24,7 +24,7 @@ from django.db import close_old_connections, connection
 from hostpanel.errors import Conflict
 from hostpanel.hosts import agent, dispatch, services
 from hostpanel.hosts.models import Host
-from hostpanel.images.services import register_base_images
+from hostpanel.images.services import register_host_images
 
 log = logging.getLogger("hostpanel.hostagent")
 
@@ -82,8 +82,7 @@ class Command(BaseCommand):
 
         for leftover in clean_interrupted_builds(engine):  # builds killed with an earlier agent
             self.stdout.write(f"recovered: removed {leftover}")
-        tags = [tag for image in engine.images.list() for tag in image.repo_tags]
-        for image in register_base_images(tags):
+        for image in register_host_images(engine.images):
             self.stdout.write(f"registered base image {image.reference}")
         connection.close()
         stop = threading.Event()
