@@ -160,6 +160,14 @@ class Engine:
         """A tenant's quota (unlimited when none is set); InvalidSpec for a bad name."""
         return self.containers.quotas.get(tenant)
 
+    def require_tenant_limits(self) -> None:
+        """Refuse to create, start or exec into a container of a tenant with no quota on this host.
+
+        The host agent turns this on: every tenant's quota comes from the panel, and nothing of a
+        tenant may run above a tenant cgroup without it (LimitsNotSet otherwise).
+        """
+        self.containers.quotas.required = True
+
     def set_tenant_quota(self, tenant: str, quota: Resources) -> Resources:
         """Store a tenant's quota and apply it live to its containers (see TenantQuotas.set)."""
         return self.containers.quotas.set(tenant, quota)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.cgroups.resources import Resources
 from engine.errors import EngineError
 from engine.images.model import Image
 from engine.runtime.model import DEFAULT_TENANT
@@ -33,6 +34,7 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     tenant: str = DEFAULT_TENANT
+    run_limits: Resources = field(default_factory=Resources)  # each RUN's own, capped by the tenant quota
 
 
 @dataclass(frozen=True)

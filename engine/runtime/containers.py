@@ -317,7 +317,8 @@ class ContainerManager:
             require_secrets(container.name, self.store.secrets_dir(container.id), container.secrets)
             if container.status != "created":
                 self._recreate(container)
-            self.runtime.start(container.id)
+            with self.quotas.ready(container.tenant):  # the quota sits above it before it runs
+                self.runtime.start(container.id)
             container.status = "running"
             container.started_at = now_iso()
             container.finished_at = ""
@@ -602,19 +603,20 @@ class ContainerManager:
         finally:
             os.close(write_end)
         try:
-            return subprocess.Popen(
-                self.runtime.exec_command(
-                    container.id,
-                    Path(f"/dev/fd/{read_end}"),
-                    tty=tty,
-                    console_socket=console_socket,
-                    pid_file=pid_file,
-                ),
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                pass_fds=(read_end,),
-            )
+            with self.quotas.ready(container.tenant):  # the quota sits above it before it runs
+                return subprocess.Popen(
+                    self.runtime.exec_command(
+                        container.id,
+                        Path(f"/dev/fd/{read_end}"),
+                        tty=tty,
+                        console_socket=console_socket,
+                        pid_file=pid_file,
+                    ),
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    pass_fds=(read_end,),
+                )
         finally:
             os.close(read_end)
 

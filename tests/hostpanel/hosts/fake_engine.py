@@ -7,7 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.errors import Conflict, ContainerNotFound, ImageNotFound, VolumeNotFound
+from engine.cgroups.resources import Resources
+from engine.errors import Conflict, ContainerNotFound, ImageNotFound, LimitsNotSet, VolumeNotFound
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.volumes.model import Volume
 
@@ -50,6 +51,14 @@ class FakeEngine:
         self.exec_exit_code = 0
         self.images = FakeImages()
         self.volumes: dict[str, Volume] = {}
+        self.quotas: dict[str, Resources] = {}  # like an engine that requires tenant limits
+
+    def tenant_quota(self, tenant: str) -> Resources:
+        return self.quotas.get(tenant, Resources())
+
+    def set_tenant_quota(self, tenant: str, quota: Resources) -> Resources:
+        self.quotas[tenant] = quota
+        return quota
 
     def image(self, reference: str) -> str:
         if reference not in self.images.references:
@@ -66,6 +75,8 @@ class FakeEngine:
         raise ContainerNotFound(f"no container {ref}")
 
     def run(self, spec: ContainerSpec) -> Container:
+        if spec.labels and spec.tenant not in self.quotas:  # the agent's (an operator's own has no labels)
+            raise LimitsNotSet(f"tenant {spec.tenant} has no resource quota on this host")
         if any(c.name == spec.name for c in self.containers.values()):
             raise Conflict(f"name {spec.name} in use")
         cid = f"{next(_ids):064x}"
