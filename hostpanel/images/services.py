@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from engine.errors import InvalidReference
+from engine.images.bounded import ArchiveBomb
+from engine.images.compression import check_archive
 from engine.images.reference import normalize_tag
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
@@ -113,6 +115,10 @@ def upload_image(actor: Actor, tenant: Tenant, name: str, archive: IO[bytes]) ->
                     out.write(chunk)
             if size == 0:
                 raise InvalidRequest("archive: the file is empty")
+            try:
+                check_archive(tmp)  # a decompression bomb is refused before it is stored
+            except ArchiveBomb as exc:
+                raise InvalidRequest(f"archive: {exc}") from None
             path = directory / f"{digest.hexdigest()}.tar"
             os.replace(tmp, path)
         finally:
