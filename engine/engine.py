@@ -31,6 +31,7 @@ from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
 from engine.runtime.containers import ContainerManager
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.runtime.pty_exec import PtySession, start_pty_exec
+from engine.runtime.tenant_disks import TenantDisk
 from engine.volumes.manager import VolumeManager
 from engine.volumes.model import TenantVolumeUsage, Volume, VolumeUsage
 
@@ -159,6 +160,18 @@ class Engine:
     def tenant_quota(self, tenant: str) -> Resources:
         """A tenant's quota (unlimited when none is set); InvalidSpec for a bad name."""
         return self.containers.quotas.get(tenant)
+
+    def set_tenant_storage(self, tenant: str, size: int) -> TenantDisk:
+        """Give a tenant a root file system disk of ``size`` bytes, or grow it (runtime.tenant_disks)."""
+        return self.containers.tenant_disks.set(tenant, size)
+
+    def tenant_storage(self, tenant: str) -> TenantDisk:
+        """A tenant's root file system disk (size, bytes used); NotFound when it has none."""
+        return self.containers.tenant_disks.show(tenant)
+
+    def remove_tenant_storage(self, tenant: str) -> None:
+        """Delete a tenant's root file system disk (tenant purge); Conflict while it has containers here."""
+        self.containers.tenant_disks.remove(tenant)
 
     def require_tenant_limits(self) -> None:
         """Refuse to create, start or exec into a container of a tenant with no quota on this host.

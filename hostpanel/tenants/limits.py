@@ -16,7 +16,8 @@ from django.conf import settings
 
 from engine.cgroups.resources import CPU_PERIOD_US, HostCapacity, Resources
 from engine.engine import Engine
-from engine.errors import EngineError
+from engine.errors import EngineError, NotFound
+from engine.runtime.tenant_disks import MIN_DISK
 from hostpanel.tenants.models import Quota, Tenant
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,33 @@ def write_tenant_limits(engine: Engine, tenant: Tenant, capacity: HostCapacity |
     if engine.tenant_quota(tenant.slug) != wanted:
         engine.set_tenant_quota(tenant.slug, wanted)
         log.info("tenant %s: quota written to this host", tenant.slug)
+    _write_tenant_disk(engine, tenant.slug, quota.disk_bytes)
     return wanted
+
+
+def _write_tenant_disk(engine: Engine, slug: str, size: int) -> None:
+    """Size the tenant's root file system disk by its storage quota (it bounds rootfs writes).
+
+    A disk never shrinks; a lower quota leaves the disk as it is (logged), and the panel's
+    storage accounting refuses new uploads while the tenant is over its quota.
+    """
+    try:
+        current = engine.tenant_storage(slug).size
+    except NotFound:
+        current = None
+    if current is not None and current >= size:
+        if current > size:
+            log.info(
+                "tenant %s: disk of %s bytes stays above its quota of %s (disks never shrink)",
+                slug,
+                current,
+                size,
+            )
+        return
+    try:
+        engine.set_tenant_storage(slug, max(size, MIN_DISK))
+    except EngineError as exc:
+        log.warning("tenant %s: cannot size its root file system disk on this host: %s", slug, exc)
 
 
 def write_all_tenant_limits(engine: Engine) -> list[str]:

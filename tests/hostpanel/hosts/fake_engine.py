@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.cgroups.resources import Resources
-from engine.errors import Conflict, ContainerNotFound, ImageNotFound, LimitsNotSet, VolumeNotFound
+from engine.errors import Conflict, ContainerNotFound, ImageNotFound, LimitsNotSet, NotFound, VolumeNotFound
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.runtime.tenant_disks import TenantDisk
 from engine.volumes.model import Volume
 
 _ids = itertools.count(1)
@@ -51,7 +52,8 @@ class FakeEngine:
         self.exec_exit_code = 0
         self.images = FakeImages()
         self.volumes: dict[str, Volume] = {}
-        self.quotas: dict[str, Resources] = {}  # like an engine that requires tenant limits
+        self.quotas: dict[str, Resources] = {}
+        self.disks: dict[str, int] = {}  # like an engine that requires tenant limits
 
     def tenant_quota(self, tenant: str) -> Resources:
         return self.quotas.get(tenant, Resources())
@@ -59,6 +61,15 @@ class FakeEngine:
     def set_tenant_quota(self, tenant: str, quota: Resources) -> Resources:
         self.quotas[tenant] = quota
         return quota
+
+    def tenant_storage(self, tenant: str) -> TenantDisk:
+        if tenant not in self.disks:
+            raise NotFound(f"tenant {tenant} has no root file system disk on this host")
+        return TenantDisk(tenant, self.disks[tenant], 0, False)
+
+    def set_tenant_storage(self, tenant: str, size: int) -> TenantDisk:
+        self.disks[tenant] = size
+        return self.tenant_storage(tenant)
 
     def image(self, reference: str) -> str:
         if reference not in self.images.references:

@@ -303,3 +303,4 @@ def test_a_tenant_with_no_replicas_here_gets_its_quota_written_before_anything_r
     capacity = HostCapacity.detect()
     assert written.memory == min(quota.memory_bytes, capacity.memory) and written.pids == quota.pids
     assert written.cpus == min(quota.cpu_millis / 1000, capacity.cpus)
+    assert engine.tenant_storage(tenant.slug).size == quota.disk_bytes  # bounds its rootfs writes
