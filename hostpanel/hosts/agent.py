@@ -30,7 +30,7 @@ from django.utils import timezone
 from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
-from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
+from engine.errors import ContainerNotFound, EngineError, ImageNotFound, NotFound, VolumeNotFound
 from engine.networks.model import PortMapping
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.volumes.spec import MountSpec
@@ -633,4 +633,18 @@ def collect_usage(engine: Engine, host: Host) -> int:
             continue  # removed meanwhile
         readings.append(ContainerReading(container.id, container.tenant, container.labels[LABEL_APP], usage))
     record_apps(host, readings)
+    report_tenant_storage(engine, host)
     return len(tenants)
+
+
+def report_tenant_storage(engine: Engine, host: Host) -> None:
+    """Record each tenant's container files (its disk here) and build cache on this host."""
+    from hostpanel.tenants.models import Tenant
+    from hostpanel.usage.storage import record_tenant_storage
+
+    for tenant in Tenant.objects.all():
+        try:
+            rootfs = engine.tenant_storage(tenant.slug).used
+        except NotFound:
+            rootfs = 0
+        record_tenant_storage(host, tenant, rootfs, engine.build_cache.tenant_bytes(tenant.slug))

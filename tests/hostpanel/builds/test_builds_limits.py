@@ -18,7 +18,10 @@ from engine.engine import Engine
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
 from hostpanel.deployments.models import Replica
+from hostpanel.hosts import agent
+from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Quota, Role, Tenant
+from hostpanel.usage.storage import storage_use
 from tests.hostpanel.builds.conftest import context_tar
 from tests.hostpanel.factories import MembershipFactory
 
@@ -32,7 +35,12 @@ MiB = 1024**2
 
 
 def test_a_tenant_with_no_replicas_builds_under_its_quota_and_the_build_limits(
-    engine: Engine, tenant: Tenant, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    tenant: Tenant,
+    host: Host,
+    settings: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     engine.require_tenant_limits()  # as the host agent's engine does
     Quota.objects.filter(tenant=tenant).update(memory_bytes=300 * MiB, pids=200, cpu_millis=1000)
@@ -65,6 +73,9 @@ def test_a_tenant_with_no_replicas_builds_under_its_quota_and_the_build_limits(
     assert run_stats is not None and (run_stats.memory_limit, run_stats.pids_limit) == (300 * MiB, 50)
     config = engine.tenant_quota(tenant.slug)
     assert (config.memory, config.pids, config.cpus) == (300 * MiB, 200, 1.0)
+    # the build's cache counts against the tenant's storage quota, as the agent reports it
+    agent.report_tenant_storage(engine, host)
+    assert storage_use(tenant).build_cache > 0
 
 
 def test_a_build_run_over_the_build_process_limit_fails_and_leaves_nothing(
