@@ -141,10 +141,11 @@ class TenantQuotas:
             cgroup = self.cgroup(tenant)
             driver = self._driver()
             try:
-                made = driver.ensure(cgroup)
-                # written every time, not only to a new cgroup: whatever made or changed the
-                # cgroup meanwhile, the tenant's quota is what sits above its containers now
-                if made or not quota.is_unlimited:
+                driver.ensure(cgroup)
+                # written every time, not only to a new cgroup: whatever changed the cgroup
+                # meanwhile, the tenant's quota is what sits above its containers now (a new
+                # cgroup starts unlimited, which is right for a tenant with no quota)
+                if not quota.is_unlimited:
                     driver.apply(cgroup, quota)
                 yield cgroup
             except BaseException:
