@@ -34,6 +34,7 @@ from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.runtime.netns import run_in_netns
 from engine.runtime.oci_spec import HOST_NETNS
 from engine.runtime.pty_exec import PtySession, start_pty_exec
+from engine.runtime.tenant_disks import TenantDisk
 from engine.volumes.manager import VolumeManager
 from engine.volumes.model import TenantVolumeUsage, Volume, VolumeUsage
 
@@ -183,6 +184,26 @@ class Engine:
     def tenant_quota(self, tenant: str) -> Resources:
         """A tenant's quota (unlimited when none is set); InvalidSpec for a bad name."""
         return self.containers.quotas.get(tenant)
+
+    def set_tenant_storage(self, tenant: str, size: int) -> TenantDisk:
+        """Give a tenant a root file system disk of ``size`` bytes, or grow it (runtime.tenant_disks)."""
+        return self.containers.tenant_disks.set(tenant, size)
+
+    def tenant_storage(self, tenant: str) -> TenantDisk:
+        """A tenant's root file system disk (size, bytes used); NotFound when it has none."""
+        return self.containers.tenant_disks.show(tenant)
+
+    def remove_tenant_storage(self, tenant: str) -> None:
+        """Delete a tenant's root file system disk (tenant purge); Conflict while it has containers here."""
+        self.containers.tenant_disks.remove(tenant)
+
+    def require_tenant_limits(self) -> None:
+        """Refuse to create, start or exec into a container of a tenant with no quota on this host.
+
+        The host agent turns this on: every tenant's quota comes from the panel, and nothing of a
+        tenant may run above a tenant cgroup without it (LimitsNotSet otherwise).
+        """
+        self.containers.quotas.required = True
 
     def set_tenant_quota(self, tenant: str, quota: Resources) -> Resources:
         """Store a tenant's quota and apply it live to its containers (see TenantQuotas.set)."""

@@ -71,6 +71,10 @@ class QuotaExceeded(EngineError):
     """A request would exceed a tenant's or the host's limits."""
 
 
+class LimitsNotSet(QuotaExceeded):
+    """The engine requires tenant limits and the tenant has none on this host yet."""
+
+
 class RuntimeFailure(EngineError):
     """crun, conmon or the kernel refused an operation that should have worked."""
 

@@ -202,6 +202,14 @@ HOSTPANEL_DEFAULT_QUOTA = {
     "volumes": 10,
 }
 
+# Limits of each RUN step of a build (the tenant's quota caps them too; the tenant's cgroup
+# carries its quota before any step runs).
+HOSTPANEL_BUILD_LIMITS = {
+    "memory_bytes": int(os.environ.get("HOSTPANEL_BUILD_MEMORY_BYTES", str(1024**3))),
+    "cpu_millis": int(os.environ.get("HOSTPANEL_BUILD_CPU_MILLIS", "1000")),
+    "pids": int(os.environ.get("HOSTPANEL_BUILD_PIDS", "1024")),
+}
+
 # The engine instance on this machine (the panel host is usually also a container host).
 HOSTPANEL_ENGINE_ROOT = default_root()
 HOSTPANEL_ENGINE_INSTANCE = default_instance()

@@ -39,6 +39,7 @@ from engine.build.model import BuildFailed, BuildOptions, BuildResult, OutputCal
 from engine.build.recover import BUILD_LABEL
 from engine.build.words import process_word
 from engine.cgroups.controller import host_driver
+from engine.cgroups.resources import capped
 from engine.errors import EngineError, InvalidSpec, NotFound, QuotaExceeded
 from engine.images.archive import make_staged_image
 from engine.images.blobs import TMP_PREFIX, StagedBlob
@@ -397,6 +398,7 @@ class Builder:
                 user=str(state.config.get("User") or "") or None,
                 workdir=str(state.config.get("WorkingDir") or "") or None,
                 network="none",
+                resources=capped(self.options.run_limits, self.engine.tenant_quota(self.tenant)),
                 labels={BUILD_LABEL: self.pin.id if self.pin else ""},
             )
             try:
@@ -415,16 +417,16 @@ class Builder:
             done = self.engine.wait(container.id)
             output = "\n".join(tail)
             if done.status == "oom-killed":
-                quota = self.engine.tenant_quota(self.tenant).memory
                 raise QuotaExceeded(
-                    f"Dockerfile line {inst.line}: RUN was stopped: it went over tenant {self.tenant!r}'s "
-                    f"memory quota ({quota} bytes); raise the quota or use less memory.\n{output}"
+                    f"Dockerfile line {inst.line}: RUN was stopped: it went over its memory limit "
+                    f"({spec.resources.memory} bytes: the build limit, capped by tenant {self.tenant!r}'s "
+                    f"quota) or the tenant's memory quota; raise them or use less memory.\n{output}"
                 )
             if done.exit_code != 0 and self._pid_limit_hits(container.cgroup_path) > pid_hits:
-                quota = self.engine.tenant_quota(self.tenant).pids
                 raise QuotaExceeded(
                     f"Dockerfile line {inst.line}: RUN failed (exit code {done.exit_code}) after hitting "
-                    f"tenant {self.tenant!r}'s process quota ({quota} processes); raise the quota or start "
+                    f"its process limit ({spec.resources.pids}: the build limit, capped by tenant "
+                    f"{self.tenant!r}'s quota) or the tenant's process quota; raise them or start "
                     f"fewer processes.\n{output}"
                 )
             if done.exit_code != 0:

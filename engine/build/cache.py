@@ -168,6 +168,16 @@ class BuildCache:
             old = set()
         atomic_write_json(path, sorted(old | set(keys)))
 
+    def tenant_bytes(self, tenant: str) -> int:
+        """Bytes of the layers ``tenant``'s cache entries hold (each layer counted once)."""
+        entries = self._tenant_dir(tenant) / "entries"
+        sizes: dict[str, int] = {}
+        for path in entries.glob("*.json") if entries.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+                for layer in StageState.from_json(read_json(path)).layers:
+                    sizes[layer.digest] = layer.size
+        return sum(sizes.values())
+
     def entry_count(self, tenant: str) -> int:
         """How many entries ``tenant`` has (for tests and `hpctl build` statistics)."""
         entries = self._tenant_dir(tenant) / "entries"

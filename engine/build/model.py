@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.cgroups.resources import Resources
 from engine.errors import EngineError
 from engine.images.model import Image
 from engine.runtime.model import DEFAULT_TENANT
@@ -50,6 +51,7 @@ class BuildOptions:
     tenant: str | None = None
     limits: ContextLimits = field(default_factory=ContextLimits)
     context_within: Path | None = None
+    run_limits: Resources = field(default_factory=Resources)  # each RUN's own, capped by the tenant quota
 
     @property
     def run_as(self) -> str:

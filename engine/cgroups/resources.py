@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -360,6 +360,21 @@ def validate_resources(resources: Resources, host: HostCapacity, *, what: str = 
         if not 0 < d.rate <= MAX_RATE:
             raise InvalidSpec(f"{what} {d.kind} rate {d.rate} for {d.device or d.key} is out of range")
     return resources
+
+
+def capped(limits: Resources, cap: Resources) -> Resources:
+    """``limits`` with memory, CPU and pids lowered to ``cap`` where it is lower (or ``limits`` unset)."""
+
+    def low(value: int | None, bound: int | None) -> int | None:
+        return bound if value is None else value if bound is None else min(value, bound)
+
+    cpu_quota = limits.cpu_quota
+    if cap.cpu_quota is not None:
+        cap_quota = cap.cpu_quota * limits.cpu_period // cap.cpu_period
+        cpu_quota = low(cpu_quota, cap_quota)
+    return replace(
+        limits, memory=low(limits.memory, cap.memory), cpu_quota=cpu_quota, pids=low(limits.pids, cap.pids)
+    )
 
 
 def check_within(child: Resources, cap: Resources, tenant: str) -> None:

@@ -11,6 +11,12 @@ exists, so running containers feel the change immediately.
 A per-tenant lock (``<root>/run/locks/tenant-<tenant>``) orders "make the
 tenant cgroup and create a container in it" against "remove the empty
 tenant cgroup", so crun never creates the parent itself (without limits).
+
+An engine driven by the panel *requires* tenant limits (``required``): then
+creating, starting or exec-ing into a container of a tenant without a quota
+file on this host fails with LimitsNotSet, and the quota is written to the
+tenant cgroup on every create, start and exec, so nothing of a tenant runs
+above a cgroup that lacks its limits.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 from engine.cgroups.controller import CgroupDriver
 from engine.cgroups.resources import HostCapacity, Resources, check_within, validate_resources
 from engine.cgroups.tree import remove_if_empty, tenant_cgroup
-from engine.errors import InvalidSpec
+from engine.errors import InvalidSpec, LimitsNotSet
 from engine.fsutil import atomic_write_json, file_lock, read_json
 from engine.paths import EnginePaths
 from engine.runtime.idmap import validate_tenant
@@ -45,6 +51,7 @@ class TenantQuotas:
         self._cgroup_roots = cgroup_roots
         self._capacity = capacity
         self.directory = paths.tenants / "quotas"
+        self.required = False
 
     def _file(self, tenant: str) -> Path:
         return self.directory / f"{validate_tenant(tenant)}.json"
@@ -109,24 +116,36 @@ class TenantQuotas:
         """The lock that orders creating and removing this tenant's cgroup."""
         return file_lock(self.paths.run / "locks" / f"tenant-{validate_tenant(tenant)}")
 
+    def required_quota(self, tenant: str) -> Resources:
+        """The tenant's quota; LimitsNotSet when limits are required and the tenant has none here."""
+        quota = self.get(tenant)
+        if self.required and quota.is_unlimited:
+            raise LimitsNotSet(
+                f"tenant {tenant} has no resource quota on this host, and this engine runs nothing of a "
+                "tenant without one; the host agent writes it from the panel (or set it with "
+                "`hpctl tenant quota set`)"
+            )
+        return quota
+
     @contextlib.contextmanager
     def ready(self, tenant: str) -> Iterator[str]:
-        """Hold the tenant lock with its cgroup made and its quota applied; yields the cgroup path.
+        """Hold the tenant lock with its cgroup made and its quota written; yields the cgroup path.
 
-        Create the container inside the block. If nothing was created below
+        Create, start or exec inside the block. If nothing was created below
         the cgroup when the block ends with an error, the empty levels made
-        here are removed again. Raises RuntimeFailure/QuotaExceeded from the
-        kernel.
+        here are removed again. Raises LimitsNotSet (see ``required``),
+        RuntimeFailure/QuotaExceeded from the kernel.
         """
         with self.lock(tenant):
+            quota = self.required_quota(tenant)
             cgroup = self.cgroup(tenant)
             driver = self._driver()
             try:
-                made = driver.ensure(cgroup)
-                quota = self.get(tenant)
-                # an existing cgroup already has the quota (set() applies it live);
-                # a new one starts unlimited, which is right for no quota
-                if made and not quota.is_unlimited:
+                driver.ensure(cgroup)
+                # written every time, not only to a new cgroup: whatever changed the cgroup
+                # meanwhile, the tenant's quota is what sits above its containers now (a new
+                # cgroup starts unlimited, which is right for a tenant with no quota)
+                if not quota.is_unlimited:
                     driver.apply(cgroup, quota)
                 yield cgroup
             except BaseException:

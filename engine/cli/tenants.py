@@ -1,4 +1,4 @@
-"""Tenant commands: `hpctl tenant quota|egress set|show T` and `hpctl tenant usage T`."""
+"""Tenant commands: `hpctl tenant quota|egress|storage ...` and `hpctl tenant usage T`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from engine.cgroups.resources import Resources, format_bytes
+from engine.cgroups.resources import Resources, format_bytes, parse_bytes
 from engine.cli.output import print_json, print_table
 from engine.cli.stats import add_resource_options, resources_from_args
+from engine.runtime.tenant_disks import TenantDisk
 
 if TYPE_CHECKING:
     from engine.cli import CliContext
@@ -57,6 +58,33 @@ def cmd_egress_set(ctx: CliContext, args: argparse.Namespace) -> int:
 def cmd_egress_show(ctx: CliContext, args: argparse.Namespace) -> int:
     """`hpctl tenant egress show T`: the tenant's egress allow-list."""
     _show_egress(ctx, args.tenant, ctx.engine.tenant_egress_allow(args.tenant), args.json)
+    return 0
+
+
+def _show_disk(ctx: CliContext, disk: TenantDisk, as_json: bool) -> None:
+    if as_json:
+        print_json(ctx.out, disk.to_dict())
+        return
+    rows = [[disk.tenant, format_bytes(disk.size), format_bytes(disk.used), "yes" if disk.mounted else "no"]]
+    print_table(ctx.out, ["TENANT", "SIZE", "USED", "MOUNTED"], rows)
+
+
+def cmd_storage_set(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant storage set T SIZE`: give the tenant a root file system disk, or grow it."""
+    _show_disk(ctx, ctx.engine.set_tenant_storage(args.tenant, parse_bytes(args.size)), args.json)
+    return 0
+
+
+def cmd_storage_show(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant storage show T`: the tenant's root file system disk."""
+    _show_disk(ctx, ctx.engine.tenant_storage(args.tenant), args.json)
+    return 0
+
+
+def cmd_storage_rm(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant storage rm T`: delete the tenant's disk (it has no containers here)."""
+    ctx.engine.remove_tenant_storage(args.tenant)
+    ctx.out.write(f"{args.tenant}\n")
     return 0
 
 
@@ -130,6 +158,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("tenant")
     p.set_defaults(handler=cmd_egress_show)
+
+    storage = tsub.add_parser(
+        "storage", help="a tenant's root file system disk (bounds its containers' writes)"
+    )
+    ssub = storage.add_subparsers(dest="storage_command", metavar="COMMAND")
+    ssub.required = True
+    p = ssub.add_parser("set", help="give a tenant a disk of SIZE (e.g. 10g) or grow it; it never shrinks")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.add_argument("size")
+    p.set_defaults(handler=cmd_storage_set)
+    p = ssub.add_parser("show", help="show a tenant's disk: size, bytes used, mounted")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.set_defaults(handler=cmd_storage_show)
+    p = ssub.add_parser("rm", help="delete a tenant's disk (only when it has no containers here)")
+    p.add_argument("tenant")
+    p.set_defaults(handler=cmd_storage_rm)
 
     p = tsub.add_parser("usage", help="a tenant's live totals and accumulated billing usage")
     p.add_argument("--json", action="store_true", help="JSON output")

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol, TypeVar
 
 from engine.errors import CorruptBlob, InvalidArchive, InvalidReference
-from engine.images.compression import ZSTD_HINT, Compression, sniff_file
+from engine.images.compression import ZSTD_HINT, Compression, check_archive, sniff_file
 from engine.images.digest import check_digest, digest_hex, sha256_digest
 from engine.images.extract import TAR_ERRORS
 from engine.images.oci import (
@@ -76,6 +76,7 @@ class TarSource:
         self.label = str(path)
         if sniff_file(path) is Compression.ZSTD:
             raise InvalidArchive(f"{path} is zstd-compressed: {ZSTD_HINT}")
+        check_archive(path)  # a bomb is refused before anything of it is staged
         try:
             self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
             self._members = {_norm(m.name): m for m in self._tar.getmembers()}

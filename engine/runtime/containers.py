@@ -48,6 +48,7 @@ from engine.runtime.process import (
 from engine.runtime.rootpath import resolve_in_root
 from engine.runtime.secrets import mount_secrets, require_secrets, unmount_secrets, validate_secrets
 from engine.runtime.store import ContainerStore, validate_name
+from engine.runtime.tenant_disks import TenantDisks
 from engine.runtime.users import resolve_user
 from engine.volumes.manager import VolumeManager
 from engine.volumes.spec import validate_mounts
@@ -90,6 +91,7 @@ class ContainerManager:
         self.exit_dir = paths.run / "exits"
         self._cgroup_roots = cgroup_roots
         self.quotas = TenantQuotas(paths, instance, host_driver, cgroup_roots)
+        self.tenant_disks = TenantDisks(paths, self.quotas.lock)
         self.networks = NetworkManager(paths, instance)
         self.volumes = VolumeManager(paths, self.id_ranges)
 
@@ -146,7 +148,10 @@ class ContainerManager:
             bundle = self.store.directory(cid)
             bundle.mkdir(parents=True)
             undo.callback(shutil.rmtree, bundle, True)
-            rootfs = self._mount_rootfs(bundle, self.images.layer_dirs(image, id_range.base), id_range.base)
+            undo.callback(self.tenant_disks.release, spec.tenant, cid)
+            rootfs = self._mount_rootfs(
+                bundle, self.images.layer_dirs(image, id_range.base), id_range.base, spec.tenant
+            )
             undo.callback(mounts.unmount, rootfs)
             process = resolve_process(spec, image, rootfs, hostname, INIT_DEST if init_path else None)
             self._prepare_workdir(rootfs, process, id_range.base)
@@ -240,10 +245,20 @@ class ContainerManager:
                 return candidate
         raise InvalidSpec("--init needs catatonit or tini-static on the host; run `hpctl host setup`")
 
-    def _mount_rootfs(self, bundle: Path, layers_bottom_first: list[Path], uid_base: int) -> Path:
+    def _mount_rootfs(
+        self, bundle: Path, layers_bottom_first: list[Path], uid_base: int, tenant: str
+    ) -> Path:
+        """Mount the container's overlay; its upper and work dirs are on the tenant's disk if it has one."""
         upper, work, rootfs = bundle / "upper", bundle / "work", bundle / "rootfs"
-        for d in (upper, work, rootfs):
-            d.mkdir(exist_ok=True)
+        on_disk = self.tenant_disks.container_dir(tenant, bundle.name)
+        for d in (upper, work):
+            if on_disk is None:
+                d.mkdir(exist_ok=True)
+            else:
+                (on_disk / d.name).mkdir(exist_ok=True)
+                if not d.is_symlink():
+                    d.symlink_to(on_disk / d.name)
+        rootfs.mkdir(exist_ok=True)
         os.chown(upper, uid_base, uid_base)
         os.chmod(upper, 0o755)
         mounts.mount_overlay(list(reversed(layers_bottom_first)), upper, work, rootfs)
@@ -317,7 +332,8 @@ class ContainerManager:
             require_secrets(container.name, self.store.secrets_dir(container.id), container.secrets)
             if container.status != "created":
                 self._recreate(container)
-            self.runtime.start(container.id)
+            with self.quotas.ready(container.tenant):  # the quota sits above it before it runs
+                self.runtime.start(container.id)
             container.status = "running"
             container.started_at = now_iso()
             container.finished_at = ""
@@ -340,6 +356,7 @@ class ContainerManager:
                 self.store.directory(container.id),
                 self.images.layer_dirs(image, container.uid_base),
                 container.uid_base,
+                container.tenant,
             )
         self.volumes.reattach(container.mounts, container.id)  # loop mounts are gone after a reboot
         self._create_in_runtime(container)
@@ -513,9 +530,9 @@ class ContainerManager:
                     self.networks.detach(cid, network.name)
             with contextlib.suppress(OSError, ValueError, KeyError):
                 config = json.loads((bundle / "config.json").read_bytes())
-                self.quotas.release(
-                    config["annotations"]["org.hostpanel.tenant"], config["linux"]["cgroupsPath"]
-                )
+                tenant = config["annotations"]["org.hostpanel.tenant"]
+                self.quotas.release(tenant, config["linux"]["cgroupsPath"])
+                self.tenant_disks.release(tenant, cid)
             with contextlib.suppress(RuntimeFailure):
                 unmount_secrets(self.store.secrets_dir(cid))
             mounts.unmount(bundle / "rootfs")
@@ -547,6 +564,7 @@ class ContainerManager:
             self.networks.detach(container.id, container.network)
             self.volumes.detach(container.mounts, container.id)
             self.store.delete(container)
+            self.tenant_disks.release(container.tenant, container.id)
         return container
 
     def _cleanup_runtime(self, container: Container) -> None:
@@ -602,19 +620,20 @@ class ContainerManager:
         finally:
             os.close(write_end)
         try:
-            return subprocess.Popen(
-                self.runtime.exec_command(
-                    container.id,
-                    Path(f"/dev/fd/{read_end}"),
-                    tty=tty,
-                    console_socket=console_socket,
-                    pid_file=pid_file,
-                ),
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                pass_fds=(read_end,),
-            )
+            with self.quotas.ready(container.tenant):  # the quota sits above it before it runs
+                return subprocess.Popen(
+                    self.runtime.exec_command(
+                        container.id,
+                        Path(f"/dev/fd/{read_end}"),
+                        tty=tty,
+                        console_socket=console_socket,
+                        pid_file=pid_file,
+                    ),
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    pass_fds=(read_end,),
+                )
         finally:
             os.close(read_end)
 

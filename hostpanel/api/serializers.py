@@ -16,6 +16,7 @@ from hostpanel.images.models import Image
 from hostpanel.secrets.models import SECRET_NAME_RE, Secret
 from hostpanel.tenants.models import SLUG_RE, ApiToken, Membership, Quota, Role, Tenant
 from hostpanel.usage.models import Prices
+from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.models import VOLUME_NAME_RE, Volume
 
 
@@ -88,11 +89,18 @@ class QuotaSerializer(StrictModelSerializer):
         help_text="CIDR ranges the tenant's containers may reach besides the internet "
         "(private, shared and link-local ranges are closed by default); admins set it",
     )
+    storage = serializers.SerializerMethodField(
+        help_text="bytes stored, by kind (volumes, images, registry, rootfs, build_cache) and total; "
+        "the total counts against disk_bytes"
+    )
 
     class Meta:
         model = Quota
-        fields = [*QUOTA_FIELDS, "egress_allow", "usage", "updated_at"]
+        fields = [*QUOTA_FIELDS, "egress_allow", "usage", "storage", "updated_at"]
         read_only_fields = ["updated_at"]
+
+    def get_storage(self, quota: Quota) -> dict[str, int]:
+        return storage_use(quota.tenant).to_dict()
 
     def get_usage(self, quota: Quota) -> dict[str, int]:
         from dataclasses import asdict

@@ -43,6 +43,7 @@ from hostpanel.builds.models import Build
 from hostpanel.errors import InvalidRequest, NoCapacity, ServiceError
 from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
+from hostpanel.tenants.limits import build_run_limits, write_tenant_limits
 from hostpanel.tenants.models import ROLE_RANK, Role, Tenant
 from hostpanel.tenants.services import require_role, role_of
 
@@ -357,6 +358,7 @@ def execute_build(build: Build, engine: Engine) -> Build:
         if build.dockerfile_text:
             dockerfile = scratch / "Dockerfile"  # beside the context, not in it
             dockerfile.write_text(build.dockerfile_text, encoding="utf-8")
+        write_tenant_limits(engine, build.tenant)  # its quota sits above the RUN steps before they run
         result = engine.build(
             BuildOptions(
                 context=context,
@@ -368,6 +370,7 @@ def execute_build(build: Build, engine: Engine) -> Build:
                 tenant=build.tenant.slug,
                 limits=context_limits(),
                 context_within=within,
+                run_limits=build_run_limits(),
             ),
             sink,
         )

@@ -31,7 +31,7 @@ from django.utils import timezone
 from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
-from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
+from engine.errors import ContainerNotFound, EngineError, ImageNotFound, NotFound, VolumeNotFound
 from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.networks.egress import parse_allow_list
@@ -42,6 +42,7 @@ from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import ServiceError
 from hostpanel.hosts import probes
 from hostpanel.hosts.models import Host
+from hostpanel.tenants.limits import write_all_tenant_limits
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ class AgentConfig:
 
 @functools.cache
 def engine_for(root: str, instance: str) -> Engine:
-    return Engine(root=Path(root), instance=instance)
+    engine = Engine(root=Path(root), instance=instance)
+    engine.require_tenant_limits()  # nothing of a tenant runs without its quota (tenants/limits.py)
+    return engine
 
 
 @dataclass
@@ -116,6 +119,8 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
         str(r.pk): r
         for r in Replica.objects.filter(host=host).select_related("app", "app__tenant", "release")
     }
+    # every tenant's quota sits on this host before anything of it runs here (builds and execs too)
+    write_all_tenant_limits(engine)
     actual: dict[str, Container] = {}
     for container in engine.list(all=True):
         replica_id = container.labels.get(LABEL_REPLICA)
@@ -134,7 +139,6 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
             log.warning("replica %s: %s", replica.container_name, exc)
             report.failed.append(replica.container_name)
             _report(replica, state=Replica.State.FAILED, message=str(exc))
-    _apply_tenant_limits(engine, host, list(replicas.values()))
     if hasattr(engine, "volume_list"):
         report.removed += remove_deleted_volumes(engine)
     return report
@@ -515,34 +519,6 @@ def build_spec(replica: Replica) -> ContainerSpec:
     )
 
 
-def _apply_tenant_limits(engine: Engine, host: Host, replicas: list[Replica]) -> None:
-    """Push the quota of each tenant with containers here to its tenant cgroup (live).
-
-    Clamped to the host's capacity (a tenant cannot use more than the host has
-    anyway, and the engine refuses a quota above it).
-    """
-    from hostpanel.tenants.models import Quota
-
-    setter = getattr(engine, "set_tenant_quota", None)
-    if setter is None:
-        return
-    tenant_ids = {r.app.tenant_id for r in replicas}
-    cpu_cap = os.cpu_count() or 1
-    for quota in Quota.objects.filter(tenant_id__in=tenant_ids).select_related("tenant"):
-        cpu_millis = min(quota.cpu_millis, cpu_cap * 1000)
-        wanted = Resources(
-            memory=min(quota.memory_bytes, host.memory_bytes),
-            cpu_quota=cpu_millis * CPU_PERIOD_US // 1000,
-            pids=quota.pids,
-        )
-        try:
-            if engine.tenant_quota(quota.tenant.slug) != wanted:
-                setter(quota.tenant.slug, wanted)
-                log.info("tenant %s: quota applied on host %s", quota.tenant.slug, host.name)
-        except EngineError as exc:
-            log.warning("tenant %s: cannot apply quota on host %s: %s", quota.tenant.slug, host.name, exc)
-
-
 @functools.lru_cache(maxsize=256)
 def _addresses_of(name: str) -> tuple[str, ...]:
     """The non-loopback addresses ``name`` (an address or a host name) stands for; resolved once."""
@@ -680,4 +656,18 @@ def collect_usage(engine: Engine, host: Host) -> int:
             continue  # removed meanwhile
         readings.append(ContainerReading(container.id, container.tenant, container.labels[LABEL_APP], usage))
     record_apps(host, readings)
+    report_tenant_storage(engine, host)
     return len(tenants)
+
+
+def report_tenant_storage(engine: Engine, host: Host) -> None:
+    """Record each tenant's container files (its disk here) and build cache on this host."""
+    from hostpanel.tenants.models import Tenant
+    from hostpanel.usage.storage import record_tenant_storage
+
+    for tenant in Tenant.objects.all():
+        try:
+            rootfs = engine.tenant_storage(tenant.slug).used
+        except NotFound:
+            rootfs = 0
+        record_tenant_storage(host, tenant, rootfs, engine.build_cache.tenant_bytes(tenant.slug))

@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from engine.errors import InvalidReference
+from engine.images.bounded import ArchiveBomb
+from engine.images.compression import check_archive
 from engine.images.reference import normalize_tag
 from engine.images.store import ImageStore
 from hostpanel.audit.services import Actor, audited
@@ -25,6 +27,7 @@ from hostpanel.errors import Conflict, InvalidRequest, NotFound
 from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import require_admin, require_role
+from hostpanel.usage.storage import check_storage
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
 MAX_UPLOAD_BYTES = 4 * 1024**3
@@ -125,6 +128,11 @@ def upload_image(actor: Actor, tenant: Tenant, name: str, archive: IO[bytes]) ->
                     out.write(chunk)
             if size == 0:
                 raise InvalidRequest("archive: the file is empty")
+            check_storage(tenant, size - (existing.size if existing is not None else 0), "the image upload")
+            try:
+                check_archive(tmp)  # a decompression bomb is refused before it is stored
+            except ArchiveBomb as exc:
+                raise InvalidRequest(f"archive: {exc}") from None
             path = directory / f"{digest.hexdigest()}.tar"
             os.replace(tmp, path)
         finally:

@@ -27,6 +27,7 @@ from engine.images.oci import INDEX_TYPES, MANIFEST_TYPES, MT_INDEX, MT_MANIFEST
 from engine.images.reference import DIGEST_RE, normalize_tag, split_tag
 from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor, audited, record
+from hostpanel.errors import QuotaExceeded
 from hostpanel.hosts.models import Host
 from hostpanel.registry import storage
 from hostpanel.registry.auth import LIBRARY, Principal, permitted_actions, sign_agent_token
@@ -50,6 +51,7 @@ from hostpanel.registry.errors import (
 from hostpanel.registry.models import BlobLink, Manifest, ManifestReference, Repository, Tag, Upload
 from hostpanel.registry.storage import Readable
 from hostpanel.tenants.models import Tenant
+from hostpanel.usage.storage import check_storage
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})+$")
@@ -290,6 +292,12 @@ def append_chunk(
     if expected is not None and written != expected:
         storage.truncate(str(upload.id), upload.size)
         raise BlobUploadInvalid(f"the chunk ended after {written} of {expected} bytes; send it again")
+    if written and upload.tenant is not None:
+        try:
+            check_storage(upload.tenant, written, "the blob upload")
+        except QuotaExceeded as exc:
+            storage.truncate(str(upload.id), upload.size)
+            raise Denied(exc.message) from None
     if written:
         upload.size += written
         upload.save(update_fields=["size", "updated_at"])

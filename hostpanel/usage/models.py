@@ -93,3 +93,17 @@ class Prices(models.Model):
     def current(cls) -> Prices:
         prices, _ = cls.objects.get_or_create(pk=1)
         return prices
+
+
+class TenantStorage(models.Model):
+    """What a tenant stores on one host outside volumes and images: its containers' root file
+    system writes (its disk there) and its build cache, as the host agent last reported."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="+")
+    rootfs_bytes = models.PositiveBigIntegerField(default=0)
+    build_cache_bytes = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "host"], name="tenant_storage_unique")]

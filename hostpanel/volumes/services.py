@@ -10,21 +10,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet, Sum
+from django.db.models import QuerySet
 
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota, require_role
+from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.models import Volume
 
 MIN_SIZE = 4 * 1024**2
 
 
 def volume_usage(tenant: Tenant) -> Usage:
-    """How many volumes the tenant has and their total size."""
-    agg = Volume.objects.filter(tenant=tenant).aggregate(total=Sum("size_bytes"))
-    return Usage(volumes=Volume.objects.filter(tenant=tenant).count(), disk_bytes=agg["total"] or 0)
+    """How many volumes the tenant has, and all it stores (the one storage quota, see usage.storage)."""
+    return Usage(volumes=Volume.objects.filter(tenant=tenant).count(), disk_bytes=storage_use(tenant).total)
 
 
 def visible_volumes(actor: Actor, tenant: Tenant) -> QuerySet[Volume]:

@@ -16,7 +16,8 @@ from hostpanel.deployments import services as deployments
 from hostpanel.errors import Forbidden, NotFound, ServiceError
 from hostpanel.images.services import available_images
 from hostpanel.secrets.services import visible_secrets
-from hostpanel.tenants.models import Quota
+from hostpanel.tenants.models import Quota, Tenant
+from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.services import visible_volumes
 
 QUOTA_LABELS = {
@@ -25,7 +26,7 @@ QUOTA_LABELS = {
     "pids": "Processes",
     "containers": "Containers",
     "volumes": "Volumes",
-    "disk_bytes": "Disk",
+    "disk_bytes": "Storage",
 }
 
 
@@ -41,8 +42,21 @@ def quota_rows(ctx: TenantContext) -> list[dict[str, Any]]:
             "allowed": getattr(quota, key),
             "remaining": max(getattr(quota, key) - used[key], 0),
             "bytes": key.endswith("_bytes"),
+            "parts": storage_parts(ctx.tenant) if key == "disk_bytes" else [],
         }
         for key, label in QUOTA_LABELS.items()
+    ]
+
+
+def storage_parts(tenant: Tenant) -> list[tuple[str, int]]:
+    """What the storage quota's use is made of, as (label, bytes)."""
+    use = storage_use(tenant)
+    return [
+        ("volumes", use.volumes),
+        ("images", use.images),
+        ("registry", use.registry),
+        ("container files", use.rootfs),
+        ("build cache", use.build_cache),
     ]
 
 

@@ -212,7 +212,7 @@ def test_build_over_the_tenant_process_quota_is_stopped(
         {"Dockerfile": "FROM busybox\nRUN for i in $(seq 20); do sleep 5 & done; wait\n"},
     )
     with pytest.raises(
-        QuotaExceeded, match=r"line 2: RUN failed .*tenant 'acme'.*process quota \(8 processes\)"
+        QuotaExceeded, match=r"line 2: RUN failed .*process limit \(8: .*tenant 'acme'.*process quota"
     ):
         build(engine, ctx, "acme/app:1", tenant="acme")
     assert_nothing_left(engine, {busybox.id})

@@ -7,8 +7,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.errors import Conflict, ContainerNotFound, ImageNotFound, VolumeNotFound
+from engine.cgroups.resources import Resources
+from engine.errors import Conflict, ContainerNotFound, ImageNotFound, LimitsNotSet, NotFound, VolumeNotFound
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.runtime.tenant_disks import TenantDisk
 from engine.volumes.model import Volume
 
 _ids = itertools.count(1)
@@ -57,6 +59,24 @@ class FakeEngine:
         self.protected: dict[str, tuple[str, ...]] = {}
         self.protected_sets = 0
         self.egress_at_run: dict[str, tuple[str, ...]] = {}  # container id -> its tenant's list then
+        self.quotas: dict[str, Resources] = {}
+        self.disks: dict[str, int] = {}  # like an engine that requires tenant limits
+
+    def tenant_quota(self, tenant: str) -> Resources:
+        return self.quotas.get(tenant, Resources())
+
+    def set_tenant_quota(self, tenant: str, quota: Resources) -> Resources:
+        self.quotas[tenant] = quota
+        return quota
+
+    def tenant_storage(self, tenant: str) -> TenantDisk:
+        if tenant not in self.disks:
+            raise NotFound(f"tenant {tenant} has no root file system disk on this host")
+        return TenantDisk(tenant, self.disks[tenant], 0, False)
+
+    def set_tenant_storage(self, tenant: str, size: int) -> TenantDisk:
+        self.disks[tenant] = size
+        return self.tenant_storage(tenant)
 
     def egress_protected(self) -> dict[str, tuple[str, ...]]:
         return dict(self.protected)
@@ -89,6 +109,8 @@ class FakeEngine:
         raise ContainerNotFound(f"no container {ref}")
 
     def run(self, spec: ContainerSpec) -> Container:
+        if spec.labels and spec.tenant not in self.quotas:  # the agent's (an operator's own has no labels)
+            raise LimitsNotSet(f"tenant {spec.tenant} has no resource quota on this host")
         if any(c.name == spec.name for c in self.containers.values()):
             raise Conflict(f"name {spec.name} in use")
         cid = f"{next(_ids):064x}"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from engine.cgroups.resources import HostCapacity, Resources
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.hosts import agent
@@ -135,6 +136,7 @@ def test_adopts_a_container_left_by_an_interrupted_run(
 ) -> None:
     make_app(tenant)
     replica = Replica.objects.get()
+    engine.set_tenant_quota(tenant.slug, Resources(pids=100))  # written by the interrupted run
     engine.run(agent.build_spec(replica))  # the agent died before writing back
     Replica.objects.update(engine_id="")
     run(engine, host)
@@ -325,3 +327,15 @@ def test_the_panels_redis_and_other_hosts_are_protected_but_their_published_port
     assert engine.protected == {"192.0.2.50": (), "198.51.100.7": ("30080/tcp",)}
     run(engine, host)
     assert engine.protected_sets == 1  # steady state: not sent again
+
+
+def test_a_tenant_with_no_replicas_here_gets_its_quota_written_before_anything_runs(
+    engine: FakeEngine, tenant: Tenant, host: Host
+) -> None:
+    quota = tenant.quota
+    run(engine, host)
+    written = engine.tenant_quota(tenant.slug)
+    capacity = HostCapacity.detect()
+    assert written.memory == min(quota.memory_bytes, capacity.memory) and written.pids == quota.pids
+    assert written.cpus == min(quota.cpu_millis / 1000, capacity.cpus)
+    assert engine.tenant_storage(tenant.slug).size == quota.disk_bytes  # bounds its rootfs writes
