@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import functools
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -22,6 +22,7 @@ from engine.logs.k8s_file import LogLine
 from engine.networks.manager import OverlayOptions
 from engine.networks.model import Network
 from engine.paths import EnginePaths, default_instance, default_root, validate_instance
+from engine.purge import PurgeReport
 from engine.registry import AuthFile, Credentials, RemoteRef, TransferReport
 from engine.registry import pull as registry_pull
 from engine.registry import push as registry_push
@@ -29,6 +30,7 @@ from engine.registry.credentials import AUTH_FILE_NAME
 from engine.registry.progress import ProgressCallback
 from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
 from engine.runtime.containers import ContainerManager
+from engine.runtime.idmap import validate_tenant
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.runtime.pty_exec import PtySession, start_pty_exec
 from engine.volumes.manager import VolumeManager
@@ -61,6 +63,9 @@ class Engine:
         # The build cache lives as long as the images built from it (see engine.build.cache).
         self.build_cache = BuildCache(self.paths.root / "build-cache", self.images.blobs)
         self.images.gc_hooks.append(self.build_cache.gc_keep)
+        # Steps of purge_tenant for other per-tenant state (e.g. per-tenant storage): each takes the
+        # tenant's name, is idempotent, and runs after the tenant's containers and volumes are gone.
+        self.tenant_purge_hooks: builtins.list[Callable[[str], None]] = []
 
     # ---- containers -------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Container:
@@ -178,6 +183,46 @@ class Engine:
     def sample_usage(self) -> int:
         """Accumulate billing usage of every running container; returns how many were sampled."""
         return self.usage.sample(self.list())
+
+    # ---- tenants ----------------------------------------------------------------
+    def purge_tenant(self, tenant: str) -> PurgeReport:
+        """Remove everything this engine holds for ``tenant``, so a new tenant of that name starts empty.
+
+        In order: its containers (running ones killed, build RUN containers too), volumes and
+        networks, the :attr:`tenant_purge_hooks`, its images (names under ``<tenant>/``) and build
+        cache, its cgroups and quota, its usage records, the layers unpacked for its uid range,
+        and the uid range itself (retired, never handed out again). Idempotent: after an error,
+        purging again finishes the job. Raises InvalidSpec for a bad name, Conflict while a
+        process still runs in the tenant's cgroup, or another EngineError from a step.
+        """
+        validate_tenant(tenant)
+        report = PurgeReport(tenant)
+        for container in self.list(all=True):
+            if container.tenant == tenant:
+                self.remove(container.id, force=True)
+                report.containers.append(container.name)
+        for volume in self.volume_list(tenant):
+            self.volume_remove(volume.name, force=True)
+            report.volumes.append(volume.name)
+        for network in self.network_list(tenant):
+            self.network_remove(network.name)
+            report.networks.append(network.name)
+        for hook in self.tenant_purge_hooks:
+            hook(tenant)
+        for image in self.images.list():
+            for tag in image.repo_tags:
+                if tag.startswith(f"{tenant}/"):
+                    report.images += self.images.remove(tag, force=True, in_use=self.image_ids_in_use())
+        report.cache_entries = self.build_cache.forget(tenant)
+        self.images.gc()
+        self.containers.quotas.forget(tenant)
+        self.usage.forget_tenant(tenant)
+        uid_range = self.containers.id_ranges.all().get(tenant)
+        if uid_range is not None:
+            report.unpacked_layers = self.images.drop_unpacked(uid_range.base)
+            self.containers.id_ranges.retire(tenant)
+            report.uid_base = uid_range.base
+        return report
 
     # ---- volumes ----------------------------------------------------------------
     @property
