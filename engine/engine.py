@@ -209,11 +209,11 @@ class Engine:
             report.networks.append(network.name)
         for hook in self.tenant_purge_hooks:
             hook(tenant)
+        report.cache_entries = self.build_cache.forget(tenant)
         for image in self.images.list():
             for tag in image.repo_tags:
                 if tag.startswith(f"{tenant}/"):
                     report.images += self.images.remove(tag, force=True, in_use=self.image_ids_in_use())
-        report.cache_entries = self.build_cache.forget(tenant)
         self.images.gc()
         self.containers.quotas.forget(tenant)
         self.usage.forget_tenant(tenant)

@@ -82,6 +82,8 @@ def create_tenant(
 ) -> Tenant:
     """Create a tenant with the default quota (admins only), optionally with its first owner
     (a user or a username)."""
+    from hostpanel.hosts.services import check_slug_free
+
     require_admin(actor)
     if isinstance(owner, str):
         found = get_user_model().objects.filter(username=owner).first()
@@ -91,6 +93,7 @@ def create_tenant(
     with audited(actor, "tenant.create", None) as entry, transaction.atomic():
         if Tenant.objects.filter(slug=slug).exists():
             raise Conflict(f"tenant {slug!r} exists already")
+        check_slug_free(slug)
         tenant = Tenant.objects.create(slug=slug, name=name)
         Quota.objects.create(tenant=tenant, **settings.HOSTPANEL_DEFAULT_QUOTA)
         if owner is not None:
@@ -108,16 +111,27 @@ def update_tenant(actor: Actor, tenant: Tenant, name: str) -> Tenant:
 
 
 def delete_tenant(actor: Actor, tenant: Tenant) -> None:
-    """Delete a tenant with everything it owns (admins only); its containers are removed by the agents."""
+    """Delete a tenant with everything it owns (admins only; the API, the admin site and
+    `manage.py delete_tenant` all come here).
+
+    Every host's agent then purges what its engine holds of the tenant (containers, images,
+    build cache, volumes, networks, cgroups, uid range); until all have, the slug cannot be
+    taken again, so a new tenant of that name starts empty.
+    """
+    from hostpanel.builds.services import forget_tenant_contexts
     from hostpanel.deployments.services import delete_app
+    from hostpanel.hosts.services import request_tenant_purge
     from hostpanel.images.services import forget_tenant_archives
 
     require_admin(actor)
-    with audited(actor, "tenant.delete", None, tenant):
+    slug = tenant.slug
+    with audited(actor, "tenant.delete", None, tenant), transaction.atomic():
         for app in list(tenant.apps.all()):
             delete_app(actor, app)
         tenant.delete()
+        request_tenant_purge(slug)
     forget_tenant_archives(tenant)
+    forget_tenant_contexts(slug)
 
 
 # ---- members ------------------------------------------------------------------------
