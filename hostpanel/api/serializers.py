@@ -6,6 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from engine.errors import InvalidSpec
+from engine.volumes.spec import validate_volume_target
 from hostpanel.api.base import StrictModelSerializer, StrictSerializer
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments.models import APP_NAME_RE, App, Release, Replica
@@ -136,7 +138,18 @@ class PortSerializer(StrictSerializer):
 
 class VolumeRefSerializer(StrictSerializer):
     name = serializers.CharField(max_length=63)
-    path = serializers.CharField(max_length=255)
+    path = serializers.CharField(
+        max_length=255,
+        help_text="an absolute path in the container, not on or below /, /proc, /sys, /dev, "
+        "/run/secrets, /etc/hosts or /etc/resolv.conf, no '..'",
+    )
+
+    def validate_path(self, value: str) -> str:
+        """The engine's own rule (engine.volumes.spec), so the host never refuses an accepted path."""
+        try:
+            return validate_volume_target(value)
+        except InvalidSpec as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class SpecSerializer(StrictSerializer):
