@@ -127,8 +127,14 @@ class QuotaViewSet(TenantScopedViewSet):
     serializer_class = s.QuotaSerializer
     write_role = Role.VIEWER  # the service requires an admin
 
+    def get_object(self) -> Quota:
+        """The tenant's one quota (the URL has no id; OPTIONS asks for it too)."""
+        quota: Quota = self.get_queryset().get()
+        self.check_object_permissions(self.request, quota)
+        return quota
+
     def retrieve(self, request: Request, tenant_slug: str) -> Response:
-        return Response(s.QuotaSerializer(self.get_queryset().get()).data)
+        return Response(s.QuotaSerializer(self.get_object()).data)
 
     def partial_update(self, request: Request, tenant_slug: str) -> Response:
         serializer = _valid(s.QuotaSerializer, request.data, partial=True)
