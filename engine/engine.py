@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ from engine.cgroups.controller import host_driver
 from engine.cgroups.layout import detect_cgroup_layout
 from engine.cgroups.resources import Resources
 from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
+from engine.errors import NotFound
 from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.logs.k8s_file import LogLine
@@ -197,23 +199,28 @@ class Engine:
         """
         validate_tenant(tenant)
         report = PurgeReport(tenant)
+        # Each item may vanish meanwhile (the agent's reconcile removes the tenant's containers too).
         for container in self.list(all=True):
             if container.tenant == tenant:
-                self.remove(container.id, force=True)
-                report.containers.append(container.name)
+                with contextlib.suppress(NotFound):
+                    self.remove(container.id, force=True)
+                    report.containers.append(container.name)
         for volume in self.volume_list(tenant):
-            self.volume_remove(volume.name, force=True)
-            report.volumes.append(volume.name)
+            with contextlib.suppress(NotFound):
+                self.volume_remove(volume.name, force=True)
+                report.volumes.append(volume.name)
         for network in self.network_list(tenant):
-            self.network_remove(network.name)
-            report.networks.append(network.name)
+            with contextlib.suppress(NotFound):
+                self.network_remove(network.name)
+                report.networks.append(network.name)
         for hook in self.tenant_purge_hooks:
             hook(tenant)
         report.cache_entries = self.build_cache.forget(tenant)
         for image in self.images.list():
             for tag in image.repo_tags:
                 if tag.startswith(f"{tenant}/"):
-                    report.images += self.images.remove(tag, force=True, in_use=self.image_ids_in_use())
+                    with contextlib.suppress(NotFound):
+                        report.images += self.images.remove(tag, force=True, in_use=self.image_ids_in_use())
         self.images.gc()
         self.containers.quotas.forget(tenant)
         self.usage.forget_tenant(tenant)
