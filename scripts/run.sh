@@ -11,6 +11,7 @@ RUN_DIR=$VAR_DIR/run
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+(umask 077 && mkdir -p "$VAR_DIR" && chmod 0700 "$VAR_DIR")  # secrets, database, uploads
 mkdir -p "$RUN_DIR" "$VAR_DIR/redis" "$VAR_DIR/log"
 
 # Redis: the Celery broker and the Channels layer. Started here only when
