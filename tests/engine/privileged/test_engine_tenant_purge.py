@@ -123,3 +123,25 @@ def run_output_with_volume(engine: Engine, tenant: str, volume: str) -> tuple[in
     lines = [line.text for line in engine.logs(c.id)]
     engine.remove(c.id, force=True)
     return done.exit_code, lines
+
+
+def test_hpctl_tenant_purge(engine: Engine, busybox: Image, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    def hpctl(*args: str) -> tuple[int, str, str]:
+        code = main(["--root", str(engine.paths.root), "--instance", engine.instance, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    engine.volume_create("gone.data", tenant="gone", size=16 * MIB)
+    engine.images.tag("busybox:latest", "gone/app:v1")
+    engine.run(ContainerSpec(image="gone/app:v1", tenant="gone", command=("sleep", "600")))
+    code, _out, err = hpctl("tenant", "purge", "gone")
+    assert code == 2 and "--yes" in err and engine.volume_list("gone")  # nothing done without --yes
+    code, out, _err = hpctl("tenant", "purge", "gone", "--yes")
+    assert code == 0 and "purged tenant gone" in out and "gone.data" in out
+    assert engine.volume_list("gone") == [] and engine.list(all=True) == []
+    with pytest.raises(ImageNotFound):
+        engine.image("gone/app:v1")
+    code, _out, err = hpctl("tenant", "purge", "Bad/Name", "--yes")
+    assert code != 0 and "invalid tenant name" in err
