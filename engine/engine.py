@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,13 +17,14 @@ from engine.cgroups.controller import host_driver
 from engine.cgroups.layout import detect_cgroup_layout
 from engine.cgroups.resources import Resources
 from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
-from engine.errors import Conflict, InvalidSpec
+from engine.errors import Conflict, InvalidSpec, NotFound
 from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.logs.k8s_file import LogLine
 from engine.networks.manager import OverlayOptions
 from engine.networks.model import Network
 from engine.paths import EnginePaths, default_instance, default_root, validate_instance
+from engine.purge import PurgeReport
 from engine.registry import AuthFile, Credentials, RemoteRef, TransferReport
 from engine.registry import pull as registry_pull
 from engine.registry import push as registry_push
@@ -30,6 +32,7 @@ from engine.registry.credentials import AUTH_FILE_NAME
 from engine.registry.progress import ProgressCallback
 from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
 from engine.runtime.containers import ContainerManager
+from engine.runtime.idmap import validate_tenant
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.runtime.netns import run_in_netns
 from engine.runtime.oci_spec import HOST_NETNS
@@ -67,6 +70,8 @@ class Engine:
         # The build cache lives as long as the images built from it (see engine.build.cache).
         self.build_cache = BuildCache(self.paths.root / "build-cache", self.images.blobs)
         self.images.gc_hooks.append(self.build_cache.gc_keep)
+        # Steps of purge_tenant for other per-tenant state (e.g. per-tenant storage): each takes the
+        # tenant's name, is idempotent, and runs after the tenant's containers and volumes are gone.
 
     # ---- containers -------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Container:
@@ -231,6 +236,48 @@ class Engine:
     def sample_usage(self) -> int:
         """Accumulate billing usage of every running container; returns how many were sampled."""
         return self.usage.sample(self.list())
+
+    # ---- tenants ----------------------------------------------------------------
+    def purge_tenant(self, tenant: str) -> PurgeReport:
+        """Remove everything this engine holds for ``tenant``, so a new tenant of that name starts empty.
+
+        In order: its containers (running ones killed, build RUN containers too), volumes and
+        networks, its root file system disk and egress allow-list, its images (the names it owns
+        and its holds) and build cache, its cgroups and quota, its usage records, the layers
+        unpacked for its uid range, and the uid range itself (retired, never handed out again).
+        Idempotent: after an error, purging again finishes the job. Raises InvalidSpec for a bad
+        name, Conflict while a process still runs in the tenant's cgroup, or another EngineError from a step.
+        """
+        validate_tenant(tenant)
+        report = PurgeReport(tenant)
+        # Each item may vanish meanwhile (the agent's reconcile removes the tenant's containers too).
+        for container in self.list(all=True):
+            if container.tenant == tenant:
+                with contextlib.suppress(NotFound):
+                    self.remove(container.id, force=True)
+                    report.containers.append(container.name)
+        for volume in self.volume_list(tenant):
+            with contextlib.suppress(NotFound):
+                self.volume_remove(volume.name, force=True)
+                report.volumes.append(volume.name)
+        for network in self.network_list(tenant):
+            with contextlib.suppress(NotFound):
+                self.network_remove(network.name)
+                report.networks.append(network.name)
+        self.remove_tenant_storage(tenant)
+        if self.tenant_egress_allow(tenant):
+            self.set_tenant_egress_allow(tenant, ())
+        report.cache_entries = self.build_cache.forget(tenant)
+        dropped = self.images.forget_tenant(tenant, in_use=self.image_ids_in_use())
+        report.images += [f"Untagged: {tag}" for tag in dropped]
+        self.containers.quotas.forget(tenant)
+        self.usage.forget_tenant(tenant)
+        uid_range = self.containers.id_ranges.all().get(tenant)
+        if uid_range is not None:
+            report.unpacked_layers = self.images.drop_unpacked(uid_range.base)
+            self.containers.id_ranges.retire(tenant)
+            report.uid_base = uid_range.base
+        return report
 
     # ---- volumes ----------------------------------------------------------------
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +80,7 @@ def _private_file(path: Path, make: Callable[[], str]) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     value = make()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -110,6 +111,41 @@ def load_redis_password(var_dir: Path) -> str:
 def redis_url(var_dir: Path) -> str:
     """``REDIS_URL`` from the environment, else the local Redis with the password `make run` set up."""
     return os.environ.get("REDIS_URL") or f"redis://:{load_redis_password(var_dir)}@127.0.0.1:6379/0"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, or tighten it to 0700 if group or others may enter it.
+
+    The var directory holds the secret keys, the SQLite database, uploaded images and contexts.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the SQLite database file with mode 0600 before SQLite does (it would follow the
+    umask, e.g. 0644), or tighten an existing one and its journal files to 0600.
+
+    SQLite gives the journal, WAL and shared-memory files it creates the database file's mode.
+    A missing directory is left for SQLite to report.
+    """
+    if not path.parent.is_dir():
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-journal", "-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        try:
+            if stat.S_IMODE(extra.lstat().st_mode) & 0o077 and not extra.is_symlink():
+                os.chmod(extra, 0o600)
+        except FileNotFoundError:
+            continue
 
 
 def main(argv: list[str]) -> int:

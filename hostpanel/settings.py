@@ -19,11 +19,19 @@ import tempfile
 from pathlib import Path
 
 from engine.paths import default_instance, default_root
-from hostpanel.config import env_bool, env_list, load_secret_key, parse_database_url, redis_url
+from hostpanel.config import (
+    env_bool,
+    env_list,
+    load_secret_key,
+    parse_database_url,
+    private_dir,
+    private_sqlite_file,
+    redis_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HOSTPANEL_VAR_DIR") or BASE_DIR / "var")
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+private_dir(VAR_DIR)  # it holds secrets: 0700
 
 SECRET_KEY = load_secret_key(VAR_DIR)
 DEBUG = env_bool("HOSTPANEL_DEBUG", default=False)
@@ -102,6 +110,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # deadlock on upgrade), and give tests a *file* database so a host agent
     # subprocess sees what the test wrote (one file per test process).
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    if DATABASES["default"]["NAME"] != ":memory:":
+        private_sqlite_file(Path(DATABASES["default"]["NAME"]))  # 0600, never world-readable
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"hostpanel-test-{os.getpid()}.sqlite3")
     }
@@ -156,7 +166,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "hostpanel.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "hostpanel.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "hostpanel.api.schema.PanelAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

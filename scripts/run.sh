@@ -10,6 +10,7 @@ VAR_DIR=${HOSTPANEL_VAR_DIR:-$PWD/var}
 RUN_DIR=$VAR_DIR/run
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
+(umask 077 && mkdir -p "$VAR_DIR" && chmod 0700 "$VAR_DIR")  # secrets, database, uploads
 mkdir -p "$RUN_DIR" "$VAR_DIR/redis" "$VAR_DIR/log"
 
 # Redis (requires a password; sets and exports REDIS_URL): see scripts/redis.sh.

@@ -31,6 +31,7 @@ from typing import Any
 from engine.fsutil import atomic_write_json, read_json
 from engine.images.blobs import BlobStore
 from engine.images.digest import digest_hex
+from engine.images.extract import remove_tree
 from engine.runtime.idmap import validate_tenant
 
 
@@ -182,6 +183,20 @@ class BuildCache:
         """How many entries ``tenant`` has (for tests and `hpctl build` statistics)."""
         entries = self._tenant_dir(tenant) / "entries"
         return len(list(entries.glob("*.json"))) if entries.is_dir() else 0
+
+    def forget(self, tenant: str) -> int:
+        """Delete every cache entry and image reference of ``tenant``; returns how many entries went.
+
+        The layer blobs they named are freed by the image store's next GC.
+        """
+        directory = self._tenant_dir(tenant)
+        count = self.entry_count(tenant)
+        for part in ("entries", "refs"):
+            remove_tree(directory / part)
+        if directory != self.pins_dir:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                directory.rmdir()
+        return count
 
     def gc_keep(self, image_ids: set[str]) -> set[str]:
         """The image store's GC hook: drop entries no image or running build needs; return digests to keep.

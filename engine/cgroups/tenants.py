@@ -28,7 +28,7 @@ from pathlib import Path
 from engine.cgroups.controller import CgroupDriver
 from engine.cgroups.resources import HostCapacity, Resources, check_within, validate_resources
 from engine.cgroups.tree import remove_if_empty, tenant_cgroup
-from engine.errors import InvalidSpec, LimitsNotSet
+from engine.errors import Conflict, InvalidSpec, LimitsNotSet
 from engine.fsutil import atomic_write_json, file_lock, read_json
 from engine.paths import EnginePaths
 from engine.runtime.idmap import validate_tenant
@@ -151,6 +151,27 @@ class TenantQuotas:
             except BaseException:
                 remove_if_empty(self._cgroup_roots(), cgroup)
                 raise
+
+    def forget(self, tenant: str) -> None:
+        """Drop the tenant's quota file and its (empty) cgroup tree in every hierarchy.
+
+        Raises Conflict while a process still runs below the tenant's cgroup.
+        """
+        with self.lock(tenant):
+            cgroup = self.cgroup(tenant)
+            for root in self._cgroup_roots():
+                top = root / cgroup.strip("/")
+                if not top.is_dir():
+                    continue
+                for directory in sorted((d for d in top.rglob("*") if d.is_dir()), reverse=True):
+                    remove_if_empty([root], str(directory.relative_to(root)), stop_at=cgroup)
+                remove_if_empty([root], cgroup)
+                if top.is_dir():
+                    raise Conflict(
+                        f"tenant {tenant!r}: processes still run in {top}; stop them, then purge again"
+                    )
+            with contextlib.suppress(FileNotFoundError):
+                self._file(tenant).unlink()
 
     def release(self, tenant: str, container_cgroup: str) -> None:
         """Remove a container's cgroup leftovers and the tenant's (and instance's) if now empty."""

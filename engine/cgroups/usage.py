@@ -203,6 +203,11 @@ class UsageMeter:
         """The accumulated usage of a tenant, including its removed containers."""
         return _load(self.tenant_file(tenant))
 
+    def forget_tenant(self, tenant: str) -> None:
+        """Delete a (purged) tenant's accumulated usage."""
+        with file_lock(self.paths.tenants / "usage" / ".lock"):
+            self.tenant_file(tenant).unlink(missing_ok=True)
+
     def sample(self, running: Iterable[Container], *, final: bool = False) -> int:
         """Add the usage since the previous sample of every running container; returns how many.
 

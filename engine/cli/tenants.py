@@ -1,4 +1,4 @@
-"""Tenant commands: `hpctl tenant quota|egress|storage ...` and `hpctl tenant usage T`."""
+"""Tenant commands: `hpctl tenant quota|egress|storage ...`, `tenant usage T`, `tenant purge T`."""
 
 from __future__ import annotations
 
@@ -120,9 +120,35 @@ def cmd_usage(ctx: CliContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(ctx: CliContext, args: argparse.Namespace) -> int:
+    """`hpctl tenant purge T --yes`: remove all this engine holds of tenant T (Engine.purge_tenant)."""
+    if not args.yes:
+        ctx.err.write(
+            f"hpctl: this removes every container, volume, network, image and build cache entry of tenant "
+            f"{args.tenant!r} and retires its uid range; add --yes to do it\n"
+        )
+        return 2
+    report = ctx.engine.purge_tenant(args.tenant)
+    if args.json:
+        print_json(ctx.out, report.to_dict())
+        return 0
+    rows = [
+        ["containers", ", ".join(report.containers) or "-"],
+        ["volumes", ", ".join(report.volumes) or "-"],
+        ["networks", ", ".join(report.networks) or "-"],
+        ["images", str(sum(line.startswith("Untagged:") for line in report.images))],
+        ["build cache entries", str(report.cache_entries)],
+        ["unpacked layers", str(report.unpacked_layers)],
+        ["retired uid range", "-" if report.uid_base is None else str(report.uid_base)],
+    ]
+    ctx.out.write(f"purged tenant {report.tenant}\n")
+    print_table(ctx.out, ["WHAT", "REMOVED"], rows)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `tenant` commands to `hpctl`."""
-    tenant = sub.add_parser("tenant", help="tenant quotas and usage")
+    tenant = sub.add_parser("tenant", help="tenant quotas, usage and purge")
     tsub = tenant.add_subparsers(dest="tenant_command", metavar="COMMAND")
     tsub.required = True
     quota = tsub.add_parser("quota", help="show or set a tenant's resource quota")
@@ -181,3 +207,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("tenant")
     p.set_defaults(handler=cmd_usage)
+
+    p = tsub.add_parser("purge", help="remove everything of a (deleted) tenant from this engine")
+    p.add_argument("--yes", action="store_true", help="really do it")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.set_defaults(handler=cmd_purge)

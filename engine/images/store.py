@@ -637,6 +637,25 @@ class ImageStore:
                 remove_tree(scratch)
         return final
 
+    def drop_unpacked(self, uid_base: int) -> int:
+        """Delete the layers unpacked for the uid range at ``uid_base`` (a purged tenant's); returns how many.
+
+        Call only when no container of that range exists.
+        """
+        check_uid_base(uid_base)
+        dropped = 0
+        if not self.paths.layers.is_dir():
+            return 0
+        for layer in self.paths.layers.iterdir():
+            unpacked = layer / str(uid_base)
+            if len(layer.name) != 64 or not unpacked.is_dir():
+                continue
+            with file_lock(self.paths.images / "locks" / f"layer-{layer.name}-{uid_base}.lock"):
+                remove_tree(unpacked)
+            (self.paths.images / "locks" / f"layer-{layer.name}-{uid_base}.lock").unlink(missing_ok=True)
+            dropped += 1
+        return dropped
+
     def _extract_blob(self, layer: LayerRef, diff_id: str, dest: Path, uid_base: int) -> None:
         compression = layer_compression(layer.media_type)
         with self.blobs.open(layer.digest) as reader:

@@ -2,7 +2,9 @@
 
 Each tenant gets its own block of 65536 host ids; container root (uid 0) is
 host uid ``base``. Blocks are allocated once, on disk, so they never change
-and two tenants never share one.
+and two tenants never share one. A purged tenant's block is retired, never
+handed out again (files owned by it may survive somewhere, e.g. in a backup),
+so a new tenant re-using the name gets a fresh block.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class TenantIdRanges:
 
     def __init__(self, tenants_dir: Path, first_base: int = FIRST_BASE) -> None:
         self._file = tenants_dir / "idmap.json"
+        self._retired_file = tenants_dir / "idmap-retired.json"
         self._lock = tenants_dir / ".idmap.lock"
         self._first_base = first_base
 
@@ -63,7 +66,7 @@ class TenantIdRanges:
         with file_lock(self._lock):
             current = self._load()
             if tenant not in current:
-                used = set(current.values())
+                used = set(current.values()) | set(self._retired())
                 base = self._first_base
                 while base in used:
                     base += RANGE_SIZE
@@ -72,6 +75,24 @@ class TenantIdRanges:
                 current[tenant] = base
                 atomic_write_json(self._file, current)
             return IdRange(current[tenant])
+
+    def _retired(self) -> list[int]:
+        if not self._retired_file.exists():
+            return []
+        data: list[int] = read_json(self._retired_file)
+        return data
+
+    def retire(self, tenant: str) -> IdRange | None:
+        """Forget the tenant's block for good (never allocated again); returns it, or None if it had none."""
+        validate_tenant(tenant)
+        with file_lock(self._lock):
+            current = self._load()
+            base = current.pop(tenant, None)
+            if base is None:
+                return None
+            atomic_write_json(self._retired_file, sorted({*self._retired(), base}))
+            atomic_write_json(self._file, current)
+        return IdRange(base)
 
     def all(self) -> dict[str, IdRange]:
         """Every allocated tenant block."""

@@ -25,6 +25,9 @@ _VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 # Paths a mount may not cover: the runtime owns them (and covering /proc or /sys would
 # hide the masked and read-only paths that keep a container away from the host).
 FORBIDDEN_TARGETS = ("/proc", "/sys", "/dev")
+# What the runtime itself places in a container (the secrets tmpfs, the network's hosts and
+# resolv.conf files): a volume there would hide it or fail to mount (a directory over a file).
+RUNTIME_TARGETS = ("/run/secrets", "/etc/hosts", "/etc/resolv.conf")
 MIB = 1024 * 1024
 MIN_VOLUME_SIZE = 4 * MIB
 MAX_VOLUME_SIZE = 16 * 1024**4  # ext4 with 4k blocks
@@ -106,12 +109,25 @@ def validate_target(target: str) -> str:
         raise InvalidSpec(f"invalid mount target {target!r}: use an absolute path inside the container")
     if ".." in target.split("/"):
         raise InvalidSpec(f"invalid mount target {target!r}: '..' is not allowed")
-    norm = posixpath.normpath(target)
+    norm = "/" + posixpath.normpath(target).lstrip("/")  # normpath keeps a leading "//"
     if norm == "/":
         raise InvalidSpec("invalid mount target '/': cannot mount over the container's root")
     for forbidden in FORBIDDEN_TARGETS:
         if norm == forbidden or norm.startswith(forbidden + "/"):
             raise InvalidSpec(f"invalid mount target {target!r}: {forbidden} belongs to the runtime")
+    return norm
+
+
+def validate_volume_target(target: str) -> str:
+    """Return the normalized ``target`` if a named volume can be mounted there, else raise InvalidSpec.
+
+    The :func:`validate_target` rules plus the runtime's own paths (:data:`RUNTIME_TARGETS`).
+    Pure: the panel checks a tenant's volume paths with it before accepting them.
+    """
+    norm = validate_target(target)
+    for owned in RUNTIME_TARGETS:
+        if norm == owned or norm.startswith(owned + "/"):
+            raise InvalidSpec(f"invalid mount target {target!r}: {owned} belongs to the runtime")
     return norm
 
 
@@ -132,7 +148,7 @@ def validate_mounts(
     for m in mounts:
         if not isinstance(m, MountSpec) or m.kind not in KINDS:
             raise InvalidSpec(f"invalid mount {m!r}: kind must be one of {', '.join(KINDS)}")
-        target = validate_target(m.target)
+        target = validate_volume_target(m.target) if m.kind == "volume" else validate_target(m.target)
         if target in seen:
             raise InvalidSpec(f"two mounts on {target}: each target may be mounted once")
         seen.add(target)

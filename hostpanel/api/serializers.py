@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from engine.errors import InvalidSpec
+from engine.volumes.spec import MAX_VOLUME_SIZE, MIN_VOLUME_SIZE, validate_volume_target
 from hostpanel.api.base import StrictModelSerializer, StrictSerializer
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import health
-from hostpanel.deployments.models import APP_NAME_RE, App, Release, Replica
+from hostpanel.deployments.models import APP_NAME_RE, NETWORKS, RESTART_POLICY_RE, App, Release, Replica
 from hostpanel.hosts.models import Host
-from hostpanel.images.models import Image
+from hostpanel.images.models import IMAGE_NAME_RE, Image
 from hostpanel.secrets.models import SECRET_NAME_RE, Secret
 from hostpanel.tenants.models import SLUG_RE, ApiToken, Membership, Quota, Role, Tenant
 from hostpanel.usage.models import Prices
@@ -66,6 +69,7 @@ class TokenSerializer(StrictModelSerializer):
             "is_active",
         ]
         read_only_fields = ["id", "prefix", "created_at", "revoked_at", "last_used_at"]
+        extra_kwargs = {"expires_at": {"help_text": "a time in the future; none: the token does not expire"}}
 
 
 class NewTokenSerializer(TokenSerializer):
@@ -152,8 +156,26 @@ class PortSerializer(StrictSerializer):
 
 
 class VolumeRefSerializer(StrictSerializer):
-    name = serializers.CharField(max_length=63)
-    path = serializers.CharField(max_length=255)
+    name = serializers.RegexField(
+        VOLUME_NAME_RE,
+        max_length=63,
+        error_messages={
+            "invalid": "invalid volume name: use lowercase letters, digits, '_' or '-', starting with one "
+            "of the first two"
+        },
+    )
+    path = serializers.CharField(
+        max_length=255,
+        help_text="an absolute path in the container, not on or below /, /proc, /sys, /dev, "
+        "/run/secrets, /etc/hosts or /etc/resolv.conf, no '..'",
+    )
+
+    def validate_path(self, value: str) -> str:
+        """The engine's own rule (engine.volumes.spec), so the host never refuses an accepted path."""
+        try:
+            return validate_volume_target(value)
+        except InvalidSpec as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 def _health_check_schema() -> dict[str, Any]:
@@ -218,16 +240,24 @@ class SpecSerializer(StrictSerializer):
     env = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
     secrets = SecretRefSerializer(many=True, required=False)
     ports = PortSerializer(many=True, required=False)
-    network = serializers.CharField(
-        required=False, help_text="none (loopback only) or bridge (the tenant's network: outbound, ports)"
+    network = serializers.ChoiceField(
+        NETWORKS,
+        required=False,
+        help_text="none (loopback only) or bridge (the tenant's network: outbound, ports)",
+        error_messages={"invalid_choice": "use none or bridge; {input!r} is not for tenants"},
     )
     volumes = VolumeRefSerializer(many=True, required=False)
     replicas = serializers.IntegerField(min_value=0, max_value=100, required=False)
     cpu_millis = serializers.IntegerField(min_value=1, required=False)
     memory_bytes = serializers.IntegerField(min_value=1, required=False)
     pids = serializers.IntegerField(min_value=1, required=False)
-    restart_policy = serializers.CharField(
-        required=False, help_text="no, on-failure[:N], always, unless-stopped"
+    restart_policy = serializers.RegexField(
+        RESTART_POLICY_RE,
+        required=False,
+        help_text="no, on-failure[:N], always, unless-stopped",
+        error_messages={
+            "invalid": "invalid restart policy: use no, on-failure[:N] (N to 999999), always, unless-stopped"
+        },
     )
     health_check = HealthCheckField(required=False, allow_null=True)
 
@@ -365,7 +395,12 @@ class ImageSerializer(serializers.ModelSerializer):
 
 
 class ImageUploadSerializer(StrictSerializer):
-    name = serializers.CharField(max_length=200, help_text="<name>[:<tag>]; stored as <tenant>/<name>:<tag>")
+    name = serializers.RegexField(
+        IMAGE_NAME_RE,
+        max_length=192,
+        help_text="<name>[:<tag>]; stored as <tenant>/<name>:<tag>",
+        error_messages={"invalid": "give <name>[:<tag>] in lowercase letters, digits, '.', '_', '-'"},
+    )
     archive = serializers.FileField(help_text="a docker-save or OCI archive (tar)")
 
 
@@ -373,7 +408,21 @@ class BaseImageSerializer(StrictSerializer):
     reference = serializers.CharField(max_length=255)
 
 
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": r"^[0-9]{1,6}(\.[0-9]{1,6})?$", "example": "0.010000"}
+)
+class PriceField(serializers.DecimalField):
+    """A price per unit: 0 or more, up to 6 digits before and after the point."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=12, decimal_places=6, min_value=Decimal(0), **kwargs)
+
+
 class PricesSerializer(StrictModelSerializer):
+    cpu_hour = PriceField(required=False)
+    memory_gb_hour = PriceField(required=False)
+    disk_gb_hour = PriceField(required=False)
+
     class Meta:
         model = Prices
         fields = ["currency", "cpu_hour", "memory_gb_hour", "disk_gb_hour", "updated_at"]
@@ -417,7 +466,11 @@ class UsageReportSerializer(serializers.Serializer):
 
 class VolumeSerializer(StrictModelSerializer):
     name = serializers.RegexField(VOLUME_NAME_RE)
-    size_bytes = serializers.IntegerField(min_value=1)
+    size_bytes = serializers.IntegerField(
+        min_value=MIN_VOLUME_SIZE,
+        max_value=MAX_VOLUME_SIZE,
+        help_text="bytes: at least 4 MiB, at most 16 TiB",
+    )
 
     class Meta:
         model = Volume

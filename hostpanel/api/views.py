@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -63,8 +64,10 @@ class TenantViewSet(ActorMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=s.TenantUpdateSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _valid(s.TenantUpdateSerializer, request.data).validated_data
-        tenant = tenants.update_tenant(self.actor, self.get_object(), data["name"])
+        data = _valid(s.TenantUpdateSerializer, request.data, partial=True).validated_data
+        tenant = tenants.get_tenant(self.actor, self.kwargs["slug"], Role.OWNER)
+        if "name" in data:
+            tenant = tenants.update_tenant(self.actor, tenant, data["name"])
         return Response(s.TenantSerializer(tenant).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -88,8 +91,10 @@ class MemberViewSet(
 
     @extend_schema(request=s.RoleSerializer)
     def partial_update(self, request: Request, tenant_slug: str, pk: str) -> Response:
-        data = _valid(s.RoleSerializer, request.data).validated_data
-        membership = tenants.change_role(self.actor, self.get_object(), data["role"])
+        data = _valid(s.RoleSerializer, request.data, partial=True).validated_data
+        membership = self.get_object()
+        if "role" in data:
+            membership = tenants.change_role(self.actor, membership, data["role"])
         return Response(s.MembershipSerializer(membership).data)
 
     def perform_destroy(self, instance: Membership) -> None:
@@ -127,8 +132,14 @@ class QuotaViewSet(TenantScopedViewSet):
     serializer_class = s.QuotaSerializer
     write_role = Role.VIEWER  # the service requires an admin
 
+    def get_object(self) -> Quota:
+        """The tenant's one quota (the URL has no id; OPTIONS asks for it too)."""
+        quota: Quota = self.get_queryset().get()
+        self.check_object_permissions(self.request, quota)
+        return quota
+
     def retrieve(self, request: Request, tenant_slug: str) -> Response:
-        return Response(s.QuotaSerializer(self.get_queryset().get()).data)
+        return Response(s.QuotaSerializer(self.get_object()).data)
 
     def partial_update(self, request: Request, tenant_slug: str) -> Response:
         serializer = _valid(s.QuotaSerializer, request.data, partial=True)
@@ -412,7 +423,10 @@ class UsageViewSet(TenantScopedViewSet):
     serializer_class = s.UsageReportSerializer
 
     @extend_schema(
-        parameters=[OpenApiParameter("since", str), OpenApiParameter("until", str)],
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601; default: 24 hours ago"),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO 8601; default: now"),
+        ],
         responses=s.UsageReportSerializer,
     )
     def retrieve(self, request: Request, tenant_slug: str) -> Response:
@@ -424,7 +438,10 @@ class UsageViewSet(TenantScopedViewSet):
 def _when(raw: str | None, name: str) -> datetime | None:
     if not raw:
         return None
-    value = parse_datetime(raw)
+    try:
+        value = parse_datetime(raw)
+    except ValueError:  # well formed but no such time (month 13)
+        value = None
     if value is None:
         raise InvalidRequest(f"{name}: give an ISO 8601 time such as 2026-01-02T03:00:00Z")
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -141,6 +142,11 @@ def _pick_host() -> Host:
     if host is None:
         raise NoCapacity("no host is up to run the build; try again when a host agent is running")
     return host
+
+
+def forget_tenant_contexts(slug: str) -> None:
+    """Delete the uploaded build contexts of a (deleted) tenant."""
+    shutil.rmtree(Path(settings.VAR_DIR) / "builds" / slug, ignore_errors=True)
 
 
 def _store_context(tenant: Tenant, archive: IO[bytes]) -> Path:

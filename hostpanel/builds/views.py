@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from hostpanel.api.base import StrictSerializer, TenantScopedViewSet
 from hostpanel.builds import services
 from hostpanel.builds.models import Build
+from hostpanel.images.models import IMAGE_NAME_RE
 
 
 class BuildSerializer(serializers.ModelSerializer):
@@ -48,6 +49,7 @@ class BuildSerializer(serializers.ModelSerializer):
         return f"/ws/logs/build/{build.pk}/"
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
 class JsonObjectField(serializers.JSONField):
     """A JSON object, also accepted as a JSON string (multipart forms)."""
 
@@ -63,8 +65,11 @@ class JsonObjectField(serializers.JSONField):
 
 
 class BuildRequestSerializer(StrictSerializer):
-    name = serializers.CharField(
-        max_length=200, help_text="<name>[:<tag>]; the image is <tenant>/<name>:<tag>"
+    name = serializers.RegexField(
+        IMAGE_NAME_RE,
+        max_length=192,
+        help_text="<name>[:<tag>]; the image is <tenant>/<name>:<tag>",
+        error_messages={"invalid": "give <name>[:<tag>] in lowercase letters, digits, '.', '_', '-'"},
     )
     context = serializers.FileField(required=False, help_text="the build context as a tar (gzip allowed)")
     context_path = serializers.CharField(

@@ -6,6 +6,9 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 APP_NAME_RE = r"^[a-z0-9][a-z0-9-]{0,39}$"
+# no, always, unless-stopped, on-failure or on-failure:N (the API schema documents this pattern)
+RESTART_POLICY_RE = r"^(no|always|unless-stopped|on-failure(?::([0-9]{1,6}))?)$"
+NETWORKS = ("none", "bridge")  # tenants' containers: loopback only, or the tenant's own network
 
 
 class App(models.Model):

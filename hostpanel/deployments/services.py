@@ -15,20 +15,19 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max, QuerySet
 
+from engine.errors import InvalidSpec
+from engine.volumes.spec import validate_volume_target
 from hostpanel.audit.services import Actor, audited
 from hostpanel.deployments.health import validate_health_check
-from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
+from hostpanel.deployments.models import NETWORKS, RESTART_POLICY_RE, App, Release, Replica, RestartPolicy
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota, require_role
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VOLUME_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure)(?::(\d+))?$")
+_RESTART_RE = re.compile(RESTART_POLICY_RE)
 MAX_REPLICAS = 100
-NETWORKS = ("none", "bridge")
-# Paths a tenant's volume may not cover: they belong to the runtime.
-_RESERVED_PATHS = ("/", "/proc", "/sys", "/dev", "/run/secrets", "/etc/hosts", "/etc/resolv.conf")
 
 
 @dataclass(frozen=True)
@@ -87,11 +86,11 @@ class AppSpec:
 def parse_restart_policy(text: str) -> tuple[str, int | None]:
     """``no``, ``always``, ``unless-stopped``, ``on-failure`` or ``on-failure:N``."""
     m = _RESTART_RE.match(text)
-    if not m or (m.group(2) is not None and m.group(1) != "on-failure"):
+    if not m:
         raise InvalidRequest(
-            f"invalid restart policy {text!r}: use no, on-failure[:N], always or unless-stopped"
+            f"invalid restart policy {text!r}: use no, on-failure[:N] (N to 999999), always or unless-stopped"
         )
-    return m.group(1), int(m.group(2)) if m.group(2) is not None else None
+    return m.group(1).partition(":")[0], int(m.group(2)) if m.group(2) is not None else None
 
 
 def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
@@ -156,9 +155,10 @@ def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
             )
         if not _VOLUME_NAME_RE.match(str(vol["name"])):
             raise InvalidRequest(f"volumes: invalid volume name {vol['name']!r}")
-        path = str(vol["path"])
-        if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") in ("", *_RESERVED_PATHS):
-            raise InvalidRequest(f"volumes: invalid mount path {path!r}")
+        try:  # the engine's own rule, so a path accepted here is never refused on the host
+            vol["path"] = validate_volume_target(str(vol["path"]))
+        except InvalidSpec as exc:
+            raise InvalidRequest(f"volumes: {exc}") from None
         if vol["name"] not in known:
             raise InvalidRequest(
                 f"volumes: tenant {tenant.slug!r} has no volume {vol['name']!r}; create it first"

@@ -47,6 +47,13 @@ def send_collect_usage(host_id: int, queue: str) -> None:
     collect_usage.apply_async(args=[host_id], queue=queue)
 
 
+def send_purge_tenant(host_id: int, queue: str, slug: str) -> None:
+    """Ask the agent on ``queue`` to purge the deleted tenant ``slug`` from host ``host_id``."""
+    from hostpanel.hosts.tasks import purge_tenant
+
+    purge_tenant.apply_async(args=[host_id, slug], queue=queue)
+
+
 ASK_TIMEOUT = 10.0
 
 

@@ -34,3 +34,28 @@ class Host(models.Model):
     @property
     def queue(self) -> str:
         return f"host.{self.name}"
+
+
+class TenantPurge(models.Model):
+    """A deleted tenant whose things a host still holds: its agent purges them, then this row goes.
+
+    Made for every host when a tenant is deleted; sent to the host's agent at once, and again
+    at its next registration or heartbeat while the row stays (a host that was down, a failed
+    purge). While any row of a slug stays, no new tenant may take that slug.
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="tenant_purges")
+    tenant_slug = models.CharField(max_length=63)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["requested_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "tenant_slug"], name="one_purge_per_host_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"purge of {self.tenant_slug} on {self.host}"

@@ -23,7 +23,7 @@ from django.utils import timezone
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, NoCapacity
 from hostpanel.hosts import dispatch
-from hostpanel.hosts.models import Host
+from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants.services import require_admin
 
 if TYPE_CHECKING:
@@ -54,6 +54,54 @@ def reconcile_tenant_hosts(tenant: Tenant) -> None:
     from hostpanel.deployments.models import Replica
 
     reconcile_hosts(Replica.objects.filter(app__tenant=tenant).values_list("host_id", flat=True))
+
+
+# ---- purging deleted tenants ----------------------------------------------------------
+# A purge sent to an agent that has not answered after this long is sent again.
+PURGE_RESEND_SECONDS = 300.0
+
+
+def request_tenant_purge(slug: str) -> None:
+    """Make every host purge what it holds of the (just deleted) tenant ``slug``.
+
+    One :class:`TenantPurge` row per host; the hosts that are up get the task when the
+    current transaction commits, the others at their next registration or heartbeat.
+    """
+    hosts = list(Host.objects.all())
+    TenantPurge.objects.bulk_create(
+        [TenantPurge(host=host, tenant_slug=slug) for host in hosts], ignore_conflicts=True
+    )
+    live = [h.pk for h in hosts if h.state != Host.State.DOWN]
+    transaction.on_commit(lambda: send_tenant_purges(live))
+
+
+def send_tenant_purges(host_ids: Iterable[int]) -> int:
+    """Send the hosts' pending purges never sent or not answered for a while; returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=PURGE_RESEND_SECONDS)
+    due = TenantPurge.objects.filter(host_id__in=list(host_ids)).filter(
+        Q(sent_at=None) | Q(sent_at__lt=cutoff)
+    )
+    sent = 0
+    for purge in due.select_related("host"):
+        try:
+            dispatch.send_purge_tenant(purge.host_id, purge.host.queue, purge.tenant_slug)
+        except Exception:  # the broker is down: the next heartbeat sends it again
+            log.exception("could not enqueue the purge of %s on host %s", purge.tenant_slug, purge.host.name)
+            continue
+        TenantPurge.objects.filter(pk=purge.pk).update(sent_at=timezone.now())
+        sent += 1
+    return sent
+
+
+def check_slug_free(slug: str) -> None:
+    """Conflict while hosts still hold things of a deleted tenant ``slug`` (a new one would inherit them)."""
+    hosts = sorted(TenantPurge.objects.filter(tenant_slug=slug).values_list("host__name", flat=True))
+    if hosts:
+        raise Conflict(
+            f"a deleted tenant {slug!r} is still being purged on host(s) {', '.join(hosts)}; "
+            "the slug is free once their agents have purged it (a host that is down does it when it "
+            "comes back; deleting a host that will not come back also frees the slug)"
+        )
 
 
 # ---- registration and heartbeats ------------------------------------------------------
@@ -101,6 +149,8 @@ def register_host(
     from hostpanel.builds.services import AGENT_RESTARTED, fail_host_builds
 
     fail_host_builds(host, AGENT_RESTARTED)
+    TenantPurge.objects.filter(host=host).update(sent_at=None)  # the old agent's queue may be lost
+    send_tenant_purges([host.pk])
     schedule_pending()
     return host
 
@@ -109,6 +159,7 @@ def heartbeat(host_id: int) -> None:
     """Record that the host's agent is alive; a host that was down comes back up."""
     now = timezone.now()
     Host.objects.filter(pk=host_id).update(last_heartbeat=now)
+    send_tenant_purges([host_id])
     if Host.objects.filter(pk=host_id, state=Host.State.DOWN).update(state=Host.State.UP):
         log.info("host %s is up again", host_id)
         schedule_pending()

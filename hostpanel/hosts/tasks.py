@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import OperationalError
 
-from hostpanel.hosts import agent
+from hostpanel.hosts import agent, tenant_purge
 from hostpanel.hosts.models import Host
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,16 @@ def collect_usage(host_id: int) -> None:
     if config is None or host is None or host.name != config.name:
         return
     agent.collect_usage(agent.engine_for(config.engine_root, config.instance), host)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def purge_tenant(host_id: int, slug: str) -> None:
+    """Remove everything this host's engine holds of the deleted tenant ``slug`` (idempotent)."""
+    config = agent.AgentConfig.from_env()
+    host = Host.objects.filter(pk=host_id).first()
+    if config is None or host is None or host.name != config.name:
+        return
+    tenant_purge.purge_tenant(agent.engine_for(config.engine_root, config.instance), host, slug)
 
 
 @shared_task(acks_late=False)

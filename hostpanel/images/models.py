@@ -5,6 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+# A tenant's image name as uploaded or built: <name>[:<tag>] (stored as <tenant>/<name>:<tag>).
+IMAGE_NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
+
 
 class Image(models.Model):
     """An image reference available to one tenant (or, without a tenant, to all).

@@ -24,12 +24,12 @@ from engine.images.reference import normalize_tag
 from engine.images.store import ImageStore
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
-from hostpanel.images.models import Image
+from hostpanel.images.models import IMAGE_NAME_RE, Image
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import require_admin, require_role
 from hostpanel.usage.storage import check_storage
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+_NAME_RE = re.compile(IMAGE_NAME_RE)
 MAX_UPLOAD_BYTES = 4 * 1024**3
 CHUNK = 1024 * 1024
 

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from engine.runtime.model import DEFAULT_TENANT
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound, QuotaExceeded
 from hostpanel.tenants.models import ROLE_RANK, ApiToken, Membership, Quota, Role, Tenant
@@ -78,12 +79,23 @@ def get_tenant(actor: Actor, slug: str, role: str = Role.VIEWER) -> Tenant:
 
 
 # ---- tenants ------------------------------------------------------------------------
+# Engine names no tenant may take: the operator's own tenant and the base image namespace.
+RESERVED_SLUGS = frozenset({DEFAULT_TENANT, "library"})
+
+
 def create_tenant(
     actor: Actor, slug: str, name: str = "", owner: AbstractBaseUser | str | None = None
 ) -> Tenant:
     """Create a tenant with the default quota (admins only), optionally with its first owner
     (a user or a username)."""
+    from hostpanel.hosts.services import check_slug_free
+
     require_admin(actor)
+    if slug in RESERVED_SLUGS:
+        raise InvalidRequest(
+            f"the slug {slug!r} is reserved (the engine's operator tenant and the registry's base "
+            "namespace use it); choose another"
+        )
     if isinstance(owner, str):
         found = get_user_model().objects.filter(username=owner).first()
         if found is None:
@@ -92,6 +104,7 @@ def create_tenant(
     with audited(actor, "tenant.create", None) as entry, transaction.atomic():
         if Tenant.objects.filter(slug=slug).exists():
             raise Conflict(f"tenant {slug!r} exists already")
+        check_slug_free(slug)
         tenant = Tenant.objects.create(slug=slug, name=name)
         Quota.objects.create(tenant=tenant, **settings.HOSTPANEL_DEFAULT_QUOTA)
         if owner is not None:
@@ -109,16 +122,27 @@ def update_tenant(actor: Actor, tenant: Tenant, name: str) -> Tenant:
 
 
 def delete_tenant(actor: Actor, tenant: Tenant) -> None:
-    """Delete a tenant with everything it owns (admins only); its containers are removed by the agents."""
+    """Delete a tenant with everything it owns (admins only; the API, the admin site and
+    `manage.py delete_tenant` all come here).
+
+    Every host's agent then purges what its engine holds of the tenant (containers, images,
+    build cache, volumes, networks, cgroups, uid range); until all have, the slug cannot be
+    taken again, so a new tenant of that name starts empty.
+    """
+    from hostpanel.builds.services import forget_tenant_contexts
     from hostpanel.deployments.services import delete_app
+    from hostpanel.hosts.services import request_tenant_purge
     from hostpanel.images.services import forget_tenant_archives
 
     require_admin(actor)
-    with audited(actor, "tenant.delete", None, tenant):
+    slug = tenant.slug
+    with audited(actor, "tenant.delete", None, tenant), transaction.atomic():
         for app in list(tenant.apps.all()):
             delete_app(actor, app)
         tenant.delete()
+        request_tenant_purge(slug)
     forget_tenant_archives(tenant)
+    forget_tenant_contexts(slug)
 
 
 # ---- members ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import replace
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
+from engine.volumes.spec import MIN_VOLUME_SIZE
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.tenants.models import Role, Tenant
@@ -19,7 +20,7 @@ from hostpanel.tenants.services import Usage, check_quota, require_role
 from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.models import Volume
 
-MIN_SIZE = 4 * 1024**2
+MIN_SIZE = MIN_VOLUME_SIZE
 
 
 def volume_usage(tenant: Tenant) -> Usage:

@@ -53,6 +53,20 @@ def sent_reconciles(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     return sent
 
 
+@pytest.fixture(autouse=True)
+def sent_purges(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[int, str, str]]:
+    """Tenant purges the code under test sent (host id, queue, slug), to the seam hosts.dispatch."""
+    sent: list[tuple[int, str, str]] = []
+    if request.node.get_closest_marker("e2e") is None:
+        monkeypatch.setattr(
+            "hostpanel.hosts.dispatch.send_purge_tenant",
+            lambda host_id, queue, slug: sent.append((host_id, queue, slug)),
+        )
+    return sent
+
+
 TEST_SECRET_KEY = Fernet.generate_key().decode()
 
 

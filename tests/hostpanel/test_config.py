@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from hostpanel.config import env_bool, env_list, load_secret_key, parse_database_url
+from hostpanel.config import (
+    env_bool,
+    env_list,
+    load_secret_key,
+    parse_database_url,
+    private_dir,
+    private_sqlite_file,
+)
 
 BASE = Path("/srv/hostpanel")
 
@@ -100,3 +110,38 @@ def test_celery_app_is_exposed() -> None:
 
     assert hostpanel.celery_app.main == "hostpanel"
     assert hostpanel.celery_app.conf.task_serializer == "json"
+
+
+def test_var_dir_and_sqlite_file_are_private_from_the_first_start(tmp_path: Path) -> None:
+    """`manage.py migrate` on a fresh var dir under the usual umask 022: var 0700, db.sqlite3 0600."""
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "HOSTPANEL_SECRET_KEY")}
+    env |= {"HOSTPANEL_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "hostpanel.settings"}
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    subprocess.run(
+        [sys.executable, str(manage), "migrate", "--no-input", "-v", "0"],
+        env=env,
+        check=True,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    db = var / "db.sqlite3"
+    assert db.stat().st_size > 0 and stat.S_IMODE(db.stat().st_mode) == 0o600
+    leftovers = [p for p in var.iterdir() if p.name.startswith("db.sqlite3")]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in leftovers)
+
+
+def test_an_existing_world_readable_var_dir_and_database_are_tightened(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    var.mkdir(mode=0o755)
+    os.chmod(var, 0o755)
+    db = var / "db.sqlite3"
+    db.write_bytes(b"")
+    wal = var / "db.sqlite3-wal"
+    wal.write_bytes(b"")
+    for f in (db, wal):
+        os.chmod(f, 0o644)
+    private_dir(var)
+    private_sqlite_file(db)
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600 and stat.S_IMODE(wal.stat().st_mode) == 0o600

@@ -64,3 +64,16 @@ def test_a_pin_left_by_a_dead_build_is_removed(tmp_path: Path) -> None:
     pin._fd = -1
     assert cache.gc_keep(set()) == set()
     assert list((tmp_path / "build-cache" / "pins").iterdir()) == []
+
+
+def test_forget_drops_one_tenants_cache_and_spares_the_pins(tmp_path: Path) -> None:
+    cache, blobs = _cache(tmp_path)
+    cache.store("acme", "k1", _state(blobs, b"a"))
+    cache.store("other", "k1", _state(blobs, b"b"))
+    cache.store("pins", "k1", _state(blobs, b"c"))  # a tenant named like the pins directory
+    pin = cache.pin()
+    assert cache.forget("acme") == 1 and cache.entry_count("acme") == 0
+    assert not (cache.root / "acme").exists()
+    assert cache.entry_count("other") == 1
+    assert cache.forget("pins") == 1 and cache.pin_is_live(pin.id)
+    pin.release()

@@ -18,6 +18,7 @@ from engine.volumes.spec import (
     validate_target,
     validate_volume_name,
     validate_volume_size,
+    validate_volume_target,
 )
 
 MIB = 1024 * 1024
@@ -177,6 +178,35 @@ def test_validate_mounts_normalizes_and_checks(tmp_path: Path) -> None:
     with pytest.raises(InvalidSpec, match="kind"):
         validate_mounts([MountSpec(kind="nfs", target="/d")], allow_host_paths=False)
     assert validate_target("/a//b/") == "/a/b"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//proc",
+        "///sys/fs",
+        "/./dev",
+        "/proc/sys",
+        "/",
+        "//",
+        "data",
+        "",
+        "/a/../etc",
+        "/run/secrets",
+        "/etc/hosts",
+    ],
+)
+def test_a_volume_cannot_cover_what_the_runtime_owns(target: str) -> None:
+    with pytest.raises(InvalidSpec, match="invalid mount target"):
+        validate_volume_target(target)
+    with pytest.raises(InvalidSpec, match="invalid mount target"):
+        validate_mounts([MountSpec(kind="volume", source="v", target=target)], allow_host_paths=False)
+
+
+def test_a_volume_may_go_beside_what_the_runtime_owns() -> None:
+    assert validate_volume_target("/run/secrets-cache/") == "/run/secrets-cache"
+    assert validate_volume_target("/etc/hosts.d") == "/etc/hosts.d"
+    assert validate_volume_target("/procedures") == "/procedures"
 
 
 def test_run_options_build_the_spec() -> None:

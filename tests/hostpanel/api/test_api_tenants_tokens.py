@@ -49,6 +49,17 @@ def test_invalid_slug_is_400_with_field_details(api: Any, admin_user: Any) -> No
     assert "slug" in r.json()["error"]["details"]
 
 
+@pytest.mark.parametrize("slug", ["default", "library"])
+def test_reserved_slugs_are_refused_so_no_tenant_shares_the_operators_names(
+    api: Any, admin_user: Any, slug: str
+) -> None:
+    """'default' is the engine's operator tenant (hpctl's containers) and 'library/' the base images."""
+    r = api(admin_user).post("/api/v1/tenants/", {"slug": slug}, format="json")
+    assert r.status_code == 400
+    assert "reserved" in r.json()["error"]["message"]
+    assert not Tenant.objects.filter(slug=slug).exists()
+
+
 def test_tenant_list_shows_only_own_tenants(api: Any) -> None:
     mine = MembershipFactory(tenant=TenantFactory(slug="mine")).user
     TenantFactory(slug="theirs")
