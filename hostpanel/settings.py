@@ -231,7 +231,7 @@ AXES_COOLOFF_TIME = timedelta(seconds=float(os.environ.get("HOSTPANEL_LOGIN_COOL
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_CLIENT_IP_CALLABLE = "hostpanel.api.base.source_address"
+AXES_CLIENT_IP_CALLABLE = "hostpanel.tenants.access.source_address"
 AXES_LOCKOUT_CALLABLE = "hostpanel.tenants.logins.lockout_response"
 AXES_VERBOSE = False
 

@@ -22,8 +22,8 @@ from engine.images.reference import normalize_tag
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
 from hostpanel.images.models import Image
+from hostpanel.tenants.access import require_admin, require_role
 from hostpanel.tenants.models import Role, Tenant
-from hostpanel.tenants.services import require_admin, require_role
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
 MAX_UPLOAD_BYTES = 4 * 1024**3

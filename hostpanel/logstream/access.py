@@ -45,16 +45,15 @@ def container_viewer(user: Any, key: str) -> bool:
     """A replica's log: viewer role or above in its tenant (admins everywhere)."""
     from hostpanel.audit.services import Actor
     from hostpanel.deployments.models import Replica
-    from hostpanel.tenants.models import ROLE_RANK, Role
-    from hostpanel.tenants.services import role_of
+    from hostpanel.tenants.access import has_role
+    from hostpanel.tenants.models import Role
 
     if not key.isdigit():
         return False
     replica = Replica.objects.filter(pk=int(key)).select_related("app__tenant").first()
     if replica is None:
         return False
-    role = role_of(Actor(user=user), replica.app.tenant)
-    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role.VIEWER]
+    return has_role(Actor(user=user), replica.app.tenant, Role.VIEWER)
 
 
 register("container", container_viewer)

@@ -31,12 +31,13 @@ from django.contrib.auth import get_user_model
 from django.core import signing
 from django.http import HttpRequest
 
-from hostpanel.api.base import source_address as client_address
 from hostpanel.audit.services import Actor
 from hostpanel.registry.errors import TooManyRequests, Unauthorized
+from hostpanel.tenants.access import at_least, role_of
+from hostpanel.tenants.access import source_address as client_address
 from hostpanel.tenants.logins import LockedOut, password_login
-from hostpanel.tenants.models import ROLE_RANK, ApiToken, Role, Tenant
-from hostpanel.tenants.services import TOKEN_PREFIX, authenticate_token, role_of
+from hostpanel.tenants.models import ApiToken, Role, Tenant
+from hostpanel.tenants.services import TOKEN_PREFIX, authenticate_token
 
 SERVICE = "hostpanel"
 LIBRARY = "library"
@@ -77,7 +78,7 @@ def permitted_actions(principal: Principal, repository: str) -> frozenset[str]:
         role = role_of(principal.actor, tenant) if tenant is not None else None
         if role is None:
             allowed = frozenset()
-        elif ROLE_RANK[Role(role)] >= ROLE_RANK[Role.DEVELOPER]:
+        elif at_least(role, Role.DEVELOPER):
             allowed = frozenset(ACTIONS)
         else:
             allowed = frozenset({"pull"})

@@ -19,40 +19,22 @@ a viewer: 4403; not on a host: 4409) is accepted, told why, and closed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from hostpanel.api.base import source_address
-from hostpanel.audit.services import Actor
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceError
 from hostpanel.hosts import dispatch
+from hostpanel.tenants.access import actor_of
 from hostpanel.terminal import services
 
 CLOSE_CODES: dict[type[ServiceError], int] = {Forbidden: 4403, NotFound: 4404, Conflict: 4409}
 START_TIMEOUT_SECONDS = 20.0
 MAX_PENDING_INPUT = 64 * 1024
-
-
-def scope_source_address(scope: dict[str, Any]) -> str | None:
-    """The client's address from an ASGI scope, through trusted proxies like HTTP requests."""
-    client = scope.get("client") or [None]
-    headers = dict(scope.get("headers") or [])
-    meta = {
-        "REMOTE_ADDR": client[0],
-        "HTTP_X_FORWARDED_FOR": headers.get(b"x-forwarded-for", b"").decode("latin-1"),
-    }
-    address = source_address(cast(Any, SimpleNamespace(META=meta)))
-    try:
-        return str(ipaddress.ip_address(address)) if address else None
-    except ValueError:
-        return None
 
 
 class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -65,7 +47,7 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.pending_size = 0
         self.deadline: asyncio.Task[None] | None = None
         await self.accept()
-        actor = Actor(user=self.scope.get("user"), source_address=scope_source_address(self.scope))
+        actor = actor_of(self.scope)
         replica_id = int(self.scope["url_route"]["kwargs"]["replica_id"])
         try:
             self.ticket = await database_sync_to_async(services.open_session)(actor, replica_id)

@@ -21,8 +21,8 @@ from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor, record
 from hostpanel.deployments.models import Replica
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from hostpanel.tenants.models import ROLE_RANK, Role
-from hostpanel.tenants.services import require_role, role_of
+from hostpanel.tenants.access import has_role, require_role
+from hostpanel.tenants.models import Role
 
 ACTION = "container.exec"
 DEFAULT_COMMAND: tuple[str, ...] = ("/bin/sh",)
@@ -65,8 +65,7 @@ def terminal_size(rows: object, cols: object) -> tuple[int, int]:
 
 def may_exec(actor: Actor, replica: Replica) -> bool:
     """Whether ``actor`` may open a terminal in ``replica``'s container (developer or above)."""
-    role = role_of(actor, replica.app.tenant)
-    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role.DEVELOPER]
+    return has_role(actor, replica.app.tenant, Role.DEVELOPER)
 
 
 def open_session(actor: Actor, replica_id: int, command: tuple[str, ...] = DEFAULT_COMMAND) -> ExecTicket:

@@ -14,8 +14,9 @@ from django.db.models import QuerySet, Sum
 
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
+from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
-from hostpanel.tenants.services import Usage, check_quota, require_role
+from hostpanel.tenants.services import Usage, check_quota
 from hostpanel.volumes.models import Volume
 
 MIN_SIZE = 4 * 1024**2
