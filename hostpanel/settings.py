@@ -234,6 +234,9 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_CLIENT_IP_CALLABLE = "hostpanel.tenants.access.source_address"
 AXES_LOCKOUT_CALLABLE = "hostpanel.tenants.logins.lockout_response"
 AXES_VERBOSE = False
+# Open terminals and log streams re-check their user's access this often (and at once on a
+# membership, token or user change), so removal, demotion or revocation ends them in seconds.
+HOSTPANEL_ACCESS_RECHECK_SECONDS = float(os.environ.get("HOSTPANEL_ACCESS_RECHECK_SECONDS", "2"))
 
 LOGGING = {
     "version": 1,

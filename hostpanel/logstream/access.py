@@ -41,6 +41,16 @@ def may_watch(user: Any, kind: str, key: str) -> bool:
     return bool(authorizer is not None and authorizer(user, key))
 
 
+def may_keep_watching(user: Any, kind: str, key: str) -> bool:
+    """Whether an open stream of ``user`` may go on, now: the user re-read (still active) and
+    the stream's authorizer asked again (so a removed or demoted member stops watching)."""
+    from hostpanel.audit.services import Actor
+    from hostpanel.tenants.access import still_valid
+
+    fresh = still_valid(Actor(user=user))
+    return fresh is not None and may_watch(fresh.user, kind, key)
+
+
 def container_viewer(user: Any, key: str) -> bool:
     """A replica's log: viewer role or above in its tenant (admins everywhere)."""
     from hostpanel.audit.services import Actor

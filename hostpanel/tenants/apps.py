@@ -10,4 +10,6 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from hostpanel.tenants import logins  # noqa: F401  (connects the login audit receivers)
+        from hostpanel.tenants import logins, watch  # noqa: F401  (connect their signal receivers)
+
+        watch.connect_user_signals()
