@@ -19,6 +19,7 @@ from django.contrib.auth import authenticate, user_login_failed
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 
 from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor, record
@@ -36,8 +37,12 @@ def cooloff_seconds() -> int:
     return max(1, int(settings.AXES_COOLOFF_TIME.total_seconds()))
 
 
+def cooloff_minutes() -> int:
+    return max(1, round(cooloff_seconds() / 60))
+
+
 def lockout_message() -> str:
-    minutes = max(1, round(cooloff_seconds() / 60))
+    minutes = cooloff_minutes()
     return (
         f"too many failed logins for this account or from this address: try again in {minutes} "
         "minute(s), or ask an administrator to unlock it"
@@ -69,7 +74,7 @@ def lockout_response(
     elif "json" in request.headers.get("Accept", ""):
         response = JsonResponse({"detail": message}, status=429)
     else:
-        response = HttpResponse(f"{message}\n", status=429, content_type="text/plain; charset=utf-8")
+        response = render(request, "registration/locked_out.html", {"minutes": cooloff_minutes()}, status=429)
     response["Retry-After"] = str(cooloff_seconds())
     return response
 
