@@ -229,7 +229,7 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = int(os.environ.get("HOSTPANEL_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(seconds=float(os.environ.get("HOSTPANEL_LOGIN_COOLOFF_SECONDS", "900")))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_RESET_ON_SUCCESS = True
+AXES_RESET_ON_SUCCESS = False  # a success clears only its own username: hostpanel/tenants/logins.py
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_CLIENT_IP_CALLABLE = "hostpanel.tenants.access.source_address"
 AXES_LOCKOUT_CALLABLE = "hostpanel.tenants.logins.lockout_response"

@@ -7,15 +7,20 @@ failures for one username, or from one address, further tries are answered 429
 by :func:`lockout_response` without checking the password, until the cool-off
 (``AXES_COOLOFF_TIME``) has passed. Each failure and each locked-out try is an
 audit row (``auth.login_failed`` / ``auth.locked_out``, result ``denied``).
+
+A successful login clears the failures of its own username only (not axes'
+reset on success, which also clears every failure from the same address, so an
+attacker could log into its own account between guesses to reset the count).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
-from django.contrib.auth import authenticate, user_login_failed
+from django.contrib.auth import authenticate, user_logged_in, user_login_failed
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -101,6 +106,11 @@ def _audit_failure(
         result=AuditLog.Result.DENIED,
         message=f"wrong password for {username!r} at {_where(request)}",
     )
+
+
+@receiver(user_logged_in)
+def _clear_own_failures(sender: Any, user: AbstractBaseUser, **_: Any) -> None:
+    AccessAttempt.objects.filter(username=user.get_username()).delete()
 
 
 @receiver(user_locked_out)

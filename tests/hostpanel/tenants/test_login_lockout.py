@@ -122,6 +122,22 @@ def test_the_lock_is_per_username_across_addresses(settings: Any) -> None:
     assert statuses[LIMIT - 1 :] == [429] * (10 - LIMIT + 1), statuses
 
 
+def test_logging_into_an_own_account_between_guesses_does_not_reset_the_count(settings: Any) -> None:
+    """The attacker has an account of its own; its successful logins clear only its own failures."""
+    UserFactory(username="victim", password=PASSWORD)
+    UserFactory(username="mallory", password="mallorys own password")
+    attacker = Client(REMOTE_ADDR="203.0.113.7")
+    login = _form("/login/", 302)
+    statuses = []
+    for i in range(12):
+        statuses.append(login(attacker, "victim", f"guess-{i}")[0])
+        if i % 3 == 2:
+            Client(REMOTE_ADDR="203.0.113.7").post(
+                "/login/", {"username": "mallory", "password": "mallorys own password"}
+            )
+    assert statuses[LIMIT - 1 :] == [429] * (12 - LIMIT + 1), statuses
+
+
 def test_the_real_user_is_not_slowed_by_a_few_typos(settings: Any) -> None:
     UserFactory(username="alice", password=PASSWORD)
     client = Client(REMOTE_ADDR="198.51.100.9")
