@@ -73,7 +73,12 @@ def _membership_or_token_changed(sender: Any, instance: Membership | ApiToken, *
     notify_user(instance.user_id)
 
 
-def _user_changed(sender: Any, instance: Any, **_: Any) -> None:
+USER_ACCESS_FIELDS = frozenset({"is_active", "is_staff"})
+
+
+def _user_changed(sender: Any, instance: Any, update_fields: Any = None, **_: Any) -> None:
+    if update_fields and not USER_ACCESS_FIELDS & set(update_fields):
+        return  # e.g. last_login on each login: nothing about access changed
     notify_user(instance.pk)
 
 
