@@ -128,3 +128,11 @@ def test_access_checker_catches_re_typed_rules() -> None:
         "ok = ROLE_RANK['owner'] > 1\n"
     )
     assert len(access_violations(ast.parse(src))) == 3
+
+
+def test_the_access_module_sits_below_every_door() -> None:
+    """access -> resources -> ... -> api/dashboard/consumers: access.py imports none of the doors."""
+    path = HOSTPANEL / "tenants" / "access.py"
+    allowed = {"hostpanel.audit.services", "hostpanel.errors", "hostpanel.tenants.models"}
+    panel = {m for _, m in _imported_modules(ast.parse(path.read_text())) if m.split(".")[0] == "hostpanel"}
+    assert panel <= allowed, f"tenants/access.py imports {sorted(panel - allowed)}"
