@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from engine.paths import default_instance, default_root
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",  # login lockout (see "Login lockout" below)
     "hostpanel.tenants",
     "hostpanel.audit",
     "hostpanel.secrets",
@@ -75,6 +77,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "hostpanel.dashboard.csp.ContentSecurityPolicyMiddleware",  # CSP on every response
+    "axes.middleware.AxesMiddleware",  # answers a locked-out login with 429 (last, as axes asks)
 ]
 
 ROOT_URLCONF = "hostpanel.urls"
@@ -246,6 +249,27 @@ HOSTPANEL_BUILD_MAX_DOCKERIGNORE_BYTES = int(
 HOSTPANEL_BUILD_MAX_CONTEXT_BYTES = int(os.environ.get("HOSTPANEL_BUILD_MAX_CONTEXT_BYTES", str(1024**3)))
 # A browser terminal with no traffic for this long is closed (its processes killed).
 HOSTPANEL_EXEC_IDLE_SECONDS = float(os.environ.get("HOSTPANEL_EXEC_IDLE_SECONDS", "1800"))
+
+# ---- Login lockout (django-axes): /login/, /api-auth/login/, /admin/, /v2/ basic auth ----
+# After HOSTPANEL_LOGIN_FAILURE_LIMIT failed passwords for one username, or from one address,
+# further tries get 429 (without checking the password) until HOSTPANEL_LOGIN_COOLOFF_SECONDS
+# after the last counted failure; tries while locked do not extend the lock. Admins see and
+# clear locks in the Django admin (Axes > Access attempts), or `manage.py axes_reset`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out logins before hashing
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("HOSTPANEL_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(seconds=float(os.environ.get("HOSTPANEL_LOGIN_COOLOFF_SECONDS", "900")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False  # a success clears only its own username: hostpanel/tenants/logins.py
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "hostpanel.tenants.access.source_address"
+AXES_LOCKOUT_CALLABLE = "hostpanel.tenants.logins.lockout_response"
+AXES_VERBOSE = False
+# Open terminals and log streams re-check their user's access this often (and at once on a
+# membership, token or user change), so removal, demotion or revocation ends them in seconds.
+HOSTPANEL_ACCESS_RECHECK_SECONDS = float(os.environ.get("HOSTPANEL_ACCESS_RECHECK_SECONDS", "2"))
 
 LOGGING = {
     "version": 1,

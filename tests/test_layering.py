@@ -63,3 +63,76 @@ def test_checker_catches_forbidden_imports() -> None:
         "celery",
         "hostpanel.settings",
     ]
+
+
+# ---- one access rule (hostpanel/tenants/access.py) --------------------------------------
+HOSTPANEL = ENGINE.parent / "hostpanel"
+ACCESS_MODULE = "hostpanel.tenants.access"
+ACCESS_NAMES = {
+    "actor_of",
+    "at_least",
+    "has_role",
+    "role_of",
+    "require_role",
+    "require_admin",
+    "get_tenant",
+    "visible_tenants",
+    "source_address",
+    "still_valid",
+    "may_still",
+}
+RANK_OWNERS = {HOSTPANEL / "tenants" / "access.py", HOSTPANEL / "tenants" / "models.py"}
+
+
+def access_violations(tree: ast.AST) -> list[str]:
+    """Role-rule names imported from anywhere but the access module, and ROLE_RANK used at all."""
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module != ACCESS_MODULE:
+            found += [
+                f"{node.lineno}: imports {a.name} from {node.module}"
+                for a in node.names
+                if a.name in ACCESS_NAMES
+            ]
+        if (
+            isinstance(node, ast.Name | ast.alias)
+            and getattr(node, "id", getattr(node, "name", "")) == "ROLE_RANK"
+        ):
+            found.append(
+                f"{getattr(node, 'lineno', '?')}: uses ROLE_RANK (compare roles with access.at_least)"
+            )
+    return found
+
+
+def panel_modules() -> list[Path]:
+    return sorted(
+        p
+        for p in HOSTPANEL.rglob("*.py")
+        if "__pycache__" not in p.parts and "migrations" not in p.parts and p not in RANK_OWNERS
+    )
+
+
+@pytest.mark.parametrize("path", panel_modules(), ids=lambda p: str(p.relative_to(HOSTPANEL.parent)))
+def test_role_rule_comes_only_from_the_access_module(path: Path) -> None:
+    bad = access_violations(ast.parse(path.read_text(), filename=str(path)))
+    assert not bad, (
+        f"{path.relative_to(HOSTPANEL.parent)}: the role rule lives in {ACCESS_MODULE}:\n" + "\n".join(bad)
+    )
+
+
+def test_access_checker_catches_re_typed_rules() -> None:
+    src = (
+        "from hostpanel.tenants.services import require_role\n"
+        "from hostpanel.tenants.models import ROLE_RANK, Role\n"
+        "from hostpanel.tenants.access import has_role\n"
+        "ok = ROLE_RANK['owner'] > 1\n"
+    )
+    assert len(access_violations(ast.parse(src))) == 3
+
+
+def test_the_access_module_sits_below_every_door() -> None:
+    """access -> resources -> ... -> api/dashboard/consumers: access.py imports none of the doors."""
+    path = HOSTPANEL / "tenants" / "access.py"
+    allowed = {"hostpanel.audit.services", "hostpanel.errors", "hostpanel.tenants.models"}
+    panel = {m for _, m in _imported_modules(ast.parse(path.read_text())) if m.split(".")[0] == "hostpanel"}
+    assert panel <= allowed, f"tenants/access.py imports {sorted(panel - allowed)}"

@@ -1,7 +1,7 @@
 """The one tenant-scoping helper every tenant resource uses.
 
 ``/api/v1/tenants/<slug>/<resource>/``: the tenant comes from the URL and is
-resolved through :func:`hostpanel.tenants.services.get_tenant`, so a tenant the
+resolved through :func:`hostpanel.tenants.access.get_tenant`, so a tenant the
 caller is not a member of (or that its token is not for) is a 404; objects are
 then looked up only inside that tenant's queryset (another tenant's object is
 a 404 too); the method's role (``read_role``/``write_role``/``action_roles``)
@@ -10,41 +10,16 @@ is then required (a 403 when the member's role is lower).
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
 from hostpanel.audit.services import Actor
-from hostpanel.tenants.models import ApiToken, Role
-from hostpanel.tenants.services import get_tenant, require_admin, require_role
-
-
-def source_address(request: Request) -> str | None:
-    """The client's address: REMOTE_ADDR, or, when that is a trusted proxy, the last
-    address in X-Forwarded-For that is not one (``HOSTPANEL_TRUSTED_PROXIES``)."""
-    remote = request.META.get("REMOTE_ADDR") or None
-    trusted = set(settings.HOSTPANEL_TRUSTED_PROXIES)
-    if remote not in trusted:
-        return remote
-    hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        if hop not in trusted:
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return remote
-    return remote
-
-
-def actor_of(request: Request) -> Actor:
-    """The acting user, token and source address of a request."""
-    token = request.auth if isinstance(request.auth, ApiToken) else None
-    return Actor(user=request.user, token=token, source_address=source_address(request))
+from hostpanel.tenants.access import actor_of, get_tenant, require_admin, require_role
+from hostpanel.tenants.models import Role
 
 
 class ActorMixin:

@@ -28,6 +28,7 @@ from hostpanel.images import services as images
 from hostpanel.images.models import Image
 from hostpanel.secrets import services as secrets
 from hostpanel.secrets.models import Secret
+from hostpanel.tenants import access
 from hostpanel.tenants import services as tenants
 from hostpanel.tenants.models import ApiToken, Membership, Quota, Role, Tenant
 from hostpanel.usage import services as usage
@@ -52,10 +53,10 @@ class TenantViewSet(ActorMixin, viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Tenant]:
-        return tenants.visible_tenants(self.actor)
+        return access.visible_tenants(self.actor)
 
     def get_object(self) -> Tenant:
-        return tenants.get_tenant(self.actor, self.kwargs["slug"])
+        return access.get_tenant(self.actor, self.kwargs["slug"])
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = _valid(s.TenantSerializer, request.data).validated_data

@@ -44,9 +44,9 @@ from hostpanel.builds.models import Build
 from hostpanel.errors import InvalidRequest, NoCapacity, ServiceError
 from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
+from hostpanel.tenants.access import has_role, require_role
 from hostpanel.tenants.limits import build_run_limits, write_tenant_limits
-from hostpanel.tenants.models import ROLE_RANK, Role, Tenant
-from hostpanel.tenants.services import require_role, role_of
+from hostpanel.tenants.models import Role, Tenant
 
 log = logging.getLogger(__name__)
 MAX_DOCKERFILE_CHARS = 256 * 1024
@@ -244,8 +244,7 @@ def may_watch_build(user: Any, key: str) -> bool:
     build = Build.objects.filter(pk=int(key)).select_related("tenant").first()
     if build is None:
         return False
-    role = role_of(Actor(user=user), build.tenant)
-    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role.VIEWER]
+    return has_role(Actor(user=user), build.tenant, Role.VIEWER)
 
 
 class OutputSink:

@@ -19,17 +19,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 
-from hostpanel.api.base import source_address
 from hostpanel.audit.services import Actor
 from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import Forbidden, NotFound
-from hostpanel.tenants.models import ROLE_RANK, Role, Tenant
-from hostpanel.tenants.services import get_tenant, require_role, role_of, visible_tenants
-
-
-def actor_of(request: HttpRequest) -> Actor:
-    """The signed-in user acting through the dashboard (a session: admins act as admins)."""
-    return Actor(user=request.user, source_address=source_address(request))  # type: ignore[arg-type]
+from hostpanel.tenants.access import actor_of, at_least, get_tenant, require_role, role_of, visible_tenants
+from hostpanel.tenants.models import Role, Tenant
 
 
 @dataclass(frozen=True)
@@ -41,7 +35,7 @@ class TenantContext:
     role: str
 
     def at_least(self, role: str) -> bool:
-        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
+        return at_least(self.role, role)
 
     @property
     def can_act(self) -> bool:

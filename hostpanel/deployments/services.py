@@ -21,8 +21,9 @@ from hostpanel.audit.services import Actor, audited
 from hostpanel.deployments.health import validate_health_check
 from hostpanel.deployments.models import NETWORKS, RESTART_POLICY_RE, App, Release, Replica, RestartPolicy
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
+from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
-from hostpanel.tenants.services import Usage, check_quota, require_role
+from hostpanel.tenants.services import Usage, check_quota
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VOLUME_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

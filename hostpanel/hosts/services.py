@@ -24,7 +24,7 @@ from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, NoCapacity
 from hostpanel.hosts import dispatch
 from hostpanel.hosts.models import Host, TenantPurge
-from hostpanel.tenants.services import require_admin
+from hostpanel.tenants.access import require_admin
 
 if TYPE_CHECKING:
     from hostpanel.deployments.models import App, Replica

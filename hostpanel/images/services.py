@@ -25,8 +25,8 @@ from engine.images.store import ImageStore
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
 from hostpanel.images.models import IMAGE_NAME_RE, Image
+from hostpanel.tenants.access import require_admin, require_role
 from hostpanel.tenants.models import Role, Tenant
-from hostpanel.tenants.services import require_admin, require_role
 from hostpanel.usage.storage import check_storage
 
 _NAME_RE = re.compile(IMAGE_NAME_RE)

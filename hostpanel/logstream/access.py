@@ -41,20 +41,29 @@ def may_watch(user: Any, kind: str, key: str) -> bool:
     return bool(authorizer is not None and authorizer(user, key))
 
 
+def may_keep_watching(user: Any, kind: str, key: str) -> bool:
+    """Whether an open stream of ``user`` may go on, now: the user re-read (still active) and
+    the stream's authorizer asked again (so a removed or demoted member stops watching)."""
+    from hostpanel.audit.services import Actor
+    from hostpanel.tenants.access import still_valid
+
+    fresh = still_valid(Actor(user=user))
+    return fresh is not None and may_watch(fresh.user, kind, key)
+
+
 def container_viewer(user: Any, key: str) -> bool:
     """A replica's log: viewer role or above in its tenant (admins everywhere)."""
     from hostpanel.audit.services import Actor
     from hostpanel.deployments.models import Replica
-    from hostpanel.tenants.models import ROLE_RANK, Role
-    from hostpanel.tenants.services import role_of
+    from hostpanel.tenants.access import has_role
+    from hostpanel.tenants.models import Role
 
     if not key.isdigit():
         return False
     replica = Replica.objects.filter(pk=int(key)).select_related("app__tenant").first()
     if replica is None:
         return False
-    role = role_of(Actor(user=user), replica.app.tenant)
-    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role.VIEWER]
+    return has_role(Actor(user=user), replica.app.tenant, Role.VIEWER)
 
 
 register("container", container_viewer)

@@ -3,7 +3,9 @@
 Thin, as DESIGN.md asks: authenticate, check access (``access.may_watch``),
 join the group ``logs.<kind>.<key>``, forward. A refused viewer (anonymous,
 another tenant, unknown stream) is accepted and closed at once with code 4404,
-with nothing sent, so the page can stop reconnecting.
+with nothing sent, so the page can stop reconnecting. An open stream re-checks
+access (hostpanel/tenants/watch.py) and, once the viewer is removed from the
+tenant or the user disabled, sends an error and closes with 4404 within seconds.
 
 Query: ``?after=<cursor>`` resumes after the last line the client has (the
 backfill then holds exactly the lines after it); otherwise ``?tail=N`` (default
@@ -33,6 +35,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from hostpanel.logstream import access, cursors, follower, services
 from hostpanel.logstream.publish import group_name
+from hostpanel.tenants.watch import AccessGuard
 
 REFUSED = 4404
 DEFAULT_TAIL = 200
@@ -40,6 +43,7 @@ MAX_TAIL = 2000
 RATE_LINES = 2000
 BUFFER_MESSAGES = 200
 BACKFILL_TIMEOUT = 12.0
+ACCESS_ENDED = "your access to this log ended"
 
 
 def _key(line: dict[str, Any]) -> tuple[int, int] | None:
@@ -51,6 +55,7 @@ def _key(line: dict[str, Any]) -> tuple[int, int] | None:
 
 class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     group = ""
+    guard: AccessGuard | None = None
 
     async def connect(self) -> None:
         kwargs = self.scope["url_route"]["kwargs"]
@@ -75,6 +80,9 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.group = group
         await self.channel_layer.group_add(self.group, self.channel_name)
+        kind, key = self.kind, self.key
+        self.guard = AccessGuard(self, lambda: access.may_keep_watching(user, kind, key), self._access_lost)
+        await self.guard.start(getattr(user, "pk", None))
         query = parse_qs(self.scope.get("query_string", b"").decode())
         after = (query.get("after") or [""])[0] or None
         if after is not None and not cursors.is_valid(after):
@@ -102,8 +110,26 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def disconnect(self, code: int) -> None:
         for task in getattr(self, "tasks", []):
             task.cancel()
+        if self.guard is not None:
+            await self.guard.stop()
+        await self._leave()
+
+    async def _leave(self) -> None:
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            group, self.group = self.group, ""
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        """A membership, token or user of this viewer changed: re-check now."""
+        if self.guard is not None:
+            await self.guard.recheck()
+
+    async def _access_lost(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self._leave()  # no further line reaches this socket
+        await self.send_json({"type": "error", "message": ACCESS_ENDED})
+        await self.close(code=REFUSED)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen; anything they send is ignored."""
@@ -141,6 +167,8 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._become_ready()
 
     async def logs_batch(self, event: dict[str, Any]) -> None:
+        if not self.group:
+            return  # access ended: lines still queued are dropped
         if not self.ready:
             if len(self.held) == self.held.maxlen:
                 self.held_skipped += len(self.held[0].get("lines") or [])

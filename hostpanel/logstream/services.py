@@ -9,8 +9,8 @@ from hostpanel.audit.services import Actor
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.logstream.cursors import is_valid
 from hostpanel.logstream.follower import agent_group
+from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role
-from hostpanel.tenants.services import require_role
 
 if TYPE_CHECKING:
     from hostpanel.deployments.models import Replica

@@ -27,13 +27,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import get_user_model
 from django.core import signing
+from django.http import HttpRequest
 
 from hostpanel.audit.services import Actor
-from hostpanel.registry.errors import Unauthorized
-from hostpanel.tenants.models import ROLE_RANK, ApiToken, Role, Tenant
-from hostpanel.tenants.services import TOKEN_PREFIX, authenticate_token, role_of
+from hostpanel.registry.errors import TooManyRequests, Unauthorized
+from hostpanel.tenants.access import at_least, role_of
+from hostpanel.tenants.access import source_address as client_address
+from hostpanel.tenants.logins import LockedOut, password_login
+from hostpanel.tenants.models import ApiToken, Role, Tenant
+from hostpanel.tenants.services import TOKEN_PREFIX, authenticate_token
 
 SERVICE = "hostpanel"
 LIBRARY = "library"
@@ -74,7 +78,7 @@ def permitted_actions(principal: Principal, repository: str) -> frozenset[str]:
         role = role_of(principal.actor, tenant) if tenant is not None else None
         if role is None:
             allowed = frozenset()
-        elif ROLE_RANK[Role(role)] >= ROLE_RANK[Role.DEVELOPER]:
+        elif at_least(role, Role.DEVELOPER):
             allowed = frozenset(ACTIONS)
         else:
             allowed = frozenset({"pull"})
@@ -87,8 +91,14 @@ def permitted_actions(principal: Principal, repository: str) -> frozenset[str]:
 
 
 # ---- credentials ------------------------------------------------------------------------
-def authenticate_header(header: str, source_address: str | None = None) -> Principal | None:
-    """The principal of an ``Authorization`` header; None without one; Unauthorized if it is wrong."""
+def authenticate_request(request: HttpRequest) -> Principal | None:
+    """The principal of the request's ``Authorization`` header; None without one.
+
+    Unauthorized if it is wrong; TooManyRequests while password logins are locked
+    out (a username and password count toward the panel's login lockout).
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    source_address = client_address(request)
     if not header:
         return None
     scheme, _, value = header.partition(" ")
@@ -108,7 +118,10 @@ def authenticate_header(header: str, source_address: str | None = None) -> Princ
         if token is None:
             raise Unauthorized("invalid, expired or revoked API token; make a new one in the panel")
         return Principal(Actor(user=token.user, token=token, source_address=source_address))
-    user = authenticate(username=username, password=password)
+    try:
+        user = password_login(request, username, password)
+    except LockedOut as exc:
+        raise TooManyRequests(str(exc)) from exc
     if user is None:
         raise Unauthorized(
             "wrong username or password; log in with a panel API token as the password "

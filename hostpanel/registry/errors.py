@@ -57,6 +57,12 @@ class ManifestBlobUnknown(RegistryError):
     status, code = 400, "MANIFEST_BLOB_UNKNOWN"
 
 
+class TooManyRequests(RegistryError):
+    """Too many failed password logins: locked out until the cool-off passes."""
+
+    status, code = 429, "TOOMANYREQUESTS"
+
+
 class NameInvalid(RegistryError):
     status, code = 400, "NAME_INVALID"
 

@@ -19,9 +19,8 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, S
 from django.views.decorators.csrf import csrf_exempt
 
 from engine.errors import EngineError
-from hostpanel.api.base import source_address
 from hostpanel.registry import services, storage
-from hostpanel.registry.auth import SERVICE, Principal, authenticate_header, issue_bearer
+from hostpanel.registry.auth import SERVICE, Principal, authenticate_request, issue_bearer
 from hostpanel.registry.errors import RegistryError, Unauthorized, Unsupported
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def _content_length(request: HttpRequest) -> int | None:
 
 
 def _principal(request: HttpRequest) -> Principal:
-    principal = authenticate_header(request.META.get("HTTP_AUTHORIZATION", ""), source_address(request))
+    principal = authenticate_request(request)
     if principal is None:
         raise Unauthorized("authentication required: log in with a panel API token as the password")
     return principal

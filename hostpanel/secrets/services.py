@@ -20,8 +20,8 @@ from django.db.models import QuerySet
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.secrets.models import Secret
+from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
-from hostpanel.tenants.services import require_role
 
 MAX_SECRET_BYTES = 64 * 1024
 

@@ -8,3 +8,8 @@ class TenantsConfig(AppConfig):
     label = "tenants"
     verbose_name = "Tenants"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hostpanel.tenants import logins, watch  # noqa: F401  (connect their signal receivers)
+
+        watch.connect_user_signals()

@@ -1,9 +1,7 @@
 """Business rules of hostpanel.tenants: tenants, members and roles, API tokens, quotas.
 
-Plain, typed functions that take the acting :class:`Actor` (DESIGN.md). Access
-rules: admins (staff) may do everything; a member acts in its tenant by role
-(viewer < developer < owner); anyone else gets NotFound, never a hint that the
-tenant exists. A token confines its user to the token's tenant.
+Plain, typed functions that take the acting :class:`Actor` (DESIGN.md). Who may
+do what is decided in :mod:`hostpanel.tenants.access`, the one access rule.
 """
 
 from __future__ import annotations
@@ -23,59 +21,11 @@ from django.utils import timezone
 
 from engine.runtime.model import DEFAULT_TENANT
 from hostpanel.audit.services import Actor, audited
-from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound, QuotaExceeded
-from hostpanel.tenants.models import ROLE_RANK, ApiToken, Membership, Quota, Role, Tenant
+from hostpanel.errors import Conflict, Forbidden, InvalidRequest, QuotaExceeded
+from hostpanel.tenants.access import has_role, require_admin, require_role
+from hostpanel.tenants.models import ApiToken, Membership, Quota, Role, Tenant
 
 TOKEN_PREFIX = "hp_"
-
-
-# ---- access -------------------------------------------------------------------------
-def role_of(actor: Actor, tenant: Tenant) -> str | None:
-    """The actor's role in ``tenant`` (admins are owners everywhere), or None."""
-    if actor.token is not None and actor.token.tenant_id != tenant.pk:
-        return None
-    if actor.is_admin:
-        return Role.OWNER
-    user = actor.user
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    membership = Membership.objects.filter(user=user, tenant=tenant).only("role").first()
-    return membership.role if membership else None
-
-
-def require_role(actor: Actor, tenant: Tenant, role: str) -> str:
-    """The actor's role if it is at least ``role``; NotFound for outsiders, Forbidden for lower roles."""
-    have = role_of(actor, tenant)
-    if have is None:
-        raise NotFound(f"no tenant {tenant.slug!r}")
-    if ROLE_RANK[Role(have)] < ROLE_RANK[Role(role)]:
-        raise Forbidden(f"this needs the {role} role in tenant {tenant.slug!r}; you are {have}")
-    return have
-
-
-def require_admin(actor: Actor) -> None:
-    if not actor.is_admin:
-        raise Forbidden("only administrators may do this")
-
-
-def visible_tenants(actor: Actor) -> QuerySet[Tenant]:
-    """The tenants the actor may see."""
-    if actor.token is not None:
-        return Tenant.objects.filter(pk=actor.token.tenant_id)
-    if actor.is_admin:
-        return Tenant.objects.all()
-    if actor.user is None or not getattr(actor.user, "is_authenticated", False):
-        return Tenant.objects.none()
-    return Tenant.objects.filter(memberships__user=actor.user)
-
-
-def get_tenant(actor: Actor, slug: str, role: str = Role.VIEWER) -> Tenant:
-    """A tenant the actor holds at least ``role`` in (NotFound / Forbidden otherwise)."""
-    tenant = Tenant.objects.filter(slug=slug).first()
-    if tenant is None:
-        raise NotFound(f"no tenant {slug!r}")
-    require_role(actor, tenant, role)
-    return tenant
 
 
 # ---- tenants ------------------------------------------------------------------------
@@ -218,7 +168,7 @@ def create_token(
 def visible_tokens(actor: Actor, tenant: Tenant) -> QuerySet[ApiToken]:
     """Owners see every token of the tenant, others their own."""
     qs = ApiToken.objects.filter(tenant=tenant)
-    if role_of(actor, tenant) == Role.OWNER:
+    if has_role(actor, tenant, Role.OWNER):
         return qs
     return qs.filter(user_id=getattr(actor.user, "pk", None))
 

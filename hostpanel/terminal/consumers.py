@@ -13,50 +13,38 @@ Server -> browser: binary frames are terminal output; text frames are JSON
 ``{"type": "exit", "code": N, "reason": "..."}`` or ``{"type": "error", "message": "..."}``.
 
 A refused socket (anonymous, another tenant's or an unknown container: 4404;
-a viewer: 4403; not on a host: 4409) is accepted, told why, and closed.
+a viewer: 4403; not on a host: 4409) is accepted, told why, and closed. An open
+session re-checks its access (hostpanel/tenants/watch.py): when the member is
+removed or demoted below developer, or the user disabled, the shell is ended,
+the browser told why and the socket closed with 4403 within seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from hostpanel.api.base import source_address
-from hostpanel.audit.services import Actor
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceError
 from hostpanel.hosts import dispatch
+from hostpanel.tenants.access import actor_of
+from hostpanel.tenants.watch import AccessGuard
 from hostpanel.terminal import services
 
 CLOSE_CODES: dict[type[ServiceError], int] = {Forbidden: 4403, NotFound: 4404, Conflict: 4409}
 START_TIMEOUT_SECONDS = 20.0
 MAX_PENDING_INPUT = 64 * 1024
-
-
-def scope_source_address(scope: dict[str, Any]) -> str | None:
-    """The client's address from an ASGI scope, through trusted proxies like HTTP requests."""
-    client = scope.get("client") or [None]
-    headers = dict(scope.get("headers") or [])
-    meta = {
-        "REMOTE_ADDR": client[0],
-        "HTTP_X_FORWARDED_FOR": headers.get(b"x-forwarded-for", b"").decode("latin-1"),
-    }
-    address = source_address(cast(Any, SimpleNamespace(META=meta)))
-    try:
-        return str(ipaddress.ip_address(address)) if address else None
-    except ValueError:
-        return None
+ACCESS_ENDED = "your access to this container ended (removed from its tenant, or no longer a developer)"
 
 
 class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     ticket: services.ExecTicket | None = None
+    guard: AccessGuard | None = None
 
     async def connect(self) -> None:
         self.started = False
@@ -65,13 +53,15 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.pending_size = 0
         self.deadline: asyncio.Task[None] | None = None
         await self.accept()
-        actor = Actor(user=self.scope.get("user"), source_address=scope_source_address(self.scope))
+        actor = actor_of(self.scope)
         replica_id = int(self.scope["url_route"]["kwargs"]["replica_id"])
         try:
             self.ticket = await database_sync_to_async(services.open_session)(actor, replica_id)
         except (NotFound, Forbidden, Conflict, InvalidRequest) as exc:
             await self._refuse(str(exc), CLOSE_CODES.get(type(exc), 4400))
             return
+        self.guard = AccessGuard(self, lambda: services.may_continue(actor, replica_id), self._access_lost)
+        await self.guard.start(getattr(actor.user, "pk", None))
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.size = services.terminal_size((query.get("rows") or [""])[0], (query.get("cols") or [""])[0])
         await self._status("starting")
@@ -86,17 +76,35 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.deadline = asyncio.create_task(self._start_deadline())
 
     async def disconnect(self, code: int) -> None:
+        if self.guard is not None:
+            await self.guard.stop()
+        await self._end("the browser left before the session started")
+
+    async def _end(self, reason: str, close_reason: str | None = None) -> None:
+        """End the session once: tell the relay to stop the shell; complete the audit entry if
+        the relay never came (nobody else will)."""
         if self.deadline is not None:
             self.deadline.cancel()
         if self.ticket is not None and not self.ended:
             self.ended = True
-            await self.channel_layer.group_send(
-                services.group_name(self.ticket.session), {"type": "exec.close"}
-            )
-            if not self.started:  # the relay never came: nobody else completes the audit entry
-                await database_sync_to_async(services.finish_session)(
-                    self.ticket.audit_id, None, "the browser left before the session started"
-                )
+            close: dict[str, Any] = {"type": "exec.close"}
+            if close_reason:
+                close["reason"] = close_reason
+            await self.channel_layer.group_send(services.group_name(self.ticket.session), close)
+            if not self.started:
+                await database_sync_to_async(services.finish_session)(self.ticket.audit_id, None, reason)
+
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        """A membership, token or user of this session's user changed: re-check now."""
+        if self.guard is not None:
+            await self.guard.recheck()
+
+    async def _access_lost(self) -> None:
+        already_ended = self.ended
+        await self._end(ACCESS_ENDED, close_reason=ACCESS_ENDED)
+        if not already_ended:
+            await self.send(text_data=json.dumps({"type": "error", "message": ACCESS_ENDED}))
+            await self.close(code=4403)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.ticket is None or self.ended:

@@ -220,7 +220,7 @@ async def _pump(
                 with contextlib.suppress(InvalidSpec, TypeError, ValueError):
                     session.resize(*services.terminal_size(message.get("rows"), message.get("cols")))
             elif kind == "exec.close":
-                return "closed by the browser"
+                return str(message.get("reason") or "closed by the browser")
 
     async def idle() -> str:
         while (remaining := last_activity + request.idle_seconds - time.monotonic()) > 0:

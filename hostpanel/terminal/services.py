@@ -21,8 +21,8 @@ from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor, record
 from hostpanel.deployments.models import Replica
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from hostpanel.tenants.models import ROLE_RANK, Role
-from hostpanel.tenants.services import require_role, role_of
+from hostpanel.tenants.access import has_role, require_role, still_valid
+from hostpanel.tenants.models import Role
 
 ACTION = "container.exec"
 DEFAULT_COMMAND: tuple[str, ...] = ("/bin/sh",)
@@ -65,8 +65,15 @@ def terminal_size(rows: object, cols: object) -> tuple[int, int]:
 
 def may_exec(actor: Actor, replica: Replica) -> bool:
     """Whether ``actor`` may open a terminal in ``replica``'s container (developer or above)."""
-    role = role_of(actor, replica.app.tenant)
-    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role.DEVELOPER]
+    return has_role(actor, replica.app.tenant, Role.DEVELOPER)
+
+
+def may_continue(actor: Actor, replica_id: int) -> bool:
+    """Whether an open session of ``actor`` in replica ``replica_id`` may go on, now: its user
+    still active, its token (if any) not revoked, and still developer or above in the tenant."""
+    fresh = still_valid(actor)
+    replica = Replica.objects.filter(pk=replica_id).select_related("app__tenant").first()
+    return fresh is not None and replica is not None and may_exec(fresh, replica)
 
 
 def open_session(actor: Actor, replica_id: int, command: tuple[str, ...] = DEFAULT_COMMAND) -> ExecTicket:

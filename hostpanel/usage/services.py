@@ -24,8 +24,8 @@ from django.utils import timezone
 from hostpanel.audit.services import Actor, audited
 from hostpanel.deployments.models import App
 from hostpanel.hosts.models import Host
+from hostpanel.tenants.access import require_admin, require_role
 from hostpanel.tenants.models import Role, Tenant
-from hostpanel.tenants.services import require_admin, require_role
 from hostpanel.usage.models import (
     AppUsageHour,
     ContainerUsageCursor,

@@ -15,8 +15,9 @@ from django.db.models import QuerySet
 from engine.volumes.spec import MIN_VOLUME_SIZE
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
+from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
-from hostpanel.tenants.services import Usage, check_quota, require_role
+from hostpanel.tenants.services import Usage, check_quota
 from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.models import Volume
 

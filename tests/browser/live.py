@@ -81,10 +81,11 @@ class LiveStack:
     def member(self, slug: str, user: StackUser, role: str) -> None:
         """Give ``user`` ``role`` (viewer, developer, owner) in tenant ``slug``."""
         from hostpanel.tenants import services
+        from hostpanel.tenants.access import get_tenant
 
         with self.db():
             actor = self._admin()
-            services.add_member(actor, services.get_tenant(actor, slug), user.username, role)
+            services.add_member(actor, get_tenant(actor, slug), user.username, role)
 
     def token(self, slug: str, user: StackUser) -> str:
         """A fresh API token secret of ``user`` in tenant ``slug``."""
@@ -92,16 +93,17 @@ class LiveStack:
 
         from hostpanel.audit.services import Actor
         from hostpanel.tenants import services
+        from hostpanel.tenants.access import get_tenant
 
         with self.db():
             actor = Actor(user=get_user_model().objects.get(pk=user.pk))
-            _, secret = services.create_token(actor, services.get_tenant(actor, slug), "browser-test")
+            _, secret = services.create_token(actor, get_tenant(actor, slug), "browser-test")
         return secret
 
     def app(self, slug: str, name: str, **spec: Any) -> int:
         """Create and deploy an app through the services (image busybox:latest unless given); its pk."""
         from hostpanel.deployments import services
-        from hostpanel.tenants.services import get_tenant
+        from hostpanel.tenants.access import get_tenant
 
         values: dict[str, Any] = {"image": "busybox:latest", "command": ["sleep", "3600"]} | spec
         with self.db():

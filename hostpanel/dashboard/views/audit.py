@@ -7,9 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from hostpanel.audit.models import AuditLog
-from hostpanel.dashboard.access import actor_of, page, tenant_context
+from hostpanel.dashboard.access import page, tenant_context
+from hostpanel.tenants.access import actor_of, require_admin
 from hostpanel.tenants.models import Role
-from hostpanel.tenants.services import require_admin
 
 PAGE_SIZE = 100
 

@@ -6,12 +6,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from hostpanel.dashboard.access import page, switchable_tenants
+from hostpanel.tenants.access import actor_of
 
 
 @page
 def home(request: HttpRequest) -> HttpResponse:
     """Admins land on the overview, members on their first tenant's apps."""
-    if request.user.is_staff:
+    if actor_of(request).is_admin:
         return redirect("dashboard:staff")
     tenants = switchable_tenants(request)
     if tenants:

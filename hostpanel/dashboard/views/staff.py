@@ -9,18 +9,20 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from hostpanel.dashboard.access import actor_of, page
+from hostpanel.dashboard.access import page
 from hostpanel.dashboard.forms import QUOTA_FIELDS, QuotaForm
 from hostpanel.dashboard.views.deploy import QUOTA_LABELS
 from hostpanel.deployments.services import tenant_usage
 from hostpanel.errors import ServiceError
 from hostpanel.hosts.services import hosts_with_use
+from hostpanel.tenants import access
 from hostpanel.tenants import services as tenants
+from hostpanel.tenants.access import actor_of
 from hostpanel.tenants.models import Quota
 
 
 def _require_staff(request: HttpRequest) -> None:
-    tenants.require_admin(actor_of(request))
+    access.require_admin(actor_of(request))
 
 
 @page
@@ -28,7 +30,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     _require_staff(request)
     actor = actor_of(request)
     rows = []
-    for tenant in tenants.visible_tenants(actor).select_related("quota"):
+    for tenant in access.visible_tenants(actor).select_related("quota"):
         used = asdict(tenant_usage(tenant))
         quota = tenant.quota
         rows.append(
@@ -57,7 +59,7 @@ def quota_update(request: HttpRequest, slug: str) -> HttpResponse:
     """Apply an admin's quota through the same service the API uses (it pushes it to the hosts)."""
     _require_staff(request)
     actor = actor_of(request)
-    tenant = tenants.get_tenant(actor, slug)
+    tenant = access.get_tenant(actor, slug)
     form = QuotaForm(request.POST, instance=Quota.objects.get(tenant=tenant), prefix=slug)
     if not form.is_valid():
         messages.error(request, f"quota of {slug}: {form.errors.as_text()}")
