@@ -211,6 +211,11 @@ HOSTPANEL_REGISTRY_UPLOAD_TTL = int(os.environ.get("HOSTPANEL_REGISTRY_UPLOAD_TT
 HOSTPANEL_REGISTRY_GC_GRACE = int(os.environ.get("HOSTPANEL_REGISTRY_GC_GRACE", str(60 * 60)))
 # Directories on the hosts under which builds may read a context by path (comma-separated; none: uploads only)
 HOSTPANEL_BUILD_CONTEXT_ROOTS = env_list("HOSTPANEL_BUILD_CONTEXT_ROOTS", [])
+# Builds (agent part of issue 11): each host agent runs HOSTPANEL_BUILD_SLOTS builds at once in its
+# own build worker (queue build.<host>); one tenant holds at most HOSTPANEL_BUILD_TENANT_SLOTS of
+# them (default: half, rounded up), its other builds wait queued.
+HOSTPANEL_BUILD_SLOTS = int(os.environ.get("HOSTPANEL_BUILD_SLOTS", "2"))
+HOSTPANEL_BUILD_TENANT_SLOTS = int(os.environ.get("HOSTPANEL_BUILD_TENANT_SLOTS", "0")) or None
 # A browser terminal with no traffic for this long is closed (its processes killed).
 HOSTPANEL_EXEC_IDLE_SECONDS = float(os.environ.get("HOSTPANEL_EXEC_IDLE_SECONDS", "1800"))
 

@@ -24,6 +24,8 @@ class BuildOptions:
     """A build request: ``context`` directory, ``tag`` for the result, and the docker-build options.
 
     ``dockerfile`` is relative to the context unless absolute (default: ``Dockerfile``).
+    ``time_limit`` (seconds, none: unbounded): past it the running RUN container is killed and
+    the build raises :class:`BuildTimedOut`.
     """
 
     context: Path
@@ -33,6 +35,7 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     tenant: str = DEFAULT_TENANT
+    time_limit: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,7 @@ class BuildFailed(EngineError):
     """A step of a build failed (a RUN exited non-zero); the message carries its output."""
 
     exit_code = 1
+
+
+class BuildTimedOut(BuildFailed):
+    """A build ran past its time limit: its RUN container was killed and nothing was kept."""

@@ -25,4 +25,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 @admin.register(Quota)
 class QuotaAdmin(admin.ModelAdmin):
-    list_display = ("tenant", "cpu_millis", "memory_bytes", "pids", "disk_bytes", "containers", "volumes")
+    list_display = (
+        "tenant",
+        "cpu_millis",
+        "memory_bytes",
+        "pids",
+        "disk_bytes",
+        "containers",
+        "volumes",
+        "build_time_limit",
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -90,6 +90,11 @@ class Quota(models.Model):
     disk_bytes = models.PositiveBigIntegerField(help_text="total size of the tenant's volumes")
     containers = models.PositiveIntegerField()
     volumes = models.PositiveIntegerField()
+    build_time_limit = models.PositiveIntegerField(
+        default=30 * 60,
+        validators=[MinValueValidator(1)],
+        help_text="seconds a build may run; past it the host agent kills it and marks it failed",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
