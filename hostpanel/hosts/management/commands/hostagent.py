@@ -79,6 +79,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         name: str = opts["name"]
+        if opts["build_slots"] < 1:
+            raise CommandError("--build-slots: give at least 1")
         config = agent.AgentConfig(name=name, engine_root=opts["engine_root"], instance=opts["instance"])
         config.export()
         engine = agent.engine_for(config.engine_root, config.instance)  # fails early on a bad root
@@ -122,8 +124,6 @@ class Command(BaseCommand):
         from hostpanel.logstream.follower import start_in_thread
 
         start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
-        if opts["build_slots"] < 1:
-            raise CommandError("--build-slots: give at least 1")
         builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
         builds.start()
         self.stdout.write(
