@@ -247,6 +247,11 @@ HOSTPANEL_BUILD_MAX_DOCKERIGNORE_BYTES = int(
     os.environ.get("HOSTPANEL_BUILD_MAX_DOCKERIGNORE_BYTES", str(1024**2))
 )
 HOSTPANEL_BUILD_MAX_CONTEXT_BYTES = int(os.environ.get("HOSTPANEL_BUILD_MAX_CONTEXT_BYTES", str(1024**3)))
+# Builds (agent part of issue 11): each host agent runs HOSTPANEL_BUILD_SLOTS builds at once in its
+# own build worker (queue build.<host>); one tenant holds at most HOSTPANEL_BUILD_TENANT_SLOTS of
+# them (default: half, rounded up), its other builds wait queued.
+HOSTPANEL_BUILD_SLOTS = int(os.environ.get("HOSTPANEL_BUILD_SLOTS", "2"))
+HOSTPANEL_BUILD_TENANT_SLOTS = int(os.environ.get("HOSTPANEL_BUILD_TENANT_SLOTS", "0")) or None
 # A browser terminal with no traffic for this long is closed (its processes killed).
 HOSTPANEL_EXEC_IDLE_SECONDS = float(os.environ.get("HOSTPANEL_EXEC_IDLE_SECONDS", "1800"))
 

@@ -21,6 +21,7 @@ import re
 import secrets
 import tarfile
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -35,7 +36,7 @@ from engine.build.diff import write_layer
 from engine.build.dockerfile import Dockerfile, Instruction, Stage, parse_dockerfile
 from engine.build.fs import Workspace, copy_sources
 from engine.build.ignore import IgnoreRules
-from engine.build.model import BuildFailed, BuildOptions, BuildResult, OutputCallback
+from engine.build.model import BuildFailed, BuildOptions, BuildResult, BuildTimedOut, OutputCallback
 from engine.build.recover import BUILD_LABEL
 from engine.build.words import process_word
 from engine.cgroups.controller import host_driver
@@ -95,6 +96,9 @@ class Builder:
         self.tree = SourceTree(self.context, beneath=True)  # the context as COPY reads it, set by run()
         self.states: dict[int, tuple[StageState, str]] = {}
         """Each built stage's final state and cache key, by stage index."""
+        self._expired = threading.Event()
+        self._running: str | None = None  # the RUN container in progress, killed when time is up
+        self._lock = threading.Lock()
 
     # -- the whole build ------------------------------------------------------------------------
 
@@ -139,6 +143,11 @@ class Builder:
         stages = self._needed(dockerfile, target, global_args)
         self.total = sum(1 + len(s.instructions) for s in stages)
         self.pin = self.cache.pin()
+        timer = None
+        if self.options.time_limit is not None:
+            timer = threading.Timer(self.options.time_limit, self._expire)
+            timer.daemon = True
+            timer.start()
         try:
             for stage in stages:
                 self.states[stage.index] = self._build_stage(dockerfile, stage, global_args)
@@ -148,6 +157,8 @@ class Builder:
             image = self._commit(self.states[target.index][0], [tag], owner=self.scope)
             self.cache.reference(self.tenant, image.id, self.keys)
         finally:
+            if timer is not None:
+                timer.cancel()
             self.pin.release()
         self.emit("info", f"COMMIT {tag}")
         self.emit("info", f"--> {image.short_id}")
@@ -258,7 +269,24 @@ class Builder:
 
     # -- one stage ------------------------------------------------------------------------------
 
+    def _expire(self) -> None:
+        """The time limit is up: stop the RUN in progress (the build then ends at its next check)."""
+        with self._lock:
+            self._expired.set()
+            running = self._running
+        if running is not None:
+            with contextlib.suppress(EngineError):
+                self.engine.kill(running)
+
+    def _check_time(self) -> None:
+        if self._expired.is_set():
+            raise BuildTimedOut(
+                f"the build ran longer than its time limit of {self.options.time_limit:g} seconds and "
+                "was stopped; make it faster or ask an admin to raise the tenant's build time limit"
+            )
+
     def _header(self, text: str) -> None:
+        self._check_time()
         self.step += 1
         self.emit("step", f"STEP {self.step}/{self.total}: {text}")
 
@@ -410,11 +438,22 @@ class Builder:
             cleanup.callback(self.engine.remove, container.id, force=True)
             tail: deque[str] = deque(maxlen=_OUTPUT_TAIL)
             pid_hits = self._pid_limit_hits(container.cgroup_path)
-            self.engine.start(container.id)
-            for line in self.engine.logs(container.id, follow=True):
-                tail.append(line.text)
-                self.emit(line.stream, line.text)
-            done = self.engine.wait(container.id)
+            with self._lock:
+                self._check_time()
+                self._running = container.id
+            try:
+                self.engine.start(container.id)
+                if self._expired.is_set():  # the limit passed while it started
+                    with contextlib.suppress(EngineError):
+                        self.engine.kill(container.id)
+                for line in self.engine.logs(container.id, follow=True):
+                    tail.append(line.text)
+                    self.emit(line.stream, line.text)
+                done = self.engine.wait(container.id)
+            finally:
+                with self._lock:
+                    self._running = None
+            self._check_time()
             output = "\n".join(tail)
             if done.status == "oom-killed":
                 raise QuotaExceeded(

@@ -40,6 +40,8 @@ class BuildOptions:
     ``COPY --from`` see only its own images, the base set and earlier stages, and ``tag``
     must be in its namespace (``<tenant>/<name>:<tag>``). None is an operator build: it
     runs as tenant ``default``, sees every image and makes a base image.
+    ``time_limit`` (seconds, none: unbounded): past it the running RUN container is killed and
+    the build raises :class:`BuildTimedOut`.
     """
 
     context: Path
@@ -51,6 +53,7 @@ class BuildOptions:
     tenant: str | None = None
     limits: ContextLimits = field(default_factory=ContextLimits)
     context_within: Path | None = None
+    time_limit: float | None = None
     run_limits: Resources = field(default_factory=Resources)  # each RUN's own, capped by the tenant quota
 
     @property
@@ -73,3 +76,7 @@ class BuildFailed(EngineError):
     """A step of a build failed (a RUN exited non-zero); the message carries its output."""
 
     exit_code = 1
+
+
+class BuildTimedOut(BuildFailed):
+    """A build ran past its time limit: its RUN container was killed and nothing was kept."""

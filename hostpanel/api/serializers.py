@@ -81,7 +81,15 @@ class NewTokenSerializer(TokenSerializer):
         fields = [*TokenSerializer.Meta.fields, "secret"]
 
 
-QUOTA_FIELDS = ["cpu_millis", "memory_bytes", "pids", "disk_bytes", "containers", "volumes"]
+QUOTA_FIELDS = [
+    "cpu_millis",
+    "memory_bytes",
+    "pids",
+    "disk_bytes",
+    "containers",
+    "volumes",
+    "build_time_limit",
+]
 
 
 class QuotaSerializer(StrictModelSerializer):

@@ -39,6 +39,11 @@ class Build(models.Model):
     output = models.JSONField(default=list, blank=True)
     image = models.ForeignKey("images.Image", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="sent to the host's build queue; empty: waits for the tenant's fair share",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -6,9 +6,12 @@ allows it, a directory or a git repository in the tenant's own directory
 cloned shallowly on the host), or with no context at all, and
 optionally the Dockerfile's text instead of the context's Dockerfile. It runs on a
 host that is up, through that host's agent (:mod:`hostpanel.builds.tasks`),
-in the tenant's own user namespace and quota. Its output goes live to the log
-stream ``build/<id>`` and, bounded, into the Build row. A successful build is
-recorded as the tenant's image ``<slug>/<name>:<tag>`` (exported like an upload,
+in the tenant's own user namespace and quota, on the host's build workers (queue
+``build.<host>``, never the agent's control worker), at most the tenant's fair share
+of them at once (:func:`dispatch_builds`) and for at most the tenant's build time
+limit (``Quota.build_time_limit``; past it the RUN is killed and the build fails).
+Its output goes live to the log stream ``build/<id>`` and, bounded, into the Build
+row. A successful build is recorded as the tenant's image ``<slug>/<name>:<tag>`` (exported like an upload,
 so every host can import it). A build whose host goes down or whose agent
 restarts while it runs ends as failed, with the reason (:func:`fail_host_builds`).
 """
@@ -17,22 +20,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import tempfile
 import threading
+import time
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from engine.build.context import Bounded
 from engine.build.dockerfile import parse_dockerfile
 from engine.build.git import clone_context, parse_git_url
-from engine.build.model import BuildOptions, ContextLimits
+from engine.build.model import BuildOptions, BuildTimedOut, ContextLimits
 from engine.build.recover import remove_interrupted_builds
 from engine.engine import Engine
 from engine.errors import EngineError, InvalidSpec
@@ -46,7 +52,7 @@ from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
 from hostpanel.tenants.access import has_role, require_role
 from hostpanel.tenants.limits import build_run_limits, write_tenant_limits
-from hostpanel.tenants.models import Role, Tenant
+from hostpanel.tenants.models import Quota, Role, Tenant
 
 log = logging.getLogger(__name__)
 MAX_DOCKERFILE_CHARS = 256 * 1024
@@ -228,13 +234,64 @@ def start_build(
                     dockerfile_text=dockerfile_text,
                     host=host,
                 )
-                transaction.on_commit(lambda: dispatch.send_build(build.pk, host.queue))
+                transaction.on_commit(lambda: dispatch_builds(host))
         except BaseException:
             if archive is not None:
                 archive.unlink(missing_ok=True)
             raise
         entry.obj = build
     return build
+
+
+def tenant_build_slots() -> int:
+    """How many builds of one tenant a host runs at once: ``HOSTPANEL_BUILD_TENANT_SLOTS``, by default
+    half the host's build slots rounded up, and never all of them when there are two or more."""
+    slots = max(1, int(settings.HOSTPANEL_BUILD_SLOTS))
+    share = getattr(settings, "HOSTPANEL_BUILD_TENANT_SLOTS", None) or math.ceil(slots / 2)
+    return max(1, min(int(share), slots - 1 if slots > 1 else 1))
+
+
+def dispatch_builds(host: Host) -> list[int]:
+    """Send ``host``'s waiting builds to its build queue, oldest first, while their tenant has fewer
+    than :func:`tenant_build_slots` builds sent or running there; the others stay queued (with no
+    ``dispatched_at``) until one of their tenant's builds ends. Returns the ids sent.
+
+    Called when a build is started, when one ends, and on every heartbeat of the host's agent (so a
+    lost message or a Redis outage only delays). Dispatchers of one host are serialised by a write
+    to its row first (a row lock on PostgreSQL, the write lock on SQLite)."""
+    share = tenant_build_slots()
+    sent: list[int] = []
+    if not Build.objects.filter(host=host, status=Build.Status.QUEUED, dispatched_at=None).exists():
+        return sent
+    with transaction.atomic():
+        Host.objects.filter(pk=host.pk).update(name=F("name"))
+        active = Counter(
+            Build.objects.filter(host=host)
+            .filter(
+                Q(status=Build.Status.RUNNING) | Q(status=Build.Status.QUEUED, dispatched_at__isnull=False)
+            )
+            .values_list("tenant_id", flat=True)
+        )
+        waiting = Build.objects.filter(host=host, status=Build.Status.QUEUED, dispatched_at=None)
+        for pk, tenant_id in waiting.order_by("created_at", "id").values_list("pk", "tenant_id"):
+            if active[tenant_id] >= share:
+                continue
+            if Build.objects.filter(pk=pk, status=Build.Status.QUEUED, dispatched_at=None).update(
+                dispatched_at=timezone.now()
+            ):
+                active[tenant_id] += 1
+                sent.append(pk)
+        if sent:
+            queue = host.build_queue
+            transaction.on_commit(lambda: [dispatch.send_build(pk, queue) for pk in sent])
+    return sent
+
+
+def redispatch_host_builds(host: Host) -> list[int]:
+    """On the agent's start: send the host's queued builds again (a message its dead build worker had
+    taken is lost; one sent twice runs once, see :func:`execute_build`)."""
+    Build.objects.filter(host=host, status=Build.Status.QUEUED).update(dispatched_at=None)
+    return dispatch_builds(host)
 
 
 def may_watch_build(user: Any, key: str) -> bool:
@@ -344,14 +401,32 @@ def _unpack_context(archive: Path, into: Path) -> None:
 
 
 def execute_build(build: Build, engine: Engine) -> Build:
-    """Run ``build`` on ``engine`` (the host agent calls this) and record the outcome. Never raises for
-    a failed build: the row says ``failed`` with the error; the context upload is deleted either way."""
+    """Run ``build`` on ``engine`` (a build worker of the host agent calls this) and record the outcome.
+    Never raises for a failed build: the row says ``failed`` with the error; the context upload is
+    deleted either way. The tenant's next waiting build is sent when it ends."""
+    try:
+        return _execute(build, engine)
+    finally:
+        if build.host is not None:
+            dispatch_builds(build.host)
+
+
+def build_time_limit(tenant: Tenant) -> int:
+    """Seconds a build of ``tenant`` may run (its quota; the default when it has none)."""
+    limit = Quota.objects.filter(tenant=tenant).values_list("build_time_limit", flat=True).first()
+    return int(limit or Quota._meta.get_field("build_time_limit").get_default())
+
+
+def _execute(build: Build, engine: Engine) -> Build:
     if not Build.objects.filter(pk=build.pk, status=Build.Status.QUEUED).update(
         status=Build.Status.RUNNING, started_at=timezone.now()
     ):
         build.refresh_from_db()
-        _discard_context_archive(build)  # failed before it ran (its host went down)
+        if build.status != Build.Status.RUNNING:
+            _discard_context_archive(build)  # failed before it ran (its host went down)
         return build
+    limit = build_time_limit(build.tenant)
+    deadline = time.monotonic() + limit
     sink = OutputSink(build)
     scratch: Path | None = None
     status, error, image = Build.Status.FAILED, "", None
@@ -376,6 +451,7 @@ def execute_build(build: Build, engine: Engine) -> Build:
                 limits=context_limits(),
                 context_within=within,
                 run_limits=build_run_limits(),
+                time_limit=max(0.001, deadline - time.monotonic()),  # the context took its part
             ),
             sink,
         )
@@ -384,6 +460,12 @@ def execute_build(build: Build, engine: Engine) -> Build:
         with exported.open("rb") as f:
             image = images.upload_image(Actor(user=build.created_by), build.tenant, build.name, f)
         status = Build.Status.SUCCEEDED
+    except BuildTimedOut:
+        error = (
+            f"the build ran longer than tenant {build.tenant.slug!r}'s build time limit of {limit} seconds "
+            "and was stopped; make it faster, or ask an admin to raise the limit"
+        )
+        sink("error", error)
     except (EngineError, ServiceError) as exc:
         error = str(exc)
         sink("error", error)

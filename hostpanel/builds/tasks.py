@@ -1,4 +1,4 @@
-"""The task a host agent runs for a build. Thin: reload the row, call the service."""
+"""The task of the build workers (queue ``build.<host>``). Thin: reload the row, call the service."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ class BuildSerializer(serializers.ModelSerializer):
             "log_stream",
             "output",
             "created_at",
+            "dispatched_at",
             "started_at",
             "finished_at",
         ]

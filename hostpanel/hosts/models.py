@@ -6,7 +6,8 @@ from django.db import models
 
 
 class Host(models.Model):
-    """A container host. Its agent consumes the Celery queue ``host.<name>``."""
+    """A container host. Its agent consumes the Celery queue ``host.<name>`` (control work) and its
+    build workers ``build.<name>``."""
 
     class State(models.TextChoices):
         UP = "up"
@@ -34,6 +35,10 @@ class Host(models.Model):
     @property
     def queue(self) -> str:
         return f"host.{self.name}"
+
+    @property
+    def build_queue(self) -> str:
+        return f"build.{self.name}"
 
 
 class TenantPurge(models.Model):

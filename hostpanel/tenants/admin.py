@@ -46,4 +46,5 @@ class QuotaAdmin(admin.ModelAdmin):
         "containers",
         "volumes",
         "egress_allow",
+        "build_time_limit",
     )

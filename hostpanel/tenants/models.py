@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -99,6 +99,11 @@ class Quota(models.Model):
         blank=True,
         help_text="CIDR ranges the tenant's containers may reach besides the internet "
         '(private, shared and link-local ranges are closed by default), e.g. ["10.20.0.0/16"]',
+    )
+    build_time_limit = models.PositiveIntegerField(
+        default=30 * 60,
+        validators=[MinValueValidator(1)],
+        help_text="seconds a build may run; past it the host agent kills it and marks it failed",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -62,7 +62,7 @@ def test_a_build_is_queued_on_a_host_that_is_up(
     build = Build.objects.get(pk=body["id"])
     assert build.build_args == {"V": "1"} and build.target == "final"
     assert Path(build.context_archive).is_file() and Path(build.context_archive).is_relative_to(tmp_path)
-    assert sent_builds == [(build.pk, "host.h1")]
+    assert sent_builds == [(build.pk, "build.h1")]  # the build workers, not the control worker
 
 
 @pytest.mark.parametrize(

@@ -28,3 +28,30 @@ def test_each_beat_rotates_logs_and_a_failing_rotation_does_not_stop_the_beat(ho
     assert len(calls) == 2
     after: Any = Host.objects.get(pk=host.pk).last_heartbeat
     assert after is not None and (before is None or after >= before)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_sends_a_build_waiting_for_its_share(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostpanel.builds.models import Build
+    from tests.hostpanel.factories import TenantFactory
+
+    sent: list[tuple[int, str]] = []
+    monkeypatch.setattr("hostpanel.builds.dispatch.send_build", lambda pk, queue: sent.append((pk, queue)))
+    build = Build.objects.create(
+        tenant=TenantFactory(slug="waits"), host=host, name="a:1", reference="waits/a:1"
+    )
+    stop = threading.Event()
+
+    def one_beat() -> int:
+        stop.set()
+        return 0
+
+    Command._heartbeat_loop(host.pk, host.queue, 0.01, {}, stop, one_beat)
+    assert sent == [(build.pk, "build.h1")]  # e.g. its message was lost with a build worker
+
+
+def test_zero_build_slots_is_refused_before_anything_starts() -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--build-slots: give at least 1"):
+        call_command("hostagent", "--name", "nowhere", "--build-slots", "0")

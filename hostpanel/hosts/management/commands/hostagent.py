@@ -1,17 +1,29 @@
 """`manage.py hostagent --name h1 --engine-root DIR --instance NAME`: run this machine's host agent.
 
 A Celery worker consuming the queue ``host.<name>`` (solo pool: one reconcile
-at a time) plus a heartbeat thread that registers the host on first start,
-keeps its heartbeat fresh, marks hosts with stale heartbeats down (their
-replicas move), places pending replicas and enqueues a periodic reconcile.
+at a time; control work only: reconcile, logs, stats, exec, usage) plus a
+heartbeat thread that registers the host on first start, keeps its heartbeat
+fresh, marks hosts with stale heartbeats down (their replicas move), places
+pending replicas, sends waiting builds within their tenant's fair share and
+enqueues a periodic reconcile.
+
+Builds never run in that worker: the command also starts (and restarts, should
+it die) a second Celery worker process on the queue ``build.<name>`` with
+``--build-slots`` prefork processes (``HOSTPANEL_BUILD_SLOTS``, default 2), so a
+tenant's build can hold a build slot for its whole time limit while control
+work goes on. The build worker dies with the agent (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +33,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 
+from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
 from hostpanel.errors import Conflict
 from hostpanel.hosts import agent, dispatch, services
 from hostpanel.hosts.models import Host
@@ -56,10 +69,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--usage-interval", type=float, default=60.0, help="seconds between usage collections"
         )
+        parser.add_argument(
+            "--build-slots",
+            type=int,
+            default=settings.HOSTPANEL_BUILD_SLOTS,
+            help="builds run at once by the build worker (queue build.<name>)",
+        )
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         name: str = opts["name"]
+        if opts["build_slots"] < 1:
+            raise CommandError("--build-slots: give at least 1")
         config = agent.AgentConfig(name=name, engine_root=opts["engine_root"], instance=opts["instance"])
         config.export()
         engine = agent.engine_for(config.engine_root, config.instance)  # fails early on a bad root
@@ -78,12 +99,11 @@ class Command(BaseCommand):
             )
         except Conflict as exc:
             raise CommandError(str(exc)) from exc
-        from hostpanel.builds.services import clean_interrupted_builds
-
         for leftover in clean_interrupted_builds(engine):  # builds killed with an earlier agent
             self.stdout.write(f"recovered: removed {leftover}")
         for image in register_host_images(engine.images):
             self.stdout.write(f"registered base image {image.reference}")
+        redispatch_host_builds(host)
         connection.close()
         stop = threading.Event()
         beat = threading.Thread(
@@ -103,8 +123,11 @@ class Command(BaseCommand):
         from hostpanel.logstream.follower import start_in_thread
 
         start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
+        builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
+        builds.start()
         self.stdout.write(
-            f"host agent {name}: queue {host.queue}, engine {config.engine_root} ({config.instance})"
+            f"host agent {name}: queue {host.queue}, builds on {host.build_queue} "
+            f"({opts['build_slots']} slots), engine {config.engine_root} ({config.instance})"
         )
         from hostpanel.celery import app
 
@@ -126,6 +149,7 @@ class Command(BaseCommand):
             )
         finally:
             stop.set()
+            builds.stop()
 
     @staticmethod
     def _heartbeat_loop(
@@ -150,6 +174,9 @@ class Command(BaseCommand):
                 services.heartbeat(host_id)
                 services.mark_stale_hosts()
                 services.schedule_pending()
+                host = Host.objects.filter(pk=host_id).first()
+                if host is not None:
+                    dispatch_builds(host)  # a lost message or a Redis outage only delays a build
                 for job, period in every.items():
                     if since[job] >= period and Host.objects.filter(pk=host_id).exists():
                         senders[job](host_id, queue)
@@ -161,3 +188,74 @@ class Command(BaseCommand):
             stop.wait(interval)
             for job in since:
                 since[job] += interval
+
+
+def _die_with_parent() -> None:
+    """In the build worker before exec: SIGKILL it when the agent's supervising thread ends."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class BuildWorker:
+    """The agent's build worker: ``celery worker -Q build.<host>`` with ``slots`` prefork processes,
+    started by a supervising thread that starts it again when it dies, until the agent stops."""
+
+    def __init__(self, name: str, queue: str, slots: int, loglevel: str, stop: threading.Event) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "hostpanel",
+            "worker",
+            "--queues",
+            queue,
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(slots),
+            "--prefetch-multiplier",
+            "1",
+            "--hostname",
+            f"{name}-builds@{socket.gethostname()}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            loglevel,
+        ]
+        self.stop_event = stop
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._supervise, name="build-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _supervise(self) -> None:
+        while not self.stop_event.is_set():
+            with self._lock:
+                if self.stop_event.is_set():
+                    return
+                self.proc = subprocess.Popen(
+                    self.args,
+                    cwd=settings.BASE_DIR,
+                    preexec_fn=_die_with_parent,
+                )
+            code = self.proc.wait()
+            if not self.stop_event.is_set():
+                log.error("the build worker ended (exit code %s); starting it again", code)
+                self.stop_event.wait(1.0)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the build worker to end (running builds are cut off: the next agent start cleans up)."""
+        with self._lock:
+            proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGQUIT)  # celery's cold shutdown
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
