@@ -66,7 +66,7 @@ class TenantViewSet(ActorMixin, viewsets.ModelViewSet):
     @extend_schema(request=s.TenantUpdateSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = _valid(s.TenantUpdateSerializer, request.data, partial=True).validated_data
-        tenant = tenants.get_tenant(self.actor, self.kwargs["slug"], Role.OWNER)
+        tenant = access.get_tenant(self.actor, self.kwargs["slug"], Role.OWNER)
         if "name" in data:
             tenant = tenants.update_tenant(self.actor, tenant, data["name"])
         return Response(s.TenantSerializer(tenant).data)
