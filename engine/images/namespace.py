@@ -36,6 +36,18 @@ def readable_tags(record: ImageRecord, tenant: str | None) -> tuple[str, ...]:
     return tuple(t for t in record.tags if record.owners.get(t, tenant) == tenant)
 
 
+def tags_of_deleted_tenant(record: ImageRecord, tenant: str) -> tuple[str, ...]:
+    """The tags of ``record`` that go with ``tenant`` when it is deleted.
+
+    Its own tags, and base tags in its namespace (``acme/...`` written by an
+    operator call or stored before names had owners): nobody else may use
+    that namespace, and a later tenant with the same slug must not inherit them.
+    """
+    prefix = namespace_of(tenant)
+    owners = record.owners
+    return tuple(t for t in record.tags if owners.get(t, tenant if t.startswith(prefix) else None) == tenant)
+
+
 def can_read(record: ImageRecord, tenant: str | None) -> bool:
     """Whether ``tenant`` may use ``record`` at all (by one of its tags, or by id as a holder)."""
     return tenant is None or tenant in record.holders or bool(readable_tags(record, tenant))

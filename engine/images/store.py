@@ -53,7 +53,13 @@ from engine.images.export import write_oci_archive
 from engine.images.extract import TAR_ERRORS, check_uid_base, extract_layer, remove_tree
 from engine.images.layout import ImageIndex, ImageRecord, fold, unfold
 from engine.images.model import Image, ImageConfig
-from engine.images.namespace import check_writable, namespace_of, visible, with_tags_written
+from engine.images.namespace import (
+    check_writable,
+    namespace_of,
+    tags_of_deleted_tenant,
+    visible,
+    with_tags_written,
+)
 from engine.images.oci import (
     DEFAULT_PATH,
     LayerRef,
@@ -287,7 +293,7 @@ class ImageStore:
             records = fold(self.index.load())
             kept = []
             for r in records:
-                gone = [t for t in r.tags if r.owners.get(t) == tenant]
+                gone = list(tags_of_deleted_tenant(r, tenant))
                 dropped.extend(gone)
                 holders = tuple(h for h in r.holders if h != tenant)
                 if not gone and holders == r.holders:

@@ -202,6 +202,16 @@ def test_forget_tenant_drops_only_its_names_and_images(
     assert sha(image("alpha-only").layers[1]) not in store.blobs.digests()  # its own layer is deleted
 
 
+def test_forget_tenant_also_drops_operator_names_in_its_namespace(store: ImageStore, tmp_path: Path) -> None:
+    """A slug reused after a purge must not inherit ``alpha/...`` names an operator call wrote."""
+    load(store, tmp_path, image("op"), "alpha/tools:1", None)
+    load(store, tmp_path, image("team"), "team/tool:1", None)
+    assert store.forget_tenant("alpha") == ["alpha/tools:1"]
+    with pytest.raises(ImageNotFound):
+        store.resolve("alpha/tools:1")
+    assert store.resolve("team/tool:1").id == image("team").id
+
+
 def test_legacy_names_are_claimed_by_their_tenant_and_the_rest_stay_base(
     store: ImageStore, tmp_path: Path
 ) -> None:
