@@ -204,6 +204,8 @@ HOSTPANEL_PROBE_WORKERS = int(os.environ.get("HOSTPANEL_PROBE_WORKERS", "8"))
 # Reverse proxies whose X-Forwarded-For the audit log believes (comma-separated addresses).
 HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])
 # Host ports the panel publishes containers' ports on ("low-high").
+# Every app with an HTTP port answers at <app>-<tenant>.<HOSTPANEL_APPS_DOMAIN> through the edge proxy.
+HOSTPANEL_APPS_DOMAIN = os.environ.get("HOSTPANEL_APPS_DOMAIN", "localhost")
 HOSTPANEL_PORT_RANGE = os.environ.get("HOSTPANEL_PORT_RANGE", "30000-32767")
 # Quota of a new tenant until an admin changes it.
 HOSTPANEL_DEFAULT_QUOTA = {

@@ -268,6 +268,13 @@ class SpecSerializer(StrictSerializer):
         },
     )
     health_check = HealthCheckField(required=False, allow_null=True)
+    http_port = serializers.IntegerField(
+        min_value=1,
+        max_value=65535,
+        required=False,
+        allow_null=True,
+        help_text="the container port that serves HTTP: the app gets a hostname and rolling deploys",
+    )
 
     def spec_changes(self) -> dict[str, Any]:
         data = dict(self.validated_data)
@@ -308,6 +315,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "pids",
             "restart_policy",
             "health_check",
+            "http_port",
             "note",
             "created_by",
             "created_at",

@@ -33,6 +33,13 @@ class DeployForm(forms.Form):
         required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="KEY=value per line"
     )
     ports = forms.CharField(required=False, help_text="container ports, e.g. 8080, 5353/udp")
+    http_port = forms.IntegerField(
+        min_value=1,
+        max_value=65535,
+        required=False,
+        label="HTTP port",
+        help_text="the port your app serves HTTP on: it gets a hostname with TLS",
+    )
     network = forms.ChoiceField(
         choices=[("none", "none (loopback only)"), ("bridge", "bridge (tenant network)")]
     )
@@ -119,6 +126,7 @@ class DeployForm(forms.Form):
             pids=d["pids"],
             restart_policy=policy,
             health_check=self._health_check(),
+            http_port=d.get("http_port"),
         )
 
     def _health_check(self) -> dict[str, Any] | None:

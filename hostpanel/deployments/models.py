@@ -70,6 +70,9 @@ class Release(models.Model):
         max_length=16, choices=RestartPolicy.choices, default=RestartPolicy.ALWAYS
     )
     restart_max_retries = models.PositiveIntegerField(null=True, blank=True, help_text="on-failure:N")
+    # The container port that serves HTTP: the edge proxy routes the app's hostnames to it, and a
+    # roll waits for it (a TCP connect) when the release has no health check. Always also in ports.
+    http_port = models.PositiveIntegerField(null=True, blank=True)
     # {"command": [...]} or {"http": {"port": 80, "path": "/"}}, plus interval/timeout/retries
     health_check = models.JSONField(null=True, blank=True)
     note = models.CharField(max_length=200, blank=True)

@@ -48,6 +48,7 @@ class AppSpec:
     pids: int = 128
     restart_policy: str = "always"
     health_check: dict[str, Any] | None = None
+    http_port: int | None = None
 
     @classmethod
     def from_release(cls, release: Release) -> AppSpec:
@@ -65,6 +66,7 @@ class AppSpec:
             pids=release.pids,
             restart_policy=release.restart_policy_text,
             health_check=release.health_check,
+            http_port=release.http_port,
         )
 
     def changed(self, **changes: Any) -> AppSpec:
@@ -134,6 +136,7 @@ def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
         raise InvalidRequest(
             f"secrets: tenant {tenant.slug!r} has no secret(s) {', '.join(missing)}; create them first"
         )
+    spec = _with_http_port_published(spec)
     for port in spec.ports:
         if set(port) - {"container_port", "protocol"}:
             unknown = sorted(set(port) - {"container_port", "protocol"})
@@ -167,6 +170,18 @@ def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
     if spec.health_check is not None:
         validate_health_check(spec.health_check)
     return spec
+
+
+def _with_http_port_published(spec: AppSpec) -> AppSpec:
+    """``spec`` with its ``http_port`` among its published TCP ports (the proxy reaches it there)."""
+    port = spec.http_port
+    if port is None:
+        return spec
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidRequest("http_port: give the container port (1-65535) your app serves HTTP on")
+    if any(p.get("container_port") == port and p.get("protocol", "tcp") == "tcp" for p in spec.ports):
+        return replace(spec, network="bridge")
+    return replace(spec, network="bridge", ports=[*spec.ports, {"container_port": port, "protocol": "tcp"}])
 
 
 # ---- usage --------------------------------------------------------------------------
@@ -329,6 +344,7 @@ def _new_release(actor: Actor, app: App, spec: AppSpec, note: str) -> Release:
         restart_policy=RestartPolicy(policy),
         restart_max_retries=retries,
         health_check=spec.health_check,
+        http_port=spec.http_port,
         note=note[:200],
         created_by=user,
     )

@@ -306,3 +306,30 @@ def test_network_is_none_or_the_tenants_bridge(api: Any, dev: Any, tenant: Tenan
     assert c.post(url(tenant), WEB, format="json").json()["release"]["network"] == "none"
     r = c.patch(url(tenant, "web/"), {"ports": [{"container_port": 80}]}, format="json")
     assert r.json()["release"]["network"] == "bridge"  # published ports need it
+
+
+def test_http_port_is_published_on_the_tenant_network_and_kept_by_later_releases(
+    api: Any, dev: Any, tenant: Tenant, host: Host
+) -> None:
+    r = api(dev).post(
+        url(tenant), {**WEB, "http_port": 8080, "ports": [{"container_port": 53}]}, format="json"
+    )
+    assert r.status_code == 201, r.json()
+    release = r.json()["release"]
+    assert release["http_port"] == 8080 and release["network"] == "bridge"
+    assert {"container_port": 8080, "protocol": "tcp"} in release["ports"]
+    replica = Replica.objects.get(app__name="web")
+    assert [p["container_port"] for p in replica.ports] == [53, 8080]
+    assert (
+        api(dev).patch(url(tenant, "web/"), {"replicas": 2}, format="json").json()["release"]["http_port"]
+        == 8080
+    )
+
+
+@pytest.mark.parametrize("bad", [0, 65536, "eighty", True])
+def test_a_bad_http_port_is_a_400_that_changes_nothing(
+    api: Any, dev: Any, tenant: Tenant, host: Host, bad: object
+) -> None:
+    r = api(dev).post(url(tenant), {**WEB, "http_port": bad}, format="json")
+    assert r.status_code == 400 and "http_port" in str(r.json())
+    assert not App.objects.exists()

@@ -1,0 +1,1 @@
+"""Hostnames of apps: the automatic ``<app>-<tenant>.<apps domain>`` and verified custom domains."""
