@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 from engine.cgroups.resources import Resources, format_bytes, parse_bytes
 from engine.cli.output import print_json, print_table
@@ -12,6 +12,7 @@ from engine.cli.stats import add_resource_options, resources_from_args
 from engine.runtime.tenant_disks import TenantDisk
 
 if TYPE_CHECKING:
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
     from engine.cli import CliContext
 
 
@@ -146,70 +147,58 @@ def cmd_purge(ctx: CliContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `tenant` commands to `hpctl`."""
-    tenant = sub.add_parser("tenant", help="tenant quotas, usage and purge")
-    tsub = tenant.add_subparsers(dest="tenant_command", metavar="COMMAND")
-    tsub.required = True
-    quota = tsub.add_parser("quota", help="show or set a tenant's resource quota")
-    qsub = quota.add_subparsers(dest="quota_command", metavar="COMMAND")
-    qsub.required = True
+Handler = Callable[["CliContext", argparse.Namespace], int]
 
-    p = qsub.add_parser(
-        "set",
-        help="replace a tenant's quota (limits not given become unlimited), live",
+
+def _tenant_command(
+    sub: Subparsers, name: str, help: str, handler: Handler, *, json: bool = True
+) -> argparse.ArgumentParser:
+    """A `hpctl tenant ... NAME TENANT` command (with --json unless told otherwise)."""
+    p = sub.add_parser(name, help=help)
+    if json:
+        p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("tenant")
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _subcommands(sub: Subparsers, name: str, help: str) -> Subparsers:
+    group = sub.add_parser(name, help=help)
+    inner = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    inner.required = True
+    return inner
+
+
+def register(sub: Subparsers) -> None:
+    """Add the `tenant` commands to `hpctl`."""
+    tsub = _subcommands(sub, "tenant", "tenant quotas, usage and purge")
+    qsub = _subcommands(tsub, "quota", "show or set a tenant's resource quota")
+    p = _tenant_command(
+        qsub, "set", "replace a tenant's quota (limits not given become unlimited), live", cmd_quota_set
     )
     add_resource_options(p, pids_flag="--pids")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("tenant")
-    p.set_defaults(handler=cmd_quota_set)
+    _tenant_command(qsub, "show", "show a tenant's quota", cmd_quota_show)
 
-    p = qsub.add_parser("show", help="show a tenant's quota")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("tenant")
-    p.set_defaults(handler=cmd_quota_show)
-
-    egress = tsub.add_parser("egress", help="show or set the private ranges a tenant's containers may reach")
-    esub = egress.add_subparsers(dest="egress_command", metavar="COMMAND")
-    esub.required = True
-    p = esub.add_parser(
+    esub = _subcommands(tsub, "egress", "show or set the private ranges a tenant's containers may reach")
+    p = _tenant_command(
+        esub,
         "set",
-        help="replace a tenant's egress allow-list (no ranges: the default, internet only), live",
+        "replace a tenant's egress allow-list (no ranges: the default, internet only), live",
+        cmd_egress_set,
     )
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("tenant")
     p.add_argument("cidrs", nargs="*", metavar="CIDR", help="a range to allow, e.g. 10.20.0.0/16")
-    p.set_defaults(handler=cmd_egress_set)
-    p = esub.add_parser("show", help="show a tenant's egress allow-list")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("tenant")
-    p.set_defaults(handler=cmd_egress_show)
+    _tenant_command(esub, "show", "show a tenant's egress allow-list", cmd_egress_show)
 
-    storage = tsub.add_parser(
-        "storage", help="a tenant's root file system disk (bounds its containers' writes)"
+    ssub = _subcommands(tsub, "storage", "a tenant's root file system disk (bounds its containers' writes)")
+    p = _tenant_command(
+        ssub, "set", "give a tenant a disk of SIZE (e.g. 10g) or grow it; it never shrinks", cmd_storage_set
     )
-    ssub = storage.add_subparsers(dest="storage_command", metavar="COMMAND")
-    ssub.required = True
-    p = ssub.add_parser("set", help="give a tenant a disk of SIZE (e.g. 10g) or grow it; it never shrinks")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("tenant")
     p.add_argument("size")
-    p.set_defaults(handler=cmd_storage_set)
-    p = ssub.add_parser("show", help="show a tenant's disk: size, bytes used, mounted")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("tenant")
-    p.set_defaults(handler=cmd_storage_show)
-    p = ssub.add_parser("rm", help="delete a tenant's disk (only when it has no containers here)")
-    p.add_argument("tenant")
-    p.set_defaults(handler=cmd_storage_rm)
+    _tenant_command(ssub, "show", "show a tenant's disk: size, bytes used, mounted", cmd_storage_show)
+    _tenant_command(
+        ssub, "rm", "delete a tenant's disk (only when it has no containers here)", cmd_storage_rm, json=False
+    )
 
-    p = tsub.add_parser("usage", help="a tenant's live totals and accumulated billing usage")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("tenant")
-    p.set_defaults(handler=cmd_usage)
-
-    p = tsub.add_parser("purge", help="remove everything of a (deleted) tenant from this engine")
+    _tenant_command(tsub, "usage", "a tenant's live totals and accumulated billing usage", cmd_usage)
+    p = _tenant_command(tsub, "purge", "remove everything of a (deleted) tenant from this engine", cmd_purge)
     p.add_argument("--yes", action="store_true", help="really do it")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("tenant")
-    p.set_defaults(handler=cmd_purge)
