@@ -132,7 +132,9 @@ def base_config(settings: EdgeSettings) -> dict[str, Any]:
                         "@id": "hostpanel-http",
                         "listen": _listen(settings, settings.http_port),
                         "routes": routes,
-                        "automatic_https": {"disable": True},
+                        # Redirects to HTTPS are a per-domain decision (not in this static config);
+                        # leaving automatic HTTPS on keeps Caddy answering ACME HTTP-01 challenges here.
+                        "automatic_https": {"disable_redirects": True},
                     },
                     "hostpanel-https": {
                         "@id": "hostpanel-https",
