@@ -8,6 +8,7 @@ replicas are. Nothing here touches an address outside the machine.
 from __future__ import annotations
 
 import http.client
+import signal
 import socket
 import ssl
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytest
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
+from hostpanel.edge.caddy import CaddyAdmin
 from hostpanel.hosts.models import Host
 from hostpanel.tenants import services as tenants
 from tests.hostpanel.factories import UserFactory
@@ -150,6 +152,31 @@ def test_caddy_on_one_host_reaches_a_replica_on_another(agents: Callable[..., Ag
         f"the far replica through the near caddy\n{h1.log_tail()}",
     )
     assert ok
+
+    # Caddy dies and comes back empty: the agent loads its config again by itself.
+    stop_process(caddy.proc, sig=signal.SIGKILL)
+    assert get(caddy.http_port, "site-multi.localhost")[0] == 0  # nothing listens
+    caddy.start()
+    wait_for(
+        lambda: get(caddy.http_port, "site-multi.localhost")[1].startswith("hello-multi "),
+        30,
+        f"the route after caddy restarted\n{h1.log_tail()}",
+    )
+
+    # The near agent restarts: its DNS answers from the table it kept, on the same port, so
+    # Caddy's config stays as it was (no reload: proxied websockets would be cut).
+    config = CaddyAdmin(caddy.admin_socket).config()
+    h1.stop()
+    h1.proc = None
+    h1.start()
+    answers: list[tuple[int, str]] = []
+
+    def routed_again() -> bool:
+        answers.append(get(caddy.http_port, "site-multi.localhost"))
+        return answers[-1][1].startswith("hello-multi ")
+
+    wait_for(routed_again, 60, "the route after the agent restarted")
+    assert CaddyAdmin(caddy.admin_socket).config() == config
 
 
 def tls_get(port: int, hostname: str, root: str) -> tuple[str, str]:
