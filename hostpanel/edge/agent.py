@@ -49,6 +49,7 @@ class EdgeAgent:
         self.dns = EdgeDNS(self.resolver, port=self._dns_port(dns_port))
         _write_private(self.state_dir / "dns_port", str(self.dns.port))
         self.settings = EdgeSettings(dns_port=self.dns.port, **caddy) if caddy is not None else None
+        self._caddy_problem = ""  # the last failure to reach Caddy, logged once until it changes
 
     @property
     def routes_file(self) -> Path:
@@ -108,8 +109,13 @@ class EdgeAgent:
         try:
             loaded = admin.ensure(base_config(self.settings))
         except CaddyError as exc:
-            log.warning("edge: %s (is caddy running? `make run` starts it)", exc)
+            if str(exc) != self._caddy_problem:
+                log.warning("edge: %s (is caddy running? `make run` starts it)", exc)
+            self._caddy_problem = str(exc)
             return False
+        if self._caddy_problem:
+            log.info("edge: caddy answers again on %s", self.settings.admin_socket)
+            self._caddy_problem = ""
         if loaded:
             log.info("edge: loaded the proxy config into caddy (%s)", self.settings.admin_socket)
         return loaded

@@ -141,3 +141,15 @@ def test_caddy_gets_the_config_once_and_is_not_reloaded_when_nothing_changed(
 
 def test_the_admin_socket_is_reachable_only_by_its_owner(caddy: Caddy) -> None:
     assert caddy.admin_socket.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_missing_caddy_is_reported_once_not_every_beat(
+    tmp_path: Path, started: list[EdgeAgent], caplog: pytest.LogCaptureFixture
+) -> None:
+    fields = {"admin_socket": tmp_path / "none.sock", "storage_dir": tmp_path / "data"}
+    agent = EdgeAgent(tmp_path / "edge", caddy=fields)
+    started.append(agent)
+    with caplog.at_level("WARNING", logger="hostpanel.edge.agent"):
+        assert not agent.ensure_caddy()
+        assert not agent.ensure_caddy()
+    assert [r.message.count("is caddy running?") for r in caplog.records] == [1]
