@@ -10,12 +10,17 @@ import pytest
 from hostpanel.deployments.models import App, Replica
 from hostpanel.edge import services
 from hostpanel.edge.models import PublishedRoutes
-from hostpanel.edge.table import build_routes, is_served
+from hostpanel.edge.table import build_routes, forget_served_hostnames, is_served
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Tenant
 from tests.hostpanel.factories import HostFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fresh_served_hostnames() -> None:
+    forget_served_hostnames()
 
 
 def serve(app: App, host: Host, host_ports: list[int], health: str = "") -> None:
@@ -178,3 +183,13 @@ def test_the_ask_endpoint_answers_for_a_hostname_without_running_replicas(
     make_app(tenant, "site", http_port=8080)  # nothing runs yet: the certificate may come first
     assert is_served("site-acme.localhost")
     assert not is_served("web-acme.localhost")
+
+
+def test_a_flood_of_asks_walks_the_apps_once_per_interval(
+    make_app: Callable[..., App], tenant: Tenant, django_assert_max_num_queries: Any
+) -> None:
+    make_app(tenant, "site", http_port=8080)
+    assert is_served("site-acme.localhost")  # fills the cache
+    with django_assert_max_num_queries(0):
+        for n in range(200):
+            assert not is_served(f"random-{n}.example")
