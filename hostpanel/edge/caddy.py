@@ -78,6 +78,7 @@ def apps_route(settings: EdgeSettings) -> dict[str, Any]:
                 "transport": {"protocol": "http", "resolver": _resolver(settings), "dial_timeout": "2s"},
                 # A replica that refuses a connection (stopping, not listening yet): try another.
                 "load_balancing": {"try_duration": "2s", "try_interval": "100ms"},
+                "flush_interval": -1,  # streamed responses reach the client as they are written
             }
         ],
     }

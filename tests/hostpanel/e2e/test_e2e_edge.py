@@ -220,3 +220,56 @@ def test_https_with_the_internal_ca_only_for_names_we_serve(
             tls_get(caddy.https_port, "evil.localhost", str(caddy.root_cert))
     finally:
         stop_process(panel)
+
+
+STREAM_CGI = "\n".join(
+    [
+        "#!/bin/sh",
+        'printf "Content-Type: text/plain\\r\\n\\r\\n"',
+        "i=1; while [ $i -le 40 ]; do echo tick $i; i=$((i + 1)); sleep 1; done",
+        "echo done",
+    ]
+)
+
+
+def test_a_streamed_response_survives_route_changes(agents: Callable[..., Agent], caddy: Caddy) -> None:
+    """Replicas come and go while a response streams through Caddy: only DNS answers change."""
+    h1 = agents("edge-stream", caddy.agent_env())
+    wait_for(lambda: Host.objects.filter(name="edge-stream", state="up").exists(), 30, "the agent")
+    admin = admin_actor()
+    tenant = tenants.create_tenant(admin, "streamco")
+    setup = (
+        "mkdir -p /www/cgi-bin && printf '%s' \"$CGI\" > /www/cgi-bin/ticks && chmod +x /www/cgi-bin/ticks"
+        " && exec httpd -f -p 8080 -h /www"
+    )
+    spec = deployments.AppSpec(
+        image="busybox:latest", command=["sh", "-c", setup], env={"CGI": STREAM_CGI}, http_port=8080
+    )
+    app = deployments.create_app(admin, tenant, "live", spec)
+    serving(app, 1, h1)
+    config = CaddyAdmin(caddy.admin_socket).config()
+    wait_for(
+        lambda: get(caddy.http_port, "live-streamco.localhost", "/cgi-bin/ticks")[0] == 200, 40, "the route"
+    )
+
+    conn = http.client.HTTPConnection("127.0.0.1", caddy.http_port, timeout=20)
+    conn.putrequest("GET", "/cgi-bin/ticks", skip_host=True)
+    conn.putheader("Host", "live-streamco.localhost")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.readline() == b"tick 1\n"  # streamed: the first line before the script ends
+    # Meanwhile: another replica joins and a second app appears (new routing tables).
+    deployments.scale(admin, app, 2)
+    other = web_app(admin, "otherco", "site", "hello-other")
+    serving(app, 2, h1)
+    serving(other, 1, h1)
+    wait_for(lambda: get(caddy.http_port, "site-otherco.localhost")[0] == 200, 30, "the new app's route")
+    assert h1.proc is not None and h1.proc.poll() is None
+    line = response.readline().decode()
+    assert line.startswith("tick ") and int(line.split()[1]) < 40, line  # still streaming after all that
+    rest = response.read().decode()
+    conn.close()
+    seen = [int(line.split()[1]), *(int(n) for n in rest.split()[1:-1:2])]
+    assert seen == list(range(seen[0], 41)) and rest.split()[-1] == "done"
+    assert CaddyAdmin(caddy.admin_socket).config() == config  # Caddy was never reconfigured
