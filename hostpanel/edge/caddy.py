@@ -100,8 +100,11 @@ def panel_route(settings: EdgeSettings) -> dict[str, Any]:
                 "handler": "reverse_proxy",
                 "upstreams": [upstream],
                 "transport": transport,
-                # The panel checks its own Host; the asked name travels in X-Forwarded-Host.
-                "headers": {"request": {"set": {"Host": [url.netloc]}}},
+                # The panel checks its own Host; the asked name travels in X-Forwarded-Host
+                # (set here, so a client's own X-Forwarded-Host never gets through).
+                "headers": {
+                    "request": {"set": {"Host": [url.netloc], "X-Forwarded-Host": ["{http.request.host}"]}}
+                },
             }
         ],
         "terminal": True,

@@ -218,6 +218,10 @@ def test_https_with_the_internal_ca_only_for_names_we_serve(
         # A name we do not serve: the panel's ask endpoint says no, so no certificate at all.
         with pytest.raises(ssl.SSLError):
             tls_get(caddy.https_port, "evil.localhost", str(caddy.root_cert))
+        # Ownership tokens: /.well-known/hostpanel/ on any name is the panel's (Django's 404 here:
+        # no such token), never the app's page and never Caddy's 503.
+        status, body = get(caddy.http_port, "site-secure.localhost", "/.well-known/hostpanel/no-such-token")
+        assert status == 404 and "hello-secure" not in body
     finally:
         stop_process(panel)
 

@@ -105,6 +105,9 @@ def test_the_config_routes_by_srv_through_our_resolver_and_asks_before_certifica
     assert tls["on_demand"] == {"ask": "http://panel:8000/edge/ask"}
     assert tls["policies"][0]["issuers"] == [{"module": "internal"}]
     assert config["apps"]["pki"]["certificate_authorities"]["local"]["install_trust"] is False
+    (panel,) = [r for r in servers["hostpanel-http"]["routes"] if r.get("@id") == "hostpanel-panel"]
+    assert panel["match"] == [{"path": ["/.well-known/hostpanel/*"]}]
+    assert panel["handle"][0]["headers"]["request"]["set"]["X-Forwarded-Host"] == ["{http.request.host}"]
     acme = base_config(edge_settings(tmp_path, tls="acme", acme_email="ops@example.com"))
     assert acme["apps"]["tls"]["automation"]["policies"][0]["issuers"] == [
         {"module": "acme", "email": "ops@example.com"}
