@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import DatabaseError, OperationalError
 
-from hostpanel.edge.services import publish_routes
+from hostpanel.edge.services import publish_routes_after_reconcile
 from hostpanel.hosts import agent, tenant_purge
 from hostpanel.hosts.models import Host
 
@@ -35,7 +35,7 @@ def reconcile_host(host_id: int) -> None:
     if report.started or report.restarted or report.removed or report.stopped or report.failed:
         log.info("reconcile %s: %s", host.name, report)
     try:  # replicas started, stopped or changed health: the edge learns (sent only if changed)
-        publish_routes()
+        publish_routes_after_reconcile(host)
     except DatabaseError:  # a busy database: the heartbeat's catch-up publishes it shortly
         log.warning("reconcile %s: publishing the routing table failed; the heartbeat retries", host.name)
     if report.retry_in is not None:

@@ -146,9 +146,20 @@ def test_a_reconcile_publishes_the_routes(
     )
     monkeypatch.setattr(agent, "engine_for", lambda root, instance: None)
     monkeypatch.setattr(agent, "reconcile", lambda engine, host: agent.ReconcileReport())
+    services._seen.clear()
     web(tenant, "site")
     tasks.reconcile_host(host.pk)
     assert [list(t["routes"]) for _, t in sent_routes] == [["site-acme.localhost"]]
+    # A reconcile that changed no replica of the host builds no table at all.
+    with monkeypatch.context() as m:
+        m.setattr(services, "build_routes", lambda *a: pytest.fail("built a table for nothing"))
+        tasks.reconcile_host(host.pk)
+    # A replica that changes (here: it stops taking requests) is published at the next reconcile.
+    replica = Replica.objects.get(app__name="site")
+    replica.health = "unhealthy"
+    replica.save()
+    tasks.reconcile_host(host.pk)
+    assert sent_routes[-1][1]["routes"] == {}
 
 
 @pytest.mark.parametrize(
