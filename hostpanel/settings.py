@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "hostpanel.terminal",
     "hostpanel.registry",
     "hostpanel.builds",
+    "hostpanel.domains",  # custom domains of apps, TLS mode (issue 12, domains)
     "hostpanel.api",
     "hostpanel.dashboard",
 ]

@@ -7,6 +7,7 @@ from django.contrib.staticfiles.views import serve as serve_static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from hostpanel.domains.views import well_known
 from hostpanel.views import healthz
 
 urlpatterns = [
@@ -19,6 +20,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
     path("v2/", include("hostpanel.registry.urls")),  # the OCI Distribution registry
+    # Custom domains (issue 12): the HTTP ownership token, reached through the edge proxy.
+    path(".well-known/hostpanel/<str:token>", well_known, name="domain-well-known"),
     # Static files (admin CSS, the Swagger UI assets of drf-spectacular-sidecar) straight from the
     # apps' static dirs: no CDN and no separate web server needed on a single machine.
     re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),
