@@ -208,6 +208,20 @@ HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])
 # Every app with an HTTP port answers at <app>-<tenant>.<HOSTPANEL_APPS_DOMAIN> through the edge proxy.
 HOSTPANEL_APPS_DOMAIN = os.environ.get("HOSTPANEL_APPS_DOMAIN", "localhost")
 HOSTPANEL_PORT_RANGE = os.environ.get("HOSTPANEL_PORT_RANGE", "30000-32767")
+
+# ---- Custom domains and TLS (issue 12, domains part; hostpanel/domains/) ----
+# HOSTPANEL_TLS: "internal" (Caddy's own CA: the default, for development and tests) or "acme"
+# (Let's Encrypt, on demand: needs a public HOSTPANEL_APPS_DOMAIN and the proxy on ports 80/443;
+# `manage.py check`, run by `make run`, refuses a mode this host cannot do and says why).
+HOSTPANEL_TLS = os.environ.get("HOSTPANEL_TLS", "internal")
+HOSTPANEL_ACME_EMAIL = os.environ.get("HOSTPANEL_ACME_EMAIL", "")
+HOSTPANEL_ACME_CA = os.environ.get("HOSTPANEL_ACME_CA", "")  # default: Let's Encrypt's production CA
+# DNS servers the ownership checks ask ("host:port", comma-separated; empty: /etc/resolv.conf).
+HOSTPANEL_DOMAINS_NAMESERVERS = env_list("HOSTPANEL_DOMAINS_NAMESERVERS", [])
+# Public addresses of the proxy beyond the hosts' own (a load balancer or NAT in front).
+HOSTPANEL_EDGE_ADDRESSES = env_list("HOSTPANEL_EDGE_ADDRESSES", [])
+# An unverified claim stops blocking the name for other tenants after this many hours.
+HOSTPANEL_DOMAINS_CLAIM_HOURS = float(os.environ.get("HOSTPANEL_DOMAINS_CLAIM_HOURS", "72"))
 # Quota of a new tenant until an admin changes it.
 HOSTPANEL_DEFAULT_QUOTA = {
     "cpu_millis": 4000,
