@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "hostpanel.registry",
     "hostpanel.builds",
     "hostpanel.domains",  # custom domains of apps, TLS mode (issue 12, domains)
+    "hostpanel.edge",  # the edge proxy: routing table, the agents' DNS answers, Caddy's config
     "hostpanel.api",
     "hostpanel.dashboard",
 ]
@@ -208,13 +209,26 @@ HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])
 # Every app with an HTTP port answers at <app>-<tenant>.<HOSTPANEL_APPS_DOMAIN> through the edge proxy.
 HOSTPANEL_APPS_DOMAIN = os.environ.get("HOSTPANEL_APPS_DOMAIN", "localhost")
 HOSTPANEL_PORT_RANGE = os.environ.get("HOSTPANEL_PORT_RANGE", "30000-32767")
-
-# ---- Custom domains and TLS (issue 12, domains part; hostpanel/domains/) ----
-# HOSTPANEL_TLS: "internal" (Caddy's own CA: the default, for development and tests) or "acme"
-# (Let's Encrypt, on demand: needs a public HOSTPANEL_APPS_DOMAIN and the proxy on ports 80/443;
-# `manage.py check`, run by `make run`, refuses a mode this host cannot do and says why).
+# ---- the edge proxy (hostpanel/edge; README "Apps on the web") -------------------------------------
+# Caddy on each host listens on these (unprivileged for development; 80 and 443 in production).
+HOSTPANEL_PROXY_HTTP_PORT = int(os.environ.get("HOSTPANEL_PROXY_HTTP_PORT", "8080"))
+HOSTPANEL_PROXY_HTTPS_PORT = int(os.environ.get("HOSTPANEL_PROXY_HTTPS_PORT", "8443"))
+HOSTPANEL_PROXY_BIND = os.environ.get("HOSTPANEL_PROXY_BIND", "")  # "" = every address
+# Certificates: "internal" (Caddy's own CA; dev and tests) or "acme" (Let's Encrypt).
 HOSTPANEL_TLS = os.environ.get("HOSTPANEL_TLS", "internal")
 HOSTPANEL_ACME_EMAIL = os.environ.get("HOSTPANEL_ACME_EMAIL", "")
+# Caddy's admin API (a unix socket in a 0700 directory; "" = no Caddy on this host) and its data
+# (certificates, the internal CA: <data>/pki/authorities/local/root.crt).
+HOSTPANEL_CADDY_ADMIN = os.environ.get("HOSTPANEL_CADDY_ADMIN", str(VAR_DIR / "run" / "caddy" / "admin.sock"))
+HOSTPANEL_CADDY_DATA = Path(os.environ.get("HOSTPANEL_CADDY_DATA") or VAR_DIR / "caddy")
+# The panel as Caddy reaches it: the on-demand TLS "ask" endpoint and /.well-known/hostpanel/.
+HOSTPANEL_EDGE_PANEL_URL = os.environ.get("HOSTPANEL_EDGE_PANEL_URL", "http://127.0.0.1:8000")
+# The agent's DNS server for Caddy (127.0.0.1 only); 0 = a free port, kept across restarts.
+HOSTPANEL_EDGE_DNS_PORT = int(os.environ.get("HOSTPANEL_EDGE_DNS_PORT", "0"))
+
+# ---- Custom domains and TLS (issue 12, domains part; hostpanel/domains/) ----
+# HOSTPANEL_TLS (above): "acme" needs a public HOSTPANEL_APPS_DOMAIN and the proxy on ports 80/443;
+# `manage.py check` (run by `make run`'s migrate) refuses a mode this host cannot do and says why.
 HOSTPANEL_ACME_CA = os.environ.get("HOSTPANEL_ACME_CA", "")  # default: Let's Encrypt's production CA
 # DNS servers the ownership checks ask ("host:port", comma-separated; empty: /etc/resolv.conf).
 HOSTPANEL_DOMAINS_NAMESERVERS = env_list("HOSTPANEL_DOMAINS_NAMESERVERS", [])
@@ -222,6 +236,7 @@ HOSTPANEL_DOMAINS_NAMESERVERS = env_list("HOSTPANEL_DOMAINS_NAMESERVERS", [])
 HOSTPANEL_EDGE_ADDRESSES = env_list("HOSTPANEL_EDGE_ADDRESSES", [])
 # An unverified claim stops blocking the name for other tenants after this many hours.
 HOSTPANEL_DOMAINS_CLAIM_HOURS = float(os.environ.get("HOSTPANEL_DOMAINS_CLAIM_HOURS", "72"))
+
 # Quota of a new tenant until an admin changes it.
 HOSTPANEL_DEFAULT_QUOTA = {
     "cpu_millis": 4000,

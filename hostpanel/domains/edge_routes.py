@@ -1,41 +1,20 @@
 """Routes the edge's base Caddy config includes for domains (pure JSON builders, no Django).
 
-Both go in the HTTP server's routes BEFORE the catch-all proxy route; neither changes when
-domains or certificates change (Caddy 2.6 closes websockets on every config change).
+It goes in the plain-HTTP server's routes after the panel's ``/.well-known/hostpanel/*`` route
+and BEFORE the catch-all proxy route; it does not change when domains or certificates change
+(Caddy 2.6 closes websockets on every config change).
 
-- :func:`proof_route`: ``/.well-known/hostpanel/*`` goes to the panel (the HTTP ownership proof).
-  The panel's ALLOWED_HOSTS would refuse the domain as Host, so the route sets the panel's own
-  host and passes the domain in ``X-Hostpanel-Domain``.
-- :func:`https_redirect_route`: plain HTTP answers 308 to HTTPS for a name once Caddy holds a
-  certificate for it (a ``file`` matcher on Caddy's certificate storage, read at request time).
+:func:`https_redirect_route`: plain HTTP answers 308 to HTTPS for a name once Caddy holds a
+certificate for it (a ``file`` matcher on Caddy's certificate storage, read at request time).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PROOF_ROUTE_ID = "hostpanel-domain-proof"
 REDIRECT_ROUTE_ID = "hostpanel-https-redirect"
 PROOF_PATH = "/.well-known/hostpanel/*"
 ACME_PATH = "/.well-known/acme-challenge/*"
-
-
-def proof_route(panel_dial: str, panel_host: str) -> dict[str, Any]:
-    """Send ownership-proof requests to the panel at ``panel_dial`` (``host:port``) as ``panel_host``."""
-    return {
-        "@id": PROOF_ROUTE_ID,
-        "match": [{"path": [PROOF_PATH], "method": ["GET", "HEAD"]}],
-        "handle": [
-            {
-                "handler": "reverse_proxy",
-                "upstreams": [{"dial": panel_dial}],
-                "headers": {
-                    "request": {"set": {"Host": [panel_host], "X-Hostpanel-Domain": ["{http.request.host}"]}}
-                },
-            }
-        ],
-        "terminal": True,
-    }
 
 
 def https_redirect_route(certificates_dir: str, https_port: int) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Business rules of custom domains: add (normalised, one owner), prove ownership, remove, certificates.
 
 A domain is routed, and the proxy may ask for its certificate, only once it is verified. Every
-change that alters what is routed publishes the routing table at once (``publish.after_commit``).
+change that alters what is routed publishes the routing table at once (``edge.publish_routes``,
+which sends it once the transaction commits).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
 from hostpanel.deployments.models import App
-from hostpanel.domains import certs, conf, proofs, publish
+from hostpanel.domains import certs, conf, proofs
 from hostpanel.domains.hostnames import apps_domain
 from hostpanel.domains.models import Domain
 from hostpanel.domains.names import WILDCARD_PREFIX, BadName, covers, display, is_under, normalise
+from hostpanel.edge.services import publish_routes
 from hostpanel.errors import Conflict, InvalidRequest, ServiceError
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.access import require_admin, require_role
@@ -138,7 +140,7 @@ def remove_domain(actor: Actor, domain: Domain) -> None:
         was_routed = domain.verified
         domain.delete()
         if was_routed:
-            publish.after_commit()
+            publish_routes()
 
 
 def verify_domain(actor: Actor, domain: Domain, method: str | None = None) -> Domain:
@@ -159,7 +161,7 @@ def verify_domain(actor: Actor, domain: Domain, method: str | None = None) -> Do
             fresh.verified_method = found
             fresh.cert_state = Domain.CertState.ON_DEMAND if fresh.is_wildcard else Domain.CertState.PENDING
             fresh.save(update_fields=["verified_at", "verified_method", "cert_state"])
-            publish.after_commit()
+            publish_routes()
     return fresh
 
 

@@ -73,8 +73,13 @@ def issuer(config: TLSConfig) -> dict[str, Any]:
 
 
 def issuer_storage_key(config: TLSConfig) -> str:
-    """The directory under ``<caddy data>/caddy/certificates/`` where this issuer's certificates live."""
-    if config.mode == "internal":
+    """The directory under ``<caddy storage>/certificates/`` where this issuer's certificates live."""
+    return storage_key(config.mode, config.acme_ca)
+
+
+def storage_key(mode: str, acme_ca: str = LETS_ENCRYPT) -> str:
+    """``local`` for Caddy's internal CA; the ACME directory URL made a path segment otherwise."""
+    if mode == "internal":
         return "local"
-    url = config.acme_ca.split("://", 1)[-1]
+    url = acme_ca.split("://", 1)[-1]
     return url.replace("/", "-").replace(":", "-")

@@ -14,6 +14,7 @@ from hostpanel.deployments.models import App
 from hostpanel.domains import proofs, services
 from hostpanel.domains.hostnames import app_for_hostname, app_hostnames, hostname_is_served
 from hostpanel.domains.models import Domain
+from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.domains.helpers import TableResolver, dns_server
 from tests.hostpanel.factories import TenantFactory
@@ -21,12 +22,18 @@ from tests.hostpanel.factories import TenantFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Routing-table publications the code under test asked for (the edge's seam)."""
-    calls: list[str] = []
-    monkeypatch.setattr("hostpanel.domains.publish.publish_routes", lambda: calls.append("publish"))
-    return calls
+def routed(sent_routes: list[tuple[str, Any]]) -> list[list[str]]:
+    """The hostnames of each routing table sent to the hosts so far."""
+    return [sorted(table["routes"]) for _, table in sent_routes]
+
+
+def serve(app: App) -> None:
+    """Make the app's replica take requests (running, its http_port published on host h1)."""
+    port = app.current_release.http_port if app.current_release else None
+    app.replicas.update(
+        state="running", ports=[{"container_port": port, "protocol": "tcp", "host_port": 30001}]
+    )
+    Host.objects.update(address="127.0.0.1")
 
 
 @pytest.fixture
@@ -182,9 +189,11 @@ def test_unknown_fields_and_apps_are_refused(api: Any, dev: Any, tenant: Tenant,
 
 
 def test_unverified_is_not_routed_and_a_failed_proof_is_a_422_that_changes_nothing(
-    api: Any, dev: Any, tenant: Tenant, web: App, dns: TableResolver, published: list[str]
+    api: Any, dev: Any, tenant: Tenant, web: App, dns: TableResolver, sent_routes: list[Any], on_commit: Any
 ) -> None:
-    api(dev).post(url(tenant), {"name": "www.example.com"}, format="json")
+    serve(web)
+    with on_commit():
+        api(dev).post(url(tenant), {"name": "www.example.com"}, format="json")
     assert app_hostnames(web) == ["web-acme.localhost"]
     assert not hostname_is_served("www.example.com")
     dns.records[("_hostpanel-challenge.www.example.com", "TXT")] = ["hostpanel-verify=wrong"]
@@ -193,13 +202,14 @@ def test_unverified_is_not_routed_and_a_failed_proof_is_a_422_that_changes_nothi
     message = r.json()["error"]["message"]
     assert "_hostpanel-challenge.www.example.com" in message and "found: hostpanel-verify=wrong" in message
     domain = Domain.objects.get()
-    assert domain.verified_at is None and domain.cert_state == "none" and published == []
+    assert domain.verified_at is None and domain.cert_state == "none" and sent_routes == []
     assert AuditLog.objects.filter(action="domain.verify", result="failed").exists()
 
 
 def test_a_dns_txt_proof_routes_the_domain_and_publishes_at_once(
-    api: Any, dev: Any, tenant: Tenant, web: App, dns: TableResolver, published: list[str], on_commit: Any
+    api: Any, dev: Any, tenant: Tenant, web: App, dns: TableResolver, sent_routes: list[Any], on_commit: Any
 ) -> None:
+    serve(web)
     api(dev).post(url(tenant), {"name": "www.example.com"}, format="json")
     token = Domain.objects.get().token
     dns.records[("_hostpanel-challenge.www.example.com", "TXT")] = ["other=1", f"hostpanel-verify={token}"]
@@ -208,12 +218,13 @@ def test_a_dns_txt_proof_routes_the_domain_and_publishes_at_once(
     assert r.status_code == 200, r.json()
     assert r.json()["verified"] and r.json()["verified_method"] == "dns" and r.json()["verification"] is None
     assert r.json()["certificate"]["state"] == "pending"
-    assert published == ["publish"]
+    assert routed(sent_routes) == [["web-acme.localhost", "www.example.com"]]
+    assert sent_routes[0][1]["routes"]["www.example.com"] == [[f"h{Host.objects.get().pk}", 30001]]
     assert app_hostnames(web) == ["web-acme.localhost", "www.example.com"]
     assert app_for_hostname("WWW.EXAMPLE.COM:8443") == web
     with on_commit():
         assert api(dev).delete(url(tenant, suffix="www.example.com/")).status_code == 204
-    assert published == ["publish", "publish"]
+    assert routed(sent_routes)[-1] == ["web-acme.localhost"]
     assert app_hostnames(web) == ["web-acme.localhost"] and not hostname_is_served("www.example.com")
     assert AuditLog.objects.filter(action="domain.remove", result="ok").exists()
 

@@ -1,6 +1,6 @@
 """Domains through a real Caddy and a real DNS server: the HTTP token proof, certificates, HTTPS redirect.
 
-Caddy runs the routes the edge's base config includes (hostpanel/domains/edge_routes.py) with
+Caddy runs the edge's panel route and the HTTPS redirect (hostpanel/domains/edge_routes.py) with
 on-demand TLS from its internal CA; the panel answers through pytest-django's live server.
 """
 
@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from hostpanel.domains import certs
-from hostpanel.domains.edge_routes import https_redirect_route, proof_route
+from hostpanel.domains.edge_routes import https_redirect_route
 from hostpanel.domains.models import Domain
+from hostpanel.edge.caddy import EdgeSettings, panel_route
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.domains.helpers import Caddy, TableResolver, dns_server
@@ -43,14 +43,13 @@ def dns(settings: Any) -> Iterator[TableResolver]:
 def caddy(tmp_path: Path, live_server: Any, settings: Any, host: Host) -> Iterator[Caddy]:
     """Caddy with the domain routes in front of a stand-in app; the panel's host h1 is at 127.0.0.1."""
     proxy = Caddy(tmp_path)
-    panel = urlsplit(live_server.url)
     app_route = {
         "handle": [{"handler": "static_response", "status_code": 200, "body": "app {http.request.host}"}]
     }
     proxy.start(
         [
             https_redirect_route(str(proxy.certificates_dir()), proxy.https_port),
-            proof_route(panel.netloc, "localhost"),
+            panel_route(EdgeSettings(tmp_path / "admin.sock", proxy.storage, 53, panel_url=live_server.url)),
             app_route,
         ],
         tls_policy={"issuers": [{"module": "internal"}], "on_demand": True},
