@@ -35,16 +35,21 @@ class NoCertificate(Exception):
     """The proxy did not complete a handshake for the name (no certificate, or refused to issue)."""
 
 
+class NoProxy(Exception):
+    """Nothing accepts connections there (no proxy runs at that address)."""
+
+
 def presented(address: str, port: int, server_name: str, timeout: float) -> Presented:
     """Handshake with ``address:port`` asking for ``server_name`` and read the certificate it presents."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # we read what is presented; whether it is right is checked below
     try:
-        with (
-            socket.create_connection((address, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=server_name) as tls,
-        ):
+        raw = socket.create_connection((address, port), timeout=timeout)
+    except OSError as exc:
+        raise NoProxy(f"no proxy answers at {address}:{port}: {exc}") from exc
+    try:
+        with raw, context.wrap_socket(raw, server_hostname=server_name) as tls:
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
         raise NoCertificate(f"no certificate from {address}:{port} for {server_name}: {exc}") from exc

@@ -21,6 +21,7 @@ from hostpanel.domains import certs, conf, proofs
 from hostpanel.domains.hostnames import apps_domain
 from hostpanel.domains.models import Domain
 from hostpanel.domains.names import WILDCARD_PREFIX, BadName, covers, display, is_under, normalise
+from hostpanel.edge.routes import lookup_addresses
 from hostpanel.edge.services import publish_routes
 from hostpanel.errors import Conflict, InvalidRequest, ServiceError
 from hostpanel.hosts.models import Host
@@ -206,10 +207,23 @@ def well_known_answer(token: str) -> str | None:
 
 
 def proxy_addresses() -> list[str]:
-    """Where the world reaches our proxy: the addresses of hosts that are up, plus configured extras."""
-    found = [*Host.objects.filter(state=Host.State.UP).values_list("address", flat=True)]
-    found += conf.extra_proxy_addresses()
-    return sorted({a for a in (x.strip() for x in found) if a and _is_ip(a)})
+    """Where the world reaches our proxy: configured public addresses, then those of hosts that are up.
+
+    A host address that is a name is resolved by the system (operators set those, tenants do not).
+    """
+    found = list(conf.extra_proxy_addresses())
+    for address in Host.objects.filter(state=Host.State.UP).values_list("address", flat=True):
+        address = address.strip()
+        if not address:
+            continue
+        if _is_ip(address):
+            found.append(address)
+            continue
+        try:
+            found += lookup_addresses(address)
+        except OSError:
+            continue
+    return list(dict.fromkeys(a for a in found if _is_ip(a)))
 
 
 def instructions(domain: Domain) -> dict[str, object]:
@@ -244,11 +258,12 @@ def check_certificate(actor: Actor, domain: Domain) -> Domain:
 
 def record_certificate(domain: Domain) -> None:
     """Handshake with each proxy for ``domain.name`` and store the worst answer (no audit: a reading)."""
-    addresses = proxy_addresses() or ["127.0.0.1"]
-    state, issuer, expires, error = Domain.CertState.ISSUED, "", None, ""
-    for address in addresses[:10]:
+    state, issuer, expires, error = Domain.CertState.PENDING, "", None, "no proxy answered"
+    for address in (proxy_addresses() or ["127.0.0.1"])[:10]:
         try:
             seen = certs.presented(address, conf.proxy_https_port(), domain.name, conf.check_timeout())
+        except certs.NoProxy:
+            continue  # no proxy runs there (a host without Caddy)
         except certs.NoCertificate as exc:
             state, error = Domain.CertState.ERROR, str(exc)[:500]
             break
@@ -257,10 +272,11 @@ def record_certificate(domain: Domain) -> None:
             break
         if expires is None or seen.not_after < expires:
             issuer, expires = seen.issuer, seen.not_after
-        if seen.expired():
-            state = Domain.CertState.EXPIRED
-    domain.cert_state, domain.cert_issuer, domain.cert_error = state, issuer, error
-    domain.cert_expires_at = expires if state != Domain.CertState.ERROR else domain.cert_expires_at
+        expired = seen.expired() or state == Domain.CertState.EXPIRED
+        state, error = (Domain.CertState.EXPIRED if expired else Domain.CertState.ISSUED), ""
+    domain.cert_state, domain.cert_error = state, error
+    if expires is not None:
+        domain.cert_issuer, domain.cert_expires_at = issuer, expires
     domain.cert_checked_at = timezone.now()
     domain.save(
         update_fields=["cert_state", "cert_issuer", "cert_error", "cert_expires_at", "cert_checked_at"]

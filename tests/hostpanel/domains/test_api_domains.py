@@ -18,6 +18,7 @@ from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.domains.helpers import TableResolver, dns_server
 from tests.hostpanel.factories import TenantFactory
+from tests.stack import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -292,3 +293,20 @@ def test_the_proof_is_bound_to_name_and_token() -> None:
     a = proofs.http_answer("k", "www.example.com", "t" * 64)
     assert a != proofs.http_answer("k", "www.example.org", "t" * 64)
     assert a != proofs.http_answer("other", "www.example.com", "t" * 64)
+
+
+def test_without_a_proxy_answering_the_certificate_stays_pending_and_unverified_is_a_422(
+    api: Any, dev: Any, tenant: Tenant, web: App, settings: Any
+) -> None:
+    api(dev).post(url(tenant), {"name": "www.example.com"}, format="json")
+    r = api(dev).post(url(tenant, suffix="www.example.com/certificate/"), format="json")
+    assert r.status_code == 422 and "not verified" in r.json()["error"]["message"]
+    Domain.objects.update(verified_at=timezone.now(), cert_state="pending")
+    settings.HOSTPANEL_PROXY_HTTPS_PORT = free_port()
+    settings.HOSTPANEL_EDGE_ADDRESSES = ["127.0.0.1"]
+    r = api(dev).post(url(tenant, suffix="www.example.com/certificate/"), format="json")
+    assert r.status_code == 200
+    assert (
+        r.json()["certificate"]["state"] == "pending"
+        and r.json()["certificate"]["error"] == "no proxy answered"
+    )

@@ -25,6 +25,7 @@ from hostpanel.edge.caddy import EdgeSettings, panel_route
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.domains.helpers import Caddy, TableResolver, dns_server
+from tests.stack import free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -161,3 +162,5 @@ def test_certificates_are_read_from_what_the_proxy_presents(caddy: Caddy) -> Non
     assert not seen.expired()
     with pytest.raises(certs.NoCertificate):
         certs.presented("127.0.0.1", caddy.http_port, "shop.example.test", timeout=5)
+    with pytest.raises(certs.NoProxy):
+        certs.presented("127.0.0.1", free_port(), "shop.example.test", timeout=5)
