@@ -11,6 +11,8 @@ from hostpanel.domains.views import well_known
 from hostpanel.views import healthz
 
 urlpatterns = [
+    # An app's custom domains in the dashboard (issue 12, domains); before the dashboard's routes.
+    path("t/<slug:slug>/apps/<slug:name>/domains/", include("hostpanel.domains.urls")),
     path("", include("hostpanel.dashboard.urls")),  # the pages: /, /login/, /t/<tenant>/..., /staff/
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
