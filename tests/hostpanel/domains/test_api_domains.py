@@ -310,3 +310,22 @@ def test_without_a_proxy_answering_the_certificate_stays_pending_and_unverified_
         r.json()["certificate"]["state"] == "pending"
         and r.json()["certificate"]["error"] == "no proxy answered"
     )
+
+
+def test_check_certificates_records_every_verified_domain(
+    api: Any, dev: Any, tenant: Tenant, web: App, settings: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    for name in ("a.example.com", "b.example.com"):
+        api(dev).post(url(tenant), {"name": name}, format="json")
+    Domain.objects.filter(name="a.example.com").update(verified_at=timezone.now(), cert_state="pending")
+    settings.HOSTPANEL_PROXY_HTTPS_PORT = free_port()
+    settings.HOSTPANEL_EDGE_ADDRESSES = ["127.0.0.1"]
+    out = StringIO()
+    call_command("check_certificates", stdout=out)
+    assert out.getvalue() == "a.example.com: pending (no proxy answered)\n"
+    assert Domain.objects.get(name="a.example.com").cert_checked_at is not None
+    assert Domain.objects.get(name="b.example.com").cert_checked_at is None
