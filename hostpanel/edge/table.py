@@ -79,6 +79,11 @@ def _targets(app: App, hosts: dict[str, str]) -> tuple[tuple[str, int], ...]:
 
 
 def is_served(hostname: str) -> bool:
-    """True when ``hostname`` (any case, trailing dot allowed) is a name one of our apps answers at."""
+    """True when ``hostname`` (any case, trailing dot allowed) is a name one of our apps answers at
+    (exactly, or one label below a verified ``*.`` wildcard, as the agents' DNS answers it)."""
     name = hostname.strip().lower().rstrip(".")
-    return bool(HOSTNAME_RE.match(name)) and name in claimed_hostnames()
+    if not HOSTNAME_RE.match(name) or name.startswith("*."):
+        return False
+    claimed = claimed_hostnames()
+    parent = name.partition(".")[2]
+    return name in claimed or (bool(parent) and f"*.{parent}" in claimed)
