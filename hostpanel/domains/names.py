@@ -70,19 +70,6 @@ def normalise(raw: str, *, allow_wildcard: bool = True) -> str:
     return name
 
 
-def host_of(header: str) -> str | None:
-    """The name in a ``Host`` header or SNI (port and trailing dot dropped), or None if it is not one."""
-    text = header.strip()
-    if text.startswith("["):
-        return None  # an IPv6 literal
-    if text.count(":") == 1:
-        text = text.split(":", 1)[0]
-    try:
-        return normalise(text, allow_wildcard=False)
-    except BadName:
-        return None
-
-
 def covers(wildcard: str, name: str) -> bool:
     """Whether ``*.example.com`` covers ``name`` (exactly one label more, as in TLS and DNS)."""
     if not wildcard.startswith(WILDCARD_PREFIX):

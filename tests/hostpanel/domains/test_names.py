@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hostpanel.domains.names import BadName, covers, display, host_of, is_under, normalise
+from hostpanel.domains.names import BadName, covers, display, is_under, normalise
 
 
 @pytest.mark.parametrize(
@@ -58,15 +58,6 @@ def test_wildcards_can_be_refused_and_cover_exactly_one_label() -> None:
     assert not covers("*.example.com", "a.b.example.com")
     assert not covers("*.example.com", "example.com")
     assert not covers("www.example.com", "www.example.com")
-
-
-def test_host_headers_are_read_as_names_or_nothing() -> None:
-    assert host_of("WWW.Example.com:8443") == "www.example.com"
-    assert host_of("www.example.com.") == "www.example.com"
-    assert host_of("127.0.0.1:80") is None
-    assert host_of("[::1]:80") is None
-    assert host_of("*.example.com") is None
-    assert host_of("bad host") is None
 
 
 def test_under_and_display() -> None:
