@@ -7,7 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from hostpanel.api import views
 from hostpanel.builds.views import BuildViewSet
-from hostpanel.domains.api import DomainViewSet
+from hostpanel.domains.api import DomainViewSet, TLSViewSet
 
 T = r"tenants/(?P<tenant_slug>[a-z0-9][a-z0-9_-]*)"
 
@@ -31,10 +31,14 @@ router.register(f"{T}/apps/(?P<app_name>[a-z0-9][a-z0-9-]*)/domains", DomainView
 quota = views.QuotaViewSet.as_view({"get": "retrieve", "patch": "partial_update", "put": "partial_update"})
 usage = views.UsageViewSet.as_view({"get": "retrieve"})
 prices = views.PricesViewSet.as_view({"get": "retrieve", "patch": "partial_update"})
+tls = TLSViewSet.as_view({"get": "retrieve"})  # the proxy's TLS mode (issue 12, domains)
+tls_check = TLSViewSet.as_view({"post": "check"})
 
 urlpatterns = [
     path("tenants/<str:tenant_slug>/quota/", quota, name="quota"),
     path("tenants/<str:tenant_slug>/usage/", usage, name="usage"),
     path("prices/", prices, name="prices"),
+    path("tls/", tls, name="tls"),
+    path("tls/check/", tls_check, name="tls-check"),
     path("", include(router.urls)),
 ]

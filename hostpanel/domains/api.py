@@ -6,12 +6,12 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from hostpanel.api.base import StrictSerializer, TenantScopedViewSet
+from hostpanel.api.base import AdminViewSetMixin, StrictSerializer, TenantScopedViewSet
 from hostpanel.deployments.models import App
 from hostpanel.domains import services
 from hostpanel.domains.models import Domain
@@ -128,3 +128,31 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         """Look at the certificate the proxy presents now and record its state and expiry."""
         domain = services.check_certificate(self.actor, self.get_object())
         return Response(DomainSerializer(domain).data)
+
+
+class TLSCheckSerializer(StrictSerializer):
+    mode = serializers.CharField(max_length=40, help_text="internal or acme: may this host use it?")
+
+
+class TLSStatusSerializer(serializers.Serializer):
+    mode = serializers.CharField()
+    issuer = serializers.DictField(allow_null=True)
+    root_certificate = serializers.CharField(
+        allow_null=True, help_text="internal CA's root: trust it in a browser"
+    )
+    problems = serializers.ListField(child=serializers.CharField())
+
+
+class TLSViewSet(AdminViewSetMixin, viewsets.GenericViewSet):
+    """Admins: the TLS mode (HOSTPANEL_TLS), its issuer and root; ``check/`` asks about another mode."""
+
+    serializer_class = TLSStatusSerializer
+
+    def retrieve(self, request: Request) -> Response:
+        return Response(services.tls_status(self.actor))
+
+    @extend_schema(request=TLSCheckSerializer, responses=TLSStatusSerializer)
+    def check(self, request: Request) -> Response:
+        serializer = TLSCheckSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(services.tls_status(self.actor, serializer.validated_data["mode"]))

@@ -8,7 +8,9 @@ which sends it once the transaction commits).
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -17,7 +19,7 @@ from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
 from hostpanel.deployments.models import App
-from hostpanel.domains import certs, conf, proofs
+from hostpanel.domains import certs, conf, proofs, tls
 from hostpanel.domains.hostnames import apps_domain
 from hostpanel.domains.models import Domain
 from hostpanel.domains.names import WILDCARD_PREFIX, BadName, covers, display, is_under, normalise
@@ -281,3 +283,26 @@ def record_certificate(domain: Domain) -> None:
     domain.save(
         update_fields=["cert_state", "cert_issuer", "cert_error", "cert_expires_at", "cert_checked_at"]
     )
+
+
+def tls_status(actor: Actor, mode: str | None = None) -> dict[str, object]:
+    """This host's TLS mode (or ``mode``, asked about): its issuer, the internal CA's root, problems.
+
+    Asking about a mode the host cannot do is InvalidRequest listing every reason.
+    """
+    require_admin(actor)
+    config = conf.tls_config()
+    if mode is not None:
+        config = replace(config, mode=str(mode).strip().lower())
+    found = tls.problems(config)
+    if mode is not None and found:
+        raise InvalidRequest(
+            f"HOSTPANEL_TLS={config.mode} cannot work here: " + "; ".join(found), {"problems": found}
+        )
+    root = Path(getattr(settings, "HOSTPANEL_CADDY_DATA", settings.VAR_DIR / "caddy")) / "pki" / "authorities"
+    return {
+        "mode": config.mode,
+        "issuer": tls.issuer(config) if not found else None,
+        "root_certificate": str(root / "local" / "root.crt") if config.mode == "internal" else None,
+        "problems": found,
+    }

@@ -65,3 +65,32 @@ def test_manage_py_check_refuses_a_mode_the_host_cannot_do(settings: Any) -> Non
         call_command("check")
     settings.HOSTPANEL_TLS = "internal"
     call_command("check")
+
+
+@pytest.mark.django_db
+def test_admins_read_the_tls_mode_and_a_mode_the_host_cannot_do_is_a_400(
+    api: Any, admin_user: Any, tenant: Any, member: Any, settings: Any
+) -> None:
+    settings.HOSTPANEL_CADDY_DATA = "/srv/caddy"
+    r = api(admin_user).get("/api/v1/tls/")
+    assert r.status_code == 200
+    assert r.json() == {
+        "mode": "internal",
+        "issuer": {"module": "internal"},
+        "root_certificate": "/srv/caddy/pki/authorities/local/root.crt",
+        "problems": [],
+    }
+    r = api(admin_user).post("/api/v1/tls/check/", {"mode": "acme"}, format="json")
+    assert r.status_code == 400
+    assert "HOSTPANEL_TLS=acme cannot work here" in r.json()["error"]["message"]
+    assert len(r.json()["error"]["details"]["problems"]) == 2
+    r = api(admin_user).post("/api/v1/tls/check/", {"mode": "letsencrypt"}, format="json")
+    assert r.status_code == 400 and "use one of internal, acme" in r.json()["error"]["message"]
+    assert api(admin_user).post("/api/v1/tls/check/", {"mode": "internal"}, format="json").status_code == 200
+    assert api(member(tenant, "owner")).get("/api/v1/tls/").status_code == 403
+    assert api(None).get("/api/v1/tls/").status_code == 401
+    settings.HOSTPANEL_TLS = "acme"
+    settings.HOSTPANEL_APPS_DOMAIN = "apps.hosting.example.com"
+    settings.HOSTPANEL_PROXY_HTTP_PORT, settings.HOSTPANEL_PROXY_HTTPS_PORT = 80, 443
+    body = api(admin_user).get("/api/v1/tls/").json()
+    assert body["mode"] == "acme" and body["issuer"]["module"] == "acme" and body["root_certificate"] is None
