@@ -236,6 +236,8 @@ HOSTPANEL_DOMAINS_NAMESERVERS = env_list("HOSTPANEL_DOMAINS_NAMESERVERS", [])
 HOSTPANEL_EDGE_ADDRESSES = env_list("HOSTPANEL_EDGE_ADDRESSES", [])
 # An unverified claim stops blocking the name for other tenants after this many hours.
 HOSTPANEL_DOMAINS_CLAIM_HOURS = float(os.environ.get("HOSTPANEL_DOMAINS_CLAIM_HOURS", "72"))
+# The most custom domains one tenant may hold.
+HOSTPANEL_DOMAINS_PER_TENANT = int(os.environ.get("HOSTPANEL_DOMAINS_PER_TENANT", "100"))
 
 # Quota of a new tenant until an admin changes it.
 HOSTPANEL_DEFAULT_QUOTA = {

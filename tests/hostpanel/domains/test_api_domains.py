@@ -327,3 +327,14 @@ def test_check_certificates_records_every_verified_domain(
     assert out.getvalue() == "a.example.com: pending (no proxy answered)\n"
     assert Domain.objects.get(name="a.example.com").cert_checked_at is not None
     assert Domain.objects.get(name="b.example.com").cert_checked_at is None
+
+
+def test_a_tenant_holds_at_most_the_configured_number_of_domains(
+    api: Any, dev: Any, tenant: Tenant, web: App, settings: Any
+) -> None:
+    settings.HOSTPANEL_DOMAINS_PER_TENANT = 2
+    for name in ("a.example.com", "b.example.com"):
+        assert api(dev).post(url(tenant), {"name": name}, format="json").status_code == 201
+    r = api(dev).post(url(tenant), {"name": "c.example.com"}, format="json")
+    assert r.status_code == 400 and "2 domains, the most allowed" in r.json()["error"]["message"]
+    assert Domain.objects.count() == 2
