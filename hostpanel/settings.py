@@ -188,6 +188,7 @@ SPECTACULAR_SETTINGS = {
         "HostStateEnum": "hostpanel.hosts.models.Host.State",
         "AppStateEnum": "hostpanel.deployments.models.App.State",
         "ReplicaStateEnum": "hostpanel.deployments.models.Replica.State",
+        "DomainProofMethodEnum": "hostpanel.domains.models.Domain.Method",  # issue 12, domains
     },
 }
 
