@@ -230,7 +230,6 @@ HOSTPANEL_EDGE_DNS_PORT = int(os.environ.get("HOSTPANEL_EDGE_DNS_PORT", "0"))
 # ---- Custom domains and TLS (issue 12, domains part; hostpanel/domains/) ----
 # HOSTPANEL_TLS (above): "acme" needs a public HOSTPANEL_APPS_DOMAIN and the proxy on ports 80/443;
 # `manage.py check` (run by `make run`'s migrate) refuses a mode this host cannot do and says why.
-HOSTPANEL_ACME_CA = os.environ.get("HOSTPANEL_ACME_CA", "")  # default: Let's Encrypt's production CA
 # DNS servers the ownership checks ask ("host:port", comma-separated; empty: /etc/resolv.conf).
 HOSTPANEL_DOMAINS_NAMESERVERS = env_list("HOSTPANEL_DOMAINS_NAMESERVERS", [])
 # Public addresses of the proxy beyond the hosts' own (a load balancer or NAT in front).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from hostpanel.domains.tls import LETS_ENCRYPT, TLSConfig
+from hostpanel.domains.tls import TLSConfig
 
 
 def proxy_http_port() -> int:
@@ -22,7 +22,6 @@ def tls_config() -> TLSConfig:
         http_port=proxy_http_port(),
         https_port=proxy_https_port(),
         acme_email=str(getattr(settings, "HOSTPANEL_ACME_EMAIL", "")),
-        acme_ca=str(getattr(settings, "HOSTPANEL_ACME_CA", "") or LETS_ENCRYPT),
     )
 
 

@@ -338,3 +338,26 @@ def test_a_tenant_holds_at_most_the_configured_number_of_domains(
     r = api(dev).post(url(tenant), {"name": "c.example.com"}, format="json")
     assert r.status_code == 400 and "2 domains, the most allowed" in r.json()["error"]["message"]
     assert Domain.objects.count() == 2
+
+
+def test_an_operator_releases_a_domain_in_the_admin_through_the_service(
+    client: Any,
+    admin_user: Any,
+    api: Any,
+    dev: Any,
+    tenant: Tenant,
+    web: App,
+    sent_routes: list[Any],
+    on_commit: Any,
+) -> None:
+    serve(web)
+    api(dev).post(url(tenant), {"name": "www.example.com"}, format="json")
+    Domain.objects.update(verified_at=timezone.now())
+    domain = Domain.objects.get()
+    client.force_login(admin_user)
+    assert client.get("/admin/domains/domain/").status_code == 200
+    with on_commit():
+        r = client.post(f"/admin/domains/domain/{domain.pk}/delete/", {"post": "yes"})
+    assert r.status_code == 302 and not Domain.objects.exists()
+    assert AuditLog.objects.filter(action="domain.remove", result="ok", actor_name="root-admin").exists()
+    assert routed(sent_routes)[-1] == ["web-acme.localhost"]
