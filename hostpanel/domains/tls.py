@@ -62,13 +62,20 @@ def require_workable(config: TLSConfig) -> None:
 
 
 def issuer(config: TLSConfig) -> dict[str, Any]:
-    """The Caddy issuer object for the edge's on-demand TLS automation policy."""
+    """The Caddy issuer object of ``config``; BadTLSMode when this host cannot use it."""
     require_workable(config)
-    if config.mode == "internal":
+    return caddy_issuer(config.mode, config.acme_email, config.acme_ca)
+
+
+def caddy_issuer(mode: str, acme_email: str = "", acme_ca: str = LETS_ENCRYPT) -> dict[str, Any]:
+    """The Caddy issuer object for the edge's on-demand TLS automation policy."""
+    if mode not in MODES:
+        raise BadTLSMode(f"HOSTPANEL_TLS={mode!r} is not a TLS mode; use one of {', '.join(MODES)}")
+    if mode == "internal":
         return {"module": "internal"}
-    acme: dict[str, Any] = {"module": "acme", "ca": config.acme_ca}
-    if config.acme_email:
-        acme["email"] = config.acme_email
+    acme: dict[str, Any] = {"module": "acme", "ca": acme_ca}
+    if acme_email:
+        acme["email"] = acme_email
     return acme
 
 

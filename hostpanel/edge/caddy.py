@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hostpanel.domains.edge_routes import https_redirect_route
-from hostpanel.domains.tls import storage_key
+from hostpanel.domains.tls import MODES as TLS_MODES
+from hostpanel.domains.tls import caddy_issuer, storage_key
 
-TLS_MODES = ("internal", "acme")
 ROUTES_SUFFIX = ".routes.hostpanel."
 # Paths the proxy sends to the panel instead of an app, on every hostname (ownership tokens).
 PANEL_PATHS = ("/.well-known/hostpanel/*",)
@@ -111,12 +111,7 @@ def panel_route(settings: EdgeSettings) -> dict[str, Any]:
 
 
 def _issuer(settings: EdgeSettings) -> dict[str, Any]:
-    if settings.tls == "acme":
-        issuer: dict[str, Any] = {"module": "acme"}
-        if settings.acme_email:
-            issuer["email"] = settings.acme_email
-        return issuer
-    return {"module": "internal"}
+    return caddy_issuer(settings.tls, settings.acme_email)
 
 
 def base_config(settings: EdgeSettings) -> dict[str, Any]:
