@@ -116,13 +116,15 @@ class EdgeAgent:
 
 
 def caddy_fields(admin_socket: str) -> dict[str, Any] | None:
-    """The :class:`EdgeSettings` fields (but the DNS port) from the settings; None without a socket."""
+    """The :class:`EdgeSettings` fields (but the DNS port) from the settings; None without a socket.
+
+    Raises ValueError saying what is wrong (e.g. a TLS mode this host cannot do)."""
     from django.conf import settings
 
     if not admin_socket:
         return None
     panel = str(settings.HOSTPANEL_EDGE_PANEL_URL).rstrip("/")
-    return {
+    fields = {
         "admin_socket": Path(admin_socket),
         "storage_dir": Path(settings.HOSTPANEL_CADDY_DATA),
         "http_port": int(settings.HOSTPANEL_PROXY_HTTP_PORT),
@@ -133,3 +135,5 @@ def caddy_fields(admin_socket: str) -> dict[str, Any] | None:
         "panel_url": panel,
         "ask_url": f"{panel}/edge/ask",
     }
+    EdgeSettings(dns_port=1, **fields)  # checks them
+    return fields
