@@ -73,7 +73,9 @@ def caddy_issuer(mode: str, acme_email: str = "", acme_ca: str = LETS_ENCRYPT) -
         raise BadTLSMode(f"HOSTPANEL_TLS={mode!r} is not a TLS mode; use one of {', '.join(MODES)}")
     if mode == "internal":
         return {"module": "internal"}
-    acme: dict[str, Any] = {"module": "acme", "ca": acme_ca}
+    acme: dict[str, Any] = {"module": "acme"}  # Caddy's default directory is Let's Encrypt's
+    if acme_ca != LETS_ENCRYPT:
+        acme["ca"] = acme_ca
     if acme_email:
         acme["email"] = acme_email
     return acme

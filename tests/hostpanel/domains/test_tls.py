@@ -43,11 +43,7 @@ def test_acme_needs_a_public_domain_and_ports_80_and_443() -> None:
         acme_email="ops@x.io",
     )
     assert problems(good) == []
-    assert issuer(good) == {
-        "module": "acme",
-        "ca": "https://acme-v02.api.letsencrypt.org/directory",
-        "email": "ops@x.io",
-    }
+    assert issuer(good) == {"module": "acme", "email": "ops@x.io"}  # Let's Encrypt: Caddy's default
     assert issuer_storage_key(good) == "acme-v02.api.letsencrypt.org-directory"
     with pytest.raises(BadTLSMode, match="public HOSTPANEL_APPS_DOMAIN"):
         issuer(config(mode="acme"))
