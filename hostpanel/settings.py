@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "hostpanel.terminal",
     "hostpanel.registry",
     "hostpanel.builds",
+    "hostpanel.domains",  # custom domains of apps, TLS mode (issue 12, domains)
     "hostpanel.edge",  # the edge proxy: routing table, the agents' DNS answers, Caddy's config
     "hostpanel.api",
     "hostpanel.dashboard",
@@ -187,6 +188,7 @@ SPECTACULAR_SETTINGS = {
         "HostStateEnum": "hostpanel.hosts.models.Host.State",
         "AppStateEnum": "hostpanel.deployments.models.App.State",
         "ReplicaStateEnum": "hostpanel.deployments.models.Replica.State",
+        "DomainProofMethodEnum": "hostpanel.domains.models.Domain.Method",  # issue 12, domains
     },
 }
 
@@ -224,6 +226,18 @@ HOSTPANEL_CADDY_DATA = Path(os.environ.get("HOSTPANEL_CADDY_DATA") or VAR_DIR / 
 HOSTPANEL_EDGE_PANEL_URL = os.environ.get("HOSTPANEL_EDGE_PANEL_URL", "http://127.0.0.1:8000")
 # The agent's DNS server for Caddy (127.0.0.1 only); 0 = a free port, kept across restarts.
 HOSTPANEL_EDGE_DNS_PORT = int(os.environ.get("HOSTPANEL_EDGE_DNS_PORT", "0"))
+
+# ---- Custom domains and TLS (issue 12, domains part; hostpanel/domains/) ----
+# HOSTPANEL_TLS (above): "acme" needs a public HOSTPANEL_APPS_DOMAIN and the proxy on ports 80/443;
+# `manage.py check` (run by `make run`'s migrate) refuses a mode this host cannot do and says why.
+# DNS servers the ownership checks ask ("host:port", comma-separated; empty: /etc/resolv.conf).
+HOSTPANEL_DOMAINS_NAMESERVERS = env_list("HOSTPANEL_DOMAINS_NAMESERVERS", [])
+# Public addresses of the proxy beyond the hosts' own (a load balancer or NAT in front).
+HOSTPANEL_EDGE_ADDRESSES = env_list("HOSTPANEL_EDGE_ADDRESSES", [])
+# An unverified claim stops blocking the name for other tenants after this many hours.
+HOSTPANEL_DOMAINS_CLAIM_HOURS = float(os.environ.get("HOSTPANEL_DOMAINS_CLAIM_HOURS", "72"))
+# The most custom domains one tenant may hold.
+HOSTPANEL_DOMAINS_PER_TENANT = int(os.environ.get("HOSTPANEL_DOMAINS_PER_TENANT", "100"))
 
 # Quota of a new tenant until an admin changes it.
 HOSTPANEL_DEFAULT_QUOTA = {

@@ -7,9 +7,12 @@ from django.contrib.staticfiles.views import serve as serve_static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from hostpanel.domains.views import well_known
 from hostpanel.views import healthz
 
 urlpatterns = [
+    # An app's custom domains in the dashboard (issue 12, domains); before the dashboard's routes.
+    path("t/<slug:slug>/apps/<slug:name>/domains/", include("hostpanel.domains.urls")),
     path("", include("hostpanel.dashboard.urls")),  # the pages: /, /login/, /t/<tenant>/..., /staff/
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
@@ -18,10 +21,10 @@ urlpatterns = [
     # The split view serves its start-up script as a file: the CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
-    path("v2/", include("hostpanel.registry.urls")),
-    path(
-        "edge/", include("hostpanel.edge.urls")
-    ),  # Caddy's on-demand TLS "ask" endpoint  # the OCI Distribution registry
+    path("v2/", include("hostpanel.registry.urls")),  # the OCI Distribution registry
+    path("edge/", include("hostpanel.edge.urls")),  # Caddy's on-demand TLS "ask" endpoint
+    # Custom domains (issue 12): the HTTP ownership token, reached through the edge proxy.
+    path(".well-known/hostpanel/<str:token>", well_known, name="domain-well-known"),
     # Static files (admin CSS, the Swagger UI assets of drf-spectacular-sidecar) straight from the
     # apps' static dirs: no CDN and no separate web server needed on a single machine.
     re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),

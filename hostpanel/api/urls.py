@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from hostpanel.api import views
 from hostpanel.builds.views import BuildViewSet
+from hostpanel.domains.api import DomainViewSet, TLSViewSet
 
 T = r"tenants/(?P<tenant_slug>[a-z0-9][a-z0-9_-]*)"
 
@@ -24,14 +25,20 @@ router.register(f"{T}/audit", views.AuditViewSet, basename="audit")
 router.register(f"{T}/images", views.ImageViewSet, basename="image")
 router.register(f"{T}/volumes", views.VolumeViewSet, basename="volume")
 router.register(f"{T}/builds", BuildViewSet, basename="build")
+# custom domains of an app (issue 12, domains)
+router.register(f"{T}/apps/(?P<app_name>[a-z0-9][a-z0-9-]*)/domains", DomainViewSet, basename="domain")
 
 quota = views.QuotaViewSet.as_view({"get": "retrieve", "patch": "partial_update", "put": "partial_update"})
 usage = views.UsageViewSet.as_view({"get": "retrieve"})
 prices = views.PricesViewSet.as_view({"get": "retrieve", "patch": "partial_update"})
+tls = TLSViewSet.as_view({"get": "retrieve"})  # the proxy's TLS mode (issue 12, domains)
+tls_check = TLSViewSet.as_view({"post": "check"})
 
 urlpatterns = [
     path("tenants/<str:tenant_slug>/quota/", quota, name="quota"),
     path("tenants/<str:tenant_slug>/usage/", usage, name="usage"),
     path("prices/", prices, name="prices"),
+    path("tls/", tls, name="tls"),
+    path("tls/check/", tls_check, name="tls-check"),
     path("", include(router.urls)),
 ]

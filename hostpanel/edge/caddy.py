@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-TLS_MODES = ("internal", "acme")
+from hostpanel.domains.edge_routes import https_redirect_route
+from hostpanel.domains.tls import MODES as TLS_MODES
+from hostpanel.domains.tls import caddy_issuer, storage_key
+
 ROUTES_SUFFIX = ".routes.hostpanel."
 # Paths the proxy sends to the panel instead of an app, on every hostname (ownership tokens).
 PANEL_PATHS = ("/.well-known/hostpanel/*",)
@@ -112,17 +115,15 @@ def panel_route(settings: EdgeSettings) -> dict[str, Any]:
 
 
 def _issuer(settings: EdgeSettings) -> dict[str, Any]:
-    if settings.tls == "acme":
-        issuer: dict[str, Any] = {"module": "acme"}
-        if settings.acme_email:
-            issuer["email"] = settings.acme_email
-        return issuer
-    return {"module": "internal"}
+    return caddy_issuer(settings.tls, settings.acme_email)
 
 
 def base_config(settings: EdgeSettings) -> dict[str, Any]:
     """The whole Caddy config: admin on the unix socket, an HTTP and an HTTPS server, on-demand TLS."""
     routes = [panel_route(settings), apps_route(settings)]
+    # Plain HTTP: 308 to HTTPS for a name once Caddy holds its certificate (domains part).
+    certificates = settings.storage_dir / "certificates" / storage_key(settings.tls)
+    http_routes = [routes[0], https_redirect_route(str(certificates), settings.https_port), routes[1]]
     return {
         "admin": {"listen": f"unix/{settings.admin_socket}", "config": {"persist": False}},
         "storage": {"module": "file_system", "root": str(settings.storage_dir)},
@@ -135,8 +136,8 @@ def base_config(settings: EdgeSettings) -> dict[str, Any]:
                     "hostpanel-http": {
                         "@id": "hostpanel-http",
                         "listen": _listen(settings, settings.http_port),
-                        "routes": routes,
-                        # Redirects to HTTPS are a per-domain decision (not in this static config);
+                        "routes": http_routes,
+                        # Redirects to HTTPS are the redirect route's per-name decision (not Caddy's);
                         # leaving automatic HTTPS on keeps Caddy answering ACME HTTP-01 challenges here.
                         "automatic_https": {"disable_redirects": True},
                     },

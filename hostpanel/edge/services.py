@@ -20,7 +20,7 @@ from hostpanel.deployments.models import Replica
 from hostpanel.edge import dispatch
 from hostpanel.edge.models import PublishedRoutes
 from hostpanel.edge.routes import Routes
-from hostpanel.edge.table import build_routes
+from hostpanel.edge.table import build_routes, forget_served_hostnames
 from hostpanel.hosts.models import Host
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def published() -> PublishedRoutes:
 
 def publish_routes() -> None:
     """Publish the current routing table once the caller's transaction commits (now without one)."""
+    forget_served_hostnames()  # this process's ask answers follow the change at once
     transaction.on_commit(_publish_now)
 
 

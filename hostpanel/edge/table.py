@@ -106,6 +106,11 @@ def forget_served_hostnames() -> None:
 
 
 def is_served(hostname: str) -> bool:
-    """True when ``hostname`` (any case, trailing dot allowed) is a name one of our apps answers at."""
+    """True when ``hostname`` (any case, trailing dot allowed) is a name one of our apps answers at
+    (exactly, or one label below a verified ``*.`` wildcard, as the agents' DNS answers it)."""
     name = hostname.strip().lower().rstrip(".")
-    return bool(HOSTNAME_RE.match(name)) and name in served_hostnames()
+    if not HOSTNAME_RE.match(name) or name.startswith("*."):
+        return False
+    served = served_hostnames()
+    parent = name.partition(".")[2]
+    return name in served or (bool(parent) and f"*.{parent}" in served)
