@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from hostpanel.dashboard.views import apps, audit, builds, deploy, home, images, staff, usage
+from hostpanel.dashboard.views import apps, audit, builds, deploy, edit, home, images, staff, usage
 
 app_name = "dashboard"
 
@@ -15,6 +15,7 @@ tenant_patterns = [
     path("apps/", apps.app_list, name="apps"),
     path("apps/<slug:name>/", apps.app_detail, name="app"),
     path("apps/<slug:name>/progress/", deploy.deploy_progress, name="progress"),
+    path("apps/<slug:name>/edit/", edit.app_edit, name="edit"),
     path("apps/<slug:name>/<str:action>/", apps.app_action, name="app-action"),
     path("containers/<int:replica_id>/", apps.container_detail, name="container"),
     path("deploy/", deploy.deploy_form, name="deploy"),

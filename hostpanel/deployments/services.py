@@ -211,6 +211,15 @@ def _check_quota_for(app: App, spec: AppSpec | None, running: bool) -> None:
     check_quota(tenant, before, after)
 
 
+def check_room(actor: Actor, app: App, spec: AppSpec) -> AppSpec:
+    """``spec`` validated for ``app`` and within the tenant's quota, changing nothing (a deploy's
+    preview; the deploy checks again). InvalidRequest / QuotaExceeded say what is wrong."""
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    spec = validate_spec(app.tenant, spec)
+    _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
+    return spec
+
+
 # ---- queries ------------------------------------------------------------------------
 def visible_apps(actor: Actor, tenant: Tenant) -> QuerySet[App]:
     require_role(actor, tenant, Role.VIEWER)
@@ -240,10 +249,11 @@ def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec) -> App:
     return app
 
 
-def deploy(actor: Actor, app: App, note: str = "", **changes: Any) -> Release:
-    """Make a new release from the current one with ``changes`` and roll the replicas to it."""
+def deploy(actor: Actor, app: App, note: str = "", *, action: str = "app.deploy", **changes: Any) -> Release:
+    """Make a new release from the current one with ``changes`` and roll the replicas to it
+    (audited as ``action``: scale says ``app.scale``)."""
     require_role(actor, app.tenant, Role.DEVELOPER)
-    with audited(actor, "app.deploy", app.tenant, app):
+    with audited(actor, action, app.tenant, app):
         current = _current_spec(app)
         spec = validate_spec(app.tenant, current.changed(**changes))
         with transaction.atomic():
@@ -256,7 +266,7 @@ def deploy(actor: Actor, app: App, note: str = "", **changes: Any) -> Release:
 
 def scale(actor: Actor, app: App, replicas: int) -> Release:
     """Change the number of replicas (a new release)."""
-    return deploy(actor, app, note=f"scale to {replicas}", replicas=replicas)
+    return deploy(actor, app, note=f"scale to {replicas}", action="app.scale", replicas=replicas)
 
 
 def rollback(actor: Actor, app: App, version: int) -> Release:

@@ -11,9 +11,12 @@ from hostpanel.dashboard.access import page, require_developer, tenant_app, tena
 from hostpanel.dashboard.status import app_status, statuses
 from hostpanel.dashboard.views.usage import day_charts
 from hostpanel.deployments import services as deployments
+from hostpanel.deployments.changes import health_text, release_changes
 from hostpanel.deployments.models import App, Release
 from hostpanel.errors import Forbidden, NotFound, ServiceError
 from hostpanel.tenants.models import Role
+
+SHOWN_RELEASES = 20
 
 
 @page
@@ -54,9 +57,12 @@ def app_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     if request.headers.get("HX-Request"):
         return render(request, "dashboard/_app_live.html", context)
     release = app.current_release
+    releases = list(Release.objects.filter(app=app).order_by("-version")[: SHOWN_RELEASES + 1])
+    changes = release_changes(releases)
     context |= {
         "release": release,
-        "releases": Release.objects.filter(app=app).order_by("-version")[:20],
+        "health": health_text(release.health_check) if release else "none",
+        "releases": [(r, changes.get(r.pk, [])) for r in releases[:SHOWN_RELEASES]],
         "env": sorted((release.env if release else {}).items()),
         "secrets": release.secrets if release else [],  # names and env names only, never values
     } | day_charts(ctx.actor, app)

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from hostpanel.dashboard.access import TenantContext, page, require_developer, tenant_app, tenant_context
-from hostpanel.dashboard.forms import DeployForm
+from hostpanel.dashboard.forms import DeployForm, place_error
 from hostpanel.dashboard.status import app_status
 from hostpanel.deployments import services as deployments
 from hostpanel.errors import Forbidden, NotFound, ServiceError
@@ -21,7 +21,7 @@ from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.services import visible_volumes
 
 QUOTA_LABELS = {
-    "cpu_millis": "CPU (millicores)",
+    "cpu_millis": "CPU",
     "memory_bytes": "Memory",
     "pids": "Processes",
     "containers": "Containers",
@@ -60,6 +60,11 @@ def storage_parts(tenant: Tenant) -> list[tuple[str, int]]:
     ]
 
 
+def secret_rows(names: list[str], chosen: dict[str, str]) -> list[dict[str, Any]]:
+    """The form's secret rows: each secret of the tenant, ticked or not, with its env name."""
+    return [{"name": n, "checked": n in chosen, "env": chosen.get(n, "")} for n in names]
+
+
 @page
 def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
     ctx = tenant_context(request, slug)
@@ -75,7 +80,7 @@ def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
         except (NotFound, Forbidden):
             raise
         except (ServiceError, ValueError) as exc:
-            error = str(exc)
+            error = place_error(form, exc)
         else:
             messages.success(request, f"App {app.name} created; deploying.")
             return redirect("dashboard:progress", slug=slug, name=app.name)
@@ -83,12 +88,14 @@ def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
         "form": form,
         "error": error,
         "quota": quota_rows(ctx),
-        "secret_names": secrets,
-        "chosen_secrets": request.POST.getlist("secret") if request.method == "POST" else [],
+        "secret_rows": secret_rows(
+            secrets,
+            {n: request.POST.get(f"secret_env_{n}", "") for n in request.POST.getlist("secret")},
+        ),
         "volume_names": [v.name for v in visible_volumes(ctx.actor, ctx.tenant)],
         "section": "deploy",
     }
-    return render(request, "dashboard/deploy.html", context, status=400 if error else 200)
+    return render(request, "dashboard/deploy.html", context, status=400 if error or form.errors else 200)
 
 
 @page

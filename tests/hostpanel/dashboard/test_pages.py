@@ -147,7 +147,10 @@ def test_deploy_form_creates_the_app_and_shows_quota_exceeded(
     Quota.objects.filter(tenant=tenant).update(containers=2)
     response = client.post("/t/acme/deploy/", form | {"name": "big", "replicas": "5"})
     assert response.status_code == 400
-    assert "containers 6 &gt; limit 2 (over by 4)" in response.content.decode()
+    body = response.content.decode()
+    # in words and units, next to the field that asks for it (never "memory_bytes" or raw bytes)
+    assert '<small class="error" data-error-for="replicas">containers: 5 asked, 1 left</small>' in body
+    assert "over by" not in body and ">33554432 of 4294967296<" not in body
     assert not App.objects.filter(name="big").exists()
 
 
