@@ -375,6 +375,8 @@ class ContainerSerializer(serializers.ModelSerializer):
             "next_restart_at",
             "message",
             "ports",
+            "stop_requested",
+            "restart_requested",
         ]
 
     def get_ports(self, replica: Replica) -> list[dict[str, Any]]:

@@ -352,6 +352,29 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         """CPU time, memory and pids now ({} when the container does not run)."""
         return Response(deployments.container_stats(self.actor, self.get_object()))
 
+    # one container's buttons (dashboard: the container page); the app's own apply to all
+    def _act(self, action_name: str) -> Response:
+        replica = deployments.container_action(self.actor, self.get_object(), action_name)
+        return Response(s.ContainerSerializer(self.get_queryset().get(pk=replica.pk)).data)
+
+    @extend_schema(request=None, responses=s.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        """Stop this one container; it stays stopped until started (or the app is stopped/started)."""
+        return self._act("stop")
+
+    @extend_schema(request=None, responses=s.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        """Start this one container again after a stop."""
+        return self._act("start")
+
+    @extend_schema(request=None, responses=s.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def restart(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        """Restart this one container (its host's agent does it at once)."""
+        return self._act("restart")
+
 
 # ---- secrets ------------------------------------------------------------------------
 class SecretViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):

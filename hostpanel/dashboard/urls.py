@@ -5,7 +5,18 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from hostpanel.dashboard.views import apps, audit, builds, deploy, edit, home, images, staff, usage
+from hostpanel.dashboard.views import (
+    apps,
+    audit,
+    builds,
+    containers,
+    deploy,
+    edit,
+    home,
+    images,
+    staff,
+    usage,
+)
 
 app_name = "dashboard"
 
@@ -17,7 +28,9 @@ tenant_patterns = [
     path("apps/<slug:name>/progress/", deploy.deploy_progress, name="progress"),
     path("apps/<slug:name>/edit/", edit.app_edit, name="edit"),
     path("apps/<slug:name>/<str:action>/", apps.app_action, name="app-action"),
-    path("containers/<int:replica_id>/", apps.container_detail, name="container"),
+    path("containers/<int:replica_id>/", containers.container_detail, name="container"),
+    path("containers/<int:replica_id>/live/", containers.container_live, name="container-live"),
+    path("containers/<int:replica_id>/<str:action>/", containers.container_action, name="container-action"),
     path("deploy/", deploy.deploy_form, name="deploy"),
     path("usage/", usage.usage_page, name="usage"),
     path("usage/live/", usage.usage_live, name="usage-live"),

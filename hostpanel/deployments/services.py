@@ -296,6 +296,7 @@ def set_state(actor: Actor, app: App, state: str) -> App:
             _check_quota_for(app, _current_spec(app), running=True)
         app.state = state
         app.save(update_fields=["state", "updated_at"])
+        app.replicas.filter(stop_requested=True).update(stop_requested=False)  # the app's buttons win
         _sync_replicas(app)
     return app
 
@@ -413,6 +414,38 @@ def container_stats(actor: Actor, replica: Replica) -> dict[str, Any]:
     if replica.host is None:
         raise Conflict(f"container {replica.container_name} is not placed on a host: {replica.message}")
     return dispatch.fetch_stats(replica.pk, replica.host.queue)
+
+
+# ---- one container (its page's buttons) ----------------------------------------------
+CONTAINER_ACTIONS = ("stop", "start", "restart")
+
+
+def container_action(actor: Actor, replica: Replica, action: str) -> Replica:
+    """Stop, start or restart ONE container of a running app (audited as ``container.<action>``).
+
+    A container stopped this way stays stopped (its restart policy does not
+    apply) until started again here, or until the whole app is stopped or
+    started. It still holds its share of the quota.
+    """
+    from hostpanel.hosts.services import reconcile_hosts
+
+    if action not in CONTAINER_ACTIONS:
+        raise InvalidRequest(f"action: use one of {', '.join(CONTAINER_ACTIONS)}")
+    app = replica.app
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    with audited(actor, f"container.{action}", app.tenant, replica), transaction.atomic():
+        replica = Replica.objects.select_for_update().select_related("app").get(pk=replica.pk)
+        if replica.app.state != App.State.RUNNING:
+            raise Conflict(f"app {app.name!r} is stopped; start the app first")
+        if action == "restart" and replica.stop_requested:
+            raise Conflict(f"container {replica.container_name} is stopped; start it instead")
+        if action == "restart":
+            replica.restart_requested = True
+        else:
+            replica.stop_requested = action == "stop"
+        replica.save(update_fields=["stop_requested", "restart_requested", "updated_at"])
+        reconcile_hosts([replica.host_id])
+    return replica
 
 
 def _unplace_where_overcommitted(app: App, replicas: list[Replica]) -> None:

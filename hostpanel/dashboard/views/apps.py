@@ -7,14 +7,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context, tenant_replica
+from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context
 from hostpanel.dashboard.status import app_status, statuses
 from hostpanel.dashboard.views.usage import day_charts
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.changes import health_text, release_changes
 from hostpanel.deployments.models import App, Release
 from hostpanel.errors import Forbidden, NotFound, ServiceError
-from hostpanel.tenants.models import Role
 
 SHOWN_RELEASES = 20
 
@@ -109,17 +108,3 @@ def _int(value: str | None, field: str) -> int:
         from hostpanel.errors import InvalidRequest
 
         raise InvalidRequest(f"{field}: give a whole number") from exc
-
-
-@page
-def container_detail(request: HttpRequest, slug: str, replica_id: int) -> HttpResponse:
-    """One container: its state, then the live log viewer and the terminal (developers) below."""
-    ctx = tenant_context(request, slug)
-    replica = tenant_replica(ctx, replica_id)
-    context = ctx.template_context() | {
-        "replica": replica,
-        "app": replica.app,
-        "can_exec": ctx.at_least(Role.DEVELOPER),
-        "section": "apps",
-    }
-    return render(request, "dashboard/container.html", context)
