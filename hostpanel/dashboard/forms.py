@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -288,8 +289,22 @@ QUOTA_FIELDS = ("cpu_millis", "memory_bytes", "pids", "disk_bytes", "containers"
 
 
 class QuotaForm(forms.ModelForm):
-    """An admin's quota editor (the tenants service applies it and tells the hosts)."""
+    """An admin's quota editor in units a person sets (cores, GiB); the tenants service applies
+    it and tells the hosts. :meth:`values` gives the service's numbers (millicores, bytes)."""
 
+    cpu_cores = forms.DecimalField(
+        min_value=0, max_digits=9, decimal_places=3, label="CPU (cores)", help_text="e.g. 2 or 0.5"
+    )
+    memory_gib = forms.DecimalField(
+        min_value=0, max_digits=12, decimal_places=3, label="Memory (GiB)", help_text="e.g. 4 or 0.75"
+    )
+    disk_gib = forms.DecimalField(
+        min_value=0,
+        max_digits=12,
+        decimal_places=3,
+        label="Storage (GiB)",
+        help_text="volumes, images, builds",
+    )
     egress_allow = forms.CharField(
         required=False,
         label="Egress allow-list",
@@ -299,12 +314,39 @@ class QuotaForm(forms.ModelForm):
 
     class Meta:
         model = Quota
-        fields = list(QUOTA_FIELDS)
+        fields = ["pids", "containers", "volumes"]
+        labels = {"pids": "Processes", "containers": "Containers", "volumes": "Volumes"}
+
+    field_order = ["cpu_cores", "memory_gib", "disk_gib", "pids", "containers", "volumes", "egress_allow"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.initial.setdefault("egress_allow", " ".join(self.instance.egress_allow or []))
+        quota = self.instance
+        self.initial.setdefault("egress_allow", " ".join(quota.egress_allow or []))
+        if quota.pk:
+            self.initial.setdefault("cpu_cores", _plain(Decimal(quota.cpu_millis) / 1000))
+            self.initial.setdefault("memory_gib", _plain(Decimal(quota.memory_bytes) / units.GIB))
+            self.initial.setdefault("disk_gib", _plain(Decimal(quota.disk_bytes) / units.GIB))
 
     def clean_egress_allow(self) -> list[str]:
         """The ranges as a list (the tenants service validates them with the engine's rule)."""
         return str(self.cleaned_data.get("egress_allow") or "").replace(",", " ").split()
+
+    def values(self) -> dict[str, Any]:
+        """The valid form as the tenants service's quota fields (millicores, bytes, counts)."""
+        d = self.cleaned_data
+        return {
+            "cpu_millis": units.millis_of_cores(d["cpu_cores"]),
+            "memory_bytes": units.bytes_of(d["memory_gib"], units.GIB),
+            "disk_bytes": units.bytes_of(d["disk_gib"], units.GIB),
+            "pids": d["pids"],
+            "containers": d["containers"],
+            "volumes": d["volumes"],
+            "egress_allow": d["egress_allow"],
+        }
+
+
+def _plain(value: Decimal) -> str:
+    """``0.750`` -> ``0.75``, ``4.000`` -> ``4``: a quota amount as it is typed (at most 3 decimals)."""
+    text = f"{value.quantize(Decimal('0.001')):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

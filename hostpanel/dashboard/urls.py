@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from hostpanel.dashboard.views import (
     apps,
@@ -44,6 +46,8 @@ tenant_patterns = [
 
 urlpatterns = [
     path("", home.home, name="home"),
+    # pages without our <link rel="icon"> (API docs, Django admin): browsers ask for this path
+    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True), name="favicon"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("t/<slug:slug>/", include(tenant_patterns)),

@@ -115,7 +115,7 @@ def test_admin_lowers_a_quota_in_the_page_and_the_cgroup_follows(
     expect(page.locator('tr[data-host="browser-h1"]')).to_contain_text("up")
     tenant = page.locator('details[data-tenant="quotaco"]')
     tenant.locator("summary").click()
-    tenant.locator("#id_quotaco-memory_bytes").fill(str(new_limit))
+    tenant.locator("#id_quotaco-memory_gib").fill("0.75")  # GiB: 768 MiB
     tenant.locator("button[data-action=save-quota]").click()
     expect(page.locator(".msg.success")).to_contain_text("Quota of quotaco saved")
     live_stack.wait_for(
