@@ -20,7 +20,8 @@ from hostpanel.api import serializers as s
 from hostpanel.api.base import ActorMixin, AdminViewSetMixin, TenantScopedViewSet
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import services as deployments
-from hostpanel.deployments.models import App, Replica
+from hostpanel.deployments.changes import release_changes
+from hostpanel.deployments.models import App, Release, Replica
 from hostpanel.errors import InvalidRequest
 from hostpanel.hosts import services as hosts
 from hostpanel.hosts.models import Host
@@ -286,8 +287,11 @@ class AppViewSet(
     @action(detail=True, methods=["get"])
     def releases(self, request: Request, tenant_slug: str, name: str) -> Response:
         app = self.get_object()
-        page = self.paginate_queryset(app.releases.select_related("created_by").order_by("-version"))
-        return self.get_paginated_response(s.ReleaseSerializer(page, many=True).data)
+        rows = list(self.paginate_queryset(app.releases.select_related("created_by").order_by("-version")))
+        older = Release.objects.filter(app=app, version=rows[-1].version - 1).first() if rows else None
+        changes = release_changes(rows + ([older] if older else []))
+        data = s.ReleaseSerializer(rows, many=True, context={"changes": changes}).data
+        return self.get_paginated_response(data)
 
 
 # ---- containers ---------------------------------------------------------------------

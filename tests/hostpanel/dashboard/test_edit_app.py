@@ -188,3 +188,24 @@ def test_scale_is_audited_as_app_scale(web: App, dev: Client) -> None:
     assert dev.post("/t/acme/apps/web/scale/", {"replicas": 2}).status_code == 302
     entry = AuditLog.objects.filter(tenant=web.tenant).order_by("-pk").first()
     assert entry is not None and entry.action == "app.scale" and entry.result == "ok"
+
+
+def test_the_api_lists_releases_with_what_changed(
+    web: App, tenant: Tenant, member: Callable[..., Any], admin_actor: Any
+) -> None:
+    from rest_framework.test import APIClient
+
+    from hostpanel.deployments import services as deployments
+
+    deployments.deploy(admin_actor, web, env={"MODE": "prod", "OLD": "1", "NEW": "x"}, cpu_millis=1500)
+    client = APIClient()
+    client.force_authenticate(member(tenant, Role.VIEWER))
+    page = client.get("/api/v1/tenants/acme/apps/web/releases/?page_size=1").json()
+    (v2,) = page["results"]
+    assert v2["version"] == 2 and v2["changes"] == [
+        {"field": "env.NEW", "label": "Environment NEW", "before": "(not set)", "after": "x"},
+        {"field": "cpu_millis", "label": "CPU per replica", "before": "0.25 cores", "after": "1.5 cores"},
+    ]
+    (v1,) = client.get(page["next"]).json()["results"]
+    assert v1["version"] == 1 and v1["changes"] == []
+    assert client.get("/api/v1/tenants/acme/apps/web/").json()["release"]["changes"] is None
