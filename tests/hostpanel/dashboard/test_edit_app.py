@@ -209,3 +209,31 @@ def test_the_api_lists_releases_with_what_changed(
     (v1,) = client.get(page["next"]).json()["results"]
     assert v1["version"] == 1 and v1["changes"] == []
     assert client.get("/api/v1/tenants/acme/apps/web/").json()["release"]["changes"] is None
+
+
+def test_another_tenants_secret_volume_or_image_cannot_be_slipped_into_an_edit(
+    web: App, dev: Client, admin_actor: Any, tmp_path: Any, settings: Any
+) -> None:
+    from hostpanel.secrets.services import create_secret
+    from hostpanel.volumes.services import create_volume
+
+    settings.VAR_DIR = tmp_path
+    other = TenantFactory(slug="other")
+    create_secret(admin_actor, other, "their-key", "their-value")
+    create_volume(admin_actor, other, "their-data", 16 * 1024**2)
+    fields = form_of(dev)
+    # a hand-made confirmation (hidden fields are the sender's to write): every field is checked again
+    for hostile, said in [
+        ({"secret": "their-key", "secret_env_their-key": "KEY"}, None),  # not offered: ignored
+        ({"volumes": "their-data:/data"}, "has no volume &#x27;their-data&#x27;"),
+        ({"image": "other/app:1"}, "Select a valid choice"),
+    ]:
+        response = dev.post(
+            "/t/acme/apps/web/edit/", fields | hostile | {"confirm": "1", "base_version": "1"}
+        )
+        if said is None:
+            assert response.status_code == 400 and "Nothing to change" in response.content.decode()
+        else:
+            assert response.status_code == 400 and said in response.content.decode()
+    assert Release.objects.filter(app=web).count() == 1
+    assert "their-value" not in dev.get("/t/acme/apps/web/").content.decode()
