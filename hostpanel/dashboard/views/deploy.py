@@ -13,7 +13,7 @@ from hostpanel.dashboard.access import TenantContext, page, require_developer, t
 from hostpanel.dashboard.forms import DeployForm, place_error
 from hostpanel.dashboard.status import app_status
 from hostpanel.deployments import services as deployments
-from hostpanel.errors import Forbidden, NotFound, ServiceError
+from hostpanel.errors import Conflict, Forbidden, NotFound, ServiceError
 from hostpanel.images.services import available_images
 from hostpanel.secrets.services import visible_secrets
 from hostpanel.tenants.models import Quota, Tenant
@@ -72,13 +72,17 @@ def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
     images = [image.reference for image in available_images(ctx.actor, ctx.tenant)]
     secrets = [secret.name for secret in visible_secrets(ctx.actor, ctx.tenant)]
     form = DeployForm(request.POST or None, images=images, secrets=secrets)
-    error = ""
+    error = existing = ""
     if request.method == "POST" and form.is_valid():
         try:
             spec = form.spec(request.POST)
             app = deployments.create_app(ctx.actor, ctx.tenant, form.cleaned_data["name"], spec)
         except (NotFound, Forbidden):
             raise
+        except Conflict as exc:  # the name is taken: changing that app is what its edit page is for
+            error, name = exc.message, form.cleaned_data["name"]
+            if deployments.visible_apps(ctx.actor, ctx.tenant).filter(name=name).exists():
+                existing = name
         except (ServiceError, ValueError) as exc:
             error = place_error(form, exc)
         else:
@@ -87,6 +91,7 @@ def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
     context = ctx.template_context() | {
         "form": form,
         "error": error,
+        "existing": existing,
         "quota": quota_rows(ctx),
         "secret_rows": secret_rows(
             secrets,

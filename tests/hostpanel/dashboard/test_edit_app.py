@@ -237,3 +237,11 @@ def test_another_tenants_secret_volume_or_image_cannot_be_slipped_into_an_edit(
             assert response.status_code == 400 and said in response.content.decode()
     assert Release.objects.filter(app=web).count() == 1
     assert "their-value" not in dev.get("/t/acme/apps/web/").content.decode()
+
+
+def test_deploying_a_name_in_use_points_to_its_edit_page(web: App, dev: Client) -> None:
+    fields = form_of(dev) | {"name": "web"}
+    response = dev.post("/t/acme/deploy/", fields)
+    assert response.status_code == 400
+    assert 'href="/t/acme/apps/web/edit/" id="edit-existing">edit web</a>' in response.content.decode()
+    assert Release.objects.filter(app=web).count() == 1
