@@ -249,11 +249,11 @@ def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec) -> App:
     return app
 
 
-def deploy(actor: Actor, app: App, note: str = "", *, action: str = "app.deploy", **changes: Any) -> Release:
+def deploy(actor: Actor, app: App, note: str = "", *, kind: str = "deploy", **changes: Any) -> Release:
     """Make a new release from the current one with ``changes`` and roll the replicas to it
-    (audited as ``action``: scale says ``app.scale``)."""
+    (audited as ``app.<kind>``: ``app.deploy``, ``app.scale``)."""
     require_role(actor, app.tenant, Role.DEVELOPER)
-    with audited(actor, action, app.tenant, app):
+    with audited(actor, f"app.{kind}", app.tenant, app):
         current = _current_spec(app)
         spec = validate_spec(app.tenant, current.changed(**changes))
         with transaction.atomic():
@@ -266,7 +266,7 @@ def deploy(actor: Actor, app: App, note: str = "", *, action: str = "app.deploy"
 
 def scale(actor: Actor, app: App, replicas: int) -> Release:
     """Change the number of replicas (a new release)."""
-    return deploy(actor, app, note=f"scale to {replicas}", action="app.scale", replicas=replicas)
+    return deploy(actor, app, note=f"scale to {replicas}", kind="scale", replicas=replicas)
 
 
 def rollback(actor: Actor, app: App, version: int) -> Release:
