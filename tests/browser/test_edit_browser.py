@@ -58,6 +58,15 @@ def test_edit_an_app_see_the_difference_roll_it_out_and_open_its_url(
     page.fill("#id_health_port", "8080")
     page.fill("#id_health_interval", "1")
     page.fill("#id_health_timeout", "1")
+    # over the quota: said next to the field, in units, counting only what the edit adds
+    page.fill("#id_memory_mib", str(10 * 1024 * 1024))
+    expect(page.locator('[data-quota-note="memory_mib"]')).to_contain_text(
+        re.compile(r"^memory: 10 TiB asked, ")
+    )
+    expect(page.locator("#edit-submit")).to_be_disabled()
+    page.fill("#id_memory_mib", "128")  # what it has: nothing added, nothing said
+    expect(page.locator('[data-quota-note="memory_mib"]')).to_be_hidden()
+    expect(page.locator("#edit-submit")).to_be_enabled()
     page.fill("#id_env", "MSG=second")
     page.click("#edit-submit")
 
