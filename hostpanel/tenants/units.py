@@ -7,7 +7,7 @@ say the same thing.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 KIB = 1024
 MIB = 1024**2
@@ -58,17 +58,6 @@ def amount(resource: str, value: int) -> str:
 def over_text(resource: str, asked: int, left: int) -> str:
     """``memory: 9.8 TiB asked, 3.9 GiB left``: one resource a change would take over the quota."""
     return f"{WORDS.get(resource, resource)}: {amount(resource, asked)} asked, {amount(resource, left)} left"
-
-
-def parse_decimal(text: str, what: str) -> Decimal:
-    """A non-negative decimal number from a form (ValueError saying what was wrong otherwise)."""
-    try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation:
-        raise ValueError(f"{what}: give a number, e.g. 1.5") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"{what}: give a number of 0 or more")
-    return value
 
 
 def millis_of_cores(value: Decimal) -> int:
