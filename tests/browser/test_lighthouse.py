@@ -75,6 +75,7 @@ def scores(binary: str, url: str, cookie: str, workdir: Path) -> tuple[dict[str,
     return got, lost
 
 
+@pytest.mark.timeout(1800)  # twelve Lighthouse runs of ~20 s each, slower on a busy 2-CPU machine
 def test_every_page_scores_95_or_more_in_every_category(
     live_stack: LiveStack, page: Any, login: Login, tmp_path: Path
 ) -> None:
