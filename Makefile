@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hostpanel-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install packages venv static test lint run stop
+.PHONY: help install packages venv static test lint run stop lighthouse test-lighthouse
 
 help:
 	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test     install, then lint, type-check and run every test (what CI runs)"
 	@echo "make install  system packages, .venv, 'hpctl host setup' (idempotent; run as root)"
 	@echo "make lint     ruff and mypy only"
+	@echo "make test-lighthouse  every dashboard page through Lighthouse (95+ in every category)"
 
 # System packages: the list lives in engine/host/packages.py (stdlib only, so it
 # runs before the venv exists); apt runs only when something is missing.
@@ -57,3 +58,14 @@ run: install
 
 stop:
 	@scripts/stop.sh
+
+# Lighthouse (a Node tool, not a Debian package; needs Node 18.20+) into var/tools/, and the
+# browser-tier check that every page scores 95+ in every category with it (tests/browser/test_lighthouse.py).
+LIGHTHOUSE := var/tools/node_modules/.bin/lighthouse
+lighthouse: $(LIGHTHOUSE)
+
+$(LIGHTHOUSE):
+	npm install --prefix var/tools --no-audit --no-fund lighthouse@12.8.2
+
+test-lighthouse: install lighthouse
+	HOSTPANEL_LIGHTHOUSE=$(LIGHTHOUSE) $(BIN)/pytest -q -rs -s tests/browser/test_lighthouse.py

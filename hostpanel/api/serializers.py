@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
@@ -294,9 +295,24 @@ class AppCreateSerializer(SpecSerializer):
     name = serializers.RegexField(APP_NAME_RE)
 
 
+class ChangeSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="the spec's field, env.NAME for one variable")
+    label = serializers.CharField()
+    before = serializers.CharField(help_text="in words and units, as the dashboard shows it")
+    after = serializers.CharField()
+
+
 class ReleaseSerializer(serializers.ModelSerializer):
     restart_policy = serializers.CharField(source="restart_policy_text")
     created_by = serializers.CharField(source="created_by.username", default=None)
+    changes = serializers.SerializerMethodField(
+        help_text="what this release changed from the version before it (releases/ only; null elsewhere)"
+    )
+
+    @extend_schema_field(ChangeSerializer(many=True, allow_null=True))
+    def get_changes(self, release: Release) -> list[dict[str, str]] | None:
+        changes = self.context.get("changes", {}).get(release.pk)
+        return None if changes is None else [asdict(c) for c in changes]
 
     class Meta:
         model = Release
@@ -319,6 +335,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "note",
             "created_by",
             "created_at",
+            "changes",
         ]
 
 
@@ -375,6 +392,8 @@ class ContainerSerializer(serializers.ModelSerializer):
             "next_restart_at",
             "message",
             "ports",
+            "stop_requested",
+            "restart_requested",
         ]
 
     def get_ports(self, replica: Replica) -> list[dict[str, Any]]:

@@ -20,7 +20,8 @@ from hostpanel.api import serializers as s
 from hostpanel.api.base import ActorMixin, AdminViewSetMixin, TenantScopedViewSet
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import services as deployments
-from hostpanel.deployments.models import App, Replica
+from hostpanel.deployments.changes import release_changes
+from hostpanel.deployments.models import App, Release, Replica
 from hostpanel.errors import InvalidRequest
 from hostpanel.hosts import services as hosts
 from hostpanel.hosts.models import Host
@@ -286,8 +287,11 @@ class AppViewSet(
     @action(detail=True, methods=["get"])
     def releases(self, request: Request, tenant_slug: str, name: str) -> Response:
         app = self.get_object()
-        page = self.paginate_queryset(app.releases.select_related("created_by").order_by("-version"))
-        return self.get_paginated_response(s.ReleaseSerializer(page, many=True).data)
+        rows = list(self.paginate_queryset(app.releases.select_related("created_by").order_by("-version")))
+        older = Release.objects.filter(app=app, version=rows[-1].version - 1).first() if rows else None
+        changes = release_changes(rows + ([older] if older else []))
+        data = s.ReleaseSerializer(rows, many=True, context={"changes": changes}).data
+        return self.get_paginated_response(data)
 
 
 # ---- containers ---------------------------------------------------------------------
@@ -351,6 +355,29 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     def stats(self, request: Request, tenant_slug: str, pk: str) -> Response:
         """CPU time, memory and pids now ({} when the container does not run)."""
         return Response(deployments.container_stats(self.actor, self.get_object()))
+
+    # one container's buttons (dashboard: the container page); the app's own apply to all
+    def _act(self, action_name: str) -> Response:
+        replica = deployments.container_action(self.actor, self.get_object(), action_name)
+        return Response(s.ContainerSerializer(self.get_queryset().get(pk=replica.pk)).data)
+
+    @extend_schema(request=None, responses=s.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        """Stop this one container; it stays stopped until started (or the app is stopped/started)."""
+        return self._act("stop")
+
+    @extend_schema(request=None, responses=s.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        """Start this one container again after a stop."""
+        return self._act("start")
+
+    @extend_schema(request=None, responses=s.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def restart(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        """Restart this one container (its host's agent does it at once)."""
+        return self._act("restart")
 
 
 # ---- secrets ------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -11,7 +12,9 @@ from django.http import QueryDict
 
 from hostpanel.deployments import health
 from hostpanel.deployments.models import RestartPolicy
-from hostpanel.deployments.services import AppSpec
+from hostpanel.deployments.services import AppSpec, parse_restart_policy
+from hostpanel.errors import QuotaExceeded, ServiceError
+from hostpanel.tenants import units
 from hostpanel.tenants.models import Quota
 
 MIB = 1024**2
@@ -21,18 +24,42 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
-class DeployForm(forms.Form):
-    """A new app: every field of an :class:`AppSpec` as text a person types."""
+# Each quota resource's form field (where a "quota exceeded" message is shown).
+QUOTA_FIELD_OF = {
+    "containers": "replicas",
+    "cpu_millis": "cpu_millis",
+    "memory_bytes": "memory_mib",
+    "pids": "pids",
+    "volumes": "volumes",
+    "disk_bytes": "volumes",
+}
+# the health check fields each kind of check uses (the page shows only those: static/js/app_form.js)
+HEALTH_FIELDS_OF = {
+    "command": ("health_command",),
+    "http": ("health_port", "health_path"),
+    "tcp": ("health_port",),
+}
+HEALTH_COMMON = ("health_interval", "health_timeout", "health_retries")
 
-    name = forms.RegexField(
-        regex=r"^[a-z0-9][a-z0-9-]{0,39}$", max_length=40, help_text="lowercase letters, digits, '-'"
+
+class AppForm(forms.Form):
+    """An app's spec: every field of an :class:`AppSpec` as text a person types (deploy and edit)."""
+
+    image = forms.ChoiceField(label="Image")
+    command = forms.CharField(
+        required=False,
+        label="Command",
+        help_text="as in a shell: sh -c 'echo hi; sleep 60' (empty: the image's own)",
     )
-    image = forms.ChoiceField()
-    command = forms.CharField(required=False, help_text="as in a shell: sh -c 'echo hi; sleep 60'")
     env = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="KEY=value per line"
+        required=False,
+        label="Environment",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="KEY=value per line",
     )
-    ports = forms.CharField(required=False, help_text="container ports, e.g. 8080, 5353/udp")
+    ports = forms.CharField(
+        required=False, label="Published ports", help_text="container ports, e.g. 8080, 5353/udp"
+    )
     http_port = forms.IntegerField(
         min_value=1,
         max_value=65535,
@@ -41,37 +68,55 @@ class DeployForm(forms.Form):
         help_text="the port your app serves HTTP on: it gets a hostname with TLS",
     )
     network = forms.ChoiceField(
-        choices=[("none", "none (loopback only)"), ("bridge", "bridge (tenant network)")]
+        label="Network",
+        choices=[("none", "none (loopback only)"), ("bridge", "bridge (tenant network)")],
     )
     volumes = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="volume:/path per line"
+        required=False,
+        label="Volumes",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="volume:/path per line",
     )
-    replicas = forms.IntegerField(min_value=0, max_value=100, initial=1)
+    replicas = forms.IntegerField(min_value=0, max_value=100, initial=1, label="Replicas")
     cpu_millis = forms.IntegerField(min_value=10, initial=250, label="CPU per replica (millicores)")
     memory_mib = forms.IntegerField(min_value=4, initial=128, label="Memory per replica (MiB)")
     pids = forms.IntegerField(min_value=1, initial=128, label="Processes per replica")
-    restart_policy = forms.ChoiceField(choices=RestartPolicy.choices, initial=RestartPolicy.ALWAYS)
-    restart_max_retries = forms.IntegerField(min_value=0, required=False, label="max retries (on-failure)")
+    restart_policy = forms.ChoiceField(
+        choices=RestartPolicy.choices, initial=RestartPolicy.ALWAYS, label="Restart policy"
+    )
+    restart_max_retries = forms.IntegerField(
+        min_value=0, required=False, label="Restart retries (on-failure only)"
+    )
     health_kind = forms.ChoiceField(
         choices=[("", "none"), ("command", "command"), ("http", "HTTP GET"), ("tcp", "TCP connect")],
         required=False,
         label="Health check",
     )
-    health_command = forms.CharField(required=False, label="health command")
-    health_port = forms.IntegerField(min_value=1, max_value=65535, required=False, label="HTTP/TCP port")
-    health_path = forms.CharField(required=False, initial="/", label="HTTP path")
+    health_command = forms.CharField(
+        required=False, label="Check command", help_text="as in a shell; exit code 0 is healthy"
+    )
+    health_port = forms.IntegerField(min_value=1, max_value=65535, required=False, label="Check port")
+    health_path = forms.CharField(required=False, initial="/", label="Check path")
     # Bounds are checked by the one rule (hostpanel/deployments/health.py); these only guide the browser.
     health_interval = forms.FloatField(
-        min_value=0.1, max_value=health.MAX_INTERVAL, required=False, initial=10, label="interval (s)"
+        min_value=0.1,
+        max_value=health.MAX_INTERVAL,
+        required=False,
+        initial=10,
+        label="Check interval (seconds)",
     )
     health_timeout = forms.FloatField(
         min_value=0.1,
         max_value=health.MAX_INTERVAL,
         required=False,
-        label="timeout (s, at most the interval)",
+        label="Check timeout (seconds, at most the interval)",
     )
     health_retries = forms.IntegerField(
-        min_value=1, max_value=health.MAX_RETRIES, required=False, initial=3, label="retries"
+        min_value=1,
+        max_value=health.MAX_RETRIES,
+        required=False,
+        initial=3,
+        label="Failures before unhealthy",
     )
 
     def __init__(self, *args: Any, images: list[str], secrets: list[str], **kwargs: Any) -> None:
@@ -150,12 +195,116 @@ class DeployForm(forms.Form):
         return check
 
 
+# the field a service's message is about, by the message's prefix ("health_check.timeout: ...")
+FIELD_OF_PREFIX = {
+    "image": "image",
+    "command": "command",
+    "env": "env",
+    "ports": "ports",
+    "http_port": "http_port",
+    "network": "network",
+    "volumes": "volumes",
+    "replicas": "replicas",
+    "resources": "memory_mib",
+    "health_check.command": "health_command",
+    "health_check.http.path": "health_path",
+    "health_check.http": "health_port",
+    "health_check.tcp": "health_port",
+    "health_check.interval": "health_interval",
+    "health_check.timeout": "health_timeout",
+    "health_check.retries": "health_retries",
+    "health_check": "health_kind",
+}
+
+
+def place_error(form: AppForm, exc: ServiceError | ValueError) -> str:
+    """Put ``exc`` next to the field(s) it is about; returns the message for the top of the form.
+
+    A quota refusal names each resource over the quota in words and units
+    (``memory: 9.8 TiB asked, 3.9 GiB left``) beside the field that asks for it.
+    """
+    message = str(exc)
+    if isinstance(exc, QuotaExceeded):
+        for over in exc.details.get("over", []):
+            text = over.get("text") or units.over_text(over["resource"], over["requested"], over["limit"])
+            form.add_error(QUOTA_FIELD_OF.get(over["resource"]), text)
+        return message
+    prefix = message.partition(":")[0].strip()
+    if prefix in FIELD_OF_PREFIX:
+        form.add_error(FIELD_OF_PREFIX[prefix], message.partition(":")[2].strip())
+    return message
+
+
+class DeployForm(AppForm):
+    """A new app: its name, then its spec."""
+
+    name = forms.RegexField(
+        regex=r"^[a-z0-9][a-z0-9-]{0,39}$",
+        max_length=40,
+        label="Name",
+        help_text="lowercase letters, digits, '-'",
+    )
+
+
+def initial_from_spec(spec: AppSpec) -> dict[str, Any]:
+    """The form's fields filled from ``spec`` (the edit form starts from the current release)."""
+    policy, retries = parse_restart_policy(spec.restart_policy)
+    values: dict[str, Any] = {
+        "image": spec.image,
+        "command": shlex.join(spec.command),
+        "env": "\n".join(f"{key}={value}" for key, value in spec.env.items()),
+        "ports": ", ".join(
+            f"{p['container_port']}{'/udp' if p.get('protocol') == 'udp' else ''}"
+            for p in spec.ports
+            if not (p.get("container_port") == spec.http_port and p.get("protocol", "tcp") == "tcp")
+        ),
+        "http_port": spec.http_port,
+        "network": spec.network,
+        "volumes": "\n".join(f"{v['name']}:{v['path']}" for v in spec.volumes),
+        "replicas": spec.replicas,
+        "cpu_millis": spec.cpu_millis,
+        "memory_mib": max(spec.memory_bytes // MIB, 1),
+        "pids": spec.pids,
+        "restart_policy": policy,
+        "restart_max_retries": retries,
+        "health_kind": "",
+    }
+    check = spec.health_check or {}
+    for kind in HEALTH_FIELDS_OF:
+        if kind in check:
+            values["health_kind"] = kind
+    if "command" in check:
+        values["health_command"] = shlex.join(check["command"])
+    target = check.get("http") or check.get("tcp") or {}
+    if target:
+        values["health_port"] = target.get("port")
+        values["health_path"] = target.get("path", "/")
+    for key in ("interval", "timeout", "retries"):
+        if key in check:
+            values[f"health_{key}"] = check[key]
+    return values
+
+
 QUOTA_FIELDS = ("cpu_millis", "memory_bytes", "pids", "disk_bytes", "containers", "volumes")
 
 
 class QuotaForm(forms.ModelForm):
-    """An admin's quota editor (the tenants service applies it and tells the hosts)."""
+    """An admin's quota editor in units a person sets (cores, GiB); the tenants service applies
+    it and tells the hosts. :meth:`values` gives the service's numbers (millicores, bytes)."""
 
+    cpu_cores = forms.DecimalField(
+        min_value=0, max_digits=9, decimal_places=3, label="CPU (cores)", help_text="e.g. 2 or 0.5"
+    )
+    memory_gib = forms.DecimalField(
+        min_value=0, max_digits=12, decimal_places=3, label="Memory (GiB)", help_text="e.g. 4 or 0.75"
+    )
+    disk_gib = forms.DecimalField(
+        min_value=0,
+        max_digits=12,
+        decimal_places=3,
+        label="Storage (GiB)",
+        help_text="volumes, images, builds",
+    )
     egress_allow = forms.CharField(
         required=False,
         label="Egress allow-list",
@@ -165,12 +314,39 @@ class QuotaForm(forms.ModelForm):
 
     class Meta:
         model = Quota
-        fields = list(QUOTA_FIELDS)
+        fields = ["pids", "containers", "volumes"]
+        labels = {"pids": "Processes", "containers": "Containers", "volumes": "Volumes"}
+
+    field_order = ["cpu_cores", "memory_gib", "disk_gib", "pids", "containers", "volumes", "egress_allow"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.initial.setdefault("egress_allow", " ".join(self.instance.egress_allow or []))
+        quota = self.instance
+        self.initial.setdefault("egress_allow", " ".join(quota.egress_allow or []))
+        if quota.pk:
+            self.initial.setdefault("cpu_cores", _plain(Decimal(quota.cpu_millis) / 1000))
+            self.initial.setdefault("memory_gib", _plain(Decimal(quota.memory_bytes) / units.GIB))
+            self.initial.setdefault("disk_gib", _plain(Decimal(quota.disk_bytes) / units.GIB))
 
     def clean_egress_allow(self) -> list[str]:
         """The ranges as a list (the tenants service validates them with the engine's rule)."""
         return str(self.cleaned_data.get("egress_allow") or "").replace(",", " ").split()
+
+    def values(self) -> dict[str, Any]:
+        """The valid form as the tenants service's quota fields (millicores, bytes, counts)."""
+        d = self.cleaned_data
+        return {
+            "cpu_millis": units.millis_of_cores(d["cpu_cores"]),
+            "memory_bytes": units.bytes_of(d["memory_gib"], units.GIB),
+            "disk_bytes": units.bytes_of(d["disk_gib"], units.GIB),
+            "pids": d["pids"],
+            "containers": d["containers"],
+            "volumes": d["volumes"],
+            "egress_allow": d["egress_allow"],
+        }
+
+
+def _plain(value: Decimal) -> str:
+    """``0.750`` -> ``0.75``, ``4.000`` -> ``4``: a quota amount as it is typed (at most 3 decimals)."""
+    text = f"{value.quantize(Decimal('0.001')):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

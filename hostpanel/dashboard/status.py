@@ -20,6 +20,7 @@ class AppStatus:
     wanted: int
     placed: int
     starting: int
+    held: int = 0  # containers stopped on request (their page's button): not wanted up meanwhile
 
     @property
     def settled(self) -> bool:
@@ -30,19 +31,21 @@ class AppStatus:
 def app_status(app: App, replicas: Iterable[Replica]) -> AppStatus:
     """Summarise the replicas of ``app`` (rows the agents keep up to date)."""
     rows = list(replicas)
+    held = sum(1 for r in rows if r.stop_requested) if app.state == App.State.RUNNING else 0
     wanted = app.current_release.replicas if app.current_release and app.state == App.State.RUNNING else 0
+    wanted = max(wanted - held, 0)
     up = sum(1 for r in rows if r.state == Replica.State.RUNNING and r.release_id == app.current_release_id)
     placed = sum(1 for r in rows if r.host_id is not None)
-    starting = sum(1 for r in rows if r.state in _ON_THE_WAY)
+    starting = sum(1 for r in rows if r.state in _ON_THE_WAY and not r.stop_requested)
     if app.state == App.State.STOPPED:
         label = "stopped" if not any(r.state == Replica.State.RUNNING for r in rows) else "stopping"
-    elif any(r.state in _CRASHED for r in rows):
+    elif any(r.state in _CRASHED and not r.stop_requested for r in rows):
         label = "crashed"
     elif up < wanted or starting:
         label = "deploying"
     else:
         label = "running"
-    return AppStatus(label, up, wanted, placed, starting)
+    return AppStatus(label, up, wanted, placed, starting, held)
 
 
 def statuses(apps: Iterable[App]) -> list[tuple[App, AppStatus]]:

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
-from hostpanel.dashboard.views import apps, audit, builds, deploy, home, images, staff, usage
+from hostpanel.dashboard.views import (
+    apps,
+    audit,
+    builds,
+    containers,
+    deploy,
+    edit,
+    home,
+    images,
+    staff,
+    usage,
+)
 
 app_name = "dashboard"
 
@@ -15,8 +28,11 @@ tenant_patterns = [
     path("apps/", apps.app_list, name="apps"),
     path("apps/<slug:name>/", apps.app_detail, name="app"),
     path("apps/<slug:name>/progress/", deploy.deploy_progress, name="progress"),
+    path("apps/<slug:name>/edit/", edit.app_edit, name="edit"),
     path("apps/<slug:name>/<str:action>/", apps.app_action, name="app-action"),
-    path("containers/<int:replica_id>/", apps.container_detail, name="container"),
+    path("containers/<int:replica_id>/", containers.container_detail, name="container"),
+    path("containers/<int:replica_id>/live/", containers.container_live, name="container-live"),
+    path("containers/<int:replica_id>/<str:action>/", containers.container_action, name="container-action"),
     path("deploy/", deploy.deploy_form, name="deploy"),
     path("usage/", usage.usage_page, name="usage"),
     path("usage/live/", usage.usage_live, name="usage-live"),
@@ -30,6 +46,8 @@ tenant_patterns = [
 
 urlpatterns = [
     path("", home.home, name="home"),
+    # pages without our <link rel="icon"> (API docs, Django admin): browsers ask for this path
+    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True), name="favicon"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("t/<slug:slug>/", include(tenant_patterns)),

@@ -122,6 +122,10 @@ class Replica(models.Model):
     # crashes in a row (reset once a container ran long enough): the back-off exponent
     crash_streak = models.PositiveIntegerField(default=0)
     restart_generation = models.PositiveIntegerField(default=0)
+    # One container's own buttons (the app's state and restart apply to all): stopped on request
+    # until started again, and a restart asked for once (the agent clears it when it restarts).
+    stop_requested = models.BooleanField(default=False)
+    restart_requested = models.BooleanField(default=False)
     next_restart_at = models.DateTimeField(null=True, blank=True)
     health = models.CharField(max_length=16, blank=True, help_text="'', starting, healthy or unhealthy")
     health_failures = models.PositiveIntegerField(default=0)

@@ -211,6 +211,15 @@ def _check_quota_for(app: App, spec: AppSpec | None, running: bool) -> None:
     check_quota(tenant, before, after)
 
 
+def check_room(actor: Actor, app: App, spec: AppSpec) -> AppSpec:
+    """``spec`` validated for ``app`` and within the tenant's quota, changing nothing (a deploy's
+    preview; the deploy checks again). InvalidRequest / QuotaExceeded say what is wrong."""
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    spec = validate_spec(app.tenant, spec)
+    _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
+    return spec
+
+
 # ---- queries ------------------------------------------------------------------------
 def visible_apps(actor: Actor, tenant: Tenant) -> QuerySet[App]:
     require_role(actor, tenant, Role.VIEWER)
@@ -240,10 +249,11 @@ def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec) -> App:
     return app
 
 
-def deploy(actor: Actor, app: App, note: str = "", **changes: Any) -> Release:
-    """Make a new release from the current one with ``changes`` and roll the replicas to it."""
+def deploy(actor: Actor, app: App, note: str = "", *, kind: str = "deploy", **changes: Any) -> Release:
+    """Make a new release from the current one with ``changes`` and roll the replicas to it
+    (audited as ``app.<kind>``: ``app.deploy``, ``app.scale``)."""
     require_role(actor, app.tenant, Role.DEVELOPER)
-    with audited(actor, "app.deploy", app.tenant, app):
+    with audited(actor, f"app.{kind}", app.tenant, app):
         current = _current_spec(app)
         spec = validate_spec(app.tenant, current.changed(**changes))
         with transaction.atomic():
@@ -256,7 +266,7 @@ def deploy(actor: Actor, app: App, note: str = "", **changes: Any) -> Release:
 
 def scale(actor: Actor, app: App, replicas: int) -> Release:
     """Change the number of replicas (a new release)."""
-    return deploy(actor, app, note=f"scale to {replicas}", replicas=replicas)
+    return deploy(actor, app, note=f"scale to {replicas}", kind="scale", replicas=replicas)
 
 
 def rollback(actor: Actor, app: App, version: int) -> Release:
@@ -286,6 +296,7 @@ def set_state(actor: Actor, app: App, state: str) -> App:
             _check_quota_for(app, _current_spec(app), running=True)
         app.state = state
         app.save(update_fields=["state", "updated_at"])
+        app.replicas.filter(stop_requested=True).update(stop_requested=False)  # the app's buttons win
         _sync_replicas(app)
     return app
 
@@ -403,6 +414,38 @@ def container_stats(actor: Actor, replica: Replica) -> dict[str, Any]:
     if replica.host is None:
         raise Conflict(f"container {replica.container_name} is not placed on a host: {replica.message}")
     return dispatch.fetch_stats(replica.pk, replica.host.queue)
+
+
+# ---- one container (its page's buttons) ----------------------------------------------
+CONTAINER_ACTIONS = ("stop", "start", "restart")
+
+
+def container_action(actor: Actor, replica: Replica, action: str) -> Replica:
+    """Stop, start or restart ONE container of a running app (audited as ``container.<action>``).
+
+    A container stopped this way stays stopped (its restart policy does not
+    apply) until started again here, or until the whole app is stopped or
+    started. It still holds its share of the quota.
+    """
+    from hostpanel.hosts.services import reconcile_hosts
+
+    if action not in CONTAINER_ACTIONS:
+        raise InvalidRequest(f"action: use one of {', '.join(CONTAINER_ACTIONS)}")
+    app = replica.app
+    require_role(actor, app.tenant, Role.DEVELOPER)
+    with audited(actor, f"container.{action}", app.tenant, replica), transaction.atomic():
+        replica = Replica.objects.select_for_update().select_related("app").get(pk=replica.pk)
+        if replica.app.state != App.State.RUNNING:
+            raise Conflict(f"app {app.name!r} is stopped; start the app first")
+        if action == "restart" and replica.stop_requested:
+            raise Conflict(f"container {replica.container_name} is stopped; start it instead")
+        if action == "restart":
+            replica.restart_requested = True
+        else:
+            replica.stop_requested = action == "stop"
+        replica.save(update_fields=["stop_requested", "restart_requested", "updated_at"])
+        reconcile_hosts([replica.host_id])
+    return replica
 
 
 def _unplace_where_overcommitted(app: App, replicas: list[Replica]) -> None:

@@ -156,7 +156,7 @@ def _reconcile_one(
             return
         _remove(engine, container, report)  # made from a different spec: replace it
         container = None
-    if app.state == App.State.STOPPED:
+    if app.state == App.State.STOPPED or replica.stop_requested:
         if container is not None and container.is_running:
             container = engine.stop(container.id)
             report.stopped.append(container.name)
@@ -175,9 +175,10 @@ def _reconcile_one(
             health="",
             health_failures=0,
             health_checked_at=None,
+            restart_requested=False,  # a new container is as good as a restarted one
         )
         return
-    if app.restart_generation > replica.restart_generation:
+    if app.restart_generation > replica.restart_generation or _claim_restart(replica):
         container = engine.restart(container.id) if container.is_running else engine.start(container.id)
         report.restarted.append(container.name)
         _report(replica, container, state=Replica.State.RUNNING, restart_generation=app.restart_generation)
@@ -200,6 +201,16 @@ def _reconcile_one(
         _report(replica, container, state=Replica.State.RUNNING)
         return
     _after_exit(engine, replica, container, report)
+
+
+def _claim_restart(replica: Replica) -> bool:
+    """A restart of this one container was asked for: take the request (so it is done once, and a
+    request made while restarting is kept for the next reconcile)."""
+    if not replica.restart_requested:
+        return False
+    taken = Replica.objects.filter(pk=replica.pk, restart_requested=True).update(restart_requested=False)
+    replica.restart_requested = False
+    return bool(taken)
 
 
 UPDATE_CLAIM_SECONDS = 120.0

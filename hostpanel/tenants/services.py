@@ -22,6 +22,7 @@ from django.utils import timezone
 from engine.runtime.model import DEFAULT_TENANT
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, QuotaExceeded
+from hostpanel.tenants import units
 from hostpanel.tenants.access import has_role, require_admin, require_role
 from hostpanel.tenants.models import ApiToken, Membership, Quota, Role, Tenant
 
@@ -224,6 +225,7 @@ def check_quota(tenant: Tenant, before: Usage, after: Usage) -> None:
     for resource, wanted in asdict(after).items():
         limit = getattr(quota, resource)
         if wanted > limit and wanted > getattr(before, resource):
+            had = getattr(before, resource)
             over.append(
                 {
                     "resource": resource,
@@ -231,12 +233,14 @@ def check_quota(tenant: Tenant, before: Usage, after: Usage) -> None:
                     "requested": wanted,
                     "over_by": wanted - limit,
                     "unit": _UNITS.get(resource, "count"),
+                    # in words: what the change adds, and what the quota has left for it
+                    "asked": wanted - had,
+                    "left": max(limit - had, 0),
+                    "text": units.over_text(resource, wanted - had, max(limit - had, 0)),
                 }
             )
     if over:
-        text = "; ".join(
-            f"{o['resource']} {o['requested']} > limit {o['limit']} (over by {o['over_by']})" for o in over
-        )
+        text = "; ".join(o["text"] for o in over)
         raise QuotaExceeded(f"over the quota of tenant {tenant.slug!r}: {text}", {"over": over})
 
 

@@ -17,6 +17,7 @@ from hostpanel.errors import QuotaExceeded
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import Image
 from hostpanel.registry.models import BlobLink, Upload
+from hostpanel.tenants import units
 from hostpanel.tenants.models import Quota, Tenant
 from hostpanel.usage.models import TenantStorage
 from hostpanel.volumes.models import Volume
@@ -69,9 +70,10 @@ def check_storage(tenant: Tenant, adding: int, what: str) -> None:
     if use.total + adding > limit:
         over = use.total + adding - limit
         raise QuotaExceeded(
-            f"{what} of {adding} bytes would take tenant {tenant.slug!r} over its storage quota: it stores "
-            f"{use.total} of {limit} bytes (volumes, images, registry, container files, build cache); "
-            "delete images, volumes or containers, or ask an admin to raise disk_bytes",
+            f"{what} of {units.size(adding)} would take tenant {tenant.slug!r} over its storage quota: "
+            f"{units.over_text('disk_bytes', adding, max(limit - use.total, 0))}; it stores "
+            f"{units.size(use.total)} of {units.size(limit)} (volumes, images, registry, container files, "
+            "build cache); delete images, volumes or containers, or ask an admin to raise the storage quota",
             {
                 "over": [
                     {

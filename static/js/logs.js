@@ -7,6 +7,16 @@
   var MAX_LINES = 5000;       // lines kept in the page (oldest dropped)
   var MAX_PAUSED = 5000;      // lines held while paused (oldest dropped, counted)
   var REFUSED = 4404;
+  var TIMES_KEY = "hostpanel.logTimes";  // the timestamps toggle, remembered per browser
+
+  function storedTimes() {
+    try { return localStorage.getItem(TIMES_KEY) === "1"; } catch (e) { return false; }
+  }
+
+  // "2026-11-29T18:01:16.656148537+00:00" -> "2026-11-29 18:01:16.656" (UTC, as conmon wrote it)
+  function shortTime(time) {
+    return time ? String(time).replace("T", " ").slice(0, 23) : "";
+  }
 
   function LogViewer(root) {
     this.root = root;
@@ -14,6 +24,7 @@
     this.status = root.querySelector(".log-status");
     this.pauseButton = root.querySelector(".log-pause");
     this.filterInput = root.querySelector(".log-filter");
+    this.timesInput = root.querySelector(".log-times");
     this.lastCursor = null;
     this.paused = false;
     this.held = [];           // items received while paused
@@ -28,6 +39,14 @@
     var self = this;
     this.pauseButton.addEventListener("click", function () { self.setPaused(!self.paused); });
     this.filterInput.addEventListener("input", function () { self.setFilter(self.filterInput.value); });
+    if (this.timesInput) {
+      this.timesInput.checked = storedTimes();
+      this.showTimes(this.timesInput.checked);
+      this.timesInput.addEventListener("change", function () {
+        self.showTimes(self.timesInput.checked);
+        try { localStorage.setItem(TIMES_KEY, self.timesInput.checked ? "1" : "0"); } catch (e) { /* private mode */ }
+      });
+    }
     this.connect();
   }
 
@@ -131,6 +150,8 @@
     div.className = "log-line " + (item.line.stream === "stderr" ? "log-stderr" : "log-stdout");
     div.setAttribute("data-cursor", item.line.cursor);
     div.title = item.line.time;
+    // shown by CSS (::before) when the toggle is on, so the line's own text stays what it was
+    div.setAttribute("data-time", shortTime(item.line.time));
     div.textContent = item.line.text;
     if (this.filter && item.line.text.toLowerCase().indexOf(this.filter) < 0) {
       div.classList.add("log-hidden");
@@ -153,6 +174,10 @@
     if (this.root.getAttribute("data-state") === "live" || this.root.getAttribute("data-state") === "paused") {
       this.showLive();
     }
+  };
+
+  LogViewer.prototype.showTimes = function (show) {
+    this.root.classList.toggle("log-show-times", Boolean(show));
   };
 
   LogViewer.prototype.atBottom = function () {

@@ -88,7 +88,8 @@ def test_deploy_form_refuses_what_exceeds_the_quota(live_stack: LiveStack, page:
     expect(page.locator('tr[data-quota="containers"]')).to_have_attribute("data-remaining", "2")
     page.fill("#id_name", "big")
     page.fill("#id_replicas", "3")
-    expect(page.locator("#quota-warning")).to_contain_text("containers 3 > 2 left")
+    expect(page.locator("#quota-warning")).to_contain_text("containers: 3 asked, 2 left")
+    expect(page.locator('[data-quota-note="replicas"]')).to_have_text("containers: 3 asked, 2 left")
     expect(page.locator("#deploy-submit")).to_be_disabled()
     page.fill("#id_replicas", "2")
     page.fill("#id_cpu_millis", "400")
@@ -114,7 +115,7 @@ def test_admin_lowers_a_quota_in_the_page_and_the_cgroup_follows(
     expect(page.locator('tr[data-host="browser-h1"]')).to_contain_text("up")
     tenant = page.locator('details[data-tenant="quotaco"]')
     tenant.locator("summary").click()
-    tenant.locator("#id_quotaco-memory_bytes").fill(str(new_limit))
+    tenant.locator("#id_quotaco-memory_gib").fill("0.75")  # GiB: 768 MiB
     tenant.locator("button[data-action=save-quota]").click()
     expect(page.locator(".msg.success")).to_contain_text("Quota of quotaco saved")
     live_stack.wait_for(

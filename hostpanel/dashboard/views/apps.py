@@ -7,13 +7,15 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context, tenant_replica
+from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context
 from hostpanel.dashboard.status import app_status, statuses
 from hostpanel.dashboard.views.usage import day_charts
 from hostpanel.deployments import services as deployments
+from hostpanel.deployments.changes import health_text, release_changes
 from hostpanel.deployments.models import App, Release
 from hostpanel.errors import Forbidden, NotFound, ServiceError
-from hostpanel.tenants.models import Role
+
+SHOWN_RELEASES = 20
 
 
 @page
@@ -54,9 +56,12 @@ def app_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     if request.headers.get("HX-Request"):
         return render(request, "dashboard/_app_live.html", context)
     release = app.current_release
+    releases = list(Release.objects.filter(app=app).order_by("-version")[: SHOWN_RELEASES + 1])
+    changes = release_changes(releases)
     context |= {
         "release": release,
-        "releases": Release.objects.filter(app=app).order_by("-version")[:20],
+        "health": health_text(release.health_check) if release else "none",
+        "releases": [(r, changes.get(r.pk, [])) for r in releases[:SHOWN_RELEASES]],
         "env": sorted((release.env if release else {}).items()),
         "secrets": release.secrets if release else [],  # names and env names only, never values
     } | day_charts(ctx.actor, app)
@@ -103,17 +108,3 @@ def _int(value: str | None, field: str) -> int:
         from hostpanel.errors import InvalidRequest
 
         raise InvalidRequest(f"{field}: give a whole number") from exc
-
-
-@page
-def container_detail(request: HttpRequest, slug: str, replica_id: int) -> HttpResponse:
-    """One container: its state, then the live log viewer and the terminal (developers) below."""
-    ctx = tenant_context(request, slug)
-    replica = tenant_replica(ctx, replica_id)
-    context = ctx.template_context() | {
-        "replica": replica,
-        "app": replica.app,
-        "can_exec": ctx.at_least(Role.DEVELOPER),
-        "section": "apps",
-    }
-    return render(request, "dashboard/container.html", context)

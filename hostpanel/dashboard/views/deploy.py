@@ -10,10 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from hostpanel.dashboard.access import TenantContext, page, require_developer, tenant_app, tenant_context
-from hostpanel.dashboard.forms import DeployForm
+from hostpanel.dashboard.forms import DeployForm, place_error
 from hostpanel.dashboard.status import app_status
 from hostpanel.deployments import services as deployments
-from hostpanel.errors import Forbidden, NotFound, ServiceError
+from hostpanel.errors import Conflict, Forbidden, NotFound, ServiceError
 from hostpanel.images.services import available_images
 from hostpanel.secrets.services import visible_secrets
 from hostpanel.tenants.models import Quota, Tenant
@@ -21,7 +21,7 @@ from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.services import visible_volumes
 
 QUOTA_LABELS = {
-    "cpu_millis": "CPU (millicores)",
+    "cpu_millis": "CPU",
     "memory_bytes": "Memory",
     "pids": "Processes",
     "containers": "Containers",
@@ -60,6 +60,11 @@ def storage_parts(tenant: Tenant) -> list[tuple[str, int]]:
     ]
 
 
+def secret_rows(names: list[str], chosen: dict[str, str]) -> list[dict[str, Any]]:
+    """The form's secret rows: each secret of the tenant, ticked or not, with its env name."""
+    return [{"name": n, "checked": n in chosen, "env": chosen.get(n, "")} for n in names]
+
+
 @page
 def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
     ctx = tenant_context(request, slug)
@@ -67,28 +72,35 @@ def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
     images = [image.reference for image in available_images(ctx.actor, ctx.tenant)]
     secrets = [secret.name for secret in visible_secrets(ctx.actor, ctx.tenant)]
     form = DeployForm(request.POST or None, images=images, secrets=secrets)
-    error = ""
+    error = existing = ""
     if request.method == "POST" and form.is_valid():
         try:
             spec = form.spec(request.POST)
             app = deployments.create_app(ctx.actor, ctx.tenant, form.cleaned_data["name"], spec)
         except (NotFound, Forbidden):
             raise
+        except Conflict as exc:  # the name is taken: changing that app is what its edit page is for
+            error, name = exc.message, form.cleaned_data["name"]
+            if deployments.visible_apps(ctx.actor, ctx.tenant).filter(name=name).exists():
+                existing = name
         except (ServiceError, ValueError) as exc:
-            error = str(exc)
+            error = place_error(form, exc)
         else:
             messages.success(request, f"App {app.name} created; deploying.")
             return redirect("dashboard:progress", slug=slug, name=app.name)
     context = ctx.template_context() | {
         "form": form,
         "error": error,
+        "existing": existing,
         "quota": quota_rows(ctx),
-        "secret_names": secrets,
-        "chosen_secrets": request.POST.getlist("secret") if request.method == "POST" else [],
+        "secret_rows": secret_rows(
+            secrets,
+            {n: request.POST.get(f"secret_env_{n}", "") for n in request.POST.getlist("secret")},
+        ),
         "volume_names": [v.name for v in visible_volumes(ctx.actor, ctx.tenant)],
         "section": "deploy",
     }
-    return render(request, "dashboard/deploy.html", context, status=400 if error else 200)
+    return render(request, "dashboard/deploy.html", context, status=400 if error or form.errors else 200)
 
 
 @page

@@ -62,11 +62,14 @@ def quota_update(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = access.get_tenant(actor, slug)
     form = QuotaForm(request.POST, instance=Quota.objects.get(tenant=tenant), prefix=slug)
     if not form.is_valid():
-        messages.error(request, f"quota of {slug}: {form.errors.as_text()}")
+        problems = "; ".join(
+            f"{form.fields[k].label if k in form.fields else k}: {' '.join(v)}"
+            for k, v in form.errors.items()
+        )
+        messages.error(request, f"quota of {slug} not saved: {problems}")
         return redirect("dashboard:staff")
-    values = {key: form.cleaned_data[key] for key in (*QUOTA_FIELDS, "egress_allow")}
     try:
-        tenants.update_quota(actor, tenant, **values)
+        tenants.update_quota(actor, tenant, **form.values())
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

@@ -92,7 +92,8 @@ def test_over_quota_is_refused_with_what_and_how_much(api: Any, dev: Any, tenant
     over = {o["resource"]: o for o in err["details"]["over"]}
     assert over["containers"]["over_by"] == 1 and over["containers"]["limit"] == 2
     assert over["memory_bytes"]["over_by"] == 3 * 128 * 1024**2 - 300 * 1024**2
-    assert "containers 3 > limit 2 (over by 1)" in err["message"]
+    assert "containers: 3 asked, 2 left" in err["message"]
+    assert "memory: 384 MiB asked, 300 MiB left" in err["message"]
     assert not App.objects.exists()
     assert AuditLog.objects.filter(action="app.create", result="denied").exists()
 

@@ -147,7 +147,10 @@ def test_deploy_form_creates_the_app_and_shows_quota_exceeded(
     Quota.objects.filter(tenant=tenant).update(containers=2)
     response = client.post("/t/acme/deploy/", form | {"name": "big", "replicas": "5"})
     assert response.status_code == 400
-    assert "containers 6 &gt; limit 2 (over by 4)" in response.content.decode()
+    body = response.content.decode()
+    # in words and units, next to the field that asks for it (never "memory_bytes" or raw bytes)
+    assert '<small class="error" data-error-for="replicas">containers: 5 asked, 1 left</small>' in body
+    assert "over by" not in body and ">33554432 of 4294967296<" not in body
     assert not App.objects.filter(name="big").exists()
 
 
@@ -156,12 +159,27 @@ def test_admin_quota_editor_calls_the_service(
 ) -> None:
     client = signed_in(admin_user)
     assert client.get("/staff/").status_code == 200
-    values = {f"acme-{k}": v for k, v in {"cpu_millis": 1000, "memory_bytes": 2**30, "pids": 100}.items()}
-    values |= {"acme-disk_bytes": 2**30, "acme-containers": 3, "acme-volumes": 2}
+    values = {f"acme-{k}": v for k, v in {"cpu_cores": "1", "memory_gib": "1", "pids": 100}.items()}
+    values |= {"acme-disk_gib": "1", "acme-containers": 3, "acme-volumes": 2}
     assert client.post("/staff/tenants/acme/quota/", values).status_code == 302
     quota = Quota.objects.get(tenant=tenant)
-    assert quota.memory_bytes == 2**30 and quota.containers == 3
+    assert quota.memory_bytes == 2**30 and quota.containers == 3 and quota.cpu_millis == 1000
     assert AuditLog.objects.filter(action="quota.update", result="ok").exists()
+    # in units a person sets: cores and GiB, shown back the same way (never millicores or bytes)
+    fractions = values | {"acme-cpu_cores": "0.5", "acme-memory_gib": "0.75", "acme-disk_gib": "2.5"}
+    assert client.post("/staff/tenants/acme/quota/", fractions).status_code == 302
+    quota = Quota.objects.get(tenant=tenant)
+    assert (quota.cpu_millis, quota.memory_bytes, quota.disk_bytes) == (500, 768 * 2**20, 5 * 2**29)
+    staff_page = client.get("/staff/").content.decode()
+    assert (
+        'name="acme-cpu_cores" value="0.5"' in staff_page
+        and 'name="acme-memory_gib" value="0.75"' in staff_page
+    )
+    assert "CPU (cores)" in staff_page and "Memory (GiB)" in staff_page and ">cpu_millis<" not in staff_page
+    assert "Memory 0 B / 768 MiB" in staff_page
+    bad = client.post("/staff/tenants/acme/quota/", values | {"acme-memory_gib": "-1"}, follow=True)
+    assert "Memory (GiB): Ensure this value is greater than or equal to 0." in bad.content.decode()
+    assert Quota.objects.get(tenant=tenant).memory_bytes == 768 * 2**20
     owner = signed_in(member(tenant, Role.OWNER))
     assert owner.get("/staff/").status_code == 403
     assert owner.get("/staff/audit/").status_code == 403
@@ -169,7 +187,7 @@ def test_admin_quota_editor_calls_the_service(
         client.get("/staff/audit/?tenant=acme&action=quota")
         .content.decode()
         .count('data-action="quota.update"')
-        == 1
+        == 2  # the two saves; the refused one changed nothing and was not applied
     )
     assert owner.post("/staff/tenants/acme/quota/", values | {"acme-containers": 99}).status_code == 403
     assert Quota.objects.get(tenant=tenant).containers == 3
@@ -179,8 +197,8 @@ def test_admin_sets_the_egress_allow_list_on_the_staff_page(
     tenant: Tenant, admin_user: Any, sent_reconciles: list[Any]
 ) -> None:
     client = signed_in(admin_user)
-    values = {f"acme-{k}": v for k, v in {"cpu_millis": 1000, "memory_bytes": 2**30, "pids": 100}.items()}
-    values |= {"acme-disk_bytes": 2**30, "acme-containers": 3, "acme-volumes": 2}
+    values = {f"acme-{k}": v for k, v in {"cpu_cores": "1", "memory_gib": "1", "pids": 100}.items()}
+    values |= {"acme-disk_gib": "1", "acme-containers": 3, "acme-volumes": 2}
     values["acme-egress_allow"] = "10.20.0.0/16, 192.168.1.9"
     assert client.post("/staff/tenants/acme/quota/", values).status_code == 302
     assert Quota.objects.get(tenant=tenant).egress_allow == ["10.20.0.0/16", "192.168.1.9/32"]
@@ -290,3 +308,16 @@ def test_deploy_form_secrets_by_name_and_bad_text_changes_nothing(
     missing = client.post("/t/acme/deploy/", form | {"name": "bad", "volumes": "nope:/data"})
     assert missing.status_code == 400 and "has no volume" in missing.content.decode()
     assert not App.objects.filter(name="bad").exists()
+
+
+def test_every_page_names_its_icon_and_favicon_ico_answers(
+    tenant: Tenant, web: App, member: Callable[..., Any]
+) -> None:
+    client = signed_in(member(tenant, Role.VIEWER))
+    icon = '<link rel="icon" href="/static/img/favicon.svg"'
+    assert icon in Client().get("/login/").content.decode()
+    for path in ("/t/acme/apps/", "/t/acme/apps/web/", "/t/acme/nothing-here/"):
+        assert icon in client.get(path).content.decode()
+    response = Client().get("/favicon.ico")  # pages without the link (API docs, admin) ask for it
+    assert response.status_code == 301 and response["Location"] == "/static/img/favicon.svg"
+    assert (TEMPLATES.parent / "static" / "img" / "favicon.svg").read_text().startswith("<svg")

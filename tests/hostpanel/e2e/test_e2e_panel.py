@@ -149,7 +149,7 @@ def test_deploy_scale_crash_rollback_quota_secret(agents: Callable[[str], Agent]
     assert r.status_code == 200
     r = api.post(f"{base}/apps/web/scale/", {"replicas": 3}, format="json")
     assert r.status_code == 422
-    assert "containers 3 > limit 2 (over by 1)" in r.json()["error"]["message"]
+    assert "containers: 2 asked, 1 left" in r.json()["error"]["message"]  # 1 to 3 of 2
 
     # the quota change reached the tenant's cgroup on the host
     wait_for(

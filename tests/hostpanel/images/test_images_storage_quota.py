@@ -37,7 +37,7 @@ def test_an_upload_over_the_storage_quota_is_refused_and_nothing_is_stored(
     r = upload(api, dev, tenant, "two:1", b"b" * 2000)
     assert r.status_code == 422, r.json()
     error = r.json()["error"]
-    assert "over its storage quota" in error["message"] and "stores 9000 of 10000 bytes" in error["message"]
+    assert "over its storage quota" in error["message"] and "stores 8.8 KiB of 9.8 KiB" in error["message"]
     assert error["details"]["storage"]["rootfs"] == 5000
     assert not Image.objects.filter(reference="acme/two:1").exists()
     assert sorted(p.name for p in (tmp_path / "images" / tenant.slug).iterdir()) == [

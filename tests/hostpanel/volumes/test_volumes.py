@@ -32,10 +32,19 @@ def test_quota_counts_volumes_and_bytes(tenant: Tenant, dev: Actor) -> None:
     with pytest.raises(QuotaExceeded) as over:
         services.create_volume(dev, tenant, "b", 2 * GIB)
     assert over.value.details["over"] == [
-        {"resource": "disk_bytes", "limit": 3 * GIB, "requested": 4 * GIB, "over_by": GIB, "unit": "bytes"}
+        {
+            "resource": "disk_bytes",
+            "limit": 3 * GIB,
+            "requested": 4 * GIB,
+            "over_by": GIB,
+            "unit": "bytes",
+            "asked": 2 * GIB,
+            "left": GIB,
+            "text": "storage: 2 GiB asked, 1 GiB left",
+        }
     ]
     services.create_volume(dev, tenant, "b", GIB)
-    with pytest.raises(QuotaExceeded, match="volumes 3 > limit 2"):
+    with pytest.raises(QuotaExceeded, match="volumes: 1 asked, 0 left"):
         services.create_volume(dev, tenant, "c", 4 * 1024**2)
 
 
