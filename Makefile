@@ -51,7 +51,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse
 
 run: install
 	@scripts/run.sh
@@ -60,7 +60,7 @@ stop:
 	@scripts/stop.sh
 
 # Lighthouse (a Node tool, not a Debian package; needs Node 18.20+) into var/tools/, and the
-# browser-tier check that every page scores 95+ in every category with it (tests/browser/test_lighthouse.py).
+# browser-tier check that every page scores 95+ in every category with it (tests/browser/lighthouse/).
 LIGHTHOUSE := var/tools/node_modules/.bin/lighthouse
 lighthouse: $(LIGHTHOUSE)
 
@@ -68,4 +68,4 @@ $(LIGHTHOUSE):
 	npm install --prefix var/tools --no-audit --no-fund lighthouse@12.8.2
 
 test-lighthouse: install lighthouse
-	HOSTPANEL_LIGHTHOUSE=$(LIGHTHOUSE) $(BIN)/pytest -q -rs -s tests/browser/test_lighthouse.py
+	HOSTPANEL_LIGHTHOUSE=$(LIGHTHOUSE) $(BIN)/pytest -q -rs -s tests/browser/lighthouse/
