@@ -188,7 +188,9 @@ def record_result(
     )
     now = timezone.now()
     if result.healthy:
-        rows.update(health="healthy", health_failures=0, health_checked_at=checked_at, updated_at=now)
+        rows.update(
+            health="healthy", health_failures=0, health_checked_at=checked_at, ready=True, updated_at=now
+        )
         return
     log.info("health check of %s failed: %s", container.name, result.reason)
     failures = replica.health_failures + 1
@@ -276,6 +278,25 @@ def runner() -> ProbeRunner:
         if _runner is None:
             _runner = ProbeRunner(settings.HOSTPANEL_PROBE_WORKERS)
         return _runner
+
+
+def submit_readiness(
+    engine: Engine, replica: Replica, container: Container, port: int, timeout: float
+) -> bool:
+    """Start a readiness probe (a TCP connect to ``port`` from the container's side) in the pool;
+    on success the replica is ``ready`` (it joins the edge's rotation). Never waits for it."""
+    hc = HealthCheck("tcp", interval=timeout, timeout=timeout, retries=1, port=port)
+
+    def job() -> None:
+        result = run_probe(engine, container, hc)
+        if result.healthy:
+            Replica.objects.filter(
+                pk=replica.pk, host_id=replica.host_id, release_id=replica.release_id, engine_id=container.id
+            ).update(ready=True, updated_at=timezone.now())
+        else:
+            log.debug("%s is not ready yet: %s", container.name, result.reason)
+
+    return runner().submit(replica.app.tenant.slug, replica.pk, job)
 
 
 def submit_probe(engine: Engine, replica: Replica, container: Container, hc: HealthCheck) -> bool:
