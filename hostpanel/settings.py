@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "hostpanel.terminal",
     "hostpanel.registry",
     "hostpanel.builds",
+    "hostpanel.edge",  # the edge proxy: routing table, the agents' DNS answers, Caddy's config
     "hostpanel.api",
     "hostpanel.dashboard",
 ]
@@ -212,6 +213,23 @@ HOSTPANEL_PORT_RANGE = os.environ.get("HOSTPANEL_PORT_RANGE", "30000-32767")
 # within the deadline (plus one health-check interval) fails the roll, and the old release stays.
 HOSTPANEL_ROLL_DRAIN_SECONDS = float(os.environ.get("HOSTPANEL_ROLL_DRAIN_SECONDS", "10"))
 HOSTPANEL_ROLL_DEADLINE_SECONDS = float(os.environ.get("HOSTPANEL_ROLL_DEADLINE_SECONDS", "120"))
+# ---- the edge proxy (hostpanel/edge; README "Apps on the web") -------------------------------------
+# Caddy on each host listens on these (unprivileged for development; 80 and 443 in production).
+HOSTPANEL_PROXY_HTTP_PORT = int(os.environ.get("HOSTPANEL_PROXY_HTTP_PORT", "8080"))
+HOSTPANEL_PROXY_HTTPS_PORT = int(os.environ.get("HOSTPANEL_PROXY_HTTPS_PORT", "8443"))
+HOSTPANEL_PROXY_BIND = os.environ.get("HOSTPANEL_PROXY_BIND", "")  # "" = every address
+# Certificates: "internal" (Caddy's own CA; dev and tests) or "acme" (Let's Encrypt).
+HOSTPANEL_TLS = os.environ.get("HOSTPANEL_TLS", "internal")
+HOSTPANEL_ACME_EMAIL = os.environ.get("HOSTPANEL_ACME_EMAIL", "")
+# Caddy's admin API (a unix socket in a 0700 directory; "" = no Caddy on this host) and its data
+# (certificates, the internal CA: <data>/pki/authorities/local/root.crt).
+HOSTPANEL_CADDY_ADMIN = os.environ.get("HOSTPANEL_CADDY_ADMIN", str(VAR_DIR / "run" / "caddy" / "admin.sock"))
+HOSTPANEL_CADDY_DATA = Path(os.environ.get("HOSTPANEL_CADDY_DATA") or VAR_DIR / "caddy")
+# The panel as Caddy reaches it: the on-demand TLS "ask" endpoint and /.well-known/hostpanel/.
+HOSTPANEL_EDGE_PANEL_URL = os.environ.get("HOSTPANEL_EDGE_PANEL_URL", "http://127.0.0.1:8000")
+# The agent's DNS server for Caddy (127.0.0.1 only); 0 = a free port, kept across restarts.
+HOSTPANEL_EDGE_DNS_PORT = int(os.environ.get("HOSTPANEL_EDGE_DNS_PORT", "0"))
+
 # Quota of a new tenant until an admin changes it.
 HOSTPANEL_DEFAULT_QUOTA = {
     "cpu_millis": 4000,

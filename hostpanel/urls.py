@@ -18,7 +18,10 @@ urlpatterns = [
     # The split view serves its start-up script as a file: the CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
-    path("v2/", include("hostpanel.registry.urls")),  # the OCI Distribution registry
+    path("v2/", include("hostpanel.registry.urls")),
+    path(
+        "edge/", include("hostpanel.edge.urls")
+    ),  # Caddy's on-demand TLS "ask" endpoint  # the OCI Distribution registry
     # Static files (admin CSS, the Swagger UI assets of drf-spectacular-sidecar) straight from the
     # apps' static dirs: no CDN and no separate web server needed on a single machine.
     re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),

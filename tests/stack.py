@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -231,3 +232,82 @@ def unmount_below(root: Path) -> None:
         points = [line.split()[4] for line in f if line.split()[4].startswith(f"{root}/")]
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+@dataclass
+class Caddy:
+    """A real Caddy (Debian's), its admin API on a private unix socket; the host agent configures it."""
+
+    admin_socket: Path
+    data_dir: Path
+    http_port: int
+    https_port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def agent_env(self, panel_url: str = "http://127.0.0.1:9") -> dict[str, str]:
+        """What a host agent needs to configure this Caddy (``panel_url``: ask endpoint, tokens)."""
+        return {
+            "HOSTPANEL_CADDY_ADMIN": str(self.admin_socket),
+            "HOSTPANEL_CADDY_DATA": str(self.data_dir),
+            "HOSTPANEL_PROXY_HTTP_PORT": str(self.http_port),
+            "HOSTPANEL_PROXY_HTTPS_PORT": str(self.https_port),
+            "HOSTPANEL_PROXY_BIND": "127.0.0.1",
+            "HOSTPANEL_EDGE_PANEL_URL": panel_url,
+        }
+
+    @property
+    def root_cert(self) -> Path:
+        """The internal CA's root (exists once Caddy made its first certificate authority)."""
+        from hostpanel.edge.caddy import internal_root_cert
+
+        return internal_root_cert(self.data_dir)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def caddy_server(directory: Path) -> Iterator[Caddy]:
+    """Start ``caddy run`` with only its admin API (unix socket in a 0700 dir), as `make run` does.
+
+    Its data, autosave and home are under ``directory``; the proxy ports are free ones the
+    agent's config will listen on (127.0.0.1 only).
+    """
+    from hostpanel.edge.caddy import CaddyAdmin, CaddyError
+
+    binary = shutil.which("caddy")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("caddy is missing; `make install` installs it")
+        pytest.skip("needs caddy (`make install`)")
+    directory.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="hpcaddy-"))  # 0700; short: a socket path has <= 107 bytes
+    admin_socket = run_dir / "admin.sock"
+    boot = directory / "boot.json"
+    boot.write_text(f'{{"admin": {{"listen": "unix/{admin_socket}", "config": {{"persist": false}}}}}}')
+    env = os.environ | {
+        "HOME": str(directory),
+        "XDG_CONFIG_HOME": str(directory / "config"),
+        "XDG_DATA_HOME": str(directory / "xdg-data"),
+    }
+    log = directory / "caddy.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [binary, "run", "--config", str(boot)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    caddy = Caddy(admin_socket, directory / "data", free_port(), free_port(), proc, log)
+
+    def answers() -> bool:
+        try:
+            CaddyAdmin(admin_socket, timeout=1).config()
+        except CaddyError:
+            return False
+        return True
+
+    try:
+        wait_for(answers, 20, f"caddy's admin API\n{log}")
+        yield caddy
+    finally:
+        stop_process(proc, timeout=10)
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.db import OperationalError
 
+from hostpanel.edge.services import publish_routes
 from hostpanel.hosts import agent, tenant_purge
 from hostpanel.hosts.models import Host
 
@@ -33,6 +34,7 @@ def reconcile_host(host_id: int) -> None:
     report = agent.reconcile(agent.engine_for(config.engine_root, config.instance), host)
     if report.started or report.restarted or report.removed or report.stopped or report.failed:
         log.info("reconcile %s: %s", host.name, report)
+    publish_routes()  # replicas started, stopped or changed health: the edge learns (sent only if changed)
     if report.retry_in is not None:
         reconcile_host.apply_async(args=[host_id], queue=host.queue, countdown=report.retry_in + 0.05)
 

@@ -54,6 +54,17 @@ def sent_reconciles(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture(autouse=True)
+def sent_routes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Routing tables the code under test sent (queue, table), to the seam edge.dispatch."""
+    sent: list[tuple[str, Any]] = []
+    if request.node.get_closest_marker("e2e") is None:
+        monkeypatch.setattr(
+            "hostpanel.edge.dispatch.send_routes", lambda queue, table: sent.append((queue, table))
+        )
+    return sent
+
+
+@pytest.fixture(autouse=True)
 def sent_purges(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> list[tuple[int, str, str]]:

@@ -19,6 +19,8 @@ from django.db import connection
 from tests.stack import (
     GRACE_SECONDS,
     Agent,
+    Caddy,
+    caddy_server,
     celery_pointed_at,
     free_port,
     launch_agent,
@@ -50,15 +52,17 @@ def celery_to(redis_url: str) -> Iterator[str]:
 @pytest.fixture
 def agents(
     privileged: None, transactional_db: None, celery_to: str, tmp_path: Path, settings: Any
-) -> Iterator[Callable[[str], Agent]]:
+) -> Iterator[Callable[..., Agent]]:
     """Start host agents by name (each with its own engine root and instance); all cleaned up after."""
     settings.HOSTPANEL_HOST_GRACE_SECONDS = GRACE_SECONDS
     db_file = connection.settings_dict["NAME"]
     assert db_file and "memory" not in str(db_file), "the e2e tests need a file test database"
     started: list[Agent] = []
 
-    def start(name: str) -> Agent:
+    def start(name: str, extra_env: dict[str, str] | None = None) -> Agent:
+        """Agent ``name``; ``extra_env`` e.g. ``Caddy.agent_env()`` gives it that Caddy to configure."""
         env = panel_env(str(db_file), celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
+        env |= {"HOSTPANEL_CADDY_ADMIN": ""} | (extra_env or {})  # no edge proxy unless given one
         agent = launch_agent(name, tmp_path, env)
         started.append(agent)
         return agent
@@ -68,6 +72,13 @@ def agents(
         agent.stop()
     for agent in started:
         remove_agent_leftovers(agent)
+
+
+@pytest.fixture
+def caddy(tmp_path: Path) -> Iterator[Caddy]:
+    """A real Caddy with only its admin API up; give ``caddy.agent_env()`` to the agent that configures it."""
+    with caddy_server(tmp_path / "caddy") as server:
+        yield server
 
 
 @dataclass

@@ -35,6 +35,8 @@ from django.db import close_old_connections, connection
 
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
 from hostpanel.deployments import rollout
+from hostpanel.edge import services as edge_services
+from hostpanel.edge.agent import EdgeAgent, caddy_fields
 from hostpanel.errors import Conflict
 from hostpanel.hosts import agent, dispatch, services
 from hostpanel.hosts.models import Host
@@ -76,6 +78,11 @@ class Command(BaseCommand):
             default=settings.HOSTPANEL_BUILD_SLOTS,
             help="builds run at once by the build worker (queue build.<name>)",
         )
+        parser.add_argument(
+            "--caddy-admin",
+            default=settings.HOSTPANEL_CADDY_ADMIN,
+            help="unix socket of this host's Caddy admin API ('' = no edge proxy on this host)",
+        )
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -105,6 +112,17 @@ class Command(BaseCommand):
         for image in register_host_images(engine.images):
             self.stdout.write(f"registered base image {image.reference}")
         redispatch_host_builds(host)
+        # The edge: DNS answers for this host's Caddy from the last routing table, then the config.
+        try:
+            edge = EdgeAgent(
+                Path(settings.VAR_DIR) / "edge" / name,
+                caddy_fields(opts["caddy_admin"]),
+                dns_port=settings.HOSTPANEL_EDGE_DNS_PORT,
+            )
+        except (ValueError, OSError) as exc:
+            raise CommandError(f"edge proxy: {exc}") from exc
+        edge.start()
+        edge_services.send_routes_to(host)
         connection.close()
         stop = threading.Event()
         beat = threading.Thread(
@@ -113,9 +131,14 @@ class Command(BaseCommand):
                 host.pk,
                 host.queue,
                 opts["heartbeat_interval"],
-                {"reconcile": opts["reconcile_interval"], "usage": opts["usage_interval"]},
+                {
+                    "reconcile": opts["reconcile_interval"],
+                    "usage": opts["usage_interval"],
+                    "routes": opts["reconcile_interval"],
+                },
                 stop,
                 engine.rotate_logs,
+                edge,
             ),
             name="heartbeat",
             daemon=True,
@@ -151,6 +174,7 @@ class Command(BaseCommand):
         finally:
             stop.set()
             builds.stop()
+            edge.stop()
 
     @staticmethod
     def _heartbeat_loop(
@@ -160,10 +184,26 @@ class Command(BaseCommand):
         every: dict[str, float],
         stop: threading.Event,
         rotate_logs: Callable[[], int],
+        edge: EdgeAgent | None = None,
     ) -> None:
         """Every ``interval`` s: beat, mark silent hosts down, place pending replicas, rotate the
-        logs of this host's containers (the one rotator of this engine), and queue the periodic jobs."""
-        senders = {"reconcile": dispatch.send_reconcile, "usage": dispatch.send_collect_usage}
+        logs of this host's containers (the one rotator of this engine), and queue the periodic jobs
+        (with the reconciles: publish the routing table if it changed, resend it to this host, and
+        load Caddy's config should Caddy have restarted without it)."""
+
+        def edge_catch_up(host_id: int, queue: str) -> None:
+            edge_services.publish_routes()
+            host = Host.objects.filter(pk=host_id).first()
+            if host is not None:
+                edge_services.send_routes_to(host)
+            if edge is not None:
+                edge.ensure_caddy()
+
+        senders = {
+            "reconcile": dispatch.send_reconcile,
+            "usage": dispatch.send_collect_usage,
+            "routes": edge_catch_up,
+        }
         since = dict(every)  # both right away on start
         while not stop.is_set():
             try:
