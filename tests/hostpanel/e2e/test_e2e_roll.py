@@ -1,14 +1,20 @@
-"""End to end: rolling deploys of a busybox httpd app under steady load through a real Caddy.
+"""End to end: rolling deploys of busybox apps under steady load through a real Caddy.
 
 A real agent configures the Caddy and answers its upstream lookups from the
 routing table; the load sends requests to Caddy with the app's hostname. Zero
 failed requests across a deploy, a restart, a scale and a release that never
-becomes ready (which leaves the old release current and serving).
+becomes ready (which leaves the old release current and serving); a websocket opened
+before a deploy keeps its connection (to the old replica, which drains) across the switch.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +38,7 @@ PORT = 8080
 # serves "$V" at / on PORT (busybox httpd, a file written at start)
 HTTPD = ["sh", "-c", f'mkdir -p /www && echo "$V" > /www/index.html && exec httpd -f -p {PORT} -h /www']
 REFRESH = 1.0  # seconds: how often Caddy refreshes its dynamic upstreams
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 
 
 def rollout_of(release: Release) -> Rollout | None:
@@ -124,3 +131,132 @@ def test_rolls_under_load_lose_no_request_and_a_never_ready_release_changes_noth
     failures = [s for s in samples if not s.ok]
     assert len(samples) > 200, "the load did not run"
     assert failures == [], f"{len(failures)} of {len(samples)} requests failed: {failures[:5]}"
+
+
+# A minimal websocket server in busybox: nc runs the script per connection; it answers the
+# handshake (Sec-WebSocket-Accept = base64(sha1(key + GUID))), then sends "$V <n>" as an
+# unmasked text frame twice a second until the client goes.
+WS_SCRIPT = r"""#!/bin/sh
+key=""
+while IFS= read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+  case "$line" in [Ss]ec-[Ww]eb[Ss]ocket-[Kk]ey:*) key=$(printf '%s' "${line#*:}" | tr -d ' ');; esac
+done
+[ -n "$key" ] || exit 0
+guid=258EAFA5-E914-47DA-95CA-C5AB0DC85B11
+accept=$(printf '%s' "$key$guid" | sha1sum | cut -d' ' -f1 | xxd -r -p | base64)
+printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+printf 'Sec-WebSocket-Accept: %s\r\n\r\n' "$accept"
+n=0
+while true; do
+  msg="$V $n"
+  printf "\\201\\$(printf '%03o' ${#msg})%s" "$msg" || exit 0
+  n=$((n + 1))
+  sleep 0.5
+done
+"""
+WS_SERVER = [
+    "sh",
+    "-c",
+    f'printf "%s" "$WS_SCRIPT" > /ws.sh && chmod +x /ws.sh && exec nc -ll -p {PORT} -e /ws.sh',
+]
+
+
+class WebSocket:
+    """A websocket client on a raw socket (handshake with a ``Host`` header, then text frames)."""
+
+    def __init__(self, port: int, hostname: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET / HTTP/1.1\r\nHost: {hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise ConnectionError(f"closed during the handshake: {head!r}")
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head
+        want = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        accept = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if b":" in line]
+        names = [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n") if b":" in line]
+        assert dict(zip(names, accept, strict=True)).get(b"sec-websocket-accept") == want.encode(), head
+        self.frames: list[tuple[float, str]] = []
+        self.closed_at: float | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _exactly(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def _read(self) -> None:
+        try:
+            while True:
+                first, second = self._exactly(2)
+                assert first == 0x81 and second < 126, (first, second)  # unmasked short text frames
+                self.frames.append((time.monotonic(), self._exactly(second).decode()))
+        except (OSError, ConnectionError, AssertionError):
+            self.closed_at = time.monotonic()
+
+    def texts_after(self, since: float) -> list[str]:
+        return [text for at, text in self.frames if at > since]
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(5)
+
+
+def test_a_websocket_stays_open_across_a_deploy(
+    agents: Callable[..., Agent], caddy: Caddy, settings: Any
+) -> None:
+    low = random.randrange(40000, 60000, 200)
+    env = {
+        "HOSTPANEL_ROLL_DRAIN_SECONDS": "12",  # long enough to watch the old connection after the switch
+        "HOSTPANEL_ROLL_DEADLINE_SECONDS": "15",
+        "HOSTPANEL_PORT_RANGE": f"{low}-{low + 199}",
+    }
+    settings.HOSTPANEL_ROLL_DRAIN_SECONDS, settings.HOSTPANEL_PORT_RANGE = 12.0, env["HOSTPANEL_PORT_RANGE"]
+    admin = web_tenant(agents, caddy, env, "wsco")
+    spec = deployments.AppSpec(
+        image="busybox:latest", command=WS_SERVER, env={"V": "v1", "WS_SCRIPT": WS_SCRIPT}, http_port=PORT
+    )
+    app = deployments.create_app(admin, Tenant.objects.get(slug="wsco"), "live", spec)
+    hostname = "live-wsco.localhost"
+
+    def first_text() -> str:
+        try:
+            ws = WebSocket(caddy.http_port, hostname)
+        except (OSError, ConnectionError, AssertionError) as exc:
+            return f"no websocket: {exc}"
+        try:
+            wait_for(lambda: ws.frames or ws.closed_at, 5, "a frame")
+            return ws.frames[0][1].split()[0] if ws.frames else "closed"
+        finally:
+            ws.close()
+
+    seen: list[str] = []
+    wait_for(lambda: seen.append(first_text()) or seen[-1] == "v1", 60, "v1's websocket through caddy")
+    old = WebSocket(caddy.http_port, hostname)
+    try:
+        v2 = deployments.deploy(admin, App.objects.get(pk=app.pk), env={"V": "v2", "WS_SCRIPT": WS_SCRIPT})
+        wait_for(lambda: app.replicas.filter(drain_until__isnull=False).exists(), 60, "the switch to v2")
+        wait_for(lambda: first_text() == "v2", 10, "caddy to send new websockets to v2")
+        routed = time.monotonic()  # from here on Caddy's upstreams are the new replica only
+        time.sleep(3 * REFRESH)
+        assert old.closed_at is None, "the open websocket was closed by the route change"
+        texts = old.texts_after(routed)
+        assert len(texts) >= 4 and all(t.startswith("v1 ") for t in texts), texts
+        counts = [int(text.split()[1]) for _, text in old.frames]
+        assert counts == list(range(len(counts))), "frames were lost or the connection was remade"
+        assert wait_for(rolled(v2), 60, "the roll to end") == "succeeded"
+    finally:
+        old.close()
