@@ -43,6 +43,7 @@ from django.utils import timezone
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.runtime.model import Container, ExecSpec
+from hostpanel.deployments import rotation
 from hostpanel.deployments.health import MAX_INTERVAL, PATH_RE, effective
 from hostpanel.deployments.models import Replica
 
@@ -188,18 +189,24 @@ def record_result(
     )
     now = timezone.now()
     if result.healthy:
+        joined = rows.filter(ready=False).exists()
         rows.update(
             health="healthy", health_failures=0, health_checked_at=checked_at, ready=True, updated_at=now
         )
+        if joined:
+            rotation.announce(replica.app_id)  # it serves from now on: tell the edge at once
         return
     log.info("health check of %s failed: %s", container.name, result.reason)
     failures = replica.health_failures + 1
+    left = failures >= hc.retries and rows.exclude(health="unhealthy").exists()
     rows.update(
         health="unhealthy" if failures >= hc.retries else F("health"),
         health_failures=failures,
         health_checked_at=checked_at,
         updated_at=now,
     )
+    if left:
+        rotation.announce(replica.app_id)  # out of the rotation: tell the edge at once
 
 
 # ---- the pool -------------------------------------------------------------------------
@@ -290,9 +297,10 @@ def submit_readiness(
     def job() -> None:
         result = run_probe(engine, container, hc)
         if result.healthy:
-            Replica.objects.filter(
+            if Replica.objects.filter(
                 pk=replica.pk, host_id=replica.host_id, release_id=replica.release_id, engine_id=container.id
-            ).update(ready=True, updated_at=timezone.now())
+            ).update(ready=True, updated_at=timezone.now()):
+                rotation.announce(replica.app_id)  # it serves from now on: tell the edge at once
         else:
             log.debug("%s is not ready yet: %s", container.name, result.reason)
 
