@@ -102,12 +102,13 @@ def begin(app: App, release: Release, kind: str, now: datetime | None = None) ->
 
 def _adopt_same_shape(app: App, rollout: Rollout) -> None:
     """Keep the replicas whose containers already fit the target (a scale, a restart-policy change)."""
-    shape = rollout.release.container_shape()
+    target = rollout.release
+    shape = target.container_shape()
     keep = [
-        r
+        r  # the same containers, passed the same readiness gate (another http_port is checked anew)
         for r in Replica.objects.filter(app=app, drain_until__isnull=True).select_related("release")
-        if r.release.container_shape() == shape
-    ][: rollout.release.replicas]
+        if r.release.container_shape() == shape and r.release.http_port == target.http_port
+    ][: target.replicas]
     Replica.objects.filter(pk__in=[r.pk for r in keep]).update(rollout=rollout, release=rollout.release)
 
 

@@ -289,3 +289,16 @@ def test_stopping_the_app_ends_its_roll(
         deployments.set_state(admin_actor, fresh(app), App.State.STOPPED)
     assert Rollout.objects.get(release=v2).state == "superseded"
     assert [r.release.version for r in rows(app)] == [1]
+
+
+def test_moving_http_port_to_another_published_port_starts_replicas_that_must_pass_the_gate(
+    tenant: Tenant, host: Host, make_app: Any, admin_actor: Any, on_commit: Any
+) -> None:
+    ports = [{"container_port": 8080, "protocol": "tcp"}, {"container_port": 9090, "protocol": "tcp"}]
+    app = running_app(make_app, tenant, ports=ports)
+    (old,) = rows(app)
+    with on_commit():
+        v2 = deployments.deploy(admin_actor, app, http_port=9090)  # same containers, another port
+    assert [r.pk for r in rotation.serving_replicas(fresh(app))] == [old.pk]
+    new = [r for r in rows(app) if r.release_id == v2.pk]
+    assert len(new) == 1 and new[0].pk != old.pk and not new[0].ready
