@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 import sys
 import tempfile
 import time
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import print_table
 from bench.panel_stack import PanelStack, panel_stack, wait_for
-from tests.loadgen import Load, Sample, percentile
+from tests.loadgen import Load, Sample, percentile, private_port_range
 from tests.stack import caddy_server
 
 PORT = 8080
@@ -130,12 +131,27 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4, help="clients sending requests back to back")
     parser.add_argument("--steady", type=float, default=5.0, help="seconds of load before the deploys")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--boot", type=float, default=3.0, help="seconds the app takes before it listens")
     args = parser.parse_args()
+    agent_args = ["--cpus", "8", "--address", "127.0.0.1"]
     with tempfile.TemporaryDirectory(prefix="hpbench-caddy-") as tmp, caddy_server(Path(tmp)) as caddy:
-        roll = {"HOSTPANEL_ROLL_DRAIN_SECONDS": "3", "HOSTPANEL_ROLL_DEADLINE_SECONDS": "60"}
-        with panel_stack("zero", extra_env=caddy.agent_env() | roll, agent_args=["--cpus", "8"]) as stack:
-            rows = [run(stack, caddy.http_port, f"web{i}", how, args) for i, how in enumerate(MODES)]
+        roll = {
+            "HOSTPANEL_ROLL_DRAIN_SECONDS": "3",
+            "HOSTPANEL_ROLL_DEADLINE_SECONDS": "60",
+            "HOSTPANEL_LOG_LEVEL": "INFO",
+            # host ports of our own: other stacks on this machine publish from the default range
+            "HOSTPANEL_PORT_RANGE": private_port_range(),
+        }
+        with panel_stack("zero", extra_env=caddy.agent_env() | roll, agent_args=agent_args) as stack:
+            try:
+                rows = [run(stack, caddy.http_port, f"web{i}", how, args) for i, how in enumerate(args.modes)]
+            except BaseException:
+                kept = Path(tempfile.mkdtemp(prefix="hpbench-zero-logs-"))
+                for log in (stack.scratch / "agent.log", caddy.log):
+                    shutil.copy(log, kept / log.name)
+                print(f"failed; the agent's and caddy's logs are in {kept}", file=sys.stderr)
+                raise
     print(
         f"\n{args.deploys} deploys of {args.replicas} replica(s) of busybox httpd ({args.boot:g} s to start) "
         f"through Caddy, {args.threads} clients (a new connection per request)\n"

@@ -9,6 +9,7 @@ test can say which request failed and what served the others.
 from __future__ import annotations
 
 import http.client
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -93,3 +94,11 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def private_port_range(size: int = 200) -> str:
+    """A ``HOSTPANEL_PORT_RANGE`` of our own for a test or bench stack: other stacks on this machine
+    publish from the default 30000-32767, and the kernel's ephemeral ports (32768-60999: every
+    client socket, our load's too) must not collide with a published port either."""
+    low = random.randrange(20000, 30000 - size, size)
+    return f"{low}-{low + size - 1}"

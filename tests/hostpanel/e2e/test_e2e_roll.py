@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import random
 import socket
 import threading
 import time
@@ -29,7 +28,7 @@ from hostpanel.hosts.models import Host
 from hostpanel.tenants import services as tenants
 from hostpanel.tenants.models import Tenant
 from tests.hostpanel.factories import UserFactory
-from tests.loadgen import Load
+from tests.loadgen import Load, private_port_range
 from tests.stack import Agent, Caddy, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.privileged]
@@ -57,11 +56,10 @@ def rolled(release: Release) -> Callable[[], str]:
 def roll_env(settings: Any) -> dict[str, str]:
     """Rolls here: 3 s of drain (above the 1 s refresh), 15 s to become ready; published ports of
     our own (engineers' test runs share this machine's default range). For the agent and this process."""
-    low = random.randrange(40000, 60000, 200)
     env = {
         "HOSTPANEL_ROLL_DRAIN_SECONDS": "3",
         "HOSTPANEL_ROLL_DEADLINE_SECONDS": "15",
-        "HOSTPANEL_PORT_RANGE": f"{low}-{low + 199}",
+        "HOSTPANEL_PORT_RANGE": private_port_range(),
     }
     settings.HOSTPANEL_ROLL_DRAIN_SECONDS = 3.0
     settings.HOSTPANEL_ROLL_DEADLINE_SECONDS = 15.0
@@ -218,11 +216,10 @@ class WebSocket:
 def test_a_websocket_stays_open_across_a_deploy(
     agents: Callable[..., Agent], caddy: Caddy, settings: Any
 ) -> None:
-    low = random.randrange(40000, 60000, 200)
     env = {
         "HOSTPANEL_ROLL_DRAIN_SECONDS": "12",  # long enough to watch the old connection after the switch
         "HOSTPANEL_ROLL_DEADLINE_SECONDS": "15",
-        "HOSTPANEL_PORT_RANGE": f"{low}-{low + 199}",
+        "HOSTPANEL_PORT_RANGE": private_port_range(),
     }
     settings.HOSTPANEL_ROLL_DRAIN_SECONDS, settings.HOSTPANEL_PORT_RANGE = 12.0, env["HOSTPANEL_PORT_RANGE"]
     admin = web_tenant(agents, caddy, env, "wsco")
