@@ -16,6 +16,11 @@ mkdir -p "$RUN_DIR" "$VAR_DIR/redis" "$VAR_DIR/log"
 # Redis (requires a password; sets and exports REDIS_URL): see scripts/redis.sh.
 source scripts/redis.sh
 
+# Caddy, the edge proxy (admin API on a private unix socket): see scripts/caddy.sh. The agent
+# configures it; Caddy asks the panel (this address) before it gets a certificate.
+export HOSTPANEL_EDGE_PANEL_URL=${HOSTPANEL_EDGE_PANEL_URL:-http://$HOST:$PORT}
+source scripts/caddy.sh
+
 # The busybox base image, so `hpctl run busybox ...` works right away.
 has_busybox() {
     "$BIN/hpctl" images --json 2>/dev/null | "$BIN/python" -c '
@@ -70,6 +75,8 @@ HostPanel is running on http://$HOST:$PORT/
   health:  http://$HOST:$PORT/healthz
   admin:   http://$HOST:$PORT/admin/
   API:     http://$HOST:$PORT/api/v1/   docs: http://$HOST:$PORT/api/docs/
+  apps:    an app with an http_port answers at http://<app>-<tenant>.${HOSTPANEL_APPS_DOMAIN:-localhost}:${HOSTPANEL_PROXY_HTTP_PORT:-8080}/
+           and https://...:${HOSTPANEL_PROXY_HTTPS_PORT:-8443}/ (trust $HOSTPANEL_CADDY_DATA/pki/authorities/local/root.crt)
 $SEED_OUT
   try:     curl -H "Authorization: Token <demo API token>" http://$HOST:$PORT/api/v1/tenants/demo/apps/
            curl -H "Authorization: Token <demo API token>" -H 'Content-Type: application/json' \\

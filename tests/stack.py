@@ -242,8 +242,26 @@ class Caddy:
     data_dir: Path
     http_port: int
     https_port: int
-    proc: subprocess.Popen[bytes]
     log: Path
+    command: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start ``caddy run`` (again: e.g. after a crash) with only its admin API; wait for it."""
+        from hostpanel.edge.caddy import CaddyAdmin, CaddyError
+
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+        def answers() -> bool:
+            try:
+                CaddyAdmin(self.admin_socket, timeout=1).config()
+            except CaddyError:
+                return False
+            return True
+
+        wait_for(answers, 20, f"caddy's admin API\n{self.log}")
 
     def agent_env(self, panel_url: str = "http://127.0.0.1:9") -> dict[str, str]:
         """What a host agent needs to configure this Caddy (``panel_url``: ask endpoint, tokens)."""
@@ -274,8 +292,6 @@ def caddy_server(directory: Path) -> Iterator[Caddy]:
     Its data, autosave and home are under ``directory``; the proxy ports are free ones the
     agent's config will listen on (127.0.0.1 only).
     """
-    from hostpanel.edge.caddy import CaddyAdmin, CaddyError
-
     binary = shutil.which("caddy")
     if binary is None:
         if os.environ.get("CI"):
@@ -291,23 +307,13 @@ def caddy_server(directory: Path) -> Iterator[Caddy]:
         "XDG_CONFIG_HOME": str(directory / "config"),
         "XDG_DATA_HOME": str(directory / "xdg-data"),
     }
-    log = directory / "caddy.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [binary, "run", "--config", str(boot)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    caddy = Caddy(admin_socket, directory / "data", free_port(), free_port(), proc, log)
-
-    def answers() -> bool:
-        try:
-            CaddyAdmin(admin_socket, timeout=1).config()
-        except CaddyError:
-            return False
-        return True
-
+    command = [binary, "run", "--config", str(boot)]
+    caddy = Caddy(
+        admin_socket, directory / "data", free_port(), free_port(), directory / "caddy.log", command, env
+    )
     try:
-        wait_for(answers, 20, f"caddy's admin API\n{log}")
+        caddy.start()
         yield caddy
     finally:
-        stop_process(proc, timeout=10)
+        stop_process(caddy.proc, timeout=10)
         shutil.rmtree(run_dir, ignore_errors=True)

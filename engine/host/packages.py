@@ -35,6 +35,7 @@ REQUIRED_PACKAGES: tuple[str, ...] = (
     "skopeo",  # independent registry client: cross-checks hpctl push/pull in tests and bench
     "docker-registry",  # the reference registry (CNCF distribution): a second real server for registry tests
     "chromium",  # headless browser the dashboard's Playwright tests drive (tests/browser)
+    "caddy",  # the edge proxy: <app>-<tenant>.<apps domain> and custom domains, TLS (make run starts it)
     "git",  # shallow clones of a build context from a git repository on the host (builds with git_url)
 )
 """Debian 12 packages a host needs (apt names)."""

@@ -49,6 +49,7 @@ class EdgeAgent:
         self.dns = EdgeDNS(self.resolver, port=self._dns_port(dns_port))
         _write_private(self.state_dir / "dns_port", str(self.dns.port))
         self.settings = EdgeSettings(dns_port=self.dns.port, **caddy) if caddy is not None else None
+        self._caddy_problem = ""  # the last failure to reach Caddy, logged once until it changes
 
     @property
     def routes_file(self) -> Path:
@@ -108,21 +109,28 @@ class EdgeAgent:
         try:
             loaded = admin.ensure(base_config(self.settings))
         except CaddyError as exc:
-            log.warning("edge: %s (is caddy running? `make run` starts it)", exc)
+            if str(exc) != self._caddy_problem:
+                log.warning("edge: %s (is caddy running? `make run` starts it)", exc)
+            self._caddy_problem = str(exc)
             return False
+        if self._caddy_problem:
+            log.info("edge: caddy answers again on %s", self.settings.admin_socket)
+            self._caddy_problem = ""
         if loaded:
             log.info("edge: loaded the proxy config into caddy (%s)", self.settings.admin_socket)
         return loaded
 
 
 def caddy_fields(admin_socket: str) -> dict[str, Any] | None:
-    """The :class:`EdgeSettings` fields (but the DNS port) from the settings; None without a socket."""
+    """The :class:`EdgeSettings` fields (but the DNS port) from the settings; None without a socket.
+
+    Raises ValueError saying what is wrong (e.g. a TLS mode this host cannot do)."""
     from django.conf import settings
 
     if not admin_socket:
         return None
     panel = str(settings.HOSTPANEL_EDGE_PANEL_URL).rstrip("/")
-    return {
+    fields = {
         "admin_socket": Path(admin_socket),
         "storage_dir": Path(settings.HOSTPANEL_CADDY_DATA),
         "http_port": int(settings.HOSTPANEL_PROXY_HTTP_PORT),
@@ -133,3 +141,5 @@ def caddy_fields(admin_socket: str) -> dict[str, Any] | None:
         "panel_url": panel,
         "ask_url": f"{panel}/edge/ask",
     }
+    EdgeSettings(dns_port=1, **fields)  # checks them
+    return fields

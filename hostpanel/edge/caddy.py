@@ -78,6 +78,7 @@ def apps_route(settings: EdgeSettings) -> dict[str, Any]:
                 "transport": {"protocol": "http", "resolver": _resolver(settings), "dial_timeout": "2s"},
                 # A replica that refuses a connection (stopping, not listening yet): try another.
                 "load_balancing": {"try_duration": "2s", "try_interval": "100ms"},
+                "flush_interval": -1,  # streamed responses reach the client as they are written
             }
         ],
     }
@@ -99,8 +100,11 @@ def panel_route(settings: EdgeSettings) -> dict[str, Any]:
                 "handler": "reverse_proxy",
                 "upstreams": [upstream],
                 "transport": transport,
-                # The panel checks its own Host; the asked name travels in X-Forwarded-Host.
-                "headers": {"request": {"set": {"Host": [url.netloc]}}},
+                # The panel checks its own Host; the asked name travels in X-Forwarded-Host
+                # (set here, so a client's own X-Forwarded-Host never gets through).
+                "headers": {
+                    "request": {"set": {"Host": [url.netloc], "X-Forwarded-Host": ["{http.request.host}"]}}
+                },
             }
         ],
         "terminal": True,
@@ -132,7 +136,9 @@ def base_config(settings: EdgeSettings) -> dict[str, Any]:
                         "@id": "hostpanel-http",
                         "listen": _listen(settings, settings.http_port),
                         "routes": routes,
-                        "automatic_https": {"disable": True},
+                        # Redirects to HTTPS are a per-domain decision (not in this static config);
+                        # leaving automatic HTTPS on keeps Caddy answering ACME HTTP-01 challenges here.
+                        "automatic_https": {"disable_redirects": True},
                     },
                     "hostpanel-https": {
                         "@id": "hostpanel-https",

@@ -111,6 +111,7 @@ class EdgeDNS:
     def __init__(self, resolver: RoutesResolver, address: str = "127.0.0.1", port: int = 0) -> None:
         self.resolver = resolver
         self._servers: list[DNSServer] = []
+        self._started = False
         self.address = address
         self.port = self._bind(port)
 
@@ -134,8 +135,12 @@ class EdgeDNS:
     def start(self) -> None:
         for server in self._servers:
             server.start_thread()
+        self._started = True
 
     def stop(self) -> None:
+        """Stop serving (if started) and close the sockets."""
         for server in self._servers:
-            server.stop()
+            if self._started:
+                server.stop()  # shutdown() waits for serve_forever: only when it runs
             server.server.server_close()
+        self._started = False

@@ -11,9 +11,12 @@ last table to one host (an agent that restarted or was down catches up).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Max
 
+from hostpanel.deployments.models import Replica
 from hostpanel.edge import dispatch
 from hostpanel.edge.models import PublishedRoutes
 from hostpanel.edge.routes import Routes
@@ -56,6 +59,25 @@ def _send(routes: Routes, hosts: list[Host]) -> None:
     table = routes.to_json()
     for host in hosts:
         dispatch.send_routes(host.queue, table)
+
+
+# Per host (in an agent's process): the replicas' (count, last update) when the table was last built.
+_seen: dict[int, tuple[int, Any]] = {}
+
+
+def publish_routes_after_reconcile(host: Host) -> None:
+    """:func:`publish_routes` if any replica on ``host`` changed since the last call for it.
+
+    A reconcile that changed nothing (most of them) then costs one aggregate query instead
+    of a table build; what else changes the table (rolls, domains, hosts going down) publishes
+    by itself or through the heartbeat's catch-up.
+    """
+    seen = Replica.objects.filter(host=host).aggregate(n=Count("id"), last=Max("updated_at"))
+    fingerprint = (seen["n"], seen["last"])
+    if _seen.get(host.pk) == fingerprint:
+        return
+    publish_routes()
+    _seen[host.pk] = fingerprint
 
 
 def send_routes_to(host: Host) -> None:

@@ -10,6 +10,8 @@ other gets no route, so no tenant's app ever appears under another's name.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from hostpanel.deployments.models import App
 from hostpanel.deployments.rotation import serving_replicas
@@ -78,7 +80,32 @@ def _targets(app: App, hosts: dict[str, str]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(set(found)))
 
 
+# Caddy's ask endpoint is anonymous: whoever floods it gets one walk over the apps per
+# SERVED_MAX_AGE seconds, not one per request.
+SERVED_MAX_AGE = 2.0
+_served: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+_served_lock = threading.Lock()
+
+
+def served_hostnames(max_age: float = SERVED_MAX_AGE) -> frozenset[str]:
+    """Every hostname one of our apps answers at, at most ``max_age`` seconds old."""
+    global _served
+    with _served_lock:
+        taken, names = _served
+        if time.monotonic() - taken > max_age:
+            names = frozenset(claimed_hostnames())
+            _served = (time.monotonic(), names)
+        return names
+
+
+def forget_served_hostnames() -> None:
+    """Drop the cached set (tests; a new app is otherwise seen within ``SERVED_MAX_AGE``)."""
+    global _served
+    with _served_lock:
+        _served = (float("-inf"), frozenset())
+
+
 def is_served(hostname: str) -> bool:
     """True when ``hostname`` (any case, trailing dot allowed) is a name one of our apps answers at."""
     name = hostname.strip().lower().rstrip(".")
-    return bool(HOSTNAME_RE.match(name)) and name in claimed_hostnames()
+    return bool(HOSTNAME_RE.match(name)) and name in served_hostnames()

@@ -6,9 +6,9 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError
 
-from hostpanel.edge.services import publish_routes
+from hostpanel.edge.services import publish_routes_after_reconcile
 from hostpanel.hosts import agent, tenant_purge
 from hostpanel.hosts.models import Host
 
@@ -34,7 +34,10 @@ def reconcile_host(host_id: int) -> None:
     report = agent.reconcile(agent.engine_for(config.engine_root, config.instance), host)
     if report.started or report.restarted or report.removed or report.stopped or report.failed:
         log.info("reconcile %s: %s", host.name, report)
-    publish_routes()  # replicas started, stopped or changed health: the edge learns (sent only if changed)
+    try:  # replicas started, stopped or changed health: the edge learns (sent only if changed)
+        publish_routes_after_reconcile(host)
+    except DatabaseError:  # a busy database: the heartbeat's catch-up publishes it shortly
+        log.warning("reconcile %s: publishing the routing table failed; the heartbeat retries", host.name)
     if report.retry_in is not None:
         reconcile_host.apply_async(args=[host_id], queue=host.queue, countdown=report.retry_in + 0.05)
 

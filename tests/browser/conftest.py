@@ -13,7 +13,9 @@ last test here, so the rest of the suite never sees it):
 - one host agent subprocess (``live_stack.agent``, name ``browser-h1``) with
   its own engine root and instance, bootstrapped with ``busybox:latest``;
 - daphne serving ``hostpanel.asgi:application`` on a random port
-  (``live_stack.url``), so pages, static files and WebSockets are the real ones.
+  (``live_stack.url``), so pages, static files and WebSockets are the real ones;
+- a real Caddy the agent configures (``live_stack.caddy``): an app with an
+  ``http_port`` opens at ``live_stack.app_url(slug, app)`` (``*.localhost``).
 
 Fixtures:
 
@@ -55,6 +57,7 @@ from tests.browser.live import LiveStack, StackUser, console_of, forget_console
 from tests.conftest import require_privileged
 from tests.stack import (
     Agent,
+    caddy_server,
     celery_pointed_at,
     free_port,
     launch_agent,
@@ -132,12 +135,16 @@ def live_stack(
     server: subprocess.Popen[bytes] | None = None
     agent: Agent | None = None
     try:
-        with redis_server(workdir) as redis_url, celery_pointed_at(redis_url):
+        with (
+            redis_server(workdir) as redis_url,
+            celery_pointed_at(redis_url),
+            caddy_server(workdir / "caddy") as caddy,
+        ):
             env = panel_env(db_file, redis_url, workdir / "var", settings.HOSTPANEL_SECRET_KEYS)
             env |= {"HOSTPANEL_SECRET_KEY": secrets.token_urlsafe(40), "HOSTPANEL_DEBUG": "0"}
-            with django_db_blocker.unblock():
-                agent = launch_agent("browser-h1", workdir, env)
             port = free_port()
+            with django_db_blocker.unblock():
+                agent = launch_agent("browser-h1", workdir, env | caddy.agent_env(f"http://127.0.0.1:{port}"))
             server_log = workdir / "daphne.log"
             server = start_daphne(["-b", "127.0.0.1", "-p", str(port)], env, server_log)
             base = f"http://127.0.0.1:{port}"
@@ -150,7 +157,7 @@ def live_stack(
                     return Host.objects.filter(name="browser-h1", state="up").exists()
 
             wait_for(host_up, 60, f"the host agent to register\n{agent.log_tail()}")
-            yield LiveStack(base, agent, django_db_blocker.unblock, workdir, server_log)
+            yield LiveStack(base, agent, django_db_blocker.unblock, workdir, server_log, caddy)
     finally:
         stop_process(server)
         if agent is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.stack import Agent, wait_for
+from tests.stack import Agent, Caddy, wait_for
 
 PASSWORD = "browser-test-pw-7Q"  # every user the helpers make has it
 TAKEN = "every test of tests/browser shares one stack, so pick names no other test there uses"
@@ -37,7 +37,13 @@ class LiveStack:
     db: Callable[[], AbstractContextManager[None]]
     workdir: Path
     server_log: Path
+    caddy: Caddy | None = None  # the edge proxy the agent configures: apps at <app>-<tenant>.localhost
     wait_for: Callable[..., Any] = field(default=wait_for)
+
+    def app_url(self, slug: str, app: str, path: str = "/") -> str:
+        """Where a browser opens app ``app`` of tenant ``slug`` through the edge proxy."""
+        assert self.caddy is not None
+        return f"http://{app}-{slug}.localhost:{self.caddy.http_port}{path}"
 
     def url(self, path: str = "/") -> str:
         return self.base_url + path

@@ -8,6 +8,7 @@ replicas are. Nothing here touches an address outside the machine.
 from __future__ import annotations
 
 import http.client
+import signal
 import socket
 import ssl
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytest
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
+from hostpanel.edge.caddy import CaddyAdmin
 from hostpanel.hosts.models import Host
 from hostpanel.tenants import services as tenants
 from tests.hostpanel.factories import UserFactory
@@ -151,6 +153,31 @@ def test_caddy_on_one_host_reaches_a_replica_on_another(agents: Callable[..., Ag
     )
     assert ok
 
+    # Caddy dies and comes back empty: the agent loads its config again by itself.
+    stop_process(caddy.proc, sig=signal.SIGKILL)
+    assert get(caddy.http_port, "site-multi.localhost")[0] == 0  # nothing listens
+    caddy.start()
+    wait_for(
+        lambda: get(caddy.http_port, "site-multi.localhost")[1].startswith("hello-multi "),
+        30,
+        f"the route after caddy restarted\n{h1.log_tail()}",
+    )
+
+    # The near agent restarts: its DNS answers from the table it kept, on the same port, so
+    # Caddy's config stays as it was (no reload: proxied websockets would be cut).
+    config = CaddyAdmin(caddy.admin_socket).config()
+    h1.stop()
+    h1.proc = None
+    h1.start()
+    answers: list[tuple[int, str]] = []
+
+    def routed_again() -> bool:
+        answers.append(get(caddy.http_port, "site-multi.localhost"))
+        return answers[-1][1].startswith("hello-multi ")
+
+    wait_for(routed_again, 60, "the route after the agent restarted")
+    assert CaddyAdmin(caddy.admin_socket).config() == config
+
 
 def tls_get(port: int, hostname: str, root: str) -> tuple[str, str]:
     """GET / over TLS with SNI ``hostname``, verified against ``root``; (status line, body)."""
@@ -191,5 +218,62 @@ def test_https_with_the_internal_ca_only_for_names_we_serve(
         # A name we do not serve: the panel's ask endpoint says no, so no certificate at all.
         with pytest.raises(ssl.SSLError):
             tls_get(caddy.https_port, "evil.localhost", str(caddy.root_cert))
+        # Ownership tokens: /.well-known/hostpanel/ on any name is the panel's (Django's 404 here:
+        # no such token), never the app's page and never Caddy's 503.
+        status, body = get(caddy.http_port, "site-secure.localhost", "/.well-known/hostpanel/no-such-token")
+        assert status == 404 and "hello-secure" not in body
     finally:
         stop_process(panel)
+
+
+STREAM_CGI = "\n".join(
+    [
+        "#!/bin/sh",
+        'printf "Content-Type: text/plain\\r\\n\\r\\n"',
+        "i=1; while [ $i -le 40 ]; do echo tick $i; i=$((i + 1)); sleep 1; done",
+        "echo done",
+    ]
+)
+
+
+def test_a_streamed_response_survives_route_changes(agents: Callable[..., Agent], caddy: Caddy) -> None:
+    """Replicas come and go while a response streams through Caddy: only DNS answers change."""
+    h1 = agents("edge-stream", caddy.agent_env())
+    wait_for(lambda: Host.objects.filter(name="edge-stream", state="up").exists(), 30, "the agent")
+    admin = admin_actor()
+    tenant = tenants.create_tenant(admin, "streamco")
+    setup = (
+        "mkdir -p /www/cgi-bin && printf '%s' \"$CGI\" > /www/cgi-bin/ticks && chmod +x /www/cgi-bin/ticks"
+        " && exec httpd -f -p 8080 -h /www"
+    )
+    spec = deployments.AppSpec(
+        image="busybox:latest", command=["sh", "-c", setup], env={"CGI": STREAM_CGI}, http_port=8080
+    )
+    app = deployments.create_app(admin, tenant, "live", spec)
+    serving(app, 1, h1)
+    config = CaddyAdmin(caddy.admin_socket).config()
+    wait_for(
+        lambda: get(caddy.http_port, "live-streamco.localhost", "/cgi-bin/ticks")[0] == 200, 40, "the route"
+    )
+
+    conn = http.client.HTTPConnection("127.0.0.1", caddy.http_port, timeout=20)
+    conn.putrequest("GET", "/cgi-bin/ticks", skip_host=True)
+    conn.putheader("Host", "live-streamco.localhost")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.readline() == b"tick 1\n"  # streamed: the first line before the script ends
+    # Meanwhile: another replica joins and a second app appears (new routing tables).
+    deployments.scale(admin, app, 2)
+    other = web_app(admin, "otherco", "site", "hello-other")
+    serving(app, 2, h1)
+    serving(other, 1, h1)
+    wait_for(lambda: get(caddy.http_port, "site-otherco.localhost")[0] == 200, 30, "the new app's route")
+    assert h1.proc is not None and h1.proc.poll() is None
+    line = response.readline().decode()
+    assert line.startswith("tick ") and int(line.split()[1]) < 40, line  # still streaming after all that
+    rest = response.read().decode()
+    conn.close()
+    seen = [int(line.split()[1]), *(int(n) for n in rest.split()[1:-1:2])]
+    assert seen == list(range(seen[0], 41)) and rest.split()[-1] == "done"
+    assert CaddyAdmin(caddy.admin_socket).config() == config  # Caddy was never reconfigured

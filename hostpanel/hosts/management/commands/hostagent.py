@@ -89,6 +89,10 @@ class Command(BaseCommand):
         name: str = opts["name"]
         if opts["build_slots"] < 1:
             raise CommandError("--build-slots: give at least 1")
+        try:
+            edge_fields = caddy_fields(opts["caddy_admin"])
+        except ValueError as exc:
+            raise CommandError(f"edge proxy: {exc}") from exc
         config = agent.AgentConfig(name=name, engine_root=opts["engine_root"], instance=opts["instance"])
         config.export()
         engine = agent.engine_for(config.engine_root, config.instance)  # fails early on a bad root
@@ -116,10 +120,10 @@ class Command(BaseCommand):
         try:
             edge = EdgeAgent(
                 Path(settings.VAR_DIR) / "edge" / name,
-                caddy_fields(opts["caddy_admin"]),
+                edge_fields,
                 dns_port=settings.HOSTPANEL_EDGE_DNS_PORT,
             )
-        except (ValueError, OSError) as exc:
+        except OSError as exc:
             raise CommandError(f"edge proxy: {exc}") from exc
         edge.start()
         edge_services.send_routes_to(host)
