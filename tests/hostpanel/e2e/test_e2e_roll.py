@@ -257,3 +257,30 @@ def test_a_websocket_stays_open_across_a_deploy(
         assert wait_for(rolled(v2), 60, "the roll to end") == "succeeded"
     finally:
         old.close()
+
+
+def test_a_roll_moves_the_app_to_another_host_behind_one_caddy_without_a_failed_request(
+    roll_env: dict[str, str], agents: Callable[..., Agent], caddy: Caddy
+) -> None:
+    admin = web_tenant(agents, caddy, roll_env, "multico")  # multico-h1 runs the Caddy
+    agents("multico-h2", roll_env)  # a second host, no Caddy of its own
+    wait_for(lambda: Host.objects.filter(name="multico-h2", state="up").exists(), 30, "the second agent")
+    spec = deployments.AppSpec(image="busybox:latest", command=HTTPD, env={"V": "v1"}, http_port=PORT)
+    app = deployments.create_app(admin, Tenant.objects.get(slug="multico"), "web", spec)
+    hostname = "web-multico.localhost"
+    wait_for(lambda: answers(caddy, hostname)() == "v1", 60, f"v1 through caddy\n{caddy.log_tail()}")
+    (first,) = app.replicas.all()
+    load = Load(lambda: f"http://127.0.0.1:{caddy.http_port}/", host=hostname).start()
+    try:
+        wait_for(lambda: len(load.samples) > 20, 20, "the load to run")
+        v2 = deployments.deploy(admin, App.objects.get(pk=app.pk), env={"V": "v2"})
+        (fresh,) = app.replicas.filter(release=v2)
+        assert fresh.host_id != first.host_id  # the surge replica goes where the app has none
+        assert wait_for(rolled(v2), 60, "v2 to roll") == "succeeded"
+        switched = time.monotonic()
+        wait_for(lambda: load.bodies_since(switched + REFRESH) == {"v2"}, 10, "only v2 to answer")
+    finally:
+        samples = load.stop()
+    assert [r.host_id for r in app.replicas.all()] == [fresh.host_id]
+    failures = [s for s in samples if not s.ok]
+    assert len(samples) > 50 and failures == [], f"{len(failures)} of {len(samples)} failed: {failures[:5]}"
