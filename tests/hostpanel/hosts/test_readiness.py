@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
+from django.utils import timezone
 
 from hostpanel.deployments import rotation
 from hostpanel.deployments.models import Replica
@@ -106,3 +108,30 @@ def test_a_restarted_container_must_pass_the_gate_again(
     agent.reconcile(engine, host)  # type: ignore[arg-type]  # restarted after its back-off
     replica = Replica.objects.get(app=app)
     assert replica.restart_count == 1 and not replica.ready
+
+
+def test_with_a_health_check_the_first_passing_check_is_the_gate(
+    tenant: Tenant,
+    host: Host,
+    make_app: Any,
+    listener: socket.socket,
+    announced: list[int],
+    on_commit: Any,
+) -> None:
+    port = listener.getsockname()[1]
+    hc = {"tcp": {"port": port}, "interval": 1, "timeout": 1, "retries": 1}
+    app = make_app(tenant, command=["httpd"], http_port=port, health_check=hc)
+    engine = NetEngine()
+    agent.reconcile(engine, host)  # type: ignore[arg-type]  # started
+    agent.reconcile(engine, host)  # type: ignore[arg-type]  # health "starting": first check in 1 s
+    assert list(rotation.serving_replicas(app)) == []
+    Replica.objects.filter(app=app).update(health_checked_at=timezone.now() - timedelta(seconds=2))
+    with on_commit():
+        agent.reconcile(engine, host)  # type: ignore[arg-type]  # the check runs (inline here) and passes
+    (replica,) = rotation.serving_replicas(app)
+    assert replica.health == "healthy" and replica.ready and announced == [app.pk]
+    listener.close()  # now it fails its check: out of the rotation, and the edge hears of it
+    Replica.objects.filter(app=app).update(health_checked_at=timezone.now() - timedelta(seconds=2))
+    with on_commit():
+        agent.reconcile(engine, host)  # type: ignore[arg-type]
+    assert list(rotation.serving_replicas(app)) == [] and announced == [app.pk, app.pk]
