@@ -210,6 +210,11 @@ HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])
 # Every app with an HTTP port answers at <app>-<tenant>.<HOSTPANEL_APPS_DOMAIN> through the edge proxy.
 HOSTPANEL_APPS_DOMAIN = os.environ.get("HOSTPANEL_APPS_DOMAIN", "localhost")
 HOSTPANEL_PORT_RANGE = os.environ.get("HOSTPANEL_PORT_RANGE", "30000-32767")
+# Rolling deploys (issue 12, roll): a replica taken out of the edge's rotation keeps running this
+# long (more than the edge's 1 s refresh) before it is stopped; a new replica that is not ready
+# within the deadline (plus one health-check interval) fails the roll, and the old release stays.
+HOSTPANEL_ROLL_DRAIN_SECONDS = float(os.environ.get("HOSTPANEL_ROLL_DRAIN_SECONDS", "10"))
+HOSTPANEL_ROLL_DEADLINE_SECONDS = float(os.environ.get("HOSTPANEL_ROLL_DEADLINE_SECONDS", "120"))
 # ---- the edge proxy (hostpanel/edge; README "Apps on the web") -------------------------------------
 # Caddy on each host listens on these (unprivileged for development; 80 and 443 in production).
 HOSTPANEL_PROXY_HTTP_PORT = int(os.environ.get("HOSTPANEL_PROXY_HTTP_PORT", "8080"))

@@ -14,7 +14,15 @@ from engine.volumes.spec import MAX_VOLUME_SIZE, MIN_VOLUME_SIZE, validate_volum
 from hostpanel.api.base import StrictModelSerializer, StrictSerializer
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import health
-from hostpanel.deployments.models import APP_NAME_RE, NETWORKS, RESTART_POLICY_RE, App, Release, Replica
+from hostpanel.deployments.models import (
+    APP_NAME_RE,
+    NETWORKS,
+    RESTART_POLICY_RE,
+    App,
+    Release,
+    Replica,
+    Rollout,
+)
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import IMAGE_NAME_RE, Image
 from hostpanel.secrets.models import SECRET_NAME_RE, Secret
@@ -333,6 +341,8 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "health_check",
             "http_port",
             "note",
+            "status",
+            "status_message",
             "created_by",
             "created_at",
             "changes",
@@ -341,19 +351,59 @@ class ReleaseSerializer(serializers.ModelSerializer):
 
 class ReplicaSummarySerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name", default=None)
+    release = serializers.IntegerField(source="release.version")
 
     class Meta:
         model = Replica
-        fields = ["id", "index", "container_name", "host", "state", "health", "restart_count", "message"]
+        fields = [
+            "id",
+            "index",
+            "container_name",
+            "host",
+            "state",
+            "health",
+            "restart_count",
+            "message",
+            "release",
+            "ready",
+            "drain_until",
+        ]
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    """A rolling change of an app (rollout.py): what it does now, or how it ended and why."""
+
+    release = serializers.IntegerField(source="release.version", help_text="the version rolled to")
+    previous = serializers.IntegerField(source="previous.version", default=None)
+
+    class Meta:
+        model = Rollout
+        fields = [
+            "kind",
+            "state",
+            "release",
+            "previous",
+            "phase",
+            "message",
+            "step_deadline",
+            "created_at",
+            "finished_at",
+        ]
 
 
 class AppSerializer(serializers.ModelSerializer):
     release = ReleaseSerializer(source="current_release")
     replicas = ReplicaSummarySerializer(many=True)
+    rollout = serializers.SerializerMethodField(help_text="the app's latest roll (null: none yet)")
 
     class Meta:
         model = App
-        fields = ["name", "state", "release", "replicas", "created_at", "updated_at"]
+        fields = ["name", "state", "release", "replicas", "rollout", "created_at", "updated_at"]
+
+    @extend_schema_field(RolloutSerializer(allow_null=True))
+    def get_rollout(self, app: App) -> dict[str, Any] | None:
+        latest = app.rollouts.select_related("release", "previous").first()
+        return RolloutSerializer(latest).data if latest is not None else None
 
 
 class ScaleSerializer(StrictSerializer):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -37,6 +39,11 @@ class App(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant}/{self.name}"
+
+
+def container_name(app: App, index: int) -> str:
+    """The deterministic engine name of a replica, so a retried start never duplicates it."""
+    return f"{app.tenant.slug}-{app.name}-{index}"
 
 
 class RestartPolicy(models.TextChoices):
@@ -76,6 +83,10 @@ class Release(models.Model):
     # {"command": [...]} or {"http": {"port": 80, "path": "/"}}, plus interval/timeout/retries
     health_check = models.JSONField(null=True, blank=True)
     note = models.CharField(max_length=200, blank=True)
+    # How rolling it out went (hostpanel/deployments/rollout.py): "" (made current without a
+    # roll), rolling, live, failed (with the reason in status_message) or superseded.
+    status = models.CharField(max_length=16, blank=True)
+    status_message = models.TextField(blank=True)
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -85,6 +96,22 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"{self.app} v{self.version}"
+
+    def container_shape(self) -> dict[str, Any]:
+        """What shapes this release's containers (not replicas or restart policy): two releases of
+        the same shape run in the same containers (the agent's spec digest; a roll's "no new
+        containers needed")."""
+        return {
+            "image": self.image,
+            "command": self.command,
+            "env": self.env,
+            "secrets": self.secrets,
+            "ports": self.ports,
+            "network": self.network,
+            "volumes": self.volumes,
+            "resources": [self.cpu_millis, self.memory_bytes, self.pids],
+            "health_check": self.health_check,
+        }
 
     @property
     def restart_policy_text(self) -> str:
@@ -133,6 +160,14 @@ class Replica(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     message = models.TextField(blank=True)
+    # Rolling deploys (rollout.py): the roll that started this replica; whether it passed its
+    # readiness gate (its health check, or a TCP connect to the release's http_port); and, once
+    # it is taken out of the edge's rotation, until when it drains before it is stopped.
+    rollout = models.ForeignKey(
+        "Rollout", null=True, blank=True, on_delete=models.SET_NULL, related_name="replicas"
+    )
+    ready = models.BooleanField(default=False)
+    drain_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -142,3 +177,45 @@ class Replica(models.Model):
 
     def __str__(self) -> str:
         return self.container_name
+
+
+class Rollout(models.Model):
+    """One rolling change of an app's replicas to ``release`` (a deploy, a scale, a restart).
+
+    Driven step by step by :func:`hostpanel.deployments.rollout.advance`: start a new
+    replica (one of surge), wait until it is ready, take an old one out of the rotation,
+    let it drain, stop it. The app's current release changes only when the roll succeeds.
+    """
+
+    class State(models.TextChoices):
+        ROLLING = "rolling"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SUPERSEDED = "superseded"  # a newer change took over before this one finished
+
+    class Kind(models.TextChoices):
+        DEPLOY = "deploy"
+        SCALE = "scale"
+        RESTART = "restart"
+        REVERT = "revert"  # back to the previous release after a roll failed half-way
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="rollouts")
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="rollouts")
+    previous = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DEPLOY)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ROLLING)
+    # what it does now, in words ("waiting for replica 2 to become ready")
+    phase = models.CharField(max_length=200, blank=True)
+    message = models.TextField(blank=True)  # why it failed
+    # the replicas that serve, as the edge was last told (so a change is published once)
+    serving = models.JSONField(default=list, blank=True)
+    step_deadline = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["app", "-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.app} {self.kind} to v{self.release.version}: {self.state}"

@@ -18,8 +18,17 @@ from django.db.models import Max, QuerySet
 from engine.errors import InvalidSpec
 from engine.volumes.spec import validate_volume_target
 from hostpanel.audit.services import Actor, audited
+from hostpanel.deployments import rollout
 from hostpanel.deployments.health import validate_health_check
-from hostpanel.deployments.models import NETWORKS, RESTART_POLICY_RE, App, Release, Replica, RestartPolicy
+from hostpanel.deployments.models import (
+    NETWORKS,
+    RESTART_POLICY_RE,
+    App,
+    Release,
+    Replica,
+    RestartPolicy,
+    container_name,
+)
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
@@ -226,11 +235,6 @@ def visible_apps(actor: Actor, tenant: Tenant) -> QuerySet[App]:
     return App.objects.filter(tenant=tenant).select_related("current_release", "tenant")
 
 
-def container_name(app: App, index: int) -> str:
-    """The deterministic engine name of a replica, so a retried start never duplicates it."""
-    return f"{app.tenant.slug}-{app.name}-{index}"
-
-
 # ---- changes ------------------------------------------------------------------------
 def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec) -> App:
     """Create an app, its first release, and deploy it."""
@@ -251,7 +255,12 @@ def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec) -> App:
 
 def deploy(actor: Actor, app: App, note: str = "", *, kind: str = "deploy", **changes: Any) -> Release:
     """Make a new release from the current one with ``changes`` and roll the replicas to it
-    (audited as ``app.<kind>``: ``app.deploy``, ``app.scale``)."""
+    (audited as ``app.<kind>``: ``app.deploy``, ``app.scale``).
+
+    An app serving HTTP rolls without downtime (rollout.py): the new release becomes
+    current once its replicas are ready; until then (or if they never are) the previous
+    one stays current and serving.
+    """
     require_role(actor, app.tenant, Role.DEVELOPER)
     with audited(actor, f"app.{kind}", app.tenant, app):
         current = _current_spec(app)
@@ -259,13 +268,13 @@ def deploy(actor: Actor, app: App, note: str = "", *, kind: str = "deploy", **ch
         with transaction.atomic():
             app = App.objects.select_for_update().get(pk=app.pk)
             _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
-            release = _new_release(actor, app, spec, note=note or "deploy")
-            _sync_replicas(app)
+            release = _new_release(actor, app, spec, note=note or kind, current=False)
+            _roll_or_sync(app, release, kind)
     return release
 
 
 def scale(actor: Actor, app: App, replicas: int) -> Release:
-    """Change the number of replicas (a new release)."""
+    """Change the number of replicas (a new release; an app serving HTTP drains the ones it stops)."""
     return deploy(actor, app, note=f"scale to {replicas}", kind="scale", replicas=replicas)
 
 
@@ -281,8 +290,8 @@ def rollback(actor: Actor, app: App, version: int) -> Release:
         with transaction.atomic():
             app = App.objects.select_for_update().get(pk=app.pk)
             _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
-            release = _new_release(actor, app, spec, note=f"rollback to v{version}")
-            _sync_replicas(app)
+            release = _new_release(actor, app, spec, note=f"rollback to v{version}", current=False)
+            _roll_or_sync(app, release, "deploy")
     return release
 
 
@@ -297,6 +306,7 @@ def set_state(actor: Actor, app: App, state: str) -> App:
         app.state = state
         app.save(update_fields=["state", "updated_at"])
         app.replicas.filter(stop_requested=True).update(stop_requested=False)  # the app's buttons win
+        rollout.abandon(app, f"the app was {'started' if state == App.State.RUNNING else 'stopped'}")
         _sync_replicas(app)
     return app
 
@@ -309,6 +319,10 @@ def restart(actor: Actor, app: App) -> App:
             raise Conflict(f"app {app.name!r} is stopped; start it instead")
         with transaction.atomic():
             app = App.objects.select_for_update().select_related("tenant").get(pk=app.pk)
+            current = app.current_release
+            if current is not None and rollout.should_roll(app, current):
+                rollout.begin(app, current, "restart")  # new containers take over, then the old stop
+                return app
             app.restart_generation += 1
             app.save(update_fields=["restart_generation", "updated_at"])
             _sync_replicas(app)
@@ -334,7 +348,19 @@ def _current_spec(app: App) -> AppSpec:
     return AppSpec.from_release(app.current_release)
 
 
-def _new_release(actor: Actor, app: App, spec: AppSpec, note: str) -> Release:
+def _roll_or_sync(app: App, release: Release, kind: str) -> None:
+    """Move ``app`` (locked) to its new ``release``: a roll (rollout.py) or, for an app that does not
+    serve HTTP or does not run, at once."""
+    if rollout.should_roll(app, release):
+        rollout.begin(app, release, kind)
+        return
+    rollout.abandon(app, f"superseded by v{release.version}")
+    app.current_release = release
+    app.save(update_fields=["current_release", "updated_at"])
+    _sync_replicas(app)
+
+
+def _new_release(actor: Actor, app: App, spec: AppSpec, note: str, current: bool = True) -> Release:
     policy, retries = parse_restart_policy(spec.restart_policy)
     version = (Release.objects.filter(app=app).aggregate(v=Max("version"))["v"] or 0) + 1
     user = actor.user if actor.user is not None and getattr(actor.user, "pk", None) else None
@@ -359,8 +385,9 @@ def _new_release(actor: Actor, app: App, spec: AppSpec, note: str) -> Release:
         note=note[:200],
         created_by=user,
     )
-    app.current_release = release
-    app.save(update_fields=["current_release", "updated_at"])
+    if current:
+        app.current_release = release
+        app.save(update_fields=["current_release", "updated_at"])
     return release
 
 
@@ -370,19 +397,20 @@ def _sync_replicas(app: App) -> None:
 
     release = app.current_release
     assert release is not None
-    replicas = {r.index: r for r in Replica.objects.filter(app=app).select_related("host")}
-    touched: set[int] = {r.host_id for r in replicas.values() if r.host_id is not None}
-    for index, replica in list(replicas.items()):
-        if index >= release.replicas:
-            replica.delete()
-            del replicas[index]
-    for index in range(release.replicas):
-        replica = replicas.get(index)
-        if replica is None:
-            replicas[index] = Replica.objects.create(
-                app=app, index=index, release=release, container_name=container_name(app, index)
-            )
-        elif replica.release_id != release.pk:
+    # The lowest-numbered replicas stay (a roll leaves gaps in the numbers); new ones fill the gaps.
+    existing = list(Replica.objects.filter(app=app).select_related("host").order_by("index"))
+    touched: set[int] = {r.host_id for r in existing if r.host_id is not None}
+    for extra in existing[release.replicas :]:
+        extra.delete()
+    replicas = {r.index: r for r in existing[: release.replicas]}
+    free = (i for i in range(2 * release.replicas + len(existing) + 1) if i not in replicas)
+    for _ in range(release.replicas - len(replicas)):
+        index = next(free)
+        replicas[index] = Replica.objects.create(
+            app=app, index=index, release=release, container_name=container_name(app, index)
+        )
+    for replica in replicas.values():
+        if replica.release_id != release.pk:
             replica.release = release
             replica.next_restart_at = None
             if replica.host is not None:

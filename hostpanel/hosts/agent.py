@@ -38,6 +38,7 @@ from engine.networks.egress import parse_allow_list
 from engine.networks.model import PortMapping
 from engine.runtime.model import Container, ContainerSpec
 from engine.volumes.spec import MountSpec
+from hostpanel.deployments import rollout
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import ServiceError
 from hostpanel.hosts import probes
@@ -141,7 +142,12 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
             _report(replica, state=Replica.State.FAILED, message=str(exc))
     if hasattr(engine, "volume_list"):
         report.removed += remove_deleted_volumes(engine)
+    if rollout.advance_all(sorted({r.app_id for r in replicas.values()})):
+        report.wait(ROLL_PASS_SECONDS)  # a roll of an app here goes on: come back soon
     return report
+
+
+ROLL_PASS_SECONDS = 0.3  # how soon a reconcile comes back while an app of its host rolls
 
 
 def _reconcile_one(
@@ -176,16 +182,26 @@ def _reconcile_one(
             health_failures=0,
             health_checked_at=None,
             restart_requested=False,  # a new container is as good as a restarted one
+            ready=False,
         )
         return
     if app.restart_generation > replica.restart_generation or _claim_restart(replica):
         container = engine.restart(container.id) if container.is_running else engine.start(container.id)
         report.restarted.append(container.name)
-        _report(replica, container, state=Replica.State.RUNNING, restart_generation=app.restart_generation)
+        _report(
+            replica,
+            container,
+            state=Replica.State.RUNNING,
+            restart_generation=app.restart_generation,
+            ready=False,
+            health="",
+        )
         return
     if container.is_running:
         if replica.release.health_check:
             _check_health(engine, replica, container, report)
+        elif replica.release.http_port is not None and not replica.ready:
+            _check_ready(engine, replica, container, report)
         else:
             _report(replica, container, state=Replica.State.RUNNING)
         return
@@ -198,7 +214,7 @@ def _reconcile_one(
             _remove(engine, container, report)  # a create that was interrupted: make it anew
             container = _run(engine, replica)
             report.started.append(container.name)
-        _report(replica, container, state=Replica.State.RUNNING)
+        _report(replica, container, state=Replica.State.RUNNING, ready=False, health="")
         return
     _after_exit(engine, replica, container, report)
 
@@ -277,6 +293,8 @@ def _after_exit(engine: Engine, replica: Replica, container: Container, report: 
         restart_count=replica.restart_count + 1,
         crash_streak=streak + 1,
         next_restart_at=None,
+        ready=False,
+        health="",
     )
 
 
@@ -307,6 +325,7 @@ def _check_health(engine: Engine, replica: Replica, container: Container, report
             health="starting",
             health_failures=0,
             health_checked_at=now,
+            ready=False,
             restart_count=replica.restart_count + 1,
             message=f"restarted after {failures} failed health checks",
         )
@@ -321,6 +340,20 @@ def _check_health(engine: Engine, replica: Replica, container: Container, report
         report.wait(hc.timeout)  # come back for the result
     else:
         report.wait(min(hc.timeout, 1.0))  # its previous probe still runs, or its tenant's share is in use
+
+
+READY_PROBE_SECONDS = 0.3  # between readiness probes of a new replica without a health check
+
+
+def _check_ready(engine: Engine, replica: Replica, container: Container, report: ReconcileReport) -> None:
+    """The readiness gate of a replica serving HTTP without a health check: a TCP connect to its
+    ``http_port`` from the container's side, in the probe pool; it joins the rotation once one
+    succeeds (hostpanel/deployments/rotation.py)."""
+    _report(replica, container, state=Replica.State.RUNNING)
+    port = replica.release.http_port
+    assert port is not None
+    probes.submit_readiness(engine, replica, container, port, timeout=1.0)
+    report.wait(READY_PROBE_SECONDS)
 
 
 def _run(engine: Engine, replica: Replica) -> Container:
@@ -367,18 +400,7 @@ def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
     replaced value rolls the app's containers onto it at the next reconcile, and after a
     reboot (the engine keeps secrets only in memory) the containers are made anew.
     """
-    fields: dict[str, Any] = {
-        "image": release.image,
-        "command": release.command,
-        "env": release.env,
-        "secrets": release.secrets,
-        "ports": release.ports,
-        "network": release.network,
-        "volumes": release.volumes,
-        "resources": [release.cpu_millis, release.memory_bytes, release.pids],
-        "health_check": release.health_check,
-        "published": ports,
-    }
+    fields: dict[str, Any] = {**release.container_shape(), "published": ports}
     if release.secrets:
         from hostpanel.secrets.models import Secret
 

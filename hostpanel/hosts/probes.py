@@ -43,6 +43,7 @@ from django.utils import timezone
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.runtime.model import Container, ExecSpec
+from hostpanel.deployments import rotation
 from hostpanel.deployments.health import MAX_INTERVAL, PATH_RE, effective
 from hostpanel.deployments.models import Replica
 
@@ -188,16 +189,24 @@ def record_result(
     )
     now = timezone.now()
     if result.healthy:
-        rows.update(health="healthy", health_failures=0, health_checked_at=checked_at, updated_at=now)
+        joined = rows.filter(ready=False).exists()
+        rows.update(
+            health="healthy", health_failures=0, health_checked_at=checked_at, ready=True, updated_at=now
+        )
+        if joined:
+            rotation.announce(replica.app_id)  # it serves from now on: tell the edge at once
         return
     log.info("health check of %s failed: %s", container.name, result.reason)
     failures = replica.health_failures + 1
+    left = failures >= hc.retries and rows.exclude(health="unhealthy").exists()
     rows.update(
         health="unhealthy" if failures >= hc.retries else F("health"),
         health_failures=failures,
         health_checked_at=checked_at,
         updated_at=now,
     )
+    if left:
+        rotation.announce(replica.app_id)  # out of the rotation: tell the edge at once
 
 
 # ---- the pool -------------------------------------------------------------------------
@@ -276,6 +285,26 @@ def runner() -> ProbeRunner:
         if _runner is None:
             _runner = ProbeRunner(settings.HOSTPANEL_PROBE_WORKERS)
         return _runner
+
+
+def submit_readiness(
+    engine: Engine, replica: Replica, container: Container, port: int, timeout: float
+) -> bool:
+    """Start a readiness probe (a TCP connect to ``port`` from the container's side) in the pool;
+    on success the replica is ``ready`` (it joins the edge's rotation). Never waits for it."""
+    hc = HealthCheck("tcp", interval=timeout, timeout=timeout, retries=1, port=port)
+
+    def job() -> None:
+        result = run_probe(engine, container, hc)
+        if result.healthy:
+            if Replica.objects.filter(
+                pk=replica.pk, host_id=replica.host_id, release_id=replica.release_id, engine_id=container.id
+            ).update(ready=True, updated_at=timezone.now()):
+                rotation.announce(replica.app_id)  # it serves from now on: tell the edge at once
+        else:
+            log.debug("%s is not ready yet: %s", container.name, result.reason)
+
+    return runner().submit(replica.app.tenant.slug, replica.pk, job)
 
 
 def submit_probe(engine: Engine, replica: Replica, container: Container, hc: HealthCheck) -> bool:

@@ -24,12 +24,13 @@ def fresh_served_hostnames() -> None:
 
 
 def serve(app: App, host: Host, host_ports: list[int], health: str = "") -> None:
-    """Mark ``app``'s replicas running on ``host`` with their http_port published on ``host_ports``."""
+    """Mark ``app``'s replicas running and ready on ``host``, http_port published on ``host_ports``."""
     http_port = app.current_release.http_port if app.current_release else None
     replicas = list(Replica.objects.filter(app=app).order_by("index"))
     assert len(replicas) == len(host_ports)
     for replica, port in zip(replicas, host_ports, strict=True):
         replica.host, replica.state, replica.health = host, Replica.State.RUNNING, health
+        replica.ready = True  # passed its readiness gate (rotation.serving_replicas)
         replica.ports = [{"container_port": http_port, "protocol": "tcp", "host_port": port}]
         replica.save()
 

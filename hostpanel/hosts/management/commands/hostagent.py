@@ -34,6 +34,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
+from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services
 from hostpanel.edge.agent import EdgeAgent, caddy_fields
 from hostpanel.errors import Conflict
@@ -218,6 +219,7 @@ class Command(BaseCommand):
                 services.heartbeat(host_id)
                 services.mark_stale_hosts()
                 services.schedule_pending()
+                rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
                 host = Host.objects.filter(pk=host_id).first()
                 if host is not None:
                     dispatch_builds(host)  # a lost message or a Redis outage only delays a build

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deployments", "0002_release_http_port"),
+        ("deployments", "0003_roll_rollout"),
     ]
 
     operations = [
