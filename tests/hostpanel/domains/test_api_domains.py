@@ -30,10 +30,10 @@ def routed(sent_routes: list[tuple[str, Any]]) -> list[list[str]]:
 
 
 def serve(app: App) -> None:
-    """Make the app's replica take requests (running, its http_port published on host h1)."""
+    """Make the app's replica take requests (running and ready, its http_port published on host h1)."""
     port = app.current_release.http_port if app.current_release else None
     app.replicas.update(
-        state="running", ports=[{"container_port": port, "protocol": "tcp", "host_port": 30001}]
+        state="running", ready=True, ports=[{"container_port": port, "protocol": "tcp", "host_port": 30001}]
     )
     Host.objects.update(address="127.0.0.1")
 
