@@ -23,10 +23,17 @@ rotation_changed = Signal()
 
 
 def serving_replicas(app: App) -> QuerySet[Replica]:
-    """The replicas of ``app`` that take new requests: placed, running, ready, healthy, not draining."""
+    """The replicas of ``app`` that take new requests: placed, running, ready, healthy, not draining,
+    not asked to stop, of an app that is not stopped."""
     return (
         Replica.objects.filter(
-            app=app, state=Replica.State.RUNNING, host__isnull=False, ready=True, drain_until__isnull=True
+            app=app,
+            app__state=App.State.RUNNING,
+            state=Replica.State.RUNNING,
+            host__isnull=False,
+            ready=True,
+            drain_until__isnull=True,
+            stop_requested=False,
         )
         .exclude(health="unhealthy")
         .select_related("host", "release")

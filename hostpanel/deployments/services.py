@@ -18,7 +18,7 @@ from django.db.models import Max, QuerySet
 from engine.errors import InvalidSpec
 from engine.volumes.spec import validate_volume_target
 from hostpanel.audit.services import Actor, audited
-from hostpanel.deployments import rollout
+from hostpanel.deployments import rollout, rotation
 from hostpanel.deployments.health import validate_health_check
 from hostpanel.deployments.models import (
     NETWORKS,
@@ -308,6 +308,7 @@ def set_state(actor: Actor, app: App, state: str) -> App:
         app.replicas.filter(stop_requested=True).update(stop_requested=False)  # the app's buttons win
         rollout.abandon(app, f"the app was {'started' if state == App.State.RUNNING else 'stopped'}")
         _sync_replicas(app)
+        rotation.announce(app.pk)  # a stopped app leaves the edge's table now, not at the next reconcile
     return app
 
 
@@ -334,12 +335,14 @@ def delete_app(actor: Actor, app: App) -> None:
     from hostpanel.hosts.services import reconcile_hosts
 
     require_role(actor, app.tenant, Role.DEVELOPER)
+    app_id = app.pk
     with audited(actor, "app.delete", app.tenant, app), transaction.atomic():
         host_ids = set(app.replicas.exclude(host=None).values_list("host_id", flat=True))
         app.replicas.all().delete()
         App.objects.filter(pk=app.pk).update(current_release=None)
         app.delete()
         reconcile_hosts(host_ids)
+        rotation.announce(app_id)  # its hostnames leave the edge's table at once
 
 
 def _current_spec(app: App) -> AppSpec:
@@ -473,6 +476,7 @@ def container_action(actor: Actor, replica: Replica, action: str) -> Replica:
             replica.stop_requested = action == "stop"
         replica.save(update_fields=["stop_requested", "restart_requested", "updated_at"])
         reconcile_hosts([replica.host_id])
+        rotation.announce(app.pk)  # a container asked to stop takes no new requests
     return replica
 
 

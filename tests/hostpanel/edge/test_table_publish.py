@@ -205,3 +205,29 @@ def test_a_flood_of_asks_walks_the_apps_once_per_interval(
     with django_assert_max_num_queries(0):
         for n in range(200):
             assert not is_served(f"random-{n}.example")
+
+
+def test_stopping_deleting_or_stopping_one_container_takes_the_route_out_at_once(
+    web: Callable[..., App],
+    tenant: Tenant,
+    sent_routes: list[tuple[str, Any]],
+    on_commit: Any,
+    admin_actor: Any,
+) -> None:
+    """Without waiting for a host's reconcile: the edge's table follows the panel's change on commit."""
+    from hostpanel.deployments import services as deployments
+
+    shop = web(tenant, "shop", ports=(30001, 30002))
+    web(tenant, "site")
+    with on_commit():
+        services.publish_routes()
+    assert sorted(sent_routes[-1][1]["routes"]) == ["shop-acme.localhost", "site-acme.localhost"]
+    with on_commit():
+        deployments.container_action(admin_actor, Replica.objects.get(app=shop, index=0), "stop")
+    assert [port for _, port in sent_routes[-1][1]["routes"]["shop-acme.localhost"]] == [30002]
+    with on_commit():
+        deployments.set_state(admin_actor, shop, App.State.STOPPED)
+    assert list(sent_routes[-1][1]["routes"]) == ["site-acme.localhost"]
+    with on_commit():
+        deployments.delete_app(admin_actor, App.objects.get(name="site"))
+    assert sent_routes[-1][1]["routes"] == {}
