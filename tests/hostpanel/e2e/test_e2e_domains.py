@@ -45,6 +45,15 @@ def get(port: int, host: str, path: str = "/") -> tuple[int, str, str]:
         conn.close()
 
 
+def tls_answers(port: int, hostname: str, root: str) -> bool:
+    """Whether a TLS handshake with SNI ``hostname`` verifies against ``root``."""
+    try:
+        tls_get(port, hostname, root)
+    except ssl.SSLError:
+        return False
+    return True
+
+
 def tls_get(port: int, hostname: str, root: str) -> str:
     """The body of GET / over TLS with SNI ``hostname``, verified against ``root``."""
     context = ssl.create_default_context(cafile=root)
@@ -112,6 +121,9 @@ def test_a_custom_domain_proven_by_the_http_token_is_served_over_https(
                 f"the route\n{h1.log_tail()}",
             )
 
+            # The panel answers Caddy's ask from a set of served names up to 2 s old (it was asked
+            # for NAME above, before the proof): a certificate follows within that.
+            wait_for(lambda: tls_answers(caddy.https_port, NAME, root), 10, "a certificate for the domain")
             assert tls_get(caddy.https_port, NAME, root).startswith("hello-shop")
             domains.record_certificate(verified)
             verified.refresh_from_db()
