@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context
 from hostpanel.dashboard.status import app_status, statuses
 from hostpanel.dashboard.views.usage import day_charts
+from hostpanel.deployments import rollout
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.changes import health_text, release_changes
 from hostpanel.deployments.models import App, Release
@@ -97,7 +98,12 @@ def app_action(request: HttpRequest, slug: str, name: str, action: str) -> HttpR
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{action.capitalize()} of {name}: done.")
+        if rollout.active_rollout(app) is not None:
+            messages.success(
+                request, f"{action.capitalize()} of {name}: rolling out; the old replicas serve until then."
+            )
+        else:
+            messages.success(request, f"{action.capitalize()} of {name}: done.")
     return redirect("dashboard:app", slug=slug, name=name)
 
 

@@ -68,3 +68,13 @@ def test_an_app_without_a_roll_shows_none_and_another_tenant_sees_nothing(
     rival = TenantFactory(slug="rival")
     stranger = signed_in(member(rival, Role.OWNER))
     assert stranger.get("/t/acme/apps/web/", HTTP_HX_REQUEST="true").status_code == 404
+
+
+def test_a_restart_button_says_a_roll_started_not_done(
+    tenant: Tenant, make_app: Callable[..., App], member: Callable[..., Any], settings: Any
+) -> None:
+    make_app(tenant, "web", **HTTP)
+    Replica.objects.update(state=Replica.State.RUNNING, ready=True)
+    page = signed_in(member(tenant, Role.DEVELOPER)).post("/t/acme/apps/web/restart/", follow=True)
+    html = page.content.decode()
+    assert "Restart of web: rolling out" in html and "Restart of web: done." not in html
