@@ -78,9 +78,11 @@ def apps_route(settings: EdgeSettings) -> dict[str, Any]:
                     "refresh": "1s",
                     "resolver": _resolver(settings),
                 },
-                "transport": {"protocol": "http", "resolver": _resolver(settings), "dial_timeout": "2s"},
+                # A replica whose listen queue overflows drops SYNs, which the kernel resends after
+                # 1 s and 3 s: the dial waits past the second resend instead of answering 502.
+                "transport": {"protocol": "http", "resolver": _resolver(settings), "dial_timeout": "3500ms"},
                 # A replica that refuses a connection (stopping, not listening yet): try another.
-                "load_balancing": {"try_duration": "2s", "try_interval": "100ms"},
+                "load_balancing": {"try_duration": "4s", "try_interval": "100ms"},
                 "flush_interval": -1,  # streamed responses reach the client as they are written
             }
         ],
