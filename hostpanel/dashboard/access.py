@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -21,7 +22,7 @@ from django.shortcuts import resolve_url
 
 from hostpanel.audit.services import Actor
 from hostpanel.deployments.models import App, Replica
-from hostpanel.errors import Forbidden, NotFound
+from hostpanel.errors import Forbidden, NotFound, ServiceError
 from hostpanel.tenants.access import actor_of, at_least, get_tenant, require_role, role_of, visible_tenants
 from hostpanel.tenants.models import Role, Tenant
 
@@ -115,3 +116,19 @@ def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 def require_developer(ctx: TenantContext) -> None:
     """Viewers see but cannot act: a change they POST is a 403 (the tenants service decides)."""
     require_role(ctx.actor, ctx.tenant, Role.DEVELOPER)
+
+
+def run_action(request: HttpRequest, action: Callable[[], str]) -> None:
+    """Run a page's POST action (a call into a service that returns what it did, in words).
+
+    What it did becomes the page's success message; a service's refusal becomes its
+    error message. Another tenant's object (404) and a missing role (403) stay errors.
+    """
+    try:
+        done = action()
+    except (NotFound, Forbidden):
+        raise
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)

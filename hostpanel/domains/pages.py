@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context
+from hostpanel.dashboard.access import page, require_developer, run_action, tenant_app, tenant_context
 from hostpanel.domains import services
 from hostpanel.domains.models import Domain
 from hostpanel.domains.names import BadName, display, normalise
-from hostpanel.errors import Forbidden, NotFound, ServiceError
+from hostpanel.errors import NotFound
 
 ACTIONS = ("add", "verify", "certificate", "remove")
 
@@ -25,27 +24,22 @@ def domain_action(request: HttpRequest, slug: str, name: str, action: str) -> Ht
     app = tenant_app(ctx, name)
     if action not in ACTIONS:
         raise NotFound(f"no action {action!r}")
-    try:
+
+    def act() -> str:
         if action == "add":
             domain = services.add_domain(ctx.actor, app, request.POST.get("name", ""))
-            messages.success(request, f"{display(domain.name)} added; prove you own it, then press Verify.")
-        else:
-            domain = _domain(app.pk, request.POST.get("domain", ""))
-            if action == "verify":
-                services.verify_domain(ctx.actor, domain)
-                messages.success(request, f"{display(domain.name)} is verified and routed to {app.name}.")
-            elif action == "certificate":
-                domain = services.check_certificate(ctx.actor, domain)
-                messages.success(
-                    request, f"{display(domain.name)}: certificate {domain.get_cert_state_display()}."
-                )
-            else:
-                services.remove_domain(ctx.actor, domain)
-                messages.success(request, f"{display(domain.name)} removed; it no longer answers.")
-    except (NotFound, Forbidden):
-        raise
-    except ServiceError as exc:
-        messages.error(request, exc.message)
+            return f"{display(domain.name)} added; prove you own it, then press Verify."
+        domain = _domain(app.pk, request.POST.get("domain", ""))
+        if action == "verify":
+            services.verify_domain(ctx.actor, domain)
+            return f"{display(domain.name)} is verified and routed to {app.name}."
+        if action == "certificate":
+            domain = services.check_certificate(ctx.actor, domain)
+            return f"{display(domain.name)}: certificate {domain.get_cert_state_display()}."
+        services.remove_domain(ctx.actor, domain)
+        return f"{display(domain.name)} removed; it no longer answers."
+
+    run_action(request, act)
     return redirect(reverse("dashboard:app", args=[slug, app.name]) + "#app-web")
 
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from hostpanel.dashboard.access import page, require_developer, tenant_app, tenant_context
+from hostpanel.dashboard.access import (
+    TenantContext,
+    page,
+    require_developer,
+    run_action,
+    tenant_app,
+    tenant_context,
+)
 from hostpanel.dashboard.status import app_status, statuses
 from hostpanel.dashboard.views.usage import day_charts
 from hostpanel.deployments import rollout
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.changes import health_text, release_changes
 from hostpanel.deployments.models import App, Release
-from hostpanel.errors import Forbidden, NotFound, ServiceError
+from hostpanel.errors import NotFound
 
 SHOWN_RELEASES = 20
 
@@ -76,7 +82,13 @@ def app_action(request: HttpRequest, slug: str, name: str, action: str) -> HttpR
     ctx = tenant_context(request, slug)
     require_developer(ctx)
     app = tenant_app(ctx, name)
-    try:
+    if action == "delete":
+        run_action(request, lambda: _delete(ctx, app))
+        if App.objects.filter(pk=app.pk).exists():  # refused: the message says why
+            return redirect("dashboard:app", slug=slug, name=name)
+        return redirect("dashboard:apps", slug=slug)
+
+    def change() -> str:
         if action == "stop":
             deployments.set_state(ctx.actor, app, App.State.STOPPED)
         elif action == "start":
@@ -87,24 +99,19 @@ def app_action(request: HttpRequest, slug: str, name: str, action: str) -> HttpR
             deployments.scale(ctx.actor, app, _int(request.POST.get("replicas"), "replicas"))
         elif action == "rollback":
             deployments.rollback(ctx.actor, app, _int(request.POST.get("version"), "version"))
-        elif action == "delete":
-            deployments.delete_app(ctx.actor, app)
-            messages.success(request, f"App {name} deleted; its containers are being removed.")
-            return redirect("dashboard:apps", slug=slug)
         else:
             raise NotFound(f"no action {action!r}")
-    except (NotFound, Forbidden):
-        raise
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
         if rollout.active_rollout(app) is not None:
-            messages.success(
-                request, f"{action.capitalize()} of {name}: rolling out; the old replicas serve until then."
-            )
-        else:
-            messages.success(request, f"{action.capitalize()} of {name}: done.")
+            return f"{action.capitalize()} of {name}: rolling out; the old replicas serve until then."
+        return f"{action.capitalize()} of {name}: done."
+
+    run_action(request, change)
     return redirect("dashboard:app", slug=slug, name=name)
+
+
+def _delete(ctx: TenantContext, app: App) -> str:
+    deployments.delete_app(ctx.actor, app)
+    return f"App {app.name} deleted; its containers are being removed."
 
 
 def _int(value: str | None, field: str) -> int:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from hostpanel.dashboard.access import page, require_developer, tenant_context, tenant_replica
+from hostpanel.dashboard.access import page, require_developer, run_action, tenant_context, tenant_replica
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import Replica
-from hostpanel.errors import Forbidden, NotFound, ServiceError
+from hostpanel.errors import NotFound, ServiceError
 from hostpanel.tenants import units
 from hostpanel.tenants.models import Role
 
@@ -98,14 +97,10 @@ def container_action(request: HttpRequest, slug: str, replica_id: int, action: s
     replica = tenant_replica(ctx, replica_id)
     if action not in deployments.CONTAINER_ACTIONS:
         raise NotFound(f"no action {action!r}")
-    try:
+
+    def act() -> str:
         deployments.container_action(ctx.actor, replica, action)
-    except (NotFound, Forbidden):
-        raise
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(
-            request, f"{action.capitalize()} of {replica.container_name}: asked; its host does it now."
-        )
+        return f"{action.capitalize()} of {replica.container_name}: asked; its host does it now."
+
+    run_action(request, act)
     return redirect("dashboard:container", slug=slug, replica_id=replica.pk)
