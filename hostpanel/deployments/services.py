@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, QuerySet
 
@@ -247,6 +248,7 @@ def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec) -> App:
             except IntegrityError as exc:
                 raise Conflict(f"app {name!r} exists already in {tenant.slug!r}") from exc
             entry.obj = app
+            _check_hostname_free(app, spec)
             _check_quota_for(app, spec, running=True)
             _new_release(actor, app, spec, note="created")
             _sync_replicas(app)
@@ -267,6 +269,7 @@ def deploy(actor: Actor, app: App, note: str = "", *, kind: str = "deploy", **ch
         spec = validate_spec(app.tenant, current.changed(**changes))
         with transaction.atomic():
             app = App.objects.select_for_update().get(pk=app.pk)
+            _check_hostname_free(app, spec)
             _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
             release = _new_release(actor, app, spec, note=note or kind, current=False)
             _roll_or_sync(app, release, kind)
@@ -343,6 +346,34 @@ def delete_app(actor: Actor, app: App) -> None:
         app.delete()
         reconcile_hosts(host_ids)
         rotation.announce(app_id)  # its hostnames leave the edge's table at once
+
+
+def hostname_label(app_name: str, tenant_slug: str) -> str:
+    """The first label of an app's automatic hostname, ``<app>-<tenant>`` (domains/hostnames.py)."""
+    return f"{app_name}-{tenant_slug}"
+
+
+def _check_hostname_free(app: App, spec: AppSpec) -> None:
+    """Conflict if another app already answers at the automatic hostname ``app`` would get.
+
+    App names and tenant slugs may both hold '-', so tenant ``co`` app ``web-my`` and tenant
+    ``my-co`` app ``web`` would share ``web-my-co``: the second is refused (the message names
+    no one), so nobody's app ever answers at a name another tenant's dashboard shows.
+    """
+    if spec.http_port is None:
+        return
+    label = hostname_label(app.name, app.tenant.slug)
+    for cut in (i for i, char in enumerate(label) if char == "-"):
+        taken = (
+            App.objects.filter(name=label[:cut], tenant__slug=label[cut + 1 :])
+            .exclude(current_release__http_port=None)
+            .exclude(pk=app.pk)
+        )
+        if taken.exists():
+            raise Conflict(
+                f"http_port: app {app.name!r} would answer at {label}.{settings.HOSTPANEL_APPS_DOMAIN},"
+                " which another app already answers at; choose another app name"
+            )
 
 
 def _current_spec(app: App) -> AppSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from hostpanel.deployments.models import App
+from hostpanel.deployments.services import hostname_label
 from hostpanel.domains.models import Domain
 
 
@@ -27,7 +28,7 @@ def auto_hostname(app: App) -> str | None:
     """``<app>-<tenant>.<apps domain>`` for an app with an HTTP port, else None."""
     if not serves_http(app):
         return None
-    return f"{app.name}-{app.tenant.slug}.{apps_domain()}"
+    return f"{hostname_label(app.name, app.tenant.slug)}.{apps_domain()}"
 
 
 def custom_hostnames(app: App) -> list[str]:

@@ -10,7 +10,7 @@ from hostpanel.audit.models import AuditLog
 from hostpanel.deployments.models import App, Release, Replica
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Quota, Role, Tenant
-from tests.hostpanel.factories import HostFactory, MembershipFactory
+from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -334,3 +334,22 @@ def test_a_bad_http_port_is_a_400_that_changes_nothing(
     r = api(dev).post(url(tenant), {**WEB, "http_port": bad}, format="json")
     assert r.status_code == 400 and "http_port" in str(r.json())
     assert not App.objects.exists()
+
+
+def test_an_app_whose_hostname_another_tenant_answers_at_is_a_409_that_names_nobody(
+    api: Any, dev: Any, tenant: Tenant, host: Host
+) -> None:
+    other = MembershipFactory(tenant__slug="co", role=Role.DEVELOPER)
+    first = api(other.user).post(
+        "/api/v1/tenants/co/apps/", {**WEB, "name": "web-acme", "http_port": 80}, format="json"
+    )
+    assert first.status_code == 201, first.json()  # web-acme-co.localhost
+    mine = TenantFactory(slug="acme-co")
+    MembershipFactory(tenant=mine, user=dev, role=Role.DEVELOPER)
+    r = api(dev).post("/api/v1/tenants/acme-co/apps/", {**WEB, "name": "web", "http_port": 80}, format="json")
+    assert r.status_code == 409, r.json()
+    message = r.json()["error"]["message"]
+    assert (
+        "web-acme-co.localhost" in message and "choose another app name" in message and "'co'" not in message
+    )
+    assert not App.objects.filter(tenant=mine).exists()

@@ -20,6 +20,7 @@ from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.edge.caddy import CaddyAdmin
+from hostpanel.errors import Conflict
 from hostpanel.hosts.models import Host
 from hostpanel.tenants import services as tenants
 from tests.hostpanel.factories import UserFactory
@@ -115,11 +116,11 @@ def test_hostname_reaches_every_replica_and_nothing_else(agents: Callable[..., A
         assert "hello-" not in body, (host, body)
 
     # Another tenant's app never appears under this hostname, even by a colliding name:
-    # tenant "b-c" app "a" and tenant "c" app "a-b" both make a-b-c.localhost; the first keeps it.
+    # tenant "b-c" app "a" and tenant "c" app "a-b" both make a-b-c.localhost; the second is refused.
     first = web_app(admin, "c", "a-b", "first-owner")
     serving(first, 1, h1)
-    second = web_app(admin, "b-c", "a", "squatter")
-    serving(second, 1, h1)
+    with pytest.raises(Conflict, match="choose another app name"):
+        web_app(admin, "b-c", "a", "squatter")
     assert wait_for(lambda: get(caddy.http_port, "a-b-c.localhost")[0] == 200, 20, "the first owner's page")
     for _ in range(20):
         status, body = get(caddy.http_port, "a-b-c.localhost")

@@ -83,12 +83,25 @@ def test_replicas_on_several_hosts_all_serve(web: Callable[..., App], tenant: Te
     assert routes.hosts[f"h{far.pk}"] == "10.0.0.2"
 
 
-def test_a_name_two_tenants_could_claim_stays_with_the_first_app(web: Callable[..., App], host: Host) -> None:
-    first = web(TenantFactory(slug="c"), "a-b", ports=(30001,))
-    web(TenantFactory(slug="b-c"), "a", ports=(30002,))  # also a-b-c.localhost
-    routes = build_routes()
-    assert routes.routes["a-b-c.localhost"] == ((f"h{host.pk}", 30001),)
-    assert first.pk  # the older app
+def test_a_name_two_tenants_could_claim_stays_with_the_first_app(
+    web: Callable[..., App], host: Host, make_app: Callable[..., App], admin_actor: Any
+) -> None:
+    from hostpanel.deployments import services as deployments
+    from hostpanel.errors import Conflict
+
+    web(TenantFactory(slug="c"), "a-b", ports=(30001,))
+    squatter = TenantFactory(slug="b-c")
+    with pytest.raises(Conflict, match=r"a-b-c\.localhost, which another app already answers at") as refused:
+        web(squatter, "a", ports=(30002,))  # also a-b-c.localhost
+    assert "'c'" not in str(refused.value)  # says nothing of who holds it
+    assert not App.objects.filter(tenant=squatter).exists()  # changes nothing
+    # Without an HTTP port there is no hostname to share; adding one later is refused the same way.
+    worker = make_app(squatter, "a")
+    with pytest.raises(Conflict, match="choose another app name"):
+        deployments.deploy(admin_actor, worker, http_port=8080)
+    worker.refresh_from_db()
+    assert worker.current_release is not None and worker.current_release.http_port is None
+    assert build_routes().routes["a-b-c.localhost"] == ((f"h{host.pk}", 30001),)
 
 
 @pytest.mark.django_db(transaction=True)
