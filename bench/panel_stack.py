@@ -157,6 +157,7 @@ def panel_stack(
     engine = Engine(root=root, instance=instance)
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, scratch, True)
+        stack.callback(engine.network_teardown)  # after the containers: bridges and nft tables too
         stack.callback(lambda: [engine.remove(c.id, force=True) for c in engine.list(all=True)])
         engine.images.bootstrap_busybox()
         redis = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", ""]
