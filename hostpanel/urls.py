@@ -12,7 +12,7 @@ from hostpanel.views import healthz
 
 urlpatterns = [
     # An app's custom domains in the dashboard (issue 12, domains); before the dashboard's routes.
-    path("t/<slug:slug>/apps/<slug:name>/domains/", include("hostpanel.domains.urls")),
+    path("t/<slug:slug>/apps/<slug:name>/domains/", include("hostpanel.dashboard.domain_urls")),
     path("", include("hostpanel.dashboard.urls")),  # the pages: /, /login/, /t/<tenant>/..., /staff/
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),

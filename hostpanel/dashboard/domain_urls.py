@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from hostpanel.domains.pages import domain_action
+from hostpanel.dashboard.views.domains import domain_action
 
 app_name = "domains"
 
