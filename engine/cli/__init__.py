@@ -42,7 +42,7 @@ class CliContext:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `hpctl` argument parser with every command registered."""
-    from engine.cli import containers, host, images, networks, system
+    from engine.cli import containers, docker, host, images, networks, system
 
     parser = argparse.ArgumentParser(prog="hpctl", description="HostPanel container engine CLI")
     parser.add_argument(
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (host, images, containers, networks, system):
+    for module in (host, images, containers, networks, system, docker):
         module.register(sub)
     from engine.cli import stats, tenants
 

@@ -1,0 +1,13 @@
+"""The Docker Engine API, spoken by HostPanel (no Django here).
+
+``http`` is the transport (a threaded HTTP/1.1 server on a unix socket or TCP+TLS, a small
+router, JSON, chunked streams and hijacked connections); ``daemon`` wires the operator's
+endpoints onto an :class:`engine.Engine`. Every request is translated into the engine's own
+spec: nothing a client sends reaches crun as-is.
+"""
+
+API_VERSION = "1.44"
+"""The API version we advertise; clients negotiate down to it through ``/_ping`` and ``/version``."""
+
+MIN_API_VERSION = "1.24"
+"""The oldest version whose requests we accept (docker-py and compose 1.29 still send 1.24-1.41)."""
