@@ -323,7 +323,7 @@ def refuse_unsafe(body: Any) -> None:
     _check_binds(host.get("Binds"))
     _check_mounts(host.get("Mounts"))
     _check_tmpfs_options(host.get("Tmpfs"))
-    _check_user(body.get("User"))
+    check_user(body.get("User"))
 
 
 def _check_namespace_mode(key: str, value: Any) -> None:
@@ -425,7 +425,8 @@ def _check_tmpfs_options(value: Any) -> None:
                 raise _refuse("HostConfig.Tmpfs", f"{target}: option {opt!r} (tmpfs is nodev,nosuid,noexec)")
 
 
-def _check_user(value: Any) -> None:
+def check_user(value: Any) -> None:
+    """A 403 naming ``User`` when its numeric uid or gid is outside 0-65535 (exec checks it too)."""
     if _is_default(value):
         return
     for part in str(value).split(":", 1):
