@@ -94,8 +94,12 @@ class Lifecycle:
             self._cond.notify_all()
 
     def _pause(self) -> None:
+        self.nap(POLL_SECONDS)
+
+    def nap(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; a change (:meth:`changed`) ends it early."""
         with self._cond:
-            self._cond.wait(POLL_SECONDS)
+            self._cond.wait(seconds)
 
     @contextlib.contextmanager
     def reading(self, cid: str) -> Iterator[None]:
