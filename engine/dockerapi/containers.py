@@ -34,7 +34,7 @@ from engine.dockerapi.http import (
     no_content,
 )
 from engine.dockerapi.lifecycle import WAIT_CONDITIONS, Lifecycle
-from engine.dockerapi.record import DockerRecord
+from engine.dockerapi.record import DockerRecord, HealthState
 from engine.dockerapi.translate import container_spec
 from engine.errors import CommandNotFound, Conflict, EngineError, ImageNotFound, InvalidSpec, NotFound
 from engine.logs import k8s_file
@@ -371,7 +371,7 @@ def _matches(container: Container, rec: DockerRecord, filters: dict[str, list[st
             return pattern in container.name
 
     status = render.docker_status(container)
-    health = rec.health.status if rec.health is not None and rec.check is not None else "none"
+    health = (rec.health or HealthState()).status if rec.check is not None else "none"
     volumes = {m.get("source") for m in container.mounts} | {m.get("target") for m in container.mounts}
     return (
         any_of("id", container.id.startswith)
