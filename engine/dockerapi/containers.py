@@ -79,9 +79,9 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
     @router.route("POST", "/containers/{id}/stop")
     def stop(request: Request) -> Response:
         container = life.find(request.params["id"])
+        life.update(container.id, _set_manual_stop)  # also ends a restart policy's loop between runs
         if container.status != "running":
             return no_content(304)
-        life.update(container.id, _set_manual_stop)
         timeout = request.int_arg("t")
         signal = request.arg("signal")
         if signal:

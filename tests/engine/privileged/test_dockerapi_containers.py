@@ -217,3 +217,21 @@ def test_the_socket_is_root_only(api: DockerAPI) -> None:
     )
     assert result.returncode != 0
     assert "permission denied" in result.stderr.lower()
+
+
+def test_always_keeps_restarting_across_an_api_restart_until_stopped(api: DockerAPI) -> None:
+    api.cli("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "sleep 0.3; exit 1")
+
+    def restarts() -> int:
+        return int(api.cli("inspect", "-f", "{{.RestartCount}}", "loop").stdout)
+
+    until(lambda: restarts() >= 1, "a restart by the policy")
+    api.cli("restart", "-t", "1", "loop")
+    after_restart = restarts()
+    until(lambda: restarts() > after_restart, "the policy still restarting after docker restart")
+    api.cli("stop", "-t", "1", "loop")
+    assert api.cli("inspect", "-f", "{{.State.Status}}", "loop").stdout.strip() == "exited"
+    stopped_at = restarts()
+    api.cli("run", "--rm", "busybox", "sleep", "1")  # time for a wrongful restart to show
+    assert restarts() == stopped_at
+    assert api.cli("inspect", "-f", "{{.State.Status}}", "loop").stdout.strip() == "exited"
