@@ -54,7 +54,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
     """Add the container and exec endpoints for ``engine`` to ``router``; returns their :class:`Lifecycle`."""
     life = lifecycle or Lifecycle(engine)
     life.resume()
-    execs.register(router, engine, life)
+    exec_table = execs.register(router, engine, life)
 
     @router.route("POST", "/containers/create")
     def create(request: Request) -> Response:
@@ -150,6 +150,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
                 life.record(container.id),
                 log_path=str(engine.containers.log_path(container)),
                 volume_path=lambda name: engine.paths.root / "volumes" / name,
+                exec_ids=exec_table.of_container(container.id),
             )
         )
 

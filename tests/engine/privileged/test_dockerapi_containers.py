@@ -235,3 +235,15 @@ def test_always_keeps_restarting_across_an_api_restart_until_stopped(api: Docker
     api.cli("run", "--rm", "busybox", "sleep", "1")  # time for a wrongful restart to show
     assert restarts() == stopped_at
     assert api.cli("inspect", "-f", "{{.State.Status}}", "loop").stdout.strip() == "exited"
+
+
+def test_logs_since_and_until_select_by_time(api: DockerAPI) -> None:
+    api.cli("run", "--name", "talker", "busybox", "sh", "-c", "echo early; sleep 1.2; echo late")
+    lines = api.cli("logs", "-t", "talker").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["early", "late"]
+    late_time = lines[1].split(" ", 1)[0]
+    assert api.cli("logs", "--since", late_time, "talker").stdout == "late\n"
+    assert api.cli("logs", "--until", late_time, "talker").stdout.startswith("early\n")
+    assert api.cli("logs", "--until", "2000-01-01T00:00:00Z", "talker").stdout == ""
+    assert api.cli("logs", "--tail", "1", "talker").stdout == "late\n"
+    assert api.cli("logs", "--tail", "0", "talker").stdout == ""
