@@ -231,7 +231,7 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
         name = name.lstrip("/")
         _refuse_taken(engine, name)
     try:
-        image = engine.image(req.image, tenant=tenant if tenant != DEFAULT_TENANT else None)
+        image = engine.image(req.image, tenant=tenant)
     except ImageNotFound:
         raise APIError(404, f"No such image: {_with_tag(req.image)}") from None
     anonymous: list[str] = []

@@ -247,3 +247,17 @@ def test_logs_since_and_until_select_by_time(api: DockerAPI) -> None:
     assert api.cli("logs", "--until", "2000-01-01T00:00:00Z", "talker").stdout == ""
     assert api.cli("logs", "--tail", "1", "talker").stdout == "late\n"
     assert api.cli("logs", "--tail", "0", "talker").stdout == ""
+
+
+def test_a_restarted_daemon_removes_rm_containers_that_exited_meanwhile(api: DockerAPI) -> None:
+    status, answer = api.request(
+        "POST",
+        "/containers/create?name=gone",
+        {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"AutoRemove": True}},
+    )
+    assert status == 201, answer
+    api.engine.start("gone")  # behind the daemon's back: no watcher sees it exit
+    api.engine.wait("gone", timeout=30)
+    assert api.engine.get("gone").status == "exited"
+    with serving_api(api.engine) as restarted:
+        assert restarted.containers() == []
