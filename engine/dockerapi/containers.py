@@ -14,7 +14,7 @@ import re
 import secrets
 import socket
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from engine.dockerapi import execs, interactive, render
@@ -387,12 +387,21 @@ def _is_ancestor(engine: Engine, container: Container, reference: str) -> bool:
 
 # ---- logs and attach ----------------------------------------------------------------------------
 def _unix_time(value: str, name: str) -> datetime | None:
+    """``since``/``until`` as the CLI sends them (``SECONDS[.NANOS]``), exact to the microsecond.
+
+    Parsed as digits, not as a float: a float rounds the nanoseconds, and ``--since`` with the
+    time of a line must still show that line.
+    """
     if not value:
         return None
+    match = re.fullmatch(r"(-?\d+)(?:\.(\d{1,9}))?", value.strip())
+    if not match:
+        raise APIError(400, f"invalid value for {name!r}: {value!r} is not a Unix time")
+    micros = int((match.group(2) or "0").ljust(9, "0")[:6])
     try:
-        return datetime.fromtimestamp(float(value), UTC)
-    except (ValueError, OverflowError):
-        raise APIError(400, f"invalid value for {name!r}: {value!r} is not a Unix time") from None
+        return datetime.fromtimestamp(int(match.group(1)), UTC) + timedelta(microseconds=micros)
+    except (ValueError, OverflowError, OSError):
+        raise APIError(400, f"invalid value for {name!r}: {value!r} is out of range") from None
 
 
 def _docker_time(stamp: str) -> str:
