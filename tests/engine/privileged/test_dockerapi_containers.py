@@ -261,3 +261,10 @@ def test_a_restarted_daemon_removes_rm_containers_that_exited_meanwhile(api: Doc
     assert api.engine.get("gone").status == "exited"
     with serving_api(api.engine) as restarted:
         assert restarted.containers() == []
+
+
+def test_the_cli_s_parallel_requests_all_get_through(api: DockerAPI) -> None:
+    ids = [api.cli("create", "--network", "none", "busybox", "true").stdout.strip() for _ in range(24)]
+    result = api.cli("rm", "-f", *ids, check=False)  # the CLI sends the 24 removals at once
+    assert result.returncode == 0, result.stderr
+    assert api.containers() == []
