@@ -170,6 +170,20 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
             items = items[:limit]
         return json_response(items)
 
+    @router.route("POST", "/containers/prune")
+    def prune(request: Request) -> Response:
+        filters = request_filters(request, ("label",))
+        deleted = []
+        for container in engine.list(all=True):
+            if container.status in ("created", "running", "paused"):
+                continue
+            if not labels_match(container.labels, filters.get("label", [])):
+                continue
+            with contextlib.suppress(NotFound):
+                life.remove(container.id, force=False, volumes=False)
+                deleted.append(container.id)
+        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
     @router.route("GET", "/containers/{id}/logs")
     def logs(request: Request) -> Stream:
         container = life.find(request.params["id"])

@@ -268,3 +268,13 @@ def test_the_cli_s_parallel_requests_all_get_through(api: DockerAPI) -> None:
     result = api.cli("rm", "-f", *ids, check=False)  # the CLI sends the 24 removals at once
     assert result.returncode == 0, result.stderr
     assert api.containers() == []
+
+
+def test_container_prune_removes_only_stopped_ones(api: DockerAPI) -> None:
+    api.cli("run", "--name", "done-a", "-l", "keep=no", "busybox", "true")
+    api.cli("run", "--name", "done-b", "-l", "keep=yes", "busybox", "true")
+    api.cli("run", "-d", "--name", "alive", "-l", "keep=no", "busybox", "sleep", "60")
+    api.cli("container", "prune", "-f", "--filter", "label=keep=no")
+    assert names(api, "-a") == ["alive", "done-b"]
+    api.cli("container", "prune", "-f")
+    assert names(api, "-a") == ["alive"]
