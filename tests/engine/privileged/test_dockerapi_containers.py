@@ -278,3 +278,25 @@ def test_container_prune_removes_only_stopped_ones(api: DockerAPI) -> None:
     assert names(api, "-a") == ["alive", "done-b"]
     api.cli("container", "prune", "-f")
     assert names(api, "-a") == ["alive"]
+
+
+def test_exec_inspect_resize_and_detached_start(api: DockerAPI) -> None:
+    api.cli("run", "-d", "--name", "host", "busybox", "sleep", "60")
+    status, created = api.request("POST", "/containers/host/exec", {"Cmd": ["sh", "-c", "exit 7"]})
+    assert status == 201
+    exec_id = created["Id"]
+    status, info = api.request("GET", f"/exec/{exec_id}/json")
+    assert status == 200 and info["Running"] is False and info["ExitCode"] is None
+    assert info["ContainerID"] == api.engine.get("host").id
+    status, _ = api.request("POST", f"/exec/{exec_id}/resize?h=40&w=100")
+    assert status == 200  # a non-TTY exec has no terminal: resizing it is a no-op
+    status, _ = api.request("POST", f"/exec/{exec_id}/start", {"Detach": True})
+    assert status == 200
+    until(lambda: api.request("GET", f"/exec/{exec_id}/json")[1]["ExitCode"] == 7, "the detached exec's exit")
+    status, again = api.request("POST", f"/exec/{exec_id}/start", {"Detach": True})
+    assert status == 409, again
+    status, missing = api.request("GET", "/exec/nope/json")
+    assert status == 404 and missing["message"] == "No such exec instance: nope"
+    api.cli("stop", "-t", "0", "host")
+    status, refused = api.request("POST", "/containers/host/exec", {"Cmd": ["true"]})
+    assert status == 409 and "is not running" in refused["message"]
