@@ -12,7 +12,7 @@ import pytest
 
 from engine.engine import Engine
 from engine.images.model import Image
-from tests.engine.dockerapi_support import DockerAPI, serving_api
+from tests.engine.dockerapi_support import DOCKER, DockerAPI, serving_api
 
 
 @pytest.fixture()
@@ -87,6 +87,14 @@ def test_detached_lifecycle(api: DockerAPI) -> None:
 
     exec_result = api.cli("exec", "web", "echo", "from exec")
     assert exec_result.stdout == "from exec\n"
+    piped = subprocess.run(
+        [DOCKER, "exec", "-i", "web", "wc", "-l"],
+        input="a\nb\nc\n",
+        env=api.env(),
+        capture_output=True,
+        text=True,
+    )
+    assert piped.returncode == 0 and piped.stdout.strip() == "3"
     assert api.cli("exec", "web", "sh", "-c", "exit 6", check=False).returncode == 6
 
     inspected = json.loads(api.cli("inspect", full_id[:12]).stdout)[0]
