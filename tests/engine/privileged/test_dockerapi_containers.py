@@ -308,3 +308,12 @@ def test_exec_inspect_resize_and_detached_start(api: DockerAPI) -> None:
     api.cli("stop", "-t", "0", "host")
     status, refused = api.request("POST", "/containers/host/exec", {"Cmd": ["true"]})
     assert status == 409 and "is not running" in refused["message"]
+
+
+def test_start_attached_streams_each_run_once(api: DockerAPI) -> None:
+    api.cli("create", "--name", "again", "busybox", "sh", "-c", "echo run; exit 2")
+    first = api.cli("start", "-a", "again", check=False)
+    assert (first.returncode, first.stdout) == (2, "run\n")
+    second = api.cli("start", "-a", "again", check=False)
+    assert (second.returncode, second.stdout) == (2, "run\n")  # only the new run's output
+    assert api.cli("logs", "again").stdout == "run\nrun\n"
