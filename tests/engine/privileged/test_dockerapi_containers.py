@@ -317,3 +317,19 @@ def test_start_attached_streams_each_run_once(api: DockerAPI) -> None:
     second = api.cli("start", "-a", "again", check=False)
     assert (second.returncode, second.stdout) == (2, "run\n")  # only the new run's output
     assert api.cli("logs", "again").stdout == "run\nrun\n"
+
+
+def test_anonymous_volumes_go_with_rm_v_and_with_rm(api: DockerAPI) -> None:
+    api.cli("run", "-d", "--name", "anon", "-v", "/scratch", "busybox", "sleep", "60")
+    mounts = json.loads(api.cli("inspect", "-f", "{{json .Mounts}}", "anon").stdout)
+    assert [(m["Type"], m["Destination"], len(m["Name"])) for m in mounts] == [("volume", "/scratch", 64)]
+    assert [v.name for v in api.engine.volume_list()] == [mounts[0]["Name"]]
+    api.cli("rm", "-f", "anon")  # without -v the volume stays, as with dockerd
+    assert [v.name for v in api.engine.volume_list()] == [mounts[0]["Name"]]
+    api.engine.volume_remove(mounts[0]["Name"])
+
+    api.cli("run", "-d", "--name", "anon2", "-v", "/scratch", "busybox", "sleep", "60")
+    api.cli("rm", "-f", "-v", "anon2")
+    assert api.engine.volume_list() == []
+    api.cli("run", "--rm", "-v", "/scratch", "busybox", "true")
+    assert api.engine.volume_list() == []
