@@ -7,9 +7,11 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from engine.build.model import BuildOptions
 from engine.engine import Engine
 from engine.images.model import Image
 from tests.engine.dockerapi_support import DOCKER, DockerAPI, serving_api
@@ -332,4 +334,19 @@ def test_anonymous_volumes_go_with_rm_v_and_with_rm(api: DockerAPI) -> None:
     api.cli("rm", "-f", "-v", "anon2")
     assert api.engine.volume_list() == []
     api.cli("run", "--rm", "-v", "/scratch", "busybox", "true")
+    assert api.engine.volume_list() == []
+
+
+def test_an_images_volume_gets_an_anonymous_volume(api: DockerAPI, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nVOLUME /data\n")
+    api.engine.build(BuildOptions(context=tmp_path, tag="withvol:1"))
+    api.cli("run", "--rm", "withvol:1", "sh", "-c", "touch /data/ok")
+    assert api.engine.volume_list() == []  # --rm took it
+    api.cli("run", "--name", "keeps", "withvol:1", "sh", "-c", "echo kept > /data/f")
+    (volume,) = json.loads(api.cli("inspect", "-f", "{{json .Mounts}}", "keeps").stdout)
+    assert volume["Destination"] == "/data" and volume["Type"] == "volume"
+    api.cli("run", "--rm", "-v", "named:/data", "withvol:1", "true")  # a named volume covers it
+    assert sorted(v.name for v in api.engine.volume_list()) == sorted([volume["Name"], "named"])
+    api.cli("rm", "-v", "keeps")
+    api.engine.volume_remove("named")
     assert api.engine.volume_list() == []

@@ -14,6 +14,7 @@ from engine.dockerapi.create import (
     RestartPolicy,
     parse_create,
     refuse_unsafe,
+    with_image_volumes,
 )
 from engine.dockerapi.http import APIError
 
@@ -427,3 +428,15 @@ def test_hostpanels_own_labels_are_refused(key: str) -> None:
 
 def test_other_labels_are_fine() -> None:
     assert parse_create(body(Labels={"org.hostpanelish": "x", "com.docker.compose.service": "web"})).labels
+
+
+def test_an_images_volumes_become_anonymous_volumes_unless_mounted() -> None:
+    request = with_image_volumes(
+        parse_create(body({"Binds": ["db:/var/lib/db"]})), ["/var/lib/db/", "/cache"]
+    )
+    assert request.mounts == (
+        MountRequest("volume", "/var/lib/db", source="db"),
+        MountRequest("volume", "/cache"),
+    )
+    plain = parse_create(body())
+    assert with_image_volumes(plain, []) is plain
