@@ -731,11 +731,17 @@ def _mounts(value: Any) -> tuple[MountRequest, ...]:
     return tuple(result)
 
 
-def with_image_volumes(req: CreateRequest, volumes: Iterable[str]) -> CreateRequest:
-    """``req`` with an anonymous volume on each ``VOLUME`` of its image that no mount covers (as dockerd)."""
+def with_image_defaults(
+    req: CreateRequest, *, volumes: Iterable[str], exposed_ports: Iterable[str]
+) -> CreateRequest:
+    """``req`` completed from its image, as dockerd does: an anonymous volume on each ``VOLUME``
+    that no mount covers, and the image's ``EXPOSE``d ports (``-P`` publishes them; ``ps`` shows them)."""
     taken = {m.target.rstrip("/") for m in req.mounts + req.tmpfs}
     extra = _anonymous(volumes, taken)
-    return replace(req, mounts=req.mounts + extra) if extra else req
+    exposed = tuple(
+        dict.fromkeys((*req.exposed_ports, *(p if "/" in p else f"{p}/tcp" for p in exposed_ports)))
+    )
+    return replace(req, mounts=req.mounts + extra, exposed_ports=exposed)
 
 
 def _anonymous(targets: Iterable[Any], taken: set[str]) -> tuple[MountRequest, ...]:

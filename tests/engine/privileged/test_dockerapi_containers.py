@@ -337,8 +337,8 @@ def test_anonymous_volumes_go_with_rm_v_and_with_rm(api: DockerAPI) -> None:
     assert api.engine.volume_list() == []
 
 
-def test_an_images_volume_gets_an_anonymous_volume(api: DockerAPI, tmp_path: Path) -> None:
-    (tmp_path / "Dockerfile").write_text("FROM busybox\nVOLUME /data\n")
+def test_an_images_volume_and_exposed_port_are_honoured(api: DockerAPI, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nVOLUME /data\nEXPOSE 8080\n")
     api.engine.build(BuildOptions(context=tmp_path, tag="withvol:1"))
     api.cli("run", "--rm", "withvol:1", "sh", "-c", "touch /data/ok")
     assert api.engine.volume_list() == []  # --rm took it
@@ -350,3 +350,7 @@ def test_an_images_volume_gets_an_anonymous_volume(api: DockerAPI, tmp_path: Pat
     api.cli("rm", "-v", "keeps")
     api.engine.volume_remove("named")
     assert api.engine.volume_list() == []
+    api.cli("run", "-d", "--name", "published", "-P", "withvol:1", "sleep", "60")
+    ports = json.loads(api.cli("inspect", "-f", "{{json .NetworkSettings.Ports}}", "published").stdout)
+    assert list(ports) == ["8080/tcp"] and int(ports["8080/tcp"][0]["HostPort"]) > 0
+    api.cli("rm", "-f", "-v", "published")
