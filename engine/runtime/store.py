@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import re
@@ -74,6 +75,8 @@ class ContainerStore:
 
     def __init__(self, paths: EnginePaths) -> None:
         self.paths = paths
+        # Parsed records by container id, with the file identity they were read at (see all()).
+        self._parsed: dict[str, tuple[tuple[int, int, int], Container]] = {}
 
     def directory(self, cid: str) -> Path:
         return self.paths.containers / cid
@@ -141,18 +144,36 @@ class ContainerStore:
     def all(self) -> Iterator[Container]:
         """Every container's record; a directory without one (mid-create or mid-remove) is skipped.
 
-        One scan and one open per container, with plain string paths: `ps` of a long-running
-        process (the Docker API daemon, the host agent) calls this for every listing.
+        A long-running process (the Docker API daemon, the host agent) lists often: a record whose
+        file is unchanged since this store last read it (same inode, mtime and size; every save
+        replaces the file) is not read again. Each caller gets its own record object: change its
+        fields by assignment (as the engine does), never its lists or dicts in place.
         """
         try:
             entries = list(os.scandir(self.paths.containers))
         except FileNotFoundError:
             return
+        present: set[str] = set()
         for entry in entries:
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError, ValueError):
-                with open(os.path.join(entry.path, "container.json"), "rb") as f:
-                    data = json.load(f)
-                yield Container.from_dict(data)
+            path = os.path.join(entry.path, "container.json")
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+            present.add(entry.name)
+            cached = self._parsed.get(entry.name)
+            if cached is None or cached[0] != identity:
+                try:
+                    with open(path, "rb") as f:
+                        container = Container.from_dict(json.load(f))
+                except (FileNotFoundError, ValueError):
+                    continue
+                cached = (identity, container)
+                self._parsed[entry.name] = cached
+            yield copy.copy(cached[1])
+        for gone in self._parsed.keys() - present:
+            self._parsed.pop(gone, None)
 
     def find(self, ref: str) -> Container:
         """The container whose name, full id or unique id prefix is ``ref``."""
