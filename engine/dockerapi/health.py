@@ -9,6 +9,7 @@ in a row (failures in the start period do not count).
 from __future__ import annotations
 
 import contextlib
+import copy
 import subprocess
 import threading
 import time
@@ -94,7 +95,7 @@ def _loop(lifecycle: Lifecycle, key: tuple[str, str]) -> None:
                 grace: bool = still_starting,
                 retries: int = retries,
             ) -> None:
-                state = rec.health or HealthState()
+                state = copy.copy(rec.health) if rec.health else HealthState()  # records are shared copies
                 if grace and entry["ExitCode"] != 0 and state.status == "starting":
                     state.log = [*state.log, entry][-5:]
                 else:

@@ -8,6 +8,7 @@ container's own directory, so it goes when the container goes, whoever removes i
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import threading
@@ -141,27 +142,29 @@ def _healthcheck_json(check: Healthcheck | None) -> dict[str, Any] | None:
 
 
 # Parsed records by path, checked against the file's identity: `docker ps` reads one per container.
-_cache: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+_cache: dict[Path, tuple[tuple[int, int, int], DockerRecord]] = {}
 _cache_lock = threading.Lock()
 
 
 def load(directory: Path) -> DockerRecord:
-    """The record in a container's directory; a default one for containers made outside the API."""
+    """The record in a container's directory; a default one for containers made outside the API.
+
+    Each caller gets its own record object: change its fields by assignment, never in place.
+    """
     path = directory / RECORD_FILE
     try:
         st = os.stat(path)
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        identity = (st.st_ino, st.st_mtime_ns, st.st_size)
         with _cache_lock:
             cached = _cache.get(path)
-        if cached is not None and cached[0] == key:
-            return DockerRecord.from_dict(cached[1])
-        data = json.loads(path.read_bytes())
-        if not isinstance(data, dict):
-            return DockerRecord()
-        record = DockerRecord.from_dict(data)
-        with _cache_lock:
-            _cache[path] = (key, data)
-        return record
+        if cached is None or cached[0] != identity:
+            data = json.loads(path.read_bytes())
+            if not isinstance(data, dict):
+                return DockerRecord()
+            cached = (identity, DockerRecord.from_dict(data))
+            with _cache_lock:
+                _cache[path] = cached
+        return copy.copy(cached[1])
     except FileNotFoundError:
         with _cache_lock:
             _cache.pop(path, None)
