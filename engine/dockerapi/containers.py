@@ -356,6 +356,9 @@ def _filters(request: Request) -> Filters:
 
 
 def _matches(container: Container, rec: DockerRecord, filters: Filters, engine: Engine) -> bool:
+    if not filters:
+        return True
+
     def any_of(key: str, test: Callable[[str], bool]) -> bool:
         values = filters.get(key)
         return not values or any(test(v) for v in values)

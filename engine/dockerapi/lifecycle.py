@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.dockerapi import health, record
@@ -52,6 +52,7 @@ class Lifecycle:
         self._readers: dict[str, int] = {}
         self._watched: set[str] = set()
         self._record_lock = threading.RLock()
+        self._containers_dir = str(engine.paths.containers)  # `docker ps` joins it for every container
 
     # ---- lookups and records ------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -69,9 +70,9 @@ class Lifecycle:
         except NotFound:
             return None
 
-    def directory(self, cid: str) -> Path:
-        """The container's directory (its Docker record lives there)."""
-        return self.engine.containers.store.directory(cid)
+    def directory(self, cid: str) -> str:
+        """The container's directory (its Docker record lives there), as a plain path string."""
+        return os.path.join(self._containers_dir, cid)
 
     def record(self, cid: str) -> DockerRecord:
         """The container's Docker side record."""

@@ -8,7 +8,6 @@ container's own directory, so it goes when the container goes, whoever removes i
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.dockerapi.create import CreateRequest, Healthcheck, RestartPolicy
-from engine.fsutil import atomic_write_json
+from engine.fsutil import atomic_write_json, shallow_copy
 
 RECORD_FILE = "docker.json"
 HEALTH_LOG_KEEP = 5
@@ -142,29 +141,30 @@ def _healthcheck_json(check: Healthcheck | None) -> dict[str, Any] | None:
 
 
 # Parsed records by path, checked against the file's identity: `docker ps` reads one per container.
-_cache: dict[Path, tuple[tuple[int, int, int], DockerRecord]] = {}
+_cache: dict[str, tuple[tuple[int, int, int], DockerRecord]] = {}
 _cache_lock = threading.Lock()
 
 
-def load(directory: Path) -> DockerRecord:
+def load(directory: str | Path) -> DockerRecord:
     """The record in a container's directory; a default one for containers made outside the API.
 
     Each caller gets its own record object: change its fields by assignment, never in place.
     """
-    path = directory / RECORD_FILE
+    path = os.path.join(directory, RECORD_FILE)
     try:
         st = os.stat(path)
         identity = (st.st_ino, st.st_mtime_ns, st.st_size)
         with _cache_lock:
             cached = _cache.get(path)
         if cached is None or cached[0] != identity:
-            data = json.loads(path.read_bytes())
+            with open(path, "rb") as f:
+                data = json.load(f)
             if not isinstance(data, dict):
                 return DockerRecord()
             cached = (identity, DockerRecord.from_dict(data))
             with _cache_lock:
                 _cache[path] = cached
-        return copy.copy(cached[1])
+        return shallow_copy(cached[1])
     except FileNotFoundError:
         with _cache_lock:
             _cache.pop(path, None)
@@ -173,7 +173,7 @@ def load(directory: Path) -> DockerRecord:
         return DockerRecord()
 
 
-def save(directory: Path, record: DockerRecord) -> None:
+def save(directory: str | Path, record: DockerRecord) -> None:
     """Write the record; a container removed meanwhile (no directory) is left alone."""
     with contextlib.suppress(FileNotFoundError):
-        atomic_write_json(directory / RECORD_FILE, record.to_dict(), mode=0o600, compact=True)
+        atomic_write_json(Path(directory, RECORD_FILE), record.to_dict(), mode=0o600, compact=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import re
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.errors import Conflict, ContainerNotFound, InvalidSpec
-from engine.fsutil import atomic_write_json, file_lock, read_json
+from engine.fsutil import atomic_write_json, file_lock, read_json, shallow_copy
 from engine.paths import EnginePaths
 from engine.runtime.model import Container
 
@@ -171,7 +170,7 @@ class ContainerStore:
                     continue
                 cached = (identity, container)
                 self._parsed[entry.name] = cached
-            yield copy.copy(cached[1])
+            yield shallow_copy(cached[1])
         for gone in self._parsed.keys() - present:
             self._parsed.pop(gone, None)
 

@@ -84,3 +84,47 @@ def test_refusals_reach_docker_py_as_errors(client: docker.DockerClient) -> None
         client.containers.run("busybox", "true", volumes={"/etc": {"bind": "/x", "mode": "ro"}}, detach=True)
     assert info.value.status_code == 403 and "HostConfig.Binds" in str(info.value)
     assert client.containers.list(all=True) == []
+
+
+def test_a_compose_style_create_is_accepted(client: docker.DockerClient, engine: Engine) -> None:
+    """What docker-compose 1.29 sends through docker-py's low-level API (API 1.41, a project network)."""
+    engine.network_create("proj_default")
+    api = client.api
+    host_config = api.create_host_config(
+        links=[],
+        port_bindings={80: None},
+        binds=["proj_data:/data:rw"],
+        log_config={"Type": "", "Config": {}},
+        network_mode="proj_default",
+        restart_policy={"Name": "always"},
+        volumes_from=[],
+        init=None,
+    )
+    networking = api.create_networking_config(
+        {"proj_default": api.create_endpoint_config(aliases=["web", "a1b2c3"])}
+    )
+    labels = {"com.docker.compose.project": "proj", "com.docker.compose.service": "web"}
+    created = api.create_container(
+        "busybox",
+        command=["sleep", "60"],
+        name="proj_web_1",
+        environment={"MODE": "compose"},
+        labels=labels,
+        host_config=host_config,
+        networking_config=networking,
+        volumes=["/data"],  # compose repeats the bind's target here
+        ports=[80],
+        healthcheck={"test": ["CMD-SHELL", "true"], "interval": 1_000_000_000, "retries": 3},
+        stop_signal="SIGTERM",
+    )
+    api.start(created)
+    info = api.inspect_container(created)
+    assert info["State"]["Running"] and info["Config"]["Labels"] == labels
+    assert list(info["NetworkSettings"]["Networks"]) == ["proj_default"]
+    assert info["NetworkSettings"]["Networks"]["proj_default"]["Aliases"] == ["web", "a1b2c3"]
+    assert int(info["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]) > 0
+    assert [(m["Name"], m["Destination"]) for m in info["Mounts"]] == [("proj_data", "/data")]
+    listed = api.containers(all=True, filters={"label": ["com.docker.compose.project=proj"]})
+    assert [c["Names"] for c in listed] == [["/proj_web_1"]]
+    api.remove_container(created, force=True, v=True)
+    engine.volume_remove("proj_data")
