@@ -37,6 +37,9 @@ REQUIRED_PACKAGES: tuple[str, ...] = (
     "chromium",  # headless browser the dashboard's Playwright tests drive (tests/browser)
     "caddy",  # the edge proxy: <app>-<tenant>.<apps domain> and custom domains, TLS (make run starts it)
     "git",  # shallow clones of a build context from a git repository on the host (builds with git_url)
+    # The stock docker CLI (20.10) the Docker API's tests drive when the machine has no newer one;
+    # its dockerd is never started (policy-rc.d while apt runs; nothing here enables it).
+    "docker.io",
 )
 """Debian 12 packages a host needs (apt names)."""
 
