@@ -31,6 +31,8 @@ from engine.registry import push as registry_push
 from engine.registry.credentials import AUTH_FILE_NAME
 from engine.registry.progress import ProgressCallback
 from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
+from engine.runtime import attach as attach_module
+from engine.runtime.attach import AttachSession
 from engine.runtime.containers import ContainerManager
 from engine.runtime.idmap import validate_tenant
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
@@ -158,6 +160,14 @@ class Engine:
     def exec_pty(self, ref: str, spec: ExecSpec, *, rows: int = 24, cols: int = 80) -> PtySession:
         """Start a process in a running container on its own terminal (see pty_exec.start_pty_exec)."""
         return start_pty_exec(self.containers, ref, spec, rows=rows, cols=cols)
+
+    def attach(self, ref: str) -> AttachSession:
+        """Attach to a container's main process: output, stdin, terminal size (see engine.runtime.attach)."""
+        return attach_module.attach(self.containers, ref)
+
+    def resize(self, ref: str, rows: int, cols: int) -> None:
+        """Set the terminal size of a container created with a TTY (see engine.runtime.attach)."""
+        attach_module.resize(self.containers, ref, rows, cols)
 
     def logs(
         self, ref: str, *, tail: int | None = None, since: datetime | None = None, follow: bool = False
