@@ -18,6 +18,7 @@ from engine.cgroups.layout import detect_cgroup_layout
 from engine.cgroups.resources import Resources
 from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
 from engine.errors import Conflict, InvalidSpec, NotFound
+from engine.images.digest import Readable
 from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.logs.k8s_file import LogLine
@@ -35,7 +36,7 @@ from engine.runtime import attach as attach_module
 from engine.runtime import copy as copy_module
 from engine.runtime.attach import AttachSession
 from engine.runtime.containers import ContainerManager
-from engine.runtime.copy import PathStat
+from engine.runtime.copy import PathStat, Writable
 from engine.runtime.idmap import validate_tenant
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.runtime.netns import run_in_netns
@@ -175,7 +176,7 @@ class Engine:
         """Stat a path inside a container (see engine.runtime.copy.stat_path)."""
         return copy_module.stat_path(self.containers, ref, path)
 
-    def copy_from(self, ref: str, path: str, out: IO[bytes]) -> PathStat:
+    def copy_from(self, ref: str, path: str, out: Writable) -> PathStat:
         """Write a container's path to ``out`` as a tar stream (see engine.runtime.copy.export_path)."""
         return copy_module.export_path(self.containers, ref, path, out)
 
@@ -183,7 +184,7 @@ class Engine:
         self,
         ref: str,
         path: str,
-        stream: IO[bytes],
+        stream: Readable,
         *,
         keep_owners: bool = False,
         no_overwrite_dir_non_dir: bool = False,

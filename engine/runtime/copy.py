@@ -24,7 +24,7 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol, cast
 
 from engine.build import beneath
 from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
@@ -37,6 +37,14 @@ from engine.runtime.rootpath import resolve_in_root
 from engine.volumes.archive import TreeExporter
 
 MAX_PATH = 4096
+
+
+class Writable(Protocol):
+    """Anything with a ``write(data)`` (a file, a socket's file, a queue writer)."""
+
+    def write(self, data: bytes, /) -> int:
+        """Write ``data``; returns how many bytes were taken."""
+        ...
 
 
 class ContainerPathNotFound(NotFound):
@@ -121,7 +129,7 @@ def stat_path(containers: ContainerManager, ref: str | Container, path: str) -> 
     return PathStat(name=base or "/", size=st.st_size, mode=st.st_mode, mtime=st.st_mtime, link_target=target)
 
 
-def export_path(containers: ContainerManager, ref: str | Container, path: str, out: IO[bytes]) -> PathStat:
+def export_path(containers: ContainerManager, ref: str | Container, path: str, out: Writable) -> PathStat:
     """Write ``path`` of container ``ref`` to ``out`` as a tar stream, the way `docker cp` reads it.
 
     The archive's top member is named after the path's base name ('.' for a path ending in
@@ -136,7 +144,7 @@ def export_path(containers: ContainerManager, ref: str | Container, path: str, o
     name = "." if path.rstrip("/").endswith("/.") or not base else base
     root_fd = beneath.open_root(root)
     try:
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=cast(IO[bytes], out), mode="w|", format=tarfile.PAX_FORMAT) as tar:
             exporter = TreeExporter(tar, container.uid_base)
             if follow or not base:
                 dir_fd = beneath.open_dir(

@@ -1,0 +1,233 @@
+"""The stock docker CLI, on a real terminal, against the operator's API: run -it, exec -it, attach, cp.
+
+Each test serves the API on a temporary socket and gives the CLI its own DOCKER_CONFIG. The
+interactive verbs run with a pseudo-terminal as their stdin/stdout (the CLI refuses -t without
+one), driven as a user would type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import secrets
+import select
+import subprocess
+import tarfile
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.dockerapi.daemon import operator_router
+from engine.dockerapi.http import UnixServer, serve_in_thread
+from engine.engine import Engine
+from engine.images.model import Image
+from engine.runtime.model import ContainerSpec, ExecSpec
+
+DOCKER = "/usr/local/bin/docker"
+
+
+class Terminal:
+    """A process on its own pseudo-terminal (as its controlling terminal)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, b"\x18\x00\x50\x00\x00\x00\x00\x00")  # 24x80
+
+        def take_terminal() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
+        os.close(slave)
+        self.master = master
+        self.output = b""
+
+    def read_until(self, needle: bytes, timeout: float = 30.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while needle not in self.output:
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {needle!r} on the terminal; got {self.output!r}")
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    pytest.fail(f"the terminal closed before {needle!r}; got {self.output!r}")
+                self.output += chunk
+        return self.output
+
+    def type(self, text: bytes) -> None:
+        os.write(self.master, text)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                with contextlib.suppress(OSError):
+                    self.output += os.read(self.master, 65536)
+        code = self.proc.wait(timeout=1)
+        os.close(self.master)
+        return code
+
+
+@pytest.fixture()
+def docker_env(engine: Engine, busybox: Image, tmp_path: Path) -> Iterator[dict[str, str]]:
+    socket_path = tmp_path / "docker.sock"
+    server = UnixServer(socket_path, operator_router(engine))
+    serve_in_thread(server)
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DOCKER_HOST": f"unix://{socket_path}",
+        "DOCKER_CONFIG": str(config),
+        "TERM": "xterm",
+        "HOME": str(tmp_path),
+    }
+    try:
+        yield env
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def docker(env: dict[str, str], *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([DOCKER, *args], env=env, input=input, capture_output=True, timeout=60, check=False)
+
+
+def test_run_it_shell_round_trip_and_exit_code(engine: Engine, docker_env: dict[str, str]) -> None:
+    name = f"it-{secrets.token_hex(3)}"
+    term = Terminal([DOCKER, "run", "-it", "--name", name, "busybox", "sh"], docker_env)
+    term.read_until(b"# ")
+    term.type(b"echo hi-$((6*7)); tty; stty size\r")
+    out = term.read_until(b"24 80")
+    assert b"hi-42" in out and b"/dev/pts/0" in out  # a real terminal, at the client's size
+    term.type(b"exit 3\r")
+    assert term.wait() == 3
+    assert engine.get(name).exit_code == 3
+    logs = docker(docker_env, "logs", name)
+    assert b"hi-42" in logs.stdout
+
+
+def test_run_i_without_tty_pipes_stdin(docker_env: dict[str, str]) -> None:
+    result = docker(
+        docker_env, "run", "-i", "--rm", "busybox", "sh", "-c", "tr a-z A-Z; echo err >&2", input=b"piped\n"
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"PIPED\n", b"err\n")
+
+
+def test_exec_it_and_resize(engine: Engine, docker_env: dict[str, str]) -> None:
+    container = engine.run(ContainerSpec(image="busybox", command=("sleep", "3600")))
+    term = Terminal([DOCKER, "exec", "-it", container.id, "sh"], docker_env)
+    term.read_until(b"# ")
+    term.type(b"echo exec-$((2+3)); stty size\r")
+    term.read_until(b"24 80")
+    fcntl.ioctl(term.master, termios.TIOCSWINSZ, b"\x1e\x00\x64\x00\x00\x00\x00\x00")  # 30x100: SIGWINCH
+    time.sleep(0.5)  # the CLI forwards the new size through /exec/{id}/resize
+    term.type(b"stty size\r")
+    term.read_until(b"30 100")
+    term.type(b"exit 5\r")
+    assert term.wait() == 5
+    assert engine.get(container.id).status == "running"  # the exec ended, not the container
+
+
+def test_attach_and_detach_keep_the_container_running(engine: Engine, docker_env: dict[str, str]) -> None:
+    name = f"att-{secrets.token_hex(3)}"
+    started = docker(docker_env, "run", "-dit", "--name", name, "busybox", "sh")
+    assert started.returncode == 0, started.stderr
+    term = Terminal([DOCKER, "attach", name], docker_env)
+    time.sleep(0.5)
+    term.type(b"echo attached-$((3*3))\r")
+    term.read_until(b"attached-9")
+    term.type(b"\x10\x11")  # ctrl-p ctrl-q: detach
+    term.wait()
+    assert engine.get(name).status == "running"
+    term = Terminal([DOCKER, "attach", name], docker_env)
+    time.sleep(0.5)
+    term.type(b"echo again\r")
+    term.read_until(b"again")
+    term.type(b"exit 0\r")
+    assert term.wait() == 0
+    assert engine.wait(name, timeout=20).exit_code == 0
+
+
+def test_cp_both_ways(engine: Engine, docker_env: dict[str, str], tmp_path: Path) -> None:
+    container = engine.run(ContainerSpec(image="busybox", command=("sleep", "3600")))
+    proc = engine.exec(
+        container.id, ExecSpec(command=("sh", "-c", "mkdir -p /data/sub && echo one > /data/sub/f"))
+    )
+    assert proc.wait() == 0
+    out = tmp_path / "out"
+    result = docker(docker_env, "cp", f"{container.id}:/data", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "sub" / "f").read_text() == "one\n"
+    local = tmp_path / "local.txt"
+    local.write_text("from host\n")
+    result = docker(docker_env, "cp", str(local), f"{container.id}:/tmp/renamed.txt")
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "folder"
+    (folder / "deep").mkdir(parents=True)
+    (folder / "deep" / "x").write_text("x")
+    assert docker(docker_env, "cp", str(folder), f"{container.id}:/data/").returncode == 0
+    check = engine.exec(
+        container.id,
+        ExecSpec(
+            command=("sh", "-c", "cat /tmp/renamed.txt /data/folder/deep/x; stat -c %u /tmp/renamed.txt")
+        ),
+        stdout=subprocess.PIPE,
+    )
+    assert check.communicate(timeout=30)[0] == b"from host\nx0\n"
+    missing = docker(docker_env, "cp", f"{container.id}:/nope", str(tmp_path / "n"))
+    assert missing.returncode != 0 and b"Could not find the file /nope" in missing.stderr
+    # stdout as a tar stream, and the stat the CLI reads
+    result = docker(docker_env, "cp", f"{container.id}:/data/sub/f", "-")
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+        assert tar.getnames() == ["f"]
+
+
+def test_hostile_cp_through_the_cli_never_touches_the_host(
+    engine: Engine, docker_env: dict[str, str], tmp_path: Path
+) -> None:
+    secret_dir = tmp_path / "host-secret"
+    secret_dir.mkdir()
+    (secret_dir / "secret").write_text("host secret\n")
+    container = engine.run(ContainerSpec(image="busybox", command=("sleep", "3600")))
+    plant = f"ln -s {secret_dir}/secret /leak; ln -s / /rootlink; mkdir -p /box; ln -s {secret_dir} /box/evil"
+    assert engine.exec(container.id, ExecSpec(command=("sh", "-c", plant))).wait() == 0
+    for path in ("/leak/", f"/rootlink{secret_dir}/secret", "/box/evil/secret"):
+        result = docker(docker_env, "cp", f"{container.id}:{path}", str(tmp_path / "got"))
+        assert result.returncode != 0 and b"Could not find the file" in result.stderr, path
+        assert not (tmp_path / "got").exists()
+    result = docker(docker_env, "cp", f"{container.id}:/box", str(tmp_path / "box"))
+    assert result.returncode == 0
+    assert os.readlink(tmp_path / "box" / "evil") == str(secret_dir)  # the link itself, not the host files
+    # into the container through its links: lands inside the container, never on the host
+    payload = tmp_path / "secret"
+    payload.write_text("pwned\n")
+    docker(docker_env, "cp", str(payload), f"{container.id}:/box/evil/")
+    docker(docker_env, "cp", str(payload), f"{container.id}:/rootlink{secret_dir}/")
+    assert (secret_dir / "secret").read_text() == "host secret\n"
+    # a hand-made hostile archive on stdin
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("../../../../../../../../" + str(secret_dir / "secret").lstrip("/"))
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"pwned\n"))
+    result = docker(docker_env, "cp", "-", f"{container.id}:/tmp", input=buffer.getvalue())
+    assert result.returncode != 0 and b".." in result.stderr
+    assert (secret_dir / "secret").read_text() == "host secret\n"
