@@ -176,9 +176,9 @@ class Engine:
         """Stat a path inside a container (see engine.runtime.copy.stat_path)."""
         return copy_module.stat_path(self.containers, ref, path)
 
-    def copy_from(self, ref: str, path: str, out: Writable) -> PathStat:
+    def copy_from(self, ref: str, path: str, out: Writable, *, name: str | None = None) -> PathStat:
         """Write a container's path to ``out`` as a tar stream (see engine.runtime.copy.export_path)."""
-        return copy_module.export_path(self.containers, ref, path, out)
+        return copy_module.export_path(self.containers, ref, path, out, name=name)
 
     def copy_to(
         self,

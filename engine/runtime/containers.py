@@ -322,7 +322,9 @@ class ContainerManager:
                     stdio=StdioOptions(
                         terminal=container.tty,
                         stdin=container.open_stdin,
-                        leave_stdin_open=container.open_stdin and not container.stdin_once,
+                        # a terminal stays open when a client detaches (detaching is no end of
+                        # input there); a plain stdin ends with the first client's EOF if stdin_once
+                        leave_stdin_open=container.open_stdin and (container.tty or not container.stdin_once),
                     ),
                 )
         except RuntimeFailure:

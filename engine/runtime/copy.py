@@ -129,19 +129,21 @@ def stat_path(containers: ContainerManager, ref: str | Container, path: str) -> 
     return PathStat(name=base or "/", size=st.st_size, mode=st.st_mode, mtime=st.st_mtime, link_target=target)
 
 
-def export_path(containers: ContainerManager, ref: str | Container, path: str, out: Writable) -> PathStat:
+def export_path(
+    containers: ContainerManager, ref: str | Container, path: str, out: Writable, *, name: str | None = None
+) -> PathStat:
     """Write ``path`` of container ``ref`` to ``out`` as a tar stream, the way `docker cp` reads it.
 
     The archive's top member is named after the path's base name ('.' for a path ending in
-    '/.', which copies a directory's content); a last component that is a symbolic link is
-    archived as the link itself. Owners are container ids. Raises ContainerNotFound,
+    '/.', which copies a directory's content) unless ``name`` is given; a last component that
+    is a symbolic link is archived as the link itself. Owners are container ids. Raises ContainerNotFound,
     ContainerPathNotFound, InvalidSpec; OSError for I/O errors.
     """
     container, root = _root_of(containers, ref)
     path = _check_path(path)
     info = stat_path(containers, container, path)
     parent, base, follow = _split(path)
-    name = "." if path.rstrip("/").endswith("/.") or not base else base
+    name = name or ("." if path.rstrip("/").endswith("/.") or not base else base)
     root_fd = beneath.open_root(root)
     try:
         with tarfile.open(fileobj=cast(IO[bytes], out), mode="w|", format=tarfile.PAX_FORMAT) as tar:

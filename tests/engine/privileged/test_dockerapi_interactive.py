@@ -7,15 +7,11 @@ one), driven as a user would type.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
 import os
 import secrets
-import select
 import subprocess
 import tarfile
-import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,62 +23,9 @@ from engine.dockerapi.http import UnixServer, serve_in_thread
 from engine.engine import Engine
 from engine.images.model import Image
 from engine.runtime.model import ContainerSpec, ExecSpec
+from tests.engine.terminal import Terminal, set_size
 
 DOCKER = "/usr/local/bin/docker"
-
-
-class Terminal:
-    """A process on its own pseudo-terminal (as its controlling terminal)."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, b"\x18\x00\x50\x00\x00\x00\x00\x00")  # 24x80
-
-        def take_terminal() -> None:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            start_new_session=True,
-            preexec_fn=take_terminal,
-        )
-        os.close(slave)
-        self.master = master
-        self.output = b""
-
-    def read_until(self, needle: bytes, timeout: float = 30.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while needle not in self.output:
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {needle!r} on the terminal; got {self.output!r}")
-            ready, _, _ = select.select([self.master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    pytest.fail(f"the terminal closed before {needle!r}; got {self.output!r}")
-                self.output += chunk
-        return self.output
-
-    def type(self, text: bytes) -> None:
-        os.write(self.master, text)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.master], [], [], 0.2)
-            if ready:
-                with contextlib.suppress(OSError):
-                    self.output += os.read(self.master, 65536)
-        code = self.proc.wait(timeout=1)
-        os.close(self.master)
-        return code
 
 
 @pytest.fixture()
@@ -137,7 +80,7 @@ def test_exec_it_and_resize(engine: Engine, docker_env: dict[str, str]) -> None:
     term.read_until(b"# ")
     term.type(b"echo exec-$((2+3)); stty size\r")
     term.read_until(b"24 80")
-    fcntl.ioctl(term.master, termios.TIOCSWINSZ, b"\x1e\x00\x64\x00\x00\x00\x00\x00")  # 30x100: SIGWINCH
+    set_size(term.master, 30, 100)  # the CLI gets SIGWINCH
     time.sleep(0.5)  # the CLI forwards the new size through /exec/{id}/resize
     term.type(b"stty size\r")
     term.read_until(b"30 100")
