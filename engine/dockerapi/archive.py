@@ -10,6 +10,7 @@ archive member is checked (see the engine module).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import queue
 import stat
@@ -107,12 +108,30 @@ class _BodyReader:
         return data
 
 
-class _QueueWriter:
-    """A write-only file whose writes become chunks on a bounded queue (the exporter's thread)."""
+class ClientGone(Exception):
+    """The client stopped reading the archive: the exporter stops too."""
 
-    def __init__(self, chunks: queue.Queue[bytes | BaseException | None]) -> None:
+
+class _QueueWriter:
+    """A write-only file whose writes become chunks on a bounded queue (the exporter's thread).
+
+    Raises ClientGone from ``write`` once ``stop`` is set, so an exporter never blocks forever
+    on a queue nobody reads.
+    """
+
+    def __init__(self, chunks: queue.Queue[bytes | BaseException | None], stop: threading.Event) -> None:
         self._chunks = chunks
+        self._stop = stop
         self._buffer = bytearray()
+
+    def put(self, item: bytes | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._chunks.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise ClientGone
 
     def write(self, data: bytes) -> int:
         self._buffer += data
@@ -122,7 +141,7 @@ class _QueueWriter:
 
     def flush(self) -> None:
         if self._buffer:
-            self._chunks.put(bytes(self._buffer))
+            self.put(bytes(self._buffer))
             self._buffer.clear()
 
 
@@ -132,14 +151,16 @@ def _tar_stream(engine: Engine, container_id: str, path: str) -> Iterable[bytes]
     stop = threading.Event()
 
     def produce() -> None:
-        writer = _QueueWriter(chunks)
+        writer = _QueueWriter(chunks, stop)
         try:
             engine.copy_from(container_id, path, writer)
             writer.flush()
-            chunks.put(None)
-        except BaseException as exc:  # reported by ending the stream early
-            if not stop.is_set():
-                chunks.put(exc)
+            writer.put(None)
+        except ClientGone:
+            return
+        except Exception as exc:  # reported by ending the stream early
+            with contextlib.suppress(ClientGone):
+                writer.put(exc)
 
     threading.Thread(target=produce, name="docker-api-archive", daemon=True).start()
 
@@ -150,9 +171,7 @@ def _tar_stream(engine: Engine, container_id: str, path: str) -> Iterable[bytes]
                     return  # headers are sent: a cut-off tar is how the client learns
                 yield item
         finally:
-            stop.set()
-            while not chunks.empty():  # let a producer blocked on a full queue finish
-                chunks.get_nowait()
+            stop.set()  # a producer still writing stops at its next chunk
 
     return consume()
 

@@ -130,3 +130,33 @@ def test_console_size_and_spec_fields() -> None:
         "open_stdin": False,
         "stdin_once": False,
     }
+
+
+def test_archive_stream_stops_its_producer_when_the_client_goes() -> None:
+    from engine.dockerapi.archive import _tar_stream
+
+    finished = threading.Event()
+
+    class Engine:
+        def copy_from(self, _cid: str, _path: str, out: io.BufferedIOBase) -> None:
+            try:
+                for _ in range(10_000):  # far more than the queue holds
+                    out.write(b"x" * 65536)
+            finally:
+                finished.set()
+
+    chunks = iter(_tar_stream(Engine(), "cid", "/big"))  # type: ignore[arg-type]
+    assert next(chunks).startswith(b"x")
+    chunks.close()  # type: ignore[attr-defined]  # the server closes the stream when the client is gone
+    assert finished.wait(10)
+
+
+def test_archive_stream_ends_early_when_the_export_fails() -> None:
+    from engine.dockerapi.archive import _tar_stream
+
+    class Engine:
+        def copy_from(self, _cid: str, _path: str, out: io.BufferedIOBase) -> None:
+            out.write(b"y" * 300_000)
+            raise OSError("disk gone")
+
+    assert b"".join(_tar_stream(Engine(), "cid", "/x")) == b"y" * 300_000  # type: ignore[arg-type]  # then cut off
