@@ -174,3 +174,37 @@ def test_hostile_cp_through_the_cli_never_touches_the_host(
     result = docker(docker_env, "cp", "-", f"{container.id}:/tmp", input=buffer.getvalue())
     assert result.returncode != 0 and b".." in result.stderr
     assert (secret_dir / "secret").read_text() == "host secret\n"
+
+
+def test_docker_py_tty_exec_attach_socket_and_archives(engine: Engine, docker_env: dict[str, str]) -> None:
+    import docker  # docker-py, a client nobody here wrote
+
+    client = docker.DockerClient(base_url=docker_env["DOCKER_HOST"], version="auto")
+    try:
+        container = client.containers.run("busybox", "sh", detach=True, tty=True, stdin_open=True)
+        code, output = container.exec_run(["sh", "-c", "tty; echo ok"], tty=True)
+        assert code == 0 and output.startswith(b"/dev/pts/") and output.endswith(b"ok\r\n")
+        sock = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        raw = sock._sock  # docker-py hands out a SocketIO; writing goes to the socket under it
+        raw.sendall(b"echo via-py-$((4*4))\n")
+        seen = b""
+        deadline = time.monotonic() + 20
+        while b"via-py-16" not in seen and time.monotonic() < deadline:
+            seen += raw.recv(65536)
+        assert b"via-py-16" in seen  # a TTY: the raw stream, no frame headers
+        raw.close()
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w") as tar:
+            info = tarfile.TarInfo("from-py.txt")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"py\n"))
+        assert container.put_archive("/tmp", data.getvalue())
+        bits, stat = container.get_archive("/tmp/from-py.txt")
+        assert stat["name"] == "from-py.txt" and stat["size"] == 3
+        with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tar:
+            member = tar.extractfile("from-py.txt")
+            assert member is not None and member.read() == b"py\n"
+        container.resize(height=20, width=70)
+        container.remove(force=True)
+    finally:
+        client.close()
