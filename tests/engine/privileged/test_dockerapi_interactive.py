@@ -208,3 +208,59 @@ def test_docker_py_tty_exec_attach_socket_and_archives(engine: Engine, docker_en
         container.remove(force=True)
     finally:
         client.close()
+
+
+def test_run_it_rm_and_start_ai(engine: Engine, docker_env: dict[str, str]) -> None:
+    term = Terminal([DOCKER, "run", "--rm", "-it", "busybox", "sh"], docker_env)
+    term.read_until(b"# ")
+    term.type(b"exit 2\r")
+    assert term.wait() == 2
+    deadline = time.monotonic() + 20
+    while engine.list(all=True) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine.list(all=True) == []  # --rm removed it
+    created = docker(docker_env, "create", "-it", "--name", "later", "busybox", "sh")
+    assert created.returncode == 0, created.stderr
+    term = Terminal([DOCKER, "start", "-ai", "later"], docker_env)
+    term.read_until(b"# ")
+    term.type(b"echo started-$((7*6)); exit 9\r")
+    term.read_until(b"started-42")
+    assert term.wait() == 9
+
+
+def test_api_refusals_are_docker_shaped(engine: Engine, docker_env: dict[str, str]) -> None:
+    import docker
+
+    client = docker.APIClient(base_url=docker_env["DOCKER_HOST"], version="auto")
+    try:
+        plain = engine.run(ContainerSpec(image="busybox", command=("sleep", "3600")))
+        with pytest.raises(docker.errors.APIError) as info:
+            client.resize(plain.id, height=10, width=10)
+        assert info.value.status_code == 400 and "no terminal" in info.value.explanation
+        with pytest.raises(docker.errors.APIError) as info:
+            client.resize(plain.id, height=0, width=10)
+        assert info.value.status_code == 400
+        with pytest.raises(docker.errors.NotFound) as info:
+            client.get_archive(plain.id, "/no/such")
+        assert "Could not find the file /no/such" in info.value.explanation
+        with pytest.raises(docker.errors.NotFound):
+            client.get_archive("nobody-has-this", "/etc")
+        with pytest.raises(docker.errors.APIError) as info:
+            client.put_archive(plain.id, "/etc/passwd", b"")
+        assert info.value.status_code == 400 and "not a directory" in info.value.explanation
+        hostile = io.BytesIO()
+        with tarfile.open(fileobj=hostile, mode="w") as tar:
+            link = tarfile.TarInfo("up")
+            link.type, link.linkname = tarfile.SYMTYPE, "/"
+            tar.addfile(link)
+            info_member = tarfile.TarInfo("up/tmp/planted")
+            info_member.size = 1
+            tar.addfile(info_member, io.BytesIO(b"x"))
+        with pytest.raises(docker.errors.APIError) as info:
+            client.put_archive(plain.id, "/tmp", hostile.getvalue())
+        assert info.value.status_code == 400 and "symlink" in info.value.explanation
+        assert not os.path.exists("/tmp/planted")
+        response = client._get(client._url("/containers/{0}/archive", plain.id))  # no path parameter
+        assert response.status_code == 400 and "path parameter is required" in response.json()["message"]
+    finally:
+        client.close()
