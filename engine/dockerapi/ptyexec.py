@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from engine.engine import Engine
 
 DEFAULT_SIZE = (24, 80)
+# The process runs before the 101 answer is sent (so a missing command is an HTTP error); its
+# first output waits this long so clients that switch from a buffered reader to the raw socket
+# after the headers (docker-py) do not lose it. dockerd starts the process after the answer.
+FIRST_OUTPUT_DELAY_SECONDS = 0.05
 
 _sessions: dict[str, PtySession] = {}
 _lock = threading.Lock()
@@ -108,6 +112,7 @@ def start(engine: Engine, instance: ExecInstance, request: Request) -> Response 
             stdin=instance.attach_stdin,
             detach_keys=detach_keys,
             before_close=ended,
+            first_output_delay=FIRST_OUTPUT_DELAY_SECONDS,
         )
 
     return Hijack(run, content_type=RAW_STREAM)

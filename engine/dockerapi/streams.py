@@ -52,13 +52,17 @@ def relay(
     stderr: bool = True,
     detach_keys: bytes = b"\x10\x11",
     before_close: Callable[[str], None] | None = None,
+    first_output_delay: float = 0.0,
 ) -> str:
     """Relay until the end; returns why it ended: 'exited', 'detached' or 'disconnected'.
 
     ``raw``: write output as it comes (a terminal); else as multiplexed frames. ``stdin``:
     forward the client's bytes to the process. ``stdout``/``stderr``: which output to send.
     ``before_close`` gets the reason before the connection is closed (record an exit code
-    there: the client asks for it as soon as its stream ends).
+    there: the client asks for it as soon as its stream ends). ``first_output_delay`` holds the
+    first output back that long after the headers, for a process that started before them
+    (docker-py reads the upgrade's headers through a buffered reader and then reads the raw
+    socket: output arriving together with the headers would be lost to it).
     """
     done = threading.Event()
     reason: list[str] = []
@@ -90,6 +94,8 @@ def relay(
 
     if stdin:
         threading.Thread(target=pump_stdin, name="docker-api-stdin", daemon=True).start()
+    if first_output_delay > 0:
+        done.wait(first_output_delay)
     try:
         while not done.is_set():
             got = endpoint.read(timeout=0.2)
