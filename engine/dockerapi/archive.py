@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from engine.dockerapi.attach import find_container
 from engine.dockerapi.http import APIError, Request, Response, Router, Stream, no_content
+from engine.dockerapi.lifecycle import find_container
 from engine.runtime.copy import PathStat
 
 if TYPE_CHECKING:

@@ -23,8 +23,9 @@ from engine.dockerapi.http import (
     frame,
     no_content,
 )
+from engine.dockerapi.lifecycle import find_container
 from engine.dockerapi.streams import relay
-from engine.errors import ContainerNotFound, InvalidSpec
+from engine.errors import InvalidSpec
 from engine.runtime.attach import parse_detach_keys
 from engine.runtime.model import Container
 
@@ -33,14 +34,6 @@ if TYPE_CHECKING:
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
-
-
-def find_container(engine: Engine, ref: str) -> Container:
-    """The container named by id, id prefix or name; 404 ``No such container: ref`` otherwise."""
-    try:
-        return engine.get(ref)
-    except ContainerNotFound:
-        raise APIError(404, f"No such container: {ref}") from None
 
 
 def terminal_size(request: Request) -> tuple[int, int]:
