@@ -9,6 +9,7 @@ and is reaped (its exit code recorded) when it ends; with ``Detach`` the start a
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from typing import IO, TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from engine.dockerapi.http import APIError, Hijack, Request, Response
 from engine.dockerapi.streams import relay
 from engine.errors import CommandNotFound, InvalidSpec
 from engine.runtime.attach import parse_detach_keys
+from engine.runtime.model import ExecSpec
 from engine.runtime.pty_exec import PtySession
 
 if TYPE_CHECKING:
@@ -64,6 +66,13 @@ def console_size(body: Any) -> tuple[int, int]:
     return size[0], size[1]
 
 
+def with_term(spec: ExecSpec) -> ExecSpec:
+    """``spec`` with ``TERM=xterm`` unless it names a TERM itself (dockerd's default on a TTY)."""
+    if any(item.startswith("TERM=") for item in spec.env):
+        return spec
+    return dataclasses.replace(spec, env=("TERM=xterm", *spec.env))
+
+
 def _finish(instance: ExecInstance, session: PtySession) -> None:
     """Wait for the process, record its exit code and free the terminal."""
     session.wait()
@@ -83,7 +92,7 @@ def start(engine: Engine, instance: ExecInstance, request: Request) -> Response 
         raise APIError(409, f"container {container.id} is not running")
     instance.started = True
     try:
-        session = engine.exec_pty(container.id, instance.spec, rows=rows, cols=cols)
+        session = engine.exec_pty(container.id, with_term(instance.spec), rows=rows, cols=cols)
     except CommandNotFound as exc:
         instance.started = False
         raise APIError(400, f"OCI runtime exec failed: {exc.message}") from None

@@ -16,9 +16,10 @@ from engine.dockerapi.archive import GO_DIR, GO_SYMLINK, _BodyReader, go_file_mo
 from engine.dockerapi.create import parse_create
 from engine.dockerapi.http import APIError
 from engine.dockerapi.interactive import spec_fields
-from engine.dockerapi.ptyexec import console_size
+from engine.dockerapi.ptyexec import console_size, with_term
 from engine.dockerapi.streams import relay
 from engine.runtime.copy import PathStat
+from engine.runtime.model import ExecSpec
 
 
 class FakeProcess:
@@ -160,3 +161,8 @@ def test_archive_stream_ends_early_when_the_export_fails() -> None:
             raise OSError("disk gone")
 
     assert b"".join(_tar_stream(Engine(), "cid", "/x")) == b"y" * 300_000  # type: ignore[arg-type]  # then cut off
+
+
+def test_tty_exec_gets_a_term_unless_it_names_one() -> None:
+    assert with_term(ExecSpec(command=("sh",))).env == ("TERM=xterm",)
+    assert with_term(ExecSpec(command=("sh",), env=("TERM=vt100",))).env == ("TERM=vt100",)
