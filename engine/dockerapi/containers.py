@@ -14,7 +14,7 @@ import re
 import secrets
 import socket
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from engine.dockerapi import execs, interactive, render
@@ -170,6 +170,20 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
             items = items[:limit]
         return json_response(items)
 
+    @router.route("POST", "/containers/prune")
+    def prune(request: Request) -> Response:
+        filters = request_filters(request, ("label",))
+        deleted = []
+        for container in engine.list(all=True):
+            if container.status in ("created", "running", "paused"):
+                continue
+            if not labels_match(container.labels, filters.get("label", [])):
+                continue
+            with contextlib.suppress(NotFound):
+                life.remove(container.id, force=False, volumes=False)
+                deleted.append(container.id)
+        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
     @router.route("GET", "/containers/{id}/logs")
     def logs(request: Request) -> Stream:
         container = life.find(request.params["id"])
@@ -231,7 +245,7 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
         name = name.lstrip("/")
         _refuse_taken(engine, name)
     try:
-        image = engine.image(req.image, tenant=tenant if tenant != DEFAULT_TENANT else None)
+        image = engine.image(req.image, tenant=tenant)
     except ImageNotFound:
         raise APIError(404, f"No such image: {_with_tag(req.image)}") from None
     anonymous: list[str] = []
@@ -387,12 +401,21 @@ def _is_ancestor(engine: Engine, container: Container, reference: str) -> bool:
 
 # ---- logs and attach ----------------------------------------------------------------------------
 def _unix_time(value: str, name: str) -> datetime | None:
+    """``since``/``until`` as the CLI sends them (``SECONDS[.NANOS]``), exact to the microsecond.
+
+    Parsed as digits, not as a float: a float rounds the nanoseconds, and ``--since`` with the
+    time of a line must still show that line.
+    """
     if not value:
         return None
+    match = re.fullmatch(r"(-?\d+)(?:\.(\d{1,9}))?", value.strip())
+    if not match:
+        raise APIError(400, f"invalid value for {name!r}: {value!r} is not a Unix time")
+    micros = int((match.group(2) or "0").ljust(9, "0")[:6])
     try:
-        return datetime.fromtimestamp(float(value), UTC)
-    except (ValueError, OverflowError):
-        raise APIError(400, f"invalid value for {name!r}: {value!r} is not a Unix time") from None
+        return datetime.fromtimestamp(int(match.group(1)), UTC) + timedelta(microseconds=micros)
+    except (ValueError, OverflowError, OSError):
+        raise APIError(400, f"invalid value for {name!r}: {value!r} is out of range") from None
 
 
 def _docker_time(stamp: str) -> str:

@@ -154,9 +154,14 @@ class Lifecycle:
 
     # ---- watching: --rm, restart policies, health checks ---------------------------------
     def resume(self) -> None:
-        """Watch again the containers that need it (after the daemon restarts)."""
-        for container in self.engine.list():
-            self.watch(container.id)
+        """After the daemon (re)starts: watch the running containers that need it again, and remove
+        the ``--rm`` containers that exited while nobody watched."""
+        for container in self.engine.list(all=True):
+            if container.status == "running":
+                self.watch(container.id)
+            elif container.status != "created" and self.record(container.id).auto_remove:
+                with contextlib.suppress(EngineError):
+                    self.remove(container.id, force=True, volumes=True)
 
     def watch(self, cid: str) -> None:
         """Start watching a running container if its record asks for it (idempotent)."""
