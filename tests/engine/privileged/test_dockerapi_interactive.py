@@ -264,3 +264,26 @@ def test_api_refusals_are_docker_shaped(engine: Engine, docker_env: dict[str, st
         assert response.status_code == 400 and "path parameter is required" in response.json()["message"]
     finally:
         client.close()
+
+
+def test_cp_follows_docker_rules_for_names_contents_and_links(
+    engine: Engine, docker_env: dict[str, str], tmp_path: Path
+) -> None:
+    container = engine.run(ContainerSpec(image="busybox", command=("sleep", "3600")))
+    script = "mkdir -p /src/in && echo a > /src/a && echo b > /src/in/b && ln -s /src/a /link"
+    assert engine.exec(container.id, ExecSpec(command=("sh", "-c", script))).wait() == 0
+    (tmp_path / "contents").mkdir()
+    assert docker(docker_env, "cp", f"{container.id}:/src/.", str(tmp_path / "contents")).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "contents").iterdir()) == ["a", "in"]  # the content only
+    assert docker(docker_env, "cp", f"{container.id}:/link", str(tmp_path / "asis")).returncode == 0
+    assert os.readlink(tmp_path / "asis") == "/src/a"  # the link itself
+    assert docker(docker_env, "cp", "-L", f"{container.id}:/link", str(tmp_path / "followed")).returncode == 0
+    assert (tmp_path / "followed").read_text() == "a\n"  # -L: what it points to, in the container
+    result = docker(docker_env, "cp", str(tmp_path / "contents"), f"{container.id}:/newdir")
+    assert result.returncode == 0, result.stderr
+    listing = engine.exec(
+        container.id, ExecSpec(command=("sh", "-c", "cat /newdir/a /newdir/in/b")), stdout=subprocess.PIPE
+    )
+    assert listing.communicate(timeout=30)[0] == b"a\nb\n"  # a new name: the directory is renamed
+    result = docker(docker_env, "cp", str(tmp_path / "asis"), f"{container.id}:/src/a/deeper")
+    assert result.returncode != 0  # /src/a is a file: nothing can go below it
