@@ -311,6 +311,9 @@ def cmd_exec(ctx: CliContext, args: argparse.Namespace) -> int:
     if not args.cmd:
         raise InvalidSpec("exec needs a command, e.g. `hpctl exec web sh -c 'echo hi'`")
     spec = ExecSpec(command=tuple(args.cmd), env=_env_args(args.env), user=args.user, workdir=args.workdir)
+    if args.tty and args.interactive:
+        interactive.check_terminal(True)
+        return interactive.exec_on_terminal(ctx, args.container, spec, detach_keys=args.detach_keys)
     stdin = sys.stdin.buffer if args.interactive else None
     proc = ctx.engine.exec(
         args.container, spec, stdin=stdin if stdin is not None else subprocess.DEVNULL, tty=args.tty
@@ -382,6 +385,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-w", "--workdir")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    p.add_argument("--detach-keys", default="", help="key sequence that ends -it (default: ctrl-p,ctrl-q)")
     p.add_argument("container")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(handler=cmd_exec)

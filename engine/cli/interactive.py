@@ -22,18 +22,56 @@ import threading
 import tty as tty_module
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from engine.cli import CliContext
 from engine.errors import InvalidSpec, NotFound
 from engine.images.extract import CopyTarget, extract_layer
-from engine.runtime.attach import AttachSession, DetachScanner, parse_detach_keys
-from engine.runtime.model import Container
+from engine.runtime.attach import DetachScanner, parse_detach_keys
+from engine.runtime.model import Container, ExecSpec
+from engine.runtime.pty_exec import PtySession
 from engine.volumes.archive import TreeExporter
 
 
+class Session(Protocol):
+    """What :func:`relay_terminal` drives: an attach session, or a terminal exec (:class:`PtyExec`)."""
+
+    tty: bool
+
+    def fileno(self) -> int: ...
+    def read(self, timeout: float | None = None) -> tuple[str, bytes] | None: ...
+    def write(self, data: bytes) -> None: ...
+    def close_stdin(self) -> None: ...
+    def resize(self, rows: int, cols: int) -> None: ...
+
+
+class PtyExec:
+    """A :class:`PtySession` (an exec on its own terminal) as a :class:`Session`."""
+
+    tty = True
+
+    def __init__(self, session: PtySession) -> None:
+        self.session = session
+
+    def fileno(self) -> int:
+        return self.session.fileno()
+
+    def read(self, timeout: float | None = None) -> tuple[str, bytes] | None:
+        data = self.session.read(timeout=timeout)
+        return None if data is None else ("stdout", data)
+
+    def write(self, data: bytes) -> None:
+        self.session.write(data)
+
+    def close_stdin(self) -> None:
+        return None  # a terminal has no end of input of its own: ctrl-D is a byte like others
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.session.resize(rows, cols)
+
+
 def relay_terminal(
-    session: AttachSession,
+    session: Session,
     *,
     stdin: bool,
     detach_keys: bytes,
@@ -132,6 +170,18 @@ def attach_and_run(
     if remove:
         engine.remove(container.id, force=True)
     return final.exit_code if final.exit_code is not None else 125
+
+
+def exec_on_terminal(ctx: CliContext, ref: str, spec: ExecSpec, *, detach_keys: str) -> int:
+    """`hpctl exec -it`: the command on its own terminal, sized like yours and following it.
+
+    Returns its exit code; detaching (ctrl-p ctrl-q) ends it (an exec has no one to come back)."""
+    keys = parse_detach_keys(detach_keys)
+    size = os.get_terminal_size(sys.stdin.fileno())
+    with ctx.engine.exec_pty(ref, spec, rows=size.lines, cols=size.columns) as session:
+        relay_terminal(PtyExec(session), stdin=True, detach_keys=keys)
+        session.wait(timeout=5)
+    return session.close()
 
 
 def cmd_attach(ctx: CliContext, args: argparse.Namespace) -> int:

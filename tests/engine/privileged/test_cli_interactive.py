@@ -149,3 +149,19 @@ def test_cp_tar_streams(engine: Engine, busybox: Image, capfdbinary: pytest.Capt
     assert code == 0
     with tarfile.open(fileobj=io.BytesIO(capfdbinary.readouterr().out)) as tar:
         assert tar.getnames() == ["passwd"]
+
+
+def test_exec_it_on_its_own_terminal_follows_the_window(engine: Engine, busybox: Image) -> None:
+    container = engine.run(ContainerSpec(image="busybox", command=("sleep", "3600"), network="none"))
+    term = Terminal(hpctl_argv(engine, "exec", "-it", container.name, "sh"), env())
+    term.read_until(b"# ")
+    term.type(b"tty; stty size\r")
+    out = term.read_until(b"24 80")
+    assert b"/dev/pts/" in out
+    set_size(term.master, 50, 160)
+    term.read_until(b"# ")
+    term.type(b"stty size\r")
+    term.read_until(b"50 160")
+    term.type(b"exit 7\r")
+    assert term.wait() == 7
+    assert engine.get(container.id).status == "running"
