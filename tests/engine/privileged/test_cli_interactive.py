@@ -165,3 +165,20 @@ def test_exec_it_on_its_own_terminal_follows_the_window(engine: Engine, busybox:
     term.type(b"exit 7\r")
     assert term.wait() == 7
     assert engine.get(container.id).status == "running"
+
+
+def test_run_i_with_piped_input(engine: Engine, busybox: Image) -> None:
+    import subprocess
+
+    result = subprocess.run(
+        hpctl_argv(
+            engine, "run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", "tr a-z A-Z; exit 3"
+        ),
+        input=b"piped in\n",
+        capture_output=True,
+        env=env(),
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (3, b"PIPED IN\n"), result.stderr
+    assert engine.list(all=True) == []
