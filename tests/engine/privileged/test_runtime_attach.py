@@ -126,3 +126,16 @@ def test_plain_container_output_reaches_an_attached_client(engine: Engine, busyb
         engine.start(container.id)
         out, streams = read_until(session, b"err\n")
     assert b"out\n" in out and streams <= {"stdout", "stderr"}
+
+
+def test_only_root_reaches_the_stdin_and_the_terminal_size(engine: Engine, busybox: Image) -> None:
+    """Another host user must not type into a container: the attach socket and ctl fifo are root's."""
+    import os
+    import stat as stat_module
+
+    container = engine.create(ContainerSpec(image="busybox", command=("sh",), tty=True, open_stdin=True))
+    files = engine.containers.files(container.id)
+    for path in (files.attach_socket, files.ctl_fifo):
+        st = os.lstat(path)
+        assert st.st_uid == 0 and stat_module.S_IMODE(st.st_mode) & 0o007 == 0, path
+    assert stat_module.S_IMODE(os.lstat(files.attach_socket).st_mode) & 0o077 == 0
