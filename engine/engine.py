@@ -18,6 +18,7 @@ from engine.cgroups.layout import detect_cgroup_layout
 from engine.cgroups.resources import Resources
 from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
 from engine.errors import Conflict, InvalidSpec, NotFound
+from engine.images.digest import Readable
 from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.logs.k8s_file import LogLine
@@ -31,7 +32,11 @@ from engine.registry import push as registry_push
 from engine.registry.credentials import AUTH_FILE_NAME
 from engine.registry.progress import ProgressCallback
 from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
+from engine.runtime import attach as attach_module
+from engine.runtime import copy as copy_module
+from engine.runtime.attach import AttachSession
 from engine.runtime.containers import ContainerManager
+from engine.runtime.copy import PathStat, Writable
 from engine.runtime.idmap import validate_tenant
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.runtime.netns import run_in_netns
@@ -158,6 +163,41 @@ class Engine:
     def exec_pty(self, ref: str, spec: ExecSpec, *, rows: int = 24, cols: int = 80) -> PtySession:
         """Start a process in a running container on its own terminal (see pty_exec.start_pty_exec)."""
         return start_pty_exec(self.containers, ref, spec, rows=rows, cols=cols)
+
+    def attach(self, ref: str) -> AttachSession:
+        """Attach to a container's main process: output, stdin, terminal size (see engine.runtime.attach)."""
+        return attach_module.attach(self.containers, ref)
+
+    def resize(self, ref: str, rows: int, cols: int) -> None:
+        """Set the terminal size of a container created with a TTY (see engine.runtime.attach)."""
+        attach_module.resize(self.containers, ref, rows, cols)
+
+    def stat_path(self, ref: str, path: str) -> PathStat:
+        """Stat a path inside a container (see engine.runtime.copy.stat_path)."""
+        return copy_module.stat_path(self.containers, ref, path)
+
+    def copy_from(self, ref: str, path: str, out: Writable, *, name: str | None = None) -> PathStat:
+        """Write a container's path to ``out`` as a tar stream (see engine.runtime.copy.export_path)."""
+        return copy_module.export_path(self.containers, ref, path, out, name=name)
+
+    def copy_to(
+        self,
+        ref: str,
+        path: str,
+        stream: Readable,
+        *,
+        keep_owners: bool = False,
+        no_overwrite_dir_non_dir: bool = False,
+    ) -> int:
+        """Extract a tar stream into a container's directory (see engine.runtime.copy.import_archive)."""
+        return copy_module.import_archive(
+            self.containers,
+            ref,
+            path,
+            stream,
+            keep_owners=keep_owners,
+            no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+        )
 
     def logs(
         self, ref: str, *, tail: int | None = None, since: datetime | None = None, follow: bool = False

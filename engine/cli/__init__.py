@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli import registry
 
     registry.register(sub)
+    from engine.cli import interactive
+
+    interactive.register(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
+from engine.cli import interactive
 from engine.cli.output import human_duration, print_json, print_table, time_ago
 from engine.cli.stats import add_resource_options, resources_from_args
 from engine.errors import EngineError, InvalidSpec
@@ -101,6 +102,10 @@ def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
         allow_privileged=True,  # hpctl is the operator's tool; the panel never sets this
         mounts=_volumes_cli().mounts_from_args(args.volume, args.tmpfs),
         secrets=tuple(parse_secret_arg(s) for s in args.secret),
+        tty=args.tty,
+        open_stdin=args.interactive,
+        # `run -i` in the foreground: stdin ends when you detach; `run -dit`/`create -i` keep it open
+        stdin_once=args.interactive and not getattr(args, "detach", True),
     )
 
 
@@ -132,6 +137,8 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     )
     add_resource_options(p)
     _volumes_cli().add_mount_options(p)
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and send yours")
+    p.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
     p.add_argument("image", help="image reference, e.g. busybox or busybox:latest")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -163,6 +170,12 @@ def cmd_run(ctx: CliContext, args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.rm and args.detach:
         raise InvalidSpec("--rm and -d together are not supported yet; remove the container with `hpctl rm`")
+    if (args.interactive or args.tty) and not args.detach:
+        interactive.check_terminal(args.tty)
+        container = ctx.engine.create(spec)
+        return interactive.attach_and_run(
+            ctx, container, stdin=args.interactive, detach_keys=args.detach_keys, remove=args.rm
+        )
     container = ctx.engine.run(spec)
     if args.detach:
         ctx.out.write(container.id + "\n")
@@ -298,6 +311,9 @@ def cmd_exec(ctx: CliContext, args: argparse.Namespace) -> int:
     if not args.cmd:
         raise InvalidSpec("exec needs a command, e.g. `hpctl exec web sh -c 'echo hi'`")
     spec = ExecSpec(command=tuple(args.cmd), env=_env_args(args.env), user=args.user, workdir=args.workdir)
+    if args.tty and args.interactive:
+        interactive.check_terminal(True)
+        return interactive.exec_on_terminal(ctx, args.container, spec, detach_keys=args.detach_keys)
     stdin = sys.stdin.buffer if args.interactive else None
     proc = ctx.engine.exec(
         args.container, spec, stdin=stdin if stdin is not None else subprocess.DEVNULL, tty=args.tty
@@ -310,6 +326,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="create and start a container")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    p.add_argument(
+        "--detach-keys", default="", help="key sequence to detach with -it (default: ctrl-p,ctrl-q)"
+    )
     _add_create_options(p)
     p.set_defaults(handler=cmd_run)
 
@@ -366,6 +385,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-w", "--workdir")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    p.add_argument("--detach-keys", default="", help="key sequence that ends -it (default: ctrl-p,ctrl-q)")
     p.add_argument("container")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(handler=cmd_exec)

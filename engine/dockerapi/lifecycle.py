@@ -42,6 +42,16 @@ ACTIVE = ("created", "running")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
+def find_container(engine: Engine, ref: str) -> Container:
+    """The container named by ``ref`` (name, ``/name``, id or unique id prefix), or a 404
+    ``No such container: <ref>``."""
+    name = ref[1:] if ref.startswith("/") else ref
+    try:
+        return engine.get(name)
+    except (NotFound, InvalidSpec):
+        raise APIError(404, f"No such container: {ref}") from None
+
+
 class Lifecycle:
     """Docker semantics over one engine (see the module docstring)."""
 
@@ -57,11 +67,7 @@ class Lifecycle:
     # ---- lookups and records ------------------------------------------------------
     def find(self, ref: str) -> Container:
         """The container named by ``ref`` (name, ``/name``, id or unique id prefix), or a 404."""
-        name = ref[1:] if ref.startswith("/") else ref
-        try:
-            return self.engine.get(name)
-        except (NotFound, InvalidSpec):
-            raise APIError(404, f"No such container: {ref}") from None
+        return find_container(self.engine, ref)
 
     def current(self, cid: str) -> Container | None:
         """The container's record now, or None once it is removed."""

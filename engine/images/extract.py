@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
-from engine.errors import InvalidArchive, InvalidSpec, UnsafeArchive
+from engine.errors import Conflict, InvalidArchive, InvalidSpec, UnsafeArchive
 from engine.images.digest import CHUNK, Readable
 from engine.images.tarpath import OPAQUE_MARKER, WHITEOUT_PREFIX, display, member_parts
 
@@ -89,6 +89,21 @@ def shift_id(value: int, uid_base: int) -> int:
     return uid_base + value
 
 
+@dataclass(frozen=True)
+class CopyTarget:
+    """Extract into an existing directory (``docker cp`` into a container) instead of a new tree.
+
+    ``dir_fd`` is the open target directory: it keeps its own owner and mode, and a member for
+    the archive's root is ignored. Device nodes are refused (not skipped). ``owner`` (container
+    uid, gid) replaces every member's owner when set; ``no_overwrite_dir_non_dir`` refuses a
+    member that would replace a directory with a non-directory or the reverse (Conflict).
+    """
+
+    dir_fd: int
+    owner: tuple[int, int] | None = None
+    no_overwrite_dir_non_dir: bool = False
+
+
 @dataclass
 class ExtractStats:
     """What an extraction did, for logs and tests."""
@@ -121,8 +136,11 @@ class LayerExtractor:
         chown: bool | None = None,
         xattr_prefix: str | None = None,
         whiteouts: bool = True,
+        into: CopyTarget | None = None,
     ) -> None:
         self.dest = dest
+        # Copying into an existing directory (`docker cp`) rather than laying out a fresh tree.
+        self.into = into
         # False for plain trees (volume backups): ``.wh.*`` members are then ordinary names.
         self.whiteouts = whiteouts
         self.uid_base = check_uid_base(uid_base)
@@ -147,10 +165,11 @@ class LayerExtractor:
         partially written: the caller extracts into a scratch directory and
         removes it (see :func:`remove_tree`).
         """
-        self._root_fd = os.open(self.dest, _O_DIR)
+        self._root_fd = os.dup(self.into.dir_fd) if self.into else os.open(self.dest, _O_DIR)
         try:
-            self._chown_fd(self._root_fd, 0, 0)
-            self._dirs.setdefault((), (0o755, None))
+            if self.into is None:
+                self._chown_fd(self._root_fd, 0, 0)
+                self._dirs.setdefault((), (0o755, None))
             try:
                 with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|") as tar:
                     for member in tar:
@@ -168,6 +187,10 @@ class LayerExtractor:
     def _extract_member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         parts = member_parts(m.name, m.name)
         try:
+            if not parts and self.into is not None:
+                if not m.isdir():
+                    raise UnsafeArchive(f"archive member {m.name!r} would replace the target directory")
+                return  # the target directory keeps its owner and mode
             if not parts:
                 if not m.isdir():
                     raise UnsafeArchive(f"archive member {m.name!r} would replace the layer's root directory")
@@ -179,6 +202,11 @@ class LayerExtractor:
                 self._whiteout(m, parts)
                 return
             if m.ischr() or m.isblk():
+                if self.into is not None:
+                    raise UnsafeArchive(
+                        f"archive member {m.name!r} is a device node; copy regular files, directories "
+                        "and links only"
+                    )
                 self.stats.skipped_devices.append(m.name)
                 return
             if not (m.isdir() or m.isreg() or m.issym() or m.islnk() or m.isfifo()):
@@ -189,6 +217,8 @@ class LayerExtractor:
                     return  # a hard link to itself changes nothing
             parent = self._open_dir(parts[:-1], m.name, create=True)
             try:
+                if self.into is not None and self.into.no_overwrite_dir_non_dir:
+                    self._check_kind(parent, parts[-1], m)
                 if m.isdir():
                     self._mkdir(parent, parts, m)
                     return
@@ -212,6 +242,17 @@ class LayerExtractor:
             if exc.errno in _ARCHIVE_ERRNOS:
                 raise InvalidArchive(f"cannot extract archive member {m.name!r}: {exc.strerror}") from None
             raise
+
+    @staticmethod
+    def _check_kind(parent: int, leaf: str, m: tarfile.TarInfo) -> None:
+        """Conflict when ``m`` would replace a directory with a non-directory or the reverse."""
+        try:
+            existing_dir = stat.S_ISDIR(os.stat(leaf, dir_fd=parent, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return
+        if existing_dir != m.isdir():
+            what = "directory with a non-directory" if existing_dir else "non-directory with a directory"
+            raise Conflict(f"cannot overwrite {what}: archive member {m.name!r}")
 
     def _mkdir(self, parent: int, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
         leaf = parts[-1]
@@ -368,6 +409,8 @@ class LayerExtractor:
         return m.mode & _PERM_MASK
 
     def _ids(self, uid: int, gid: int) -> tuple[int, int]:
+        if self.into is not None and self.into.owner is not None:
+            uid, gid = self.into.owner
         if not 0 <= uid < ID_RANGE or not 0 <= gid < ID_RANGE:
             self.stats.clamped_ids += 1
         return shift_id(uid, self.uid_base), shift_id(gid, self.uid_base)
@@ -394,15 +437,17 @@ def extract_layer(
     chown: bool | None = None,
     xattr_prefix: str | None = None,
     whiteouts: bool = True,
+    into: CopyTarget | None = None,
 ) -> ExtractStats:
     """Extract the layer tar ``stream`` into the existing directory ``dest`` (see :class:`LayerExtractor`).
 
     With ``whiteouts=False`` the tar is a plain tree (a volume backup): ``.wh.*``
-    names are extracted as ordinary files. Raises UnsafeArchive,
-    InvalidArchive, or InvalidSpec for a bad ``uid_base``.
+    names are extracted as ordinary files. With ``into`` the archive goes into an existing
+    directory (see :class:`CopyTarget`; ``dest`` then only names it in messages). Raises
+    UnsafeArchive, InvalidArchive, Conflict (``into``), or InvalidSpec for a bad ``uid_base``.
     """
     return LayerExtractor(
-        dest, uid_base=uid_base, chown=chown, xattr_prefix=xattr_prefix, whiteouts=whiteouts
+        dest, uid_base=uid_base, chown=chown, xattr_prefix=xattr_prefix, whiteouts=whiteouts, into=into
     ).extract(stream)
 
 

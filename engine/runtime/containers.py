@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -35,7 +36,7 @@ from engine.paths import EnginePaths
 from engine.runtime import mounts
 from engine.runtime.idmap import TenantIdRanges, validate_tenant
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
-from engine.runtime.oci_runtime import MonitorFiles, OciRuntime
+from engine.runtime.oci_runtime import MonitorFiles, OciRuntime, StdioOptions
 from engine.runtime.oci_spec import BindMount, BundleSpec, ProcessSpec, build_config, process_json
 from engine.runtime.process import (
     merge_env,
@@ -154,6 +155,8 @@ class ContainerManager:
             )
             undo.callback(mounts.unmount, rootfs)
             process = resolve_process(spec, image, rootfs, hostname, INIT_DEST if init_path else None)
+            if spec.tty:
+                process = dataclasses.replace(process, terminal=True)
             self._prepare_workdir(rootfs, process, id_range.base)
             late_binds: list[BindMount] = []
             if secret_files:
@@ -233,6 +236,9 @@ class ContainerManager:
                 netns_path=attachment.netns_path or "",
                 mounts=[m.to_dict() for m in user_mounts],
                 secrets=[s.name for s in secret_files],
+                tty=spec.tty,
+                open_stdin=spec.open_stdin,
+                stdin_once=spec.stdin_once,
             )
             self.store.save(container)
             self._create_in_runtime(container)
@@ -308,7 +314,19 @@ class ContainerManager:
         try:
             # the tenant cgroup (with its quota) must exist before crun makes the container's below it
             with self.quotas.ready(container.tenant):
-                pid = self.runtime.create(container.id, container.name, files, hard_cap)
+                pid = self.runtime.create(
+                    container.id,
+                    container.name,
+                    files,
+                    hard_cap,
+                    stdio=StdioOptions(
+                        terminal=container.tty,
+                        stdin=container.open_stdin,
+                        # a terminal stays open when a client detaches (detaching is no end of
+                        # input there); a plain stdin ends with the first client's EOF if stdin_once
+                        leave_stdin_open=container.open_stdin and (container.tty or not container.stdin_once),
+                    ),
+                )
         except RuntimeFailure:
             self._cleanup_runtime(container)
             raise

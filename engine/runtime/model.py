@@ -61,6 +61,12 @@ class ContainerSpec:
     mounts: tuple[MountSpec, ...] = ()
     # Files in a per-container tmpfs at /run/secrets, owned by the process user, mode 0400.
     secrets: tuple[SecretFile, ...] = ()
+    # Interactive containers (`run -it`): the process gets a terminal (``tty``) and/or a stdin
+    # that clients write to through attach (``open_stdin``). With ``stdin_once`` the stdin is
+    # closed when the first attached client detaches (`docker run -i`), else it stays open.
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,9 @@ class Container:
     netns_path: str = ""
     mounts: list[dict[str, Any]] = field(default_factory=list)  # MountSpec.to_dict() of each
     secrets: list[str] = field(default_factory=list)  # names only: the values live in memory
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
 
     @property
     def short_id(self) -> str:

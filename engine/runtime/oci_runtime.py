@@ -47,6 +47,35 @@ class MonitorFiles:
     def ctl_fifo(self) -> Path:
         return self.bundle / "ctl"
 
+    @property
+    def attach_socket(self) -> Path:
+        """conmon's attach socket (SOCK_SEQPACKET): output out, stdin in."""
+        return self.bundle / "attach"
+
+
+@dataclass(frozen=True)
+class StdioOptions:
+    """How conmon wires the container's stdio.
+
+    ``terminal``: the process gets a pseudo-terminal; conmon holds its master side (output to the
+    log and to attached clients, input from them, resizes through the ctl fifo). ``stdin``: conmon
+    keeps a stdin for the container that attached clients write to; ``leave_stdin_open`` keeps it
+    open when a client detaches (otherwise the first detach closes it: the process reads EOF).
+    """
+
+    terminal: bool = False
+    stdin: bool = False
+    leave_stdin_open: bool = False
+
+    def conmon_args(self) -> list[str]:
+        """The conmon flags for these options."""
+        args = ["--terminal"] if self.terminal else []
+        if self.stdin:
+            args.append("--stdin")
+            if self.leave_stdin_open:
+                args.append("--leave-stdin-open")
+        return args
+
 
 class OciRuntime:
     """crun driven with its state under ``state_dir``, containers created under conmon."""
@@ -82,8 +111,13 @@ class OciRuntime:
             raise RuntimeFailure(f"crun {args[0]} failed: {message}")
         return proc
 
-    def create(self, cid: str, name: str, files: MonitorFiles, log_size_max: int) -> int:
+    def create(
+        self, cid: str, name: str, files: MonitorFiles, log_size_max: int, stdio: StdioOptions | None = None
+    ) -> int:
         """Create container ``cid`` from its bundle under a new conmon; return its pid.
+
+        conmon always opens an attach socket (:meth:`MonitorFiles.attach_socket`); ``stdio`` adds a
+        terminal and a stdin for interactive containers.
 
         Raises RuntimeFailure with crun's message when creation fails (the
         caller then cleans up; conmon leaves no process behind in that case).
@@ -122,6 +156,7 @@ class OciRuntime:
             "--runtime-arg",
             f"--root={self.state_dir}",
             "--no-sync-log",
+            *(stdio or StdioOptions()).conmon_args(),
         ]
         env = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -79,39 +79,46 @@ class TreeExporter:
         self.tar.addfile(info)
         self.members += 1
         for entry in sorted(os.listdir(fd)):
-            child = f"{name}/{entry}" if name else entry
+            self.add_entry(fd, entry, f"{name}/{entry}" if name else entry, depth)
+
+    def add_entry(self, dir_fd: int, entry: str, name: str, depth: int = 0) -> None:
+        """Add ``entry`` of the directory open at ``dir_fd`` as archive member ``name``.
+
+        Never follows a symlink (it becomes a symlink member); directories are walked below;
+        sockets and device nodes are skipped, and so is an entry removed meanwhile.
+        """
+        try:
+            st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return  # removed while we walk
+        if stat.S_ISDIR(st.st_mode):
             try:
-                st = os.stat(entry, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed while we walk
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    sub = os.open(entry, _O_DIR, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                        continue  # replaced while we walk; never followed
-                    raise
-                try:
-                    self.add_dir(sub, child, depth + 1)
-                finally:
-                    os.close(sub)
-            elif stat.S_ISREG(st.st_mode):
-                self._add_file(fd, entry, child)
-            elif stat.S_ISLNK(st.st_mode):
-                try:
-                    target = os.readlink(entry, dir_fd=fd)
-                except OSError:
-                    continue
-                info = self._info(child, st)
-                info.type, info.linkname = tarfile.SYMTYPE, target
-                self.tar.addfile(info)
-                self.members += 1
-            elif stat.S_ISFIFO(st.st_mode):
-                info = self._info(child, st)
-                info.type = tarfile.FIFOTYPE
-                self.tar.addfile(info)
-                self.members += 1
-            # sockets and device nodes are not data: skipped
+                sub = os.open(entry, _O_DIR, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                    return  # replaced while we walk; never followed
+                raise
+            try:
+                self.add_dir(sub, name, depth + 1)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(st.st_mode):
+            self._add_file(dir_fd, entry, name)
+        elif stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(entry, dir_fd=dir_fd)
+            except OSError:
+                return
+            info = self._info(name, st)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            self.tar.addfile(info)
+            self.members += 1
+        elif stat.S_ISFIFO(st.st_mode):
+            info = self._info(name, st)
+            info.type = tarfile.FIFOTYPE
+            self.tar.addfile(info)
+            self.members += 1
+        # sockets and device nodes are not data: skipped
 
     def _add_file(self, dir_fd: int, entry: str, name: str) -> None:
         try:
