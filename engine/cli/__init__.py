@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli import registry
 
     registry.register(sub)
+    from engine.cli import control, events
+
+    control.register(sub)
+    events.register(sub)
     return parser
 
 
