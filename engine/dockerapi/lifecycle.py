@@ -21,6 +21,7 @@ from engine.dockerapi import health, record
 from engine.dockerapi.http import APIError
 from engine.dockerapi.record import DockerRecord
 from engine.errors import EngineError, InvalidSpec, NotFound
+from engine.runtime.containers import ALIVE
 from engine.runtime.model import Container
 
 if TYPE_CHECKING:
@@ -35,8 +36,17 @@ READERS_GRACE_SECONDS = 10.0
 """How long ``--rm`` waits for attached readers to drain the output before removing."""
 
 RESTART_BACKOFF_MAX = 60.0
-ACTIVE = ("created", "running")
+ACTIVE = ("created", "running", "paused")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+def find_container(engine: Engine, ref: str) -> Container:
+    """The container named by ``ref`` (name, ``/name``, id or unique id prefix), or a 404."""
+    name = ref[1:] if ref.startswith("/") else ref
+    try:
+        return engine.get(name)
+    except (NotFound, InvalidSpec):
+        raise APIError(404, f"No such container: {ref}") from None
 
 
 class Lifecycle:
@@ -53,11 +63,7 @@ class Lifecycle:
     # ---- lookups and records ------------------------------------------------------
     def find(self, ref: str) -> Container:
         """The container named by ``ref`` (name, ``/name``, id or unique id prefix), or a 404."""
-        name = ref[1:] if ref.startswith("/") else ref
-        try:
-            return self.engine.get(name)
-        except (NotFound, InvalidSpec):
-            raise APIError(404, f"No such container: {ref}") from None
+        return find_container(self.engine, ref)
 
     def current(self, cid: str) -> Container | None:
         """The container's record now, or None once it is removed."""
@@ -119,7 +125,7 @@ class Lifecycle:
         after ``baseline`` (a created or stopped container is waited for through its next start).
         ``removed``: once it exited and is gone.
         """
-        if condition == "not-running" and baseline.status != "running":
+        if condition == "not-running" and baseline.status not in ALIVE:
             return baseline.exit_code or 0
         code = self._wait_exit(cid, baseline)
         if condition == "removed":
@@ -184,7 +190,7 @@ class Lifecycle:
                 if rec.manually_stopped:
                     return
                 current = self.current(cid)
-                if current is None or current.status == "running":
+                if current is None or current.status in ALIVE:
                     return
                 self.engine.start(cid)
                 rec = self.update(cid, _count_restart)
