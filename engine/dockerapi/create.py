@@ -459,6 +459,8 @@ def parse_create(body: Any) -> CreateRequest:
     if _bool(body.get("NetworkDisabled"), "NetworkDisabled"):
         network_mode = "none"
     log_size, log_files = _log_config(host.get("LogConfig"))
+    tmpfs = _tmpfs(host.get("Tmpfs"))
+    mounts = _binds(host.get("Binds")) + _mounts(host.get("Mounts"))
     return CreateRequest(
         image=image.strip(),
         cmd=_strings_or_none(body.get("Cmd"), "Cmd"),
@@ -490,8 +492,8 @@ def parse_create(body: Any) -> CreateRequest:
         exposed_ports=tuple(_object(body.get("ExposedPorts"), "ExposedPorts")),
         ports=_ports(host.get("PortBindings")),
         publish_all_ports=_bool(host.get("PublishAllPorts"), "HostConfig.PublishAllPorts"),
-        tmpfs=_tmpfs(host.get("Tmpfs")),
-        mounts=_binds(host.get("Binds")) + _mounts(host.get("Mounts")) + _anonymous(body.get("Volumes")),
+        tmpfs=tmpfs,
+        mounts=mounts + _anonymous(body.get("Volumes"), {m.target.rstrip("/") for m in mounts + tmpfs}),
         network_mode=network_mode,
         aliases=aliases,
         log_max_size=log_size,
@@ -714,9 +716,10 @@ def _mounts(value: Any) -> tuple[MountRequest, ...]:
     return tuple(result)
 
 
-def _anonymous(value: Any) -> tuple[MountRequest, ...]:
-    """``Config.Volumes`` (``-v /data``): an anonymous volume on each path."""
-    return tuple(MountRequest("volume", str(target)) for target in _object(value, "Volumes"))
+def _anonymous(value: Any, taken: set[str]) -> tuple[MountRequest, ...]:
+    """``Config.Volumes`` (``-v /data``): an anonymous volume on each path no other mount covers."""
+    targets = [str(t) for t in _object(value, "Volumes")]
+    return tuple(MountRequest("volume", t) for t in targets if t.rstrip("/") not in taken)
 
 
 def _network(value: Any, body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:

@@ -404,3 +404,16 @@ def test_a_static_address_is_refused() -> None:
         NetworkingConfig={"EndpointsConfig": {"default": {"IPAMConfig": {"IPv4Address": "10.0.0.9"}}}}
     )
     assert refused(data).message.startswith("NetworkingConfig.EndpointsConfig is refused")
+
+
+def test_a_volumes_entry_covered_by_a_bind_or_tmpfs_is_not_an_anonymous_volume() -> None:
+    # docker-compose sends both Binds ["data:/data"] and Volumes {"/data": {}}
+    request = parse_create(
+        body(
+            {"Binds": ["data:/data"], "Tmpfs": {"/run": ""}}, Volumes={"/data/": {}, "/run": {}, "/cache": {}}
+        )
+    )
+    assert request.mounts == (
+        MountRequest("volume", "/data", source="data"),
+        MountRequest("volume", "/cache"),
+    )
