@@ -17,7 +17,7 @@ from engine.runtime.procfs import TOP_TITLES, ProcessRow
 if TYPE_CHECKING:
     from engine.engine import Engine
 
-_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # as dockerd: two characters at least
 PS_ARGS = ("", "-ef", "ef", "-f", "-e")
 """The ``ps_args`` we answer: they all mean the `ps -ef` columns (anything else is a 400)."""
 

@@ -214,9 +214,7 @@ class Lifecycle:
         """
         with self._cond:
             container = self.current(cid)
-            if container is not None and (
-                container.status in ALIVE or container.started_at != handled_start
-            ):
+            if container is not None and (container.status in ALIVE or container.started_at != handled_start):
                 return False
             self._watched.discard(cid)
             return True
