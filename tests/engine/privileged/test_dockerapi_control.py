@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import docker
 import pytest
 
 from engine.dockerapi.events import event_stream
@@ -250,3 +251,31 @@ def test_a_client_that_hangs_up_ends_its_event_stream(api: DockerAPI) -> None:
         assert sock.recv(100).startswith(b"HTTP/1.1 200")
         _until(lambda: threading.active_count() > before, "the server to serve the stream")
     _until(lambda: threading.active_count() <= before, "the stream's thread to end")
+
+
+def test_docker_py_pause_rename_top_stats_and_events(api: DockerAPI) -> None:
+    client = docker.DockerClient(base_url=api.host, version="auto", timeout=120)
+    try:
+        since = int(time.time()) - 1
+        container = client.containers.run("busybox", ["sleep", "300"], detach=True, name="py")
+        container.pause()
+        container.reload()
+        assert container.status == "paused"
+        container.unpause()
+        container.rename("py2")
+        container.reload()
+        assert container.name == "py2"
+        top = container.top()
+        assert [p[-1] for p in top["Processes"]] == ["sleep 300"] and top["Titles"][1] == "PID"
+        stats = container.stats(stream=False)
+        assert stats["name"] == "/py2" and stats["memory_stats"]["usage"] > 0
+        assert stats["precpu_stats"]["system_cpu_usage"] > 0  # two readings: the CPU % can be computed
+        container.remove(force=True)
+        events = client.events(
+            since=since, until=int(time.time()) + 1, decode=True, filters={"container": container.id}
+        )
+        actions = [e["Action"] for e in events if e["Type"] == "container"]
+        assert actions[:5] == ["create", "start", "pause", "unpause", "rename"]
+        assert actions[-2:] == ["die", "destroy"]
+    finally:
+        client.close()
