@@ -39,8 +39,7 @@ from engine.dockerapi.record import DockerRecord, HealthState
 from engine.dockerapi.translate import container_spec
 from engine.errors import CommandNotFound, Conflict, EngineError, ImageNotFound, InvalidSpec, NotFound
 from engine.logs import k8s_file
-from engine.runtime.containers import ALIVE
-from engine.runtime.model import DEFAULT_TENANT, Container
+from engine.runtime.model import ALIVE, DEFAULT_TENANT, Container
 
 if TYPE_CHECKING:
     from engine.engine import Engine

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from engine.dockerapi.http import APIError, Request, Response, Router, json_response, no_content
 from engine.dockerapi.lifecycle import find_container
 from engine.errors import Conflict
-from engine.runtime.containers import ALIVE
+from engine.runtime.model import ALIVE
 from engine.runtime.procfs import TOP_TITLES, ProcessRow
 
 if TYPE_CHECKING:

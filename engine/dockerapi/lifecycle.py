@@ -21,8 +21,7 @@ from engine.dockerapi import health, record
 from engine.dockerapi.http import APIError
 from engine.dockerapi.record import DockerRecord
 from engine.errors import EngineError, InvalidSpec, NotFound
-from engine.runtime.containers import ALIVE
-from engine.runtime.model import Container
+from engine.runtime.model import ALIVE, Container
 
 if TYPE_CHECKING:
     from engine.engine import Engine

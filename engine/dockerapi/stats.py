@@ -21,8 +21,7 @@ from engine.dockerapi.events import client_gone
 from engine.dockerapi.http import Request, Response, Router, Stream, json_response
 from engine.dockerapi.lifecycle import find_container
 from engine.errors import NotFound
-from engine.runtime.containers import ALIVE
-from engine.runtime.model import Container
+from engine.runtime.model import ALIVE, Container
 from engine.runtime.procfs import NetCounters, host_cpu_ns, net_counters, online_cpus
 
 if TYPE_CHECKING:

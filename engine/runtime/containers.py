@@ -36,7 +36,7 @@ from engine.networks.manager import NetworkManager
 from engine.paths import EnginePaths
 from engine.runtime import mounts
 from engine.runtime.idmap import TenantIdRanges, validate_tenant
-from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.runtime.model import ALIVE, Container, ContainerSpec, ExecSpec
 from engine.runtime.oci_runtime import MonitorFiles, OciRuntime
 from engine.runtime.oci_spec import BindMount, BundleSpec, ProcessSpec, build_config, process_json
 from engine.runtime.process import (
@@ -60,8 +60,6 @@ INIT_CANDIDATES = ("/usr/bin/catatonit", "/usr/bin/tini-static")
 INIT_DEST = "/.hpinit"
 KILL_GRACE_SECONDS = 10.0
 ACTIVE = ("created", "running", "paused")
-ALIVE = ("running", "paused")
-"""Statuses of a container whose process runs (a paused one is frozen, not gone)."""
 
 
 def now_iso() -> str:

@@ -260,6 +260,7 @@ def test_hpctl_pause_unpause_rename_top_port_version(
     )
     assert _cli(engine, capsys, "pause", "cli") == (0, "cli\n", "")
     assert engine.get(c.id).status == "paused"
+    assert "(Paused)" in _cli(engine, capsys, "ps")[1]  # listed (running, frozen), as docker ps shows it
     assert _cli(engine, capsys, "unpause", "cli") == (0, "cli\n", "")
     code, _, err = _cli(engine, capsys, "unpause", "cli")
     assert (code, err) == (125, "hpctl: container cli is not paused\n")
