@@ -40,6 +40,7 @@ from engine.dockerapi.translate import container_spec
 from engine.errors import CommandNotFound, Conflict, EngineError, ImageNotFound, InvalidSpec, NotFound
 from engine.logs import k8s_file
 from engine.runtime.model import ALIVE, DEFAULT_TENANT, Container
+from engine.runtime.process import normalize_signal
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -99,8 +100,10 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
         container = life.find(ref)
         if container.status not in ALIVE:
             raise APIError(409, f"Cannot kill container: {ref}: container {container.id} is not running")
-        life.update(container.id, _set_manual_stop)
-        engine.kill(container.id, request.arg("signal") or "SIGKILL")
+        signal = normalize_signal(request.arg("signal") or "SIGKILL")
+        if signal in ("SIGKILL", container.stop_signal):  # a signal that ends it, as `docker stop` would
+            life.update(container.id, _set_manual_stop)
+        engine.kill(container.id, signal)
         life.changed()
         return no_content()
 
@@ -172,6 +175,20 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
             items = items[:limit]
         return json_response(items)
 
+    @router.route("POST", "/containers/prune")
+    def prune(request: Request) -> Response:
+        filters = request_filters(request, ("label",))
+        deleted = []
+        for container in engine.list(all=True):
+            if container.status in ("created", "running", "paused"):
+                continue
+            if not labels_match(container.labels, filters.get("label", [])):
+                continue
+            with contextlib.suppress(NotFound, Conflict):  # gone, or started again meanwhile
+                life.remove(container.id, force=False, volumes=False)
+                deleted.append(container.id)
+        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
     @router.route("GET", "/containers/{id}/logs")
     def logs(request: Request) -> Stream:
         container = life.find(request.params["id"])
@@ -191,13 +208,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
             since=since if since and since.timestamp() > 0 else None,
             follow=request.flag("follow"),
         )
-        wanted = (
-            {"stdout"}
-            if stdout and not stderr
-            else {"stderr"}
-            if stderr and not stdout
-            else {"stdout", "stderr"}
-        )
+        wanted = {name for name, asked in (("stdout", stdout), ("stderr", stderr)) if asked}
         return Stream(
             _log_chunks(lines, wanted, until, request.flag("timestamps"), rec.tty),
             content_type=_stream_type(rec.tty),

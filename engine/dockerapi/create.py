@@ -49,6 +49,9 @@ DEFAULT_TMPFS_SIZE = 64 * 1024 * 1024
 MAX_ID = 65535
 """The highest uid/gid inside a container (its user namespace maps 65536 ids)."""
 
+RESERVED_LABEL_PREFIX = "org.hostpanel."
+"""Labels the host agent reads to recognise the panel's replicas (see hostpanel/hosts/agent.py)."""
+
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 
 # HostConfig fields that are parsed (translated) below.
@@ -300,8 +303,9 @@ def refuse_unsafe(body: Any) -> None:
     host paths in ``Binds``/``Mounts`` (and volume driver options, which can bind host paths),
     ``SecurityOpt`` that weakens seccomp, AppArmor, SELinux or no-new-privileges,
     ``Sysctls``, ``CgroupParent``, ``VolumeDriver``, ``Runtime``, ``OomKillDisable``, a ``User``
-    whose numeric uid or gid is outside 0-65535, and every field HostPanel does not implement
-    (refused rather than ignored). A body that is not a JSON object is a 400.
+    whose numeric uid or gid is outside 0-65535, labels under ``org.hostpanel.`` (the agent's
+    marks of the panel's replicas), and every field HostPanel does not implement (refused rather
+    than ignored). A body that is not a JSON object is a 400.
     """
     if not isinstance(body, Mapping):
         raise _bad("request body", "expected a JSON object (the container's config)")
@@ -324,6 +328,16 @@ def refuse_unsafe(body: Any) -> None:
     _check_mounts(host.get("Mounts"))
     _check_tmpfs_options(host.get("Tmpfs"))
     check_user(body.get("User"))
+    _check_labels(body.get("Labels"))
+
+
+def _check_labels(value: Any) -> None:
+    """HostPanel's own labels mark the panel's replicas: a forged one could pass for another's."""
+    if not isinstance(value, Mapping):
+        return
+    for key in value:
+        if isinstance(key, str) and key.lower().startswith(RESERVED_LABEL_PREFIX):
+            raise _refuse("Labels", f"{key!r}: labels under {RESERVED_LABEL_PREFIX!r} are HostPanel's own")
 
 
 def _check_namespace_mode(key: str, value: Any) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from engine.engine import Engine
 from engine.images.model import Image
-from tests.engine.dockerapi_support import DockerAPI, serving_api
+from tests.engine.dockerapi_support import DOCKER, DockerAPI, serving_api
 
 
 @pytest.fixture()
@@ -87,6 +87,14 @@ def test_detached_lifecycle(api: DockerAPI) -> None:
 
     exec_result = api.cli("exec", "web", "echo", "from exec")
     assert exec_result.stdout == "from exec\n"
+    piped = subprocess.run(
+        [DOCKER, "exec", "-i", "web", "wc", "-l"],
+        input="a\nb\nc\n",
+        env=api.env(),
+        capture_output=True,
+        text=True,
+    )
+    assert piped.returncode == 0 and piped.stdout.strip() == "3"
     assert api.cli("exec", "web", "sh", "-c", "exit 6", check=False).returncode == 6
 
     inspected = json.loads(api.cli("inspect", full_id[:12]).stdout)[0]
@@ -261,3 +269,42 @@ def test_a_restarted_daemon_removes_rm_containers_that_exited_meanwhile(api: Doc
     assert api.engine.get("gone").status == "exited"
     with serving_api(api.engine) as restarted:
         assert restarted.containers() == []
+
+
+def test_the_cli_s_parallel_requests_all_get_through(api: DockerAPI) -> None:
+    ids = [api.cli("create", "--network", "none", "busybox", "true").stdout.strip() for _ in range(24)]
+    result = api.cli("rm", "-f", *ids, check=False)  # the CLI sends the 24 removals at once
+    assert result.returncode == 0, result.stderr
+    assert api.containers() == []
+
+
+def test_container_prune_removes_only_stopped_ones(api: DockerAPI) -> None:
+    api.cli("run", "--name", "done-a", "-l", "keep=no", "busybox", "true")
+    api.cli("run", "--name", "done-b", "-l", "keep=yes", "busybox", "true")
+    api.cli("run", "-d", "--name", "alive", "-l", "keep=no", "busybox", "sleep", "60")
+    api.cli("container", "prune", "-f", "--filter", "label=keep=no")
+    assert names(api, "-a") == ["alive", "done-b"]
+    api.cli("container", "prune", "-f")
+    assert names(api, "-a") == ["alive"]
+
+
+def test_exec_inspect_resize_and_detached_start(api: DockerAPI) -> None:
+    api.cli("run", "-d", "--name", "host", "busybox", "sleep", "60")
+    status, created = api.request("POST", "/containers/host/exec", {"Cmd": ["sh", "-c", "exit 7"]})
+    assert status == 201
+    exec_id = created["Id"]
+    status, info = api.request("GET", f"/exec/{exec_id}/json")
+    assert status == 200 and info["Running"] is False and info["ExitCode"] is None
+    assert info["ContainerID"] == api.engine.get("host").id
+    status, _ = api.request("POST", f"/exec/{exec_id}/resize?h=40&w=100")
+    assert status == 200  # a non-TTY exec has no terminal: resizing it is a no-op
+    status, _ = api.request("POST", f"/exec/{exec_id}/start", {"Detach": True})
+    assert status == 200
+    until(lambda: api.request("GET", f"/exec/{exec_id}/json")[1]["ExitCode"] == 7, "the detached exec's exit")
+    status, again = api.request("POST", f"/exec/{exec_id}/start", {"Detach": True})
+    assert status == 409, again
+    status, missing = api.request("GET", "/exec/nope/json")
+    assert status == 404 and missing["message"] == "No such exec instance: nope"
+    api.cli("stop", "-t", "0", "host")
+    status, refused = api.request("POST", "/containers/host/exec", {"Cmd": ["true"]})
+    assert status == 409 and "is not running" in refused["message"]
