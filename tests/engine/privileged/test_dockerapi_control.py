@@ -279,3 +279,20 @@ def test_docker_py_pause_rename_top_stats_and_events(api: DockerAPI) -> None:
         assert actions[-2:] == ["die", "destroy"]
     finally:
         client.close()
+
+
+def test_health_checks_wait_out_a_pause_and_go_on(api: DockerAPI) -> None:
+    api.cli(
+        "run", "-d", "--name", "checked", "--health-cmd", "test -e /tmp/ready", "--health-interval", "1s",
+        "--health-retries", "1", "busybox", "sleep", "300",
+    )  # fmt: skip
+
+    def health() -> str:
+        return str(json.loads(api.cli("inspect", "-f", "{{json .State.Health.Status}}", "checked").stdout))
+
+    _until(lambda: health() == "unhealthy", "unhealthy")
+    api.cli("pause", "checked")
+    time.sleep(1.5)  # a probe is due meanwhile: it is skipped, the container is frozen
+    api.cli("unpause", "checked")
+    api.cli("exec", "checked", "touch", "/tmp/ready")
+    _until(lambda: health() == "healthy", "healthy after the pause")
