@@ -113,6 +113,10 @@ def test_docker_pause_and_unpause_freeze_and_resume(api: DockerAPI) -> None:
     assert _counter(api, "counter") == frozen
     again = api.cli("pause", "counter", check=False)
     assert again.returncode != 0 and "is already paused" in again.stderr
+    frozen_exec = api.cli("exec", "counter", "true", check=False)
+    assert (
+        frozen_exec.returncode != 0 and "is paused, unpause the container before exec" in frozen_exec.stderr
+    )
     api.cli("unpause", "counter")
     _until(lambda: _counter(api, "counter") > frozen, "the counter to advance again")
     not_paused = api.cli("unpause", "counter", check=False)
