@@ -274,6 +274,11 @@ def test_docker_py_pause_rename_top_stats_and_events(api: DockerAPI) -> None:
         stats = container.stats(stream=False)
         assert stats["name"] == "/py2" and stats["memory_stats"]["usage"] > 0
         assert stats["precpu_stats"]["system_cpu_usage"] > 0  # two readings: the CPU % can be computed
+        stream = container.stats(stream=True, decode=True)
+        first, second = next(stream), next(stream)
+        stream.close()
+        assert second["preread"] == first["read"]
+        assert second["precpu_stats"]["cpu_usage"] == first["cpu_stats"]["cpu_usage"]
         container.remove(force=True)
         events = client.events(
             since=since, until=int(time.time()) + 1, decode=True, filters={"container": container.id}
