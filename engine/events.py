@@ -29,8 +29,11 @@ from engine.logs.k8s_file import parse_time
 _log = logging.getLogger(__name__)
 
 TYPES = ("container", "image", "volume", "network")
+"""The types the engine records."""
+DOCKER_TYPES = (*TYPES, "daemon", "plugin", "service", "node", "secret", "config", "builder")
+"""Every type a Docker client may filter on (the others never occur here: they match nothing)."""
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
-FILTER_KEYS = ("type", "event", "container", "image", "label", "volume", "network", "tenant")
+FILTER_KEYS = ("type", "event", "container", "image", "label", "volume", "network", "scope", "tenant")
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ class EventFilter:
                 raise InvalidSpec(f"invalid filter {key!r}: values must be strings")
             if key == "type":
                 for v in chosen:
-                    if v not in TYPES:
+                    if v not in DOCKER_TYPES:
                         raise InvalidSpec(f"invalid filter type={v!r}: use one of {', '.join(TYPES)}")
             if chosen:
                 terms[key] = frozenset(chosen)
@@ -163,6 +166,8 @@ class EventFilter:
             return e.base_action in values or e.action in values
         if key == "tenant":
             return e.tenant in values
+        if key == "scope":  # every event of an engine is local (no swarm)
+            return "local" in values
         if key == "label":
             return any(
                 (attrs.get(k) == v) if sep else (k in attrs)

@@ -78,13 +78,19 @@ def test_container_image_and_label_filters() -> None:
     [
         ({"colour": ["red"]}, "invalid filter 'colour'"),
         ({"tenant": ["other"]}, "invalid filter 'tenant'"),  # never from the client: the door sets it
-        ({"type": ["daemon"]}, "invalid filter type='daemon'"),
+        ({"type": ["spaceship"]}, "invalid filter type='spaceship'"),
         ({"type": [3]}, "values must be strings"),
     ],
 )
 def test_bad_filters_are_refused(filters: dict[str, list[object]], message: str) -> None:
     with pytest.raises(InvalidSpec, match=message):
         EventFilter.parse(filters)  # type: ignore[arg-type]
+
+
+def test_docker_types_we_never_record_and_the_local_scope() -> None:
+    assert not EventFilter.from_args(["type=daemon"]).matches(_ev())
+    assert EventFilter.from_args(["scope=local"]).matches(_ev())
+    assert not EventFilter.from_args(["scope=swarm"]).matches(_ev())
 
 
 def test_the_tenant_term_confines_whatever_the_client_asks() -> None:
