@@ -12,16 +12,20 @@ from typing import TYPE_CHECKING
 
 from engine.cli.output import print_json
 from engine.events import Event, EventFilter, format_event_time, parse_event_time
+from engine.runtime.procfs import printable
 
 if TYPE_CHECKING:
     from engine.cli import CliContext
 
 
 def event_line(event: Event) -> str:
-    """One event as `docker events` prints it: time, type, action, id, (attributes)."""
+    """One event as `docker events` prints it: time, type, action, id, (attributes).
+
+    Labels and exec commands come from tenants: control characters are shown as '?'.
+    """
     attrs = ", ".join(f"{k}={v}" for k, v in sorted(event.attributes.items()))
     tail = f" ({attrs})" if attrs else ""
-    return f"{format_event_time(event.time_nano)} {event.type} {event.action} {event.id}{tail}"
+    return printable(f"{format_event_time(event.time_nano)} {event.type} {event.action} {event.id}{tail}")
 
 
 def cmd_events(ctx: CliContext, args: argparse.Namespace) -> int:

@@ -156,6 +156,12 @@ class ProcessRow:
         return [self.uid, str(self.pid), str(self.ppid), self.c, self.stime, self.tty, self.time, self.cmd]
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character as '?', as ps shows them: a container's process
+    cannot write escape sequences to the terminal of whoever lists it."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def user_name(uid: int) -> str:
     """The host's name for ``uid`` (a container's uids are usually unnamed: the number)."""
     try:
@@ -187,7 +193,7 @@ def process_rows(pids: Sequence[int], proc: Path = Path("/proc")) -> list[Proces
             argv = (proc / str(pid) / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         except (OSError, ValueError, IndexError):
             continue  # it ended meanwhile
-        command = " ".join(a.decode(errors="replace") for a in argv if a) or f"[{stat.comm}]"
+        command = printable(" ".join(a.decode(errors="replace") for a in argv if a) or f"[{stat.comm}]")
         started = booted + stat.starttime / CLOCK_TICKS
         ticks = stat.utime + stat.stime
         rows.append(

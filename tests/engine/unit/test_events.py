@@ -172,3 +172,10 @@ def test_follow_sees_another_process_and_survives_rotations(tmp_path: Path) -> N
         thread.join(timeout=30)
     assert seen == ["before", *(f"w{i}" for i in range(30))]  # nothing lost or doubled
     assert len(list(tmp_path.glob("events.log*"))) == 2
+
+
+def test_hpctl_prints_an_event_like_docker_and_never_a_control_character() -> None:
+    from engine.cli.events import event_line
+
+    e = Event("container", "start", "c1", {"name": "web", "evil": "\x1b]0;owned\x07\n"}, "t", SECOND + 5)
+    assert event_line(e) == "1970-01-01T00:00:01.000000005Z container start c1 (evil=?]0;owned??, name=web)"

@@ -91,3 +91,17 @@ def test_rows_of_this_process_and_a_gone_one() -> None:
     assert rows[0].pid == os.getpid() and rows[0].ppid == os.getppid()
     assert "python" in rows[0].cmd or "pytest" in rows[0].cmd
     assert len(rows[0].columns()) == len(TOP_TITLES)
+
+
+def test_a_hostile_command_line_cannot_reach_the_terminal(tmp_path: Path) -> None:
+    (tmp_path / "stat").write_text("cpu  1 2 3 4 5 6 7 8\nbtime 1700000000\n")
+    proc = tmp_path / "77"
+    proc.mkdir()
+    (proc / "stat").write_text("77 (x\x1b]0;owned\x07) S 1 77 77 0 77 0 0 0 0 0 5 5 0 0 20 0 1 0 100 0 0")
+    (proc / "status").write_text("Uid:\t100000\t100000\t100000\t100000\n")
+    (proc / "cmdline").write_bytes(b"sh\0-c\0printf '\x1b[2J'\nrm -rf /\0")
+    (row,) = process_rows([77], proc=tmp_path)
+    assert row.cmd == "sh -c printf '?[2J'?rm -rf /"
+    (proc / "cmdline").write_bytes(b"")  # a kernel thread or a zombie: [comm], sanitized too
+    (row,) = process_rows([77], proc=tmp_path)
+    assert row.cmd == "[x?]0;owned?]"
