@@ -284,7 +284,8 @@ class Engine:
 
         In order: its containers (running ones killed, build RUN containers too), volumes and
         networks, its root file system disk and egress allow-list, its images (the names it owns
-        and its holds) and build cache, its cgroups and quota, its usage records, the layers
+        and its holds) and build cache, its cgroups and quota, its usage records and its events
+        (kept for the operator, never shown to a later tenant of that name), the layers
         unpacked for its uid range, and the uid range itself (retired, never handed out again).
         Idempotent: after an error, purging again finishes the job. Raises InvalidSpec for a bad
         name, Conflict while a process still runs in the tenant's cgroup, or another EngineError from a step.
@@ -313,6 +314,7 @@ class Engine:
         report.images += [f"Untagged: {tag}" for tag in dropped]
         self.containers.quotas.forget(tenant)
         self.usage.forget_tenant(tenant)
+        self.containers.events.forget_tenant(tenant)
         uid_range = self.containers.id_ranges.all().get(tenant)
         if uid_range is not None:
             report.unpacked_layers = self.images.drop_unpacked(uid_range.base)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import InvalidSpec
-from engine.fsutil import file_lock
+from engine.fsutil import atomic_write_json, file_lock, read_json
 from engine.logs.k8s_file import parse_time
 
 _log = logging.getLogger(__name__)
@@ -234,6 +234,27 @@ class EventJournal:
             return None
         return event
 
+    @property
+    def purged_file(self) -> Path:
+        """When each purged tenant was purged: {tenant: time in ns}."""
+        return self.directory / "purged.json"
+
+    def forget_tenant(self, tenant: str) -> None:
+        """A purged tenant's events stay for the operator, but a tenant of the same name made
+        later never reads them: its reads start after this moment."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.directory / ".lock"):
+            purged = self._purged()
+            purged[tenant] = self._clock()
+            atomic_write_json(self.purged_file, purged, mode=0o600)
+
+    def _purged(self) -> dict[str, int]:
+        try:
+            data = read_json(self.purged_file)
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
     def read(
         self,
         event_filter: EventFilter | None = None,
@@ -247,9 +268,13 @@ class EventJournal:
         """Events from ``since`` (ns; default: the oldest kept) to ``until`` (ns), oldest first.
 
         Without ``follow`` only what is recorded now; with it, new events as other
-        processes append them, until ``until`` passes or ``stop()`` says so.
+        processes append them, until ``until`` passes or ``stop()`` says so. A read
+        confined to a tenant starts after that tenant's last purge (see forget_tenant).
         """
         match = event_filter or EventFilter()
+        floor = max((self._purged().get(t, -1) + 1 for t in match.terms.get("tenant", ())), default=None)
+        if floor is not None:
+            since = floor if since is None else max(since, floor)
 
         def wanted(e: Event) -> bool:
             return (since is None or e.time_nano >= since) and match.matches(e)

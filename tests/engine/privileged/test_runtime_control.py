@@ -277,3 +277,15 @@ def test_hpctl_pause_unpause_rename_top_port_version(
     assert code == 125 and "no public port '81/tcp'" in err
     code, out, _ = _cli(engine, capsys, "version")
     assert code == 0 and "Client:" in out and "Engine:" in out and "API version:" in out and "1.44" in out
+
+
+def test_a_purged_tenants_events_are_not_a_new_tenants_of_that_name(engine: Engine, busybox: Image) -> None:
+    old = engine.run(
+        ContainerSpec(image="busybox", command=("true",), tenant="reborn", name="secret-project")
+    )
+    engine.wait(old.id, timeout=20)
+    engine.purge_tenant("reborn")
+    new = engine.run(ContainerSpec(image="busybox", command=("true",), tenant="reborn"))
+    engine.wait(new.id, timeout=20)
+    assert {e.id for e in engine.events(tenant="reborn")} == {new.id}
+    assert old.id in {e.id for e in engine.events()}  # the operator still has the history

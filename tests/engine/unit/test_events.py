@@ -179,3 +179,17 @@ def test_hpctl_prints_an_event_like_docker_and_never_a_control_character() -> No
 
     e = Event("container", "start", "c1", {"name": "web", "evil": "\x1b]0;owned\x07\n"}, "t", SECOND + 5)
     assert event_line(e) == "1970-01-01T00:00:01.000000005Z container start c1 (evil=?]0;owned??, name=web)"
+
+
+def test_a_later_tenant_of_a_purged_name_never_reads_the_old_events(tmp_path: Path) -> None:
+    clock = iter(range(1, 100))
+    journal = EventJournal(tmp_path, clock=lambda: next(clock) * SECOND)
+    journal.record("container", "create", "old", tenant="acme")
+    journal.record("container", "create", "bystander", tenant="globex")
+    journal.forget_tenant("acme")
+    journal.record("container", "create", "new", tenant="acme")
+    acme = EventFilter.parse(None, tenant="acme")
+    assert [e.id for e in journal.read(acme)] == ["new"]
+    assert [e.id for e in journal.read(acme, since=0)] == ["new"]  # an early since does not reach back
+    assert [e.id for e in journal.read()] == ["old", "bystander", "new"]  # the operator keeps them
+    assert [e.id for e in journal.read(EventFilter.parse(None, tenant="globex"))] == ["bystander"]
