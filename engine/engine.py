@@ -18,6 +18,7 @@ from engine.cgroups.layout import detect_cgroup_layout
 from engine.cgroups.resources import Resources
 from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
 from engine.errors import Conflict, InvalidSpec, NotFound
+from engine.events import Event, EventFilter
 from engine.images.digest import Readable
 from engine.images.model import Image
 from engine.images.store import ImageStore
@@ -41,6 +42,7 @@ from engine.runtime.idmap import validate_tenant
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.runtime.netns import run_in_netns
 from engine.runtime.oci_spec import HOST_NETNS
+from engine.runtime.procfs import ProcessRow
 from engine.runtime.pty_exec import PtySession, start_pty_exec
 from engine.runtime.tenant_disks import TenantDisk
 from engine.volumes.manager import VolumeManager
@@ -119,6 +121,45 @@ class Engine:
     def wait(self, ref: str, timeout: float | None = None) -> Container:
         """Wait until a container stops; returns its final record."""
         return self.containers.wait(ref, timeout)
+
+    def pause(self, ref: str) -> Container:
+        """Freeze a running container's processes; Conflict if it is not running or already paused."""
+        return self.containers.pause(ref)
+
+    def unpause(self, ref: str) -> Container:
+        """Thaw a paused container; Conflict if it is not paused."""
+        return self.containers.unpause(ref)
+
+    def rename(self, ref: str, new_name: str) -> Container:
+        """Rename a container; InvalidSpec for a bad name, Conflict when the name is taken."""
+        return self.containers.rename(ref, new_name)
+
+    def top(self, ref: str) -> builtins.list[ProcessRow]:
+        """The processes of a running container (`ps -ef` columns, host pids); Conflict if stopped."""
+        return self.containers.top(ref)
+
+    def events(
+        self,
+        event_filter: EventFilter | None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        follow: bool = False,
+        tenant: str | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> Iterator[Event]:
+        """Recorded events (since/until in Unix nanoseconds), oldest first; see engine.events.
+
+        ``tenant`` confines them to that tenant's objects, whatever the filter says. With
+        ``follow`` new events are yielded as any process records them, until ``until``
+        passes or ``stop()`` is true.
+        """
+        terms = dict(event_filter.terms) if event_filter is not None else {}
+        if tenant is not None:
+            terms["tenant"] = frozenset({tenant})
+        return self.containers.events.read(
+            EventFilter(terms), since=since, until=until, follow=follow, stop=stop
+        )
 
     def get(self, ref: str) -> Container:
         """A container by name, id or id prefix."""
@@ -283,7 +324,8 @@ class Engine:
 
         In order: its containers (running ones killed, build RUN containers too), volumes and
         networks, its root file system disk and egress allow-list, its images (the names it owns
-        and its holds) and build cache, its cgroups and quota, its usage records, the layers
+        and its holds) and build cache, its cgroups and quota, its usage records and its events
+        (kept for the operator, never shown to a later tenant of that name), the layers
         unpacked for its uid range, and the uid range itself (retired, never handed out again).
         Idempotent: after an error, purging again finishes the job. Raises InvalidSpec for a bad
         name, Conflict while a process still runs in the tenant's cgroup, or another EngineError from a step.
@@ -312,6 +354,7 @@ class Engine:
         report.images += [f"Untagged: {tag}" for tag in dropped]
         self.containers.quotas.forget(tenant)
         self.usage.forget_tenant(tenant)
+        self.containers.events.forget_tenant(tenant)
         uid_range = self.containers.id_ranges.all().get(tenant)
         if uid_range is not None:
             report.unpacked_layers = self.images.drop_unpacked(uid_range.base)
@@ -435,7 +478,9 @@ class Engine:
         """
         from engine.build.builder import Builder  # loads the Dockerfile parser only when building
 
-        return Builder(self, self.build_cache, options, on_output).run()
+        result = Builder(self, self.build_cache, options, on_output).run()
+        self.images.event("build", result.image.id, options.tag, options.tenant)
+        return result
 
     # ---- registries -------------------------------------------------------------
     @property
@@ -457,7 +502,7 @@ class Engine:
 
         For ``tenant`` the local name must be in its namespace (``tag_as``, or the reference as written).
         """
-        return registry_pull(
+        report = registry_pull(
             self.images,
             reference,
             credentials=credentials,
@@ -468,6 +513,8 @@ class Engine:
             tenant=tenant,
             sources=BlobSources(self.paths.root / SOURCES_FILE_NAME),
         )
+        self.images.event("pull", report.image_id, tag_as or report.reference, tenant)
+        return report
 
     def push(
         self,
@@ -477,9 +524,16 @@ class Engine:
         credentials: Credentials | None = None,
         insecure: bool = False,
         progress: ProgressCallback | None = None,
+        tenant: str | None = None,
     ) -> TransferReport:
-        """Push a local image to a registry, uploading only the blobs it lacks (see engine.registry)."""
-        return registry_push(
+        """Push a local image to a registry, uploading only the blobs it lacks (see engine.registry).
+
+        For ``tenant`` the image must be one it can read (ImageNotFound otherwise); the push
+        event is its own.
+        """
+        if tenant is not None:
+            self.images.resolve(local_ref, tenant=tenant)
+        report = registry_push(
             self.images,
             local_ref,
             remote_ref,
@@ -489,3 +543,5 @@ class Engine:
             auth_file=self.auth_file,
             sources=BlobSources(self.paths.root / SOURCES_FILE_NAME),
         )
+        self.images.event("push", report.image_id, report.reference, tenant)
+        return report

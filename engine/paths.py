@@ -88,6 +88,11 @@ class EnginePaths:
     def tenants(self) -> Path:
         return self.root / "tenants"
 
+    @property
+    def events(self) -> Path:
+        """The event journal (engine.events): events.log and its rotated events.log.1."""
+        return self.root / "events"
+
     def blob(self, digest: str) -> Path:
         """Path of the blob with ``digest`` ('sha256:<hex>')."""
         algo, _, hexpart = digest.partition(":")

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli import interactive
 
     interactive.register(sub)
+    from engine.cli import control, events
+
+    control.register(sub)
+    events.register(sub)
     return parser
 
 

@@ -145,8 +145,9 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
 
 def status_text(c: Container) -> str:
     """STATUS column of `ps`: 'Up 3 minutes', 'Exited (0) 2 seconds ago', 'Created'."""
-    if c.status == "running":
-        return f"Up {human_duration(_age(c.started_at))}"
+    if c.is_running:
+        up = f"Up {human_duration(_age(c.started_at))}"
+        return f"{up} (Paused)" if c.status == "paused" else up
     if c.status == "created":
         return "Created"
     label = "OOMKilled" if c.status == "oom-killed" else "Exited"

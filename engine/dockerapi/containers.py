@@ -39,7 +39,7 @@ from engine.dockerapi.record import DockerRecord, HealthState
 from engine.dockerapi.translate import container_spec
 from engine.errors import CommandNotFound, Conflict, EngineError, ImageNotFound, InvalidSpec, NotFound
 from engine.logs import k8s_file
-from engine.runtime.model import DEFAULT_TENANT, Container
+from engine.runtime.model import ALIVE, DEFAULT_TENANT, Container
 from engine.runtime.process import normalize_signal
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
     @router.route("POST", "/containers/{id}/start")
     def start(request: Request) -> Response:
         container = life.find(request.params["id"])
+        if container.status == "paused":
+            raise APIError(409, "cannot start a paused container, try unpause instead")
         if container.status == "running":
             return no_content(304)
         life.update(container.id, _clear_manual_stop)
@@ -81,7 +83,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
     def stop(request: Request) -> Response:
         container = life.find(request.params["id"])
         life.update(container.id, _set_manual_stop)  # also ends a restart policy's loop between runs
-        if container.status != "running":
+        if container.status not in ALIVE:
             return no_content(304)
         timeout = request.int_arg("t")
         signal = request.arg("signal")
@@ -96,7 +98,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
     def kill(request: Request) -> Response:
         ref = request.params["id"]
         container = life.find(ref)
-        if container.status != "running":
+        if container.status not in ALIVE:
             raise APIError(409, f"Cannot kill container: {ref}: container {container.id} is not running")
         signal = normalize_signal(request.arg("signal") or "SIGKILL")
         if signal in ("SIGKILL", container.stop_signal):  # a signal that ends it, as `docker stop` would
@@ -134,7 +136,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
         ref = request.params["id"]
         container = life.find(ref)
         force = request.flag("force")
-        if container.status == "running" and not force:
+        if container.status in ALIVE and not force:
             raise APIError(
                 409,
                 f'cannot remove container "/{container.name}": container is running: '
@@ -452,7 +454,7 @@ def _attach_output(
         container = life.current(cid)
         if container is None:
             return True
-        if container.status == "running":
+        if container.status in ALIVE:
             return False
         if baseline.status == "running" or container.started_at != baseline.started_at:
             return container.status not in ("created", "running")

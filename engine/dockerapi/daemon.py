@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.dockerapi import archive, attach, containers, system
+from engine.dockerapi import archive, attach, containers, control, events, stats, system
 from engine.dockerapi.http import Router, UnixServer
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def default_socket() -> Path:
 def operator_router(engine: Engine) -> Router:
     """Every endpoint the operator's socket serves, with operator rights over ``engine``."""
     router = Router()
-    for module in (system, containers, attach, archive):
+    for module in (system, containers, attach, archive, control, stats, events):
         module.register(router, engine)
     return router
 

@@ -34,7 +34,7 @@ from engine.dockerapi.http import (
 )
 from engine.dockerapi.lifecycle import Lifecycle
 from engine.errors import EngineError
-from engine.runtime.model import ExecSpec
+from engine.runtime.model import Container, ExecSpec
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -179,8 +179,7 @@ def register(
         ref = request.params["id"]
         container = lifecycle.find(ref)
         instance = parse_exec(request.json())
-        if container.status != "running":
-            raise APIError(409, f"container {container.id} is not running")
+        _require_running(container)
         instance.id = secrets.token_hex(32)
         instance.container_id = container.id
         execs.add(instance)
@@ -196,9 +195,7 @@ def register(
             raise APIError(409, f"exec {instance.id} has already been started")
         if instance.tty or body.get("Tty"):
             return interactive.exec_start(engine, instance, request)
-        container = lifecycle.find(instance.container_id)
-        if container.status != "running":
-            raise APIError(409, f"container {container.id} is not running")
+        _require_running(lifecycle.find(instance.container_id))
         instance.started = True
         if body.get("Detach"):
             proc = _spawn(engine, instance, stdin=False)
@@ -303,3 +300,11 @@ def _feed_stdin(rfile: IO[bytes], stdin: IO[bytes]) -> None:
     finally:
         with contextlib.suppress(OSError, ValueError):
             stdin.close()
+
+
+def _require_running(container: Container) -> None:
+    """A 409 in dockerd's words unless ``container`` runs (a paused one is frozen: unpause it first)."""
+    if container.status == "paused":
+        raise APIError(409, f"Container {container.id} is paused, unpause the container before exec")
+    if container.status != "running":
+        raise APIError(409, f"container {container.id} is not running")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from engine.dockerapi.create import Healthcheck
 from engine.dockerapi.record import DockerRecord, HealthState
 from engine.errors import EngineError
-from engine.runtime.model import ExecSpec
+from engine.runtime.model import ALIVE, ExecSpec
 
 if TYPE_CHECKING:
     from engine.dockerapi.lifecycle import Lifecycle
@@ -83,8 +83,11 @@ def _loop(lifecycle: Lifecycle, key: tuple[str, str]) -> None:
             while (remaining := deadline - time.monotonic()) > 0:
                 lifecycle.nap(remaining)  # woken early when a container stops or goes
                 container = lifecycle.current(cid)
-                if container is None or container.status != "running" or container.started_at != started_at:
+                if container is None or container.status not in ALIVE or container.started_at != started_at:
                     return
+            now = lifecycle.current(cid)
+            if now is not None and now.status == "paused":  # no probes while frozen, as dockerd
+                continue
             entry = probe(lifecycle, cid, check)
             retries = check.retries or DEFAULT_RETRIES
             still_starting = time.monotonic() - began < check.start_period / NANO

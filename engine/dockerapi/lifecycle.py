@@ -22,7 +22,7 @@ from engine.dockerapi import health, record
 from engine.dockerapi.http import APIError
 from engine.dockerapi.record import DockerRecord
 from engine.errors import EngineError, InvalidSpec, NotFound
-from engine.runtime.model import Container
+from engine.runtime.model import ALIVE, Container
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -38,7 +38,7 @@ READERS_GRACE_SECONDS = 10.0
 RESTART_BACKOFF_MAX = 60.0
 EXIT_CODES_KEPT = 10_000
 """Exit codes remembered for ``wait`` on containers already removed (the newest ones)."""
-ACTIVE = ("created", "running")
+ACTIVE = ("created", "running", "paused")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
@@ -140,7 +140,7 @@ class Lifecycle:
         after ``baseline`` (a created or stopped container is waited for through its next start).
         ``removed``: once it exited and is gone.
         """
-        if condition == "not-running" and baseline.status != "running":
+        if condition == "not-running" and baseline.status not in ALIVE:
             return baseline.exit_code or 0
         code = self._wait_exit(cid, baseline)
         if condition == "removed":
@@ -168,7 +168,7 @@ class Lifecycle:
         """After the daemon (re)starts: watch the running containers that need it again, and remove
         the ``--rm`` containers that exited while nobody watched."""
         for container in self.engine.list(all=True):
-            if container.status == "running":
+            if container.status in ALIVE:
                 self.watch(container.id)
             elif container.status != "created" and self.record(container.id).auto_remove:
                 with contextlib.suppress(EngineError):
@@ -191,7 +191,7 @@ class Lifecycle:
         try:
             while True:
                 container = self.engine.wait(cid)
-                if container.status == "running":
+                if container.status in ALIVE:
                     continue
                 if container.status != "created":  # created: its monitor died before a start
                     rec = self.record(cid)
@@ -225,9 +225,7 @@ class Lifecycle:
         """
         with self._cond:
             container = self.current(cid)
-            if container is not None and (
-                container.status == "running" or container.started_at != handled_start
-            ):
+            if container is not None and (container.status in ALIVE or container.started_at != handled_start):
                 return False
             self._watched.discard(cid)
             return True
@@ -235,7 +233,7 @@ class Lifecycle:
     def _restart(self, cid: str) -> None:
         """Start the container again for its restart policy (unless someone stopped it meanwhile)."""
         current = self.current(cid)
-        if current is None or current.status == "running" or self.record(cid).manually_stopped:
+        if current is None or current.status in ALIVE or self.record(cid).manually_stopped:
             return
         self.engine.start(cid)
         rec = self.update(cid, _count_restart)

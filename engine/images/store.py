@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Conflict, CorruptBlob, ImageNotFound, InvalidArchive, InvalidReference
+from engine.events import EventJournal
 from engine.fsutil import file_lock
 from engine.images.archive import make_staged_image, read_archive
 from engine.images.blobs import TMP_PREFIX, BlobStore
@@ -89,6 +90,11 @@ class ImageStore:
         # GC hooks (the build cache): given the ids of the images that remain, each drops what it
         # no longer needs and returns the (uncompressed layer) blob digests the store must keep.
         self.gc_hooks: builtins.list[Callable[[set[str]], set[str]]] = []
+        self.events = EventJournal(paths.events)
+
+    def event(self, action: str, image_id: str, name: str, tenant: str | None) -> None:
+        """Record an image event (pull, push, tag, untag, delete, import, build) for ``tenant``."""
+        self.events.record("image", action, image_id, {"name": name}, tenant=tenant or "")
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -174,7 +180,10 @@ class ImageStore:
             staged = read_archive(Path(path), staging, reference)
             if not staged:
                 raise InvalidArchive(f"{path} contains no image")
-            return self.commit_staged(staged, staging, tenant=tenant)
+            images = self.commit_staged(staged, staging, tenant=tenant)
+        for image in images:
+            self.event("import", image.id, image.repo_tags[0] if image.repo_tags else image.id, tenant)
+        return images
 
     def export(self, reference: str, dest: Path, *, tenant: str | None = None) -> None:
         """Write the image as an OCI image layout tar at ``dest`` (atomically).
@@ -220,6 +229,7 @@ class ImageStore:
             ]
             self.index.save(unfold(records))
             record = next(r for r in records if r.manifest_digest == record.manifest_digest)
+        self.event("tag", record.image_id, new_tag, tenant)
         return self._image(record, tolerant=True)
 
     def remove(
@@ -261,6 +271,11 @@ class ImageStore:
                 lines.append(f"Deleted: {record.image_id}")
             self.index.save(unfold(records))
             self._gc(records)
+        owner = next(iter(record.owners.values()), record.holders[0] if record.holders else "")
+        for line in lines:
+            word, _, name = line.partition(": ")
+            action = {"Untagged": "untag", "Deleted": "delete"}[word]
+            self.event(action, record.image_id, name, record.owners.get(name, owner))
         return lines
 
     def prune(self, *, all: bool = False, in_use: Iterable[str] = frozenset()) -> builtins.list[Image]:

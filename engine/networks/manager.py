@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
+from engine.events import EventJournal
 from engine.fsutil import atomic_write_json, file_lock, read_json
 from engine.networks import egress, firewall, ipam, netlink
 from engine.networks.model import (
@@ -168,6 +169,13 @@ class NetworkManager:
         self.bridge_prefix, self.veth_prefix, self.vxlan_prefix = link_prefixes(instance)
         self.allow_lists = egress.ListsFile(self.dir / ".egress.json")
         self.protected = egress.ListsFile(self.dir / ".egress-protected.json")
+        self.events = EventJournal(paths.events)
+
+    def _event(self, network: Network, action: str, container: str = "") -> None:
+        attributes = {"name": network.name, "type": network.driver}
+        if container:
+            attributes["container"] = container
+        self.events.record("network", action, network.id, attributes, tenant=network.tenant)
 
     # ---- names of kernel objects ------------------------------------------------
 
@@ -322,6 +330,7 @@ class NetworkManager:
             atomic_write_json(self._endpoints_file(name), {})
             self._apply_rules()
             undo.pop_all()
+        self._event(network, "create")
         return network
 
     def _restore(self, net: Network) -> None:
@@ -345,6 +354,7 @@ class NetworkManager:
             netlink.delete_link(network.bridge)
             shutil.rmtree(self.dir / name, ignore_errors=True)
             self._apply_rules()
+        self._event(network, "destroy")
         return network
 
     def _published(self, networks: Sequence[Network]) -> list[firewall.Published]:
@@ -548,6 +558,7 @@ class NetworkManager:
                     undo.callback(self._apply_published)
                 self._write_hosts(endpoints, self._remote(resolved))
                 undo.pop_all()
+        self._event(net, "connect", cid)
         return Attachment(
             network=resolved,
             ip_address=address,
@@ -618,6 +629,18 @@ class NetworkManager:
             others = [e for c, e in endpoints.items() if c != cid] + list(remote)
             _write_in_place(Path(ep["hosts"]), hosts_text(ep, others, ep["hostname"]))
 
+    def rename_endpoint(self, cid: str, network: str, name: str) -> None:
+        """A container on ``network`` is now called ``name``: its entry and every hosts file follow."""
+        if network in ("", NONE, HOST):
+            return
+        with self._lock():
+            endpoints = self._endpoints(network)
+            if cid not in endpoints:
+                return
+            endpoints[cid]["name"] = name
+            atomic_write_json(self._endpoints_file(network), endpoints)
+            self._write_hosts(endpoints, self._remote(network))
+
     def detach(self, cid: str, network: str) -> None:
         """Undo :meth:`attach`: address, veth, namespace, published ports, hosts entries (idempotent)."""
         if network in ("", NONE, HOST):
@@ -639,6 +662,8 @@ class NetworkManager:
             if own.get("ports"):
                 self._apply_published()
             self._write_hosts(endpoints, self._remote(network))
+        with contextlib.suppress(NotFound):
+            self._event(self.get(network), "disconnect", cid)
 
     # ---- operator clean-up --------------------------------------------------------
     def teardown(self) -> list[str]:

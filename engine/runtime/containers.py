@@ -15,6 +15,7 @@ import json
 import os
 import select
 import shutil
+import signal as signal_module
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,8 @@ from engine.cgroups.controller import host_driver
 from engine.cgroups.resources import Resources, oci_resources
 from engine.cgroups.tenants import TenantQuotas
 from engine.cgroups.tree import container_cgroup
-from engine.errors import Conflict, InvalidSpec, RuntimeFailure
+from engine.errors import Conflict, ContainerNotFound, InvalidSpec, RuntimeFailure
+from engine.events import EventJournal
 from engine.fsutil import atomic_write_bytes, atomic_write_json
 from engine.images.store import ImageStore
 from engine.logs import k8s_file
@@ -35,7 +37,7 @@ from engine.networks.manager import NetworkManager
 from engine.paths import EnginePaths
 from engine.runtime import mounts
 from engine.runtime.idmap import TenantIdRanges, validate_tenant
-from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from engine.runtime.model import ALIVE, Container, ContainerSpec, ExecSpec
 from engine.runtime.oci_runtime import MonitorFiles, OciRuntime, StdioOptions
 from engine.runtime.oci_spec import BindMount, BundleSpec, ProcessSpec, build_config, process_json
 from engine.runtime.process import (
@@ -46,6 +48,7 @@ from engine.runtime.process import (
     validate_hostname,
     validate_workdir,
 )
+from engine.runtime.procfs import ProcessRow, cgroup_pids, process_rows
 from engine.runtime.rootpath import resolve_in_root
 from engine.runtime.secrets import mount_secrets, require_secrets, unmount_secrets, validate_secrets
 from engine.runtime.store import ContainerStore, validate_name
@@ -57,7 +60,7 @@ from engine.volumes.spec import validate_mounts
 INIT_CANDIDATES = ("/usr/bin/catatonit", "/usr/bin/tini-static")
 INIT_DEST = "/.hpinit"
 KILL_GRACE_SECONDS = 10.0
-ACTIVE = ("created", "running")
+ACTIVE = ("created", "running", "paused")
 
 
 def now_iso() -> str:
@@ -95,6 +98,7 @@ class ContainerManager:
         self.tenant_disks = TenantDisks(paths, self.quotas.lock)
         self.networks = NetworkManager(paths, instance)
         self.volumes = VolumeManager(paths, self.id_ranges)
+        self.events = EventJournal(paths.events)
 
     # ---- files of one container -------------------------------------------------
     def files(self, cid: str) -> MonitorFiles:
@@ -243,7 +247,13 @@ class ContainerManager:
             self.store.save(container)
             self._create_in_runtime(container)
             undo.pop_all()
+        self._event(container, "create")
         return container
+
+    def _event(self, container: Container, action: str, **extra: str) -> None:
+        """Record a container event: its labels, name and image, and ``extra`` (exitCode, signal)."""
+        attributes = {**container.labels, "name": container.name, "image": container.image, **extra}
+        self.events.record("container", action, container.id, attributes, tenant=container.tenant)
 
     def _init_binary(self) -> str:
         for candidate in INIT_CANDIDATES:
@@ -345,11 +355,12 @@ class ContainerManager:
         container = self.get(ref)
         with self.store.lock(container.id):
             container = self.refresh(self.store.load(container.id))
-            if container.status == "running":
+            if container.status in ALIVE:
                 raise Conflict(f"container {container.name} is already running")
             require_secrets(container.name, self.store.secrets_dir(container.id), container.secrets)
             if container.status != "created":
                 self._recreate(container)
+            self._died_marker(container.id).unlink(missing_ok=True)  # this run's exit is new
             with self.quotas.ready(container.tenant):  # the quota sits above it before it runs
                 self.runtime.start(container.id)
             container.status = "running"
@@ -358,6 +369,7 @@ class ContainerManager:
             container.exit_code = None
             container.oom_killed_at = ""
             self.store.save(container)
+        self._event(container, "start")
         return container
 
     def _recreate(self, container: Container) -> None:
@@ -401,12 +413,31 @@ class ContainerManager:
             else:
                 container.status = "exited"
             self.store.save(container)
+            self._record_exit(container)
         elif not monitor_alive:
             container.status = "exited"
             container.exit_code = container.exit_code if container.exit_code is not None else 255
             container.finished_at = container.finished_at or now_iso()
             self.store.save(container)
+            self._record_exit(container)
         return container
+
+    def _died_marker(self, cid: str) -> Path:
+        return self.store.directory(cid) / "died"
+
+    def _record_exit(self, container: Container) -> None:
+        """Record ``die`` (and ``oom``) once per run, whichever process noticed the exit first.
+
+        conmon, not the engine, sees the process end; every process that refreshes the
+        record may notice it, so the first to create the marker (O_EXCL) records it.
+        """
+        try:
+            os.close(os.open(self._died_marker(container.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError:  # another process recorded it, or the container is being removed
+            return
+        if container.status == "oom-killed":
+            self._event(container, "oom")
+        self._event(container, "die", exitCode=str(container.exit_code))
 
     def _monitor_alive(self, container: Container) -> bool:
         pid = container.conmon_pid
@@ -427,7 +458,7 @@ class ContainerManager:
         """Containers, newest first; only running ones unless ``include_stopped``."""
         result = [self.refresh(c) for c in self.store.all()]
         if not include_stopped:
-            result = [c for c in result if c.status == "running"]
+            result = [c for c in result if c.status in ALIVE]
         return sorted(result, key=lambda c: c.created, reverse=True)
 
     # ---- waiting and signals ----------------------------------------------------
@@ -467,30 +498,118 @@ class ContainerManager:
     def kill(self, ref: str | Container, signal: str = "SIGKILL") -> Container:
         """Send ``signal`` to the container's main process. Conflict if it is not running."""
         container = self.get(ref)
-        if container.status != "running":
+        if container.status not in ALIVE:
             raise Conflict(f"container {container.name} is not running")
-        self.runtime.kill(container.id, normalize_signal(signal))
+        name = normalize_signal(signal)
+        self.runtime.kill(container.id, name)
+        self._event(container, "kill", signal=_signal_number(name))
+        self._thaw(container)
         return container
+
+    def _thaw(self, container: Container) -> None:
+        """Resume a paused container after a signal was sent to it, so the signal is acted on."""
+        if container.status == "paused":
+            with contextlib.suppress(RuntimeFailure, ContainerNotFound):
+                self.runtime.resume(container.id)
+            with contextlib.suppress(ContainerNotFound):
+                self._set_status(container.id, "paused", "running")
+            container.status = "running"
+
+    def _set_status(self, cid: str, old: str, new: str) -> Container:
+        """Change a live container's status from ``old`` to ``new`` (no-op if it is no longer ``old``)."""
+        record = self.refresh(self.store.load(cid))
+        if record.status == old:
+            record.status = new
+            self.store.save(record)
+        return record
+
+    def pause(self, ref: str | Container) -> Container:
+        """Freeze every process of a running container (`crun pause`: the cgroup freezer).
+
+        Raises Conflict when it is not running or already paused.
+        """
+        container = self.get(ref)
+        with self.store.lock(container.id):
+            container = self.refresh(self.store.load(container.id))
+            if container.status == "paused":
+                raise Conflict(f"container {container.name} is already paused")
+            if container.status != "running":
+                raise Conflict(f"container {container.name} is not running")
+            self.runtime.pause(container.id)
+            container.status = "paused"
+            self.store.save(container)
+        self._event(container, "pause")
+        return container
+
+    def unpause(self, ref: str | Container) -> Container:
+        """Thaw a paused container (`crun resume`). Raises Conflict when it is not paused."""
+        container = self.get(ref)
+        with self.store.lock(container.id):
+            container = self.refresh(self.store.load(container.id))
+            if container.status != "paused":
+                raise Conflict(f"container {container.name} is not paused")
+            self.runtime.resume(container.id)
+            container.status = "running"
+            self.store.save(container)
+        self._event(container, "unpause")
+        return container
+
+    def rename(self, ref: str | Container, new_name: str) -> Container:
+        """Give a container a new name (unique on this engine root), also in its network's hosts files.
+
+        Raises InvalidSpec for a bad name, Conflict when another container has it.
+        """
+        validate_name(new_name)
+        container = self.get(ref)
+        with self.store.lock(container.id):
+            container = self.store.load(container.id)
+            old = container.name
+            if new_name == old:
+                return container
+            self.store.reserve_name(new_name, container.id)
+            container.name = new_name
+            self.store.save(container)
+            self.store.release_name(old, container.id)
+            self.networks.rename_endpoint(container.id, container.network, new_name)
+        self._event(container, "rename", oldName=old)
+        return container
+
+    def top(self, ref: str | Container) -> builtins.list[ProcessRow]:
+        """The processes in a running container's cgroup, as the host sees them (host pids).
+
+        Raises Conflict when the container is not running.
+        """
+        container = self.get(ref)
+        if container.status not in ALIVE:
+            raise Conflict(f"container {container.name} is not running")
+        cgroup = container.cgroup_path or container_cgroup(self.instance, container.tenant, container.id)
+        return process_rows(cgroup_pids([root / cgroup.lstrip("/") for root in self._cgroup_roots()]))
 
     def stop(self, ref: str | Container, timeout: int | None = None) -> Container:
         """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds."""
         container = self.get(ref)
-        if container.status != "running":
+        if container.status not in ALIVE:
             return container
         grace = container.stop_timeout if timeout is None else timeout
         with contextlib.suppress(RuntimeFailure):
             self.runtime.kill(container.id, container.stop_signal)
+            self._event(container, "kill", signal=_signal_number(container.stop_signal))
+        self._thaw(container)
         container = self.wait(container, timeout=grace)
-        if container.status == "running":
+        if container.status in ALIVE:
             with contextlib.suppress(RuntimeFailure):
                 self.runtime.kill(container.id, "SIGKILL", all_processes=True)
+                self._event(container, "kill", signal=_signal_number("SIGKILL"))
             container = self.wait(container, timeout=KILL_GRACE_SECONDS)
+        self._event(container, "stop")
         return container
 
     def restart(self, ref: str | Container, timeout: int | None = None) -> Container:
         """Stop (if running) and start again."""
         container = self.stop(ref, timeout)
-        return self.start(container)
+        container = self.start(container)
+        self._event(container, "restart")
+        return container
 
     def update(self, ref: str | Container, resources: Resources) -> Container:
         """Change a container's limits: at once when it runs (`crun update`), and for later starts.
@@ -567,11 +686,15 @@ class ContainerManager:
         container = self.get(ref)
         with self.store.lock(container.id):
             container = self.refresh(self.store.load(container.id))
-            if container.status == "running":
+            if container.status in ALIVE:
                 if not force:
                     raise Conflict(f"container {container.name} is running; stop it first or use -f")
                 with contextlib.suppress(RuntimeFailure):
                     self.runtime.kill(container.id, "SIGKILL", all_processes=True)
+                    self._event(container, "kill", signal=_signal_number("SIGKILL"))
+                if container.status == "paused":
+                    with contextlib.suppress(RuntimeFailure, ContainerNotFound):
+                        self.runtime.resume(container.id)
                 container = self.wait(container, timeout=KILL_GRACE_SECONDS)
             self._cleanup_runtime(container)
             rootfs = self.store.directory(container.id) / "rootfs"
@@ -583,6 +706,7 @@ class ContainerManager:
             self.volumes.detach(container.mounts, container.id)
             self.store.delete(container)
             self.tenant_disks.release(container.tenant, container.id)
+        self._event(container, "destroy")
         return container
 
     def _cleanup_runtime(self, container: Container) -> None:
@@ -613,6 +737,8 @@ class ContainerManager:
         Raises Conflict when the container is not running, InvalidSpec for bad input.
         """
         container = self.get(ref)
+        if container.status == "paused":
+            raise Conflict(f"container {container.name} is paused; unpause it first")
         if container.status != "running":
             raise Conflict(f"container {container.name} is not running; start it first")
         if not spec.command:
@@ -637,9 +763,11 @@ class ContainerManager:
             os.write(write_end, json.dumps(process_json(process)).encode())
         finally:
             os.close(write_end)
+        command = " ".join(spec.command)
+        self._event(container, f"exec_create: {command}")
         try:
             with self.quotas.ready(container.tenant):  # the quota sits above it before it runs
-                return subprocess.Popen(
+                popen = subprocess.Popen(
                     self.runtime.exec_command(
                         container.id,
                         Path(f"/dev/fd/{read_end}"),
@@ -654,6 +782,8 @@ class ContainerManager:
                 )
         finally:
             os.close(read_end)
+        self._event(container, f"exec_start: {command}")
+        return popen
 
     # ---- logs -------------------------------------------------------------------
     def logs(
@@ -702,6 +832,14 @@ class ContainerManager:
     def image_ids_in_use(self) -> set[str]:
         """Ids of the images any container (in any state) was created from."""
         return {c.image_id for c in self.store.all()}
+
+
+def _signal_number(name: str) -> str:
+    """'SIGTERM' as '15', how Docker's kill events carry the signal."""
+    try:
+        return str(int(signal_module.Signals[normalize_signal(name)]))
+    except (KeyError, InvalidSpec):
+        return name
 
 
 def _read_pid(path: Path) -> int:

@@ -10,6 +10,8 @@ from engine.networks.model import PortMapping
 from engine.volumes.spec import MountSpec
 
 DEFAULT_TENANT = "default"
+ALIVE = ("running", "paused")
+"""Statuses of a container whose process runs (a paused one is frozen, not gone)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class ExecSpec:
 class Container:
     """A container as the engine records it on disk.
 
-    ``status`` is one of ``created``, ``running``, ``exited``, ``oom-killed``.
+    ``status`` is one of ``created``, ``running``, ``paused``, ``exited``, ``oom-killed``.
     Times are ISO-8601 strings in UTC ('' when not reached yet).
     """
 
@@ -134,7 +136,8 @@ class Container:
 
     @property
     def is_running(self) -> bool:
-        return self.status == "running"
+        """Whether its process lives: running, or paused (frozen, as Docker's State.Running)."""
+        return self.status in ALIVE
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

@@ -230,6 +230,14 @@ class OciRuntime:
         extra = ("--all",) if all_processes else ()
         self._run("kill", *extra, cid, signal)
 
+    def pause(self, cid: str) -> None:
+        """Freeze every process of the container (the cgroup freezer)."""
+        self._run("pause", cid)
+
+    def resume(self, cid: str) -> None:
+        """Thaw a paused container."""
+        self._run("resume", cid)
+
     def delete(self, cid: str, *, force: bool = False) -> None:
         """Remove crun's state (and the container's own cgroup); missing is fine."""
         args = ("delete", "--force", cid) if force else ("delete", cid)

@@ -39,6 +39,7 @@ from engine.errors import (
     RuntimeFailure,
     VolumeNotFound,
 )
+from engine.events import EventJournal
 from engine.fsutil import atomic_write_json, file_lock, read_json
 from engine.images.extract import extract_layer, remove_tree
 from engine.paths import EnginePaths
@@ -65,6 +66,7 @@ class VolumeManager:
         self.paths = paths
         self.id_ranges = id_ranges
         self.default_size = default_size
+        self.events = EventJournal(paths.events)
 
     # ---- paths and records ------------------------------------------------------
     def directory(self, name: str) -> Path:
@@ -168,7 +170,12 @@ class VolumeManager:
             disk.unmount(staging / "_data")
             remove_tree(staging)
             raise
+        self._event(volume, "create")
         return volume
+
+    def _event(self, volume: Volume, action: str) -> None:
+        attributes = {**volume.labels, "driver": "local"}
+        self.events.record("volume", action, volume.name, attributes, tenant=volume.tenant)
 
     # ---- users and mounting -----------------------------------------------------
     def _live_users(self, name: str) -> builtins.list[str]:
@@ -338,6 +345,7 @@ class VolumeManager:
             remove_tree(trash)
         with contextlib.suppress(FileNotFoundError):
             (self.paths.run / "locks" / f"volume.{name}").unlink()
+        self._event(volume, "destroy")
         return volume
 
     def _remove_quietly(self, name: str) -> None:
