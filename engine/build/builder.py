@@ -154,7 +154,11 @@ class Builder:
             unused = sorted(set(self.options.build_args) - self.used_args)
             if unused:
                 self.emit("info", f"[warning] build args not consumed by any ARG: {', '.join(unused)}")
-            image = self._commit(self.states[target.index][0], [tag], owner=self.scope)
+            final = self.states[target.index][0]
+            if self.options.labels:
+                final = final.copy()
+                final.config["Labels"] = {**(final.config.get("Labels") or {}), **self.options.labels}
+            image = self._commit(final, [tag], owner=self.scope)
             self.cache.reference(self.tenant, image.id, self.keys)
         finally:
             if timer is not None:

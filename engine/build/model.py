@@ -40,6 +40,7 @@ class BuildOptions:
     ``COPY --from`` see only its own images, the base set and earlier stages, and ``tag``
     must be in its namespace (``<tenant>/<name>:<tag>``). None is an operator build: it
     runs as tenant ``default``, sees every image and makes a base image.
+    ``labels`` are set on the built image (over the Dockerfile's LABELs, like ``docker build --label``).
     ``time_limit`` (seconds, none: unbounded): past it the running RUN container is killed and
     the build raises :class:`BuildTimedOut`.
     """
@@ -55,6 +56,7 @@ class BuildOptions:
     context_within: Path | None = None
     time_limit: float | None = None
     run_limits: Resources = field(default_factory=Resources)  # each RUN's own, capped by the tenant quota
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def run_as(self) -> str:

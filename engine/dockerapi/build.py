@@ -1,0 +1,183 @@
+"""The classic ``POST /build``: a tar context in the body, built by the engine's builder.
+
+The body is spooled (bounded) into a scratch directory under the engine's tmp, unpacked there
+by :func:`engine.build.upload.unpack_context` (nothing lands outside it; symlinks are created
+but the builder never follows one out of the context), and built with the builder's own context
+confinement and size bounds. Output is streamed as ``{"stream": ...}`` lines and ends with
+``{"aux": {"ID": ...}}`` and the ``Successfully built/tagged`` lines docker-py and compose read.
+
+Options the builder does not have are refused, not dropped: a non-default ``networkmode``,
+``extrahosts`` or ``isolation`` is a 403 naming it (they would change what a RUN step can
+reach); resource and cache options we cannot honour are a 400 naming them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from engine.build.model import BuildOptions, ContextLimits
+from engine.build.upload import unpack_context
+from engine.dockerapi.http import APIError, Request, Router, Stream
+from engine.dockerapi.progress import Emit, Message, streamed
+from engine.images.blobs import TMP_PREFIX
+from engine.images.extract import remove_tree
+from engine.images.reference import normalize_tag
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+# Query parameters that change what a RUN step may reach: anything but their default is a 403.
+_GUARDED = {"networkmode": ("", "default"), "extrahosts": ("",), "isolation": ("", "default")}
+# Parameters the builder cannot honour: anything but their default is a 400 naming them.
+_UNSUPPORTED = {
+    "remote": ("",),
+    "pull": ("", "0", "false"),
+    "squash": ("", "0", "false"),
+    "platform": ("", "linux", "linux/amd64", "linux/arm64"),
+    "outputs": ("", "[]"),
+    "memory": ("", "0"),
+    "memswap": ("", "0", "-1"),
+    "cpushares": ("", "0"),
+    "cpusetcpus": ("",),
+    "cpusetmems": ("",),
+    "cpuperiod": ("", "0"),
+    "cpuquota": ("", "0"),
+    "cgroupparent": ("",),
+    "ulimits": ("", "null", "[]"),
+    "securityopt": ("", "null", "[]"),
+}
+# Understood and without effect here (output verbosity, intermediate-container clean-up, cache hints).
+_INERT = {"t", "dockerfile", "buildargs", "target", "nocache", "labels", "q", "rm", "forcerm", "cachefrom"}
+_INERT |= {"version", "shmsize", "session", "buildid"}
+
+
+def check_options(query: dict[str, list[str]]) -> None:
+    """Refuse build options we would otherwise drop: 403 for the guarded ones, 400 for the rest."""
+    for name, values in query.items():
+        for value in (v.lower() for v in values):  # docker-py sends False/True
+            if name in _GUARDED and value not in _GUARDED[name]:
+                raise APIError(
+                    403, f"build option {name}={value!r} is not allowed: RUN steps use the builder's network"
+                )
+            if name in _UNSUPPORTED and value not in _UNSUPPORTED[name]:
+                raise APIError(
+                    400, f"build option {name}={value!r} is not supported by this engine; leave it out"
+                )
+            if name not in _GUARDED and name not in _UNSUPPORTED and name not in _INERT:
+                raise APIError(400, f"unknown build option {name!r}")
+    if query.get("version", ["1"])[-1] not in ("", "1"):
+        raise APIError(400, "only the classic builder (version 1) is served: set DOCKER_BUILDKIT=0")
+
+
+def string_map(raw: Any, what: str) -> dict[str, str]:
+    """A JSON object of strings (``buildargs``, ``labels``); a null value (unset build arg) is dropped."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise APIError(400, f"{what} must be a JSON object of strings")
+    result = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise APIError(400, f"{what}: the value of {key!r} must be a string")
+        result[key] = value
+    return result
+
+
+def dockerfile_path(text: str) -> Path:
+    """The ``dockerfile`` parameter: a path inside the context (absolute or ``..`` is a 400)."""
+    path = PurePosixPath(text or "Dockerfile")
+    if path.is_absolute() or ".." in path.parts:
+        raise APIError(400, f"dockerfile {text!r} must be a path inside the build context")
+    return Path(path)
+
+
+def check_registry_config(header: str | None) -> None:
+    """Validate ``X-Registry-Config`` (base64 JSON of registry logins); unused: the builder never pulls."""
+    if not header:
+        return
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError):
+        raise APIError(400, "X-Registry-Config is not base64-encoded JSON") from None
+    if not isinstance(doc, dict):
+        raise APIError(400, "X-Registry-Config must encode a JSON object")
+
+
+def closing_messages(image_id: str, tags: list[str], *, quiet: bool = False) -> list[Message]:
+    """What ends a successful build's stream: the image id (aux) and the lines docker-py and compose parse.
+
+    A quiet build (``-q``) says only the id, which the CLI prints.
+    """
+    if quiet:
+        return [{"aux": {"ID": image_id}}, {"stream": image_id + "\n"}]
+    short = image_id.split(":", 1)[-1][:12]
+    return [
+        {"aux": {"ID": image_id}},
+        {"stream": f"Successfully built {short}\n"},
+        *({"stream": f"Successfully tagged {t}\n"} for t in tags),
+    ]
+
+
+def register(router: Router, engine: Engine, limits: ContextLimits | None = None) -> None:
+    """Add ``POST /build`` for ``engine``; ``limits`` bound the context (default: the builder's)."""
+    bounds = limits or ContextLimits()
+
+    @router.route("POST", "/build")
+    def build(request: Request) -> Stream:
+        check_options(request.query)
+        check_registry_config(request.headers.get("X-Registry-Config"))
+        tags = [normalize_tag(t) for t in request.query.get("t", []) if t]
+        if not tags:
+            raise APIError(
+                400, "name the image with -t NAME[:TAG]: untagged builds are not kept by this engine"
+            )
+        options: dict[str, Any] = {
+            "dockerfile": dockerfile_path(request.arg("dockerfile")),
+            "build_args": string_map(request.json_arg("buildargs"), "buildargs"),
+            "labels": string_map(request.json_arg("labels"), "labels"),
+            "target": request.arg("target") or None,
+            "no_cache": request.flag("nocache"),
+        }
+        quiet = request.flag("q")
+        engine.paths.tmp.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "docker-build-", dir=engine.paths.tmp))
+        try:
+            archive = scratch / "context.tar"
+            with archive.open("wb") as f:
+                for chunk in request.body_chunks(bounds.context):
+                    f.write(chunk)
+        except BaseException:
+            remove_tree(scratch)
+            raise
+
+        def work(emit: Emit) -> list[Message]:
+            try:
+                context = scratch / "context"
+                context.mkdir()
+                unpack_context(archive, context, limit=bounds.context, what="the build context")
+                archive.unlink()
+
+                def output(stream: str, text: str) -> None:
+                    if not quiet:
+                        emit({"stream": text.rstrip("\n") + "\n"})
+
+                result = engine.build(
+                    BuildOptions(
+                        context=context, tag=tags[0], limits=bounds, context_within=scratch, **options
+                    ),
+                    output,
+                )
+                for extra in tags[1:]:
+                    engine.images.tag(result.image.id, extra)
+                return closing_messages(result.image.id, tags, quiet=quiet)
+            finally:
+                remove_tree(scratch)
+
+        return streamed(work, name="docker-api-build")

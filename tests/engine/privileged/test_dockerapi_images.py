@@ -1,0 +1,315 @@
+"""The operator's Docker API, images: the stock docker CLI and docker-py list, inspect, tag, remove,
+prune, build (classic builder, multi-stage), pull and push against a real registry; hostile build
+contexts are refused without reading the host's files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from engine.engine import Engine
+from engine.errors import ImageNotFound
+from engine.images.model import Image
+from engine.runtime.model import ContainerSpec
+from tests.engine.privileged.dockerapi_clients import DockerCLI, operator_api
+from tests.engine.privileged.test_registry_support import distribution_registry
+
+pytestmark = pytest.mark.privileged
+
+MULTI_STAGE = """\
+FROM busybox AS b
+RUN echo made-in-stage-b > /msg
+FROM busybox
+ARG GREETING=unset
+COPY --from=b /msg /msg
+COPY hello.txt /hello.txt
+RUN echo "$GREETING" > /greeting
+LABEL from.dockerfile=yes
+CMD ["cat", "/msg", "/hello.txt", "/greeting"]
+"""
+
+
+@pytest.fixture()
+def api(engine: Engine, tmp_path: Path) -> Iterator[DockerCLI]:
+    with operator_api(engine, tmp_path) as cli:
+        yield cli
+
+
+@pytest.fixture()
+def client(api: DockerCLI) -> Iterator[docker.DockerClient]:
+    c = docker.DockerClient(base_url=f"unix://{api.socket}", version="auto")
+    yield c
+    c.close()
+
+
+def _output_of(engine: Engine, image: str) -> str:
+    container = engine.run(ContainerSpec(image=image))
+    try:
+        engine.wait(container.id, timeout=60)
+        return "".join(line.text + "\n" for line in engine.logs(container.id))
+    finally:
+        engine.remove(container.id, force=True)
+
+
+def _context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(MULTI_STAGE)
+    (ctx / "hello.txt").write_text("hello from the context\n")
+    return ctx
+
+
+def _tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for info, data in members:
+            info.size = len(data) if info.isfile() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    buf.seek(0)
+    return buf
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def _link(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, b""
+
+
+def _shadow_secrets() -> list[str]:
+    """The password fields of /etc/shadow that are real values (what a leak would show)."""
+    fields = [line.split(":")[1] for line in Path("/etc/shadow").read_text().splitlines() if ":" in line]
+    return [f for f in fields if len(f) > 2]
+
+
+def _scratch_dirs(engine: Engine) -> list[str]:
+    tmp = engine.paths.tmp
+    return sorted(p.name for p in tmp.iterdir() if "docker-build" in p.name) if tmp.exists() else []
+
+
+def test_images_inspect_history_tag_rmi_prune(engine: Engine, busybox: Image, api: DockerCLI) -> None:
+    listed = api.ok("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+    assert f"busybox:latest {busybox.short_id}" in listed
+
+    data = json.loads(api.ok("image", "inspect", "busybox"))[0]
+    assert data["Id"] == busybox.id
+    assert data["Config"]["Cmd"] == ["sh"]
+    assert data["RootFS"]["Layers"] == list(busybox.layers)
+    assert data["Size"] == busybox.size
+    assert "hpctl image bootstrap busybox" in api.ok("history", "--no-trunc", "busybox")
+
+    api.ok("tag", "busybox", "team/box:v1")
+    assert engine.image("team/box:v1").id == busybox.id
+    assert "team/box" in api.ok("images")
+    assert "Untagged: team/box:v1" in api.ok("rmi", "team/box:v1")
+    with pytest.raises(ImageNotFound):
+        engine.image("team/box:v1")
+    assert "No such image: nothing:here" in api.fails("rmi", "nothing:here")
+    assert "No such image" in api.fails("image", "inspect", "nothing:here")
+
+    # an image a container uses is refused (409), and kept by prune -a
+    api.ok("tag", "busybox", "used:1")
+    api.ok("rmi", "busybox")  # untags only: used:1 still names the image
+    container = engine.create(ContainerSpec(image="used:1", command=("true",)))
+    err = api.fails("rmi", "used:1")
+    assert "used by a container" in err
+    assert engine.image("used:1").id == busybox.id
+    api.ok("image", "prune", "-a", "-f")
+    assert engine.image("used:1").id == busybox.id
+    engine.remove(container.id)
+
+    assert "deleted: " + busybox.id in api.ok("image", "prune", "-a", "-f")
+    assert engine.images.list() == []
+
+
+def test_build_multi_stage_classic_builder(
+    engine: Engine, busybox: Image, api: DockerCLI, tmp_path: Path
+) -> None:
+    ctx = _context(tmp_path)
+    out = api.ok(
+        "build",
+        "-t",
+        "multi:1",
+        "-t",
+        "multi:also",
+        "--label",
+        "from.cli=yes",
+        "--build-arg",
+        "GREETING=hi there",
+        str(ctx),
+        env={"DOCKER_BUILDKIT": "0"},
+    )
+    image = engine.image("multi:1")
+    assert f"Successfully built {image.short_id}" in out
+    assert "Successfully tagged multi:1" in out and "Successfully tagged multi:also" in out
+    assert engine.image("multi:also").id == image.id
+    labels = json.loads(api.ok("image", "inspect", "-f", "{{json .Config.Labels}}", "multi:1"))
+    assert labels == {"from.dockerfile": "yes", "from.cli": "yes"}
+    assert _output_of(engine, "multi:1") == "made-in-stage-b\nhello from the context\nhi there\n"
+
+    # without DOCKER_BUILDKIT the CLI (no buildx plugin, no BuildKit announced) falls back to it too
+    out = api.ok("build", "-q", "-t", "multi:2", "--target", "b", str(ctx))
+    assert engine.image("multi:2").id in out
+    assert _scratch_dirs(engine) == []
+
+    # a failing RUN: the CLI fails with the step's output, nothing is tagged
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo about-to-fail && exit 3\n")
+    proc = api.run("build", "-t", "broken:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    assert proc.returncode != 0
+    assert "about-to-fail" in proc.stdout + proc.stderr
+    with pytest.raises(ImageNotFound):
+        engine.image("broken:1")
+    assert _scratch_dirs(engine) == []
+
+
+def test_build_refuses_options_it_cannot_honour(busybox: Image, api: DockerCLI, tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    err = api.fails("build", "--network", "host", "-t", "x:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    assert "networkmode='host' is not allowed" in err
+    err = api.fails("build", "-m", "64m", "-t", "x:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    assert "memory" in err and "not supported" in err
+    err = api.fails("build", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    assert "-t NAME" in err
+
+
+@pytest.mark.parametrize(
+    ("members", "dockerfile", "expected"),
+    [
+        ([_file("Dockerfile", b"FROM busybox\n"), _file("../escaped", b"x")], "Dockerfile", ".."),
+        ([_link("Dockerfile", "/etc/shadow")], "Dockerfile", "Dockerfile"),
+        ([_link("Dockerfile", "{secret}")], "Dockerfile", "Dockerfile"),
+        ([_link("Dockerfile", "../../../../../../etc/shadow")], "Dockerfile", "Dockerfile"),
+        (
+            [_file("Dockerfile", b"FROM busybox\nCOPY secret /secret\n"), _link("secret", "/etc/shadow")],
+            "Dockerfile",
+            "secret",
+        ),
+        (
+            [_file("Dockerfile", b"FROM busybox\nCOPY secret /secret\n"), _link("secret", "{secret}")],
+            "Dockerfile",
+            "secret",
+        ),
+        ([_file("Dockerfile", b"FROM busybox\n")], "../../etc/shadow", "inside the build context"),
+    ],
+    ids=[
+        "dotdot-member",
+        "dockerfile-shadow-link",
+        "dockerfile-secret-link",
+        "dockerfile-rel-link",
+        "copy-shadow-link",
+        "copy-secret-link",
+        "dockerfile-param",
+    ],
+)
+def test_hostile_build_contexts_are_refused(
+    engine: Engine,
+    busybox: Image,
+    client: docker.DockerClient,
+    tmp_path: Path,
+    members: list[tuple[tarfile.TarInfo, bytes]],
+    dockerfile: str,
+    expected: str,
+) -> None:
+    secret = tmp_path / "host-secret"
+    marker = f"HOST-SECRET-{os.getpid()}-{id(members)}"
+    secret.write_text(f"FROM busybox\nLABEL leaked={marker}\n")  # a valid Dockerfile, if it were read
+    for info, _data in members:
+        info.linkname = info.linkname.replace("{secret}", str(secret))
+    stream = client.api.build(
+        fileobj=_tar(members), custom_context=True, tag="hostile:1", dockerfile=dockerfile, decode=True
+    )
+    try:  # refused before the build starts (a 400), or as the stream's error message
+        messages = list(stream)
+        errors = [m["error"] for m in messages if "error" in m]
+        text = json.dumps(messages)
+    except docker.errors.APIError as exc:
+        assert exc.status_code == 400
+        errors = [str(exc.explanation)]
+        text = errors[0]
+    assert errors and expected in errors[-1], text
+    assert "successfully" not in text.lower()
+    assert marker not in text
+    for value in _shadow_secrets():
+        assert value not in text
+    with pytest.raises(ImageNotFound):
+        engine.image("hostile:1")
+    assert not (tmp_path.parent / "escaped").exists()
+    assert _scratch_dirs(engine) == []
+
+
+def test_push_and_pull_through_a_registry_with_login(
+    engine: Engine, busybox: Image, api: DockerCLI, client: docker.DockerClient, tmp_path: Path
+) -> None:
+    with distribution_registry(users={"alice": "s3cret"}) as registry:
+        target = f"{registry.host}/team/app:1"
+        (ctx := tmp_path / "ctx").mkdir()
+        (ctx / "Dockerfile").write_text('FROM busybox\nRUN echo pushed-and-pulled > /m\nCMD ["cat", "/m"]\n')
+        api.ok("build", "-t", target, str(ctx), env={"DOCKER_BUILDKIT": "0"})
+        built = engine.image(target)
+
+        assert "requires authentication" in api.fails("push", target)
+        err = api.fails("login", registry.host, "-u", "alice", "--password-stdin", input="wrong\n")
+        assert "refused access" in err
+        assert "Login Succeeded" in api.ok(
+            "login", registry.host, "-u", "alice", "--password-stdin", input="s3cret\n"
+        )
+
+        out = api.ok("push", target)
+        assert f"1: digest: {built.digest}" in out
+
+        api.ok("rmi", target)
+        api.ok("image", "prune", "-a", "-f")
+        with pytest.raises(ImageNotFound):
+            engine.image(built.id)
+        out = api.ok("pull", target)
+        assert "Downloaded newer image" in out and built.digest in out
+        assert engine.image(target).id == built.id
+        assert _output_of(engine, target) == "pushed-and-pulled\n"
+        assert "no image" in api.fails("pull", f"{registry.host}/team/nope:1")
+
+        # docker-py with explicit credentials (X-Registry-Auth), and without them
+        client.images.get(target).tag(f"{registry.host}/team/copy", "2")
+        result = client.images.push(
+            f"{registry.host}/team/copy", "2", auth_config={"username": "alice", "password": "s3cret"}
+        )
+        assert built.digest in result
+        with pytest.raises(docker.errors.APIError):
+            client.images.pull(
+                f"{registry.host}/team/copy", "2", auth_config={"username": "alice", "password": "x"}
+            )
+        pulled = client.images.pull(
+            f"{registry.host}/team/copy", "2", auth_config={"username": "alice", "password": "s3cret"}
+        )
+        assert pulled.id == built.id
+
+
+def test_docker_py_images(
+    engine: Engine, busybox: Image, client: docker.DockerClient, tmp_path: Path
+) -> None:
+    ctx = _context(tmp_path)
+    image, logs = client.images.build(
+        path=str(ctx), tag="py:1", labels={"via": "docker-py"}, buildargs={"GREETING": "py"}
+    )
+    assert image.id == engine.image("py:1").id
+    assert image.labels == {"from.dockerfile": "yes", "via": "docker-py"}
+    assert any("Successfully built" in entry.get("stream", "") for entry in logs)
+    assert {t for i in client.images.list() for t in i.tags} >= {"busybox:latest", "py:1"}
+    assert client.images.get("busybox").id == busybox.id
+    assert client.images.get("py:1").history()[0]["Id"] == image.id
+    image.tag("py", "2")
+    assert "py:2" in client.images.get("py:1").tags
+    client.images.remove("py:2")
+    assert client.images.get("py:1").tags == ["py:1"]
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get("py:2")
+    assert _output_of(engine, "py:1") == "made-in-stage-b\nhello from the context\npy\n"
