@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from engine.dockerapi.http import APIError, Request, Response, Router, Stream, json_response
 from engine.dockerapi.images import image_lookup
@@ -74,8 +75,7 @@ def is_insecure(registry: str, configured: str = "") -> bool:
     """Whether ``registry`` (host[:port]) may be reached over plain HTTP: loopback, or listed."""
     if registry in {r.strip() for r in configured.split(",") if r.strip()}:
         return True
-    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    host = host.strip("[]")
+    host = urlsplit("//" + registry).hostname or ""
     if host == "localhost":
         return True
     try:
