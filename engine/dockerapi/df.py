@@ -7,7 +7,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from engine.dockerapi.http import Request, Response, Router, json_response
-from engine.dockerapi.images import image_summary, unix_time
+from engine.dockerapi.images import image_summary
+from engine.dockerapi.record import DockerRecord
+from engine.dockerapi.record import load as load_record
+from engine.dockerapi.render import summary_json
 from engine.dockerapi.volumes import volume_json
 from engine.errors import EngineError, NotFound
 from engine.images.oci import parse_manifest
@@ -17,27 +20,16 @@ if TYPE_CHECKING:
     from engine.engine import Engine
 
 
-def container_df(container: Container) -> dict[str, Any]:
-    """A container as ``system df`` lists it (its writable layer's size is not measured: 0)."""
-    state = "running" if container.is_running else ("created" if container.status == "created" else "exited")
-    return {
-        "Id": container.id,
-        "Names": [f"/{container.name}"],
-        "Image": container.image,
-        "ImageID": container.image_id,
-        "Command": " ".join(container.command),
-        "Created": unix_time(container.created),
-        "State": state,
-        "Status": container.status,
-        "SizeRw": 0,
-        "SizeRootFs": 0,
-        "Labels": dict(container.labels),
-        "Mounts": [],
-    }
+def container_df(container: Container, record: DockerRecord) -> dict[str, Any]:
+    """A container as ``system df`` lists it: its ``docker ps`` line; the writable layer is not measured."""
+    return {**summary_json(container, record), "SizeRw": 0, "SizeRootFs": 0}
 
 
 def register(router: Router, engine: Engine) -> None:
     """Add ``GET /system/df`` for ``engine`` to ``router``."""
+
+    def record_of(container: Container) -> DockerRecord:
+        return load_record(engine.containers.store.directory(container.id))
 
     @router.route("GET", "/system/df")
     def disk_usage(request: Request) -> Response:
@@ -59,7 +51,7 @@ def register(router: Router, engine: Engine) -> None:
             {
                 "LayersSize": sum(layers.values()),
                 "Images": [image_summary(i, users[i.id]) for i in images],
-                "Containers": [container_df(c) for c in containers],
+                "Containers": [container_df(c, record_of(c)) for c in containers],
                 "Volumes": volumes,
                 "BuildCache": [],
             }
