@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.build.model import BuildOptions, ContextLimits
 from engine.build.upload import unpack_context
-from engine.dockerapi.http import APIError, Request, Router, Stream
+from engine.dockerapi.http import APIError, Request, Response, Router, Stream, json_response
 from engine.dockerapi.progress import Emit, Message, streamed
 from engine.images.blobs import TMP_PREFIX
 from engine.images.extract import remove_tree
@@ -31,6 +31,7 @@ from engine.images.reference import normalize_tag
 if TYPE_CHECKING:
     from engine.engine import Engine
 
+_DISCARD_MAX = 64 * 1024 * 1024
 # Query parameters that change what a RUN step may reach: anything but their default is a 403.
 _GUARDED = {"networkmode": ("", "default"), "extrahosts": ("",), "isolation": ("", "default")}
 # Parameters the builder cannot honour: anything but their default is a 400 naming them.
@@ -130,7 +131,7 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
     bounds = limits or ContextLimits()
 
     @router.route("POST", "/build")
-    def build(request: Request) -> Stream:
+    def build(request: Request) -> Stream | Response:
         check_options(request.query)
         check_registry_config(request.headers.get("X-Registry-Config"))
         tags = [normalize_tag(t) for t in request.query.get("t", []) if t]
@@ -150,12 +151,23 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
         scratch = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "docker-build-", dir=engine.paths.tmp))
         try:
             archive = scratch / "context.tar"
+            size = 0
             with archive.open("wb") as f:
-                for chunk in request.body_chunks(bounds.context):
-                    f.write(chunk)
+                # Past the bound the rest is read and dropped (up to _DISCARD_MAX), so the client gets
+                # the 413 rather than a reset connection; beyond that the connection is closed.
+                for chunk in request.body_chunks(bounds.context + _DISCARD_MAX):
+                    size += len(chunk)
+                    if size <= bounds.context:
+                        f.write(chunk)
+        except APIError as exc:
+            remove_tree(scratch)
+            return json_response({"message": exc.message}, exc.status, headers={"Connection": "close"})
         except BaseException:
             remove_tree(scratch)
             raise
+        if size > bounds.context:
+            remove_tree(scratch)
+            raise APIError(413, f"the build context is larger than {bounds.context} bytes; make it smaller")
 
         def work(emit: Emit) -> list[Message]:
             try:

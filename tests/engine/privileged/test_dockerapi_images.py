@@ -4,6 +4,7 @@ contexts are refused without reading the host's files."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -14,6 +15,9 @@ from pathlib import Path
 import docker
 import pytest
 
+from engine.build.model import ContextLimits
+from engine.dockerapi import build, system
+from engine.dockerapi.http import Router, UnixServer, serve_in_thread
 from engine.engine import Engine
 from engine.errors import ImageNotFound
 from engine.images.model import Image
@@ -304,3 +308,38 @@ def test_docker_py_images(
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get("py:2")
     assert client.containers.run("py:1", remove=True) == b"made-in-stage-b\nhello from the context\npy\n"
+
+
+def test_build_context_size_is_bounded(engine: Engine, busybox: Image, tmp_path: Path) -> None:
+    router = Router()
+    system.register(router, engine)
+    build.register(router, engine, ContextLimits(context=256 * 1024))
+    server = UnixServer(tmp_path / "small.sock", router)
+    thread = serve_in_thread(server)
+    client = docker.APIClient(base_url=f"unix://{tmp_path / 'small.sock'}", version="auto")
+    try:
+        big = [_file("Dockerfile", b"FROM busybox\n"), _file("blob", os.urandom(512 * 1024))]
+        with pytest.raises(docker.errors.APIError) as refused:
+            list(client.build(fileobj=_tar(big), custom_context=True, tag="big:1"))
+        assert refused.value.status_code == 413
+
+        # small on the wire, large once unpacked: refused while unpacking
+        bomb = io.BytesIO()
+        with gzip.GzipFile(fileobj=bomb, mode="wb") as gz:
+            gz.write(
+                _tar([_file("Dockerfile", b"FROM busybox\n"), _file("zeros", bytes(2 << 20))]).getvalue()
+            )
+        bomb.seek(0)
+        with pytest.raises(docker.errors.APIError) as refused:
+            list(client.build(fileobj=bomb, custom_context=True, encoding="gzip", tag="bomb:1"))
+        assert refused.value.status_code == 400 and "unpacks to more than" in str(refused.value.explanation)
+
+        # the server still answers on a new connection, and nothing was kept
+        assert client.ping()
+        assert _scratch_dirs(engine) == []
+        assert [t for i in engine.images.list() for t in i.repo_tags] == ["busybox:latest"]
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
