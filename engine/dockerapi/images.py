@@ -159,8 +159,6 @@ def register(router: Router, engine: Engine) -> None:
             patterns = filters.get("reference")
             if patterns and not any(tag_matches(t, p) for t in image.repo_tags for p in patterns):
                 continue
-            if not request.flag("all") and dangling is None and not image.repo_tags and users[image.id] == 0:
-                continue  # like docker: a build's intermediate (untagged, unused) images only with -a
             shown.append(image_summary(image, users[image.id]))
         return json_response(shown)
 

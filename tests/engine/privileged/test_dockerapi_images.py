@@ -154,8 +154,17 @@ def test_build_multi_stage_classic_builder(
 
     # without DOCKER_BUILDKIT the CLI (no buildx plugin, no BuildKit announced) falls back to it too
     out = api.ok("build", "-q", "-t", "multi:2", "--target", "b", str(ctx))
-    assert engine.image("multi:2").id in out
+    first = engine.image("multi:2")
+    assert first.id in out
     assert _scratch_dirs(engine) == []
+
+    # rebuilt without the cache, multi:2 moves to a new image: the old one is dangling, and pruned
+    api.ok("build", "--no-cache", "-t", "multi:2", "--target", "b", str(ctx))
+    assert engine.image("multi:2").id != first.id
+    assert api.ok("images", "-q", "--no-trunc", "-f", "dangling=true").split() == [first.id]
+    assert "<none>" in api.ok("images")
+    assert f"deleted: {first.id}" in api.ok("image", "prune", "-f")
+    assert engine.image("multi:1").id == image.id and engine.image("multi:2").id != first.id
 
     # a failing RUN: the CLI fails with the step's output, nothing is tagged
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo about-to-fail && exit 3\n")
