@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from engine.build.model import BuildOptions, ContextLimits
+from engine.build.model import BuildOptions, Cancellation, ContextLimits
 from engine.build.upload import unpack_context
 from engine.dockerapi.http import APIError, Request, Response, Router, Stream, json_response
 from engine.dockerapi.progress import Emit, Message, streamed
@@ -169,6 +169,8 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
             remove_tree(scratch)
             raise APIError(413, f"the build context is larger than {bounds.context} bytes; make it smaller")
 
+        cancel = Cancellation()
+
         def work(emit: Emit) -> list[Message]:
             try:
                 context = scratch / "context"
@@ -182,7 +184,12 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
 
                 result = engine.build(
                     BuildOptions(
-                        context=context, tag=tags[0], limits=bounds, context_within=scratch, **options
+                        context=context,
+                        tag=tags[0],
+                        limits=bounds,
+                        context_within=scratch,
+                        cancel=cancel,
+                        **options,
                     ),
                     output,
                 )
@@ -192,4 +199,6 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
             finally:
                 remove_tree(scratch)
 
-        return streamed(work, name="docker-api-build")
+        return streamed(
+            work, name="docker-api-build", connection=request.connection, on_abandon=cancel.cancel
+        )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import select
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +22,8 @@ from engine.dockerapi.http import APIError, Stream
 from engine.errors import EngineError
 
 _log = logging.getLogger(__name__)
+_QUIET_CHECK = 1.0
+"""Seconds between checks that the client is still there while the work says nothing."""
 
 Message = dict[str, Any]
 Emit = Callable[[Message], None]
@@ -38,8 +42,34 @@ def _describe(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def streamed(work: Work, *, name: str = "docker-api-progress") -> Stream:
-    """Run ``work`` on a thread and answer with its messages as JSON lines (see the module docstring)."""
+def client_gone(connection: socket.socket) -> bool:
+    """Whether the client closed its end of ``connection`` (checked without consuming anything)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        if not readable:
+            return False
+        # peek below TLS too (an SSL socket refuses MSG_PEEK): end of stream means the client left
+        with socket.fromfd(connection.fileno(), connection.family, connection.type) as raw:
+            return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def streamed(
+    work: Work,
+    *,
+    name: str = "docker-api-progress",
+    connection: socket.socket | None = None,
+    on_abandon: Callable[[], None] | None = None,
+) -> Stream:
+    """Run ``work`` on a thread and answer with its messages as JSON lines (see the module docstring).
+
+    ``on_abandon`` is called if the client goes away first: noticed when a write fails, or, with
+    ``connection``, while the work is quiet (the client closed its end). The work is then left to
+    finish (or be stopped by ``on_abandon``) without an audience.
+    """
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
     def run() -> None:
@@ -55,17 +85,33 @@ def streamed(work: Work, *, name: str = "docker-api-progress") -> Stream:
     if first[0] == "error":
         raise first[1]
 
-    def chunks() -> Iterator[bytes]:
-        kind, value = first
+    def next_event() -> tuple[str, Any] | None:
         while True:
-            if kind == "message":
-                yield json.dumps(value).encode() + b"\n"
-            elif kind == "end":
-                yield b"".join(json.dumps(m).encode() + b"\n" for m in value)
-                return
-            else:
-                yield json.dumps(error_message(_describe(value))).encode() + b"\n"
-                return
-            kind, value = events.get()
+            try:
+                return events.get(timeout=_QUIET_CHECK)
+            except queue.Empty:
+                if connection is not None and client_gone(connection):
+                    return None
+
+    def chunks() -> Iterator[bytes]:
+        finished = False
+        try:
+            event: tuple[str, Any] | None = first
+            while event is not None:
+                kind, value = event
+                if kind == "message":
+                    yield json.dumps(value).encode() + b"\n"
+                elif kind == "end":
+                    finished = True
+                    yield b"".join(json.dumps(m).encode() + b"\n" for m in value)
+                    return
+                else:
+                    finished = True
+                    yield json.dumps(error_message(_describe(value))).encode() + b"\n"
+                    return
+                event = next_event()
+        finally:
+            if not finished and on_abandon is not None:
+                on_abandon()
 
     return Stream(chunks())

@@ -8,7 +8,9 @@ import gzip
 import io
 import json
 import os
+import socket
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,8 +160,8 @@ def test_build_multi_stage_classic_builder(
     assert first.id in out
     assert _scratch_dirs(engine) == []
 
-    # rebuilt without the cache, multi:2 moves to a new image: the old one is dangling, and pruned
-    api.ok("build", "--no-cache", "-t", "multi:2", "--target", "b", str(ctx))
+    # rebuilt (without the cache, with a label), multi:2 moves to a new image: the old one is dangling
+    api.ok("build", "--no-cache", "--label", "rebuilt=yes", "-t", "multi:2", "--target", "b", str(ctx))
     assert engine.image("multi:2").id != first.id
     assert api.ok("images", "-q", "--no-trunc", "-f", "dangling=true").split() == [first.id]
     assert "<none>" in api.ok("images")
@@ -352,3 +354,28 @@ def test_build_context_size_is_bounded(engine: Engine, busybox: Image, tmp_path:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_a_build_whose_client_goes_away_is_cancelled(engine: Engine, busybox: Image, api: DockerCLI) -> None:
+    dockerfile = (
+        b'FROM busybox\nRUN echo "now-""sleeping" && sleep 300\n'  # the step line shows no now-sleeping
+    )
+    body = _tar([_file("Dockerfile", dockerfile)]).getvalue()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(str(api.socket))
+    head = f"POST /v1.44/build?t=slow:1 HTTP/1.1\r\nHost: docker\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body)
+    seen = b""
+    while b"now-sleeping" not in seen:
+        piece = sock.recv(65536)
+        assert piece, seen
+        seen += piece
+    assert engine.list()  # the RUN container sleeps
+    sock.close()
+
+    deadline = time.monotonic() + 60
+    while (engine.list(all=True) or _scratch_dirs(engine)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert engine.list(all=True) == [] and _scratch_dirs(engine) == []
+    with pytest.raises(ImageNotFound):
+        engine.image("slow:1")

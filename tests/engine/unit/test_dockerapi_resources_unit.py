@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 from typing import Any
 
 import pytest
 
+from engine.build.model import Cancellation
 from engine.dockerapi import build, images, networks, transfer, volumes
 from engine.dockerapi.filters import bool_filter, labels_match, parse_filters
 from engine.dockerapi.http import APIError, Stream
-from engine.dockerapi.progress import Emit, Message, streamed
+from engine.dockerapi.progress import Emit, Message, client_gone, streamed
 from engine.errors import InvalidSpec
 from engine.images.model import Image, ImageConfig
 from engine.networks.model import Network
@@ -268,3 +271,49 @@ def test_streamed_errors_before_and_after_the_first_message() -> None:
         return [{"aux": {"ID": "x"}}]
 
     assert _body(streamed(works)) == [{"stream": "step\n"}, {"aux": {"ID": "x"}}]
+
+
+def test_an_abandoned_stream_calls_on_abandon_and_a_finished_one_does_not() -> None:
+    release = threading.Event()
+    abandoned: list[bool] = []
+
+    def slow(emit: Emit) -> list[Message]:
+        emit({"stream": "first\n"})
+        release.wait(10)
+        return []
+
+    chunks = iter(streamed(slow, on_abandon=lambda: abandoned.append(True)).chunks)
+    assert json.loads(next(chunks)) == {"stream": "first\n"}
+    chunks.close()  # type: ignore[attr-defined]  # what the server does when the client has gone
+    release.set()
+    assert abandoned == [True]
+
+    def quick(emit: Emit) -> list[Message]:
+        emit({"stream": "x\n"})
+        return [{"aux": {"ID": "y"}}]
+
+    assert len(_body(streamed(quick, on_abandon=lambda: abandoned.append(False)))) == 2
+    assert abandoned == [True]
+
+
+def test_cancellation_calls_back_once_even_when_registered_late() -> None:
+    calls: list[str] = []
+    cancel = Cancellation()
+    cancel.on_cancel(lambda: calls.append("early"))
+    cancel.cancel()
+    cancel.cancel()
+    cancel.on_cancel(lambda: calls.append("late"))
+    assert calls == ["early", "late"] and cancel.cancelled
+
+
+def test_client_gone_sees_a_closed_peer_but_not_a_quiet_one() -> None:
+    ours, theirs = socket.socketpair()
+    try:
+        assert not client_gone(ours)
+        theirs.sendall(b"GET /next")  # a pipelined request is not a departure
+        assert not client_gone(ours)
+        assert ours.recv(100) == b"GET /next"
+        theirs.close()
+        assert client_gone(ours)
+    finally:
+        ours.close()
