@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from engine.engine import Engine
 
 _DISCARD_MAX = 64 * 1024 * 1024
+UNTAGGED_PREFIX = "hostpanel-untagged-build-"
 # Query parameters that change what a RUN step may reach: anything but their default is a 403.
 _GUARDED = {"networkmode": ("", "default"), "extrahosts": ("",), "isolation": ("", "default")}
 # Parameters the builder cannot honour: anything but their default is a 400 naming them.
@@ -135,10 +137,6 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
         check_options(request.query)
         check_registry_config(request.headers.get("X-Registry-Config"))
         tags = [normalize_tag(t) for t in request.query.get("t", []) if t]
-        if not tags:
-            raise APIError(
-                400, "name the image with -t NAME[:TAG]: untagged builds are not kept by this engine"
-            )
         options: dict[str, Any] = {
             "dockerfile": dockerfile_path(request.arg("dockerfile")),
             "build_args": string_map(request.json_arg("buildargs"), "buildargs"),
@@ -170,6 +168,7 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
             raise APIError(413, f"the build context is larger than {bounds.context} bytes; make it smaller")
 
         cancel = Cancellation()
+        untagged = f"{UNTAGGED_PREFIX}{secrets.token_hex(8)}:latest"  # its name until the build ends
 
         def work(emit: Emit) -> list[Message]:
             try:
@@ -185,7 +184,7 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
                 result = engine.build(
                     BuildOptions(
                         context=context,
-                        tag=tags[0],
+                        tag=tags[0] if tags else untagged,
                         limits=bounds,
                         context_within=scratch,
                         cancel=cancel,
@@ -195,6 +194,8 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
                 )
                 for extra in tags[1:]:
                     engine.images.tag(result.image.id, extra)
+                if not tags:  # like docker build without -t: the image stays, untagged (dangling)
+                    engine.images.remove(untagged, force=True, in_use={result.image.id})
                 return closing_messages(result.image.id, tags, quiet=quiet)
             finally:
                 remove_tree(scratch)
