@@ -384,3 +384,21 @@ def test_a_build_whose_client_goes_away_is_cancelled(engine: Engine, busybox: Im
     assert engine.list(all=True) == [] and _scratch_dirs(engine) == []
     with pytest.raises(ImageNotFound):
         engine.image("slow:1")
+
+
+def test_hostile_image_names_are_refused(engine: Engine, busybox: Image, client: docker.DockerClient) -> None:
+    before = engine.images.list()
+    for repo in ("../../etc/passwd", "/abs/name", "team/Name", "a" * 300):
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.api.tag("busybox", repo, "1")
+        assert refused.value.status_code == 400, repo
+    for name in ("../../etc/passwd", "busybox/../../x", "sha256:zz"):
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.api.remove_image(name)
+        assert refused.value.status_code in (400, 404), name
+        with pytest.raises(docker.errors.APIError):
+            client.api.inspect_image(name)
+    with pytest.raises(docker.errors.APIError) as refused:
+        client.api.pull("../../etc/passwd", tag="1")
+    assert refused.value.status_code == 400
+    assert engine.images.list() == before
