@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 from engine.dockerapi.filters import labels_match, request_filters
 from engine.dockerapi.http import APIError, Request, Response, Router, json_response, no_content
 from engine.errors import Conflict, NotFound
+from engine.networks.manager import OverlayOptions
 from engine.networks.model import DEFAULT_NETWORK_PREFIX, Network
 
 if TYPE_CHECKING:
     from engine.engine import Engine
 
+OVERLAY_OPTIONS = ("hostpanel.peers", "hostpanel.underlay-ip", "hostpanel.vni")
+"""What ``-o`` may set on an overlay network: the other hosts' underlay addresses, ours, the VNI."""
 _CREATE_FIELDS = {
     "Name",
     "CheckDuplicate",
@@ -70,8 +73,18 @@ def network_json(network: Network, endpoints: dict[str, dict[str, Any]] | None =
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
         "Containers": containers,
-        "Options": {},
+        "Options": _options_of(network),
         "Labels": dict(network.labels),
+    }
+
+
+def _options_of(network: Network) -> dict[str, str]:
+    if network.driver != "overlay":
+        return {}
+    return {
+        "hostpanel.peers": ",".join(network.peers),
+        "hostpanel.underlay-ip": network.underlay_ip,
+        "hostpanel.vni": str(network.vni),
     }
 
 
@@ -93,23 +106,52 @@ def parse_create(body: Any) -> dict[str, Any]:
             raise APIError(400, f"{flag} is not supported by this engine's networks")
     if (body.get("ConfigFrom") or {}).get("Network"):
         raise APIError(400, "ConfigFrom is not supported by this engine's networks")
-    if body.get("Options"):
-        first = sorted(body["Options"])[0]
-        raise APIError(403, f"Options.{first} is not allowed: driver options are the engine's to choose")
     labels = body.get("Labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise APIError(400, "Labels must be a JSON object of strings")
+    options = body.get("Options") or {}
+    if options and driver != "overlay":
+        first = sorted(options)[0]
+        raise APIError(403, f"Options.{first} is not allowed: driver options are the engine's to choose")
+    subnet, ip_range = _ipam(body.get("IPAM") or {}, overlay=driver == "overlay")
     return {
         "name": name,
         "driver": driver,
         "internal": bool(body.get("Internal")),
-        "subnet": _subnet(body.get("IPAM") or {}),
+        "subnet": subnet,
         "labels": labels,
+        "overlay": overlay_options(options, ip_range) if driver == "overlay" else None,
     }
 
 
-def _subnet(ipam: dict[str, Any]) -> str | None:
-    """The one IPv4 subnet an IPAM section may ask for (gateway: the subnet's first address)."""
+def overlay_options(options: dict[str, Any], ip_range: str | None) -> OverlayOptions:
+    """An overlay network's ``-o hostpanel.peers=A,B -o hostpanel.underlay-ip=X -o hostpanel.vni=N``."""
+    unknown = sorted(set(options) - set(OVERLAY_OPTIONS))
+    if unknown:
+        allowed = ", ".join(OVERLAY_OPTIONS)
+        raise APIError(403, f"Options.{unknown[0]} is not allowed: an overlay network takes only {allowed}")
+    peers = tuple(p.strip() for p in str(options.get("hostpanel.peers", "")).split(",") if p.strip())
+    if not peers:
+        raise APIError(
+            400,
+            "an overlay network needs -o hostpanel.peers=ADDR[,ADDR...]: the other hosts' underlay addresses",
+        )
+    vni_text = str(options.get("hostpanel.vni", "")).strip()
+    if vni_text and not vni_text.isdigit():
+        raise APIError(400, f"hostpanel.vni {vni_text!r} must be a number (1-16777215)")
+    return OverlayOptions(
+        peers=peers,
+        underlay_ip=str(options.get("hostpanel.underlay-ip", "")).strip() or None,
+        vni=int(vni_text) if vni_text else None,
+        ip_range=ip_range,
+    )
+
+
+def _ipam(ipam: dict[str, Any], *, overlay: bool) -> tuple[str | None, str | None]:
+    """The one IPv4 subnet an IPAM section may ask for, and (overlay) this host's range of it.
+
+    A bridge's gateway is its subnet's first address; an overlay network has none.
+    """
     if ipam.get("Driver") not in (None, "", "default"):
         raise APIError(400, f"IPAM driver {ipam['Driver']!r} is not supported: use the default")
     if ipam.get("Options"):
@@ -118,12 +160,12 @@ def _subnet(ipam: dict[str, Any]) -> str | None:
     if len(configs) > 1:
         raise APIError(400, "a network has one subnet here: give at most one IPAM config")
     if not configs:
-        return None
+        return None, None
     config = configs[0]
     if set(config) - {"Subnet", "Gateway", "IPRange", "AuxiliaryAddresses"} or config.get(
         "AuxiliaryAddresses"
     ):
-        raise APIError(400, "IPAM config: only Subnet (and its first address as Gateway) are supported")
+        raise APIError(400, "IPAM config: only Subnet, Gateway and (overlay) IPRange are supported")
     subnet = config.get("Subnet")
     if not subnet:
         raise APIError(400, "IPAM config: Subnet is required")
@@ -132,14 +174,15 @@ def _subnet(ipam: dict[str, Any]) -> str | None:
     except ValueError:
         raise APIError(400, f"invalid subnet {subnet!r}: give an IPv4 CIDR such as 10.10.0.0/24") from None
     gateway = config.get("Gateway")
-    if gateway and gateway != str(network.network_address + 1):
-        raise APIError(
-            400,
-            f"Gateway {gateway!r}: the gateway is the subnet's first address, {network.network_address + 1}",
-        )
-    if config.get("IPRange") and config["IPRange"] != subnet:
-        raise APIError(400, "IPRange is not supported for bridge networks")
-    return str(subnet)
+    first = str(network.network_address + 1)
+    if gateway and overlay:
+        raise APIError(400, "an overlay network has no gateway: leave --gateway out")
+    if gateway and gateway != first:
+        raise APIError(400, f"Gateway {gateway!r}: the gateway is the subnet's first address, {first}")
+    ip_range = config.get("IPRange") or None
+    if ip_range and not overlay and ip_range != subnet:
+        raise APIError(400, "IPRange is for overlay networks (each host's share of the subnet)")
+    return str(subnet), ip_range if overlay else None
 
 
 def register(router: Router, engine: Engine) -> None:
@@ -169,6 +212,7 @@ def register(router: Router, engine: Engine) -> None:
             driver=args["driver"],
             internal=args["internal"],
             labels=args["labels"],
+            overlay=args["overlay"],
         )
         return json_response({"Id": network.id, "Warning": ""}, 201)
 

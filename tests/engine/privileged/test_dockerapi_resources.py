@@ -116,6 +116,24 @@ def test_networks_with_the_cli(engine: Engine, busybox: Image, api: DockerCLI) -
     assert "not found" in api.fails("network", "inspect", "blue")
 
 
+def test_overlay_network_with_the_cli(engine: Engine, api: DockerCLI) -> None:
+    api.ok(
+        "network", "create", "-d", "overlay", "--subnet", "10.216.0.0/16", "--ip-range", "10.216.4.0/24",
+        "-o", "hostpanel.peers=192.0.2.10,192.0.2.11", "-o", "hostpanel.vni=4242", "span",
+    )  # fmt: skip
+    network = engine.network("span")
+    assert (network.driver, network.vni, network.peers) == ("overlay", 4242, ["192.0.2.10", "192.0.2.11"])
+    assert network.ip_range == "10.216.4.0/24" and network.internal
+    info = json.loads(api.ok("network", "inspect", "span"))[0]
+    assert info["Options"]["hostpanel.peers"] == "192.0.2.10,192.0.2.11"
+    assert info["IPAM"]["Config"] == [{"Subnet": "10.216.0.0/16", "IPRange": "10.216.4.0/24"}]
+    assert "needs -o hostpanel.peers=" in api.fails(
+        "network", "create", "-d", "overlay", "--subnet", "10.217.0.0/16", "x"
+    )
+    api.ok("network", "rm", "span")
+    assert engine.network_list() == []
+
+
 def test_network_create_refusals_leave_nothing(engine: Engine, api: DockerCLI) -> None:
     assert "not supported" in api.fails("network", "create", "-d", "macvlan", "n1")
     assert "Options.com.docker.network.bridge.name is not allowed" in api.fails(

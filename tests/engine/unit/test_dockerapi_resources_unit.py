@@ -17,6 +17,7 @@ from engine.dockerapi.http import APIError, Stream
 from engine.dockerapi.progress import Emit, Message, client_gone, streamed
 from engine.errors import InvalidSpec
 from engine.images.model import Image, ImageConfig
+from engine.networks.manager import OverlayOptions
 from engine.networks.model import Network
 from engine.registry import BlobProgress
 from engine.volumes.model import Volume
@@ -214,8 +215,50 @@ def test_network_create_and_json() -> None:
         "internal": True,
         "subnet": "10.9.0.0/24",
         "labels": {"a": "b"},
+        "overlay": None,
     }
+    overlay = networks.parse_create(
+        {
+            "Name": "ov",
+            "Driver": "overlay",
+            "Options": {"hostpanel.peers": "10.0.0.2, 10.0.0.3", "hostpanel.vni": "42"},
+            "IPAM": {"Config": [{"Subnet": "10.240.0.0/16", "IPRange": "10.240.1.0/24"}]},
+        }
+    )
+    assert overlay["subnet"] == "10.240.0.0/16"
+    assert overlay["overlay"] == OverlayOptions(
+        peers=("10.0.0.2", "10.0.0.3"), vni=42, ip_range="10.240.1.0/24"
+    )
     refusals: list[tuple[dict[str, Any], int, str]] = [
+        (
+            {"Name": "o", "Driver": "overlay", "Options": {"com.docker.network.driver.mtu": "9000"}},
+            403,
+            "Options.",
+        ),
+        (
+            {
+                "Name": "o",
+                "Driver": "overlay",
+                "Options": {"hostpanel.peers": "1.2.3.4", "hostpanel.vni": "x"},
+            },
+            400,
+            "vni",
+        ),
+        ({"Name": "o", "Driver": "overlay"}, 400, "hostpanel.peers"),
+        (
+            {
+                "Name": "o",
+                "Driver": "overlay",
+                "IPAM": {"Config": [{"Subnet": "10.1.0.0/24", "Gateway": "10.1.0.1"}]},
+            },
+            400,
+            "no gateway",
+        ),
+        (
+            {"Name": "n", "IPAM": {"Config": [{"Subnet": "10.1.0.0/24", "IPRange": "10.1.0.0/25"}]}},
+            400,
+            "IPRange",
+        ),
         ({"Name": "n", "Driver": "macvlan"}, 400, "macvlan"),
         ({"Name": "n", "Options": {"com.docker.network.bridge.name": "eth0"}}, 403, "Options.com.docker"),
         ({"Name": "n", "EnableIPv6": True}, 400, "EnableIPv6"),
