@@ -290,10 +290,16 @@ def test_push_and_pull_through_a_registry_with_login(
 
         # docker-py with explicit credentials (X-Registry-Auth), and without them
         client.images.get(target).tag(f"{registry.host}/team/copy", "2")
-        result = client.images.push(
-            f"{registry.host}/team/copy", "2", auth_config={"username": "alice", "password": "s3cret"}
+        auth = {"username": "alice", "password": "s3cret"}
+        messages = list(
+            client.api.push(f"{registry.host}/team/copy", "2", auth_config=auth, stream=True, decode=True)
         )
-        assert built.digest in result
+        size = engine.images.blobs.path(built.digest).stat().st_size
+        assert messages[-1] == {
+            "progressDetail": {},
+            "aux": {"Tag": "2", "Digest": built.digest, "Size": size},
+        }
+        assert not [m for m in messages if "error" in m]
         with pytest.raises(docker.errors.APIError):
             client.images.pull(
                 f"{registry.host}/team/copy", "2", auth_config={"username": "alice", "password": "x"}
