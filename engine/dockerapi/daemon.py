@@ -10,7 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.dockerapi import build, containers, df, images, networks, system, transfer, volumes
+from engine.dockerapi import (
+    archives,
+    build,
+    containers,
+    df,
+    images,
+    networks,
+    system,
+    transfer,
+    volumes,
+)
 from engine.dockerapi.http import Router, UnixServer
 
 if TYPE_CHECKING:
@@ -22,7 +32,7 @@ DEFAULT_SOCKET = Path("/run/hostpanel/docker.sock")
 def operator_router(engine: Engine) -> Router:
     """Every endpoint the operator's socket serves, with operator rights over ``engine``."""
     router = Router()
-    for module in (system, containers, images, transfer, build, volumes, networks, df):
+    for module in (system, containers, images, archives, transfer, build, volumes, networks, df):
         module.register(router, engine)
     return router
 

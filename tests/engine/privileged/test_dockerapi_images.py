@@ -5,6 +5,7 @@ contexts are refused without reading the host's files."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -408,3 +409,36 @@ def test_hostile_image_names_are_refused(engine: Engine, busybox: Image, client:
         client.api.pull("../../etc/passwd", tag="1")
     assert refused.value.status_code == 400
     assert engine.images.list() == before
+
+
+def test_save_and_load(engine: Engine, busybox: Image, api: DockerCLI, tmp_path: Path) -> None:
+    api.ok("tag", "busybox", "saved:1")
+    archive = tmp_path / "saved.tar"
+    api.ok("save", "-o", str(archive), "saved:1")
+    with tarfile.open(archive) as tar:
+        assert {"oci-layout", "index.json"} <= set(tar.getnames())
+    api.ok("rmi", "saved:1", "busybox")
+    assert engine.images.list() == []
+    assert api.ok("load", "-i", str(archive)) == "Loaded image: saved:1\n"
+    assert engine.image("saved:1").id == busybox.id
+    assert "one image at a time" in api.fails("save", "-o", str(tmp_path / "two.tar"), "saved:1", "saved:1")
+    assert "No such image" in api.fails("save", "-o", str(tmp_path / "none.tar"), "nothing:1")
+
+    # a hostile archive (a layer escaping with ..) stores nothing
+    layer = _tar([_file("../../escape", b"x")]).getvalue()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [
+        "sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()  # fmt: skip
+    manifest = json.dumps(
+        [{"Config": "config.json", "RepoTags": ["evil:1"], "Layers": ["layer.tar"]}]
+    ).encode()
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(
+        _tar(
+            [_file("manifest.json", manifest), _file("config.json", config), _file("layer.tar", layer)]
+        ).getvalue()
+    )
+    err = api.fails("load", "-i", str(evil))
+    assert "escape" in err or ".." in err
+    with pytest.raises(ImageNotFound):
+        engine.image("evil:1")
+    assert not [p for p in engine.paths.tmp.iterdir() if "docker-" in p.name]
