@@ -148,9 +148,14 @@ class Lifecycle:
 
     # ---- watching: --rm, restart policies, health checks ---------------------------------
     def resume(self) -> None:
-        """Watch again the containers that need it (after the daemon restarts)."""
-        for container in self.engine.list():
-            self.watch(container.id)
+        """After the daemon (re)starts: watch the running containers that need it again, and remove
+        the ``--rm`` containers that exited while nobody watched."""
+        for container in self.engine.list(all=True):
+            if container.status == "running":
+                self.watch(container.id)
+            elif container.status != "created" and self.record(container.id).auto_remove:
+                with contextlib.suppress(EngineError):
+                    self.remove(container.id, force=True, volumes=True)
 
     def watch(self, cid: str) -> None:
         """Start watching a running container if its record asks for it (idempotent)."""
@@ -165,36 +170,27 @@ class Lifecycle:
             health.start(self, cid)
 
     def _watch(self, cid: str) -> None:
+        delay = 0.1
         try:
-            delay = 0.1
             while True:
                 container = self.engine.wait(cid)
-                if container.status in ACTIVE:
-                    if container.status == "created":
-                        return  # the monitor died before starting: nothing to follow
+                if container.status == "running":
                     continue
-                rec = self.record(cid)
-                code = container.exit_code or 0
-                self._last_exit[cid] = code
-                self.changed()
-                if rec.auto_remove:
-                    self._remove_after_readers(cid, rec)
+                if container.status != "created":  # created: its monitor died before a start
+                    rec = self.record(cid)
+                    code = container.exit_code or 0
+                    self._last_exit[cid] = code
+                    self.changed()
+                    if rec.auto_remove:
+                        self._remove_after_readers(cid, rec)
+                        return
+                    if self._should_restart(rec, code):
+                        time.sleep(delay)
+                        delay = min(delay * 2, RESTART_BACKOFF_MAX)
+                        self._restart(cid)
+                        continue
+                if self._leave(cid, container.started_at):
                     return
-                if not self._should_restart(rec, code):
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, RESTART_BACKOFF_MAX)
-                rec = self.record(cid)
-                if rec.manually_stopped:
-                    return
-                current = self.current(cid)
-                if current is None or current.status == "running":
-                    return
-                self.engine.start(cid)
-                rec = self.update(cid, _count_restart)
-                self.changed()
-                if rec.check is not None:
-                    health.start(self, cid)
         except NotFound:
             pass
         except EngineError as exc:
@@ -203,6 +199,32 @@ class Lifecycle:
             with self._cond:
                 self._watched.discard(cid)
             self.changed()
+
+    def _leave(self, cid: str, handled_start: str) -> bool:
+        """Stop watching, unless the container was started again meanwhile (then keep going).
+
+        Checked under the lock :meth:`watch` takes, so a start made through the API either
+        finds this watcher still on duty or starts the next one: no run goes unwatched.
+        """
+        with self._cond:
+            container = self.current(cid)
+            if container is not None and (
+                container.status == "running" or container.started_at != handled_start
+            ):
+                return False
+            self._watched.discard(cid)
+            return True
+
+    def _restart(self, cid: str) -> None:
+        """Start the container again for its restart policy (unless someone stopped it meanwhile)."""
+        current = self.current(cid)
+        if current is None or current.status == "running" or self.record(cid).manually_stopped:
+            return
+        self.engine.start(cid)
+        rec = self.update(cid, _count_restart)
+        self.changed()
+        if rec.check is not None:
+            health.start(self, cid)
 
     @staticmethod
     def _should_restart(rec: DockerRecord, code: int) -> bool:

@@ -217,3 +217,86 @@ def test_the_socket_is_root_only(api: DockerAPI) -> None:
     )
     assert result.returncode != 0
     assert "permission denied" in result.stderr.lower()
+
+
+def test_always_keeps_restarting_across_an_api_restart_until_stopped(api: DockerAPI) -> None:
+    api.cli("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "sleep 0.3; exit 1")
+
+    def restarts() -> int:
+        return int(api.cli("inspect", "-f", "{{.RestartCount}}", "loop").stdout)
+
+    until(lambda: restarts() >= 1, "a restart by the policy")
+    api.cli("restart", "-t", "1", "loop")
+    after_restart = restarts()
+    until(lambda: restarts() > after_restart, "the policy still restarting after docker restart")
+    api.cli("stop", "-t", "1", "loop")
+    assert api.cli("inspect", "-f", "{{.State.Status}}", "loop").stdout.strip() == "exited"
+    stopped_at = restarts()
+    api.cli("run", "--rm", "busybox", "sleep", "1")  # time for a wrongful restart to show
+    assert restarts() == stopped_at
+    assert api.cli("inspect", "-f", "{{.State.Status}}", "loop").stdout.strip() == "exited"
+
+
+def test_logs_since_and_until_select_by_time(api: DockerAPI) -> None:
+    api.cli("run", "--name", "talker", "busybox", "sh", "-c", "echo early; sleep 1.2; echo late")
+    lines = api.cli("logs", "-t", "talker").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["early", "late"]
+    late_time = lines[1].split(" ", 1)[0]
+    assert api.cli("logs", "--since", late_time, "talker").stdout == "late\n"
+    assert api.cli("logs", "--until", late_time, "talker").stdout.startswith("early\n")
+    assert api.cli("logs", "--until", "2000-01-01T00:00:00Z", "talker").stdout == ""
+    assert api.cli("logs", "--tail", "1", "talker").stdout == "late\n"
+    assert api.cli("logs", "--tail", "0", "talker").stdout == ""
+
+
+def test_a_restarted_daemon_removes_rm_containers_that_exited_meanwhile(api: DockerAPI) -> None:
+    status, answer = api.request(
+        "POST",
+        "/containers/create?name=gone",
+        {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"AutoRemove": True}},
+    )
+    assert status == 201, answer
+    api.engine.start("gone")  # behind the daemon's back: no watcher sees it exit
+    api.engine.wait("gone", timeout=30)
+    assert api.engine.get("gone").status == "exited"
+    with serving_api(api.engine) as restarted:
+        assert restarted.containers() == []
+
+
+def test_the_cli_s_parallel_requests_all_get_through(api: DockerAPI) -> None:
+    ids = [api.cli("create", "--network", "none", "busybox", "true").stdout.strip() for _ in range(24)]
+    result = api.cli("rm", "-f", *ids, check=False)  # the CLI sends the 24 removals at once
+    assert result.returncode == 0, result.stderr
+    assert api.containers() == []
+
+
+def test_container_prune_removes_only_stopped_ones(api: DockerAPI) -> None:
+    api.cli("run", "--name", "done-a", "-l", "keep=no", "busybox", "true")
+    api.cli("run", "--name", "done-b", "-l", "keep=yes", "busybox", "true")
+    api.cli("run", "-d", "--name", "alive", "-l", "keep=no", "busybox", "sleep", "60")
+    api.cli("container", "prune", "-f", "--filter", "label=keep=no")
+    assert names(api, "-a") == ["alive", "done-b"]
+    api.cli("container", "prune", "-f")
+    assert names(api, "-a") == ["alive"]
+
+
+def test_exec_inspect_resize_and_detached_start(api: DockerAPI) -> None:
+    api.cli("run", "-d", "--name", "host", "busybox", "sleep", "60")
+    status, created = api.request("POST", "/containers/host/exec", {"Cmd": ["sh", "-c", "exit 7"]})
+    assert status == 201
+    exec_id = created["Id"]
+    status, info = api.request("GET", f"/exec/{exec_id}/json")
+    assert status == 200 and info["Running"] is False and info["ExitCode"] is None
+    assert info["ContainerID"] == api.engine.get("host").id
+    status, _ = api.request("POST", f"/exec/{exec_id}/resize?h=40&w=100")
+    assert status == 200  # a non-TTY exec has no terminal: resizing it is a no-op
+    status, _ = api.request("POST", f"/exec/{exec_id}/start", {"Detach": True})
+    assert status == 200
+    until(lambda: api.request("GET", f"/exec/{exec_id}/json")[1]["ExitCode"] == 7, "the detached exec's exit")
+    status, again = api.request("POST", f"/exec/{exec_id}/start", {"Detach": True})
+    assert status == 409, again
+    status, missing = api.request("GET", "/exec/nope/json")
+    assert status == 404 and missing["message"] == "No such exec instance: nope"
+    api.cli("stop", "-t", "0", "host")
+    status, refused = api.request("POST", "/containers/host/exec", {"Cmd": ["true"]})
+    assert status == 409 and "is not running" in refused["message"]

@@ -111,6 +111,8 @@ def test_the_cli_says_which_field_was_refused(api: DockerAPI) -> None:
         (["--device", "/dev/kmsg"], "HostConfig.Devices"),
         (["--security-opt", "seccomp=unconfined"], "HostConfig.SecurityOpt"),
         (["--sysctl", "net.ipv4.ip_forward=1"], "HostConfig.Sysctls"),
+        (["-l", "org.hostpanel.replica=42"], "Labels"),
+        (["--user", "70000"], "User"),
     ):
         result = api.cli("run", "--rm", *flags, "busybox", "true", check=False)
         assert result.returncode == 125, flags
