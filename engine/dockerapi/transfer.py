@@ -121,12 +121,13 @@ def _reporter(emit: Emit, statuses: dict[str, str]) -> Any:
 
 
 @contextlib.contextmanager
-def registry_errors() -> Iterator[None]:
-    """A registry's refusal of the credentials as a 401 (the CLI then suggests docker login)."""
+def registry_errors(status: int = 403) -> Iterator[None]:
+    """A registry's refusal of the credentials as ``status``: 401 for ``docker login``; 403 for a pull
+    or push (on a 401 the CLI would stop to prompt for a user name, which a script cannot answer)."""
     try:
         yield
     except AuthenticationFailed as exc:
-        raise APIError(401, exc.message) from None
+        raise APIError(status, exc.message) from None
 
 
 def register(router: Router, engine: Engine) -> None:
@@ -223,6 +224,6 @@ def register(router: Router, engine: Engine) -> None:
         client = RegistryClient(
             endpoint, Credentials(username, password), insecure=insecure(remote_in(endpoint, "x"))
         )
-        with registry_errors():
+        with registry_errors(401):
             client.check_login()
         return json_response({"Status": "Login Succeeded", "IdentityToken": ""})

@@ -38,6 +38,7 @@ class DockerCLI:
         return subprocess.run(
             [DOCKER, *args],
             input=input,
+            stdin=subprocess.DEVNULL if input is None else None,  # a prompt must not wait on the terminal
             capture_output=True,
             text=True,
             timeout=300,
