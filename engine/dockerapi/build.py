@@ -5,6 +5,8 @@ by :func:`engine.build.upload.unpack_context` (nothing lands outside it; symlink
 but the builder never follows one out of the context), and built with the builder's own context
 confinement and size bounds. Output is streamed as ``{"stream": ...}`` lines and ends with
 ``{"aux": {"ID": ...}}`` and the ``Successfully built/tagged`` lines docker-py and compose read.
+A base image (``FROM``) missing here is pulled first with the logins of ``X-Registry-Config``
+(``pull=1``: every base is pulled again), its progress in the same stream.
 
 Options the builder does not have are refused, not dropped: a non-default ``networkmode``,
 ``extrahosts`` or ``isolation`` is a 403 naming it (they would change what a RUN step can
@@ -20,14 +22,20 @@ import secrets
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from engine.build import beneath
+from engine.build.dockerfile import parse_dockerfile
 from engine.build.model import BuildOptions, Cancellation, ContextLimits
 from engine.build.upload import unpack_context
 from engine.dockerapi.http import APIError, Request, Response, Router, Stream, json_response
 from engine.dockerapi.progress import Emit, Message, streamed
+from engine.dockerapi.transfer import pull_image
+from engine.errors import ImageNotFound, InvalidSpec
 from engine.images.blobs import TMP_PREFIX
 from engine.images.extract import remove_tree
 from engine.images.reference import normalize_tag
+from engine.registry import Credentials, parse_remote
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -39,7 +47,6 @@ _GUARDED = {"networkmode": ("", "default"), "extrahosts": ("",), "isolation": ("
 # Parameters the builder cannot honour: anything but their default is a 400 naming them.
 _UNSUPPORTED = {
     "remote": ("",),
-    "pull": ("", "0", "false"),
     "squash": ("", "0", "false"),
     "platform": ("", "linux", "linux/amd64", "linux/arm64"),
     "outputs": ("", "[]"),
@@ -55,7 +62,19 @@ _UNSUPPORTED = {
     "securityopt": ("", "null", "[]"),
 }
 # Understood and without effect here (output verbosity, intermediate-container clean-up, cache hints).
-_INERT = {"t", "dockerfile", "buildargs", "target", "nocache", "labels", "q", "rm", "forcerm", "cachefrom"}
+_INERT = {
+    "t",
+    "dockerfile",
+    "buildargs",
+    "target",
+    "nocache",
+    "labels",
+    "q",
+    "rm",
+    "forcerm",
+    "cachefrom",
+    "pull",
+}
 _INERT |= {"version", "shmsize", "session", "buildid"}
 
 
@@ -101,16 +120,48 @@ def dockerfile_path(text: str) -> Path:
     return Path(path)
 
 
-def check_registry_config(header: str | None) -> None:
-    """Validate ``X-Registry-Config`` (base64 JSON of registry logins); unused: the builder never pulls."""
+def registry_logins(header: str | None) -> dict[str, Credentials]:
+    """``X-Registry-Config`` (base64 JSON ``{registry: {"username", "password"}}``) by registry host."""
     if not header:
-        return
+        return {}
     try:
         doc = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
     except (binascii.Error, ValueError):
         raise APIError(400, "X-Registry-Config is not base64-encoded JSON") from None
     if not isinstance(doc, dict):
         raise APIError(400, "X-Registry-Config must encode a JSON object")
+    logins = {}
+    for address, entry in doc.items():
+        if not isinstance(entry, dict):
+            raise APIError(400, f"X-Registry-Config: the entry of {address!r} must be an object")
+        username, password = entry.get("username") or "", entry.get("password") or ""
+        if isinstance(username, str) and isinstance(password, str) and (username or password):
+            host = urlsplit(address if "://" in address else f"//{address}").netloc.lower()
+            logins[host] = Credentials(username, password, source="X-Registry-Config")
+    return logins
+
+
+def base_images(text: str, name: str) -> list[str]:
+    """The images a Dockerfile's stages start FROM (not ``scratch``, an earlier stage or a ``$VARIABLE``)."""
+    stages: set[str] = set()
+    bases: list[str] = []
+    for stage in parse_dockerfile(text, name).stages:
+        base = stage.base
+        if "$" not in base and base != "scratch" and base.lower() not in stages and base not in bases:
+            bases.append(base)
+        if stage.name:
+            stages.add(stage.name.lower())
+    return bases
+
+
+def _exists(engine: Engine, reference: str) -> bool:
+    try:
+        engine.images.resolve(reference)
+    except ImageNotFound:
+        return False
+    except InvalidSpec:
+        return True  # a malformed name: the builder says so
+    return True
 
 
 def closing_messages(image_id: str, tags: list[str], *, quiet: bool = False) -> list[Message]:
@@ -135,7 +186,8 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
     @router.route("POST", "/build")
     def build(request: Request) -> Stream | Response:
         check_options(request.query)
-        check_registry_config(request.headers.get("X-Registry-Config"))
+        logins = registry_logins(request.headers.get("X-Registry-Config"))
+        always_pull = request.flag("pull")
         tags = [normalize_tag(t) for t in request.query.get("t", []) if t]
         options: dict[str, Any] = {
             "dockerfile": dockerfile_path(request.arg("dockerfile")),
@@ -170,12 +222,29 @@ def register(router: Router, engine: Engine, limits: ContextLimits | None = None
         cancel = Cancellation()
         untagged = f"{UNTAGGED_PREFIX}{secrets.token_hex(8)}:latest"  # its name until the build ends
 
+        def pulls_needed(context: Path, dockerfile: Path, *, always: bool) -> list[str]:
+            """The base images to pull first: missing ones (like docker), or all with ``--pull``.
+
+            A Dockerfile that cannot be read or parsed here is left to the builder to refuse."""
+            try:
+                text = beneath.read_file(
+                    context, str(dockerfile), what="the build context", limit=bounds.dockerfile
+                )
+                bases = base_images(text.decode("utf-8"), str(dockerfile))
+            except (InvalidSpec, UnicodeDecodeError):
+                return []
+            return [b for b in bases if always or not _exists(engine, b)]
+
         def work(emit: Emit) -> list[Message]:
             try:
                 context = scratch / "context"
                 context.mkdir()
                 unpack_context(archive, context, limit=bounds.context, what="the build context")
                 archive.unlink()
+                for ref in pulls_needed(context, options["dockerfile"], always=always_pull):
+                    remote = parse_remote(ref)
+                    for message in pull_image(engine, remote, logins.get(remote.registry), emit):
+                        emit(message)
 
                 def output(stream: str, text: str) -> None:
                     if not quiet:

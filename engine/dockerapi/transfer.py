@@ -130,11 +130,42 @@ def registry_errors(status: int = 403) -> Iterator[None]:
         raise APIError(status, exc.message) from None
 
 
+def insecure(remote: RemoteRef) -> bool:
+    """Whether ``remote``'s registry may be reached over plain HTTP (see the module docstring)."""
+    return is_insecure(remote.registry, os.environ.get(INSECURE_ENV, ""))
+
+
+def pull_image(
+    engine: Engine, remote: RemoteRef, credentials: Credentials | None, emit: Emit
+) -> list[Message]:
+    """Pull ``remote`` as ``docker pull`` shows it: progress through ``emit``; returns the closing messages.
+
+    "Pulling from" is said once the manifest is in, so an unknown image or a refused login fails
+    before any output (a plain 404 or 403 answer, not a broken stream).
+    """
+    started = False
+
+    def first_then(message: Message) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            emit({"status": f"Pulling from {remote.repository}", "id": remote.tag or remote.digest})
+        emit(message)
+
+    with registry_errors():
+        report = engine.pull(
+            remote,
+            credentials=credentials,
+            insecure=insecure(remote),
+            progress=_reporter(first_then, _PULL_STATUS),
+        )
+    name = remote.local_name if not (remote.digest and not remote.tag) else str(remote)
+    news = "Downloaded newer image for" if report.transferred else "Image is up to date for"
+    return [{"status": f"Digest: {report.manifest_digest}"}, {"status": f"Status: {news} {name}"}]
+
+
 def register(router: Router, engine: Engine) -> None:
     """Add the pull, push and login (``POST /auth``) endpoints for ``engine`` to ``router``."""
-
-    def insecure(remote: RemoteRef) -> bool:
-        return is_insecure(remote.registry, os.environ.get(INSECURE_ENV, ""))
 
     @router.route("POST", "/images/create")
     def pull(request: Request) -> Stream:
@@ -145,27 +176,9 @@ def register(router: Router, engine: Engine) -> None:
             raise APIError(400, f"platform {platform!r} is not supported: this engine runs linux images")
         credentials = parse_registry_auth(request.headers.get("X-Registry-Auth"))
         remote = parse_remote(pull_reference(request.arg("fromImage"), request.arg("tag")))
-        name = remote.local_name if not (remote.digest and not remote.tag) else str(remote)
 
         def work(emit: Emit) -> list[Message]:
-            started = False
-
-            def first_then(message: Message) -> None:  # the manifest is in: now say what is pulled
-                nonlocal started
-                if not started:
-                    started = True
-                    emit({"status": f"Pulling from {remote.repository}", "id": remote.tag or remote.digest})
-                emit(message)
-
-            with registry_errors():
-                report = engine.pull(
-                    remote,
-                    credentials=credentials,
-                    insecure=insecure(remote),
-                    progress=_reporter(first_then, _PULL_STATUS),
-                )
-            news = "Downloaded newer image for" if report.transferred else "Image is up to date for"
-            return [{"status": f"Digest: {report.manifest_digest}"}, {"status": f"Status: {news} {name}"}]
+            return pull_image(engine, remote, credentials, emit)
 
         return streamed(work, name="docker-api-pull")
 

@@ -310,6 +310,23 @@ def test_push_and_pull_through_a_registry_with_login(
         )
         assert pulled.id == built.id
 
+        # a build pulls a missing base with the CLI's logins (X-Registry-Config); --pull pulls it again
+        base = f"{registry.host}/team/base:1"
+        api.ok("tag", target, base)
+        api.ok("push", base)
+        api.ok("rmi", base)
+        (ctx2 := tmp_path / "ctx2").mkdir()
+        (ctx2 / "Dockerfile").write_text(f'FROM {base}\nRUN echo on-a-pulled-base > /m\nCMD ["cat", "/m"]\n')
+        out = api.ok("build", "-t", "onbase:1", str(ctx2), env={"DOCKER_BUILDKIT": "0"})
+        assert "Pulling from team/base" in out and f"Digest: {built.digest}" in out
+        assert engine.image(base).id == built.id
+        assert api.ok("run", "--rm", "onbase:1") == "on-a-pulled-base\n"
+        out = api.ok("build", "--pull", "-t", "onbase:2", str(ctx2), env={"DOCKER_BUILDKIT": "0"})
+        assert f"Image is up to date for {base}" in out
+        api.ok("logout", registry.host)
+        api.ok("rmi", base)
+        assert "requires authentication" in api.fails("build", "-t", "onbase:3", str(ctx2))
+
 
 def test_docker_py_images(
     engine: Engine, busybox: Image, client: docker.DockerClient, tmp_path: Path

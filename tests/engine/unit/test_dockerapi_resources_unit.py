@@ -148,7 +148,12 @@ def test_build_options_are_checked() -> None:
     with pytest.raises(APIError) as exc:
         build.check_options({"extrahosts": ["metadata:169.254.169.254"]})
     assert exc.value.status == 403
-    for name, value in (("memory", "1000000"), ("remote", "https://x/y.git"), ("pull", "1"), ("bogus", "1")):
+    for name, value in (
+        ("memory", "1000000"),
+        ("remote", "https://x/y.git"),
+        ("squash", "1"),
+        ("bogus", "1"),
+    ):
         with pytest.raises(APIError) as exc:
             build.check_options({name: [value]})
         assert exc.value.status == 400 and name in exc.value.message
@@ -162,9 +167,26 @@ def test_build_options_are_checked() -> None:
     for bad in ("/etc/shadow", "../Dockerfile", "a/../../b"):
         with pytest.raises(APIError):
             build.dockerfile_path(bad)
-    build.check_registry_config(_auth({"reg:5000": {"username": "u", "password": "p"}}))
-    with pytest.raises(APIError):
-        build.check_registry_config("%%%")
+    logins = build.registry_logins(
+        _auth(
+            {
+                "reg:5000": {"username": "u", "password": "p"},
+                "https://index.docker.io/v1/": {"username": "hub", "password": "q"},
+                "empty:1": {},
+            }
+        )
+    )
+    assert sorted(logins) == ["index.docker.io", "reg:5000"]
+    assert (logins["reg:5000"].username, logins["reg:5000"].password) == ("u", "p")
+    assert build.registry_logins(None) == {}
+    for bad in ("%%%", _auth({"reg:5000": "user:pass"})):  # type: ignore[dict-item]
+        with pytest.raises(APIError):
+            build.registry_logins(bad)
+    dockerfile = (
+        "ARG V=1\nFROM reg:5000/team/base:1 AS base\nFROM base\nFROM scratch\n"
+        "FROM busybox:$V\nFROM BASE\nFROM reg:5000/team/base:1\nFROM busybox\n"
+    )
+    assert build.base_images(dockerfile, "Dockerfile") == ["reg:5000/team/base:1", "busybox"]
     closing = build.closing_messages(IMAGE.id, ["web:1", "web:2"])
     assert closing[0] == {"aux": {"ID": IMAGE.id}}
     assert [m["stream"] for m in closing[1:]] == [
