@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -157,8 +158,11 @@ def register(router: Router, engine: Engine) -> None:
             if not labels_match(image.config.labels, filters.get("label", [])):
                 continue
             patterns = filters.get("reference")
-            if patterns and not any(tag_matches(t, p) for t in image.repo_tags for p in patterns):
-                continue
+            if patterns:  # like docker, only the matching tags are listed
+                tags = tuple(t for t in image.repo_tags if any(tag_matches(t, p) for p in patterns))
+                if not tags:
+                    continue
+                image = replace(image, repo_tags=tags)
             shown.append(image_summary(image, users[image.id]))
         return json_response(shown)
 

@@ -108,6 +108,10 @@ def test_images_inspect_history_tag_rmi_prune(engine: Engine, busybox: Image, ap
 
     api.ok("tag", "busybox", "team/box:v1")
     assert engine.image("team/box:v1").id == busybox.id
+    assert api.ok("images", "--format", "{{.Repository}}:{{.Tag}}", "team/*") == "team/box:v1\n"
+    assert api.ok("images", "--format", "{{.Repository}}:{{.Tag}}", "busybox:latest") == "busybox:latest\n"
+    assert api.ok("images", "-q", "-f", "label=nope") == ""
+    assert "invalid filter 'until'" in api.fails("images", "-f", "until=1h")
     assert "team/box" in api.ok("images")
     assert "Untagged: team/box:v1" in api.ok("rmi", "team/box:v1")
     with pytest.raises(ImageNotFound):
