@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import secrets
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -28,6 +29,7 @@ from engine.build import beneath
 from engine.build.dockerfile import parse_dockerfile
 from engine.build.model import BuildOptions, Cancellation, ContextLimits
 from engine.build.upload import unpack_context
+from engine.dockerapi.filters import request_filters
 from engine.dockerapi.http import APIError, Request, Response, Router, Stream, json_response
 from engine.dockerapi.progress import Emit, Message, streamed
 from engine.dockerapi.transfer import pull_image
@@ -36,6 +38,7 @@ from engine.images.blobs import TMP_PREFIX
 from engine.images.extract import remove_tree
 from engine.images.reference import normalize_tag
 from engine.registry import Credentials, parse_remote
+from engine.runtime.model import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -154,6 +157,12 @@ def base_images(text: str, name: str) -> list[str]:
     return bases
 
 
+def _blob_bytes(root: Path) -> int:
+    """Bytes the blob files below ``root`` take (what a prune frees is the difference)."""
+    with os.scandir(root) as entries:
+        return sum(e.stat(follow_symlinks=False).st_size for e in entries if e.is_file(follow_symlinks=False))
+
+
 def _exists(engine: Engine, reference: str) -> bool:
     try:
         engine.images.resolve(reference)
@@ -182,6 +191,20 @@ def closing_messages(image_id: str, tags: list[str], *, quiet: bool = False) -> 
 def register(router: Router, engine: Engine, limits: ContextLimits | None = None) -> None:
     """Add ``POST /build`` for ``engine``; ``limits`` bound the context (default: the builder's)."""
     bounds = limits or ContextLimits()
+
+    @router.route("POST", "/build/prune")
+    def prune_cache(request: Request) -> Response:
+        """``docker builder prune``: the operator's build cache (tenant ``default``) is dropped.
+
+        Layers an image still uses stay with the image; the rest is freed by the store's GC.
+        """
+        request_filters(request, ())  # filters (until, type...) would prune less: refuse them
+        before = _blob_bytes(engine.images.blobs.root)
+        engine.build_cache.forget(DEFAULT_TENANT)
+        engine.images.gc()
+        return json_response(
+            {"CachesDeleted": None, "SpaceReclaimed": before - _blob_bytes(engine.images.blobs.root)}
+        )
 
     @router.route("POST", "/build")
     def build(request: Request) -> Stream | Response:

@@ -463,3 +463,28 @@ def test_save_and_load(engine: Engine, busybox: Image, api: DockerCLI, tmp_path:
     with pytest.raises(ImageNotFound):
         engine.image("evil:1")
     assert not [p for p in engine.paths.tmp.iterdir() if "docker-" in p.name]
+
+
+def test_builder_prune_and_system_prune(
+    engine: Engine, busybox: Image, api: DockerCLI, tmp_path: Path
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()  # stage b's RUN layer lives only in the build cache: no image keeps it
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox AS b\nRUN head -c 100000 /dev/zero > /junk && echo m > /msg\n"
+        "FROM busybox\nCOPY --from=b /msg /msg\n"
+    )
+    api.ok("build", "-t", "cached:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    assert "Using cache" in api.ok("build", "-t", "cached:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    assert engine.build_cache.entry_count("default") > 0
+    assert "Total reclaimed space: 0B" not in api.ok("builder", "prune", "-f")  # the RUN layer went
+    assert engine.build_cache.entry_count("default") == 0
+    assert "Using cache" not in api.ok("build", "-t", "cached:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+
+    api.ok("network", "create", "unused")
+    api.ok("tag", "busybox", "dangling:1")
+    api.ok("build", "--label", "v=2", "-t", "dangling:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    api.ok("system", "prune", "-f")
+    assert engine.network_list() == []
+    assert engine.image("cached:1") and engine.image("dangling:1") and engine.image("busybox")
+    assert engine.build_cache.entry_count("default") == 0
