@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from engine.dockerapi import execs, interactive, render
-from engine.dockerapi.create import parse_create
+from engine.dockerapi.create import parse_create, with_image_defaults
 from engine.dockerapi.filters import Filters, labels_match, request_filters
 from engine.dockerapi.http import (
     STDERR,
@@ -245,6 +245,7 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
         image = engine.image(req.image, tenant=tenant)
     except ImageNotFound:
         raise APIError(404, f"No such image: {_with_tag(req.image)}") from None
+    req = with_image_defaults(req, volumes=image.config.volumes, exposed_ports=image.config.exposed_ports)
     anonymous: list[str] = []
 
     def anonymous_name() -> str:

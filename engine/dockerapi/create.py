@@ -14,8 +14,8 @@ and ``NetworkingConfig``; a value a client sends by default (``null``, ``0``, ``
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.dockerapi.http import APIError
@@ -507,7 +507,8 @@ def parse_create(body: Any) -> CreateRequest:
         ports=_ports(host.get("PortBindings")),
         publish_all_ports=_bool(host.get("PublishAllPorts"), "HostConfig.PublishAllPorts"),
         tmpfs=tmpfs,
-        mounts=mounts + _anonymous(body.get("Volumes"), {m.target.rstrip("/") for m in mounts + tmpfs}),
+        mounts=mounts
+        + _anonymous(_object(body.get("Volumes"), "Volumes"), {m.target.rstrip("/") for m in mounts + tmpfs}),
         network_mode=network_mode,
         aliases=aliases,
         log_max_size=log_size,
@@ -730,10 +731,22 @@ def _mounts(value: Any) -> tuple[MountRequest, ...]:
     return tuple(result)
 
 
-def _anonymous(value: Any, taken: set[str]) -> tuple[MountRequest, ...]:
-    """``Config.Volumes`` (``-v /data``): an anonymous volume on each path no other mount covers."""
-    targets = [str(t) for t in _object(value, "Volumes")]
-    return tuple(MountRequest("volume", t) for t in targets if t.rstrip("/") not in taken)
+def with_image_defaults(
+    req: CreateRequest, *, volumes: Iterable[str], exposed_ports: Iterable[str]
+) -> CreateRequest:
+    """``req`` completed from its image, as dockerd does: an anonymous volume on each ``VOLUME``
+    that no mount covers, and the image's ``EXPOSE``d ports (``-P`` publishes them; ``ps`` shows them)."""
+    taken = {m.target.rstrip("/") for m in req.mounts + req.tmpfs}
+    extra = _anonymous(volumes, taken)
+    exposed = tuple(
+        dict.fromkeys((*req.exposed_ports, *(p if "/" in p else f"{p}/tcp" for p in exposed_ports)))
+    )
+    return replace(req, mounts=req.mounts + extra, exposed_ports=exposed)
+
+
+def _anonymous(targets: Iterable[Any], taken: set[str]) -> tuple[MountRequest, ...]:
+    """An anonymous volume on each of ``targets`` (``-v /data``) that no other mount covers."""
+    return tuple(MountRequest("volume", str(t)) for t in targets if str(t).rstrip("/") not in taken)
 
 
 def _network(value: Any, body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:

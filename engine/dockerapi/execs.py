@@ -106,6 +106,7 @@ class ExecTable:
         self._lock = threading.Lock()
 
     def add(self, instance: ExecInstance) -> None:
+        """Keep ``instance``; past :data:`MAX_EXECS`, the oldest finished ones are forgotten."""
         with self._lock:
             if len(self._items) >= MAX_EXECS:
                 for key in [k for k, v in self._items.items() if not v.running][: MAX_EXECS // 10 or 1]:
@@ -113,6 +114,7 @@ class ExecTable:
             self._items[instance.id] = instance
 
     def get(self, exec_id: str) -> ExecInstance:
+        """The instance with id ``exec_id``, or a 404 ``No such exec instance``."""
         with self._lock:
             instance = self._items.get(exec_id)
         if instance is None:
@@ -120,6 +122,7 @@ class ExecTable:
         return instance
 
     def of_container(self, cid: str) -> list[str]:
+        """Ids of the running execs in container ``cid`` (inspect's ``ExecIDs``)."""
         with self._lock:
             return [k for k, v in self._items.items() if v.container_id == cid and v.running]
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ READERS_GRACE_SECONDS = 10.0
 """How long ``--rm`` waits for attached readers to drain the output before removing."""
 
 RESTART_BACKOFF_MAX = 60.0
+EXIT_CODES_KEPT = 10_000
+"""Exit codes remembered for ``wait`` on containers already removed (the newest ones)."""
 ACTIVE = ("created", "running")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
@@ -45,7 +48,7 @@ class Lifecycle:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._cond = threading.Condition()
-        self._last_exit: dict[str, int] = {}
+        self._last_exit: OrderedDict[str, int] = OrderedDict()  # for waits that outlive the container
         self._readers: dict[str, int] = {}
         self._watched: set[str] = set()
         self._record_lock = threading.RLock()
@@ -86,6 +89,13 @@ class Lifecycle:
             change(rec)
             record.save(self.directory(cid), rec)
             return rec
+
+    def _note_exit(self, cid: str, code: int) -> None:
+        with self._cond:
+            self._last_exit[cid] = code
+            self._last_exit.move_to_end(cid)
+            while len(self._last_exit) > EXIT_CODES_KEPT:
+                self._last_exit.popitem(last=False)
 
     # ---- change notification ----------------------------------------------------------
     def changed(self) -> None:
@@ -179,7 +189,7 @@ class Lifecycle:
                 if container.status != "created":  # created: its monitor died before a start
                     rec = self.record(cid)
                     code = container.exit_code or 0
-                    self._last_exit[cid] = code
+                    self._note_exit(cid, code)
                     self.changed()
                     if rec.auto_remove:
                         self._remove_after_readers(cid, rec)
@@ -249,7 +259,7 @@ class Lifecycle:
         rec = rec or self.record(cid)
         with contextlib.suppress(NotFound):
             container = self.engine.remove(cid, force=force)
-            self._last_exit[cid] = container.exit_code or 0
+            self._note_exit(cid, container.exit_code or 0)
         if volumes:
             for name in rec.anonymous_volumes:
                 with contextlib.suppress(EngineError):

@@ -7,12 +7,14 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from engine.build.model import BuildOptions
 from engine.engine import Engine
 from engine.images.model import Image
-from tests.engine.dockerapi_support import DockerAPI, serving_api
+from tests.engine.dockerapi_support import DOCKER, DockerAPI, serving_api
 
 
 @pytest.fixture()
@@ -87,6 +89,14 @@ def test_detached_lifecycle(api: DockerAPI) -> None:
 
     exec_result = api.cli("exec", "web", "echo", "from exec")
     assert exec_result.stdout == "from exec\n"
+    piped = subprocess.run(
+        [DOCKER, "exec", "-i", "web", "wc", "-l"],
+        input="a\nb\nc\n",
+        env=api.env(),
+        capture_output=True,
+        text=True,
+    )
+    assert piped.returncode == 0 and piped.stdout.strip() == "3"
     assert api.cli("exec", "web", "sh", "-c", "exit 6", check=False).returncode == 6
 
     inspected = json.loads(api.cli("inspect", full_id[:12]).stdout)[0]
@@ -300,3 +310,47 @@ def test_exec_inspect_resize_and_detached_start(api: DockerAPI) -> None:
     api.cli("stop", "-t", "0", "host")
     status, refused = api.request("POST", "/containers/host/exec", {"Cmd": ["true"]})
     assert status == 409 and "is not running" in refused["message"]
+
+
+def test_start_attached_streams_each_run_once(api: DockerAPI) -> None:
+    api.cli("create", "--name", "again", "busybox", "sh", "-c", "echo run; exit 2")
+    first = api.cli("start", "-a", "again", check=False)
+    assert (first.returncode, first.stdout) == (2, "run\n")
+    second = api.cli("start", "-a", "again", check=False)
+    assert (second.returncode, second.stdout) == (2, "run\n")  # only the new run's output
+    assert api.cli("logs", "again").stdout == "run\nrun\n"
+
+
+def test_anonymous_volumes_go_with_rm_v_and_with_rm(api: DockerAPI) -> None:
+    api.cli("run", "-d", "--name", "anon", "-v", "/scratch", "busybox", "sleep", "60")
+    mounts = json.loads(api.cli("inspect", "-f", "{{json .Mounts}}", "anon").stdout)
+    assert [(m["Type"], m["Destination"], len(m["Name"])) for m in mounts] == [("volume", "/scratch", 64)]
+    assert [v.name for v in api.engine.volume_list()] == [mounts[0]["Name"]]
+    api.cli("rm", "-f", "anon")  # without -v the volume stays, as with dockerd
+    assert [v.name for v in api.engine.volume_list()] == [mounts[0]["Name"]]
+    api.engine.volume_remove(mounts[0]["Name"])
+
+    api.cli("run", "-d", "--name", "anon2", "-v", "/scratch", "busybox", "sleep", "60")
+    api.cli("rm", "-f", "-v", "anon2")
+    assert api.engine.volume_list() == []
+    api.cli("run", "--rm", "-v", "/scratch", "busybox", "true")
+    assert api.engine.volume_list() == []
+
+
+def test_an_images_volume_and_exposed_port_are_honoured(api: DockerAPI, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nVOLUME /data\nEXPOSE 8080\n")
+    api.engine.build(BuildOptions(context=tmp_path, tag="withvol:1"))
+    api.cli("run", "--rm", "withvol:1", "sh", "-c", "touch /data/ok")
+    assert api.engine.volume_list() == []  # --rm took it
+    api.cli("run", "--name", "keeps", "withvol:1", "sh", "-c", "echo kept > /data/f")
+    (volume,) = json.loads(api.cli("inspect", "-f", "{{json .Mounts}}", "keeps").stdout)
+    assert volume["Destination"] == "/data" and volume["Type"] == "volume"
+    api.cli("run", "--rm", "-v", "named:/data", "withvol:1", "true")  # a named volume covers it
+    assert sorted(v.name for v in api.engine.volume_list()) == sorted([volume["Name"], "named"])
+    api.cli("rm", "-v", "keeps")
+    api.engine.volume_remove("named")
+    assert api.engine.volume_list() == []
+    api.cli("run", "-d", "--name", "published", "-P", "withvol:1", "sleep", "60")
+    ports = json.loads(api.cli("inspect", "-f", "{{json .NetworkSettings.Ports}}", "published").stdout)
+    assert list(ports) == ["8080/tcp"] and int(ports["8080/tcp"][0]["HostPort"]) > 0
+    api.cli("rm", "-f", "-v", "published")

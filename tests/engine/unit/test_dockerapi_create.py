@@ -14,6 +14,7 @@ from engine.dockerapi.create import (
     RestartPolicy,
     parse_create,
     refuse_unsafe,
+    with_image_defaults,
 )
 from engine.dockerapi.http import APIError
 
@@ -427,3 +428,18 @@ def test_hostpanels_own_labels_are_refused(key: str) -> None:
 
 def test_other_labels_are_fine() -> None:
     assert parse_create(body(Labels={"org.hostpanelish": "x", "com.docker.compose.service": "web"})).labels
+
+
+def test_an_images_volumes_and_ports_complete_the_request() -> None:
+    request = with_image_defaults(
+        parse_create(body({"Binds": ["db:/var/lib/db"]}, ExposedPorts={"80/tcp": {}})),
+        volumes=["/var/lib/db/", "/cache"],
+        exposed_ports=["80/tcp", "53/udp", "8080"],
+    )
+    assert request.mounts == (
+        MountRequest("volume", "/var/lib/db", source="db"),
+        MountRequest("volume", "/cache"),
+    )
+    assert request.exposed_ports == ("80/tcp", "53/udp", "8080/tcp")
+    plain = parse_create(body())
+    assert with_image_defaults(plain, volumes=[], exposed_ports=[]) == plain
