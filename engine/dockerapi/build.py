@@ -189,7 +189,7 @@ def closing_messages(image_id: str, tags: list[str], *, quiet: bool = False) -> 
 
 
 def register(router: Router, engine: Engine, limits: ContextLimits | None = None) -> None:
-    """Add ``POST /build`` for ``engine``; ``limits`` bound the context (default: the builder's)."""
+    """Add ``POST /build`` and ``/build/prune`` for ``engine``; ``limits`` bound the context."""
     bounds = limits or ContextLimits()
 
     @router.route("POST", "/build/prune")
