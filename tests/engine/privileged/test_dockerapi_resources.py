@@ -183,3 +183,10 @@ def test_docker_py_volumes_and_networks(engine: Engine, client: docker.DockerCli
     network.remove()
     assert engine.network_list() == []
     assert client.networks.prune() == {"NetworksDeleted": None}
+
+    client.volumes.create("anon", labels={"com.docker.volume.anonymous": ""})
+    client.volumes.create("named")
+    assert client.volumes.prune()["VolumesDeleted"] == ["anon"]  # only anonymous ones without all=true
+    assert client.volumes.prune(filters={"all": "true"})["VolumesDeleted"] == ["named"]
+    df = client.df()
+    assert df["Volumes"] == [] and df["BuildCache"] == [] and isinstance(df["LayersSize"], int)
