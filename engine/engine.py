@@ -426,10 +426,17 @@ class Engine:
         driver: str = "bridge",
         internal: bool = False,
         overlay: OverlayOptions | None = None,
+        labels: dict[str, str] | None = None,
     ) -> Network:
         """Create a tenant network. See NetworkManager.create for what it raises."""
         return self.networks.create(
-            name, tenant=tenant, subnet=subnet, driver=driver, internal=internal, overlay=overlay
+            name,
+            tenant=tenant,
+            subnet=subnet,
+            driver=driver,
+            internal=internal,
+            overlay=overlay,
+            labels=labels,
         )
 
     def network_set_remote(self, name: str, entries: dict[str, str]) -> None:

@@ -36,7 +36,14 @@ from engine.build.diff import write_layer
 from engine.build.dockerfile import Dockerfile, Instruction, Stage, parse_dockerfile
 from engine.build.fs import Workspace, copy_sources
 from engine.build.ignore import IgnoreRules
-from engine.build.model import BuildFailed, BuildOptions, BuildResult, BuildTimedOut, OutputCallback
+from engine.build.model import (
+    BuildCancelled,
+    BuildFailed,
+    BuildOptions,
+    BuildResult,
+    BuildTimedOut,
+    OutputCallback,
+)
 from engine.build.recover import BUILD_LABEL
 from engine.build.words import process_word
 from engine.cgroups.controller import host_driver
@@ -97,6 +104,7 @@ class Builder:
         self.states: dict[int, tuple[StageState, str]] = {}
         """Each built stage's final state and cache key, by stage index."""
         self._expired = threading.Event()
+        self._cancelled = False  # set with _expired when options.cancel fires
         self._running: str | None = None  # the RUN container in progress, killed when time is up
         self._lock = threading.Lock()
 
@@ -143,6 +151,8 @@ class Builder:
         stages = self._needed(dockerfile, target, global_args)
         self.total = sum(1 + len(s.instructions) for s in stages)
         self.pin = self.cache.pin()
+        if self.options.cancel is not None:
+            self.options.cancel.on_cancel(self._cancel)
         timer = None
         if self.options.time_limit is not None:
             timer = threading.Timer(self.options.time_limit, self._expire)
@@ -154,7 +164,11 @@ class Builder:
             unused = sorted(set(self.options.build_args) - self.used_args)
             if unused:
                 self.emit("info", f"[warning] build args not consumed by any ARG: {', '.join(unused)}")
-            image = self._commit(self.states[target.index][0], [tag], owner=self.scope)
+            final = self.states[target.index][0]
+            if self.options.labels:
+                final = final.copy()
+                final.config["Labels"] = {**(final.config.get("Labels") or {}), **self.options.labels}
+            image = self._commit(final, [tag], owner=self.scope)
             self.cache.reference(self.tenant, image.id, self.keys)
         finally:
             if timer is not None:
@@ -269,6 +283,11 @@ class Builder:
 
     # -- one stage ------------------------------------------------------------------------------
 
+    def _cancel(self) -> None:
+        """The build was cancelled: stop it like an expired one, saying so."""
+        self._cancelled = True
+        self._expire()
+
     def _expire(self) -> None:
         """The time limit is up: stop the RUN in progress (the build then ends at its next check)."""
         with self._lock:
@@ -279,6 +298,8 @@ class Builder:
                 self.engine.kill(running)
 
     def _check_time(self) -> None:
+        if self._cancelled:
+            raise BuildCancelled("the build was cancelled; its RUN step was stopped and nothing was kept")
         if self._expired.is_set():
             raise BuildTimedOut(
                 f"the build ran longer than its time limit of {self.options.time_limit:g} seconds and "

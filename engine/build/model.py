@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,34 @@ class ContextLimits:
     context: int = 4 * 1024**3
 
 
+class Cancellation:
+    """Lets another thread stop a build: :meth:`cancel` kills the RUN in progress and the build
+    raises :class:`BuildCancelled` at its next step (the Docker API cancels when its client goes away)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Cancel the build (again: nothing more happens)."""
+        with self._lock:
+            if self.cancelled:
+                return
+            self.cancelled = True
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the build is cancelled (now, if it already was)."""
+        with self._lock:
+            if not self.cancelled:
+                self._callbacks.append(callback)
+                return
+        callback()
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """A build request: ``context`` directory, ``tag`` for the result, and the docker-build options.
@@ -40,6 +69,8 @@ class BuildOptions:
     ``COPY --from`` see only its own images, the base set and earlier stages, and ``tag``
     must be in its namespace (``<tenant>/<name>:<tag>``). None is an operator build: it
     runs as tenant ``default``, sees every image and makes a base image.
+    ``labels`` are set on the built image (over the Dockerfile's LABELs, like ``docker build --label``).
+    ``cancel`` lets another thread stop the build (:class:`Cancellation`).
     ``time_limit`` (seconds, none: unbounded): past it the running RUN container is killed and
     the build raises :class:`BuildTimedOut`.
     """
@@ -55,6 +86,8 @@ class BuildOptions:
     context_within: Path | None = None
     time_limit: float | None = None
     run_limits: Resources = field(default_factory=Resources)  # each RUN's own, capped by the tenant quota
+    labels: dict[str, str] = field(default_factory=dict)
+    cancel: Cancellation | None = field(default=None, compare=False)
 
     @property
     def run_as(self) -> str:
@@ -80,3 +113,7 @@ class BuildFailed(EngineError):
 
 class BuildTimedOut(BuildFailed):
     """A build ran past its time limit: its RUN container was killed and nothing was kept."""
+
+
+class BuildCancelled(BuildFailed):
+    """A build was cancelled (:class:`Cancellation`): its RUN container was killed and nothing was kept."""

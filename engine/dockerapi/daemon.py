@@ -11,7 +11,22 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.dockerapi import archive, attach, containers, control, events, stats, system
+from engine.dockerapi import (
+    attach,
+    build,
+    container_copy,
+    containers,
+    control,
+    df,
+    events,
+    image_archives,
+    images,
+    networks,
+    stats,
+    system,
+    transfer,
+    volumes,
+)
 from engine.dockerapi.http import Router, UnixServer
 
 if TYPE_CHECKING:
@@ -28,7 +43,10 @@ def default_socket() -> Path:
 def operator_router(engine: Engine) -> Router:
     """Every endpoint the operator's socket serves, with operator rights over ``engine``."""
     router = Router()
-    for module in (system, containers, attach, archive, control, stats, events):
+    for module in (
+        *(system, containers, attach, container_copy, control, stats, events),
+        *(images, image_archives, transfer, build, volumes, networks, df),
+    ):
         module.register(router, engine)
     return router
 

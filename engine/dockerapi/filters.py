@@ -25,9 +25,8 @@ def parse_filters(raw: Any, allowed: Iterable[str]) -> Filters:
     result: Filters = {}
     for name, values in raw.items():
         if name not in known:
-            raise APIError(
-                400, f"invalid filter {name!r}: this endpoint filters by {', '.join(sorted(known))}"
-            )
+            takes = f"filters by {', '.join(sorted(known))}" if known else "takes no filters"
+            raise APIError(400, f"invalid filter {name!r}: this endpoint {takes}")
         if isinstance(values, dict):
             values = [k for k, v in values.items() if v]
         if isinstance(values, str):

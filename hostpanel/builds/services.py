@@ -35,15 +35,14 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from engine.build.context import Bounded
 from engine.build.dockerfile import parse_dockerfile
 from engine.build.git import clone_context, parse_git_url
 from engine.build.model import BuildOptions, BuildTimedOut, ContextLimits
 from engine.build.recover import remove_interrupted_builds
+from engine.build.upload import unpack_context
 from engine.engine import Engine
 from engine.errors import EngineError, InvalidSpec
-from engine.images.compression import decompressed, sniff
-from engine.images.extract import extract_layer, remove_tree
+from engine.images.extract import remove_tree
 from hostpanel.audit.services import Actor, audited
 from hostpanel.builds import dispatch
 from hostpanel.builds.models import Build
@@ -392,12 +391,8 @@ def _forget(key: str) -> None:
 def _unpack_context(archive: Path, into: Path) -> None:
     """Extract an uploaded context tar (plain or compressed) safely: nothing can land outside ``into``,
     devices are skipped and the unpacked tar is bounded (FIFOs kept are refused when a build reads them)."""
-    with archive.open("rb") as f:
-        kind = sniff(f.read(6))
-        f.seek(0)
-        limit = settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES
-        stream = Bounded(decompressed(f, kind), limit, "the context tar (HOSTPANEL_BUILD_MAX_CONTEXT_BYTES)")
-        extract_layer(stream, into, uid_base=0, chown=False, whiteouts=False)
+    limit = settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES
+    unpack_context(archive, into, limit=limit, what="the context tar (HOSTPANEL_BUILD_MAX_CONTEXT_BYTES)")
 
 
 def execute_build(build: Build, engine: Engine) -> Build:

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from engine.dockerapi.archive import GO_DIR, GO_SYMLINK, _BodyReader, go_file_mode, path_stat_header
+from engine.dockerapi.container_copy import GO_DIR, GO_SYMLINK, _BodyReader, go_file_mode, path_stat_header
 from engine.dockerapi.create import parse_create
 from engine.dockerapi.http import APIError
 from engine.dockerapi.interactive import spec_fields
@@ -134,7 +134,7 @@ def test_console_size_and_spec_fields() -> None:
 
 
 def test_archive_stream_stops_its_producer_when_the_client_goes() -> None:
-    from engine.dockerapi.archive import _tar_stream
+    from engine.dockerapi.container_copy import _tar_stream
 
     finished = threading.Event()
 
@@ -153,7 +153,7 @@ def test_archive_stream_stops_its_producer_when_the_client_goes() -> None:
 
 
 def test_archive_stream_ends_early_when_the_export_fails() -> None:
-    from engine.dockerapi.archive import _tar_stream
+    from engine.dockerapi.container_copy import _tar_stream
 
     class Engine:
         def copy_from(self, _cid: str, _path: str, out: io.BufferedIOBase) -> None:
