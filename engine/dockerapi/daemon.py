@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.dockerapi import system
+from engine.dockerapi import containers, system
 from engine.dockerapi.http import Router, UnixServer
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ DEFAULT_SOCKET = Path("/run/hostpanel/docker.sock")
 def operator_router(engine: Engine) -> Router:
     """Every endpoint the operator's socket serves, with operator rights over ``engine``."""
     router = Router()
-    for module in (system,):
+    for module in (system, containers):
         module.register(router, engine)
     return router
 
