@@ -182,7 +182,7 @@ def get_blob(access: Access, digest: str) -> BlobFile:
 
 
 def delete_blob(access: Access, digest: str) -> None:
-    """Unlink a blob from the repository (GC frees the bytes); refused while a manifest needs it."""
+    """Unlink a blob from the repository (GC frees the bytes); refused (405) while a manifest needs it."""
     name = access.name
     _check_digest(digest)
     with audited(access.actor, Operation.DELETE_BLOB.audit, access.tenant) as entry, transaction.atomic():
@@ -193,7 +193,8 @@ def delete_blob(access: Access, digest: str) -> None:
         user = ManifestReference.objects.filter(manifest__repository=link.repository, digest=digest).first()
         if user is not None:
             raise InUse(
-                f"blob {digest} is used by manifest {user.manifest.digest}; delete that manifest first"
+                f"blob {digest} is used by manifest {user.manifest.digest}; delete that manifest first",
+                allow="GET, HEAD",
             )
         link.delete()
 
@@ -537,7 +538,7 @@ def manifest_bytes(manifest: Manifest) -> bytes:
 
 
 def delete_manifest(access: Access, reference: str) -> None:
-    """Delete a manifest by digest (with its tags) or just a tag; refused while an index needs it.
+    """Delete a manifest by digest (with its tags) or just a tag; refused (405) while an index needs it.
 
     Needs only the delete action (the spec's token flow asks for exactly that
     scope). What the manifest referred to stays linked until its blobs are
@@ -563,7 +564,8 @@ def delete_manifest(access: Access, reference: str) -> None:
                 )
                 if user is not None:
                     raise InUse(
-                        f"manifest {manifest.digest} is part of index {user.digest}; delete that first"
+                        f"manifest {manifest.digest} is part of index {user.digest}; delete that first",
+                        allow="GET, HEAD, PUT",
                     )
                 tags = list(manifest.tags.values_list("name", flat=True))
                 manifest.delete()

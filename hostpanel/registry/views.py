@@ -111,7 +111,9 @@ def v2(request: HttpRequest, path: str = "") -> HttpResponse:
             endpoint = _ENDPOINTS.get((kind, method))
             if endpoint is None:
                 allowed = ", ".join(m for k, m in _ENDPOINTS if k == kind)
-                raise Unsupported(f"{method} is not supported here; use {allowed}")
+                unsupported = Unsupported(f"{method} is not supported here; use {allowed}")
+                unsupported.headers = {"Allow": allowed}
+                raise unsupported
             operation, handler = endpoint
             name = kwargs.pop("name")
             scope = challenge_scope(name, operation.action)

@@ -126,12 +126,35 @@ def test_a_blob_a_manifest_still_needs_stays_until_the_manifest_goes(
 ) -> None:
     client = pushed["client"]
     r = client.request("DELETE", f"/v2/acme/app/blobs/{pushed['layer']}")
-    assert r.status_code == 409 and "delete that manifest first" in r.json()["errors"][0]["message"]
+    assert r.status_code == 405 and "delete that manifest first" in r.json()["errors"][0]["message"]
     assert collect_garbage(grace_seconds=0).deleted_blobs == []
     assert _stored(registry_root, pushed["layer"])
     assert client.request("DELETE", f"/v2/acme/app/manifests/{pushed['manifest']}").status_code == 202
     assert client.request("DELETE", f"/v2/acme/app/blobs/{pushed['layer']}").status_code == 202
     assert pushed["layer"] in collect_garbage(grace_seconds=0).deleted_blobs
+
+
+@pytest.mark.parametrize("flow", ["token", "basic"])
+def test_the_suites_default_teardown_deletes_blobs_before_their_manifest(
+    acme: Tenant, token_for: Any, registry_root: Path, flow: str
+) -> None:
+    """OCI_DELETE_MANIFEST_BEFORE_BLOBS=0: each teardown step must answer 2xx or 405, and nothing breaks."""
+    client = (TokenFlow if flow == "token" else BasicAuth)(django_send(), "anyone", token_for(acme))
+    reg_client = Registry(client.basic)
+    manifest = reg_client.push_image("acme/teardown", "1", [b"teardown layer"])
+    config, layer = digest_of(b'{"architecture":"amd64"}'), digest_of(b"teardown layer")
+    for blob in (config, layer):
+        refused = client.request("DELETE", f"/v2/acme/teardown/blobs/{blob}")
+        assert refused.status == 405 and refused.code == "UNSUPPORTED", refused.body
+    # the image is still whole: its manifest and every blob it needs still answer
+    assert client.request("GET", "/v2/acme/teardown/manifests/1").status == 200
+    assert all(client.request("GET", f"/v2/acme/teardown/blobs/{b}").status == 200 for b in (config, layer))
+    assert client.request("DELETE", f"/v2/acme/teardown/manifests/{manifest}").status == 202
+    # the links the refused deletes left go with garbage collection, and the bytes with them
+    report = collect_garbage(grace_seconds=0)
+    assert report.dropped_links == 2
+    assert sorted(report.deleted_blobs) == sorted([manifest, config, layer])
+    assert client.request("GET", f"/v2/acme/teardown/blobs/{layer}").status == 404
 
 
 def test_a_layer_another_repository_still_uses_survives_a_delete_and_gc(
