@@ -3,9 +3,10 @@
 Usage: .venv/bin/python bench/docker_api.py [--runs 20] [--containers 100] [--engines hostpanel,podman]
 
 The same docker binary (``$HPBENCH_DOCKER``, else the first ``docker`` on PATH)
-times three verbs, whole process, against each engine's API socket:
-``docker run --rm busybox true``; ``docker ps`` while ``--containers`` busybox
-containers run there; ``docker exec <one of them> true``. The engines:
+times four commands, whole process, against each engine's API socket:
+``docker run --rm busybox true`` (and the same with ``--network none``, since
+the engines' default networks differ); ``docker ps`` while ``--containers``
+busybox containers run there; ``docker exec <one of them> true``. The engines:
 
 - HostPanel: ``python -m engine.cli docker serve --socket <tmp>`` on a scratch
   engine root and instance with the bootstrap busybox;
@@ -211,6 +212,10 @@ def remove_all(target: Target) -> None:
         docker(target, "rm", "-f", *listed, timeout=600)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # ---- the three engines --------------------------------------------------------------------
 @contextmanager
 def hostpanel(engine: Engine, workdir: Path) -> Iterator[Target]:
@@ -231,7 +236,14 @@ def hostpanel(engine: Engine, workdir: Path) -> Iterator[Target]:
     cmd += ["docker", "serve", "--socket", str(target.socket)]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_default_sigint,  # SIGINT stops it cleanly even when this bench runs in the background
+        )
     try:
         wait_ready(target, proc, log)
         yield target
@@ -405,6 +417,10 @@ def verbs(target: Target, count: int) -> list[tuple[str, list[str]]]:
     exec_into = target.containers[0] if target.containers else "none"
     return [
         ("docker run --rm busybox true", ["run", "--rm", "busybox", "true"]),
+        (
+            "docker run --rm --network none busybox true",
+            ["run", "--rm", "--network", "none", "busybox", "true"],
+        ),
         (f"docker ps ({count} running)", ["ps"]),
         ("docker exec <c> true", ["exec", exec_into, "true"]),
     ]
