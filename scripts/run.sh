@@ -68,6 +68,18 @@ else
     echo "host agent: $AGENT_NAME (log: $VAR_DIR/log/hostagent.log)"
 fi
 
+# The operator's Docker Engine API on a root-only unix socket: the stock docker CLI, docker-py and
+# docker-compose drive this machine's engine (`hpctl docker serve`; log: var/log/docker-api.log).
+DOCKER_SOCKET=${HOSTPANEL_DOCKER_SOCKET:-/run/hostpanel/docker.sock}
+if [[ -f $RUN_DIR/docker-api.pid ]] && kill -0 "$(<"$RUN_DIR/docker-api.pid")" 2>/dev/null; then
+    echo "docker API: already running (pid $(<"$RUN_DIR/docker-api.pid"))"
+else
+    nohup "$BIN/hpctl" docker serve --socket "$DOCKER_SOCKET" >>"$VAR_DIR/log/docker-api.log" 2>&1 &
+    echo $! >"$RUN_DIR/docker-api.pid"
+    for _ in $(seq 50); do [[ -S $DOCKER_SOCKET ]] && break; sleep 0.1; done
+    echo "docker API: unix://$DOCKER_SOCKET (log: $VAR_DIR/log/docker-api.log)"
+fi
+
 cat <<EOT
 
 HostPanel is running on http://$HOST:$PORT/
@@ -87,7 +99,9 @@ $SEED_OUT
            $BIN/hpctl run -d --name ticker busybox sh -c 'while true; do date; sleep 1; done'
            $BIN/hpctl ps; $BIN/hpctl logs -f ticker; $BIN/hpctl rm -f ticker
            $BIN/hpctl host info
-  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent and the Redis started here
+  docker:  DOCKER_HOST=unix://$DOCKER_SOCKET docker ps
+           DOCKER_HOST=unix://$DOCKER_SOCKET docker run --rm busybox echo hello
+  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent, the Docker API and the Redis started here
 
 EOT
 

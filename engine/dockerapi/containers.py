@@ -14,11 +14,12 @@ import re
 import secrets
 import socket
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from engine.dockerapi import execs, interactive, render
 from engine.dockerapi.create import parse_create
+from engine.dockerapi.filters import Filters, labels_match, request_filters
 from engine.dockerapi.http import (
     STDERR,
     STDOUT,
@@ -34,11 +35,12 @@ from engine.dockerapi.http import (
     no_content,
 )
 from engine.dockerapi.lifecycle import WAIT_CONDITIONS, Lifecycle
-from engine.dockerapi.record import DockerRecord
+from engine.dockerapi.record import DockerRecord, HealthState
 from engine.dockerapi.translate import container_spec
 from engine.errors import CommandNotFound, Conflict, EngineError, ImageNotFound, InvalidSpec, NotFound
 from engine.logs import k8s_file
 from engine.runtime.model import DEFAULT_TENANT, Container
+from engine.runtime.process import normalize_signal
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -53,7 +55,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
     """Add the container and exec endpoints for ``engine`` to ``router``; returns their :class:`Lifecycle`."""
     life = lifecycle or Lifecycle(engine)
     life.resume()
-    execs.register(router, engine, life)
+    exec_table = execs.register(router, engine, life)
 
     @router.route("POST", "/containers/create")
     def create(request: Request) -> Response:
@@ -78,9 +80,9 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
     @router.route("POST", "/containers/{id}/stop")
     def stop(request: Request) -> Response:
         container = life.find(request.params["id"])
+        life.update(container.id, _set_manual_stop)  # also ends a restart policy's loop between runs
         if container.status != "running":
             return no_content(304)
-        life.update(container.id, _set_manual_stop)
         timeout = request.int_arg("t")
         signal = request.arg("signal")
         if signal:
@@ -96,8 +98,10 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
         container = life.find(ref)
         if container.status != "running":
             raise APIError(409, f"Cannot kill container: {ref}: container {container.id} is not running")
-        life.update(container.id, _set_manual_stop)
-        engine.kill(container.id, request.arg("signal") or "SIGKILL")
+        signal = normalize_signal(request.arg("signal") or "SIGKILL")
+        if signal in ("SIGKILL", container.stop_signal):  # a signal that ends it, as `docker stop` would
+            life.update(container.id, _set_manual_stop)
+        engine.kill(container.id, signal)
         life.changed()
         return no_content()
 
@@ -149,12 +153,13 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
                 life.record(container.id),
                 log_path=str(engine.containers.log_path(container)),
                 volume_path=lambda name: engine.paths.root / "volumes" / name,
+                exec_ids=exec_table.of_container(container.id),
             )
         )
 
     @router.route("GET", "/containers/json")
     def list_(request: Request) -> Response:
-        filters = _filters(request.json_arg("filters"))
+        filters = _filters(request)
         everything = request.flag("all") or bool(filters.get("status")) or bool(filters.get("exited"))
         limit = request.int_arg("limit")
         containers = engine.list(all=everything or (limit is not None and limit > 0))
@@ -167,6 +172,20 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
         if limit is not None and limit > 0:
             items = items[:limit]
         return json_response(items)
+
+    @router.route("POST", "/containers/prune")
+    def prune(request: Request) -> Response:
+        filters = request_filters(request, ("label",))
+        deleted = []
+        for container in engine.list(all=True):
+            if container.status in ("created", "running", "paused"):
+                continue
+            if not labels_match(container.labels, filters.get("label", [])):
+                continue
+            with contextlib.suppress(NotFound, Conflict):  # gone, or started again meanwhile
+                life.remove(container.id, force=False, volumes=False)
+                deleted.append(container.id)
+        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
 
     @router.route("GET", "/containers/{id}/logs")
     def logs(request: Request) -> Stream:
@@ -187,13 +206,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
             since=since if since and since.timestamp() > 0 else None,
             follow=request.flag("follow"),
         )
-        wanted = (
-            {"stdout"}
-            if stdout and not stderr
-            else {"stderr"}
-            if stderr and not stdout
-            else {"stdout", "stderr"}
-        )
+        wanted = {name for name, asked in (("stdout", stdout), ("stderr", stderr)) if asked}
         return Stream(
             _log_chunks(lines, wanted, until, request.flag("timestamps"), rec.tty),
             content_type=_stream_type(rec.tty),
@@ -229,7 +242,7 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
         name = name.lstrip("/")
         _refuse_taken(engine, name)
     try:
-        image = engine.image(req.image, tenant=tenant if tenant != DEFAULT_TENANT else None)
+        image = engine.image(req.image, tenant=tenant)
     except ImageNotFound:
         raise APIError(404, f"No such image: {_with_tag(req.image)}") from None
     anonymous: list[str] = []
@@ -330,39 +343,21 @@ def _stream_type(tty: bool) -> str:
 
 
 # ---- list filters -------------------------------------------------------------------------
-def _filters(raw: Any) -> dict[str, list[str]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise APIError(400, 'filters must be a JSON object such as {"label": ["key=value"]}')
-    result: dict[str, list[str]] = {}
-    for key, values in raw.items():
-        if key not in LIST_FILTERS:
-            raise APIError(400, f"invalid filter '{key}'")
-        if isinstance(values, dict):
-            values = [k for k, v in values.items() if v]
-        if isinstance(values, str):
-            values = [values]
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise APIError(400, f"invalid filter '{key}': its values must be strings")
-        result[key] = values
-    for status in result.get("status", []):
+def _filters(request: Request) -> Filters:
+    filters = request_filters(request, LIST_FILTERS)
+    for status in filters.get("status", []):
         if status not in _STATUSES:
             raise APIError(400, f"invalid filter 'status={status}'")
-    for code in result.get("exited", []):
+    for code in filters.get("exited", []):
         if not code.lstrip("-").isdigit():
             raise APIError(400, f"invalid filter 'exited={code}'")
-    return result
+    return filters
 
 
-def _matches(container: Container, rec: DockerRecord, filters: dict[str, list[str]], engine: Engine) -> bool:
+def _matches(container: Container, rec: DockerRecord, filters: Filters, engine: Engine) -> bool:
     def any_of(key: str, test: Callable[[str], bool]) -> bool:
         values = filters.get(key)
         return not values or any(test(v) for v in values)
-
-    def label(item: str) -> bool:
-        key, sep, value = item.partition("=")
-        return key in container.labels and (not sep or container.labels[key] == value)
 
     def name(pattern: str) -> bool:
         try:
@@ -371,12 +366,12 @@ def _matches(container: Container, rec: DockerRecord, filters: dict[str, list[st
             return pattern in container.name
 
     status = render.docker_status(container)
-    health = rec.health.status if rec.health is not None and rec.check is not None else "none"
+    health = (rec.health or HealthState()).status if rec.check is not None else "none"
     volumes = {m.get("source") for m in container.mounts} | {m.get("target") for m in container.mounts}
     return (
         any_of("id", container.id.startswith)
         and any_of("name", name)
-        and all(label(item) for item in filters.get("label", []))
+        and labels_match(container.labels, filters.get("label", []))
         and any_of("status", lambda s: s == status)
         and any_of("exited", lambda c: status == "exited" and int(c) == (container.exit_code or 0))
         and any_of("ancestor", lambda a: _is_ancestor(engine, container, a))
@@ -403,12 +398,21 @@ def _is_ancestor(engine: Engine, container: Container, reference: str) -> bool:
 
 # ---- logs and attach ----------------------------------------------------------------------------
 def _unix_time(value: str, name: str) -> datetime | None:
+    """``since``/``until`` as the CLI sends them (``SECONDS[.NANOS]``), exact to the microsecond.
+
+    Parsed as digits, not as a float: a float rounds the nanoseconds, and ``--since`` with the
+    time of a line must still show that line.
+    """
     if not value:
         return None
+    match = re.fullmatch(r"(-?\d+)(?:\.(\d{1,9}))?", value.strip())
+    if not match:
+        raise APIError(400, f"invalid value for {name!r}: {value!r} is not a Unix time")
+    micros = int((match.group(2) or "0").ljust(9, "0")[:6])
     try:
-        return datetime.fromtimestamp(float(value), UTC)
-    except (ValueError, OverflowError):
-        raise APIError(400, f"invalid value for {name!r}: {value!r} is not a Unix time") from None
+        return datetime.fromtimestamp(int(match.group(1)), UTC) + timedelta(microseconds=micros)
+    except (ValueError, OverflowError, OSError):
+        raise APIError(400, f"invalid value for {name!r}: {value!r} is out of range") from None
 
 
 def _docker_time(stamp: str) -> str:

@@ -7,6 +7,7 @@ endpoints live in one module per resource (``system``, ``containers``, ...), eac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
     from engine.engine import Engine
 
 DEFAULT_SOCKET = Path("/run/hostpanel/docker.sock")
+
+
+def default_socket() -> Path:
+    """The operator's socket: ``$HOSTPANEL_DOCKER_SOCKET``, else ``/run/hostpanel/docker.sock``."""
+    return Path(os.environ.get("HOSTPANEL_DOCKER_SOCKET") or DEFAULT_SOCKET)
 
 
 def operator_router(engine: Engine) -> Router:

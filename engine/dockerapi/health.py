@@ -78,10 +78,12 @@ def _loop(lifecycle: Lifecycle, key: tuple[str, str]) -> None:
                 interval = check.start_interval / NANO if check.start_interval else DEFAULT_START_INTERVAL
             else:
                 interval = check.interval / NANO if check.interval else DEFAULT_INTERVAL
-            time.sleep(interval)
-            container = lifecycle.current(cid)
-            if container is None or container.status != "running" or container.started_at != started_at:
-                return
+            deadline = time.monotonic() + interval
+            while (remaining := deadline - time.monotonic()) > 0:
+                lifecycle.nap(remaining)  # woken early when a container stops or goes
+                container = lifecycle.current(cid)
+                if container is None or container.status != "running" or container.started_at != started_at:
+                    return
             entry = probe(lifecycle, cid, check)
             retries = check.retries or DEFAULT_RETRIES
             still_starting = time.monotonic() - began < check.start_period / NANO

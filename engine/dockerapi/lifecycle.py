@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ READERS_GRACE_SECONDS = 10.0
 """How long ``--rm`` waits for attached readers to drain the output before removing."""
 
 RESTART_BACKOFF_MAX = 60.0
+EXIT_CODES_KEPT = 10_000
+"""Exit codes remembered for ``wait`` on containers already removed (the newest ones)."""
 ACTIVE = ("created", "running")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
@@ -45,7 +48,7 @@ class Lifecycle:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._cond = threading.Condition()
-        self._last_exit: dict[str, int] = {}
+        self._last_exit: OrderedDict[str, int] = OrderedDict()  # for waits that outlive the container
         self._readers: dict[str, int] = {}
         self._watched: set[str] = set()
         self._record_lock = threading.RLock()
@@ -87,6 +90,13 @@ class Lifecycle:
             record.save(self.directory(cid), rec)
             return rec
 
+    def _note_exit(self, cid: str, code: int) -> None:
+        with self._cond:
+            self._last_exit[cid] = code
+            self._last_exit.move_to_end(cid)
+            while len(self._last_exit) > EXIT_CODES_KEPT:
+                self._last_exit.popitem(last=False)
+
     # ---- change notification ----------------------------------------------------------
     def changed(self) -> None:
         """Wake every waiter: a container started, stopped or went away."""
@@ -94,8 +104,12 @@ class Lifecycle:
             self._cond.notify_all()
 
     def _pause(self) -> None:
+        self.nap(POLL_SECONDS)
+
+    def nap(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; a change (:meth:`changed`) ends it early."""
         with self._cond:
-            self._cond.wait(POLL_SECONDS)
+            self._cond.wait(seconds)
 
     @contextlib.contextmanager
     def reading(self, cid: str) -> Iterator[None]:
@@ -144,9 +158,14 @@ class Lifecycle:
 
     # ---- watching: --rm, restart policies, health checks ---------------------------------
     def resume(self) -> None:
-        """Watch again the containers that need it (after the daemon restarts)."""
-        for container in self.engine.list():
-            self.watch(container.id)
+        """After the daemon (re)starts: watch the running containers that need it again, and remove
+        the ``--rm`` containers that exited while nobody watched."""
+        for container in self.engine.list(all=True):
+            if container.status == "running":
+                self.watch(container.id)
+            elif container.status != "created" and self.record(container.id).auto_remove:
+                with contextlib.suppress(EngineError):
+                    self.remove(container.id, force=True, volumes=True)
 
     def watch(self, cid: str) -> None:
         """Start watching a running container if its record asks for it (idempotent)."""
@@ -161,36 +180,27 @@ class Lifecycle:
             health.start(self, cid)
 
     def _watch(self, cid: str) -> None:
+        delay = 0.1
         try:
-            delay = 0.1
             while True:
                 container = self.engine.wait(cid)
-                if container.status in ACTIVE:
-                    if container.status == "created":
-                        return  # the monitor died before starting: nothing to follow
+                if container.status == "running":
                     continue
-                rec = self.record(cid)
-                code = container.exit_code or 0
-                self._last_exit[cid] = code
-                self.changed()
-                if rec.auto_remove:
-                    self._remove_after_readers(cid, rec)
+                if container.status != "created":  # created: its monitor died before a start
+                    rec = self.record(cid)
+                    code = container.exit_code or 0
+                    self._note_exit(cid, code)
+                    self.changed()
+                    if rec.auto_remove:
+                        self._remove_after_readers(cid, rec)
+                        return
+                    if self._should_restart(rec, code):
+                        time.sleep(delay)
+                        delay = min(delay * 2, RESTART_BACKOFF_MAX)
+                        self._restart(cid)
+                        continue
+                if self._leave(cid, container.started_at):
                     return
-                if not self._should_restart(rec, code):
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, RESTART_BACKOFF_MAX)
-                rec = self.record(cid)
-                if rec.manually_stopped:
-                    return
-                current = self.current(cid)
-                if current is None or current.status == "running":
-                    return
-                self.engine.start(cid)
-                rec = self.update(cid, _count_restart)
-                self.changed()
-                if rec.check is not None:
-                    health.start(self, cid)
         except NotFound:
             pass
         except EngineError as exc:
@@ -199,6 +209,32 @@ class Lifecycle:
             with self._cond:
                 self._watched.discard(cid)
             self.changed()
+
+    def _leave(self, cid: str, handled_start: str) -> bool:
+        """Stop watching, unless the container was started again meanwhile (then keep going).
+
+        Checked under the lock :meth:`watch` takes, so a start made through the API either
+        finds this watcher still on duty or starts the next one: no run goes unwatched.
+        """
+        with self._cond:
+            container = self.current(cid)
+            if container is not None and (
+                container.status == "running" or container.started_at != handled_start
+            ):
+                return False
+            self._watched.discard(cid)
+            return True
+
+    def _restart(self, cid: str) -> None:
+        """Start the container again for its restart policy (unless someone stopped it meanwhile)."""
+        current = self.current(cid)
+        if current is None or current.status == "running" or self.record(cid).manually_stopped:
+            return
+        self.engine.start(cid)
+        rec = self.update(cid, _count_restart)
+        self.changed()
+        if rec.check is not None:
+            health.start(self, cid)
 
     @staticmethod
     def _should_restart(rec: DockerRecord, code: int) -> bool:
@@ -223,7 +259,7 @@ class Lifecycle:
         rec = rec or self.record(cid)
         with contextlib.suppress(NotFound):
             container = self.engine.remove(cid, force=force)
-            self._last_exit[cid] = container.exit_code or 0
+            self._note_exit(cid, container.exit_code or 0)
         if volumes:
             for name in rec.anonymous_volumes:
                 with contextlib.suppress(EngineError):

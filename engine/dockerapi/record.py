@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,11 +140,33 @@ def _healthcheck_json(check: Healthcheck | None) -> dict[str, Any] | None:
     return data
 
 
+# Parsed records by path, checked against the file's identity: `docker ps` reads one per container.
+_cache: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+_cache_lock = threading.Lock()
+
+
 def load(directory: Path) -> DockerRecord:
     """The record in a container's directory; a default one for containers made outside the API."""
+    path = directory / RECORD_FILE
     try:
-        return DockerRecord.from_dict(json.loads((directory / RECORD_FILE).read_bytes()))
-    except (FileNotFoundError, ValueError, TypeError):
+        st = os.stat(path)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with _cache_lock:
+            cached = _cache.get(path)
+        if cached is not None and cached[0] == key:
+            return DockerRecord.from_dict(cached[1])
+        data = json.loads(path.read_bytes())
+        if not isinstance(data, dict):
+            return DockerRecord()
+        record = DockerRecord.from_dict(data)
+        with _cache_lock:
+            _cache[path] = (key, data)
+        return record
+    except FileNotFoundError:
+        with _cache_lock:
+            _cache.pop(path, None)
+        return DockerRecord()
+    except (ValueError, TypeError):
         return DockerRecord()
 
 

@@ -77,8 +77,8 @@ def status_text(container: Container, record: DockerRecord, now: datetime | None
         text = f"Up {human_duration(_since(container.started_at, now))}"
         if status == "paused":
             return f"{text} (Paused)"
-        if record.health is not None and record.check is not None:
-            health = record.health.status
+        if record.check is not None:
+            health = (record.health or HealthState()).status
             text += " (health: starting)" if health == "starting" else f" ({health})"
         return text
     if status == "exited":
