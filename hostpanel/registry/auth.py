@@ -13,18 +13,26 @@ Credentials (see README "Registry"):
   SECRET_KEY, expires, and grants at most the scopes it names, never more than
   its user may do at the time of the request.
 
-Rights per repository: members of a tenant pull ``<slug>/...`` as viewers and
-push/delete as developers; ``library/...`` is pulled by everyone
-authenticated and pushed by admins; host agents pull everything.
+What each operation requires, and who may do it, is said here once:
+:class:`Operation` names every operation on a repository with the action (the
+token scope: pull, push or delete) it requires; the view authorizes each
+request once, at the door, with it, and its ``401`` challenge names that scope.
+:data:`LEAST_ROLE` is the least tenant role that may take each action in the
+tenant's repositories (viewers pull; developers and owners also push and delete);
+``library/...`` is pulled by everyone authenticated and written by admins; host
+agents pull everything. The token service grants the requested actions the
+caller may take, nothing more, so a viewer never holds a delete scope.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -43,9 +51,55 @@ SERVICE = "hostpanel"
 LIBRARY = "library"
 """The reserved namespace of base images that admins publish for every tenant."""
 BEARER_PREFIX = "hpreg."
-ACTIONS = ("pull", "push", "delete")
+PULL, PUSH, DELETE = "pull", "push", "delete"
+ACTIONS = (PULL, PUSH, DELETE)
 _SALT = "hostpanel.registry.bearer"
 ANY_REPOSITORY = "*"
+
+
+class Operation(enum.Enum):
+    """An operation on a repository: ``(audit name, required action)``, the one table of requirements.
+
+    Reads need ``pull``; uploads and manifest pushes ``push``; deleting a
+    manifest, a tag or a blob needs ``delete`` and nothing else (a token scoped
+    ``repository:<name>:delete`` deletes). A cross-repository mount is an upload
+    into the target and a read (:attr:`READ_MOUNT_SOURCE`) of the source.
+    """
+
+    READ_MANIFEST = ("manifest.read", PULL)
+    PUSH_MANIFEST = ("manifest.push", PUSH)
+    DELETE_MANIFEST = ("manifest.delete", DELETE)
+    READ_BLOB = ("blob.read", PULL)
+    UPLOAD_BLOB = ("blob.upload", PUSH)
+    READ_MOUNT_SOURCE = ("blob.mount", PULL)
+    DELETE_BLOB = ("blob.delete", DELETE)
+    LIST_TAGS = ("tags.list", PULL)
+
+    @property
+    def action(self) -> str:
+        """The action (token scope) the operation requires."""
+        return self.value[1]
+
+    @property
+    def audit(self) -> str:
+        """The audit log action of the operation (writes, and refused writes, are logged)."""
+        return f"registry.{self.value[0]}"
+
+
+LEAST_ROLE: Mapping[str, str] = MappingProxyType(
+    {PULL: Role.VIEWER, PUSH: Role.DEVELOPER, DELETE: Role.DEVELOPER}
+)
+"""The least tenant role that may take each action in the tenant's repositories."""
+
+
+def challenge_scope(repository: str, action: str) -> str:
+    """The scope a ``401`` challenge names for ``action`` on ``repository``.
+
+    A push challenge also asks for pull, as Docker's registry does, so the
+    pushing client's one token also reads back what it pushes.
+    """
+    actions = f"{PULL},{PUSH}" if action == PUSH else action
+    return f"repository:{repository}:{actions}"
 
 
 @dataclass(frozen=True)
@@ -66,22 +120,24 @@ class Principal:
         return f"agent:{self.agent_host}" if self.agent_host else self.actor.name
 
 
-def permitted_actions(principal: Principal, repository: str) -> frozenset[str]:
-    """The actions (pull/push/delete) the principal may take on ``repository``, now."""
+def role_actions(principal: Principal, repository: str) -> frozenset[str]:
+    """The actions the principal's role allows on ``repository`` now, whatever its token's scopes."""
     namespace = repository.split("/", 1)[0]
     if principal.agent_host is not None:
-        allowed = frozenset({"pull"})
-    elif namespace == LIBRARY:
-        allowed = frozenset(ACTIONS) if principal.actor.is_admin else frozenset({"pull"})
-    else:
-        tenant = Tenant.objects.filter(slug=namespace).first()
-        role = role_of(principal.actor, tenant) if tenant is not None else None
-        if role is None:
-            allowed = frozenset()
-        elif at_least(role, Role.DEVELOPER):
-            allowed = frozenset(ACTIONS)
-        else:
-            allowed = frozenset({"pull"})
+        return frozenset({PULL})
+    if namespace == LIBRARY:
+        return frozenset(ACTIONS) if principal.actor.is_admin else frozenset({PULL})
+    tenant = Tenant.objects.filter(slug=namespace).first()
+    role = role_of(principal.actor, tenant) if tenant is not None else None
+    return frozenset(action for action, least in LEAST_ROLE.items() if at_least(role, least))
+
+
+def permitted_actions(principal: Principal, repository: str) -> frozenset[str]:
+    """The actions (pull/push/delete) the principal may take on ``repository``, now.
+
+    Those its role allows, narrowed to the scopes of its bearer token if it has one.
+    """
+    allowed = role_actions(principal, repository)
     if principal.scopes is not None:
         granted = principal.scopes.get(repository, frozenset()) | principal.scopes.get(
             ANY_REPOSITORY, frozenset()
@@ -199,4 +255,4 @@ def issue_bearer(principal: Principal, scopes: Iterable[str], ttl: int) -> tuple
 
 def sign_agent_token(host_name: str, ttl: int) -> str:
     """A bearer token for host agent ``host_name`` with pull rights on every repository."""
-    return _sign({"host": host_name, "access": {ANY_REPOSITORY: ["pull"]}, "exp": time.time() + ttl})
+    return _sign({"host": host_name, "access": {ANY_REPOSITORY: [PULL]}, "exp": time.time() + ttl})

@@ -86,9 +86,19 @@ class Denied(RegistryError, Forbidden):
 
 
 class InUse(RegistryError):
-    """A blob or manifest something else in the repository still needs."""
+    """A delete of a blob or manifest that something else in the repository still needs.
 
-    status, code = 409, "DENIED"
+    405 UNSUPPORTED, the spec's answer to a delete the registry does not do (its
+    end-9/end-10 failures are 404, 400 and 405): the content stays whole, and a
+    client that deletes blobs before their manifest (the conformance suite's
+    teardown order by default) carries on, then deletes the manifest.
+    """
+
+    status, code = 405, "UNSUPPORTED"
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message)
+        self.headers = {"Allow": allow}
 
 
 class Unsupported(RegistryError):

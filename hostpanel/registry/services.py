@@ -30,7 +30,16 @@ from hostpanel.audit.services import Actor, audited, record
 from hostpanel.errors import QuotaExceeded
 from hostpanel.hosts.models import Host
 from hostpanel.registry import storage
-from hostpanel.registry.auth import LIBRARY, Principal, permitted_actions, sign_agent_token
+from hostpanel.registry.auth import (
+    LIBRARY,
+    PULL,
+    Operation,
+    Principal,
+    challenge_scope,
+    permitted_actions,
+    role_actions,
+    sign_agent_token,
+)
 from hostpanel.registry.errors import (
     BlobUnknown,
     BlobUploadInvalid,
@@ -63,11 +72,16 @@ _RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?$")
 
 @dataclass(frozen=True)
 class Access:
-    """A repository the caller may act on, with its tenant (None under library/)."""
+    """What an authorized caller may do in one repository (its tenant is None under library/)."""
 
+    principal: Principal
     name: str
     tenant: Tenant | None
     actions: frozenset[str]
+
+    @property
+    def actor(self) -> Actor:
+        return self.principal.actor
 
 
 # ---- access -------------------------------------------------------------------------------
@@ -80,41 +94,52 @@ def check_name(name: str) -> None:
         )
 
 
-def authorize(principal: Principal, name: str, action: str) -> Access:
-    """The access to ``name`` if the principal may ``action`` (pull/push/delete) it.
+def authorize(principal: Principal, name: str, operation: Operation) -> Access:
+    """The access to ``name`` if the principal may take ``operation`` (its action) there.
 
+    Every request is authorized once, with the action its operation requires.
     A repository the caller may not even pull is NAME_UNKNOWN whether it exists
     or not (another tenant's repositories are never revealed); a bearer token
     lacking the scope is UNAUTHORIZED with a challenge naming it (the client
-    fetches a wider token); a reader that may not write gets DENIED.
+    fetches a wider token, which it gets only if its role allows the action);
+    basic credentials that may read but not write get DENIED. A refused write
+    is written to the audit log.
     """
+    try:
+        return _authorize(principal, name, operation.action)
+    except RegistryError as exc:
+        if operation.action != PULL:
+            record(
+                principal.actor, operation.audit, tenant=None, result=AuditLog.Result.DENIED, message=str(exc)
+            )
+        raise
+
+
+def _authorize(principal: Principal, name: str, action: str) -> Access:
     check_name(name)
     actions = permitted_actions(principal, name)
     namespace = name.split("/", 1)[0]
     tenant = None if namespace == LIBRARY else Tenant.objects.filter(slug=namespace).first()
     if action in actions:
-        return Access(name, tenant, actions)
+        return Access(principal, name, tenant, actions)
+    who = "administrators" if namespace == LIBRARY else "developers and owners of the tenant"
     if principal.via_bearer:
+        if action in role_actions(principal, name):
+            hint = "get one for that scope from /v2/token"
+        elif action == PULL:
+            hint = "you may not access it; repositories are named <your tenant>/<name>"
+        else:
+            hint = f"only {who} may {action} there"
         raise Unauthorized(
-            f"this token does not grant {action} on {name!r}; get one for that scope from /v2/token",
-            {"scope": f"repository:{name}:{action}", "insufficient_scope": True},
+            f"this token does not grant {action} on {name!r}; {hint}",
+            {"scope": challenge_scope(name, action), "insufficient_scope": True},
         )
-    if "pull" not in actions:
+    if PULL not in actions:
         raise NameUnknown(
             f"repository {name!r} is not known to the registry or you may not access it; "
             "repositories are named <your tenant>/<name>"
         )
-    who = "administrators" if namespace == LIBRARY else "developers and owners of the tenant"
     raise Denied(f"you may pull {name!r} but not {action} it: only {who} may")
-
-
-def _authorize_logged(principal: Principal, name: str, action: str, audit_action: str) -> Access:
-    """:func:`authorize` for a write; a refusal is written to the audit log."""
-    try:
-        return authorize(principal, name, action)
-    except RegistryError as exc:
-        record(principal.actor, audit_action, tenant=None, result=AuditLog.Result.DENIED, message=str(exc))
-        raise
 
 
 def _repository(name: str) -> Repository | None:
@@ -140,9 +165,9 @@ class BlobFile:
     path: Path
 
 
-def get_blob(principal: Principal, name: str, digest: str) -> BlobFile:
+def get_blob(access: Access, digest: str) -> BlobFile:
     """A blob the repository links (or one of its manifests); BLOB_UNKNOWN otherwise."""
-    authorize(principal, name, "pull")
+    name = access.name
     _check_digest(digest)
     linked = BlobLink.objects.filter(repository__name=name, digest=digest).exists()
     if not linked and not Manifest.objects.filter(repository__name=name, digest=digest).exists():
@@ -156,11 +181,11 @@ def get_blob(principal: Principal, name: str, digest: str) -> BlobFile:
     return BlobFile(digest, size, path)
 
 
-def delete_blob(principal: Principal, name: str, digest: str) -> None:
-    """Unlink a blob from the repository (GC frees the bytes); refused while a manifest needs it."""
-    access = _authorize_logged(principal, name, "delete", "registry.blob.delete")
+def delete_blob(access: Access, digest: str) -> None:
+    """Unlink a blob from the repository (GC frees the bytes); refused (405) while a manifest needs it."""
+    name = access.name
     _check_digest(digest)
-    with audited(principal.actor, "registry.blob.delete", access.tenant) as entry, transaction.atomic():
+    with audited(access.actor, Operation.DELETE_BLOB.audit, access.tenant) as entry, transaction.atomic():
         link = BlobLink.objects.filter(repository__name=name, digest=digest).first()
         if link is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name!r}")
@@ -168,21 +193,21 @@ def delete_blob(principal: Principal, name: str, digest: str) -> None:
         user = ManifestReference.objects.filter(manifest__repository=link.repository, digest=digest).first()
         if user is not None:
             raise InUse(
-                f"blob {digest} is used by manifest {user.manifest.digest}; delete that manifest first"
+                f"blob {digest} is used by manifest {user.manifest.digest}; delete that manifest first",
+                allow="GET, HEAD",
             )
         link.delete()
 
 
-def mount_blob(principal: Principal, name: str, digest: str, source: str) -> bool:
+def mount_blob(access: Access, digest: str, source: str) -> bool:
     """Link ``digest`` from repository ``source`` into ``name`` if the caller may read it there.
 
     Returns False (the caller then starts an ordinary upload) when the source is
     unreadable to the caller, does not hold the blob, or is not a valid name.
     """
-    access = _authorize_logged(principal, name, "push", "registry.blob.mount")
     _check_digest(digest)
     try:
-        authorize(principal, source, "pull")
+        authorize(access.principal, source, Operation.READ_MOUNT_SOURCE)
     except RegistryError:
         return False
     link = BlobLink.objects.filter(repository__name=source, digest=digest).first()
@@ -202,10 +227,9 @@ def _expired(upload: Upload) -> bool:
     return upload.updated_at < timezone.now() - timedelta(seconds=settings.HOSTPANEL_REGISTRY_UPLOAD_TTL)
 
 
-def start_upload(principal: Principal, name: str) -> Upload:
+def start_upload(access: Access) -> Upload:
     """Open an upload session (its bytes go to the upload area, not the repository)."""
-    access = _authorize_logged(principal, name, "push", "registry.blob.upload")
-    upload = Upload.objects.create(repository_name=name, tenant=access.tenant)
+    upload = Upload.objects.create(repository_name=access.name, tenant=access.tenant)
     try:
         storage.create_upload_file(str(upload.id))
     except BaseException:
@@ -214,9 +238,9 @@ def start_upload(principal: Principal, name: str) -> Upload:
     return upload
 
 
-def get_upload(principal: Principal, name: str, upload_id: str) -> Upload:
-    """An upload of ``name`` in progress; BLOB_UPLOAD_UNKNOWN if missing, finished or expired."""
-    authorize(principal, name, "push")
+def get_upload(access: Access, upload_id: str) -> Upload:
+    """An upload of the repository in progress; BLOB_UPLOAD_UNKNOWN if missing, finished or expired."""
+    name = access.name
     try:
         key = uuid.UUID(upload_id)
     except ValueError:
@@ -235,8 +259,8 @@ def _drop_upload(upload: Upload) -> None:
     upload.delete()
 
 
-def cancel_upload(principal: Principal, name: str, upload_id: str) -> None:
-    _drop_upload(get_upload(principal, name, upload_id))
+def cancel_upload(access: Access, upload_id: str) -> None:
+    _drop_upload(get_upload(access, upload_id))
 
 
 def upload_headers(name: str, upload: Upload) -> dict[str, str]:
@@ -259,8 +283,7 @@ def parse_content_range(value: str) -> tuple[int, int]:
 
 
 def append_chunk(
-    principal: Principal,
-    name: str,
+    access: Access,
     upload_id: str,
     body: Readable,
     content_range: str | None,
@@ -272,7 +295,7 @@ def append_chunk(
     one that is shorter than its Content-Range/Content-Length is refused and cut
     off again, so the upload stays as it was.
     """
-    upload = get_upload(principal, name, upload_id)
+    upload = get_upload(access, upload_id)
     expected = content_length
     if content_range:
         start, end = parse_content_range(content_range)
@@ -281,7 +304,7 @@ def append_chunk(
                 f"chunk starts at byte {start} but the upload has {upload.size} bytes; "
                 "send the chunk that starts there (GET the upload for its Range)"
             )
-            exc.headers = upload_headers(name, upload)
+            exc.headers = upload_headers(access.name, upload)
             raise exc
         if content_length is not None and content_length != end - start + 1:
             raise BlobUploadInvalid(
@@ -305,8 +328,7 @@ def append_chunk(
 
 
 def complete_upload(
-    principal: Principal,
-    name: str,
+    access: Access,
     upload_id: str,
     digest: str | None,
     body: Readable,
@@ -320,10 +342,10 @@ def complete_upload(
     try:
         _check_digest(digest)
     except DigestInvalid:
-        get_upload(principal, name, upload_id)  # an unknown upload is reported as such first
+        get_upload(access, upload_id)  # an unknown upload is reported as such first
         raise
     assert digest is not None
-    upload = append_chunk(principal, name, upload_id, body, content_range, content_length)
+    upload = append_chunk(access, upload_id, body, content_range, content_length)
     actual = storage.upload_digest(str(upload.id), upload.size)
     if actual != digest:
         _drop_upload(upload)
@@ -331,7 +353,6 @@ def complete_upload(
             f"the uploaded {upload.size} bytes hash to {actual}, not {digest}; nothing was stored, "
             "upload the blob again"
         )
-    access = Access(name, upload.tenant, frozenset({"push"}))
     with storage.gc_lock(exclusive=False):
         store = storage.blob_store()
         store.root.mkdir(parents=True, exist_ok=True)
@@ -344,14 +365,12 @@ def complete_upload(
     return digest
 
 
-def upload_monolithic(
-    principal: Principal, name: str, digest: str | None, body: Readable, content_length: int | None
-) -> str:
+def upload_monolithic(access: Access, digest: str | None, body: Readable, content_length: int | None) -> str:
     """``POST ?digest=``: the whole blob in one request; on any failure no upload is left."""
     _check_digest(digest)
-    upload = start_upload(principal, name)
+    upload = start_upload(access)
     try:
-        return complete_upload(principal, name, str(upload.id), digest, body, None, content_length)
+        return complete_upload(access, str(upload.id), digest, body, None, content_length)
     except BaseException:
         if Upload.objects.filter(pk=upload.pk).exists():
             _drop_upload(upload)
@@ -420,9 +439,7 @@ def _read_manifest_body(body: Readable) -> bytes:
     return data
 
 
-def put_manifest(
-    principal: Principal, name: str, reference: str, content_type: str | None, body: Readable
-) -> Manifest:
+def put_manifest(access: Access, reference: str, content_type: str | None, body: Readable) -> Manifest:
     """Store a manifest under a tag or its digest after checking everything it refers to.
 
     DIGEST_INVALID if pushed by a digest it does not hash to; MANIFEST_INVALID
@@ -430,7 +447,6 @@ def put_manifest(
     digest) when a config, layer or sub-manifest is not in the repository.
     A tenant's tagged manifest becomes an image the tenant can deploy.
     """
-    access = _authorize_logged(principal, name, "push", "registry.manifest.push")
     data = _read_manifest_body(body)
     digest = sha256_digest(data)
     tag: str | None = None
@@ -449,7 +465,7 @@ def put_manifest(
         raise ManifestInvalid("the manifest is not a JSON object")
     media_type = _media_type(content_type, doc)
     blobs, children = _references(doc, media_type)
-    with audited(principal.actor, "registry.manifest.push", access.tenant) as entry:
+    with audited(access.actor, Operation.PUSH_MANIFEST.audit, access.tenant) as entry:
         with storage.gc_lock(exclusive=False), transaction.atomic():
             repo = _ensure_repository(access)
             entry.obj = repo
@@ -466,7 +482,7 @@ def put_manifest(
                 Tag.objects.update_or_create(repository=repo, name=tag, defaults={"manifest": manifest})
             entry.obj = manifest
         if tag is not None and (access.tenant is not None or access.name.startswith(LIBRARY + "/")):
-            _publish_image(principal.actor, access, tag)
+            _publish_image(access.actor, access, tag)
     return manifest
 
 
@@ -502,9 +518,9 @@ def _check_references(
             raise ManifestInvalid(f"manifest {digest} has {known[digest]} bytes, the index says {size}")
 
 
-def get_manifest(principal: Principal, name: str, reference: str) -> Manifest:
-    """The manifest of ``name`` tagged ``reference`` or with that digest; MANIFEST_UNKNOWN otherwise."""
-    authorize(principal, name, "pull")
+def get_manifest(access: Access, reference: str) -> Manifest:
+    """The manifest of the repository tagged ``reference`` or with that digest; MANIFEST_UNKNOWN otherwise."""
+    name = access.name
     manifest: Manifest | None
     if DIGEST_RE.match(reference):
         manifest = Manifest.objects.filter(repository__name=name, digest=reference).first()
@@ -521,14 +537,19 @@ def manifest_bytes(manifest: Manifest) -> bytes:
     return storage.blob_store().read_bytes(manifest.digest, MAX_MANIFEST_BYTES)
 
 
-def delete_manifest(principal: Principal, name: str, reference: str) -> None:
-    """Delete a manifest by digest (with its tags) or just a tag; refused while an index needs it."""
+def delete_manifest(access: Access, reference: str) -> None:
+    """Delete a manifest by digest (with its tags) or just a tag; refused (405) while an index needs it.
+
+    Needs only the delete action (the spec's token flow asks for exactly that
+    scope). What the manifest referred to stays linked until its blobs are
+    deleted or garbage collection drops the links (see gc.py).
+    """
     from hostpanel.registry.images import unpublish_images
 
-    access = _authorize_logged(principal, name, "delete", "registry.manifest.delete")
-    with audited(principal.actor, "registry.manifest.delete", access.tenant) as entry:
+    name = access.name
+    with audited(access.actor, Operation.DELETE_MANIFEST.audit, access.tenant) as entry:
         with transaction.atomic():
-            manifest = get_manifest(principal, name, reference)
+            manifest = get_manifest(access, reference)
             entry.obj = manifest
             if not DIGEST_RE.match(reference):
                 Tag.objects.filter(repository=manifest.repository, name=reference).delete()
@@ -543,16 +564,17 @@ def delete_manifest(principal: Principal, name: str, reference: str) -> None:
                 )
                 if user is not None:
                     raise InUse(
-                        f"manifest {manifest.digest} is part of index {user.digest}; delete that first"
+                        f"manifest {manifest.digest} is part of index {user.digest}; delete that first",
+                        allow="GET, HEAD, PUT",
                     )
                 tags = list(manifest.tags.values_list("name", flat=True))
                 manifest.delete()
         unpublish_images(name, tags)
 
 
-def list_tags(principal: Principal, name: str, n: int | None, last: str | None) -> tuple[list[str], bool]:
-    """Tags of ``name`` in lexical order after ``last``, at most ``n``; and whether more follow."""
-    authorize(principal, name, "pull")
+def list_tags(access: Access, n: int | None, last: str | None) -> tuple[list[str], bool]:
+    """Tags of the repository in lexical order after ``last``, at most ``n``; and whether more follow."""
+    name = access.name
     repo = _repository(name)
     if repo is None:
         raise NameUnknown(f"repository {name!r} is not known to the registry")

@@ -1,7 +1,11 @@
 """HTTP endpoints of the OCI Distribution Spec at /v2/ (plain Django views; rules in services.py).
 
 One dispatcher routes ``/v2/<name>/{blobs,manifests,tags}/...`` because
-repository names contain slashes. Every answer carries
+repository names contain slashes; :data:`_ENDPOINTS` maps each route and
+method to its :class:`~hostpanel.registry.auth.Operation` and handler. The
+dispatcher authenticates and authorizes every repository request once, with
+the action its operation requires, and hands the handler the resulting
+:class:`~hostpanel.registry.services.Access`. Every answer carries
 ``Docker-Distribution-API-Version: registry/2.0``; errors are
 ``{"errors": [{"code", "message", "detail"}]}``; a missing or wrong
 credential is 401 with a Bearer challenge pointing at ``/v2/token``.
@@ -12,7 +16,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -20,7 +23,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from engine.errors import EngineError
 from hostpanel.registry import services, storage
-from hostpanel.registry.auth import SERVICE, Principal, authenticate_request, issue_bearer
+from hostpanel.registry.auth import (
+    SERVICE,
+    Operation,
+    Principal,
+    authenticate_request,
+    challenge_scope,
+    issue_bearer,
+)
 from hostpanel.registry.errors import RegistryError, Unauthorized, Unsupported
 
 log = logging.getLogger(__name__)
@@ -77,13 +87,6 @@ def _principal(request: HttpRequest) -> Principal:
     return principal
 
 
-def _scope_for(name: str | None, method: str) -> str | None:
-    if not name:
-        return None
-    actions = {"GET": "pull", "HEAD": "pull", "DELETE": "delete"}.get(method, "pull,push")
-    return f"repository:{name}:{actions}"
-
-
 def _empty(status: int, headers: dict[str, str] | None = None) -> HttpResponse:
     response = HttpResponse(status=status)
     for key, value in (headers or {}).items():
@@ -95,30 +98,42 @@ def _empty(status: int, headers: dict[str, str] | None = None) -> HttpResponse:
 # ---- the dispatcher -----------------------------------------------------------------------
 @csrf_exempt
 def v2(request: HttpRequest, path: str = "") -> HttpResponse:
-    """Route one /v2/ request and answer errors in the spec's format."""
-    handler: Callable[..., HttpResponse] | None = None
-    kwargs: dict[str, str] = {}
-    if path in ("", "/"):
-        handler = _base
-    elif path == "token":
-        handler = _token
-    else:
-        for pattern, kind in _ROUTES:
-            match = pattern.match(path)
-            if match:
-                handler, kwargs = _HANDLERS[kind], match.groupdict()
-                break
+    """Route one /v2/ request, authorize it once, and answer errors in the spec's format."""
+    method = request.method or "GET"
+    scope: str | None = None
     try:
-        if handler is None:
-            raise _NotFoundRoute(f"no registry endpoint /v2/{path}")
-        response = handler(request, **kwargs)
+        if path in ("", "/"):
+            response = _base(request)
+        elif path == "token":
+            response = _token(request)
+        else:
+            kind, kwargs = _route(path)
+            endpoint = _ENDPOINTS.get((kind, method))
+            if endpoint is None:
+                allowed = ", ".join(m for k, m in _ENDPOINTS if k == kind)
+                unsupported = Unsupported(f"{method} is not supported here; use {allowed}")
+                unsupported.headers = {"Allow": allowed}
+                raise unsupported
+            operation, handler = endpoint
+            name = kwargs.pop("name")
+            scope = challenge_scope(name, operation.action)
+            access = services.authorize(_principal(request), name, operation)
+            response = handler(request, access, **kwargs)
     except RegistryError as exc:
-        response = _error_response(request, exc, _scope_for(kwargs.get("name"), request.method or "GET"))
+        response = _error_response(request, exc, scope)
     except EngineError as exc:
         log.error("registry storage error on %s %s: %s", request.method, request.path, exc)
         response = _error_response(request, _StorageError(str(exc)), None)
     response[API_VERSION[0]] = API_VERSION[1]
     return response
+
+
+def _route(path: str) -> tuple[str, dict[str, str]]:
+    for pattern, kind in _ROUTES:
+        match = pattern.match(path)
+        if match:
+            return kind, match.groupdict()
+    raise _NotFoundRoute(f"no registry endpoint /v2/{path}")
 
 
 class _NotFoundRoute(RegistryError):
@@ -156,55 +171,54 @@ def _token(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"token": token, "access_token": token, "expires_in": ttl})
 
 
-def _uploads(request: HttpRequest, name: str) -> HttpResponse:
-    _methods(request, "POST")
-    principal = _principal(request)
+def _start_upload(request: HttpRequest, access: services.Access) -> HttpResponse:
+    name = access.name
     mount, source = request.GET.get("mount"), request.GET.get("from")
-    if mount and source and services.mount_blob(principal, name, mount, source):
+    if mount and source and services.mount_blob(access, mount, source):
         return _empty(201, {"Location": f"/v2/{name}/blobs/{mount}", "Docker-Content-Digest": mount})
     if "digest" in request.GET:
-        digest = services.upload_monolithic(
-            principal, name, request.GET["digest"], request, _content_length(request)
-        )
+        digest = services.upload_monolithic(access, request.GET["digest"], request, _content_length(request))
         return _empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
-    upload = services.start_upload(principal, name)
+    upload = services.start_upload(access)
     return _empty(202, services.upload_headers(name, upload))
 
 
-def _upload(request: HttpRequest, name: str, upload_id: str) -> HttpResponse:
-    _methods(request, "GET", "PATCH", "PUT", "DELETE")
-    principal = _principal(request)
-    if request.method == "GET":
-        upload = services.get_upload(principal, name, upload_id)
-        return _empty(204, services.upload_headers(name, upload))
-    if request.method == "DELETE":
-        services.cancel_upload(principal, name, upload_id)
-        return _empty(204)
-    content_range = request.META.get("HTTP_CONTENT_RANGE")
-    if request.method == "PATCH":
-        upload = services.append_chunk(
-            principal, name, upload_id, request, content_range, _content_length(request)
-        )
-        return _empty(202, services.upload_headers(name, upload))
+def _upload_status(request: HttpRequest, access: services.Access, upload_id: str) -> HttpResponse:
+    upload = services.get_upload(access, upload_id)
+    return _empty(204, services.upload_headers(access.name, upload))
+
+
+def _cancel_upload(request: HttpRequest, access: services.Access, upload_id: str) -> HttpResponse:
+    services.cancel_upload(access, upload_id)
+    return _empty(204)
+
+
+def _append_chunk(request: HttpRequest, access: services.Access, upload_id: str) -> HttpResponse:
+    upload = services.append_chunk(
+        access, upload_id, request, request.META.get("HTTP_CONTENT_RANGE"), _content_length(request)
+    )
+    return _empty(202, services.upload_headers(access.name, upload))
+
+
+def _complete_upload(request: HttpRequest, access: services.Access, upload_id: str) -> HttpResponse:
     digest = services.complete_upload(
-        principal,
-        name,
+        access,
         upload_id,
         request.GET.get("digest"),
         request,
-        content_range,
+        request.META.get("HTTP_CONTENT_RANGE"),
         _content_length(request),
     )
-    return _empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
+    return _empty(201, {"Location": f"/v2/{access.name}/blobs/{digest}", "Docker-Content-Digest": digest})
 
 
-def _blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
-    _methods(request, "GET", "HEAD", "DELETE")
-    principal = _principal(request)
-    if request.method == "DELETE":
-        services.delete_blob(principal, name, digest)
-        return _empty(202)
-    blob = services.get_blob(principal, name, digest)
+def _delete_blob(request: HttpRequest, access: services.Access, digest: str) -> HttpResponse:
+    services.delete_blob(access, digest)
+    return _empty(202)
+
+
+def _get_blob(request: HttpRequest, access: services.Access, digest: str) -> HttpResponse:
+    blob = services.get_blob(access, digest)
     headers = {"Docker-Content-Digest": blob.digest, "Accept-Ranges": "bytes"}
     if request.method == "HEAD":
         response = _empty(200, headers)
@@ -253,19 +267,19 @@ def _range_response(blob: services.BlobFile, wanted: str, headers: dict[str, str
     return response
 
 
-def _manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
-    _methods(request, "GET", "HEAD", "PUT", "DELETE")
-    principal = _principal(request)
-    if request.method == "PUT":
-        manifest = services.put_manifest(principal, name, reference, request.content_type, request)
-        return _empty(
-            201,
-            {"Location": f"/v2/{name}/manifests/{manifest.digest}", "Docker-Content-Digest": manifest.digest},
-        )
-    if request.method == "DELETE":
-        services.delete_manifest(principal, name, reference)
-        return _empty(202)
-    manifest = services.get_manifest(principal, name, reference)
+def _put_manifest(request: HttpRequest, access: services.Access, reference: str) -> HttpResponse:
+    manifest = services.put_manifest(access, reference, request.content_type, request)
+    location = f"/v2/{access.name}/manifests/{manifest.digest}"
+    return _empty(201, {"Location": location, "Docker-Content-Digest": manifest.digest})
+
+
+def _delete_manifest(request: HttpRequest, access: services.Access, reference: str) -> HttpResponse:
+    services.delete_manifest(access, reference)
+    return _empty(202)
+
+
+def _get_manifest(request: HttpRequest, access: services.Access, reference: str) -> HttpResponse:
+    manifest = services.get_manifest(access, reference)
     headers = {"Docker-Content-Digest": manifest.digest, "Content-Type": manifest.media_type}
     if request.method == "HEAD":
         response = _empty(200, headers)
@@ -276,9 +290,7 @@ def _manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
     return response
 
 
-def _tags(request: HttpRequest, name: str) -> HttpResponse:
-    _methods(request, "GET")
-    principal = _principal(request)
+def _tags(request: HttpRequest, access: services.Access) -> HttpResponse:
     n: int | None = None
     if request.GET.get("n") not in (None, ""):
         try:
@@ -288,17 +300,28 @@ def _tags(request: HttpRequest, name: str) -> HttpResponse:
         if n < 0:
             raise _PaginationInvalid(f"n={request.GET['n']!r}: give a number of tags, 0 or more")
     last = request.GET.get("last") or None
-    tags, more = services.list_tags(principal, name, n, last)
+    name = access.name
+    tags, more = services.list_tags(access, n, last)
     response = JsonResponse({"name": name, "tags": tags})
     if more and tags:
         response["Link"] = f'</v2/{name}/tags/list?n={n}&last={tags[-1]}>; rel="next"'
     return response
 
 
-_HANDLERS: dict[str, Callable[..., Any]] = {
-    "uploads": _uploads,
-    "upload": _upload,
-    "blob": _blob,
-    "manifest": _manifest,
-    "tags": _tags,
+Handler = Callable[..., HttpResponse]
+_ENDPOINTS: dict[tuple[str, str], tuple[Operation, Handler]] = {
+    ("manifest", "GET"): (Operation.READ_MANIFEST, _get_manifest),
+    ("manifest", "HEAD"): (Operation.READ_MANIFEST, _get_manifest),
+    ("manifest", "PUT"): (Operation.PUSH_MANIFEST, _put_manifest),
+    ("manifest", "DELETE"): (Operation.DELETE_MANIFEST, _delete_manifest),
+    ("blob", "GET"): (Operation.READ_BLOB, _get_blob),
+    ("blob", "HEAD"): (Operation.READ_BLOB, _get_blob),
+    ("blob", "DELETE"): (Operation.DELETE_BLOB, _delete_blob),
+    ("uploads", "POST"): (Operation.UPLOAD_BLOB, _start_upload),
+    ("upload", "GET"): (Operation.UPLOAD_BLOB, _upload_status),
+    ("upload", "PATCH"): (Operation.UPLOAD_BLOB, _append_chunk),
+    ("upload", "PUT"): (Operation.UPLOAD_BLOB, _complete_upload),
+    ("upload", "DELETE"): (Operation.UPLOAD_BLOB, _cancel_upload),
+    ("tags", "GET"): (Operation.LIST_TAGS, _tags),
 }
+"""Each repository route and method: the operation it is (what it requires) and its handler."""

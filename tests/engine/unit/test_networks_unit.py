@@ -9,7 +9,13 @@ import pytest
 
 from engine.errors import Conflict, InvalidSpec, QuotaExceeded
 from engine.networks import egress, firewall, ipam
-from engine.networks.manager import host_nameservers, hosts_text, resolv_conf_text, validate_network_name
+from engine.networks.manager import (
+    _write_in_place,
+    host_nameservers,
+    hosts_text,
+    resolv_conf_text,
+    validate_network_name,
+)
 from engine.networks.model import Network, PortMapping
 from engine.networks.ports import check_duplicates, parse_publish
 
@@ -125,6 +131,27 @@ def test_hosts_text_lists_itself_and_peers() -> None:
     assert "10.89.0.2\tabc web www\n" in text and "10.89.0.3\tdb\n" in text
     assert text.startswith("127.0.0.1\tlocalhost\n")
     assert "127.0.1.1\tsolo" in hosts_text(None, [], "solo")
+
+
+def test_hosts_text_orders_peers_by_address() -> None:
+    peers = [{"name": n, "ip": ip, "aliases": []} for n, ip in (("b", "10.0.0.10"), ("a", "10.0.0.9"))]
+    text = hosts_text(None, peers, "h")
+    assert text.index("10.0.0.9\ta") < text.index("10.0.0.10\tb")  # by address, not as strings
+
+
+def test_a_bind_mounted_file_is_rewritten_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    path.write_text("a long first version of the file\n")
+    inode = path.stat().st_ino
+    _write_in_place(path, "short\n")
+    assert path.read_text() == "short\n" and path.stat().st_ino == inode  # cut to the new length
+    _write_in_place(path, "a longer second version\n")
+    assert path.read_text() == "a longer second version\n" and path.stat().st_ino == inode
+    before = path.stat().st_mtime_ns
+    _write_in_place(path, "a longer second version\n")  # unchanged: not written at all
+    assert path.stat().st_mtime_ns == before
+    _write_in_place(tmp_path / "gone", "x")  # a container already removed: nothing to do
+    assert not (tmp_path / "gone").exists()
 
 
 def test_resolv_conf_drops_loopback_nameservers(tmp_path: Path) -> None:

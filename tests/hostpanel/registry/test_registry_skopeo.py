@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tarfile
 import time
@@ -32,6 +33,7 @@ from hostpanel.images.models import Image
 from hostpanel.registry.models import Manifest, Repository, Tag, Upload
 from hostpanel.tenants.models import Role, Tenant
 from tests.conftest import in_ci
+from tests.hostpanel.registry.conftest import DELETED, BasicAuth, TokenFlow, delete_workflow, http_send
 from tests.stack import free_port, start_daphne, stop_process
 
 
@@ -212,3 +214,36 @@ def test_skopeo_with_wrong_credentials_is_refused(skopeo: str, server: dict[str,
     assert refused.returncode != 0
     assert "unauthorized" in refused.stderr.lower() or "401" in refused.stderr
     assert not Repository.objects.exists()
+
+
+def test_deletes_over_http_through_the_token_flow_and_skopeo_delete(
+    skopeo: str, server: dict[str, Any], oci_dir: Path, token_for: Any, globex: Tenant
+) -> None:
+    acme = Tenant.objects.get_or_create(slug="acme")[0]
+    developer = token_for(acme, Role.DEVELOPER)
+    address = server["address"]
+    send = http_send(address, ssl._create_unverified_context())
+
+    # the conformance suite's delete workflow, one plain HTTP request per step, both ways of logging in
+    flow = TokenFlow(send, "anyone", developer)
+    steps = delete_workflow(flow, "acme/conformance")
+    assert {k: steps[k] for k in DELETED} == DELETED, steps
+    assert "repository:acme/conformance:delete" in flow.scopes_asked
+    steps = delete_workflow(BasicAuth(send, "anyone", developer), "acme/conformance", "basic")
+    assert {k: steps[k] for k in DELETED} == DELETED, steps
+
+    image = f"docker://{address}/acme/tools/busybox:1"
+    pushed = _run(skopeo, "copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds",
+                  f"anyone:{developer}", f"oci:{oci_dir}:busybox:latest", image)  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    # a viewer, another tenant's owner and a wrong token: skopeo delete fails and nothing goes
+    for creds in (token_for(acme, Role.VIEWER), token_for(globex, Role.OWNER), "hp_wrong"):
+        refused = _run(skopeo, "delete", "--tls-verify=false", "--creds", f"anyone:{creds}", image)
+        assert refused.returncode != 0
+        assert Tag.objects.filter(repository__name="acme/tools/busybox", name="1").exists()
+    deleted = _run(skopeo, "delete", "--tls-verify=false", "--creds", f"anyone:{developer}", image)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not Manifest.objects.filter(repository__name="acme/tools/busybox").exists()
+    assert not Image.objects.filter(reference="acme/tools/busybox:1").exists()
+    gone = _run(skopeo, "inspect", "--tls-verify=false", "--creds", f"anyone:{developer}", image)
+    assert gone.returncode != 0 and "manifest unknown" in gone.stderr.lower()
