@@ -1,0 +1,71 @@
+"""Who calls the door: the certificate's member, tenant and role, checked on every request.
+
+The tenant is the certificate's; the role is the lower of the certificate's and the member's
+role now (a demoted member's old certificate does not keep the old powers; one who left the
+tenant is refused). The role rule itself is ``hostpanel.tenants.access``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.dockerapi.http import APIError, Request
+from hostpanel.audit.services import Actor
+from hostpanel.dockerapi.certs import Refused, certificate_of_peer
+from hostpanel.tenants.access import at_least, role_of
+from hostpanel.tenants.models import Tenant
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A request's member (as an audit :class:`Actor`), tenant and effective role."""
+
+    actor: Actor
+    tenant: Tenant
+    role: str
+    via: str  # "certificate 'laptop'": named in refusals
+
+    def require(self, role: str, what: str) -> None:
+        """403 naming the role ``what`` needs, unless this identity holds at least ``role``."""
+        if not at_least(self.role, role):
+            raise APIError(
+                403,
+                f"{what} needs the {role} role in tenant {self.tenant.slug!r}; your {self.via} carries"
+                f" {self.role}: ask an owner of the tenant for the role, then issue a new certificate",
+            )
+
+
+def _peer_address(request: Request) -> str | None:
+    try:
+        address = request.connection.getpeername()
+    except OSError:
+        return None
+    return str(address[0]) if isinstance(address, tuple) else None
+
+
+def effective_role(actor: Actor, tenant: Tenant, certified: str) -> str | None:
+    """The lower of the certificate's role and the actor's role in ``tenant`` now (None: none now)."""
+    now = role_of(actor, tenant)
+    if now is None:
+        return None
+    return certified if at_least(now, certified) else now
+
+
+def authenticate(request: Request) -> Identity:
+    """The identity of a request from its TLS peer certificate; 401 saying what to do otherwise."""
+    getpeercert: Any = getattr(request.connection, "getpeercert", None)
+    der = getpeercert(binary_form=True) if getpeercert is not None else None
+    try:
+        certificate = certificate_of_peer(der)
+    except Refused as exc:
+        raise APIError(401, str(exc)) from None
+    actor = Actor(user=certificate.user, source_address=_peer_address(request))
+    role = effective_role(actor, certificate.tenant, certificate.role)
+    if role is None:
+        raise APIError(
+            401,
+            f"{certificate.user} is no longer a member of tenant {certificate.tenant.slug!r}:"
+            " ask an owner to add you again, then issue a new certificate",
+        )
+    return Identity(actor, certificate.tenant, role, f"certificate {certificate.name!r}")

@@ -1,0 +1,242 @@
+"""The stock docker CLI against the tenants' door: identity, roles, tenant isolation, refusals.
+
+No host agent here: the door writes the panel's state (apps, replicas placed on a host row),
+which is what these tests check; tests/hostpanel/dockerapi/test_door_e2e.py runs containers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from hostpanel.audit.models import AuditLog
+from hostpanel.deployments.models import App, Replica
+from hostpanel.dockerapi import ca
+from hostpanel.dockerapi.models import ClientCertificate, DockerContainer
+from hostpanel.tenants.models import Role, Tenant
+from tests.hostpanel.dockerapi.conftest import Client, Door, write_pems
+from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def two_tenants(door: Door) -> tuple[Tenant, Tenant]:
+    from hostpanel.images.models import Image
+
+    Image.objects.get_or_create(reference="busybox:latest", defaults={"tenant": None})
+    HostFactory(name="h1")
+    return TenantFactory(slug="acme"), TenantFactory(slug="bolt")
+
+
+def member(tenant: Tenant, role: str = Role.DEVELOPER) -> Any:
+    return MembershipFactory(tenant=tenant, role=role).user
+
+
+def test_version_info_and_an_empty_ps(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, _ = two_tenants
+    docker = docker_as(member(acme), acme)
+    version = docker.json("version", "--format", "{{json .Server}}")
+    assert version["ApiVersion"] == "1.44"
+    info = docker.json("info", "--format", "{{json .}}")
+    assert info["Containers"] == 0 and "hostpanel.tenant=acme" in info["Labels"]
+    assert docker.ok("ps", "-q") == ""
+
+
+def test_create_inspect_ps_rm_through_the_panel(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, _ = two_tenants
+    docker = docker_as(member(acme), acme)
+    container_id = docker.ok(
+        "create",
+        "--name",
+        "web",
+        "--label",
+        "tier=front",
+        "-e",
+        "GREETING=hi",
+        "--memory",
+        "64m",
+        "busybox",
+        "sleep",
+        "3600",
+    ).strip()
+    assert len(container_id) == 64
+    app = App.objects.get(tenant=acme, name="web")  # panel state, through the panel's services
+    assert app.state == App.State.STOPPED and app.docker.docker_id == container_id
+    release = app.current_release
+    assert release is not None
+    assert (release.command, release.env, release.memory_bytes, release.replicas) == (
+        ["sleep", "3600"],
+        {"GREETING": "hi"},
+        64 * 1024**2,
+        1,
+    )
+    assert Replica.objects.get(app=app).host is not None  # placed by the scheduler
+    assert AuditLog.objects.filter(action="app.create", tenant=acme, result="ok").exists()
+
+    (doc,) = docker.json("inspect", "web")
+    assert doc["Id"] == container_id and doc["Name"] == "/web"
+    assert doc["Config"]["Labels"] == {"tier": "front"} and doc["State"]["Status"] == "created"
+    assert docker.ok("inspect", "--format", "{{.Id}}", container_id[:10]).strip() == container_id
+    assert docker.ok("ps", "-q") == ""  # not running
+    assert (
+        docker.ok("ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Labels}}").strip()
+        == "web Created tier=front"
+    )
+    assert docker.ok("ps", "-a", "-q", "--filter", "label=tier=back") == ""
+
+    again = docker("create", "--name", "web", "busybox", "true")
+    assert again.returncode != 0 and 'The container name "/web" is already in use' in again.stderr
+
+    docker.ok("rm", "-f", "web")
+    assert not App.objects.filter(tenant=acme).exists()
+    assert AuditLog.objects.filter(action="app.delete", tenant=acme, result="ok").exists()
+    missing = docker("container", "inspect", "web")
+    assert missing.returncode != 0 and "No such container: web" in missing.stderr
+
+
+def test_another_tenants_container_is_no_such_container(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, bolt = two_tenants
+    a, b = docker_as(member(acme), acme), docker_as(member(bolt), bolt)
+    a_id = a.ok("create", "--name", "web", "busybox", "sleep", "3600").strip()
+    b_id = b.ok("create", "--name", "web", "busybox", "sleep", "3600").strip()  # both may have `web`
+    assert a_id != b_id
+    assert {app.tenant.slug for app in App.objects.filter(name="web")} == {"acme", "bolt"}
+    assert a.ok("ps", "-aq", "--no-trunc").split() == [a_id]
+    for verb in (
+        ["container", "inspect"],
+        ["stop"],
+        ["start"],
+        ["restart"],
+        ["kill"],
+        ["rm", "-f"],
+        ["logs"],
+        ["wait"],
+    ):
+        result = a(*verb, b_id)
+        assert result.returncode != 0 or verb == ["rm", "-f"], verb  # rm -f: a missing one is no error
+        assert f"No such container: {b_id}" in result.stderr, (verb, result.stderr)
+    # by a prefix of its id too
+    assert f"No such container: {b_id[:12]}" in a("container", "inspect", b_id[:12]).stderr
+    assert App.objects.filter(tenant=bolt, name="web", state="stopped").exists()  # untouched
+    assert DockerContainer.objects.filter(tenant=bolt).count() == 1
+
+
+def test_a_viewer_reads_but_cannot_write(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, _ = two_tenants
+    developer = docker_as(member(acme), acme)
+    developer.ok("create", "--name", "web", "busybox", "sleep", "3600")
+    viewer = docker_as(member(acme, Role.VIEWER), acme)
+    assert viewer.ok("ps", "-a", "--format", "{{.Names}}").strip() == "web"
+    assert viewer.json("inspect", "web")[0]["Name"] == "/web"
+    for args in (
+        ["run", "-d", "--name", "other", "busybox", "sleep", "1"],
+        ["create", "--name", "other", "busybox", "sleep", "1"],
+        ["start", "web"],
+        ["stop", "web"],
+        ["restart", "web"],
+        ["rm", "-f", "web"],
+    ):
+        result = viewer(*args)
+        assert result.returncode != 0, args
+        assert "needs the developer role" in result.stderr and "carries viewer" in result.stderr, (
+            result.stderr
+        )
+    assert list(App.objects.filter(tenant=acme).values_list("name", flat=True)) == ["web"]
+
+
+def test_a_member_demoted_since_issue_gets_the_lower_role(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, _ = two_tenants
+    user = member(acme, Role.DEVELOPER)
+    docker = docker_as(user, acme)
+    user.memberships.update(role=Role.VIEWER)
+    result = docker("create", "--name", "web", "busybox", "true")
+    assert result.returncode != 0 and "needs the developer role" in result.stderr
+    user.memberships.all().delete()
+    result = docker("ps")
+    assert result.returncode != 0 and "no longer a member of tenant 'acme'" in result.stderr
+
+
+def test_a_revoked_certificate_is_refused(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, _ = two_tenants
+    docker = docker_as(member(acme), acme)
+    docker.ok("ps")
+    assert docker.issued is not None
+    ClientCertificate.objects.filter(pk=docker.issued.certificate.pk).update(revoked_at=timezone.now())
+    result = docker("ps")
+    assert result.returncode != 0
+    assert "was revoked" in result.stderr and "issue a new one" in result.stderr, result.stderr
+
+
+def test_a_certificate_of_another_ca_fails_the_handshake(
+    two_tenants: tuple[Tenant, Tenant], door: Door, tmp_path: Path
+) -> None:
+    acme, _ = two_tenants
+    user = member(acme, Role.OWNER)
+    # the same subject the panel would write, signed by a CA of the attacker's; the door's CA
+    # is trusted so the client side of the handshake succeeds
+    from django.conf import settings
+
+    door_ca = (Path(settings.HOSTPANEL_DOCKER_API_DIR) / ca.CA_CERT).read_text()
+    forged = ca.issue_client(
+        ca.load_or_create(tmp_path / "evil"), username=user.username, tenant="acme", role="owner", days=1
+    )
+    directory = tmp_path / "forger"
+    write_pems(directory, door_ca, forged.cert_pem, forged.key_pem)
+    result = Client(door, directory)("ps")
+    assert result.returncode != 0
+    assert "tls" in result.stderr.lower() or "certificate" in result.stderr.lower(), result.stderr
+    # and with no certificate at all
+    bare = tmp_path / "bare"
+    write_pems(bare, door_ca, "", "")
+    (bare / "cert.pem").unlink()
+    (bare / "key.pem").unlink()
+    result = Client(door, bare)("ps")
+    assert result.returncode != 0
+
+
+FORBIDDEN = [
+    (["--privileged"], "Privileged"),
+    (["--cap-add", "SYS_ADMIN"], "CapAdd"),
+    (["--device", "/dev/null:/dev/x"], "Devices"),
+    (["--pid", "host"], "PidMode"),
+    (["--ipc", "host"], "IpcMode"),
+    (["--uts", "host"], "UTSMode"),
+    (["--network", "host"], "NetworkMode"),
+    (["-v", "/etc:/host-etc"], "Binds"),
+    (["--mount", "type=bind,source=/etc,target=/x"], "Mounts"),
+    (["--security-opt", "seccomp=unconfined"], "SecurityOpt"),
+    (["--security-opt", "apparmor=unconfined"], "SecurityOpt"),
+    (["--user", "70000"], "User"),
+    (["--sysctl", "net.ipv4.ip_forward=1"], "Sysctls"),
+    (["--cgroup-parent", "/"], "CgroupParent"),
+    (["--userns", "host"], "UsernsMode"),
+]
+
+
+@pytest.mark.parametrize(("flags", "field"), FORBIDDEN, ids=[f for _, f in FORBIDDEN])
+def test_every_forbidden_field_is_refused_naming_it_and_creates_nothing(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client], flags: list[str], field: str
+) -> None:
+    acme, _ = two_tenants
+    docker = docker_as(member(acme, Role.OWNER), acme)
+    result = docker("create", "--name", "evil", *flags, "busybox", "true")
+    assert result.returncode != 0
+    assert field in result.stderr and "refused" in result.stderr, result.stderr
+    assert not App.objects.exists() and not DockerContainer.objects.exists()
