@@ -6,9 +6,10 @@ only inside the identity's tenant, so another tenant's container is ``No such co
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from engine.dockerapi.http import (
     Request,
     Response,
     Router,
+    Stream,
     frame,
     json_response,
     no_content,
@@ -315,7 +317,7 @@ def restart_container(request: Request) -> Response:
     return no_content()
 
 
-def wait_container(request: Request) -> Response:
+def wait_container(request: Request) -> Stream:
     """``POST /containers/{id}/wait?condition=not-running|next-exit|removed``: its exit code once it stops."""
     container = find(identity_of(request), request.params["id"])
     condition = request.arg("condition", "not-running")
@@ -332,11 +334,17 @@ def wait_container(request: Request) -> Response:
             return False
         return condition == "not-running" or replica.finished_at != first_finish
 
-    while True:
-        replica = wait_until(container, done, 3600)
-        app = App.objects.filter(pk=container.app_id).first()
-        if app is None or (replica is not None and done(app, replica)):
-            return json_response({"StatusCode": (replica.exit_code or 0) if replica else 0, "Error": None})
+    def answer() -> Iterator[bytes]:
+        while True:
+            replica = wait_until(container, done, 3600)
+            app = App.objects.filter(pk=container.app_id).first()
+            if app is None or (replica is not None and done(app, replica)):
+                code = (replica.exit_code or 0) if replica else 0
+                yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
+                return
+
+    # the headers go out at once: `docker run` waits for them before it starts the container
+    return Stream(answer())
 
 
 def container_logs(request: Request) -> Response:

@@ -234,13 +234,30 @@ def inspect_document(view: ContainerView) -> dict[str, Any]:
     }
 
 
+def name_matches(pattern: str, name: str) -> bool:
+    """Docker's ``name`` filter without a regex engine a tenant could stall: a substring, with
+    ``^`` and ``$`` anchoring it at the start and end (``^web$`` is exactly ``web``)."""
+    pattern = pattern.lstrip("/")
+    if pattern.startswith("^/"):
+        pattern = "^" + pattern[2:]
+    start, end = pattern.startswith("^"), pattern.endswith("$") and len(pattern) > 1
+    core = pattern[1 if start else 0 : -1 if end else None]
+    if start and end:
+        return name == core
+    if start:
+        return name.startswith(core)
+    if end:
+        return name.endswith(core)
+    return core in name
+
+
 def matches_filters(view: ContainerView, filters: dict[str, Any]) -> bool:
     """Whether a container passes ``docker ps --filter`` (name, id, label, status, ancestor)."""
     for key, wanted in filters.items():
         values = list(wanted) if isinstance(wanted, dict | list) else [wanted]
         if not values:
             continue
-        if key == "name" and not any(re.search(v, view.name) for v in values):
+        if key == "name" and not any(name_matches(str(v), view.name) for v in values):
             return False
         if key == "id" and not any(view.id.startswith(v) for v in values):
             return False

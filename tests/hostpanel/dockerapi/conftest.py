@@ -17,6 +17,10 @@ from hostpanel.audit.services import Actor
 from hostpanel.dockerapi.certs import IssuedCertificate, issue_certificate
 from hostpanel.dockerapi.server import build_server
 from hostpanel.tenants.models import Tenant
+from tests.hostpanel.e2e.conftest import agents, celery_to, live_tenant, redis_url
+
+# the end-to-end fixtures (a real Redis and host agents), for test_door_e2e.py
+__all__ = ["agents", "celery_to", "live_tenant", "redis_url"]
 
 DOCKER = "/usr/local/bin/docker"
 

@@ -200,15 +200,16 @@ def test_a_certificate_of_another_ca_fails_the_handshake(
     directory = tmp_path / "forger"
     write_pems(directory, door_ca, forged.cert_pem, forged.key_pem)
     result = Client(door, directory)("ps")
-    assert result.returncode != 0
-    assert "tls" in result.stderr.lower() or "certificate" in result.stderr.lower(), result.stderr
+    # refused in the handshake: no HTTP answer at all (the client sees a TLS alert or a closed pipe)
+    assert result.returncode != 0 and "Error response from daemon" not in result.stderr, result.stderr
+    assert "error during connect" in result.stderr or "tls" in result.stderr.lower(), result.stderr
     # and with no certificate at all
     bare = tmp_path / "bare"
     write_pems(bare, door_ca, "", "")
     (bare / "cert.pem").unlink()
     (bare / "key.pem").unlink()
     result = Client(door, bare)("ps")
-    assert result.returncode != 0
+    assert result.returncode != 0 and "Error response from daemon" not in result.stderr, result.stderr
 
 
 FORBIDDEN = [
@@ -240,3 +241,19 @@ def test_every_forbidden_field_is_refused_naming_it_and_creates_nothing(
     assert result.returncode != 0
     assert field in result.stderr and "refused" in result.stderr, result.stderr
     assert not App.objects.exists() and not DockerContainer.objects.exists()
+
+
+def test_the_quota_applies_when_a_container_starts_in_dockers_words(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, _ = two_tenants
+    acme.quota.memory_bytes = 100 * 1024**2
+    acme.quota.save()
+    docker = docker_as(member(acme), acme)
+    result = docker("run", "-d", "--name", "big", "--memory", "200m", "busybox", "sleep", "60")
+    assert result.returncode != 0
+    assert "Error response from daemon: over the quota of tenant 'acme'" in result.stderr, result.stderr
+    assert "memory" in result.stderr
+    app = App.objects.get(tenant=acme, name="big")
+    assert app.state == App.State.STOPPED  # created, as dockerd leaves a container whose start failed
+    assert AuditLog.objects.filter(action="app.start", tenant=acme, result="denied").exists()

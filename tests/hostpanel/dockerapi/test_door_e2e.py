@@ -1,0 +1,75 @@
+"""End to end: the stock docker CLI, through the tenants' door, runs a container on the tenant's
+host (a real host agent, Redis and engine): run -d, ps, inspect, logs, stop, start, rm -f."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from hostpanel.deployments.models import App, Replica
+from tests.hostpanel.dockerapi.conftest import Client
+from tests.stack import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.privileged]
+
+
+def test_the_docker_cli_runs_a_container_through_the_panel(
+    live_tenant: Callable[..., Any], docker_as: Callable[..., Client]
+) -> None:
+    live = live_tenant("dk", "acme", "ann", "developer")
+    docker = docker_as(live.member, live.tenant)
+    container_id = docker.ok(
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--label",
+        "app=demo",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello-from-web; echo oops >&2; sleep 3600",
+    ).strip()
+    assert len(container_id) == 64
+    # the panel's state: an app of the tenant with one replica, running on the tenant's host
+    app = App.objects.get(tenant=live.tenant, name="web")
+    replica = Replica.objects.get(app=app)
+    assert replica.state == "running" and replica.host is not None and replica.host.name == "dk-h1"
+    (engine_container,) = [c for c in live.agent.engine.list() if c.name == "acme-web-0"]
+    assert engine_container.tenant == "acme" and engine_container.status == "running"
+
+    assert docker.ok("ps", "--format", "{{.Names}} {{.Labels}}").strip() == "web app=demo"
+    assert docker.ok("ps", "--format", "{{.Status}}").startswith("Up ")
+    (doc,) = docker.json("container", "inspect", "web")
+    assert doc["Id"] == container_id and doc["State"]["Running"] is True
+    assert doc["Config"]["Labels"] == {"app": "demo"}
+
+    def logs() -> Any:
+        result = docker("logs", "web")
+        return result if "hello-from-web" in result.stdout and "oops" in result.stderr else None
+
+    wait_for(logs, 30, "the container's output in docker logs")  # stdout and stderr demultiplexed
+
+    docker.ok("stop", "web")
+    app.refresh_from_db()
+    assert app.state == "stopped"
+    wait_for(
+        lambda: not any(c.status == "running" for c in live.agent.engine.list() if c.name == "acme-web-0"),
+        30,
+        "the engine's container to stop",
+    )
+    assert docker.ok("ps", "-q") == ""
+    assert docker.ok("ps", "-a", "--format", "{{.Status}}").startswith("Exited")
+
+    docker.ok("start", "web")
+    assert docker.ok("ps", "--format", "{{.Names}}").strip() == "web"
+
+    docker.ok("rm", "-f", "web")
+    assert not App.objects.filter(tenant=live.tenant).exists()
+    wait_for(
+        lambda: not [c for c in live.agent.engine.list(all=True) if c.name == "acme-web-0"],
+        30,
+        f"the host to remove the container\n{live.agent.log_tail()}",
+    )
