@@ -68,6 +68,16 @@ else
     echo "host agent: $AGENT_NAME (log: $VAR_DIR/log/hostagent.log)"
 fi
 
+# The tenants' Docker Engine API (TLS with client certificates; README "Docker API").
+DOCKER_API_PORT=${HOSTPANEL_DOCKER_API_PORT:-2376}
+if [[ -f $RUN_DIR/dockerapi.pid ]] && kill -0 "$(<"$RUN_DIR/dockerapi.pid")" 2>/dev/null; then
+    echo "docker API: already running (pid $(<"$RUN_DIR/dockerapi.pid"))"
+else
+    nohup "$BIN/python" manage.py dockerapi >>"$VAR_DIR/log/dockerapi.log" 2>&1 &
+    echo $! >"$RUN_DIR/dockerapi.pid"
+    echo "docker API: port $DOCKER_API_PORT (log: $VAR_DIR/log/dockerapi.log)"
+fi
+
 cat <<EOT
 
 HostPanel is running on http://$HOST:$PORT/
@@ -82,6 +92,8 @@ $SEED_OUT
            curl -H "Authorization: Token <demo API token>" -H 'Content-Type: application/json' \\
                 -d '{"name":"hello","image":"busybox:latest","command":["sh","-c","echo hi; sleep 3600"]}' \\
                 http://$HOST:$PORT/api/v1/tenants/demo/apps/
+  docker:  tcp://${HOSTPANEL_DOCKER_API_HOST:-${HOSTPANEL_DOCKER_API_BIND:-127.0.0.1}}:$DOCKER_API_PORT (TLS): issue a certificate at
+           http://$HOST:$PORT/t/demo/docker/ and run the docker context create command it shows
   engine:  $BIN/hpctl images
            $BIN/hpctl run --rm busybox echo hello
            $BIN/hpctl run -d --name ticker busybox sh -c 'while true; do date; sleep 1; done'

@@ -61,7 +61,7 @@ class IssuedCertificate:
     def context_name(self) -> str:
         return f"hostpanel-{self.certificate.tenant.slug}"
 
-    def context_command(self, directory: str = "~/.docker/hostpanel") -> str:
+    def context_command(self, directory: str = "$HOME/.docker/hostpanel") -> str:
         """The ``docker context create`` command for the files saved in ``directory``."""
         d = f"{directory}/{self.certificate.tenant.slug}"
         return (
