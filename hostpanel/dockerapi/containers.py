@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from engine.dockerapi.http import (
@@ -204,7 +204,7 @@ def inspect_container(request: Request) -> Response:
 def create_container(request: Request) -> Response:
     """``POST /containers/create?name=``: a new app (replicas=1) of the tenant, placed but not started."""
     identity = identity_of(request)
-    identity.require(Role.DEVELOPER, "creating a container")
+    identity.require(Role.DEVELOPER, "creating a container", "app.create")
     body = request.json()
     name = request.arg("name").lstrip("/")
     if name and not translate.DOCKER_NAME_RE.match(name):
@@ -223,14 +223,23 @@ def create_container(request: Request) -> Response:
             f'Conflict. The container name "/{name}" is already in use by container "{taken.docker_id}".'
             " You have to remove (or rename) that container to be able to reuse that name.",
         )
-    translated_body = creating.parse(body)
-    with transaction.atomic():
-        app = deployments.create_app(
-            identity.actor, identity.tenant, app_name, translated_body.spec, running=False
-        )
+    try:
+        translated_body = creating.parse(body)
+    except APIError as exc:
+        if exc.status == 403:  # a hostile or unsafe body: on record, like any refused write
+            identity.denied("app.create", f"docker create {name!r}: {exc.message}")
+        raise
+    # the service's own transaction, inside its audit block (a refusal stays on record)
+    app = deployments.create_app(
+        identity.actor, identity.tenant, app_name, translated_body.spec, running=False
+    )
+    try:
         DockerContainer.objects.create(
             app=app, tenant=identity.tenant, docker_id=docker_id, name=name, config=translated_body.shown
         )
+    except IntegrityError:  # the same name, created a moment ago by another request
+        deployments.delete_app(identity.actor, app)
+        raise APIError(409, f'Conflict. The container name "/{name}" is already in use.') from None
     return json_response({"Id": docker_id, "Warnings": translated_body.warnings}, 201)
 
 
@@ -238,7 +247,7 @@ def start_container(request: Request) -> Response:
     """``POST /containers/{id}/start``: run it (quota checked), and wait until its host reports."""
     identity = identity_of(request)
     container = find(identity, request.params["id"])
-    identity.require(Role.DEVELOPER, "starting a container")
+    identity.require(Role.DEVELOPER, "starting a container", "app.start", container.app)
     app = container.app
     replica = replica_of(container)
     if app.state == App.State.STOPPED:
@@ -271,7 +280,7 @@ def start_container(request: Request) -> Response:
 def _stop(request: Request, what: str) -> Response:
     identity = identity_of(request)
     container = find(identity, request.params["id"])
-    identity.require(Role.DEVELOPER, f"{what} a container")
+    identity.require(Role.DEVELOPER, f"{what} a container", "app.stop", container.app)
     app = container.app
     if app.state == App.State.STOPPED:
         if what == "killing":
@@ -303,7 +312,7 @@ def restart_container(request: Request) -> Response:
     """``POST /containers/{id}/restart``."""
     identity = identity_of(request)
     container = find(identity, request.params["id"])
-    identity.require(Role.DEVELOPER, "restarting a container")
+    identity.require(Role.DEVELOPER, "restarting a container", "app.restart", container.app)
     app = container.app
     if app.state == App.State.STOPPED:
         return start_container(request)
@@ -383,7 +392,7 @@ def remove_container(request: Request) -> Response:
     """``DELETE /containers/{id}?force=``: delete the app (its host removes the container)."""
     identity = identity_of(request)
     container = find(identity, request.params["id"])
-    identity.require(Role.DEVELOPER, "removing a container")
+    identity.require(Role.DEVELOPER, "removing a container", "app.delete", container.app)
     view = view_of(container, replica_of(container))
     if container.app.state == App.State.RUNNING and view.state.running and not request.flag("force"):
         raise APIError(

@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import models
+
 from engine.dockerapi.http import APIError, Request
-from hostpanel.audit.services import Actor
+from hostpanel.audit.models import AuditLog
+from hostpanel.audit.services import Actor, record
 from hostpanel.dockerapi.certs import Refused, certificate_of_peer
 from hostpanel.tenants.access import at_least, role_of
 from hostpanel.tenants.models import Tenant
@@ -26,14 +29,22 @@ class Identity:
     role: str
     via: str  # "certificate 'laptop'": named in refusals
 
-    def require(self, role: str, what: str) -> None:
-        """403 naming the role ``what`` needs, unless this identity holds at least ``role``."""
+    def require(self, role: str, what: str, action: str, obj: models.Model | None = None) -> None:
+        """403 naming the role ``what`` needs, unless this identity holds at least ``role``; the
+        refusal is in the audit log as ``action`` (denied)."""
         if not at_least(self.role, role):
-            raise APIError(
-                403,
+            message = (
                 f"{what} needs the {role} role in tenant {self.tenant.slug!r}; your {self.via} carries"
-                f" {self.role}: ask an owner of the tenant for the role, then issue a new certificate",
+                f" {self.role}: ask an owner of the tenant for the role, then issue a new certificate"
             )
+            self.denied(action, message, obj)
+            raise APIError(403, message)
+
+    def denied(self, action: str, message: str, obj: models.Model | None = None) -> None:
+        """Record a refused write in the audit log."""
+        record(
+            self.actor, action, tenant=self.tenant, obj=obj, result=AuditLog.Result.DENIED, message=message
+        )
 
 
 def _peer_address(request: Request) -> str | None:

@@ -155,6 +155,10 @@ def test_a_viewer_reads_but_cannot_write(
             result.stderr
         )
     assert list(App.objects.filter(tenant=acme).values_list("name", flat=True)) == ["web"]
+    denied = AuditLog.objects.filter(tenant=acme, result="denied")
+    assert sorted(denied.values_list("action", flat=True)) == sorted(
+        ["app.create", "app.create", "app.start", "app.stop", "app.restart", "app.delete"]
+    )
 
 
 def test_a_member_demoted_since_issue_gets_the_lower_role(
@@ -241,6 +245,8 @@ def test_every_forbidden_field_is_refused_naming_it_and_creates_nothing(
     assert result.returncode != 0
     assert field in result.stderr and "refused" in result.stderr, result.stderr
     assert not App.objects.exists() and not DockerContainer.objects.exists()
+    entry = AuditLog.objects.get(tenant=acme, action="app.create")
+    assert entry.result == "denied" and field in entry.message
 
 
 def test_the_quota_applies_when_a_container_starts_in_dockers_words(
