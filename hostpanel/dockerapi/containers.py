@@ -17,27 +17,23 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from engine.dockerapi.http import (
-    STDERR,
-    STDOUT,
     APIError,
     Request,
     Response,
     Router,
     Stream,
-    frame,
     json_response,
     no_content,
 )
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi import create as creating
-from hostpanel.dockerapi import translate
-from hostpanel.dockerapi.identity import Identity
+from hostpanel.dockerapi import logs, translate
+from hostpanel.dockerapi.lookup import find, identity_of, replica_of
 from hostpanel.dockerapi.models import DockerContainer
 from hostpanel.errors import Conflict, Forbidden, NoCapacity, NotFound, QuotaExceeded, ServiceError
 from hostpanel.tenants.models import Role
 
-LOG_TAIL_ALL = 10_000  # what "all" asks the agent for (its buffer is bounded too)
 SETTLED = (Replica.State.RUNNING, Replica.State.EXITED, Replica.State.BACKOFF, Replica.State.FAILED)
 DOWN = (Replica.State.STOPPED, Replica.State.EXITED, Replica.State.FAILED)
 
@@ -68,33 +64,6 @@ def translated(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
     return run
-
-
-def identity_of(request: Request) -> Identity:
-    identity = request.identity
-    assert isinstance(identity, Identity), "the door authenticates every request before routing"
-    return identity
-
-
-def find(identity: Identity, ref: str) -> DockerContainer:
-    """The tenant's container called ``ref`` (its name, id or a unique id prefix); 404 otherwise."""
-    ref = ref.lstrip("/")
-    rows = DockerContainer.objects.filter(tenant=identity.tenant).select_related(
-        "app", "app__current_release", "app__tenant"
-    )
-    found = rows.filter(name=ref).first() or rows.filter(docker_id=ref).first()
-    if found is None and ref and all(c in "0123456789abcdef" for c in ref):
-        prefixed = list(rows.filter(docker_id__startswith=ref)[:2])
-        if len(prefixed) > 1:
-            raise APIError(400, f"multiple containers found with provided prefix: {ref}")
-        found = prefixed[0] if prefixed else None
-    if found is None:
-        raise APIError(404, f"No such container: {ref}")
-    return found
-
-
-def replica_of(container: DockerContainer) -> Replica | None:
-    return Replica.objects.filter(app=container.app).select_related("host").order_by("index").first()
 
 
 def state_now(app: App, replica: Replica | None) -> translate.ContainerState:
@@ -158,7 +127,7 @@ def register(router: Router) -> None:
         ("POST", "/containers/{id}/kill", kill_container),
         ("POST", "/containers/{id}/restart", restart_container),
         ("POST", "/containers/{id}/wait", wait_container),
-        ("GET", "/containers/{id}/logs", container_logs),
+        ("GET", "/containers/{id}/logs", logs.container_logs),
         ("DELETE", "/containers/{id}", remove_container),
     ]
     for method, pattern, handler in routes:
@@ -354,38 +323,6 @@ def wait_container(request: Request) -> Stream:
 
     # the headers go out at once: `docker run` waits for them before it starts the container
     return Stream(answer())
-
-
-def container_logs(request: Request) -> Response:
-    """``GET /containers/{id}/logs``: the last lines (``tail``, ``timestamps``, ``stdout``/``stderr``),
-    multiplexed as the clients expect for a container without a TTY."""
-    identity = identity_of(request)
-    container = find(identity, request.params["id"])
-    replica = replica_of(container)
-    tail_arg = request.arg("tail", "all")
-    tail = LOG_TAIL_ALL if tail_arg in ("", "all") else request.int_arg("tail") or 0
-    if replica is None or replica.host is None:
-        lines: list[dict[str, Any]] = []
-    else:
-        lines = deployments.container_logs(identity.actor, replica, tail) if tail > 0 else []
-    want_out, want_err = request.flag("stdout"), request.flag("stderr")
-    timestamps = request.flag("timestamps")
-    tty = bool(container.config.get("Tty"))
-    body = bytearray()
-    for line in lines:
-        stream = STDERR if line.get("stream") == "stderr" else STDOUT
-        if (
-            line.get("stream") == "error"
-            or (stream == STDOUT and not want_out)
-            or (stream == STDERR and not want_err)
-        ):
-            continue
-        text = (
-            f"{line.get('time', '')} {line.get('text', '')}\n" if timestamps else f"{line.get('text', '')}\n"
-        )
-        body += text.encode() if tty else frame(stream, text.encode())
-    content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
-    return Response(body=bytes(body), content_type=content_type)
 
 
 def remove_container(request: Request) -> Response:

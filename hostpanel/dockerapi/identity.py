@@ -16,7 +16,8 @@ from engine.dockerapi.http import APIError, Request
 from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor, record
 from hostpanel.dockerapi.certs import Refused, certificate_of_peer
-from hostpanel.tenants.access import at_least, role_of
+from hostpanel.dockerapi.models import ClientCertificate
+from hostpanel.tenants.access import at_least, may_still, role_of
 from hostpanel.tenants.models import Tenant
 
 
@@ -28,6 +29,7 @@ class Identity:
     tenant: Tenant
     role: str
     via: str  # "certificate 'laptop'": named in refusals
+    certificate_id: int | None = None
 
     def require(self, role: str, what: str, action: str, obj: models.Model | None = None) -> None:
         """403 naming the role ``what`` needs, unless this identity holds at least ``role``; the
@@ -39,6 +41,15 @@ class Identity:
             )
             self.denied(action, message, obj)
             raise APIError(403, message)
+
+    def still_valid(self) -> bool:
+        """Whether this identity may go on now (long answers: ``logs -f``): its certificate still
+        active, its user still a member with at least the role it started with."""
+        if self.certificate_id is not None:
+            certificate = ClientCertificate.objects.filter(pk=self.certificate_id).first()
+            if certificate is None or not certificate.is_active:
+                return False
+        return may_still(self.actor, self.tenant.pk, self.role)
 
     def denied(self, action: str, message: str, obj: models.Model | None = None) -> None:
         """Record a refused write in the audit log."""
@@ -79,4 +90,4 @@ def authenticate(request: Request) -> Identity:
             f"{certificate.user} is no longer a member of tenant {certificate.tenant.slug!r}:"
             " ask an owner to add you again, then issue a new certificate",
         )
-    return Identity(actor, certificate.tenant, role, f"certificate {certificate.name!r}")
+    return Identity(actor, certificate.tenant, role, f"certificate {certificate.name!r}", certificate.pk)

@@ -3,13 +3,14 @@ host (a real host agent, Redis and engine): run -d, ps, inspect, logs, stop, sta
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from hostpanel.deployments.models import App, Replica
-from tests.hostpanel.dockerapi.conftest import Client
+from tests.hostpanel.dockerapi.conftest import DOCKER, Client
 from tests.stack import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.privileged]
@@ -73,3 +74,29 @@ def test_the_docker_cli_runs_a_container_through_the_panel(
         30,
         f"the host to remove the container\n{live.agent.log_tail()}",
     )
+
+
+def test_logs_follow_streams_until_the_container_stops(
+    live_tenant: Callable[..., Any], docker_as: Callable[..., Client]
+) -> None:
+    live = live_tenant("dkf", "acme", "ann", "developer")
+    docker = docker_as(live.member, live.tenant)
+    script = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"
+    docker.ok("run", "-d", "--name", "ticker", "busybox", "sh", "-c", script)
+    follower = subprocess.Popen(
+        [DOCKER, "logs", "-f", "--tail", "1", "ticker"],
+        env=docker.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        seen = [follower.stdout.readline() for _ in range(5)]  # blocks until each line arrives
+        numbers = [int(line.split()[1]) for line in seen]
+        assert numbers == list(range(numbers[0], numbers[0] + 5)), seen  # in order, none missed
+        docker.ok("stop", "ticker")
+        assert follower.wait(timeout=30) == 0  # the stream ends when the container stops
+    finally:
+        follower.kill()
+        follower.wait()
