@@ -226,6 +226,9 @@ HOSTPANEL_DOCKER_API_BIND = os.environ.get("HOSTPANEL_DOCKER_API_BIND", "127.0.0
 HOSTPANEL_DOCKER_API_HOST = os.environ.get("HOSTPANEL_DOCKER_API_HOST", "")
 HOSTPANEL_DOCKER_API_DIR = Path(os.environ.get("HOSTPANEL_DOCKER_API_DIR") or VAR_DIR / "dockerapi")
 HOSTPANEL_DOCKER_API_CERT_DAYS = int(os.environ.get("HOSTPANEL_DOCKER_API_CERT_DAYS", "365"))
+# Also accept a panel API token (`Authorization: Token <secret>` through HttpHeaders in the
+# client's ~/.docker/config.json) from clients without a certificate ("1" to allow).
+HOSTPANEL_DOCKER_API_TOKENS = os.environ.get("HOSTPANEL_DOCKER_API_TOKENS", "") in ("1", "true", "yes")
 # How long start/stop/restart wait for the host agent to report the container's new state.
 HOSTPANEL_DOCKER_API_WAIT_SECONDS = float(os.environ.get("HOSTPANEL_DOCKER_API_WAIT_SECONDS", "60"))
 # ---- the edge proxy (hostpanel/edge; README "Apps on the web") -------------------------------------

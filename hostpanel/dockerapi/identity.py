@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 from engine.dockerapi.http import APIError, Request
@@ -19,6 +20,7 @@ from hostpanel.dockerapi.certs import Refused, certificate_of_peer
 from hostpanel.dockerapi.models import ClientCertificate
 from hostpanel.tenants.access import at_least, may_still, role_of
 from hostpanel.tenants.models import Tenant
+from hostpanel.tenants.services import authenticate_token
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,14 @@ def effective_role(actor: Actor, tenant: Tenant, certified: str) -> str | None:
 
 
 def authenticate(request: Request) -> Identity:
-    """The identity of a request from its TLS peer certificate; 401 saying what to do otherwise."""
+    """The identity of a request: its TLS peer certificate, or (when the operator allows it,
+    ``HOSTPANEL_DOCKER_API_TOKENS``) a panel API token in ``Authorization: Token <secret>``;
+    401 saying what to do otherwise."""
     getpeercert: Any = getattr(request.connection, "getpeercert", None)
     der = getpeercert(binary_form=True) if getpeercert is not None else None
+    header = request.headers.get("Authorization") or ""
+    if not der and header and settings.HOSTPANEL_DOCKER_API_TOKENS:
+        return _token_identity(request, header)
     try:
         certificate = certificate_of_peer(der)
     except Refused as exc:
@@ -91,3 +98,18 @@ def authenticate(request: Request) -> Identity:
             " ask an owner to add you again, then issue a new certificate",
         )
     return Identity(actor, certificate.tenant, role, f"certificate {certificate.name!r}", certificate.pk)
+
+
+def _token_identity(request: Request, header: str) -> Identity:
+    """A panel API token (made for one tenant) as the identity: the token's user, its role now."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "token":
+        raise APIError(401, "give 'Authorization: Token <secret>' (a panel API token) in HttpHeaders")
+    token = authenticate_token(parts[1])
+    if token is None:
+        raise APIError(401, "invalid, expired or revoked API token: make a new one in the panel")
+    actor = Actor(user=token.user, token=token, source_address=_peer_address(request))
+    role = role_of(actor, token.tenant)
+    if role is None:
+        raise APIError(401, f"{token.user} is no longer a member of tenant {token.tenant.slug!r}")
+    return Identity(actor, token.tenant, role, f"API token {token.name!r}")

@@ -40,14 +40,17 @@ def server_names(bind: str) -> list[str]:
 
 
 def ssl_context(bind: str) -> ssl.SSLContext:
-    """TLS 1.2+ with a fresh server certificate; every client must show one our CA signed."""
+    """TLS 1.2+ with a fresh server certificate; every client must show one our CA signed
+    (unless ``HOSTPANEL_DOCKER_API_TOKENS`` lets clients come with a panel API token instead)."""
     directory = Path(settings.HOSTPANEL_DOCKER_API_DIR)
     cert_path, key_path = ca.server_certificate(authority(), directory, server_names(bind))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_path, key_path)
     context.load_verify_locations(directory / ca.CA_CERT)
-    context.verify_mode = ssl.CERT_REQUIRED
+    # with API tokens allowed a client may come without a certificate (then its token decides);
+    # a certificate it shows must still be one of our CA's, checked in the handshake
+    context.verify_mode = ssl.CERT_OPTIONAL if settings.HOSTPANEL_DOCKER_API_TOKENS else ssl.CERT_REQUIRED
     return context
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,9 @@ class Door:
         return f"tcp://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-def door(transactional_db: None, settings: Any, tmp_path: Path) -> Iterator[Door]:
-    """The door on 127.0.0.1 and a free port; its CA in a temporary directory."""
-    settings.HOSTPANEL_DOCKER_API_DIR = tmp_path / "dockerapi"
-    settings.HOSTPANEL_DOCKER_API_PORT = 0
+@contextmanager
+def serving() -> Iterator[Door]:
+    """A door on 127.0.0.1 and a free port, with the settings as they are now."""
     server = build_server("127.0.0.1", 0)
     serve_in_thread(server)
     try:
@@ -48,6 +47,15 @@ def door(transactional_db: None, settings: Any, tmp_path: Path) -> Iterator[Door
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def door(transactional_db: None, settings: Any, tmp_path: Path) -> Iterator[Door]:
+    """The door (client certificates required); its CA in a temporary directory."""
+    settings.HOSTPANEL_DOCKER_API_DIR = tmp_path / "dockerapi"
+    settings.HOSTPANEL_DOCKER_API_PORT = 0
+    with serving() as running:
+        yield running
 
 
 @dataclass

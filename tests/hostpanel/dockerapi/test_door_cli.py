@@ -6,6 +6,7 @@ which is what these tests check; tests/hostpanel/dockerapi/test_door_e2e.py runs
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ import pytest
 from django.utils import timezone
 
 from hostpanel.audit.models import AuditLog
+from hostpanel.audit.services import Actor
 from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi import ca
 from hostpanel.dockerapi.models import ClientCertificate, DockerContainer
 from hostpanel.tenants.models import Role, Tenant
-from tests.hostpanel.dockerapi.conftest import Client, Door, write_pems
+from hostpanel.tenants.services import create_token
+from tests.hostpanel.dockerapi.conftest import Client, Door, serving, write_pems
 from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory
 
 pytestmark = pytest.mark.slow
@@ -263,3 +266,36 @@ def test_the_quota_applies_when_a_container_starts_in_dockers_words(
     app = App.objects.get(tenant=acme, name="big")
     assert app.state == App.State.STOPPED  # created, as dockerd leaves a container whose start failed
     assert AuditLog.objects.filter(action="app.start", tenant=acme, result="denied").exists()
+
+
+def test_a_panel_token_in_http_headers_identifies_the_member_when_allowed(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client], settings: Any, tmp_path: Path
+) -> None:
+    acme, _ = two_tenants
+    user = member(acme, Role.VIEWER)
+    docker_as(user, acme).ok("ps")  # makes the CA
+    _, secret = create_token(Actor(user=user), acme, "ci")
+    door_ca = (Path(settings.HOSTPANEL_DOCKER_API_DIR) / ca.CA_CERT).read_text()
+    directory = tmp_path / "token-client"
+    write_pems(directory, door_ca, "", "")
+    for name in ("cert.pem", "key.pem"):
+        (directory / name).unlink()
+
+    def with_header(value: str) -> None:
+        config = {"HttpHeaders": {"Authorization": value}}
+        (directory / "config" / "config.json").write_text(json.dumps(config))
+
+    with_header(f"Token {secret}")
+    settings.HOSTPANEL_DOCKER_API_TOKENS = True
+    with serving() as token_door:
+        client = Client(token_door, directory)
+        assert client.ok("ps", "-a", "-q") == ""
+        result = client("create", "--name", "web", "busybox", "true")  # a viewer's token only reads
+        assert "needs the developer role" in result.stderr and "API token 'ci'" in result.stderr
+        with_header("Token not-a-token")
+        assert "invalid, expired or revoked API token" in client("ps").stderr
+    settings.HOSTPANEL_DOCKER_API_TOKENS = False
+    with serving() as strict_door:  # the default: a certificate or nothing
+        with_header(f"Token {secret}")
+        result = Client(strict_door, directory)("ps")
+        assert result.returncode != 0 and "Error response from daemon" not in result.stderr
