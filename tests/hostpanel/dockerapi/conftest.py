@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
+import docker.tls
 import pytest
 
 from engine.dockerapi.http import serve_in_thread
@@ -88,6 +90,17 @@ class Client:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.ok(*args))
+
+    def docker_py(self) -> docker.DockerClient:
+        """docker-py with the same certificate."""
+        d = self.directory
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(d / "cert.pem"), str(d / "key.pem")), ca_cert=str(d / "ca.pem"), verify=True
+        )
+        client = docker.DockerClient(base_url=f"https://127.0.0.1:{self.door.port}", tls=tls, version="1.44")
+        # requests prefers $REQUESTS_CA_BUNDLE (set on these machines) over the session's CA: not here
+        client.api.trust_env = False
+        return client
 
 
 def write_pems(directory: Path, ca_pem: str, cert_pem: str, key_pem: str) -> None:

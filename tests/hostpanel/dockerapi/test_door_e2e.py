@@ -75,6 +75,26 @@ def test_the_docker_cli_runs_a_container_through_the_panel(
         f"the host to remove the container\n{live.agent.log_tail()}",
     )
 
+    # docker-py's high-level API, the same lifecycle
+    client = docker.docker_py()
+    made = client.containers.run(
+        "busybox", ["sh", "-c", "echo from-docker-py; sleep 3600"], name="py", detach=True, labels={"k": "v"}
+    )
+    made.reload()  # run(detach=True) returns the container as created
+    assert made.status == "running" and made.labels == {"k": "v"}
+    assert [c.name for c in client.containers.list()] == ["py"]
+    wait_for(lambda: b"from-docker-py" in made.logs(), 30, "docker-py's logs")
+    made.stop()
+    made.reload()
+    assert made.status == "exited"
+    made.remove(force=True)
+    assert client.containers.list(all=True) == []
+
+    # a container that exits by itself: its code through wait, its state in ps -a
+    docker.ok("run", "-d", "--name", "once", "busybox", "sh", "-c", "exit 3")
+    assert docker.ok("wait", "once").strip() == "3"
+    assert docker.ok("ps", "-a", "--format", "{{.Status}}").startswith("Exited (3)")
+
 
 def test_logs_follow_streams_until_the_container_stops(
     live_tenant: Callable[..., Any], docker_as: Callable[..., Client]
