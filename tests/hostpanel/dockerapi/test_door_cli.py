@@ -6,12 +6,15 @@ which is what these tests check; tests/hostpanel/dockerapi/test_door_e2e.py runs
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.test import Client as DjangoClient
 from django.utils import timezone
 
 from hostpanel.audit.models import AuditLog
@@ -19,6 +22,7 @@ from hostpanel.audit.services import Actor
 from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi import ca
 from hostpanel.dockerapi.models import ClientCertificate, DockerContainer
+from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
 from tests.hostpanel.dockerapi.conftest import Client, Door, serving, write_pems
@@ -29,8 +33,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def two_tenants(door: Door) -> tuple[Tenant, Tenant]:
-    from hostpanel.images.models import Image
-
     Image.objects.get_or_create(reference="busybox:latest", defaults={"tenant": None})
     HostFactory(name="h1")
     return TenantFactory(slug="acme"), TenantFactory(slug="bolt")
@@ -299,3 +301,51 @@ def test_a_panel_token_in_http_headers_identifies_the_member_when_allowed(
         with_header(f"Token {secret}")
         result = Client(strict_door, directory)("ps")
         assert result.returncode != 0 and "Error response from daemon" not in result.stderr
+
+
+def raw(client: Client, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    """One request with the client's certificate, answered as (status, parsed JSON)."""
+    context = ssl.create_default_context(cafile=str(client.directory / "ca.pem"))
+    context.load_cert_chain(client.directory / "cert.pem", client.directory / "key.pem")
+    connection = http.client.HTTPSConnection("127.0.0.1", client.door.port, context=context, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def test_hostile_requests_get_a_clear_4xx_and_change_nothing(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, bolt = two_tenants
+    Image.objects.create(reference="bolt/secret:1", tenant=bolt)
+    docker = docker_as(member(acme, Role.OWNER), acme)
+    status, answer = raw(docker, "POST", "/v1.44/containers/create?name=x", b"{not json")
+    assert status == 400 and "not valid JSON" in answer["message"]
+    status, answer = raw(docker, "POST", "/v1.44/containers/create?name=../../etc", b'{"Image": "busybox"}')
+    assert status == 400 and "Invalid container name" in answer["message"]
+    body = json.dumps({"Image": "busybox", "HostConfig": {"Privileged": True}}).encode()
+    status, answer = raw(docker, "POST", "/v1.44/containers/create?name=x", body)
+    assert status == 403 and "HostConfig.Privileged" in answer["message"]
+    status, answer = raw(docker, "GET", "/v1.44/containers/x/../../json")
+    assert status == 404
+    # another tenant's image is not there for this tenant
+    result = docker("create", "--name", "thief", "bolt/secret:1")
+    assert result.returncode != 0 and "not available to tenant 'acme'" in result.stderr, result.stderr
+    assert not App.objects.exists() and not DockerContainer.objects.exists()
+
+
+def test_a_container_made_through_the_door_is_an_app_on_the_dashboard(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, _ = two_tenants
+    user = member(acme)
+    docker_as(user, acme).ok("create", "--name", "web", "busybox", "sleep", "60")
+    page = DjangoClient()
+    page.force_login(user)
+    listing = page.get("/t/acme/apps/")
+    assert listing.status_code == 200 and b"web" in listing.content
+    detail = page.get("/t/acme/apps/web/")
+    assert detail.status_code == 200 and b"via Docker API: web" in detail.content
