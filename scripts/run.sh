@@ -68,14 +68,26 @@ else
     echo "host agent: $AGENT_NAME (log: $VAR_DIR/log/hostagent.log)"
 fi
 
+# The operator's Docker Engine API on a root-only unix socket: the stock docker CLI, docker-py and
+# docker-compose drive this machine's engine (`hpctl docker serve`; log: var/log/docker-api.log).
+DOCKER_SOCKET=${HOSTPANEL_DOCKER_SOCKET:-/run/hostpanel/docker.sock}
+if [[ -f $RUN_DIR/docker-api.pid ]] && kill -0 "$(<"$RUN_DIR/docker-api.pid")" 2>/dev/null; then
+    echo "docker API: already running (pid $(<"$RUN_DIR/docker-api.pid"))"
+else
+    nohup "$BIN/hpctl" docker serve --socket "$DOCKER_SOCKET" >>"$VAR_DIR/log/docker-api.log" 2>&1 &
+    echo $! >"$RUN_DIR/docker-api.pid"
+    for _ in $(seq 50); do [[ -S $DOCKER_SOCKET ]] && break; sleep 0.1; done
+    echo "docker API: unix://$DOCKER_SOCKET (log: $VAR_DIR/log/docker-api.log)"
+fi
+
 # The tenants' Docker Engine API (TLS with client certificates; README "Docker API").
 DOCKER_API_PORT=${HOSTPANEL_DOCKER_API_PORT:-2376}
-if [[ -f $RUN_DIR/dockerapi.pid ]] && kill -0 "$(<"$RUN_DIR/dockerapi.pid")" 2>/dev/null; then
-    echo "docker API: already running (pid $(<"$RUN_DIR/dockerapi.pid"))"
+if [[ -f $RUN_DIR/tenant-docker-api.pid ]] && kill -0 "$(<"$RUN_DIR/tenant-docker-api.pid")" 2>/dev/null; then
+    echo "tenants' docker API: already running (pid $(<"$RUN_DIR/tenant-docker-api.pid"))"
 else
-    nohup "$BIN/python" manage.py dockerapi >>"$VAR_DIR/log/dockerapi.log" 2>&1 &
-    echo $! >"$RUN_DIR/dockerapi.pid"
-    echo "docker API: port $DOCKER_API_PORT (log: $VAR_DIR/log/dockerapi.log)"
+    nohup "$BIN/python" manage.py dockerapi >>"$VAR_DIR/log/tenant-docker-api.log" 2>&1 &
+    echo $! >"$RUN_DIR/tenant-docker-api.pid"
+    echo "tenants' docker API: port $DOCKER_API_PORT (log: $VAR_DIR/log/tenant-docker-api.log)"
 fi
 
 cat <<EOT
@@ -92,14 +104,16 @@ $SEED_OUT
            curl -H "Authorization: Token <demo API token>" -H 'Content-Type: application/json' \\
                 -d '{"name":"hello","image":"busybox:latest","command":["sh","-c","echo hi; sleep 3600"]}' \\
                 http://$HOST:$PORT/api/v1/tenants/demo/apps/
-  docker:  tcp://${HOSTPANEL_DOCKER_API_HOST:-${HOSTPANEL_DOCKER_API_BIND:-127.0.0.1}}:$DOCKER_API_PORT (TLS): issue a certificate at
-           http://$HOST:$PORT/t/demo/docker/ and run the docker context create command it shows
+  tenants: the tenants' Docker API on tcp://${HOSTPANEL_DOCKER_API_HOST:-${HOSTPANEL_DOCKER_API_BIND:-127.0.0.1}}:$DOCKER_API_PORT (TLS): issue
+           a certificate at http://$HOST:$PORT/t/demo/docker/ and run the docker context create command it shows
   engine:  $BIN/hpctl images
            $BIN/hpctl run --rm busybox echo hello
            $BIN/hpctl run -d --name ticker busybox sh -c 'while true; do date; sleep 1; done'
            $BIN/hpctl ps; $BIN/hpctl logs -f ticker; $BIN/hpctl rm -f ticker
            $BIN/hpctl host info
-  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent and the Redis started here
+  docker:  DOCKER_HOST=unix://$DOCKER_SOCKET docker ps
+           DOCKER_HOST=unix://$DOCKER_SOCKET docker run --rm busybox echo hello
+  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent, the Docker APIs and the Redis started here
 
 EOT
 

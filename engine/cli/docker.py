@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -13,7 +15,7 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `docker` commands to `hpctl`."""
-    from engine.dockerapi.daemon import DEFAULT_SOCKET
+    from engine.dockerapi.daemon import default_socket
 
     docker = sub.add_parser("docker", help="the Docker Engine API (the stock docker CLI drives this engine)")
     dsub = docker.add_subparsers(dest="docker_command", metavar="COMMAND")
@@ -23,7 +25,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="serve the Docker Engine API on a root-only unix socket (operator rights; `make run` starts it)",
     )
     p.add_argument(
-        "--socket", type=Path, default=DEFAULT_SOCKET, help=f"socket path (default: {DEFAULT_SOCKET})"
+        "--socket",
+        type=Path,
+        default=default_socket(),
+        help="socket path (default: $HOSTPANEL_DOCKER_SOCKET, else /run/hostpanel/docker.sock)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
     p.set_defaults(handler=cmd_serve)
@@ -39,6 +44,12 @@ def cmd_serve(ctx: CliContext, args: argparse.Namespace) -> int:
         file=ctx.out,
         flush=True,
     )
+    # `make stop` sends SIGTERM: leave through serve()'s clean-up (the socket goes) as on Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         serve(engine, args.socket, verbose=args.verbose)
     return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

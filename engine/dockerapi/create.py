@@ -49,6 +49,9 @@ DEFAULT_TMPFS_SIZE = 64 * 1024 * 1024
 MAX_ID = 65535
 """The highest uid/gid inside a container (its user namespace maps 65536 ids)."""
 
+RESERVED_LABEL_PREFIX = "org.hostpanel."
+"""Labels the host agent reads to recognise the panel's replicas (see hostpanel/hosts/agent.py)."""
+
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 
 # HostConfig fields that are parsed (translated) below.
@@ -300,8 +303,9 @@ def refuse_unsafe(body: Any) -> None:
     host paths in ``Binds``/``Mounts`` (and volume driver options, which can bind host paths),
     ``SecurityOpt`` that weakens seccomp, AppArmor, SELinux or no-new-privileges,
     ``Sysctls``, ``CgroupParent``, ``VolumeDriver``, ``Runtime``, ``OomKillDisable``, a ``User``
-    whose numeric uid or gid is outside 0-65535, and every field HostPanel does not implement
-    (refused rather than ignored). A body that is not a JSON object is a 400.
+    whose numeric uid or gid is outside 0-65535, labels under ``org.hostpanel.`` (the agent's
+    marks of the panel's replicas), and every field HostPanel does not implement (refused rather
+    than ignored). A body that is not a JSON object is a 400.
     """
     if not isinstance(body, Mapping):
         raise _bad("request body", "expected a JSON object (the container's config)")
@@ -323,7 +327,17 @@ def refuse_unsafe(body: Any) -> None:
     _check_binds(host.get("Binds"))
     _check_mounts(host.get("Mounts"))
     _check_tmpfs_options(host.get("Tmpfs"))
-    _check_user(body.get("User"))
+    check_user(body.get("User"))
+    _check_labels(body.get("Labels"))
+
+
+def _check_labels(value: Any) -> None:
+    """HostPanel's own labels mark the panel's replicas: a forged one could pass for another's."""
+    if not isinstance(value, Mapping):
+        return
+    for key in value:
+        if isinstance(key, str) and key.lower().startswith(RESERVED_LABEL_PREFIX):
+            raise _refuse("Labels", f"{key!r}: labels under {RESERVED_LABEL_PREFIX!r} are HostPanel's own")
 
 
 def _check_namespace_mode(key: str, value: Any) -> None:
@@ -425,7 +439,8 @@ def _check_tmpfs_options(value: Any) -> None:
                 raise _refuse("HostConfig.Tmpfs", f"{target}: option {opt!r} (tmpfs is nodev,nosuid,noexec)")
 
 
-def _check_user(value: Any) -> None:
+def check_user(value: Any) -> None:
+    """A 403 naming ``User`` when its numeric uid or gid is outside 0-65535 (exec checks it too)."""
     if _is_default(value):
         return
     for part in str(value).split(":", 1):
@@ -458,6 +473,8 @@ def parse_create(body: Any) -> CreateRequest:
     if _bool(body.get("NetworkDisabled"), "NetworkDisabled"):
         network_mode = "none"
     log_size, log_files = _log_config(host.get("LogConfig"))
+    tmpfs = _tmpfs(host.get("Tmpfs"))
+    mounts = _binds(host.get("Binds")) + _mounts(host.get("Mounts"))
     return CreateRequest(
         image=image.strip(),
         cmd=_strings_or_none(body.get("Cmd"), "Cmd"),
@@ -489,8 +506,8 @@ def parse_create(body: Any) -> CreateRequest:
         exposed_ports=tuple(_object(body.get("ExposedPorts"), "ExposedPorts")),
         ports=_ports(host.get("PortBindings")),
         publish_all_ports=_bool(host.get("PublishAllPorts"), "HostConfig.PublishAllPorts"),
-        tmpfs=_tmpfs(host.get("Tmpfs")),
-        mounts=_binds(host.get("Binds")) + _mounts(host.get("Mounts")) + _anonymous(body.get("Volumes")),
+        tmpfs=tmpfs,
+        mounts=mounts + _anonymous(body.get("Volumes"), {m.target.rstrip("/") for m in mounts + tmpfs}),
         network_mode=network_mode,
         aliases=aliases,
         log_max_size=log_size,
@@ -713,9 +730,10 @@ def _mounts(value: Any) -> tuple[MountRequest, ...]:
     return tuple(result)
 
 
-def _anonymous(value: Any) -> tuple[MountRequest, ...]:
-    """``Config.Volumes`` (``-v /data``): an anonymous volume on each path."""
-    return tuple(MountRequest("volume", str(target)) for target in _object(value, "Volumes"))
+def _anonymous(value: Any, taken: set[str]) -> tuple[MountRequest, ...]:
+    """``Config.Volumes`` (``-v /data``): an anonymous volume on each path no other mount covers."""
+    targets = [str(t) for t in _object(value, "Volumes")]
+    return tuple(MountRequest("volume", t) for t in targets if t.rstrip("/") not in taken)
 
 
 def _network(value: Any, body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:

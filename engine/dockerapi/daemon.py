@@ -7,10 +7,11 @@ endpoints live in one module per resource (``system``, ``containers``, ...), eac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.dockerapi import system
+from engine.dockerapi import containers, system
 from engine.dockerapi.http import Router, UnixServer
 
 if TYPE_CHECKING:
@@ -19,10 +20,15 @@ if TYPE_CHECKING:
 DEFAULT_SOCKET = Path("/run/hostpanel/docker.sock")
 
 
+def default_socket() -> Path:
+    """The operator's socket: ``$HOSTPANEL_DOCKER_SOCKET``, else ``/run/hostpanel/docker.sock``."""
+    return Path(os.environ.get("HOSTPANEL_DOCKER_SOCKET") or DEFAULT_SOCKET)
+
+
 def operator_router(engine: Engine) -> Router:
     """Every endpoint the operator's socket serves, with operator rights over ``engine``."""
     router = Router()
-    for module in (system,):
+    for module in (system, containers):
         module.register(router, engine)
     return router
 

@@ -378,6 +378,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _ServerMixin(socketserver.ThreadingMixIn):
     daemon_threads = True
+    # The CLI sends requests in parallel (`docker rm -f $(docker ps -aq)`: one per container);
+    # socketserver's default backlog of 5 refuses a unix socket's sixth waiting connect at once.
+    request_queue_size = 128
     router: Router
     authenticate: Authenticator | None
     verbose: bool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -138,9 +139,20 @@ class ContainerStore:
         return [p.name for p in self.paths.containers.iterdir() if (p / "container.json").exists()]
 
     def all(self) -> Iterator[Container]:
-        for cid in self.ids():
-            with contextlib.suppress(ContainerNotFound, ValueError):
-                yield self.load(cid)
+        """Every container's record; a directory without one (mid-create or mid-remove) is skipped.
+
+        One scan and one open per container, with plain string paths: `ps` of a long-running
+        process (the Docker API daemon, the host agent) calls this for every listing.
+        """
+        try:
+            entries = list(os.scandir(self.paths.containers))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError, ValueError):
+                with open(os.path.join(entry.path, "container.json"), "rb") as f:
+                    data = json.load(f)
+                yield Container.from_dict(data)
 
     def find(self, ref: str) -> Container:
         """The container whose name, full id or unique id prefix is ``ref``."""

@@ -404,3 +404,26 @@ def test_a_static_address_is_refused() -> None:
         NetworkingConfig={"EndpointsConfig": {"default": {"IPAMConfig": {"IPv4Address": "10.0.0.9"}}}}
     )
     assert refused(data).message.startswith("NetworkingConfig.EndpointsConfig is refused")
+
+
+def test_a_volumes_entry_covered_by_a_bind_or_tmpfs_is_not_an_anonymous_volume() -> None:
+    # docker-compose sends both Binds ["data:/data"] and Volumes {"/data": {}}
+    request = parse_create(
+        body(
+            {"Binds": ["data:/data"], "Tmpfs": {"/run": ""}}, Volumes={"/data/": {}, "/run": {}, "/cache": {}}
+        )
+    )
+    assert request.mounts == (
+        MountRequest("volume", "/data", source="data"),
+        MountRequest("volume", "/cache"),
+    )
+
+
+@pytest.mark.parametrize("key", ["org.hostpanel.replica", "org.hostpanel.spec", "ORG.HostPanel.app"])
+def test_hostpanels_own_labels_are_refused(key: str) -> None:
+    # the host agent adopts a container carrying org.hostpanel.replica as that replica
+    assert refused(body(Labels={key: "1"})).message.startswith("Labels is refused")
+
+
+def test_other_labels_are_fine() -> None:
+    assert parse_create(body(Labels={"org.hostpanelish": "x", "com.docker.compose.service": "web"})).labels
