@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
+from engine.dockerapi.filters import request_filters
 from engine.dockerapi.http import (
     APIError,
     Request,
@@ -137,9 +138,7 @@ def register(router: Router) -> None:
 def list_containers(request: Request) -> Response:
     """``GET /containers/json``: the tenant's containers (``all``, ``filters``, ``limit``)."""
     identity = identity_of(request)
-    filters = request.json_arg("filters") or {}
-    if not isinstance(filters, dict):
-        raise APIError(400, 'filters: give a JSON object such as {"name": ["web"]}')
+    filters = request_filters(request, translate.LIST_FILTERS)
     show_all = request.flag("all")
     now = timezone.now()
     items = []

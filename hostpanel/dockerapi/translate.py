@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from engine.dockerapi.filters import Filters, labels_match
+from engine.dockerapi.render import human_duration
 from hostpanel.deployments.models import APP_NAME_RE
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -66,30 +68,6 @@ def rfc3339(moment: datetime.datetime | None) -> str:
     if moment is None:
         return ZERO_TIME
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def human_duration(seconds: float) -> str:
-    """How ``docker ps`` words a duration (``Less than a second``, ``5 seconds``, ``About a minute``...)."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    return f"{hours // (24 * 7)} weeks"
 
 
 def status_text(state: ContainerState, now: datetime.datetime) -> str:
@@ -251,26 +229,25 @@ def name_matches(pattern: str, name: str) -> bool:
     return core in name
 
 
-def matches_filters(view: ContainerView, filters: dict[str, Any]) -> bool:
+LIST_FILTERS = ("name", "id", "label", "status", "ancestor")
+
+
+def matches_filters(view: ContainerView, filters: Filters) -> bool:
     """Whether a container passes ``docker ps --filter`` (name, id, label, status, ancestor)."""
-    for key, wanted in filters.items():
-        values = list(wanted) if isinstance(wanted, dict | list) else [wanted]
+    checks = {
+        "name": lambda v: name_matches(v, view.name),
+        "id": lambda v: view.id.startswith(v),
+        "status": lambda v: view.state.status == v,
+        "ancestor": lambda v: v in (view.image, view.config.get("Image")),
+    }
+    for key, values in filters.items():
         if not values:
             continue
-        if key == "name" and not any(name_matches(str(v), view.name) for v in values):
-            return False
-        if key == "id" and not any(view.id.startswith(v) for v in values):
-            return False
-        if key == "status" and view.state.status not in values:
-            return False
-        if key == "ancestor" and not any(v in (view.image, view.config.get("Image")) for v in values):
-            return False
         if key == "label":
-            labels = view.config.get("Labels") or {}
-            for v in values:
-                name, eq, value = v.partition("=")
-                if name not in labels or (eq and labels[name] != value):
-                    return False
+            if not labels_match(view.config.get("Labels"), values):
+                return False
+        elif not any(checks[key](v) for v in values):
+            return False
     return True
 
 

@@ -141,7 +141,7 @@ def test_list_and_inspect_shapes() -> None:
 
 def test_filters() -> None:
     v = view()
-    assert translate.matches_filters(v, {"label": {"tier=front": True}})
+    assert translate.matches_filters(v, {"label": ["tier=front"]})
     assert not translate.matches_filters(v, {"label": ["tier=back"]})
     assert translate.matches_filters(v, {"name": ["we"], "status": ["running"], "ancestor": ["busybox"]})
     assert not translate.matches_filters(v, {"status": ["exited"]})
