@@ -28,8 +28,8 @@ from engine.dockerapi.http import (
 )
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
+from hostpanel.dockerapi import attach, logs, translate
 from hostpanel.dockerapi import create as creating
-from hostpanel.dockerapi import logs, translate
 from hostpanel.dockerapi.lookup import find, identity_of, replica_of
 from hostpanel.dockerapi.models import DockerContainer
 from hostpanel.errors import Conflict, Forbidden, NoCapacity, NotFound, QuotaExceeded, ServiceError
@@ -128,6 +128,7 @@ def register(router: Router) -> None:
         ("POST", "/containers/{id}/kill", kill_container),
         ("POST", "/containers/{id}/restart", restart_container),
         ("POST", "/containers/{id}/wait", wait_container),
+        ("POST", "/containers/{id}/attach", attach.attach_container),
         ("GET", "/containers/{id}/logs", logs.container_logs),
         ("DELETE", "/containers/{id}", remove_container),
     ]
@@ -295,30 +296,49 @@ def restart_container(request: Request) -> Response:
 
 
 def wait_container(request: Request) -> Stream:
-    """``POST /containers/{id}/wait?condition=not-running|next-exit|removed``: its exit code once it stops."""
-    container = find(identity_of(request), request.params["id"])
+    """``POST /containers/{id}/wait?condition=not-running|next-exit|removed``: its exit code once it
+    stops (``removed``: once it is removed; one created with ``--rm`` is removed here when it exits)."""
+    identity = identity_of(request)
+    container = find(identity, request.params["id"])
     condition = request.arg("condition", "not-running")
     if condition not in ("not-running", "next-exit", "removed"):
         raise APIError(400, f"invalid condition {condition!r}: use not-running, next-exit or removed")
     first = replica_of(container)
     first_finish = first.finished_at if first else None
+    auto_remove = bool(container.config.get("AutoRemove"))
 
-    def done(app: App, replica: Replica | None) -> bool:
-        if condition == "removed" or replica is None:
+    def exited(app: App, replica: Replica | None) -> bool:
+        if replica is None:
             return False
         state = state_now(app, replica)
-        if state.running or (state.status == "created" and app.state == App.State.RUNNING):
+        return not state.running and not (state.status == "created" and app.state == App.State.RUNNING)
+
+    def done(app: App, replica: Replica | None) -> bool:
+        if condition == "removed":
+            return (
+                auto_remove
+                and exited(app, replica)
+                and replica is not None
+                and replica.finished_at is not None
+            )
+        if not exited(app, replica):
             return False
-        return condition == "not-running" or replica.finished_at != first_finish
+        return condition == "not-running" or (replica is not None and replica.finished_at != first_finish)
 
     def answer() -> Iterator[bytes]:
         while True:
             replica = wait_until(container, done, 3600)
             app = App.objects.filter(pk=container.app_id).first()
-            if app is None or (replica is not None and done(app, replica)):
-                code = (replica.exit_code or 0) if replica else 0
-                yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
-                return
+            if app is not None and not done(app, replica):
+                continue
+            code = (replica.exit_code or 0) if replica else 0
+            if app is not None and condition == "removed":  # --rm: the daemon's part, done here
+                try:
+                    deployments.delete_app(identity.actor, app)
+                except ServiceError:
+                    continue  # a viewer's wait removes nothing: wait on for someone else's rm
+            yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
+            return
 
     # the headers go out at once: `docker run` waits for them before it starts the container
     return Stream(answer())

@@ -137,8 +137,6 @@ def translate(request: CreateRequest) -> Translated:
             " network) or none",
         )
     warnings: list[str] = []
-    if request.auto_remove:
-        warnings.append("--rm: the container is kept after it exits; remove it with docker rm")
     if request.aliases:
         warnings.append("network aliases are not supported yet; they were ignored")
     if request.stop_signal and request.stop_signal.upper().removeprefix("SIG") != "TERM":
@@ -168,6 +166,7 @@ def translate(request: CreateRequest) -> Translated:
         "OpenStdin": request.open_stdin,
         "StopSignal": request.stop_signal,
         "Hostname": request.hostname,
+        "AutoRemove": request.auto_remove,  # --rm: removed when it exits, as the client waits for it
     }
     return Translated(spec, shown, warnings)
 

@@ -51,8 +51,9 @@ def _seconds_arg(request: Request, name: str) -> float | None:
 class Encoder:
     """Lines -> the bytes of the answer, as the request's options say."""
 
-    def __init__(self, request: Request, tty: bool) -> None:
-        self.stdout, self.stderr = request.flag("stdout"), request.flag("stderr")
+    def __init__(self, request: Request, tty: bool, *, default_streams: bool = False) -> None:
+        self.stdout = request.flag("stdout", default_streams)
+        self.stderr = request.flag("stderr", default_streams)
         self.timestamps = request.flag("timestamps")
         self.since, self.until = _seconds_arg(request, "since"), _seconds_arg(request, "until")
         self.tty = tty
@@ -97,7 +98,7 @@ def container_logs(request: Request) -> Response | Stream:
     tail = LOG_TAIL_ALL if tail_arg in ("", "all") else max(request.int_arg("tail") or 0, 0)
     encoder = Encoder(request, bool(container.config.get("Tty")))
     if request.flag("follow"):
-        return Stream(_follow(identity, container, tail, encoder), content_type=encoder.content_type)
+        return Stream(follow_lines(identity, container, tail, encoder), content_type=encoder.content_type)
     if replica is None or replica.host is None or tail == 0:
         lines: list[dict[str, Any]] = []
     else:
@@ -120,7 +121,9 @@ def _live(container: DockerContainer) -> tuple[Replica | None, bool]:
     return replica, running
 
 
-def _follow(identity: Identity, container: DockerContainer, tail: int, encoder: Encoder) -> Iterator[bytes]:
+def follow_lines(
+    identity: Identity, container: DockerContainer, tail: int, encoder: Encoder
+) -> Iterator[bytes]:
     """The last ``tail`` lines, then each new one, until the container stops (or access ends)."""
     cursor: str | None = None
     first = True

@@ -120,3 +120,20 @@ def test_logs_follow_streams_until_the_container_stops(
     finally:
         follower.kill()
         follower.wait()
+
+
+def test_docker_run_attached_prints_the_output_and_exits_with_the_code(
+    live_tenant: Callable[..., Any], docker_as: Callable[..., Client]
+) -> None:
+    live = live_tenant("dka", "acme", "ann", "developer")
+    docker = docker_as(live.member, live.tenant)
+    result = docker(
+        "run", "--name", "hello", "busybox", "sh", "-c", "echo hello-out; echo hello-err >&2; exit 3"
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (3, "hello-out\n", "hello-err\n")
+    assert docker.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}").startswith("hello Exited (3)")
+    # --rm: removed once it exits (the panel's app too)
+    result = docker("run", "--rm", "--name", "once", "busybox", "echo", "bye")
+    assert (result.returncode, result.stdout) == (0, "bye\n"), result.stderr
+    assert not App.objects.filter(tenant=live.tenant, name="once").exists()
+    assert docker.ok("ps", "-a", "--format", "{{.Names}}").split() == ["hello"]
