@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor
 from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi import ca
+from hostpanel.dockerapi.certs import issue_certificate
 from hostpanel.dockerapi.models import ClientCertificate, DockerContainer
 from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
-from tests.hostpanel.dockerapi.conftest import Client, Door, serving, write_pems
+from tests.hostpanel.dockerapi.conftest import DOCKER, Client, Door, serving, write_pems
 from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory
 
 pytestmark = pytest.mark.slow
@@ -349,3 +351,27 @@ def test_a_container_made_through_the_door_is_an_app_on_the_dashboard(
     assert listing.status_code == 200 and b"web" in listing.content
     detail = page.get("/t/acme/apps/web/")
     assert detail.status_code == 200 and b"via Docker API: web" in detail.content
+
+
+def test_the_context_command_the_page_shows_works_as_given(
+    two_tenants: tuple[Tenant, Tenant], door: Door, settings: Any, tmp_path: Path
+) -> None:
+    acme, _ = two_tenants
+    settings.HOSTPANEL_DOCKER_API_PORT = door.port  # the port the command names
+    issued = issue_certificate(Actor(user=member(acme)), acme, "laptop")
+    home = tmp_path / "home"
+    write_pems(home / ".docker" / "hostpanel" / "acme", issued.ca_pem, issued.cert_pem, issued.key_pem)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    command = issued.context_command()
+    assert command.startswith('docker context create hostpanel-acme --docker "host=tcp://127.0.0.1:')
+    shell = command.replace("docker ", f"{DOCKER} ", 1)
+    made = subprocess.run(["sh", "-c", shell], env=env, capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    listed = subprocess.run(
+        [DOCKER, "--context", "hostpanel-acme", "info", "--format", "{{json .Labels}}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0 and "hostpanel.tenant=acme" in listed.stdout, listed.stderr
