@@ -226,16 +226,17 @@ def start_container(request: Request) -> Response:
     else:
         return no_content(304)
     before = replica.updated_at if replica else None
-    replica = wait_until(
-        container,
-        lambda a, r: (
-            r is not None
-            and r.state in SETTLED
-            and not r.restart_requested
-            and (before is None or r.updated_at > before)
-        ),
-        settings.HOSTPANEL_DOCKER_API_WAIT_SECONDS,
-    )
+    started_before = replica.started_at if replica else None
+
+    def started(app: App, r: Replica | None) -> bool:
+        """A new run began (its start time changed), or the engine refused to run it."""
+        if r is None:
+            return False
+        if r.state == Replica.State.FAILED:
+            return before is None or r.updated_at > before
+        return r.state in SETTLED and r.started_at is not None and r.started_at != started_before
+
+    replica = wait_until(container, started, settings.HOSTPANEL_DOCKER_API_WAIT_SECONDS)
     if replica is not None and replica.state == Replica.State.FAILED:
         raise APIError(500, f"failed to start container {container.name}: {replica.message}")
     if replica is None or replica.state not in SETTLED:
