@@ -66,6 +66,13 @@ def test_the_docker_cli_runs_a_container_through_the_panel(
 
     docker.ok("start", "web")
     assert docker.ok("ps", "--format", "{{.Names}}").strip() == "web"
+    started = Replica.objects.get(app=app).started_at
+    docker.ok("restart", "web")  # a new run of the same container
+    replica = Replica.objects.get(app=app)
+    assert replica.state == "running" and replica.started_at != started
+    docker.ok("kill", "web")
+    assert docker.ok("ps", "-q") == ""
+    docker.ok("start", "web")
 
     docker.ok("rm", "-f", "web")
     assert not App.objects.filter(tenant=live.tenant).exists()
