@@ -104,7 +104,7 @@ def issue_certificate(actor: Actor, tenant: Tenant, name: str) -> IssuedCertific
             days=settings.HOSTPANEL_DOCKER_API_CERT_DAYS,
         )
         certificate = ClientCertificate.objects.create(
-            user=user,  # type: ignore[misc]
+            user=user,
             tenant=tenant,
             name=name,
             role=role,

@@ -29,7 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         server = build_server(options["bind"], options["port"])
         server.verbose = options["verbose"]
-        host, port = server.server_address[:2]
+        host, port = str(server.server_address[0]), int(server.server_address[1])
         self.stdout.write(
             f"Docker API for tenants on tcp://{host}:{port} (TLS, client certificates of the CA in"
             f" {settings.HOSTPANEL_DOCKER_API_DIR}); clients use {endpoint()}"
