@@ -30,7 +30,7 @@ from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi import attach, logs, translate
 from hostpanel.dockerapi import create as creating
-from hostpanel.dockerapi.lookup import find, identity_of, replica_of
+from hostpanel.dockerapi.lookup import client_gone, find, identity_of, replica_of
 from hostpanel.dockerapi.models import DockerContainer
 from hostpanel.errors import Conflict, Forbidden, NoCapacity, NotFound, QuotaExceeded, ServiceError
 from hostpanel.tenants.models import Role
@@ -104,16 +104,21 @@ def view_of(container: DockerContainer, replica: Replica | None) -> translate.Co
 
 
 def wait_until(
-    container: DockerContainer, done: Callable[[App, Replica | None], bool], timeout: float
+    container: DockerContainer,
+    done: Callable[[App, Replica | None], bool],
+    timeout: float,
+    gone: Callable[[], bool] = lambda: False,
 ) -> Replica | None:
-    """Poll the replica until ``done`` (the agent reports through the database), at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+    """Poll the replica until ``done`` (the agent reports through the database), at most ``timeout``
+    seconds or until ``gone`` (the client left); every 0.2 s for 10 s, then every second."""
+    start = time.monotonic()
     while True:
         app = App.objects.filter(pk=container.app_id).first()
         replica = replica_of(container)
-        if app is None or done(app, replica) or time.monotonic() >= deadline:
+        waited = time.monotonic() - start
+        if app is None or done(app, replica) or waited >= timeout or gone():
             return replica
-        time.sleep(0.2)
+        time.sleep(0.2 if waited < 10 else 1.0)
 
 
 # ---- handlers ---------------------------------------------------------------------------
@@ -326,9 +331,14 @@ def wait_container(request: Request) -> Stream:
             return False
         return condition == "not-running" or (replica is not None and replica.finished_at != first_finish)
 
+    def gone() -> bool:
+        return client_gone(request.connection)
+
     def answer() -> Iterator[bytes]:
         while True:
-            replica = wait_until(container, done, 3600)
+            replica = wait_until(container, done, 3600, gone)
+            if gone():
+                return  # `docker run -d` leaves its wait behind: no thread polls for it
             app = App.objects.filter(pk=container.app_id).first()
             if app is not None and not done(app, replica):
                 continue

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from engine.dockerapi.http import STDERR, STDOUT, APIError, Request, Response, Stream, frame
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi.identity import Identity
-from hostpanel.dockerapi.lookup import find, identity_of, replica_of
+from hostpanel.dockerapi.lookup import client_gone, find, identity_of, replica_of
 from hostpanel.dockerapi.models import DockerContainer
 from hostpanel.errors import ServiceError
 from hostpanel.logstream import services as logstream
@@ -98,7 +98,8 @@ def container_logs(request: Request) -> Response | Stream:
     tail = LOG_TAIL_ALL if tail_arg in ("", "all") else max(request.int_arg("tail") or 0, 0)
     encoder = Encoder(request, bool(container.config.get("Tty")))
     if request.flag("follow"):
-        return Stream(follow_lines(identity, container, tail, encoder), content_type=encoder.content_type)
+        lines = follow_lines(identity, container, tail, encoder, lambda: client_gone(request.connection))
+        return Stream(lines, content_type=encoder.content_type)
     if replica is None or replica.host is None or tail == 0:
         lines: list[dict[str, Any]] = []
     else:
@@ -122,9 +123,14 @@ def _live(container: DockerContainer) -> tuple[Replica | None, bool]:
 
 
 def follow_lines(
-    identity: Identity, container: DockerContainer, tail: int, encoder: Encoder
+    identity: Identity,
+    container: DockerContainer,
+    tail: int,
+    encoder: Encoder,
+    gone: Callable[[], bool] = lambda: False,
 ) -> Iterator[bytes]:
-    """The last ``tail`` lines, then each new one, until the container stops (or access ends)."""
+    """The last ``tail`` lines, then each new one, until the container stops, access ends or the
+    client is ``gone``."""
     cursor: str | None = None
     first = True
     checked = time.monotonic()
@@ -142,7 +148,7 @@ def follow_lines(
                 if not (first and tail == 0):
                     yield encoder.encode(lines)
             first = False
-        if not running:
+        if not running or gone():
             return
         if time.monotonic() - checked > ACCESS_RECHECK_SECONDS:
             checked = time.monotonic()

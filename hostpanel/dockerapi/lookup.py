@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import select
+import socket
+
 from engine.dockerapi.http import APIError, Request
 from hostpanel.deployments.models import Replica
 from hostpanel.dockerapi.identity import Identity
@@ -33,3 +36,13 @@ def find(identity: Identity, ref: str) -> DockerContainer:
 
 def replica_of(container: DockerContainer) -> Replica | None:
     return Replica.objects.filter(app=container.app).select_related("host").order_by("index").first()
+
+
+def client_gone(connection: socket.socket) -> bool:
+    """Whether the client of a request that sends nothing more (wait, ``logs -f``) went away: its
+    connection turned readable (a FIN, a reset or TLS's close) while the answer waits."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)

@@ -10,6 +10,7 @@ import http.client
 import json
 import ssl
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
 from tests.hostpanel.dockerapi.conftest import DOCKER, Client, Door, serving, write_pems
 from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -375,3 +377,20 @@ def test_the_context_command_the_page_shows_works_as_given(
         check=False,
     )
     assert listed.returncode == 0 and "hostpanel.tenant=acme" in listed.stdout, listed.stderr
+
+
+def test_a_wait_the_client_left_behind_ends_its_thread(
+    two_tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client]
+) -> None:
+    acme, _ = two_tenants
+    docker = docker_as(member(acme), acme)
+    docker.ok("create", "--name", "web", "busybox", "sleep", "60")
+    baseline = threading.active_count()
+    context = ssl.create_default_context(cafile=str(docker.directory / "ca.pem"))
+    context.load_cert_chain(docker.directory / "cert.pem", docker.directory / "key.pem")
+    connection = http.client.HTTPSConnection("127.0.0.1", docker.door.port, context=context, timeout=30)
+    connection.request("POST", "/v1.44/containers/web/wait?condition=next-exit")
+    assert connection.getresponse().status == 200  # the headers at once; the body when it exits
+    assert threading.active_count() > baseline  # the wait's thread, polling
+    connection.close()  # as `docker run -d` leaves its wait
+    wait_for(lambda: threading.active_count() <= baseline, 15, "the wait's thread to end")
