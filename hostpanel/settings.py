@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "hostpanel.edge",  # the edge proxy: routing table, the agents' DNS answers, Caddy's config
     "hostpanel.api",
     "hostpanel.dashboard",
+    "hostpanel.dockerapi",  # the tenants' Docker Engine API (issue 13, door)
 ]
 
 MIDDLEWARE = [
@@ -215,6 +216,21 @@ HOSTPANEL_PORT_RANGE = os.environ.get("HOSTPANEL_PORT_RANGE", "30000-32767")
 # within the deadline (plus one health-check interval) fails the roll, and the old release stays.
 HOSTPANEL_ROLL_DRAIN_SECONDS = float(os.environ.get("HOSTPANEL_ROLL_DRAIN_SECONDS", "10"))
 HOSTPANEL_ROLL_DEADLINE_SECONDS = float(os.environ.get("HOSTPANEL_ROLL_DEADLINE_SECONDS", "120"))
+# ---- the tenants' Docker Engine API (hostpanel/dockerapi; README "Docker API") ----------------
+# `manage.py dockerapi` (started by `make run`) serves it with TLS on this address; every client
+# shows a certificate the panel issued (its CA lives in HOSTPANEL_DOCKER_API_DIR, mode 0600).
+HOSTPANEL_DOCKER_API_PORT = int(os.environ.get("HOSTPANEL_DOCKER_API_PORT", "2376"))
+HOSTPANEL_DOCKER_API_BIND = os.environ.get("HOSTPANEL_DOCKER_API_BIND", "127.0.0.1")
+# The name clients use to reach it (in the `docker context create` command and the server
+# certificate); default: the bind address, or this machine's name when binding every address.
+HOSTPANEL_DOCKER_API_HOST = os.environ.get("HOSTPANEL_DOCKER_API_HOST", "")
+HOSTPANEL_DOCKER_API_DIR = Path(os.environ.get("HOSTPANEL_DOCKER_API_DIR") or VAR_DIR / "dockerapi")
+HOSTPANEL_DOCKER_API_CERT_DAYS = int(os.environ.get("HOSTPANEL_DOCKER_API_CERT_DAYS", "365"))
+# Also accept a panel API token (`Authorization: Token <secret>` through HttpHeaders in the
+# client's ~/.docker/config.json) from clients without a certificate ("1" to allow).
+HOSTPANEL_DOCKER_API_TOKENS = os.environ.get("HOSTPANEL_DOCKER_API_TOKENS", "") in ("1", "true", "yes")
+# How long start/stop/restart wait for the host agent to report the container's new state.
+HOSTPANEL_DOCKER_API_WAIT_SECONDS = float(os.environ.get("HOSTPANEL_DOCKER_API_WAIT_SECONDS", "60"))
 # ---- the edge proxy (hostpanel/edge; README "Apps on the web") -------------------------------------
 # Caddy on each host listens on these (unprivileged for development; 80 and 443 in production).
 HOSTPANEL_PROXY_HTTP_PORT = int(os.environ.get("HOSTPANEL_PROXY_HTTP_PORT", "8080"))

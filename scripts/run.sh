@@ -80,6 +80,16 @@ else
     echo "docker API: unix://$DOCKER_SOCKET (log: $VAR_DIR/log/docker-api.log)"
 fi
 
+# The tenants' Docker Engine API (TLS with client certificates; README "Docker API").
+DOCKER_API_PORT=${HOSTPANEL_DOCKER_API_PORT:-2376}
+if [[ -f $RUN_DIR/tenant-docker-api.pid ]] && kill -0 "$(<"$RUN_DIR/tenant-docker-api.pid")" 2>/dev/null; then
+    echo "tenants' docker API: already running (pid $(<"$RUN_DIR/tenant-docker-api.pid"))"
+else
+    nohup "$BIN/python" manage.py dockerapi >>"$VAR_DIR/log/tenant-docker-api.log" 2>&1 &
+    echo $! >"$RUN_DIR/tenant-docker-api.pid"
+    echo "tenants' docker API: port $DOCKER_API_PORT (log: $VAR_DIR/log/tenant-docker-api.log)"
+fi
+
 cat <<EOT
 
 HostPanel is running on http://$HOST:$PORT/
@@ -94,6 +104,8 @@ $SEED_OUT
            curl -H "Authorization: Token <demo API token>" -H 'Content-Type: application/json' \\
                 -d '{"name":"hello","image":"busybox:latest","command":["sh","-c","echo hi; sleep 3600"]}' \\
                 http://$HOST:$PORT/api/v1/tenants/demo/apps/
+  tenants: the tenants' Docker API on tcp://${HOSTPANEL_DOCKER_API_HOST:-${HOSTPANEL_DOCKER_API_BIND:-127.0.0.1}}:$DOCKER_API_PORT (TLS): issue
+           a certificate at http://$HOST:$PORT/t/demo/docker/ and run the docker context create command it shows
   engine:  $BIN/hpctl images
            $BIN/hpctl run --rm busybox echo hello
            $BIN/hpctl run -d --name ticker busybox sh -c 'while true; do date; sleep 1; done'
@@ -101,7 +113,7 @@ $SEED_OUT
            $BIN/hpctl host info
   docker:  DOCKER_HOST=unix://$DOCKER_SOCKET docker ps
            DOCKER_HOST=unix://$DOCKER_SOCKET docker run --rm busybox echo hello
-  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent, the Docker API and the Redis started here
+  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent, the Docker APIs and the Redis started here
 
 EOT
 

@@ -136,3 +136,26 @@ def test_the_access_module_sits_below_every_door() -> None:
     allowed = {"hostpanel.audit.services", "hostpanel.errors", "hostpanel.tenants.models"}
     panel = {m for _, m in _imported_modules(ast.parse(path.read_text())) if m.split(".")[0] == "hostpanel"}
     assert panel <= allowed, f"tenants/access.py imports {sorted(panel - allowed)}"
+
+
+# ---- the tenants' Docker API is a door (DESIGN.md Layout) -------------------------------
+DOCKER_DOOR = HOSTPANEL / "dockerapi"
+DOCKER_DOOR_IMPORTERS = (DOCKER_DOOR, HOSTPANEL / "dashboard")  # the door itself, and its page
+OTHER_DOORS_AND_AGENT = (
+    "hostpanel.api",
+    "hostpanel.dashboard",
+    "hostpanel.hosts.agent",
+    "hostpanel.hosts.tasks",
+)
+
+
+@pytest.mark.parametrize("path", panel_modules(), ids=lambda p: str(p.relative_to(HOSTPANEL.parent)))
+def test_the_docker_api_door_sits_above_the_resources(path: Path) -> None:
+    """access -> resources -> deployments/hosts -> api/dashboard/consumers/dockerapi: no resource
+    imports the Docker API door, and the door imports no other door nor the agent's code."""
+    modules = [m for _, m in _imported_modules(ast.parse(path.read_text(), filename=str(path)))]
+    if not any(path.is_relative_to(root) for root in DOCKER_DOOR_IMPORTERS):
+        assert not [m for m in modules if m.startswith("hostpanel.dockerapi")], f"{path} imports the door"
+    if path.is_relative_to(DOCKER_DOOR):
+        bad = [m for m in modules if m.startswith(OTHER_DOORS_AND_AGENT)]
+        assert not bad, f"{path} imports {bad}"

@@ -13,6 +13,7 @@ from hostpanel.dashboard.views import (
     builds,
     containers,
     deploy,
+    docker,
     edit,
     home,
     images,
@@ -42,6 +43,9 @@ tenant_patterns = [
     path("builds/", builds.build_list, name="builds"),
     path("builds/<int:build_id>/", builds.build_detail, name="build"),
     path("audit/", audit.tenant_audit, name="audit"),
+    path("docker/", docker.docker_page, name="docker"),
+    path("docker/issue/", docker.docker_issue, name="docker-issue"),
+    path("docker/<int:certificate_id>/revoke/", docker.docker_revoke, name="docker-revoke"),
 ]
 
 urlpatterns = [

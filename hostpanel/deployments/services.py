@@ -237,19 +237,21 @@ def visible_apps(actor: Actor, tenant: Tenant) -> QuerySet[App]:
 
 
 # ---- changes ------------------------------------------------------------------------
-def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec) -> App:
-    """Create an app, its first release, and deploy it."""
+def create_app(actor: Actor, tenant: Tenant, name: str, spec: AppSpec, *, running: bool = True) -> App:
+    """Create an app, its first release, and deploy it (``running=False``: placed but stopped,
+    as ``docker create`` leaves a container until it is started)."""
     require_role(actor, tenant, Role.DEVELOPER)
     with audited(actor, "app.create", tenant) as entry:
         spec = validate_spec(tenant, spec)
+        state = App.State.RUNNING if running else App.State.STOPPED
         with transaction.atomic():
             try:
-                app = App.objects.create(tenant=tenant, name=name)
+                app = App.objects.create(tenant=tenant, name=name, state=state)
             except IntegrityError as exc:
                 raise Conflict(f"app {name!r} exists already in {tenant.slug!r}") from exc
             entry.obj = app
             _check_hostname_free(app, spec)
-            _check_quota_for(app, spec, running=True)
+            _check_quota_for(app, spec, running=running)
             _new_release(actor, app, spec, note="created")
             _sync_replicas(app)
     return app

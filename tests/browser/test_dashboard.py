@@ -143,6 +143,7 @@ def test_every_page_has_the_csp_and_no_violations(live_stack: LiveStack, page: A
         "/t/carlco/usage/",
         "/t/carlco/images/",
         "/t/carlco/audit/",
+        "/t/carlco/docker/",
         f"/t/carlco/containers/{replica['id']}/",
     ]
     headers = response.headers
