@@ -61,6 +61,7 @@ class Lifecycle:
         self._last_exit: OrderedDict[str, int] = OrderedDict()  # for waits that outlive the container
         self._readers: dict[str, int] = {}
         self._watched: set[str] = set()
+        self._removing: set[str] = set()  # removals under way: a `removed` wait outlasts their volumes
         self._record_lock = threading.RLock()
         self._containers_dir = str(engine.paths.containers)  # `docker ps` joins it for every container
 
@@ -144,7 +145,7 @@ class Lifecycle:
             return baseline.exit_code or 0
         code = self._wait_exit(cid, baseline)
         if condition == "removed":
-            while self.current(cid) is not None:
+            while self.current(cid) is not None or cid in self._removing:
                 self._pause()
         return code
 
@@ -262,14 +263,20 @@ class Lifecycle:
     def remove(self, cid: str, *, force: bool, volumes: bool, rec: DockerRecord | None = None) -> None:
         """Remove a container (and, with ``volumes``, its anonymous volumes); wakes waiters."""
         rec = rec or self.record(cid)
-        with contextlib.suppress(NotFound):
-            container = self.engine.remove(cid, force=force)
-            self._note_exit(cid, container.exit_code or 0)
-        if volumes:
-            for name in rec.anonymous_volumes:
-                with contextlib.suppress(EngineError):
-                    self.engine.volume_remove(name, force=True)
-        self.changed()
+        with self._cond:
+            self._removing.add(cid)
+        try:
+            with contextlib.suppress(NotFound):
+                container = self.engine.remove(cid, force=force)
+                self._note_exit(cid, container.exit_code or 0)
+            if volumes:
+                for name in rec.anonymous_volumes:
+                    with contextlib.suppress(EngineError):
+                        self.engine.volume_remove(name, force=True)
+        finally:
+            with self._cond:
+                self._removing.discard(cid)
+            self.changed()
 
 
 def _count_restart(rec: DockerRecord) -> None:
