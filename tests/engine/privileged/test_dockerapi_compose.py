@@ -117,7 +117,7 @@ class Compose:
             pytest.fail(f"{COMPOSE} is missing: `make install` installs Debian's docker-compose")
         env = {**self.api.env(), "COMPOSE_PROJECT_NAME": self.project}
         return subprocess.run(
-            [COMPOSE, "--no-ansi", "-f", str(self.file), *args],
+            [COMPOSE, "--ansi", "never", "-f", str(self.file), *args],
             env=env,
             cwd=self.file.parent,
             stdin=subprocess.DEVNULL,
@@ -183,6 +183,19 @@ def test_compose_up_ps_logs_exec_down(engine: Engine, api: DockerAPI, tmp_path: 
     assert "stored greeting" in logs  # the worker's output, prefixed by compose
     assert any(line.startswith("worker_1") and "stored greeting" in line for line in logs.splitlines())
     assert any(line.startswith("kv_1") and "url:/cgi-bin/kv" in line for line in logs.splitlines())
+
+    # a changed service is recreated (renamed aside, created anew, the old one removed); the
+    # others are kept
+    compose.file.write_text(PROJECT.replace("STORE: kv:8080", "STORE: kv:8080\n      EXTRA: recreated"))
+    again = compose.run("up", "-d")
+    assert again.returncode == 0, again.stderr
+    assert f"Recreating {p}_web_1" in again.stderr and f"{p}_kv_1 is up-to-date" in again.stderr
+    recreated = {c.name: c for c in engine.list(all=True)}
+    assert set(recreated) == set(containers) and recreated[f"{p}_web_1"].id != web.id
+    assert recreated[f"{p}_kv_1"].id == containers[f"{p}_kv_1"].id
+    assert compose.ok("exec", "-T", "web", "sh", "-c", "echo $EXTRA") == "recreated\n"
+    page = compose.ok("exec", "-T", "web", "wget", "-q", "-O-", "http://localhost:8080/cgi-bin/page")
+    assert page.splitlines()[0] == "store: hello-from-worker"
 
     down = compose.run("down", "-v")
     assert down.returncode == 0, down.stderr
