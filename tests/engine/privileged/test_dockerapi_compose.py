@@ -209,6 +209,13 @@ HOSTILE = [
     ("pid: host", "HostConfig.PidMode"),
     ("volumes: ['/etc:/x']", "HostConfig.Binds"),
     ("cap_add: [SYS_ADMIN]", "HostConfig.CapAdd"),
+    ("volumes: [{type: bind, source: /, target: /host}]", "HostConfig.Mounts"),
+    ("devices: ['/dev/mem:/dev/mem']", "HostConfig.Devices"),
+    ("security_opt: ['seccomp:unconfined']", "HostConfig.SecurityOpt"),
+    ("ipc: host", "HostConfig.IpcMode"),
+    ("userns_mode: host", "HostConfig.UsernsMode"),
+    ("sysctls: {net.ipv4.ip_forward: 1}", "HostConfig.Sysctls"),
+    ("cgroup_parent: /", "HostConfig.CgroupParent"),
 ]
 
 
