@@ -10,11 +10,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.engine import Engine
 from engine.images.model import Image
+from engine.runtime.model import ContainerSpec
 from tests.engine.conftest import leaks
 from tests.engine.dockerapi_support import DockerAPI, serving_api
 
@@ -146,7 +148,7 @@ def _nothing_left(engine: Engine) -> None:
     assert leaks(engine.paths.root, engine.instance) == []
 
 
-def test_compose_up_ps_logs_exec_down(engine: Engine, api: DockerAPI, tmp_path: Path) -> None:
+def test_compose_up_ps_exec_run_logs_down(engine: Engine, api: DockerAPI, tmp_path: Path) -> None:
     compose = Compose(api, tmp_path, PROJECT)
     p = compose.project
     compose.ok("up", "-d")
@@ -178,6 +180,11 @@ def test_compose_up_ps_logs_exec_down(engine: Engine, api: DockerAPI, tmp_path: 
     assert page.splitlines() == ["store: hello-from-worker", "worker: worker done"]
     stored = compose.ok("exec", "-T", "kv", "cat", "/data/greeting")
     assert stored == "hello-from-worker"
+
+    # a one-off `run` while web runs: compose links it to demo_web_1 (web, demo_web_1, web_1)
+    ran = compose.run("run", "--rm", "-T", "web", "wget", "-q", "-O-", "http://kv:8080/cgi-bin/kv?greeting")
+    assert ran.returncode == 0 and ran.stdout == "hello-from-worker", ran.stderr
+    assert {c.name for c in engine.list(all=True)} == set(containers)  # --rm removed the one-off
 
     logs = compose.ok("logs", "--no-color")
     assert "stored greeting" in logs  # the worker's output, prefixed by compose
@@ -237,3 +244,28 @@ def test_hostile_compose_files_are_refused_and_leave_nothing(
         assert made == ([] if "network_mode" in line else [f"{compose.project}_default"])
         compose.ok("down", "-v")
         _nothing_left(engine)
+
+
+def test_links_name_containers_of_the_same_network_only(engine: Engine, api: DockerAPI) -> None:
+    engine.network_create("n1")
+    engine.network_create("n2")
+    target = engine.create(ContainerSpec(image="busybox", command=("sleep", "60"), name="a", network="n1"))
+    engine.start(target.id)
+
+    def create(network: str, links: object) -> tuple[int, Any]:
+        body = {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": network, "Links": links}}
+        return api.request("POST", "/containers/create", body)
+
+    status, answer = create("n2", ["a:x"])
+    assert status == 403 and "HostConfig.Links is refused: a is not on network n2" in answer["message"]
+    status, answer = create("bridge", ["a:x"])
+    assert status == 403 and "HostConfig.Links is refused: legacy links" in answer["message"]
+    status, answer = create("n1", ["nobody:x"])
+    assert status == 400 and "could not get container for nobody" in answer["message"]
+    status, answer = create("n1", "a:x")
+    assert status == 400 and "HostConfig.Links must be a list" in answer["message"]
+    assert [c.name for c in engine.list(all=True)] == ["a"]  # the refusals made nothing
+
+    status, answer = create("n1", ["a:a", f"/a:/self/{target.short_id}", "a:x"])
+    assert status == 201, answer
+    assert answer["Warnings"] == ["link alias 'x' is not resolvable here; reach a by its name"]
