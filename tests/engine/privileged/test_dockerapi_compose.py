@@ -210,6 +210,34 @@ def test_compose_up_ps_exec_run_logs_down(engine: Engine, api: DockerAPI, tmp_pa
     _nothing_left(engine)
 
 
+ATTACHED = """\
+services:
+  b:
+    image: busybox
+    command: ["sh", "-c", "echo b-started; exec sleep 600"]
+  job:
+    image: busybox
+    command: ["sh", "-c", "echo job-says-hi; exit 7"]
+    depends_on: [b]
+"""
+
+
+def test_attached_up_streams_logs_and_returns_the_exit_code(
+    engine: Engine, api: DockerAPI, tmp_path: Path
+) -> None:
+    compose = Compose(api, tmp_path, ATTACHED)
+    up = compose.run("up", "--exit-code-from", "job")  # attaches to both, stops b when job exits
+    assert up.returncode == 7, up.stderr
+    assert any(line.startswith("b_1") and line.endswith("b-started") for line in up.stdout.splitlines())
+    assert any(line.startswith("job_1") and line.endswith("job-says-hi") for line in up.stdout.splitlines())
+    assert {c.name: c.status for c in engine.list(all=True)} == {
+        f"{compose.project}_b_1": "exited",
+        f"{compose.project}_job_1": "exited",
+    }
+    compose.ok("down", "-v")
+    _nothing_left(engine)
+
+
 HOSTILE = [
     ("privileged: true", "HostConfig.Privileged"),
     ("network_mode: host", "HostConfig.NetworkMode"),
