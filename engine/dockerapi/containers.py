@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
-from engine.dockerapi import execs, interactive, render
+from engine.dockerapi import execs, interactive, links, render
 from engine.dockerapi.create import parse_create, with_image_defaults
 from engine.dockerapi.filters import Filters, labels_match, request_filters
 from engine.dockerapi.http import (
@@ -234,7 +234,8 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
     """``POST /containers/create``: translate, create, record; nothing is left behind on error."""
     engine = life.engine
     body = request.json()
-    req = parse_create(body)
+    parsed_body, wanted_links = links.take_links(body)
+    req = parse_create(parsed_body)
     name = request.arg("name") or None
     if name is not None:
         if not _NAME_RE.match(name):
@@ -262,6 +263,7 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
         free_port=free_port,
         extra=interactive.spec_fields(req),
     )
+    warnings = links.check_links(engine, wanted_links, spec.network, tenant)
     try:
         container = engine.create(spec)
     except CommandNotFound as exc:
@@ -285,7 +287,7 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
     except BaseException:
         life.remove(container.id, force=True, volumes=True, rec=rec)
         raise
-    return {"Id": container.id, "Warnings": []}
+    return {"Id": container.id, "Warnings": warnings}
 
 
 def _effective_command(

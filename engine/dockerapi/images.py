@@ -83,6 +83,10 @@ def image_inspect(image: Image, raw: dict[str, Any]) -> dict[str, Any]:
         "DockerVersion": "",
         "Author": raw.get("author", ""),
         "Config": config,
+        # API <= 1.44 still has the (deprecated) build container's fields; compose 1.x reads
+        # ContainerConfig.Volumes when it recreates a container
+        "Container": "",
+        "ContainerConfig": container_config({}),
         "Architecture": raw.get("architecture", ""),
         "Os": raw.get("os", ""),
         "Size": image.size,

@@ -112,7 +112,17 @@ def _ports_map(container: Container, record: DockerRecord) -> dict[str, list[dic
 def _endpoints(container: Container) -> dict[str, Any]:
     if container.network == "none":
         return {"none": _endpoint(container, [])}
-    return {network_name(container): _endpoint(container, container.network_aliases)}
+    name = network_name(container)
+    return {name: _endpoint(container, endpoint_aliases(container, name))}
+
+
+def endpoint_aliases(container: Container, network: str) -> list[str]:
+    """The endpoint's ``Aliases`` as API 1.44 shows them: on a user-defined network the container's
+    short id follows the aliases it was given (compose 1.x checks for it, or else reconnects)."""
+    aliases = list(container.network_aliases)
+    if network != "bridge" and container.ip_address and container.short_id not in aliases:
+        aliases.append(container.short_id)
+    return aliases
 
 
 def _endpoint(container: Container, aliases: list[str]) -> dict[str, Any]:
@@ -130,7 +140,9 @@ def _endpoint(container: Container, aliases: list[str]) -> dict[str, Any]:
         "IPv6Gateway": "",
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "DNSNames": [container.name, container.short_id, *aliases] if container.ip_address else None,
+        "DNSNames": list(dict.fromkeys([container.name, container.short_id, *aliases]))
+        if container.ip_address
+        else None,
     }
 
 

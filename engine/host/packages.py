@@ -40,6 +40,9 @@ REQUIRED_PACKAGES: tuple[str, ...] = (
     # The stock docker CLI (20.10) the Docker API's tests drive when the machine has no newer one;
     # its dockerd is never started (policy-rc.d while apt runs; nothing here enables it).
     "docker.io",
+    # docker-compose 1.29: a system python tool on Debian's python3-docker (not our venv) that the
+    # Docker API's compose tests drive; it ships no daemon, so nothing starts.
+    "docker-compose",
 )
 """Debian 12 packages a host needs (apt names)."""
 

@@ -121,7 +121,12 @@ def test_a_compose_style_create_is_accepted(client: docker.DockerClient, engine:
     info = api.inspect_container(created)
     assert info["State"]["Running"] and info["Config"]["Labels"] == labels
     assert list(info["NetworkSettings"]["Networks"]) == ["proj_default"]
-    assert info["NetworkSettings"]["Networks"]["proj_default"]["Aliases"] == ["web", "a1b2c3"]
+    # API 1.44 lists the short id after the aliases (compose 1.x looks for it, or else reconnects)
+    assert info["NetworkSettings"]["Networks"]["proj_default"]["Aliases"] == [
+        "web",
+        "a1b2c3",
+        created["Id"][:12],
+    ]
     assert int(info["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]) > 0
     assert [(m["Name"], m["Destination"]) for m in info["Mounts"]] == [("proj_data", "/data")]
     listed = api.containers(all=True, filters={"label": ["com.docker.compose.project=proj"]})

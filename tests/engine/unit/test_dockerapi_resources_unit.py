@@ -78,6 +78,9 @@ def test_image_summary_inspect_and_history() -> None:
     assert data["Config"]["ExposedPorts"] == {"80/tcp": {}} and data["Config"]["Labels"] == {"a": "b"}
     assert "StopSignal" not in data["Config"] and data["Config"]["User"] == ""
     assert data["RootFS"] == {"Type": "layers", "Layers": list(IMAGE.layers)}
+    # API 1.44's deprecated build-container fields, which compose 1.29 reads on a recreate
+    assert data["Container"] == "" and data["ContainerConfig"]["Volumes"] is None
+    assert data["ContainerConfig"]["Env"] is None and data["ContainerConfig"]["Cmd"] is None
 
     history = images.image_history(IMAGE, raw, [100, 200])
     assert [h["CreatedBy"] for h in history] == ["RUN make", "ENV A=1", "ADD rootfs"]

@@ -9,7 +9,7 @@ import pytest
 from engine.cgroups.resources import Resources
 from engine.dockerapi.create import parse_create
 from engine.dockerapi.record import DockerRecord, HealthState
-from engine.dockerapi.render import human_duration, inspect_json, status_text, summary_json
+from engine.dockerapi.render import endpoint_aliases, human_duration, inspect_json, status_text, summary_json
 from engine.dockerapi.translate import container_spec
 from engine.networks.model import PortMapping
 from engine.runtime.model import Container
@@ -168,6 +168,19 @@ def test_inspect_has_dockers_shape() -> None:
     assert list(data["NetworkSettings"]["Networks"]) == ["bridge"]
     assert data["NetworkSettings"]["Networks"]["bridge"]["Aliases"] == ["api"]
     assert [m["Type"] for m in data["Mounts"]] == ["volume", "tmpfs"]
+
+
+def test_a_user_defined_networks_aliases_end_with_the_short_id() -> None:
+    # what dockerd shows up to API 1.44; compose 1.29 reconnects (disconnect, connect) without it
+    on_project = container(network="proj_back", network_aliases=["kv"])
+    assert endpoint_aliases(on_project, "proj_back") == ["kv", "ab" * 6]
+    data = inspect_json(on_project, DockerRecord())
+    assert data["NetworkSettings"]["Networks"]["proj_back"]["Aliases"] == ["kv", "ab" * 6]
+    assert data["NetworkSettings"]["Networks"]["proj_back"]["DNSNames"] == ["web", "ab" * 6, "kv"]
+    # the default network has no short id alias (as dockerd's default bridge), nor does a container
+    # without an address
+    assert endpoint_aliases(container(), "bridge") == ["api"]
+    assert endpoint_aliases(container(network="proj_back", ip_address=""), "proj_back") == ["api"]
 
 
 def test_an_oom_killed_container_is_exited_with_oomkilled() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,33 @@ def test_installed_packages_reads_dpkg() -> None:
     # On any Debian host dpkg itself is installed; elsewhere nothing is.
     got = packages.installed_packages(["dpkg", "surely-not-a-package-hostpanel"])
     assert "surely-not-a-package-hostpanel" not in got
+
+
+def test_the_docker_clients_are_listed_and_no_daemon_starts_while_apt_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    names = packages.required_packages()
+    assert "docker.io" in names and "docker-compose" in names  # clients the Docker API tests drive
+    policy = tmp_path / "policy-rc.d"
+    monkeypatch.setattr(packages, "_POLICY_RC", policy)
+    monkeypatch.setattr(packages.os, "geteuid", lambda: 0)
+    seen: list[str] = []
+
+    def run(cmd: Sequence[str]) -> None:
+        # while apt runs, invoke-rc.d asks policy-rc.d, which denies every start (exit 101)
+        seen.append(" ".join(cmd))
+        result = subprocess.run([str(policy), "docker", "start"], check=False)
+        assert result.returncode == 101
+
+    assert packages.install_packages(["docker-compose"], run=run) == ["docker-compose"]
+    assert seen[-1].endswith("install -y --no-install-recommends docker-compose")
+    assert not policy.exists()  # ours is removed afterwards; a host's own would be kept
+
+
+def test_a_hosts_own_policy_rc_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    policy = tmp_path / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    monkeypatch.setattr(packages, "_POLICY_RC", policy)
+    monkeypatch.setattr(packages.os, "geteuid", lambda: 0)
+    packages.install_packages(["docker-compose"], run=lambda cmd: None)
+    assert policy.read_text() == "#!/bin/sh\nexit 101\n"
