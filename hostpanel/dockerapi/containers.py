@@ -10,6 +10,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +31,7 @@ from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi import attach, logs, translate
 from hostpanel.dockerapi import create as creating
+from hostpanel.dockerapi.imagenames import find_image
 from hostpanel.dockerapi.lookup import client_gone, find, identity_of, replica_of
 from hostpanel.dockerapi.models import DockerContainer
 from hostpanel.errors import Conflict, Forbidden, NoCapacity, NotFound, QuotaExceeded, ServiceError
@@ -203,6 +205,9 @@ def create_container(request: Request) -> Response:
         if exc.status == 403:  # a hostile or unsafe body: on record, like any refused write
             identity.denied("app.create", f"docker create {name!r}: {exc.message}")
         raise
+    # the image as the tenant names it (own <slug>/<name> first): another tenant's is No such image
+    image = find_image(identity.tenant, translated_body.spec.image).reference
+    translated_body = replace(translated_body, spec=replace(translated_body.spec, image=image))
     # the service's own transaction, inside its audit block (a refusal stays on record)
     app = deployments.create_app(
         identity.actor, identity.tenant, app_name, translated_body.spec, running=False
