@@ -35,7 +35,7 @@ from hostpanel.dockerapi.imagenames import find_image
 from hostpanel.dockerapi.lookup import client_gone, find, identity_of, replica_of
 from hostpanel.dockerapi.models import DockerContainer
 from hostpanel.errors import Conflict, Forbidden, NoCapacity, NotFound, QuotaExceeded, ServiceError
-from hostpanel.tenants.models import Role
+from hostpanel.tenants.models import Role, Tenant
 
 SETTLED = (Replica.State.RUNNING, Replica.State.EXITED, Replica.State.BACKOFF, Replica.State.FAILED)
 DOWN = (Replica.State.STOPPED, Replica.State.EXITED, Replica.State.FAILED)
@@ -143,21 +143,14 @@ def register(router: Router) -> None:
         router.add(method, pattern, translated(handler))
 
 
-def list_containers(request: Request) -> Response:
-    """``GET /containers/json``: the tenant's containers (``all``, ``filters``, ``limit``)."""
-    identity = identity_of(request)
-    filters = request_filters(request, translate.LIST_FILTERS)
-    show_all = request.flag("all")
+def container_items(tenant: Tenant, filters: dict[str, list[str]], *, show_all: bool) -> list[dict[str, Any]]:
+    """The tenant's containers as ``GET /containers/json`` lists them (newest first)."""
     now = timezone.now()
     items = []
-    rows = DockerContainer.objects.filter(tenant=identity.tenant).select_related(
-        "app", "app__current_release"
-    )
+    rows = DockerContainer.objects.filter(tenant=tenant).select_related("app", "app__current_release")
     replicas = {
         r.app_id: r
-        for r in Replica.objects.filter(app__docker__tenant=identity.tenant)
-        .select_related("host")
-        .order_by("-index")
+        for r in Replica.objects.filter(app__docker__tenant=tenant).select_related("host").order_by("-index")
     }
     for container in rows.order_by("-created_at"):
         view = view_of(container, replicas.get(container.app_id))
@@ -165,6 +158,14 @@ def list_containers(request: Request) -> Response:
             continue
         if translate.matches_filters(view, filters):
             items.append(translate.list_item(view, now))
+    return items
+
+
+def list_containers(request: Request) -> Response:
+    """``GET /containers/json``: the tenant's containers (``all``, ``filters``, ``limit``)."""
+    identity = identity_of(request)
+    filters = request_filters(request, translate.LIST_FILTERS)
+    items = container_items(identity.tenant, filters, show_all=request.flag("all"))
     limit = request.int_arg("limit")
     if limit is not None and limit > 0:
         items = items[:limit]
