@@ -74,6 +74,14 @@ def test_images_and_inspect_show_own_and_base_images_only(
         result = docker("image", "inspect", name)
         assert result.returncode != 0 and f"No such image: {name}" in result.stderr, result.stderr
     assert "bolt" not in docker.ok("images", "-a")
+    developer = docker_as(member(acme), acme)
+    result = developer("run", "--rm", "bolt/secret:1")  # nor can a container of acme's run it
+    assert result.returncode != 0 and "Unable to find image 'bolt/secret:1'" in result.stderr, result.stderr
+    assert "neither one of your images nor a base image" in result.stderr
+    # docker-py sees the same
+    client = docker.docker_py()
+    assert sorted(t for i in client.images.list() for t in i.tags) == ["acme/web:latest", "busybox:latest"]
+    assert client.images.get("web").id == f"sha256:{web.sha256}"
     assert docker_as(member(bolt), bolt).ok("images", "--format", "{{.Repository}}").split() == [
         "bolt/secret",
         "busybox",

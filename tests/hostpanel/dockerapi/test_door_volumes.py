@@ -55,6 +55,13 @@ def test_volume_create_ls_inspect_rm(
     result = docker("volume", "rm", "cache")
     assert result.returncode != 0 and "No such volume: cache" in result.stderr, result.stderr
     assert docker.ok("volume", "ls", "-q").split() == ["data"]
+    # docker-py sees the same
+    client = docker.docker_py()
+    made = client.volumes.create("pyvol", labels={"k": "v"})
+    assert made.attrs["Labels"] == {"k": "v"} and client.volumes.get("pyvol").name == "pyvol"
+    assert sorted(v.name for v in client.volumes.list()) == ["data", "pyvol"]
+    made.remove()
+    assert not Volume.objects.filter(name="pyvol").exists()
 
 
 def test_volume_isolation_roles_and_quota(
