@@ -13,6 +13,7 @@ import pytest
 from engine.engine import Engine
 from engine.registry import Credentials
 from hostpanel.audit.models import AuditLog
+from hostpanel.builds.models import Build
 from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.dockerapi.conftest import Client
@@ -185,3 +186,27 @@ def test_pull_of_a_pushed_image_from_the_panel_registry(
         result = thief("pull", name)
         assert result.returncode != 0 and "pull access denied" in result.stderr, result.stderr
     assert "acme/box" not in thief.ok("images")
+
+
+def test_build_refusals_before_anything_is_queued(
+    tenants: tuple[Tenant, Tenant], docker_as: Callable[..., Client], tmp_path: Path
+) -> None:
+
+    acme, _ = tenants
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Dockerfile").write_text("FROM busybox\nRUN true\n")
+    docker = docker_as(member(acme), acme)
+    viewer = docker_as(member(acme, Role.VIEWER), acme)
+    cases = [
+        (viewer, ["-t", "x"], "needs the developer role"),
+        (docker, [], "give the image a name"),
+        (docker, ["-t", "bolt/x"], "outside your namespace"),
+        (docker, ["-t", "x", "--network", "host"], "networkmode='host' is not allowed"),
+        (docker, ["-t", "x", "--label", "a=b"], "image labels (--label) are not supported"),
+    ]
+    for client, args, said in cases:
+        result = client("build", *args, str(project))
+        assert result.returncode != 0 and said in result.stderr, (args, result.stderr)
+    assert not Build.objects.exists()
+    assert AuditLog.objects.filter(action="build.start", result="denied", tenant=acme).count() == 1
