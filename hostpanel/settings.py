@@ -231,6 +231,8 @@ HOSTPANEL_DOCKER_API_CERT_DAYS = int(os.environ.get("HOSTPANEL_DOCKER_API_CERT_D
 HOSTPANEL_DOCKER_API_TOKENS = os.environ.get("HOSTPANEL_DOCKER_API_TOKENS", "") in ("1", "true", "yes")
 # How long start/stop/restart wait for the host agent to report the container's new state.
 HOSTPANEL_DOCKER_API_WAIT_SECONDS = float(os.environ.get("HOSTPANEL_DOCKER_API_WAIT_SECONDS", "60"))
+# The size cap of a volume `docker volume create` makes without `-o size=` (it counts in the quota).
+HOSTPANEL_DOCKER_API_VOLUME_BYTES = int(os.environ.get("HOSTPANEL_DOCKER_API_VOLUME_BYTES", str(1024**3)))
 # ---- the edge proxy (hostpanel/edge; README "Apps on the web") -------------------------------------
 # Caddy on each host listens on these (unprivileged for development; 80 and 443 in production).
 HOSTPANEL_PROXY_HTTP_PORT = int(os.environ.get("HOSTPANEL_PROXY_HTTP_PORT", "8080"))

@@ -10,6 +10,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -30,10 +31,11 @@ from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi import attach, logs, translate
 from hostpanel.dockerapi import create as creating
+from hostpanel.dockerapi.imagenames import find_image
 from hostpanel.dockerapi.lookup import client_gone, find, identity_of, replica_of
 from hostpanel.dockerapi.models import DockerContainer
 from hostpanel.errors import Conflict, Forbidden, NoCapacity, NotFound, QuotaExceeded, ServiceError
-from hostpanel.tenants.models import Role
+from hostpanel.tenants.models import Role, Tenant
 
 SETTLED = (Replica.State.RUNNING, Replica.State.EXITED, Replica.State.BACKOFF, Replica.State.FAILED)
 DOWN = (Replica.State.STOPPED, Replica.State.EXITED, Replica.State.FAILED)
@@ -141,21 +143,14 @@ def register(router: Router) -> None:
         router.add(method, pattern, translated(handler))
 
 
-def list_containers(request: Request) -> Response:
-    """``GET /containers/json``: the tenant's containers (``all``, ``filters``, ``limit``)."""
-    identity = identity_of(request)
-    filters = request_filters(request, translate.LIST_FILTERS)
-    show_all = request.flag("all")
+def container_items(tenant: Tenant, filters: dict[str, list[str]], *, show_all: bool) -> list[dict[str, Any]]:
+    """The tenant's containers as ``GET /containers/json`` lists them (newest first)."""
     now = timezone.now()
     items = []
-    rows = DockerContainer.objects.filter(tenant=identity.tenant).select_related(
-        "app", "app__current_release"
-    )
+    rows = DockerContainer.objects.filter(tenant=tenant).select_related("app", "app__current_release")
     replicas = {
         r.app_id: r
-        for r in Replica.objects.filter(app__docker__tenant=identity.tenant)
-        .select_related("host")
-        .order_by("-index")
+        for r in Replica.objects.filter(app__docker__tenant=tenant).select_related("host").order_by("-index")
     }
     for container in rows.order_by("-created_at"):
         view = view_of(container, replicas.get(container.app_id))
@@ -163,6 +158,14 @@ def list_containers(request: Request) -> Response:
             continue
         if translate.matches_filters(view, filters):
             items.append(translate.list_item(view, now))
+    return items
+
+
+def list_containers(request: Request) -> Response:
+    """``GET /containers/json``: the tenant's containers (``all``, ``filters``, ``limit``)."""
+    identity = identity_of(request)
+    filters = request_filters(request, translate.LIST_FILTERS)
+    items = container_items(identity.tenant, filters, show_all=request.flag("all"))
     limit = request.int_arg("limit")
     if limit is not None and limit > 0:
         items = items[:limit]
@@ -203,6 +206,9 @@ def create_container(request: Request) -> Response:
         if exc.status == 403:  # a hostile or unsafe body: on record, like any refused write
             identity.denied("app.create", f"docker create {name!r}: {exc.message}")
         raise
+    # the image as the tenant names it (own <slug>/<name> first): another tenant's is No such image
+    image = find_image(identity.tenant, translated_body.spec.image).reference
+    translated_body = replace(translated_body, spec=replace(translated_body.spec, image=image))
     # the service's own transaction, inside its audit block (a refusal stays on record)
     app = deployments.create_app(
         identity.actor, identity.tenant, app_name, translated_body.spec, running=False

@@ -23,7 +23,7 @@ from engine.images.compression import check_archive
 from engine.images.reference import normalize_tag
 from engine.images.store import ImageStore
 from hostpanel.audit.services import Actor, audited
-from hostpanel.errors import Conflict, InvalidRequest, NotFound
+from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from hostpanel.images.models import IMAGE_NAME_RE, Image
 from hostpanel.tenants.access import require_admin, require_role
 from hostpanel.tenants.models import Role, Tenant
@@ -152,6 +152,48 @@ def upload_image(actor: Actor, tenant: Tenant, name: str, archive: IO[bytes]) ->
         entry.obj = image
     if old_archive and old_archive != image.archive:
         forget_archive(old_archive)
+    return image
+
+
+def tag_image(actor: Actor, tenant: Tenant, source: Image, name: str) -> Image:
+    """Give ``tenant``'s image ``source`` the further name ``<slug>/<name>`` (developers).
+
+    The new name shares the source's stored archive (so every host imports the same image); a
+    base image or one only the panel's registry holds has no archive to share and is refused,
+    saying how to make the name instead. Like an upload, the name counts ``source.size`` in the
+    storage quota. A name the tenant already has now points at ``source``."""
+    require_role(actor, tenant, Role.DEVELOPER)
+    check_image_name(name)
+    reference = normalize(f"{tenant.slug}/{name}")
+    if source.tenant_id != tenant.pk:
+        raise Forbidden(
+            f"{source.reference} is one of the operator's base images: it cannot take a name in your"
+            f" namespace; build FROM it instead (FROM {source.reference})"
+        )
+    if not source.archive:
+        raise InvalidRequest(
+            f"{source.reference} is held by the panel's registry: push it again under the new name"
+        )
+    existing = Image.objects.filter(reference=reference).first()
+    if existing is not None and existing.tenant_id != tenant.pk:
+        raise Conflict(f"{reference!r} is taken by a base image; choose another name")
+    if existing is not None and existing.archive == source.archive:
+        return existing
+    with audited(actor, "image.tag", tenant) as entry:
+        check_storage(tenant, source.size - (existing.size if existing is not None else 0), "the image tag")
+        old_archive = existing.archive if existing is not None else ""
+        image, _ = Image.objects.update_or_create(
+            reference=reference,
+            defaults={
+                "tenant": tenant,
+                "archive": source.archive,
+                "size": source.size,
+                "sha256": source.sha256,
+                "created_by": actor.user if getattr(actor.user, "pk", None) else None,
+            },
+        )
+        entry.obj = image
+    forget_archive(old_archive)
     return image
 
 

@@ -16,6 +16,7 @@ class Volume(models.Model):
         max_length=63, validators=[RegexValidator(VOLUME_NAME_RE, "use lowercase letters, digits, '_', '-'")]
     )
     size_bytes = models.PositiveBigIntegerField()
+    labels = models.JSONField(default=dict, blank=True, help_text="Docker labels, shown back as given")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -34,8 +34,11 @@ def visible_volumes(actor: Actor, tenant: Tenant) -> QuerySet[Volume]:
     return Volume.objects.filter(tenant=tenant)
 
 
-def create_volume(actor: Actor, tenant: Tenant, name: str, size_bytes: int) -> Volume:
-    """A new volume of ``size_bytes``; refused over the quota of volumes or disk bytes."""
+def create_volume(
+    actor: Actor, tenant: Tenant, name: str, size_bytes: int, labels: dict[str, str] | None = None
+) -> Volume:
+    """A new volume of ``size_bytes`` (with Docker ``labels``); refused over the quota of volumes or
+    disk bytes."""
     require_role(actor, tenant, Role.DEVELOPER)
     if size_bytes < MIN_SIZE:
         raise InvalidRequest(f"size_bytes: at least {MIN_SIZE} (4 MiB)")
@@ -44,7 +47,9 @@ def create_volume(actor: Actor, tenant: Tenant, name: str, size_bytes: int) -> V
         after = replace(before, volumes=before.volumes + 1, disk_bytes=before.disk_bytes + size_bytes)
         check_quota(tenant, before, after)
         try:
-            volume = Volume.objects.create(tenant=tenant, name=name, size_bytes=size_bytes)
+            volume = Volume.objects.create(
+                tenant=tenant, name=name, size_bytes=size_bytes, labels=dict(labels or {})
+            )
         except IntegrityError as exc:
             raise Conflict(f"volume {name!r} exists already") from exc
         entry.obj = volume
