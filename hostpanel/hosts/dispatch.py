@@ -16,11 +16,19 @@ def send_reconcile(host_id: int, queue: str) -> None:
 
 
 def send_start_exec(
-    ticket: ExecTicket, *, reply_channel: str, rows: int, cols: int, idle_seconds: float, expires: float
+    ticket: ExecTicket,
+    *,
+    reply_channel: str,
+    rows: int,
+    cols: int,
+    idle_seconds: float,
+    expires: float,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Ask the agent of the ticket's host to start an exec session relaying to ``reply_channel``.
 
-    The task expires after ``expires`` seconds: a consumer gives up waiting then.
+    The task expires after ``expires`` seconds: a consumer gives up waiting then. ``options``
+    are the Docker API's exec settings (``tty``, ``env``, ``user``, ``workdir``, ``stdin``).
     """
     from hostpanel.hosts.tasks import start_exec
 
@@ -34,6 +42,7 @@ def send_start_exec(
             "cols": cols,
             "audit_id": ticket.audit_id,
             "idle_seconds": idle_seconds,
+            **(options or {}),
         },
         queue=ticket.queue,
         expires=expires,

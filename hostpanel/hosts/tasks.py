@@ -128,14 +128,32 @@ def start_exec(
     cols: int,
     audit_id: int,
     idle_seconds: float,
+    tty: bool = True,
+    env: list[str] | None = None,
+    user: str | None = None,
+    workdir: str | None = None,
+    stdin: bool = True,
 ) -> None:
-    """Start a terminal session in a container of this host; it runs in a thread, so this returns."""
+    """Start an exec session in a container of this host (on a terminal unless ``tty`` is false);
+    it runs in a thread, so this returns."""
     from hostpanel.terminal import relay
 
     config = agent.AgentConfig.from_env()
     if config is None:
         return
     request = relay.RelayRequest(
-        session, container_name, reply_channel, tuple(command), rows, cols, audit_id, idle_seconds
+        session,
+        container_name,
+        reply_channel,
+        tuple(command),
+        rows,
+        cols,
+        audit_id,
+        idle_seconds,
+        tty=tty,
+        env=tuple(env or ()),
+        user=user,
+        workdir=workdir,
+        stdin=stdin,
     )
     relay.start(agent.engine_for(config.engine_root, config.instance), request)
