@@ -99,3 +99,15 @@ def fetch_stats(replica_id: int, queue: str) -> dict[str, Any]:
     """One reading of a container's cgroup counters, from the agent of its host."""
     stats: dict[str, Any] = _ask("container_stats", [replica_id], queue)
     return stats
+
+
+def fetch_sample(replica_id: int, queue: str) -> dict[str, Any]:
+    """One stats sample of a container, with its host's CPU count and memory, from its agent."""
+    answer: dict[str, Any] = _ask("container_sample", [replica_id], queue)
+    return answer
+
+
+def fetch_top(replica_id: int, queue: str) -> dict[str, Any]:
+    """The processes of a container (``processes``: ProcessRow fields), from its agent."""
+    answer: dict[str, Any] = _ask("container_top", [replica_id], queue)
+    return answer

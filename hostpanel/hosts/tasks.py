@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from celery import shared_task
 from django.db import DatabaseError, OperationalError
 
+from engine.dockerapi.stats import host_memory, sample_to_dict, take_sample
+from engine.runtime.model import ALIVE
+from engine.runtime.procfs import online_cpus
 from hostpanel.edge.services import publish_routes_after_reconcile
 from hostpanel.hosts import agent, tenant_purge
 from hostpanel.hosts.models import Host
@@ -116,6 +120,43 @@ def container_stats(replica_id: int) -> dict[str, Any]:
     except Exception as exc:  # gone meanwhile: say so instead of failing the request
         return {"error": str(exc)}
     return reading.to_dict()
+
+
+def _engine_container(replica_id: int) -> tuple[Any, Any]:
+    """This host's engine and the replica's container in it (LookupError when there is none)."""
+    from hostpanel.deployments.models import Replica
+
+    config = agent.AgentConfig.from_env()
+    replica = Replica.objects.filter(pk=replica_id).first()
+    if config is None or replica is None:
+        raise LookupError("no such container on this host")
+    engine = agent.engine_for(config.engine_root, config.instance)
+    return engine, engine.get(replica.container_name)
+
+
+@shared_task(acks_late=False)
+def container_sample(replica_id: int) -> dict[str, Any]:
+    """One stats sample of a replica's container (engine.dockerapi.stats), with this host's CPU
+    count and memory; ``{"error": ...}`` when it cannot be read."""
+    try:
+        engine, container = _engine_container(replica_id)
+        sample = take_sample(engine, container)
+    except Exception as exc:  # gone meanwhile: say so instead of failing the request
+        return {"error": str(exc)}
+    return {"sample": sample_to_dict(sample), "cpus": online_cpus(), "host_memory": host_memory()}
+
+
+@shared_task(acks_late=False)
+def container_top(replica_id: int) -> dict[str, Any]:
+    """The processes of a replica's container (``ps -ef`` columns as ``engine.top`` gives them)."""
+    try:
+        engine, container = _engine_container(replica_id)
+        if container.status not in ALIVE:
+            return {"error": "not running", "running": False}
+        rows = engine.top(container.id)
+    except Exception as exc:  # gone meanwhile: say so instead of failing the request
+        return {"error": str(exc)}
+    return {"processes": [dataclasses.asdict(row) for row in rows]}
 
 
 @shared_task(acks_late=False, ignore_result=True)

@@ -114,3 +114,40 @@ def test_exec_stays_inside_the_tenant_and_the_role(
     denied = [e for e in exec_entries(live.tenant)[before:] if e.result == AuditLog.Result.DENIED]
     assert len(denied) == 3, [e.message for e in exec_entries(live.tenant)]
     assert not [e for e in exec_entries(live.tenant)[before:] if e.result == AuditLog.Result.OK]
+
+
+def test_top_and_stats_read_the_containers_host(
+    live_tenant: Callable[..., Any], docker_as: Callable[..., Client]
+) -> None:
+    live = live_tenant("dxr", "acme", "ann", "developer")
+    docker = docker_as(live.member, live.tenant)
+    container_id = docker.ok("run", "-d", "--name", "web", "busybox", "sleep", "3600").strip()
+
+    # a viewer's certificate may read both
+    viewer = docker_as(MembershipFactory(tenant=live.tenant, role="viewer").user, live.tenant)
+    top = viewer.ok("top", "web").splitlines()
+    assert top[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert [line for line in top[1:] if line.endswith("sleep 3600")], top
+    bad = viewer("top", "web", "aux")
+    assert bad.returncode != 0 and "ps_args 'aux' are not supported" in bad.stderr
+
+    line = viewer.ok("stats", "--no-stream", "--format", "{{.Name}}|{{.ID}}|{{.MemUsage}}|{{.PIDs}}").strip()
+    name, short_id, memory, pids = line.split("|")
+    assert (name, short_id, pids) == ("web", container_id[:12], "1"), line
+    assert not memory.startswith("0B"), line  # a real reading of the container's cgroup
+    reading = viewer.docker_py().containers.get("web").stats(stream=False)
+    assert reading["id"] == container_id and reading["memory_stats"]["usage"] > 0
+    assert reading["precpu_stats"]["cpu_usage"]["total_usage"] > 0  # two samples, a second apart
+
+    # another tenant: no such container
+    other = TenantFactory(slug="bolt")
+    outsider = docker_as(MembershipFactory(tenant=other, role="owner").user, other)
+    for verb in (["top", "web"], ["stats", "--no-stream", "web"]):
+        result = outsider(*verb)
+        assert result.returncode != 0 and "No such container: web" in result.stderr, verb
+
+    # a stopped container: top says so, stats shows it without readings
+    docker.ok("stop", "web")
+    stopped = viewer("top", "web")
+    assert stopped.returncode != 0 and "is not running" in stopped.stderr
+    assert viewer.ok("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "web").strip() == "web 0"
