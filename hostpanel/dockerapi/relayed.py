@@ -18,18 +18,27 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 
 from engine.dockerapi.http import APIError
 from hostpanel.terminal import services
 
 START_TIMEOUT_SECONDS = 20.0
+STALL_SECONDS = 30.0
 LAYER_TIMEOUT_SECONDS = 10.0
-# the agent's engine error, as dockerd would answer it
-ERROR_STATUS = {"NotFound": 404, "Conflict": 409, "InvalidSpec": 400, "CommandNotFound": 400}
+
+
+def agent_error(message: dict[str, Any]) -> APIError:
+    """An agent's ``*.error`` message (its engine error's status as dockerd gives it) as an answer."""
+    status = message.get("status")
+    if not (isinstance(status, int) and 400 <= status < 600):
+        status = 500
+    return APIError(status, str(message.get("message")))
 
 
 class RelayedSession:
@@ -56,8 +65,9 @@ class RelayedSession:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(LAYER_TIMEOUT_SECONDS)
 
     async def _receive(self) -> None:
-        while True:
-            self.messages.put(await self.layer.receive(self.channel))
+        with contextlib.suppress(Exception):  # the layer closed under it (the session ended)
+            while True:
+                self.messages.put(await self.layer.receive(self.channel))
 
     def wait_started(self, session: str, rows: int, cols: int, timeout: float = START_TIMEOUT_SECONDS) -> int:
         """Wait for the agent to start the process; its pid. APIError when it could not start."""
@@ -70,7 +80,7 @@ class RelayedSession:
             ) from None
         kind = message.get("type")
         if kind == "exec.error":
-            raise APIError(ERROR_STATUS.get(str(message.get("error")), 500), str(message.get("message")))
+            raise agent_error(message)
         if kind != "exec.started":
             raise APIError(500, f"the container's host answered {kind!r} instead of starting the exec")
         self.resize(rows, cols)  # the relay expects a first word from its client, as from a browser
@@ -114,6 +124,26 @@ class RelayedSession:
             if self.read(timeout) is None and timeout is not None:
                 break
         return self.exit_code
+
+    def next_message(self, timeout: float = START_TIMEOUT_SECONDS) -> dict[str, Any]:
+        """The agent's next message; a 504 when none came within ``timeout`` seconds."""
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            message = f"the container's host did not answer within {timeout:.0f} s; try again"
+            raise APIError(504, message) from None
+
+    def send_to(self, channel: str, message: dict[str, Any], patience: float = STALL_SECONDS) -> None:
+        """Send to the agent's ``channel``, waiting while it is full; a 504 after ``patience`` s."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._call(self.layer.send(channel, message))
+                return
+            except ChannelFull:
+                if time.monotonic() > deadline:
+                    raise APIError(504, "the container's host stopped taking the archive") from None
+                time.sleep(0.02)
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.group and not self._closed:

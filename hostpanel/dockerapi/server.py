@@ -18,7 +18,7 @@ from django.db import connections
 
 from engine.dockerapi import system
 from engine.dockerapi.http import Router, TLSServer
-from hostpanel.dockerapi import ca, containers, daemon, execs, readings
+from hostpanel.dockerapi import archive, ca, containers, daemon, execs, readings
 from hostpanel.dockerapi.certs import api_host, authority
 from hostpanel.dockerapi.identity import authenticate
 
@@ -27,7 +27,7 @@ def tenant_router() -> Router:
     """Every endpoint of the tenants' door."""
     router = Router()
     system.register_handshake(router)
-    for module in (daemon, containers, execs, readings):
+    for module in (daemon, containers, execs, readings, archive):
         module.register(router)
     return router
 

@@ -49,6 +49,13 @@ def send_start_exec(
     )
 
 
+def send_start_copy(queue: str, *, expires: float, **request: Any) -> None:
+    """Ask the agent on ``queue`` to start a ``docker cp`` (the fields of terminal.archive.CopyRequest)."""
+    from hostpanel.hosts.tasks import start_copy
+
+    start_copy.apply_async(kwargs=request, queue=queue, expires=expires)
+
+
 def send_collect_usage(host_id: int, queue: str) -> None:
     """Ask the agent on ``queue`` to collect its tenants' usage."""
     from hostpanel.hosts.tasks import collect_usage

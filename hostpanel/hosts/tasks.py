@@ -198,3 +198,31 @@ def start_exec(
         stdin=stdin,
     )
     relay.start(agent.engine_for(config.engine_root, config.instance), request)
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def start_copy(
+    container_name: str,
+    reply_channel: str,
+    path: str,
+    upload: bool = False,
+    stat_only: bool = False,
+    keep_owners: bool = False,
+    no_overwrite_dir_non_dir: bool = False,
+) -> None:
+    """Start a ``docker cp`` of a container of this host; it runs in a thread, so this returns."""
+    from hostpanel.terminal import archive
+
+    config = agent.AgentConfig.from_env()
+    if config is None:
+        return
+    request = archive.CopyRequest(
+        container_name,
+        reply_channel,
+        path,
+        upload=upload,
+        stat_only=stat_only,
+        keep_owners=keep_owners,
+        no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+    )
+    archive.start(agent.engine_for(config.engine_root, config.instance), request)

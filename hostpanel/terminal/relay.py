@@ -13,7 +13,7 @@ multiplexed frames (hostpanel/terminal/pipes.py).
 
 - to the consumer's channel (``reply_channel``): ``exec.started`` (``pid``),
   ``exec.output`` (``data``: bytes), ``exec.exit`` (``code``, ``reason``),
-  ``exec.error`` (``message``). Output is sent to that one channel, not to a
+  ``exec.error`` (``message``, ``status``). Output is sent to that one channel, not to a
   group, so a full channel (a slow browser) makes the relay wait, the pty
   fill up and the process block, instead of dropping output.
 - from the consumer, to the group ``exec.<session>`` the relay joins:
@@ -43,6 +43,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer, channel_layers
 from django.db import connection
 
+from engine.dockerapi.http import status_of
 from engine.engine import Engine
 from engine.errors import EngineError, InvalidSpec
 from engine.runtime.model import ExecSpec
@@ -121,8 +122,9 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
             if not isinstance(exc, EngineError):
                 log.exception("exec session %s could not start", request.session)
             reason = str(exc) if isinstance(exc, EngineError) else f"the session could not start: {exc}"
-            failure = {"type": "exec.error", "message": reason, "error": type(exc).__name__}
-            await _send(layer, request.reply_channel, failure)
+            status = status_of(exc) if isinstance(exc, EngineError) else 500
+            failure = {"type": "exec.error", "message": reason, "status": status}
+            await send_waiting(layer, request.reply_channel, failure)
             return
         with _active_lock:
             _active[request.session] = session
@@ -131,7 +133,7 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
         try:
             await layer.group_add(group, inbox)
             started = {"type": "exec.started", "pid": session.pid}
-            if await _send(layer, request.reply_channel, started):
+            if await send_waiting(layer, request.reply_channel, started):
                 try:
                     reason = await _pump(layer, inbox, session, request, leftovers)
                 except Exception as exc:  # the layer failed (Redis gone): end, and say so
@@ -145,7 +147,7 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
             code = await asyncio.to_thread(session.close)
             with contextlib.suppress(Exception):
                 await layer.group_discard(group, inbox)
-        await _send(
+        await send_waiting(
             layer, request.reply_channel, {"type": "exec.exit", "code": code, "reason": reason}, patience=1.0
         )
     finally:
@@ -169,7 +171,7 @@ def _finish(audit_id: int, code: int | None, reason: str) -> None:
         connection.close()
 
 
-async def _send(
+async def send_waiting(
     layer: BaseChannelLayer, channel: str, message: dict[str, Any], patience: float = STALL_SECONDS
 ) -> bool:
     """Send to ``channel``, waiting while it is full; False when it stayed full for ``patience`` s."""
@@ -216,7 +218,7 @@ async def _pump(
                 continue
             if data == b"":
                 return "exited"
-            if not await _send(layer, request.reply_channel, {"type": "exec.output", "data": data}):
+            if not await send_waiting(layer, request.reply_channel, {"type": "exec.output", "data": data}):
                 return "the browser stopped reading"
             touch()
 
@@ -259,7 +261,7 @@ async def _pump(
     reason = next(iter(done)).result()
     if reason == "exited":  # what it printed last is still in the pty
         while data := session.read(timeout=0.05):
-            if not await _send(layer, request.reply_channel, {"type": "exec.output", "data": data}):
+            if not await send_waiting(layer, request.reply_channel, {"type": "exec.output", "data": data}):
                 break
     return reason
 

@@ -4,11 +4,16 @@ without a terminal), and who may use them."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import subprocess
+import tarfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from docker import errors as docker_errors
 
 from hostpanel.audit.models import AuditLog
 from tests.engine.terminal import Terminal
@@ -151,3 +156,83 @@ def test_top_and_stats_read_the_containers_host(
     stopped = viewer("top", "web")
     assert stopped.returncode != 0 and "is not running" in stopped.stderr
     assert viewer.ok("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "web").strip() == "web 0"
+
+
+def copy_entries(tenant: Any) -> list[AuditLog]:
+    return list(AuditLog.objects.filter(tenant=tenant, action="container.copy").order_by("pk"))
+
+
+def test_docker_cp_both_ways_stays_inside_the_container(
+    live_tenant: Callable[..., Any], docker_as: Callable[..., Client], tmp_path: Path
+) -> None:
+    live = live_tenant("dcp", "acme", "ann", "developer")
+    docker = docker_as(live.member, live.tenant)
+    docker.ok("run", "-d", "--name", "web", "busybox", "sleep", "3600")
+
+    # into the container: a file and a directory tree
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<h1>hi</h1>\n")
+    (tmp_path / "site" / "deep").mkdir()
+    (tmp_path / "site" / "deep" / "data.bin").write_bytes(bytes(range(256)) * 1024)  # several chunks
+    docker.ok("cp", str(tmp_path / "site"), "web:/tmp/")
+    assert docker.ok("exec", "web", "cat", "/tmp/site/index.html") == "<h1>hi</h1>\n"
+    assert docker.ok("exec", "web", "md5sum", "/tmp/site/deep/data.bin").split()[0] == (
+        hashlib.md5((tmp_path / "site" / "deep" / "data.bin").read_bytes()).hexdigest()
+    )
+    # out of it, both a file and the tree, byte for byte
+    out = tmp_path / "out"
+    out.mkdir()
+    docker.ok("cp", "web:/tmp/site", str(out))
+    assert (out / "site" / "index.html").read_text() == "<h1>hi</h1>\n"
+    assert (out / "site" / "deep" / "data.bin").read_bytes() == (tmp_path / "site/deep/data.bin").read_bytes()
+    missing = docker("cp", "web:/no/such/file", str(out))
+    assert missing.returncode != 0 and "/no/such/file" in missing.stderr
+
+    # a link planted in the container pointing at /etc resolves inside the container, never the host
+    docker.ok("exec", "web", "sh", "-c", "echo container-secret > /etc/shadow; ln -s /etc /link")
+    docker.ok("exec", "web", "ln", "-s", "/etc/shadow", "/direct")
+    host_shadow = Path("/etc/shadow").read_bytes()
+    stolen = tmp_path / "stolen"
+    stolen.mkdir()
+    docker.ok("cp", "web:/link/shadow", str(stolen))
+    assert (stolen / "shadow").read_bytes() == b"container-secret\n" != host_shadow
+    docker.ok("cp", "-L", "web:/direct", str(stolen / "direct"))
+    assert (stolen / "direct").read_bytes() == b"container-secret\n"
+    docker.ok("cp", "web:/../../../../../etc/shadow", str(stolen / "dotdot"))
+    assert (stolen / "dotdot").read_bytes() == b"container-secret\n"
+    # and a link as the target of a copy in writes into the container's /etc, not the host's
+    (tmp_path / "drop").write_text("planted\n")
+    docker.ok("cp", str(tmp_path / "drop"), "web:/link/")
+    assert docker.ok("exec", "web", "cat", "/etc/drop") == "planted\n"
+    assert not Path("/etc/drop").exists()
+    # a hostile archive member is refused, and nothing lands on the host
+    escape = f"escape-{tmp_path.name}"
+    hostile = io.BytesIO()
+    with tarfile.open(fileobj=hostile, mode="w") as archive:
+        member = tarfile.TarInfo(f"../../../../../../tmp/{escape}")
+        member.size = 4
+        archive.addfile(member, io.BytesIO(b"evil"))
+    with pytest.raises(docker_errors.APIError) as refused:
+        docker.docker_py().api.put_archive("web", "/tmp", hostile.getvalue())
+    assert refused.value.status_code == 400, refused.value
+    assert not Path(f"/tmp/{escape}").exists()
+
+    # a viewer may not copy either way; another tenant has no such container
+    viewer = docker_as(MembershipFactory(tenant=live.tenant, role="viewer").user, live.tenant)
+    for args in (["cp", "web:/etc/hostname", str(out)], ["cp", str(tmp_path / "drop"), "web:/tmp/drop"]):
+        result = viewer(*args)
+        assert result.returncode != 0 and "needs the developer role" in result.stderr, result.stderr
+    other = TenantFactory(slug="bolt")
+    outsider = docker_as(MembershipFactory(tenant=other, role="owner").user, other)
+    result = outsider("cp", "web:/etc/hostname", str(out))
+    assert result.returncode != 0 and "No such container: web" in result.stderr
+
+    # every copy is audited, with its path and how it ended
+    entries = copy_entries(live.tenant)
+    messages = [e.message for e in entries]
+    assert any(e.message.startswith("to web:/tmp/") and e.result == "ok" for e in entries), messages
+    assert any(m.startswith("from web:/tmp/site; done") for m in messages), messages
+    assert any(m.startswith("from web:/link/shadow; done") for m in messages), messages
+    assert any(m.startswith("to web:/tmp; failed") for m in messages), messages
+    denied = [e.message for e in entries if e.result == AuditLog.Result.DENIED]
+    assert len(denied) >= 2 and all("needs the developer role" in m for m in denied), messages
