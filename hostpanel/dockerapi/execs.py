@@ -6,7 +6,8 @@ role), and its create body is checked by the engine's own :func:`engine.dockerap
 the field). The start opens the browser terminal's audit entry (``container.exec``, completed
 with the exit code by the agent) and runs the process on the container's host through the
 terminal's relay (:mod:`hostpanel.dockerapi.relayed`). Exec instances live in the door's memory,
-each bound to its tenant: another tenant's exec id is ``No such exec instance``.
+each bound to its tenant: another tenant's exec id is ``No such exec instance``. A running
+exec ends within seconds of its certificate's revocation or its member's demotion.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import socket
 import threading
 from dataclasses import dataclass, fields
 from typing import IO, Any
+
+from django.db import connection
 
 from engine.dockerapi.attach import MULTIPLEXED_STREAM, RAW_STREAM
 from engine.dockerapi.execs import ExecInstance, ExecTable, parse_exec
@@ -34,6 +37,8 @@ from hostpanel.tenants.models import Role
 from hostpanel.terminal import services as terminal
 
 ACTION = terminal.ACTION
+ACCESS_CHECK_SECONDS = 2.0
+ACCESS_ENDED = "access ended: the certificate was revoked, or its member is no longer a developer"
 
 
 @dataclass
@@ -155,6 +160,8 @@ def start_exec(request: Request) -> Answer:
             finish(session.wait_exit(timeout=5.0))
 
     def run(rfile: IO[bytes], sock: socket.socket) -> None:
+        over = threading.Event()
+        threading.Thread(target=guard, args=(identity, session, over), name="docker-exec-guard").start()
         try:
             relay(
                 session,
@@ -167,9 +174,22 @@ def start_exec(request: Request) -> Answer:
                 first_output_delay=FIRST_OUTPUT_DELAY_SECONDS,
             )
         finally:
+            over.set()
             session.close()
 
     return Hijack(run, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
+
+
+def guard(identity: Identity, session: RelayedSession, over: threading.Event) -> None:
+    """End the session once its certificate is revoked or its member no longer a developer of
+    the tenant (checked every ACCESS_CHECK_SECONDS until ``over``)."""
+    try:
+        while not over.wait(ACCESS_CHECK_SECONDS):
+            if not identity.still_valid():
+                session.stop(ACCESS_ENDED)
+                return
+    finally:
+        connection.close()
 
 
 def inspect_exec(request: Request) -> Response:

@@ -16,6 +16,8 @@ import pytest
 from docker import errors as docker_errors
 
 from hostpanel.audit.models import AuditLog
+from hostpanel.audit.services import Actor
+from hostpanel.dockerapi.certs import revoke_certificate
 from tests.engine.terminal import Terminal
 from tests.hostpanel.dockerapi.conftest import DOCKER, Client
 from tests.hostpanel.factories import MembershipFactory, TenantFactory
@@ -119,6 +121,31 @@ def test_exec_stays_inside_the_tenant_and_the_role(
     denied = [e for e in exec_entries(live.tenant)[before:] if e.result == AuditLog.Result.DENIED]
     assert len(denied) == 3, [e.message for e in exec_entries(live.tenant)]
     assert not [e for e in exec_entries(live.tenant)[before:] if e.result == AuditLog.Result.OK]
+
+    # a running exec ends within seconds of its certificate's revocation
+    laptop = docker_as(live.member, live.tenant, "second-laptop")
+    assert laptop.issued is not None
+    running = subprocess.Popen(
+        [DOCKER, "exec", "web", "sh", "-c", "echo started; sleep 600"],
+        env=laptop.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert running.stdout is not None and running.stdout.readline() == "started\n"
+        revoke_certificate(Actor(user=live.member), live.tenant, laptop.issued.certificate.pk)
+        assert running.wait(timeout=60) != 0  # the stream ended (and its exit code is refused to it)
+    finally:
+        running.kill()
+        running.wait()
+    ended = exec_entries(live.tenant)[-1]
+    assert ended.message == "command: sh -c 'echo started; sleep 600'; exit code 137 (access ended:" + (
+        " the certificate was revoked, or its member is no longer a developer)"
+    ), ended.message
+    assert "No such container" not in laptop("exec", "web", "true").stderr  # refused before the lookup
+    assert laptop("exec", "web", "true").returncode != 0
+    assert docker.ok("exec", "web", "echo", "still-here") == "still-here\n"  # other certificates go on
 
 
 def test_top_and_stats_read_the_containers_host(
