@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import select
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from hostpanel.dockerapi.certs import revoke_certificate
 from tests.engine.terminal import Terminal
 from tests.hostpanel.dockerapi.conftest import DOCKER, Client
 from tests.hostpanel.factories import MembershipFactory, TenantFactory
+from tests.stack import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.privileged]
 
@@ -263,3 +267,34 @@ def test_docker_cp_both_ways_stays_inside_the_container(
     assert any(m.startswith("to web:/tmp; failed") for m in messages), messages
     denied = [e.message for e in entries if e.result == AuditLog.Result.DENIED]
     assert len(denied) >= 2 and all("needs the developer role" in m for m in denied), messages
+
+
+def test_docker_attach_follows_a_running_container_from_now(
+    live_tenant: Callable[..., Any], docker_as: Callable[..., Client]
+) -> None:
+    live = live_tenant("dat", "acme", "ann", "developer")
+    docker = docker_as(live.member, live.tenant)
+    script = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"
+    docker.ok("run", "-d", "--name", "ticker", "busybox", "sh", "-c", script)
+    wait_for(lambda: "tick 3" in docker.ok("logs", "ticker"), 30, "the ticker to tick")
+    before = docker.ok("logs", "ticker").split()
+    attached = Terminal([DOCKER, "attach", "--no-stdin", "ticker"], docker.env())
+    try:
+        deadline = time.monotonic() + 30
+        while attached.output.count(b"\n") < 3 and time.monotonic() < deadline:
+            ready, _, _ = select.select([attached.master], [], [], 0.2)
+            if ready:
+                attached.output += os.read(attached.master, 65536)
+        lines = attached.output.decode().replace("\r", "").splitlines()
+        numbers = [int(line.split()[1]) for line in lines[:3]]
+        assert numbers == list(range(numbers[0], numbers[0] + 3)), lines  # in order, none missed
+        assert numbers[0] > int(before[-1]) - 2, (before[-3:], lines)  # from about now, not the start
+        docker.ok("stop", "ticker")
+        attached.wait(timeout=60)  # the stream ends with the container (TimeoutExpired if not)
+    finally:
+        attached.proc.kill()
+    # another tenant cannot attach to it
+    other = TenantFactory(slug="bolt")
+    outsider = docker_as(MembershipFactory(tenant=other, role="owner").user, other)
+    result = outsider("attach", "ticker")
+    assert result.returncode != 0 and "No such container: ticker" in result.stderr
