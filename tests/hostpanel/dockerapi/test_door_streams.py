@@ -174,6 +174,11 @@ def test_top_and_stats_read_the_containers_host(
     reading = viewer.docker_py().containers.get("web").stats(stream=False)
     assert reading["id"] == container_id and reading["memory_stats"]["usage"] > 0
     assert reading["precpu_stats"]["cpu_usage"]["total_usage"] > 0  # two samples, a second apart
+    streamed = viewer.docker_py().api.stats("web", decode=True)  # one reading a second
+    first, second = next(streamed), next(streamed)
+    assert first["read"] < second["read"] and second["preread"] == first["read"]
+    assert second["pids_stats"]["current"] == 1
+    streamed.close()
 
     # another tenant: no such container
     other = TenantFactory(slug="bolt")
