@@ -5,7 +5,8 @@ relay uses (``fileno``, ``exit_fd``, ``read``, ``write``, ``resize``, ``close``)
 :meth:`PipeSession.close_stdin` for the end of the client's input. A thread copies both
 pipes, as frames (:func:`engine.dockerapi.http.frame`), into one internal pipe, so the relay
 reads one ordered stream and the Docker API door forwards it unchanged; when the internal pipe
-is full the thread (and so the process) waits, as with a terminal.
+is full the thread (and so the process) waits, as with a terminal. Closing a running session
+ends the process and everything it started (crun gives it a session of its own).
 """
 
 from __future__ import annotations
@@ -14,15 +15,35 @@ import contextlib
 import os
 import select
 import selectors
+import signal
 import subprocess
 import threading
+import time
 from typing import IO
 
 from engine.dockerapi.http import STDERR, STDOUT, frame
 from engine.engine import Engine
 from engine.runtime.model import ExecSpec
+from engine.runtime.pty_exec import pid_namespace, session_members
 
 KILL_TIMEOUT_SECONDS = 5.0
+
+
+def _children(parent: int) -> list[tuple[int, int]]:
+    """(pid, session id) of the living children of process ``parent`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()  # state ppid pgrp session ...
+        if len(fields) > 3 and int(fields[1]) == parent and fields[0] not in (b"Z", b"X"):
+            found.append((int(entry), int(fields[3])))
+    return found
 
 
 class PipeSession:
@@ -133,14 +154,30 @@ class PipeSession:
     def resize(self, rows: int, cols: int) -> None:
         """No terminal: nothing to resize."""
 
+    def _kill_session(self) -> None:
+        """SIGKILL the exec's processes until none is left (they may fork meanwhile), then crun.
+
+        crun starts the process in a session of its own (in the container's pid namespace):
+        that session, learnt from crun's child while crun is not reaped yet, is what ends."""
+        sessions = {(sid, pid_namespace(pid)) for pid, sid in _children(self._proc.pid)}
+        deadline = time.monotonic() + KILL_TIMEOUT_SECONDS
+        while members := [pid for sid, ns in sessions if ns for pid in session_members(sid, ns)]:
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+
     def close(self) -> int:
         """End the session (killing the exec if it still runs); returns its exit code. Safe twice."""
         if not self._closed:
             self._closed = True
             self.close_stdin()
             if self._proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self._proc.kill()
+                self._kill_session()
             with contextlib.suppress(OSError):  # a copier blocked on a full pipe gets EPIPE
                 os.close(self._out_r)
             self._copier.join(KILL_TIMEOUT_SECONDS)

@@ -150,6 +150,7 @@ def test_exec_stays_inside_the_tenant_and_the_role(
     assert "No such container" not in laptop("exec", "web", "true").stderr  # refused before the lookup
     assert laptop("exec", "web", "true").returncode != 0
     assert docker.ok("exec", "web", "echo", "still-here") == "still-here\n"  # other certificates go on
+    assert "sleep 600" not in docker.ok("exec", "web", "ps", "-o", "args")  # the exec's processes are gone
 
 
 def test_top_and_stats_read_the_containers_host(
