@@ -69,6 +69,10 @@ def test_docker_exec_runs_on_the_containers_host(
     assert client.api.exec_inspect(exec_id)["ExitCode"] == 0
     assert client.api.exec_inspect(exec_id)["Running"] is False
 
+    # -d: started on the host, the client goes at once; the exit code is kept when it ends
+    docker.ok("exec", "-d", "web", "sh", "-c", "sleep 1; echo background > /tmp/bg")
+    wait_for(lambda: docker("exec", "web", "cat", "/tmp/bg").stdout == "background\n", 30, "exec -d to run")
+
     # every exec is in the audit log with its command and exit code
     messages = [e.message for e in exec_entries(live.tenant)]
     assert "command: echo hi; exit code 0 (exited)" in messages
@@ -222,6 +226,12 @@ def test_docker_cp_both_ways_stays_inside_the_container(
     docker.ok("cp", "web:/tmp/site", str(out))
     assert (out / "site" / "index.html").read_text() == "<h1>hi</h1>\n"
     assert (out / "site" / "deep" / "data.bin").read_bytes() == (tmp_path / "site/deep/data.bin").read_bytes()
+    # docker-py: get_archive gives the tar and the stat
+    chunks, stat = docker.docker_py().api.get_archive("web", "/tmp/site/index.html")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as got:
+        extracted = got.extractfile("index.html")
+        assert extracted is not None and extracted.read() == b"<h1>hi</h1>\n"
+    assert (stat["name"], stat["size"]) == ("index.html", 12)
     missing = docker("cp", "web:/no/such/file", str(out))
     assert missing.returncode != 0 and "/no/such/file" in missing.stderr
 
