@@ -27,6 +27,17 @@ def top_json(rows: list[ProcessRow]) -> dict[str, Any]:
     return {"Titles": list(TOP_TITLES), "Processes": [r.columns() for r in rows]}
 
 
+def check_ps_args(request: Request) -> None:
+    """A 400 naming ``ps_args`` unless they ask for the `ps -ef` columns we answer."""
+    ps_args = request.arg("ps_args").strip()
+    if ps_args not in PS_ARGS:
+        raise APIError(
+            400,
+            f"ps_args {ps_args!r} are not supported: top shows the `ps -ef` columns "
+            f"({' '.join(TOP_TITLES)}); leave ps_args out",
+        )
+
+
 def new_name(raw: str) -> str:
     """The ``name`` of a rename without its leading '/'; a 400 in dockerd's words when bad."""
     if not raw or raw == "/":
@@ -75,13 +86,7 @@ def register(router: Router, engine: Engine) -> None:
     @router.route("GET", "/containers/{id}/top")
     def top(request: Request) -> Response:
         container = find_container(engine, request.params["id"])
-        ps_args = request.arg("ps_args").strip()
-        if ps_args not in PS_ARGS:
-            raise APIError(
-                400,
-                f"ps_args {ps_args!r} are not supported: top shows the `ps -ef` columns "
-                f"({' '.join(TOP_TITLES)}); leave ps_args out",
-            )
+        check_ps_args(request)
         if container.status not in ALIVE:
             raise APIError(409, f"Container {container.id} is not running")
         return json_response(top_json(engine.top(container.id)))

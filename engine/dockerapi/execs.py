@@ -54,6 +54,7 @@ _EXEC_FIELDS = frozenset(
         "WorkingDir",
         "ConsoleSize",
         "Container",  # docker-py repeats the container's id
+        "Detach",  # `docker exec -d` says it in the create body too; the start body's decides
     }
 )
 

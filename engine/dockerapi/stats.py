@@ -9,6 +9,7 @@ two readings a second apart, as dockerd does, unless ``one-shot=1`` asks for one
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -63,10 +64,39 @@ def _cpu(sample: Sample | None, cpus: int) -> dict[str, Any]:
     }
 
 
+def sample_to_dict(sample: Sample) -> dict[str, Any]:
+    """``sample`` as JSON-able data (a host agent sends it to the tenants' door)."""
+    return {
+        "read": sample.read,
+        "cgroup": dataclasses.asdict(sample.cgroup) if sample.cgroup is not None else None,
+        "system_cpu_ns": sample.system_cpu_ns,
+        "networks": {name: vars(counters) for name, counters in sample.networks.items()},
+    }
+
+
+def sample_from_dict(data: Mapping[str, Any]) -> Sample:
+    """The :class:`Sample` :func:`sample_to_dict` made. Raises KeyError/TypeError when malformed."""
+    cgroup = data["cgroup"]
+    return Sample(
+        read=str(data["read"]),
+        cgroup=CgroupStats(**cgroup) if cgroup is not None else None,
+        system_cpu_ns=int(data["system_cpu_ns"]),
+        networks={name: NetCounters(**counters) for name, counters in data["networks"].items()},
+    )
+
+
 def stats_json(
     container: Container, current: Sample, previous: Sample | None, *, cpus: int, host_memory: int
 ) -> dict[str, Any]:
     """Docker's stats object for ``current`` (``previous`` fills ``precpu_stats``)."""
+    return stats_document(container.name, container.id, current, previous, cpus=cpus, host_memory=host_memory)
+
+
+def stats_document(
+    name: str, cid: str, current: Sample, previous: Sample | None, *, cpus: int, host_memory: int
+) -> dict[str, Any]:
+    """Docker's stats object of container ``name`` (id ``cid``) for ``current``; ``cpus`` and
+    ``host_memory`` are those of the container's host."""
     reading = current.cgroup
     memory: dict[str, Any] = {}
     pids: dict[str, Any] = {}
@@ -81,8 +111,8 @@ def stats_json(
             {"major": 0, "minor": 0, "op": "write", "value": reading.io_write_bytes},
         ]
     data: dict[str, Any] = {
-        "name": f"/{container.name}",
-        "id": container.id,
+        "name": f"/{name}",
+        "id": cid,
         "read": current.read if reading is not None else ZERO_TIME,
         "preread": previous.read if previous is not None and previous.cgroup is not None else ZERO_TIME,
         "pids_stats": pids,

@@ -1,7 +1,8 @@
-"""``POST /containers/{id}/attach``: the container's output from its start until it exits.
+"""``POST /containers/{id}/attach``: the container's output until it exits.
 
-What ``docker run`` without ``-d`` attaches to: the hijacked connection carries the lines
-the container writes (multiplexed without a TTY), read from its host like ``logs -f``.
+What ``docker run`` without ``-d`` attaches to (from the container's start) and ``docker
+attach`` (to a running container: from now): the hijacked connection carries the lines the
+container writes (multiplexed without a TTY), read from its host like ``logs -f``.
 Input is not forwarded (``-i`` and ``-t`` are not served by the tenants' door yet).
 """
 
@@ -15,6 +16,7 @@ from typing import IO
 from django.conf import settings
 
 from engine.dockerapi.http import APIError, Hijack, Request
+from hostpanel.deployments.models import App, Replica
 from hostpanel.dockerapi.identity import Identity
 from hostpanel.dockerapi.logs import LOG_TAIL_ALL, Encoder, follow_lines
 from hostpanel.dockerapi.lookup import find, identity_of, replica_of
@@ -35,6 +37,8 @@ def attach_container(request: Request) -> Hijack:
 
     def run(rfile: IO[bytes], sock: socket.socket) -> None:
         try:
+            # no client_gone() here: a client that sends no input half-closes its side (TLS's
+            # close_notify), which looks the same as leaving; a client that left fails the send
             for chunk in output(identity, container, encoder):
                 sock.sendall(chunk)
         except OSError:
@@ -44,8 +48,14 @@ def attach_container(request: Request) -> Hijack:
 
 
 def output(identity: Identity, container: DockerContainer, encoder: Encoder) -> Iterator[bytes]:
-    """Wait for the container's next start (at most the start wait), then follow it until it stops."""
+    """A running container (``docker attach``): what it writes from now until it stops or the
+    client leaves. Otherwise (``docker run`` attaches before the start): wait for its next start
+    (at most the start wait), then follow that run until it stops."""
     first = replica_of(container)
+    running = first is not None and first.state == Replica.State.RUNNING
+    if running and container.app.state == App.State.RUNNING:
+        yield from follow_lines(identity, container, 0, encoder)
+        return
     started_before = first.started_at if first else None
     deadline = time.monotonic() + settings.HOSTPANEL_DOCKER_API_WAIT_SECONDS
     while True:

@@ -18,7 +18,19 @@ from django.db import connections
 
 from engine.dockerapi import system
 from engine.dockerapi.http import Router, TLSServer
-from hostpanel.dockerapi import build, ca, containers, daemon, events, images, networks, volumes
+from hostpanel.dockerapi import (
+    build,
+    ca,
+    container_copy,
+    containers,
+    daemon,
+    events,
+    execs,
+    images,
+    networks,
+    readings,
+    volumes,
+)
 from hostpanel.dockerapi.certs import api_host, authority
 from hostpanel.dockerapi.identity import authenticate
 
@@ -27,7 +39,10 @@ def tenant_router() -> Router:
     """Every endpoint of the tenants' door."""
     router = Router()
     system.register_handshake(router)
-    for module in (daemon, containers, images, volumes, build, networks, events):
+    for module in (
+        *(daemon, containers, execs, readings, container_copy),
+        *(images, volumes, build, networks, events),
+    ):
         module.register(router)
     return router
 

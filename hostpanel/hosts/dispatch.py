@@ -16,11 +16,19 @@ def send_reconcile(host_id: int, queue: str) -> None:
 
 
 def send_start_exec(
-    ticket: ExecTicket, *, reply_channel: str, rows: int, cols: int, idle_seconds: float, expires: float
+    ticket: ExecTicket,
+    *,
+    reply_channel: str,
+    rows: int,
+    cols: int,
+    idle_seconds: float,
+    expires: float,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Ask the agent of the ticket's host to start an exec session relaying to ``reply_channel``.
 
-    The task expires after ``expires`` seconds: a consumer gives up waiting then.
+    The task expires after ``expires`` seconds: a consumer gives up waiting then. ``options``
+    are the Docker API's exec settings (``tty``, ``env``, ``user``, ``workdir``, ``stdin``).
     """
     from hostpanel.hosts.tasks import start_exec
 
@@ -34,10 +42,18 @@ def send_start_exec(
             "cols": cols,
             "audit_id": ticket.audit_id,
             "idle_seconds": idle_seconds,
+            **(options or {}),
         },
         queue=ticket.queue,
         expires=expires,
     )
+
+
+def send_start_copy(queue: str, *, expires: float, **request: Any) -> None:
+    """Ask the agent on ``queue`` to start a ``docker cp`` (the fields of terminal.archive.CopyRequest)."""
+    from hostpanel.hosts.tasks import start_copy
+
+    start_copy.apply_async(kwargs=request, queue=queue, expires=expires)
 
 
 def send_collect_usage(host_id: int, queue: str) -> None:
@@ -90,3 +106,15 @@ def fetch_stats(replica_id: int, queue: str) -> dict[str, Any]:
     """One reading of a container's cgroup counters, from the agent of its host."""
     stats: dict[str, Any] = _ask("container_stats", [replica_id], queue)
     return stats
+
+
+def fetch_sample(replica_id: int, queue: str) -> dict[str, Any]:
+    """One stats sample of a container, with its host's CPU count and memory, from its agent."""
+    answer: dict[str, Any] = _ask("container_sample", [replica_id], queue)
+    return answer
+
+
+def fetch_top(replica_id: int, queue: str) -> dict[str, Any]:
+    """The processes of a container (``processes``: ProcessRow fields), from its agent."""
+    answer: dict[str, Any] = _ask("container_top", [replica_id], queue)
+    return answer

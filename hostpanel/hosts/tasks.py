@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from celery import shared_task
 from django.db import DatabaseError, OperationalError
 
+from engine.dockerapi.stats import host_memory, sample_to_dict, take_sample
+from engine.runtime.model import ALIVE
+from engine.runtime.procfs import online_cpus
 from hostpanel.edge.services import publish_routes_after_reconcile
 from hostpanel.hosts import agent, tenant_purge
 from hostpanel.hosts.models import Host
@@ -118,6 +122,43 @@ def container_stats(replica_id: int) -> dict[str, Any]:
     return reading.to_dict()
 
 
+def _engine_container(replica_id: int) -> tuple[Any, Any]:
+    """This host's engine and the replica's container in it (LookupError when there is none)."""
+    from hostpanel.deployments.models import Replica
+
+    config = agent.AgentConfig.from_env()
+    replica = Replica.objects.filter(pk=replica_id).first()
+    if config is None or replica is None:
+        raise LookupError("no such container on this host")
+    engine = agent.engine_for(config.engine_root, config.instance)
+    return engine, engine.get(replica.container_name)
+
+
+@shared_task(acks_late=False)
+def container_sample(replica_id: int) -> dict[str, Any]:
+    """One stats sample of a replica's container (engine.dockerapi.stats), with this host's CPU
+    count and memory; ``{"error": ...}`` when it cannot be read."""
+    try:
+        engine, container = _engine_container(replica_id)
+        sample = take_sample(engine, container)
+    except Exception as exc:  # gone meanwhile: say so instead of failing the request
+        return {"error": str(exc)}
+    return {"sample": sample_to_dict(sample), "cpus": online_cpus(), "host_memory": host_memory()}
+
+
+@shared_task(acks_late=False)
+def container_top(replica_id: int) -> dict[str, Any]:
+    """The processes of a replica's container (``ps -ef`` columns as ``engine.top`` gives them)."""
+    try:
+        engine, container = _engine_container(replica_id)
+        if container.status not in ALIVE:
+            return {"error": "not running", "running": False}
+        rows = engine.top(container.id)
+    except Exception as exc:  # gone meanwhile: say so instead of failing the request
+        return {"error": str(exc)}
+    return {"processes": [dataclasses.asdict(row) for row in rows]}
+
+
 @shared_task(acks_late=False, ignore_result=True)
 def start_exec(
     session: str,
@@ -128,14 +169,60 @@ def start_exec(
     cols: int,
     audit_id: int,
     idle_seconds: float,
+    tty: bool = True,
+    env: list[str] | None = None,
+    user: str | None = None,
+    workdir: str | None = None,
+    stdin: bool = True,
 ) -> None:
-    """Start a terminal session in a container of this host; it runs in a thread, so this returns."""
+    """Start an exec session in a container of this host (on a terminal unless ``tty`` is false);
+    it runs in a thread, so this returns."""
     from hostpanel.terminal import relay
 
     config = agent.AgentConfig.from_env()
     if config is None:
         return
     request = relay.RelayRequest(
-        session, container_name, reply_channel, tuple(command), rows, cols, audit_id, idle_seconds
+        session,
+        container_name,
+        reply_channel,
+        tuple(command),
+        rows,
+        cols,
+        audit_id,
+        idle_seconds,
+        tty=tty,
+        env=tuple(env or ()),
+        user=user,
+        workdir=workdir,
+        stdin=stdin,
     )
     relay.start(agent.engine_for(config.engine_root, config.instance), request)
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def start_copy(
+    container_name: str,
+    reply_channel: str,
+    path: str,
+    upload: bool = False,
+    stat_only: bool = False,
+    keep_owners: bool = False,
+    no_overwrite_dir_non_dir: bool = False,
+) -> None:
+    """Start a ``docker cp`` of a container of this host; it runs in a thread, so this returns."""
+    from hostpanel.terminal import archive
+
+    config = agent.AgentConfig.from_env()
+    if config is None:
+        return
+    request = archive.CopyRequest(
+        container_name,
+        reply_channel,
+        path,
+        upload=upload,
+        stat_only=stat_only,
+        keep_owners=keep_owners,
+        no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+    )
+    archive.start(agent.engine_for(config.engine_root, config.instance), request)

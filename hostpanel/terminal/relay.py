@@ -7,15 +7,20 @@ one), so a long session never holds a Celery worker slot.
 
 Messages (Channels ``type`` names):
 
-- to the consumer's channel (``reply_channel``): ``exec.started``,
+A session runs on a terminal (the browser's, ``docker exec -t``), or with piped stdio
+(``tty`` false: ``docker exec`` without ``-t``), whose output then comes as Docker's
+multiplexed frames (hostpanel/terminal/pipes.py).
+
+- to the consumer's channel (``reply_channel``): ``exec.started`` (``pid``),
   ``exec.output`` (``data``: bytes), ``exec.exit`` (``code``, ``reason``),
-  ``exec.error`` (``message``). Output is sent to that one channel, not to a
+  ``exec.error`` (``message``, ``status``). Output is sent to that one channel, not to a
   group, so a full channel (a slow browser) makes the relay wait, the pty
   fill up and the process block, instead of dropping output.
 - from the consumer, to the group ``exec.<session>`` the relay joins:
   ``exec.input`` (``data``: bytes), ``exec.resize`` (``rows``, ``cols``),
-  ``exec.close``. The consumer answers ``exec.started`` with a resize, so a
-  relay that hears nothing within ACK_SECONDS knows its browser is gone.
+  ``exec.close``, ``exec.eof`` (the end of a non-TTY exec's input). The consumer
+  answers ``exec.started`` with a resize, so a relay that hears nothing within
+  ACK_SECONDS knows its browser is gone.
 
 The session ends when the process exits, the browser closes, nothing is typed
 or printed for the idle time, or the consumer stops taking output for
@@ -38,11 +43,13 @@ from channels.exceptions import ChannelFull
 from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer, channel_layers
 from django.db import connection
 
+from engine.dockerapi.http import status_of
 from engine.engine import Engine
 from engine.errors import EngineError, InvalidSpec
 from engine.runtime.model import ExecSpec
 from engine.runtime.pty_exec import PtySession
 from hostpanel.terminal import services
+from hostpanel.terminal.pipes import PipeSession
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,8 @@ STALL_SECONDS = 30.0
 WRITE_PATIENCE_SECONDS = 5.0
 TERM = "TERM=xterm-256color"
 
-_active: dict[str, PtySession] = {}
+Session = PtySession | PipeSession
+_active: dict[str, Session] = {}
 _active_lock = threading.Lock()
 
 
@@ -67,6 +75,11 @@ class RelayRequest:
     cols: int
     audit_id: int
     idle_seconds: float
+    tty: bool = True
+    env: tuple[str, ...] = ()
+    user: str | None = None
+    workdir: str | None = None
+    stdin: bool = True
 
 
 def start(engine: Engine, request: RelayRequest) -> threading.Thread:
@@ -101,16 +114,17 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
     leftovers: list[asyncio.Task[str]] = []
     reason = "the session could not start"
     try:
-        spec = ExecSpec(command=request.command, env=(TERM,))
+        env = (TERM, *request.env) if request.tty else request.env
+        spec = ExecSpec(command=request.command, env=env, user=request.user, workdir=request.workdir)
         try:
-            session = await asyncio.to_thread(
-                engine.exec_pty, request.container_name, spec, rows=request.rows, cols=request.cols
-            )
+            session: Session = await asyncio.to_thread(_open, engine, request, spec)
         except Exception as exc:  # an engine error, or anything else: the browser must hear of it
             if not isinstance(exc, EngineError):
                 log.exception("exec session %s could not start", request.session)
             reason = str(exc) if isinstance(exc, EngineError) else f"the session could not start: {exc}"
-            await _send(layer, request.reply_channel, {"type": "exec.error", "message": reason})
+            status = status_of(exc) if isinstance(exc, EngineError) else 500
+            failure = {"type": "exec.error", "message": reason, "status": status}
+            await send_waiting(layer, request.reply_channel, failure)
             return
         with _active_lock:
             _active[request.session] = session
@@ -118,7 +132,8 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
         inbox = await layer.new_channel(prefix="exec-relay")
         try:
             await layer.group_add(group, inbox)
-            if await _send(layer, request.reply_channel, {"type": "exec.started"}):
+            started = {"type": "exec.started", "pid": session.pid}
+            if await send_waiting(layer, request.reply_channel, started):
                 try:
                     reason = await _pump(layer, inbox, session, request, leftovers)
                 except Exception as exc:  # the layer failed (Redis gone): end, and say so
@@ -132,7 +147,7 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
             code = await asyncio.to_thread(session.close)
             with contextlib.suppress(Exception):
                 await layer.group_discard(group, inbox)
-        await _send(
+        await send_waiting(
             layer, request.reply_channel, {"type": "exec.exit", "code": code, "reason": reason}, patience=1.0
         )
     finally:
@@ -142,6 +157,13 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
             await layer.close_pools()
 
 
+def _open(engine: Engine, request: RelayRequest, spec: ExecSpec) -> Session:
+    """The process on a terminal (``tty``), else with piped stdio whose output comes framed."""
+    if request.tty:
+        return engine.exec_pty(request.container_name, spec, rows=request.rows, cols=request.cols)
+    return PipeSession.start(engine, request.container_name, spec, stdin=request.stdin)
+
+
 def _finish(audit_id: int, code: int | None, reason: str) -> None:
     try:
         services.finish_session(audit_id, code, reason)
@@ -149,7 +171,7 @@ def _finish(audit_id: int, code: int | None, reason: str) -> None:
         connection.close()
 
 
-async def _send(
+async def send_waiting(
     layer: BaseChannelLayer, channel: str, message: dict[str, Any], patience: float = STALL_SECONDS
 ) -> bool:
     """Send to ``channel``, waiting while it is full; False when it stayed full for ``patience`` s."""
@@ -176,7 +198,7 @@ async def _readable(fd: int) -> None:
 
 
 async def _pump(
-    layer: Any, inbox: str, session: PtySession, request: RelayRequest, leftovers: list[asyncio.Task[str]]
+    layer: Any, inbox: str, session: Session, request: RelayRequest, leftovers: list[asyncio.Task[str]]
 ) -> str:
     """Relay both ways until the session should end; returns why it ended.
 
@@ -196,7 +218,7 @@ async def _pump(
                 continue
             if data == b"":
                 return "exited"
-            if not await _send(layer, request.reply_channel, {"type": "exec.output", "data": data}):
+            if not await send_waiting(layer, request.reply_channel, {"type": "exec.output", "data": data}):
                 return "the browser stopped reading"
             touch()
 
@@ -219,6 +241,8 @@ async def _pump(
             elif kind == "exec.resize":
                 with contextlib.suppress(InvalidSpec, TypeError, ValueError):
                     session.resize(*services.terminal_size(message.get("rows"), message.get("cols")))
+            elif kind == "exec.eof" and isinstance(session, PipeSession):
+                session.close_stdin()
             elif kind == "exec.close":
                 return str(message.get("reason") or "closed by the browser")
 
@@ -237,12 +261,12 @@ async def _pump(
     reason = next(iter(done)).result()
     if reason == "exited":  # what it printed last is still in the pty
         while data := session.read(timeout=0.05):
-            if not await _send(layer, request.reply_channel, {"type": "exec.output", "data": data}):
+            if not await send_waiting(layer, request.reply_channel, {"type": "exec.output", "data": data}):
                 break
     return reason
 
 
-async def _write(session: PtySession, data: bytes) -> None:
+async def _write(session: Session, data: bytes) -> None:
     """Type ``data``, waiting (without blocking the loop) while the terminal's input buffer is full."""
     deadline = time.monotonic() + WRITE_PATIENCE_SECONDS
     while data and time.monotonic() < deadline:

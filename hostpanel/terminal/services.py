@@ -138,7 +138,7 @@ def finish_session(audit_id: int, exit_code: int | None, reason: str) -> None:
     entry = AuditLog.objects.filter(pk=audit_id, action=ACTION, message__endswith=STARTED).first()
     if entry is None:
         return
-    command = entry.message.split("; ", 1)[0]
+    command = entry.message.removesuffix(STARTED)  # the command itself may hold "; "
     if exit_code is None:
         result, outcome = AuditLog.Result.FAILED, f"failed: {reason}"
     else:

@@ -1,0 +1,171 @@
+"""The host agent's side of ``docker cp`` through the tenants' door, over the Channels layer.
+
+:func:`start` is called by the ``start_copy`` task and returns at once: the copy runs in a thread
+with its own loop and channel-layer connection, like an exec session (hostpanel/terminal/relay.py).
+Paths are resolved by the engine's copy functions (inside the container's root: links never
+reach the host; archive members are checked).
+
+Messages to the door's channel (``reply_channel``):
+
+- out of the container: ``copy.stat`` (``stat``: the PathStat fields), then, unless only the
+  stat was asked for, ``copy.data`` (``data``) chunks and ``copy.done``;
+- into the container: ``copy.ready`` (``channel``: where the door sends ``copy.data`` chunks and
+  ``copy.end``), then ``copy.done`` (``count``: members written);
+- on failure, at any point: ``copy.error`` (``status``: dockerd's for the engine error, ``message``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+
+from engine.dockerapi.http import status_of
+from engine.engine import Engine
+from engine.errors import EngineError
+from hostpanel.terminal.relay import STALL_SECONDS, send_waiting
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+
+
+class Gone(Exception):
+    """The door stopped taking (or sending) the archive."""
+
+
+@dataclass(frozen=True)
+class CopyRequest:
+    """One copy the door admitted: which container, which path, which way."""
+
+    container_name: str
+    reply_channel: str
+    path: str
+    upload: bool = False
+    stat_only: bool = False
+    keep_owners: bool = False
+    no_overwrite_dir_non_dir: bool = False
+
+
+def start(engine: Engine, request: CopyRequest) -> threading.Thread:
+    """Run ``request`` in a new thread of this process; returns the (started) thread."""
+    thread = threading.Thread(target=_run, args=(engine, request), name="docker-cp", daemon=True)
+    thread.start()
+    return thread
+
+
+def _run(engine: Engine, request: CopyRequest) -> None:
+    try:
+        asyncio.run(_copy(engine, request))
+    except Exception:
+        log.exception("copy %s of %s failed", request.path, request.container_name)
+
+
+class _Writer:
+    """The archive's writes, as ``copy.data`` chunks to the door (waiting while its channel is full)."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+        self._send = send
+        self._buffer = bytearray()
+
+    def write(self, data: bytes, /) -> int:
+        self._buffer += data
+        while len(self._buffer) >= CHUNK:
+            self._send({"type": "copy.data", "data": bytes(self._buffer[:CHUNK])})
+            del self._buffer[:CHUNK]
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._send({"type": "copy.data", "data": bytes(self._buffer)})
+            self._buffer.clear()
+
+
+class _Reader:
+    """The door's ``copy.data`` chunks as a ``read(n)`` stream; ``copy.end`` is its end."""
+
+    def __init__(self, receive: Callable[[], dict[str, Any]]) -> None:
+        self._receive = receive
+        self._buffer = b""
+        self._ended = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        while not self._ended and (size < 0 or len(self._buffer) < size):
+            message = self._receive()
+            if message.get("type") == "copy.data" and isinstance(message.get("data"), bytes):
+                self._buffer += message["data"]
+            elif message.get("type") == "copy.end":
+                self._ended = True
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+async def _copy(engine: Engine, request: CopyRequest) -> None:
+    layer: Any = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    loop = asyncio.get_running_loop()
+
+    def call(coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
+
+    def send(message: dict[str, Any]) -> None:
+        if not call(send_waiting(layer, request.reply_channel, message), STALL_SECONDS + 5):
+            raise Gone("the door stopped reading the archive")
+
+    reply = request.reply_channel
+    try:
+        if request.upload:
+            inbox = await layer.new_channel(prefix="copy-in")
+
+            def receive() -> dict[str, Any]:
+                try:
+                    message: dict[str, Any] = call(
+                        asyncio.wait_for(layer.receive(inbox), STALL_SECONDS), STALL_SECONDS + 5
+                    )
+                except TimeoutError as exc:
+                    raise Gone("the door stopped sending the archive") from exc
+                return message
+
+            await send_waiting(layer, reply, {"type": "copy.ready", "channel": inbox})
+            count = await asyncio.to_thread(
+                engine.copy_to,
+                request.container_name,
+                request.path,
+                _Reader(receive),
+                keep_owners=request.keep_owners,
+                no_overwrite_dir_non_dir=request.no_overwrite_dir_non_dir,
+            )
+            await send_waiting(layer, reply, {"type": "copy.done", "count": count})
+            return
+        info = await asyncio.to_thread(engine.stat_path, request.container_name, request.path)
+        await send_waiting(layer, reply, {"type": "copy.stat", "stat": dataclasses.asdict(info)})
+        if request.stat_only:
+            return
+        writer = _Writer(send)
+
+        def export() -> None:
+            engine.copy_from(request.container_name, request.path, writer)
+            writer.flush()
+
+        await asyncio.to_thread(export)
+        await send_waiting(layer, reply, {"type": "copy.done"})
+    except Gone:
+        return
+    except Exception as exc:  # the door must hear of it: an engine error's class says its status
+        if not isinstance(exc, EngineError):
+            log.exception("copy %s of %s failed", request.path, request.container_name)
+        status = status_of(exc) if isinstance(exc, EngineError) else 500
+        failure = {"type": "copy.error", "status": status, "message": str(exc)}
+        await send_waiting(layer, reply, failure, patience=1.0)
+    finally:
+        with contextlib.suppress(Exception):
+            await layer.close_pools()
