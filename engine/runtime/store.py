@@ -154,7 +154,7 @@ class ContainerStore:
             return
         present: set[str] = set()
         for entry in entries:
-            path = os.path.join(entry.path, "container.json")
+            path = f"{entry.path}/container.json"
             try:
                 st = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):

@@ -1,0 +1,173 @@
+"""What `docker ps` reads from memory must still be true: caches are dropped when the disk changes.
+
+Real files and real processes (a Python child naming the container id on its command line stands
+in for conmon); no crun. The engine is a scratch one under tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.dockerapi import record
+from engine.dockerapi.record import DockerRecord
+from engine.engine import Engine
+from engine.runtime.model import Container
+from engine.runtime.monitors import MonitorWatch
+
+
+def _monitor(cid: str) -> subprocess.Popen[bytes]:
+    """A process with ``cid`` on its command line, as conmon has."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", cid])
+
+
+def _record(cid: str, conmon_pid: int, status: str = "running") -> Container:
+    return Container(
+        id=cid,
+        name=f"c{cid[:6]}",
+        tenant="default",
+        image="busybox:latest",
+        image_id="sha256:" + "0" * 64,
+        command=["sleep", "600"],
+        status=status,
+        created="2026-01-01T00:00:00.000000Z",
+        started_at="2026-01-01T00:00:01.000000Z",
+        conmon_pid=conmon_pid,
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return Engine(root=tmp_path / "root", instance="hplc1")
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_monitor_is_alive_until_that_process_exits() -> None:
+    cid = "a" * 64
+    proc = _monitor(cid)
+    watch = MonitorWatch()
+    try:
+        assert watch.alive(cid, proc.pid)
+        assert watch.alive(cid, proc.pid)  # now from the kept pidfd
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not watch.alive(cid, proc.pid)
+    watch.close()
+
+
+def test_a_process_not_naming_the_container_is_not_its_monitor() -> None:
+    proc = _monitor("b" * 64)
+    watch = MonitorWatch()
+    try:
+        assert not watch.alive("c" * 64, proc.pid)  # a reused pid: someone else's process
+        assert not watch.alive("c" * 64, 0)
+    finally:
+        proc.kill()
+        proc.wait()
+        watch.close()
+
+
+def test_a_new_monitor_pid_replaces_the_kept_one_and_pidfds_are_closed() -> None:
+    cid = "d" * 64
+    first, second = _monitor(cid), _monitor(cid)
+    watch = MonitorWatch()
+    before = _open_fds()
+    try:
+        assert watch.alive(cid, first.pid)
+        assert watch.alive(cid, second.pid)  # restarted: a new conmon
+        assert _open_fds() == before + 1
+        first.kill()
+        first.wait()
+        assert watch.alive(cid, second.pid)
+        watch.keep_only(set())
+        assert _open_fds() == before
+        assert watch.alive(cid, second.pid)
+        watch.forget(cid)
+        assert _open_fds() == before
+    finally:
+        for proc in (first, second):
+            proc.kill()
+            proc.wait()
+    assert not watch.alive(cid, second.pid)
+
+
+def test_beyond_the_cap_monitors_are_checked_through_proc() -> None:
+    cid = "e" * 64
+    proc = _monitor(cid)
+    watch = MonitorWatch(max_cached=0)
+    before = _open_fds()
+    try:
+        assert watch.alive(cid, proc.pid)
+        assert _open_fds() == before
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not watch.alive(cid, proc.pid)
+
+
+def test_an_exit_file_appearing_flips_the_listed_state(engine: Engine) -> None:
+    cid = "f" * 64
+    proc = _monitor(cid)
+    try:
+        engine.containers.store.directory(cid).mkdir(parents=True)
+        engine.containers.store.save(_record(cid, proc.pid))
+        assert [c.status for c in engine.list()] == ["running"]
+        assert [c.status for c in engine.list()] == ["running"]  # cached record, kept pidfd
+        engine.containers.exit_dir.mkdir(parents=True, exist_ok=True)
+        (engine.containers.exit_dir / cid).write_text("3")  # conmon writes it, then exits
+        listed = engine.list(all=True)
+        assert [(c.status, c.exit_code) for c in listed] == [("exited", 3)]
+        assert engine.list() == []
+        assert engine.get(cid).status == "exited"  # saved, not only shown
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_monitor_gone_without_an_exit_file_is_listed_exited(engine: Engine) -> None:
+    cid = "9" * 64
+    proc = _monitor(cid)
+    engine.containers.store.directory(cid).mkdir(parents=True)
+    engine.containers.store.save(_record(cid, proc.pid))
+    assert [c.status for c in engine.list()] == ["running"]
+    proc.kill()
+    proc.wait()
+    assert [(c.status, c.exit_code) for c in engine.list(all=True)] == [("exited", 255)]
+
+
+def test_a_record_changed_on_disk_is_read_again(engine: Engine) -> None:
+    cid = "8" * 64
+    store = engine.containers.store
+    store.directory(cid).mkdir(parents=True)
+    store.save(_record(cid, 0, status="created"))
+    assert [c.name for c in store.all()] == [f"c{cid[:6]}"]
+    renamed = _record(cid, 0, status="created")
+    renamed.name = "renamed"
+    store.save(renamed)
+    assert [c.name for c in store.all()] == ["renamed"]
+    listed = next(store.all())
+    listed.name = "changed in memory only"
+    assert [c.name for c in store.all()] == ["renamed"]  # callers get copies
+
+
+def test_a_docker_record_changed_on_disk_is_read_again(tmp_path: Path) -> None:
+    record.save(tmp_path, DockerRecord(restart_count=1))
+    assert record.load(tmp_path).restart_count == 1
+    record.save(tmp_path, DockerRecord(restart_count=2))
+    assert record.load(tmp_path).restart_count == 2
+    # Same size and the same second: the inode and nanosecond mtime still differ.
+    path = tmp_path / record.RECORD_FILE
+    stamp = path.stat().st_mtime_ns
+    record.save(tmp_path, DockerRecord(restart_count=3))
+    os.utime(path, ns=(stamp, stamp))
+    assert record.load(tmp_path).restart_count == 3
+    path.unlink()
+    assert record.load(tmp_path).restart_count == 0
