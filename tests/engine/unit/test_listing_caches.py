@@ -6,23 +6,34 @@ in for conmon); no crun. The engine is a scratch one under tmp_path.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from engine.dockerapi import record
+from engine.dockerapi.listing import ListEncoder
 from engine.dockerapi.record import DockerRecord
+from engine.dockerapi.render import summary_json
 from engine.engine import Engine
 from engine.runtime.model import Container
-from engine.runtime.monitors import MonitorWatch
+from engine.runtime.monitors import MonitorWatch, cmdline_names
 
 
 def _monitor(cid: str) -> subprocess.Popen[bytes]:
-    """A process with ``cid`` on its command line, as conmon has."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", cid])
+    """A process with ``cid`` on its command line, as conmon has (once it has exec'd)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", cid])
+    for _ in range(1000):
+        if cmdline_names(proc.pid, cid):
+            return proc
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError("the stand-in monitor never started")
 
 
 def _record(cid: str, conmon_pid: int, status: str = "running") -> Container:
@@ -171,3 +182,36 @@ def test_a_docker_record_changed_on_disk_is_read_again(tmp_path: Path) -> None:
     assert record.load(tmp_path).restart_count == 3
     path.unlink()
     assert record.load(tmp_path).restart_count == 0
+
+
+def test_list_items_are_the_rendered_summary_and_follow_changes(engine: Engine) -> None:
+    cid = "7" * 64
+    store = engine.containers.store
+    store.directory(cid).mkdir(parents=True)
+    original = _record(cid, 0, status="created")
+    original.labels = {"tier": "web"}
+    store.save(original)
+    encoder = ListEncoder()
+    now = datetime.now(UTC)
+    rec = DockerRecord(exposed_ports=["80/tcp"])
+
+    def listed() -> dict[str, object]:
+        container = next(store.all())
+        item = json.loads(encoder.item(container, rec, now))
+        assert item == summary_json(container, rec, now)
+        return item
+
+    assert listed()["Labels"] == {"tier": "web"}
+    assert listed()["Labels"] == {"tier": "web"}  # from the encoded part kept
+    relabelled = _record(cid, 0, status="created")
+    relabelled.labels = {"tier": "db"}
+    store.save(relabelled)
+    assert listed()["Labels"] == {"tier": "db"}
+    rec = DockerRecord(exposed_ports=["443/tcp"], host_config={"NetworkMode": "none"})
+    item = listed()
+    assert item["Ports"] == [{"PrivatePort": 443, "Type": "tcp"}]
+    assert item["HostConfig"] == {"NetworkMode": "none"}
+    started = _record(cid, 0)
+    started.labels = {"tier": "db"}
+    store.save(started)
+    assert (listed()["State"], listed()["Status"]) == ("running", summary_json(started, rec, now)["Status"])
