@@ -466,7 +466,12 @@ def _attach_output(
     def run(rfile: IO[bytes], sock: socket.socket) -> None:
         with life.reading(cid):
             lines = k8s_file.follow(
-                log, start, done, poll_interval=ATTACH_POLL_SECONDS, max_files=baseline.log_max_files
+                log,
+                start,
+                done,
+                poll_interval=ATTACH_POLL_SECONDS,
+                max_files=baseline.log_max_files,
+                sleep=life.nap,  # the watcher's changed() at the exit ends the wait at once
             )
             try:
                 for chunk in _log_chunks(lines, streams, None, False, rec.tty):

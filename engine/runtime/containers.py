@@ -436,6 +436,14 @@ class ContainerManager:
             self.store.save(container)
             self._record_exit(container)
         elif not monitor_alive:
+            # This copy may predate the exit another thread or process recorded (which then
+            # removed the exit file, and maybe the container): that record is the truth.
+            try:
+                current = self.store.load(container.id)
+            except ContainerNotFound:
+                return dataclasses.replace(container, status="exited")  # removed meanwhile
+            if current.status not in ACTIVE or current.conmon_pid != container.conmon_pid:
+                return current
             container.status = "exited"
             container.exit_code = container.exit_code if container.exit_code is not None else 255
             container.finished_at = container.finished_at or now_iso()
