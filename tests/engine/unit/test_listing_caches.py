@@ -243,3 +243,25 @@ def test_a_whole_id_is_found_without_listing_and_a_missing_one_named(engine: Eng
     assert store.find(cid[:12]).id == cid
     with pytest.raises(ContainerNotFound, match=f"no such container: {'4' * 64}"):
         store.find("4" * 64)
+
+
+def test_a_stale_copy_never_overwrites_an_exit_recorded_meanwhile(engine: Engine) -> None:
+    cid = "3" * 64
+    proc = _monitor(cid)
+    store = engine.containers.store
+    store.directory(cid).mkdir(parents=True)
+    store.save(_record(cid, proc.pid))
+    stale = store.load(cid)  # read while it ran
+    proc.kill()
+    proc.wait()
+    # Another thread saw the exit file, recorded code 3 and (removing) deleted the exit file.
+    exited = _record(cid, proc.pid, status="exited")
+    exited.exit_code = 3
+    store.save(exited)
+    seen = engine.containers.refresh(stale)
+    assert (seen.status, seen.exit_code) == ("exited", 3)
+    assert store.load(cid).exit_code == 3
+    store.delete(exited)
+    gone = engine.containers.refresh(stale)
+    assert gone.status == "exited"
+    assert not store.directory(cid).exists()  # not brought back by a save
