@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
-from engine.dockerapi import execs, interactive, links, render
+from engine.dockerapi import execs, interactive, links, listing, render
 from engine.dockerapi.create import parse_create, with_image_defaults
 from engine.dockerapi.filters import Filters, labels_match, request_filters
 from engine.dockerapi.http import (
@@ -56,6 +56,7 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
     life = lifecycle or Lifecycle(engine)
     life.resume()
     exec_table = execs.register(router, engine, life)
+    encoder = listing.ListEncoder()
 
     @router.route("POST", "/containers/create")
     def create(request: Request) -> Response:
@@ -170,10 +171,12 @@ def register(router: Router, engine: Engine, lifecycle: Lifecycle | None = None)
         for container in containers:
             rec = life.record(container.id)
             if _matches(container, rec, filters, engine):
-                items.append(render.summary_json(container, rec, now))
+                items.append(encoder.item(container, rec, now))
         if limit is not None and limit > 0:
             items = items[:limit]
-        return json_response(items)
+        elif everything and not filters:
+            encoder.keep_only(c.id for c in containers)
+        return Response(body=listing.json_array(items))
 
     @router.route("POST", "/containers/prune")
     def prune(request: Request) -> Response:
@@ -465,7 +468,12 @@ def _attach_output(
     def run(rfile: IO[bytes], sock: socket.socket) -> None:
         with life.reading(cid):
             lines = k8s_file.follow(
-                log, start, done, poll_interval=ATTACH_POLL_SECONDS, max_files=baseline.log_max_files
+                log,
+                start,
+                done,
+                poll_interval=ATTACH_POLL_SECONDS,
+                max_files=baseline.log_max_files,
+                sleep=life.nap,  # the watcher's changed() at the exit ends the wait at once
             )
             try:
                 for chunk in _log_chunks(lines, streams, None, False, rec.tty):

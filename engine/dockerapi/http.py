@@ -268,10 +268,14 @@ Authenticator = Callable[[Request], Any]
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _ServerMixin  # type: ignore[assignment]
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's, made by send_response()
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
+
+    def version_string(self) -> str:
+        return f"HostPanel (Docker Engine API {API_VERSION})"  # send_response()'s Server header
 
     def address_string(self) -> str:
         return str(self.client_address[0]) if self.client_address else "unix"
@@ -324,7 +328,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Api-Version", API_VERSION)
         self.send_header("Docker-Experimental", "false")
         self.send_header("Ostype", "linux")
-        self.send_header("Server", f"HostPanel (Docker Engine API {API_VERSION})")
 
     def _send(self, answer: Answer) -> None:
         if isinstance(answer, Response):
@@ -336,9 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             body = b"" if self.command == "HEAD" else answer.body
             self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            if body:
-                self.wfile.write(body)
+            self._headers_buffer.append(b"\r\n" + body)  # headers and body in one write
+            self.flush_headers()
         elif isinstance(answer, Stream):
             self.send_response(answer.status)
             self._common_headers()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -79,7 +78,7 @@ class Lifecycle:
 
     def directory(self, cid: str) -> str:
         """The container's directory (its Docker record lives there), as a plain path string."""
-        return os.path.join(self._containers_dir, cid)
+        return f"{self._containers_dir}/{cid}"
 
     def record(self, cid: str) -> DockerRecord:
         """The container's Docker side record."""

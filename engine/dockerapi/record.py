@@ -150,7 +150,7 @@ def load(directory: str | Path) -> DockerRecord:
 
     Each caller gets its own record object: change its fields by assignment, never in place.
     """
-    path = os.path.join(directory, RECORD_FILE)
+    path = f"{directory}/{RECORD_FILE}"
     try:
         st = os.stat(path)
         identity = (st.st_ino, st.st_mtime_ns, st.st_size)

@@ -335,6 +335,19 @@ def inspect_json(
 
 def summary_json(container: Container, record: DockerRecord, now: datetime | None = None) -> dict[str, Any]:
     """One item of ``GET /containers/json`` (what ``docker ps`` prints)."""
+    return {**summary_fixed(container, record), **summary_state(container, record, now)}
+
+
+def summary_state(container: Container, record: DockerRecord, now: datetime | None = None) -> dict[str, Any]:
+    """The part of a list item that changes while its records do not: ``State`` and ``Status``."""
+    return {"State": docker_status(container), "Status": status_text(container, record, now)}
+
+
+def summary_fixed(container: Container, record: DockerRecord) -> dict[str, Any]:
+    """The rest of a list item: what only a change of the container's or Docker record changes.
+
+    It reads exactly the fields named in :func:`summary_inputs` (a cache keyed by them is exact).
+    """
     ports: list[dict[str, Any]] = []
     for key, bindings in _ports_map(container, record).items():
         port, _, protocol = key.partition("/")
@@ -359,9 +372,32 @@ def summary_json(container: Container, record: DockerRecord, now: datetime | Non
         "Created": _unix(container.created),
         "Ports": ports,
         "Labels": dict(container.labels),
-        "State": docker_status(container),
-        "Status": status_text(container, record, now),
         "HostConfig": {"NetworkMode": record.host_config.get("NetworkMode") or "default"},
         "NetworkSettings": {"Networks": _endpoints(container)},
         "Mounts": mounts_json(container),
     }
+
+
+def summary_inputs(container: Container, record: DockerRecord) -> tuple[Any, ...]:
+    """Everything :func:`summary_fixed` reads, for comparing with ``==``.
+
+    Records handed out by the engine's caches share their lists and dicts until the file is
+    read again, so comparing an unchanged container's inputs is mostly identity checks.
+    """
+    return (
+        container.id,
+        container.name,
+        container.image,
+        container.image_id,
+        container.command,
+        container.init,
+        container.created,
+        container.ports,
+        container.labels,
+        container.network,
+        container.network_aliases,
+        container.ip_address,
+        container.mounts,
+        record.exposed_ports,
+        record.host_config.get("NetworkMode"),
+    )

@@ -136,8 +136,12 @@ def follow(
     poll_interval: float = 0.05,
     max_files: int = 3,
     assembler: LineAssembler | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[LogLine]:
     """Lines appended to ``log`` from ``start_offset`` on, across rotations, until ``is_done()``.
+
+    Between empty reads it calls ``sleep(poll_interval)``: one that returns early when the
+    writer may be done (a condition notified at the exit) ends the follow sooner.
 
     When the file is renamed away (rotation), the rest of the old file is read
     and then its successor (the next newer file, found by inode), so no line
@@ -172,7 +176,7 @@ def follow(
             if is_done() and not (f is not None and _has_more(f)):
                 yield from assembler.flush()
                 return
-            time.sleep(poll_interval)
+            sleep(poll_interval)
     finally:
         if f is not None:
             f.close()

@@ -38,6 +38,7 @@ from engine.paths import EnginePaths
 from engine.runtime import mounts
 from engine.runtime.idmap import TenantIdRanges, validate_tenant
 from engine.runtime.model import ALIVE, Container, ContainerSpec, ExecSpec
+from engine.runtime.monitors import MonitorWatch
 from engine.runtime.oci_runtime import MonitorFiles, OciRuntime, StdioOptions
 from engine.runtime.oci_spec import BindMount, BundleSpec, ProcessSpec, build_config, process_json
 from engine.runtime.process import (
@@ -99,6 +100,7 @@ class ContainerManager:
         self.networks = NetworkManager(paths, instance)
         self.volumes = VolumeManager(paths, self.id_ranges)
         self.events = EventJournal(paths.events)
+        self.monitors = MonitorWatch()
 
     # ---- files of one container -------------------------------------------------
     def files(self, cid: str) -> MonitorFiles:
@@ -395,12 +397,31 @@ class ContainerManager:
         """Bring the record up to date with what conmon recorded; saves changes."""
         if container.status not in ACTIVE:
             return container
-        exit_file = self.exit_dir / container.id
         # Ask whether the monitor lives BEFORE looking for its exit file: conmon writes the
         # file and then exits, so a dead monitor with no file really lost the exit code.
         monitor_alive = self._monitor_alive(container)
-        if exit_file.exists():
-            text = exit_file.read_text().strip()
+        return self._settle(container, monitor_alive, os.path.exists(f"{self.exit_dir}/{container.id}"))
+
+    def _refresh_all(self, containers: builtins.list[Container]) -> builtins.list[Container]:
+        """:meth:`refresh` for many: every monitor is asked first, then the exit files listed once."""
+        alive = {c.id: self._monitor_alive(c) for c in containers if c.status in ACTIVE}
+        self.monitors.keep_only(set(alive))
+        if not alive:
+            return containers
+        try:
+            exits = set(os.listdir(self.exit_dir))
+        except FileNotFoundError:
+            exits = set()
+        return [self._settle(c, alive[c.id], c.id in exits) if c.status in ACTIVE else c for c in containers]
+
+    def _settle(self, container: Container, monitor_alive: bool, exit_file_seen: bool) -> Container:
+        """Record an exit seen as an exit file, or as a monitor gone without one."""
+        if exit_file_seen:
+            exit_file = self.exit_dir / container.id
+            try:
+                text = exit_file.read_text().strip()
+            except FileNotFoundError:  # started again meanwhile (by another process): as it was read
+                return container
             container.exit_code = int(text) if text.lstrip("-").isdigit() else 255
             container.finished_at = _mtime_iso(exit_file)
             oom = self.files(container.id).persist_dir / "oom"
@@ -415,6 +436,14 @@ class ContainerManager:
             self.store.save(container)
             self._record_exit(container)
         elif not monitor_alive:
+            # This copy may predate the exit another thread or process recorded (which then
+            # removed the exit file, and maybe the container): that record is the truth.
+            try:
+                current = self.store.load(container.id)
+            except ContainerNotFound:
+                return dataclasses.replace(container, status="exited")  # removed meanwhile
+            if current.status not in ACTIVE or current.conmon_pid != container.conmon_pid:
+                return current
             container.status = "exited"
             container.exit_code = container.exit_code if container.exit_code is not None else 255
             container.finished_at = container.finished_at or now_iso()
@@ -440,14 +469,7 @@ class ContainerManager:
         self._event(container, "die", exitCode=str(container.exit_code))
 
     def _monitor_alive(self, container: Container) -> bool:
-        pid = container.conmon_pid
-        if pid <= 0:
-            return False
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return container.id.encode() in f.read()
-        except OSError:
-            return False
+        return self.monitors.alive(container.id, container.conmon_pid)
 
     def get(self, ref: str | Container) -> Container:
         """The up-to-date record of the container named by id, id prefix or name."""
@@ -456,7 +478,7 @@ class ContainerManager:
 
     def list(self, *, include_stopped: bool = False) -> list[Container]:
         """Containers, newest first; only running ones unless ``include_stopped``."""
-        result = [self.refresh(c) for c in self.store.all()]
+        result = self._refresh_all(builtins.list(self.store.all()))
         if not include_stopped:
             result = [c for c in result if c.status in ALIVE]
         return sorted(result, key=lambda c: c.created, reverse=True)
@@ -705,6 +727,7 @@ class ContainerManager:
             self.networks.detach(container.id, container.network)
             self.volumes.detach(container.mounts, container.id)
             self.store.delete(container)
+            self.monitors.forget(container.id)
             self.tenant_disks.release(container.tenant, container.id)
         self._event(container, "destroy")
         return container

@@ -128,8 +128,11 @@ class ContainerStore:
 
     def save(self, container: Container) -> None:
         atomic_write_json(self._record(container.id), container.to_dict())
+        # A later file may get this one's inode and, within a clock tick, its mtime: forget it here.
+        self._parsed.pop(container.id, None)
 
     def load(self, cid: str) -> Container:
+        """The container's record as on disk now (never from the cache all() keeps)."""
         try:
             return Container.from_dict(read_json(self._record(cid)))
         except FileNotFoundError:
@@ -154,7 +157,7 @@ class ContainerStore:
             return
         present: set[str] = set()
         for entry in entries:
-            path = os.path.join(entry.path, "container.json")
+            path = f"{entry.path}/container.json"
             try:
                 st = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):
@@ -183,6 +186,10 @@ class ContainerStore:
             with contextlib.suppress(FileNotFoundError, ContainerNotFound):
                 return self.load(name_file.read_text().strip())
         if re.fullmatch(r"[0-9a-f]{1,64}", ref):
+            if len(ref) == 64:  # a whole id is a prefix of itself only: no need to list them all
+                with contextlib.suppress(ContainerNotFound):
+                    return self.load(ref)
+                raise ContainerNotFound(f"no such container: {ref} (see `hpctl ps -a`)")
             matches = [cid for cid in self.ids() if cid.startswith(ref)]
             if len(matches) == 1:
                 return self.load(matches[0])

@@ -115,3 +115,26 @@ def test_follow_joins_a_line_split_at_its_start_offset(tmp_path: Path) -> None:
         f.write(_rec(2, "lo") + _rec(3, "tail", tag="P"))
     followed = k8s_file.follow(log, start, lambda: True, poll_interval=0.01, assembler=assembler)
     assert [ln.text for ln in followed] == ["hello", "tail"]
+
+
+def test_follow_ends_as_soon_as_its_sleep_is_woken_by_the_exit(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_text(_rec(1, "last words"))
+    exited = threading.Event()
+    woken = threading.Condition()
+    naps: list[bool] = []  # whether each nap was woken (False: it slept its whole time)
+
+    def exit_now() -> None:  # the monitor exits; the watcher notifies (once the nap waits)
+        exited.set()
+        with woken:
+            woken.notify_all()
+
+    def nap(seconds: float) -> None:  # as Lifecycle.nap: returns early when notified
+        assert seconds == 600.0
+        with woken:
+            threading.Thread(target=exit_now).start()
+            naps.append(woken.wait(seconds))
+
+    got = [ln.text for ln in k8s_file.follow(log, 0, exited.is_set, poll_interval=600.0, sleep=nap)]
+    assert got == ["last words"]
+    assert naps == [True]  # one nap, ended by the exit's notification
