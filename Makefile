@@ -1,4 +1,4 @@
-# HostPanel. `make run` starts the panel; `make test` runs every check CI runs.
+# HostPanel. `make run` starts the panel; `make test` and `make test-e2e` run every check CI runs.
 # Both install what they need first (`make install`, idempotent, needs root).
 
 SHELL := /bin/bash
@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hostpanel-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install packages venv static test lint run stop lighthouse test-lighthouse
+.PHONY: help install packages venv static test test-e2e lint run stop lighthouse test-lighthouse
 
 help:
 	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	@echo "make stop     stop what 'make run' started (the panel, and Redis if it started it)"
-	@echo "make test     install, then lint, type-check and run every test (what CI runs)"
+	@echo "make test     install, then lint, type-check and run every test but the whole-stack tier (CI runs it first)"
+	@echo "make test-e2e install, then the whole-stack tier: real Redis, agents, panel, Caddy, browser (CI runs it next)"
 	@echo "make install  system packages, .venv, 'hpctl host setup' (idempotent; run as root)"
 	@echo "make lint     ruff and mypy only"
 	@echo "make test-lighthouse  every dashboard page through Lighthouse (95+ in every category)"
@@ -47,11 +48,16 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine
 
+# Two tiers, each well under 20 minutes on CI's 2 cores; .ci/run runs both. The e2e tier is
+# every test that starts the whole stack (tests/conftest.py: is_end_to_end).
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine
-	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse
+	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse -m "not e2e"
+
+test-e2e: install
+	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse -m e2e
 
 run: install
 	@scripts/run.sh

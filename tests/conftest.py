@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 PRIVILEGED_DIR = Path(__file__).parent / "engine" / "privileged"
+E2E_DIRS = (Path(__file__).parent / "hostpanel" / "e2e", Path(__file__).parent / "browser")
+"""Whole-stack tiers: every test below these, and every ``test_*e2e*.py`` file, is marked ``e2e``."""
 _SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
 
 
@@ -49,11 +51,22 @@ def privileged() -> None:
     require_privileged()
 
 
+def is_end_to_end(path: Path) -> bool:
+    """Whether a test file starts the whole stack (Redis, agents, the panel, Caddy, a browser).
+
+    Those make the ``e2e`` tier, which ``make test-e2e`` runs (CI runs it after ``make test``).
+    """
+    return "e2e" in path.stem or any(d in path.parents for d in E2E_DIRS)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test below tests/engine/privileged/ as privileged."""
+    """Mark every test below tests/engine/privileged/ as privileged, and the whole-stack ones e2e."""
     for item in items:
-        if PRIVILEGED_DIR in Path(str(item.path)).parents:
+        path = Path(str(item.path))
+        if PRIVILEGED_DIR in path.parents:
             item.add_marker(pytest.mark.privileged)
+        if is_end_to_end(path):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.hookimpl(tryfirst=True)
