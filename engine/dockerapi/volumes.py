@@ -42,6 +42,17 @@ def volume_json(volume: Volume, mountpoint: str, usage: tuple[int, int] | None =
     return data
 
 
+def volume_selected(name: str, labels: dict[str, str], in_use: bool, filters: dict[str, list[str]]) -> bool:
+    """Whether a volume passes ``docker volume ls`` filters (name, driver, label, dangling)."""
+    dangling = bool_filter(filters, "dangling")
+    return (
+        all(n in name for n in filters.get("name", []))
+        and all(d == "local" for d in filters.get("driver", []))
+        and labels_match(labels, filters.get("label", []))
+        and (dangling is None or dangling == (not in_use))
+    )
+
+
 def parse_create(body: Any) -> tuple[str, int | None, dict[str, str]]:
     """``POST /volumes/create``'s body as (name, size cap or None, labels); 400/403 for what we refuse."""
     if not isinstance(body, dict):
@@ -88,19 +99,11 @@ def register(router: Router, engine: Engine) -> None:
 
     def selected(request: Request, allowed: tuple[str, ...]) -> list[Volume]:
         filters = request_filters(request, allowed)
-        dangling = bool_filter(filters, "dangling")
-        result = []
-        for volume in volumes.list():
-            if any(n not in volume.name for n in filters.get("name", [])):
-                continue
-            if any(d != "local" for d in filters.get("driver", [])):
-                continue
-            if not labels_match(volume.labels, filters.get("label", [])):
-                continue
-            if dangling is not None and dangling != (not volumes.users(volume.name)):
-                continue
-            result.append(volume)
-        return result
+        return [
+            v
+            for v in volumes.list()
+            if volume_selected(v.name, v.labels, bool(volumes.users(v.name)), filters)
+        ]
 
     @router.route("POST", "/volumes/create")
     def create(request: Request) -> Response:

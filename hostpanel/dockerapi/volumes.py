@@ -18,9 +18,9 @@ from typing import Any
 
 from django.conf import settings
 
-from engine.dockerapi.filters import bool_filter, labels_match, request_filters
+from engine.dockerapi.filters import bool_filter, request_filters
 from engine.dockerapi.http import APIError, Request, Response, Router, json_response, no_content
-from engine.dockerapi.volumes import ANONYMOUS_LABEL, parse_create
+from engine.dockerapi.volumes import ANONYMOUS_LABEL, parse_create, volume_selected
 from hostpanel.deployments.models import App
 from hostpanel.dockerapi.containers import translated
 from hostpanel.dockerapi.identity import Identity
@@ -104,20 +104,12 @@ def create_volume(request: Request) -> Response:
 
 def selected(identity: Identity, filters: dict[str, list[str]]) -> list[Volume]:
     """The tenant's volumes matching ``filters`` (name, label, dangling, driver)."""
-    dangling = bool_filter(filters, "dangling")
     users = users_of(identity.tenant)
-    chosen = []
-    for volume in Volume.objects.filter(tenant=identity.tenant).order_by("name"):
-        if any(n not in volume.name for n in filters.get("name", [])):
-            continue
-        if any(d != "local" for d in filters.get("driver", [])):
-            continue
-        if not labels_match(volume.labels, filters.get("label", [])):
-            continue
-        if dangling is not None and dangling != (not users.get(volume.name)):
-            continue
-        chosen.append(volume)
-    return chosen
+    return [
+        volume
+        for volume in Volume.objects.filter(tenant=identity.tenant).order_by("name")
+        if volume_selected(volume.name, volume.labels, bool(users.get(volume.name)), filters)
+    ]
 
 
 def list_volumes(request: Request) -> Response:

@@ -385,3 +385,17 @@ def test_client_gone_sees_a_closed_peer_but_not_a_quiet_one() -> None:
         assert client_gone(ours)
     finally:
         ours.close()
+
+
+def test_volume_filters_are_one_rule_for_both_doors() -> None:
+    volume_selected = volumes.volume_selected
+    labels = {"app": "shop", "tier": "db"}
+    assert volume_selected("shop-data", labels, True, {})
+    every_kind = {"name": ["shop"], "label": ["app=shop"], "driver": ["local"]}
+    assert volume_selected("shop-data", labels, True, every_kind)
+    assert not volume_selected("shop-data", labels, True, {"name": ["blog"]})
+    assert not volume_selected("shop-data", labels, True, {"driver": ["nfs"]})
+    assert not volume_selected("shop-data", labels, True, {"label": ["app=blog"]})
+    assert volume_selected("shop-data", labels, False, {"dangling": ["true"]})
+    assert not volume_selected("shop-data", labels, True, {"dangling": ["true"]})
+    assert volume_selected("shop-data", labels, True, {"dangling": ["false"]})
