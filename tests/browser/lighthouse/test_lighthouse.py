@@ -111,6 +111,7 @@ def test_every_page_scores_95_or_more_in_every_category(
         "/t/lenaco/images/",
         "/t/lenaco/builds/",
         "/t/lenaco/audit/",
+        "/t/lenaco/docker/",
         "/staff/",
         "/staff/audit/",
     ]
