@@ -248,13 +248,14 @@ def test_a_tenants_event_stream_never_shows_another_tenant(engine: Engine, busyb
 
 
 def test_a_client_that_hangs_up_ends_its_event_stream(api: DockerAPI) -> None:
-    before = threading.active_count()
+    before = set(threading.enumerate())  # compare sets: threads of earlier calls may end meanwhile
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(str(api.socket))
         sock.sendall(b"GET /v1.44/events HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 200")
-        _until(lambda: threading.active_count() > before, "the server to serve the stream")
-    _until(lambda: threading.active_count() <= before, "the stream's thread to end")
+        _until(lambda: bool(set(threading.enumerate()) - before), "the server to serve the stream")
+        serving = set(threading.enumerate()) - before
+    _until(lambda: not any(t.is_alive() for t in serving), "the stream's thread to end")
 
 
 def test_docker_py_pause_rename_top_stats_and_events(api: DockerAPI) -> None:

@@ -385,12 +385,13 @@ def test_a_wait_the_client_left_behind_ends_its_thread(
     acme, _ = two_tenants
     docker = docker_as(member(acme), acme)
     docker.ok("create", "--name", "web", "busybox", "sleep", "60")
-    baseline = threading.active_count()
+    before = set(threading.enumerate())  # threads of earlier calls may still end meanwhile: compare sets
     context = ssl.create_default_context(cafile=str(docker.directory / "ca.pem"))
     context.load_cert_chain(docker.directory / "cert.pem", docker.directory / "key.pem")
     connection = http.client.HTTPSConnection("127.0.0.1", docker.door.port, context=context, timeout=30)
     connection.request("POST", "/v1.44/containers/web/wait?condition=next-exit")
     assert connection.getresponse().status == 200  # the headers at once; the body when it exits
-    assert threading.active_count() > baseline  # the wait's thread, polling
+    serving = set(threading.enumerate()) - before
+    assert serving  # the wait's thread, polling
     connection.close()  # as `docker run -d` leaves its wait
-    wait_for(lambda: threading.active_count() <= baseline, 15, "the wait's thread to end")
+    wait_for(lambda: not any(t.is_alive() for t in serving), 15, "the wait's thread to end")
