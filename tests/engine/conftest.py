@@ -7,6 +7,7 @@ import os
 import secrets
 import socketserver
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,20 @@ from engine.runtime.model import ContainerSpec
 from engine.volumes.disk import loop_devices_backed_by
 
 ServerT = TypeVar("ServerT", bound=socketserver.BaseServer)
+
+
+def hpctl_argv(engine: Engine, *args: str) -> list[str]:
+    """The command line of `hpctl` on ``engine``'s root and instance, then ``args``."""
+    return [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "--root",
+        str(engine.paths.root),
+        "--instance",
+        engine.instance,
+        *args,
+    ]
 
 
 def leaks(root: Path, instance: str) -> list[str]:

@@ -15,22 +15,10 @@ from engine.cli import main
 from engine.engine import Engine
 from engine.images.model import Image
 from engine.runtime.model import ContainerSpec, ExecSpec
+from tests.engine.conftest import hpctl_argv
 from tests.engine.terminal import Terminal, set_size
 
 pytestmark = pytest.mark.privileged
-
-
-def hpctl_argv(engine: Engine, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "--root",
-        str(engine.paths.root),
-        "--instance",
-        engine.instance,
-        *args,
-    ]
 
 
 def env() -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from engine.events import EventFilter
 from engine.images.model import Image
 from engine.networks.ports import parse_publish
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
+from tests.engine.conftest import hpctl_argv
 from tests.stack import free_port
 
 pytestmark = pytest.mark.privileged
@@ -138,18 +138,6 @@ def test_top_lists_the_containers_processes_only(engine: Engine, busybox: Image)
         engine.top(a.id)
 
 
-def _hpctl(engine: Engine) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "--root",
-        str(engine.paths.root),
-        "--instance",
-        engine.instance,
-    ]
-
-
 def _actions(engine: Engine, cid: str) -> list[str]:
     return [e.action for e in engine.events(EventFilter.from_args([f"container={cid}", "type=container"]))]
 
@@ -161,7 +149,7 @@ def test_lifecycle_events_and_one_die_whoever_notices(engine: Engine, busybox: I
     engine.wait(c.id, timeout=20)
     for _ in range(3):  # other processes look too: every one refreshes, one records the exit
         subprocess.run(
-            [*_hpctl(engine), "ps", "-a"],
+            [*hpctl_argv(engine), "ps", "-a"],
             check=True,
             capture_output=True,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
@@ -212,15 +200,7 @@ def test_a_tenant_never_reads_another_tenants_events(engine: Engine, busybox: Im
 
 def test_hpctl_events_follows_what_another_process_does(engine: Engine, busybox: Image) -> None:
     until = time.time() + 60
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "--root",
-        str(engine.paths.root),
-        "--instance",
-        engine.instance,
-    ]
+    cmd = hpctl_argv(engine)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
     reader = subprocess.Popen(
         [*cmd, "events", "--since", str(time.time() - 1), "--until", f"{until:.3f}", "--filter", "event=die"],
