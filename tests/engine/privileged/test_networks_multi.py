@@ -14,7 +14,7 @@ from engine.images.model import Image
 from engine.networks import netlink
 from engine.networks.model import NetworkJoin
 from engine.runtime.model import ContainerSpec, ExecSpec
-from tests.engine.conftest import network_leaks
+from tests.engine.conftest import hpctl_argv, network_leaks
 
 pytestmark = pytest.mark.privileged
 
@@ -159,3 +159,27 @@ def test_bad_network_lists_are_refused_naming_the_problem(engine: Engine, busybo
             engine.create(ContainerSpec(image="busybox", tenant="acme", networks=joins))
     assert engine.list(all=True) == []
     assert engine.networks.endpoints("front") == {}
+
+
+def test_hpctl_runs_on_two_networks_and_connects_live(engine: Engine, busybox: Image) -> None:
+    def hpctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(hpctl_argv(engine, *args), capture_output=True, text=True, timeout=60)
+
+    for name in ("front", "back", "side"):
+        assert hpctl("network", "create", name, "--tenant", "acme").returncode == 0
+    run = hpctl(
+        "run", "-d", "--name", "app", "--tenant", "acme", "--network", "front",
+        "--network", "name=back,alias=api", "--network-alias", "x", "busybox", "sleep", "60",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    attachments = engine.get("app").networks
+    assert [(a["network"], a["aliases"]) for a in attachments] == [("front", ["x"]), ("back", ["api", "x"])]
+    assert hpctl("network", "connect", "side", "app", "--alias", "s").returncode == 0
+    assert [a["interface"] for a in engine.get("app").networks] == ["eth0", "eth1", "eth2"]
+    assert "s" in _exec(engine, "app", "cat /etc/hosts")[1].split()
+    assert hpctl("network", "disconnect", "back", "app").returncode == 0
+    assert [a["network"] for a in engine.get("app").networks] == ["front", "side"]
+    bad = hpctl("run", "-d", "--tenant", "acme", "--network", "name=front,ip=1.2.3.4", "busybox", "true")
+    assert bad.returncode != 0 and "ip=1.2.3.4" in bad.stderr
+    again = hpctl("network", "disconnect", "back", "app")
+    assert again.returncode != 0 and "not connected" in again.stderr
