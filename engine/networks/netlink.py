@@ -224,12 +224,16 @@ def add_fdb_peer(vxlan: str, peer: str) -> None:
 
 
 def remove_fdb_peer(vxlan: str, peer: str) -> None:
-    """Stop flooding ``vxlan``'s unknown and broadcast frames to ``peer`` (a missing entry is fine)."""
+    """Forget ``peer`` on ``vxlan``: its flood entry and the addresses learnt behind it (a missing
+    entry is fine), so no frame goes to a host that left."""
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=vxlan)
-        if index:
-            with contextlib.suppress(NetlinkError):
-                ipr.fdb("del", ifindex=index[0], lladdr="00:00:00:00:00:00", dst=peer)
+        if not index:
+            return
+        for entry in ipr.fdb("dump", ifindex=index[0]):
+            if entry.get("ifindex") == index[0] and entry.get("NDA_DST") == peer:
+                with contextlib.suppress(NetlinkError):
+                    ipr.fdb("del", ifindex=index[0], lladdr=entry.get("NDA_LLADDR"), dst=peer)
 
 
 def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
