@@ -734,15 +734,14 @@ class NetworkManager:
         netns = self.netns_path(cid)
         veth = self._veth_name(cid, own["interface"])
         gateway = None if net.internal else (net.gateway or None)
+        plug = netlink.VethPlug(
+            veth, net.bridge, own["interface"], address, subnet.prefixlen, gateway, net.mtu
+        )
         if own["interface"] == "eth0":
-            netlink.create_netns_with_veth(
-                netns, veth, net.bridge, address, subnet.prefixlen, gateway, net.mtu
-            )
+            netlink.create_netns_with_veth(netns, plug)
             undo.callback(netlink.delete_netns, netns)
         else:
-            netlink.add_veth_to_netns(
-                netns, veth, net.bridge, own["interface"], address, subnet.prefixlen, gateway, net.mtu
-            )
+            netlink.add_veth_to_netns(netns, plug)
         undo.callback(netlink.delete_link, veth)
         endpoints[cid] = own
         atomic_write_json(self._endpoints_file(net.name), endpoints)

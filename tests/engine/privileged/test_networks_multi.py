@@ -13,20 +13,13 @@ from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
 from engine.images.model import Image
 from engine.networks import netlink
 from engine.networks.model import NetworkJoin
-from engine.runtime.model import ContainerSpec, ExecSpec
+from engine.runtime.model import ContainerSpec
 from tests.engine.conftest import hpctl_argv, network_leaks
+from tests.engine.privileged.test_networks_bridge import _exec
 
 pytestmark = pytest.mark.privileged
 
 HTTPD = ("httpd", "-f", "-p", "8080", "-h", "/etc")
-
-
-def _exec(engine: Engine, ref: str, script: str, timeout: float = 30) -> tuple[int, str]:
-    proc = engine.exec(
-        ref, ExecSpec(command=("sh", "-c", script)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out.decode()
 
 
 def _hostname_of(engine: Engine, client: str, name: str) -> tuple[int, str]:
