@@ -205,3 +205,15 @@ def test_hpctl_runs_on_two_networks_and_connects_live(engine: Engine, busybox: I
     assert bad.returncode != 0 and "ip=1.2.3.4" in bad.stderr
     again = hpctl("network", "disconnect", "back", "app")
     assert again.returncode != 0 and "not connected" in again.stderr
+    # off every network: loopback only, and its namespace still goes with it (the fixture checks)
+    for name in ("front", "side"):
+        assert hpctl("network", "disconnect", name, "app").returncode == 0
+    record = engine.get("app")
+    assert (record.network, record.networks, record.ip_address) == ("none", [], "")
+    assert _exec(engine, "app", "ip -o link | grep -c ': eth'")[1].strip() == "0"
+    assert hpctl("network", "connect", "front", "app").returncode == 0  # and back on one
+    assert engine.get("app").networks[0]["interface"] == "eth0"
+    engine.remove("app", force=True)
+    for name in ("front", "back", "side"):
+        engine.network_remove(name)
+    assert network_leaks(engine.paths.root, engine.instance) == []
