@@ -75,6 +75,8 @@ def test_a_container_on_two_networks_reaches_both_by_name_and_names_do_not_leak(
     routes = _exec(engine, app, "ip route")[1]
     assert f"default via {engine.network('front').gateway} dev eth0" in routes, routes
     assert f"{engine.network('back').subnet} dev eth1" in routes and routes.count("default") == 1
+    # glibc answers a name with all its lines (replicas) only with "multi on"
+    assert _exec(engine, app, "cat /etc/host.conf")[1] == "multi on\n"
     # the container cannot route between its networks (no forwarding; no CAP_NET_ADMIN to turn it on)
     assert _exec(engine, app, "cat /proc/sys/net/ipv4/ip_forward")[1].strip() == "0"
     assert _exec(engine, app, "echo 1 > /proc/sys/net/ipv4/ip_forward")[0] != 0

@@ -36,15 +36,22 @@ def test_hosts_of_a_container_on_two_networks_lists_each_networks_names_in_join_
     ]
 
 
-def test_replicas_give_one_line_per_address_sorted_numerically_and_duplicates_once() -> None:
+def test_replicas_give_one_line_per_address_once_in_an_order_of_each_clients_own() -> None:
     others = [
         ep("web-2", "10.1.0.10", "web"),
         ep("web-1", "10.1.0.9", "web"),
         ep("web-1", "10.1.0.9", "web"),  # listed twice (local and remote): one line
     ]
-    text = merged_hosts_text("h", [HostsSection(ep("cli", "10.1.0.2", hostname="h"), others)])
-    assert text.count("10.1.0.9\tweb-1 web\n") == 1
-    assert text.index("10.1.0.9\t") < text.index("10.1.0.10\t")
+
+    def first_replica(client_ip: str, peers: list[dict[str, object]]) -> str:
+        text = merged_hosts_text("h", [HostsSection(ep("cli", client_ip, hostname="h"), peers)])
+        assert text.count("10.1.0.9\tweb-1 web\n") == 1 and text.count("10.1.0.10\tweb-2 web\n") == 1
+        return next(line.split("\t")[0] for line in text.splitlines() if line.endswith(" web"))
+
+    firsts = {first_replica(f"10.1.0.{i}", others) for i in range(20, 40)}
+    assert firsts == {"10.1.0.9", "10.1.0.10"}  # clients spread over the replicas (resolvers take the first)
+    # and each client's order is stable: the same set in another order gives the same file
+    assert first_replica("10.1.0.21", others) == first_replica("10.1.0.21", others[::-1])
 
 
 def test_a_container_on_no_network_names_itself_on_loopback() -> None:
