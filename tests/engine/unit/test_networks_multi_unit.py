@@ -162,3 +162,28 @@ def test_remote_endpoints_rewrite_every_member_merging_its_other_networks(tmp_pa
     assert manager.remote_endpoints("back") == (RemoteEndpoint("cache", "10.2.0.202"),)
     with pytest.raises(NotFound):
         manager.set_remote_endpoints("nope", {})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vni": 0}, "VNI 0"),
+        ({"vni": 1 << 24}, "VNI"),
+        ({"peers": ["not-an-ip"]}, "underlay address 'not-an-ip'"),
+        ({"subnet": "10.5.0.0/33"}, "subnet"),
+        ({"ip_range": "10.9.0.0/25"}, "--ip-range 10.9.0.0/25 must be a CIDR range inside"),
+        ({"name": "bridge"}, "reserved"),
+        ({"tenant": "Bad Tenant"}, "tenant"),
+    ],
+)
+def test_ensure_overlay_refuses_bad_settings_before_touching_anything(
+    tmp_path: Path, kwargs: dict[str, object], message: str
+) -> None:
+    manager = NetworkManager(EnginePaths(tmp_path / "root"), "hpu-test")
+    settings: dict[str, object] = {
+        "name": "ov", "tenant": "acme", "subnet": "10.5.0.0/24", "vni": 7, "peers": [], **kwargs
+    }  # fmt: skip
+    name = str(settings.pop("name"))
+    with pytest.raises(InvalidSpec, match=message):
+        manager.ensure_overlay(name, **settings)  # type: ignore[arg-type]
+    assert not (tmp_path / "root" / "networks").exists()
