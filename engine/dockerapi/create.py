@@ -783,14 +783,28 @@ def _network(
     return name, aliases, tuple(others)
 
 
+_ENDPOINT_REFUSED = ("IPAMConfig", "DriverOpts", "IPAddress", "MacAddress", "GwPriority")
+"""EndpointSettings a client may not choose: addresses, driver options, the gateway's priority."""
+_ENDPOINT_OUTPUT: tuple[str, ...] = ("Links", "NetworkID", "EndpointID", "Gateway", "IPPrefixLen")
+_ENDPOINT_OUTPUT += ("IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "DNSNames")
+"""EndpointSettings the engine reports (clients echo them back; links: HostConfig.Links rules)."""
+
+
 def endpoint_config(value: Any, where: str) -> NetworkJoin:
     """An ``EndpointSettings`` object (create's EndpointsConfig entry, connect's EndpointConfig):
-    its ``Aliases``; static addresses and driver options are refused (403), naming ``where``."""
+    its ``Aliases``. Static addresses, driver options and a gateway priority are refused (403),
+    an unknown field is a 400, each naming ``where``."""
     config = _object(value, where)
     aliases = _strings(config.get("Aliases"), f"{where}.Aliases")
-    for key in ("IPAMConfig", "DriverOpts", "IPAddress", "MacAddress"):
-        if not _is_default(config.get(key)):
-            raise _refuse(f"{where}.{key}", "static addresses and driver options are not supported")
+    for key, val in config.items():
+        if key in _ENDPOINT_REFUSED and not _is_default(val):
+            raise _refuse(
+                f"{where}.{key}",
+                "static addresses, driver options and gateway priorities are not supported "
+                "(the first bridge network gives the default route)",
+            )
+        if key not in (*_ENDPOINT_REFUSED, *_ENDPOINT_OUTPUT, "Aliases") and not _is_default(val):
+            raise _bad(f"{where}.{key}", "unknown field")
     return NetworkJoin("", aliases)
 
 

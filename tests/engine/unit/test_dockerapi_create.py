@@ -378,6 +378,10 @@ def test_default_caps_and_no_new_privileges_are_accepted() -> None:
         (body(NetworkingConfig={"EndpointsConfig": {"a": {}, "b": {}}}), "NetworkingConfig.EndpointsConfig"),
         (body(NetworkingConfig={"EndpointsConfig": {"other": {}}}), "NetworkingConfig.EndpointsConfig"),
         (body(NetworkingConfig={"EndpointsConfig": {"a": []}}), "EndpointsConfig[a]"),
+        (
+            body(NetworkingConfig={"EndpointsConfig": {"default": {"Magic": 1}}}),
+            "EndpointsConfig[default].Magic",
+        ),
     ],
 )
 def test_a_malformed_field_is_a_400_naming_it(data: Any, field: str) -> None:
