@@ -665,6 +665,7 @@ class NetworkManager:
                 )
             attachments: list[Attachment] = []
             with contextlib.ExitStack() as undo:
+                undo.callback(self._rewrite_hosts, resolved)  # runs last: the peers' files as before
                 for index, (net, join) in enumerate(zip(nets, joins, strict=True)):
                     own = self._endpoint(name, hostname, join.aliases, hosts_path, resolved, index)
                     if net is publish_on:
@@ -941,6 +942,7 @@ class NetworkManager:
             networks = [*current, resolved]
             own = self._endpoint(name, hostname, join.aliases, hosts_path, networks, index)
             with contextlib.ExitStack() as undo:
+                undo.callback(self._rewrite_hosts, networks)  # runs last: every file as before
                 attachment = self._plug(cid, net, own, undo)
                 self._set_networks(cid, networks)
                 undo.callback(self._set_networks, cid, list(current))

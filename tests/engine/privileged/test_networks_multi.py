@@ -152,6 +152,12 @@ def test_a_failed_second_join_leaves_nothing_behind(
     assert [c.name for c in engine.list(all=True)] == ["peer"]
     assert engine.networks.endpoints("back") == {} and list(engine.networks.endpoints("front")) == [peer.id]
     assert _exec(engine, peer.id, "cat /etc/hosts")[1] == before
+    # a failed live connect changes nothing either
+    with pytest.raises(RuntimeFailure, match="refused by the test"):
+        engine.connect(peer.id, NetworkJoin("back", ("b",)))
+    assert [a["network"] for a in engine.get(peer.id).attachments()] == ["front"]
+    assert engine.networks.endpoints("back") == {} and engine.networks.networks_of(peer.id) == ["front"]
+    assert _exec(engine, peer.id, "cat /etc/hosts")[1] == before
     engine.remove(peer.id, force=True)
     for network in ("front", "back"):
         engine.network_remove(network)
