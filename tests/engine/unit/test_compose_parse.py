@@ -258,6 +258,20 @@ def test_depends_on_cycle_named() -> None:
     assert "cannot depend on itself" in problems[1]
 
 
+def test_service_healthy_needs_a_healthcheck() -> None:
+    problems = refused(
+        """
+        services:
+          web: {image: x, depends_on: {db: {condition: service_healthy}}}
+          db: {image: x, healthcheck: {disable: true}}
+        """
+    )
+    assert problems == [
+        "line 3: services.web.depends_on.db: "
+        "service_healthy needs a healthcheck: on service 'db' (it has none)"
+    ]
+
+
 def test_image_or_build_required() -> None:
     assert "needs image: or build:" in refused("services:\n  web:\n    command: x\n")[0]
 
