@@ -15,6 +15,7 @@ import posixpath
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ LABEL_DIGEST = "org.hostpanel.compose.digest"
 LABEL_KEY = "org.hostpanel.compose.key"  # a network's or volume's key in the file
 
 DEFAULT_STOP_TIMEOUT = 10
+PARALLEL = 4  # services of one start-order wave created at once
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 _SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -180,14 +182,22 @@ class Deployment:
             if container.labels.get(LABEL_SERVICE) not in project.services:
                 self.say(f"removing {container.name} (service gone from the file)")
                 self._remove(container)
-        for wave in start_order(project):
-            for name in wave:
-                service = project.services[name]
-                self._wait_for_dependencies(project, service, deadline)
-                self._converge(project, service, prepared)
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            for wave in start_order(project):  # the services of a wave come up side by side
+                futures = [
+                    pool.submit(self._bring_up, project, project.services[name], prepared, deadline)
+                    for name in wave
+                ]
+                failures = [e for e in (f.exception() for f in futures) if e is not None]
+                if failures:
+                    raise failures[0]
         for name, service in project.services.items():
             if service.restart != "no":
                 self.say(f"note: {name}: restart: {service.restart} is not enforced by hpctl compose")
+
+    def _bring_up(self, project: Project, service: Service, prepared: _Prepared, deadline: float) -> None:
+        self._wait_for_dependencies(project, service, deadline)
+        self._converge(project, service, prepared)
 
     def _prepare(self, project: Project) -> _Prepared:
         prepared = _Prepared()
@@ -406,9 +416,11 @@ class Deployment:
 
     def down(self, *, volumes: bool = False) -> None:
         """Stop and remove the project's containers and networks (and volumes with ``volumes``)."""
-        for container in reversed(self.containers()):
+        containers = self.containers()
+        for container in containers:
             self.say(f"removing {container.name}")
-            self._remove(container)
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            list(pool.map(self._remove, containers))
         for network in self.networks():
             self.say(f"removing network {network.name}")
             self.engine.network_remove(network.name)
