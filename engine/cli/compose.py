@@ -106,7 +106,7 @@ def cmd_up(ctx: CliContext, args: argparse.Namespace) -> int:
     name = _name(args, text, path)
     project = load_project(text, name=name, environ=os.environ, base_dir=path.parent, allow_host_binds=True)
     deployment = Deployment(ctx.engine, name, say=_say(ctx))
-    deployment.up(project, timeout=args.timeout)
+    deployment.up(project, timeout=args.timeout, build=args.build)
     if args.detach:
         return 0
     try:
@@ -173,6 +173,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = csub.add_parser("up", help="create or update the services (only changed ones are recreated)")
     p.add_argument("-d", "--detach", action="store_true", help="return once started (default: follow logs)")
+    p.add_argument("--build", action="store_true", help="build images even when they exist")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for depends_on conditions")
     p.set_defaults(handler=cmd_up)
 

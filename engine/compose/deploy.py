@@ -10,6 +10,7 @@ the Docker API's health probe (:func:`engine.dockerapi.health.probe`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 import re
@@ -117,6 +118,8 @@ class _Prepared:
     images: dict[str, str] = field(default_factory=dict)  # service -> image id
     refs: dict[str, str] = field(default_factory=dict)  # service -> image reference to run
     secrets: dict[str, bytes] = field(default_factory=dict)
+    new_networks: list[str] = field(default_factory=list)  # keys
+    new_volumes: list[str] = field(default_factory=list)
 
 
 class Deployment:
@@ -167,17 +170,19 @@ class Deployment:
 
     # ---- up --------------------------------------------------------------------------------
 
-    def up(self, project: Project, *, timeout: float = 300.0) -> None:
+    def up(self, project: Project, *, timeout: float = 300.0, build: bool = False) -> None:
         """Create or update everything ``project`` describes, in depends_on order.
+
+        A ``build:`` service's image is built when missing, or always with ``build`` (like
+        ``docker compose up --build``); a new image recreates the service's containers.
 
         Everything that can be checked is checked before the first change (names, external
         networks and volumes, secret files, images pulled or built). Raises EngineError
         subclasses; DependencyFailed when a condition cannot hold.
         """
         deadline = time.monotonic() + timeout
-        prepared = self._prepare(project)
-        self._ensure_networks(project)
-        self._ensure_volumes(project)
+        prepared = self._prepare(project, build)
+        self._create_networks_and_volumes(project, prepared)
         for container in self.containers():
             if container.labels.get(LABEL_SERVICE) not in project.services:
                 self.say(f"removing {container.name} (service gone from the file)")
@@ -199,7 +204,7 @@ class Deployment:
         self._wait_for_dependencies(project, service, deadline)
         self._converge(project, service, prepared)
 
-    def _prepare(self, project: Project) -> _Prepared:
+    def _prepare(self, project: Project, build: bool) -> _Prepared:
         prepared = _Prepared()
         for key, net in project.networks.items():
             name = self.network_name(project, key)
@@ -231,13 +236,22 @@ class Deployment:
             if len(service.networks) > 1:
                 first = next(iter(service.networks))
                 self.say(f"note: {service.name}: joins only its first network for now ({first})")
+        networks = {n.name: n.labels for n in self.engine.network_list(self.tenant)}
+        ours = {k: self.network_name(project, k) for k, n in project.networks.items() if not n.external}
+        prepared.new_networks = self._to_create("networks", ours, networks)
+        volumes = {v.name: v.labels for v in self.engine.volume_list(self.tenant)}
+        ours = {k: self.volume_name(project, k) for k, v in project.volumes.items() if not v.external}
+        prepared.new_volumes = self._to_create("volumes", ours, volumes)
         for service in project.services.values():
-            prepared.refs[service.name], prepared.images[service.name] = self._image(service)
+            prepared.refs[service.name], prepared.images[service.name] = self._image(service, build)
         return prepared
 
-    def _image(self, service: Service) -> tuple[str, str]:
+    def _image(self, service: Service, build: bool) -> tuple[str, str]:
         if service.build is not None:
             tag = service.image or f"{self.name}-{service.name}:latest"
+            if not build:
+                with contextlib.suppress(ImageNotFound):
+                    return tag, self.engine.image(tag).id
             self.say(f"building {tag}")
             result = self.engine.build(
                 BuildOptions(
@@ -258,34 +272,31 @@ class Deployment:
             report = self.engine.pull(service.image)
             return service.image, report.image_id
 
-    def _ensure_networks(self, project: Project) -> None:
-        existing = {n.name: n for n in self.engine.network_list(self.tenant)}
-        for key, net in project.networks.items():
-            name = self.network_name(project, key)
-            if net.external:
-                continue
-            if name in existing:
-                if existing[name].labels.get(LABEL_PROJECT) != self.name:
-                    raise InvalidSpec(f"networks.{key}: network {name!r} exists and is not this project's")
-                continue
-            self.say(f"creating network {name}")
-            labels = {**net.labels, LABEL_PROJECT: self.name, LABEL_KEY: key}
-            self.engine.network_create(name, tenant=self.tenant, internal=net.internal, labels=labels)
+    def _to_create(
+        self, section: str, keys: dict[str, str], existing: dict[str, dict[str, str]]
+    ) -> list[str]:
+        """The keys (of ``{key: engine name}``) whose network or volume must be made; raises
+        InvalidSpec for one that exists and is not this project's."""
+        missing = []
+        for key, name in keys.items():
+            if name not in existing:
+                missing.append(key)
+            elif existing[name].get(LABEL_PROJECT) != self.name:
+                raise InvalidSpec(f"{section}.{key}: {name!r} exists and is not this project's")
+        return missing
 
-    def _ensure_volumes(self, project: Project) -> None:
-        existing = {v.name: v for v in self.engine.volume_list(self.tenant)}
-        for key, vol in project.volumes.items():
+    def _create_networks_and_volumes(self, project: Project, prepared: _Prepared) -> None:
+        for key in prepared.new_networks:
+            name = self.network_name(project, key)
+            self.say(f"creating network {name}")
+            labels = {**project.networks[key].labels, LABEL_PROJECT: self.name, LABEL_KEY: key}
+            internal = project.networks[key].internal
+            self.engine.network_create(name, tenant=self.tenant, internal=internal, labels=labels)
+        for key in prepared.new_volumes:
             name = self.volume_name(project, key)
-            if vol.external:
-                continue
-            if name in existing:
-                if existing[name].labels.get(LABEL_PROJECT) != self.name:
-                    raise InvalidSpec(f"volumes.{key}: volume {name!r} exists and is not this project's")
-                continue
             self.say(f"creating volume {name}")
-            self.engine.volume_create(
-                name, tenant=self.tenant, labels={**vol.labels, LABEL_PROJECT: self.name, LABEL_KEY: key}
-            )
+            labels = {**project.volumes[key].labels, LABEL_PROJECT: self.name, LABEL_KEY: key}
+            self.engine.volume_create(name, tenant=self.tenant, labels=labels)
 
     def _wait_for_dependencies(self, project: Project, service: Service, deadline: float) -> None:
         for dep, condition in service.depends_on.items():

@@ -13,6 +13,7 @@ import pytest
 from engine.compose.deploy import LABEL_PROJECT
 from engine.engine import Engine
 from engine.images.model import Image
+from engine.runtime.model import ExecSpec
 from tests.engine.conftest import hpctl_argv, leaks
 
 pytestmark = pytest.mark.privileged
@@ -167,3 +168,58 @@ def test_failed_dependency_stops_up(engine: Engine, busybox: Image, project: Pat
     assert "demo-setup-1 exited with code 3" in proc.stderr
     assert "demo-web-1" not in ids(engine)  # nothing that depends on it was started
     ok(engine, project, "down", "-v")
+
+
+# a and b take turns through files on a shared volume, a second apart, once the test says go:
+# `logs -f` must print a1 b1 a2 b2 in that order (interleaved as the lines come).
+BUILT = """\
+x-wait: &wait
+  volumes: [turns:/v]
+services:
+  a:
+    <<: *wait
+    build: ./app
+    command: ["sh", "-c", "echo a0; until [ -f /v/go ]; do sleep 0.1; done; echo a1; sleep 1; touch /v/a1;
+      until [ -f /v/b1 ]; do sleep 0.1; done; echo a2; sleep 1; touch /v/a2"]
+  b:
+    <<: *wait
+    image: busybox
+    command: ["sh", "-c", "echo b0; until [ -f /v/a1 ]; do sleep 0.1; done; echo b1; sleep 1; touch /v/b1;
+      until [ -f /v/a2 ]; do sleep 0.1; done; echo b2"]
+  c:
+    build: {context: app, dockerfile: Dockerfile}
+volumes: {turns: {}}
+"""
+
+
+def test_build_and_logs_follow(engine: Engine, busybox: Image, tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text(
+        'FROM busybox\nRUN echo built-by-hostpanel > /built\nCMD ["cat", "/built"]\n'
+    )
+    (tmp_path / "compose.yaml").write_text(BUILT)
+    ok(engine, tmp_path, "up", "-d")
+    assert engine.image("demo-a:latest").id == engine.get("demo-a-1").image_id
+    first = ids(engine)
+    ok(engine, tmp_path, "up", "-d")  # the image exists: not rebuilt, the same containers
+    assert ids(engine) == first
+    argv = hpctl_argv(engine, "compose", "-f", str(tmp_path / "compose.yaml"), "-p", "demo", "logs", "-f")
+    follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert follow.stdout is not None
+    lines = []
+    while not {"demo-a-1 | a0", "demo-b-1 | b0"} <= set(lines):  # both followed from here on
+        lines.append(follow.stdout.readline().rstrip("\n"))
+    engine.exec("demo-b-1", ExecSpec(("touch", "/v/go"))).wait(30)
+    out, err = follow.communicate(timeout=120)  # returns once every container stopped
+    assert follow.returncode == 0, err
+    lines += out.splitlines()
+    assert "demo-c-1 | built-by-hostpanel" in lines
+    order = [line for line in lines if line.startswith(("demo-a-1 |", "demo-b-1 |"))][2:]
+    assert order == ["demo-a-1 | a1", "demo-b-1 | b1", "demo-a-1 | a2", "demo-b-1 | b2"]
+    (tmp_path / "app" / "Dockerfile").write_text('FROM busybox\nCMD ["echo", "rebuilt"]\n')
+    ok(engine, tmp_path, "up", "-d", "--build")  # a new image: a and c are recreated, b is kept
+    second = ids(engine)
+    assert second["demo-b-1"] == first["demo-b-1"]
+    assert second["demo-a-1"] != first["demo-a-1"] and second["demo-c-1"] != first["demo-c-1"]
+    ok(engine, tmp_path, "down", "-v")
+    assert ids(engine) == {}
