@@ -31,7 +31,7 @@ from engine.dockerapi.record import HealthState
 from engine.engine import Engine
 from engine.errors import EngineError, ImageNotFound, InvalidSpec, NotFound
 from engine.networks.manager import validate_network_name
-from engine.networks.model import Network, PortMapping
+from engine.networks.model import Network, NetworkJoin, PortMapping
 from engine.networks.ports import free_port
 from engine.runtime.model import DEFAULT_TENANT, Container, ContainerSpec, SecretFile
 from engine.volumes.model import Volume
@@ -233,9 +233,6 @@ class Deployment:
                         f"services.{service.name}.secrets: target {ref.target!r} is not supported: "
                         "secrets are files /run/secrets/<name>"
                     )
-            if len(service.networks) > 1:
-                first = next(iter(service.networks))
-                self.say(f"note: {service.name}: joins only its first network for now ({first})")
         networks = {n.name: n.labels for n in self.engine.network_list(self.tenant)}
         ours = {k: self.network_name(project, k) for k, n in project.networks.items() if not n.external}
         prepared.new_networks = self._to_create("networks", ours, networks)
@@ -348,7 +345,6 @@ class Deployment:
         self, project: Project, service: Service, number: int, digest: str, prepared: _Prepared
     ) -> ContainerSpec:
         """The engine spec of replica ``number`` of ``service``."""
-        network_key = next(iter(service.networks))
         mounts: list[MountSpec] = []
         for mount in service.volumes:
             if mount.type == "tmpfs":
@@ -397,8 +393,10 @@ class Deployment:
                 cpu_quota=parse_cpus(str(service.cpus)) if service.cpus else None,
                 pids=service.pids,
             ),
-            network=self.network_name(project, network_key),
-            network_aliases=tuple(dict.fromkeys((service.name, *service.networks[network_key]))),
+            networks=tuple(
+                NetworkJoin(self.network_name(project, key), tuple(dict.fromkeys((service.name, *aliases))))
+                for key, aliases in service.networks.items()
+            ),
             ports=ports,
             allow_privileged=any(m.kind == "bind" for m in mounts),
             mounts=tuple(mounts),

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.privileged
 # kv serves /ready only once it has slept 2s, and its healthcheck waits for that file. web
 # fetches http://kv:8080/ready once at start, without retrying: it logs "kv ready" only if
 # compose started it after kv was healthy. worker fetches from web by service name. setup is
-# a one-shot that web waits for (service_completed_successfully).
+# a one-shot that web waits for (service_completed_successfully). web is on both networks;
+# worker only on front, where web's alias resolves and kv does not.
 PROJECT = """\
 name: ignored-when-p-given
 x-base: &base
@@ -49,16 +50,19 @@ services:
         mkdir -p /www && echo "hello $${GREETING}" > /www/index.html
         exec httpd -f -p 8080 -h /www
     environment: {GREETING: "${GREETING:-world}"}
-    networks: {back: {aliases: [site]}}
+    networks: {back: {aliases: [site]}, front: {aliases: [site]}}
     depends_on:
       kv: {condition: service_healthy}
       setup: {condition: service_completed_successfully}
   worker:
     <<: *base
-    command: ["sh", "-c", "wget -q -O- http://site:8080/ && exec sleep 3600"]
-    networks: [back]
+    command:
+      - sh
+      - -c
+      - wget -q -O- http://site:8080/; wget -q -T 2 -O- http://kv:8080/ready || echo "no kv"; exec sleep 3600
+    networks: [front]
     depends_on: [web]
-networks: {back: {}}
+networks: {back: {}, front: {}}
 volumes: {kvdata: {}}
 """
 
@@ -95,9 +99,14 @@ def test_up_again_down(engine: Engine, busybox: Image, project: Path) -> None:
     first = ids(engine)
     assert set(first) == {"demo-kv-1", "demo-setup-1", "demo-web-1", "demo-worker-1"}
     assert "kv ready" in logs_of(engine, "demo-web-1")  # web started only once kv was healthy
-    assert "hello world" in logs_of(engine, "demo-worker-1")  # by alias, across the project network
+    worker = logs_of(engine, "demo-worker-1")
+    assert "hello world" in worker and "no kv" in worker  # web by alias on front; kv only on back
     assert engine.get("demo-setup-1").exit_code == 0
-    assert engine.get("demo-web-1").network == "demo_back"
+    web = engine.get("demo-web-1")
+    assert [(a["network"], a["aliases"]) for a in web.attachments()] == [
+        ("demo_back", ["web", "site"]),
+        ("demo_front", ["web", "site"]),
+    ]
 
     ps = ok(engine, project, "ps")
     assert "demo-web-1" in ps and "running" in ps and "exited (0)" in ps
@@ -117,7 +126,7 @@ def test_up_again_down(engine: Engine, busybox: Image, project: Path) -> None:
     }
 
     (project / "compose.yaml").write_text(
-        PROJECT.split("  worker:")[0] + "networks: {back: {}}\nvolumes: {kvdata: {}}\n"
+        PROJECT.split("  worker:")[0] + "networks: {back: {}, front: {}}\nvolumes: {kvdata: {}}\n"
     )
     ok(engine, project, "up", "-d")  # worker is gone from the file: removed
     assert set(ids(engine)) == {"demo-kv-1", "demo-setup-1", "demo-web-1"}
