@@ -39,6 +39,7 @@ from engine.dockerapi.record import DockerRecord, HealthState
 from engine.dockerapi.translate import container_spec
 from engine.errors import CommandNotFound, Conflict, EngineError, ImageNotFound, InvalidSpec, NotFound
 from engine.logs import k8s_file
+from engine.networks.ports import free_port
 from engine.runtime.model import ALIVE, DEFAULT_TENANT, Container
 from engine.runtime.process import normalize_signal
 
@@ -327,15 +328,6 @@ def _refuse_taken(engine: Engine, name: str) -> None:
 def _with_tag(reference: str) -> str:
     last = reference.rsplit("/", 1)[-1]
     return reference if ":" in last or "@" in reference else f"{reference}:latest"
-
-
-def free_port(protocol: str, host_ip: str) -> int:
-    """A host port nothing listens on now (for ``-p 80`` and ``-P``)."""
-    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host_ip, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _set_manual_stop(rec: DockerRecord) -> None:
