@@ -115,12 +115,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # wait for locks instead of failing, take the write lock up front (no
     # deadlock on upgrade), and give tests a *file* database so a host agent
     # subprocess sees what the test wrote (one file per test process).
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    # WAL: readers (the panel's gunicorn workers, daphne, the agents) never wait for the writer,
+    # nor it for them; synchronous=NORMAL is WAL's safe setting (a power cut may lose the last
+    # commits, never corrupt the file).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     if DATABASES["default"]["NAME"] != ":memory:":
         private_sqlite_file(Path(DATABASES["default"]["NAME"]))  # 0600, never world-readable
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"hostpanel-test-{os.getpid()}.sqlite3")
     }
+# Keep a worker thread's database connection between requests (opening one costs more than
+# many of the API's queries); checked before reuse, so a restarted PostgreSQL costs one error-free retry.
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("HOSTPANEL_DB_CONN_MAX_AGE", "60"))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
