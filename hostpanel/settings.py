@@ -216,6 +216,10 @@ HOSTPANEL_RESTART_BACKOFF_RESET = float(os.environ.get("HOSTPANEL_RESTART_BACKOF
 # Health probes run in a pool of this many threads per host agent, off the reconcile (a tenant
 # holds at most half of them); each probe is bounded by its timeout (<= interval <= 300 s).
 HOSTPANEL_PROBE_WORKERS = int(os.environ.get("HOSTPANEL_PROBE_WORKERS", "8"))
+# How long a gunicorn worker reuses an API token it authenticated (0: ask the database on every
+# request). A revoked or expired token, a disabled user or a changed role takes effect on the API
+# within this bound (the dashboard, sockets, registry and Docker API check every time).
+HOSTPANEL_TOKEN_CACHE_SECONDS = float(os.environ.get("HOSTPANEL_TOKEN_CACHE_SECONDS", "2"))
 # Reverse proxies whose X-Forwarded-For the audit log believes (comma-separated addresses).
 HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])
 # Host ports the panel publishes containers' ports on ("low-high").

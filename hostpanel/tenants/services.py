@@ -191,8 +191,8 @@ def authenticate_token(secret: str) -> ApiToken | None:
 
     One query reads the token, its user, its tenant and the user's role in that tenant
     (``token.member_role``, None when no longer a member), which :func:`role_of` then
-    uses for this request instead of asking again. Nothing is cached across requests: a
-    revoked or expired token, a disabled user or a removed member is refused at once.
+    uses for this request instead of asking again. Nothing is cached here (the REST API's
+    TokenCache in hostpanel/api/auth.py reuses the answer for a stated bound).
     """
     member_role = Membership.objects.filter(user=OuterRef("user_id"), tenant=OuterRef("tenant_id")).order_by()
     token = (
