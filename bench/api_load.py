@@ -16,11 +16,13 @@ write -> browser latency (conmon's timestamp to the WebSocket message) is compar
 Needs root (real containers), wrk and chromium. Numbers are noisy on a shared machine.
 
 Usage: .venv/bin/python bench/api_load.py [--seconds 10] [--modes serve,daphne] [--lines 150]
+(each mode runs in its own process, one after the other)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -146,12 +148,38 @@ def prepare(panel: PanelStack) -> int:
     return int(row[0])
 
 
+def measure(mode: str, args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]]]:
+    """The load rows and the socket row of one server mode."""
+    web = {"HOSTPANEL_SECRET_KEY": os.urandom(30).hex(), "HOSTPANEL_DEBUG": "0"}
+    loads = []
+    progress(f"{mode}: starting the stack")
+    with panel_stack(f"api-{mode}", web, server=mode) as panel:
+        replica = prepare(panel)
+        for path, r in load(panel, args.seconds, args.endpoints.split(",")):
+            loads.append(
+                [mode, path, f"{r['rps']:.0f}", f"{r['avg']:.1f}", f"{r['p99']:.1f}", f"{r['errors']:.0f}"]
+            )
+        loaded_seconds = 1 + args.lines * 0.02 * 3  # outlasts the sample
+        latency = socket_latency(panel, replica, args.lines, loaded_seconds)
+    idle, loaded = latency["idle"], latency["loaded"]
+    socket_row = [
+        mode,
+        f"{percentile(idle, 0.5):.1f}",
+        f"{percentile(idle, 0.99):.1f}",
+        f"{percentile(loaded, 0.5):.1f}",
+        f"{percentile(loaded, 0.99):.1f}",
+        f"{latency['loaded_rps'][0]:.0f}",
+    ]
+    return loads, [socket_row]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk's duration per endpoint")
     parser.add_argument("--modes", default="serve,daphne", help="server modes to measure, in order")
     parser.add_argument("--lines", type=int, default=150, help="log lines per latency sample (20 ms apart)")
     parser.add_argument("--endpoints", default=",".join(ENDPOINTS), help="list endpoints of the demo tenant")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON (one mode)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (real containers)")
@@ -159,36 +187,21 @@ def main() -> None:
         raise SystemExit("needs wrk (`make install`)")
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"needs {CHROMIUM} (`make install`)")
-    web = {"HOSTPANEL_SECRET_KEY": os.urandom(30).hex(), "HOSTPANEL_DEBUG": "0"}
-    loads: list[list[str]] = []
-    sockets: list[list[str]] = []
-    for mode in args.modes.split(","):
-        progress(f"{mode}: starting the stack")
-        with panel_stack(f"api-{mode}", web, server=mode) as panel:
-            replica = prepare(panel)
-            for path, r in load(panel, args.seconds, args.endpoints.split(",")):
-                row = [
-                    mode,
-                    path,
-                    f"{r['rps']:.0f}",
-                    f"{r['avg']:.1f}",
-                    f"{r['p99']:.1f}",
-                    f"{r['errors']:.0f}",
-                ]
-                loads.append(row)
-            loaded_seconds = 1 + args.lines * 0.02 * 3  # outlasts the sample
-            latency = socket_latency(panel, replica, args.lines, loaded_seconds)
-            idle, loaded = latency["idle"], latency["loaded"]
-            sockets.append(
-                [
-                    mode,
-                    f"{percentile(idle, 0.5):.1f}",
-                    f"{percentile(idle, 0.99):.1f}",
-                    f"{percentile(loaded, 0.5):.1f}",
-                    f"{percentile(loaded, 0.99):.1f}",
-                    f"{latency['loaded_rps'][0]:.0f}",
-                ]
-            )
+    modes = args.modes.split(",")
+    if len(modes) > 1:  # one process per mode: Django is set up once per process (the session)
+        loads, sockets = [], []
+        for mode in modes:
+            argv = [sys.executable, __file__, "--modes", mode, "--json", "--seconds", str(args.seconds)]
+            argv += ["--lines", str(args.lines), "--endpoints", args.endpoints]
+            output = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
+            rows = json.loads(output.strip().splitlines()[-1])  # the last line: the rows
+            loads += rows["loads"]
+            sockets += rows["sockets"]
+    else:
+        loads, sockets = measure(modes[0], args)
+        if args.json:
+            print(json.dumps({"loads": loads, "sockets": sockets}))
+            return
     print_table(["server", "endpoint", "req/s", "avg ms", "p99 ms", "non-2xx"], loads)
     print()
     print_table(
