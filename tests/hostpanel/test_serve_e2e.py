@@ -4,6 +4,7 @@ workers, /ws/ by daphne, a real Caddy in front; SIGTERM stops all three."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -15,6 +16,11 @@ from typing import Any
 
 import pytest
 
+from hostpanel.audit.models import AuditLog
+from hostpanel.audit.services import Actor
+from hostpanel.tenants.models import Role
+from hostpanel.tenants.services import create_token
+from tests.hostpanel.factories import MembershipFactory, TenantFactory
 from tests.stack import free_port, panel_env, start_panel, stop_process, wait_for
 
 
@@ -74,6 +80,23 @@ def test_one_address_http_to_gunicorn_sockets_to_daphne(transactional_db: None, 
         assert "caddy" in servers and "gunicorn" in servers, servers  # gunicorn's answer through Caddy
         children = _children(proc.pid)
         assert len(children) == 3, children  # gunicorn's master, daphne, caddy
+        # a client's own X-Forwarded-For is not believed: the audit log names the real peer
+        tenant = TenantFactory(slug="acme")
+        user = MembershipFactory(tenant=tenant, role=Role.OWNER).user
+        _, secret = create_token(Actor(user=user), tenant, "ci")
+        request = urllib.request.Request(
+            f"{base}/api/v1/tenants/acme/secrets/",
+            data=json.dumps({"name": "k", "value": "v"}).encode(),
+            headers={
+                "Authorization": f"Token {secret}",
+                "Content-Type": "application/json",
+                "X-Forwarded-For": "203.0.113.9",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201
+        entry = AuditLog.objects.get(action="secret.create")
+        assert entry.source_address == "127.0.0.1"
         # the socket is upgraded (daphne; gunicorn's WSGI workers never switch protocols) and the
         # consumer then closes it (no session)
         assert _handshake(port, "/ws/logs/1/") == b"HTTP/1.1 101 Switching Protocols"
