@@ -21,6 +21,7 @@ The three processes stop together: on SIGTERM/SIGINT, or when any of them ends.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def default_workers(cpus: int | None = None) -> int:
@@ -90,7 +92,7 @@ def gunicorn_command(bind: str, workers: int, threads: int) -> list[str]:
         "--timeout",
         "120",  # a worker whose main loop hangs this long is replaced (requests run in threads)
         "--graceful-timeout",
-        "10",
+        "5",  # requests in flight get 5 s on SIGTERM
         "--keep-alive",
         "5",
         "--no-control-socket",  # gunicorn's default is one path per user: two panels would collide
@@ -126,6 +128,11 @@ def _listens(port: int) -> bool:
         return False
 
 
+def _end_with_parent() -> None:
+    """In a child before it runs: SIGTERM when the supervisor dies, even of SIGKILL (prctl)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Supervisor:
     """Child processes that live and die together."""
 
@@ -134,7 +141,8 @@ class Supervisor:
         self.signals: list[int] = []  # the stop signals received
 
     def start(self, name: str, args: Sequence[str], env: dict[str, str]) -> None:
-        self.children.append((name, subprocess.Popen(list(args), cwd=REPO, env=env)))
+        proc = subprocess.Popen(list(args), cwd=REPO, env=env, preexec_fn=_end_with_parent)
+        self.children.append((name, proc))
 
     def wait_listening(self, name: str, port: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -152,7 +160,7 @@ class Supervisor:
         for _, proc in reversed(self.children):  # the front door first
             if proc.poll() is None:
                 proc.terminate()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 8  # inside `make stop`'s 10 s before its SIGKILL
         for _, proc in self.children:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))

@@ -10,9 +10,10 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -60,7 +61,10 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def test_one_address_http_to_gunicorn_sockets_to_daphne(transactional_db: None, tmp_path: Path) -> Any:
+@pytest.fixture
+def panel(transactional_db: None, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`python -m hostpanel.serve` on a free port (the test database; no Redis) and that port,
+    answering /healthz; stopped afterwards."""
     if shutil.which("caddy") is None:
         if os.environ.get("CI"):
             pytest.fail("caddy is missing; `make install` installs it")
@@ -74,35 +78,51 @@ def test_one_address_http_to_gunicorn_sockets_to_daphne(transactional_db: None, 
     log = tmp_path / "panel.log"
     proc = start_panel("127.0.0.1", port, env, log)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _get(base + "/healthz")[0] == 200, 60, f"the panel\n{log}")
-        servers = [s.lower() for s in _get(base + "/healthz")[1]]
-        assert "caddy" in servers and "gunicorn" in servers, servers  # gunicorn's answer through Caddy
-        children = _children(proc.pid)
-        assert len(children) == 3, children  # gunicorn's master, daphne, caddy
-        # a client's own X-Forwarded-For is not believed: the audit log names the real peer
-        tenant = TenantFactory(slug="acme")
-        user = MembershipFactory(tenant=tenant, role=Role.OWNER).user
-        _, secret = create_token(Actor(user=user), tenant, "ci")
-        request = urllib.request.Request(
-            f"{base}/api/v1/tenants/acme/secrets/",
-            data=json.dumps({"name": "k", "value": "v"}).encode(),
-            headers={
-                "Authorization": f"Token {secret}",
-                "Content-Type": "application/json",
-                "X-Forwarded-For": "203.0.113.9",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 201
-        entry = AuditLog.objects.get(action="secret.create")
-        assert entry.source_address == "127.0.0.1"
-        # the socket is upgraded (daphne; gunicorn's WSGI workers never switch protocols) and the
-        # consumer then closes it (no session)
-        assert _handshake(port, "/ws/logs/1/") == b"HTTP/1.1 101 Switching Protocols"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-        for child in children:
-            wait_for(lambda child=child: not Path(f"/proc/{child}").exists(), 20, f"child {child} to end")
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60, f"the panel\n{log}")
+        yield proc, port
     finally:
         stop_process(proc)
+
+
+def test_one_address_http_to_gunicorn_sockets_to_daphne(panel: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, port = panel
+    base = f"http://127.0.0.1:{port}"
+    servers = [s.lower() for s in _get(base + "/healthz")[1]]
+    assert "caddy" in servers and "gunicorn" in servers, servers  # gunicorn's answer through Caddy
+    children = _children(proc.pid)
+    assert len(children) == 3, children  # gunicorn's master, daphne, caddy
+    # a client's own X-Forwarded-For is not believed: the audit log names the real peer
+    tenant = TenantFactory(slug="acme")
+    user = MembershipFactory(tenant=tenant, role=Role.OWNER).user
+    _, secret = create_token(Actor(user=user), tenant, "ci")
+    request = urllib.request.Request(
+        f"{base}/api/v1/tenants/acme/secrets/",
+        data=json.dumps({"name": "k", "value": "v"}).encode(),
+        headers={
+            "Authorization": f"Token {secret}",
+            "Content-Type": "application/json",
+            "X-Forwarded-For": "203.0.113.9",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+    entry = AuditLog.objects.get(action="secret.create")
+    assert entry.source_address == "127.0.0.1"
+    # the socket is upgraded (daphne; gunicorn's WSGI workers never switch protocols) and the
+    # consumer then closes it (no session)
+    assert _handshake(port, "/ws/logs/1/") == b"HTTP/1.1 101 Switching Protocols"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    for child in children:
+        wait_for(lambda child=child: not Path(f"/proc/{child}").exists(), 20, f"child {child} to end")
+
+
+def test_the_servers_end_with_a_killed_supervisor(panel: tuple[subprocess.Popen[bytes], int]) -> None:
+    """SIGKILL (e.g. `make stop` after its grace) leaves no gunicorn, daphne or Caddy behind."""
+    proc, _ = panel
+    children = _children(proc.pid)
+    assert len(children) == 3, children
+    proc.kill()
+    proc.wait(10)
+    for child in children:
+        wait_for(lambda child=child: not Path(f"/proc/{child}").exists(), 20, f"child {child} to end")
