@@ -2,7 +2,7 @@
 
 ``panel_stack()`` starts a private redis-server, migrates a fresh SQLite
 database, seeds the demo tenant with an API token, and runs one host agent
-(on a scratch engine root) and the panel under daphne; everything, containers
+(on a scratch engine root) and the panel as `make run` serves it; everything, containers
 included, is stopped and removed on the way out (also on SIGTERM, e.g. from
 ``timeout``). Needs root (real containers).
 """
@@ -129,12 +129,17 @@ class PanelStack:
 
 @contextmanager
 def panel_stack(
-    name: str, extra_env: dict[str, str] | None = None, agent_args: list[str] | None = None
+    name: str,
+    extra_env: dict[str, str] | None = None,
+    agent_args: list[str] | None = None,
+    server: str = "serve",
 ) -> Iterator[PanelStack]:
     """Start the panel stack in a scratch directory ``hpbench-<name>-*``; tear it all down afterwards.
 
     ``extra_env`` is added to the panel's environment, ``agent_args`` to the host
-    agent's command line (e.g. ``--cpus``).
+    agent's command line (e.g. ``--cpus``). ``server``: ``"serve"`` serves the panel as
+    `make run` does (hostpanel/serve.py: Caddy, gunicorn, daphne), ``"daphne"`` with one
+    daphne for everything (as before issue 16).
     """
     from cryptography.fernet import Fernet
 
@@ -176,8 +181,10 @@ def panel_stack(
         agent = [python, "manage.py", "hostagent", "--name", "bench", "--engine-root", str(root)]
         agent += ["--instance", instance, *(agent_args or []), "--loglevel", "WARNING"]
         stack.enter_context(process(agent, env, scratch / "agent.log"))
-        daphne = [str(Path(python).parent / "daphne"), "-b", "127.0.0.1", "-p", str(http_port)]
-        stack.enter_context(process([*daphne, "hostpanel.asgi:application"], env, scratch / "daphne.log"))
+        serve = [python, "-m", "hostpanel.serve", "--host", "127.0.0.1", "--port", str(http_port)]
+        if server == "daphne":
+            serve.append("--single")
+        stack.enter_context(process(serve, env, scratch / "panel.log"))
         db = sqlite3.connect(scratch / "db.sqlite3", timeout=30)
         stack.callback(db.close)
         wait_for(

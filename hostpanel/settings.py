@@ -115,12 +115,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # wait for locks instead of failing, take the write lock up front (no
     # deadlock on upgrade), and give tests a *file* database so a host agent
     # subprocess sees what the test wrote (one file per test process).
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    # WAL: readers (the panel's gunicorn workers, daphne, the agents) never wait for the writer,
+    # nor it for them; synchronous=NORMAL is WAL's safe setting (a power cut may lose the last
+    # commits, never corrupt the file).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     if DATABASES["default"]["NAME"] != ":memory:":
         private_sqlite_file(Path(DATABASES["default"]["NAME"]))  # 0600, never world-readable
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"hostpanel-test-{os.getpid()}.sqlite3")
     }
+# Keep a worker thread's database connection between requests (opening one costs more than
+# many of the API's queries); checked before reuse, so a restarted PostgreSQL costs one error-free retry.
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("HOSTPANEL_DB_CONN_MAX_AGE", "60"))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -205,6 +216,10 @@ HOSTPANEL_RESTART_BACKOFF_RESET = float(os.environ.get("HOSTPANEL_RESTART_BACKOF
 # Health probes run in a pool of this many threads per host agent, off the reconcile (a tenant
 # holds at most half of them); each probe is bounded by its timeout (<= interval <= 300 s).
 HOSTPANEL_PROBE_WORKERS = int(os.environ.get("HOSTPANEL_PROBE_WORKERS", "8"))
+# How long a gunicorn worker reuses an API token it authenticated (0: ask the database on every
+# request). A revoked or expired token, a disabled user or a changed role takes effect on the API
+# within this bound (the dashboard, sockets, registry and Docker API check every time).
+HOSTPANEL_TOKEN_CACHE_SECONDS = float(os.environ.get("HOSTPANEL_TOKEN_CACHE_SECONDS", "2"))
 # Reverse proxies whose X-Forwarded-For the audit log believes (comma-separated addresses).
 HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])
 # Host ports the panel publishes containers' ports on ("low-high").

@@ -117,5 +117,7 @@ $SEED_OUT
 
 EOT
 
-echo $$ >"$RUN_DIR/daphne.pid"
-exec "$BIN/daphne" -b "$HOST" -p "$PORT" hostpanel.asgi:application
+# The panel on $HOST:$PORT: Caddy in front, gunicorn (HOSTPANEL_HTTP_WORKERS processes, default two
+# per CPU, of HOSTPANEL_HTTP_THREADS threads) for HTTP, daphne for the /ws/ sockets (hostpanel/serve.py).
+echo $$ >"$RUN_DIR/panel.pid"
+exec "$BIN/python" -m hostpanel.serve --host "$HOST" --port "$PORT"

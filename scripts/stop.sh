@@ -30,7 +30,8 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
-stop_pidfile panel "$RUN_DIR/daphne.pid" daphne
+stop_pidfile panel "$RUN_DIR/panel.pid" 'hostpanel.serve\|daphne'  # stops its gunicorn, daphne and Caddy (or is the lone daphne)
+stop_pidfile panel "$RUN_DIR/daphne.pid" daphne  # started by older versions
 stop_pidfile "host agent" "$RUN_DIR/hostagent.pid" hostagent
 stop_pidfile "docker API" "$RUN_DIR/docker-api.pid" "docker serve"
 stop_pidfile "tenants' docker API" "$RUN_DIR/tenant-docker-api.pid" "manage.py dockerapi"

@@ -77,6 +77,22 @@ def start_daphne(endpoint: list[str], env: dict[str, str], log: Path) -> subproc
         )
 
 
+def start_panel(host: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """The panel as `make run` serves it (``python -m hostpanel.serve``: Caddy in front, gunicorn
+    for HTTP, daphne for /ws/) on ``host:port``, output to ``log``; SIGTERM stops all three.
+
+    Two gunicorn workers unless ``env`` sets ``HOSTPANEL_HTTP_WORKERS`` (tests share the machine).
+    """
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hostpanel.serve", "--host", host, "--port", str(port)],
+            cwd=REPO,
+            env={"HOSTPANEL_HTTP_WORKERS": "2"} | env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @contextmanager
 def redis_server(directory: Path) -> Iterator[str]:
     """``HOSTPANEL_TEST_REDIS_URL`` if given, else a private redis-server on a free port (its URL).

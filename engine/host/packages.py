@@ -36,6 +36,7 @@ REQUIRED_PACKAGES: tuple[str, ...] = (
     "docker-registry",  # the reference registry (CNCF distribution): a second real server for registry tests
     "chromium",  # headless browser the dashboard's Playwright tests drive (tests/browser)
     "caddy",  # the edge proxy: <app>-<tenant>.<apps domain> and custom domains, TLS (make run starts it)
+    "wrk",  # HTTP load generator of the benches (bench/api_load.py, bench/proxy.py)
     "git",  # shallow clones of a build context from a git repository on the host (builds with git_url)
     # The stock docker CLI (20.10) the Docker API's tests drive when the machine has no newer one;
     # its dockerd is never started (policy-rc.d while apt runs; nothing here enables it).

@@ -18,7 +18,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
 from hostpanel.audit.services import Actor
-from hostpanel.tenants.access import actor_of, get_tenant, require_admin, require_role
+from hostpanel.tenants.access import actor_of, get_tenant, require_admin
 from hostpanel.tenants.models import Role
 
 
@@ -44,8 +44,8 @@ class TenantScopedViewSet(ActorMixin, viewsets.GenericViewSet):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        self.tenant = get_tenant(self.actor, kwargs["tenant_slug"])  # 404 for outsiders
-        require_role(self.actor, self.tenant, self.required_role())
+        # 404 for outsiders, 403 below the method's role
+        self.tenant = get_tenant(self.actor, kwargs["tenant_slug"], self.required_role())
 
     def required_role(self) -> str:
         if self.action in self.action_roles:

@@ -349,6 +349,36 @@ class ReleaseSerializer(serializers.ModelSerializer):
         ]
 
 
+# The columns ReplicaSummarySerializer and RolloutSerializer read (AppViewSet loads only these).
+REPLICA_SUMMARY_COLUMNS = [
+    "id",
+    "app_id",
+    "index",
+    "container_name",
+    "host__name",
+    "state",
+    "health",
+    "restart_count",
+    "message",
+    "release__version",
+    "ready",
+    "drain_until",
+]
+ROLLOUT_COLUMNS = [
+    "id",
+    "app_id",
+    "kind",
+    "state",
+    "release__version",
+    "previous__version",
+    "phase",
+    "message",
+    "step_deadline",
+    "created_at",
+    "finished_at",
+]
+
+
 class ReplicaSummarySerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name", default=None)
     release = serializers.IntegerField(source="release.version")
@@ -391,6 +421,11 @@ class RolloutSerializer(serializers.ModelSerializer):
         ]
 
 
+LATEST_ROLLOUT = (
+    "latest_rollouts"  # the attribute an app's prefetched latest rollout (a list of 0 or 1) is in
+)
+
+
 class AppSerializer(serializers.ModelSerializer):
     release = ReleaseSerializer(source="current_release")
     replicas = ReplicaSummarySerializer(many=True)
@@ -402,8 +437,17 @@ class AppSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(RolloutSerializer(allow_null=True))
     def get_rollout(self, app: App) -> dict[str, Any] | None:
-        latest = app.rollouts.select_related("release", "previous").first()
-        return RolloutSerializer(latest).data if latest is not None else None
+        prefetched = getattr(app, LATEST_ROLLOUT, None)  # AppViewSet prefetches it for every app
+        if prefetched is not None:
+            latest = prefetched[0] if prefetched else None
+        else:
+            latest = app.rollouts.select_related("release", "previous").first()
+        if latest is None:
+            return None
+        rollout = getattr(self, "_rollout", None)
+        if rollout is None:  # one per list: building a serializer's fields costs more than using them
+            rollout = self._rollout = RolloutSerializer()
+        return rollout.to_representation(latest)  # type: ignore[no-any-return]
 
 
 class ScaleSerializer(StrictSerializer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.http import HttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -21,7 +21,7 @@ from hostpanel.api.base import ActorMixin, AdminViewSetMixin, TenantScopedViewSe
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.changes import release_changes
-from hostpanel.deployments.models import App, Release, Replica
+from hostpanel.deployments.models import App, Release, Replica, Rollout
 from hostpanel.errors import InvalidRequest
 from hostpanel.hosts import services as hosts
 from hostpanel.hosts.models import Host
@@ -222,13 +222,33 @@ class AppViewSet(
     lookup_field = "name"
 
     def get_queryset(self) -> QuerySet[App]:
-        qs = super().get_queryset().prefetch_related("replicas__host")
+        # A fixed number of queries whatever the number of apps (test_query_counts.py): the apps
+        # with their latest rollout's id, their replicas (one query), those rollouts (one query,
+        # paginate_queryset/get_object). Only the columns the serializers read; orderings spelled
+        # out (the models' default ones join the tenant table to sort by its slug).
+        replicas = Replica.objects.select_related("host", "release").only(*s.REPLICA_SUMMARY_COLUMNS)
+        latest = Rollout.objects.filter(app=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
+        qs = (
+            super()
+            .get_queryset()
+            .annotate(latest_rollout_id=Subquery(latest))
+            .order_by("name")  # one tenant's apps: the same order as App.Meta's (tenant, name)
+            .prefetch_related(Prefetch("replicas", queryset=replicas.order_by("app_id", "index")))
+        )
         if state := self.request.query_params.get("state"):
             qs = qs.filter(state=state)
         return qs
 
+    def paginate_queryset(self, queryset: QuerySet[App]) -> list[App] | None:
+        page = super().paginate_queryset(queryset)
+        return _with_latest_rollouts(page) if page is not None else None
+
+    def get_object(self) -> App:
+        return _with_latest_rollouts([super().get_object()])[0]
+
     def _respond(self, app: App, code: int = status.HTTP_200_OK) -> Response:
-        return Response(s.AppSerializer(self.get_queryset().get(pk=app.pk)).data, status=code)
+        fresh = _with_latest_rollouts([self.get_queryset().get(pk=app.pk)])[0]
+        return Response(s.AppSerializer(fresh).data, status=code)
 
     @extend_schema(request=s.AppCreateSerializer)
     def create(self, request: Request, tenant_slug: str) -> Response:
@@ -292,6 +312,21 @@ class AppViewSet(
         changes = release_changes(rows + ([older] if older else []))
         data = s.ReleaseSerializer(rows, many=True, context={"changes": changes}).data
         return self.get_paginated_response(data)
+
+
+def _with_latest_rollouts(apps: list[App]) -> list[App]:
+    """``apps`` (annotated with ``latest_rollout_id``) with their latest rollout attached, in one
+    query, where AppSerializer reads it."""
+    ids = [app.latest_rollout_id for app in apps if getattr(app, "latest_rollout_id", None)]
+    found = (
+        Rollout.objects.select_related("release", "previous").only(*s.ROLLOUT_COLUMNS).order_by().in_bulk(ids)
+        if ids
+        else {}
+    )
+    for app in apps:
+        rollout = found.get(getattr(app, "latest_rollout_id", None))
+        setattr(app, s.LATEST_ROLLOUT, [rollout] if rollout is not None else [])
+    return apps
 
 
 # ---- containers ---------------------------------------------------------------------

@@ -47,7 +47,12 @@ class DomainSerializer(serializers.ModelSerializer):
 
     def get_verification(self, domain: Domain) -> dict[str, Any] | None:
         """What to publish to prove ownership (None once verified)."""
-        return None if domain.verified else services.instructions(domain)
+        if domain.verified:
+            return None
+        addresses = getattr(self, "_proxy_addresses", None)
+        if addresses is None:  # once per list: the same hosts answer for every domain
+            addresses = self._proxy_addresses = services.proxy_addresses()
+        return services.instructions(domain, addresses)
 
     def get_certificate(self, domain: Domain) -> dict[str, Any]:
         return {

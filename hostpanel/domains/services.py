@@ -228,8 +228,9 @@ def proxy_addresses() -> list[str]:
     return list(dict.fromkeys(a for a in found if _is_ip(a)))
 
 
-def instructions(domain: Domain) -> dict[str, object]:
-    """How the tenant proves ownership (for the API and the dashboard)."""
+def instructions(domain: Domain, addresses: list[str] | None = None) -> dict[str, object]:
+    """How the tenant proves ownership (for the API and the dashboard); ``addresses``: the
+    :func:`proxy_addresses` when the caller already has them (a list of domains)."""
     http_port = conf.proxy_http_port()
     port = "" if http_port == 80 else f":{http_port}"
     steps: dict[str, object] = {
@@ -241,7 +242,7 @@ def instructions(domain: Domain) -> dict[str, object]:
     }
     if not domain.is_wildcard:
         steps["http"] = {
-            "point_at": proxy_addresses(),
+            "point_at": proxy_addresses() if addresses is None else addresses,
             "url": f"http://{domain.name}{port}{proofs.http_path(domain.token)}",
         }
     return steps

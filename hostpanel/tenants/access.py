@@ -93,6 +93,9 @@ def role_of(actor: Actor, tenant: Tenant) -> str | None:
     user = actor.user
     if user is None or not getattr(user, "is_authenticated", False):
         return None
+    if actor.token is not None and hasattr(actor.token, "member_role"):
+        # read with the token itself when this request was authenticated (authenticate_token)
+        return actor.token.member_role  # type: ignore[no-any-return]
     membership = Membership.objects.filter(user=user, tenant=tenant).only("role").first()
     return membership.role if membership else None
 
@@ -131,7 +134,11 @@ def visible_tenants(actor: Actor) -> QuerySet[Tenant]:
 
 def get_tenant(actor: Actor, slug: str, role: str = Role.VIEWER) -> Tenant:
     """A tenant the actor holds at least ``role`` in (NotFound / Forbidden otherwise)."""
-    tenant = Tenant.objects.filter(slug=slug).first()
+    token = actor.token
+    if token is not None and ApiToken.tenant.is_cached(token) and token.tenant.slug == slug:
+        tenant = token.tenant  # read with the token (a token is for one tenant)
+    else:
+        tenant = Tenant.objects.filter(slug=slug).first()
     if tenant is None:
         raise NotFound(f"no tenant {slug!r}")
     require_role(actor, tenant, role)

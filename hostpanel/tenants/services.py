@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from engine.runtime.model import DEFAULT_TENANT
@@ -187,8 +187,21 @@ def revoke_token(actor: Actor, token: ApiToken) -> ApiToken:
 
 
 def authenticate_token(secret: str) -> ApiToken | None:
-    """The active token with this secret (its last-use time updated), or None."""
-    token = ApiToken.objects.select_related("user", "tenant").filter(digest=hash_token(secret)).first()
+    """The active token with this secret (its last-use time updated), or None.
+
+    One query reads the token, its user, its tenant and the user's role in that tenant
+    (``token.member_role``, None when no longer a member), which :func:`role_of` then
+    uses for this request instead of asking again. Nothing is cached here (the REST API's
+    TokenCache in hostpanel/api/auth.py reuses the answer for a stated bound).
+    """
+    member_role = Membership.objects.filter(user=OuterRef("user_id"), tenant=OuterRef("tenant_id")).order_by()
+    token = (
+        ApiToken.objects.select_related("user", "tenant")
+        .annotate(member_role=Subquery(member_role.values("role")[:1]))
+        .filter(digest=hash_token(secret))  # unique
+        .order_by()
+        .first()
+    )
     if token is None or not token.is_active or not token.user.is_active:
         return None
     now = timezone.now()

@@ -6,13 +6,14 @@ last test here, so the rest of the suite never sees it):
 
 - a private redis-server (tests/stack.py, shared with tests/hostpanel/e2e);
 - the pytest-django test database, a *file* (settings: ``TEST["NAME"]``),
-  shared by this process, daphne and the host agent through ``DATABASE_URL``;
+  shared by this process, the panel's servers and the host agent through ``DATABASE_URL``;
   tests do not take ``db``/``transactional_db`` (nothing is rolled back or
   flushed between tests: use unique names); the database is flushed when the
   package ends;
 - one host agent subprocess (``live_stack.agent``, name ``browser-h1``) with
   its own engine root and instance, bootstrapped with ``busybox:latest``;
-- daphne serving ``hostpanel.asgi:application`` on a random port
+- the panel as `make run` serves it (``hostpanel.serve``: Caddy in front of gunicorn for HTTP
+  and daphne for /ws/) on a random port
   (``live_stack.url``), so pages, static files and WebSockets are the real ones;
 - a real Caddy the agent configures (``live_stack.caddy``): an app with an
   ``http_port`` opens at ``live_stack.app_url(slug, app)`` (``*.localhost``).
@@ -64,7 +65,7 @@ from tests.stack import (
     panel_env,
     redis_server,
     remove_agent_leftovers,
-    start_daphne,
+    start_panel,
     stop_process,
     wait_for,
 )
@@ -118,7 +119,8 @@ def _ensure_test_database() -> Any:
 def live_stack(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveStack]:
-    """Redis, a host agent and daphne on a random port, sharing the file test database."""
+    """Redis, a host agent and the panel (as `make run` serves it) on a random port, sharing the
+    file test database."""
     require_privileged()
     from django.conf import settings
     from django.core.management import call_command
@@ -145,10 +147,10 @@ def live_stack(
             port = free_port()
             with django_db_blocker.unblock():
                 agent = launch_agent("browser-h1", workdir, env | caddy.agent_env(f"http://127.0.0.1:{port}"))
-            server_log = workdir / "daphne.log"
-            server = start_daphne(["-b", "127.0.0.1", "-p", str(port)], env, server_log)
+            server_log = workdir / "panel.log"
+            server = start_panel("127.0.0.1", port, env, server_log)
             base = f"http://127.0.0.1:{port}"
-            wait_for(lambda: _answers(base + "/healthz"), 30, f"daphne on {base}")
+            wait_for(lambda: _answers(base + "/healthz"), 60, f"the panel on {base}\n{server_log}")
 
             def host_up() -> bool:
                 from hostpanel.hosts.models import Host

@@ -83,8 +83,10 @@ TEST_SECRET_KEY = Fernet.generate_key().decode()
 
 @pytest.fixture(autouse=True)
 def test_settings(settings: Any) -> None:
-    """Fast password hashing, and a secret key of the test run (not the repo's var/secret_keys)."""
+    """Fast password hashing, a secret key of the test run (not the repo's var/secret_keys), and
+    API tokens checked on every request (tests/hostpanel/api/test_token_cache.py tests the cache)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.HOSTPANEL_TOKEN_CACHE_SECONDS = 0
     settings.HOSTPANEL_SECRET_KEYS = TEST_SECRET_KEY
 
 
