@@ -2,11 +2,28 @@
 
 Each submodule adds its commands with ``register(subparsers)``; a command's
 handler takes ``(ctx, args)`` and returns the process exit code.
+
+Verbs are registered lazily so each command imports only what it uses:
+:data:`VERB_MODULES` names, for every submodule, the top-level verbs its
+``register`` adds. `hpctl ps` imports and registers ``engine.cli.containers``
+alone; `hpctl`, `hpctl --help`, an unknown verb or anything the quick look at
+the command line cannot place registers every module (so help and argparse's
+errors list every verb). To add a verb module ``engine/cli/foo.py``:
+
+1. give it ``register(subparsers)`` (add_parser + ``set_defaults(handler=...)``);
+2. add ``("foo", ("verb1", "verb2"))`` to :data:`VERB_MODULES` (its place sets
+   its place in ``hpctl --help``); a new verb of an existing module goes into
+   that module's tuple;
+3. keep the module's top-level imports light: import engine internals (and
+   anything heavy: pyroute2, the registry, build, the Docker API) inside the
+   handlers. tests/engine/unit/test_cli_imports.py checks both the table and
+   the imports of the common verbs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,10 +57,52 @@ class CliContext:
         return self._engine
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full `hpctl` argument parser with every command registered."""
-    from engine.cli import containers, docker, host, images, networks, system
+VERB_MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("host", ("host",)),
+    ("images", ("images", "tag", "rmi", "image")),
+    (
+        "containers",
+        ("run", "create", "start", "ps", "inspect", "logs", "stop", "restart", "kill", "rm", "wait", "exec"),
+    ),
+    ("networks", ("network",)),
+    ("system", ("system",)),
+    ("docker", ("docker",)),
+    ("stats", ("stats", "update")),
+    ("tenants", ("tenant",)),
+    ("volumes", ("volume",)),
+    ("build", ("build",)),
+    ("registry", ("pull", "push", "login", "logout")),
+    ("interactive", ("attach", "cp")),
+    ("control", ("pause", "unpause", "rename", "top", "port")),
+    ("events", ("events", "version")),
+)
+"""Every `hpctl` submodule with the top-level verbs its ``register`` adds, in `--help` order."""
 
+_GLOBAL_OPTIONS = ("--root", "--instance")
+
+
+def verb_module(argv: Sequence[str]) -> str | None:
+    """The submodule that registers the verb of ``argv``; None when that is not plain to see.
+
+    Only the global options (``--root X``, ``--instance=X``) may come before the verb; anything
+    else (``-h``, an abbreviated option, no verb, an unknown verb) gives None, and then every
+    module is registered so argparse answers exactly as it always did.
+    """
+    args = iter(argv)
+    for arg in args:
+        if arg in _GLOBAL_OPTIONS:
+            next(args, None)
+        elif arg.startswith(tuple(f"{o}=" for o in _GLOBAL_OPTIONS)):
+            continue
+        elif arg.startswith("-"):
+            return None
+        else:
+            return next((module for module, verbs in VERB_MODULES if arg in verbs), None)
+    return None
+
+
+def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `hpctl` argument parser with the verbs of ``modules`` (default: every verb) registered."""
     parser = argparse.ArgumentParser(prog="hpctl", description="HostPanel container engine CLI")
     parser.add_argument(
         "--root",
@@ -56,34 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (host, images, containers, networks, system, docker):
-        module.register(sub)
-    from engine.cli import stats, tenants
-
-    stats.register(sub)
-    tenants.register(sub)
-    from engine.cli import volumes
-
-    volumes.register(sub)
-    from engine.cli import build
-
-    build.register(sub)
-    from engine.cli import registry
-
-    registry.register(sub)
-    from engine.cli import interactive
-
-    interactive.register(sub)
-    from engine.cli import control, events
-
-    control.register(sub)
-    events.register(sub)
+    names = [module for module, _ in VERB_MODULES] if modules is None else modules
+    for name in names:
+        importlib.import_module(f"engine.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `hpctl`; returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    module = verb_module(argv)
+    parser = build_parser(None if module is None else [module])
     args = parser.parse_args(argv)
     ctx = CliContext(root=args.root or default_root(), instance=args.instance or default_instance())
     handler: Handler = args.handler

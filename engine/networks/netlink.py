@@ -16,12 +16,15 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import RuntimeFailure
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+# pyroute2 is imported by the functions that use it (about 100 ms): listing containers or
+# images never pays for it (tests/engine/unit/test_cli_imports.py).
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
@@ -64,6 +67,7 @@ def create_netns(path: Path) -> None:
 
     Raises RuntimeFailure; on failure nothing is left at ``path``.
     """
+    from pyroute2 import IPRoute
 
     def run() -> None:
         if _libc.unshare(CLONE_NEWNET) != 0:
@@ -119,6 +123,7 @@ def delete_netns(path: Path) -> None:
 
 def in_netns(path: Path, fn: Callable[[IPRoute], T]) -> T:
     """Run ``fn(ipr)`` with a netlink socket inside the namespace at ``path``."""
+    from pyroute2 import IPRoute
 
     def run() -> T:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -137,12 +142,16 @@ def in_netns(path: Path, fn: Callable[[IPRoute], T]) -> T:
 
 def link_exists(name: str) -> bool:
     """Whether a network interface called ``name`` exists on the host."""
+    from pyroute2 import IPRoute
+
     with IPRoute() as ipr:
         return bool(ipr.link_lookup(ifname=name))
 
 
 def links_with_prefix(prefix: str) -> list[str]:
     """Host interfaces whose name starts with ``prefix``."""
+    from pyroute2 import IPRoute
+
     with IPRoute() as ipr:
         names = [link.get("ifname") for link in ipr.get_links()]
     return [n for n in names if isinstance(n, str) and n.startswith(prefix)]
@@ -150,6 +159,9 @@ def links_with_prefix(prefix: str) -> list[str]:
 
 def delete_link(name: str) -> None:
     """Delete the host interface ``name``; a missing one is fine."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=name)
         if index:
@@ -167,6 +179,9 @@ def create_bridge(name: str, gateway: str | None, prefixlen: int, mtu: int) -> N
 
     Raises RuntimeFailure if the kernel refuses; a half-made bridge is deleted.
     """
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         try:
             ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
@@ -186,6 +201,9 @@ def create_bridge(name: str, gateway: str | None, prefixlen: int, mtu: int) -> N
 
 def create_vxlan(name: str, bridge: str, vni: int, local: str, peers: list[str], mtu: int) -> None:
     """Create VXLAN device ``name`` (VNI ``vni``, UDP 4789) on ``bridge`` with a flood entry per peer."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         try:
             ipr.link(
@@ -211,6 +229,9 @@ def create_vxlan(name: str, bridge: str, vni: int, local: str, peers: list[str],
 
 def add_fdb_peer(vxlan: str, peer: str) -> None:
     """Flood unknown and broadcast frames of ``vxlan`` to the underlay address ``peer``."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=vxlan)[0]
         try:
@@ -222,6 +243,8 @@ def add_fdb_peer(vxlan: str, peer: str) -> None:
 
 def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
     """IPv4 networks in use on the host (routes of the main table and addresses), with their device."""
+    from pyroute2 import IPRoute
+
     found: list[tuple[str, ipaddress.IPv4Network]] = []
     with IPRoute() as ipr:
         names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
@@ -257,6 +280,8 @@ def create_netns_with_veth(
     side through its own socket. ``gateway`` None means no default route.
     Raises RuntimeFailure; on failure neither the namespace nor the veth remains.
     """
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
     def run() -> None:
         with IPRoute() as host:
@@ -310,6 +335,9 @@ def create_netns_with_veth(
 
 def source_address_for(destination: str) -> str:
     """The local address the kernel would use to reach ``destination``; RuntimeFailure if unroutable."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         try:
             routes = ipr.route("get", dst=destination)
