@@ -22,31 +22,39 @@ errors list every verb). To add a verb module ``engine/cli/foo.py``:
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
-from engine.errors import EngineError
-from engine.paths import default_instance, default_root
-
+# Nothing of the engine is imported here: a verb the operator daemon runs (engine/cli/remote.py)
+# costs this process no more than Python's start.
 if TYPE_CHECKING:
+    import argparse
+
     from engine.engine import Engine
 
-Handler = Callable[["CliContext", argparse.Namespace], int]
+Handler = Callable[["CliContext", "argparse.Namespace"], int]
 
 
 class CliContext:
     """What a command handler needs: the engine (made on first use) and the streams."""
 
-    def __init__(self, root: Path, instance: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        instance: str,
+        *,
+        engine: Engine | None = None,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+    ) -> None:
         self.root = root
         self.instance = instance
-        self._engine: Engine | None = None
-        self.out = sys.stdout
-        self.err = sys.stderr
+        self._engine: Engine | None = engine
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
 
     @property
     def engine(self) -> Engine:
@@ -81,12 +89,11 @@ VERB_MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 _GLOBAL_OPTIONS = ("--root", "--instance")
 
 
-def verb_module(argv: Sequence[str]) -> str | None:
-    """The submodule that registers the verb of ``argv``; None when that is not plain to see.
+def command_verb(argv: Sequence[str]) -> str | None:
+    """The verb of ``argv`` (``ps`` in ``--root X ps -a``); None when that is not plain to see.
 
     Only the global options (``--root X``, ``--instance=X``) may come before the verb; anything
-    else (``-h``, an abbreviated option, no verb, an unknown verb) gives None, and then every
-    module is registered so argparse answers exactly as it always did.
+    else (``-h``, an abbreviated option, no verb, an unknown verb) gives None.
     """
     args = iter(argv)
     for arg in args:
@@ -97,13 +104,32 @@ def verb_module(argv: Sequence[str]) -> str | None:
         elif arg.startswith("-"):
             return None
         else:
-            return next((module for module, verbs in VERB_MODULES if arg in verbs), None)
+            return arg if any(arg in verbs for _, verbs in VERB_MODULES) else None
     return None
 
 
-def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The `hpctl` argument parser with the verbs of ``modules`` (default: every verb) registered."""
-    parser = argparse.ArgumentParser(prog="hpctl", description="HostPanel container engine CLI")
+def verb_module(argv: Sequence[str]) -> str | None:
+    """The submodule that registers the verb of ``argv``; None when that is not plain to see.
+
+    None registers every module, so argparse answers (help, errors) exactly as it always did.
+    """
+    verb = command_verb(argv)
+    return next((module for module, verbs in VERB_MODULES if verb in verbs), None)
+
+
+def build_parser(
+    modules: Sequence[str] | None = None, *, parser_class: type[argparse.ArgumentParser] | None = None
+) -> argparse.ArgumentParser:
+    """The `hpctl` argument parser with the verbs of ``modules`` (default: every verb) registered.
+
+    ``parser_class`` (for the verbs' parsers too) lets the operator daemon capture what argparse
+    prints (engine/dockerapi/cli.py).
+    """
+    import argparse
+
+    parser = (parser_class or argparse.ArgumentParser)(
+        prog="hpctl", description="HostPanel container engine CLI"
+    )
     parser.add_argument(
         "--root",
         type=Path,
@@ -122,17 +148,38 @@ def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `hpctl`; returns the exit code."""
+    """Entry point of `hpctl`; returns the exit code.
+
+    The quick verbs go to the operator daemon when it serves this engine (engine/cli/remote.py);
+    everything else, and everything when there is no daemon, runs in this process.
+    """
     argv = sys.argv[1:] if argv is None else argv
+    verb = command_verb(argv)
+    if verb is not None:
+        from engine.cli import remote
+
+        if remote.wants_daemon(verb, argv):
+            code = remote.run_remote(argv)
+            if code is not None:
+                return code
     module = verb_module(argv)
-    parser = build_parser(None if module is None else [module])
-    args = parser.parse_args(argv)
+    args = build_parser(None if module is None else [module]).parse_args(argv)
+    from engine.paths import default_instance, default_root
+
     ctx = CliContext(root=args.root or default_root(), instance=args.instance or default_instance())
+    return run_handler(ctx, args)
+
+
+def run_handler(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Run the parsed command's handler: its exit code, an engine error as `hpctl: <message>`."""
+    from engine.errors import EngineError
+
     handler: Handler = args.handler
     try:
         return handler(ctx, args)
     except EngineError as exc:
-        print(f"hpctl: {exc}", file=sys.stderr)
+        ctx.err.write(f"hpctl: {exc}\n")
+        ctx.err.flush()
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -58,7 +58,7 @@ print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
 def _imports_of(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
     """Run `hpctl --root <tmp> --instance ... ARGV` in a fresh interpreter; its exit code and sys.modules."""
     cmd = [sys.executable, "-c", PROBE, "--root", str(tmp_path / "root"), "--instance", "imports-unit", *argv]
-    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env = os.environ | {"PYTHONPATH": str(REPO), "HOSTPANEL_CLI_DAEMON": "0"}  # in-process, always
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
     assert done.stdout.strip(), done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,0 +1,186 @@
+"""`hpctl` as a thin client of the operator daemon (engine/cli/remote.py, engine/dockerapi/cli.py).
+
+Real containers, a real daemon (the operator router on a tmp socket) and `hpctl` as whole
+processes: the quick verbs sent to the daemon print and exit exactly as they do in-process;
+everything else, another engine root, no daemon, or HOSTPANEL_CLI_DAEMON=0 runs in-process;
+the endpoint refuses what it must not run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.engine import Engine
+from engine.images.model import Image
+from tests.engine.conftest import hpctl_argv
+from tests.engine.dockerapi_support import DockerAPI, serving_api
+
+REPO = Path(__file__).resolve().parents[3]
+
+PROBE = """
+import json, sys
+from engine.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # argparse's help and errors, in-process
+    code = exc.code
+sys.stdout.flush()
+sys.stderr.write("\\n" + json.dumps({"code": code, "in_process": "engine.engine" in sys.modules}))
+"""
+
+
+@pytest.fixture()
+def api(engine: Engine, busybox: Image) -> Iterator[DockerAPI]:
+    with serving_api(engine) as served:
+        yield served
+
+
+def hpctl(
+    api: DockerAPI, *args: str, daemon: bool = True, root: Path | None = None
+) -> tuple[int, str, str, bool]:
+    """`hpctl ARGS` as a whole process: exit code, stdout, stderr, and whether it ran in-process."""
+    argv = hpctl_argv(api.engine, *args)
+    if root is not None:
+        argv[argv.index("--root") + 1] = str(root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOSTPANEL_", "DOCKER_"))}
+    env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
+    if not daemon:
+        env["HOSTPANEL_CLI_DAEMON"] = "0"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv[3:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    err, _, report = done.stderr.rpartition("\n")
+    probe = json.loads(report)
+    return probe["code"], done.stdout, err, probe["in_process"]
+
+
+def _running(api: DockerAPI, *cmd: str) -> str:
+    code, out, err, _ = hpctl(api, "run", "-d", "--network", "none", "busybox", *cmd)
+    assert code == 0, err
+    return out.strip()
+
+
+def _timeless(table: str) -> list[list[str]]:
+    """A `ps`/`images` table without its relative-time columns ("3 seconds ago" moves on)."""
+    return [
+        [c for c in re.split(r"  +", line) if "ago" not in c and not c.startswith("Up ")]
+        for line in table.splitlines()
+    ]
+
+
+def test_quick_verbs_answer_through_the_daemon_as_in_process(api: DockerAPI) -> None:
+    cid = _running(api, "sleep", "600")
+    printer = _running(api, "sh", "-c", "echo out; echo err >&2")
+    api.engine.wait(printer)
+    for args in (
+        ("ps", "-aq"),
+        ("ps", "-a", "--json"),
+        ("images", "--json"),
+        ("images", "-q"),
+        ("inspect", cid),
+        ("logs", "-t", printer),
+        ("ps",),
+        ("images",),
+    ):
+        remote = hpctl(api, *args)
+        local = hpctl(api, *args, daemon=False)
+        assert remote[3] is False and local[3] is True, args  # where each ran
+        assert (remote[0], remote[2]) == (local[0], local[2]), args
+        if "--json" in args or "-q" in args[1:] or "-aq" in args or args[0] in ("inspect", "logs"):
+            assert remote[1] == local[1], args
+        else:
+            assert _timeless(remote[1]) == _timeless(local[1]), args
+    assert cid[:12] in hpctl(api, "ps")[1]
+    assert hpctl(api, "logs", printer)[1:3] == ("out\n", "err\n")
+
+
+def test_errors_and_exit_codes_are_the_in_process_ones(api: DockerAPI) -> None:
+    for args in (
+        ("inspect", "nosuch"),
+        ("logs", "nosuch"),
+        ("stop", "nosuch", "nosuch2"),
+        ("ps", "--bogus"),
+        ("rm",),
+    ):
+        remote = hpctl(api, *args)
+        local = hpctl(api, *args, daemon=False)
+        assert remote[:3] == local[:3], args
+        assert remote[0] != 0
+    assert hpctl(api, "inspect", "nosuch")[:3] == (
+        125,
+        "",
+        "hpctl: no such container: nosuch (see `hpctl ps -a`)\n",
+    )
+    code, out, _, in_process = hpctl(api, "ps", "--help")
+    assert (code, in_process) == (0, False) and out.startswith("usage: hpctl ps [-h]")
+
+
+def test_stop_and_rm_through_the_daemon(api: DockerAPI) -> None:
+    cid = _running(api, "sleep", "600")
+    assert hpctl(api, "stop", "-t", "0", cid)[:2] == (0, f"{cid}\n")
+    assert api.engine.get(cid).status == "exited"
+    assert hpctl(api, "rm", cid)[:2] == (0, f"{cid}\n")
+    assert api.engine.list(all=True) == []
+
+
+def test_what_the_daemon_does_not_run_runs_in_process(api: DockerAPI, tmp_path: Path) -> None:
+    cid = _running(api, "sh", "-c", "echo once")
+    api.engine.wait(cid)
+    code, out, _, in_process = hpctl(api, "logs", "-f", cid)  # follows: never through the daemon
+    assert (code, out, in_process) == (0, "once\n", True)
+    assert hpctl(api, "wait", cid)[3] is True  # not a quick verb
+    other = tmp_path / "other-root"
+    code, out, _, in_process = hpctl(api, "ps", "-aq", root=other)  # another engine: its own answer
+    assert (code, out, in_process) == (0, "", True)
+    assert hpctl(api, "ps", "-aq")[1].strip() == cid[:12]
+
+
+def test_without_a_daemon_every_verb_runs_in_process(api: DockerAPI, tmp_path: Path) -> None:
+    gone = DockerAPI(tmp_path / "no.sock", api.engine, api.config)
+    (tmp_path / "no.sock").touch()  # a stale socket file: nobody listens
+    code, out, _, in_process = hpctl(gone, "ps")
+    assert (code, in_process) == (0, True) and out.startswith("CONTAINER ID")
+
+
+def test_the_endpoint_refuses_what_it_must_not_run(api: DockerAPI, tmp_path: Path) -> None:
+    base = {"cwd": "/", "env": {}}
+    root = ["--root", str(api.engine.paths.root), "--instance", api.engine.instance]
+    for argv in (
+        ["run", "busybox", "true"],
+        ["exec", "x", "sh"],
+        ["logs", "-tf", "x"],
+        ["cp", "x:/etc", "/"],
+        [],
+    ):
+        status, answer = api.request("POST", "/hostpanel/cli", {**base, "argv": [*root, *argv]})
+        assert status == 409, (argv, answer)
+    status, answer = api.request("POST", "/hostpanel/cli", {**base, "argv": ["--root", str(tmp_path), "ps"]})
+    assert status == 409 and "another engine root" in answer["message"]
+    status, answer = api.request(
+        "POST", "/hostpanel/cli", {**base, "argv": ["--instance", "other", "--root", root[1], "ps"]}
+    )
+    assert status == 409
+    for body in (
+        {**base, "argv": "ps"},
+        {**base, "argv": ["ps"], "stdin": "x"},
+        {"argv": ["ps"], "cwd": "relative", "env": {}},
+        {"argv": ["ps"], "cwd": "/", "env": {"PATH": "/tmp"}},
+        {"argv": ["ps"], "cwd": "/", "env": {"HOSTPANEL_ROOT": 1}},
+    ):
+        status, answer = api.request("POST", "/hostpanel/cli", body)
+        assert status == 400, (body, answer)
+    status, answer = api.request("POST", "/hostpanel/cli", {**base, "argv": [*root, "ps", "-q"]})
+    assert (status, answer) == (200, {"stdout": "", "stderr": "", "code": 0})
