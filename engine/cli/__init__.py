@@ -55,6 +55,8 @@ class CliContext:
         self._engine: Engine | None = engine
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.on_container: Callable[[str], None] = lambda _id: None
+        """Told the id of a foreground run's container (the daemon passes it on for signals)."""
 
     @property
     def engine(self) -> Engine:
@@ -150,20 +152,25 @@ def build_parser(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `hpctl`; returns the exit code.
 
-    The quick verbs go to the operator daemon when it serves this engine (engine/cli/remote.py);
+    Verbs the operator daemon can run go to it when it serves this engine (engine/cli/remote.py);
     everything else, and everything when there is no daemon, runs in this process.
     """
     argv = sys.argv[1:] if argv is None else argv
     verb = command_verb(argv)
+    module = verb_module(argv)
+    args = None
     if verb is not None:
         from engine.cli import remote
 
-        if remote.wants_daemon(verb, argv):
-            code = remote.run_remote(argv)
-            if code is not None:
-                return code
-    module = verb_module(argv)
-    args = build_parser(None if module is None else [module]).parse_args(argv)
+        if remote.wants_daemon(verb):
+            if verb in remote.PARSED_VERBS:  # the daemon runs it only if it needs nothing of ours
+                args = build_parser([str(module)]).parse_args(argv)
+            if args is None or remote.args_served(args):
+                code = remote.run_remote(argv)
+                if code is not None:
+                    return code
+    if args is None:
+        args = build_parser(None if module is None else [module]).parse_args(argv)
     from engine.paths import default_instance, default_root
 
     ctx = CliContext(root=args.root or default_root(), instance=args.instance or default_instance())

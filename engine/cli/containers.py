@@ -191,6 +191,7 @@ def cmd_run(ctx: CliContext, args: argparse.Namespace) -> int:
     if args.detach:
         ctx.out.write(container.id + "\n")
         return 0
+    ctx.on_container(container.id)
     return _attach_until_exit(ctx, container, remove=args.rm)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -139,13 +140,84 @@ def test_stop_and_rm_through_the_daemon(api: DockerAPI) -> None:
 def test_what_the_daemon_does_not_run_runs_in_process(api: DockerAPI, tmp_path: Path) -> None:
     cid = _running(api, "sh", "-c", "echo once")
     api.engine.wait(cid)
-    code, out, _, in_process = hpctl(api, "logs", "-f", cid)  # follows: never through the daemon
-    assert (code, out, in_process) == (0, "once\n", True)
-    assert hpctl(api, "wait", cid)[3] is True  # not a quick verb
+    assert hpctl(api, "logs", "-f", cid)[:4] == (0, "once\n", "", False)  # follows through the daemon
+    assert hpctl(api, "wait", cid)[3] is True  # not a verb the daemon runs
+    secret = tmp_path / "token"
+    secret.write_text("s3cret")
+    code, out, _, in_process = hpctl(
+        api,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--secret",
+        f"token={secret}",
+        "busybox",
+        "cat",
+        "/run/secrets/token",
+    )
+    assert (code, out, in_process) == (0, "s3cret\n", True)  # the caller's file: read here
+    os.environ["HPTEST_FROM_CALLER"] = "mine"
+    try:
+        code, out, _, in_process = hpctl(
+            api,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-e",
+            "HPTEST_FROM_CALLER",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $HPTEST_FROM_CALLER",
+        )
+    finally:
+        del os.environ["HPTEST_FROM_CALLER"]
+    assert (code, out, in_process) == (0, "mine\n", True)  # the caller's environment: here too
     other = tmp_path / "other-root"
     code, out, _, in_process = hpctl(api, "ps", "-aq", root=other)  # another engine: its own answer
     assert (code, out, in_process) == (0, "", True)
     assert hpctl(api, "ps", "-aq")[1].strip() == cid[:12]
+
+
+def test_run_through_the_daemon_as_in_process(api: DockerAPI) -> None:
+    script = "echo to-out; echo to-err >&2; exit 3"
+    remote = hpctl(api, "run", "--rm", "--network", "none", "busybox", "sh", "-c", script)
+    local = hpctl(api, "run", "--rm", "--network", "none", "busybox", "sh", "-c", script, daemon=False)
+    assert remote == (3, "to-out\n", "to-err\n", False)
+    assert local == (3, "to-out\n", "to-err\n", True)
+    assert api.engine.list(all=True) == []  # --rm removed both
+    code, out, _, in_process = hpctl(
+        api, "run", "-d", "--network", "none", "-e", "A=1", "busybox", "sleep", "600"
+    )
+    assert (code, in_process) == (0, False)
+    assert api.engine.get(out.strip()).status == "running"
+    assert (
+        hpctl(api, "run", "--rm", "--network", "none", "nosuch-image")[:3]
+        == hpctl(api, "run", "--rm", "--network", "none", "nosuch-image", daemon=False)[:3]
+    )
+
+
+def test_a_foreground_run_passes_signals_on_through_the_daemon(api: DockerAPI) -> None:
+    argv = hpctl_argv(api.engine, "run", "--rm", "--network", "none", "busybox", "sh", "-c")
+    script = "trap 'echo caught; exit 7' INT; echo ready; while true; do sleep 0.1; done"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOSTPANEL_", "DOCKER_"))}
+    env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
+    proc = subprocess.Popen(
+        [*argv, script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out) == (7, "caught\n")
+    assert api.engine.list(all=True) == []
 
 
 def test_without_a_daemon_every_verb_runs_in_process(api: DockerAPI, tmp_path: Path) -> None:
@@ -159,10 +231,12 @@ def test_the_endpoint_refuses_what_it_must_not_run(api: DockerAPI, tmp_path: Pat
     base = {"cwd": "/", "env": {}}
     root = ["--root", str(api.engine.paths.root), "--instance", api.engine.instance]
     for argv in (
-        ["run", "busybox", "true"],
+        ["run", "-it", "busybox", "sh"],
+        ["run", "--secret", "a=/etc/shadow", "busybox", "true"],
+        ["run", "-e", "HOME", "busybox", "true"],
         ["exec", "x", "sh"],
-        ["logs", "-tf", "x"],
         ["cp", "x:/etc", "/"],
+        ["build", "-t", "x", "/"],
         [],
     ):
         status, answer = api.request("POST", "/hostpanel/cli", {**base, "argv": [*root, *argv]})
@@ -183,4 +257,4 @@ def test_the_endpoint_refuses_what_it_must_not_run(api: DockerAPI, tmp_path: Pat
         status, answer = api.request("POST", "/hostpanel/cli", body)
         assert status == 400, (body, answer)
     status, answer = api.request("POST", "/hostpanel/cli", {**base, "argv": [*root, "ps", "-q"]})
-    assert (status, answer) == (200, {"stdout": "", "stderr": "", "code": 0})
+    assert (status, answer) == (200, {"code": 0})  # one JSON line: nothing printed, exit code 0
