@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import threading
-from datetime import UTC, datetime
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +159,8 @@ def status_text(c: Container) -> str:
 
 
 def _age(iso: str) -> float:
+    from datetime import UTC, datetime
+
     if not iso:
         return 0.0
     return (datetime.now(UTC) - datetime.fromisoformat(iso.replace("Z", "+00:00"))).total_seconds()
@@ -196,6 +194,9 @@ def cmd_run(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 def _attach_until_exit(ctx: CliContext, container: Container, *, remove: bool) -> int:
+    import signal
+    import threading
+
     engine = ctx.engine
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -332,6 +333,8 @@ def cmd_exec(ctx: CliContext, args: argparse.Namespace) -> int:
 
         interactive.check_terminal(True)
         return interactive.exec_on_terminal(ctx, args.container, spec, detach_keys=args.detach_keys)
+    import subprocess
+
     stdin = sys.stdin.buffer if args.interactive else None
     proc = ctx.engine.exec(
         args.container, spec, stdin=stdin if stdin is not None else subprocess.DEVNULL, tty=args.tty
