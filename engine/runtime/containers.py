@@ -881,9 +881,27 @@ class ContainerManager:
             def done() -> bool:
                 return self.refresh(self.store.load(container.id)).status not in ACTIVE
 
-            yield from k8s_file.follow(
-                log, start_offset, done, max_files=container.log_max_files, assembler=assembler
-            )
+            # Between reads, wait on the monitor's pidfd: its exit ends the follow at once, not
+            # up to a poll interval later (what `hpctl run --rm` waits for after the last line).
+            pidfd = self._open_pidfd(container)
+            woken = False
+
+            def nap(seconds: float) -> None:
+                nonlocal woken
+                if pidfd is None or woken:
+                    time.sleep(seconds)
+                    return
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                woken = bool(poller.poll(seconds * 1000))
+
+            try:
+                yield from k8s_file.follow(
+                    log, start_offset, done, max_files=container.log_max_files, assembler=assembler, sleep=nap
+                )
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
 
     def rotate_logs(self) -> int:
         """Rotate every running container's log that is over its size; returns how many."""
