@@ -17,7 +17,15 @@ errors list every verb). To add a verb module ``engine/cli/foo.py``:
 3. keep the module's top-level imports light: import engine internals (and
    anything heavy: pyroute2, the registry, build, the Docker API) inside the
    handlers. tests/engine/unit/test_cli_imports.py checks both the table and
-   the imports of the common verbs.
+   the imports of the common verbs;
+4. write to ``ctx.out``/``ctx.err``, never to sys.stdout/sys.stderr: a verb the
+   operator daemon may run for hpctl (engine/cli/remote.py: only those listed in
+   ``REMOTE_VERBS``, which a new verb is not unless added there) streams what
+   its handler writes through them.
+
+With the operator daemon up for the same engine, the verbs of
+``engine.cli.remote.REMOTE_VERBS`` run there (engine/dockerapi/cli.py) and this
+process imports nothing of the engine; otherwise everything runs in-process.
 """
 
 from __future__ import annotations
