@@ -39,6 +39,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -50,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import print_table, run_true
 from bench.docker_api import (
     DOCKER,
+    Target,
     bench_workdir,
     docker_archive,
     dockerd,
@@ -61,7 +63,7 @@ from bench.docker_api import (
 from engine.engine import Engine
 
 REPO = Path(__file__).resolve().parent.parent
-TOOLS = ("hpctl", "hpctl+daemon", "docker", "podman")
+TOOLS = ("hpctl", "hpctl+daemon", "hpctl+daemon .pth", "docker", "podman")
 DOCKERFILE = "FROM busybox\nRUN echo cached > /cached.txt\n"
 HPCTL_SCRIPT = "import sys\nfrom engine.cli import main\nsys.exit(main())\n"
 """What pip's console script for `hpctl` does (pyproject.toml [project.scripts])."""
@@ -117,7 +119,22 @@ def timed_call(tool: Tool, args: list[str]) -> tuple[float, float, subprocess.Co
 
 
 # ---- the tools ----------------------------------------------------------------------------------
-def hpctl_tool(engine: Engine, workdir: Path, daemon: Path | None = None) -> Tool:
+def static_pth_python(workdir: Path) -> str:
+    """A venv whose site-packages has one plain .pth: this repository and the current venv's packages.
+
+    That is what `pip install -e .` makes with pyproject.toml's ``package-dir`` (a path line instead
+    of setuptools' import-hook finder), so it shows hpctl's start-up once the venv is reinstalled.
+    """
+    venv = workdir / "pth-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "hostpanel.pth").write_text(f"{REPO}\n{sysconfig.get_paths()['purelib']}\n")
+    return str(venv / "bin" / "python")
+
+
+def hpctl_tool(
+    engine: Engine, workdir: Path, daemon: Path | None = None, python: str = sys.executable, label: str = ""
+) -> Tool:
     """`hpctl` on the scratch engine: in-process only, or with the operator daemon on ``daemon``."""
     script = workdir / "hpctl"
     script.write_text(HPCTL_SCRIPT)
@@ -127,13 +144,13 @@ def hpctl_tool(engine: Engine, workdir: Path, daemon: Path | None = None) -> Too
         env["HOSTPANEL_CLI_DAEMON"] = "0"
     else:
         env["HOSTPANEL_DOCKER_SOCKET"] = str(daemon)
-    argv = [sys.executable, str(script), "--root", str(engine.paths.root), "--instance", engine.instance]
-    return Tool("hpctl" if daemon is None else "hpctl+daemon", argv, env)
+    argv = [python, str(script), "--root", str(engine.paths.root), "--instance", engine.instance]
+    return Tool(label or ("hpctl" if daemon is None else "hpctl+daemon"), argv, env)
 
 
-def _hpctl_daemon(stack: ExitStack, engine: Engine, workdir: Path) -> Tool:
-    target = stack.enter_context(hostpanel(engine, workdir))
-    tool = hpctl_tool(engine, workdir, target.socket)
+def _hpctl_daemon(target: Target, engine: Engine, workdir: Path, *, pth: bool = False) -> Tool:
+    python = static_pth_python(workdir) if pth else sys.executable
+    tool = hpctl_tool(engine, workdir, target.socket, python, "hpctl+daemon .pth" if pth else "")
     tool.why = target.why
     return tool
 
@@ -298,9 +315,17 @@ def main() -> None:
         (context / "Dockerfile").write_text(DOCKERFILE)
         engine = stack.enter_context(scratch(workdir))
         archive = docker_archive(engine, workdir)
+        daemons: list[Target] = []  # one operator daemon, shared by the hpctl+daemon tools
+
+        def daemon() -> Target:
+            if not daemons:
+                daemons.append(stack.enter_context(hostpanel(engine, workdir)))
+            return daemons[0]
+
         openers: dict[str, Callable[[], Tool]] = {
             "hpctl": lambda: hpctl_tool(engine, workdir),
-            "hpctl+daemon": lambda: _hpctl_daemon(stack, engine, workdir),
+            "hpctl+daemon": lambda: _hpctl_daemon(daemon(), engine, workdir),
+            "hpctl+daemon .pth": lambda: _hpctl_daemon(daemon(), engine, workdir, pth=True),
             "docker": lambda: _docker(stack, workdir, archive),
             "podman": lambda: podman_tool(workdir, archive, stack),
         }

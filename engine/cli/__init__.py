@@ -30,20 +30,20 @@ process imports nothing of the engine; otherwise everything runs in-process.
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
 
 # Nothing of the engine is imported here: a verb the operator daemon runs (engine/cli/remote.py)
 # costs this process no more than Python's start.
+TYPE_CHECKING = False  # not `typing`'s: a client of the daemon imports neither typing nor pathlib
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+    from typing import TextIO
 
     from engine.engine import Engine
 
-Handler = Callable[["CliContext", "argparse.Namespace"], int]
+    Handler = Callable[["CliContext", "argparse.Namespace"], int]
 
 
 class CliContext:
@@ -136,6 +136,8 @@ def build_parser(
     prints (engine/dockerapi/cli.py).
     """
     import argparse
+    import importlib
+    from pathlib import Path
 
     parser = (parser_class or argparse.ArgumentParser)(
         prog="hpctl", description="HostPanel container engine CLI"

@@ -17,27 +17,34 @@ Everything else runs in-process (``exec``, ``build``, ``cp``, terminals ...), as
 verb when there is no daemon, when it serves another root or instance, when it is older and
 lacks the endpoint, or with ``HOSTPANEL_CLI_DAEMON=0``.
 
-The answer (engine/dockerapi/cli.py) is a chunked stream of JSON lines: ``{"o": text}``
-(stdout), ``{"e": text}`` (stderr), ``{"container": id}`` (a foreground run's container, for
-signals), and last ``{"code": N}``.
+The request's body (:data:`CONTENT_TYPE`) is NUL-separated: the caller's working directory,
+its ``HOSTPANEL_ROOT=``/``HOSTPANEL_INSTANCE=`` settings, an empty field, then the command
+line. The answer (engine/dockerapi/cli.py) is a chunked stream of the Docker API's multiplexed
+frames (an 8-byte header: stream, 3 zero bytes, big-endian length): stream 1 is stdout, 2
+stderr (UTF-8), 3 the control messages ``container <id>`` (a foreground run's container, for
+signals) and, last, ``exit <code>``. Neither side needs json (and its regular expressions):
+this client's whole start is Python's own.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
-from types import FrameType
-from typing import IO, TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not `typing`'s: this module is all a client of the daemon imports
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterator, Sequence
+    from types import FrameType
+    from typing import IO, Any
 
 ENDPOINT = "/hostpanel/cli"
 """The operator socket's endpoint that runs a verb (engine/dockerapi/cli.py)."""
+
+CONTENT_TYPE = "application/x-hpctl-command"
+STDOUT, STDERR, CONTROL = 1, 2, 3
+"""The answer's streams (frames as the Docker API multiplexes a container's output)."""
 
 REMOTE_VERBS = frozenset(
     {
@@ -64,7 +71,7 @@ PARSED_VERBS = frozenset({"run"})
 NOT_SERVED = 409
 """The daemon's answer when it will not run the verb (another root, another verb): run it here."""
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 """What a foreground run passes on to its container (as engine/cli/containers.py does)."""
 
 CONNECT_TIMEOUT = 0.5
@@ -90,8 +97,16 @@ def args_served(args: argparse.Namespace) -> bool:
 
 def request_body(argv: Sequence[str]) -> bytes:
     """What the daemon needs to run ``argv`` as this process would: the caller's cwd and engine env."""
-    env = {k: os.environ[k] for k in ("HOSTPANEL_ROOT", "HOSTPANEL_INSTANCE") if k in os.environ}
-    return json.dumps({"argv": list(argv), "cwd": os.getcwd(), "env": env}).encode()
+    env = [f"{k}={os.environ[k]}" for k in ("HOSTPANEL_ROOT", "HOSTPANEL_INSTANCE") if os.environ.get(k)]
+    return b"\0".join(os.fsencode(field) for field in [os.getcwd(), *env, "", *argv])
+
+
+def parse_request(body: bytes) -> tuple[str, dict[str, str], list[str]]:
+    """The working directory, environment settings and command line of a request_body."""
+    cwd, *rest = [os.fsdecode(field) for field in body.split(b"\0")]
+    end = rest.index("") if "" in rest else len(rest)
+    env = dict(item.partition("=")[::2] for item in rest[:end])
+    return cwd, env, rest[end + 1 :]
 
 
 def _connect() -> socket.socket | None:
@@ -112,7 +127,7 @@ def _connect() -> socket.socket | None:
 def _post(sock: socket.socket, argv: Sequence[str]) -> tuple[int, dict[bytes, bytes], IO[bytes]]:
     body = request_body(argv)
     head = (
-        f"POST {ENDPOINT} HTTP/1.1\r\nHost: hostpanel\r\nContent-Type: application/json\r\n"
+        f"POST {ENDPOINT} HTTP/1.1\r\nHost: hostpanel\r\nContent-Type: {CONTENT_TYPE}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     sock.sendall(head + body)
@@ -141,14 +156,15 @@ def _body(headers: dict[bytes, bytes], reader: IO[bytes]) -> Iterator[bytes]:
         reader.readline()  # the CRLF after the chunk
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+def _frames(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(stream, payload) of each multiplexed frame in the body."""
     pending = b""
     for chunk in chunks:
         pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield json.loads(line)
+        while len(pending) >= 8 and len(pending) >= 8 + int.from_bytes(pending[4:8], "big"):
+            size = int.from_bytes(pending[4:8], "big")
+            yield pending[0], pending[8 : 8 + size]
+            pending = pending[8 + size :]
 
 
 def run_remote(argv: Sequence[str]) -> int | None:
@@ -166,36 +182,40 @@ def run_remote(argv: Sequence[str]) -> int | None:
         if status in (0, 404, NOT_SERVED):
             return None
         if status != 200:
-            answer = b"".join(_body(headers, reader))
-            try:
-                message = json.loads(answer).get("message", "")
-            except (ValueError, AttributeError):
-                message = ""
-            sys.stderr.write(f"hpctl: the operator daemon failed: {message or status}\n")
+            answer = b"".join(_body(headers, reader)).decode(errors="replace").strip()
+            sys.stderr.write(f"hpctl: the operator daemon failed ({status}): {answer}\n")
             return 1
-        for item in _lines(_body(headers, reader)):
-            if "o" in item:
-                sys.stdout.write(item["o"])
-                sys.stdout.flush()
-            elif "e" in item:
-                sys.stderr.write(item["e"])
-                sys.stderr.flush()
-            elif "container" in item:
-                previous = _forward_signals(argv, item["container"])
-            elif "code" in item:
-                return int(item["code"])
+        for stream, payload in _frames(_body(headers, reader)):
+            if stream in (STDOUT, STDERR):
+                out = sys.stdout if stream == STDOUT else sys.stderr
+                out.write(payload.decode("utf-8", "surrogateescape"))
+                out.flush()
+                continue
+            what, _, value = payload.decode().partition(" ")
+            if what == "container":
+                previous = _forward_signals(argv, value)
+            elif what == "exit":
+                return int(value)
         sys.stderr.write("hpctl: the operator daemon closed the connection before the command ended\n")
         return 1
     except KeyboardInterrupt:
         return 130
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        if previous:
+            import signal
+
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         sock.close()
 
 
 def _forward_signals(argv: Sequence[str], container: str) -> dict[int, Any]:
-    """Pass SIGINT/SIGTERM/SIGHUP on to ``container`` (`hpctl kill -s SIG`, through the daemon)."""
+    """Pass SIGINT/SIGTERM/SIGHUP on to ``container`` (`hpctl kill -s SIG`, through the daemon).
+
+    signal is imported here: its enums cost every other client's start.
+    """
+    import signal
+
     options = _global_options(argv)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -203,7 +223,8 @@ def _forward_signals(argv: Sequence[str], container: str) -> dict[int, Any]:
         if sock is None:
             return
         try:
-            _, headers, reader = _post(sock, [*options, "kill", "-s", signal.Signals(signum).name, container])
+            name = signal.Signals(signum).name
+            _, headers, reader = _post(sock, [*options, "kill", "-s", name, container])
             for _chunk in _body(headers, reader):  # the answer ("<id>" or an error) is not shown
                 pass
         except OSError:
@@ -211,7 +232,8 @@ def _forward_signals(argv: Sequence[str], container: str) -> dict[int, Any]:
         finally:
             sock.close()
 
-    return {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    numbers = [getattr(signal, name) for name in FORWARDED_SIGNALS]
+    return {signum: signal.signal(signum, forward) for signum in numbers}
 
 
 def _global_options(argv: Sequence[str]) -> list[str]:

@@ -1,32 +1,44 @@
 """``POST /hostpanel/cli``: the operator daemon runs one of `hpctl`'s verbs for it.
 
 Not part of the Docker API, and only on the operator's socket (root-only), never on the
-tenants' door. The body is ``{"argv": [...], "cwd": "/dir", "env": {"HOSTPANEL_ROOT": ...}}``
-as engine/cli/remote.py sends it. The command line is parsed by `hpctl`'s own parser and run
-by the verb's own handler over this daemon's engine, in a thread of its own; what both print
-streams back as JSON lines (``{"o": ...}``, ``{"e": ...}``, a foreground run's
-``{"container": id}``), then ``{"code": N}``. The daemon refuses with 409 (and the client then
-runs the verb itself) a verb outside engine.cli.remote.REMOTE_VERBS, a ``run`` that needs the
-caller's terminal, files or environment, and a command line naming another engine root or
-instance than this daemon's. When the client goes away, the handler's next write fails and it
-ends as an interrupted `hpctl` would (a foreground ``run --rm`` still removes its container).
+tenants' door. The body (engine/cli/remote.py: request_body) carries the caller's working
+directory, its HOSTPANEL_ROOT/HOSTPANEL_INSTANCE settings and the command line. That is parsed
+by `hpctl`'s own parser and run by the verb's own handler over this daemon's engine, in a
+thread of its own; what both print streams back as multiplexed frames (stdout, stderr, and the
+control stream: a foreground run's ``container <id>``, then ``exit <code>``).
+
+The daemon refuses with 409 (and the client then runs the verb itself) a verb outside
+engine.cli.remote.REMOTE_VERBS, a ``run`` that needs the caller's terminal, files or
+environment, and a command line naming another engine root or instance than this daemon's.
+When the client goes away, the handler's next write fails and it ends as an interrupted
+`hpctl` would (a foreground ``run --rm`` still removes its container).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
-import json
 import queue
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, NoReturn, TextIO, cast
 
 from engine.cli import CliContext, build_parser, command_verb, run_handler, verb_module
-from engine.cli.remote import ENDPOINT, NOT_SERVED, REMOTE_VERBS, args_served
-from engine.dockerapi.http import APIError, Request, Response, Router, Stream, json_response
+from engine.cli.remote import (
+    CONTENT_TYPE,
+    CONTROL,
+    ENDPOINT,
+    NOT_SERVED,
+    REMOTE_VERBS,
+    STDERR,
+    STDOUT,
+    args_served,
+    parse_request,
+)
+from engine.dockerapi.http import APIError, Request, Response, Router, Stream, frame, json_response
 from engine.paths import default_instance, default_root
 
 if TYPE_CHECKING:
@@ -58,50 +70,62 @@ class CapturingParser(argparse.ArgumentParser):
         raise _Exit(status)
 
 
-class _Lines(io.TextIOBase):
-    """A text stream whose writes go to the client as ``{key: text}`` lines; BrokenPipe once it left."""
+Frames = queue.Queue[bytes]
 
-    def __init__(self, key: str, items: queue.Queue[dict[str, Any]], gone: threading.Event) -> None:
+
+class _FrameWriter(io.TextIOBase):
+    """A text stream whose writes go to the client as frames of ``stream``; BrokenPipe once it left."""
+
+    def __init__(self, stream: int, frames: Frames, gone: threading.Event) -> None:
         super().__init__()
-        self.key, self.items, self.gone = key, items, gone
+        self.stream, self.frames, self.gone = stream, frames, gone
 
     def write(self, text: str) -> int:
         if self.gone.is_set():
             raise BrokenPipeError("the hpctl client went away")
         if text:
-            self.items.put({self.key: text})
+            self.frames.put(frame(self.stream, text.encode("utf-8", "surrogateescape")))
         return len(text)
 
 
-def _strings(value: Any, what: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise APIError(400, f"{what} must be a list of strings")
-    return value
+def _control(message: str) -> bytes:
+    return frame(CONTROL, message.encode())
 
 
-def _stream(items: queue.Queue[dict[str, Any]], gone: threading.Event) -> Iterator[bytes]:
-    """The queued lines as chunks (what is queued meanwhile goes in one chunk), up to the code."""
+@functools.cache
+def _parser(module: str) -> argparse.ArgumentParser:
+    """hpctl's parser with ``module``'s verbs, made once: parsing does not change it."""
+    return build_parser([module], parser_class=CapturingParser)
+
+
+def _is_exit(data: bytes) -> bool:
+    return data[0] == CONTROL and data[8:13] == b"exit "
+
+
+def _stream(frames: Frames, gone: threading.Event) -> Iterator[bytes]:
+    """The queued frames as chunks (what is queued meanwhile goes in one chunk), up to the exit."""
     try:
         while True:
-            batch = [items.get()]
-            while "code" not in batch[-1] and not items.empty():
-                batch.append(items.get_nowait())
-            yield b"".join(json.dumps(item).encode() + b"\n" for item in batch)
-            if "code" in batch[-1]:
+            batch = [frames.get()]
+            while not _is_exit(batch[-1]) and not frames.empty():
+                batch.append(frames.get_nowait())
+            yield b"".join(batch)
+            if _is_exit(batch[-1]):
                 return
     finally:
         gone.set()
 
 
-def _run(ctx: CliContext, args: argparse.Namespace, items: queue.Queue[dict[str, Any]]) -> None:
+def _run(ctx: CliContext, args: argparse.Namespace, frames: Frames) -> None:
     try:
         code = run_handler(ctx, args)
     except BrokenPipeError:
         return  # the client left; nobody reads the code
     except Exception as exc:  # a bug: the client says so rather than waiting for ever
-        items.put({"e": f"hpctl: internal error in the operator daemon: {type(exc).__name__}: {exc}\n"})
+        message = f"hpctl: internal error in the operator daemon: {type(exc).__name__}: {exc}\n"
+        frames.put(frame(STDERR, message.encode()))
         code = 1
-    items.put({"code": code})
+    frames.put(_control(f"exit {code}"))
 
 
 def register(router: Router, engine: Engine) -> None:
@@ -109,28 +133,28 @@ def register(router: Router, engine: Engine) -> None:
 
     @router.route("POST", ENDPOINT)
     def run_verb(request: Request) -> Response | Stream:
-        body = request.json()
-        if not isinstance(body, dict) or set(body) - {"argv", "cwd", "env"}:
-            raise APIError(400, "the body takes argv, cwd and env only")
-        argv = _strings(body.get("argv"), "argv")
-        cwd, env = body.get("cwd"), body.get("env") or {}
-        if not isinstance(cwd, str) or not cwd.startswith("/"):
-            raise APIError(400, "cwd must be an absolute path")
-        if not isinstance(env, dict) or set(env) - {"HOSTPANEL_ROOT", "HOSTPANEL_INSTANCE"}:
-            raise APIError(400, "env takes HOSTPANEL_ROOT and HOSTPANEL_INSTANCE only")
-        _strings(list(env.values()), "env values")
+        if request.headers.get("Content-Type") != CONTENT_TYPE:
+            raise APIError(400, f"the body must be {CONTENT_TYPE} (as hpctl sends it)")
+        try:
+            cwd, env, argv = parse_request(request.body())
+        except ValueError as exc:
+            raise APIError(400, f"malformed hpctl command: {exc}") from None
+        if not cwd.startswith("/"):
+            raise APIError(400, "the working directory must be an absolute path")
+        if set(env) - {"HOSTPANEL_ROOT", "HOSTPANEL_INSTANCE"}:
+            raise APIError(400, "only HOSTPANEL_ROOT and HOSTPANEL_INSTANCE may be passed")
         verb = command_verb(argv)
         if verb not in REMOTE_VERBS:
             return json_response({"message": f"{verb or 'this command'} runs in hpctl itself"}, NOT_SERVED)
-        items: queue.Queue[dict[str, Any]] = queue.Queue()
+        frames: Frames = queue.Queue()
         gone = threading.Event()
-        out, err = _Lines("o", items, gone), _Lines("e", items, gone)
+        out, err = _FrameWriter(STDOUT, frames, gone), _FrameWriter(STDERR, frames, gone)
         _streams.pair = (out, err)
         try:
-            args = build_parser([str(verb_module(argv))], parser_class=CapturingParser).parse_args(argv)
+            args = _parser(str(verb_module(argv))).parse_args(argv)
         except _Exit as stop:
-            items.put({"code": stop.status})
-            return Stream(_stream(items, gone))
+            frames.put(_control(f"exit {stop.status}"))
+            return Stream(_stream(frames, gone), content_type=CONTENT_TYPE)
         finally:
             _streams.pair = None
         if not args_served(args):
@@ -144,6 +168,6 @@ def register(router: Router, engine: Engine) -> None:
                 {"message": "this daemon serves another engine root or instance"}, NOT_SERVED
             )
         ctx = CliContext(root, instance, engine=engine, out=cast(TextIO, out), err=cast(TextIO, err))
-        ctx.on_container = lambda cid: items.put({"container": cid})
-        threading.Thread(target=_run, args=(ctx, args, items), name="hpctl-verb", daemon=True).start()
-        return Stream(_stream(items, gone))
+        ctx.on_container = lambda cid: frames.put(_control(f"container {cid}"))
+        threading.Thread(target=_run, args=(ctx, args, frames), name="hpctl-verb", daemon=True).start()
+        return Stream(_stream(frames, gone), content_type=CONTENT_TYPE)

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.cli.remote import CONTENT_TYPE, CONTROL, ENDPOINT, STDERR, _frames
 from engine.engine import Engine
 from engine.images.model import Image
 from tests.engine.conftest import hpctl_argv
-from tests.engine.dockerapi_support import DockerAPI, serving_api
+from tests.engine.dockerapi_support import DockerAPI, _UnixConnection, serving_api
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -227,8 +228,21 @@ def test_without_a_daemon_every_verb_runs_in_process(api: DockerAPI, tmp_path: P
     assert (code, in_process) == (0, True) and out.startswith("CONTAINER ID")
 
 
+def _post(api: DockerAPI, body: bytes, content_type: str = CONTENT_TYPE) -> tuple[int, bytes]:
+    conn = _UnixConnection(str(api.socket), timeout=60)
+    try:
+        conn.request("POST", ENDPOINT, body=body, headers={"Content-Type": content_type})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _command(*fields: str) -> bytes:
+    return b"\0".join(f.encode() for f in fields)
+
+
 def test_the_endpoint_refuses_what_it_must_not_run(api: DockerAPI, tmp_path: Path) -> None:
-    base = {"cwd": "/", "env": {}}
     root = ["--root", str(api.engine.paths.root), "--instance", api.engine.instance]
     for argv in (
         ["run", "-it", "busybox", "sh"],
@@ -239,22 +253,26 @@ def test_the_endpoint_refuses_what_it_must_not_run(api: DockerAPI, tmp_path: Pat
         ["build", "-t", "x", "/"],
         [],
     ):
-        status, answer = api.request("POST", "/hostpanel/cli", {**base, "argv": [*root, *argv]})
+        status, answer = _post(api, _command("/", "", *root, *argv))
         assert status == 409, (argv, answer)
-    status, answer = api.request("POST", "/hostpanel/cli", {**base, "argv": ["--root", str(tmp_path), "ps"]})
-    assert status == 409 and "another engine root" in answer["message"]
-    status, answer = api.request(
-        "POST", "/hostpanel/cli", {**base, "argv": ["--instance", "other", "--root", root[1], "ps"]}
-    )
+    status, answer = _post(api, _command("/", "", "--root", str(tmp_path), "ps"))
+    assert status == 409 and b"another engine root" in answer
+    status, answer = _post(api, _command("/", "", "--instance", "other", "--root", root[1], "ps"))
     assert status == 409
-    for body in (
-        {**base, "argv": "ps"},
-        {**base, "argv": ["ps"], "stdin": "x"},
-        {"argv": ["ps"], "cwd": "relative", "env": {}},
-        {"argv": ["ps"], "cwd": "/", "env": {"PATH": "/tmp"}},
-        {"argv": ["ps"], "cwd": "/", "env": {"HOSTPANEL_ROOT": 1}},
+    status, answer = _post(api, _command("/", "HOSTPANEL_ROOT=/elsewhere", "", "ps"))
+    assert status == 409  # HOSTPANEL_ROOT of the caller names another root
+    for body, content_type in (
+        (_command("/", "", *root, "ps"), "application/json"),
+        (_command("relative", "", *root, "ps"), CONTENT_TYPE),
+        (_command("/", "PATH=/tmp", "", *root, "ps"), CONTENT_TYPE),
+        (b"/\0\xff\0\0ps", CONTENT_TYPE),  # not HOSTPANEL_* either
     ):
-        status, answer = api.request("POST", "/hostpanel/cli", body)
+        status, answer = _post(api, body, content_type)
         assert status == 400, (body, answer)
-    status, answer = api.request("POST", "/hostpanel/cli", {**base, "argv": [*root, "ps", "-q"]})
-    assert (status, answer) == (200, {"code": 0})  # one JSON line: nothing printed, exit code 0
+    status, answer = _post(api, _command("/", "", *root, "ps", "-q"))
+    assert (status, list(_frames([answer]))) == (200, [(CONTROL, b"exit 0")])  # nothing printed, exit 0
+    status, answer = _post(api, _command("/", "", *root, "inspect", "nosuch"))
+    assert (status, list(_frames([answer]))) == (
+        200,
+        [(STDERR, b"hpctl: no such container: nosuch (see `hpctl ps -a`)\n"), (CONTROL, b"exit 125")],
+    )
