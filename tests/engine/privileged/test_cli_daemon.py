@@ -69,6 +69,9 @@ def hpctl(
     return probe["code"], done.stdout, err, probe["in_process"]
 
 
+RUN_RM = ("run", "--rm", "--network", "none")
+
+
 def _running(api: DockerAPI, *cmd: str) -> str:
     code, out, err, _ = hpctl(api, "run", "-d", "--network", "none", "busybox", *cmd)
     assert code == 0, err
@@ -146,32 +149,13 @@ def test_what_the_daemon_does_not_run_runs_in_process(api: DockerAPI, tmp_path: 
     secret = tmp_path / "token"
     secret.write_text("s3cret")
     code, out, _, in_process = hpctl(
-        api,
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--secret",
-        f"token={secret}",
-        "busybox",
-        "cat",
-        "/run/secrets/token",
+        api, *RUN_RM, "--secret", f"token={secret}", "busybox", "cat", "/run/secrets/token"
     )
     assert (code, out, in_process) == (0, "s3cret\n", True)  # the caller's file: read here
     os.environ["HPTEST_FROM_CALLER"] = "mine"
     try:
         code, out, _, in_process = hpctl(
-            api,
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-e",
-            "HPTEST_FROM_CALLER",
-            "busybox",
-            "sh",
-            "-c",
-            "echo $HPTEST_FROM_CALLER",
+            api, *RUN_RM, "-e", "HPTEST_FROM_CALLER", "busybox", "sh", "-c", "echo $HPTEST_FROM_CALLER"
         )
     finally:
         del os.environ["HPTEST_FROM_CALLER"]
@@ -184,8 +168,8 @@ def test_what_the_daemon_does_not_run_runs_in_process(api: DockerAPI, tmp_path: 
 
 def test_run_through_the_daemon_as_in_process(api: DockerAPI) -> None:
     script = "echo to-out; echo to-err >&2; exit 3"
-    remote = hpctl(api, "run", "--rm", "--network", "none", "busybox", "sh", "-c", script)
-    local = hpctl(api, "run", "--rm", "--network", "none", "busybox", "sh", "-c", script, daemon=False)
+    remote = hpctl(api, *RUN_RM, "busybox", "sh", "-c", script)
+    local = hpctl(api, *RUN_RM, "busybox", "sh", "-c", script, daemon=False)
     assert remote == (3, "to-out\n", "to-err\n", False)
     assert local == (3, "to-out\n", "to-err\n", True)
     assert api.engine.list(all=True) == []  # --rm removed both
@@ -194,14 +178,11 @@ def test_run_through_the_daemon_as_in_process(api: DockerAPI) -> None:
     )
     assert (code, in_process) == (0, False)
     assert api.engine.get(out.strip()).status == "running"
-    assert (
-        hpctl(api, "run", "--rm", "--network", "none", "nosuch-image")[:3]
-        == hpctl(api, "run", "--rm", "--network", "none", "nosuch-image", daemon=False)[:3]
-    )
+    assert hpctl(api, *RUN_RM, "nosuch-image")[:3] == hpctl(api, *RUN_RM, "nosuch-image", daemon=False)[:3]
 
 
 def test_a_foreground_run_passes_signals_on_through_the_daemon(api: DockerAPI) -> None:
-    argv = hpctl_argv(api.engine, "run", "--rm", "--network", "none", "busybox", "sh", "-c")
+    argv = hpctl_argv(api.engine, *RUN_RM, "busybox", "sh", "-c")
     script = "trap 'echo caught; exit 7' INT; echo ready; while true; do sleep 0.1; done"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOSTPANEL_", "DOCKER_"))}
     env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
