@@ -124,8 +124,7 @@ def _connect() -> socket.socket | None:
     return sock
 
 
-def _post(sock: socket.socket, argv: Sequence[str]) -> tuple[int, dict[bytes, bytes], IO[bytes]]:
-    body = request_body(argv)
+def _post(sock: socket.socket, body: bytes) -> tuple[int, dict[bytes, bytes], IO[bytes]]:
     head = (
         f"POST {ENDPOINT} HTTP/1.1\r\nHost: hostpanel\r\nContent-Type: {CONTENT_TYPE}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -173,12 +172,16 @@ def run_remote(argv: Sequence[str]) -> int | None:
     None means nothing ran: no daemon, not our engine, an older daemon. Once the daemon has
     accepted the verb its answer is final (a failure is reported, never retried here).
     """
+    try:
+        body = request_body(argv)
+    except OSError:  # no working directory any more: the daemon could not resolve paths like we do
+        return None
     sock = _connect()
     if sock is None:
         return None
     previous: dict[int, Any] = {}
     try:
-        status, headers, reader = _post(sock, argv)
+        status, headers, reader = _post(sock, body)
         if status in (0, 404, NOT_SERVED):
             return None
         if status != 200:
@@ -200,6 +203,9 @@ def run_remote(argv: Sequence[str]) -> int | None:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # the daemon went away mid-command: say so, never run it a second time here
+        sys.stderr.write(f"hpctl: lost the operator daemon ({exc}); see `hpctl ps -a` for what was done\n")
+        return 1
     finally:
         if previous:
             import signal
@@ -224,7 +230,7 @@ def _forward_signals(argv: Sequence[str], container: str) -> dict[int, Any]:
             return
         try:
             name = signal.Signals(signum).name
-            _, headers, reader = _post(sock, [*options, "kill", "-s", name, container])
+            _, headers, reader = _post(sock, request_body([*options, "kill", "-s", name, container]))
             for _chunk in _body(headers, reader):  # the answer ("<id>" or an error) is not shown
                 pass
         except OSError:

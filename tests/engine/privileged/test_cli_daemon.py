@@ -46,9 +46,12 @@ def api(engine: Engine, busybox: Image) -> Iterator[DockerAPI]:
 
 
 def hpctl(
-    api: DockerAPI, *args: str, daemon: bool = True, root: Path | None = None
+    api: DockerAPI, *args: str, daemon: bool = True, root: Path | None = None, cwd_gone: Path | None = None
 ) -> tuple[int, str, str, bool]:
-    """`hpctl ARGS` as a whole process: exit code, stdout, stderr, and whether it ran in-process."""
+    """`hpctl ARGS` as a whole process: exit code, stdout, stderr, and whether it ran in-process.
+
+    ``cwd_gone``: run it in that directory, removed before hpctl starts.
+    """
     argv = hpctl_argv(api.engine, *args)
     if root is not None:
         argv[argv.index("--root") + 1] = str(root)
@@ -56,8 +59,12 @@ def hpctl(
     env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
     if not daemon:
         env["HOSTPANEL_CLI_DAEMON"] = "0"
+    command = [sys.executable, "-c", PROBE, *argv[3:]]
+    if cwd_gone is not None:
+        cwd_gone.mkdir()
+        command = ["sh", "-c", f'cd "{cwd_gone}" && rmdir "{cwd_gone}" && exec "$@"', "sh", *command]
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv[3:]],
+        command,
         capture_output=True,
         text=True,
         env=env,
@@ -200,6 +207,11 @@ def test_a_foreground_run_passes_signals_on_through_the_daemon(api: DockerAPI) -
             proc.wait()
     assert (proc.returncode, out) == (7, "caught\n")
     assert api.engine.list(all=True) == []
+
+
+def test_a_caller_whose_working_directory_is_gone_runs_in_process(api: DockerAPI, tmp_path: Path) -> None:
+    code, out, _, in_process = hpctl(api, "ps", "-aq", cwd_gone=tmp_path / "gone")
+    assert (code, out, in_process) == (0, "", True)
 
 
 def test_without_a_daemon_every_verb_runs_in_process(api: DockerAPI, tmp_path: Path) -> None:
