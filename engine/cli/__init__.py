@@ -57,14 +57,23 @@ class CliContext:
         engine: Engine | None = None,
         out: TextIO | None = None,
         err: TextIO | None = None,
+        cwd: str | None = None,
     ) -> None:
         self.root = root
         self.instance = instance
         self._engine: Engine | None = engine
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self._cwd = cwd
         self.on_container: Callable[[str], None] = lambda _id: None
         """Told the id of a foreground run's container (the daemon passes it on for signals)."""
+
+    @property
+    def cwd(self) -> str:
+        """The caller's working directory, which relative paths on the command line are relative to."""
+        import os
+
+        return self._cwd or os.getcwd()
 
     @property
     def engine(self) -> Engine:

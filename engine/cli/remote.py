@@ -8,12 +8,15 @@ line with the same parser, runs the same handler on its warm engine and streams 
 handler writes and then its exit code, so output, errors and exit codes are the ones the verb
 gives in-process. Only the standard library is imported here, never the engine.
 
-``run`` goes to the daemon only when it needs nothing of this process: no ``-i``/``-t``, no
+``build`` goes to the daemon too: it reads the context directory and Dockerfile as this
+process would, relative to its working directory, and streams the build's output; a client
+that goes away stops the build at its next line of output. ``run`` goes to the daemon only
+when it needs nothing of this process: no ``-i``/``-t``, no
 ``--secret FILE`` to read, no ``-e NAME`` taking this process's value (:func:`args_served`);
 the client then parses the command line first, with the same parser. A foreground ``run``
 forwards SIGINT, SIGTERM and SIGHUP to the container as the in-process ``run`` does.
 
-Everything else runs in-process (``exec``, ``build``, ``cp``, terminals ...), as does every
+Everything else runs in-process (``exec``, ``cp``, terminals ...), as does every
 verb when there is no daemon, when it serves another root or instance, when it is older and
 lacks the endpoint, or with ``HOSTPANEL_CLI_DAEMON=0``.
 
@@ -47,23 +50,11 @@ STDOUT, STDERR, CONTROL = 1, 2, 3
 """The answer's streams (frames as the Docker API multiplexes a container's output)."""
 
 REMOTE_VERBS = frozenset(
-    {
-        "ps",
-        "images",
-        "inspect",
-        "logs",
-        "stop",
-        "rm",
-        "kill",
-        "restart",
-        "pause",
-        "unpause",
-        "port",
-        "top",
-        "run",
-    }
+    {"ps", "images", "inspect", "logs", "stop", "rm", "kill", "restart", "pause", "unpause", "port", "top"}
+    | {"run", "build"}
 )
-"""Verbs that need nothing of this process but the command line (``run``: see args_served)."""
+"""Verbs that need nothing of this process but the command line and its working directory
+(``run``: see args_served; ``build`` reads its context and Dockerfile relative to it)."""
 
 PARSED_VERBS = frozenset({"run"})
 """Verbs the client parses first, to see whether the daemon can run them (args_served)."""

@@ -167,7 +167,7 @@ def register(router: Router, engine: Engine) -> None:
             return json_response(
                 {"message": "this daemon serves another engine root or instance"}, NOT_SERVED
             )
-        ctx = CliContext(root, instance, engine=engine, out=cast(TextIO, out), err=cast(TextIO, err))
+        ctx = CliContext(root, instance, engine=engine, out=cast(TextIO, out), err=cast(TextIO, err), cwd=cwd)
         ctx.on_container = lambda cid: frames.put(_control(f"container {cid}"))
         threading.Thread(target=_run, args=(ctx, args, frames), name="hpctl-verb", daemon=True).start()
         return Stream(_stream(frames, gone), content_type=CONTENT_TYPE)

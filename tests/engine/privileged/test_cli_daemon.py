@@ -46,7 +46,12 @@ def api(engine: Engine, busybox: Image) -> Iterator[DockerAPI]:
 
 
 def hpctl(
-    api: DockerAPI, *args: str, daemon: bool = True, root: Path | None = None, cwd_gone: Path | None = None
+    api: DockerAPI,
+    *args: str,
+    daemon: bool = True,
+    root: Path | None = None,
+    cwd_gone: Path | None = None,
+    cwd: Path = REPO,
 ) -> tuple[int, str, str, bool]:
     """`hpctl ARGS` as a whole process: exit code, stdout, stderr, and whether it ran in-process.
 
@@ -68,8 +73,8 @@ def hpctl(
         capture_output=True,
         text=True,
         env=env,
-        cwd=REPO,
-        timeout=120,
+        cwd=cwd,
+        timeout=300,
     )
     err, _, report = done.stderr.rpartition("\n")
     probe = json.loads(report)
@@ -188,6 +193,32 @@ def test_run_through_the_daemon_as_in_process(api: DockerAPI) -> None:
     assert hpctl(api, *RUN_RM, "nosuch-image")[:3] == hpctl(api, *RUN_RM, "nosuch-image", daemon=False)[:3]
 
 
+def test_a_cached_build_through_the_daemon_as_in_process(api: DockerAPI, tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo built > /built.txt\n")
+    (context / "Other.dockerfile").write_text("FROM busybox\nRUN echo other > /other.txt\n")
+    first = hpctl(api, "build", "-t", "site:1", "ctx", daemon=False, cwd=tmp_path)  # relative: the caller's
+    assert first[0] == 0 and first[3] is True, first
+    remote = hpctl(api, "build", "-t", "site:1", "ctx", cwd=tmp_path)
+    local = hpctl(api, "build", "-t", "site:1", "ctx", daemon=False, cwd=tmp_path)
+    assert (remote[3], local[3]) == (False, True)
+
+    def idless(text: str) -> str:  # each commit is a new image (its creation time), cached steps or not
+        return re.sub(r"\b[0-9a-f]{12}\b", "<id>", text)
+
+    assert (remote[0], idless(remote[1]), remote[2]) == (local[0], idless(local[1]), local[2])
+    assert "Using cache" in remote[1] and "(2 steps, 1 cached, 0 RUN executed)" in remote[1]
+    code, out, _, in_process = hpctl(
+        api, "build", "-t", "other:1", "-f", "ctx/Other.dockerfile", "ctx", cwd=tmp_path
+    )
+    assert (code, in_process) == (0, False) and "0 cached" in out
+    assert (
+        hpctl(api, "build", "-t", "x:1", "nosuch", cwd=tmp_path)[:3]
+        == hpctl(api, "build", "-t", "x:1", "nosuch", daemon=False, cwd=tmp_path)[:3]
+    )
+
+
 def test_a_foreground_run_passes_signals_on_through_the_daemon(api: DockerAPI) -> None:
     argv = hpctl_argv(api.engine, *RUN_RM, "busybox", "sh", "-c")
     script = "trap 'echo caught; exit 7' INT; echo ready; while true; do sleep 0.1; done"
@@ -243,7 +274,6 @@ def test_the_endpoint_refuses_what_it_must_not_run(api: DockerAPI, tmp_path: Pat
         ["run", "-e", "HOME", "busybox", "true"],
         ["exec", "x", "sh"],
         ["cp", "x:/etc", "/"],
-        ["build", "-t", "x", "/"],
         [],
     ):
         status, answer = _post(api, _command("/", "", *root, *argv))
