@@ -176,20 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     verb = command_verb(argv)
-    module = verb_module(argv)
-    args = None
     if verb is not None:
         from engine.cli import remote
 
-        if remote.wants_daemon(verb):
-            if verb in remote.PARSED_VERBS:  # the daemon runs it only if it needs nothing of ours
-                args = build_parser([str(module)]).parse_args(argv)
-            if args is None or remote.args_served(args):
-                code = remote.run_remote(argv)
-                if code is not None:
-                    return code
-    if args is None:
-        args = build_parser(None if module is None else [module]).parse_args(argv)
+        # The daemon parses the command line itself and refuses (None) what needs this process.
+        code = remote.run_remote(argv) if remote.wants_daemon(verb) else None
+        if code is not None:
+            return code
+    module = verb_module(argv)
+    args = build_parser(None if module is None else [module]).parse_args(argv)
     from engine.paths import default_instance, default_root
 
     ctx = CliContext(root=args.root or default_root(), instance=args.instance or default_instance())

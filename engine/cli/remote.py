@@ -11,9 +11,9 @@ gives in-process. Only the standard library is imported here, never the engine.
 ``build`` goes to the daemon too: it reads the context directory and Dockerfile as this
 process would, relative to its working directory, and streams the build's output; a client
 that goes away stops the build at its next line of output. ``run`` goes to the daemon only
-when it needs nothing of this process: no ``-i``/``-t``, no
-``--secret FILE`` to read, no ``-e NAME`` taking this process's value (:func:`args_served`);
-the client then parses the command line first, with the same parser. A foreground ``run``
+when it needs nothing of this process: no ``-i``/``-t``, no ``--secret FILE`` to read, no
+``-e NAME`` taking this process's value (:func:`args_served`; the daemon parses the command
+line and refuses the others, which then run here). A foreground ``run``
 forwards SIGINT, SIGTERM and SIGHUP to the container as the in-process ``run`` does.
 
 Everything else runs in-process (``exec``, ``cp``, terminals ...), as does every
@@ -55,9 +55,6 @@ REMOTE_VERBS = frozenset(
 )
 """Verbs that need nothing of this process but the command line and its working directory
 (``run``: see args_served; ``build`` reads its context and Dockerfile relative to it)."""
-
-PARSED_VERBS = frozenset({"run"})
-"""Verbs the client parses first, to see whether the daemon can run them (args_served)."""
 
 NOT_SERVED = 409
 """The daemon's answer when it will not run the verb (another root, another verb): run it here."""
