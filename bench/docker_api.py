@@ -216,6 +216,30 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@contextmanager
+def bench_workdir(prefix: str) -> Iterator[Path]:
+    """A scratch directory (with ``docker-config`` for the CLI), and afterwards everything the
+    engines left: processes naming it, mounts below it, its files, the peers' new cgroups and
+    directories. SIGTERM (e.g. from ``timeout``) cleans up too."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    cgroups_before = peer_cgroups()
+    dirs_before = {d for d in PEER_DIRS if d.exists()}
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("HPBENCH_DIR", "/var/tmp")))
+    workdir.chmod(0o755)  # the scratch engine's bundles are entered as the container user
+    (workdir / "docker-config").mkdir()  # the CLI's own config: never ~/.docker
+    try:
+        yield workdir
+    finally:
+        kill_strays(workdir)
+        unmount_below(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        remove_cgroups(peer_cgroups() - cgroups_before)
+        for directory in PEER_DIRS:  # deepest first
+            if directory not in dirs_before:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+
+
 # ---- the three engines --------------------------------------------------------------------
 @contextmanager
 def hostpanel(engine: Engine, workdir: Path) -> Iterator[Target]:
@@ -284,15 +308,28 @@ def dockerd(workdir: Path, archive: Path) -> Iterator[Target]:
         unmount_below(root)
 
 
-@contextmanager
-def podman(workdir: Path, archive: Path) -> Iterator[Target]:
-    """podman's Docker-compatible API service on its own storage and CNI config."""
-    target = Target("podman 4.3 (system service)", config=workdir / "docker-config")
-    target.why = ensure_installed("podman", "podman")
-    if target.why:
-        yield target
-        return
-    root = workdir / "podman"
+@dataclass
+class PodmanStorage:
+    """podman's own storage, run root, CNI config and containers.conf below one directory."""
+
+    root: Path
+    flags: list[str]
+    env: dict[str, str]
+    bridge: str
+
+    def cleanup(self) -> None:
+        """Kill podman's leftover processes (conmons), unmount its storage, delete its bridge."""
+        kill_strays(self.root)
+        unmount_below(self.root)
+        subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True, check=False)
+
+
+def podman_storage(root: Path) -> PodmanStorage:
+    """Flags and environment for podman (CLI or API service) on storage of its own below ``root``.
+
+    Its CNI config is one bridge without masquerading or port mapping (no firewall rules), and
+    default ulimits within this host's hard limits.
+    """
     (root / "cni").mkdir(parents=True)
     bridge = f"hpbp{secrets.token_hex(4)}"
     subnet = f"10.213.{secrets.randbelow(250) + 1}"
@@ -327,7 +364,20 @@ def podman(workdir: Path, archive: Path) -> Iterator[Target]:
     )
     flags = ["--root", str(root / "storage"), "--runroot", str(root / "run"), "--tmpdir", str(root / "tmp")]
     flags += ["--network-config-dir", str(root / "cni"), "--network-backend", "cni"]
-    env = os.environ | {"CONTAINERS_CONF": str(conf)}
+    return PodmanStorage(root, flags, os.environ | {"CONTAINERS_CONF": str(conf)}, bridge)
+
+
+@contextmanager
+def podman(workdir: Path, archive: Path) -> Iterator[Target]:
+    """podman's Docker-compatible API service on its own storage and CNI config."""
+    target = Target("podman 4.3 (system service)", config=workdir / "docker-config")
+    target.why = ensure_installed("podman", "podman")
+    if target.why:
+        yield target
+        return
+    root = workdir / "podman"
+    storage = podman_storage(root)
+    flags, env = storage.flags, storage.env
     target.socket = root / "podman.sock"
     log = root / "podman.log"
     proc: subprocess.Popen[bytes] | None = None
@@ -356,9 +406,7 @@ def podman(workdir: Path, archive: Path) -> Iterator[Target]:
         remove_all(target)
         if proc is not None:
             stop(proc)
-        kill_strays(root)
-        unmount_below(root)
-        subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
+        storage.cleanup()
 
 
 @contextmanager
@@ -479,46 +527,28 @@ def main() -> None:
     )
     args = parser.parse_args()
     wanted = [e.strip() for e in args.engines.split(",") if e.strip()]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # clean up on `timeout` too
-    cgroups_before = peer_cgroups()
-    dirs_before = {d for d in PEER_DIRS if d.exists()}
-    workdir = Path(
-        tempfile.mkdtemp(prefix="hpbench-dockerapi-", dir=os.environ.get("HPBENCH_DIR", "/var/tmp"))
-    )
-    workdir.chmod(0o755)  # the scratch engine's bundles are entered as the container user
-    (workdir / "docker-config").mkdir()  # the CLI's own config: never ~/.docker
-    try:
-        with ExitStack() as stack:
-            engine = stack.enter_context(scratch(workdir))
-            archive = docker_archive(engine, workdir)
-            openers: dict[str, Callable[[], contextlib.AbstractContextManager[Target]]] = {
-                "hostpanel": lambda: hostpanel(engine, workdir),
-                "dockerd": lambda: dockerd(workdir, archive),
-                "podman": lambda: podman(workdir, archive),
-            }
-            targets = [stack.enter_context(openers[name]()) for name in wanted]
-            for target in targets:
-                if target.up:
-                    warm = docker(target, "run", "--rm", "busybox", "true")
-                    if warm.returncode != 0:
-                        target.why = f"docker run failed: {_tail(warm.stderr)}"
-                if target.up:
-                    print(
-                        f"starting {args.containers} containers on {target.name} ...",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    start_containers(target, args.containers)
-            results = measure(targets, args.runs, args.containers)
-    finally:
-        kill_strays(workdir)
-        unmount_below(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
-        remove_cgroups(peer_cgroups() - cgroups_before)
-        for directory in PEER_DIRS:  # deepest first
-            if directory not in dirs_before:
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
+    with bench_workdir("hpbench-dockerapi-") as workdir, ExitStack() as stack:
+        engine = stack.enter_context(scratch(workdir))
+        archive = docker_archive(engine, workdir)
+        openers: dict[str, Callable[[], contextlib.AbstractContextManager[Target]]] = {
+            "hostpanel": lambda: hostpanel(engine, workdir),
+            "dockerd": lambda: dockerd(workdir, archive),
+            "podman": lambda: podman(workdir, archive),
+        }
+        targets = [stack.enter_context(openers[name]()) for name in wanted]
+        for target in targets:
+            if target.up:
+                warm = docker(target, "run", "--rm", "busybox", "true")
+                if warm.returncode != 0:
+                    target.why = f"docker run failed: {_tail(warm.stderr)}"
+            if target.up:
+                print(
+                    f"starting {args.containers} containers on {target.name} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                start_containers(target, args.containers)
+        results = measure(targets, args.runs, args.containers)
     print(f"docker CLI against three engines, {args.runs} interleaved runs each")
     table(results, targets, args.containers)
 

@@ -5,48 +5,43 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
-from engine.build.cache import BuildCache
-from engine.build.model import BuildOptions, BuildResult, OutputCallback, ignore_output
-from engine.cgroups.controller import host_driver
-from engine.cgroups.layout import detect_cgroup_layout
-from engine.cgroups.resources import Resources
-from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
 from engine.errors import Conflict, InvalidSpec, NotFound
-from engine.events import Event, EventFilter
-from engine.images.digest import Readable
-from engine.images.model import Image
 from engine.images.store import ImageStore
-from engine.logs.k8s_file import LogLine
-from engine.networks.manager import OverlayOptions
-from engine.networks.model import Network, NetworkJoin, RemoteEndpoint
 from engine.paths import EnginePaths, default_instance, default_root, validate_instance
-from engine.purge import PurgeReport
-from engine.registry import AuthFile, Credentials, RemoteRef, TransferReport
-from engine.registry import pull as registry_pull
-from engine.registry import push as registry_push
-from engine.registry.credentials import AUTH_FILE_NAME
-from engine.registry.progress import ProgressCallback
-from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
-from engine.runtime import attach as attach_module
-from engine.runtime import copy as copy_module
-from engine.runtime.attach import AttachSession
 from engine.runtime.containers import ContainerManager
-from engine.runtime.copy import PathStat, Writable
-from engine.runtime.idmap import validate_tenant
-from engine.runtime.model import Container, ContainerSpec, ExecSpec
-from engine.runtime.netns import run_in_netns
-from engine.runtime.oci_spec import HOST_NETNS
-from engine.runtime.procfs import ProcessRow
-from engine.runtime.pty_exec import PtySession, start_pty_exec
-from engine.runtime.tenant_disks import TenantDisk
-from engine.volumes.manager import VolumeManager
-from engine.volumes.model import TenantVolumeUsage, Volume, VolumeUsage
+
+# Only what every command needs is imported here; the rest (build, registries, usage,
+# terminals, copies, namespaces) is imported by the methods that use it, so a process
+# that lists containers stays lean (tests/engine/unit/test_cli_imports.py).
+if TYPE_CHECKING:
+    import subprocess
+    from datetime import datetime
+
+    from engine.build.cache import BuildCache
+    from engine.build.model import BuildOptions, BuildResult, OutputCallback
+    from engine.cgroups.resources import Resources
+    from engine.cgroups.usage import ContainerStats, TenantReport, Usage, UsageMeter
+    from engine.events import Event, EventFilter
+    from engine.images.digest import Readable
+    from engine.images.model import Image
+    from engine.logs.k8s_file import LogLine
+    from engine.networks.manager import NetworkManager, OverlayOptions
+    from engine.networks.model import Network, NetworkJoin, RemoteEndpoint
+    from engine.purge import PurgeReport
+    from engine.registry import AuthFile, Credentials, RemoteRef, TransferReport
+    from engine.registry.progress import ProgressCallback
+    from engine.runtime.attach import AttachSession
+    from engine.runtime.copy import PathStat, Writable
+    from engine.runtime.model import Container, ContainerSpec, ExecSpec
+    from engine.runtime.procfs import ProcessRow
+    from engine.runtime.pty_exec import PtySession
+    from engine.runtime.tenant_disks import TenantDisk
+    from engine.volumes.manager import VolumeManager
+    from engine.volumes.model import TenantVolumeUsage, Volume, VolumeUsage
 
 T = TypeVar("T")
 
@@ -54,6 +49,8 @@ T = TypeVar("T")
 @functools.cache
 def _cgroup_hierarchies() -> tuple[Path, ...]:
     """The cgroup hierarchy roots of this host (mounts do not change while we run)."""
+    from engine.cgroups.layout import detect_cgroup_layout
+
     return tuple(Path(p) for p in detect_cgroup_layout().hierarchy_dirs())
 
 
@@ -72,13 +69,34 @@ class Engine:
         self.paths.ensure()
         self.images = ImageStore(self.paths)
         self.containers = ContainerManager(self.paths, self.instance, self.images, _cgroup_hierarchies)
-        self.usage = UsageMeter(self.paths, host_driver)
-        self.networks = self.containers.networks
         # The build cache lives as long as the images built from it (see engine.build.cache).
-        self.build_cache = BuildCache(self.paths.root / "build-cache", self.images.blobs)
-        self.images.gc_hooks.append(self.build_cache.gc_keep)
+        self.images.gc_hooks.append(self._build_cache_gc_keep)
         # Steps of purge_tenant for other per-tenant state (e.g. per-tenant storage): each takes the
         # tenant's name, is idempotent, and runs after the tenant's containers and volumes are gone.
+
+    @property
+    def networks(self) -> NetworkManager:
+        """Tenant networks of this engine (see engine.networks.manager)."""
+        return self.containers.networks
+
+    @functools.cached_property
+    def usage(self) -> UsageMeter:
+        """Live cgroup readings and accumulated billing usage (see engine.cgroups.usage)."""
+        from engine.cgroups.controller import host_driver
+        from engine.cgroups.usage import UsageMeter
+
+        return UsageMeter(self.paths, host_driver)
+
+    @functools.cached_property
+    def build_cache(self) -> BuildCache:
+        """The build cache of this root (see engine.build.cache), made on first use."""
+        from engine.build.cache import BuildCache
+
+        return BuildCache(self.paths.root / "build-cache", self.images.blobs)
+
+    def _build_cache_gc_keep(self, image_ids: set[str]) -> set[str]:
+        """The image store's GC hook for the build cache (see BuildCache.gc_keep)."""
+        return self.build_cache.gc_keep(image_ids)
 
     # ---- containers -------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Container:
@@ -162,6 +180,8 @@ class Engine:
         ``follow`` new events are yielded as any process records them, until ``until``
         passes or ``stop()`` is true.
         """
+        from engine.events import EventFilter
+
         terms = dict(event_filter.terms) if event_filter is not None else {}
         if tenant is not None:
             terms["tenant"] = frozenset({tenant})
@@ -188,6 +208,9 @@ class Engine:
         operator's ``--network host``) is refused with InvalidSpec. Raises
         ContainerNotFound, Conflict if it does not run, NetnsTimeout past ``timeout``.
         """
+        from engine.runtime.netns import run_in_netns
+        from engine.runtime.oci_spec import HOST_NETNS
+
         container = self.containers.get(ref)
         if not container.is_running or container.pid <= 0:
             raise Conflict(f"container {container.name} is not running")
@@ -211,23 +234,33 @@ class Engine:
 
     def exec_pty(self, ref: str, spec: ExecSpec, *, rows: int = 24, cols: int = 80) -> PtySession:
         """Start a process in a running container on its own terminal (see pty_exec.start_pty_exec)."""
+        from engine.runtime.pty_exec import start_pty_exec
+
         return start_pty_exec(self.containers, ref, spec, rows=rows, cols=cols)
 
     def attach(self, ref: str) -> AttachSession:
         """Attach to a container's main process: output, stdin, terminal size (see engine.runtime.attach)."""
-        return attach_module.attach(self.containers, ref)
+        from engine.runtime import attach
+
+        return attach.attach(self.containers, ref)
 
     def resize(self, ref: str, rows: int, cols: int) -> None:
         """Set the terminal size of a container created with a TTY (see engine.runtime.attach)."""
-        attach_module.resize(self.containers, ref, rows, cols)
+        from engine.runtime import attach
+
+        attach.resize(self.containers, ref, rows, cols)
 
     def stat_path(self, ref: str, path: str) -> PathStat:
         """Stat a path inside a container (see engine.runtime.copy.stat_path)."""
-        return copy_module.stat_path(self.containers, ref, path)
+        from engine.runtime import copy
+
+        return copy.stat_path(self.containers, ref, path)
 
     def copy_from(self, ref: str, path: str, out: Writable, *, name: str | None = None) -> PathStat:
         """Write a container's path to ``out`` as a tar stream (see engine.runtime.copy.export_path)."""
-        return copy_module.export_path(self.containers, ref, path, out, name=name)
+        from engine.runtime import copy
+
+        return copy.export_path(self.containers, ref, path, out, name=name)
 
     def copy_to(
         self,
@@ -239,7 +272,9 @@ class Engine:
         no_overwrite_dir_non_dir: bool = False,
     ) -> int:
         """Extract a tar stream into a container's directory (see engine.runtime.copy.import_archive)."""
-        return copy_module.import_archive(
+        from engine.runtime import copy
+
+        return copy.import_archive(
             self.containers,
             ref,
             path,
@@ -313,6 +348,8 @@ class Engine:
 
     def tenant_usage(self, tenant: str) -> TenantReport:
         """A tenant's quota, live totals (its cgroup) and accumulated billing usage."""
+        from engine.cgroups.usage import TenantReport
+
         quota = self.tenant_quota(tenant)
         running = [c for c in self.list() if c.tenant == tenant]
         live = self.usage.tenant_stats(self.containers.quotas.cgroup(tenant))
@@ -338,6 +375,9 @@ class Engine:
         Idempotent: after an error, purging again finishes the job. Raises InvalidSpec for a bad
         name, Conflict while a process still runs in the tenant's cgroup, or another EngineError from a step.
         """
+        from engine.purge import PurgeReport
+        from engine.runtime.idmap import validate_tenant
+
         validate_tenant(tenant)
         report = PurgeReport(tenant)
         # Each item may vanish meanwhile (the agent's reconcile removes the tenant's containers too).
@@ -509,7 +549,7 @@ class Engine:
         """An image by reference or id (for ``tenant``: only its own images and the base set)."""
         return self.images.resolve(reference, tenant=tenant)
 
-    def build(self, options: BuildOptions, on_output: OutputCallback = ignore_output) -> BuildResult:
+    def build(self, options: BuildOptions, on_output: OutputCallback | None = None) -> BuildResult:
         """Build an image from a Dockerfile and tag it (see engine.build.builder).
 
         ``on_output(stream, text)`` gets step headers, cache hits and RUN output as it comes.
@@ -517,8 +557,9 @@ class Engine:
         RUN failed: its output and exit code), QuotaExceeded (a RUN went over the tenant's quota).
         """
         from engine.build.builder import Builder  # loads the Dockerfile parser only when building
+        from engine.build.model import ignore_output
 
-        result = Builder(self, self.build_cache, options, on_output).run()
+        result = Builder(self, self.build_cache, options, on_output or ignore_output).run()
         self.images.event("build", result.image.id, options.tag, options.tenant)
         return result
 
@@ -526,6 +567,9 @@ class Engine:
     @property
     def auth_file(self) -> AuthFile:
         """The registry logins of this engine (``<root>/auth.json``, written by `hpctl login`)."""
+        from engine.registry import AuthFile
+        from engine.registry.credentials import AUTH_FILE_NAME
+
         return AuthFile(self.paths.root / AUTH_FILE_NAME)
 
     def pull(
@@ -542,6 +586,9 @@ class Engine:
 
         For ``tenant`` the local name must be in its namespace (``tag_as``, or the reference as written).
         """
+        from engine.registry import pull as registry_pull
+        from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
+
         report = registry_pull(
             self.images,
             reference,
@@ -573,6 +620,9 @@ class Engine:
         """
         if tenant is not None:
             self.images.resolve(local_ref, tenant=tenant)
+        from engine.registry import push as registry_push
+        from engine.registry.sources import SOURCES_FILE_NAME, BlobSources
+
         report = registry_push(
             self.images,
             local_ref,

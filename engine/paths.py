@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +30,14 @@ def validate_instance(name: str) -> str:
     return name
 
 
-def default_root() -> Path:
-    """The engine root from $HOSTPANEL_ROOT, or /var/lib/hostpanel."""
-    return Path(os.environ.get("HOSTPANEL_ROOT") or DEFAULT_ROOT)
+def default_root(env: Mapping[str, str] = os.environ) -> Path:
+    """The engine root from $HOSTPANEL_ROOT (of ``env``), or /var/lib/hostpanel."""
+    return Path(env.get("HOSTPANEL_ROOT") or DEFAULT_ROOT)
 
 
-def default_instance() -> str:
-    """The instance name from $HOSTPANEL_INSTANCE, or 'hostpanel'."""
-    return os.environ.get("HOSTPANEL_INSTANCE") or DEFAULT_INSTANCE
+def default_instance(env: Mapping[str, str] = os.environ) -> str:
+    """The instance name from $HOSTPANEL_INSTANCE (of ``env``), or 'hostpanel'."""
+    return env.get("HOSTPANEL_INSTANCE") or DEFAULT_INSTANCE
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,10 @@ def parse_build_args(items: list[str]) -> dict[str, str]:
 def cmd_build(ctx: CliContext, args: argparse.Namespace) -> int:
     from engine.build.model import BuildOptions
 
-    dockerfile = args.file.resolve() if args.file is not None else None  # relative to the caller's cwd
+    caller = Path(ctx.cwd)  # relative paths are the caller's (the daemon may run this for hpctl)
+    dockerfile = (caller / args.file).resolve() if args.file is not None else None
     options = BuildOptions(
-        context=args.context.resolve(),
+        context=(caller / args.context).resolve(),
         tag=args.tag,
         dockerfile=dockerfile,
         build_args=parse_build_args(args.build_arg),

@@ -5,25 +5,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import threading
-from datetime import UTC, datetime
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
-from engine.cli import interactive
 from engine.cli.output import human_duration, print_json, print_table, time_ago
 from engine.cli.stats import add_resource_options, resources_from_args
 from engine.errors import EngineError, InvalidSpec
-from engine.logs.k8s_file import LogLine, parse_since
-from engine.networks.joins import joins_from_options
-from engine.networks.ports import parse_publish
-from engine.runtime.model import Container, ContainerSpec, ExecSpec, LogOptions, SecretFile
 
 if TYPE_CHECKING:
     from engine.cli import CliContext
+    from engine.logs.k8s_file import LogLine
+    from engine.runtime.model import Container, ContainerSpec, LogOptions, SecretFile
+
+# Engine modules are imported inside the handlers that use them: `hpctl ps` loads no more
+# than listing needs (engine/cli/__init__.py, tests/engine/unit/test_cli_imports.py).
 
 
 def parse_size(value: str) -> int:
@@ -48,6 +44,8 @@ def _env_args(values: list[str]) -> tuple[str, ...]:
 
 
 def _log_options(values: list[str]) -> LogOptions:
+    from engine.runtime.model import LogOptions
+
     opts = LogOptions()
     size, files = opts.max_size, opts.max_files
     for item in values:
@@ -76,11 +74,16 @@ def parse_secret_arg(arg: str) -> SecretFile:
             data = f.read()
     except OSError as exc:
         raise InvalidSpec(f"--secret {name}: cannot read {path}: {exc.strerror}") from None
+    from engine.runtime.model import SecretFile
+
     return SecretFile(name=name, data=data)
 
 
 def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
     """The ContainerSpec that `run`/`create` arguments describe."""
+    from engine.networks.ports import parse_publish
+    from engine.runtime.model import ContainerSpec
+
     return ContainerSpec(
         image=args.image,
         command=tuple(args.cmd),
@@ -111,6 +114,8 @@ def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
 
 def _network_fields(networks: list[str], aliases: list[str]) -> dict[str, Any]:
     """The ContainerSpec network fields: one plain ``--network`` keeps the one-network fields."""
+    from engine.networks.joins import joins_from_options
+
     joins = joins_from_options(networks, aliases)
     if len(networks) == 1 and "=" not in networks[0]:
         return {"network": joins[0].name, "network_aliases": joins[0].aliases}
@@ -171,6 +176,8 @@ def status_text(c: Container) -> str:
 
 
 def _age(iso: str) -> float:
+    from datetime import UTC, datetime
+
     if not iso:
         return 0.0
     return (datetime.now(UTC) - datetime.fromisoformat(iso.replace("Z", "+00:00"))).total_seconds()
@@ -188,6 +195,8 @@ def cmd_run(ctx: CliContext, args: argparse.Namespace) -> int:
     if args.rm and args.detach:
         raise InvalidSpec("--rm and -d together are not supported yet; remove the container with `hpctl rm`")
     if (args.interactive or args.tty) and not args.detach:
+        from engine.cli import interactive
+
         interactive.check_terminal(args.tty)
         container = ctx.engine.create(spec)
         return interactive.attach_and_run(
@@ -197,10 +206,14 @@ def cmd_run(ctx: CliContext, args: argparse.Namespace) -> int:
     if args.detach:
         ctx.out.write(container.id + "\n")
         return 0
+    ctx.on_container(container.id)
     return _attach_until_exit(ctx, container, remove=args.rm)
 
 
 def _attach_until_exit(ctx: CliContext, container: Container, *, remove: bool) -> int:
+    import signal
+    import threading
+
     engine = ctx.engine
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -293,6 +306,8 @@ def cmd_logs(ctx: CliContext, args: argparse.Namespace) -> int:
     tail = None if args.tail in (None, "all") else int(args.tail) if args.tail.isdigit() else None
     if args.tail not in (None, "all") and tail is None:
         raise InvalidSpec(f"invalid --tail {args.tail!r}: use a number or 'all'")
+    from engine.logs.k8s_file import parse_since
+
     since = parse_since(args.since) if args.since else None
     for line in ctx.engine.logs(args.container, tail=tail, since=since, follow=args.follow):
         _write_line(ctx, line, timestamps=args.timestamps)
@@ -327,10 +342,16 @@ def cmd_wait(ctx: CliContext, args: argparse.Namespace) -> int:
 def cmd_exec(ctx: CliContext, args: argparse.Namespace) -> int:
     if not args.cmd:
         raise InvalidSpec("exec needs a command, e.g. `hpctl exec web sh -c 'echo hi'`")
+    from engine.runtime.model import ExecSpec
+
     spec = ExecSpec(command=tuple(args.cmd), env=_env_args(args.env), user=args.user, workdir=args.workdir)
     if args.tty and args.interactive:
+        from engine.cli import interactive
+
         interactive.check_terminal(True)
         return interactive.exec_on_terminal(ctx, args.container, spec, detach_keys=args.detach_keys)
+    import subprocess
+
     stdin = sys.stdin.buffer if args.interactive else None
     proc = ctx.engine.exec(
         args.container, spec, stdin=stdin if stdin is not None else subprocess.DEVNULL, tty=args.tty

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `docker` commands to `hpctl`."""
-    from engine.dockerapi.daemon import default_socket
+    from engine.dockerapi import default_socket
 
     docker = sub.add_parser("docker", help="the Docker Engine API (the stock docker CLI drives this engine)")
     dsub = docker.add_subparsers(dest="docker_command", metavar="COMMAND")

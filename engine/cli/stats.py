@@ -8,22 +8,16 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.cgroups.resources import (
-    DeviceThrottle,
-    Resources,
-    ThrottleKind,
-    format_bytes,
-    parse_bytes,
-    parse_count,
-    parse_cpus,
-    parse_device_throttle,
-)
-from engine.cgroups.usage import ContainerStats, cpu_percent
 from engine.cli.output import print_json, print_table
 from engine.errors import InvalidSpec
 
 if TYPE_CHECKING:
+    from engine.cgroups.resources import DeviceThrottle, Resources, ThrottleKind
+    from engine.cgroups.usage import ContainerStats
     from engine.cli import CliContext
+
+# engine.cgroups is imported by the functions that use it: `run` registers the limit options
+# without loading it (engine/cli/__init__.py).
 
 _THROTTLE_OPTIONS: tuple[tuple[str, ThrottleKind, str], ...] = (
     ("--device-read-bps", "read_bps", "DEV:RATE, e.g. /dev/vda:1mb (bytes per second)"),
@@ -46,6 +40,14 @@ def add_resource_options(p: argparse.ArgumentParser, *, pids_flag: str = "--pids
 
 def resources_from_args(args: argparse.Namespace) -> Resources:
     """The Resources the limit options describe; InvalidSpec for bad values (unset options stay None)."""
+    from engine.cgroups.resources import (
+        Resources,
+        parse_bytes,
+        parse_count,
+        parse_cpus,
+        parse_device_throttle,
+    )
+
     devices: list[DeviceThrottle] = []
     for flag, kind, _text in _THROTTLE_OPTIONS:
         for value in getattr(args, flag.lstrip("-").replace("-", "_"), []) or []:
@@ -68,11 +70,15 @@ def resources_from_args(args: argparse.Namespace) -> Resources:
 
 
 def _io(read: int, write: int) -> str:
+    from engine.cgroups.resources import format_bytes
+
     return f"{format_bytes(read)} / {format_bytes(write)}"
 
 
 def stats_rows(before: Sequence[ContainerStats], after: Sequence[ContainerStats]) -> list[dict[str, Any]]:
     """Per container: the later reading with ``cpu_percent`` computed against the earlier one."""
+    from engine.cgroups.usage import cpu_percent
+
     earlier = {s.id: s for s in before}
     rows = []
     for s in after:
@@ -84,6 +90,8 @@ def stats_rows(before: Sequence[ContainerStats], after: Sequence[ContainerStats]
 
 
 def _table(ctx: CliContext, rows: list[dict[str, Any]]) -> None:
+    from engine.cgroups.resources import format_bytes
+
     table = []
     for r in rows:
         limit = r["memory_limit"]

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from engine.cli.containers import parse_size
 from engine.cli.output import human_size, print_json, print_table, time_ago
 from engine.errors import EngineError, InvalidSpec
-from engine.volumes.spec import MountSpec, validate_target, validate_volume_name
 
 if TYPE_CHECKING:
     from engine.cli import CliContext
+    from engine.volumes.spec import MountSpec
 
 
 def _access(text: str, arg: str) -> bool:
@@ -32,6 +32,8 @@ def parse_volume_arg(arg: str) -> MountSpec:
     Raises InvalidSpec for anything else (anonymous volumes, relative host
     paths, a bad name or target).
     """
+    from engine.volumes.spec import MountSpec, validate_target, validate_volume_name
+
     parts = arg.split(":")
     if len(parts) == 1:
         raise InvalidSpec(
@@ -57,6 +59,8 @@ def parse_tmpfs_arg(arg: str) -> MountSpec:
     A size is required. Raises InvalidSpec for a missing size, an unknown
     option, a bad size or mode.
     """
+    from engine.volumes.spec import MountSpec, validate_target
+
     target, _, options = arg.partition(":")
     target = validate_target(target)
     size: int | None = None

@@ -7,16 +7,18 @@ endpoints live in one module per resource (``system``, ``containers``, ...), eac
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.dockerapi import (
+    DEFAULT_SOCKET,
     attach,
     build,
+    cli,
     container_copy,
     containers,
     control,
+    default_socket,
     df,
     events,
     image_archives,
@@ -32,12 +34,7 @@ from engine.dockerapi.http import Router, UnixServer
 if TYPE_CHECKING:
     from engine.engine import Engine
 
-DEFAULT_SOCKET = Path("/run/hostpanel/docker.sock")
-
-
-def default_socket() -> Path:
-    """The operator's socket: ``$HOSTPANEL_DOCKER_SOCKET``, else ``/run/hostpanel/docker.sock``."""
-    return Path(os.environ.get("HOSTPANEL_DOCKER_SOCKET") or DEFAULT_SOCKET)
+__all__ = ["DEFAULT_SOCKET", "default_socket", "operator_router", "serve"]
 
 
 def operator_router(engine: Engine) -> Router:
@@ -45,7 +42,7 @@ def operator_router(engine: Engine) -> Router:
     router = Router()
     for module in (
         *(system, containers, attach, container_copy, control, stats, events),
-        *(images, image_archives, transfer, build, volumes, networks, df),
+        *(images, image_archives, transfer, build, volumes, networks, df, cli),
     ):
         module.register(router, engine)
     return router

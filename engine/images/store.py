@@ -31,26 +31,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import Conflict, CorruptBlob, ImageNotFound, InvalidArchive, InvalidReference
 from engine.events import EventJournal
 from engine.fsutil import file_lock
-from engine.images.archive import make_staged_image, read_archive
 from engine.images.blobs import TMP_PREFIX, BlobStore
-from engine.images.bootstrap import (
-    BUSYBOX,
-    busybox_created,
-    check_packages,
-    host_debian_mirror,
-    run_debootstrap,
-    unmount_below,
-    write_busybox_rootfs,
-    write_tree_tar,
-)
-from engine.images.compression import decompressed
-from engine.images.digest import HashingReader, digest_hex
-from engine.images.export import write_oci_archive
+from engine.images.digest import digest_hex
 from engine.images.extract import TAR_ERRORS, check_uid_base, extract_layer, remove_tree
 from engine.images.layout import ImageIndex, ImageRecord, fold, unfold
 from engine.images.model import Image, ImageConfig
@@ -71,8 +58,12 @@ from engine.images.oci import (
     utc_now_iso,
 )
 from engine.images.reference import DIGEST_RE, normalize_tag, parse_reference
-from engine.images.staging import StagedImage, Staging, layer_compression
 from engine.paths import EnginePaths
+
+# Reading and writing archives, bootstrapping and unpacking layers import their modules where
+# they happen (tarfile, compressors, debootstrap): listing and resolving images stay lean.
+if TYPE_CHECKING:
+    from engine.images.staging import StagedImage, Staging
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 _SHORT_ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
@@ -176,6 +167,9 @@ class ImageStore:
                 "a tenant's import needs the name to store the image under: "
                 f"{namespace_of(tenant)}<name>:<tag>"
             )
+        from engine.images.archive import read_archive
+        from engine.images.staging import Staging
+
         with Staging(self.blobs) as staging:
             staged = read_archive(Path(path), staging, reference)
             if not staged:
@@ -194,6 +188,8 @@ class ImageStore:
         """
         record, tag = self._find(fold(self.index.load()), reference, tenant)
         manifest = parse_manifest(self.blobs.read_bytes(record.manifest_digest))
+        from engine.images.export import write_oci_archive
+
         write_oci_archive(
             self.blobs,
             Path(dest),
@@ -376,7 +372,7 @@ class ImageStore:
 
     # -- bootstrap ----------------------------------------------------------------------------
 
-    def bootstrap_busybox(self, reference: str = "busybox:latest", *, busybox: Path = BUSYBOX) -> Image:
+    def bootstrap_busybox(self, reference: str = "busybox:latest", *, busybox: Path | None = None) -> Image:
         """Create a busybox image from the host's static busybox (Debian busybox-static).
 
         One layer: /bin/busybox, a symlink per applet, /etc/passwd and group
@@ -384,10 +380,14 @@ class ImageStore:
         deterministic, so bootstrapping twice gives the same image id.
         Config: Cmd ["sh"] and the default PATH. Raises HostNotReady without busybox.
         """
+        from engine.images.archive import make_staged_image
+        from engine.images.bootstrap import BUSYBOX, busybox_created, write_busybox_rootfs
+        from engine.images.staging import Staging
+
         tag = normalize_tag(reference)
         with Staging(self.blobs) as staging:
             with self.blobs.writer() as w:
-                mtime = write_busybox_rootfs(w, busybox)
+                mtime = write_busybox_rootfs(w, busybox or BUSYBOX)
                 blob = staging.adopt(w.finish())
             layer = staging.scan_staged(blob, "busybox rootfs")
             created = busybox_created(mtime)
@@ -416,6 +416,16 @@ class ImageStore:
         Cmd ["bash"] and the default PATH. Needs root and network. Raises
         HostNotReady (no debootstrap, not root), EngineError if debootstrap fails.
         """
+        from engine.images.archive import make_staged_image
+        from engine.images.bootstrap import (
+            check_packages,
+            host_debian_mirror,
+            run_debootstrap,
+            unmount_below,
+            write_tree_tar,
+        )
+        from engine.images.staging import Staging
+
         tag = normalize_tag(reference)
         packages = check_packages(include)
         mirror = mirror or host_debian_mirror(suite)
@@ -678,6 +688,10 @@ class ImageStore:
         return dropped
 
     def _extract_blob(self, layer: LayerRef, diff_id: str, dest: Path, uid_base: int) -> None:
+        from engine.images.compression import decompressed
+        from engine.images.digest import HashingReader
+        from engine.images.staging import layer_compression
+
         compression = layer_compression(layer.media_type)
         with self.blobs.open(layer.digest) as reader:
             try:

@@ -17,12 +17,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import RuntimeFailure
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+# pyroute2 is imported by the functions that use it (about 100 ms): listing containers or
+# images never pays for it (tests/engine/unit/test_cli_imports.py).
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
@@ -65,6 +68,7 @@ def create_netns(path: Path) -> None:
 
     Raises RuntimeFailure; on failure nothing is left at ``path``.
     """
+    from pyroute2 import IPRoute
 
     def run() -> None:
         if _libc.unshare(CLONE_NEWNET) != 0:
@@ -135,6 +139,7 @@ def _enter_netns(path: Path) -> None:
 
 def in_netns(path: Path, fn: Callable[[IPRoute], T]) -> T:
     """Run ``fn(ipr)`` with a netlink socket inside the namespace at ``path``."""
+    from pyroute2 import IPRoute
 
     def run() -> T:
         _enter_netns(path)
@@ -146,12 +151,16 @@ def in_netns(path: Path, fn: Callable[[IPRoute], T]) -> T:
 
 def link_exists(name: str) -> bool:
     """Whether a network interface called ``name`` exists on the host."""
+    from pyroute2 import IPRoute
+
     with IPRoute() as ipr:
         return bool(ipr.link_lookup(ifname=name))
 
 
 def links_with_prefix(prefix: str) -> list[str]:
     """Host interfaces whose name starts with ``prefix``."""
+    from pyroute2 import IPRoute
+
     with IPRoute() as ipr:
         names = [link.get("ifname") for link in ipr.get_links()]
     return [n for n in names if isinstance(n, str) and n.startswith(prefix)]
@@ -159,6 +168,9 @@ def links_with_prefix(prefix: str) -> list[str]:
 
 def delete_link(name: str) -> None:
     """Delete the host interface ``name``; a missing one is fine."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=name)
         if index:
@@ -176,6 +188,9 @@ def create_bridge(name: str, gateway: str | None, prefixlen: int, mtu: int) -> N
 
     Raises RuntimeFailure if the kernel refuses; a half-made bridge is deleted.
     """
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         try:
             ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
@@ -198,6 +213,9 @@ def create_vxlan(name: str, bridge: str, vni: int, local: str, peers: list[str],
 
     ``local`` "" lets the kernel pick the source address per peer (an overlay with no peers yet).
     """
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         try:
             ipr.link(
@@ -223,6 +241,9 @@ def create_vxlan(name: str, bridge: str, vni: int, local: str, peers: list[str],
 
 def add_fdb_peer(vxlan: str, peer: str) -> None:
     """Flood unknown and broadcast frames of ``vxlan`` to the underlay address ``peer``."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=vxlan)[0]
         try:
@@ -235,6 +256,9 @@ def add_fdb_peer(vxlan: str, peer: str) -> None:
 def remove_fdb_peer(vxlan: str, peer: str) -> None:
     """Forget ``peer`` on ``vxlan``: its flood entry and the addresses learnt behind it (a missing
     entry is fine), so no frame goes to a host that left."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=vxlan)
         if not index:
@@ -247,6 +271,8 @@ def remove_fdb_peer(vxlan: str, peer: str) -> None:
 
 def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
     """IPv4 networks in use on the host (routes of the main table and addresses), with their device."""
+    from pyroute2 import IPRoute
+
     found: list[tuple[str, ipaddress.IPv4Network]] = []
     with IPRoute() as ipr:
         names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
@@ -289,6 +315,7 @@ def create_netns_with_veth(path: Path, plug: VethPlug) -> None:
     side through its own socket.
     Raises RuntimeFailure; on failure neither the namespace nor the veth remains.
     """
+    from pyroute2 import IPRoute
 
     def run() -> None:
         with IPRoute() as host:
@@ -344,6 +371,9 @@ def _as_failure(exc: BaseException) -> BaseException:
 def _plug_veth(host: IPRoute, master: int, plug: VethPlug) -> None:
     """From a thread inside the container's namespace (``host``: a socket opened on the host side),
     add ``plug``'s veth, its host end on bridge ``master``; on error the veth is deleted."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         host.link(
@@ -381,6 +411,9 @@ def _has_default_route(ipr: IPRoute) -> bool:
 
 def source_address_for(destination: str) -> str:
     """The local address the kernel would use to reach ``destination``; RuntimeFailure if unroutable."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         try:
             routes = ipr.route("get", dst=destination)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -22,19 +23,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from engine.cgroups.controller import host_driver
-from engine.cgroups.resources import Resources, oci_resources
-from engine.cgroups.tenants import TenantQuotas
 from engine.cgroups.tree import container_cgroup
 from engine.errors import Conflict, ContainerNotFound, InvalidSpec, RuntimeFailure
 from engine.events import EventJournal
 from engine.fsutil import atomic_write_bytes, atomic_write_json
-from engine.images.store import ImageStore
 from engine.logs import k8s_file
-from engine.networks.manager import NetworkManager
-from engine.networks.model import NetworkJoin
 from engine.paths import EnginePaths
 from engine.runtime import mounts
 from engine.runtime.idmap import TenantIdRanges, validate_tenant
@@ -50,14 +45,20 @@ from engine.runtime.process import (
     validate_hostname,
     validate_workdir,
 )
-from engine.runtime.procfs import ProcessRow, cgroup_pids, process_rows
-from engine.runtime.rootpath import resolve_in_root
-from engine.runtime.secrets import mount_secrets, require_secrets, unmount_secrets, validate_secrets
 from engine.runtime.store import ContainerStore, validate_name
-from engine.runtime.tenant_disks import TenantDisks
-from engine.runtime.users import resolve_user
-from engine.volumes.manager import VolumeManager
-from engine.volumes.spec import validate_mounts
+
+# What creating, starting or exec-ing needs (networks and pyroute2, volumes, quotas, OCI
+# configs, secrets) is imported where it is used and its managers are made on first use:
+# listing and inspecting containers stay lean (tests/engine/unit/test_cli_imports.py).
+if TYPE_CHECKING:
+    from engine.cgroups.resources import Resources
+    from engine.cgroups.tenants import TenantQuotas
+    from engine.images.store import ImageStore
+    from engine.networks.manager import NetworkManager
+    from engine.networks.model import NetworkJoin
+    from engine.runtime.procfs import ProcessRow
+    from engine.runtime.tenant_disks import TenantDisks
+    from engine.volumes.manager import VolumeManager
 
 INIT_CANDIDATES = ("/usr/bin/catatonit", "/usr/bin/tini-static")
 INIT_DEST = "/.hpinit"
@@ -96,12 +97,37 @@ class ContainerManager:
         self.id_ranges = TenantIdRanges(paths.tenants)
         self.exit_dir = paths.run / "exits"
         self._cgroup_roots = cgroup_roots
-        self.quotas = TenantQuotas(paths, instance, host_driver, cgroup_roots)
-        self.tenant_disks = TenantDisks(paths, self.quotas.lock)
-        self.networks = NetworkManager(paths, instance)
-        self.volumes = VolumeManager(paths, self.id_ranges)
         self.events = EventJournal(paths.events)
         self.monitors = MonitorWatch()
+
+    @functools.cached_property
+    def quotas(self) -> TenantQuotas:
+        """Tenant cgroups and their quotas (engine.cgroups.tenants), made on first use."""
+        from engine.cgroups.controller import host_driver
+        from engine.cgroups.tenants import TenantQuotas
+
+        return TenantQuotas(self.paths, self.instance, host_driver, self._cgroup_roots)
+
+    @functools.cached_property
+    def tenant_disks(self) -> TenantDisks:
+        """Tenants' root file system disks (engine.runtime.tenant_disks), made on first use."""
+        from engine.runtime.tenant_disks import TenantDisks
+
+        return TenantDisks(self.paths, self.quotas.lock)
+
+    @functools.cached_property
+    def networks(self) -> NetworkManager:
+        """Tenant networks (engine.networks.manager), made on first use."""
+        from engine.networks.manager import NetworkManager
+
+        return NetworkManager(self.paths, self.instance)
+
+    @functools.cached_property
+    def volumes(self) -> VolumeManager:
+        """Named volumes (engine.volumes.manager), made on first use."""
+        from engine.volumes.manager import VolumeManager
+
+        return VolumeManager(self.paths, self.id_ranges)
 
     # ---- files of one container -------------------------------------------------
     def files(self, cid: str) -> MonitorFiles:
@@ -126,6 +152,10 @@ class ContainerManager:
         use) or RuntimeFailure; on any error nothing is left behind. Secrets
         become files in a tmpfs at /run/secrets (see engine.runtime.secrets).
         """
+        from engine.cgroups.resources import oci_resources
+        from engine.runtime.secrets import mount_secrets, unmount_secrets, validate_secrets
+        from engine.volumes.spec import validate_mounts
+
         validate_tenant(spec.tenant)
         validate_env(spec.env)
         if spec.name is not None:
@@ -293,6 +323,8 @@ class ContainerManager:
     @staticmethod
     def _prepare_workdir(rootfs: Path, process: ProcessSpec, uid_base: int) -> None:
         """Create the working directory in the rootfs if the image lacks it, like Docker."""
+        from engine.runtime.rootpath import resolve_in_root
+
         target = resolve_in_root(rootfs, process.cwd)
         if target.exists():
             if not target.is_dir():
@@ -362,6 +394,8 @@ class ContainerManager:
         gone because the host restarted since its create (they are never kept
         on disk): remove it and create it again with its secrets then.
         """
+        from engine.runtime.secrets import require_secrets
+
         container = self.get(ref)
         with self.store.lock(container.id):
             container = self.refresh(self.store.load(container.id))
@@ -424,6 +458,8 @@ class ContainerManager:
 
     def _settle(self, container: Container, monitor_alive: bool, exit_file_seen: bool) -> Container:
         """Record an exit seen as an exit file, or as a monitor gone without one."""
+        from engine.cgroups.controller import host_driver
+
         if exit_file_seen:
             exit_file = self.exit_dir / container.id
             try:
@@ -658,6 +694,8 @@ class ContainerManager:
 
         Raises Conflict when the container is not running.
         """
+        from engine.runtime.procfs import cgroup_pids, process_rows
+
         container = self.get(ref)
         if container.status not in ALIVE:
             raise Conflict(f"container {container.name} is not running")
@@ -697,6 +735,8 @@ class ContainerManager:
         InvalidSpec/QuotaExceeded for limits the host or the tenant's quota
         cannot allow and RuntimeFailure when crun refuses (nothing changes then).
         """
+        from engine.cgroups.resources import oci_resources
+
         container = self.get(ref)
         with self.store.lock(container.id):
             container = self.refresh(self.store.load(container.id))
@@ -723,6 +763,8 @@ class ContainerManager:
         Only entries older than ``min_age_seconds`` are touched, so a create
         running right now in another process is never disturbed.
         """
+        from engine.runtime.secrets import unmount_secrets
+
         removed: builtins.list[str] = []
         cutoff = time.time() - min_age_seconds
         for name_file in list(self.paths.names.iterdir()):
@@ -760,6 +802,8 @@ class ContainerManager:
     # ---- remove -----------------------------------------------------------------
     def remove(self, ref: str | Container, *, force: bool = False) -> Container:
         """Remove a container and everything it owns; Conflict if running without ``force``."""
+        from engine.runtime.secrets import unmount_secrets
+
         container = self.get(ref)
         with self.store.lock(container.id):
             container = self.refresh(self.store.load(container.id))
@@ -814,6 +858,8 @@ class ContainerManager:
         ``console_socket`` and ``pid_file`` go to crun (see OciRuntime.exec_command).
         Raises Conflict when the container is not running, InvalidSpec for bad input.
         """
+        from engine.runtime.users import resolve_user
+
         container = self.get(ref)
         if container.status == "paused":
             raise Conflict(f"container {container.name} is paused; unpause it first")
@@ -890,9 +936,27 @@ class ContainerManager:
             def done() -> bool:
                 return self.refresh(self.store.load(container.id)).status not in ACTIVE
 
-            yield from k8s_file.follow(
-                log, start_offset, done, max_files=container.log_max_files, assembler=assembler
-            )
+            # Between reads, wait on the monitor's pidfd: its exit ends the follow at once, not
+            # up to a poll interval later (what `hpctl run --rm` waits for after the last line).
+            pidfd = self._open_pidfd(container)
+            woken = False
+
+            def nap(seconds: float) -> None:
+                nonlocal woken
+                if pidfd is None or woken:
+                    time.sleep(seconds)
+                    return
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                woken = bool(poller.poll(seconds * 1000))
+
+            try:
+                yield from k8s_file.follow(
+                    log, start_offset, done, max_files=container.log_max_files, assembler=assembler, sleep=nap
+                )
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
 
     def rotate_logs(self) -> int:
         """Rotate every running container's log that is over its size; returns how many."""

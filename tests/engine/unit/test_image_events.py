@@ -45,12 +45,12 @@ def test_pull_push_and_build_are_recorded_by_the_engine(
 ) -> None:
     """The registry and the builder are stood in for: what is tested is the event each leaves."""
     import engine.build.builder as builder_module
-    import engine.engine as engine_module
+    import engine.registry as registry_module
 
     eng = Engine(root=tmp_path / "root", instance="evt-unit")
     pulled = TransferReport(reference="registry.example/acme/app:1", image_id="sha256:" + "a" * 64)
-    monkeypatch.setattr(engine_module, "registry_pull", lambda *a, **k: pulled)
-    monkeypatch.setattr(engine_module, "registry_push", lambda *a, **k: pulled)
+    monkeypatch.setattr(registry_module, "pull", lambda *a, **k: pulled)  # Engine imports it when pulling
+    monkeypatch.setattr(registry_module, "push", lambda *a, **k: pulled)
     built = SimpleNamespace(image=SimpleNamespace(id="sha256:" + "b" * 64))
     monkeypatch.setattr(builder_module.Builder, "__init__", lambda self, *a: None)
     monkeypatch.setattr(builder_module.Builder, "run", lambda self: built)

@@ -1,0 +1,168 @@
+"""`hpctl`'s import budget and its lazy verb table (engine/cli/__init__.py).
+
+The common read-only verbs must not load what only creating containers, networks, builds,
+registries or the Docker API need: each costs a whole-process `hpctl` tens of milliseconds
+(pyroute2 alone about 100). This is a test on what gets imported, never on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import VERB_MODULES, build_parser, verb_module
+
+REPO = Path(__file__).resolve().parents[3]
+
+HEAVY = (
+    "pyroute2",
+    "engine.networks.manager",
+    "engine.networks.netlink",
+    "engine.networks.firewall",
+    "engine.build",
+    "engine.registry",
+    "engine.dockerapi",
+    "engine.images.archive",
+    "engine.images.bootstrap",
+    "engine.images.export",
+    "engine.images.staging",
+    "engine.cgroups.usage",
+    "engine.cgroups.tenants",
+    "engine.volumes.manager",
+    "engine.runtime.attach",
+    "engine.runtime.pty_exec",
+    "engine.runtime.copy",
+    "engine.cli.interactive",
+    "http.client",
+    "asyncio",
+)
+"""Modules (and their submodules) the verbs below must not import."""
+
+PROBE = """
+import json, sys
+from engine.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _imports_of(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
+    """Run `hpctl --root <tmp> --instance ... ARGV` in a fresh interpreter; its exit code and sys.modules."""
+    cmd = [sys.executable, "-c", PROBE, "--root", str(tmp_path / "root"), "--instance", "imports-unit", *argv]
+    env = os.environ | {"PYTHONPATH": str(REPO), "HOSTPANEL_CLI_DAEMON": "0"}  # in-process, always
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
+    assert done.stdout.strip(), done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return report["code"], set(report["modules"])
+
+
+def _heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == h or m.startswith(f"{h}.") for h in HEAVY))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("ps",), ("ps", "-a", "--json"), ("images",), ("inspect", "nosuch"), ("logs", "nosuch")],
+    ids=lambda argv: " ".join(argv),
+)
+def test_common_verbs_import_nothing_heavy(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    code, modules = _imports_of(tmp_path, *argv)
+    assert code == (125 if argv[0] in ("inspect", "logs") else 0)  # the unknown container: an EngineError
+    assert "engine.engine" in modules  # the verb did reach the engine
+    assert _heavy(modules) == []
+
+
+def test_only_the_named_verbs_module_is_registered(tmp_path: Path) -> None:
+    _, modules = _imports_of(tmp_path, "ps")
+    registered = {m for m in modules if m.startswith("engine.cli.")}
+    others = {f"engine.cli.{name}" for name, _ in VERB_MODULES} - {"engine.cli.containers"}
+    assert registered & others <= {"engine.cli.output", "engine.cli.stats", "engine.cli.volumes"}
+
+
+def test_the_network_manager_loads_pyroute2_only_to_touch_links() -> None:
+    """`run --network none`, `rm` of such a container: the manager is made, netlink is not used."""
+    code = "import sys, engine.networks.manager; print('pyroute2' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_a_run_still_loads_what_it_needs() -> None:
+    """The lazy imports are real imports: creating a bridged container reaches pyroute2."""
+    from engine.networks import netlink
+
+    assert "def create_netns_with_veth" in Path(netlink.__file__).read_text()
+    assert netlink.link_exists("lo")  # imports pyroute2 on the way
+    assert "pyroute2" in sys.modules
+
+
+def test_the_verb_table_matches_what_each_module_registers() -> None:
+    seen: list[str] = []
+    for name, verbs in VERB_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"engine.cli.{name}").register(sub)
+        assert tuple(sub.choices) == verbs, name
+        seen += verbs
+    assert len(seen) == len(set(seen)), "a verb is claimed by two modules"
+
+
+def test_every_verb_module_is_in_the_table() -> None:
+    with_register = set()
+    for path in (REPO / "engine" / "cli").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.FunctionDef) and n.name == "register" for n in tree.body):
+            with_register.add(path.stem)
+    assert with_register == {name for name, _ in VERB_MODULES}
+
+
+@pytest.mark.parametrize(
+    ("argv", "module"),
+    [
+        (["ps"], "containers"),
+        (["--root", "/x", "--instance", "i", "run", "busybox"], "containers"),
+        (["--root=/x", "images"], "images"),
+        (["network", "ls"], "networks"),
+        (["--instance=i", "version"], "events"),
+        ([], None),
+        (["-h"], None),
+        (["--ro", "/x", "ps"], None),  # an abbreviated option: argparse decides, with every verb
+        (["nosuch"], None),
+    ],
+)
+def test_verb_module(argv: list[str], module: str | None) -> None:
+    assert verb_module(argv) == module
+
+
+def test_help_and_errors_still_list_every_verb(capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    for _, verbs in VERB_MODULES:
+        for verb in verbs:
+            assert f"    {verb} " in listed, verb
+    with pytest.raises(SystemExit) as exc:
+        main(["nosuch"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nosuch' (choose from 'host', 'images'" in capsys.readouterr().err
+
+
+def test_the_lean_parser_parses_like_the_full_one() -> None:
+    argv = ["run", "--rm", "-e", "A=1", "--memory", "64m", "-p", "8080:80", "busybox", "true"]
+    lean = build_parser(["containers"]).parse_args(argv)
+    full = build_parser().parse_args(argv)
+    assert {k: v for k, v in vars(lean).items()} == {k: v for k, v in vars(full).items()}
