@@ -342,6 +342,7 @@ def add_veth_to_netns(path: Path, plug: VethPlug) -> None:
     (the first network with a gateway keeps it). Raises RuntimeFailure; on
     failure the veth is gone and the namespace is as it was.
     """
+    from pyroute2 import IPRoute
 
     def run() -> None:
         with IPRoute() as host:
