@@ -173,6 +173,7 @@ class PortSerializer(StrictSerializer):
 
 
 class VolumeRefSerializer(StrictSerializer):
+    read_only = serializers.BooleanField(required=False)
     name = serializers.RegexField(
         VOLUME_NAME_RE,
         max_length=63,
@@ -193,6 +194,13 @@ class VolumeRefSerializer(StrictSerializer):
             return validate_volume_target(value)
         except InvalidSpec as exc:
             raise serializers.ValidationError(str(exc)) from None
+
+
+class TmpfsSerializer(StrictSerializer):
+    path = serializers.CharField(max_length=255, help_text="an absolute path in the container")
+    size_bytes = serializers.IntegerField(
+        min_value=4096, required=False, help_text="at most the replica's memory (default 64 MiB)"
+    )
 
 
 def _health_check_schema() -> dict[str, Any]:
@@ -284,10 +292,33 @@ class SpecSerializer(StrictSerializer):
         allow_null=True,
         help_text="the container port that serves HTTP: the app gets a hostname and rolling deploys",
     )
+    entrypoint = serializers.ListField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        allow_null=True,
+        help_text="null: the image's own; [] clears it",
+    )
+    user = serializers.CharField(
+        max_length=65, required=False, allow_blank=True, help_text="user[:group], by name or number"
+    )
+    working_dir = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    stop_signal = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, help_text="SIGTERM, TERM or 15 ('' the image's)"
+    )
+    stop_grace_seconds = serializers.IntegerField(
+        min_value=0, max_value=3600, required=False, help_text="seconds from the stop signal to SIGKILL"
+    )
+    init = serializers.BooleanField(required=False, help_text="run a tiny init as PID 1")
+    labels = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=1024),
+        required=False,
+        help_text="the containers' labels; org.hostpanel.* are the panel's and refused",
+    )
+    tmpfs = TmpfsSerializer(many=True, required=False)
 
     def spec_changes(self) -> dict[str, Any]:
         data = dict(self.validated_data)
-        for key in ("secrets", "ports", "volumes"):
+        for key in ("secrets", "ports", "volumes", "tmpfs"):
             if key in data:
                 data[key] = [dict(item) for item in data[key]]
         if "secrets" in data:
@@ -340,6 +371,14 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "restart_policy",
             "health_check",
             "http_port",
+            "entrypoint",
+            "user",
+            "working_dir",
+            "stop_signal",
+            "stop_grace_seconds",
+            "init",
+            "labels",
+            "tmpfs",
             "note",
             "status",
             "status_message",

@@ -10,7 +10,18 @@ from django.db import models
 APP_NAME_RE = r"^[a-z0-9][a-z0-9-]{0,39}$"
 # no, always, unless-stopped, on-failure or on-failure:N (the API schema documents this pattern)
 RESTART_POLICY_RE = r"^(no|always|unless-stopped|on-failure(?::([0-9]{1,6}))?)$"
-NETWORKS = ("none", "bridge")  # tenants' containers: loopback only, or the tenant's own network
+NETWORKS = ("none", "bridge")
+# A release's process fields and their "not set" values (the image's own, Docker's defaults)
+PROCESS_DEFAULTS: dict[str, Any] = {
+    "entrypoint": None,
+    "user": "",
+    "working_dir": "",
+    "stop_signal": "",
+    "stop_grace_seconds": 10,
+    "init": False,
+    "labels": {},
+    "tmpfs": [],
+}  # tenants' containers: loopback only, or the tenant's own network
 
 
 class App(models.Model):
@@ -82,6 +93,17 @@ class Release(models.Model):
     http_port = models.PositiveIntegerField(null=True, blank=True)
     # {"command": [...]} or {"http": {"port": 80, "path": "/"}}, plus interval/timeout/retries
     health_check = models.JSONField(null=True, blank=True)
+    # How the process runs (compose's keys; issue 14). Empty: the image's own (entrypoint None).
+    entrypoint = models.JSONField(null=True, blank=True, help_text="list of strings; [] clears the image's")
+    user = models.CharField(max_length=65, blank=True)
+    working_dir = models.CharField(max_length=255, blank=True)
+    stop_signal = models.CharField(max_length=16, blank=True)
+    stop_grace_seconds = models.PositiveIntegerField(default=10)
+    init = models.BooleanField(default=False)
+    # the tenant's own labels on the containers (org.hostpanel.* are the panel's, refused)
+    labels = models.JSONField(default=dict, blank=True)
+    # [{"path": "/tmp", "size_bytes": 67108864}]: memory-backed, counted in the replica's memory
+    tmpfs = models.JSONField(default=list, blank=True)
     note = models.CharField(max_length=200, blank=True)
     # How rolling it out went (hostpanel/deployments/rollout.py): "" (made current without a
     # roll), rolling, live, failed (with the reason in status_message) or superseded.
@@ -111,6 +133,12 @@ class Release(models.Model):
             "volumes": self.volumes,
             "resources": [self.cpu_millis, self.memory_bytes, self.pids],
             "health_check": self.health_check,
+            # the process fields only when set, so releases made before they existed keep their digest
+            **{
+                name: getattr(self, name)
+                for name, default in PROCESS_DEFAULTS.items()
+                if getattr(self, name) != default
+            },
         }
 
     @property

@@ -526,6 +526,12 @@ def build_spec(replica: Replica) -> ContainerSpec:
     return ContainerSpec(
         image=release.image,
         command=tuple(release.command),
+        entrypoint=None if release.entrypoint is None else tuple(release.entrypoint),
+        workdir=release.working_dir or None,
+        user=release.user or None,
+        init=release.init,
+        stop_signal=release.stop_signal or None,
+        stop_timeout=release.stop_grace_seconds,
         name=replica.container_name,
         tenant=tenant.slug,
         env=tuple(env),
@@ -536,13 +542,20 @@ def build_spec(replica: Replica) -> ContainerSpec:
             pids=release.pids,
         ),
         mounts=tuple(
-            MountSpec(kind="volume", source=f"{tenant.slug}.{v['name']}", target=v["path"])
+            MountSpec(
+                kind="volume",
+                source=f"{tenant.slug}.{v['name']}",
+                target=v["path"],
+                read_only=bool(v.get("read_only", False)),
+            )
             for v in release.volumes
-        ),
+        )
+        + tuple(MountSpec(kind="tmpfs", target=t["path"], size=t["size_bytes"]) for t in release.tmpfs),
         network="bridge" if ports or release.network == "bridge" else "none",
         ports=ports,
         secrets=tuple(SecretFile(name=name, data=values[name].encode()) for name in names),
         labels={
+            **release.labels,  # the tenant's own (never org.hostpanel.*: process.check_labels)
             LABEL_TENANT: tenant.slug,
             LABEL_APP: str(app.pk),
             LABEL_REPLICA: str(replica.pk),
