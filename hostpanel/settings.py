@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "hostpanel.hosts",
     "hostpanel.images",
     "hostpanel.volumes",
+    "hostpanel.networks",  # tenant networks: apps find each other by name across hosts (issue 14)
     "hostpanel.usage",
     "hostpanel.logstream",
     "hostpanel.terminal",
@@ -261,6 +262,16 @@ HOSTPANEL_EDGE_ADDRESSES = env_list("HOSTPANEL_EDGE_ADDRESSES", [])
 HOSTPANEL_DOMAINS_CLAIM_HOURS = float(os.environ.get("HOSTPANEL_DOMAINS_CLAIM_HOURS", "72"))
 # The most custom domains one tenant may hold.
 HOSTPANEL_DOMAINS_PER_TENANT = int(os.environ.get("HOSTPANEL_DOMAINS_PER_TENANT", "100"))
+
+# Tenant networks (hostpanel/networks): every network gets a /HOSTPANEL_NETWORK_PREFIX of this pool and a
+# VNI of this range, unique across all tenants; each host a network spans gives addresses from its own
+# /HOSTPANEL_NETWORK_HOST_PREFIX slice (so a /24 sliced into /27s spans at most 8 hosts).
+HOSTPANEL_NETWORK_POOL = os.environ.get("HOSTPANEL_NETWORK_POOL", "10.128.0.0/12")
+HOSTPANEL_NETWORK_PREFIX = int(os.environ.get("HOSTPANEL_NETWORK_PREFIX", "24"))
+HOSTPANEL_NETWORK_HOST_PREFIX = int(os.environ.get("HOSTPANEL_NETWORK_HOST_PREFIX", "27"))
+HOSTPANEL_NETWORK_VNI_RANGE = os.environ.get("HOSTPANEL_NETWORK_VNI_RANGE", "100000-999999")
+# The most networks one tenant may hold (its default network included).
+HOSTPANEL_NETWORKS_PER_TENANT = int(os.environ.get("HOSTPANEL_NETWORKS_PER_TENANT", "10"))
 
 # Quota of a new tenant until an admin changes it.
 HOSTPANEL_DEFAULT_QUOTA = {

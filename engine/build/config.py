@@ -42,8 +42,8 @@ def shell_form(config: Mapping[str, Any], inst: Instruction) -> list[str]:
     return [*shell, " ".join(inst.args)]
 
 
-def parse_duration(text: str, inst: Instruction) -> int:
-    """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
+def go_duration_ns(text: str) -> int | None:
+    """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds; None when malformed."""
     pos, total = 0, 0.0
     for m in _DURATION_RE.finditer(text):
         if m.start() != pos:
@@ -51,8 +51,16 @@ def parse_duration(text: str, inst: Instruction) -> int:
         total += float(m.group(1)) * _UNIT_NS[m.group(2)]
         pos = m.end()
     if pos != len(text) or not text:
-        raise inst.error(f"invalid duration {text!r}: use e.g. 30s, 1m30s or 500ms")
+        return None
     return int(total)
+
+
+def parse_duration(text: str, inst: Instruction) -> int:
+    """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
+    result = go_duration_ns(text)
+    if result is None:
+        raise inst.error(f"invalid duration {text!r}: use e.g. 30s, 1m30s or 500ms")
+    return result
 
 
 def healthcheck(config: Mapping[str, Any], inst: Instruction) -> dict[str, Any]:

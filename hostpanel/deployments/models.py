@@ -80,6 +80,10 @@ class Release(models.Model):
     network = models.CharField(max_length=16, default="none")
     # [{"name": "data", "path": "/data"}] (named volumes of the tenant, never host paths)
     volumes = models.JSONField(default=list, blank=True)
+    # The tenant networks it joins, in order: [{"name": "default", "aliases": ["database"]}]. On each,
+    # the app's name and aliases resolve to its replicas from every member, on whichever host
+    # (hostpanel/networks). Independent of "network" (outbound traffic and published ports).
+    networks = models.JSONField(default=list, blank=True)
     replicas = models.PositiveIntegerField(default=1)
     cpu_millis = models.PositiveIntegerField(default=250)
     memory_bytes = models.PositiveBigIntegerField(default=128 * 1024**2)
@@ -123,7 +127,7 @@ class Release(models.Model):
         """What shapes this release's containers (not replicas or restart policy): two releases of
         the same shape run in the same containers (the agent's spec digest; a roll's "no new
         containers needed")."""
-        return {
+        shape = {
             "image": self.image,
             "command": self.command,
             "env": self.env,
@@ -140,6 +144,9 @@ class Release(models.Model):
                 if getattr(self, name) != default
             },
         }
+        if self.networks:  # only when set: containers made before tenant networks keep their digest
+            shape["networks"] = self.networks
+        return shape
 
     @property
     def restart_policy_text(self) -> str:
@@ -172,6 +179,9 @@ class Replica(models.Model):
     container_name = models.CharField(max_length=128)
     # published ports on the host: [{"container_port": 80, "protocol": "tcp", "host_port": 30001}]
     ports = models.JSONField(default=list, blank=True)
+    # Its addresses on tenant networks, as the agent of ``host`` reported them when it started the
+    # container: {"host": host id, "networks": {"default": "10.128.0.5"}} (see replica_addresses).
+    addresses = models.JSONField(default=dict, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     restart_count = models.PositiveIntegerField(default=0)
     # crashes in a row (reset once a container ran long enough): the back-off exponent
@@ -205,6 +215,14 @@ class Replica(models.Model):
 
     def __str__(self) -> str:
         return self.container_name
+
+    @property
+    def network_addresses(self) -> dict[str, str]:
+        """{network name: address} of its running container on its current host; {} when it has
+        none there yet (not started, or moved and not started on the new host)."""
+        if not self.addresses or self.addresses.get("host") != self.host_id:
+            return {}
+        return dict(self.addresses.get("networks") or {})
 
 
 class Rollout(models.Model):

@@ -31,6 +31,7 @@ from hostpanel.deployments.models import (
     container_name,
 )
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
+from hostpanel.networks.services import joined_names, normalize_joins, resolve_names
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
@@ -52,6 +53,9 @@ class AppSpec:
     ports: list[dict[str, Any]] = field(default_factory=list)
     network: str = "none"
     volumes: list[dict[str, Any]] = field(default_factory=list)
+    # tenant networks: [{"name": ..., "aliases": [...]}] (names accepted; see networks.services);
+    # [] here (the Docker API's containers); the panel's API and pages default to the "default" one
+    networks: list[dict[str, Any]] = field(default_factory=list)
     replicas: int = 1
     cpu_millis: int = 250
     memory_bytes: int = 128 * 1024**2
@@ -79,6 +83,7 @@ class AppSpec:
             ports=list(release.ports),
             network=release.network,
             volumes=list(release.volumes),
+            networks=list(release.networks),
             replicas=release.replicas,
             cpu_millis=release.cpu_millis,
             memory_bytes=release.memory_bytes,
@@ -199,7 +204,11 @@ def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
             )
     if spec.health_check is not None:
         validate_health_check(spec.health_check)
-    return _with_process_checked(spec)
+    spec = _with_process_checked(spec)
+    # last: naming only networks the tenant has, it may make the tenant's default network
+    spec = replace(spec, networks=normalize_joins(spec.networks))
+    resolve_names(tenant, joined_names(spec.networks))
+    return spec
 
 
 def _with_process_checked(spec: AppSpec) -> AppSpec:
@@ -445,6 +454,7 @@ def _new_release(actor: Actor, app: App, spec: AppSpec, note: str, current: bool
         ports=spec.ports,
         network=spec.network,
         volumes=spec.volumes,
+        networks=spec.networks,
         replicas=spec.replicas,
         cpu_millis=spec.cpu_millis,
         memory_bytes=spec.memory_bytes,

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deployments", "0004_dashboard_replica_requests"),
+        ("deployments", "0005_release_networks_replica_addresses"),
     ]
 
     operations = [
