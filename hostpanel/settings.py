@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "hostpanel.api",
     "hostpanel.dashboard",
     "hostpanel.dockerapi",  # the tenants' Docker Engine API (issue 13, door)
+    "hostpanel.stacks",  # compose files deployed as stacks of apps (issue 14, stacks)
 ]
 
 MIDDLEWARE = [
@@ -350,3 +351,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("HOSTPANEL_LOG_LEVEL", "INFO")},
 }
+
+# ---- stacks (issue 14) ----
+# The size of each named volume a stack makes (compose files give no size); counted in the quota.
+HOSTPANEL_STACK_VOLUME_BYTES = int(os.environ.get("HOSTPANEL_STACK_VOLUME_BYTES", str(256 * 1024**2)))
