@@ -17,6 +17,7 @@ from hostpanel.dashboard.views import (
     edit,
     home,
     images,
+    stacks,
     staff,
     usage,
 )
@@ -35,6 +36,10 @@ tenant_patterns = [
     path("containers/<int:replica_id>/live/", containers.container_live, name="container-live"),
     path("containers/<int:replica_id>/<str:action>/", containers.container_action, name="container-action"),
     path("deploy/", deploy.deploy_form, name="deploy"),
+    # compose stacks (issue 14, stacks)
+    path("stacks/", stacks.stack_list, name="stacks"),
+    path("stacks/<slug:name>/", stacks.stack_detail, name="stack"),
+    path("stacks/<slug:name>/<str:action>/", stacks.stack_action, name="stack-action"),
     path("usage/", usage.usage_page, name="usage"),
     path("usage/live/", usage.usage_live, name="usage-live"),
     path("images/", images.image_list, name="images"),
