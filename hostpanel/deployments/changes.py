@@ -26,6 +26,7 @@ LABELS = {
     "env": "Environment",
     "secrets": "Secrets",
     "network": "Network",
+    "networks": "Tenant networks",
     "ports": "Published ports",
     "http_port": "HTTP port",
     "volumes": "Volumes",
@@ -87,6 +88,14 @@ def value_text(field: str, value: Any) -> str:
         return ", ".join(f"{p['container_port']}/{p.get('protocol', 'tcp')}" for p in value) or "none"
     if field == "volumes":
         return ", ".join(f"{v['name']}:{v['path']}" for v in value) or "none"
+    if field == "networks":
+        return (
+            ", ".join(
+                f"{j['name']} (also {', '.join(j['aliases'])})" if j.get("aliases") else j["name"]
+                for j in value
+            )
+            or "none"
+        )
     if field == "secrets":
         return (
             ", ".join(f"{s['name']} as ${s['env']}" if s.get("env") else s["name"] for s in value) or "none"
