@@ -17,6 +17,7 @@ from hostpanel.dashboard.views import (
     edit,
     home,
     images,
+    networks,
     staff,
     usage,
 )
@@ -40,6 +41,10 @@ tenant_patterns = [
     path("images/", images.image_list, name="images"),
     path("images/upload/", images.image_upload, name="image-upload"),
     path("images/<int:image_id>/status/", images.image_status, name="image-status"),
+    path("networks/", networks.network_list, name="networks"),
+    path("networks/create/", networks.network_create, name="network-create"),
+    path("networks/<slug:name>/", networks.network_detail, name="network"),
+    path("networks/<slug:name>/delete/", networks.network_delete, name="network-delete"),
     path("builds/", builds.build_list, name="builds"),
     path("builds/<int:build_id>/", builds.build_detail, name="build"),
     path("audit/", audit.tenant_audit, name="audit"),

@@ -112,6 +112,8 @@ def test_every_page_scores_95_or_more_in_every_category(
         "/t/lenaco/builds/",
         "/t/lenaco/audit/",
         "/t/lenaco/docker/",
+        "/t/lenaco/networks/",
+        "/t/lenaco/networks/default/",
         "/staff/",
         "/staff/audit/",
     ]
