@@ -24,7 +24,7 @@ from engine.images.model import Image
 from engine.images.store import ImageStore
 from engine.logs.k8s_file import LogLine
 from engine.networks.manager import OverlayOptions
-from engine.networks.model import Network
+from engine.networks.model import Network, NetworkJoin, RemoteEndpoint
 from engine.paths import EnginePaths, default_instance, default_root, validate_instance
 from engine.purge import PurgeReport
 from engine.registry import AuthFile, Credentials, RemoteRef, TransferReport
@@ -133,6 +133,14 @@ class Engine:
     def rename(self, ref: str, new_name: str) -> Container:
         """Rename a container; InvalidSpec for a bad name, Conflict when the name is taken."""
         return self.containers.rename(ref, new_name)
+
+    def connect(self, ref: str, join: NetworkJoin) -> Container:
+        """Join container ``ref`` to one more network, live (see ContainerManager.connect)."""
+        return self.containers.connect(ref, join)
+
+    def disconnect(self, ref: str, network: str) -> Container:
+        """Take container ``ref`` off ``network``, live (see ContainerManager.disconnect)."""
+        return self.containers.disconnect(ref, network)
 
     def top(self, ref: str) -> builtins.list[ProcessRow]:
         """The processes of a running container (`ps -ef` columns, host pids); Conflict if stopped."""
@@ -439,8 +447,33 @@ class Engine:
             labels=labels,
         )
 
-    def network_set_remote(self, name: str, entries: dict[str, str]) -> None:
-        """Containers of an overlay network on other hosts ({name: address}) for /etc/hosts."""
+    def network_ensure_overlay(
+        self,
+        name: str,
+        *,
+        tenant: str,
+        subnet: str,
+        vni: int,
+        peers: Sequence[str],
+        underlay_ip: str | None = None,
+        ip_range: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Network:
+        """Create or update an overlay network in place. See NetworkManager.ensure_overlay."""
+        return self.networks.ensure_overlay(
+            name,
+            tenant=tenant,
+            subnet=subnet,
+            vni=vni,
+            peers=peers,
+            underlay_ip=underlay_ip,
+            ip_range=ip_range,
+            labels=labels,
+        )
+
+    def network_set_remote(self, name: str, entries: Mapping[str, str] | Sequence[RemoteEndpoint]) -> None:
+        """Containers of an overlay network on other hosts ({name: address} or RemoteEndpoints),
+        written into /etc/hosts of its containers here, in place."""
         self.networks.set_remote_endpoints(name, entries)
 
     def egress_protected(self) -> dict[str, tuple[str, ...]]:

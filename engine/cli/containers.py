@@ -18,6 +18,7 @@ from engine.cli.output import human_duration, print_json, print_table, time_ago
 from engine.cli.stats import add_resource_options, resources_from_args
 from engine.errors import EngineError, InvalidSpec
 from engine.logs.k8s_file import LogLine, parse_since
+from engine.networks.joins import joins_from_options
 from engine.networks.ports import parse_publish
 from engine.runtime.model import Container, ContainerSpec, ExecSpec, LogOptions, SecretFile
 
@@ -96,8 +97,7 @@ def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
         labels=dict(item.partition("=")[::2] for item in args.label),
         log=_log_options(args.log_opt),
         resources=resources_from_args(args),
-        network=args.network,
-        network_aliases=tuple(args.network_alias),
+        **_network_fields(args.network or ["bridge"], args.network_alias),
         ports=tuple(parse_publish(p) for p in args.publish),
         allow_privileged=True,  # hpctl is the operator's tool; the panel never sets this
         mounts=_volumes_cli().mounts_from_args(args.volume, args.tmpfs),
@@ -107,6 +107,14 @@ def spec_from_args(args: argparse.Namespace) -> ContainerSpec:
         # `run -i` in the foreground: stdin ends when you detach; `run -dit`/`create -i` keep it open
         stdin_once=args.interactive and not getattr(args, "detach", True),
     )
+
+
+def _network_fields(networks: list[str], aliases: list[str]) -> dict[str, Any]:
+    """The ContainerSpec network fields: one plain ``--network`` keeps the one-network fields."""
+    joins = joins_from_options(networks, aliases)
+    if len(networks) == 1 and "=" not in networks[0]:
+        return {"network": joins[0].name, "network_aliases": joins[0].aliases}
+    return {"networks": joins}
 
 
 def _volumes_cli() -> ModuleType:
@@ -129,8 +137,16 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-timeout", type=int, default=10, help="seconds `stop` waits before SIGKILL")
     p.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="label")
     p.add_argument("--log-opt", action="append", default=[], metavar="OPT", help="max-size=10m, max-file=3")
-    p.add_argument("--network", default="bridge", help="bridge (the tenant's default), none, host or a name")
-    p.add_argument("--network-alias", action="append", default=[], metavar="ALIAS", help="extra name")
+    p.add_argument(
+        "--network",
+        action="append",
+        metavar="NET",
+        help="bridge (the tenant's default; the default), none, host or a name; repeat to join several "
+        "(eth0, eth1, ...); long form: name=NET,alias=ALIAS",
+    )
+    p.add_argument(
+        "--network-alias", action="append", default=[], metavar="ALIAS", help="extra name on every network"
+    )
     p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/udp]")
     p.add_argument(
         "--secret", action="append", default=[], metavar="NAME=FILE", help="FILE as /run/secrets/NAME (0400)"

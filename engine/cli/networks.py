@@ -1,4 +1,5 @@
-"""Network commands: `hpctl network create | remote | ls | inspect | rm | protect | teardown`."""
+"""Network commands: `hpctl network create | ensure-overlay | remote | connect | disconnect | ls | inspect |
+rm | protect | teardown`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from engine.cli.output import print_json, print_table
 from engine.errors import InvalidSpec
 from engine.networks.manager import OverlayOptions
+from engine.networks.model import NetworkJoin, RemoteEndpoint
 
 if TYPE_CHECKING:
     from engine.cli import CliContext
@@ -58,15 +60,45 @@ def cmd_inspect(ctx: CliContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensure_overlay(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Create an overlay network or bring it to these settings in place; print its name."""
+    net = ctx.engine.network_ensure_overlay(
+        args.name,
+        tenant=args.tenant,
+        subnet=args.subnet,
+        vni=args.vni,
+        peers=args.peer,
+        underlay_ip=args.underlay_ip,
+        ip_range=args.ip_range,
+    )
+    ctx.out.write(net.name + "\n")
+    return 0
+
+
+def parse_remote_entry(item: str) -> RemoteEndpoint:
+    """A `network remote` entry: ``NAME[,ALIAS...]=ADDRESS``; InvalidSpec for another shape."""
+    names, sep, address = item.partition("=")
+    if not sep or not names or not address:
+        raise InvalidSpec(f"invalid entry {item!r}: use NAME=ADDRESS or NAME,ALIAS=ADDRESS")
+    name, *aliases = names.split(",")
+    return RemoteEndpoint(name, address, tuple(aliases))
+
+
 def cmd_remote(ctx: CliContext, args: argparse.Namespace) -> int:
-    """Set the containers an overlay network has on other hosts."""
-    entries = {}
-    for item in args.entries:
-        host, sep, address = item.partition("=")
-        if not sep:
-            raise InvalidSpec(f"invalid entry {item!r}: use NAME=ADDRESS")
-        entries[host] = address
-    ctx.engine.network_set_remote(args.name, entries)
+    """Set the containers an overlay network has on other hosts (a name may come once per replica)."""
+    ctx.engine.network_set_remote(args.name, [parse_remote_entry(e) for e in args.entries])
+    return 0
+
+
+def cmd_connect(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Join a container to one more network, live."""
+    ctx.engine.connect(args.container, NetworkJoin(args.network, tuple(args.alias)))
+    return 0
+
+
+def cmd_disconnect(ctx: CliContext, args: argparse.Namespace) -> int:
+    """Take a container off a network, live."""
+    ctx.engine.disconnect(args.container, args.network)
     return 0
 
 
@@ -132,10 +164,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ip-range", help="overlay: the part of the subnet this host hands out, e.g. x.y.z.0/25")
     p.set_defaults(handler=cmd_create)
 
-    p = nsub.add_parser("remote", help="overlay: containers on other hosts, as NAME=ADDRESS (for /etc/hosts)")
+    p = nsub.add_parser(
+        "ensure-overlay", help="create an overlay network, or update its peers/--ip-range in place"
+    )
+    p.add_argument("name")
+    p.add_argument("--tenant", required=True, help="tenant that owns the network")
+    p.add_argument("--subnet", required=True, help="IPv4 subnet in CIDR form (the same on every host)")
+    p.add_argument("--vni", type=int, required=True, help="VXLAN network id (the same on every host)")
+    p.add_argument("--peer", action="append", default=[], metavar="IP", help="another host's address")
+    p.add_argument("--underlay-ip", help="this host's address (default: the route's source)")
+    p.add_argument("--ip-range", help="the part of the subnet this host hands out, e.g. x.y.z.0/25")
+    p.set_defaults(handler=cmd_ensure_overlay)
+
+    p = nsub.add_parser(
+        "remote",
+        help="overlay: containers on other hosts as NAME[,ALIAS...]=ADDRESS, one per replica",
+    )
     p.add_argument("name")
     p.add_argument("entries", nargs="*")
     p.set_defaults(handler=cmd_remote)
+
+    p = nsub.add_parser("connect", help="join a container to one more network, live")
+    p.add_argument("network")
+    p.add_argument("container")
+    p.add_argument("--alias", action="append", default=[], help="extra name on that network")
+    p.set_defaults(handler=cmd_connect)
+
+    p = nsub.add_parser("disconnect", help="take a container off a network, live")
+    p.add_argument("network")
+    p.add_argument("container")
+    p.set_defaults(handler=cmd_disconnect)
 
     p = nsub.add_parser("ls", help="list networks")
     p.add_argument("--tenant", help="only this tenant's networks")

@@ -16,14 +16,14 @@ routes, so several engine instances on one machine never share one.
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
 import hashlib
 import ipaddress
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
 from engine.events import EventJournal
 from engine.fsutil import atomic_write_json, file_lock, read_json
 from engine.networks import egress, firewall, ipam, netlink
+from engine.networks.hosts import HostsSection, hosts_text, merged_hosts_text
 from engine.networks.model import (
     BRIDGE,
     DEFAULT_NETWORK_PREFIX,
@@ -41,7 +42,9 @@ from engine.networks.model import (
     PRIVILEGED_NETWORKS,
     Attachment,
     Network,
+    NetworkJoin,
     PortMapping,
+    RemoteEndpoint,
     default_network_name,
 )
 from engine.networks.ports import check_duplicates, host_port_free
@@ -55,6 +58,10 @@ OVERLAY_MTU = 1450
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _ALIAS_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,61}[a-zA-Z0-9])?$")
 RESERVED_NAMES = (NONE, HOST, BRIDGE, "default")
+#: A container joins at most this many networks (eth0-eth9: the host veth names must fit 15 characters).
+MAX_NETWORKS = 10
+
+__all__ = ["MAX_NETWORKS", "NetworkManager", "NetworkNotFound", "OverlayOptions", "hosts_text"]
 
 
 def link_prefixes(instance: str) -> tuple[str, str, str]:
@@ -73,9 +80,14 @@ class OverlayOptions:
     ip_range: str | None = None
 
 
-def _check_overlay(name: str, subnet: ipaddress.IPv4Network, o: OverlayOptions) -> OverlayOptions:
-    """Validate overlay options; fill in the VNI (derived from the name, so every host agrees)."""
-    if not o.peers:
+def _check_overlay(
+    name: str, subnet: ipaddress.IPv4Network, o: OverlayOptions, *, peerless: bool = False
+) -> OverlayOptions:
+    """Validate overlay options; fill in the VNI (derived from the name, so every host agrees).
+
+    ``peerless``: no peers is fine (every member on this host for now; see ensure_overlay).
+    """
+    if not o.peers and not peerless:
         raise InvalidSpec("an overlay network needs at least one --peer (another host's underlay address)")
     for address in (*o.peers, *([o.underlay_ip] if o.underlay_ip else [])):
         try:
@@ -134,26 +146,6 @@ def resolv_conf_text(servers: Sequence[str]) -> str:
     if not servers:
         return "# no nameserver: the host has none a container can reach\n"
     return "".join(f"nameserver {s}\n" for s in servers) + "options ndots:0\n"
-
-
-def hosts_text(own: dict[str, Any] | None, others: Sequence[dict[str, Any]], hostname: str) -> str:
-    """/etc/hosts of one container: localhost, itself, and every other container on its network."""
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-    if own is None:
-        lines.append(f"127.0.1.1\t{hostname}")
-    else:
-        names = dict.fromkeys([own["hostname"], own["name"], *own["aliases"]])
-        lines.append(f"{own['ip']}\t{' '.join(names)}")
-    for ep in sorted(others, key=lambda e: _ip_order(e["ip"])):
-        names = dict.fromkeys([ep["name"], *ep["aliases"]])
-        lines.append(f"{ep['ip']}\t{' '.join(names)}")
-    return "\n".join(lines) + "\n"
-
-
-@functools.lru_cache(maxsize=65536)
-def _ip_order(ip: str) -> int:
-    """Sort key of an IPv4 address (cached: every attach sorts every peer of every container)."""
-    return int(ipaddress.IPv4Address(ip))
 
 
 def _write_in_place(path: Path, text: str) -> None:
@@ -289,13 +281,16 @@ class NetworkManager:
         internal: bool,
         labels: dict[str, str],
         overlay: OverlayOptions | None = None,
+        peerless: bool = False,
     ) -> Network:
         if driver not in DRIVERS:
             raise InvalidSpec(f"unknown network driver {driver!r}: use bridge or overlay")
         if driver == "overlay":
             if subnet is None:
                 raise InvalidSpec("an overlay network needs --subnet (the same on every host)")
-            overlay = _check_overlay(name, ipam.parse_subnet(subnet), overlay or OverlayOptions())
+            overlay = _check_overlay(
+                name, ipam.parse_subnet(subnet), overlay or OverlayOptions(), peerless=peerless
+            )
             internal = True
         elif overlay is not None and overlay != OverlayOptions():
             raise InvalidSpec("--peer, --vni, --ip-range and --underlay-ip are for --driver overlay")
@@ -332,7 +327,9 @@ class NetworkManager:
                 network.vni = overlay.vni or 0
                 network.vxlan = f"{self.vxlan_prefix}{net_id[:7]}"
                 network.peers = list(overlay.peers)
-                network.underlay_ip = overlay.underlay_ip or netlink.source_address_for(overlay.peers[0])
+                network.underlay_ip = overlay.underlay_ip or (
+                    netlink.source_address_for(overlay.peers[0]) if overlay.peers else ""
+                )
                 network.ip_range = overlay.ip_range or str(chosen)
             (self.dir / name).mkdir(parents=True)
             undo.callback(shutil.rmtree, self.dir / name, True)
@@ -349,6 +346,96 @@ class NetworkManager:
             undo.pop_all()
         self._event(network, "create")
         return network
+
+    def ensure_overlay(
+        self,
+        name: str,
+        *,
+        tenant: str,
+        subnet: str,
+        vni: int,
+        peers: Sequence[str],
+        underlay_ip: str | None = None,
+        ip_range: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Network:
+        """Create overlay network ``name`` or bring it to these settings, in place (idempotent).
+
+        ``peers`` (the other hosts' underlay addresses; none is fine while
+        every member runs here) are changed as VXLAN flood entries: the bridge
+        stays and running containers keep their connections. ``ip_range`` (this
+        host's share of ``subnet``) and ``labels`` are updated too. Raises
+        InvalidSpec for bad values, Conflict if ``name`` exists with another
+        tenant, driver, subnet or VNI, or if a container here has an address
+        outside the new ``ip_range``; on error nothing changes.
+        """
+        validate_network_name(name)
+        validate_tenant(tenant)
+        wanted = _check_overlay(
+            name,
+            ipam.parse_subnet(subnet),
+            OverlayOptions(tuple(dict.fromkeys(peers)), underlay_ip, vni, ip_range),
+            peerless=True,
+        )
+        with self._lock():
+            if not self._record(name).exists():
+                return self._create_locked(
+                    name,
+                    tenant=tenant,
+                    subnet=subnet,
+                    driver="overlay",
+                    internal=True,
+                    labels=labels or {},
+                    overlay=wanted,
+                    peerless=True,
+                )
+            net = self.get(name)
+            if (net.tenant, net.driver) != (tenant, "overlay"):
+                raise Conflict(
+                    f"network {name!r} exists as a {net.driver} network of tenant {net.tenant!r}; "
+                    "choose another name"
+                )
+            if (ipaddress.IPv4Network(net.subnet), net.vni) != (ipaddress.IPv4Network(subnet), wanted.vni):
+                raise Conflict(
+                    f"network {name!r} exists with subnet {net.subnet} and VNI {net.vni}, not {subnet} and "
+                    f"{wanted.vni}: remove it first (its containers too) to change them"
+                )
+            new_range = wanted.ip_range or net.ip_range
+            outside = [
+                ep["name"]
+                for ep in self._endpoints(name).values()
+                if ipaddress.IPv4Address(ep["ip"]) not in ipaddress.IPv4Network(new_range)
+            ]
+            if outside:
+                raise Conflict(
+                    f"containers {', '.join(sorted(outside))} of network {name!r} have addresses outside "
+                    f"--ip-range {new_range}; remove them first"
+                )
+            if wanted.underlay_ip and wanted.underlay_ip != net.underlay_ip and net.underlay_ip:
+                raise Conflict(
+                    f"network {name!r} uses the underlay address {net.underlay_ip}, "
+                    f"not {wanted.underlay_ip}: remove it first to change it"
+                )
+            if not netlink.link_exists(net.bridge):
+                self._restore(net)
+            old_peers = list(net.peers)
+            for peer in wanted.peers:
+                if peer not in old_peers:
+                    netlink.add_fdb_peer(net.vxlan, peer)
+            for peer in old_peers:
+                if peer not in wanted.peers:
+                    netlink.remove_fdb_peer(net.vxlan, peer)
+            updated = dataclasses.replace(
+                net,
+                peers=list(wanted.peers),
+                ip_range=new_range,
+                labels=dict(labels) if labels is not None else net.labels,
+            )
+            if updated != net:
+                net = updated
+                atomic_write_json(self._record(name), net.to_dict())
+                self._event(net, "update")
+            return net
 
     def _restore(self, net: Network) -> None:
         """Recreate a network's bridge, VXLAN port and rules (gone after a reboot or a teardown)."""
@@ -502,89 +589,177 @@ class NetworkManager:
         """Give container ``cid`` its network: a namespace, an address, names and published ports.
 
         ``network`` is ``none``, ``host``, ``bridge`` (the tenant's default,
-        created on first use) or a network name. Writes the container's hosts
-        file at ``hosts_path`` and updates those of the other containers on the
-        network. Raises InvalidSpec (bad alias, port, privileged network),
-        NetworkNotFound, Conflict (host port in use) or RuntimeFailure; on
-        error nothing is left behind.
+        created on first use) or a network name. See :meth:`attach_all`.
         """
-        for alias in aliases:
-            validate_alias(alias)
+        return self.attach_all(
+            cid,
+            name=name,
+            hostname=hostname,
+            tenant=tenant,
+            joins=(NetworkJoin(network, tuple(aliases)),),
+            ports=ports,
+            hosts_path=hosts_path,
+            allow_privileged=allow_privileged,
+        )[0]
+
+    def attach_all(
+        self,
+        cid: str,
+        *,
+        name: str,
+        hostname: str,
+        tenant: str,
+        joins: Sequence[NetworkJoin],
+        ports: Sequence[PortMapping] = (),
+        hosts_path: Path,
+        allow_privileged: bool = False,
+    ) -> tuple[Attachment, ...]:
+        """Join container ``cid`` to each network of ``joins`` in order (eth0, eth1, ...).
+
+        The first network with a gateway (a non-internal bridge) gives the
+        default route and carries the published ``ports``; an overlay adds
+        its subnet's route only. ``none`` and ``host`` stand alone. Writes the
+        container's hosts file at ``hosts_path`` (the names of every network it
+        is on) and updates those of the other containers on them. Raises
+        InvalidSpec (bad alias, port, network list, privileged network),
+        NetworkNotFound, Conflict (host port in use) or RuntimeFailure; on error
+        nothing is left behind (no address, veth or namespace).
+        """
+        if not joins:
+            raise InvalidSpec("no network given: use --network none for a container without one")
+        if len(joins) > MAX_NETWORKS:
+            raise InvalidSpec(f"a container joins at most {MAX_NETWORKS} networks, not {len(joins)}")
+        for join in joins:
+            for alias in join.aliases:
+                validate_alias(alias)
         ports = tuple(ports)
         check_duplicates(ports)
-        resolved = self.resolve(network, tenant, allow_privileged=allow_privileged)
-        if resolved in (NONE, HOST):
-            if ports:
-                raise InvalidSpec(f"cannot publish ports with network {resolved}: use a bridge network")
-            if aliases:
-                raise InvalidSpec(f"network aliases need a bridge network, not {resolved}")
-            if resolved == HOST:
-                return Attachment(
-                    network=HOST,
-                    netns_path=HOST_NETNS,
-                    resolv_conf=resolv_conf_text(host_nameservers()),
-                )
-            return Attachment(network=NONE)
+        resolved = [self.resolve(j.name, tenant, allow_privileged=allow_privileged) for j in joins]
+        if len(resolved) > 1 and (NONE in resolved or HOST in resolved):
+            raise InvalidSpec("networks none and host cannot be combined with other networks")
+        if len(set(resolved)) != len(resolved):
+            raise InvalidSpec(f"a network is listed twice in {[j.name for j in joins]}: join each once")
+        if resolved[0] in (NONE, HOST):
+            return (self._no_namespace(resolved[0], joins[0], ports),)
         with self._lock():
             self._check_ports_free(ports)  # before the default network is made: bad input creates nothing
-            if resolved.startswith(DEFAULT_NETWORK_PREFIX) and not self._record(resolved).exists():
-                self._create_locked(
-                    resolved,
-                    tenant=tenant,
-                    subnet=None,
-                    driver="bridge",
-                    internal=False,
-                    labels={"org.hostpanel.default": "true"},
+            for net_name in resolved:
+                if net_name.startswith(DEFAULT_NETWORK_PREFIX) and not self._record(net_name).exists():
+                    self._create_default(net_name, tenant)
+            nets = [self.get(n) for n in resolved]
+            publish_on = next((n for n in nets if n.gateway and not n.internal), None)
+            if ports and publish_on is None:
+                raise InvalidSpec(
+                    "an overlay or internal network has no published ports; publish from a bridge network"
                 )
-            net = self.get(resolved)
-            if ports and net.driver == "overlay":
-                raise InvalidSpec("an overlay network has no published ports; publish from a bridge network")
-            if not netlink.link_exists(net.bridge):
-                self._restore(net)
-            endpoints = self._endpoints(resolved)
-            subnet = ipaddress.IPv4Network(net.subnet)
-            used = [ep["ip"] for ep in endpoints.values()]
-            last_file = self.dir / resolved / "last-address"
-            last = last_file.read_text().strip() if last_file.exists() else None
-            # round robin: an address just released (its veth may still be dying) is not reused at once
-            within = ipaddress.IPv4Network(net.ip_range) if net.ip_range else None
-            address = str(ipam.allocate_address(subnet, used, after=last, within=within))
-            own = {
-                "name": name,
-                "hostname": hostname,
-                "ip": address,
-                "aliases": list(dict.fromkeys(aliases)),
-                "hosts": str(hosts_path),
-                "ports": [p.to_dict() for p in ports],
-            }
-            netns = self.netns_path(cid)
-            veth = f"{self.veth_prefix}{cid[:7]}"
+            attachments: list[Attachment] = []
             with contextlib.ExitStack() as undo:
-                gateway = None if net.internal else net.gateway
-                netlink.create_netns_with_veth(
-                    netns, veth, net.bridge, address, subnet.prefixlen, gateway, net.mtu
-                )
-                undo.callback(netlink.delete_netns, netns)
-                undo.callback(netlink.delete_link, veth)
-                endpoints[cid] = own
-                atomic_write_json(self._endpoints_file(resolved), endpoints)
-                last_file.write_text(address)
-                undo.callback(self._drop_endpoint, resolved, cid)
-                if ports:
-                    self._apply_published([firewall.Published(p, address) for p in ports])
-                    undo.callback(self._apply_published)
-                self._write_hosts(endpoints, self._remote(resolved))
+                for index, (net, join) in enumerate(zip(nets, joins, strict=True)):
+                    own = self._endpoint(name, hostname, join.aliases, hosts_path, resolved, index)
+                    if net is publish_on:
+                        own["ports"] = [p.to_dict() for p in ports]
+                    attachments.append(self._plug(cid, net, own, undo))
+                self._rewrite_hosts(resolved)
                 undo.pop_all()
-        self._event(net, "connect", cid)
+        for net in nets:
+            self._event(net, "connect", cid)
+        hosts = merged_hosts_text(hostname, self._sections_of(cid, resolved, {}, {}))
+        attachments[0] = dataclasses.replace(attachments[0], hosts=hosts)
+        return tuple(attachments)
+
+    def _no_namespace(self, network: str, join: NetworkJoin, ports: Sequence[PortMapping]) -> Attachment:
+        if ports:
+            raise InvalidSpec(f"cannot publish ports with network {network}: use a bridge network")
+        if join.aliases:
+            raise InvalidSpec(f"network aliases need a bridge network, not {network}")
+        if network == HOST:
+            return Attachment(
+                network=HOST, netns_path=HOST_NETNS, resolv_conf=resolv_conf_text(host_nameservers())
+            )
+        return Attachment(network=NONE)
+
+    def _create_default(self, name: str, tenant: str) -> None:
+        self._create_locked(
+            name,
+            tenant=tenant,
+            subnet=None,
+            driver="bridge",
+            internal=False,
+            labels={"org.hostpanel.default": "true"},
+        )
+
+    @staticmethod
+    def _endpoint(
+        name: str,
+        hostname: str,
+        aliases: Sequence[str],
+        hosts_path: Path,
+        networks: Sequence[str],
+        index: int,
+    ) -> dict[str, Any]:
+        """A new endpoint record (``networks``: every network of the container, in join order)."""
+        return {
+            "name": name,
+            "hostname": hostname,
+            "ip": "",
+            "aliases": list(dict.fromkeys(aliases)),
+            "hosts": str(hosts_path),
+            "ports": [],
+            "interface": f"eth{index}",
+            "networks": list(networks),
+        }
+
+    def _veth_name(self, cid: str, interface: str) -> str:
+        """The host end of a container's veth: eth0's keeps the historic name, ethN's ends in N."""
+        index = interface.removeprefix("eth")
+        return f"{self.veth_prefix}{cid[:7]}{'' if index == '0' else index}"
+
+    def _plug(self, cid: str, net: Network, own: dict[str, Any], undo: contextlib.ExitStack) -> Attachment:
+        """Give ``cid`` an address on ``net`` and its interface ``own["interface"]`` (under the lock).
+
+        Creates the namespace for eth0, adds a veth to it for the others. Every
+        step pushes its undo on ``undo``.
+        """
+        if not netlink.link_exists(net.bridge):
+            self._restore(net)
+        endpoints = self._endpoints(net.name)
+        subnet = ipaddress.IPv4Network(net.subnet)
+        last_file = self.dir / net.name / "last-address"
+        last = last_file.read_text().strip() if last_file.exists() else None
+        # round robin: an address just released (its veth may still be dying) is not reused at once
+        within = ipaddress.IPv4Network(net.ip_range) if net.ip_range else None
+        used = [ep["ip"] for ep in endpoints.values()]
+        address = str(ipam.allocate_address(subnet, used, after=last, within=within))
+        own["ip"] = address
+        netns = self.netns_path(cid)
+        veth = self._veth_name(cid, own["interface"])
+        gateway = None if net.internal else (net.gateway or None)
+        if own["interface"] == "eth0":
+            netlink.create_netns_with_veth(
+                netns, veth, net.bridge, address, subnet.prefixlen, gateway, net.mtu
+            )
+            undo.callback(netlink.delete_netns, netns)
+        else:
+            netlink.add_veth_to_netns(
+                netns, veth, net.bridge, own["interface"], address, subnet.prefixlen, gateway, net.mtu
+            )
+        undo.callback(netlink.delete_link, veth)
+        endpoints[cid] = own
+        atomic_write_json(self._endpoints_file(net.name), endpoints)
+        last_file.write_text(address)
+        undo.callback(self._drop_endpoint, net.name, cid)
+        ports = tuple(PortMapping.from_dict(p) for p in own["ports"])
+        if ports:
+            self._apply_published([firewall.Published(p, address) for p in ports])
+            undo.callback(self._apply_published)
         return Attachment(
-            network=resolved,
+            network=net.name,
             ip_address=address,
             netns_path=str(netns),
             ports=ports,
-            hosts=hosts_text(
-                own, [ep for c, ep in endpoints.items() if c != cid] + self._remote(resolved), hostname
-            ),
             resolv_conf=resolv_conf_text(host_nameservers()),
+            aliases=tuple(own["aliases"]),
+            interface=own["interface"],
         )
 
     def _drop_endpoint(self, network: str, cid: str) -> None:
@@ -616,35 +791,182 @@ class NetworkManager:
             return []
         return data
 
-    def set_remote_endpoints(self, name: str, entries: dict[str, str]) -> None:
-        """Tell an overlay network which containers run on its other hosts: {name: address}.
+    def remote_endpoints(self, name: str) -> tuple[RemoteEndpoint, ...]:
+        """The other hosts' containers of network ``name`` (as last set), by name then address."""
+        self.get(name)
+        return tuple(
+            RemoteEndpoint(e["name"], e["ip"], tuple(e.get("aliases", ()))) for e in self._remote(name)
+        )
 
-        They are added to the /etc/hosts of this host's containers on it (the
-        panel knows every host's containers; there is no DNS server). Replaces
-        the previous set. Raises NetworkNotFound, InvalidSpec for a bad name or
-        an address outside the subnet.
+    def set_remote_endpoints(self, name: str, entries: Mapping[str, str] | Sequence[RemoteEndpoint]) -> None:
+        """Tell an overlay network which containers run on its other hosts.
+
+        ``entries`` is ``{name: address}`` or a sequence of RemoteEndpoint (a
+        name may come several times, one per replica address). They replace the
+        previous set and are written at once, in place, into the /etc/hosts of
+        this host's containers on the network (no restart; there is no DNS
+        server). Raises NetworkNotFound, InvalidSpec for a bad name or alias or
+        an address outside the subnet (then nothing changes).
         """
+        wanted = (
+            [RemoteEndpoint(host, address) for host, address in entries.items()]
+            if isinstance(entries, Mapping)
+            else list(entries)
+        )
         with self._lock():
             net = self.get(name)
             subnet = ipaddress.IPv4Network(net.subnet)
-            remote = []
-            for host, address in sorted(entries.items()):
-                validate_alias(host)
+            remote: dict[tuple[str, str], dict[str, Any]] = {}
+            for entry in wanted:
+                if not isinstance(entry, RemoteEndpoint):
+                    raise InvalidSpec(f"invalid remote endpoint {entry!r}: use RemoteEndpoint(name, ip)")
+                validate_alias(entry.name)
+                for alias in entry.aliases:
+                    validate_alias(alias)
                 try:
-                    ip = ipaddress.IPv4Address(address)
+                    ip = ipaddress.IPv4Address(entry.ip)
                 except ValueError:
-                    raise InvalidSpec(f"invalid address {address!r} for {host}") from None
+                    raise InvalidSpec(f"invalid address {entry.ip!r} for {entry.name}") from None
                 if ip not in subnet:
-                    raise InvalidSpec(f"{host} at {address} is outside the network's subnet {subnet}")
-                remote.append({"name": host, "ip": address, "aliases": []})
-            atomic_write_json(self.dir / name / "remote.json", remote)
-            self._write_hosts(self._endpoints(name), remote)
+                    raise InvalidSpec(f"{entry.name} at {entry.ip} is outside the network's subnet {subnet}")
+                remote[(entry.name, str(ip))] = {
+                    "name": entry.name,
+                    "ip": str(ip),
+                    "aliases": list(dict.fromkeys(entry.aliases)),
+                }
+            atomic_write_json(self.dir / name / "remote.json", [remote[k] for k in sorted(remote)])
+            self._rewrite_hosts([name])
 
-    @staticmethod
-    def _write_hosts(endpoints: dict[str, dict[str, Any]], remote: Sequence[dict[str, Any]] = ()) -> None:
-        for cid, ep in endpoints.items():
-            others = [e for c, e in endpoints.items() if c != cid] + list(remote)
-            _write_in_place(Path(ep["hosts"]), hosts_text(ep, others, ep["hostname"]))
+    def _sections_of(
+        self,
+        cid: str,
+        networks: Sequence[str],
+        endpoints: dict[str, dict[str, dict[str, Any]]],
+        remote: dict[str, list[dict[str, Any]]],
+    ) -> list[HostsSection]:
+        """The hosts-file sections of container ``cid`` on ``networks`` (caches filled as it goes)."""
+        sections = []
+        for net in networks:
+            if net not in endpoints:
+                endpoints[net] = self._endpoints(net)
+                remote[net] = self._remote(net)
+            own = endpoints[net].get(cid)
+            if own is not None:
+                others = [e for c, e in endpoints[net].items() if c != cid] + remote[net]
+                sections.append(HostsSection(own, others))
+        return sections
+
+    def _rewrite_hosts(
+        self, networks: Iterable[str], also: Sequence[tuple[str, dict[str, Any]]] = ()
+    ) -> None:
+        """Rewrite, in place, the hosts file of every container on ``networks`` (and of ``also``:
+        (id, former endpoint) pairs of containers that just left one of them)."""
+        endpoints: dict[str, dict[str, dict[str, Any]]] = {}
+        remote: dict[str, list[dict[str, Any]]] = {}
+        members: dict[str, tuple[dict[str, Any], list[str]]] = {
+            cid: (ep, list(ep.get("networks") or [])) for cid, ep in also
+        }
+        for net in networks:
+            endpoints[net], remote[net] = self._endpoints(net), self._remote(net)
+            for cid, ep in endpoints[net].items():
+                members[cid] = (ep, list(ep.get("networks") or [net]))  # records before issue 14: one
+        for cid, (ep, joined) in members.items():
+            sections = self._sections_of(cid, joined, endpoints, remote)
+            _write_in_place(Path(ep["hosts"]), merged_hosts_text(ep["hostname"], sections))
+
+    def _memberships(self, cid: str) -> dict[str, dict[str, Any]]:
+        """Every network ``cid`` is on: network name -> its endpoint there (in join order)."""
+        found = {n.name: self._endpoints(n.name).get(cid) for n in self.all()}
+        joined = {n: ep for n, ep in found.items() if ep is not None}
+        return dict(sorted(joined.items(), key=lambda item: int(item[1].get("interface", "eth0")[3:] or 0)))
+
+    def networks_of(self, cid: str) -> list[str]:
+        """The networks container ``cid`` is on, in the order of its interfaces."""
+        return list(self._memberships(cid))
+
+    def _set_networks(self, cid: str, networks: Sequence[str]) -> None:
+        """Record ``networks`` as ``cid``'s network list in each of its endpoints."""
+        for net in networks:
+            endpoints = self._endpoints(net)
+            if cid in endpoints:
+                endpoints[cid]["networks"] = list(networks)
+                atomic_write_json(self._endpoints_file(net), endpoints)
+
+    def connect(
+        self, cid: str, join: NetworkJoin, *, name: str, hostname: str, tenant: str, hosts_path: Path
+    ) -> Attachment:
+        """Join a container that already has its namespace (created, running or stopped) to one more network.
+
+        Its new interface is the lowest free ethN; a bridge network gives the
+        default route if it has none yet. Every hosts file of both sides
+        follows at once. Raises NetworkNotFound, InvalidSpec (bad alias,
+        ``none``/``host``, a container without its own namespace, too many
+        networks), Conflict (already on it) or RuntimeFailure; on error
+        nothing changes.
+        """
+        for alias in join.aliases:
+            validate_alias(alias)
+        resolved = self.resolve(join.name, tenant)
+        if resolved in (NONE, HOST):
+            raise InvalidSpec(f"cannot connect a container to network {resolved}: recreate it instead")
+        netns = self.netns_path(cid)
+        if not netns.exists():
+            raise InvalidSpec(
+                f"container {name} has no network namespace of its own (network none or host): "
+                "recreate it with --network"
+            )
+        with self._lock():
+            current = self._memberships(cid)
+            if resolved in current:
+                raise Conflict(f"container {name} is already connected to network {resolved}")
+            if len(current) >= MAX_NETWORKS:
+                raise InvalidSpec(
+                    f"container {name} is on {MAX_NETWORKS} networks already, the most it can be"
+                )
+            if resolved.startswith(DEFAULT_NETWORK_PREFIX) and not self._record(resolved).exists():
+                self._create_default(resolved, tenant)
+            net = self.get(resolved)
+            taken = {ep.get("interface", "eth0") for ep in current.values()}
+            index = next(i for i in range(MAX_NETWORKS) if f"eth{i}" not in taken)
+            networks = [*current, resolved]
+            own = self._endpoint(name, hostname, join.aliases, hosts_path, networks, index)
+            with contextlib.ExitStack() as undo:
+                attachment = self._plug(cid, net, own, undo)
+                self._set_networks(cid, networks)
+                undo.callback(self._set_networks, cid, list(current))
+                self._rewrite_hosts(networks)
+                undo.pop_all()
+        self._event(net, "connect", cid)
+        return attachment
+
+    def disconnect(self, cid: str, network: str, *, tenant: str) -> Attachment:
+        """Take a container off one network: its interface there, address, published ports and names.
+
+        The container keeps its other networks (and its namespace, even with
+        none left). Returns what it had there. Raises NetworkNotFound,
+        Conflict if it is not on it.
+        """
+        resolved = self.resolve(network, tenant)
+        with self._lock():
+            current = self._memberships(cid)
+            own = current.pop(resolved, None)
+            if own is None:
+                raise Conflict(f"container {cid[:12]} is not connected to network {resolved}")
+            netlink.delete_link(self._veth_name(cid, own.get("interface", "eth0")))
+            self._drop_endpoint(resolved, cid)
+            self._set_networks(cid, list(current))
+            if own.get("ports"):
+                self._apply_published()
+            own["networks"] = list(current)
+            self._rewrite_hosts([resolved, *current], also=[(cid, own)])
+        self._event(self.get(resolved), "disconnect", cid)
+        return Attachment(
+            network=resolved,
+            ip_address=own["ip"],
+            ports=tuple(PortMapping.from_dict(p) for p in own.get("ports", [])),
+            aliases=tuple(own.get("aliases", [])),
+            interface=own.get("interface", "eth0"),
+        )
 
     def rename_endpoint(self, cid: str, network: str, name: str) -> None:
         """A container on ``network`` is now called ``name``: its entry and every hosts file follow."""
@@ -656,31 +978,45 @@ class NetworkManager:
                 return
             endpoints[cid]["name"] = name
             atomic_write_json(self._endpoints_file(network), endpoints)
-            self._write_hosts(endpoints, self._remote(network))
+            self._rewrite_hosts([network])
 
     def detach(self, cid: str, network: str) -> None:
-        """Undo :meth:`attach`: address, veth, namespace, published ports, hosts entries (idempotent)."""
-        if network in ("", NONE, HOST):
+        """Undo :meth:`attach` (see :meth:`release`)."""
+        self.release(cid, [network])
+
+    def release(self, cid: str, networks: Sequence[str]) -> None:
+        """Undo :meth:`attach_all`: addresses, veths, namespace, published ports, hosts entries.
+
+        Idempotent; networks the container is no longer on are skipped.
+        """
+        networks = [n for n in networks if n not in ("", NONE, HOST)]
+        if not networks:
             return
+        dropped: list[tuple[str, dict[str, Any]]] = []
         with self._lock():
-            endpoints = self._endpoints(network)
-            own = endpoints.pop(cid, None)
             netns = self.netns_path(cid)
-            if netns.exists():
+            had_netns = netns.exists()
+            if had_netns:
                 # Dropping the last reference destroys the namespace; the kernel then removes the
-                # veth pair in the background (deleting it here would cost ~20 ms on the remove path).
+                # veth pairs in the background (deleting them here would cost ~20 ms on the remove path).
                 netlink.delete_netns(netns)
-            else:
-                netlink.delete_link(f"{self.veth_prefix}{cid[:7]}")
-            if own is None:
-                return
-            if self._record(network).exists():
-                atomic_write_json(self._endpoints_file(network), endpoints)
-            if own.get("ports"):
+            for network in networks:
+                endpoints = self._endpoints(network)
+                own = endpoints.pop(cid, None)
+                if not had_netns:
+                    interface = own.get("interface", "eth0") if own else "eth0"
+                    netlink.delete_link(self._veth_name(cid, interface))
+                if own is None:
+                    continue
+                if self._record(network).exists():
+                    atomic_write_json(self._endpoints_file(network), endpoints)
+                dropped.append((network, own))
+            if any(own.get("ports") for _, own in dropped):
                 self._apply_published()
-            self._write_hosts(endpoints, self._remote(network))
-        with contextlib.suppress(NotFound):
-            self._event(self.get(network), "disconnect", cid)
+            self._rewrite_hosts([n for n, _ in dropped])
+        for network, _ in dropped:
+            with contextlib.suppress(NotFound):
+                self._event(self.get(network), "disconnect", cid)
 
     # ---- operator clean-up --------------------------------------------------------
     def teardown(self) -> list[str]:

@@ -85,8 +85,25 @@ class Network:
 
 
 @dataclass(frozen=True)
+class NetworkJoin:
+    """One network a container joins, with the extra names it has there."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoteEndpoint:
+    """A container of an overlay network that runs on another host, as this host's containers see it."""
+
+    name: str
+    ip: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Attachment:
-    """What joining a network gave one container."""
+    """What joining a network gave one container (``interface`` is its name inside: eth0, eth1...)."""
 
     network: str
     ip_address: str = ""
@@ -94,3 +111,14 @@ class Attachment:
     ports: tuple[PortMapping, ...] = ()
     hosts: str = ""
     resolv_conf: str = ""
+    aliases: tuple[str, ...] = ()
+    interface: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """The container record's entry for this attachment (see Container.networks)."""
+        return {
+            "network": self.network,
+            "ip_address": self.ip_address,
+            "aliases": list(self.aliases),
+            "interface": self.interface,
+        }

@@ -185,7 +185,10 @@ def create_bridge(name: str, gateway: str | None, prefixlen: int, mtu: int) -> N
 
 
 def create_vxlan(name: str, bridge: str, vni: int, local: str, peers: list[str], mtu: int) -> None:
-    """Create VXLAN device ``name`` (VNI ``vni``, UDP 4789) on ``bridge`` with a flood entry per peer."""
+    """Create VXLAN device ``name`` (VNI ``vni``, UDP 4789) on ``bridge`` with a flood entry per peer.
+
+    ``local`` "" lets the kernel pick the source address per peer (an overlay with no peers yet).
+    """
     with IPRoute() as ipr:
         try:
             ipr.link(
@@ -193,10 +196,10 @@ def create_vxlan(name: str, bridge: str, vni: int, local: str, peers: list[str],
                 ifname=name,
                 kind="vxlan",
                 vxlan_id=vni,
-                vxlan_local=local,
                 vxlan_port=4789,
                 vxlan_learning=1,
                 mtu=mtu,
+                **({"vxlan_local": local} if local else {}),
             )
             index = ipr.link_lookup(ifname=name)[0]
             master = ipr.link_lookup(ifname=bridge)[0]
@@ -218,6 +221,15 @@ def add_fdb_peer(vxlan: str, peer: str) -> None:
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 raise RuntimeFailure(f"cannot add VXLAN peer {peer}: {exc}") from None
+
+
+def remove_fdb_peer(vxlan: str, peer: str) -> None:
+    """Stop flooding ``vxlan``'s unknown and broadcast frames to ``peer`` (a missing entry is fine)."""
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=vxlan)
+        if index:
+            with contextlib.suppress(NetlinkError):
+                ipr.fdb("del", ifindex=index[0], lladdr="00:00:00:00:00:00", dst=peer)
 
 
 def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
@@ -260,9 +272,7 @@ def create_netns_with_veth(
 
     def run() -> None:
         with IPRoute() as host:
-            master = host.link_lookup(ifname=bridge)  # opens the socket here, in the host namespace
-            if not master:
-                raise RuntimeFailure(f"bridge {bridge} is missing; recreate the network")
+            master = _bridge_index(host, bridge)  # opens the socket here, in the host namespace
             if _libc.unshare(CLONE_NEWNET) != 0:
                 raise _oserror("cannot create a network namespace")
             if not host.link_lookup(ifname=bridge):
@@ -270,42 +280,103 @@ def create_netns_with_veth(
             _pin_thread_netns(path)
             try:
                 _open_low_ports_and_ping()
-                fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    host.link(
-                        "add",
-                        ifname=host_name,
-                        kind="veth",
-                        mtu=mtu,
-                        peer={"ifname": "eth0", "net_ns_fd": fd},
-                    )
-                finally:
-                    os.close(fd)
-                try:
-                    index = host.link_lookup(ifname=host_name)[0]
-                    host.link("set", index=index, master=master[0], state="up")
-                    # hairpin: a container reaching its own published port comes back through its port
-                    # (the host's sysfs mount shows host devices whatever namespace this thread is in)
-                    with contextlib.suppress(OSError):
-                        Path(f"/sys/class/net/{host_name}/brport/hairpin_mode").write_text("1")
-                    with IPRoute() as inner:
-                        inner.link("set", index=inner.link_lookup(ifname="lo")[0], state="up")
-                        eth0 = inner.link_lookup(ifname="eth0")[0]
-                        inner.addr("add", index=eth0, address=address, prefixlen=prefixlen)
-                        inner.link("set", index=eth0, state="up", mtu=mtu)
-                        if gateway is not None:
-                            inner.route("add", dst="0.0.0.0/0", gateway=gateway)
-                except BaseException:
-                    with contextlib.suppress(NetlinkError):
-                        host.link("del", ifname=host_name)
-                    raise
+                _plug_veth(host, master, host_name, "eth0", address, prefixlen, gateway, mtu)
             except BaseException as exc:
                 delete_netns(path)
-                if isinstance(exc, RuntimeFailure):
-                    raise
-                raise RuntimeFailure(f"cannot set up the container's network: {exc}") from None
+                raise _as_failure(exc) from None
 
     _in_thread(run)
+
+
+def add_veth_to_netns(
+    path: Path,
+    host_name: str,
+    bridge: str,
+    ifname: str,
+    address: str,
+    prefixlen: int,
+    gateway: str | None,
+    mtu: int,
+) -> None:
+    """Join the existing namespace at ``path`` to ``bridge`` too: a veth whose inner end is ``ifname``.
+
+    ``gateway`` becomes the default route only if the namespace has none yet
+    (the first network with a gateway keeps it). Raises RuntimeFailure; on
+    failure the veth is gone and the namespace is as it was.
+    """
+
+    def run() -> None:
+        with IPRoute() as host:
+            master = _bridge_index(host, bridge)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise _oserror(f"cannot enter the network namespace {path}")
+            finally:
+                os.close(fd)
+            if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(path).st_ino:
+                raise RuntimeFailure(f"entering the network namespace {path} did not take effect")
+            try:
+                _plug_veth(host, master, host_name, ifname, address, prefixlen, gateway, mtu)
+            except BaseException as exc:
+                raise _as_failure(exc) from None
+
+    _in_thread(run)
+
+
+def _bridge_index(host: IPRoute, bridge: str) -> int:
+    master = host.link_lookup(ifname=bridge)
+    if not master:
+        raise RuntimeFailure(f"bridge {bridge} is missing; recreate the network")
+    return int(master[0])
+
+
+def _as_failure(exc: BaseException) -> BaseException:
+    if isinstance(exc, RuntimeFailure) or not isinstance(exc, Exception):
+        return exc
+    return RuntimeFailure(f"cannot set up the container's network: {exc}")
+
+
+def _plug_veth(
+    host: IPRoute,
+    master: int,
+    host_name: str,
+    ifname: str,
+    address: str,
+    prefixlen: int,
+    gateway: str | None,
+    mtu: int,
+) -> None:
+    """From a thread inside the container's namespace (``host``: a socket opened on the host side),
+    add a veth whose host end joins bridge ``master`` and whose inner end is ``ifname``; on error
+    the veth is deleted."""
+    fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        host.link("add", ifname=host_name, kind="veth", mtu=mtu, peer={"ifname": ifname, "net_ns_fd": fd})
+    finally:
+        os.close(fd)
+    try:
+        index = host.link_lookup(ifname=host_name)[0]
+        host.link("set", index=index, master=master, state="up")
+        # hairpin: a container reaching its own published port comes back through its port
+        # (the host's sysfs mount shows host devices whatever namespace this thread is in)
+        with contextlib.suppress(OSError):
+            Path(f"/sys/class/net/{host_name}/brport/hairpin_mode").write_text("1")
+        with IPRoute() as inner:
+            inner.link("set", index=inner.link_lookup(ifname="lo")[0], state="up")
+            dev = inner.link_lookup(ifname=ifname)[0]
+            inner.addr("add", index=dev, address=address, prefixlen=prefixlen)
+            inner.link("set", index=dev, state="up", mtu=mtu)
+            if gateway is not None and not _has_default_route(inner):
+                inner.route("add", dst="0.0.0.0/0", gateway=gateway)
+    except BaseException:
+        with contextlib.suppress(NetlinkError):
+            host.link("del", ifname=host_name)
+        raise
+
+
+def _has_default_route(ipr: IPRoute) -> bool:
+    return any(r["dst_len"] == 0 for r in ipr.get_routes(family=2, table=254))
 
 
 def source_address_for(destination: str) -> str:

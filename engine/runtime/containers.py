@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from engine.cgroups.controller import host_driver
 from engine.cgroups.resources import Resources, oci_resources
@@ -34,6 +34,7 @@ from engine.fsutil import atomic_write_bytes, atomic_write_json
 from engine.images.store import ImageStore
 from engine.logs import k8s_file
 from engine.networks.manager import NetworkManager
+from engine.networks.model import NetworkJoin
 from engine.paths import EnginePaths
 from engine.runtime import mounts
 from engine.runtime.idmap import TenantIdRanges, validate_tenant
@@ -177,18 +178,18 @@ class ContainerManager:
                 )
                 undo.callback(unmount_secrets, secrets_dir)
             binds = self._write_etc_files(bundle, hostname, id_range.base)
-            attachment = self.networks.attach(
+            attachments = self.networks.attach_all(
                 cid,
                 name=name,
                 hostname=hostname,
                 tenant=spec.tenant,
-                network=spec.network,
-                aliases=spec.network_aliases,
+                joins=spec.network_joins(),
                 ports=spec.ports,
                 hosts_path=bundle / "etc" / "hosts",
                 allow_privileged=spec.allow_privileged,
             )
-            undo.callback(self.networks.detach, cid, attachment.network)
+            undo.callback(self.networks.release, cid, [a.network for a in attachments])
+            attachment = attachments[0]
             if attachment.resolv_conf:
                 resolv = bundle / "etc" / "resolv.conf"
                 atomic_write_bytes(resolv, attachment.resolv_conf.encode())
@@ -237,8 +238,9 @@ class ContainerManager:
                 resources=spec.resources,
                 network=attachment.network,
                 ip_address=attachment.ip_address,
-                network_aliases=list(spec.network_aliases),
-                ports=[p.to_dict() for p in attachment.ports],
+                network_aliases=list(attachment.aliases),
+                networks=[a.record() for a in attachments if a.interface],
+                ports=[p.to_dict() for a in attachments for p in a.ports],
                 netns_path=attachment.netns_path or "",
                 mounts=[m.to_dict() for m in user_mounts],
                 secrets=[s.name for s in secret_files],
@@ -592,9 +594,58 @@ class ContainerManager:
             container.name = new_name
             self.store.save(container)
             self.store.release_name(old, container.id)
-            self.networks.rename_endpoint(container.id, container.network, new_name)
+            for attached in container.attachments():
+                self.networks.rename_endpoint(container.id, attached["network"], new_name)
         self._event(container, "rename", oldName=old)
         return container
+
+    def connect(self, ref: str | Container, join: NetworkJoin) -> Container:
+        """Join a container (running or not) to one more network, live: a new interface, its names.
+
+        Every hosts file on both sides follows at once; nothing restarts. Raises
+        NetworkNotFound, InvalidSpec (bad alias; a container on ``none`` or
+        ``host``), Conflict (already on it) or RuntimeFailure; on error nothing changes.
+        """
+        container = self.get(ref)
+        with self.store.lock(container.id):
+            container = self.store.load(container.id)
+            attachment = self.networks.connect(
+                container.id,
+                join,
+                name=container.name,
+                hostname=container.hostname,
+                tenant=container.tenant,
+                hosts_path=self.store.directory(container.id) / "etc" / "hosts",
+            )
+            self._set_attachments(container, [*container.attachments(), attachment.record()])
+        return container
+
+    def disconnect(self, ref: str | Container, network: str) -> Container:
+        """Take a container off ``network`` (``bridge``: the tenant's default), live.
+
+        It keeps its other networks; published ports on that network go. Raises
+        NetworkNotFound, Conflict when it is not on it.
+        """
+        container = self.get(ref)
+        with self.store.lock(container.id):
+            container = self.store.load(container.id)
+            resolved = self.networks.resolve(network, container.tenant)
+            gone = self.networks.disconnect(container.id, resolved, tenant=container.tenant)
+            if gone.ports:
+                container.ports = []  # they were published from the network that went
+            self._set_attachments(container, [a for a in container.attachments() if a["network"] != resolved])
+        return container
+
+    def _set_attachments(self, container: Container, attachments: builtins.list[dict[str, Any]]) -> None:
+        """Record ``attachments`` (first one: the compat fields) and save."""
+        attachments.sort(key=lambda a: int(a["interface"].removeprefix("eth") or 0))
+        none: dict[str, Any] = {"network": "none", "ip_address": "", "aliases": []}
+        first = attachments[0] if attachments else none
+        container.networks = attachments
+        container.network = first["network"]
+        container.ip_address = first["ip_address"]
+        container.network_aliases = list(first["aliases"])
+        self.store.save(container)
 
     def top(self, ref: str | Container) -> builtins.list[ProcessRow]:
         """The processes in a running container's cgroup, as the host sees them (host pids).
@@ -684,9 +735,7 @@ class ContainerManager:
             self.runtime.delete(cid, force=True)
             with contextlib.suppress(FileNotFoundError):
                 (self.exit_dir / cid).unlink()
-            for network in self.networks.all():
-                if cid in self.networks.endpoints(network.name):
-                    self.networks.detach(cid, network.name)
+            self.networks.release(cid, self.networks.networks_of(cid))
             with contextlib.suppress(OSError, ValueError, KeyError):
                 config = json.loads((bundle / "config.json").read_bytes())
                 tenant = config["annotations"]["org.hostpanel.tenant"]
@@ -724,7 +773,7 @@ class ContainerManager:
             if mounts.is_mountpoint(rootfs):
                 raise RuntimeFailure(f"cannot remove {container.name}: its root file system is still mounted")
             unmount_secrets(self.store.secrets_dir(container.id))
-            self.networks.detach(container.id, container.network)
+            self.networks.release(container.id, [a["network"] for a in container.attachments()])
             self.volumes.detach(container.mounts, container.id)
             self.store.delete(container)
             self.monitors.forget(container.id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.cgroups.resources import Resources
-from engine.networks.model import PortMapping
+from engine.networks.model import NetworkJoin, PortMapping
 from engine.volumes.spec import MountSpec
 
 DEFAULT_TENANT = "default"
@@ -56,6 +56,10 @@ class ContainerSpec:
     # "host" (operator only: refused unless allow_privileged, which the panel never sets).
     network: str = "none"
     network_aliases: tuple[str, ...] = ()
+    # Several networks, joined in order (eth0, eth1, ...): when given, ``network`` and
+    # ``network_aliases`` are ignored. The first one with a gateway (a bridge) gives the default
+    # route, resolv.conf and the published ports; an overlay adds only its subnet's route.
+    networks: tuple[NetworkJoin, ...] = ()
     ports: tuple[PortMapping, ...] = ()
     allow_privileged: bool = False
     # Volumes (created on first use for ``tenant``), tmpfs and host binds; a host bind
@@ -69,6 +73,10 @@ class ContainerSpec:
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool = False
+
+    def network_joins(self) -> tuple[NetworkJoin, ...]:
+        """The networks this spec asks for: ``networks``, else ``network`` with ``network_aliases``."""
+        return self.networks or (NetworkJoin(self.network, self.network_aliases),)
 
 
 @dataclass(frozen=True)
@@ -118,9 +126,12 @@ class Container:
     restart_count: int = 0
     oom_killed_at: str = ""
     resources: Resources = field(default_factory=Resources)
+    # the first network's (compat); ``networks`` has every attachment
     network: str = "none"
     ip_address: str = ""
     network_aliases: list[str] = field(default_factory=list)
+    # one {"network", "ip_address", "aliases", "interface"} per network, in interface order
+    networks: list[dict[str, Any]] = field(default_factory=list)
     ports: list[dict[str, Any]] = field(default_factory=list)
     netns_path: str = ""
     mounts: list[dict[str, Any]] = field(default_factory=list)  # MountSpec.to_dict() of each
@@ -138,6 +149,21 @@ class Container:
     def is_running(self) -> bool:
         """Whether its process lives: running, or paused (frozen, as Docker's State.Running)."""
         return self.status in ALIVE
+
+    def attachments(self) -> list[dict[str, Any]]:
+        """Every network attachment (records from before multi-network containers: the one)."""
+        if self.networks:
+            return [dict(a) for a in self.networks]
+        if self.network in ("", "none", "host"):
+            return []
+        return [
+            {
+                "network": self.network,
+                "ip_address": self.ip_address,
+                "aliases": list(self.network_aliases),
+                "interface": "eth0",
+            }
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

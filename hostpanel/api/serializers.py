@@ -25,6 +25,8 @@ from hostpanel.deployments.models import (
 )
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import IMAGE_NAME_RE, Image
+from hostpanel.networks.models import DEFAULT_NAME as DEFAULT_NETWORK
+from hostpanel.networks.models import NETWORK_NAME_RE
 from hostpanel.secrets.models import SECRET_NAME_RE, Secret
 from hostpanel.tenants.models import SLUG_RE, ApiToken, Membership, Quota, Role, Tenant
 from hostpanel.usage.models import Prices
@@ -257,6 +259,30 @@ class HealthCheckField(serializers.JSONField):
     """A release's health check (checked by the deployments service, one rule for every door)."""
 
 
+_NETWORK_JOINS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "oneOf": [
+            {"type": "string", "pattern": NETWORK_NAME_RE, "description": "a network of the tenant"},
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "pattern": NETWORK_NAME_RE},
+                    "aliases": {"type": "array", "items": {"type": "string"}, "maxItems": 16},
+                },
+                "required": ["name"],
+                "additionalProperties": False,
+            },
+        ]
+    },
+}
+
+
+@extend_schema_field(_NETWORK_JOINS_SCHEMA)
+class NetworkJoinsField(serializers.JSONField):
+    """The tenant networks an app joins (checked by the networks service, one rule for every door)."""
+
+
 class SpecSerializer(StrictSerializer):
     """The fields of a release. On update every field is optional (changes to the current release)."""
 
@@ -268,8 +294,15 @@ class SpecSerializer(StrictSerializer):
     network = serializers.ChoiceField(
         NETWORKS,
         required=False,
-        help_text="none (loopback only) or bridge (the tenant's network: outbound, ports)",
+        help_text="none (loopback only) or bridge (the tenant's per-host bridge: outbound traffic, "
+        "published ports); independent of `networks`",
         error_messages={"invalid_choice": "use none or bridge; {input!r} is not for tenants"},
+    )
+    networks = NetworkJoinsField(
+        required=False,
+        help_text='the tenant networks the app joins: names or {"name", "aliases"}; on each, the app\'s '
+        "name and aliases resolve to its replicas from every member, on whichever host. Default on "
+        'create: ["default"] (the tenant\'s default network); [] joins none',
     )
     volumes = VolumeRefSerializer(many=True, required=False)
     replicas = serializers.IntegerField(min_value=0, max_value=100, required=False)
@@ -333,6 +366,11 @@ class UpdateSpecSerializer(SpecSerializer):
 class AppCreateSerializer(SpecSerializer):
     name = serializers.RegexField(APP_NAME_RE)
 
+    def spec_changes(self) -> dict[str, Any]:
+        data = super().spec_changes()
+        data.setdefault("networks", [{"name": DEFAULT_NETWORK, "aliases": []}])  # web reaches db, no setup
+        return data
+
 
 class ChangeSerializer(serializers.Serializer):
     field = serializers.CharField(help_text="the spec's field, env.NAME for one variable")
@@ -363,6 +401,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "secrets",
             "ports",
             "network",
+            "networks",
             "volumes",
             "replicas",
             "cpu_millis",
@@ -391,6 +430,12 @@ class ReleaseSerializer(serializers.ModelSerializer):
 class ReplicaSummarySerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name", default=None)
     release = serializers.IntegerField(source="release.version")
+    addresses = serializers.DictField(
+        source="network_addresses",
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="its address on each tenant network it joins, once its container started",
+    )
 
     class Meta:
         model = Replica
@@ -406,6 +451,7 @@ class ReplicaSummarySerializer(serializers.ModelSerializer):
             "release",
             "ready",
             "drain_until",
+            "addresses",
         ]
 
 

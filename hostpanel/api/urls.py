@@ -6,6 +6,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from hostpanel.api import views
+from hostpanel.api.networks import NetworkViewSet
 from hostpanel.builds.views import BuildViewSet
 from hostpanel.domains.api import DomainViewSet, TLSViewSet
 from hostpanel.stacks.api import StackViewSet
@@ -27,6 +28,7 @@ router.register(f"{T}/images", views.ImageViewSet, basename="image")
 router.register(f"{T}/volumes", views.VolumeViewSet, basename="volume")
 router.register(f"{T}/builds", BuildViewSet, basename="build")
 router.register(f"{T}/stacks", StackViewSet, basename="stack")  # compose stacks (issue 14, stacks)
+router.register(f"{T}/networks", NetworkViewSet, basename="network")  # tenant networks (issue 14)
 # custom domains of an app (issue 12, domains)
 router.register(f"{T}/apps/(?P<app_name>[a-z0-9][a-z0-9-]*)/domains", DomainViewSet, basename="domain")
 

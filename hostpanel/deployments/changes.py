@@ -26,6 +26,7 @@ LABELS = {
     "env": "Environment",
     "secrets": "Secrets",
     "network": "Network",
+    "networks": "Tenant networks",
     "ports": "Published ports",
     "http_port": "HTTP port",
     "volumes": "Volumes",
@@ -106,6 +107,14 @@ def value_text(field: str, value: Any) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
     if field in ("user", "working_dir", "stop_signal") and value == "":
         return "(the image's own)"
+    if field == "networks":
+        return (
+            ", ".join(
+                f"{j['name']} (also {', '.join(j['aliases'])})" if j.get("aliases") else j["name"]
+                for j in value
+            )
+            or "none"
+        )
     if field == "secrets":
         return (
             ", ".join(f"{s['name']} as ${s['env']}" if s.get("env") else s["name"] for s in value) or "none"

@@ -192,7 +192,7 @@ def create_network(actor: Actor, tenant: Tenant, name: str, *, internal: bool = 
             Tenant.objects.select_for_update().filter(pk=tenant.pk).first()  # one count at a time
             if Network.objects.filter(tenant=tenant, name=name).exists():
                 raise Conflict(f"network {name!r} exists already in {tenant.slug!r}")
-            _check_limit(tenant)
+            _check_limit(tenant, name)
             network = _allocate(tenant, name, internal=internal, is_default=name == DEFAULT_NAME)
         entry.obj = network
     return network
@@ -213,9 +213,12 @@ def delete_network(actor: Actor, network: Network) -> None:
         network.delete()
 
 
-def _check_limit(tenant: Tenant) -> None:
+def _check_limit(tenant: Tenant, name: str) -> None:
+    """QuotaExceeded if one more network takes the tenant past the limit; its default network counts
+    whether it was made already or not (it will be, at the first app)."""
     limit = int(settings.HOSTPANEL_NETWORKS_PER_TENANT)
-    have = Network.objects.filter(tenant=tenant).count()
+    names = set(Network.objects.filter(tenant=tenant).values_list("name", flat=True))
+    have = len(names | ({DEFAULT_NAME} - {name}))
     if have + 1 > limit:
         over = {
             "resource": "networks",

@@ -125,6 +125,8 @@ def test_every_page_scores_95_or_more_in_every_category(
         "/t/lenaco/docker/",
         "/t/lenaco/stacks/",
         "/t/lenaco/stacks/shop/",
+        "/t/lenaco/networks/",
+        "/t/lenaco/networks/default/",
         "/staff/",
         "/staff/audit/",
     ]

@@ -69,13 +69,14 @@ def test_a_name_is_unique_per_tenant_only(tenant: Tenant, dev: Actor) -> None:
 
 
 def test_the_limit_refuses_and_creates_nothing(tenant: Tenant, dev: Actor, settings: Any) -> None:
-    settings.HOSTPANEL_NETWORKS_PER_TENANT = 2
+    settings.HOSTPANEL_NETWORKS_PER_TENANT = 3  # the default network counts, made or not
     services.create_network(dev, tenant, "one")
     services.create_network(dev, tenant, "two")
     with pytest.raises(QuotaExceeded, match="networks: 1 asked, 0 left") as over:
         services.create_network(dev, tenant, "three")
     assert over.value.details["over"][0]["resource"] == "networks"
     assert sorted(Network.objects.values_list("name", flat=True)) == ["one", "two"]
+    services.create_network(dev, tenant, "default")  # the one counted already
 
 
 def test_roles_and_other_tenants(tenant: Tenant, dev: Actor) -> None:
