@@ -67,6 +67,12 @@ def in_container(live: LiveTenant, app: str, *command: str) -> tuple[int, str]:
     return proc.returncode, out.decode(errors="replace").strip()
 
 
+def fetch(live: LiveTenant, app: str, url: str) -> tuple[int, str]:
+    """``wget`` of ``url`` from inside ``app``'s container: its exit code and what it printed (busybox
+    1.35's own ``wget -T`` crashes once connected, so ``timeout`` bounds it)."""
+    return in_container(live, app, "timeout", "5", "wget", "-q", "-O-", url)
+
+
 def stack_running(live: LiveTenant, name: str) -> bool:
     from hostpanel.stacks.models import Stack
 
@@ -108,6 +114,9 @@ def test_stack_up_ordered_by_health_redeployed_in_place_and_down(
     wait_for(lambda: stack_running(live, "shop"), 30, "the stack to be running")
     before = containers_by_app(live)
     assert set(before) == {"web", "kv", "worker"}
+    # web reaches the others by their service names (the stack's default network)
+    assert fetch(live, "web", "http://kv:7000/value") == (0, "hello-from-kv")
+    assert fetch(live, "web", "http://worker:7001/status") == (0, "worker-up")
 
     # redeploy: only worker's definition changes (its env value): only its container is new
     r = api(live.member).put(
@@ -133,3 +142,32 @@ def test_stack_up_ordered_by_health_redeployed_in_place_and_down(
         60,
         f"the stack's containers to be removed\n{live.agent.log_tail()}",
     )
+
+
+def test_another_tenants_stack_with_the_same_names_resolves_its_own_and_cannot_reach_the_first(
+    live_tenant: Callable[[str, str, str, str], LiveTenant], api: Any
+) -> None:
+    from hostpanel.deployments.models import Replica
+    from hostpanel.tenants import services as tenants
+    from tests.hostpanel.factories import UserFactory
+
+    one = live_tenant("stx", "stx-one", "stx-dev", "developer")
+    tenant_two = tenants.create_tenant(one.admin, "stx-two")
+    member_two = UserFactory(username="stx-dev-two")
+    tenants.add_member(one.admin, tenant_two, member_two.username, "developer")
+    two = LiveTenant(one.agent, one.admin, tenant_two, member_two)
+    post_stack(api, one, {"VALUE": "value-of-one", "WORKER": "w1"})
+    post_stack(api, two, {"VALUE": "value-of-two", "WORKER": "w2"})
+    for live in (one, two):
+        wait_for(lambda live=live: stack_running(live, "shop"), 90, f"{live.tenant.slug}'s stack to run")
+        wait_for(lambda live=live: set(containers_by_app(live)) == {"web", "kv", "worker"}, 30, "containers")
+    # each web resolves "kv" to its own tenant's kv
+    assert fetch(one, "web", "http://kv:7000/value") == (0, "value-of-one")
+    assert fetch(two, "web", "http://kv:7000/value") == (0, "value-of-two")
+    # and tenant two's web cannot reach tenant one's kv at its address either
+    kv_one = Replica.objects.get(app__tenant=one.tenant, app__name="kv")
+    addresses = list(kv_one.network_addresses.values())
+    assert addresses, kv_one.addresses
+    for address in addresses:
+        code, _ = fetch(two, "web", f"http://{address}:7000/value")
+        assert code != 0
