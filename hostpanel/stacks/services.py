@@ -245,43 +245,47 @@ def redeploy_stack(
     require_role(actor, tenant, Role.DEVELOPER)
     with audited(actor, "stack.redeploy", tenant, stack):
         env = _check_env(stack.env if env is None else env)
-        if source is None:
-            source = Source(
-                stack.source,
-                stack.source_kind,
-                Path(stack.project_dir) if stack.project_dir else None,
-                stack.git_url,
-                stack.git_file,
-            )
-        project = load(stack.name, source, env)
-        names = names_of(stack.name, project)
-        plans = plan(tenant, stack.name, project, names)
-        _check_builds_possible(source, plans)
-        _check_collisions(tenant, plans, stack)
-        _check_quota(tenant, plans, names, stack)
-        with transaction.atomic():
-            stack = Stack.objects.select_for_update().get(pk=stack.pk)
-            existing = {s.name: s for s in stack.services.select_related("app__current_release")}
-            wanted = {p.name for p in plans}
-            for gone in sorted(set(existing) - wanted):
-                _remove_service(actor, existing[gone])
-            _make_resources(actor, stack, names)
-            for p in plans:
-                current = existing.get(p.name)
-                if current is None:
-                    _add_service(actor, stack, p, source)
-                else:
-                    _update_service(actor, current, p, source)
-            stack.source, stack.source_kind, stack.env = source.text, source.kind, env
-            stack.git_url, stack.git_file = source.git_url, source.git_file
-            if stack.project_dir != source.project_dir:
-                old = stack.project_dir
-                transaction.on_commit(lambda: sources.forget_project_dir(tenant, old))
-            stack.project_dir = source.project_dir
-            stack.status, stack.message = Stack.Status.DEPLOYING, ""
-            stack.deadline = timezone.now() + DEADLINE
-            stack.save()
-            transaction.on_commit(lambda: dispatch.send_advance(stack.pk))
+        fresh = source is None
+        source = sources.stored(stack) if source is None else source
+        try:
+            return _redeploy(actor, stack, source, env)
+        except BaseException:
+            if fresh and source.project_dir != stack.project_dir:  # a git stack's new checkout
+                sources.forget_project_dir(tenant, source.project_dir)
+            raise
+
+
+def _redeploy(actor: Actor, stack: Stack, source: Source, env: dict[str, str]) -> Stack:
+    tenant = stack.tenant
+    project = load(stack.name, source, env)
+    names = names_of(stack.name, project)
+    plans = plan(tenant, stack.name, project, names)
+    _check_builds_possible(source, plans)
+    _check_collisions(tenant, plans, stack)
+    _check_quota(tenant, plans, names, stack)
+    with transaction.atomic():
+        stack = Stack.objects.select_for_update().get(pk=stack.pk)
+        existing = {s.name: s for s in stack.services.select_related("app__current_release")}
+        wanted = {p.name for p in plans}
+        for gone in sorted(set(existing) - wanted):
+            _remove_service(actor, existing[gone])
+        _make_resources(actor, stack, names)
+        for p in plans:
+            current = existing.get(p.name)
+            if current is None:
+                _add_service(actor, stack, p, source)
+            else:
+                _update_service(actor, current, p, source)
+        stack.source, stack.source_kind, stack.env = source.text, source.kind, env
+        stack.git_url, stack.git_file = source.git_url, source.git_file
+        if stack.project_dir != source.project_dir:
+            old = stack.project_dir
+            transaction.on_commit(lambda: sources.forget_project_dir(tenant, old))
+        stack.project_dir = source.project_dir
+        stack.status, stack.message = Stack.Status.DEPLOYING, ""
+        stack.deadline = timezone.now() + DEADLINE
+        stack.save()
+        transaction.on_commit(lambda: dispatch.send_advance(stack.pk))
     return stack
 
 

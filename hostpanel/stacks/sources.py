@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import secrets
 import shutil
-import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import IO
 
 from django.conf import settings
 
-from engine.build.git import parse_git_url
-from engine.errors import InvalidSpec
+from engine.build.git import clone_context, parse_git_url
+from engine.errors import EngineError
 from hostpanel.builds.services import check_git_url
 from hostpanel.errors import InvalidRequest
 from hostpanel.stacks.models import Stack
@@ -39,8 +38,8 @@ class Source:
 
     @property
     def project_dir(self) -> str:
-        """The unpacked directory the panel keeps for this source ('' for none, or a git work tree)."""
-        return str(self.base_dir) if self.base_dir is not None and self.kind == Stack.Source.UPLOAD else ""
+        """The directory the panel keeps for this source (an unpacked upload, a git checkout; '' for none)."""
+        return str(self.base_dir) if self.base_dir is not None else ""
 
 
 def stored(stack: Stack) -> Source:
@@ -60,9 +59,14 @@ def _project_dirs(tenant: Tenant) -> Path:
 
 
 def forget_project_dir(tenant: Tenant, path: str) -> None:
-    """Remove an unpacked project directory (only ever one under the tenant's own stacks dir)."""
-    if path and Path(path).resolve().is_relative_to(_project_dirs(tenant).resolve()):
-        shutil.rmtree(path, ignore_errors=True)
+    """Remove a project directory the panel unpacked or checked out (the whole one it is in, for a
+    git DIR), and only ever one under the tenant's own stacks directory."""
+    if not path:
+        return
+    root = _project_dirs(tenant).resolve()
+    resolved = Path(path).resolve()
+    if resolved != root and resolved.is_relative_to(root):
+        shutil.rmtree(root / resolved.relative_to(root).parts[0], ignore_errors=True)
 
 
 def _compose_file_in(directory: Path, name: str = "") -> str:
@@ -122,36 +126,24 @@ def uploaded(tenant: Tenant, upload: IO[bytes]) -> Source:
 
 def from_git(tenant: Tenant, url: str, file: str = "") -> Source:
     """The compose file ``file`` (default: compose.yaml and its usual names) of ``PATH[#REF][:DIR]``,
-    a repository under the tenant's own build-context root. With a REF the tree of that ref is
-    read (``git archive``); without one, the repository's work tree."""
-    url = check_git_url(url, tenant)  # the builds' confinement rule, one rule for both
-    try:
-        git = parse_git_url(url)
-    except InvalidSpec as exc:
-        raise InvalidRequest(f"git.url: {exc}") from None
+    a repository under the tenant's own build-context root (the builds' rule). That one commit is
+    cloned (the builds' hardened clone: no alternates or links out of the repository, no .git kept)
+    into a directory of the panel's own, where env_file and build contexts are then read."""
+    url = check_git_url(url, tenant)
     if file and (file.startswith("/") or ".." in Path(file).parts):
         raise InvalidRequest("git.file: give a path inside the repository, e.g. deploy/compose.yaml")
-    if git.ref:
-        directory = _project_dirs(tenant) / secrets.token_hex(8)
-        directory.mkdir(parents=True)
-        try:
-            tree = subprocess.run(
-                ["git", "-C", str(git.repository), "archive", "--format=tar", git.ref],
-                capture_output=True,
-                timeout=60,
-                check=True,
-            ).stdout
-            with tarfile.open(fileobj=io.BytesIO(tree)) as tar:
-                tar.extractall(directory, filter="data")
-        except (subprocess.SubprocessError, tarfile.TarError, OSError) as exc:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise InvalidRequest(f"git.url: cannot read {git.ref!r} of the repository: {exc}") from None
-        base = directory / git.subdir if git.subdir else directory
-    else:
-        base = git.repository / git.subdir if git.subdir else git.repository
-        if not base.resolve().is_relative_to(git.repository.resolve()):
-            raise InvalidRequest("git.url: the directory leads out of the repository")
-    text = _compose_file_in(base, file)
+    parent = _project_dirs(tenant)
+    parent.mkdir(parents=True, exist_ok=True)
+    checkout = parent / secrets.token_hex(8)
+    try:
+        base = clone_context(parse_git_url(url), checkout)
+    except EngineError as exc:
+        raise InvalidRequest(f"git.url: {exc}") from None
+    try:
+        text = _compose_file_in(base, file)
+    except BaseException:
+        shutil.rmtree(checkout, ignore_errors=True)
+        raise
     return Source(text=text, kind=Stack.Source.GIT, base_dir=base, git_url=url, git_file=file)
 
 
