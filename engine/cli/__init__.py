@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     control.register(sub)
     events.register(sub)
+    from engine.cli import compose
+
+    compose.register(sub)
     return parser
 
 

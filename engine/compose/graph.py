@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.compose.model import Project
+from engine.compose.model import Project, Service
 from engine.compose.problems import Problem
 from engine.compose.yamlload import Document
 
@@ -39,6 +39,11 @@ def find_cycle(deps: Mapping[str, Mapping[str, str]]) -> list[str] | None:
     return None
 
 
+def _has_check(service: Service) -> bool:
+    check = service.healthcheck
+    return check is not None and not check.disabled and bool(check.test)
+
+
 def check(project: Project, doc: Document) -> list[Problem]:
     """References to things the file does not define, and a depends_on cycle."""
     problems: list[Problem] = []
@@ -57,11 +62,14 @@ def check(project: Project, doc: Document) -> list[Problem]:
                 problems.append(
                     doc.problem((*p, "secrets", i), f"secret {ref.source!r} is not defined under secrets:")
                 )
-        for dep in service.depends_on:
+        for dep, condition in service.depends_on.items():
             if dep not in project.services:
                 problems.append(doc.problem((*p, "depends_on", dep), f"service {dep!r} is not defined"))
             elif dep == name:
                 problems.append(doc.problem((*p, "depends_on", dep), "a service cannot depend on itself"))
+            elif condition == "service_healthy" and not _has_check(project.services[dep]):
+                message = f"service_healthy needs a healthcheck: on service {dep!r} (it has none)"
+                problems.append(doc.problem((*p, "depends_on", dep), message))
     cycle = find_cycle({n: s.depends_on for n, s in project.services.items()})
     if cycle and len(cycle) > 2:
         problems.append(

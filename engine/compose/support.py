@@ -51,7 +51,7 @@ PORT_KEYS = {"target", "published", "protocol", "host_ip"}
 MOUNT_KEYS = {"type", "source", "target", "read_only", "tmpfs"}
 TMPFS_KEYS = {"size"}
 SERVICE_NETWORK_KEYS = {"aliases"}
-DEPENDS_KEYS = {"condition"}
+DEPENDS_KEYS = {"condition", "required"}
 SECRET_REF_KEYS = {"source", "target"}
 ENV_FILE_KEYS = {"path", "required"}
 

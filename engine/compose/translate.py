@@ -490,7 +490,21 @@ class Translator:
             return {}
         if isinstance(value, list):
             return {_text(n): "service_started" for n in value}
-        return {n: _text((spec or {}).get("condition") or "service_started") for n, spec in value.items()}
+        result = {}
+        for name, spec in value.items():
+            spec = spec or {}
+            required = self.field(
+                (*path, "depends_on", name, "required"),
+                functools.partial(_bool, spec.get("required", True)),
+                True,
+            )
+            if not required:
+                self.problem(
+                    (*path, "depends_on", name, "required"),
+                    "required: false is not supported: every dependency is required",
+                )
+            result[name] = _text(spec.get("condition") or "service_started")
+        return result
 
     def healthcheck(self, path: Path, value: Any) -> HealthcheckDef | None:
         if value is None:

@@ -39,6 +39,7 @@ from engine.dockerapi.record import DockerRecord, HealthState
 from engine.dockerapi.translate import container_spec
 from engine.errors import CommandNotFound, Conflict, EngineError, ImageNotFound, InvalidSpec, NotFound
 from engine.logs import k8s_file
+from engine.networks.ports import free_port
 from engine.runtime.model import ALIVE, DEFAULT_TENANT, Container
 from engine.runtime.process import normalize_signal
 
@@ -238,7 +239,7 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
     engine = life.engine
     body = request.json()
     parsed_body, wanted_links = links.take_links(body)
-    req = parse_create(parsed_body)
+    req = parse_create(parsed_body, several_networks=True)
     name = request.arg("name") or None
     if name is not None:
         if not _NAME_RE.match(name):
@@ -329,15 +330,6 @@ def _with_tag(reference: str) -> str:
     return reference if ":" in last or "@" in reference else f"{reference}:latest"
 
 
-def free_port(protocol: str, host_ip: str) -> int:
-    """A host port nothing listens on now (for ``-p 80`` and ``-P``)."""
-    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host_ip, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _set_manual_stop(rec: DockerRecord) -> None:
     rec.manually_stopped = True
 
@@ -386,10 +378,16 @@ def _matches(container: Container, rec: DockerRecord, filters: Filters, engine: 
         and any_of("status", lambda s: s == status)
         and any_of("exited", lambda c: status == "exited" and int(c) == (container.exit_code or 0))
         and any_of("ancestor", lambda a: _is_ancestor(engine, container, a))
-        and any_of("network", lambda n: n in (container.network, render.network_name(container)))
+        and any_of("network", lambda n: n in _network_names(container))
         and any_of("volume", lambda v: v in volumes)
         and any_of("health", lambda h: h == health)
     )
+
+
+def _network_names(container: Container) -> set[str]:
+    """Every name a ``network`` filter may use for the container's networks (``bridge`` too)."""
+    names = {a["network"] for a in container.attachments()} or {container.network}
+    return names | {render.client_network_name(n) for n in names}
 
 
 def _is_ancestor(engine: Engine, container: Container, reference: str) -> bool:

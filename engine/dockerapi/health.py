@@ -23,6 +23,7 @@ from engine.runtime.model import ALIVE, ExecSpec
 
 if TYPE_CHECKING:
     from engine.dockerapi.lifecycle import Lifecycle
+    from engine.engine import Engine
 
 NANO = 1_000_000_000
 DEFAULT_INTERVAL = 30.0
@@ -88,7 +89,7 @@ def _loop(lifecycle: Lifecycle, key: tuple[str, str]) -> None:
             now = lifecycle.current(cid)
             if now is not None and now.status == "paused":  # no probes while frozen, as dockerd
                 continue
-            entry = probe(lifecycle, cid, check)
+            entry = probe(lifecycle.engine, cid, check)
             retries = check.retries or DEFAULT_RETRIES
             still_starting = time.monotonic() - began < check.start_period / NANO
 
@@ -112,12 +113,15 @@ def _loop(lifecycle: Lifecycle, key: tuple[str, str]) -> None:
             _running.discard(key)
 
 
-def probe(lifecycle: Lifecycle, cid: str, check: Healthcheck) -> dict[str, Any]:
-    """Run the check once in the container; a ``State.Health.Log`` entry."""
+def probe(engine: Engine, cid: str, check: Healthcheck) -> dict[str, Any]:
+    """Run the check once in container ``cid``; a ``State.Health.Log`` entry (``ExitCode`` 0 passes).
+
+    Also the probe of ``hpctl compose`` (depends_on: service_healthy).
+    """
     timeout = check.timeout / NANO if check.timeout else DEFAULT_TIMEOUT
     begin = _now()
     try:
-        proc = lifecycle.engine.exec(
+        proc = engine.exec(
             cid, ExecSpec(command=command(check)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
     except EngineError as exc:

@@ -92,13 +92,16 @@ def _pin_thread_netns(path: Path) -> None:
 
 
 def _open_low_ports_and_ping() -> None:
-    """Let every user of the thread's namespace bind low ports and ping, as rootless engines do.
+    """Let every user of the thread's namespace bind low ports and ping, as rootless engines do,
+    and never forward: a container on several networks must not route between them.
 
     The namespace belongs to the host's user namespace, so the container's root has no
-    CAP_NET_BIND_SERVICE in it.
+    CAP_NET_BIND_SERVICE in it (nor the right to turn forwarding back on). A new namespace
+    copies the host's ``ip_forward`` (1 on a host that routes containers), hence the write.
     """
     _write_proc_sys("net/ipv4/ip_unprivileged_port_start", "0")
     _write_proc_sys("net/ipv4/ping_group_range", "0 2147483647")
+    _write_proc_sys("net/ipv4/ip_forward", "0")
 
 
 def _write_proc_sys(key: str, value: str) -> None:
@@ -224,12 +227,16 @@ def add_fdb_peer(vxlan: str, peer: str) -> None:
 
 
 def remove_fdb_peer(vxlan: str, peer: str) -> None:
-    """Stop flooding ``vxlan``'s unknown and broadcast frames to ``peer`` (a missing entry is fine)."""
+    """Forget ``peer`` on ``vxlan``: its flood entry and the addresses learnt behind it (a missing
+    entry is fine), so no frame goes to a host that left."""
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=vxlan)
-        if index:
-            with contextlib.suppress(NetlinkError):
-                ipr.fdb("del", ifindex=index[0], lladdr="00:00:00:00:00:00", dst=peer)
+        if not index:
+            return
+        for entry in ipr.fdb("dump", ifindex=index[0]):
+            if entry.get("ifindex") == index[0] and entry.get("NDA_DST") == peer:
+                with contextlib.suppress(NetlinkError):
+                    ipr.fdb("del", ifindex=index[0], lladdr=entry.get("NDA_LLADDR"), dst=peer)
 
 
 def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:

@@ -89,3 +89,12 @@ def host_port_free(mapping: PortMapping) -> None:
                     f"cannot publish on {mapping.host_ip}: it is not an address of this host"
                 ) from None
             raise
+
+
+def free_port(protocol: str, host_ip: str) -> int:
+    """A host port nothing listens on now (for ``-p 80``, ``-P`` and compose's ``ports: ["80"]``)."""
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((host_ip, 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from engine.engine import Engine
-from engine.errors import Conflict, InvalidSpec, RuntimeFailure
+from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
 from engine.images.model import Image
 from engine.networks import netlink
 from engine.networks.model import NetworkJoin
@@ -32,6 +32,15 @@ def _exec(engine: Engine, ref: str, script: str, timeout: float = 30) -> tuple[i
 def _hostname_of(engine: Engine, client: str, name: str) -> tuple[int, str]:
     """What ``client`` gets from http://name:8080/hostname (a name it resolves through /etc/hosts)."""
     return _exec(engine, client, f"timeout 5 wget -q -O- http://{name}:8080/hostname")
+
+
+def _wait_web(engine: Engine, client: str, name: str, cid: str) -> bool:
+    """Whether ``client`` gets ``cid``'s host name from http://name:8080 (retried a few seconds)."""
+    for _ in range(50):
+        if _hostname_of(engine, client, name)[1] == f"{cid[:12]}\n":
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _web(engine: Engine, name: str, *joins: NetworkJoin) -> str:
@@ -73,6 +82,13 @@ def test_a_container_on_two_networks_reaches_both_by_name_and_names_do_not_leak(
     routes = _exec(engine, app, "ip route")[1]
     assert f"default via {engine.network('front').gateway} dev eth0" in routes, routes
     assert f"{engine.network('back').subnet} dev eth1" in routes and routes.count("default") == 1
+    # the container cannot route between its networks (no forwarding; no CAP_NET_ADMIN to turn it on)
+    assert _exec(engine, app, "cat /proc/sys/net/ipv4/ip_forward")[1].strip() == "0"
+    assert _exec(engine, app, "echo 1 > /proc/sys/net/ipv4/ip_forward")[0] != 0
+    # a restart keeps every interface and name
+    engine.restart(app, timeout=0)
+    assert "eth1" in _exec(engine, app, "ip link")[1]
+    assert _wait_web(engine, app, "db", db)
     # rename: every network's hosts files follow
     engine.rename(app, "app2")
     for peer in (fe, db):
@@ -149,6 +165,19 @@ def test_a_failed_second_join_leaves_nothing_behind(
 
 def test_bad_network_lists_are_refused_naming_the_problem(engine: Engine, busybox: Image) -> None:
     engine.network_create("front", tenant="acme")
+    engine.network_create("theirs", tenant="globex")
+    mine = engine.run(ContainerSpec(image="busybox", command=("sleep", "60"), tenant="acme", network="front"))
+    # another tenant's network: not found, at create (after a good first network) and at connect
+    with pytest.raises(NotFound, match="theirs"):
+        engine.create(
+            ContainerSpec(
+                image="busybox", tenant="acme", networks=(NetworkJoin("front"), NetworkJoin("theirs"))
+            )
+        )
+    with pytest.raises(NotFound, match="theirs"):
+        engine.connect(mine.id, NetworkJoin("theirs"))
+    assert engine.networks.endpoints("theirs") == {} and list(engine.networks.endpoints("front")) == [mine.id]
+    engine.remove(mine.id, force=True)
     cases = [
         ((NetworkJoin("front"), NetworkJoin("front")), "twice"),
         ((NetworkJoin("front"), NetworkJoin("none")), "cannot be combined"),

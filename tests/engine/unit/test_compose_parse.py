@@ -101,7 +101,7 @@ def test_implicit_default_network_and_depends_on_forms() -> None:
           a: {image: x, depends_on: [b]}
           b: {image: x, depends_on: {c: {condition: service_healthy}}}
           c: {image: x, healthcheck: {test: [CMD, "true"]}}
-          d: {image: x, depends_on: {c: {condition: service_completed_successfully}}}
+          d: {image: x, depends_on: {c: {condition: service_completed_successfully, required: true}}}
         """
     )
     a, b = project.services["a"], project.services["b"]
@@ -256,6 +256,31 @@ def test_depends_on_cycle_named() -> None:
     )
     assert "depends_on cycle: a -> b -> c -> a" in problems[0] and problems[0].startswith("line 3:")
     assert "cannot depend on itself" in problems[1]
+
+
+def test_service_healthy_needs_a_healthcheck() -> None:
+    problems = refused(
+        """
+        services:
+          web: {image: x, depends_on: {db: {condition: service_healthy}}}
+          db: {image: x, healthcheck: {disable: true}}
+        """
+    )
+    assert problems == [
+        "line 3: services.web.depends_on.db: "
+        "service_healthy needs a healthcheck: on service 'db' (it has none)"
+    ]
+
+
+def test_optional_dependency_refused() -> None:
+    problems = refused(
+        "services:\n  a:\n    image: x\n    depends_on:\n"
+        "      b: {condition: service_started, required: false}\n  b: {image: x}\n"
+    )
+    assert problems == [
+        "line 5: services.a.depends_on.b.required: "
+        "required: false is not supported: every dependency is required"
+    ]
 
 
 def test_image_or_build_required() -> None:

@@ -1,0 +1,259 @@
+"""Multi-service stacks: sections of measurements, each printing its own table.
+
+Usage: .venv/bin/python bench/stack.py [--runs 5] [--sections compose_up,...]
+
+Sections (add yours: a function ``section_<name>(bench: StackBench) -> None`` that prints one
+table, listed in :data:`SECTIONS`; ``StackBench`` starts shared pieces on first use):
+
+- ``compose_up``: wall time of ``up -d`` of the same five-service compose file (a shared
+  network, a named volume, depends_on chains, environment, a tmpfs) three ways: ``hpctl
+  compose up -d`` on a scratch engine; Debian's ``docker-compose`` 1.29 against HostPanel's
+  operator Docker API socket (``hpctl docker serve`` over the same scratch engine); the same
+  ``docker-compose`` against dockerd (Debian's ``docker.io``, started as bench/docker_api.py
+  does: its own roots, no bridge, no iptables rules). Each run starts from nothing (``down -v``
+  between runs, not timed); runs go round-robin over the three. Ratios are to hpctl.
+
+Everything started is stopped afterwards (bench/docker_api.py's clean-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import print_table, summary
+from bench.docker_api import (
+    PEER_DIRS,
+    Target,
+    _tail,
+    docker_archive,
+    dockerd,
+    hostpanel,
+    kill_strays,
+    peer_cgroups,
+    remove_cgroups,
+    scratch,
+    unmount_below,
+)
+from engine.engine import Engine
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
+
+FIVE_SERVICES = """\
+services:
+  db:
+    image: busybox
+    command: ["sleep", "3600"]
+    init: true
+    volumes: [dbdata:/data]
+    environment: {ROLE: db}
+  cache:
+    image: busybox
+    command: ["sleep", "3600"]
+    init: true
+    volumes: [{type: tmpfs, target: /scratch}]
+  api:
+    image: busybox
+    command: ["sleep", "3600"]
+    init: true
+    depends_on: [db, cache]
+    environment: {ROLE: api, DB: db}
+  worker:
+    image: busybox
+    command: ["sleep", "3600"]
+    init: true
+    depends_on: [db]
+  web:
+    image: busybox
+    command: ["sleep", "3600"]
+    init: true
+    depends_on: [api]
+    environment: {ROLE: web}
+volumes:
+  dbdata: {}
+"""
+
+
+class StackBench:
+    """Shared pieces for the sections: a scratch engine, its operator socket, dockerd."""
+
+    def __init__(self, stack: ExitStack, workdir: Path, runs: int) -> None:
+        self.stack = stack
+        self.workdir = workdir
+        self.runs = runs
+        self._engine: Engine | None = None
+        self._targets: dict[str, Target] = {}
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self.stack.enter_context(scratch(self.workdir))
+        return self._engine
+
+    def target(self, name: str) -> Target:
+        """``hostpanel`` (the operator socket over :attr:`engine`) or ``dockerd``."""
+        if name not in self._targets:
+            if name == "hostpanel":
+                opened = hostpanel(self.engine, self.workdir)
+            else:
+                opened = dockerd(self.workdir, docker_archive(self.engine, self.workdir))
+            self._targets[name] = self.stack.enter_context(opened)
+        return self._targets[name]
+
+    def hpctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``python -m engine.cli`` on the scratch engine."""
+        argv = [sys.executable, "-m", "engine.cli", "--root", str(self.engine.paths.root)]
+        argv += ["--instance", self.engine.instance, *args]
+        # As installed: with compiled bytecode (kept in the work directory, not the checkout).
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env |= {"PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(self.workdir / "pycache")}
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+
+
+# ---- section: compose up ------------------------------------------------------------------
+def _project_dir(bench: StackBench, name: str, text: str) -> Path:
+    directory = bench.workdir / name
+    directory.mkdir(exist_ok=True)
+    (directory / "compose.yaml").write_text(text)
+    return directory
+
+
+def _compose(target: Target, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [COMPOSE, "-f", str(directory / "compose.yaml"), "-p", "benchdc", *args]
+    return subprocess.run(argv, env=target.env(), capture_output=True, text=True, timeout=600, check=False)
+
+
+Way = tuple[str, Callable[[], subprocess.CompletedProcess[str]], Callable[[], object]]
+
+
+def compose_ways(bench: StackBench) -> list[Way]:
+    """(label, up, down) for each way of bringing the file up; a way that cannot run is left out
+    with a note on stderr."""
+    hp_dir = _project_dir(bench, "hpctl", FIVE_SERVICES)
+    dc_dir = _project_dir(bench, "dc", FIVE_SERVICES)
+    compose_file = str(hp_dir / "compose.yaml")
+    ways: list[Way] = [
+        (
+            "hpctl compose up -d (engine)",
+            lambda: bench.hpctl("compose", "-f", compose_file, "-p", "benchhp", "up", "-d"),
+            lambda: bench.hpctl("compose", "-f", compose_file, "-p", "benchhp", "down", "-v"),
+        )
+    ]
+    if not Path(COMPOSE).exists():
+        print(
+            f"docker-compose missing ({COMPOSE}): apt-get install docker-compose to compare", file=sys.stderr
+        )
+        return ways
+    for name, label in (
+        ("hostpanel", "docker-compose up -d -> HostPanel operator socket"),
+        ("dockerd", "docker-compose up -d -> dockerd"),
+    ):
+        target = bench.target(name)
+        if not target.up:
+            print(f"{label}: not run: {target.why}", file=sys.stderr)
+            continue
+        ways.append(
+            (
+                label,
+                functools.partial(_compose, target, dc_dir, "up", "-d"),
+                functools.partial(_compose, target, dc_dir, "down", "-v"),
+            )
+        )
+    return ways
+
+
+def section_compose_up(bench: StackBench) -> None:
+    """``up -d`` of the five-service file: hpctl vs docker-compose on our socket vs on dockerd."""
+    ways = compose_ways(bench)
+    samples: dict[str, list[float] | str] = {label: [] for label, _, _ in ways}
+    for _ in range(bench.runs + 1):  # the first round warms up (networks, images, page cache)
+        for label, up, down in ways:
+            values = samples[label]
+            if isinstance(values, str):
+                continue
+            start = time.perf_counter()
+            done = up()
+            elapsed = (time.perf_counter() - start) * 1000
+            down()
+            if done.returncode != 0:
+                samples[label] = f"failed: {_tail(done.stderr)}"
+            else:
+                values.append(elapsed)
+    rows = []
+    base = samples[ways[0][0]]
+    base_median = summary(base[1:])[1] if isinstance(base, list) and len(base) > 1 else None
+    for label, _, _ in ways:
+        values = samples[label]
+        if isinstance(values, str) or len(values) < 2:
+            rows.append([label, "0", "-", "-", "-", f"not run: {values or 'no samples'}"])
+            continue
+        _, median, p95 = summary(values[1:])
+        ratio = f"{median / base_median:.2f}x" if base_median else "-"
+        rows.append([label, str(len(values) - 1), f"{median:.0f}", f"{p95:.0f}", ratio])
+    print(
+        f"up -d of a five-service compose file, wall ms per command (whole process), "
+        f"{bench.runs} interleaved runs after a warm-up; cores: {os.cpu_count()}, "
+        f"load: {os.getloadavg()[0]:.1f}"
+    )
+    print_table(["way", "runs", "median ms", "p95 ms", "median vs hpctl"], rows)
+
+
+SECTIONS: dict[str, Callable[[StackBench], None]] = {
+    "compose_up": section_compose_up,
+}
+
+
+@contextlib.contextmanager
+def bench_workdir() -> Iterator[Path]:
+    """A work directory; afterwards the peers' strays, mounts, cgroups and directories are gone."""
+    cgroups_before = peer_cgroups()
+    dirs_before = {d for d in PEER_DIRS if d.exists()}
+    workdir = Path(tempfile.mkdtemp(prefix="hpbench-stack-", dir=os.environ.get("HPBENCH_DIR", "/var/tmp")))
+    workdir.chmod(0o755)  # the scratch engine's bundles are entered as the container user
+    (workdir / "docker-config").mkdir()  # the clients' own config: never ~/.docker
+    try:
+        yield workdir
+    finally:
+        kill_strays(workdir)
+        unmount_below(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        remove_cgroups(peer_cgroups() - cgroups_before)
+        for directory in PEER_DIRS:
+            if directory not in dirs_before:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="any of " + ", ".join(SECTIONS))
+    args = parser.parse_args()
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown:
+        sys.exit(f"unknown sections: {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # clean up on `timeout` too
+    with bench_workdir() as workdir, ExitStack() as stack:
+        bench = StackBench(stack, workdir, args.runs)
+        for name in wanted:
+            SECTIONS[name](bench)
+            print()
+
+
+if __name__ == "__main__":
+    main()
