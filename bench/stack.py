@@ -12,6 +12,9 @@ table, listed in :data:`SECTIONS`; ``StackBench`` starts shared pieces on first 
   ``docker-compose`` against dockerd (Debian's ``docker.io``, started as bench/docker_api.py
   does: its own roots, no bridge, no iptables rules). Each run starts from nothing (``down -v``
   between runs, not timed); runs go round-robin over the three. Ratios are to hpctl.
+- ``panel_up``: the same file with a 1 s health check per service, ``POST /stacks/`` through the
+  whole panel (bench/panel_stack.py: daphne, Redis, one host agent) until every service runs and
+  until every one is healthy, beside ``docker-compose up -d`` on the operator socket.
 
 Everything started is stopped afterwards (bench/docker_api.py's clean-up).
 """
@@ -31,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -212,8 +216,94 @@ def section_compose_up(bench: StackBench) -> None:
     print_table(["way", "runs", "median ms", "p95 ms", "median vs hpctl"], rows)
 
 
+# ---- section: the panel's stacks (issue 14, stacks) ------------------------------------------
+def healthy_five() -> str:
+    """:data:`FIVE_SERVICES` with a health check on every service (so "healthy" can be awaited)."""
+    check = '    healthcheck: {test: ["CMD", "true"], interval: 1s, timeout: 1s, retries: 3}\n'
+    return FIVE_SERVICES.replace("    init: true\n", "    init: true\n" + check)
+
+
+def _stack_state(panel: Any, name: str) -> tuple[bool, bool]:
+    """(every service has its replicas running, and healthy) of stack ``name``."""
+    body = panel.api.call("GET", f"/stacks/{name}/")
+    if body["status"] == "failed":
+        raise SystemExit(f"stack {name} failed: {body['message']}")
+    replicas = [r for svc in body["services"] for r in svc["replicas"]]
+    started = all(svc["state"] == "started" for svc in body["services"])
+    running = started and bool(replicas) and all(r["state"] == "running" for r in replicas)
+    return running, running and all(r["health"] == "healthy" for r in replicas)
+
+
+def section_panel_up(bench: StackBench) -> None:
+    """``POST /stacks/`` of the five-service file (each with a 1 s health check) through the whole
+    panel (API, agent, engine) until every service runs, and until every one is healthy; beside it
+    ``docker-compose up -d`` of the same file on the operator socket (which waits for neither)."""
+    from bench.panel_stack import panel_stack
+
+    text = healthy_five()
+    running_ms: list[float] = []
+    healthy_ms: list[float] = []
+    with panel_stack("stacks") as panel:
+        for run in range(bench.runs + 1):  # the first run warms up
+            name = f"b{run}"
+            start = time.perf_counter()
+            panel.api.call("POST", "/stacks/", {"name": name, "compose": text})
+            seen_running = None
+            while True:
+                running, healthy = _stack_state(panel, name)
+                now = time.perf_counter()
+                if running and seen_running is None:
+                    seen_running = now
+                if healthy:
+                    break
+                if now - start > 300:
+                    raise SystemExit(f"stack {name} not healthy after 300 s")
+                time.sleep(0.05)
+            if run:
+                running_ms.append(((seen_running or now) - start) * 1000)
+                healthy_ms.append((now - start) * 1000)
+            panel.api.call("DELETE", f"/stacks/{name}/?volumes=true")
+            deadline = time.monotonic() + 120
+            while (
+                any(c.tenant == "demo" for c in panel.engine.list(all=True)) and time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
+    rows = []
+    for label, values in (
+        ("panel: POST /stacks/ -> all 5 running", running_ms),
+        ("panel: POST /stacks/ -> all 5 healthy", healthy_ms),
+    ):
+        low, median, p95 = summary(values)
+        rows.append([label, str(len(values)), f"{low:.0f}", f"{median:.0f}", f"{p95:.0f}"])
+    ways = [w for w in compose_ways(bench) if "HostPanel" in w[0]]
+    for label, up, down in ways:
+        samples = []
+        for run in range(bench.runs + 1):
+            start = time.perf_counter()
+            done = up()
+            elapsed = (time.perf_counter() - start) * 1000
+            down()
+            if done.returncode != 0:
+                rows.append([label, "0", "-", "-", f"failed: {_tail(done.stderr)}"])
+                break
+            if run:
+                samples.append(elapsed)
+        else:
+            low, median, p95 = summary(samples)
+            rows.append(
+                [label + " (no health wait)", str(len(samples)), f"{low:.0f}", f"{median:.0f}", f"{p95:.0f}"]
+            )
+    print(
+        f"the five-service file through the panel vs docker-compose, wall ms, {bench.runs} runs after a "
+        f"warm-up; the panel's agent reconciles every 10 s and heartbeats every 5 s (defaults); "
+        f"cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f}"
+    )
+    print_table(["way", "runs", "min ms", "median ms", "p95 ms"], rows)
+
+
 SECTIONS: dict[str, Callable[[StackBench], None]] = {
     "compose_up": section_compose_up,
+    "panel_up": section_panel_up,
 }
 
 
