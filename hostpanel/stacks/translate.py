@@ -8,7 +8,9 @@ Choices (README "Stacks"):
   published port gets a host port the panel assigns (the file's host port number is not a
   promise: the stack's page and API show the real one); ``expose`` needs nothing, since on the
   stack's networks every port of a service is reachable;
-- a secret is a tenant secret (``external: true``), mounted at ``/run/secrets/<name>``.
+- a secret is a tenant secret (``external: true``), mounted at ``/run/secrets/<name>``;
+- a service has outbound traffic (the tenant's bridge and egress rules), as in compose, unless
+  every network it joins is ``internal: true``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Names:
     secrets: dict[str, str]  # project key -> tenant secret name
     own_networks: tuple[str, ...]  # tenant networks the stack makes
     own_volumes: tuple[str, ...]  # tenant volumes the stack makes
+    internal: frozenset[str] = frozenset()  # project networks declared internal: true
 
 
 def names_of(stack: str, project: Project) -> Names:
@@ -96,6 +99,7 @@ def names_of(stack: str, project: Project) -> Names:
         secrets=secrets,
         own_networks=tuple(networks[k] for k, n in project.networks.items() if not n.external),
         own_volumes=tuple(volumes[k] for k, v in project.volumes.items() if not v.external),
+        internal=frozenset(k for k, n in project.networks.items() if n.internal),
     )
 
 
@@ -168,6 +172,9 @@ def app_spec_fields(service: Service, names: Names, *, image: str) -> dict[str, 
             {"name": names.networks[key], "aliases": list(aliases)}
             for key, aliases in service.networks.items()
         ],
+        # outbound traffic as compose gives it (the tenant's bridge, its egress rules), unless every
+        # network of the service is internal: true
+        "network": "none" if service.networks and set(service.networks) <= names.internal else "bridge",
         "replicas": service.replicas,
         "cpu_millis": max(10, round(service.cpus * 1000)) if service.cpus else DEFAULT_CPU_MILLIS,
         "memory_bytes": service.memory_bytes or DEFAULT_MEMORY_BYTES,

@@ -96,6 +96,7 @@ def test_a_stack_is_apps_networks_and_volumes_made_through_their_services(
     assert web is not None and kv is not None
     assert web.http_port == 8080 and web.ports == [{"container_port": 8080, "protocol": "tcp"}]
     assert web.networks == [{"name": "shop_default", "aliases": []}]
+    assert web.network == "bridge"  # outbound, as compose gives it
     assert kv.volumes == [{"name": "shop_data", "path": "/data"}]
     assert (kv.user, kv.working_dir, kv.stop_signal, kv.stop_grace_seconds, kv.init) == (
         "1000",
@@ -330,3 +331,15 @@ def test_deployments_never_import_stacks() -> None:
             mods = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
             mods += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
             assert not [m for m in mods if m.startswith("hostpanel.stacks")], path
+
+
+def test_a_service_only_on_internal_networks_has_no_outbound(
+    api: Any, dev: Any, tenant: Tenant, host: Host
+) -> None:
+    compose = (
+        "services:\n  db:\n    image: busybox:latest\n    networks: [back]\n"
+        "networks:\n  back: {internal: true}\n"
+    )
+    assert post(api, dev, tenant, compose).status_code == 201
+    release = Release.objects.get()
+    assert release.network == "none" and release.networks == [{"name": "shop_back", "aliases": []}]
