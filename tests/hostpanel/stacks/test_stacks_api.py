@@ -343,3 +343,38 @@ def test_a_service_only_on_internal_networks_has_no_outbound(
     assert post(api, dev, tenant, compose).status_code == 201
     release = Release.objects.get()
     assert release.network == "none" and release.networks == [{"name": "shop_back", "aliases": []}]
+
+
+def test_another_tenants_network_volume_or_secret_cannot_be_named_external(
+    api: Any, dev: Any, tenant: Tenant, host: Host
+) -> None:
+    from hostpanel.networks.services import create_network
+    from hostpanel.volumes.services import create_volume
+    from tests.hostpanel.factories import TenantFactory
+
+    other = TenantFactory(slug="other")
+    owner = Actor(user=MembershipFactory(tenant=other, role=Role.OWNER).user)
+    create_network(owner, other, "private")
+    create_volume(owner, other, "vault", 8 * 1024**2)
+    secrets.create_secret(owner, other, "key", "s3cret")
+    for compose, named in (
+        (
+            "services:\n  web:\n    image: busybox:latest\n    networks: [private]\n"
+            "networks:\n  private: {external: true}\n",
+            "private",
+        ),
+        (
+            "services:\n  web:\n    image: busybox:latest\n    volumes: [vault:/v]\n"
+            "volumes:\n  vault: {external: true}\n",
+            "vault",
+        ),
+        (
+            "services:\n  web:\n    image: busybox:latest\n    secrets: [key]\n"
+            "secrets:\n  key: {external: true}\n",
+            "key",
+        ),
+    ):
+        r = post(api, dev, tenant, compose)
+        assert r.status_code == 400, r.json()
+        assert named in r.json()["error"]["message"] and "other" not in r.json()["error"]["message"]
+        nothing_made(tenant)
