@@ -209,12 +209,7 @@ def create_stack(
         name, env = _check_name(name), _check_env(env or {})
         if Stack.objects.filter(tenant=tenant, name=name).exists():
             raise Conflict(f"stack {name!r} exists already in {tenant.slug!r}; redeploy it with PUT")
-        project = load(name, source, env)
-        names = names_of(name, project)
-        plans = plan(tenant, name, project, names)
-        _check_builds_possible(source, plans)
-        _check_collisions(tenant, plans, None)
-        _check_quota(tenant, plans, names, None)
+        names, plans = _prepare(tenant, name, source, env, None)
         with transaction.atomic():
             stack = Stack.objects.create(
                 tenant=tenant,
@@ -257,12 +252,7 @@ def redeploy_stack(
 
 def _redeploy(actor: Actor, stack: Stack, source: Source, env: dict[str, str]) -> Stack:
     tenant = stack.tenant
-    project = load(stack.name, source, env)
-    names = names_of(stack.name, project)
-    plans = plan(tenant, stack.name, project, names)
-    _check_builds_possible(source, plans)
-    _check_collisions(tenant, plans, stack)
-    _check_quota(tenant, plans, names, stack)
+    names, plans = _prepare(tenant, stack.name, source, env, stack)
     with transaction.atomic():
         stack = Stack.objects.select_for_update().get(pk=stack.pk)
         existing = {s.name: s for s in stack.services.select_related("app__current_release")}
@@ -313,6 +303,20 @@ def down_stack(actor: Actor, stack: Stack, *, volumes: bool = False) -> None:
         project_dir = stack.project_dir
         stack.delete()
         transaction.on_commit(lambda: sources.forget_project_dir(tenant, project_dir))
+
+
+def _prepare(
+    tenant: Tenant, name: str, source: Source, env: dict[str, str], stack: Stack | None
+) -> tuple[Names, list[Plan]]:
+    """Everything checked before anything is made: the file, what the panel can run of it, names
+    taken outside the stack, the quota for the whole stack."""
+    project = load(name, source, env)
+    names = names_of(name, project)
+    plans = plan(tenant, name, project, names)
+    _check_builds_possible(source, plans)
+    _check_collisions(tenant, plans, stack)
+    _check_quota(tenant, plans, names, stack)
+    return names, plans
 
 
 def _user(actor: Actor) -> Any:
