@@ -76,7 +76,11 @@ def container_addresses(container: Container) -> dict[str, str]:
     label = container.labels.get(LABEL_NETWORKS, "")
     if not label or not container.is_running:
         return {}
-    by_engine = dict(reversed(part.split("=", 1)) for part in label.split(",") if "=" in part)
+    by_engine: dict[str, str] = {}
+    for part in label.split(","):
+        name, sep, engine_name = part.partition("=")
+        if sep:
+            by_engine[engine_name] = name
     return {
         by_engine[a["network"]]: a["ip_address"]
         for a in container.attachments()
@@ -104,7 +108,7 @@ def _ipv4_of(name: str) -> str | None:
     except ValueError:
         pass
     try:
-        found = sorted({info[4][0] for info in socket.getaddrinfo(name, None, socket.AF_INET)})
+        found = sorted({str(info[4][0]) for info in socket.getaddrinfo(name, None, socket.AF_INET)})
     except (OSError, UnicodeError):
         log.warning("cannot resolve host address %r to an IPv4 underlay address", name)
         return None
@@ -182,11 +186,12 @@ def prepare(engine: Engine, host: Host, replica: Replica) -> None:
 def report_addresses(engine: Engine, host: Host, replicas: Iterable[Replica]) -> set[int]:
     """Write each replica's addresses here into ``Replica.addresses`` (only the ones that changed);
     the ids of the tenant networks whose members' addresses changed."""
+    replicas = [r for r in replicas if r.release.networks or r.addresses]
+    if not replicas:
+        return set()
     containers = {c.labels.get("org.hostpanel.replica"): c for c in engine.list(all=True)}
     changed: set[int] = set()
     for replica in replicas:
-        if not replica.release.networks and not replica.addresses:
-            continue
         container = containers.get(str(replica.pk))
         now = container_addresses(container) if container is not None else {}
         value: dict[str, Any] = {"host": host.pk, "networks": now} if now else {}
