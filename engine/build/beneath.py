@@ -146,12 +146,15 @@ def refuse_special(mode: int, rel: str, what: str) -> None:
         )
 
 
-def explain(exc: OSError, rel: str, what: str) -> InvalidSpec:
-    """A clear InvalidSpec for a failed :func:`open_path` (never the file's content)."""
+OUTSIDE_HINT = "a build reads only files inside it: copy the file into the context"
+
+
+def explain(exc: OSError, rel: str, what: str, hint: str = OUTSIDE_HINT) -> InvalidSpec:
+    """A clear InvalidSpec for a failed :func:`open_path` (never the file's content); ``hint``
+    says what to do about a path that leads out."""
     if exc.errno == errno.EXDEV:
         return InvalidSpec(
-            f"{rel!r} leads out of {what} (through '..' or a symbolic link pointing outside); "
-            "a build reads only files inside it: copy the file into the context"
+            f"{rel!r} leads out of {what} (through '..' or a symbolic link pointing outside); {hint}"
         )
     if exc.errno == errno.ELOOP:
         return InvalidSpec(f"{rel!r} in {what}: too many symbolic links (a loop?)")
@@ -166,14 +169,21 @@ def reopen(path_fd: int, flags: int = os.O_RDONLY) -> int:
 
 
 def open_file(
-    dirfd: int, rel: str, *, what: str, limit: int | None = None, follow: bool = True, in_root: bool = False
+    dirfd: int,
+    rel: str,
+    *,
+    what: str,
+    limit: int | None = None,
+    follow: bool = True,
+    in_root: bool = False,
+    hint: str = OUTSIDE_HINT,
 ) -> int:
     """A read-only fd of the regular file ``rel`` below ``dirfd``; InvalidSpec when it leads out,
     is missing, is not a regular file, or is larger than ``limit`` bytes (checked before reading)."""
     try:
         path_fd = open_path(dirfd, rel, follow=follow, in_root=in_root)
     except OSError as exc:
-        raise explain(exc, rel, what) from None
+        raise explain(exc, rel, what, hint) from None
     try:
         st = os.fstat(path_fd)
         if not stat.S_ISREG(st.st_mode):
@@ -207,12 +217,12 @@ def open_root(root: Path) -> int:
     return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def read_file(root: Path, rel: str, *, what: str, limit: int) -> bytes:
+def read_file(root: Path, rel: str, *, what: str, limit: int, hint: str = OUTSIDE_HINT) -> bytes:
     """The content of the regular file ``rel`` inside ``root`` (at most ``limit`` bytes, else
     InvalidSpec; a file growing while read is cut off and refused the same way)."""
     dirfd = open_root(root)
     try:
-        fd = open_file(dirfd, rel, what=what, limit=limit)
+        fd = open_file(dirfd, rel, what=what, limit=limit, hint=hint)
     finally:
         os.close(dirfd)
     with os.fdopen(fd, "rb") as f:

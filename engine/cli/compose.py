@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.cli.output import print_table
-from engine.compose import load_project
-from engine.compose.deploy import LABEL_SERVICE, Deployment, project_name
-from engine.compose.yamlload import load
 from engine.errors import InvalidSpec
-from engine.runtime.model import Container
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the compose modules load when a compose command runs, not for every hpctl
     from engine.cli import CliContext
+    from engine.compose.deploy import Deployment
+    from engine.runtime.model import Container
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -46,6 +44,9 @@ def _read(args: argparse.Namespace) -> tuple[str, Path]:
 
 def _name(args: argparse.Namespace, text: str | None = None, path: Path | None = None) -> str:
     """-p, else the file's ``name:``, else the file's directory (as compose names projects)."""
+    from engine.compose.deploy import project_name
+    from engine.compose.yamlload import load
+
     if args.project:
         return project_name(args.project)
     if text is None or path is None:
@@ -65,6 +66,8 @@ def _say(ctx: CliContext) -> Callable[[str], None]:
 def _deployment(ctx: CliContext, args: argparse.Namespace) -> Deployment:
     """The project of -p or of the file (``ps``/``down``/``logs`` need only its name, so a file
     broken since ``up`` does not strand the project)."""
+    from engine.compose.deploy import Deployment
+
     return Deployment(ctx.engine, _name(args), say=_say(ctx))
 
 
@@ -102,6 +105,9 @@ def follow_logs(
 
 def cmd_up(ctx: CliContext, args: argparse.Namespace) -> int:
     """Create or update the project; without -d, then follow its logs (Ctrl-C stops it)."""
+    from engine.compose import load_project
+    from engine.compose.deploy import Deployment
+
     text, path = _read(args)
     name = _name(args, text, path)
     project = load_project(text, name=name, environ=os.environ, base_dir=path.parent, allow_host_binds=True)
@@ -129,6 +135,8 @@ def cmd_down(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def cmd_ps(ctx: CliContext, args: argparse.Namespace) -> int:
     """List the project's containers."""
+    from engine.compose.deploy import LABEL_SERVICE
+
     deployment = _deployment(ctx, args)
     rows = [
         [

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from engine.build.beneath import Missing
 from engine.compose import schema, support
 from engine.compose.digest import service_digest
 from engine.compose.graph import check as check_references
 from engine.compose.graph import start_order
-from engine.compose.interpolate import InterpolationError, interpolate, lookup_in, parse_env_file
+from engine.compose.interpolate import InterpolationError, interpolate, lookup_in
 from engine.compose.model import (
     BuildDef,
     HealthcheckDef,
@@ -29,8 +30,9 @@ from engine.compose.model import (
     VolumeDef,
 )
 from engine.compose.problems import ComposeError, Problem
-from engine.compose.translate import MAX_ENV_FILE, Translator
+from engine.compose.translate import Translator, read_env_file
 from engine.compose.yamlload import Document, load
+from engine.errors import InvalidSpec
 
 __all__ = [
     "BuildDef",
@@ -52,17 +54,13 @@ __all__ = [
 
 
 def _dotenv(base_dir: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
-    if base_dir is None or not (base_dir / ".env").exists():
+    if base_dir is None:
         return {}
-    root = base_dir.resolve()
-    path = (base_dir / ".env").resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise ComposeError([Problem(".env", None, "refused: not a file inside the project directory")])
-    if path.stat().st_size > MAX_ENV_FILE:
-        raise ComposeError([Problem(".env", None, f"over {MAX_ENV_FILE} bytes")])
     try:
-        return parse_env_file(path.read_text(encoding="utf-8"), lookup_in(environ))
-    except (InterpolationError, UnicodeDecodeError) as e:
+        return read_env_file(base_dir, ".env", lookup_in(environ))
+    except Missing:
+        return {}
+    except (InvalidSpec, InterpolationError) as e:
         raise ComposeError([Problem(".env", None, str(e))]) from None
 
 

@@ -8,21 +8,20 @@ import re
 from importlib import resources
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
-
 from engine.compose.problems import Problem
 from engine.compose.yamlload import Document
 
 
 @functools.cache
 def _validator() -> Any:
+    import jsonschema  # on first use: it takes a tenth of a second to import
+
     text = resources.files("engine.compose").joinpath("compose-spec.json").read_text(encoding="utf-8")
     schema = json.loads(text)
     return jsonschema.Draft7Validator(schema)
 
 
-def _unexpected(error: ValidationError) -> list[str]:
+def _unexpected(error: Any) -> list[str]:
     instance, schema = error.instance, error.schema
     if not isinstance(instance, dict):
         return []
@@ -33,6 +32,8 @@ def _unexpected(error: ValidationError) -> list[str]:
 
 def check(doc: Document) -> list[Problem]:
     """Every place where ``doc`` breaks the compose-spec schema, with its key path and line."""
+    from jsonschema.exceptions import best_match
+
     problems: list[Problem] = []
     for error in _validator().iter_errors(doc.data):
         error = best_match([error])

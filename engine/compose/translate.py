@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Any, TypeVar
 
+from engine.build import beneath
+from engine.build.beneath import Missing
 from engine.build.config import go_duration_ns
 from engine.cgroups.resources import parse_bytes
 from engine.compose.interpolate import InterpolationError, Lookup, parse_env_file
@@ -192,6 +194,18 @@ def parse_expose(value: Any) -> list[int]:
     return _port_range(body, "exposed port")
 
 
+def read_env_file(base_dir: FsPath, relative: str, lookup: Lookup) -> dict[str, str]:
+    """Parse the env file ``relative`` inside ``base_dir``: opened beneath it (a '..' or a symlink
+    out is refused as InvalidSpec), a regular file of at most :data:`MAX_ENV_FILE` bytes."""
+    hint = "keep it under the directory of the compose file"
+    data = beneath.read_file(base_dir, relative, what="the project directory", limit=MAX_ENV_FILE, hint=hint)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSpec(f"{relative!r} is not UTF-8 text") from None
+    return parse_env_file(text, lookup)
+
+
 class Translator:
     """Builds the model of one document; ``problems`` collects everything wrong."""
 
@@ -239,29 +253,26 @@ class Translator:
         if not resolved.is_relative_to(root):
             self.problem(
                 path,
-                f"{what} {relative!r} is refused: it leads outside the project directory "
-                "(a '..' or a symlink out); keep it under the directory of the compose file",
+                f"{what} {relative!r} leads out of the project directory "
+                "(through '..' or a symbolic link pointing outside); keep it under the directory "
+                "of the compose file",
             )
             return None
         return resolved
 
     def read_env_file(self, path: Path, relative: str, required: bool) -> dict[str, str]:
-        if self.base_dir is not None and not required and not (self.base_dir / relative).exists():
-            return {}
-        resolved = self.confine(path, relative, "env_file")
-        if resolved is None:
-            return {}
-        if not resolved.is_file():
-            self.problem(path, f"env_file {relative!r} is not a regular file")
-            return {}
-        if resolved.stat().st_size > MAX_ENV_FILE:
-            self.problem(path, f"env_file {relative!r} is over {MAX_ENV_FILE} bytes")
+        """An env_file's variables, read beneath the base dir (race-free: :mod:`engine.build.beneath`)."""
+        if self.base_dir is None:
+            self.problem(path, "env_file needs the compose file's directory; none was given")
             return {}
         try:
-            return parse_env_file(resolved.read_text(encoding="utf-8"), self.lookup)
-        except (InterpolationError, UnicodeDecodeError) as e:
-            self.problem(path, f"env_file {relative!r}: {e}")
-            return {}
+            return read_env_file(self.base_dir, relative, self.lookup)
+        except Missing as e:
+            if required:
+                self.problem(path, f"env_file: {e}")
+        except (InvalidSpec, InterpolationError) as e:
+            self.problem(path, f"env_file: {e}")
+        return {}
 
     # ---- services --------------------------------------------------------------------------
 

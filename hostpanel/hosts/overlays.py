@@ -21,8 +21,10 @@ network is deleted (:func:`remove_deleted_networks`) or the tenant is purged.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,7 +34,7 @@ from engine.networks.model import NetworkJoin, RemoteEndpoint
 from engine.runtime.model import Container
 from hostpanel.deployments.models import Replica
 from hostpanel.deployments.networking import member_replicas, names_of
-from hostpanel.errors import InvalidRequest
+from hostpanel.errors import InvalidRequest, ServiceError
 from hostpanel.hosts.models import Host
 from hostpanel.networks.models import Network
 from hostpanel.networks.services import host_range
@@ -74,7 +76,11 @@ def container_addresses(container: Container) -> dict[str, str]:
     label = container.labels.get(LABEL_NETWORKS, "")
     if not label or not container.is_running:
         return {}
-    by_engine = dict(reversed(part.split("=", 1)) for part in label.split(",") if "=" in part)
+    by_engine: dict[str, str] = {}
+    for part in label.split(","):
+        name, sep, engine_name = part.partition("=")
+        if sep:
+            by_engine[engine_name] = name
     return {
         by_engine[a["network"]]: a["ip_address"]
         for a in container.attachments()
@@ -91,15 +97,40 @@ def network_ids(container: Container, tenant_id: int) -> set[int]:
 
 
 def _underlay(host: Host) -> str | None:
+    """The host's underlay IPv4 address: its ``address``, resolved if it is a name (None if neither)."""
+    return _ipv4_of(host.address) if host.address else None
+
+
+@functools.lru_cache(maxsize=256)
+def _ipv4_of(name: str) -> str | None:
     try:
-        return str(ipaddress.IPv4Address(host.address))
+        return str(ipaddress.IPv4Address(name))
     except ValueError:
-        return None  # a host name: the engine picks the source address towards the first peer
+        pass
+    try:
+        found = sorted({str(info[4][0]) for info in socket.getaddrinfo(name, None, socket.AF_INET)})
+    except (OSError, UnicodeError):
+        log.warning("cannot resolve host address %r to an IPv4 underlay address", name)
+        return None
+    usable = [a for a in found if not ipaddress.IPv4Address(a).is_loopback]
+    return usable[0] if usable else None
 
 
 def _peers(network: Network, host: Host, members: list[Replica]) -> list[str]:
-    """Underlay addresses of the other hosts with members of ``network``."""
+    """Underlay addresses of the other hosts with members of ``network``.
+
+    InvalidRequest if one of them shares this host's address: such hosts share one network stack
+    (several agents on one machine), where one VNI can be carried by one engine only.
+    """
     hosts = {r.host for r in members if r.host is not None and r.host_id != host.pk}
+    mine = _underlay(host)
+    clash = sorted(h.name for h in hosts if mine is not None and _underlay(h) == mine)
+    if clash:
+        raise InvalidRequest(
+            f"tenant network {network.name!r} cannot span host {host.name} and {', '.join(clash)}: "
+            f"they share the underlay address {mine} (one network stack); give each host its own address "
+            "(manage.py hostagent --address) or run the apps on one of them"
+        )
     return sorted({a for h in hosts if (a := _underlay(h)) is not None})
 
 
@@ -155,11 +186,12 @@ def prepare(engine: Engine, host: Host, replica: Replica) -> None:
 def report_addresses(engine: Engine, host: Host, replicas: Iterable[Replica]) -> set[int]:
     """Write each replica's addresses here into ``Replica.addresses`` (only the ones that changed);
     the ids of the tenant networks whose members' addresses changed."""
+    replicas = [r for r in replicas if r.release.networks or r.addresses]
+    if not replicas:
+        return set()
     containers = {c.labels.get("org.hostpanel.replica"): c for c in engine.list(all=True)}
     changed: set[int] = set()
     for replica in replicas:
-        if not replica.release.networks and not replica.addresses:
-            continue
         container = containers.get(str(replica.pk))
         now = container_addresses(container) if container is not None else {}
         value: dict[str, Any] = {"host": host.pk, "networks": now} if now else {}
@@ -180,7 +212,7 @@ def sync_networks(engine: Engine, host: Host, ids: Iterable[int]) -> None:
     for network in Network.objects.filter(pk__in=list(ids)).select_related("tenant"):
         try:
             ensure_network(engine, host, network, create=False)
-        except EngineError as exc:
+        except (EngineError, ServiceError) as exc:
             log.warning("network %s on %s: not synced: %s", network, host.name, exc)
 
 

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from engine.errors import InvalidSpec
-from engine.networks.manager import validate_alias
+from engine.networks.manager import MAX_NETWORKS, validate_alias
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from hostpanel.networks.models import DEFAULT_NAME, NETWORK_NAME_RE, Network, NetworkSlot
@@ -125,6 +125,7 @@ def joined_names(joins: list[dict[str, Any]] | None) -> list[str]:
 
 
 MAX_ALIASES = 16
+MAX_JOINS = MAX_NETWORKS - 1  # the engine's most per container, less the outbound bridge
 
 
 def normalize_joins(value: object) -> list[dict[str, Any]]:
@@ -135,6 +136,8 @@ def normalize_joins(value: object) -> list[dict[str, Any]]:
     """
     if not isinstance(value, list):
         raise InvalidRequest('networks: give a list of network names or {"name": ..., "aliases": [...]}')
+    if len(value) > MAX_JOINS:
+        raise InvalidRequest(f"networks: an app joins at most {MAX_JOINS} networks, not {len(value)}")
     joins: list[dict[str, Any]] = []
     for item in value:
         if isinstance(item, str):

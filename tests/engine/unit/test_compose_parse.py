@@ -342,7 +342,7 @@ def test_paths_escaping_the_project_refused(tmp_path: Path) -> None:
         base_dir=base,
     )
     assert len(problems) == 7
-    assert all("leads outside the project directory" in p for p in problems)
+    assert all("leads out" in p and "project directory" in p for p in problems)
     assert [p.split(": ")[1] for p in problems] == [
         "services.a.env_file",
         "services.b.env_file[0]",

@@ -221,3 +221,15 @@ def test_a_deleted_network_goes_from_the_hosts(
     delete_network(admin_actor, back)
     reconcile_all(engines)
     assert back.engine_name not in e1.nets
+
+
+def test_hosts_sharing_one_network_stack_cannot_carry_one_network(
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any
+) -> None:
+    Host.objects.update(address="127.0.0.1")  # two agents on one machine, as some tests run them
+    place(make_app(tenant, "web", networks=["default"]), hosts["h1"])
+    place(make_app(tenant, "db", networks=["default"]), hosts["h2"])
+    reconcile_all(engines)
+    for failed in Replica.objects.all():  # each side says why, rather than running unreachable
+        assert failed.state == Replica.State.FAILED
+        assert "share the underlay address 127.0.0.1" in failed.message

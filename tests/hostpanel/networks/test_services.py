@@ -169,3 +169,8 @@ def test_each_host_gets_its_own_slice(tenant: Tenant, host: Host, settings: Any)
     with pytest.raises(Conflict, match="spans 4 hosts already"):
         services.host_range(network, Host.objects.create(name="x9", cpu_millis=1, memory_bytes=1).pk)
     assert NetworkSlot.objects.filter(network=network).count() == 4
+
+
+def test_an_app_joins_at_most_the_engines_networks_less_its_bridge(tenant: Tenant, make_app: Any) -> None:
+    with pytest.raises(InvalidRequest, match="at most 9 networks"):
+        make_app(tenant, networks=[f"n{i}" for i in range(10)])
