@@ -401,6 +401,10 @@ def _update_service(actor: Actor, service: StackService, p: Plan, source: Source
         service.digest, service.spec = p.digest, p.fields
         service.save()
         return
+    if service.state == StackService.State.FAILED:  # a redeploy gives it another chance
+        running = app.state == App.State.RUNNING
+        service.state = StackService.State.STARTED if running else StackService.State.WAITING
+        service.message = ""
     spec = _spec(p.fields)
     current = deployments.AppSpec.from_release(app.current_release) if app.current_release else None
     try:

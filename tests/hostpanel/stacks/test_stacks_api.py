@@ -152,6 +152,21 @@ services:
     stack.refresh_from_db()
     assert stack.status == Stack.Status.FAILED and "migrate did not meet" in stack.message
     assert App.objects.get(name="app").state == App.State.STOPPED
+    # a redeploy (migrate fixed) gives the failed service another chance
+    assert (
+        api(dev)
+        .put(
+            url(tenant, "shop/"),
+            {"compose": compose.replace('["true"]', '["sh", "-c", "exit 0"]')},
+            format="json",
+        )
+        .status_code
+        == 200
+    )
+    assert StackService.objects.get(name="app").state == "waiting"
+    Replica.objects.filter(app__name="migrate").update(state=Replica.State.EXITED, exit_code=0)
+    assert stacks.advance(stack.pk) is False
+    assert App.objects.get(name="app").state == App.State.RUNNING
 
 
 @pytest.mark.parametrize(
@@ -378,3 +393,25 @@ def test_another_tenants_network_volume_or_secret_cannot_be_named_external(
         assert r.status_code == 400, r.json()
         assert named in r.json()["error"]["message"] and "other" not in r.json()["error"]["message"]
         nothing_made(tenant)
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"name": "shop", "compose": ["services"]}, "compose"),
+        ({"name": "shop", "compose": THREE, "env": {"A": 1}}, "env"),
+        ({"name": "shop", "compose": THREE, "env": ["A=1"]}, "env"),
+        ({"name": "../etc", "compose": THREE}, "name"),
+        ({"name": "shop", "compose": THREE, "privileged": True}, "privileged"),
+        ({"name": "shop", "compose": "x: " + "y" * 300_000}, "compose"),
+        ({"name": "shop"}, "source"),
+        ({"name": "shop", "compose": "a: &a [*a, *a]\nservices: {}\n"}, "compose"),
+    ],
+)
+def test_a_hostile_body_is_a_400_naming_the_field_and_makes_nothing(
+    api: Any, dev: Any, tenant: Tenant, host: Host, body: dict[str, Any], named: str
+) -> None:
+    r = api(dev).post(url(tenant), body, format="json")
+    assert r.status_code == 400, r.json()
+    assert named in str(r.json()["error"]), r.json()
+    nothing_made(tenant)
