@@ -397,6 +397,11 @@ def _update_service(actor: Actor, service: StackService, p: Plan, source: Source
         service.save()
         transaction.on_commit(lambda: _start_build(actor, service.pk, p, source))
         return
+    if app is None and p.build is None:  # its app was deleted by hand: made anew
+        stack = service.stack
+        service.delete()
+        _add_service(actor, stack, p, source)
+        return
     if app is None:  # still waiting for its build: it is made from the new spec
         service.digest, service.spec = p.digest, p.fields
         service.save()

@@ -415,3 +415,11 @@ def test_a_hostile_body_is_a_400_naming_the_field_and_makes_nothing(
     assert r.status_code == 400, r.json()
     assert named in str(r.json()["error"]), r.json()
     nothing_made(tenant)
+
+
+def test_a_redeploy_makes_anew_an_app_deleted_by_hand(api: Any, dev: Any, tenant: Tenant, host: Host) -> None:
+    assert post(api, dev, tenant, THREE).status_code == 201
+    assert api(dev).delete(f"/api/v1/tenants/{tenant.slug}/apps/worker/").status_code == 204
+    assert api(dev).put(url(tenant, "shop/"), {}, format="json").status_code == 200
+    assert App.objects.filter(name="worker").exists()
+    assert StackService.objects.get(name="worker").app is not None
