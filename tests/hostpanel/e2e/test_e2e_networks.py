@@ -15,7 +15,6 @@ import json
 import os
 import random
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,9 +31,8 @@ from engine.networks import netlink
 from tests.stack import (
     REPO,
     celery_pointed_at,
-    free_port,
     panel_env,
-    redis_ping,
+    redis_server,
     stop_process,
     unmount_below,
     wait_for,
@@ -150,25 +148,6 @@ def two_machines(tmp_path: Path) -> Iterator[dict[str, Any]]:
             netlink.delete_netns(ns)
 
 
-@contextlib.contextmanager
-def redis_on(directory: Path, binds: list[str]) -> Iterator[tuple[int, str]]:
-    """A private redis-server with a password, listening on ``binds`` (its port and password)."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("needs redis-server (`make install`)")
-    port, password = free_port(), secrets.token_hex(32)
-    config = directory / "redis.conf"
-    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f'port {port}\nbind {" ".join(binds)}\ndir {directory}\nsave ""\nrequirepass {password}\n')
-    proc = subprocess.Popen([server, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: redis_ping(port, password) == b"+PONG", 10, "redis-server to answer")
-        yield port, password
-    finally:
-        stop_process(proc, timeout=10)
-
-
 @pytest.fixture
 def world(
     privileged: None, transactional_db: None, tmp_path: Path, settings: Any
@@ -182,13 +161,9 @@ def world(
     assert db_file and "memory" not in str(db_file), "the e2e tests need a file test database"
     agents: dict[str, NetnsAgent] = {}
     with two_machines(tmp_path) as machines:
-        binds = ["127.0.0.1", machines["control"]["a"][0], machines["control"]["b"][0]]
-        with (
-            redis_on(tmp_path, binds) as (port, password),
-            celery_pointed_at(f"redis://:{password}@127.0.0.1:{port}/0"),
-        ):
+        binds = ("127.0.0.1", machines["control"]["a"][0], machines["control"]["b"][0])
+        with redis_server(tmp_path, binds) as local, celery_pointed_at(local):
             layer = settings.CHANNEL_LAYERS["default"]  # the project's layer class, on this Redis
-            local = f"redis://:{password}@127.0.0.1:{port}/0"
             settings.CHANNEL_LAYERS = {"default": layer | {"CONFIG": {"hosts": [local]}}}
             try:
                 for k in ("a", "b"):
@@ -201,7 +176,7 @@ def world(
                         tmp_path / f"agent-{k}.log",
                     )
                     Engine(root=agent.root, instance=agent.instance).images.bootstrap_busybox()
-                    redis_url = f"redis://:{password}@{machines['control'][k][0]}:{port}/0"
+                    redis_url = local.replace("@127.0.0.1:", f"@{machines['control'][k][0]}:")
                     env = panel_env(str(db_file), redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
                     agent.start(
                         env | {"HOSTPANEL_CADDY_ADMIN": "", "HOSTPANEL_HOST_GRACE_SECONDS": str(GRACE)}
