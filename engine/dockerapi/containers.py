@@ -238,7 +238,7 @@ def create_container(life: Lifecycle, request: Request, *, tenant: str) -> dict[
     engine = life.engine
     body = request.json()
     parsed_body, wanted_links = links.take_links(body)
-    req = parse_create(parsed_body)
+    req = parse_create(parsed_body, several_networks=True)
     name = request.arg("name") or None
     if name is not None:
         if not _NAME_RE.match(name):
@@ -386,10 +386,16 @@ def _matches(container: Container, rec: DockerRecord, filters: Filters, engine: 
         and any_of("status", lambda s: s == status)
         and any_of("exited", lambda c: status == "exited" and int(c) == (container.exit_code or 0))
         and any_of("ancestor", lambda a: _is_ancestor(engine, container, a))
-        and any_of("network", lambda n: n in (container.network, render.network_name(container)))
+        and any_of("network", lambda n: n in _network_names(container))
         and any_of("volume", lambda v: v in volumes)
         and any_of("health", lambda h: h == health)
     )
+
+
+def _network_names(container: Container) -> set[str]:
+    """Every name a ``network`` filter may use for the container's networks (``bridge`` too)."""
+    names = {a["network"] for a in container.attachments()} or {container.network}
+    return names | {render.client_network_name(n) for n in names}
 
 
 def _is_ancestor(engine: Engine, container: Container, reference: str) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.dockerapi.http import APIError
+from engine.networks.model import NetworkJoin
 
 DOCKER_DEFAULT_CAPS = frozenset(
     {
@@ -265,6 +266,7 @@ class CreateRequest:
     mounts: tuple[MountRequest, ...] = ()
     network_mode: str = "bridge"
     aliases: tuple[str, ...] = ()
+    networks: tuple[NetworkJoin, ...] = ()  # the other EndpointsConfig networks, after network_mode
     log_max_size: int | None = None
     log_max_files: int | None = None
 
@@ -451,9 +453,11 @@ def check_user(value: Any) -> None:
 # ---- parsing -------------------------------------------------------------------------
 
 
-def parse_create(body: Any) -> CreateRequest:
+def parse_create(body: Any, *, several_networks: bool = False) -> CreateRequest:
     """Check a create body with :func:`refuse_unsafe`, then parse it into a :class:`CreateRequest`.
 
+    ``several_networks``: ``EndpointsConfig`` may name networks besides ``NetworkMode`` (the
+    operator's socket; see ``CreateRequest.networks``), else that is a 400.
     Raises ``APIError`` 403 for a refused field, 400 for a malformed one (naming it).
     """
     refuse_unsafe(body)
@@ -469,9 +473,9 @@ def parse_create(body: Any) -> CreateRequest:
     nano_cpus = _int(host.get("NanoCpus"), "HostConfig.NanoCpus")
     if nano_cpus and cpu_quota:
         raise APIError(400, "conflicting options: NanoCpus (--cpus) and CpuQuota cannot both be set")
-    network_mode, aliases = _network(host.get("NetworkMode"), body)
+    network_mode, aliases, networks = _network(host.get("NetworkMode"), body, several_networks)
     if _bool(body.get("NetworkDisabled"), "NetworkDisabled"):
-        network_mode = "none"
+        network_mode, networks = "none", ()
     log_size, log_files = _log_config(host.get("LogConfig"))
     tmpfs = _tmpfs(host.get("Tmpfs"))
     mounts = _binds(host.get("Binds")) + _mounts(host.get("Mounts"))
@@ -511,6 +515,7 @@ def parse_create(body: Any) -> CreateRequest:
         + _anonymous(_object(body.get("Volumes"), "Volumes"), {m.target.rstrip("/") for m in mounts + tmpfs}),
         network_mode=network_mode,
         aliases=aliases,
+        networks=networks,
         log_max_size=log_size,
         log_max_files=log_files,
     )
@@ -749,29 +754,44 @@ def _anonymous(targets: Iterable[Any], taken: set[str]) -> tuple[MountRequest, .
     return tuple(MountRequest("volume", str(t)) for t in targets if str(t).rstrip("/") not in taken)
 
 
-def _network(value: Any, body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+def _network(
+    value: Any, body: Mapping[str, Any], several: bool
+) -> tuple[str, tuple[str, ...], tuple[NetworkJoin, ...]]:
+    """``NetworkMode`` with its endpoint's aliases, and the other ``EndpointsConfig`` networks
+    (API 1.44 creates a container on several networks at once), in the order sent; without
+    ``several`` another network is a 400."""
     mode = _str(value, "HostConfig.NetworkMode") or "default"
     name = "bridge" if mode == "default" else mode
     networking = _object(body.get("NetworkingConfig"), "NetworkingConfig")
     endpoints = _object(networking.get("EndpointsConfig"), "NetworkingConfig.EndpointsConfig")
-    if len(endpoints) > 1:
+    aliases: tuple[str, ...] = ()
+    others: list[NetworkJoin] = []
+    for endpoint_name, endpoint in endpoints.items():
+        config = endpoint_config(endpoint, f"NetworkingConfig.EndpointsConfig[{endpoint_name}]")
+        if endpoint_name in (mode, name):
+            aliases = config.aliases
+        else:
+            others.append(NetworkJoin(endpoint_name, config.aliases))
+    if others and not several:
         raise _bad(
             "NetworkingConfig.EndpointsConfig",
-            "a container is created on one network; connect it to others afterwards",
+            f"{others[0].name!r} is not the NetworkMode {mode!r}: a container is created on one network here",
         )
-    aliases: tuple[str, ...] = ()
-    for endpoint_name, endpoint in endpoints.items():
-        if endpoint_name not in (mode, name):
-            raise _bad(
-                "NetworkingConfig.EndpointsConfig", f"{endpoint_name!r} is not the NetworkMode {mode!r}"
-            )
-        config = _object(endpoint, f"NetworkingConfig.EndpointsConfig[{endpoint_name}]")
-        aliases = _strings(config.get("Aliases"), "Aliases")
-        if not _is_default(config.get("IPAMConfig")) or not _is_default(config.get("DriverOpts")):
-            raise _refuse(
-                "NetworkingConfig.EndpointsConfig", "static addresses and driver options are not supported"
-            )
-    return name, aliases
+    if others and not endpoints.keys() & {mode, name} and mode == "default":
+        # no NetworkMode: the first endpoint is the main network (the default bridge is not joined)
+        name, aliases, others = others[0].name, others[0].aliases, others[1:]
+    return name, aliases, tuple(others)
+
+
+def endpoint_config(value: Any, where: str) -> NetworkJoin:
+    """An ``EndpointSettings`` object (create's EndpointsConfig entry, connect's EndpointConfig):
+    its ``Aliases``; static addresses and driver options are refused (403), naming ``where``."""
+    config = _object(value, where)
+    aliases = _strings(config.get("Aliases"), f"{where}.Aliases")
+    for key in ("IPAMConfig", "DriverOpts", "IPAddress", "MacAddress"):
+        if not _is_default(config.get(key)):
+            raise _refuse(f"{where}.{key}", "static addresses and driver options are not supported")
+    return NetworkJoin("", aliases)
 
 
 def _log_config(value: Any) -> tuple[int | None, int | None]:

@@ -64,12 +64,13 @@ def check_links(engine: Engine, links: list[tuple[str, str]], network: str, tena
             container = None
         if container is None or container.tenant != tenant:
             raise APIError(400, f"{FIELD}: could not get container for {target}")
-        if container.network != network:
+        if network not in (a["network"] for a in container.attachments()):
             raise APIError(
                 403,
                 f"{FIELD} is refused: {target} is not on network {network}; a link names only "
                 "containers of the new container's own network",
             )
-        if alias not in (container.name, container.short_id, *container.network_aliases):
+        known = [a for att in container.attachments() if att["network"] == network for a in att["aliases"]]
+        if alias not in (container.name, container.short_id, *known):
             warnings.append(f"link alias {alias!r} is not resolvable here; reach {target} by its name")
     return warnings

@@ -1,9 +1,9 @@
 """Network endpoints: create, list, inspect, connect, disconnect, remove, prune.
 
-Networks are the engine's bridge (or overlay) networks. A container joins exactly one network,
-chosen when it is created, so ``connect`` and ``disconnect`` are answered with a 409 that says
-so (no pretending). The operator's networks belong to the ``default`` tenant; each tenant's
-default bridge (``bridge.<tenant>``) is never pruned.
+Networks are the engine's bridge (or overlay) networks. A container joins one or more of them
+(created on several through ``EndpointsConfig``, or ``connect``-ed later, running or not:
+a new interface and its names, live). The operator's networks belong to the ``default``
+tenant; each tenant's default bridge (``bridge.<tenant>``) is never pruned.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import contextlib
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
+from engine.dockerapi.create import endpoint_config
 from engine.dockerapi.filters import labels_match, request_filters
 from engine.dockerapi.http import APIError, Request, Response, Router, json_response, no_content
 from engine.errors import Conflict, NotFound
 from engine.networks.manager import OverlayOptions
-from engine.networks.model import DEFAULT_NETWORK_PREFIX, Network
+from engine.networks.model import DEFAULT_NETWORK_PREFIX, Network, NetworkJoin
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -275,18 +276,25 @@ def _dangling_matches(engine: Engine, network: Network, values: list[str]) -> bo
     return all((v.lower() in ("1", "true")) == unused for v in values)
 
 
+_CONNECT_FIELDS = {"Container", "EndpointConfig"}
+_DISCONNECT_FIELDS = {"Container", "Force"}
+
+
 def _one_network(engine: Engine, network: Network, request: Request, verb: str) -> Response:
-    """Connect/disconnect: the engine gives each container one network for its life; say so (409)."""
+    """Connect a container to ``network`` (with ``EndpointConfig.Aliases``) or disconnect it."""
     body = request.json()
-    ref = body.get("Container") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object")
+    unknown = sorted(set(body) - (_CONNECT_FIELDS if verb == "connect" else _DISCONNECT_FIELDS))
+    if unknown:
+        raise APIError(400, f"unknown field {unknown[0]!r} in the network {verb} request")
+    ref = body.get("Container")
     if not ref or not isinstance(ref, str):
         raise APIError(400, "Container is required")
     container = engine.get(ref)
-    if verb == "connect" and container.network == network.name:
-        raise APIError(409, f"container {container.name} is already connected to network {network.name}")
-    raise APIError(
-        409,
-        f"cannot {verb} container {container.name} {'to' if verb == 'connect' else 'from'} network "
-        f"{network.name}: a container here joins exactly one network, chosen when it is created "
-        f"(now {container.network}); recreate it with --network {network.name}",
-    )
+    if verb == "disconnect":
+        engine.disconnect(container.id, network.name)
+        return no_content()
+    aliases = endpoint_config(body.get("EndpointConfig"), "EndpointConfig").aliases
+    engine.connect(container.id, NetworkJoin(network.name, aliases))
+    return no_content(200)

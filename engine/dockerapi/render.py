@@ -96,7 +96,12 @@ def process_args(container: Container) -> list[str]:
 
 def network_name(container: Container) -> str:
     """The network's name as a client knows it (the tenant's default network is ``bridge``)."""
-    return "bridge" if container.network.startswith(DEFAULT_NETWORK_PREFIX) else container.network
+    return client_network_name(container.network)
+
+
+def client_network_name(network: str) -> str:
+    """``network`` as a client knows it: the tenant's default network (``bridge.<tenant>``) is ``bridge``."""
+    return "bridge" if network.startswith(DEFAULT_NETWORK_PREFIX) else network
 
 
 def _ports_map(container: Container, record: DockerRecord) -> dict[str, list[dict[str, str]] | None]:
@@ -110,39 +115,52 @@ def _ports_map(container: Container, record: DockerRecord) -> dict[str, list[dic
 
 
 def _endpoints(container: Container) -> dict[str, Any]:
-    if container.network == "none":
-        return {"none": _endpoint(container, [])}
-    name = network_name(container)
-    return {name: _endpoint(container, endpoint_aliases(container, name))}
+    """``NetworkSettings.Networks``: one endpoint per network the container is on, in join order."""
+    attachments = container.attachments()
+    if not attachments:
+        return {"host" if container.network == "host" else "none": _endpoint(container, {}, [])}
+    result = {}
+    for attached in attachments:
+        name = client_network_name(attached["network"])
+        result[name] = _endpoint(container, attached, _aliases(container, attached, name))
+    return result
 
 
 def endpoint_aliases(container: Container, network: str) -> list[str]:
-    """The endpoint's ``Aliases`` as API 1.44 shows them: on a user-defined network the container's
-    short id follows the aliases it was given (compose 1.x checks for it, or else reconnects)."""
-    aliases = list(container.network_aliases)
-    if network != "bridge" and container.ip_address and container.short_id not in aliases:
+    """The endpoint's ``Aliases`` on ``network`` as API 1.44 shows them (see :func:`_aliases`)."""
+    for attached in container.attachments():
+        if client_network_name(attached["network"]) == network or attached["network"] == network:
+            return _aliases(container, attached, client_network_name(attached["network"]))
+    return []
+
+
+def _aliases(container: Container, attached: dict[str, Any], network: str) -> list[str]:
+    """On a user-defined network the container's short id follows the aliases it was given
+    (compose 1.x checks for it, or else reconnects)."""
+    aliases = list(attached.get("aliases", []))
+    if network != "bridge" and attached.get("ip_address") and container.short_id not in aliases:
         aliases.append(container.short_id)
     return aliases
 
 
-def _endpoint(container: Container, aliases: list[str]) -> dict[str, Any]:
+def _endpoint(container: Container, attached: dict[str, Any], aliases: list[str]) -> dict[str, Any]:
+    address = attached.get("ip_address", "")
+    names = [container.name, container.short_id, *aliases]
     return {
         "IPAMConfig": None,
         "Links": None,
         "Aliases": list(aliases) or None,
         "MacAddress": "",
         "DriverOpts": None,
-        "NetworkID": container.network,
-        "EndpointID": container.id if container.ip_address else "",
+        "NetworkID": attached.get("network", ""),
+        "EndpointID": container.id if address else "",
         "Gateway": "",
-        "IPAddress": container.ip_address,
+        "IPAddress": address,
         "IPPrefixLen": 0,
         "IPv6Gateway": "",
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "DNSNames": list(dict.fromkeys([container.name, container.short_id, *aliases]))
-        if container.ip_address
-        else None,
+        "DNSNames": list(dict.fromkeys(names)) if address else None,
     }
 
 
@@ -397,6 +415,7 @@ def summary_inputs(container: Container, record: DockerRecord) -> tuple[Any, ...
         container.network,
         container.network_aliases,
         container.ip_address,
+        container.networks,
         container.mounts,
         record.exposed_ports,
         record.host_config.get("NetworkMode"),

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.dockerapi.create import CreateRequest, MountRequest, PortBinding
-from engine.networks.model import PortMapping
+from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import ContainerSpec, LogOptions
 from engine.volumes.spec import MountSpec
 
@@ -102,6 +102,7 @@ def container_spec(
         resources=resources(req),
         network=req.network_mode,
         network_aliases=req.aliases,
+        networks=(NetworkJoin(req.network_mode, req.aliases), *req.networks) if req.networks else (),
         ports=port_mappings(req, free_port),
         mounts=mount_specs(req.tmpfs + req.mounts, anonymous_name),
         **dict(extra or {}),

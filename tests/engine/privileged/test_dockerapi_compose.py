@@ -297,3 +297,56 @@ def test_links_name_containers_of_the_same_network_only(engine: Engine, api: Doc
     status, answer = create("n1", ["a:a", f"/a:/self/{target.short_id}", "a:x"])
     assert status == 201, answer
     assert answer["Warnings"] == ["link alias 'x' is not resolvable here; reach a by its name"]
+
+
+TWO_NETWORKS = """\
+services:
+  db:
+    image: busybox
+    command: [httpd, -f, -p, "8080", -h, /etc]
+    networks:
+      backend:
+        aliases: [database]
+  api:
+    image: busybox
+    command: [httpd, -f, -p, "8080", -h, /etc]
+    networks: [frontend, backend]
+  web:
+    image: busybox
+    command: [httpd, -f, -p, "8080", -h, /etc]
+    networks: [frontend]
+networks:
+  frontend:
+  backend:
+"""
+
+
+def test_a_service_on_two_networks_reaches_both_and_names_stay_per_network(
+    engine: Engine, api: DockerAPI, tmp_path: Path
+) -> None:
+    compose = Compose(api, tmp_path, TWO_NETWORKS)
+    p = compose.project
+    compose.ok("up", "-d")
+    on = {c.name: sorted(a["network"] for a in c.attachments()) for c in engine.list(all=True)}
+    assert on == {
+        f"{p}_db_1": [f"{p}_backend"],
+        f"{p}_api_1": [f"{p}_backend", f"{p}_frontend"],
+        f"{p}_web_1": [f"{p}_frontend"],
+    }
+
+    def fetch(service: str, host: str) -> subprocess.CompletedProcess[str]:
+        return compose.run(
+            "exec", "-T", service, "timeout", "5", "wget", "-q", "-O-", f"http://{host}:8080/hostname"
+        )
+
+    for host in ("db", "database", "web"):
+        got = fetch("api", host)
+        assert got.returncode == 0 and got.stdout.strip(), (host, got.stderr)
+    assert fetch("web", "api").returncode == 0 and fetch("db", "api").returncode == 0
+    for service, host in (("web", "db"), ("web", "database"), ("db", "web")):
+        assert fetch(service, host).returncode != 0, f"{service} resolved {host} of another network"
+    # an unchanged second `up` keeps every container (compose finds each network it expects)
+    again = compose.run("up", "-d")
+    assert again.returncode == 0 and "Recreating" not in again.stderr, again.stderr
+    compose.ok("down", "-v")
+    _nothing_left(engine)

@@ -101,11 +101,24 @@ def test_networks_with_the_cli(engine: Engine, busybox: Image, api: DockerCLI) -
     assert info["Containers"][container.id]["IPv4Address"] == f"{engine.get('web').ip_address}/24"
     assert json.loads(api.ok("network", "inspect", net_id[:12]))[0]["Name"] == "blue"
 
-    # one network per container, chosen at create: connect/disconnect say so and change nothing
-    err = api.fails("network", "connect", "quiet", "web")
-    assert "joins exactly one network" in err and "--network quiet" in err
-    assert "joins exactly one network" in api.fails("network", "disconnect", "blue", "web")
-    assert engine.get("web").network == "blue"
+    # connect and disconnect a running container, live: a second interface, its alias, then gone
+    api.ok("network", "connect", "--alias", "hush", "quiet", "web")
+    assert [a["network"] for a in engine.get("web").networks] == ["blue", "quiet"]
+    shown = json.loads(api.ok("inspect", "web"))[0]["NetworkSettings"]["Networks"]
+    assert list(shown) == ["blue", "quiet"] and "hush" in shown["quiet"]["Aliases"]
+    assert shown["quiet"]["IPAddress"] == engine.get("web").networks[1]["ip_address"]
+    assert "already connected" in api.fails("network", "connect", "quiet", "web")
+    assert "static addresses" in api.fails("network", "connect", "--ip", "10.0.0.9", "blue", "web")
+    api.ok("network", "disconnect", "quiet", "web")
+    assert [a["network"] for a in engine.get("web").networks] == ["blue"]
+    assert "not connected" in api.fails("network", "disconnect", "quiet", "web")
+    # `docker run` on two networks at once (API 1.44: both in EndpointsConfig)
+    two = api.ok(
+        "run", "-d", "--network", "blue", "--network", "name=quiet,alias=q", "busybox", "sleep", "60"
+    )
+    joined = engine.get(two.strip()).networks
+    assert [(a["network"], a["aliases"]) for a in joined] == [("blue", []), ("quiet", ["q"])]
+    engine.remove(two.strip(), force=True)
 
     assert "in use" in api.fails("network", "rm", "blue")
     api.ok("network", "prune", "-f")

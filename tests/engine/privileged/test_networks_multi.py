@@ -9,29 +9,31 @@ import time
 import pytest
 
 from engine.engine import Engine
-from engine.errors import Conflict, InvalidSpec, RuntimeFailure
+from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
 from engine.images.model import Image
 from engine.networks import netlink
 from engine.networks.model import NetworkJoin
-from engine.runtime.model import ContainerSpec, ExecSpec
+from engine.runtime.model import ContainerSpec
 from tests.engine.conftest import hpctl_argv, network_leaks
+from tests.engine.privileged.test_networks_bridge import _exec
 
 pytestmark = pytest.mark.privileged
 
 HTTPD = ("httpd", "-f", "-p", "8080", "-h", "/etc")
 
 
-def _exec(engine: Engine, ref: str, script: str, timeout: float = 30) -> tuple[int, str]:
-    proc = engine.exec(
-        ref, ExecSpec(command=("sh", "-c", script)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out.decode()
-
-
 def _hostname_of(engine: Engine, client: str, name: str) -> tuple[int, str]:
     """What ``client`` gets from http://name:8080/hostname (a name it resolves through /etc/hosts)."""
     return _exec(engine, client, f"timeout 5 wget -q -O- http://{name}:8080/hostname")
+
+
+def _wait_web(engine: Engine, client: str, name: str, cid: str) -> bool:
+    """Whether ``client`` gets ``cid``'s host name from http://name:8080 (retried a few seconds)."""
+    for _ in range(50):
+        if _hostname_of(engine, client, name)[1] == f"{cid[:12]}\n":
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _web(engine: Engine, name: str, *joins: NetworkJoin) -> str:
@@ -73,6 +75,15 @@ def test_a_container_on_two_networks_reaches_both_by_name_and_names_do_not_leak(
     routes = _exec(engine, app, "ip route")[1]
     assert f"default via {engine.network('front').gateway} dev eth0" in routes, routes
     assert f"{engine.network('back').subnet} dev eth1" in routes and routes.count("default") == 1
+    # glibc answers a name with all its lines (replicas) only with "multi on"
+    assert _exec(engine, app, "cat /etc/host.conf")[1] == "multi on\n"
+    # the container cannot route between its networks (no forwarding; no CAP_NET_ADMIN to turn it on)
+    assert _exec(engine, app, "cat /proc/sys/net/ipv4/ip_forward")[1].strip() == "0"
+    assert _exec(engine, app, "echo 1 > /proc/sys/net/ipv4/ip_forward")[0] != 0
+    # a restart keeps every interface and name
+    engine.restart(app, timeout=0)
+    assert "eth1" in _exec(engine, app, "ip link")[1]
+    assert _wait_web(engine, app, "db", db)
     # rename: every network's hosts files follow
     engine.rename(app, "app2")
     for peer in (fe, db):
@@ -149,6 +160,19 @@ def test_a_failed_second_join_leaves_nothing_behind(
 
 def test_bad_network_lists_are_refused_naming_the_problem(engine: Engine, busybox: Image) -> None:
     engine.network_create("front", tenant="acme")
+    engine.network_create("theirs", tenant="globex")
+    mine = engine.run(ContainerSpec(image="busybox", command=("sleep", "60"), tenant="acme", network="front"))
+    # another tenant's network: not found, at create (after a good first network) and at connect
+    with pytest.raises(NotFound, match="theirs"):
+        engine.create(
+            ContainerSpec(
+                image="busybox", tenant="acme", networks=(NetworkJoin("front"), NetworkJoin("theirs"))
+            )
+        )
+    with pytest.raises(NotFound, match="theirs"):
+        engine.connect(mine.id, NetworkJoin("theirs"))
+    assert engine.networks.endpoints("theirs") == {} and list(engine.networks.endpoints("front")) == [mine.id]
+    engine.remove(mine.id, force=True)
     cases = [
         ((NetworkJoin("front"), NetworkJoin("front")), "twice"),
         ((NetworkJoin("front"), NetworkJoin("none")), "cannot be combined"),
@@ -183,3 +207,15 @@ def test_hpctl_runs_on_two_networks_and_connects_live(engine: Engine, busybox: I
     assert bad.returncode != 0 and "ip=1.2.3.4" in bad.stderr
     again = hpctl("network", "disconnect", "back", "app")
     assert again.returncode != 0 and "not connected" in again.stderr
+    # off every network: loopback only, and its namespace still goes with it (the fixture checks)
+    for name in ("front", "side"):
+        assert hpctl("network", "disconnect", name, "app").returncode == 0
+    record = engine.get("app")
+    assert (record.network, record.networks, record.ip_address) == ("none", [], "")
+    assert _exec(engine, "app", "ip -o link | grep -c ': eth'")[1].strip() == "0"
+    assert hpctl("network", "connect", "front", "app").returncode == 0  # and back on one
+    assert engine.get("app").networks[0]["interface"] == "eth0"
+    engine.remove("app", force=True)
+    for name in ("front", "back", "side"):
+        engine.network_remove(name)
+    assert network_leaks(engine.paths.root, engine.instance) == []

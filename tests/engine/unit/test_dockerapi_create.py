@@ -17,6 +17,7 @@ from engine.dockerapi.create import (
     with_image_defaults,
 )
 from engine.dockerapi.http import APIError
+from engine.networks.model import NetworkJoin
 
 # What `docker run --rm busybox echo hi` (CLI 28.2) sends, trimmed to the fields that matter here
 # plus every zero value it sends, which must never count as asking for something.
@@ -373,8 +374,10 @@ def test_default_caps_and_no_new_privileges_are_accepted() -> None:
         (body({"Binds": ["novolume"]}), "HostConfig.Binds"),
         (body({"Binds": ["v:/x:shared"]}), "HostConfig.Binds"),
         (body({"LogConfig": {"Type": "json-file", "Config": {"max-file": "0"}}}), "HostConfig.LogConfig"),
+        (body(NetworkingConfig={"EndpointsConfig": {"a": {"Aliases": 3}}}), "EndpointsConfig[a].Aliases"),
         (body(NetworkingConfig={"EndpointsConfig": {"a": {}, "b": {}}}), "NetworkingConfig.EndpointsConfig"),
         (body(NetworkingConfig={"EndpointsConfig": {"other": {}}}), "NetworkingConfig.EndpointsConfig"),
+        (body(NetworkingConfig={"EndpointsConfig": {"a": []}}), "EndpointsConfig[a]"),
     ],
 )
 def test_a_malformed_field_is_a_400_naming_it(data: Any, field: str) -> None:
@@ -404,7 +407,29 @@ def test_a_static_address_is_refused() -> None:
     data = body(
         NetworkingConfig={"EndpointsConfig": {"default": {"IPAMConfig": {"IPv4Address": "10.0.0.9"}}}}
     )
-    assert refused(data).message.startswith("NetworkingConfig.EndpointsConfig is refused")
+    assert refused(data).message.startswith("NetworkingConfig.EndpointsConfig[default].IPAMConfig is refused")
+
+
+def test_several_endpoints_join_several_networks_in_the_order_sent() -> None:
+    endpoints = {"front": {"Aliases": ["web"]}, "back": {"Aliases": ["api"]}, "side": None}
+    request = parse_create(
+        body({"NetworkMode": "front"}, NetworkingConfig={"EndpointsConfig": endpoints}), several_networks=True
+    )
+    assert (request.network_mode, request.aliases) == ("front", ("web",))
+    assert request.networks == (NetworkJoin("back", ("api",)), NetworkJoin("side"))
+    # without a NetworkMode (docker-py's networking_config alone) the first endpoint is the main one
+    request = parse_create(
+        body({"NetworkMode": ""}, NetworkingConfig={"EndpointsConfig": {"back": {"Aliases": ["api"]}}}),
+        several_networks=True,
+    )
+    assert (request.network_mode, request.aliases, request.networks) == ("back", ("api",), ())
+    assert (
+        parse_create(body({"NetworkMode": "none"}, NetworkDisabled=True), several_networks=True).networks
+        == ()
+    )
+    # the default (the tenants' door): one network, another endpoint is a 400 naming it
+    with pytest.raises(APIError, match="'back' is not the NetworkMode 'front'"):
+        parse_create(body({"NetworkMode": "front"}, NetworkingConfig={"EndpointsConfig": endpoints}))
 
 
 def test_a_volumes_entry_covered_by_a_bind_or_tmpfs_is_not_an_anonymous_volume() -> None:
