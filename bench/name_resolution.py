@@ -10,16 +10,17 @@ What is measured (and what is not):
   container). So neither an exec nor a fork per lookup is counted: this is what an
   application that resolves a peer's name pays each time. The median of ``--runs`` loops.
   HostPanel: the name is a line of the container's /etc/hosts (read on every call; no
-  cache), on a network with 2 names and with 200 (replicas on other hosts, given with
-  ``set_remote_endpoints``). dockerd (Debian's docker.io, started as bench/docker_api.py
-  starts it, on its own roots and socket) with a user-defined bridge network: the lookup
-  misses /etc/hosts and asks the embedded DNS server at 127.0.0.11.
+  cache; ``multi on``, so glibc reads the whole file), on a network with 2, 200 and 1,000
+  names (containers on other hosts, given with ``set_remote_endpoints``). dockerd (Debian's
+  docker.io, started as bench/docker_api.py starts it, on its own roots and socket) with a
+  user-defined bridge network: the lookup misses /etc/hosts and asks the embedded DNS
+  server at 127.0.0.11.
 - **update to seen**: the time from the call that changes a name's address to the first
   lookup inside a running container that returns the new address (the container polls
   with getaddrinfo in a tight loop and reports the CLOCK_MONOTONIC instant it saw it; the
   host shares that clock). HostPanel: ``NetworkManager.set_remote_endpoints`` in process
-  (what the host agent calls). dockerd: ``docker network connect --alias NAME --ip ADDR``
-  of another container, through the docker CLI (so a CLI start is included).
+  (what the host agent calls), 200 names on the network. dockerd: ``docker network connect
+  --alias NAME --ip ADDR`` of another container, through the docker CLI (so a CLI start is included).
 - podman: measured only if netavark and aardvark-dns are installed; else the table says so.
 
 The stack bench can call :func:`lookups_per_second` on any running HostPanel container.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import ipaddress
 import os
 import secrets
 import shutil
@@ -139,40 +141,47 @@ def _watch_then(start_watch: list[str], change: object, run: object) -> float:
 
 # ---- HostPanel ------------------------------------------------------------------------------
 def measure_hostpanel(engine: Engine, binary: Path, count: int, runs: int) -> list[list[str]]:
-    """Rows for HostPanel: lookups/s with 2 and with 200 names, and set_remote_endpoints -> seen."""
+    """Rows for HostPanel: lookups/s with 2, 200 and 1,000 names on the network, and
+    set_remote_endpoints -> seen (a replica moving, 200 other names on the network)."""
     tenant = "bench"
-    subnet = f"10.{secrets.randbelow(50) + 200}.{secrets.randbelow(250)}.0/24"
-    prefix = subnet.rsplit(".", 1)[0]
-    engine.network_create("names", tenant=tenant, subnet=subnet)
+    subnet = ipaddress.IPv4Network(f"10.{secrets.randbelow(50) + 200}.{secrets.randbelow(31) * 8}.0/21")
+    free = iter(list(subnet.hosts())[16:])  # the two containers take the first addresses
+    engine.network_create("names", tenant=tenant, subnet=str(subnet))
     srv = engine.run(ContainerSpec(image="busybox", command=("sleep", "3600"), name="srv", tenant=tenant,
                                    networks=(NetworkJoin("names", ("web",)),)))  # fmt: skip
     cli = engine.run(ContainerSpec(image="busybox", command=("sleep", "3600"), name="cli", tenant=tenant,
                                    networks=(NetworkJoin("names"),)))  # fmt: skip
     install_resolver(engine, cli.id, binary)
-    rows = []
-    many = [RemoteEndpoint(f"peer{i}", f"{prefix}.{20 + i}", ("replica",)) for i in range(198)]
-    sizes = {"2 names": [], "200 names (replicas elsewhere)": many}
+    peers = [RemoteEndpoint(f"peer{i}", str(next(free)), ("replica",)) for i in range(998)]
+    sizes = {"2 names": [], "200 names": peers[:198], "1,000 names": peers}
     rates: dict[str, list[float]] = {label: [] for label in sizes}
     _run_in(engine, cli.id, "bench", "web", str(count))  # warm-up
-    for _ in range(runs):  # the sizes alternate, so both see the same background load
+    for _ in range(runs):  # the sizes alternate, so all see the same background load
         for label, remote in sizes.items():
             engine.network_set_remote("names", remote)
             rates[label].append(_rate(_run_in(engine, cli.id, "bench", "web", str(count))))
-    for label, measured in rates.items():
-        rows.append(["hostpanel", f"/etc/hosts, {label}", f"{statistics.median(measured):,.0f}", ""])
+    rows = [
+        ["hostpanel", f"/etc/hosts, {label} on the network", f"{statistics.median(measured):,.0f}", ""]
+        for label, measured in rates.items()
+    ]
     latencies = []
-    for i in range(runs):  # a replica moves: the name stays, its address changes
-        engine.network_set_remote("names", [RemoteEndpoint("moving", f"{prefix}.{230 + i}")])
-        moved = [RemoteEndpoint("moving", f"{prefix}.{240 + i}")]
+    for _ in range(runs):  # a replica moves: the name stays, its address changes
+        before, after = RemoteEndpoint("moving", str(next(free))), RemoteEndpoint("moving", str(next(free)))
+        engine.network_set_remote("names", [*peers[:198], before])
         latencies.append(
             _watch_then(
-                ["watch", "moving", moved[0].ip, "30"],
-                lambda m=moved: engine.network_set_remote("names", m),
+                ["watch", "moving", after.ip, "30"],
+                lambda a=after: engine.network_set_remote("names", [*peers[:198], a]),
                 lambda args: _run_in(engine, cli.id, *args),
             )
         )
     rows.append(
-        ["hostpanel", "set_remote_endpoints -> seen inside", "", f"{statistics.median(latencies) * 1000:.2f}"]
+        [
+            "hostpanel",
+            "set_remote_endpoints -> seen inside (200 names)",
+            "",
+            f"{statistics.median(latencies) * 1000:.2f}",
+        ]
     )
     for c in (srv, cli):
         engine.remove(c.id, force=True)

@@ -8,9 +8,8 @@ and ``aliases`` (and ``hostname`` for the container's own one).
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +24,15 @@ class HostsSection:
     others: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
 
 
-@functools.lru_cache(maxsize=65536)
-def _ip_order(ip: str) -> int:
-    """Sort key of an IPv4 address (cached: every attach sorts every peer of every container)."""
-    return int(ipaddress.IPv4Address(ip))
+def _spread(own_ip: str) -> Callable[[Mapping[str, Any]], bytes]:
+    """The order of the other endpoints' lines in the hosts file of the container at ``own_ip``.
+
+    A resolver answers a name that several lines have (a service's replicas) in file
+    order and most clients take the first answer: each client gets its own stable
+    order, so clients spread over the replicas, and an unchanged set of endpoints
+    keeps the file unchanged.
+    """
+    return lambda ep: hashlib.blake2s(f"{own_ip}/{ep['ip']}".encode(), digest_size=8).digest()
 
 
 def _line(ip: str, names: Sequence[str]) -> str:
@@ -40,9 +44,10 @@ def merged_hosts_text(hostname: str, sections: Sequence[HostsSection]) -> str:
 
     localhost first; then the container's own address on each network with its
     name and that network's aliases (the host name on the first one only);
-    then each network's other endpoints, local and remote, by address. A name
-    with several addresses (replicas) gets one line per address; a name is
-    listed only for the networks it is on, so nothing leaks across networks.
+    then each network's other endpoints, local and remote, in an order of this
+    container's own (see :func:`_spread`). A name with several addresses
+    (replicas) gets one line per address; a name is listed only for the
+    networks it is on, so nothing leaks across networks.
     """
     lines = list(LOCALHOST_LINES)
     owns = [s.own for s in sections if s.own is not None]
@@ -51,8 +56,9 @@ def merged_hosts_text(hostname: str, sections: Sequence[HostsSection]) -> str:
     for index, own in enumerate(owns):
         first = [own.get("hostname") or hostname] if index == 0 else []
         lines.append(_line(own["ip"], [*first, own["name"], *own.get("aliases", ())]))
+    spread = _spread(owns[0]["ip"] if owns else hostname)
     for section in sections:
-        for ep in sorted(section.others, key=lambda e: _ip_order(e["ip"])):
+        for ep in sorted(section.others, key=spread):
             lines.append(_line(ep["ip"], [ep["name"], *ep.get("aliases", ())]))
     return "\n".join(dict.fromkeys(lines)) + "\n"
 

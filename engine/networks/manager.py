@@ -418,13 +418,7 @@ class NetworkManager:
                 )
             if not netlink.link_exists(net.bridge):
                 self._restore(net)
-            old_peers = list(net.peers)
-            for peer in wanted.peers:
-                if peer not in old_peers:
-                    netlink.add_fdb_peer(net.vxlan, peer)
-            for peer in old_peers:
-                if peer not in wanted.peers:
-                    netlink.remove_fdb_peer(net.vxlan, peer)
+            self._set_peers(net, wanted.peers)
             updated = dataclasses.replace(
                 net,
                 peers=list(wanted.peers),
@@ -436,6 +430,23 @@ class NetworkManager:
                 atomic_write_json(self._record(name), net.to_dict())
                 self._event(net, "update")
             return net
+
+    @staticmethod
+    def _set_peers(net: Network, peers: Sequence[str]) -> None:
+        """Make ``peers`` the VXLAN flood entries of ``net`` (in place); all or nothing."""
+        added = [p for p in peers if p not in net.peers]
+        removed = [p for p in net.peers if p not in peers]
+        try:
+            for peer in added:
+                netlink.add_fdb_peer(net.vxlan, peer)
+            for peer in removed:
+                netlink.remove_fdb_peer(net.vxlan, peer)
+        except RuntimeFailure:
+            for peer in added:
+                netlink.remove_fdb_peer(net.vxlan, peer)
+            for peer in removed:
+                netlink.add_fdb_peer(net.vxlan, peer)
+            raise
 
     def _restore(self, net: Network) -> None:
         """Recreate a network's bridge, VXLAN port and rules (gone after a reboot or a teardown)."""
@@ -717,8 +728,8 @@ class NetworkManager:
     def _plug(self, cid: str, net: Network, own: dict[str, Any], undo: contextlib.ExitStack) -> Attachment:
         """Give ``cid`` an address on ``net`` and its interface ``own["interface"]`` (under the lock).
 
-        Creates the namespace for eth0, adds a veth to it for the others. Every
-        step pushes its undo on ``undo``.
+        Creates the namespace with the first one, adds a veth to it for the
+        others. Every step pushes its undo on ``undo``.
         """
         if not netlink.link_exists(net.bridge):
             self._restore(net)
@@ -734,15 +745,14 @@ class NetworkManager:
         netns = self.netns_path(cid)
         veth = self._veth_name(cid, own["interface"])
         gateway = None if net.internal else (net.gateway or None)
-        if own["interface"] == "eth0":
-            netlink.create_netns_with_veth(
-                netns, veth, net.bridge, address, subnet.prefixlen, gateway, net.mtu
-            )
+        plug = netlink.VethPlug(
+            veth, net.bridge, own["interface"], address, subnet.prefixlen, gateway, net.mtu
+        )
+        if not netns.exists():  # the first network; a container off every network keeps its own
+            netlink.create_netns_with_veth(netns, plug)
             undo.callback(netlink.delete_netns, netns)
         else:
-            netlink.add_veth_to_netns(
-                netns, veth, net.bridge, own["interface"], address, subnet.prefixlen, gateway, net.mtu
-            )
+            netlink.add_veth_to_netns(netns, plug)
         undo.callback(netlink.delete_link, veth)
         endpoints[cid] = own
         atomic_write_json(self._endpoints_file(net.name), endpoints)
@@ -987,10 +997,11 @@ class NetworkManager:
     def release(self, cid: str, networks: Sequence[str]) -> None:
         """Undo :meth:`attach_all`: addresses, veths, namespace, published ports, hosts entries.
 
-        Idempotent; networks the container is no longer on are skipped.
+        Idempotent; networks the container is no longer on are skipped. The
+        namespace goes even with no network left (all disconnected).
         """
         networks = [n for n in networks if n not in ("", NONE, HOST)]
-        if not networks:
+        if not networks and not self.netns_path(cid).exists():
             return
         dropped: list[tuple[str, dict[str, Any]]] = []
         with self._lock():

@@ -15,6 +15,7 @@ import ipaddress
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -120,18 +121,23 @@ def delete_netns(path: Path) -> None:
         path.unlink()
 
 
+def _enter_netns(path: Path) -> None:
+    """Move the calling thread into the network namespace at ``path`` and check that it did."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            raise _oserror(f"cannot enter the network namespace {path}")
+    finally:
+        os.close(fd)
+    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(path).st_ino:
+        raise RuntimeFailure(f"entering the network namespace {path} did not take effect")
+
+
 def in_netns(path: Path, fn: Callable[[IPRoute], T]) -> T:
     """Run ``fn(ipr)`` with a netlink socket inside the namespace at ``path``."""
 
     def run() -> T:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                raise _oserror(f"cannot enter the network namespace {path}")
-        finally:
-            os.close(fd)
-        if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(path).st_ino:
-            raise RuntimeFailure(f"entering the network namespace {path} did not take effect")
+        _enter_netns(path)
         with IPRoute() as ipr:
             return fn(ipr)
 
@@ -260,34 +266,41 @@ def host_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
     return found
 
 
-def create_netns_with_veth(
-    path: Path,
-    host_name: str,
-    bridge: str,
-    address: str,
-    prefixlen: int,
-    gateway: str | None,
-    mtu: int,
-) -> None:
-    """Create a namespace at ``path`` with lo and eth0 (``address``) joined to ``bridge`` by a veth.
+@dataclass(frozen=True)
+class VethPlug:
+    """A veth joining a container's namespace to a bridge: its host end ``host_name`` on
+    ``bridge``, its inner end ``ifname`` with ``address``/``prefixlen``; ``gateway`` None: no
+    default route."""
+
+    host_name: str
+    bridge: str
+    ifname: str
+    address: str
+    prefixlen: int
+    gateway: str | None
+    mtu: int
+
+
+def create_netns_with_veth(path: Path, plug: VethPlug) -> None:
+    """Create a namespace at ``path`` with lo and ``plug`` (its eth0) joined to the bridge.
 
     One thread does it all (the cheapest way): it opens a netlink socket in
     the host namespace, moves itself into a new namespace, and configures each
-    side through its own socket. ``gateway`` None means no default route.
+    side through its own socket.
     Raises RuntimeFailure; on failure neither the namespace nor the veth remains.
     """
 
     def run() -> None:
         with IPRoute() as host:
-            master = _bridge_index(host, bridge)  # opens the socket here, in the host namespace
+            master = _bridge_index(host, plug.bridge)  # opens the socket here, in the host namespace
             if _libc.unshare(CLONE_NEWNET) != 0:
                 raise _oserror("cannot create a network namespace")
-            if not host.link_lookup(ifname=bridge):
+            if not host.link_lookup(ifname=plug.bridge):
                 raise RuntimeFailure("the host netlink socket followed the thread into the new namespace")
             _pin_thread_netns(path)
             try:
                 _open_low_ports_and_ping()
-                _plug_veth(host, master, host_name, "eth0", address, prefixlen, gateway, mtu)
+                _plug_veth(host, master, plug)
             except BaseException as exc:
                 delete_netns(path)
                 raise _as_failure(exc) from None
@@ -295,36 +308,20 @@ def create_netns_with_veth(
     _in_thread(run)
 
 
-def add_veth_to_netns(
-    path: Path,
-    host_name: str,
-    bridge: str,
-    ifname: str,
-    address: str,
-    prefixlen: int,
-    gateway: str | None,
-    mtu: int,
-) -> None:
-    """Join the existing namespace at ``path`` to ``bridge`` too: a veth whose inner end is ``ifname``.
+def add_veth_to_netns(path: Path, plug: VethPlug) -> None:
+    """Join the existing namespace at ``path`` to one more bridge with ``plug``.
 
-    ``gateway`` becomes the default route only if the namespace has none yet
+    Its gateway becomes the default route only if the namespace has none yet
     (the first network with a gateway keeps it). Raises RuntimeFailure; on
     failure the veth is gone and the namespace is as it was.
     """
 
     def run() -> None:
         with IPRoute() as host:
-            master = _bridge_index(host, bridge)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            master = _bridge_index(host, plug.bridge)
+            _enter_netns(path)
             try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise _oserror(f"cannot enter the network namespace {path}")
-            finally:
-                os.close(fd)
-            if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(path).st_ino:
-                raise RuntimeFailure(f"entering the network namespace {path} did not take effect")
-            try:
-                _plug_veth(host, master, host_name, ifname, address, prefixlen, gateway, mtu)
+                _plug_veth(host, master, plug)
             except BaseException as exc:
                 raise _as_failure(exc) from None
 
@@ -344,41 +341,37 @@ def _as_failure(exc: BaseException) -> BaseException:
     return RuntimeFailure(f"cannot set up the container's network: {exc}")
 
 
-def _plug_veth(
-    host: IPRoute,
-    master: int,
-    host_name: str,
-    ifname: str,
-    address: str,
-    prefixlen: int,
-    gateway: str | None,
-    mtu: int,
-) -> None:
+def _plug_veth(host: IPRoute, master: int, plug: VethPlug) -> None:
     """From a thread inside the container's namespace (``host``: a socket opened on the host side),
-    add a veth whose host end joins bridge ``master`` and whose inner end is ``ifname``; on error
-    the veth is deleted."""
+    add ``plug``'s veth, its host end on bridge ``master``; on error the veth is deleted."""
     fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        host.link("add", ifname=host_name, kind="veth", mtu=mtu, peer={"ifname": ifname, "net_ns_fd": fd})
+        host.link(
+            "add",
+            ifname=plug.host_name,
+            kind="veth",
+            mtu=plug.mtu,
+            peer={"ifname": plug.ifname, "net_ns_fd": fd},
+        )
     finally:
         os.close(fd)
     try:
-        index = host.link_lookup(ifname=host_name)[0]
+        index = host.link_lookup(ifname=plug.host_name)[0]
         host.link("set", index=index, master=master, state="up")
         # hairpin: a container reaching its own published port comes back through its port
         # (the host's sysfs mount shows host devices whatever namespace this thread is in)
         with contextlib.suppress(OSError):
-            Path(f"/sys/class/net/{host_name}/brport/hairpin_mode").write_text("1")
+            Path(f"/sys/class/net/{plug.host_name}/brport/hairpin_mode").write_text("1")
         with IPRoute() as inner:
             inner.link("set", index=inner.link_lookup(ifname="lo")[0], state="up")
-            dev = inner.link_lookup(ifname=ifname)[0]
-            inner.addr("add", index=dev, address=address, prefixlen=prefixlen)
-            inner.link("set", index=dev, state="up", mtu=mtu)
-            if gateway is not None and not _has_default_route(inner):
-                inner.route("add", dst="0.0.0.0/0", gateway=gateway)
+            dev = inner.link_lookup(ifname=plug.ifname)[0]
+            inner.addr("add", index=dev, address=plug.address, prefixlen=plug.prefixlen)
+            inner.link("set", index=dev, state="up", mtu=plug.mtu)
+            if plug.gateway is not None and not _has_default_route(inner):
+                inner.route("add", dst="0.0.0.0/0", gateway=plug.gateway)
     except BaseException:
         with contextlib.suppress(NetlinkError):
-            host.link("del", ifname=host_name)
+            host.link("del", ifname=plug.host_name)
         raise
 
 

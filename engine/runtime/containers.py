@@ -190,11 +190,17 @@ class ContainerManager:
             )
             undo.callback(self.networks.release, cid, [a.network for a in attachments])
             attachment = attachments[0]
-            if attachment.resolv_conf:
-                resolv = bundle / "etc" / "resolv.conf"
-                atomic_write_bytes(resolv, attachment.resolv_conf.encode())
-                os.chown(resolv, id_range.base, id_range.base)
-                binds.append(BindMount(str(resolv), "/etc/resolv.conf", read_only=False))
+            etc_files = {"resolv.conf": attachment.resolv_conf}
+            if attachment.interface:
+                # glibc answers a name with every /etc/hosts line that has it (a service's
+                # replicas) only with "multi on"; musl always does. Debian's netbase ships the same.
+                etc_files["host.conf"] = "multi on\n"
+            for file_name, text in etc_files.items():
+                if text:
+                    path = bundle / "etc" / file_name
+                    atomic_write_bytes(path, text.encode())
+                    os.chown(path, id_range.base, id_range.base)
+                    binds.append(BindMount(str(path), f"/etc/{file_name}", read_only=False))
             if init_path:
                 binds.append(BindMount(init_path, INIT_DEST, read_only=True))
             extra_mounts = self.volumes.attach(user_mounts, tenant=spec.tenant, container_id=cid, undo=undo)

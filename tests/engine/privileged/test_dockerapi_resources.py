@@ -112,6 +112,13 @@ def test_networks_with_the_cli(engine: Engine, busybox: Image, api: DockerCLI) -
     api.ok("network", "disconnect", "quiet", "web")
     assert [a["network"] for a in engine.get("web").networks] == ["blue"]
     assert "not connected" in api.fails("network", "disconnect", "quiet", "web")
+    # `docker run` on two networks at once (API 1.44: both in EndpointsConfig)
+    two = api.ok(
+        "run", "-d", "--network", "blue", "--network", "name=quiet,alias=q", "busybox", "sleep", "60"
+    )
+    joined = engine.get(two.strip()).networks
+    assert [(a["network"], a["aliases"]) for a in joined] == [("blue", []), ("quiet", ["q"])]
+    engine.remove(two.strip(), force=True)
 
     assert "in use" in api.fails("network", "rm", "blue")
     api.ok("network", "prune", "-f")

@@ -13,20 +13,13 @@ from engine.errors import Conflict, InvalidSpec, NotFound, RuntimeFailure
 from engine.images.model import Image
 from engine.networks import netlink
 from engine.networks.model import NetworkJoin
-from engine.runtime.model import ContainerSpec, ExecSpec
+from engine.runtime.model import ContainerSpec
 from tests.engine.conftest import hpctl_argv, network_leaks
+from tests.engine.privileged.test_networks_bridge import _exec
 
 pytestmark = pytest.mark.privileged
 
 HTTPD = ("httpd", "-f", "-p", "8080", "-h", "/etc")
-
-
-def _exec(engine: Engine, ref: str, script: str, timeout: float = 30) -> tuple[int, str]:
-    proc = engine.exec(
-        ref, ExecSpec(command=("sh", "-c", script)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out.decode()
 
 
 def _hostname_of(engine: Engine, client: str, name: str) -> tuple[int, str]:
@@ -82,6 +75,8 @@ def test_a_container_on_two_networks_reaches_both_by_name_and_names_do_not_leak(
     routes = _exec(engine, app, "ip route")[1]
     assert f"default via {engine.network('front').gateway} dev eth0" in routes, routes
     assert f"{engine.network('back').subnet} dev eth1" in routes and routes.count("default") == 1
+    # glibc answers a name with all its lines (replicas) only with "multi on"
+    assert _exec(engine, app, "cat /etc/host.conf")[1] == "multi on\n"
     # the container cannot route between its networks (no forwarding; no CAP_NET_ADMIN to turn it on)
     assert _exec(engine, app, "cat /proc/sys/net/ipv4/ip_forward")[1].strip() == "0"
     assert _exec(engine, app, "echo 1 > /proc/sys/net/ipv4/ip_forward")[0] != 0
@@ -212,3 +207,15 @@ def test_hpctl_runs_on_two_networks_and_connects_live(engine: Engine, busybox: I
     assert bad.returncode != 0 and "ip=1.2.3.4" in bad.stderr
     again = hpctl("network", "disconnect", "back", "app")
     assert again.returncode != 0 and "not connected" in again.stderr
+    # off every network: loopback only, and its namespace still goes with it (the fixture checks)
+    for name in ("front", "side"):
+        assert hpctl("network", "disconnect", name, "app").returncode == 0
+    record = engine.get("app")
+    assert (record.network, record.networks, record.ip_address) == ("none", [], "")
+    assert _exec(engine, "app", "ip -o link | grep -c ': eth'")[1].strip() == "0"
+    assert hpctl("network", "connect", "front", "app").returncode == 0  # and back on one
+    assert engine.get("app").networks[0]["interface"] == "eth0"
+    engine.remove("app", force=True)
+    for name in ("front", "back", "side"):
+        engine.network_remove(name)
+    assert network_leaks(engine.paths.root, engine.instance) == []

@@ -36,15 +36,22 @@ def test_hosts_of_a_container_on_two_networks_lists_each_networks_names_in_join_
     ]
 
 
-def test_replicas_give_one_line_per_address_sorted_numerically_and_duplicates_once() -> None:
+def test_replicas_give_one_line_per_address_once_in_an_order_of_each_clients_own() -> None:
     others = [
         ep("web-2", "10.1.0.10", "web"),
         ep("web-1", "10.1.0.9", "web"),
         ep("web-1", "10.1.0.9", "web"),  # listed twice (local and remote): one line
     ]
-    text = merged_hosts_text("h", [HostsSection(ep("cli", "10.1.0.2", hostname="h"), others)])
-    assert text.count("10.1.0.9\tweb-1 web\n") == 1
-    assert text.index("10.1.0.9\t") < text.index("10.1.0.10\t")
+
+    def first_replica(client_ip: str, peers: list[dict[str, object]]) -> str:
+        text = merged_hosts_text("h", [HostsSection(ep("cli", client_ip, hostname="h"), peers)])
+        assert text.count("10.1.0.9\tweb-1 web\n") == 1 and text.count("10.1.0.10\tweb-2 web\n") == 1
+        return next(line.split("\t")[0] for line in text.splitlines() if line.endswith(" web"))
+
+    firsts = {first_replica(f"10.1.0.{i}", others) for i in range(20, 40)}
+    assert firsts == {"10.1.0.9", "10.1.0.10"}  # clients spread over the replicas (resolvers take the first)
+    # and each client's order is stable: the same set in another order gives the same file
+    assert first_replica("10.1.0.21", others) == first_replica("10.1.0.21", others[::-1])
 
 
 def test_a_container_on_no_network_names_itself_on_loopback() -> None:
@@ -155,3 +162,28 @@ def test_remote_endpoints_rewrite_every_member_merging_its_other_networks(tmp_pa
     assert manager.remote_endpoints("back") == (RemoteEndpoint("cache", "10.2.0.202"),)
     with pytest.raises(NotFound):
         manager.set_remote_endpoints("nope", {})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vni": 0}, "VNI 0"),
+        ({"vni": 1 << 24}, "VNI"),
+        ({"peers": ["not-an-ip"]}, "underlay address 'not-an-ip'"),
+        ({"subnet": "10.5.0.0/33"}, "subnet"),
+        ({"ip_range": "10.9.0.0/25"}, "--ip-range 10.9.0.0/25 must be a CIDR range inside"),
+        ({"name": "bridge"}, "reserved"),
+        ({"tenant": "Bad Tenant"}, "tenant"),
+    ],
+)
+def test_ensure_overlay_refuses_bad_settings_before_touching_anything(
+    tmp_path: Path, kwargs: dict[str, object], message: str
+) -> None:
+    manager = NetworkManager(EnginePaths(tmp_path / "root"), "hpu-test")
+    settings: dict[str, object] = {
+        "name": "ov", "tenant": "acme", "subnet": "10.5.0.0/24", "vni": 7, "peers": [], **kwargs
+    }  # fmt: skip
+    name = str(settings.pop("name"))
+    with pytest.raises(InvalidSpec, match=message):
+        manager.ensure_overlay(name, **settings)  # type: ignore[arg-type]
+    assert not (tmp_path / "root" / "networks").exists()

@@ -133,12 +133,6 @@ def test_hosts_text_lists_itself_and_peers() -> None:
     assert "127.0.1.1\tsolo" in hosts_text(None, [], "solo")
 
 
-def test_hosts_text_orders_peers_by_address() -> None:
-    peers = [{"name": n, "ip": ip, "aliases": []} for n, ip in (("b", "10.0.0.10"), ("a", "10.0.0.9"))]
-    text = hosts_text(None, peers, "h")
-    assert text.index("10.0.0.9\ta") < text.index("10.0.0.10\tb")  # by address, not as strings
-
-
 def test_a_bind_mounted_file_is_rewritten_in_place(tmp_path: Path) -> None:
     path = tmp_path / "hosts"
     path.write_text("a long first version of the file\n")
