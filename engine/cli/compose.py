@@ -68,7 +68,8 @@ def _deployment(ctx: CliContext, args: argparse.Namespace) -> Deployment:
     broken since ``up`` does not strand the project)."""
     from engine.compose.deploy import Deployment
 
-    return Deployment(ctx.engine, _name(args), say=_say(ctx))
+    name = _name(args)  # before the engine opens: a bad name touches nothing
+    return Deployment(ctx.engine, name, say=_say(ctx))
 
 
 def follow_logs(
