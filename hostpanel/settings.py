@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "hostpanel.hosts",
     "hostpanel.images",
     "hostpanel.volumes",
+    "hostpanel.networks",  # tenant networks: apps find each other by name across hosts (issue 14)
     "hostpanel.usage",
     "hostpanel.logstream",
     "hostpanel.terminal",
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "hostpanel.api",
     "hostpanel.dashboard",
     "hostpanel.dockerapi",  # the tenants' Docker Engine API (issue 13, door)
+    "hostpanel.stacks",  # compose files deployed as stacks of apps (issue 14, stacks)
 ]
 
 MIDDLEWARE = [
@@ -277,6 +279,16 @@ HOSTPANEL_DOMAINS_CLAIM_HOURS = float(os.environ.get("HOSTPANEL_DOMAINS_CLAIM_HO
 # The most custom domains one tenant may hold.
 HOSTPANEL_DOMAINS_PER_TENANT = int(os.environ.get("HOSTPANEL_DOMAINS_PER_TENANT", "100"))
 
+# Tenant networks (hostpanel/networks): every network gets a /HOSTPANEL_NETWORK_PREFIX of this pool and a
+# VNI of this range, unique across all tenants; each host a network spans gives addresses from its own
+# /HOSTPANEL_NETWORK_HOST_PREFIX slice (so a /24 sliced into /27s spans at most 8 hosts).
+HOSTPANEL_NETWORK_POOL = os.environ.get("HOSTPANEL_NETWORK_POOL", "10.128.0.0/12")
+HOSTPANEL_NETWORK_PREFIX = int(os.environ.get("HOSTPANEL_NETWORK_PREFIX", "24"))
+HOSTPANEL_NETWORK_HOST_PREFIX = int(os.environ.get("HOSTPANEL_NETWORK_HOST_PREFIX", "27"))
+HOSTPANEL_NETWORK_VNI_RANGE = os.environ.get("HOSTPANEL_NETWORK_VNI_RANGE", "100000-999999")
+# The most networks one tenant may hold (its default network included).
+HOSTPANEL_NETWORKS_PER_TENANT = int(os.environ.get("HOSTPANEL_NETWORKS_PER_TENANT", "10"))
+
 # Quota of a new tenant until an admin changes it.
 HOSTPANEL_DEFAULT_QUOTA = {
     "cpu_millis": 4000,
@@ -354,3 +366,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("HOSTPANEL_LOG_LEVEL", "INFO")},
 }
+
+# ---- stacks (issue 14) ----
+# The size of each named volume a stack makes (compose files give no size); counted in the quota.
+HOSTPANEL_STACK_VOLUME_BYTES = int(os.environ.get("HOSTPANEL_STACK_VOLUME_BYTES", str(256 * 1024**2)))

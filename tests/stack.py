@@ -94,14 +94,15 @@ def start_panel(host: str, port: int, env: dict[str, str], log: Path) -> subproc
 
 
 @contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
+def redis_server(directory: Path, binds: tuple[str, ...] = ("127.0.0.1",)) -> Iterator[str]:
     """``HOSTPANEL_TEST_REDIS_URL`` if given, else a private redis-server on a free port (its URL).
 
     Like the one `make run` starts, it requires a password (``requirepass`` in a
-    0600 config file); the URL carries it.
+    0600 config file); the URL carries it. It listens on ``binds`` (the URL names the first;
+    asking for more than loopback always starts a private one).
     """
     given = os.environ.get("HOSTPANEL_TEST_REDIS_URL")
-    if given:
+    if given and binds == ("127.0.0.1",):
         yield given
         return
     server = shutil.which("redis-server")
@@ -113,11 +114,11 @@ def redis_server(directory: Path) -> Iterator[str]:
     config = directory / "redis.conf"
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f'port {port}\nbind 127.0.0.1\ndir {directory}\nsave ""\nrequirepass {password}\n')
+        f.write(f'port {port}\nbind {" ".join(binds)}\ndir {directory}\nsave ""\nrequirepass {password}\n')
     proc = subprocess.Popen([server, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: redis_ping(port, password) == b"+PONG", 10, "redis-server to answer")
-        yield f"redis://:{password}@127.0.0.1:{port}/0"
+        yield f"redis://:{password}@{binds[0]}:{port}/0"
     finally:
         stop_process(proc, timeout=10)
 

@@ -25,6 +25,8 @@ from hostpanel.deployments.models import (
 )
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import IMAGE_NAME_RE, Image
+from hostpanel.networks.models import DEFAULT_NAME as DEFAULT_NETWORK
+from hostpanel.networks.models import NETWORK_NAME_RE
 from hostpanel.secrets.models import SECRET_NAME_RE, Secret
 from hostpanel.tenants.models import SLUG_RE, ApiToken, Membership, Quota, Role, Tenant
 from hostpanel.usage.models import Prices
@@ -173,6 +175,7 @@ class PortSerializer(StrictSerializer):
 
 
 class VolumeRefSerializer(StrictSerializer):
+    read_only = serializers.BooleanField(required=False)
     name = serializers.RegexField(
         VOLUME_NAME_RE,
         max_length=63,
@@ -193,6 +196,13 @@ class VolumeRefSerializer(StrictSerializer):
             return validate_volume_target(value)
         except InvalidSpec as exc:
             raise serializers.ValidationError(str(exc)) from None
+
+
+class TmpfsSerializer(StrictSerializer):
+    path = serializers.CharField(max_length=255, help_text="an absolute path in the container")
+    size_bytes = serializers.IntegerField(
+        min_value=4096, required=False, help_text="at most the replica's memory (default 64 MiB)"
+    )
 
 
 def _health_check_schema() -> dict[str, Any]:
@@ -249,6 +259,30 @@ class HealthCheckField(serializers.JSONField):
     """A release's health check (checked by the deployments service, one rule for every door)."""
 
 
+_NETWORK_JOINS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "oneOf": [
+            {"type": "string", "pattern": NETWORK_NAME_RE, "description": "a network of the tenant"},
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "pattern": NETWORK_NAME_RE},
+                    "aliases": {"type": "array", "items": {"type": "string"}, "maxItems": 16},
+                },
+                "required": ["name"],
+                "additionalProperties": False,
+            },
+        ]
+    },
+}
+
+
+@extend_schema_field(_NETWORK_JOINS_SCHEMA)
+class NetworkJoinsField(serializers.JSONField):
+    """The tenant networks an app joins (checked by the networks service, one rule for every door)."""
+
+
 class SpecSerializer(StrictSerializer):
     """The fields of a release. On update every field is optional (changes to the current release)."""
 
@@ -260,8 +294,15 @@ class SpecSerializer(StrictSerializer):
     network = serializers.ChoiceField(
         NETWORKS,
         required=False,
-        help_text="none (loopback only) or bridge (the tenant's network: outbound, ports)",
+        help_text="none (loopback only) or bridge (the tenant's per-host bridge: outbound traffic, "
+        "published ports); independent of `networks`",
         error_messages={"invalid_choice": "use none or bridge; {input!r} is not for tenants"},
+    )
+    networks = NetworkJoinsField(
+        required=False,
+        help_text='the tenant networks the app joins: names or {"name", "aliases"}; on each, the app\'s '
+        "name and aliases resolve to its replicas from every member, on whichever host. Default on "
+        'create: ["default"] (the tenant\'s default network); [] joins none',
     )
     volumes = VolumeRefSerializer(many=True, required=False)
     replicas = serializers.IntegerField(min_value=0, max_value=100, required=False)
@@ -284,10 +325,33 @@ class SpecSerializer(StrictSerializer):
         allow_null=True,
         help_text="the container port that serves HTTP: the app gets a hostname and rolling deploys",
     )
+    entrypoint = serializers.ListField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        allow_null=True,
+        help_text="null: the image's own; [] clears it",
+    )
+    user = serializers.CharField(
+        max_length=65, required=False, allow_blank=True, help_text="user[:group], by name or number"
+    )
+    working_dir = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    stop_signal = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, help_text="SIGTERM, TERM or 15 ('' the image's)"
+    )
+    stop_grace_seconds = serializers.IntegerField(
+        min_value=0, max_value=3600, required=False, help_text="seconds from the stop signal to SIGKILL"
+    )
+    init = serializers.BooleanField(required=False, help_text="run a tiny init as PID 1")
+    labels = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=1024),
+        required=False,
+        help_text="the containers' labels; org.hostpanel.* are the panel's and refused",
+    )
+    tmpfs = TmpfsSerializer(many=True, required=False)
 
     def spec_changes(self) -> dict[str, Any]:
         data = dict(self.validated_data)
-        for key in ("secrets", "ports", "volumes"):
+        for key in ("secrets", "ports", "volumes", "tmpfs"):
             if key in data:
                 data[key] = [dict(item) for item in data[key]]
         if "secrets" in data:
@@ -301,6 +365,11 @@ class UpdateSpecSerializer(SpecSerializer):
 
 class AppCreateSerializer(SpecSerializer):
     name = serializers.RegexField(APP_NAME_RE)
+
+    def spec_changes(self) -> dict[str, Any]:
+        data = super().spec_changes()
+        data.setdefault("networks", [{"name": DEFAULT_NETWORK, "aliases": []}])  # web reaches db, no setup
+        return data
 
 
 class ChangeSerializer(serializers.Serializer):
@@ -332,6 +401,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "secrets",
             "ports",
             "network",
+            "networks",
             "volumes",
             "replicas",
             "cpu_millis",
@@ -340,6 +410,14 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "restart_policy",
             "health_check",
             "http_port",
+            "entrypoint",
+            "user",
+            "working_dir",
+            "stop_signal",
+            "stop_grace_seconds",
+            "init",
+            "labels",
+            "tmpfs",
             "note",
             "status",
             "status_message",
@@ -382,6 +460,12 @@ ROLLOUT_COLUMNS = [
 class ReplicaSummarySerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name", default=None)
     release = serializers.IntegerField(source="release.version")
+    addresses = serializers.DictField(
+        source="network_addresses",
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="its address on each tenant network it joins, once its container started",
+    )
 
     class Meta:
         model = Replica
@@ -397,6 +481,7 @@ class ReplicaSummarySerializer(serializers.ModelSerializer):
             "release",
             "ready",
             "drain_until",
+            "addresses",
         ]
 
 

@@ -6,8 +6,10 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from hostpanel.api import views
+from hostpanel.api.networks import NetworkViewSet
 from hostpanel.builds.views import BuildViewSet
 from hostpanel.domains.api import DomainViewSet, TLSViewSet
+from hostpanel.stacks.api import StackViewSet
 
 T = r"tenants/(?P<tenant_slug>[a-z0-9][a-z0-9_-]*)"
 
@@ -25,6 +27,8 @@ router.register(f"{T}/audit", views.AuditViewSet, basename="audit")
 router.register(f"{T}/images", views.ImageViewSet, basename="image")
 router.register(f"{T}/volumes", views.VolumeViewSet, basename="volume")
 router.register(f"{T}/builds", BuildViewSet, basename="build")
+router.register(f"{T}/stacks", StackViewSet, basename="stack")  # compose stacks (issue 14, stacks)
+router.register(f"{T}/networks", NetworkViewSet, basename="network")  # tenant networks (issue 14)
 # custom domains of an app (issue 12, domains)
 router.register(f"{T}/apps/(?P<app_name>[a-z0-9][a-z0-9-]*)/domains", DomainViewSet, basename="domain")
 

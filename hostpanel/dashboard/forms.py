@@ -68,8 +68,15 @@ class AppForm(forms.Form):
         help_text="the port your app serves HTTP on: it gets a hostname with TLS",
     )
     network = forms.ChoiceField(
-        label="Network",
-        choices=[("none", "none (loopback only)"), ("bridge", "bridge (tenant network)")],
+        label="Outbound network",
+        choices=[("none", "none (loopback only)"), ("bridge", "bridge (outbound traffic, published ports)")],
+    )
+    networks = forms.CharField(
+        required=False,
+        label="Tenant networks",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="one per line: network, or network: alias alias (apps on it reach this one by its "
+        "name and aliases; empty: none)",
     )
     volumes = forms.CharField(
         required=False,
@@ -154,6 +161,10 @@ class AppForm(forms.Form):
             if not sep:
                 raise ValueError(f"volumes: {line!r} is not volume:/path")
             volumes.append({"name": name.strip(), "path": path.strip()})
+        networks = []
+        for line in _lines(d.get("networks") or ""):
+            name, _, aliases = line.partition(":")
+            networks.append({"name": name.strip(), "aliases": aliases.replace(",", " ").split()})
         policy = d["restart_policy"]
         if policy == RestartPolicy.ON_FAILURE and d.get("restart_max_retries") is not None:
             policy = f"{policy}:{d['restart_max_retries']}"
@@ -164,6 +175,7 @@ class AppForm(forms.Form):
             secrets=self.chosen_secrets(data),
             ports=ports,
             network=d["network"],
+            networks=networks,
             volumes=volumes,
             replicas=d["replicas"],
             cpu_millis=d["cpu_millis"],
@@ -203,6 +215,7 @@ FIELD_OF_PREFIX = {
     "ports": "ports",
     "http_port": "http_port",
     "network": "network",
+    "networks": "networks",
     "volumes": "volumes",
     "replicas": "replicas",
     "resources": "memory_mib",
@@ -236,7 +249,7 @@ def place_error(form: AppForm, exc: ServiceError | ValueError) -> str:
 
 
 class DeployForm(AppForm):
-    """A new app: its name, then its spec."""
+    """A new app: its name, then its spec (on the tenant's default network unless changed)."""
 
     name = forms.RegexField(
         regex=r"^[a-z0-9][a-z0-9-]{0,39}$",
@@ -260,6 +273,9 @@ def initial_from_spec(spec: AppSpec) -> dict[str, Any]:
         ),
         "http_port": spec.http_port,
         "network": spec.network,
+        "networks": "\n".join(
+            f"{j['name']}: {' '.join(j['aliases'])}" if j.get("aliases") else j["name"] for j in spec.networks
+        ),
         "volumes": "\n".join(f"{v['name']}:{v['path']}" for v in spec.volumes),
         "replicas": spec.replicas,
         "cpu_millis": spec.cpu_millis,

@@ -26,6 +26,7 @@ LABELS = {
     "env": "Environment",
     "secrets": "Secrets",
     "network": "Network",
+    "networks": "Tenant networks",
     "ports": "Published ports",
     "http_port": "HTTP port",
     "volumes": "Volumes",
@@ -35,6 +36,14 @@ LABELS = {
     "pids": "Processes per replica",
     "restart_policy": "Restart policy",
     "health_check": "Health check",
+    "entrypoint": "Entrypoint",
+    "user": "User",
+    "working_dir": "Working directory",
+    "stop_signal": "Stop signal",
+    "stop_grace_seconds": "Stop grace (seconds)",
+    "init": "Init process",
+    "labels": "Labels",
+    "tmpfs": "tmpfs mounts",
 }
 
 
@@ -86,7 +95,26 @@ def value_text(field: str, value: Any) -> str:
     if field == "ports":
         return ", ".join(f"{p['container_port']}/{p.get('protocol', 'tcp')}" for p in value) or "none"
     if field == "volumes":
-        return ", ".join(f"{v['name']}:{v['path']}" for v in value) or "none"
+        return (
+            ", ".join(f"{v['name']}:{v['path']}{':ro' if v.get('read_only') else ''}" for v in value)
+            or "none"
+        )
+    if field == "entrypoint":
+        return "(the image's own)" if value is None else shlex.join(value) or "none"
+    if field == "tmpfs":
+        return ", ".join(f"{t['path']} ({units.size(t['size_bytes'])})" for t in value) or "none"
+    if field == "labels":
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
+    if field in ("user", "working_dir", "stop_signal") and value == "":
+        return "(the image's own)"
+    if field == "networks":
+        return (
+            ", ".join(
+                f"{j['name']} (also {', '.join(j['aliases'])})" if j.get("aliases") else j["name"]
+                for j in value
+            )
+            or "none"
+        )
     if field == "secrets":
         return (
             ", ".join(f"{s['name']} as ${s['env']}" if s.get("env") else s["name"] for s in value) or "none"

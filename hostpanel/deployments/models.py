@@ -10,7 +10,18 @@ from django.db import models
 APP_NAME_RE = r"^[a-z0-9][a-z0-9-]{0,39}$"
 # no, always, unless-stopped, on-failure or on-failure:N (the API schema documents this pattern)
 RESTART_POLICY_RE = r"^(no|always|unless-stopped|on-failure(?::([0-9]{1,6}))?)$"
-NETWORKS = ("none", "bridge")  # tenants' containers: loopback only, or the tenant's own network
+NETWORKS = ("none", "bridge")
+# A release's process fields and their "not set" values (the image's own, Docker's defaults)
+PROCESS_DEFAULTS: dict[str, Any] = {
+    "entrypoint": None,
+    "user": "",
+    "working_dir": "",
+    "stop_signal": "",
+    "stop_grace_seconds": 10,
+    "init": False,
+    "labels": {},
+    "tmpfs": [],
+}  # tenants' containers: loopback only, or the tenant's own network
 
 
 class App(models.Model):
@@ -69,6 +80,10 @@ class Release(models.Model):
     network = models.CharField(max_length=16, default="none")
     # [{"name": "data", "path": "/data"}] (named volumes of the tenant, never host paths)
     volumes = models.JSONField(default=list, blank=True)
+    # The tenant networks it joins, in order: [{"name": "default", "aliases": ["database"]}]. On each,
+    # the app's name and aliases resolve to its replicas from every member, on whichever host
+    # (hostpanel/networks). Independent of "network" (outbound traffic and published ports).
+    networks = models.JSONField(default=list, blank=True)
     replicas = models.PositiveIntegerField(default=1)
     cpu_millis = models.PositiveIntegerField(default=250)
     memory_bytes = models.PositiveBigIntegerField(default=128 * 1024**2)
@@ -82,6 +97,17 @@ class Release(models.Model):
     http_port = models.PositiveIntegerField(null=True, blank=True)
     # {"command": [...]} or {"http": {"port": 80, "path": "/"}}, plus interval/timeout/retries
     health_check = models.JSONField(null=True, blank=True)
+    # How the process runs (compose's keys; issue 14). Empty: the image's own (entrypoint None).
+    entrypoint = models.JSONField(null=True, blank=True, help_text="list of strings; [] clears the image's")
+    user = models.CharField(max_length=65, blank=True)
+    working_dir = models.CharField(max_length=255, blank=True)
+    stop_signal = models.CharField(max_length=16, blank=True)
+    stop_grace_seconds = models.PositiveIntegerField(default=10)
+    init = models.BooleanField(default=False)
+    # the tenant's own labels on the containers (org.hostpanel.* are the panel's, refused)
+    labels = models.JSONField(default=dict, blank=True)
+    # [{"path": "/tmp", "size_bytes": 67108864}]: memory-backed, counted in the replica's memory
+    tmpfs = models.JSONField(default=list, blank=True)
     note = models.CharField(max_length=200, blank=True)
     # How rolling it out went (hostpanel/deployments/rollout.py): "" (made current without a
     # roll), rolling, live, failed (with the reason in status_message) or superseded.
@@ -101,7 +127,7 @@ class Release(models.Model):
         """What shapes this release's containers (not replicas or restart policy): two releases of
         the same shape run in the same containers (the agent's spec digest; a roll's "no new
         containers needed")."""
-        return {
+        shape = {
             "image": self.image,
             "command": self.command,
             "env": self.env,
@@ -111,7 +137,16 @@ class Release(models.Model):
             "volumes": self.volumes,
             "resources": [self.cpu_millis, self.memory_bytes, self.pids],
             "health_check": self.health_check,
+            # the process fields only when set, so releases made before they existed keep their digest
+            **{
+                name: getattr(self, name)
+                for name, default in PROCESS_DEFAULTS.items()
+                if getattr(self, name) != default
+            },
         }
+        if self.networks:  # only when set: containers made before tenant networks keep their digest
+            shape["networks"] = self.networks
+        return shape
 
     @property
     def restart_policy_text(self) -> str:
@@ -144,6 +179,9 @@ class Replica(models.Model):
     container_name = models.CharField(max_length=128)
     # published ports on the host: [{"container_port": 80, "protocol": "tcp", "host_port": 30001}]
     ports = models.JSONField(default=list, blank=True)
+    # Its addresses on tenant networks, as the agent of ``host`` reported them when it started the
+    # container: {"host": host id, "networks": {"default": "10.128.0.5"}} (see replica_addresses).
+    addresses = models.JSONField(default=dict, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     restart_count = models.PositiveIntegerField(default=0)
     # crashes in a row (reset once a container ran long enough): the back-off exponent
@@ -177,6 +215,14 @@ class Replica(models.Model):
 
     def __str__(self) -> str:
         return self.container_name
+
+    @property
+    def network_addresses(self) -> dict[str, str]:
+        """{network name: address} of its running container on its current host; {} when it has
+        none there yet (not started, or moved and not started on the new host)."""
+        if not self.addresses or self.addresses.get("host") != self.host_id:
+            return {}
+        return dict(self.addresses.get("networks") or {})
 
 
 class Rollout(models.Model):

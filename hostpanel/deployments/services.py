@@ -19,7 +19,7 @@ from django.db.models import Max, QuerySet
 from engine.errors import InvalidSpec
 from engine.volumes.spec import validate_volume_target
 from hostpanel.audit.services import Actor, audited
-from hostpanel.deployments import rollout, rotation
+from hostpanel.deployments import process, rollout, rotation
 from hostpanel.deployments.health import validate_health_check
 from hostpanel.deployments.models import (
     NETWORKS,
@@ -31,6 +31,7 @@ from hostpanel.deployments.models import (
     container_name,
 )
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
+from hostpanel.networks.services import joined_names, normalize_joins, resolve_names
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
@@ -52,6 +53,9 @@ class AppSpec:
     ports: list[dict[str, Any]] = field(default_factory=list)
     network: str = "none"
     volumes: list[dict[str, Any]] = field(default_factory=list)
+    # tenant networks: [{"name": ..., "aliases": [...]}] (names accepted; see networks.services);
+    # [] here (the Docker API's containers); the panel's API and pages default to the "default" one
+    networks: list[dict[str, Any]] = field(default_factory=list)
     replicas: int = 1
     cpu_millis: int = 250
     memory_bytes: int = 128 * 1024**2
@@ -59,6 +63,15 @@ class AppSpec:
     restart_policy: str = "always"
     health_check: dict[str, Any] | None = None
     http_port: int | None = None
+    # how the process runs (hostpanel/deployments/process.py; models.PROCESS_DEFAULTS)
+    entrypoint: list[str] | None = None
+    user: str = ""
+    working_dir: str = ""
+    stop_signal: str = ""
+    stop_grace_seconds: int = 10
+    init: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    tmpfs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_release(cls, release: Release) -> AppSpec:
@@ -70,6 +83,7 @@ class AppSpec:
             ports=list(release.ports),
             network=release.network,
             volumes=list(release.volumes),
+            networks=list(release.networks),
             replicas=release.replicas,
             cpu_millis=release.cpu_millis,
             memory_bytes=release.memory_bytes,
@@ -77,6 +91,14 @@ class AppSpec:
             restart_policy=release.restart_policy_text,
             health_check=release.health_check,
             http_port=release.http_port,
+            entrypoint=None if release.entrypoint is None else list(release.entrypoint),
+            user=release.user,
+            working_dir=release.working_dir,
+            stop_signal=release.stop_signal,
+            stop_grace_seconds=release.stop_grace_seconds,
+            init=release.init,
+            labels=dict(release.labels),
+            tmpfs=list(release.tmpfs),
         )
 
     def changed(self, **changes: Any) -> AppSpec:
@@ -163,9 +185,12 @@ def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
     wanted_volumes = {str(v.get("name")) for v in spec.volumes}
     known = set(Volume.objects.filter(tenant=tenant, name__in=wanted_volumes).values_list("name", flat=True))
     for vol in spec.volumes:
-        if set(vol) != {"name", "path"}:
+        if not {"name", "path"} <= set(vol) <= {"name", "path", "read_only"} or not isinstance(
+            vol.get("read_only", False), bool
+        ):
             raise InvalidRequest(
-                'volumes: give [{"name": volume, "path": /abs/path}]; host paths are not allowed'
+                'volumes: give [{"name": volume, "path": /abs/path, "read_only": optional bool}];'
+                " host paths are not allowed"
             )
         if not _VOLUME_NAME_RE.match(str(vol["name"])):
             raise InvalidRequest(f"volumes: invalid volume name {vol['name']!r}")
@@ -179,7 +204,26 @@ def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
             )
     if spec.health_check is not None:
         validate_health_check(spec.health_check)
+    spec = _with_process_checked(spec)
+    # last: naming only networks the tenant has, it may make the tenant's default network
+    spec = replace(spec, networks=normalize_joins(spec.networks))
+    resolve_names(tenant, joined_names(spec.networks))
     return spec
+
+
+def _with_process_checked(spec: AppSpec) -> AppSpec:
+    """``spec`` with its process fields checked and normalized (process.py names the field)."""
+    return replace(
+        spec,
+        entrypoint=process.check_entrypoint(spec.entrypoint),
+        user=process.check_user(spec.user),
+        working_dir=process.check_working_dir(spec.working_dir),
+        stop_signal=process.check_stop_signal(spec.stop_signal),
+        stop_grace_seconds=process.check_stop_grace(spec.stop_grace_seconds),
+        init=bool(spec.init),
+        labels=process.check_labels(spec.labels),
+        tmpfs=process.check_tmpfs(spec.tmpfs, spec.memory_bytes, {str(v["path"]) for v in spec.volumes}),
+    )
 
 
 def _with_http_port_published(spec: AppSpec) -> AppSpec:
@@ -410,6 +454,7 @@ def _new_release(actor: Actor, app: App, spec: AppSpec, note: str, current: bool
         ports=spec.ports,
         network=spec.network,
         volumes=spec.volumes,
+        networks=spec.networks,
         replicas=spec.replicas,
         cpu_millis=spec.cpu_millis,
         memory_bytes=spec.memory_bytes,
@@ -418,6 +463,14 @@ def _new_release(actor: Actor, app: App, spec: AppSpec, note: str, current: bool
         restart_max_retries=retries,
         health_check=spec.health_check,
         http_port=spec.http_port,
+        entrypoint=spec.entrypoint,
+        user=spec.user,
+        working_dir=spec.working_dir,
+        stop_signal=spec.stop_signal,
+        stop_grace_seconds=spec.stop_grace_seconds,
+        init=spec.init,
+        labels=spec.labels,
+        tmpfs=spec.tmpfs,
         note=note[:200],
         created_by=user,
     )

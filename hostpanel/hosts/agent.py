@@ -35,15 +35,16 @@ from engine.errors import ContainerNotFound, EngineError, ImageNotFound, NotFoun
 from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.networks.egress import parse_allow_list
-from engine.networks.model import PortMapping
+from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import Container, ContainerSpec
 from engine.volumes.spec import MountSpec
 from hostpanel.deployments import rollout
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import ServiceError
-from hostpanel.hosts import probes
+from hostpanel.hosts import dispatch, overlays, probes
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.limits import write_all_tenant_limits
+from hostpanel.tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class ReconcileReport:
     removed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     retry_in: float | None = None  # seconds until a back-off ends
+    left_networks: set[int] = field(default_factory=set)  # tenant networks a removed container was on
 
     def wait(self, seconds: float) -> None:
         self.retry_in = seconds if self.retry_in is None else min(self.retry_in, seconds)
@@ -140,6 +142,7 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
             log.warning("replica %s: %s", replica.container_name, exc)
             report.failed.append(replica.container_name)
             _report(replica, state=Replica.State.FAILED, message=str(exc))
+    _reconcile_networks(engine, host, list(replicas.values()), report)
     if hasattr(engine, "volume_list"):
         report.removed += remove_deleted_volumes(engine)
     if rollout.advance_all(sorted({r.app_id for r in replicas.values()})):
@@ -148,6 +151,21 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
 
 
 ROLL_PASS_SECONDS = 0.3  # how soon a reconcile comes back while an app of its host rolls
+
+
+def _reconcile_networks(engine: Engine, host: Host, replicas: list[Replica], report: ReconcileReport) -> None:
+    """Tenant networks (overlays.py): report this host's members' addresses; where they changed (or a
+    member left), tell the other hosts of those networks at once; keep this host's networks in sync."""
+    if not hasattr(engine, "network_ensure_overlay"):
+        return  # an engine without networks (unit tests' fakes)
+    changed = overlays.report_addresses(engine, host, replicas) | report.left_networks
+    for other in overlays.hosts_to_tell(changed, host):
+        try:
+            dispatch.send_sync_networks(other.pk, other.queue, sorted(changed))
+        except Exception:  # the broker is down: the other agents' periodic reconcile catches up
+            log.exception("could not tell host %s about networks %s", other.name, sorted(changed))
+    overlays.sync_networks(engine, host, overlays.local_networks(replicas) | changed)
+    report.removed += overlays.remove_deleted_networks(engine)
 
 
 def _reconcile_one(
@@ -361,6 +379,8 @@ def _run(engine: Engine, replica: Replica) -> Container:
     spec = build_spec(replica)
     _ensure_image(engine, spec.image, spec.tenant)
     _ensure_volumes(engine, replica)
+    if spec.networks and replica.host is not None:
+        overlays.prepare(engine, replica.host, replica)
     try:
         return engine.run(spec)
     except EngineConflict:
@@ -517,15 +537,21 @@ def build_spec(replica: Replica) -> ContainerSpec:
     names = list(dict.fromkeys(s["name"] for s in release.secrets))
     values = secret_values(tenant, names) if names else {}
     env += [f"{s['env']}={values[s['name']]}" for s in release.secrets if s.get("env")]
-    # "bridge" is the tenant's default network; naming other tenant networks (and overlays
-    # across hosts) is left to the networks work.
     ports = tuple(
         PortMapping(host_port=p["host_port"], container_port=p["container_port"], protocol=p["protocol"])
         for p in replica.ports
     )
+    bridge = "bridge" if ports or release.network == "bridge" else "none"
+    networks = overlays.replica_networks(replica)
     return ContainerSpec(
         image=release.image,
         command=tuple(release.command),
+        entrypoint=None if release.entrypoint is None else tuple(release.entrypoint),
+        workdir=release.working_dir or None,
+        user=release.user or None,
+        init=release.init,
+        stop_signal=release.stop_signal or None,
+        stop_timeout=release.stop_grace_seconds,
         name=replica.container_name,
         tenant=tenant.slug,
         env=tuple(env),
@@ -536,18 +562,31 @@ def build_spec(replica: Replica) -> ContainerSpec:
             pids=release.pids,
         ),
         mounts=tuple(
-            MountSpec(kind="volume", source=f"{tenant.slug}.{v['name']}", target=v["path"])
+            MountSpec(
+                kind="volume",
+                source=f"{tenant.slug}.{v['name']}",
+                target=v["path"],
+                read_only=bool(v.get("read_only", False)),
+            )
             for v in release.volumes
-        ),
-        network="bridge" if ports or release.network == "bridge" else "none",
+        )
+        + tuple(MountSpec(kind="tmpfs", target=t["path"], size=t["size_bytes"]) for t in release.tmpfs),
+        network=bridge,
+        # "bridge" (the tenant's per-host bridge: outbound traffic, published ports) first, as it
+        # gives the default route; then the tenant networks, carried across hosts (overlays.py)
+        networks=((NetworkJoin(bridge),) if bridge == "bridge" else ()) + overlays.joins(replica, networks)
+        if networks
+        else (),
         ports=ports,
         secrets=tuple(SecretFile(name=name, data=values[name].encode()) for name in names),
         labels={
+            **release.labels,  # the tenant's own (never org.hostpanel.*: process.check_labels)
             LABEL_TENANT: tenant.slug,
             LABEL_APP: str(app.pk),
             LABEL_REPLICA: str(replica.pk),
             LABEL_RELEASE: str(release.pk),
             LABEL_SPEC: digest,
+            **({overlays.LABEL_NETWORKS: overlays.networks_label(networks)} if networks else {}),
         },
     )
 
@@ -629,6 +668,10 @@ def _remove(engine: Engine, container: Container, report: ReconcileReport) -> No
     except ContainerNotFound:
         return
     report.removed.append(container.name)
+    if overlays.LABEL_NETWORKS in container.labels:
+        tenant_id = Tenant.objects.filter(slug=container.tenant).values_list("pk", flat=True).first()
+        if tenant_id is not None:
+            report.left_networks |= overlays.network_ids(container, tenant_id)
 
 
 def _report(replica: Replica, container: Container | None = None, **values: object) -> None:

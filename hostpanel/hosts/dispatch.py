@@ -63,6 +63,13 @@ def send_collect_usage(host_id: int, queue: str) -> None:
     collect_usage.apply_async(args=[host_id], queue=queue)
 
 
+def send_sync_networks(host_id: int, queue: str, network_ids: list[int]) -> None:
+    """Ask the agent on ``queue`` to bring its engine networks of these tenant networks up to date."""
+    from hostpanel.hosts.tasks import sync_networks
+
+    sync_networks.apply_async(args=[host_id, network_ids], queue=queue)
+
+
 def send_purge_tenant(host_id: int, queue: str, slug: str) -> None:
     """Ask the agent on ``queue`` to purge the deleted tenant ``slug`` from host ``host_id``."""
     from hostpanel.hosts.tasks import purge_tenant

@@ -13,7 +13,7 @@ from engine.dockerapi.stats import host_memory, sample_to_dict, take_sample
 from engine.runtime.model import ALIVE
 from engine.runtime.procfs import online_cpus
 from hostpanel.edge.services import publish_routes_after_reconcile
-from hostpanel.hosts import agent, tenant_purge
+from hostpanel.hosts import agent, overlays, tenant_purge
 from hostpanel.hosts.models import Host
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,17 @@ def collect_usage(host_id: int) -> None:
     if config is None or host is None or host.name != config.name:
         return
     agent.collect_usage(agent.engine_for(config.engine_root, config.instance), host)
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=(OperationalError,), max_retries=5)
+def sync_networks(host_id: int, network_ids: list[int]) -> None:
+    """Rewrite this host's peers and remote names of these tenant networks (idempotent: a member
+    started, moved or went on another host)."""
+    config = agent.AgentConfig.from_env()
+    host = Host.objects.filter(pk=host_id).first()
+    if config is None or host is None or host.name != config.name:
+        return
+    overlays.sync_networks(agent.engine_for(config.engine_root, config.instance), host, network_ids)
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -144,6 +144,8 @@ def test_every_page_has_the_csp_and_no_violations(live_stack: LiveStack, page: A
         "/t/carlco/images/",
         "/t/carlco/audit/",
         "/t/carlco/docker/",
+        "/t/carlco/networks/",
+        "/t/carlco/networks/default/",
         f"/t/carlco/containers/{replica['id']}/",
     ]
     headers = response.headers

@@ -15,6 +15,8 @@ from hostpanel.dashboard.status import app_status
 from hostpanel.deployments import services as deployments
 from hostpanel.errors import Conflict, Forbidden, NotFound, ServiceError
 from hostpanel.images.services import available_images
+from hostpanel.networks.models import DEFAULT_NAME as DEFAULT_NETWORK
+from hostpanel.networks.services import visible_networks
 from hostpanel.secrets.services import visible_secrets
 from hostpanel.tenants.models import Quota, Tenant
 from hostpanel.usage.storage import storage_use
@@ -71,7 +73,9 @@ def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
     require_developer(ctx)
     images = [image.reference for image in available_images(ctx.actor, ctx.tenant)]
     secrets = [secret.name for secret in visible_secrets(ctx.actor, ctx.tenant)]
-    form = DeployForm(request.POST or None, images=images, secrets=secrets)
+    form = DeployForm(
+        request.POST or None, images=images, secrets=secrets, initial={"networks": DEFAULT_NETWORK}
+    )
     error = existing = ""
     if request.method == "POST" and form.is_valid():
         try:
@@ -98,6 +102,7 @@ def deploy_form(request: HttpRequest, slug: str) -> HttpResponse:
             {n: request.POST.get(f"secret_env_{n}", "") for n in request.POST.getlist("secret")},
         ),
         "volume_names": [v.name for v in visible_volumes(ctx.actor, ctx.tenant)],
+        "network_names": [n.name for n in visible_networks(ctx.actor, ctx.tenant)],
         "section": "deploy",
     }
     return render(request, "dashboard/deploy.html", context, status=400 if error or form.errors else 200)

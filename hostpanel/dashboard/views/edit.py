@@ -18,6 +18,7 @@ from hostpanel.deployments.models import App
 from hostpanel.deployments.services import AppSpec
 from hostpanel.errors import Forbidden, NotFound, ServiceError
 from hostpanel.images.services import available_images
+from hostpanel.networks.services import visible_networks
 from hostpanel.secrets.services import visible_secrets
 from hostpanel.volumes.services import visible_volumes
 
@@ -91,6 +92,7 @@ def app_edit(request: HttpRequest, slug: str, name: str) -> HttpResponse:
         "quota": quota_rows(ctx),
         "secret_rows": secret_rows(form.secret_names, chosen),
         "volume_names": [v.name for v in visible_volumes(ctx.actor, ctx.tenant)],
+        "network_names": [n.name for n in visible_networks(ctx.actor, ctx.tenant)],
         "section": "apps",
         # the quota table counts this app's current use: the page's check adds only the growth
         "current_use": asdict(current.usage()) if app.state == App.State.RUNNING else {},

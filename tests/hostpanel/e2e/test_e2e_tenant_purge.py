@@ -42,6 +42,7 @@ def test_delete_purges_up_hosts_now_and_a_down_host_when_it_returns(agents: Call
         "volumes": [{"name": "data", "path": "/data"}],
         "network": "bridge",
         "replicas": 2,
+        "networks": [],  # both agents share this machine's network stack: no tenant network spans them
     }
     assert api.post(f"{base}/apps/", app, format="json").status_code == 201
     wait_for(

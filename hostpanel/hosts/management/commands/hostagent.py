@@ -41,6 +41,7 @@ from hostpanel.errors import Conflict
 from hostpanel.hosts import agent, dispatch, services
 from hostpanel.hosts.models import Host
 from hostpanel.images.services import register_host_images
+from hostpanel.stacks import services as stacks
 
 log = logging.getLogger("hostpanel.hostagent")
 
@@ -220,6 +221,7 @@ class Command(BaseCommand):
                 services.mark_stale_hosts()
                 services.schedule_pending()
                 rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
+                stacks.advance_all()  # stacks' waiting services start once their dependencies are met
                 host = Host.objects.filter(pk=host_id).first()
                 if host is not None:
                     dispatch_builds(host)  # a lost message or a Redis outage only delays a build

@@ -1,0 +1,257 @@
+"""The agent's side of tenant networks: each is an engine overlay network on every host it spans.
+
+A replica that joins tenant network N runs on this host's engine network
+``N.engine_name`` (a VXLAN overlay with the panel's subnet and VNI, this host's
+slice of the subnet as ``ip_range``, and as peers the underlay addresses of the
+other hosts with members of N). The engine writes the names of this host's
+members into their /etc/hosts itself; the names of the members on other hosts
+are given to it as remote endpoints (their app name and aliases -> their
+addresses, as each host's agent reported them in ``Replica.addresses``).
+
+Whenever a host's members of N change (a container started, stopped or removed
+here), its agent tells every other host with members of N to sync N
+(:func:`sync_networks`, idempotent): peers and remote names are rewritten in
+place, nobody is restarted. Each reconcile also syncs this host's networks, so a
+lost message is caught up at the next one.
+
+An engine network stays on a host after its last member there went (an empty
+bridge and VXLAN port, cheap; the next member reuses it); it goes when the panel
+network is deleted (:func:`remove_deleted_networks`) or the tenant is purged.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from engine.engine import Engine
+from engine.errors import EngineError, NotFound
+from engine.networks.model import NetworkJoin, RemoteEndpoint
+from engine.runtime.model import Container
+from hostpanel.deployments.models import Replica
+from hostpanel.deployments.networking import member_replicas, names_of
+from hostpanel.errors import InvalidRequest, ServiceError
+from hostpanel.hosts.models import Host
+from hostpanel.networks.models import Network
+from hostpanel.networks.services import host_range
+
+log = logging.getLogger(__name__)
+
+LABEL_NETWORK = "org.hostpanel.network"  # on an engine network: the panel network's id
+# on a container: the tenant networks it joined, "name=engine name" comma-separated
+LABEL_NETWORKS = "org.hostpanel.networks"
+
+
+def replica_networks(replica: Replica) -> list[Network]:
+    """The tenant networks the replica's release joins, in its order (InvalidRequest for a name the
+    tenant no longer has: a network is not deleted while an app uses it)."""
+    names = [str(j["name"]) for j in replica.release.networks or []]
+    if not names:
+        return []
+    found = {n.name: n for n in Network.objects.filter(tenant_id=replica.app.tenant_id, name__in=names)}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise InvalidRequest(
+            f"the tenant has no network(s) {', '.join(missing)} any more; deploy without them"
+        )
+    return [found[n] for n in names]
+
+
+def joins(replica: Replica, networks: list[Network]) -> tuple[NetworkJoin, ...]:
+    """The engine joins of the replica's tenant networks: their names there are its app name and the
+    release's aliases (the container name is its own name on every network)."""
+    return tuple(NetworkJoin(n.engine_name, tuple(names_of(replica, n.name))) for n in networks)
+
+
+def networks_label(networks: list[Network]) -> str:
+    return ",".join(f"{n.name}={n.engine_name}" for n in networks)
+
+
+def container_addresses(container: Container) -> dict[str, str]:
+    """{tenant network name: address} of a running container of ours (from its label and attachments)."""
+    label = container.labels.get(LABEL_NETWORKS, "")
+    if not label or not container.is_running:
+        return {}
+    by_engine: dict[str, str] = {}
+    for part in label.split(","):
+        name, sep, engine_name = part.partition("=")
+        if sep:
+            by_engine[engine_name] = name
+    return {
+        by_engine[a["network"]]: a["ip_address"]
+        for a in container.attachments()
+        if a.get("network") in by_engine and a.get("ip_address")
+    }
+
+
+def network_ids(container: Container, tenant_id: int) -> set[int]:
+    """Ids of the tenant networks a container of ours joined (by its label)."""
+    names = [p.split("=", 1)[0] for p in container.labels.get(LABEL_NETWORKS, "").split(",") if p]
+    if not names:
+        return set()
+    return set(Network.objects.filter(tenant_id=tenant_id, name__in=names).values_list("pk", flat=True))
+
+
+def _underlay(host: Host) -> str | None:
+    """The host's underlay IPv4 address: its ``address``, resolved if it is a name (None if neither)."""
+    return _ipv4_of(host.address) if host.address else None
+
+
+@functools.lru_cache(maxsize=256)
+def _ipv4_of(name: str) -> str | None:
+    try:
+        return str(ipaddress.IPv4Address(name))
+    except ValueError:
+        pass
+    try:
+        found = sorted({str(info[4][0]) for info in socket.getaddrinfo(name, None, socket.AF_INET)})
+    except (OSError, UnicodeError):
+        log.warning("cannot resolve host address %r to an IPv4 underlay address", name)
+        return None
+    usable = [a for a in found if not ipaddress.IPv4Address(a).is_loopback]
+    return usable[0] if usable else None
+
+
+def _peers(network: Network, host: Host, members: list[Replica]) -> list[str]:
+    """Underlay addresses of the other hosts with members of ``network``.
+
+    InvalidRequest if one of them shares this host's address: such hosts share one network stack
+    (several agents on one machine), where one VNI can be carried by one engine only.
+    """
+    hosts = {r.host for r in members if r.host is not None and r.host_id != host.pk}
+    mine = _underlay(host)
+    clash = sorted(h.name for h in hosts if mine is not None and _underlay(h) == mine)
+    if clash:
+        raise InvalidRequest(
+            f"tenant network {network.name!r} cannot span host {host.name} and {', '.join(clash)}: "
+            f"they share the underlay address {mine} (one network stack); give each host its own address "
+            "(manage.py hostagent --address) or run the apps on one of them"
+        )
+    return sorted({a for h in hosts if (a := _underlay(h)) is not None})
+
+
+def _remote(network: Network, host: Host, members: list[Replica]) -> list[RemoteEndpoint]:
+    """The members on other hosts, with the addresses their agents reported."""
+    entries = []
+    for replica in members:
+        if replica.host_id == host.pk:
+            continue
+        address = replica.network_addresses.get(network.name)
+        if address:
+            names = names_of(replica, network.name)
+            entries.append(RemoteEndpoint(replica.container_name, address, tuple(names)))
+    return sorted(entries, key=lambda e: (e.name, e.ip))
+
+
+def ensure_network(engine: Engine, host: Host, network: Network, *, create: bool = True) -> bool:
+    """Bring this host's engine network of ``network`` to the panel's state: subnet, VNI, this host's
+    slice, peers and remote names (each written only if it changed). With ``create=False`` a network
+    this host does not have is left alone. Whether the engine network is here."""
+    members = member_replicas(network)
+    peers = _peers(network, host, members)
+    try:
+        current = engine.network(network.engine_name)
+    except NotFound:
+        current = None
+        if not create:
+            return False
+    if current is None or sorted(current.peers) != peers:
+        engine.network_ensure_overlay(
+            network.engine_name,
+            tenant=network.tenant.slug,
+            subnet=network.subnet,
+            vni=network.vni,
+            peers=peers,
+            underlay_ip=_underlay(host),
+            ip_range=host_range(network, host.pk),
+            labels={LABEL_NETWORK: str(network.pk)},
+        )
+    remote = _remote(network, host, members)
+    if current is None or list(engine.networks.remote_endpoints(network.engine_name)) != remote:
+        engine.network_set_remote(network.engine_name, remote)
+        log.info("network %s on %s: %d remote names", network, host.name, len(remote))
+    return True
+
+
+def prepare(engine: Engine, host: Host, replica: Replica) -> None:
+    """Make the replica's tenant networks ready on this host before its container starts."""
+    for network in replica_networks(replica):
+        ensure_network(engine, host, network)
+
+
+def report_addresses(engine: Engine, host: Host, replicas: Iterable[Replica]) -> set[int]:
+    """Write each replica's addresses here into ``Replica.addresses`` (only the ones that changed);
+    the ids of the tenant networks whose members' addresses changed."""
+    replicas = [r for r in replicas if r.release.networks or r.addresses]
+    if not replicas:
+        return set()
+    containers = {c.labels.get("org.hostpanel.replica"): c for c in engine.list(all=True)}
+    changed: set[int] = set()
+    for replica in replicas:
+        container = containers.get(str(replica.pk))
+        now = container_addresses(container) if container is not None else {}
+        value: dict[str, Any] = {"host": host.pk, "networks": now} if now else {}
+        if value == replica.addresses:
+            continue
+        Replica.objects.filter(pk=replica.pk, host_id=replica.host_id).update(addresses=value)
+        names = set(now) | set(replica.network_addresses)
+        changed |= set(
+            Network.objects.filter(tenant_id=replica.app.tenant_id, name__in=names).values_list(
+                "pk", flat=True
+            )
+        )
+    return changed
+
+
+def sync_networks(engine: Engine, host: Host, ids: Iterable[int]) -> None:
+    """Bring this host's engine networks of these tenant networks up to date (those it has)."""
+    for network in Network.objects.filter(pk__in=list(ids)).select_related("tenant"):
+        try:
+            ensure_network(engine, host, network, create=False)
+        except (EngineError, ServiceError) as exc:
+            log.warning("network %s on %s: not synced: %s", network, host.name, exc)
+
+
+def local_networks(replicas: Iterable[Replica]) -> set[int]:
+    """Ids of the tenant networks the releases of these replicas join."""
+    wanted: dict[int, set[str]] = {}
+    for r in replicas:
+        names = {str(j["name"]) for j in r.release.networks or []}
+        if names:
+            wanted.setdefault(r.app.tenant_id, set()).update(names)
+    ids: set[int] = set()
+    for tenant_id, names in wanted.items():
+        ids |= set(Network.objects.filter(tenant_id=tenant_id, name__in=names).values_list("pk", flat=True))
+    return ids
+
+
+def hosts_to_tell(ids: Iterable[int], host: Host) -> list[Host]:
+    """The other hosts (up) with members of these networks."""
+    host_ids: set[int] = set()
+    for network in Network.objects.filter(pk__in=list(ids)):
+        host_ids |= {r.host_id for r in member_replicas(network) if r.host_id is not None}
+    host_ids.discard(host.pk)
+    return list(Host.objects.filter(pk__in=host_ids).exclude(state=Host.State.DOWN))
+
+
+def remove_deleted_networks(engine: Engine) -> list[str]:
+    """Remove this host's engine networks whose tenant network was deleted (unless still in use)."""
+    ours = [n for n in engine.network_list() if LABEL_NETWORK in n.labels]
+    if not ours:
+        return []
+    alive = {str(pk) for pk in Network.objects.values_list("pk", flat=True)}
+    removed = []
+    for network in ours:
+        if network.labels[LABEL_NETWORK] in alive:
+            continue
+        try:
+            engine.network_remove(network.name)
+        except EngineError as exc:
+            log.warning("network %s: not removed: %s", network.name, exc)
+            continue
+        removed.append(network.name)
+    return removed

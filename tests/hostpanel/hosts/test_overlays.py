@@ -1,0 +1,235 @@
+"""The agents' side of tenant networks against in-memory engines: overlays, peers, remote names."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from engine.errors import NotFound
+from engine.networks.model import RemoteEndpoint
+from engine.runtime.model import Container, ContainerSpec
+from hostpanel.deployments import services as deployments
+from hostpanel.deployments.models import App, Replica
+from hostpanel.hosts import agent, dispatch, overlays
+from hostpanel.hosts.models import Host
+from hostpanel.networks.models import Network
+from hostpanel.networks.services import create_network, delete_network
+from hostpanel.tenants.models import Tenant
+from tests.hostpanel.factories import TenantFactory
+from tests.hostpanel.hosts.fake_engine import FakeEngine
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass
+class FakeOverlay:
+    name: str
+    tenant: str
+    subnet: str
+    vni: int
+    peers: list[str]
+    ip_range: str
+    labels: dict[str, str]
+    remote: tuple[RemoteEndpoint, ...] = ()
+    given: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+
+
+class FakeNetEngine(FakeEngine):
+    """FakeEngine with overlay networks: each container gets the next address of the host's range."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nets: dict[str, FakeOverlay] = {}
+        self.ensures = 0
+        self.remote_sets = 0
+        self.networks = self  # engine.networks.remote_endpoints
+
+    def network(self, name: str) -> FakeOverlay:
+        if name not in self.nets:
+            raise NotFound(f"no such network: {name}")
+        return self.nets[name]
+
+    def network_ensure_overlay(self, name: str, **o: Any) -> FakeOverlay:
+        self.ensures += 1
+        if name in self.nets:
+            net = self.nets[name]
+            assert (net.subnet, net.vni, net.tenant) == (o["subnet"], o["vni"], o["tenant"])
+            net.peers = list(o["peers"])
+        else:
+            self.nets[name] = net = FakeOverlay(
+                name, o["tenant"], o["subnet"], o["vni"], list(o["peers"]), o["ip_range"], o["labels"]
+            )
+        return net
+
+    def network_set_remote(self, name: str, entries: Sequence[RemoteEndpoint]) -> None:
+        self.remote_sets += 1
+        self.network(name).remote = tuple(entries)
+
+    def remote_endpoints(self, name: str) -> tuple[RemoteEndpoint, ...]:
+        return self.network(name).remote
+
+    def network_list(self, tenant: str | None = None) -> list[FakeOverlay]:
+        return list(self.nets.values())
+
+    def network_remove(self, name: str) -> FakeOverlay:
+        return self.nets.pop(name)
+
+    def run(self, spec: ContainerSpec) -> Container:
+        c = super().run(spec)
+        attachments = []
+        for join in spec.networks:
+            net = self.nets.get(join.name)
+            if net is None:
+                assert join.name == "bridge"
+                continue
+            ip = ipaddress.IPv4Network(net.ip_range)[next(net.given)]
+            attachments.append({"network": join.name, "ip_address": str(ip), "aliases": list(join.aliases)})
+        self.containers[c.id] = c = replace(c, networks=attachments)
+        return c
+
+
+@pytest.fixture
+def hosts(host: Host) -> dict[str, Host]:
+    Host.objects.filter(pk=host.pk).update(address="192.0.2.1")
+    second = Host.objects.create(name="h2", address="192.0.2.2", cpu_millis=4000, memory_bytes=8 * 2**30)
+    return {"h1": Host.objects.get(pk=host.pk), "h2": second}
+
+
+@pytest.fixture
+def engines(hosts: dict[str, Host], monkeypatch: pytest.MonkeyPatch) -> dict[int, FakeNetEngine]:
+    """One engine per host; a sync sent to a host runs on its engine at once (as its agent would)."""
+    found = {h.pk: FakeNetEngine() for h in hosts.values()}
+    sent: list[tuple[int, list[int]]] = []
+
+    def send(host_id: int, queue: str, ids: list[int]) -> None:
+        sent.append((host_id, ids))
+        overlays.sync_networks(found[host_id], Host.objects.get(pk=host_id), ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch, "send_sync_networks", send)
+    return found
+
+
+def place(app: App, host: Host) -> None:
+    app.replicas.update(host=host)
+
+
+def reconcile_all(engines: dict[int, FakeNetEngine]) -> None:
+    for host_id, engine in engines.items():
+        agent.reconcile(engine, Host.objects.get(pk=host_id))  # type: ignore[arg-type]
+
+
+def hosts_entries(engine: FakeNetEngine, network: Network) -> dict[str, list[str]]:
+    return {e.ip: list(e.aliases) for e in engine.nets[network.engine_name].remote}
+
+
+def test_apps_on_two_hosts_learn_each_others_names(
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any
+) -> None:
+    h1, h2 = hosts["h1"], hosts["h2"]
+    web = make_app(tenant, "web", networks=["default"], network="bridge")
+    db = make_app(tenant, "db", networks=[{"name": "default", "aliases": ["database"]}])
+    place(web, h1)
+    place(db, h2)
+    reconcile_all(engines)
+    default = Network.objects.get(tenant=tenant, name="default")
+    e1, e2 = engines[h1.pk], engines[h2.pk]
+    # web's container: the bridge first (outbound, ports), then the overlay with its app name
+    spec = e1.specs[Replica.objects.get(app=web).engine_id]
+    assert [(j.name, j.aliases) for j in spec.networks] == [("bridge", ()), (default.engine_name, ("web",))]
+    assert spec.labels[overlays.LABEL_NETWORKS] == f"default={default.engine_name}"
+    # each host's overlay: the panel's subnet and VNI, its own slice, the other host as peer
+    n1, n2 = e1.nets[default.engine_name], e2.nets[default.engine_name]
+    assert (n1.subnet, n1.vni) == (n2.subnet, n2.vni) == (default.subnet, default.vni)
+    assert n1.ip_range != n2.ip_range
+    assert (n1.peers, n2.peers) == (["192.0.2.2"], ["192.0.2.1"])
+    assert n1.labels == {overlays.LABEL_NETWORK: str(default.pk)}
+    # addresses reported, and each side's remote names hold the other's
+    db_ip = Replica.objects.get(app=db).network_addresses["default"]
+    web_ip = Replica.objects.get(app=web).network_addresses["default"]
+    assert ipaddress.IPv4Address(db_ip) in ipaddress.IPv4Network(n2.ip_range)
+    assert hosts_entries(e1, default) == {db_ip: ["db", "database"]}
+    assert hosts_entries(e2, default) == {web_ip: ["web"]}
+    # a steady state rewrites nothing
+    before = (e1.ensures, e1.remote_sets, e2.ensures, e2.remote_sets)
+    reconcile_all(engines)
+    assert (e1.ensures, e1.remote_sets, e2.ensures, e2.remote_sets) == before
+
+
+def test_names_follow_a_scale_and_a_move_without_restarting_anyone(
+    tenant: Tenant,
+    hosts: dict[str, Host],
+    engines: dict[int, FakeNetEngine],
+    make_app: Any,
+    admin_actor: Any,
+) -> None:
+    h1, h2 = hosts["h1"], hosts["h2"]
+    web = make_app(tenant, "web", networks=["default"])
+    db = make_app(tenant, "db", networks=["default"])
+    place(web, h1)
+    place(db, h2)
+    reconcile_all(engines)
+    default = Network.objects.get(tenant=tenant, name="default")
+    e1, e2 = engines[h1.pk], engines[h2.pk]
+    web_container = Replica.objects.get(app=web).engine_id
+    deployments.scale(admin_actor, App.objects.get(pk=db.pk), 2)
+    Replica.objects.filter(app=db).update(host=h2)
+    agent.reconcile(e2, h2)  # type: ignore[arg-type]  # only db's host: it tells web's
+    ips = sorted(r.network_addresses["default"] for r in Replica.objects.filter(app=db))
+    assert len(ips) == 2 and sorted(hosts_entries(e1, default)) == ips
+    # db moves to web's host: h1 starts it (its name is local there now), h2 removes it and says so
+    Replica.objects.filter(app=db).update(host=h1)
+    agent.reconcile(e1, h1)  # type: ignore[arg-type]
+    agent.reconcile(e2, h2)  # type: ignore[arg-type]
+    assert hosts_entries(e1, default) == {}  # every db replica is local to web now
+    assert e1.nets[default.engine_name].peers == []  # no member elsewhere
+    assert Replica.objects.get(app=web).engine_id == web_container and e1.get(web_container).is_running
+
+
+def test_another_tenants_apps_are_on_their_own_network(
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any
+) -> None:
+    other = TenantFactory(slug="other")
+    for t in (tenant, other):
+        place(make_app(t, "web", networks=["default"]), hosts["h1"])
+        place(make_app(t, "db", networks=["default"]), hosts["h2"])
+    reconcile_all(engines)
+    mine, theirs = (Network.objects.get(tenant=t, name="default") for t in (tenant, other))
+    assert mine.vni != theirs.vni and mine.subnet != theirs.subnet
+    e1 = engines[hosts["h1"].pk]
+    assert {a for e in e1.nets[mine.engine_name].remote for a in e.aliases} == {"db"}
+    mine_ips = set(hosts_entries(e1, mine))
+    assert mine_ips.isdisjoint(hosts_entries(e1, theirs))
+    assert e1.nets[theirs.engine_name].tenant == "other"
+
+
+def test_a_deleted_network_goes_from_the_hosts(
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any, admin_actor: Any
+) -> None:
+    create_network(admin_actor, tenant, "back")
+    app = make_app(tenant, "web", networks=["back"])
+    place(app, hosts["h1"])
+    reconcile_all(engines)
+    back = Network.objects.get(name="back")
+    e1 = engines[hosts["h1"].pk]
+    assert back.engine_name in e1.nets
+    deployments.delete_app(admin_actor, App.objects.get(pk=app.pk))
+    delete_network(admin_actor, back)
+    reconcile_all(engines)
+    assert back.engine_name not in e1.nets
+
+
+def test_hosts_sharing_one_network_stack_cannot_carry_one_network(
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any
+) -> None:
+    Host.objects.update(address="127.0.0.1")  # two agents on one machine, as some tests run them
+    place(make_app(tenant, "web", networks=["default"]), hosts["h1"])
+    place(make_app(tenant, "db", networks=["default"]), hosts["h2"])
+    reconcile_all(engines)
+    for failed in Replica.objects.all():  # each side says why, rather than running unreachable
+        assert failed.state == Replica.State.FAILED
+        assert "share the underlay address 127.0.0.1" in failed.message
