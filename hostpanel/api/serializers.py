@@ -441,6 +441,7 @@ REPLICA_SUMMARY_COLUMNS = [
     "release__version",
     "ready",
     "drain_until",
+    "addresses",
 ]
 ROLLOUT_COLUMNS = [
     "id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
@@ -59,7 +60,8 @@ class StackServiceSerializer(serializers.ModelSerializer):
     def get_replicas(self, service: StackService) -> list[dict[str, Any]]:
         if service.app is None:
             return []
-        return list(StackReplicaSerializer(service.app.replicas.select_related("host"), many=True).data)
+        # the replicas and their hosts come prefetched with the stack (StackViewSet.queryset)
+        return list(StackReplicaSerializer(service.app.replicas.all(), many=True).data)
 
 
 class StackSerializer(serializers.ModelSerializer):
@@ -133,7 +135,9 @@ class StackViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     """A tenant's stacks: one compose file each, deployed as apps (one per service)."""
 
     queryset = Stack.objects.select_related("tenant", "created_by").prefetch_related(
-        "services__app__current_release", "services__app__tenant"
+        "services__app__current_release",
+        "services__app__tenant",
+        Prefetch("services__app__replicas", queryset=Replica.objects.select_related("host")),
     )
     serializer_class = StackSerializer
     lookup_field = "name"

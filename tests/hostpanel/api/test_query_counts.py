@@ -27,7 +27,10 @@ from hostpanel.deployments.models import App, Replica
 from hostpanel.domains import services as domains
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import Image
+from hostpanel.networks import services as networks
 from hostpanel.secrets import services as secrets
+from hostpanel.stacks import services as stacks
+from hostpanel.stacks.sources import pasted
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
 from hostpanel.volumes.models import Volume
@@ -49,6 +52,8 @@ TENANT_BUDGETS: dict[str, tuple[int, int]] = {
     "builds": (3, 2),
     "audit": (3, 2),
     "apps/web/domains": (5, 4),  # the app first; the proxy addresses once
+    "networks": (4, 3),  # token; count, networks, the apps on them
+    "stacks": (8, 7),  # token; count, stacks, services, apps, releases, tenants, replicas (+host)
 }
 SINGLETON_BUDGETS: dict[str, int] = {"quota": 16, "usage": 4}  # quota: usage and storage sums
 # An administrator's session costs two queries (session, user) before the view's own.
@@ -81,6 +86,16 @@ def _web(tenant: Tenant) -> App:
     return deployments.create_app(_admin(), tenant, "web", spec)
 
 
+def _compose(i: int) -> str:
+    """A two-service compose file whose service names are unique to stack ``i``."""
+    return (
+        "services:\n"
+        f"  web{i}:\n    image: busybox:latest\n    command: [sleep, '1']\n"
+        f"  worker{i}:\n    image: busybox:latest\n    command: [sleep, '1']\n"
+        f"    depends_on: [web{i}]\n"
+    )
+
+
 def _make_app(tenant: Tenant, i: int) -> str:
     app = _app(tenant, i, replicas=2)
     deployments.deploy(_admin(), app, env={"V": "2"})  # a second release and rollout
@@ -104,6 +119,8 @@ MAKERS: dict[str, Maker] = {
     "apps/web/domains": lambda t, i: (
         domains.add_domain(_admin(), _web(t), f"www{i}.{t.slug}.example.com").name
     ),
+    "networks": lambda t, i: networks.create_network(_admin(), t, f"net{i}").name,
+    "stacks": lambda t, i: stacks.create_stack(_admin(), t, f"stack{i}", pasted(_compose(i))).name,
 }
 ADMIN_MAKERS: dict[str, Callable[[int], str]] = {
     "tenants": lambda i: TenantFactory(slug=f"other{i}").slug,
