@@ -222,7 +222,7 @@ def test_build_and_logs_follow(engine: Engine, busybox: Image, tmp_path: Path) -
     out, err = follow.communicate(timeout=120)  # returns once every container stopped
     assert follow.returncode == 0, err
     lines += out.splitlines()
-    assert "demo-c-1 | built-by-hostpanel" in lines
+    assert "demo-c-1 | built-by-hostpanel" in lines, err
     order = [line for line in lines if line.startswith(("demo-a-1 |", "demo-b-1 |"))][2:]
     assert order == ["demo-a-1 | a1", "demo-b-1 | b1", "demo-a-1 | a2", "demo-b-1 | b2"]
     (tmp_path / "app" / "Dockerfile").write_text('FROM busybox\nCMD ["echo", "rebuilt"]\n')
