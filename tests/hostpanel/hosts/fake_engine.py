@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine.cgroups.resources import Resources
 from engine.errors import Conflict, ContainerNotFound, ImageNotFound, LimitsNotSet, NotFound, VolumeNotFound
+from engine.networks.model import RemoteEndpoint
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
 from engine.runtime.tenant_disks import TenantDisk
 from engine.volumes.model import Volume
@@ -45,6 +49,19 @@ class FakeImages:
         return [reference]
 
 
+@dataclass
+class FakeOverlay:
+    name: str
+    tenant: str
+    subnet: str
+    vni: int
+    peers: list[str]
+    ip_range: str
+    labels: dict[str, str]
+    remote: tuple[RemoteEndpoint, ...] = ()
+    given: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+
+
 class FakeEngine:
     def __init__(self) -> None:
         self.containers: dict[str, Container] = {}
@@ -61,6 +78,40 @@ class FakeEngine:
         self.egress_at_run: dict[str, tuple[str, ...]] = {}  # container id -> its tenant's list then
         self.quotas: dict[str, Resources] = {}
         self.disks: dict[str, int] = {}  # like an engine that requires tenant limits
+        self.nets: dict[str, FakeOverlay] = {}  # overlay networks by engine name
+        self.ensures = 0
+        self.remote_sets = 0
+        self.networks = self  # engine.networks.remote_endpoints
+
+    def network(self, name: str) -> FakeOverlay:
+        if name not in self.nets:
+            raise NotFound(f"no such network: {name}")
+        return self.nets[name]
+
+    def network_ensure_overlay(self, name: str, **o: Any) -> FakeOverlay:
+        self.ensures += 1
+        if name in self.nets:
+            net = self.nets[name]
+            assert (net.subnet, net.vni, net.tenant) == (o["subnet"], o["vni"], o["tenant"])
+            net.peers = list(o["peers"])
+        else:
+            self.nets[name] = net = FakeOverlay(
+                name, o["tenant"], o["subnet"], o["vni"], list(o["peers"]), o["ip_range"], o["labels"]
+            )
+        return net
+
+    def network_set_remote(self, name: str, entries: Sequence[RemoteEndpoint]) -> None:
+        self.remote_sets += 1
+        self.network(name).remote = tuple(entries)
+
+    def remote_endpoints(self, name: str) -> tuple[RemoteEndpoint, ...]:
+        return self.network(name).remote
+
+    def network_list(self, tenant: str | None = None) -> list[FakeOverlay]:
+        return list(self.nets.values())
+
+    def network_remove(self, name: str) -> FakeOverlay:
+        return self.nets.pop(name)
 
     def tenant_quota(self, tenant: str) -> Resources:
         return self.quotas.get(tenant, Resources())
@@ -131,7 +182,20 @@ class FakeEngine:
         self.specs[cid] = spec
         self.egress_at_run[cid] = self.egress.get(spec.tenant, ())
         self.runs += 1
+        self.containers[cid] = c = replace(c, networks=self._attachments(spec))
         return c
+
+    def _attachments(self, spec: ContainerSpec) -> list[dict[str, Any]]:
+        """Overlay networks give each container the next address of the host's range."""
+        attachments = []
+        for join in spec.networks:
+            net = self.nets.get(join.name)
+            if net is None:
+                assert join.name == "bridge"
+                continue
+            ip = ipaddress.IPv4Network(net.ip_range)[next(net.given)]
+            attachments.append({"network": join.name, "ip_address": str(ip), "aliases": list(join.aliases)})
+        return attachments
 
     def start(self, ref: str) -> Container:
         c = self.get(ref)

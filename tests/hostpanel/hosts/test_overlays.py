@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
-from engine.errors import NotFound
-from engine.networks.model import RemoteEndpoint
-from engine.runtime.model import Container, ContainerSpec
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.hosts import agent, dispatch, overlays
@@ -26,73 +20,6 @@ from tests.hostpanel.hosts.fake_engine import FakeEngine
 pytestmark = pytest.mark.django_db
 
 
-@dataclass
-class FakeOverlay:
-    name: str
-    tenant: str
-    subnet: str
-    vni: int
-    peers: list[str]
-    ip_range: str
-    labels: dict[str, str]
-    remote: tuple[RemoteEndpoint, ...] = ()
-    given: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
-
-
-class FakeNetEngine(FakeEngine):
-    """FakeEngine with overlay networks: each container gets the next address of the host's range."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.nets: dict[str, FakeOverlay] = {}
-        self.ensures = 0
-        self.remote_sets = 0
-        self.networks = self  # engine.networks.remote_endpoints
-
-    def network(self, name: str) -> FakeOverlay:
-        if name not in self.nets:
-            raise NotFound(f"no such network: {name}")
-        return self.nets[name]
-
-    def network_ensure_overlay(self, name: str, **o: Any) -> FakeOverlay:
-        self.ensures += 1
-        if name in self.nets:
-            net = self.nets[name]
-            assert (net.subnet, net.vni, net.tenant) == (o["subnet"], o["vni"], o["tenant"])
-            net.peers = list(o["peers"])
-        else:
-            self.nets[name] = net = FakeOverlay(
-                name, o["tenant"], o["subnet"], o["vni"], list(o["peers"]), o["ip_range"], o["labels"]
-            )
-        return net
-
-    def network_set_remote(self, name: str, entries: Sequence[RemoteEndpoint]) -> None:
-        self.remote_sets += 1
-        self.network(name).remote = tuple(entries)
-
-    def remote_endpoints(self, name: str) -> tuple[RemoteEndpoint, ...]:
-        return self.network(name).remote
-
-    def network_list(self, tenant: str | None = None) -> list[FakeOverlay]:
-        return list(self.nets.values())
-
-    def network_remove(self, name: str) -> FakeOverlay:
-        return self.nets.pop(name)
-
-    def run(self, spec: ContainerSpec) -> Container:
-        c = super().run(spec)
-        attachments = []
-        for join in spec.networks:
-            net = self.nets.get(join.name)
-            if net is None:
-                assert join.name == "bridge"
-                continue
-            ip = ipaddress.IPv4Network(net.ip_range)[next(net.given)]
-            attachments.append({"network": join.name, "ip_address": str(ip), "aliases": list(join.aliases)})
-        self.containers[c.id] = c = replace(c, networks=attachments)
-        return c
-
-
 @pytest.fixture
 def hosts(host: Host) -> dict[str, Host]:
     Host.objects.filter(pk=host.pk).update(address="192.0.2.1")
@@ -101,9 +28,9 @@ def hosts(host: Host) -> dict[str, Host]:
 
 
 @pytest.fixture
-def engines(hosts: dict[str, Host], monkeypatch: pytest.MonkeyPatch) -> dict[int, FakeNetEngine]:
+def engines(hosts: dict[str, Host], monkeypatch: pytest.MonkeyPatch) -> dict[int, FakeEngine]:
     """One engine per host; a sync sent to a host runs on its engine at once (as its agent would)."""
-    found = {h.pk: FakeNetEngine() for h in hosts.values()}
+    found = {h.pk: FakeEngine() for h in hosts.values()}
     sent: list[tuple[int, list[int]]] = []
 
     def send(host_id: int, queue: str, ids: list[int]) -> None:
@@ -118,17 +45,17 @@ def place(app: App, host: Host) -> None:
     app.replicas.update(host=host)
 
 
-def reconcile_all(engines: dict[int, FakeNetEngine]) -> None:
+def reconcile_all(engines: dict[int, FakeEngine]) -> None:
     for host_id, engine in engines.items():
         agent.reconcile(engine, Host.objects.get(pk=host_id))  # type: ignore[arg-type]
 
 
-def hosts_entries(engine: FakeNetEngine, network: Network) -> dict[str, list[str]]:
+def hosts_entries(engine: FakeEngine, network: Network) -> dict[str, list[str]]:
     return {e.ip: list(e.aliases) for e in engine.nets[network.engine_name].remote}
 
 
 def test_apps_on_two_hosts_learn_each_others_names(
-    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeEngine], make_app: Any
 ) -> None:
     h1, h2 = hosts["h1"], hosts["h2"]
     web = make_app(tenant, "web", networks=["default"], network="bridge")
@@ -163,7 +90,7 @@ def test_apps_on_two_hosts_learn_each_others_names(
 def test_names_follow_a_scale_and_a_move_without_restarting_anyone(
     tenant: Tenant,
     hosts: dict[str, Host],
-    engines: dict[int, FakeNetEngine],
+    engines: dict[int, FakeEngine],
     make_app: Any,
     admin_actor: Any,
 ) -> None:
@@ -191,7 +118,7 @@ def test_names_follow_a_scale_and_a_move_without_restarting_anyone(
 
 
 def test_another_tenants_apps_are_on_their_own_network(
-    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeEngine], make_app: Any
 ) -> None:
     other = TenantFactory(slug="other")
     for t in (tenant, other):
@@ -208,7 +135,7 @@ def test_another_tenants_apps_are_on_their_own_network(
 
 
 def test_a_deleted_network_goes_from_the_hosts(
-    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any, admin_actor: Any
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeEngine], make_app: Any, admin_actor: Any
 ) -> None:
     create_network(admin_actor, tenant, "back")
     app = make_app(tenant, "web", networks=["back"])
@@ -224,7 +151,7 @@ def test_a_deleted_network_goes_from_the_hosts(
 
 
 def test_hosts_sharing_one_network_stack_cannot_carry_one_network(
-    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeNetEngine], make_app: Any
+    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeEngine], make_app: Any
 ) -> None:
     Host.objects.update(address="127.0.0.1")  # two agents on one machine, as some tests run them
     place(make_app(tenant, "web", networks=["default"]), hosts["h1"])
