@@ -148,19 +148,24 @@ def summary_cells(samples: list[float], digits: int = 1) -> list[str]:
     return [f"{v:.{digits}f}" for v in summary(samples)]
 
 
-def ratio_rows(samples: dict[str, list[float]], digits: int = 1) -> list[list[str]]:
-    """A row per mode: name, min/median/p95 and its median's ratio to the first mode's."""
+def ratio_rows(samples: dict[str, list[float]], digits: int = 1, ours: str = "") -> list[list[str]]:
+    """A row per mode: name, min/median/p95, its median's ratio to the first mode's (and to ``ours``)."""
     base = summary(next(iter(samples.values())))[1]
-    return [
-        [name, *summary_cells(values, digits), f"{summary(values)[1] / base:.2f}x"]
-        for name, values in samples.items()
-    ]
+    rows = []
+    for name, values in samples.items():
+        median = summary(values)[1]
+        row = [name, *summary_cells(values, digits), f"{median / base:.2f}x"]
+        if ours:
+            row.append(f"{median / summary(samples[ours])[1]:.2f}x")
+        rows.append(row)
+    return rows
 
 
-def print_ratio_table(title: str, samples: dict[str, list[float]]) -> None:
-    """min/median/p95 per mode and each median's ratio to the first mode's."""
+def print_ratio_table(title: str, samples: dict[str, list[float]], ours: str = "") -> None:
+    """min/median/p95 per mode and each median's ratio to the first mode's (and to mode ``ours``)."""
     print(f"{title} (cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f})")
-    print_table(["runtime", "min", "median", "p95", "median vs raw crun"], ratio_rows(samples))
+    headers = ["runtime", "min", "median", "p95", "median vs raw crun"]
+    print_table([*headers, *(["median vs ours"] if ours else [])], ratio_rows(samples, ours=ours))
 
 
 def run_true(engine: Engine, **spec: Any) -> None:

@@ -1,6 +1,9 @@
-"""Start latency of a bridged container with one published port: HostPanel vs none, raw crun, podman.
+"""Start latency of a bridged container with one published port: HostPanel vs raw crun, podman, docker.
 
-Usage: .venv/bin/python bench/network_start.py [--runs 30] [--no-podman]
+Usage: .venv/bin/python bench/network_start.py [--runs 30] [--no-podman] [--no-docker]
+docker is the stock CLI against a dockerd from Debian's docker.io that this bench
+starts (``--bridge=none --iptables=false --ip-masq=false``, see bench/peers.py) and
+stops; its bridged row uses a user-defined bridge network (the default one is off).
 Each run is create + start + wait + remove of busybox `/bin/true`; prints
 min/median/p95 in milliseconds and each median's ratio to raw crun.
 """
@@ -28,6 +31,8 @@ from bench.common import (
     run_true,
     scratch_engine,
 )
+from bench.docker_api import docker
+from bench.peers import docker_runner, dockerd_peer
 from engine.engine import Engine
 from engine.networks.model import PortMapping
 
@@ -79,9 +84,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--no-podman", action="store_true", help="leave podman out (it loads the machine)")
+    parser.add_argument("--no-docker", action="store_true", help="leave dockerd out")
     args = parser.parse_args()
     port = free_port()
-    with scratch_engine() as engine, tempfile.TemporaryDirectory() as tmp:
+    with (
+        scratch_engine() as engine,
+        tempfile.TemporaryDirectory() as tmp,
+        dockerd_peer(engine, Path(tmp), skip=args.no_docker) as dockerd,
+    ):
         modes: list[tuple[str, Callable[[], object]]] = [
             ("raw crun run (no network)", crun_runner(engine, Path(tmp))),
             ("hostpanel --network none", lambda: run_true(engine)),
@@ -95,12 +105,23 @@ def main() -> None:
             (label, lambda c=cmd: subprocess.run(c, check=True, capture_output=True))  # type: ignore[misc]
             for label, cmd in ([] if args.no_podman else podman_commands(engine, Path(tmp), port))
         ]
+        if dockerd is not None:
+            docker(dockerd, "network", "create", "hpbench")
+            for label, net in (
+                ("docker run --rm --network none", ["--network", "none"]),
+                ("docker run --rm -p (bridge)", ["--network", "hpbench", "-p", f"{port + 2}:80"]),
+            ):
+                runner = docker_runner(dockerd, *net)
+                if runner:
+                    modes.append((label, runner))
         samples = interleaved(modes, args.runs)
         remove_raw_crun_cgroups(engine)
         for net in engine.network_list():
             engine.network_remove(net.name)
     print_ratio_table(
-        f"start latency of /bin/true (create, start, wait, remove), {args.runs} interleaved runs, ms", samples
+        f"start latency of /bin/true (create, start, wait, remove), {args.runs} interleaved runs, ms",
+        samples,
+        ours="hostpanel bridge + -p (engine API)",
     )
 
 

@@ -35,7 +35,7 @@ from engine.runtime import mounts
 from engine.runtime.idmap import TenantIdRanges, validate_tenant
 from engine.runtime.model import ALIVE, Container, ContainerSpec, ExecSpec
 from engine.runtime.monitors import MonitorWatch
-from engine.runtime.oci_runtime import MonitorFiles, OciRuntime, StdioOptions
+from engine.runtime.oci_runtime import SECCOMP_BPF_ANNOTATION, MonitorFiles, OciRuntime, StdioOptions
 from engine.runtime.oci_spec import BindMount, BundleSpec, ProcessSpec, build_config, process_json
 from engine.runtime.process import (
     merge_env,
@@ -248,6 +248,10 @@ class ContainerManager:
                     resources=oci_resources(spec.resources),
                 )
             )
+            seccomp = config["linux"]["seccomp"]
+            compiled = self.runtime.compiled_seccomp(seccomp)
+            if compiled:
+                config["annotations"][SECCOMP_BPF_ANNOTATION] = compiled
             atomic_write_json(bundle / "config.json", config, compact=True)
             container = Container(
                 id=cid,
@@ -286,6 +290,8 @@ class ContainerManager:
             )
             self.store.save(container)
             self._create_in_runtime(container)
+            if not compiled:
+                self.runtime.keep_compiled_seccomp(cid, seccomp)
             undo.pop_all()
         self._event(container, "create")
         return container

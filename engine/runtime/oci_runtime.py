@@ -8,7 +8,9 @@ started them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import select
@@ -20,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ContainerNotFound, HostNotReady, RuntimeFailure
+from engine.fsutil import atomic_write_bytes
 
 REOPEN_LOGS_MESSAGE = b"2 0 0\n"
+SECCOMP_BPF_ANNOTATION = "run.oci.seccomp_bpf_data"
+"""crun applies this base64 filter instead of compiling the config's ``linux.seccomp`` (crun(1))."""
 CREATE_TIMEOUT_SECONDS = 60
 
 
@@ -96,6 +101,30 @@ class OciRuntime:
         if self._conmon is None:
             self._conmon = _binary("conmon")
         return self._conmon
+
+    # ---- compiled seccomp filters ---------------------------------------------------
+    def _seccomp_file(self, profile: dict[str, Any]) -> Path:
+        """Where the filter crun compiled from ``profile`` is kept: keyed by the profile and crun."""
+        st = os.stat(self.crun)
+        key = json.dumps([profile, self.crun, st.st_size, st.st_mtime_ns], sort_keys=True)
+        return self.state_dir.parent / "seccomp" / f"{hashlib.sha256(key.encode()).hexdigest()}.bpf"
+
+    def compiled_seccomp(self, profile: dict[str, Any]) -> str | None:
+        """The base64 filter crun compiled earlier from this very ``profile``, if kept (see below)."""
+        try:
+            data = self._seccomp_file(profile).read_bytes()
+        except OSError:
+            return None
+        return base64.b64encode(data).decode() if data else None
+
+    def keep_compiled_seccomp(self, cid: str, profile: dict[str, Any]) -> None:
+        """Keep the filter crun compiled for container ``cid`` from ``profile`` (it writes it to its
+        state for `exec`), so later creates pass it as :data:`SECCOMP_BPF_ANNOTATION` and crun
+        skips compiling the same profile again."""
+        with contextlib.suppress(OSError):
+            data = (self.state_dir / cid / "seccomp.bpf").read_bytes()
+            if data:
+                atomic_write_bytes(self._seccomp_file(profile), data, 0o600)
 
     def _crun_cmd(self, *args: str) -> list[str]:
         return [self.crun, f"--root={self.state_dir}", *args]

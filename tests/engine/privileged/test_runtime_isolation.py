@@ -126,3 +126,24 @@ def test_tenant_cannot_read_another_tenants_files(engine: Engine, busybox: Image
     assert os.stat(key).st_uid == a.uid_base and not (b.uid_base <= os.stat(key).st_uid < b.uid_base + 65536)
     code, _out = _exec(engine, b.id, "cat /root/key")
     assert code != 0
+
+
+def test_the_seccomp_filter_kept_from_the_first_create_still_refuses_in_later_containers(
+    engine: Engine, busybox: Image
+) -> None:
+    from engine.runtime.oci_runtime import SECCOMP_BPF_ANNOTATION
+
+    first = engine.run(ContainerSpec(image="busybox", command=("sleep", "30")))
+    config = (engine.containers.store.directory(first.id) / "config.json").read_text()
+    assert SECCOMP_BPF_ANNOTATION not in config  # crun compiled this one's profile
+    # the second container gets the filter crun compiled for the first, not a fresh compile
+    second = engine.run(ContainerSpec(image="busybox", command=("sh", "-c", "unshare -U true; echo rc=$?")))
+    config = (engine.containers.store.directory(second.id) / "config.json").read_text()
+    assert SECCOMP_BPF_ANNOTATION in config
+    assert engine.wait(second.id).exit_code == 0
+    assert "rc=1" in engine.containers.log_path(second).read_text()  # its init is filtered
+    third = engine.run(ContainerSpec(image="busybox", command=("sleep", "30")))
+    code, out = _exec(engine, third.id, "unshare -U true")  # and so are processes exec'd into it
+    assert code != 0 and "not permitted" in out, out
+    _, out = _exec(engine, third.id, "grep Seccomp: /proc/self/status")
+    assert out.split()[1] == "2"
