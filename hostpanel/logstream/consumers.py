@@ -40,7 +40,7 @@ from hostpanel.tenants.watch import AccessGuard
 REFUSED = 4404
 DEFAULT_TAIL = 200
 MAX_TAIL = 2000
-RATE_LINES = 2000
+RATE_LINES = 20_000  # per viewer: the page renders batches per animation frame
 BUFFER_MESSAGES = 200
 BACKFILL_TIMEOUT = 12.0
 ACCESS_ENDED = "your access to this log ended"
