@@ -106,9 +106,9 @@ def publish_lines(kind: str, key: str, lines: list[dict[str, Any]], dropped: int
     """Send ``lines`` to the viewers of stream ``kind``/``key`` (bounded; never blocks on viewers)."""
     if not lines and not dropped:
         return
-    from channels.layers import get_channel_layer
+    from hostpanel.logstream.layer import lines_layer
 
-    layer = get_channel_layer()
+    layer = lines_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(
             group_name(kind, key), prepare_batch(kind, key, lines, dropped=dropped)
@@ -119,8 +119,8 @@ async def apublish_lines(kind: str, key: str, lines: list[dict[str, Any]], dropp
     """:func:`publish_lines` for async code."""
     if not lines and not dropped:
         return
-    from channels.layers import get_channel_layer
+    from hostpanel.logstream.layer import lines_layer
 
-    layer = get_channel_layer()
+    layer = lines_layer()
     if layer is not None:
         await layer.group_send(group_name(kind, key), prepare_batch(kind, key, lines, dropped=dropped))

@@ -20,7 +20,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from hostpanel.deployments.models import Replica
 from hostpanel.logstream import access, consumers, follower
-from hostpanel.logstream.publish import publish_lines
+from hostpanel.logstream.publish import forget, publish_lines
 from hostpanel.logstream.routing import websocket_urlpatterns
 from hostpanel.tenants.models import Role
 from tests.hostpanel.factories import TenantFactory
@@ -30,9 +30,14 @@ from tests.hostpanel.logstream.logfiles import append, stamp
 APP = URLRouter(websocket_urlpatterns)
 
 
-@pytest.fixture(autouse=True)
-def memory_layer(settings: Any) -> None:
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+@pytest.fixture(autouse=True, params=["one layer", "a lines layer of its own"])
+def memory_layer(settings: Any, request: pytest.FixtureRequest) -> None:
+    """In-memory layers: one for everything, or line batches on a second layer as in production
+    (where that is Redis pub/sub), so the consumer's own receiving task is exercised too."""
+    memory = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    settings.CHANNEL_LAYERS = {"default": memory}
+    if request.param != "one layer":
+        settings.CHANNEL_LAYERS["logs"] = memory
 
 
 @pytest.fixture
@@ -255,6 +260,7 @@ def test_other_producers_publish_to_their_own_kind_with_their_own_authorizer(
     allowed = member(tenant, Role.VIEWER)
     other = member(TenantFactory(slug="other"), Role.OWNER)
     monkeypatch.setitem(access._authorizers, "testbuild", lambda user, key: user.pk == allowed.pk)
+    forget("testbuild", "42")  # a stream of its own: cursors from 1
 
     async def body() -> None:
         await assert_refused(other, "/ws/logs/testbuild/42/")
