@@ -31,8 +31,9 @@ deque of BUFFER_MESSAGES messages; at most RATE_LINES lines a second are sent
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -59,6 +60,26 @@ def _key(line: dict[str, Any]) -> tuple[int, int] | None:
         return cursors.sort_key(str(line.get("cursor", "")))
     except ValueError:
         return None
+
+
+_frames: OrderedDict[tuple[str, str, int, int], str] = OrderedDict()
+FRAMES_KEPT = 64
+
+
+def _frame(group: str, epoch: str, start: int, end: int, lines: list[dict[str, Any]]) -> str | None:
+    """The text of a whole batch's ``lines`` message, encoded once per panel process: every viewer
+    of a stream that gets the whole batch gets the same text (a batch is known by its publisher's
+    epoch and its start and end counts in the group)."""
+    if not epoch:
+        return None
+    key = (group, epoch, start, end)
+    text = _frames.get(key)
+    if text is None:
+        text = json.dumps({"type": "lines", "lines": lines})
+        _frames[key] = text
+        if len(_frames) > FRAMES_KEPT:
+            _frames.popitem(last=False)
+    return text
 
 
 class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -252,5 +273,7 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if skipped:
             await self.send_json({"type": "skipped", "count": skipped})
         if lines:
-            await self.send_json({"type": "lines", "lines": lines})
+            whole = len(lines) == len(event.get("lines") or [])
+            frame = _frame(self.group, epoch, start, end, lines) if whole else None
+            await self.send(text_data=frame or self.encode_json({"type": "lines", "lines": lines}))
             self.last = _key(lines[-1]) or self.last

@@ -6,6 +6,7 @@ The follower runs over real files (the engine behind its seam is tests' FileEngi
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -217,11 +218,24 @@ def test_a_burst_reaches_the_viewer_in_batches_not_a_message_per_line(
     run_with_agent(engine, body)
 
 
+class CountingJson:
+    """``json`` for the consumer module, counting what it encodes."""
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def dumps(self, value: Any) -> str:
+        self.encoded += 1
+        return json.dumps(value)
+
+
 def test_a_hundred_viewers_of_one_container_share_one_follower(
-    replica: Replica, viewer: Any, served_log: tuple[FileEngine, Path]
+    replica: Replica, viewer: Any, served_log: tuple[FileEngine, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine, log = served_log
     log_follower = follower.LogFollower(engine, "h1")  # type: ignore[arg-type]
+    counting = CountingJson()
+    monkeypatch.setattr(consumers, "json", counting)
 
     async def body() -> None:
         sockets = [await open_socket(viewer, f"/ws/logs/{replica.pk}/?tail=0") for _ in range(100)]
@@ -234,6 +248,7 @@ def test_a_hundred_viewers_of_one_container_share_one_follower(
         for communicator in sockets:
             message = await communicator.receive_json_from(timeout=10)
             assert texts([message]) == ["to all"]
+        assert counting.encoded == 1  # the batch's frame is encoded once for all 100
         for communicator in sockets:
             await communicator.disconnect()
 
