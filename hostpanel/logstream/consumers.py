@@ -160,10 +160,27 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.tasks.insert(0, asyncio.create_task(self._receive_lines()))
 
     async def _receive_lines(self) -> None:
+        """Take batches off the lines layer as they come (its queue per channel is not bounded);
+        keep the newest BUFFER_MESSAGES for the sender, so a viewer this process cannot serve
+        fast enough is told what it skipped (``_forward`` counts the gap) instead of lagging."""
+        inbox: deque[dict[str, Any]] = deque(maxlen=BUFFER_MESSAGES)
+        waiting = asyncio.Event()
+        sender = asyncio.create_task(self._send_lines(inbox, waiting))
+        try:
+            while True:
+                event = await self.lines.receive(self.lines_channel)
+                if event.get("type") == "logs.batch":
+                    inbox.append(event)
+                    waiting.set()
+        finally:
+            sender.cancel()
+
+    async def _send_lines(self, inbox: deque[dict[str, Any]], waiting: asyncio.Event) -> None:
         while True:
-            event = await self.lines.receive(self.lines_channel)
-            if event.get("type") == "logs.batch":
-                await self.logs_batch(event)
+            await waiting.wait()
+            waiting.clear()
+            while inbox:
+                await self.logs_batch(inbox.popleft())
 
     async def _leave(self) -> None:
         if self.group:
@@ -256,12 +273,11 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             skipped += start - self.end  # whole messages the layer dropped (a full channel)
         if epoch != self.epoch or end > self.end:
             self.epoch, self.end = epoch, end
-        lines = []
-        for line in event.get("lines") or []:
-            key = _key(line)
-            if key is not None and self.last is not None and key <= self.last:
-                continue  # already sent (backfill overlap, or a repeat)
-            lines.append(line)
+        lines = list(event.get("lines") or [])
+        first = _key(lines[0]) if lines and self.last is not None else None
+        if self.last is not None and (first is None or first <= self.last):
+            # a batch's cursors rise: only one that begins at or before the last line sent is sifted
+            lines = [x for x in lines if (key := _key(x)) is None or key > self.last]
         now = time.monotonic()
         self.tokens = min(float(RATE_LINES), self.tokens + (now - self.refilled) * RATE_LINES)
         self.refilled = now
