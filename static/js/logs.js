@@ -36,6 +36,7 @@
     this.socket = null;
     this.received = 0;        // lines received
     this.batches = 0;         // "lines" messages they came in
+    this.skipped = 0;         // lines the server said it skipped
     this.stopped = false;
     var self = this;
     this.pauseButton.addEventListener("click", function () { self.setPaused(!self.paused); });
@@ -93,6 +94,7 @@
         this.addAll(items);
       }
     } else if (message.type === "skipped") {
+      this.skipped += message.count;
       this.add({ marker: message.count + " lines skipped (too many to show)" });
     } else if (message.type === "lost") {
       this.add({ marker: "some lines were lost while disconnected (rotated away)" });
