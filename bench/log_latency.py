@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -320,10 +321,16 @@ def _reader(
 
 def dockerd(args: argparse.Namespace) -> dict[str, Any]:
     """The same measurements with dockerd and ``docker logs -f``, or why not."""
+    workdir = Path(tempfile.mkdtemp(prefix="hpbench-dlogs-", dir=os.environ.get("HPBENCH_DIR", "/var/tmp")))
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, workdir, True)
+        return _dockerd_in(workdir, args)
+
+
+def _dockerd_in(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from bench import docker_api
 
     got: dict[str, Any] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="hpbench-dlogs-", dir=os.environ.get("HPBENCH_DIR", "/var/tmp")))
     with _docker_target(workdir) as target:
         if not target.up:
             return {"why": target.why}
