@@ -212,6 +212,7 @@ def test_build_and_logs_follow(engine: Engine, busybox: Image, tmp_path: Path) -
     first = ids(engine)
     ok(engine, tmp_path, "up", "-d")  # the image exists: not rebuilt, the same containers
     assert ids(engine) == first
+    engine.wait("demo-c-1", timeout=60)  # up started c again: its output is complete before the follow
     argv = hpctl_argv(engine, "compose", "-f", str(tmp_path / "compose.yaml"), "-p", "demo", "logs", "-f")
     follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert follow.stdout is not None
