@@ -24,16 +24,14 @@ Everything started is stopped afterwards (bench/docker_api.py's clean-up).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -42,17 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import print_table, summary
 from bench.docker_api import (
-    PEER_DIRS,
     Target,
     _tail,
+    bench_workdir,
     docker_archive,
     dockerd,
     hostpanel,
-    kill_strays,
-    peer_cgroups,
-    remove_cgroups,
     scratch,
-    unmount_below,
 )
 from engine.engine import Engine
 from engine.runtime.model import ExecSpec
@@ -389,27 +383,6 @@ SECTIONS: dict[str, Callable[[StackBench], None]] = {
 }
 
 
-@contextlib.contextmanager
-def bench_workdir() -> Iterator[Path]:
-    """A work directory; afterwards the peers' strays, mounts, cgroups and directories are gone."""
-    cgroups_before = peer_cgroups()
-    dirs_before = {d for d in PEER_DIRS if d.exists()}
-    workdir = Path(tempfile.mkdtemp(prefix="hpbench-stack-", dir=os.environ.get("HPBENCH_DIR", "/var/tmp")))
-    workdir.chmod(0o755)  # the scratch engine's bundles are entered as the container user
-    (workdir / "docker-config").mkdir()  # the clients' own config: never ~/.docker
-    try:
-        yield workdir
-    finally:
-        kill_strays(workdir)
-        unmount_below(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
-        remove_cgroups(peer_cgroups() - cgroups_before)
-        for directory in PEER_DIRS:
-            if directory not in dirs_before:
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -420,7 +393,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown sections: {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # clean up on `timeout` too
-    with bench_workdir() as workdir, ExitStack() as stack:
+    with bench_workdir("hpbench-stack-") as workdir, ExitStack() as stack:
         bench = StackBench(stack, workdir, args.runs)
         for name in wanted:
             SECTIONS[name](bench)
