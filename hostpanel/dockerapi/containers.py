@@ -248,6 +248,10 @@ def start_container(request: Request) -> Response:
         return r.state in SETTLED and r.started_at is not None and r.started_at != started_before
 
     replica = wait_until(container, started, settings.HOSTPANEL_DOCKER_API_WAIT_SECONDS)
+    if replica is None and not App.objects.filter(pk=app.pk).exists():
+        # `docker run --rm`: the client's wait (condition=removed) removed it once it had run and
+        # exited, which a quick command does between two polls here: it did start
+        return no_content()
     if replica is not None and replica.state == Replica.State.FAILED:
         raise APIError(500, f"failed to start container {container.name}: {replica.message}")
     if replica is None or replica.state not in SETTLED:
