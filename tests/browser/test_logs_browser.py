@@ -116,3 +116,59 @@ def test_another_tenants_browser_cannot_read_the_logs(
     )
     assert download.status == 404
     assert "seq " not in download.text()
+
+
+FLOOD = ["awk", 'BEGIN { while (1) { i++; print "flood line " i } }']
+MAX_LINES = 5000  # static/js/logs.js: line elements the page keeps (and lines held while paused)
+VIEWER_STATE = """() => {
+  const v = document.querySelector('.log-viewer').hpLogs;
+  return {received: v.received, batches: v.batches, held: v.held.length, heldDropped: v.heldDropped,
+          elements: document.querySelectorAll('.log-viewer .log-lines > *').length};
+}"""
+
+
+def test_a_flood_arrives_in_batches_and_the_page_stays_bounded(
+    live_stack: LiveStack, page: Any, login: Callable[[Any, StackUser], None]
+) -> None:
+    owner = live_stack.user("flo")
+    replica = live_stack.running_app("floco", owner, "flood", FLOOD)
+    try:
+        login(page, owner)
+        page.goto(live_stack.url(f"/t/floco/containers/{replica}/"))
+        # the backfill is read while the flood writes: give a loaded machine time
+        expect(page.locator(VIEWER)).to_have_attribute("data-state", "live", timeout=30_000)
+        page.wait_for_function(
+            f"() => document.querySelector('.log-viewer').hpLogs.received > {MAX_LINES + 1000}",
+            timeout=120_000,
+        )
+        state = page.evaluate(VIEWER_STATE)
+        assert 0 < state["elements"] <= MAX_LINES  # the oldest lines left the page
+        assert state["received"] / state["batches"] > 10, f"a message per line, or nearly: {state}"
+        # paused in a flood: what is held stays bounded and counted; resume keeps the page bounded
+        page.click(f"{VIEWER} .log-pause")
+        page.wait_for_function(
+            "() => document.querySelector('.log-viewer').hpLogs.heldDropped > 0", timeout=120_000
+        )
+        paused = page.evaluate(VIEWER_STATE)
+        assert paused["held"] <= MAX_LINES
+        # the status counts held and dropped lines alike: more than the page holds
+        status = page.locator(f"{VIEWER} .log-status").text_content() or ""
+        counted = re.fullmatch(r"paused: (\d+) new lines", status)
+        assert counted and int(counted.group(1)) > MAX_LINES, status
+        page.click(f"{VIEWER} .log-pause")
+        page.wait_for_function(
+            f"() => document.querySelector('.log-viewer').hpLogs.received > {paused['received'] + MAX_LINES}",
+            timeout=120_000,
+        )
+        assert page.evaluate(VIEWER_STATE)["elements"] <= MAX_LINES
+        assert not [m for m in console_of(page) if "pageerror" in m]
+    finally:  # the flood must not load the rest of the session
+        stop_app(live_stack, "floco", "flood")
+
+
+def stop_app(live_stack: LiveStack, slug: str, name: str) -> None:
+    from hostpanel.deployments import services
+    from hostpanel.deployments.models import App
+
+    with live_stack.db():
+        services.delete_app(live_stack._admin(), App.objects.get(tenant__slug=slug, name=name))
