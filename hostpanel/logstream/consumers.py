@@ -291,5 +291,5 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if lines:
             whole = len(lines) == len(event.get("lines") or [])
             frame = _frame(self.group, epoch, start, end, lines) if whole else None
-            await self.send(text_data=frame or self.encode_json({"type": "lines", "lines": lines}))
+            await self.send(text_data=frame or json.dumps({"type": "lines", "lines": lines}))
             self.last = _key(lines[-1]) or self.last

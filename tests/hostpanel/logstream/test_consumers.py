@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from hostpanel.deployments.models import Replica
-from hostpanel.logstream import access, consumers, follower
+from hostpanel.logstream import access, consumers, follower, reading
 from hostpanel.logstream.publish import forget, publish_lines
 from hostpanel.logstream.routing import websocket_urlpatterns
 from hostpanel.tenants.models import Role
@@ -227,6 +228,46 @@ class CountingJson:
     def dumps(self, value: Any) -> str:
         self.encoded += 1
         return json.dumps(value)
+
+
+def test_live_lines_that_overlap_the_backfill_are_sent_once_on_an_open_socket(
+    replica: Replica, viewer: Any, served_log: tuple[FileEngine, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood writes while the agent reads the backfill: the live batch the viewer holds meanwhile
+    repeats lines the backfill has. Only the rest of it is sent (a message of its own, not the
+    batch's shared frame), and the socket stays open for the next batch."""
+    engine, log = served_log
+    log_follower = follower.LogFollower(engine, "h1")  # type: ignore[arg-type]
+    read_backfill = reading.backfill
+
+    def backfill_during_a_write(*args: Any) -> reading.Backfill:
+        append(log, [(i, "stdout", f"n{i}") for i in range(1, 6)])  # one write: one live batch
+        watch = log_follower.watches[str(replica.pk)]
+        wait_until(lambda: watch.taken == 5)  # published
+        result = read_backfill(*args)
+        result.lines = result.lines[:3]  # read before n4 and n5 were written
+        return result
+
+    monkeypatch.setattr(reading, "backfill", backfill_during_a_write)
+
+    async def body() -> None:
+        communicator = await open_socket(viewer, f"/ws/logs/{replica.pk}/")
+        received = await collect_until_ready(communicator)
+        while len(texts(received)) < 5:
+            received.append(await communicator.receive_json_from(timeout=10))
+        assert texts(received) == ["n1", "n2", "n3", "n4", "n5"]
+        append(log, [(6, "stdout", "n6")])
+        assert texts([await communicator.receive_json_from(timeout=10)]) == ["n6"]  # still open
+        await communicator.disconnect()
+
+    run_with_agent(engine, body, log_follower)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_a_hundred_viewers_of_one_container_share_one_follower(
