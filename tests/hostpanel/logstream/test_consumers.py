@@ -20,8 +20,9 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
+from hostpanel.agent import follower
 from hostpanel.deployments.models import Replica
-from hostpanel.logstream import access, consumers, follower, reading
+from hostpanel.logstream import access, consumers, reading
 from hostpanel.logstream.publish import forget, publish_lines
 from hostpanel.logstream.routing import websocket_urlpatterns
 from hostpanel.tenants.models import Role
