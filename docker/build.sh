@@ -90,18 +90,22 @@ panel_context() {
     local context=$1
     sed '/^# Development and tests/,$d' "$REPO/requirements.txt" >"$context/requirements.txt"
     mkdir -p "$CACHE/wheels"
+    local stamp=$CACHE/wheels/.requirements
     # pip runs under Debian's python3 (the image's: 3.11.2), so markers such as
-    # python_full_version pick the wheels the image needs, not the venv's interpreter's.
-    "$REPO/.venv/bin/pip" --python /usr/bin/python3 wheel -q --disable-pip-version-check \
-        --wheel-dir "$CACHE/wheels" --find-links "$CACHE/wheels" -r "$context/requirements.txt" 2> >(grep -v '^WARNING: Location' >&2)
+    # python_full_version pick the wheels the image needs, not the venv's interpreter's;
+    # skipped while the requirements are those of the last successful run.
+    if ! cmp -s "$context/requirements.txt" "$stamp"; then
+        "$REPO/.venv/bin/pip" --python /usr/bin/python3 wheel -q --disable-pip-version-check \
+            --wheel-dir "$CACHE/wheels" --find-links "$CACHE/wheels" -r "$context/requirements.txt" \
+            2> >(grep -v '^WARNING: Location' >&2)
+        cp "$context/requirements.txt" "$stamp"
+    fi
     rm -rf "$context/wheels" "$context/src"
     cp -al "$CACHE/wheels" "$context/wheels" 2>/dev/null || cp -a "$CACHE/wheels" "$context/wheels"
     mkdir -p "$context/src"
     (cd "$REPO" && git ls-files -z --cached --others --exclude-standard -- \
         engine hostpanel templates static manage.py pyproject.toml |
         tar --null --no-recursion -cf - -T -) | tar -xf - -C "$context/src"
-    # hosts' own tools have no place in the control plane image
-    rm -rf "$context/src/tests"
 }
 
 image() {
