@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from engine.engine import Engine
-from tests.engine.conftest import leaks
+from tests.engine.conftest import tear_down
 from tests.engine.dockerapi_support import DockerAPI, serving_api
 from tests.stack import free_port
 
@@ -42,14 +42,7 @@ def plane_engine() -> Iterator[Engine]:
     instance = f"hpt-{secrets.token_hex(4)}"
     eng = Engine(root=ROOT, instance=instance)
     yield eng
-    for container in eng.list(all=True):
-        eng.remove(container.id, force=True)
-    for network in eng.network_list():
-        eng.network_remove(network.name)
-    for volume in eng.volume_list():
-        eng.volume_remove(volume.name)
-    left = leaks(ROOT, instance)
-    assert not left, f"the engine left things behind: {left}"
+    tear_down(eng, volumes=True)
 
 
 def _host_env() -> dict[str, str]:
