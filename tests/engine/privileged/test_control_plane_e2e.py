@@ -43,6 +43,7 @@ def plane_engine() -> Iterator[Engine]:
     eng = Engine(root=ROOT, instance=instance)
     yield eng
     tear_down(eng, volumes=True)
+    eng.images.prune()  # the images the last run's tags moved away from (the kept root grows not)
 
 
 def _host_env() -> dict[str, str]:
