@@ -67,11 +67,19 @@ def compose(api: DockerAPI, env: dict[str, str], *args: str) -> subprocess.Compl
     return proc
 
 
-def get(port: int, path: str) -> tuple[int, bytes]:
+WEBSOCKET_HANDSHAKE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """GET http://127.0.0.1:PORT/PATH: the status and body."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -145,6 +153,10 @@ def test_control_plane_builds_and_serves(plane_engine: Engine, tmp_path: Path) -
             # a page through Caddy that is not the health check: the login page
             status, _body = get(port, "/login/")
             assert status == 200
+            # /ws/ goes to daphne (gunicorn has no such page: 404), which refuses an anonymous
+            # log stream before the handshake completes
+            status, _body = get(port, "/ws/logs/1/", WEBSOCKET_HANDSHAKE)
+            assert status == 403
 
             # Redis: no client gets in without the panel's user and password
             anonymous = compose(api, env, "exec", "-T", "redis", "redis-cli", "ping").stdout
