@@ -3,6 +3,8 @@
 # $HOSTPANEL_VAR_DIR) and to drop to the hostpanel user:
 # - `web` migrates the database, then serves HTTP with gunicorn on :8000;
 # - `ws` serves the WebSockets (/ws/) with daphne on :8001;
+# - `scheduler` runs the panel's periodic host checks (`manage.py watchhosts`: dead hosts,
+#   drains, evacuations);
 # - `manage.py ...` runs a management command (`manage.py createsuperuser` ...); anything
 #   else is run as given (`sh`).
 # Without DATABASE_URL / REDIS_URL they are made from POSTGRES_PASSWORD / REDIS_PASSWORD and
@@ -31,6 +33,10 @@ web)
     ;;
 ws)
     exec daphne --bind 0.0.0.0 --port 8001 hostpanel.asgi:application
+    ;;
+scheduler)
+    shift
+    exec python3 manage.py watchhosts "$@"
     ;;
 manage.py)
     shift
