@@ -33,10 +33,9 @@ ALL=(base panel postgres redis caddy)
 hpctl() { "${HPCTL[@]}" "$@"; }
 say() { echo "docker/build.sh: $*" >&2; }
 
-mkdir -p "$CACHE"
-
 # The base image: present in the engine, else imported from the cache, else bootstrapped.
 base() {
+    mkdir -p "$CACHE"
     if hpctl image inspect "$BASE" >/dev/null 2>&1; then
         say "$BASE present"
     elif [[ -f $CACHE/debian-bookworm.tar ]]; then
@@ -73,8 +72,12 @@ fetch_debs() {
     mkdir -p "$empty/partial"
     # --print-uris lists only what is not in the archive dir yet: ask against an empty one.
     # shellcheck disable=SC2086
-    names=$(apt_for_base -qq --print-uris -o Dir::Cache::archives="$empty" install ${PACKAGES[$name]} |
-        awk '{print $2}')
+    if ! names=$(apt_for_base -qq --print-uris -o Dir::Cache::archives="$empty" install ${PACKAGES[$name]} |
+        awk '{print $2}'); then
+        rm -rf "$empty"
+        say "apt cannot resolve ${PACKAGES[$name]} for hostpanel/$name (above); run apt-get update and try again"
+        exit 1
+    fi
     rm -rf "$empty"
     # shellcheck disable=SC2086
     apt_for_base --download-only -o Dir::Cache::archives="$archive" install ${PACKAGES[$name]} >/dev/null
@@ -124,14 +127,13 @@ image() {
 
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${ALL[@]}")
+for target in "${targets[@]}"; do
+    if [[ " ${ALL[*]} " != *" $target "* ]]; then
+        say "unknown image $target (one of: ${ALL[*]}); nothing was built"
+        exit 2
+    fi
+done
 base
 for target in "${targets[@]}"; do
-    case $target in
-    base) ;;
-    panel | postgres | redis | caddy) image "$target" ;;
-    *)
-        say "unknown image $target (one of: ${ALL[*]})"
-        exit 2
-        ;;
-    esac
+    [[ $target == base ]] || image "$target"
 done
