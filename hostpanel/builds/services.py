@@ -561,3 +561,18 @@ def _next_cursor(output: list[dict[str, str]]) -> str:
     """The cursor after the last stored line (lines of older builds may have none)."""
     last = output[-1].get("cursor", "") if output else "0"
     return str(int(last) + 1 if last.isdigit() else len(output) + 1)
+
+
+def fail_on_agent_restart(sender: object, host: Host, **kwargs: object) -> None:
+    """hosts.signals.agent_restarted: the builds the old agent ran are gone with it."""
+    fail_host_builds(host, AGENT_RESTARTED)
+
+
+def fail_on_host_down(sender: object, host: Host, **kwargs: object) -> None:
+    """hosts.signals.host_down: the host's waiting and running builds fail (start them again)."""
+    fail_host_builds(host, HOST_DOWN, states=("queued", "running"))
+
+
+def forget_deleted_tenant(sender: object, slug: str, **kwargs: object) -> None:
+    """tenants.signals.tenant_gone (connected in BuildsConfig.ready): see :func:`forget_tenant_contexts`."""
+    forget_tenant_contexts(slug)

@@ -578,3 +578,9 @@ def _unplace_where_overcommitted(app: App, replicas: list[Replica]) -> None:
             room.memory_bytes += replica.release.memory_bytes
             replica.host, replica.ports = None, []
             replica.save(update_fields=["host", "ports", "updated_at"])
+
+
+def delete_tenant_apps(sender: object, actor: Actor, tenant: Tenant, **kwargs: object) -> None:
+    """tenants.signals.tenant_deleting (connected in DeploymentsConfig.ready): its apps go first."""
+    for app in list(tenant.apps.all()):
+        delete_app(actor, app)

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, NoCapacity
-from hostpanel.hosts import dispatch
+from hostpanel.hosts import dispatch, signals
 from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants.access import require_admin
 
@@ -146,9 +146,7 @@ def register_host(
         host.save()
     if created:
         log.info("registered host %s", name)
-    from hostpanel.builds.services import AGENT_RESTARTED, fail_host_builds
-
-    fail_host_builds(host, AGENT_RESTARTED)
+    signals.agent_restarted.send(sender=Host, host=host)  # builds it ran fail
     TenantPurge.objects.filter(host=host).update(sent_at=None)  # the old agent's queue may be lost
     send_tenant_purges([host.pk])
     schedule_pending()
@@ -186,9 +184,7 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
                 continue  # a heartbeat arrived meanwhile
             log.warning("host %s: no heartbeat since %s, marked down", host.name, host.last_heartbeat)
             _evict(host, f"host {host.name} went down")
-            from hostpanel.builds.services import HOST_DOWN, fail_host_builds
-
-            fail_host_builds(host, HOST_DOWN, states=("queued", "running"))
+            signals.host_down.send(sender=Host, host=host)  # its builds fail
             moved.append(host)
     if moved:
         schedule_pending()
@@ -394,3 +390,19 @@ def delete_host(actor: Actor, host: Host) -> None:
         if host.replicas.exists():
             raise Conflict(f"host {host.name!r} still has replicas; drain it first")
         host.delete()
+
+
+# ---- a tenant's life (tenants.signals, connected in HostsConfig.ready) -------------------
+def refuse_purging_slug(sender: object, slug: str, **kwargs: object) -> None:
+    """tenants.signals.tenant_creating: see :func:`check_slug_free`."""
+    check_slug_free(slug)
+
+
+def purge_deleted_tenant(sender: object, slug: str, **kwargs: object) -> None:
+    """tenants.signals.tenant_deleted: see :func:`request_tenant_purge`."""
+    request_tenant_purge(slug)
+
+
+def follow_quota(sender: object, tenant: Tenant, **kwargs: object) -> None:
+    """tenants.signals.quota_changed: the tenant's hosts reconcile, so its containers follow."""
+    reconcile_tenant_hosts(tenant)

@@ -232,3 +232,8 @@ def archive_for(reference: str) -> Path | None:
     """Where the archive of an uploaded image is (host agents import it from there), or None."""
     image = Image.objects.filter(reference=normalize(reference)).exclude(archive="").first()
     return Path(image.archive) if image is not None else None
+
+
+def forget_deleted_tenant(sender: object, tenant: Tenant, **kwargs: object) -> None:
+    """tenants.signals.tenant_gone (connected in ImagesConfig.ready): see :func:`forget_tenant_archives`."""
+    forget_tenant_archives(tenant)
