@@ -49,6 +49,7 @@ from hostpanel.builds.models import Build
 from hostpanel.errors import InvalidRequest, NoCapacity, ServiceError
 from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
+from hostpanel.logstream.publish import forget, publish_lines
 from hostpanel.tenants.access import has_role, require_role
 from hostpanel.tenants.limits import build_run_limits, write_tenant_limits
 from hostpanel.tenants.models import Quota, Role, Tenant
@@ -376,14 +377,12 @@ class OutputSink:
 
 def _publish(key: str, lines: list[dict[str, str]]) -> None:
     """The adapter to the log pipeline (kind "build", key = build id)."""
-    from hostpanel.logstream.publish import publish_lines
 
     publish_lines("build", key, lines)
 
 
 def _forget(key: str) -> None:
     """The stream of a finished build needs no counters any more."""
-    from hostpanel.logstream.publish import forget
 
     forget("build", key)
 

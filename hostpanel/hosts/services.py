@@ -21,13 +21,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
+from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import Conflict, NoCapacity
 from hostpanel.hosts import dispatch, signals
 from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants.access import require_admin
 
 if TYPE_CHECKING:
-    from hostpanel.deployments.models import App, Replica
     from hostpanel.tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ def reconcile_hosts(host_ids: Iterable[int | None]) -> None:
 
 
 def reconcile_tenant_hosts(tenant: Tenant) -> None:
-    from hostpanel.deployments.models import Replica
 
     reconcile_hosts(Replica.objects.filter(app__tenant=tenant).values_list("host_id", flat=True))
 
@@ -192,7 +191,6 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
 
 
 def _evict(host: Host, reason: str) -> None:
-    from hostpanel.deployments.models import Replica
 
     Replica.objects.filter(host=host).update(
         host=None, state=Replica.State.PENDING, engine_id="", ports=[], message=reason, next_restart_at=None
@@ -210,7 +208,6 @@ def allocate_ports(replica: Replica, host: Host) -> list[dict[str, Any]]:
 
     Keeps the ports the replica already has on this host for the same container ports.
     """
-    from hostpanel.deployments.models import Replica
 
     wanted = replica.release.ports
     if not wanted:
@@ -275,7 +272,6 @@ def place_replicas(app: App, replicas: list[Replica], *, strict: bool) -> list[R
     transaction rolls back); otherwise it stays pending with the reason.
     Returns the replicas placed.
     """
-    from hostpanel.deployments.models import Replica
 
     rooms = free_room(app)
     placed = []
@@ -325,7 +321,6 @@ def _no_room_message(app: App, replica: Replica, rooms: list[Room]) -> str:
 
 def schedule_pending() -> int:
     """Place pending replicas (after a host came up or went down); returns how many were placed."""
-    from hostpanel.deployments.models import App, Replica
 
     placed = 0
     app_ids = Replica.objects.filter(host=None).values_list("app_id", flat=True).distinct()

@@ -15,3 +15,15 @@ tenant_deleted = Signal()
 tenant_gone = Signal()
 # tenant=Tenant: in the transaction that changed its quota (running containers follow it).
 quota_changed = Signal()
+
+
+# ---- which apps use a resource: asked by the resources, answered by deployments (above them) ----
+# kind ("image", "secret" or "volume") as the sender, name=str, tenant=Tenant | None (None: any
+# tenant); a receiver returns the names of the apps whose current release uses it.
+resource_users = Signal()
+
+
+def apps_using(kind: str, name: str, tenant: object = None) -> list[str]:
+    """The names of the apps whose current release uses the ``kind`` called ``name`` (sorted)."""
+    answers = resource_users.send(sender=kind, name=name, tenant=tenant)
+    return sorted({app for _, apps in answers for app in apps})

@@ -35,7 +35,9 @@ from django.db import close_old_connections, connection
 
 from hostpanel.agent import reconcile as agent
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
+from hostpanel.agent.follower import start_in_thread
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
+from hostpanel.celery import app
 from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services
 from hostpanel.errors import Conflict
@@ -150,7 +152,6 @@ class Command(BaseCommand):
             daemon=True,
         )
         beat.start()
-        from hostpanel.agent.follower import start_in_thread
 
         start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
         builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
@@ -159,7 +160,6 @@ class Command(BaseCommand):
             f"host agent {name}: queue {host.queue}, builds on {host.build_queue} "
             f"({opts['build_slots']} slots), engine {config.engine_root} ({config.instance})"
         )
-        from hostpanel.celery import app
 
         try:
             app.worker_main(
