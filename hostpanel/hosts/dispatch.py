@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 if TYPE_CHECKING:
     from hostpanel.terminal.services import ExecTicket
@@ -88,7 +89,8 @@ def _ask(task_name: str, args: list[Any], queue: str) -> Any:
     from hostpanel.hosts import tasks
 
     task = getattr(tasks, task_name)
-    result = task.apply_async(args=args, queue=queue, expires=ASK_TIMEOUT)
+    # The answer's key is celery-task-meta-<queue>.<uuid>: a host's Redis user may touch only its own.
+    result = task.apply_async(args=args, queue=queue, expires=ASK_TIMEOUT, task_id=f"{queue}.{uuid4()}")
     try:
         return result.get(timeout=ASK_TIMEOUT)
     except CeleryTimeout as exc:
