@@ -65,7 +65,8 @@ def add_host(actor: Actor | None, name: str) -> Invitation:
     """Create pending host ``name`` (down, no capacity until it registers) and a join token.
 
     ``actor`` None is the operator at the shell (`manage.py host add`); else staff only.
-    A host that exists and is not enrolled (still pending) gets a fresh token, the old ones die.
+    A host that exists without live credentials (pending, revoked, or a LAN agent's) gets a
+    fresh token; its unused old ones die.
     """
     if actor is not None:
         access.require_admin(actor)
@@ -79,9 +80,9 @@ def add_host(actor: Actor | None, name: str) -> Invitation:
         host, created = Host.objects.select_for_update().get_or_create(
             name=name, defaults={"cpu_millis": 0, "memory_bytes": 0, "state": Host.State.DOWN}
         )
-        if not created and (host.last_heartbeat is not None or _live_credential(host) is not None):
+        if not created and _live_credential(host) is not None:
             raise Conflict(
-                f"host {name!r} is already enrolled or running; revoke it first "
+                f"host {name!r} is already enrolled; revoke it first "
                 f"(`manage.py host revoke {name}`) to enroll that machine again"
             )
         host.join_tokens.filter(used_at=None).delete()
