@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from hostpanel.audit import services as audit
 from hostpanel.audit.services import Actor
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from hostpanel.hosts import redis_acl
@@ -87,6 +88,8 @@ def add_host(actor: Actor | None, name: str) -> Invitation:
             )
         host.join_tokens.filter(used_at=None).delete()
         HostJoinToken.objects.create(host=host, token_hash=token_hash(token), expires_at=expires)
+        if actor is not None:
+            audit.record(actor, "host.enroll", tenant=None, obj=host, message="join token issued")
     return Invitation(host, token, expires, join_command(token))
 
 
@@ -173,6 +176,8 @@ def revoke(actor: Actor | None, name: str) -> Host:
     with transaction.atomic():
         HostCredential.objects.filter(host=host, revoked_at=None).update(revoked_at=timezone.now())
         host.join_tokens.filter(used_at=None).delete()
+        if actor is not None:
+            audit.record(actor, "host.revoke", tenant=None, obj=host)
         redis_acl.delete_host_user(host.name)
     host.refresh_from_db()
     return host

@@ -46,6 +46,7 @@ class IsHost(permissions.BasePermission):
 
 
 class HostView(APIView):
+    schema = None  # internal: not in the public API's OpenAPI document
     authentication_classes = [HostTokenAuthentication]
     permission_classes = [IsHost]
 
@@ -66,6 +67,7 @@ class RegisterSerializer(serializers.Serializer):
 
 
 class Register(APIView):
+    schema = None
     authentication_classes: list[type] = []
     permission_classes = [permissions.AllowAny]
 

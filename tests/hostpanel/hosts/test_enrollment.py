@@ -214,3 +214,63 @@ def test_join_installs_by_default_and_refuses_plain_http(
     calls.clear()
     assert join.main(["--panel", "http://p", "--token", "t", "--state-dir", str(tmp_path / "s")]) == 1
     assert calls == []  # refused before anything
+
+
+# ---- the API (admins) and the staff page ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_api_enroll_and_revoke_are_admin_only(
+    broker: redis.Redis, api: Any, admin_user: Any, tenant: Any, member: Any
+) -> None:
+    outsider = api(member(tenant, "owner"))
+    refused = outsider.post("/api/v1/hosts/enroll/", {"name": "node-9"}, format="json")
+    assert refused.status_code == 403 and not Host.objects.filter(name="node-9").exists()
+    admin = api(admin_user)
+    assert (
+        admin.post("/api/v1/hosts/enroll/", {"name": "node-9", "state": "up"}, format="json").status_code
+        == 400
+    )
+    made = admin.post("/api/v1/hosts/enroll/", {"name": "node-9"}, format="json")
+    assert made.status_code == 201 and made.json()["command"].endswith(made.json()["token"])
+    post_register(made.json()["token"], public_pem())
+    host = Host.objects.get(name="node-9")
+    assert outsider.post(f"/api/v1/hosts/{host.pk}/revoke/").status_code == 403
+    assert broker.acl_getuser("host-node-9") is not None
+    revoked = admin.post(f"/api/v1/hosts/{host.pk}/revoke/")
+    assert revoked.status_code == 200 and revoked.json() == {"name": "node-9", "enrollment": "revoked"}
+    assert broker.acl_getuser("host-node-9") is None
+    from hostpanel.audit.models import AuditLog
+
+    assert list(
+        AuditLog.objects.filter(object_repr="node-9").values_list("action", flat=True).order_by("id")
+    ) == [
+        "host.enroll",
+        "host.revoke",
+    ]
+
+
+@pytest.mark.django_db
+def test_staff_page_adds_a_host_shows_the_command_once_and_revokes(
+    broker: redis.Redis, client: Any, admin_user: Any, tenant: Any, member: Any
+) -> None:
+    client.force_login(member(tenant, "owner"))
+    assert client.post("/staff/hosts/add/", {"name": "node-7"}).status_code == 403
+    assert not Host.objects.filter(name="node-7").exists()
+    client.force_login(admin_user)
+    page = client.get("/staff/")
+    assert b'id="enrollment"' in page.content
+    shown = client.post("/staff/hosts/add/", {"name": "node-7"})
+    assert shown.status_code == 200 and shown["Cache-Control"] == "no-store"
+    text = shown.content.decode()
+    token = text.split("--token ")[1].split("<")[0].strip()
+    assert token.startswith("hpjoin_") and HostJoinToken.objects.get(
+        host__name="node-7"
+    ).token_hash == enrollment.token_hash(token)
+    listed = client.get("/staff/").content.decode()
+    assert 'data-host="node-7"' in listed and "pending" in listed and token not in listed
+    bad = client.post("/staff/hosts/add/", {"name": "Bad Name"}, follow=True)
+    assert "lowercase letters" in bad.content.decode()
+    gone = client.post("/staff/hosts/node-7/revoke/", follow=True)
+    assert "credentials revoked" in gone.content.decode()
+    assert enrollment.enrollment_state(Host.objects.get(name="node-7")) == "unenrolled"
