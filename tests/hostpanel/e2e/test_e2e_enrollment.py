@@ -264,7 +264,7 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
 
         # Host B's credentials cannot forge a task for A, read A's queue, results or other keys.
         b = broker(state_b)
-        forged = json.dumps({"body": "", "headers": {"task": "hostpanel.hosts.tasks.reconcile_host"}})
+        forged = json.dumps({"body": "", "headers": {"task": "hostpanel.agent.tasks.reconcile_host"}})
         for command in (
             ("LPUSH", "host.ena", forged),
             ("BRPOP", "host.ena", "1"),
