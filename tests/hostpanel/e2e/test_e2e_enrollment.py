@@ -306,6 +306,20 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
             broker(state_a).llen("host.ena")
         status, body = https_get(panel.url + "/internal/v1/host", panel.ca_file, api_token)
         assert status == 401 and "revoked" in body["error"]["message"], body
+        # The running agent's heartbeats are refused; started again, it stops at once, saying why.
+        wait_for(lambda: "host token unknown or revoked" in log.read_text(), 30, "a refused heartbeat")
+        agent.stop()
+        restarted = subprocess.run(
+            [sys.executable, "manage.py", "hostagent", "--state-dir", str(state_a)],
+            cwd=REPO,
+            env=panel.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert restarted.returncode != 0 and "the panel refuses this host" in restarted.stderr, (
+            restarted.stderr
+        )
         assert (
             https_get(
                 panel.url + "/internal/v1/host",
