@@ -143,8 +143,9 @@ def register(token: str, public_key: str) -> Credentials:
             public_key=pem,
             token_hash=token_hash(api_token),
             redis_user=redis_acl.user_name(host.name),
+            redis_password_hash=redis_acl.password_hash(password),
         )
-        redis_acl.set_host_user(host.name, password)  # last: a failure above leaves no Redis user
+        redis_acl.set_host_user(host.name, credential.redis_password_hash)  # last: a failure rolls back
     return Credentials(
         name=host.name,
         api_token=api_token,
@@ -162,6 +163,15 @@ def authenticate(token: str) -> Host | None:
         .first()
     )
     return credential.host if credential is not None else None
+
+
+def restore_redis_users() -> list[str]:
+    """Re-create the Redis users of enrolled hosts that Redis lost (after its restart); their names."""
+    restored = []
+    for credential in HostCredential.objects.filter(revoked_at=None).select_related("host"):
+        if redis_acl.ensure_host_user(credential.host.name, credential.redis_password_hash):
+            restored.append(credential.host.name)
+    return restored
 
 
 def revoke(actor: Actor | None, name: str) -> Host:

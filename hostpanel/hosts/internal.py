@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.urls import path
@@ -16,8 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hostpanel.hosts import enrollment, services
+from hostpanel.hosts import enrollment, redis_acl, services
 from hostpanel.hosts.models import Host
+
+log = logging.getLogger(__name__)
 
 
 class HostTokenAuthentication(authentication.BaseAuthentication):
@@ -94,6 +97,11 @@ class Heartbeat(HostView):
     def post(self, request: Request) -> Response:
         host: Host = request.user
         services.heartbeat(host.pk)
+        try:  # Redis restarted without its ACL users: this host's comes back before its next poll
+            credential = host.credential
+            redis_acl.ensure_host_user(host.name, credential.redis_password_hash)
+        except redis_acl.BrokerUnavailable:
+            log.warning("host %s: could not check its Redis user", host.name)
         host.refresh_from_db()
         return Response(host_body(host))
 

@@ -22,6 +22,7 @@ layer, the panel's keys, KEYS/SCAN/CONFIG/FLUSH*. The panel keeps its own user w
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -94,11 +95,16 @@ def transport_options(host: str) -> dict[str, str]:
     }
 
 
-def acl_rules(host: str, password: str) -> list[str]:
+def password_hash(password: str) -> str:
+    """What Redis keeps of a password (``#<sha256 hex>`` in an ACL rule), and so does the panel."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def acl_rules(host: str, password_sha256: str) -> list[str]:
     """The ``ACL SETUSER`` rules of ``host``'s user (after ``reset``: no keys, channels, commands)."""
     if not HOST_NAME.match(host):
         raise ValueError(f"host name {host!r}: use lowercase letters, digits and inner dashes")
-    rules = ["reset", "on", f">{password}", "-@all", *(f"+{c}" for c in COMMANDS)]
+    rules = ["reset", "on", f"#{password_sha256}", "-@all", *(f"+{c}" for c in COMMANDS)]
     for queue in host_queues(host):
         rules += [f"~{queue}", f"~{queue}{PRIORITY_SEP}*"]
         rules += [f"~_kombu.binding.{queue}", f"~_kombu.binding_permanent.{queue}"]
@@ -123,11 +129,19 @@ def _acl(*args: str) -> object:
         raise BrokerUnavailable(f"the panel cannot change the host's Redis user ({exc}); try again") from exc
 
 
-def set_host_user(host: str, password: str) -> str:
-    """Create (or reset) ``host``'s ACL user with ``password``; returns the user name."""
+def set_host_user(host: str, password_sha256: str) -> str:
+    """Create (or reset) ``host``'s ACL user with that password hash; returns the user name."""
     name = user_name(host)
-    _acl("SETUSER", name, *acl_rules(host, password))
+    _acl("SETUSER", name, *acl_rules(host, password_sha256))
     return name
+
+
+def ensure_host_user(host: str, password_sha256: str) -> bool:
+    """Re-create ``host``'s user if Redis lost it (a restart: ACL users live in memory); True if so."""
+    if _acl("GETUSER", user_name(host)) is not None:
+        return False
+    set_host_user(host, password_sha256)
+    return True
 
 
 def delete_host_user(host: str) -> bool:

@@ -274,3 +274,26 @@ def test_staff_page_adds_a_host_shows_the_command_once_and_revokes(
     gone = client.post("/staff/hosts/node-7/revoke/", follow=True)
     assert "credentials revoked" in gone.content.decode()
     assert enrollment.enrollment_state(Host.objects.get(name="node-7")) == "unenrolled"
+
+
+@pytest.mark.django_db
+def test_a_redis_that_lost_its_acl_users_gets_them_back(broker: redis.Redis) -> None:
+    """Redis keeps ACL users in memory: after its restart the panel re-creates them from the stored
+    password hash (at the host's next heartbeat, or `manage.py host restore-acl`); never a revoked one."""
+    a = post_register(enrollment.add_host(None, "node-a").token, public_pem()).json()
+    b = post_register(enrollment.add_host(None, "node-b").token, public_pem()).json()
+    call_command("host", "revoke", "node-b", stdout=StringIO())
+    assert b["redis_url"].split("@")[0].split(":")[-1] not in str(list(HostCredential.objects.values()))
+    broker.execute_command("ACL", "DELUSER", "host-node-a")  # what a restart does
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis.from_url(a["redis_url"]).ping()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {a['api_token']}")
+    assert client.post("/internal/v1/heartbeat").status_code == 200
+    assert redis.Redis.from_url(a["redis_url"]).llen("host.node-a") == 0  # back, same password
+    broker.execute_command("ACL", "DELUSER", "host-node-a")
+    out = StringIO()
+    call_command("host", "restore-acl", stdout=out)
+    assert out.getvalue().strip() == "host node-a: Redis user re-created"  # node-b stays revoked
+    assert broker.acl_getuser("host-node-b") is None
+    assert redis.Redis.from_url(a["redis_url"]).ping()

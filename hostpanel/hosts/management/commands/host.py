@@ -1,7 +1,8 @@
-"""`manage.py host add NAME` / `host revoke NAME` / `host list`: enroll and revoke hosts.
+"""`manage.py host add NAME` / `revoke NAME` / `list` / `restore-acl`: enroll and revoke hosts.
 
 ``add`` prints the one-time join command to run as root on the new machine (its token is
-shown once and only its hash is kept); ``revoke`` takes the host's credentials away at once.
+shown once and only its hash is kept); ``revoke`` takes the host's credentials away at once;
+``restore-acl`` re-creates the Redis users a restarted Redis lost (heartbeats also do it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Command(BaseCommand):
         revoke = sub.add_parser("revoke", help="delete the host's Redis user and invalidate its token")
         revoke.add_argument("name")
         sub.add_parser("list", help="hosts with their enrollment state")
+        sub.add_parser("restore-acl", help="re-create enrolled hosts' Redis users Redis lost (its restart)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
@@ -38,6 +40,9 @@ class Command(BaseCommand):
             elif opts["action"] == "revoke":
                 host = enrollment.revoke(None, opts["name"])
                 self.stdout.write(f"host {host.name}: credentials revoked")
+            elif opts["action"] == "restore-acl":
+                for name in enrollment.restore_redis_users():
+                    self.stdout.write(f"host {name}: Redis user re-created")
             else:
                 for host in Host.objects.all():
                     self.stdout.write(f"{host.name}\t{host.state}\t{enrollment.enrollment_state(host)}")
