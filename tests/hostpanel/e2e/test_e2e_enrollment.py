@@ -10,7 +10,6 @@ The join runs with ``--skip-install`` (the packages are on this machine already)
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
@@ -37,10 +36,12 @@ from tests.stack import (
     REPO,
     Agent,
     free_port,
+    join_args,
     panel_env,
     remove_agent_leftovers,
     start_panel,
     stop_process,
+    tls_front,
     wait_for,
 )
 
@@ -53,51 +54,6 @@ class Panel:
     ca_file: Path
     env: dict[str, str]
     log: Path
-
-
-def tls_front(directory: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """A Caddy terminating HTTPS for 127.0.0.1 (its own internal CA) in front of ``upstream``."""
-    port = free_port()
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {
-        "admin": {"disabled": True},
-        "storage": {"module": "file_system", "root": str(directory / "data")},
-        "apps": {
-            "http": {
-                "servers": {
-                    "front": {
-                        "listen": [f"127.0.0.1:{port}"],
-                        "routes": [
-                            {
-                                "handle": [
-                                    {
-                                        "handler": "reverse_proxy",
-                                        "upstreams": [{"dial": f"127.0.0.1:{upstream}"}],
-                                    }
-                                ]
-                            }
-                        ],
-                        "tls_connection_policies": [{"default_sni": "127.0.0.1"}],
-                        "automatic_https": {"disable_redirects": True},
-                    }
-                }
-            },
-            "tls": {
-                "certificates": {"automate": ["127.0.0.1"]},
-                "automation": {
-                    "policies": [{"subjects": ["127.0.0.1"], "issuers": [{"module": "internal"}]}]
-                },
-            },
-            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
-        },
-    }
-    (directory / "front.json").write_text(json.dumps(config))
-    env = os.environ | {"HOME": str(directory), "XDG_DATA_HOME": str(directory / "xdg")}
-    with (directory / "front.log").open("ab") as out:
-        proc = subprocess.Popen(
-            ["caddy", "run", "--config", str(directory / "front.json")], env=env, stdout=out, stderr=out
-        )
-    return proc, port, directory / "data" / "pki" / "authorities" / "local" / "root.crt"
 
 
 def https_get(url: str, ca_file: Path, token: str = "") -> tuple[int, dict[str, Any]]:
@@ -157,21 +113,7 @@ def add_host(name: str) -> str:
 
 
 def join(panel: Panel, token: str, state: Path, *extra: str, wait: bool = True) -> Any:
-    args = [
-        sys.executable,
-        "-m",
-        "hostpanel.agent.join",
-        "--panel",
-        panel.url,
-        "--token",
-        token,
-        "--ca-file",
-        str(panel.ca_file),
-        "--state-dir",
-        str(state),
-        "--skip-install",
-        *extra,
-    ]
+    args = join_args(panel.url, token, panel.ca_file, state, *extra)
     env = {k: v for k, v in panel.env.items() if k != "REDIS_URL"}
     if wait:
         return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
