@@ -193,11 +193,20 @@ def revoke(actor: Actor | None, name: str) -> Host:
     return host
 
 
+def enrollment_states() -> dict[int, str]:
+    """Every host's enrollment (two queries): ``pending`` (a join token out), ``enrolled``,
+    ``revoked``, or ``unenrolled`` (a LAN agent's host, or a pending one whose tokens were revoked)."""
+    credentials = dict(HostCredential.objects.values_list("host_id", "revoked_at"))
+    pending = set(HostJoinToken.objects.filter(used_at=None).values_list("host_id", flat=True))
+    states = {}
+    for host_id in Host.objects.values_list("pk", flat=True):
+        if host_id in credentials:
+            states[host_id] = "revoked" if credentials[host_id] else "enrolled"
+        else:
+            states[host_id] = "pending" if host_id in pending else "unenrolled"
+    return states
+
+
 def enrollment_state(host: Host) -> str:
-    """``pending`` (join token out), ``enrolled``, ``revoked`` or ``unenrolled`` (a LAN agent)."""
-    credential = HostCredential.objects.filter(host=host).first()
-    if credential is not None:
-        return "revoked" if credential.revoked_at else "enrolled"
-    if host.join_tokens.filter(used_at=None).exists():
-        return "pending"
-    return "unenrolled"
+    """One host's enrollment (see :func:`enrollment_states`)."""
+    return enrollment_states()[host.pk]

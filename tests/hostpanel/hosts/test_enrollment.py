@@ -297,3 +297,15 @@ def test_a_redis_that_lost_its_acl_users_gets_them_back(broker: redis.Redis) -> 
     assert out.getvalue().strip() == "host node-a: Redis user re-created"  # node-b stays revoked
     assert broker.acl_getuser("host-node-b") is None
     assert redis.Redis.from_url(a["redis_url"]).ping()
+
+
+@pytest.mark.django_db
+def test_host_list_shows_each_enrollment_state(broker: redis.Redis, host: Host) -> None:
+    post_register(enrollment.add_host(None, "node-e").token, public_pem())
+    enrollment.add_host(None, "node-p")
+    post_register(enrollment.add_host(None, "node-r").token, public_pem())
+    enrollment.revoke(None, "node-r")
+    out = StringIO()
+    call_command("host", "list", stdout=out)
+    rows = {line.split("\t")[0]: line.split("\t")[2] for line in out.getvalue().splitlines()}
+    assert rows == {"h1": "unenrolled", "node-e": "enrolled", "node-p": "pending", "node-r": "revoked"}

@@ -44,7 +44,8 @@ class Command(BaseCommand):
                 for name in enrollment.restore_redis_users():
                     self.stdout.write(f"host {name}: Redis user re-created")
             else:
+                states = enrollment.enrollment_states()
                 for host in Host.objects.all():
-                    self.stdout.write(f"{host.name}\t{host.state}\t{enrollment.enrollment_state(host)}")
+                    self.stdout.write(f"{host.name}\t{host.state}\t{states[host.pk]}")
         except ServiceError as exc:
             raise CommandError(exc.message) from exc
