@@ -268,7 +268,7 @@ def test_staff_page_adds_a_host_shows_the_command_once_and_revokes(
         host__name="node-7"
     ).token_hash == enrollment.token_hash(token)
     listed = client.get("/staff/").content.decode()
-    assert 'data-host="node-7"' in listed and "pending" in listed and token not in listed
+    assert 'data-enrollment-host="node-7"' in listed and "pending" in listed and token not in listed
     bad = client.post("/staff/hosts/add/", {"name": "Bad Name"}, follow=True)
     assert "lowercase letters" in bad.content.decode()
     gone = client.post("/staff/hosts/node-7/revoke/", follow=True)
