@@ -16,6 +16,12 @@ MONITOR`` and ``ACL LOG`` while an agent consumed and answered tasks):
   panel names the task ids of its questions so (hosts/dispatch.py); every other host task ignores
   its result.
 
+Until the agent drops its database (a later issue), two of its Redis uses still go through the
+panel's user (``REDIS_URL``): what it *sends* (``broker_write_url``: the heartbeat loop's
+scheduling and roll work enqueues tasks for every host; the worker's ``/0.celeryev/*`` event
+PUBLISHes) and the Channels layer (``asgi*`` keys: log lines, terminal output). MONITOR during
+tests/hostpanel/e2e/test_e2e_enrollment.py shows exactly the keys above on the host's user.
+
 Everything else is refused with NOPERM: another host's queue (read or write), the Channels
 layer, the panel's keys, KEYS/SCAN/CONFIG/FLUSH*. The panel keeps its own user with full access.
 """
