@@ -7,6 +7,7 @@ sent by name, the names of hostpanel/agent/tasks.py's tasks (a test checks each 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -89,7 +90,8 @@ ASK_TIMEOUT = 10.0
 
 def _ask(task_name: str, args: list[Any], queue: str) -> Any:
     """Run a read-only task on the agent of ``queue`` and wait for its answer."""
-    result = send(task_name, args=args, queue=queue, expires=ASK_TIMEOUT)
+    # The answer's key is celery-task-meta-<queue>.<uuid>: a host's Redis user may touch only its own.
+    result = send(task_name, args=args, queue=queue, expires=ASK_TIMEOUT, task_id=f"{queue}.{uuid4()}")
     try:
         return result.get(timeout=ASK_TIMEOUT)
     except CeleryTimeout as exc:
