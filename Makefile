@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hostpanel-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install packages venv static test test-e2e lint run stop lighthouse test-lighthouse
+.PHONY: help install packages venv static test test-e2e lint run stop lighthouse test-lighthouse images
 
 help:
 	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
@@ -17,8 +17,9 @@ help:
 	@echo "make test     install, then lint, type-check and run every test but the whole-stack tier (CI runs it first)"
 	@echo "make test-e2e install, then the whole-stack tier: real Redis, agents, panel, Caddy, browser (CI runs it next)"
 	@echo "make install  system packages, .venv, 'hpctl host setup' (idempotent; run as root)"
-	@echo "make lint     ruff and mypy only"
+	@echo "make lint     ruff, mypy and import-linter only"
 	@echo "make test-lighthouse  every dashboard page through Lighthouse (95+ in every category)"
+	@echo "make images   the control plane's images (docker/build.sh: panel, PostgreSQL, Redis, Caddy)"
 
 # System packages: the list lives in engine/host/packages.py (stdlib only, so it
 # runs before the venv exists); apt runs only when something is missing.
@@ -47,6 +48,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine
+	$(BIN)/lint-imports --no-cache  # the layers: pyproject.toml [tool.importlinter]
 
 # Two tiers, each well under 20 minutes on CI's 2 cores; .ci/run runs both. The e2e tier is
 # every test that starts the whole stack (tests/conftest.py: is_end_to_end).
@@ -54,6 +56,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine
+	$(BIN)/lint-imports --no-cache  # the layers: pyproject.toml [tool.importlinter]
 	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse -m "not e2e"
 
 test-e2e: install
@@ -75,3 +78,8 @@ $(LIGHTHOUSE):
 
 test-lighthouse: install lighthouse
 	HOSTPANEL_LIGHTHOUSE=$(LIGHTHOUSE) $(BIN)/pytest -q -rs -s tests/browser/lighthouse/
+
+# The control plane's container images, built offline with hpctl build (README "Running the
+# control plane in containers").
+images: install
+	docker/build.sh

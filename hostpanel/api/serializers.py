@@ -23,14 +23,15 @@ from hostpanel.deployments.models import (
     Replica,
     Rollout,
 )
+from hostpanel.deployments.services import tenant_usage
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import IMAGE_NAME_RE, Image
 from hostpanel.networks.models import DEFAULT_NAME as DEFAULT_NETWORK
 from hostpanel.networks.models import NETWORK_NAME_RE
 from hostpanel.secrets.models import SECRET_NAME_RE, Secret
 from hostpanel.tenants.models import SLUG_RE, ApiToken, Membership, Quota, Role, Tenant
+from hostpanel.tenants.storage import storage_use
 from hostpanel.usage.models import Prices
-from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.models import VOLUME_NAME_RE, Volume
 
 
@@ -127,8 +128,6 @@ class QuotaSerializer(StrictModelSerializer):
 
     def get_usage(self, quota: Quota) -> dict[str, int]:
         from dataclasses import asdict
-
-        from hostpanel.deployments.services import tenant_usage
 
         return asdict(tenant_usage(quota.tenant))
 

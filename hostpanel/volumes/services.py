@@ -15,17 +15,19 @@ from django.db.models import QuerySet
 from engine.volumes.spec import MIN_VOLUME_SIZE
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
+from hostpanel.hosts.services import reconcile_tenant_hosts
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
-from hostpanel.usage.storage import storage_use
+from hostpanel.tenants.signals import apps_using
+from hostpanel.tenants.storage import storage_use, sum_of
 from hostpanel.volumes.models import Volume
 
 MIN_SIZE = MIN_VOLUME_SIZE
 
 
 def volume_usage(tenant: Tenant) -> Usage:
-    """How many volumes the tenant has, and all it stores (the one storage quota, see usage.storage)."""
+    """How many volumes the tenant has, and all it stores (the one storage quota, see tenants.storage)."""
     return Usage(volumes=Volume.objects.filter(tenant=tenant).count(), disk_bytes=storage_use(tenant).total)
 
 
@@ -58,20 +60,18 @@ def create_volume(
 
 def delete_volume(actor: Actor, volume: Volume) -> None:
     """Delete a volume no app's current release mounts; the hosts remove its data."""
-    from hostpanel.deployments.models import App
-    from hostpanel.hosts.services import reconcile_tenant_hosts
-
     tenant = volume.tenant
     require_role(actor, tenant, Role.DEVELOPER)
     with audited(actor, "volume.delete", tenant, volume), transaction.atomic():
-        users = [
-            app.name
-            for app in App.objects.filter(tenant=tenant).select_related("current_release")
-            if app.current_release and any(v["name"] == volume.name for v in app.current_release.volumes)
-        ]
+        users = apps_using("volume", volume.name, tenant)
         if users:
             raise Conflict(
                 f"volume {volume.name!r} is mounted by app(s) {', '.join(users)}; deploy without it first"
             )
         volume.delete()
         reconcile_tenant_hosts(tenant)
+
+
+def stored_bytes(sender: object, tenant: Tenant, **kwargs: object) -> dict[str, int]:
+    """tenants.signals.stored_bytes (connected in VolumesConfig.ready): the tenant's volumes' size caps."""
+    return {"volumes": sum_of(Volume.objects.filter(tenant=tenant), "size_bytes")}
