@@ -145,6 +145,8 @@ class HostSerializer(StrictModelSerializer):
             "disk_bytes",
             "labels",
             "state",
+            "lifecycle",
+            "lifecycle_changed_at",
             "last_heartbeat",
             "engine_root",
             "engine_instance",
@@ -153,7 +155,17 @@ class HostSerializer(StrictModelSerializer):
             "used_cpu_millis",
             "used_memory_bytes",
         ]
-        read_only_fields = ["id", "last_heartbeat", "engine_root", "engine_instance", "created_at"]
+        # state (up, down) comes from heartbeats; lifecycle changes through the actions (cordon...)
+        read_only_fields = [
+            "id",
+            "state",
+            "lifecycle",
+            "lifecycle_changed_at",
+            "last_heartbeat",
+            "engine_root",
+            "engine_instance",
+            "created_at",
+        ]
 
     replicas = serializers.IntegerField(read_only=True, source="replica_count", default=0)
     used_cpu_millis = serializers.IntegerField(

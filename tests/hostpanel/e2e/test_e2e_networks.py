@@ -206,8 +206,8 @@ def only_up(host: Any) -> None:
     """Place new replicas on ``host`` only (the others take none, as if cordoned)."""
     from hostpanel.hosts.models import Host
 
-    Host.objects.exclude(pk=host.pk).update(state=Host.State.DRAINING)
-    Host.objects.filter(pk=host.pk).update(state=Host.State.UP)
+    Host.objects.exclude(pk=host.pk).update(lifecycle=Host.Lifecycle.CORDONED)
+    Host.objects.filter(pk=host.pk).update(lifecycle=Host.Lifecycle.ACTIVE)
 
 
 def listener(answer: str) -> list[str]:

@@ -144,6 +144,7 @@ class Command(BaseCommand):
                 stop,
                 engine.rotate_logs,
                 edge,
+                lambda host_id: agent.fence(engine, host_id),
             ),
             name="heartbeat",
             daemon=True,
@@ -190,6 +191,7 @@ class Command(BaseCommand):
         stop: threading.Event,
         rotate_logs: Callable[[], int],
         edge: EdgeAgent | None = None,
+        beat: Callable[[int], object] | None = None,
     ) -> None:
         """Every ``interval`` s: beat, mark silent hosts down, place pending replicas, rotate the
         logs of this host's containers (the one rotator of this engine), and queue the periodic jobs
@@ -217,8 +219,9 @@ class Command(BaseCommand):
                 log.exception("log rotation failed; retrying")
             try:
                 close_old_connections()
-                services.heartbeat(host_id)
+                (beat or services.heartbeat)(host_id)  # the agent's: fences what moved away meanwhile
                 services.mark_stale_hosts()
+                services.settle_lifecycles()  # drains and evacuations go on, and end
                 services.schedule_pending()
                 rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
                 stacks.advance_all()  # stacks' waiting services start once their dependencies are met
