@@ -68,4 +68,5 @@ urlpatterns = [
     path("staff/", staff.overview, name="staff"),
     path("staff/tenants/<slug:slug>/quota/", staff.quota_update, name="quota"),
     path("staff/audit/", audit.staff_audit, name="staff-audit"),
+    path("staff/hosts/<str:name>/<slug:action>/", staff.host_action, name="host-action"),
 ]

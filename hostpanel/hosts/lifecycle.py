@@ -44,6 +44,11 @@ def next_lifecycle(current: str, action: str) -> str:
     return target
 
 
+def available_actions(current: str) -> list[str]:
+    """The actions that apply to a host in ``current`` and change something (the staff page's buttons)."""
+    return [a for a, (allowed, target) in _TRANSITIONS.items() if current in allowed and target != current]
+
+
 def settled(current: str, movable_left: int) -> str:
     """``current``, or what a drain or evacuation in progress becomes once ``movable_left`` is 0."""
     if movable_left == 0 and current in _SETTLED:

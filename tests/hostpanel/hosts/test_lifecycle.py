@@ -251,3 +251,37 @@ def test_the_api_changes_and_shows_the_lifecycle_for_staff_only(
     # state and lifecycle are not written by PATCH (heartbeats and the actions do)
     r = staff.patch(f"/api/v1/hosts/{host.pk}/", {"lifecycle": "active"}, format="json")
     assert r.status_code == 400 and Host.objects.get(pk=host.pk).lifecycle == L.EVACUATED
+
+
+# ---- /staff/: staff only -----------------------------------------------------------------
+@pytest.mark.django_db
+def test_the_staff_page_shows_the_lifecycle_and_its_buttons_act_for_staff_only(
+    admin_user: Any, tenant: Tenant, host: Host
+) -> None:
+    from django.test import Client
+
+    def signed_in(user: Any) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    owner = signed_in(MembershipFactory(tenant=tenant, role=Role.OWNER).user)
+    assert owner.get("/staff/").status_code == 403
+    assert owner.post(f"/staff/hosts/{host.name}/evacuate/").status_code == 403
+    assert Client().post(f"/staff/hosts/{host.name}/evacuate/").status_code == 302  # to the login page
+    assert Host.objects.get(pk=host.pk).lifecycle == L.ACTIVE
+    staff = signed_in(admin_user)
+    page = staff.get("/staff/").content.decode()
+    assert 'data-lifecycle="active"' in page
+    assert [a for a in ("cordon", "uncordon", "drain", "evacuate") if f'data-action="{a}"' in page] == [
+        "cordon",
+        "drain",
+        "evacuate",
+    ]
+    assert staff.get(f"/staff/hosts/{host.name}/cordon/").status_code == 405
+    assert staff.post(f"/staff/hosts/{host.name}/cordon/").status_code == 302
+    assert Host.objects.get(pk=host.pk).lifecycle == L.CORDONED
+    page = staff.get("/staff/").content.decode()
+    assert 'data-lifecycle="cordoned"' in page and 'data-action="uncordon"' in page
+    assert staff.post("/staff/hosts/nowhere/cordon/").status_code == 404
+    assert staff.post(f"/staff/hosts/{host.name}/reboot/").status_code == 404
