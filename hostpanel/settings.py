@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "hostpanel.dashboard",
     "hostpanel.dockerapi",  # the tenants' Docker Engine API (issue 13, door)
     "hostpanel.stacks",  # compose files deployed as stacks of apps (issue 14, stacks)
+    "hostpanel.agent",  # the host agent: its tasks and `manage.py hostagent` (no models; issue 15)
 ]
 
 MIDDLEWARE = [

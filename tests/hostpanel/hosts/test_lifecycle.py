@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments.models import App, Replica, Rollout
 from hostpanel.errors import Conflict
-from hostpanel.hosts import agent, fencing, lifecycle, services
+from hostpanel.hosts import fencing, lifecycle, services
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.volumes.models import Volume

@@ -33,12 +33,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 
+from hostpanel.agent import reconcile as agent
+from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
 from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services
-from hostpanel.edge.agent import EdgeAgent, caddy_fields
 from hostpanel.errors import Conflict
-from hostpanel.hosts import agent, dispatch, services
+from hostpanel.hosts import dispatch, services
 from hostpanel.hosts.models import Host
 from hostpanel.images.services import register_host_images
 from hostpanel.stacks import services as stacks
@@ -150,7 +151,7 @@ class Command(BaseCommand):
             daemon=True,
         )
         beat.start()
-        from hostpanel.logstream.follower import start_in_thread
+        from hostpanel.agent.follower import start_in_thread
 
         start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
         builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
