@@ -130,6 +130,10 @@ def test_a_dead_host_moves_its_stateless_replicas_and_pins_those_with_volumes(
     pinned = Replica.objects.get(app=db)
     assert pinned.host_id == host.pk and pinned.state == Replica.State.HOST_DOWN
     assert "mounts volumes, whose data lives on that host's disk" in pinned.message
+    from hostpanel.dashboard.status import statuses
+
+    ((_, status),) = statuses(App.objects.filter(pk=db.pk).select_related("current_release"))
+    assert status.label == "host-down" and status.settled  # shown so, and no progress view polls on
     # it comes back: its pinned replica is reconciled again, its moved ones are fenced
     sent_reconciles.clear()
     old = {str(r.pk): generations[r.pk] for r in moved} | {str(pinned.pk): pinned.generation}
