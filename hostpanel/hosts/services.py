@@ -213,6 +213,16 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
     return moved
 
 
+def watch_hosts() -> list[Host]:
+    """The periodic host checks (every agent's heartbeat, and ``manage.py watchhosts`` on the panel):
+    mark dead hosts down (their stateless replicas move), let drains and evacuations go on and end,
+    place pending replicas. Returns the hosts found dead."""
+    dead = mark_stale_hosts()
+    settle_lifecycles()
+    schedule_pending()
+    return dead
+
+
 def _evict(host: Host, reason: str, replica_ids: Iterable[int] | None = None) -> None:
     """Take the host's replicas (or those of ``replica_ids``) off it, pending a new placement."""
     from hostpanel.deployments.models import Replica

@@ -290,3 +290,23 @@ def test_the_staff_page_shows_the_lifecycle_and_its_buttons_act_for_staff_only(
     assert 'data-lifecycle="cordoned"' in page and 'data-action="uncordon"' in page
     assert staff.post("/staff/hosts/nowhere/cordon/").status_code == 404
     assert staff.post(f"/staff/hosts/{host.name}/reboot/").status_code == 404
+
+
+# ---- the panel's own periodic check --------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_watchhosts_declares_a_dead_host_and_moves_its_replicas(
+    tenant: Tenant, make_app: Any, host: Host, settings: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    web = make_app(tenant, "web")
+    other = HostFactory(name="h2")
+    _stale(host, settings)
+    out = StringIO()
+    call_command("watchhosts", "--once", stdout=out)
+    assert out.getvalue() == "host h1 is down: its stateless replicas moved\n"
+    assert Replica.objects.get(app=web).host_id == other.pk
+    with pytest.raises(CommandError, match="--interval: give a number of seconds above 0"):
+        call_command("watchhosts", "--interval", "0")

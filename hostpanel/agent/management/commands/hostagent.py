@@ -221,9 +221,7 @@ class Command(BaseCommand):
             try:
                 close_old_connections()
                 (beat or services.heartbeat)(host_id)  # the agent's: fences what moved away meanwhile
-                services.mark_stale_hosts()
-                services.settle_lifecycles()  # drains and evacuations go on, and end
-                services.schedule_pending()
+                services.watch_hosts()  # dead hosts, drains and evacuations, pending replicas
                 rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
                 stacks.advance_all()  # stacks' waiting services start once their dependencies are met
                 host = Host.objects.filter(pk=host_id).first()
