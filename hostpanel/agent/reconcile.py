@@ -39,13 +39,23 @@ from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import Container, ContainerSpec
 from engine.volumes.spec import MountSpec
 from hostpanel.agent import overlays, probes
+from hostpanel.agent.credentials import InternalClient
 from hostpanel.deployments import rollout
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import ServiceError
 from hostpanel.hosts import dispatch, fencing, lifecycle
 from hostpanel.hosts.models import Host
+from hostpanel.hosts.services import heartbeat
+from hostpanel.images.services import archive_for
+from hostpanel.registry.services import agent_pull_token, pull_source
+from hostpanel.secrets.models import Secret
+from hostpanel.secrets.services import secret_values
 from hostpanel.tenants.limits import write_all_tenant_limits
-from hostpanel.tenants.models import Tenant
+from hostpanel.tenants.models import Quota, Tenant
+from hostpanel.usage.models import UsageCursor
+from hostpanel.usage.services import ContainerReading, record, record_apps
+from hostpanel.usage.storage import record_tenant_storage
+from hostpanel.volumes.models import Volume
 
 log = logging.getLogger(__name__)
 
@@ -432,8 +442,6 @@ def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
     """
     fields: dict[str, Any] = {**release.container_shape(), "published": ports}
     if release.secrets:
-        from hostpanel.secrets.models import Secret
-
         versions = Secret.objects.filter(
             tenant__apps__releases=release, name__in=[s["name"] for s in release.secrets]
         ).values_list("name", "updated_at")
@@ -444,7 +452,6 @@ def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
 
 def _ensure_volumes(engine: Engine, replica: Replica) -> None:
     """Create the replica's volumes on this host (with their size caps) the first time they are used."""
-    from hostpanel.volumes.models import Volume
 
     names = [v["name"] for v in replica.release.volumes]
     if not names:
@@ -464,7 +471,6 @@ def _ensure_volumes(engine: Engine, replica: Replica) -> None:
 
 def remove_deleted_volumes(engine: Engine) -> list[str]:
     """Remove this host's panel volumes whose record was deleted (unless a container still uses one)."""
-    from hostpanel.volumes.models import Volume
 
     ours = {v.name: v for v in engine.volume_list() if LABEL_VOLUME in getattr(v, "labels", {})}
     if not ours:
@@ -493,8 +499,6 @@ def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
     panel lets a tenant run only its own images and base images, like ``library/...``).
     """
     from engine.registry import Credentials, RemoteRef, parse_registry_url
-    from hostpanel.images.services import archive_for
-    from hostpanel.registry.services import agent_pull_token, pull_source
 
     owner = tenant if normalize_tag(reference).startswith(namespace_of(tenant)) else None
     try:
@@ -534,7 +538,6 @@ def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
 def build_spec(replica: Replica) -> ContainerSpec:
     """The engine spec of a replica. Tenants can set nothing privileged: only these fields exist."""
     from engine.runtime.model import SecretFile
-    from hostpanel.secrets.services import secret_values
 
     release, app = replica.release, replica.app
     tenant = app.tenant
@@ -656,7 +659,6 @@ def _apply_tenant_egress(engine: Engine, host: Host, replicas: list[Replica]) ->
 
     If the engine refuses, the default policy (no private ranges) stays in force.
     """
-    from hostpanel.tenants.models import Quota
 
     setter = getattr(engine, "set_tenant_egress_allow", None)
     if setter is None:
@@ -723,9 +725,6 @@ def collect_usage(engine: Engine, host: Host) -> int:
     Tenants with replicas here, and those collected here before (so a tenant
     whose app moved away is billed up to its last sample). Returns how many tenants.
     """
-    from hostpanel.tenants.models import Tenant
-    from hostpanel.usage.models import UsageCursor
-    from hostpanel.usage.services import ContainerReading, record, record_apps
 
     engine.sample_usage()
     ids = set(Replica.objects.filter(host=host).values_list("app__tenant_id", flat=True))
@@ -749,8 +748,6 @@ def collect_usage(engine: Engine, host: Host) -> int:
 
 def report_tenant_storage(engine: Engine, host: Host) -> None:
     """Record each tenant's container files (its disk here) and build cache on this host."""
-    from hostpanel.tenants.models import Tenant
-    from hostpanel.usage.storage import record_tenant_storage
 
     for tenant in Tenant.objects.all():
         try:
@@ -760,15 +757,18 @@ def report_tenant_storage(engine: Engine, host: Host) -> None:
         record_tenant_storage(host, tenant, rootfs, engine.build_cache.tenant_bytes(tenant.slug))
 
 
-def fence(engine: Engine, host_id: int) -> list[str]:
-    """Beat for ``host_id`` and remove at once the containers the panel's answer fences (fencing.py):
-    replicas moved off this host while it was cut off, or placed on it anew. Returns their names."""
-    from hostpanel.hosts.services import heartbeat
-
+def fence(engine: Engine, host_id: int, client: InternalClient | None = None) -> list[str]:
+    """Beat for ``host_id`` (through the panel's internal API with ``client``, an enrolled agent's)
+    and remove at once the containers the answer fences (fencing.py): replicas moved off this
+    host while it was cut off, or placed on it anew. Returns their names."""
     containers = {c.labels[LABEL_REPLICA]: c for c in engine.list(all=True) if LABEL_REPLICA in c.labels}
     running = {rid: fencing.label_generation(c.labels) for rid, c in containers.items()}
     removed = []
-    for replica_id in heartbeat(host_id, running):
+    if client is not None:
+        fenced = [str(rid) for rid in client.heartbeat(running).get("fence", [])]
+    else:
+        fenced = heartbeat(host_id, running)
+    for replica_id in (rid for rid in fenced if rid in containers):
         container = containers[replica_id]
         try:
             engine.remove(container.id, force=True)

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from hostpanel.api import serializers as s
 from hostpanel.api.base import ActorMixin, AdminViewSetMixin, TenantScopedViewSet
+from hostpanel.api.host_enrollment import HostEnrollmentActions
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.changes import release_changes
@@ -27,6 +28,7 @@ from hostpanel.hosts import services as hosts
 from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
 from hostpanel.images.models import Image
+from hostpanel.logstream import services as logstream
 from hostpanel.secrets import services as secrets
 from hostpanel.secrets.models import Secret
 from hostpanel.tenants import access
@@ -183,7 +185,7 @@ class GlobalAuditViewSet(AdminViewSetMixin, viewsets.ReadOnlyModelViewSet):
 
 
 # ---- hosts (admins) ------------------------------------------------------------------
-class HostViewSet(AdminViewSetMixin, viewsets.ModelViewSet):
+class HostViewSet(HostEnrollmentActions, AdminViewSetMixin, viewsets.ModelViewSet):
     """Container hosts (admins). Agents register themselves; POST pre-registers one."""
 
     queryset = Host.objects.all()  # for schema introspection; requests use get_queryset
@@ -386,7 +388,6 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     )
     @action(detail=True, methods=["get"])
     def logs(self, request: Request, tenant_slug: str, pk: str) -> Response | HttpResponse:
-        from hostpanel.logstream import services as logstream
 
         after = request.query_params.get("after")
         if request.query_params.get("download") in ("1", "true"):

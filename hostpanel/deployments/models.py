@@ -248,7 +248,7 @@ class Rollout(models.Model):
         SCALE = "scale"
         RESTART = "restart"
         REVERT = "revert"  # back to the previous release after a roll failed half-way
-        DRAIN = "drain"  # off a draining host (hosts/lifecycle_moves.py): same release, other hosts
+        DRAIN = "drain"  # off a draining host (deployments/host_moves.py): same release, other hosts
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="rollouts")
     release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="rollouts")

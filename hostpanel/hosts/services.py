@@ -21,13 +21,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
+from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import Conflict, NoCapacity, NotFound
-from hostpanel.hosts import dispatch, fencing, lifecycle
+from hostpanel.hosts import dispatch, fencing, lifecycle, signals
 from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants.access import require_admin
 
 if TYPE_CHECKING:
-    from hostpanel.deployments.models import App, Replica
     from hostpanel.tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ def reconcile_hosts(host_ids: Iterable[int | None]) -> None:
 
 
 def reconcile_tenant_hosts(tenant: Tenant) -> None:
-    from hostpanel.deployments.models import Replica
 
     reconcile_hosts(Replica.objects.filter(app__tenant=tenant).values_list("host_id", flat=True))
 
@@ -146,9 +145,7 @@ def register_host(
         host.save()
     if created:
         log.info("registered host %s", name)
-    from hostpanel.builds.services import AGENT_RESTARTED, fail_host_builds
-
-    fail_host_builds(host, AGENT_RESTARTED)
+    signals.agent_restarted.send(sender=Host, host=host)  # builds it ran fail
     TenantPurge.objects.filter(host=host).update(sent_at=None)  # the old agent's queue may be lost
     send_tenant_purges([host.pk])
     schedule_pending()
@@ -170,8 +167,6 @@ def heartbeat(host_id: int, running: dict[str, int] | None = None) -> list[str]:
         reconcile_hosts([host_id])  # its pinned replicas run again
     if not running:
         return []
-    from hostpanel.deployments.models import Replica
-
     placed = {
         str(pk): generation
         for pk, generation in Replica.objects.filter(host_id=host_id).values_list("pk", "generation")
@@ -204,9 +199,7 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
                 continue  # a heartbeat arrived meanwhile
             log.warning("host %s: no heartbeat since %s, marked down", host.name, host.last_heartbeat)
             _host_down(host)
-            from hostpanel.builds.services import HOST_DOWN, fail_host_builds
-
-            fail_host_builds(host, HOST_DOWN, states=("queued", "running"))
+            signals.host_down.send(sender=Host, host=host)  # its builds fail
             moved.append(host)
     if moved:
         schedule_pending()
@@ -225,8 +218,6 @@ def watch_hosts() -> list[Host]:
 
 def _evict(host: Host, reason: str, replica_ids: Iterable[int] | None = None) -> None:
     """Take the host's replicas (or those of ``replica_ids``) off it, pending a new placement."""
-    from hostpanel.deployments.models import Replica
-
     replicas = Replica.objects.filter(host=host)
     if replica_ids is not None:
         replicas = replicas.filter(pk__in=list(replica_ids))
@@ -237,8 +228,6 @@ def _evict(host: Host, reason: str, replica_ids: Iterable[int] | None = None) ->
 
 def pinned_replica_ids(host: Host) -> set[int]:
     """The host's replicas that cannot move: they mount volumes, whose data lives on its disk."""
-    from hostpanel.deployments.models import Replica
-
     return {
         pk
         for pk, volumes in Replica.objects.filter(host=host).values_list("pk", "release__volumes")
@@ -248,8 +237,6 @@ def pinned_replica_ids(host: Host) -> set[int]:
 
 def _host_down(host: Host) -> None:
     """A dead host: its stateless replicas move, its pinned ones wait for it, shown as host down."""
-    from hostpanel.deployments.models import Replica
-
     pinned = pinned_replica_ids(host)
     movable = Replica.objects.filter(host=host).exclude(pk__in=pinned).values_list("pk", flat=True)
     _evict(host, f"host {host.name} went down", list(movable))
@@ -273,7 +260,6 @@ def allocate_ports(replica: Replica, host: Host) -> list[dict[str, Any]]:
 
     Keeps the ports the replica already has on this host for the same container ports.
     """
-    from hostpanel.deployments.models import Replica
 
     wanted = replica.release.ports
     if not wanted:
@@ -338,7 +324,6 @@ def place_replicas(app: App, replicas: list[Replica], *, strict: bool) -> list[R
     transaction rolls back); otherwise it stays pending with the reason.
     Returns the replicas placed.
     """
-    from hostpanel.deployments.models import Replica
 
     rooms = free_room(app)
     placed = []
@@ -392,7 +377,6 @@ def _no_room_message(app: App, replica: Replica, rooms: list[Room]) -> str:
 
 def schedule_pending() -> int:
     """Place pending replicas (after a host came up or went down); returns how many were placed."""
-    from hostpanel.deployments.models import App, Replica
 
     placed = 0
     app_ids = Replica.objects.filter(host=None).values_list("app_id", flat=True).distinct()
@@ -447,9 +431,8 @@ def change_lifecycle(actor: Actor, host: Host, action: str) -> Host:
     """Cordon, uncordon, drain or evacuate ``host`` (admins; audited as ``host.<action>``).
 
     See lifecycle.py for what each does; Conflict when the action does not apply to the
-    host's lifecycle now. Drain and evacuate move replicas through lifecycle_moves.py."""
-    from hostpanel.hosts import lifecycle_moves
-
+    host's lifecycle now. Drain and evacuate move replicas: signals.host_moving_off, which
+    deployments/host_moves.py answers (rolled as deploys are)."""
     require_admin(actor)
     if action not in lifecycle.ACTIONS:
         raise NotFound(f"no host action {action!r}: use one of {', '.join(lifecycle.ACTIONS)}")
@@ -459,7 +442,7 @@ def change_lifecycle(actor: Actor, host: Host, action: str) -> Host:
         host.lifecycle_changed_at = timezone.now()
         host.save(update_fields=["lifecycle", "lifecycle_changed_at"])
         if lifecycle.moving_off(host.lifecycle):
-            lifecycle_moves.move_off(host)
+            signals.host_moving_off.send(sender=Host, host=host)
         reconcile_hosts([host.pk])  # an evacuated host stops its pinned replicas, a restored one starts them
         if action == "uncordon":
             schedule_pending()
@@ -472,9 +455,6 @@ def settle_lifecycles(host_ids: Iterable[int] | None = None) -> list[Host]:
     """Hosts draining or evacuating with nothing movable left become drained or evacuated;
     the others' moves go on (a replica placed back on the host meanwhile, a roll that failed).
     Returns the hosts settled (the heartbeat runs it)."""
-    from hostpanel.deployments.models import Replica
-    from hostpanel.hosts import lifecycle_moves
-
     hosts = Host.objects.filter(lifecycle__in=[Host.Lifecycle.DRAINING, Host.Lifecycle.EVACUATING])
     if host_ids is not None:
         hosts = hosts.filter(pk__in=list(host_ids))
@@ -489,7 +469,7 @@ def settle_lifecycles(host_ids: Iterable[int] | None = None) -> list[Host]:
             done.append(host)
         else:
             with transaction.atomic():
-                lifecycle_moves.move_off(host)
+                signals.host_moving_off.send(sender=Host, host=host)
     return done
 
 
@@ -499,3 +479,19 @@ def delete_host(actor: Actor, host: Host) -> None:
         if host.replicas.exists():
             raise Conflict(f"host {host.name!r} still has replicas; drain it first")
         host.delete()
+
+
+# ---- a tenant's life (tenants.signals, connected in HostsConfig.ready) -------------------
+def refuse_purging_slug(sender: object, slug: str, **kwargs: object) -> None:
+    """tenants.signals.tenant_creating: see :func:`check_slug_free`."""
+    check_slug_free(slug)
+
+
+def purge_deleted_tenant(sender: object, slug: str, **kwargs: object) -> None:
+    """tenants.signals.tenant_deleted: see :func:`request_tenant_purge`."""
+    request_tenant_purge(slug)
+
+
+def follow_quota(sender: object, tenant: Tenant, **kwargs: object) -> None:
+    """tenants.signals.quota_changed: the tenant's hosts reconcile, so its containers follow."""
+    reconcile_tenant_hosts(tenant)

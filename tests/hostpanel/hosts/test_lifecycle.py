@@ -6,6 +6,7 @@ containers are in tests/hostpanel/e2e/test_e2e_host_lifecycle.py.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,9 @@ from hostpanel.tenants.models import Role, Tenant
 from hostpanel.volumes.models import Volume
 from tests.hostpanel.factories import HostFactory, MembershipFactory
 from tests.hostpanel.hosts.fake_engine import FakeEngine
+from tests.hostpanel.hosts.test_enrollment import broker, post_register, public_pem, redis_admin_url
+
+__all__ = ["broker", "redis_admin_url"]  # the enrollment tests' Redis fixtures, used here
 
 L = Host.Lifecycle
 HTTP = {"image": "busybox:latest", "command": ["httpd", "-f", "-p", "8080"], "http_port": 8080}
@@ -310,3 +314,35 @@ def test_watchhosts_declares_a_dead_host_and_moves_its_replicas(
     assert Replica.objects.get(app=web).host_id == other.pk
     with pytest.raises(CommandError, match="--interval: give a number of seconds above 0"):
         call_command("watchhosts", "--interval", "0")
+
+
+# ---- an enrolled agent's heartbeat (the internal API) carries what it runs -------------------
+@pytest.mark.django_db
+def test_the_internal_heartbeat_answers_what_to_fence(
+    broker: Any, tenant: Tenant, make_app: Any, settings: Any
+) -> None:
+    from rest_framework.test import APIClient
+
+    from hostpanel.hosts import enrollment
+
+    creds = post_register(enrollment.add_host(None, "node-f").token, public_pem()).json()
+    node = Host.objects.get(name="node-f")
+    Host.objects.exclude(pk=node.pk).delete()
+    Host.objects.filter(pk=node.pk).update(cpu_millis=4000, memory_bytes=8 * 2**30, state=Host.State.UP)
+    web = make_app(tenant, "web")
+    replica = Replica.objects.get(app=web)
+    assert replica.host_id == node.pk
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {creds['api_token']}")
+    current = {str(replica.pk): replica.generation}
+    beat = client.post("/internal/v1/heartbeat", {"running": current}, format="json")
+    assert beat.status_code == 200 and beat.json()["fence"] == []
+    stale = {str(replica.pk): replica.generation - 1, "999999": 1}
+    assert client.post("/internal/v1/heartbeat", {"running": stale}, format="json").json()["fence"] == [
+        str(replica.pk),
+        "999999",
+    ]
+    for bad in ({"running": {"1": "x"}}, {"running": [1]}, {"running": {}, "state": "down"}):
+        answer = client.post("/internal/v1/heartbeat", bad, format="json")
+        assert answer.status_code == 400 and "replica id: generation" in json.dumps(answer.json()), bad
+    assert client.post("/internal/v1/heartbeat").json()["fence"] == []

@@ -34,8 +34,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 
 from hostpanel.agent import reconcile as agent
+from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelError, client_for
+from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
+from hostpanel.agent.follower import start_in_thread
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
+from hostpanel.celery import app
 from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services
 from hostpanel.errors import Conflict
@@ -59,7 +63,12 @@ class Command(BaseCommand):
     help = "Run the host agent: a Celery worker on queue host.<name> plus a heartbeat loop."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--name", required=True, help="host name; the agent consumes queue host.<name>")
+        parser.add_argument("--name", help="host name; the agent consumes queue host.<name>")
+        parser.add_argument(
+            "--state-dir",
+            default=os.environ.get("HOSTPANEL_AGENT_STATE_DIR", ""),
+            help="an enrolled host's credentials (its join command wrote them): name, Redis user, token",
+        )
         parser.add_argument("--engine-root", default=str(settings.HOSTPANEL_ENGINE_ROOT))
         parser.add_argument("--instance", default=settings.HOSTPANEL_ENGINE_INSTANCE)
         parser.add_argument("--address", default=socket.getfqdn())
@@ -88,6 +97,16 @@ class Command(BaseCommand):
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        client = None
+        if opts["state_dir"]:
+            creds = enrolled(Path(opts["state_dir"]), opts["name"])
+            opts["name"], client = creds.name, client_for(creds)
+            try:
+                client.me()  # a revoked host stops here
+            except PanelError as exc:
+                raise CommandError(f"the panel refuses this host: {exc}") from exc
+        if not opts["name"]:
+            raise CommandError("give --name (or --state-dir of an enrolled host)")
         name: str = opts["name"]
         if opts["build_slots"] < 1:
             raise CommandError("--build-slots: give at least 1")
@@ -145,13 +164,13 @@ class Command(BaseCommand):
                 stop,
                 engine.rotate_logs,
                 edge,
-                lambda host_id: agent.fence(engine, host_id),
+                client,
+                lambda host_id: agent.fence(engine, host_id, client),
             ),
             name="heartbeat",
             daemon=True,
         )
         beat.start()
-        from hostpanel.agent.follower import start_in_thread
 
         start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
         builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
@@ -160,7 +179,6 @@ class Command(BaseCommand):
             f"host agent {name}: queue {host.queue}, builds on {host.build_queue} "
             f"({opts['build_slots']} slots), engine {config.engine_root} ({config.instance})"
         )
-        from hostpanel.celery import app
 
         try:
             app.worker_main(
@@ -192,12 +210,14 @@ class Command(BaseCommand):
         stop: threading.Event,
         rotate_logs: Callable[[], int],
         edge: EdgeAgent | None = None,
+        client: InternalClient | None = None,
         beat: Callable[[int], object] | None = None,
     ) -> None:
         """Every ``interval`` s: beat, mark silent hosts down, place pending replicas, rotate the
         logs of this host's containers (the one rotator of this engine), and queue the periodic jobs
         (with the reconciles: publish the routing table if it changed, resend it to this host, and
-        load Caddy's config should Caddy have restarted without it)."""
+        load Caddy's config should Caddy have restarted without it). An enrolled host (``client``)
+        beats through the panel's internal API with its host token: revoked, it beats no more."""
 
         def edge_catch_up(host_id: int, queue: str) -> None:
             edge_services.publish_routes()
@@ -220,7 +240,12 @@ class Command(BaseCommand):
                 log.exception("log rotation failed; retrying")
             try:
                 close_old_connections()
-                (beat or services.heartbeat)(host_id)  # the agent's: fences what moved away meanwhile
+                if beat is not None:  # the agent's: its answer fences what moved away meanwhile
+                    beat(host_id)
+                elif client is not None:
+                    client.heartbeat()
+                else:
+                    services.heartbeat(host_id)
                 services.watch_hosts()  # dead hosts, drains and evacuations, pending replicas
                 rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
                 stacks.advance_all()  # stacks' waiting services start once their dependencies are met
@@ -238,6 +263,26 @@ class Command(BaseCommand):
             stop.wait(interval)
             for job in since:
                 since[job] += interval
+
+
+def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
+    """The credentials in ``state_dir``, applied: the Celery workers (this process's and the build
+    worker's, through the environment) consume and write results as the host's own Redis user."""
+    try:
+        creds = load_credentials(state_dir)
+    except PanelError as exc:
+        raise CommandError(str(exc)) from exc
+    if name and name != creds.name:
+        raise CommandError(f"--name {name}: this host is enrolled as {creds.name} ({state_dir})")
+    os.environ.update(creds.environment())
+    app.conf.update(
+        broker_read_url=creds.redis_url,
+        result_backend=creds.redis_url,
+        broker_transport_options=creds.transport_options,
+        worker_enable_remote_control=False,
+    )
+    app._local = threading.local()  # the result backend, made again from the new URL
+    return creds
 
 
 def _die_with_parent() -> None:

@@ -11,7 +11,7 @@ def draining_to_lifecycle(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("hosts", "0002_tenantops_tenant_purge"),
+        ("hosts", "0003_host_enrollment"),
     ]
 
     operations = [

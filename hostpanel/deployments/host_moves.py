@@ -18,6 +18,7 @@ from hostpanel.deployments import rollout
 from hostpanel.deployments.models import App, Replica, Rollout
 from hostpanel.errors import NoCapacity
 from hostpanel.hosts.models import Host
+from hostpanel.hosts.services import _evict, pinned_replica_ids, schedule_pending
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 def move_off(host: Host) -> int:
     """Start moving the host's movable replicas (inside the caller's transaction); returns how many
     apps began a roll or were placed anew."""
-    from hostpanel.hosts.services import _evict, pinned_replica_ids, schedule_pending
-
     pinned = pinned_replica_ids(host)
     movable = Replica.objects.filter(host=host, drain_until__isnull=True).exclude(pk__in=pinned)
     app_ids = sorted(set(movable.values_list("app_id", flat=True)))
@@ -51,3 +50,8 @@ def move_off(host: Host) -> int:
     if evicted:
         schedule_pending()
     return moved
+
+
+def move_off_signalled(sender: object, host: Host, **kwargs: object) -> None:
+    """hosts.signals.host_moving_off: see :func:`move_off`."""
+    move_off(host)
