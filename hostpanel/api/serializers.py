@@ -30,8 +30,8 @@ from hostpanel.networks.models import DEFAULT_NAME as DEFAULT_NETWORK
 from hostpanel.networks.models import NETWORK_NAME_RE
 from hostpanel.secrets.models import SECRET_NAME_RE, Secret
 from hostpanel.tenants.models import SLUG_RE, ApiToken, Membership, Quota, Role, Tenant
+from hostpanel.tenants.storage import storage_use
 from hostpanel.usage.models import Prices
-from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.models import VOLUME_NAME_RE, Volume
 
 
