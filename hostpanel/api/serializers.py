@@ -132,6 +132,19 @@ class QuotaSerializer(StrictModelSerializer):
         return asdict(tenant_usage(quota.tenant))
 
 
+# A host's fields that only its agent and the panel write: state (up, down) from heartbeats, the
+# lifecycle through the actions (cordon, uncordon, drain, evacuate), the engine at registration
+HOST_OBSERVED = [
+    "state",
+    "lifecycle",
+    "lifecycle_changed_at",
+    "last_heartbeat",
+    "engine_root",
+    "engine_instance",
+    "created_at",
+]
+
+
 class HostSerializer(StrictModelSerializer):
     class Meta:
         model = Host
@@ -143,16 +156,12 @@ class HostSerializer(StrictModelSerializer):
             "memory_bytes",
             "disk_bytes",
             "labels",
-            "state",
-            "last_heartbeat",
-            "engine_root",
-            "engine_instance",
-            "created_at",
+            *HOST_OBSERVED,
             "replicas",
             "used_cpu_millis",
             "used_memory_bytes",
         ]
-        read_only_fields = ["id", "last_heartbeat", "engine_root", "engine_instance", "created_at"]
+        read_only_fields = ["id", *HOST_OBSERVED]
 
     replicas = serializers.IntegerField(read_only=True, source="replica_count", default=0)
     used_cpu_millis = serializers.IntegerField(
