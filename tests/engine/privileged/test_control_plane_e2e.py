@@ -144,8 +144,9 @@ def test_control_plane_builds_and_serves(plane_engine: Engine, tmp_path: Path) -
                 "from django.db import connection; print(connection.vendor)",
             ).stdout
             assert vendor.strip().splitlines()[-1] == "postgresql"  # after "N objects imported"
-            # the servers run as the image's users, not as root
-            for service, user in (("web", "hostpanel"), ("ws", "hostpanel"), ("postgres", "postgres")):
+            # the servers (and the scheduler's host checks) run as the image's users, not as root
+            served_by = (("web", "hostpanel"), ("ws", "hostpanel"), ("scheduler", "hostpanel"))
+            for service, user in (*served_by, ("postgres", "postgres")):
                 status = compose(api, env, "exec", "-T", service, "cat", "/proc/1/status").stdout
                 uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
                 passwd = compose(api, env, "exec", "-T", service, "getent", "passwd", user).stdout
