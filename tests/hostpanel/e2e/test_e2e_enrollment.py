@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -128,6 +129,32 @@ def join(
         ), log
 
 
+class Monitor:
+    """Redis MONITOR in a thread: the text of every command any client runs, until ``stop()``."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.url = redis_url
+        self.commands: list[str] = []
+        self.done = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "MONITOR did not start"
+
+    def _run(self) -> None:
+        with redis.Redis.from_url(self.url).monitor() as m:
+            self.ready.set()
+            while not self.done.is_set():
+                self.commands.append(str(m.next_command()["command"]))
+
+    def stop(self) -> list[str]:
+        self.done.set()
+        redis.Redis.from_url(self.url).ping()  # one more command: the loop sees ``done``
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return list(self.commands)
+
+
 def broker(state: Path) -> redis.Redis:
     """A Redis client with the credentials the join wrote to ``state``."""
     creds = json.loads((state / "credentials.json").read_text())
@@ -217,6 +244,7 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
         # A secret reaches the container (file and variable) sealed to A's key; host B, the wire,
         # Redis and the agent's log carry no plain value.
         value = "sealed-" + secrets.token_hex(12)
+        seen = Monitor(redis_url)  # every command Redis executes meanwhile: the message log
         create_secret(admin, tenant, "db-password", value)
         deployments.create_app(
             admin,
@@ -253,6 +281,9 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
         dumps = [admin_redis.dump(key) or b"" for key in admin_redis.scan_iter(count=1000)]
         assert dumps and not [d for d in dumps if value.encode() in d]
         assert value not in log.read_text()
+        commands = seen.stop()
+        assert any("host.ena" in c for c in commands)  # the monitor saw the agent's traffic
+        assert not [c for c in commands if value in c]
 
         # Host B's credentials cannot forge a task for A, read A's queue, results or other keys.
         b = broker(state_b)
