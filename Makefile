@@ -17,7 +17,7 @@ help:
 	@echo "make test     install, then lint, type-check and run every test but the whole-stack tier (CI runs it first)"
 	@echo "make test-e2e install, then the whole-stack tier: real Redis, agents, panel, Caddy, browser (CI runs it next)"
 	@echo "make install  system packages, .venv, 'hpctl host setup' (idempotent; run as root)"
-	@echo "make lint     ruff and mypy only"
+	@echo "make lint     ruff, mypy and import-linter only"
 	@echo "make test-lighthouse  every dashboard page through Lighthouse (95+ in every category)"
 
 # System packages: the list lives in engine/host/packages.py (stdlib only, so it
@@ -47,6 +47,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine
+	$(BIN)/lint-imports --no-cache  # the layers: pyproject.toml [tool.importlinter]
 
 # Two tiers, each well under 20 minutes on CI's 2 cores; .ci/run runs both. The e2e tier is
 # every test that starts the whole stack (tests/conftest.py: is_end_to_end).
@@ -54,6 +55,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine
+	$(BIN)/lint-imports --no-cache  # the layers: pyproject.toml [tool.importlinter]
 	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse -m "not e2e"
 
 test-e2e: install

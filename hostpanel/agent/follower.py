@@ -2,7 +2,7 @@
 
 Runs as a thread of ``manage.py hostagent`` (:func:`start_in_thread`) with its own
 asyncio loop on the Channels layer. A viewer's consumer sends ``logs.watch`` to the
-group ``logagent.<host>`` (see :func:`agent_group`) with the replica and container
+group ``logagent.<host>`` (:func:`hostpanel.logstream.watch.agent_group`) with the replica and container
 name; that is a lease, renewed every LEASE_RENEW seconds while the viewer stays and
 dropped LEASE_SECONDS after the last renewal. A watch that names ``reply_to`` also
 asks for backfill (the last ``tail`` lines, or the lines after ``after``), sent to
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -32,19 +31,13 @@ from engine.engine import Engine
 from engine.errors import EngineError
 from engine.logs.k8s_file import follow
 from hostpanel.logstream import publish, reading
+from hostpanel.logstream.watch import LEASE_SECONDS, agent_group
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 60.0
-LEASE_RENEW = 20.0
 FLUSH_SECONDS = 0.03
 POLL_SECONDS = 0.02  # how often an idle follower looks for new output (an fstat)
 PENDING_LINES = 5000
-
-
-def agent_group(host_name: str) -> str:
-    """The Channels group the log follower of ``host_name`` listens on."""
-    return "logagent." + re.sub(r"[^A-Za-z0-9_\-.]", "_", host_name)[:80]
 
 
 @dataclass

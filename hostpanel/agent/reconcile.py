@@ -45,9 +45,17 @@ from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import InvalidRequest, ServiceError
 from hostpanel.hosts import dispatch
 from hostpanel.hosts.models import Host
+from hostpanel.images.services import archive_for
+from hostpanel.registry.services import agent_pull_token, pull_source
+from hostpanel.secrets.models import Secret
 from hostpanel.secrets.sealing import SealError
+from hostpanel.secrets.services import secret_values
 from hostpanel.tenants.limits import write_all_tenant_limits
-from hostpanel.tenants.models import Tenant
+from hostpanel.tenants.models import Quota, Tenant
+from hostpanel.usage.models import UsageCursor
+from hostpanel.usage.services import ContainerReading, record, record_apps
+from hostpanel.usage.storage import record_tenant_storage
+from hostpanel.volumes.models import Volume
 
 log = logging.getLogger(__name__)
 
@@ -425,8 +433,6 @@ def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
     """
     fields: dict[str, Any] = {**release.container_shape(), "published": ports}
     if release.secrets:
-        from hostpanel.secrets.models import Secret
-
         versions = Secret.objects.filter(
             tenant__apps__releases=release, name__in=[s["name"] for s in release.secrets]
         ).values_list("name", "updated_at")
@@ -437,7 +443,6 @@ def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
 
 def _ensure_volumes(engine: Engine, replica: Replica) -> None:
     """Create the replica's volumes on this host (with their size caps) the first time they are used."""
-    from hostpanel.volumes.models import Volume
 
     names = [v["name"] for v in replica.release.volumes]
     if not names:
@@ -457,7 +462,6 @@ def _ensure_volumes(engine: Engine, replica: Replica) -> None:
 
 def remove_deleted_volumes(engine: Engine) -> list[str]:
     """Remove this host's panel volumes whose record was deleted (unless a container still uses one)."""
-    from hostpanel.volumes.models import Volume
 
     ours = {v.name: v for v in engine.volume_list() if LABEL_VOLUME in getattr(v, "labels", {})}
     if not ours:
@@ -486,8 +490,6 @@ def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
     panel lets a tenant run only its own images and base images, like ``library/...``).
     """
     from engine.registry import Credentials, RemoteRef, parse_registry_url
-    from hostpanel.images.services import archive_for
-    from hostpanel.registry.services import agent_pull_token, pull_source
 
     owner = tenant if normalize_tag(reference).startswith(namespace_of(tenant)) else None
     try:
@@ -530,8 +532,6 @@ def _secret_values(replica: Replica, names: list[str]) -> dict[str, str]:
     a host that is not enrolled (tests, `make run`) still decrypts them from the database."""
     directory = host_secrets.state_dir()
     if directory is None:
-        from hostpanel.secrets.services import secret_values
-
         return secret_values(replica.app.tenant, names)
     try:
         return host_secrets.fetch(directory, replica.pk, names)
@@ -662,7 +662,6 @@ def _apply_tenant_egress(engine: Engine, host: Host, replicas: list[Replica]) ->
 
     If the engine refuses, the default policy (no private ranges) stays in force.
     """
-    from hostpanel.tenants.models import Quota
 
     setter = getattr(engine, "set_tenant_egress_allow", None)
     if setter is None:
@@ -729,9 +728,6 @@ def collect_usage(engine: Engine, host: Host) -> int:
     Tenants with replicas here, and those collected here before (so a tenant
     whose app moved away is billed up to its last sample). Returns how many tenants.
     """
-    from hostpanel.tenants.models import Tenant
-    from hostpanel.usage.models import UsageCursor
-    from hostpanel.usage.services import ContainerReading, record, record_apps
 
     engine.sample_usage()
     ids = set(Replica.objects.filter(host=host).values_list("app__tenant_id", flat=True))
@@ -755,8 +751,6 @@ def collect_usage(engine: Engine, host: Host) -> int:
 
 def report_tenant_storage(engine: Engine, host: Host) -> None:
     """Record each tenant's container files (its disk here) and build cache on this host."""
-    from hostpanel.tenants.models import Tenant
-    from hostpanel.usage.storage import record_tenant_storage
 
     for tenant in Tenant.objects.all():
         try:

@@ -12,10 +12,12 @@ from django.db import DatabaseError, OperationalError
 from engine.dockerapi.stats import host_memory, sample_to_dict, take_sample
 from engine.runtime.model import ALIVE
 from engine.runtime.procfs import online_cpus
-from hostpanel.agent import overlays, tenant_purge
+from hostpanel.agent import archive, overlays, relay, tenant_purge
 from hostpanel.agent import reconcile as agent
+from hostpanel.deployments.models import Replica
 from hostpanel.edge.services import publish_routes_after_reconcile
 from hostpanel.hosts.models import Host
+from hostpanel.logstream.reading import backfill
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,6 @@ def purge_tenant(host_id: int, slug: str) -> None:
 @shared_task(acks_late=False)
 def container_logs(replica_id: int, tail: int) -> list[dict[str, Any]]:
     """The last ``tail`` log lines of a replica's container on this host."""
-    from hostpanel.deployments.models import Replica
 
     config = agent.AgentConfig.from_env()
     replica = Replica.objects.filter(pk=replica_id).first()
@@ -98,8 +99,6 @@ def container_logs(replica_id: int, tail: int) -> list[dict[str, Any]]:
 @shared_task(acks_late=False)
 def container_log_lines(replica_id: int, tail: int, after: str | None) -> dict[str, Any]:
     """A replica's log lines with cursors: the last ``tail``, or those after cursor ``after``."""
-    from hostpanel.deployments.models import Replica
-    from hostpanel.logstream.reading import backfill
 
     config = agent.AgentConfig.from_env()
     replica = Replica.objects.filter(pk=replica_id).first()
@@ -117,7 +116,6 @@ def container_log_lines(replica_id: int, tail: int, after: str | None) -> dict[s
 @shared_task(acks_late=False)
 def container_stats(replica_id: int) -> dict[str, Any]:
     """One reading of a replica's container's cgroup counters ({} when it does not run)."""
-    from hostpanel.deployments.models import Replica
 
     config = agent.AgentConfig.from_env()
     replica = Replica.objects.filter(pk=replica_id).first()
@@ -136,7 +134,6 @@ def container_stats(replica_id: int) -> dict[str, Any]:
 
 def _engine_container(replica_id: int) -> tuple[Any, Any]:
     """This host's engine and the replica's container in it (LookupError when there is none)."""
-    from hostpanel.deployments.models import Replica
 
     config = agent.AgentConfig.from_env()
     replica = Replica.objects.filter(pk=replica_id).first()
@@ -189,7 +186,6 @@ def start_exec(
 ) -> None:
     """Start an exec session in a container of this host (on a terminal unless ``tty`` is false);
     it runs in a thread, so this returns."""
-    from hostpanel.agent import relay
 
     config = agent.AgentConfig.from_env()
     if config is None:
@@ -223,7 +219,6 @@ def start_copy(
     no_overwrite_dir_non_dir: bool = False,
 ) -> None:
     """Start a ``docker cp`` of a container of this host; it runs in a thread, so this returns."""
-    from hostpanel.agent import archive
 
     config = agent.AgentConfig.from_env()
     if config is None:

@@ -23,6 +23,7 @@ from hostpanel.deployments.models import (
     Replica,
     Rollout,
 )
+from hostpanel.deployments.services import tenant_usage
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import IMAGE_NAME_RE, Image
 from hostpanel.networks.models import DEFAULT_NAME as DEFAULT_NETWORK
@@ -127,8 +128,6 @@ class QuotaSerializer(StrictModelSerializer):
 
     def get_usage(self, quota: Quota) -> dict[str, int]:
         from dataclasses import asdict
-
-        from hostpanel.deployments.services import tenant_usage
 
         return asdict(tenant_usage(quota.tenant))
 

@@ -6,10 +6,10 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from hostpanel.api import views
+from hostpanel.api.builds import BuildViewSet
+from hostpanel.api.domains import DomainViewSet, TLSViewSet
 from hostpanel.api.networks import NetworkViewSet
-from hostpanel.builds.views import BuildViewSet
-from hostpanel.domains.api import DomainViewSet, TLSViewSet
-from hostpanel.stacks.api import StackViewSet
+from hostpanel.api.stacks import StackViewSet
 
 T = r"tenants/(?P<tenant_slug>[a-z0-9][a-z0-9_-]*)"
 

@@ -28,6 +28,7 @@ from hostpanel.hosts import services as hosts
 from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
 from hostpanel.images.models import Image
+from hostpanel.logstream import services as logstream
 from hostpanel.secrets import services as secrets
 from hostpanel.secrets.models import Secret
 from hostpanel.tenants import access
@@ -363,7 +364,6 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     )
     @action(detail=True, methods=["get"])
     def logs(self, request: Request, tenant_slug: str, pk: str) -> Response | HttpResponse:
-        from hostpanel.logstream import services as logstream
 
         after = request.query_params.get("after")
         if request.query_params.get("download") in ("1", "true"):

@@ -10,7 +10,17 @@ class BuildsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from hostpanel.builds.services import may_watch_build
+        from hostpanel.builds.services import (
+            fail_on_agent_restart,
+            fail_on_host_down,
+            forget_deleted_tenant,
+            may_watch_build,
+        )
+        from hostpanel.hosts import signals
         from hostpanel.logstream import access
+        from hostpanel.tenants import signals as tenant_signals
 
         access.register("build", may_watch_build)
+        signals.agent_restarted.connect(fail_on_agent_restart, dispatch_uid="builds-fail-on-agent-restart")
+        signals.host_down.connect(fail_on_host_down, dispatch_uid="builds-fail-on-host-down")
+        tenant_signals.tenant_gone.connect(forget_deleted_tenant, dispatch_uid="builds-forget-tenant")

@@ -49,6 +49,7 @@ from hostpanel.builds.models import Build
 from hostpanel.errors import InvalidRequest, NoCapacity, ServiceError
 from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
+from hostpanel.logstream.publish import forget, publish_lines
 from hostpanel.tenants.access import has_role, require_role
 from hostpanel.tenants.limits import build_run_limits, write_tenant_limits
 from hostpanel.tenants.models import Quota, Role, Tenant
@@ -376,14 +377,12 @@ class OutputSink:
 
 def _publish(key: str, lines: list[dict[str, str]]) -> None:
     """The adapter to the log pipeline (kind "build", key = build id)."""
-    from hostpanel.logstream.publish import publish_lines
 
     publish_lines("build", key, lines)
 
 
 def _forget(key: str) -> None:
     """The stream of a finished build needs no counters any more."""
-    from hostpanel.logstream.publish import forget
 
     forget("build", key)
 
@@ -561,3 +560,18 @@ def _next_cursor(output: list[dict[str, str]]) -> str:
     """The cursor after the last stored line (lines of older builds may have none)."""
     last = output[-1].get("cursor", "") if output else "0"
     return str(int(last) + 1 if last.isdigit() else len(output) + 1)
+
+
+def fail_on_agent_restart(sender: object, host: Host, **kwargs: object) -> None:
+    """hosts.signals.agent_restarted: the builds the old agent ran are gone with it."""
+    fail_host_builds(host, AGENT_RESTARTED)
+
+
+def fail_on_host_down(sender: object, host: Host, **kwargs: object) -> None:
+    """hosts.signals.host_down: the host's waiting and running builds fail (start them again)."""
+    fail_host_builds(host, HOST_DOWN, states=("queued", "running"))
+
+
+def forget_deleted_tenant(sender: object, slug: str, **kwargs: object) -> None:
+    """tenants.signals.tenant_gone (connected in BuildsConfig.ready): see :func:`forget_tenant_contexts`."""
+    forget_tenant_contexts(slug)

@@ -8,3 +8,10 @@ class DeploymentsConfig(AppConfig):
     label = "deployments"
     verbose_name = "Deployments"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hostpanel.deployments.services import delete_tenant_apps, resource_users
+        from hostpanel.tenants import signals
+
+        signals.tenant_deleting.connect(delete_tenant_apps, dispatch_uid="deployments-delete-tenant-apps")
+        signals.resource_users.connect(resource_users, dispatch_uid="deployments-resource-users")

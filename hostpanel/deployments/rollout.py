@@ -38,6 +38,7 @@ from django.utils import timezone
 from hostpanel.deployments import rotation
 from hostpanel.deployments.models import App, Release, Replica, Rollout, container_name
 from hostpanel.errors import NoCapacity
+from hostpanel.hosts.services import place_replicas, reconcile_hosts
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,6 @@ def _adopt_same_shape(app: App, rollout: Rollout) -> None:
 
 def _remove_unready(app: App, rollout: Rollout) -> None:
     """Delete the replicas ``rollout`` started that never served (their agents remove the containers)."""
-    from hostpanel.hosts.services import reconcile_hosts
 
     doomed = Replica.objects.filter(app=app, rollout=rollout, drain_until__isnull=True).exclude(
         pk__in=rotation.serving_ids(app)
@@ -182,7 +182,6 @@ def _sets(app: App, rollout: Rollout) -> _Sets:
 
 def _step(app: App, rollout: Rollout, now: datetime, *, strict: bool) -> None:
     """One pass of the roll (see the module's steps); ``strict`` raises NoCapacity instead of failing."""
-    from hostpanel.hosts.services import reconcile_hosts
 
     touched: set[int | None] = set()
     for gone in Replica.objects.filter(app=app, drain_until__lte=now):
@@ -236,7 +235,6 @@ def _step(app: App, rollout: Rollout, now: datetime, *, strict: bool) -> None:
 
 def _start_replicas(app: App, rollout: Rollout, count: int) -> list[Replica]:
     """``count`` new replicas of the roll's release, placed (NoCapacity, with why, if one fits nowhere)."""
-    from hostpanel.hosts.services import place_replicas
 
     used = set(Replica.objects.filter(app=app).values_list("index", flat=True))
     free = (i for i in range(len(used) + count + 1) if i not in used)

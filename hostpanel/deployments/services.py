@@ -31,10 +31,16 @@ from hostpanel.deployments.models import (
     container_name,
 )
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
+from hostpanel.hosts import dispatch
+from hostpanel.hosts.services import allocate_ports, free_room, place_replicas, reconcile_hosts
+from hostpanel.images.services import check_available
 from hostpanel.networks.services import joined_names, normalize_joins, resolve_names
+from hostpanel.secrets.models import Secret
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
+from hostpanel.volumes.models import Volume
+from hostpanel.volumes.services import volume_usage
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VOLUME_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -131,8 +137,6 @@ def parse_restart_policy(text: str) -> tuple[str, int | None]:
 def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
     """``spec`` with its image normalized; InvalidRequest unless it is well-formed, uses only
     images and secrets the tenant has, and asks for nothing privileged."""
-    from hostpanel.images.services import check_available
-    from hostpanel.secrets.models import Secret
 
     if not spec.image or len(spec.image) > 255 or any(c.isspace() for c in spec.image):
         raise InvalidRequest("image: give an image reference such as busybox:latest")
@@ -180,7 +184,6 @@ def validate_spec(tenant: Tenant, spec: AppSpec) -> AppSpec:
             or port.get("protocol", "tcp") not in ("tcp", "udp")
         ):
             raise InvalidRequest('ports: give [{"container_port": 1-65535, "protocol": "tcp"|"udp"}]')
-    from hostpanel.volumes.models import Volume
 
     wanted_volumes = {str(v.get("name")) for v in spec.volumes}
     known = set(Volume.objects.filter(tenant=tenant, name__in=wanted_volumes).values_list("name", flat=True))
@@ -241,7 +244,6 @@ def _with_http_port_published(spec: AppSpec) -> AppSpec:
 # ---- usage --------------------------------------------------------------------------
 def tenant_usage(tenant: Tenant, *, exclude: App | None = None) -> Usage:
     """What the tenant's running apps ask for (stopped apps do not count), and its volumes."""
-    from hostpanel.volumes.services import volume_usage
 
     total = volume_usage(tenant)  # volumes count whether or not an app mounts them
     apps = App.objects.filter(tenant=tenant, state=App.State.RUNNING).select_related("current_release")
@@ -381,7 +383,6 @@ def restart(actor: Actor, app: App) -> App:
 
 def delete_app(actor: Actor, app: App) -> None:
     """Delete an app; the agents remove its containers."""
-    from hostpanel.hosts.services import reconcile_hosts
 
     require_role(actor, app.tenant, Role.DEVELOPER)
     app_id = app.pk
@@ -482,7 +483,6 @@ def _new_release(actor: Actor, app: App, spec: AppSpec, note: str, current: bool
 
 def _sync_replicas(app: App) -> None:
     """Make the replica rows match the current release, place new ones, tell the hosts."""
-    from hostpanel.hosts.services import allocate_ports, place_replicas, reconcile_hosts
 
     release = app.current_release
     assert release is not None
@@ -515,7 +515,6 @@ def _sync_replicas(app: App) -> None:
 
 def container_logs(actor: Actor, replica: Replica, tail: int) -> list[dict[str, Any]]:
     """The last ``tail`` lines of a replica's container, fetched from its host's agent."""
-    from hostpanel.hosts import dispatch
 
     require_role(actor, replica.app.tenant, Role.VIEWER)
     if replica.host is None:
@@ -525,7 +524,6 @@ def container_logs(actor: Actor, replica: Replica, tail: int) -> list[dict[str, 
 
 def container_stats(actor: Actor, replica: Replica) -> dict[str, Any]:
     """CPU, memory and pids of a replica's container now, from its host's agent."""
-    from hostpanel.hosts import dispatch
 
     require_role(actor, replica.app.tenant, Role.VIEWER)
     if replica.host is None:
@@ -544,7 +542,6 @@ def container_action(actor: Actor, replica: Replica, action: str) -> Replica:
     apply) until started again here, or until the whole app is stopped or
     started. It still holds its share of the quota.
     """
-    from hostpanel.hosts.services import reconcile_hosts
 
     if action not in CONTAINER_ACTIONS:
         raise InvalidRequest(f"action: use one of {', '.join(CONTAINER_ACTIONS)}")
@@ -568,7 +565,6 @@ def container_action(actor: Actor, replica: Replica, action: str) -> Replica:
 
 def _unplace_where_overcommitted(app: App, replicas: list[Replica]) -> None:
     """Take this app's replicas off hosts that its bigger release no longer fits on (to place anew)."""
-    from hostpanel.hosts.services import free_room
 
     for room in free_room(app):
         mine = [r for r in replicas if r.host_id == room.host.pk]
@@ -578,3 +574,28 @@ def _unplace_where_overcommitted(app: App, replicas: list[Replica]) -> None:
             room.memory_bytes += replica.release.memory_bytes
             replica.host, replica.ports = None, []
             replica.save(update_fields=["host", "ports", "updated_at"])
+
+
+def delete_tenant_apps(sender: object, actor: Actor, tenant: Tenant, **kwargs: object) -> None:
+    """tenants.signals.tenant_deleting (connected in DeploymentsConfig.ready): its apps go first."""
+    for app in list(tenant.apps.all()):
+        delete_app(actor, app)
+
+
+RELEASE_LISTS = {"secret": "secrets", "volume": "volumes"}  # Release fields naming those resources
+
+
+def resource_users(sender: str, name: str, tenant: Tenant | None, **kwargs: object) -> list[str]:
+    """tenants.signals.resource_users (connected in DeploymentsConfig.ready): the apps whose current
+    release uses the image, secret or volume ``name`` (of ``tenant``; of any tenant when None)."""
+    apps = App.objects.exclude(current_release=None)
+    if tenant is not None:
+        apps = apps.filter(tenant=tenant)
+    if sender == "image":
+        return list(apps.filter(current_release__image=name).values_list("name", flat=True))
+    field = RELEASE_LISTS[sender]
+    return [
+        app.name
+        for app in apps.select_related("current_release")
+        if any(used["name"] == name for used in getattr(app.current_release, field))
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 
 import idna
 
@@ -91,3 +92,9 @@ def display(name: str) -> str:
         return prefix + idna.decode(name[len(prefix) :])
     except (idna.IDNAError, UnicodeError):
         return name
+
+
+def lookup_addresses(name: str) -> list[str]:
+    """The IP addresses ``name`` resolves to on this machine (the system resolver)."""
+    infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})

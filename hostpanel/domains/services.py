@@ -1,8 +1,8 @@
 """Business rules of custom domains: add (normalised, one owner), prove ownership, remove, certificates.
 
 A domain is routed, and the proxy may ask for its certificate, only once it is verified. Every
-change that alters what is routed publishes the routing table at once (``edge.publish_routes``,
-which sends it once the transaction commits).
+change that alters what is routed publishes the routing table at once (``signals.routing_changed``:
+the edge's ``publish_routes`` sends it once the transaction commits).
 """
 
 from __future__ import annotations
@@ -19,12 +19,18 @@ from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
 from hostpanel.deployments.models import App
-from hostpanel.domains import certs, conf, proofs, tls
+from hostpanel.domains import certs, conf, proofs, signals, tls
 from hostpanel.domains.hostnames import apps_domain
 from hostpanel.domains.models import Domain
-from hostpanel.domains.names import WILDCARD_PREFIX, BadName, covers, display, is_under, normalise
-from hostpanel.edge.routes import lookup_addresses
-from hostpanel.edge.services import publish_routes
+from hostpanel.domains.names import (
+    WILDCARD_PREFIX,
+    BadName,
+    covers,
+    display,
+    is_under,
+    lookup_addresses,
+    normalise,
+)
 from hostpanel.errors import Conflict, InvalidRequest, ServiceError
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.access import require_admin, require_role
@@ -143,7 +149,7 @@ def remove_domain(actor: Actor, domain: Domain) -> None:
         was_routed = domain.verified
         domain.delete()
         if was_routed:
-            publish_routes()
+            signals.routing_changed.send(sender=Domain)
 
 
 def verify_domain(actor: Actor, domain: Domain, method: str | None = None) -> Domain:
@@ -164,7 +170,7 @@ def verify_domain(actor: Actor, domain: Domain, method: str | None = None) -> Do
             fresh.verified_method = found
             fresh.cert_state = Domain.CertState.ON_DEMAND if fresh.is_wildcard else Domain.CertState.PENDING
             fresh.save(update_fields=["verified_at", "verified_method", "cert_state"])
-            publish_routes()
+            signals.routing_changed.send(sender=Domain)
     return fresh
 
 

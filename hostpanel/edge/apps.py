@@ -12,11 +12,14 @@ class EdgeConfig(AppConfig):
     def ready(self) -> None:
         # A roll's switch (hostpanel/deployments/rollout.py) publishes the routing table at once.
         from hostpanel.deployments.rotation import rotation_changed
+        from hostpanel.domains.signals import routing_changed
 
-        rotation_changed.connect(_publish_on_rotation_change, dispatch_uid="edge-publish-on-rotation")
+        rotation_changed.connect(_publish, dispatch_uid="edge-publish-on-rotation")
+        # So does a domain verified or removed (hostpanel/domains/services.py).
+        routing_changed.connect(_publish, dispatch_uid="edge-publish-on-domains")
 
 
-def _publish_on_rotation_change(sender: object, app_id: int, **kwargs: object) -> None:
+def _publish(sender: object, **kwargs: object) -> None:
     from hostpanel.edge.services import publish_routes
 
     publish_routes()

@@ -15,10 +15,11 @@ import hashlib
 import ipaddress
 import json
 import re
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from hostpanel.domains.names import lookup_addresses
 
 # One DNS label of a host key: "h<primary key>".
 HOST_KEY_RE = re.compile(r"^h[0-9]{1,18}$")
@@ -87,12 +88,6 @@ class Routes:
 
 
 Lookup = Callable[[str], list[str]]
-
-
-def lookup_addresses(name: str) -> list[str]:
-    """The IP addresses ``name`` resolves to on this machine (the system resolver)."""
-    infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
 
 
 def with_ip_addresses(routes: Routes, lookup: Lookup = lookup_addresses) -> Routes:

@@ -1,19 +1,35 @@
-"""The one place the panel sends tasks to host agents (a seam tests replace)."""
+"""The one place the panel sends tasks to host agents (a seam tests replace).
+
+The panel never imports the agent (hostpanel/agent/; import-linter's contracts): tasks are
+sent by name, the names of hostpanel/agent/tasks.py's tasks (a test checks each is there).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
+from celery.exceptions import TimeoutError as CeleryTimeout
+
+from hostpanel.celery import app
+from hostpanel.errors import HostUnavailable
+
 if TYPE_CHECKING:
+    from celery.result import AsyncResult
+
     from hostpanel.terminal.services import ExecTicket
+
+AGENT_TASKS = "hostpanel.agent.tasks"
+
+
+def send(task: str, **options: Any) -> AsyncResult:
+    """Send the agent's task ``task`` (its name in hostpanel/agent/tasks.py) with Celery's options."""
+    return app.send_task(f"{AGENT_TASKS}.{task}", **options)
 
 
 def send_reconcile(host_id: int, queue: str) -> None:
     """Ask the agent on ``queue`` to reconcile host ``host_id``."""
-    from hostpanel.agent.tasks import reconcile_host
-
-    reconcile_host.apply_async(args=[host_id], queue=queue)
+    send("reconcile_host", args=[host_id], queue=queue)
 
 
 def send_start_exec(
@@ -31,9 +47,8 @@ def send_start_exec(
     The task expires after ``expires`` seconds: a consumer gives up waiting then. ``options``
     are the Docker API's exec settings (``tty``, ``env``, ``user``, ``workdir``, ``stdin``).
     """
-    from hostpanel.agent.tasks import start_exec
-
-    start_exec.apply_async(
+    send(
+        "start_exec",
         kwargs={
             "session": ticket.session,
             "container_name": ticket.container_name,
@@ -52,30 +67,22 @@ def send_start_exec(
 
 def send_start_copy(queue: str, *, expires: float, **request: Any) -> None:
     """Ask the agent on ``queue`` to start a ``docker cp`` (the fields of terminal.archive.CopyRequest)."""
-    from hostpanel.agent.tasks import start_copy
-
-    start_copy.apply_async(kwargs=request, queue=queue, expires=expires)
+    send("start_copy", kwargs=request, queue=queue, expires=expires)
 
 
 def send_collect_usage(host_id: int, queue: str) -> None:
     """Ask the agent on ``queue`` to collect its tenants' usage."""
-    from hostpanel.agent.tasks import collect_usage
-
-    collect_usage.apply_async(args=[host_id], queue=queue)
+    send("collect_usage", args=[host_id], queue=queue)
 
 
 def send_sync_networks(host_id: int, queue: str, network_ids: list[int]) -> None:
     """Ask the agent on ``queue`` to bring its engine networks of these tenant networks up to date."""
-    from hostpanel.agent.tasks import sync_networks
-
-    sync_networks.apply_async(args=[host_id, network_ids], queue=queue)
+    send("sync_networks", args=[host_id, network_ids], queue=queue)
 
 
 def send_purge_tenant(host_id: int, queue: str, slug: str) -> None:
     """Ask the agent on ``queue`` to purge the deleted tenant ``slug`` from host ``host_id``."""
-    from hostpanel.agent.tasks import purge_tenant
-
-    purge_tenant.apply_async(args=[host_id, slug], queue=queue)
+    send("purge_tenant", args=[host_id, slug], queue=queue)
 
 
 ASK_TIMEOUT = 10.0
@@ -83,14 +90,8 @@ ASK_TIMEOUT = 10.0
 
 def _ask(task_name: str, args: list[Any], queue: str) -> Any:
     """Run a read-only task on the agent of ``queue`` and wait for its answer."""
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    from hostpanel.agent import tasks
-    from hostpanel.errors import HostUnavailable
-
-    task = getattr(tasks, task_name)
     # The answer's key is celery-task-meta-<queue>.<uuid>: a host's Redis user may touch only its own.
-    result = task.apply_async(args=args, queue=queue, expires=ASK_TIMEOUT, task_id=f"{queue}.{uuid4()}")
+    result = send(task_name, args=args, queue=queue, expires=ASK_TIMEOUT, task_id=f"{queue}.{uuid4()}")
     try:
         return result.get(timeout=ASK_TIMEOUT)
     except CeleryTimeout as exc:

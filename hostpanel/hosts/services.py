@@ -21,13 +21,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
+from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import Conflict, NoCapacity
-from hostpanel.hosts import dispatch
+from hostpanel.hosts import dispatch, signals
 from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants.access import require_admin
 
 if TYPE_CHECKING:
-    from hostpanel.deployments.models import App, Replica
     from hostpanel.tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ def reconcile_hosts(host_ids: Iterable[int | None]) -> None:
 
 
 def reconcile_tenant_hosts(tenant: Tenant) -> None:
-    from hostpanel.deployments.models import Replica
 
     reconcile_hosts(Replica.objects.filter(app__tenant=tenant).values_list("host_id", flat=True))
 
@@ -146,9 +145,7 @@ def register_host(
         host.save()
     if created:
         log.info("registered host %s", name)
-    from hostpanel.builds.services import AGENT_RESTARTED, fail_host_builds
-
-    fail_host_builds(host, AGENT_RESTARTED)
+    signals.agent_restarted.send(sender=Host, host=host)  # builds it ran fail
     TenantPurge.objects.filter(host=host).update(sent_at=None)  # the old agent's queue may be lost
     send_tenant_purges([host.pk])
     schedule_pending()
@@ -186,9 +183,7 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
                 continue  # a heartbeat arrived meanwhile
             log.warning("host %s: no heartbeat since %s, marked down", host.name, host.last_heartbeat)
             _evict(host, f"host {host.name} went down")
-            from hostpanel.builds.services import HOST_DOWN, fail_host_builds
-
-            fail_host_builds(host, HOST_DOWN, states=("queued", "running"))
+            signals.host_down.send(sender=Host, host=host)  # its builds fail
             moved.append(host)
     if moved:
         schedule_pending()
@@ -196,7 +191,6 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
 
 
 def _evict(host: Host, reason: str) -> None:
-    from hostpanel.deployments.models import Replica
 
     Replica.objects.filter(host=host).update(
         host=None, state=Replica.State.PENDING, engine_id="", ports=[], message=reason, next_restart_at=None
@@ -214,7 +208,6 @@ def allocate_ports(replica: Replica, host: Host) -> list[dict[str, Any]]:
 
     Keeps the ports the replica already has on this host for the same container ports.
     """
-    from hostpanel.deployments.models import Replica
 
     wanted = replica.release.ports
     if not wanted:
@@ -279,7 +272,6 @@ def place_replicas(app: App, replicas: list[Replica], *, strict: bool) -> list[R
     transaction rolls back); otherwise it stays pending with the reason.
     Returns the replicas placed.
     """
-    from hostpanel.deployments.models import Replica
 
     rooms = free_room(app)
     placed = []
@@ -329,7 +321,6 @@ def _no_room_message(app: App, replica: Replica, rooms: list[Room]) -> str:
 
 def schedule_pending() -> int:
     """Place pending replicas (after a host came up or went down); returns how many were placed."""
-    from hostpanel.deployments.models import App, Replica
 
     placed = 0
     app_ids = Replica.objects.filter(host=None).values_list("app_id", flat=True).distinct()
@@ -394,3 +385,19 @@ def delete_host(actor: Actor, host: Host) -> None:
         if host.replicas.exists():
             raise Conflict(f"host {host.name!r} still has replicas; drain it first")
         host.delete()
+
+
+# ---- a tenant's life (tenants.signals, connected in HostsConfig.ready) -------------------
+def refuse_purging_slug(sender: object, slug: str, **kwargs: object) -> None:
+    """tenants.signals.tenant_creating: see :func:`check_slug_free`."""
+    check_slug_free(slug)
+
+
+def purge_deleted_tenant(sender: object, slug: str, **kwargs: object) -> None:
+    """tenants.signals.tenant_deleted: see :func:`request_tenant_purge`."""
+    request_tenant_purge(slug)
+
+
+def follow_quota(sender: object, tenant: Tenant, **kwargs: object) -> None:
+    """tenants.signals.quota_changed: the tenant's hosts reconcile, so its containers follow."""
+    reconcile_tenant_hosts(tenant)

@@ -27,6 +27,7 @@ from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from hostpanel.images.models import IMAGE_NAME_RE, Image
 from hostpanel.tenants.access import require_admin, require_role
 from hostpanel.tenants.models import Role, Tenant
+from hostpanel.tenants.signals import apps_using
 from hostpanel.usage.storage import check_storage
 
 _NAME_RE = re.compile(IMAGE_NAME_RE)
@@ -214,14 +215,12 @@ def forget_tenant_archives(tenant: Tenant) -> None:
 
 def delete_image(actor: Actor, image: Image) -> None:
     """Delete a tenant's image record (not while an app's current release uses it)."""
-    from hostpanel.deployments.models import App
-
     if image.tenant is None:
         raise NotFound("no such image of this tenant")
     tenant = image.tenant
     require_role(actor, tenant, Role.DEVELOPER)
     with audited(actor, "image.delete", tenant, image):
-        if App.objects.filter(tenant=tenant, current_release__image=image.reference).exists():
+        if apps_using("image", image.reference, tenant):
             raise Conflict(f"image {image.reference!r} is used by an app; deploy another image first")
         archive = image.archive
         image.delete()
@@ -232,3 +231,8 @@ def archive_for(reference: str) -> Path | None:
     """Where the archive of an uploaded image is (host agents import it from there), or None."""
     image = Image.objects.filter(reference=normalize(reference)).exclude(archive="").first()
     return Path(image.archive) if image is not None else None
+
+
+def forget_deleted_tenant(sender: object, tenant: Tenant, **kwargs: object) -> None:
+    """tenants.signals.tenant_gone (connected in ImagesConfig.ready): see :func:`forget_tenant_archives`."""
+    forget_tenant_archives(tenant)

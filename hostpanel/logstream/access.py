@@ -20,6 +20,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from hostpanel.audit.services import Actor
+from hostpanel.deployments.models import Replica
+from hostpanel.tenants.access import has_role, still_valid
+from hostpanel.tenants.models import Role
+
 Authorizer = Callable[[Any, str], bool]
 
 _authorizers: dict[str, Authorizer] = {}
@@ -44,8 +49,6 @@ def may_watch(user: Any, kind: str, key: str) -> bool:
 def may_keep_watching(user: Any, kind: str, key: str) -> bool:
     """Whether an open stream of ``user`` may go on, now: the user re-read (still active) and
     the stream's authorizer asked again (so a removed or demoted member stops watching)."""
-    from hostpanel.audit.services import Actor
-    from hostpanel.tenants.access import still_valid
 
     fresh = still_valid(Actor(user=user))
     return fresh is not None and may_watch(fresh.user, kind, key)
@@ -53,10 +56,6 @@ def may_keep_watching(user: Any, kind: str, key: str) -> bool:
 
 def container_viewer(user: Any, key: str) -> bool:
     """A replica's log: viewer role or above in its tenant (admins everywhere)."""
-    from hostpanel.audit.services import Actor
-    from hostpanel.deployments.models import Replica
-    from hostpanel.tenants.access import has_role
-    from hostpanel.tenants.models import Role
 
     if not key.isdigit():
         return False

@@ -33,9 +33,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from hostpanel.agent import follower
 from hostpanel.logstream import access, cursors, services
 from hostpanel.logstream.publish import group_name
+from hostpanel.logstream.watch import LEASE_RENEW
 from hostpanel.tenants.watch import AccessGuard
 
 REFUSED = 4404
@@ -137,7 +137,7 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _renew(self, agent_group: str, watch: dict[str, Any]) -> None:
         while True:
-            await asyncio.sleep(follower.LEASE_RENEW)
+            await asyncio.sleep(LEASE_RENEW)
             await self.channel_layer.group_send(agent_group, watch)
 
     async def _backfill_deadline(self) -> None:

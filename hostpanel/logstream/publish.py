@@ -30,6 +30,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from hostpanel.logstream.access import KIND
+
 RATE_LINES = 2000  # lines per second and stream
 MAX_BATCH_LINES = 500
 MAX_TEXT = 16 * 1024  # characters kept of one line
@@ -39,7 +41,6 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 
 def group_name(kind: str, key: str) -> str:
     """The Channels group of a stream; ValueError for a kind or key a group name cannot hold."""
-    from hostpanel.logstream.access import KIND
 
     if not KIND.match(kind) or not _KEY.match(key):
         raise ValueError(f"invalid log stream {kind!r}/{key!r}: kind [a-z0-9_], key [A-Za-z0-9_.-]{{1,64}}")

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hostpanel.agent.follower import agent_group
 from hostpanel.audit.services import Actor
+from hostpanel.deployments.models import Replica
 from hostpanel.errors import Conflict, InvalidRequest
+from hostpanel.hosts import dispatch
 from hostpanel.logstream.cursors import is_valid
+from hostpanel.logstream.watch import agent_group
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role
-
-if TYPE_CHECKING:
-    from hostpanel.deployments.models import Replica
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,6 @@ class Source:
 
 def container_source(key: str) -> Source | None:
     """Where replica ``key``'s logs come from; None while it is not placed on a host."""
-    from hostpanel.deployments.models import Replica
 
     replica = Replica.objects.filter(pk=int(key)).select_related("host").first()
     if replica is None or replica.host is None:
@@ -46,7 +44,6 @@ def container_log_lines(
     ``after`` (a cursor) gives the lines after it instead of the last ``tail``;
     the answer says how many were ``skipped`` (bounds) and whether the cursor was ``lost`` (rotated away).
     """
-    from hostpanel.hosts import dispatch
 
     require_role(actor, replica.app.tenant, Role.VIEWER)
     if after is not None and not is_valid(after):

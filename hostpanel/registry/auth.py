@@ -40,6 +40,7 @@ from django.core import signing
 from django.http import HttpRequest
 
 from hostpanel.audit.services import Actor
+from hostpanel.hosts.models import Host
 from hostpanel.registry.errors import TooManyRequests, Unauthorized
 from hostpanel.tenants.access import at_least, role_of
 from hostpanel.tenants.access import source_address as client_address
@@ -192,7 +193,6 @@ def _sign(payload: dict[str, Any]) -> str:
 
 def principal_from_bearer(token: str, source_address: str | None = None) -> Principal:
     """Check a registry bearer token (signature, expiry, that its user/token/host still exists)."""
-    from hostpanel.hosts.models import Host
 
     if not token.startswith(BEARER_PREFIX):
         raise Unauthorized("not a registry token: get one from /v2/token")

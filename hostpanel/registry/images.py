@@ -14,6 +14,7 @@ from hostpanel.audit.services import Actor
 from hostpanel.images.models import Image
 from hostpanel.images.services import forget_archive
 from hostpanel.tenants.models import Tenant
+from hostpanel.tenants.signals import apps_using
 
 
 def publish_image(actor: Actor, tenant: Tenant | None, repository: str, tag: str) -> Image | None:
@@ -46,10 +47,8 @@ def publish_image(actor: Actor, tenant: Tenant | None, repository: str, tag: str
 
 def unpublish_images(repository: str, tags: list[str]) -> None:
     """Forget the panel images of deleted tags, except those an app still runs."""
-    from hostpanel.deployments.models import App
-
     for tag in tags:
         reference = f"{repository}:{tag}"
-        if App.objects.filter(current_release__image=reference).exists():
+        if apps_using("image", reference):
             continue
         Image.objects.filter(reference=reference, archive="").delete()

@@ -57,6 +57,7 @@ from hostpanel.registry.errors import (
     SizeInvalid,
     Unauthorized,
 )
+from hostpanel.registry.images import publish_image, unpublish_images
 from hostpanel.registry.models import BlobLink, Manifest, ManifestReference, Repository, Tag, Upload
 from hostpanel.registry.storage import Readable
 from hostpanel.tenants.models import Tenant
@@ -544,7 +545,6 @@ def delete_manifest(access: Access, reference: str) -> None:
     scope). What the manifest referred to stays linked until its blobs are
     deleted or garbage collection drops the links (see gc.py).
     """
-    from hostpanel.registry.images import unpublish_images
 
     name = access.name
     with audited(access.actor, Operation.DELETE_MANIFEST.audit, access.tenant) as entry:
@@ -589,7 +589,6 @@ def list_tags(access: Access, n: int | None, last: str | None) -> tuple[list[str
 
 # ---- the panel side -----------------------------------------------------------------------
 def _publish_image(actor: Actor, access: Access, tag: str) -> None:
-    from hostpanel.registry.images import publish_image
 
     publish_image(actor, access.tenant, access.name, tag)
 

@@ -24,6 +24,7 @@ from hostpanel.secrets import sealing
 from hostpanel.secrets.models import Secret
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
+from hostpanel.tenants.signals import apps_using
 
 MAX_SECRET_BYTES = 64 * 1024
 
@@ -115,16 +116,10 @@ def update_secret(actor: Actor, secret: Secret, value: str) -> Secret:
 
 
 def delete_secret(actor: Actor, secret: Secret) -> None:
-    from hostpanel.deployments.models import App
-
     tenant = secret.tenant
     require_role(actor, tenant, Role.DEVELOPER)
     with audited(actor, "secret.delete", tenant, secret):
-        users = [
-            app.name
-            for app in App.objects.filter(tenant=tenant).select_related("current_release")
-            if app.current_release and any(s["name"] == secret.name for s in app.current_release.secrets)
-        ]
+        users = apps_using("secret", secret.name, tenant)
         if users:
             raise Conflict(
                 f"secret {secret.name!r} is used by app(s) {', '.join(users)}; deploy without it first"

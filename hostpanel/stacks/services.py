@@ -22,9 +22,13 @@ from django.utils import timezone
 
 from engine.compose import ComposeError, Project, load_project, service_digest
 from hostpanel.audit.services import Actor, audited
+from hostpanel.builds.models import Build
+from hostpanel.builds.services import start_build
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import Conflict, InvalidRequest, NotFound, ServiceError
+from hostpanel.networks.models import Network
+from hostpanel.networks.services import create_network, delete_network
 from hostpanel.stacks import dispatch, sources
 from hostpanel.stacks.models import STACK_NAME_RE, Stack, StackResource, StackService
 from hostpanel.stacks.sources import MAX_SOURCE_BYTES, Source
@@ -32,6 +36,8 @@ from hostpanel.stacks.translate import Names, app_spec_fields, from_compose_erro
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
+from hostpanel.volumes.models import Volume
+from hostpanel.volumes.services import create_volume, delete_volume
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +188,6 @@ def _add(a: Usage, b: Usage, sign: int = 1) -> Usage:
 def _check_quota(tenant: Tenant, plans: list[Plan], names: Names, stack: Stack | None) -> None:
     """The whole stack against the quota, before anything is made: every service running at once,
     and the volumes it will make."""
-    from hostpanel.volumes.models import Volume
 
     before = deployments.tenant_usage(tenant)
     after = _add(before, _stack_usage(stack), -1)
@@ -281,10 +286,6 @@ def _redeploy(actor: Actor, stack: Stack, source: Source, env: dict[str, str]) -
 
 def down_stack(actor: Actor, stack: Stack, *, volumes: bool = False) -> None:
     """Remove every app and network the stack made, and its volumes only if ``volumes``."""
-    from hostpanel.networks.models import Network
-    from hostpanel.networks.services import delete_network
-    from hostpanel.volumes.models import Volume
-    from hostpanel.volumes.services import delete_volume
 
     tenant = stack.tenant
     require_role(actor, tenant, Role.DEVELOPER)
@@ -340,10 +341,6 @@ def _check_builds_possible(source: Source, plans: list[Plan]) -> None:
 
 def _make_resources(actor: Actor, stack: Stack, names: Names) -> None:
     """The stack's own networks (made) and volumes (made, or kept from before)."""
-    from hostpanel.networks.models import Network
-    from hostpanel.networks.services import create_network
-    from hostpanel.volumes.models import Volume
-    from hostpanel.volumes.services import create_volume
 
     tenant = stack.tenant
     for name in names.own_networks:
@@ -436,7 +433,6 @@ def _remove_service(actor: Actor, service: StackService) -> None:
 def _start_build(actor: Actor, service_id: int, p: Plan, source: Source) -> None:
     """Queue the service's build (after the stack's transaction) from its context directory in the
     project (upload or git; the parser keeps it inside); a refusal fails the service."""
-    from hostpanel.builds.services import start_build
 
     service = StackService.objects.select_related("stack__tenant").get(pk=service_id)
     stack, build = service.stack, p.build
@@ -537,7 +533,6 @@ def _advance_one(
 
 
 def _after_build(actor: Actor, stack: Stack, service: StackService) -> None:
-    from hostpanel.builds.models import Build
 
     build = service.build
     if build is None or build.status in (Build.Status.QUEUED, Build.Status.RUNNING):

@@ -22,7 +22,7 @@ from django.utils import timezone
 from engine.runtime.model import DEFAULT_TENANT
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, QuotaExceeded
-from hostpanel.tenants import units
+from hostpanel.tenants import signals, units
 from hostpanel.tenants.access import has_role, require_admin, require_role
 from hostpanel.tenants.models import ApiToken, Membership, Quota, Role, Tenant
 
@@ -39,8 +39,6 @@ def create_tenant(
 ) -> Tenant:
     """Create a tenant with the default quota (admins only), optionally with its first owner
     (a user or a username)."""
-    from hostpanel.hosts.services import check_slug_free
-
     require_admin(actor)
     if slug in RESERVED_SLUGS:
         raise InvalidRequest(
@@ -55,7 +53,7 @@ def create_tenant(
     with audited(actor, "tenant.create", None) as entry, transaction.atomic():
         if Tenant.objects.filter(slug=slug).exists():
             raise Conflict(f"tenant {slug!r} exists already")
-        check_slug_free(slug)
+        signals.tenant_creating.send(sender=Tenant, slug=slug)  # refused while hosts still purge it
         tenant = Tenant.objects.create(slug=slug, name=name)
         Quota.objects.create(tenant=tenant, **settings.HOSTPANEL_DEFAULT_QUOTA)
         if owner is not None:
@@ -80,20 +78,13 @@ def delete_tenant(actor: Actor, tenant: Tenant) -> None:
     build cache, volumes, networks, cgroups, uid range); until all have, the slug cannot be
     taken again, so a new tenant of that name starts empty.
     """
-    from hostpanel.builds.services import forget_tenant_contexts
-    from hostpanel.deployments.services import delete_app
-    from hostpanel.hosts.services import request_tenant_purge
-    from hostpanel.images.services import forget_tenant_archives
-
     require_admin(actor)
     slug = tenant.slug
     with audited(actor, "tenant.delete", None, tenant), transaction.atomic():
-        for app in list(tenant.apps.all()):
-            delete_app(actor, app)
+        signals.tenant_deleting.send(sender=Tenant, actor=actor, tenant=tenant)  # its apps go first
         tenant.delete()
-        request_tenant_purge(slug)
-    forget_tenant_archives(tenant)
-    forget_tenant_contexts(slug)
+        signals.tenant_deleted.send(sender=Tenant, slug=slug)  # every host purges it
+    signals.tenant_gone.send(sender=Tenant, tenant=tenant, slug=slug)  # uploaded archives, contexts
 
 
 # ---- members ------------------------------------------------------------------------
@@ -263,8 +254,6 @@ def update_quota(actor: Actor, tenant: Tenant, **values: int | list[str]) -> Quo
     ``egress_allow`` is a list of CIDR ranges the tenant's containers may reach
     besides the internet; the rest are counts and sizes.
     """
-    from hostpanel.hosts.services import reconcile_tenant_hosts
-
     require_admin(actor)
     with audited(actor, "quota.update", tenant) as entry, transaction.atomic():
         quota = Quota.objects.select_for_update().get(tenant=tenant)
@@ -280,7 +269,7 @@ def update_quota(actor: Actor, tenant: Tenant, **values: int | list[str]) -> Quo
             ) from None
         quota.save()
         entry.obj = quota
-        reconcile_tenant_hosts(tenant)
+        signals.quota_changed.send(sender=Tenant, tenant=tenant)  # the hosts are told
     return quota
 
 

@@ -15,9 +15,11 @@ from django.db.models import QuerySet
 from engine.volumes.spec import MIN_VOLUME_SIZE
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
+from hostpanel.hosts.services import reconcile_tenant_hosts
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
+from hostpanel.tenants.signals import apps_using
 from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.models import Volume
 
@@ -58,17 +60,10 @@ def create_volume(
 
 def delete_volume(actor: Actor, volume: Volume) -> None:
     """Delete a volume no app's current release mounts; the hosts remove its data."""
-    from hostpanel.deployments.models import App
-    from hostpanel.hosts.services import reconcile_tenant_hosts
-
     tenant = volume.tenant
     require_role(actor, tenant, Role.DEVELOPER)
     with audited(actor, "volume.delete", tenant, volume), transaction.atomic():
-        users = [
-            app.name
-            for app in App.objects.filter(tenant=tenant).select_related("current_release")
-            if app.current_release and any(v["name"] == volume.name for v in app.current_release.volumes)
-        ]
+        users = apps_using("volume", volume.name, tenant)
         if users:
             raise Conflict(
                 f"volume {volume.name!r} is mounted by app(s) {', '.join(users)}; deploy without it first"

@@ -38,7 +38,9 @@ from hostpanel.agent import reconcile as agent
 from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelError, client_for
 from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
+from hostpanel.agent.follower import start_in_thread
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
+from hostpanel.celery import app
 from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services
 from hostpanel.errors import Conflict
@@ -169,7 +171,6 @@ class Command(BaseCommand):
             daemon=True,
         )
         beat.start()
-        from hostpanel.agent.follower import start_in_thread
 
         start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
         builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
@@ -178,7 +179,6 @@ class Command(BaseCommand):
             f"host agent {name}: queue {host.queue}, builds on {host.build_queue} "
             f"({opts['build_slots']} slots), engine {config.engine_root} ({config.instance})"
         )
-        from hostpanel.celery import app
 
         try:
             app.worker_main(
@@ -266,8 +266,6 @@ class Command(BaseCommand):
 def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
     """The credentials in ``state_dir``, applied: the Celery workers (this process's and the build
     worker's, through the environment) consume and write results as the host's own Redis user."""
-    from hostpanel.celery import app
-
     try:
         creds = load_credentials(state_dir)
     except PanelError as exc:

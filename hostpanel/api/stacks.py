@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hostpanel.api.base import StrictSerializer, TenantScopedViewSet
-from hostpanel.builds.views import JsonObjectField
+from hostpanel.api.builds import JsonObjectField
 from hostpanel.deployments.models import Replica
 from hostpanel.domains.hostnames import auto_hostname
 from hostpanel.errors import InvalidRequest
