@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hostpanel-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install packages venv static test test-e2e lint run stop lighthouse test-lighthouse
+.PHONY: help install packages venv static test test-e2e lint run stop lighthouse test-lighthouse images
 
 help:
 	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
@@ -19,6 +19,7 @@ help:
 	@echo "make install  system packages, .venv, 'hpctl host setup' (idempotent; run as root)"
 	@echo "make lint     ruff, mypy and import-linter only"
 	@echo "make test-lighthouse  every dashboard page through Lighthouse (95+ in every category)"
+	@echo "make images   the control plane's images (docker/build.sh: panel, PostgreSQL, Redis, Caddy)"
 
 # System packages: the list lives in engine/host/packages.py (stdlib only, so it
 # runs before the venv exists); apt runs only when something is missing.
@@ -77,3 +78,8 @@ $(LIGHTHOUSE):
 
 test-lighthouse: install lighthouse
 	HOSTPANEL_LIGHTHOUSE=$(LIGHTHOUSE) $(BIN)/pytest -q -rs -s tests/browser/lighthouse/
+
+# The control plane's container images, built offline with hpctl build (README "Running the
+# control plane in containers").
+images: install
+	docker/build.sh

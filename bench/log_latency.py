@@ -1,28 +1,47 @@
-"""Live-log speed: container write -> browser WebSocket message, and a flooding container.
+"""Live-log speed: container write -> browser, one viewer's throughput and page input delay, 100 viewers.
 
 Starts its own pieces in a scratch directory (bench/panel_stack.py): a
 redis-server, the panel (daphne), one host agent, a SQLite database; headless
-Debian chromium (Playwright) is the viewer, logged in with a session. Needs root.
+Debian chromium (Playwright) is the viewer, logged in with a session. Beside it,
+the same containers on Debian's dockerd (started as bench/docker_api.py starts it)
+followed by ``docker logs -f``. Needs root.
 
-Usage: .venv/bin/python bench/log_latency.py [--lines 300] [--window 5]
+Usage: .venv/bin/python bench/log_latency.py [--lines 300] [--window 5] [--viewers 100] [--no-docker]
 
 1. Latency: a container prints a line every 20 ms; the page subtracts the line's
    time (conmon stamps it, in nanoseconds, as it reads the container's pipe: busybox
    ``date`` has no ``%N``) from the time its WebSocket message arrived (same clock).
+   dockerd: ``docker logs -f --timestamps`` read by this process; dockerd stamps a
+   line as it reads the container's pipe, the same point.
 2. Flood: a container prints numbered lines as fast as it can (busybox awk). Its
    own write rate is read from the numbers in its log file over ``--window``
-   seconds, first without a viewer, then with one; the viewer counts the lines it
-   received and the lines the server said it skipped.
+   seconds: with no viewer, with the dashboard's container page open (the real
+   viewer, static/js/logs.js), and with ``--viewers`` WebSockets open at once in
+   another page. The page counts the lines it received and the lines the server
+   said it skipped; meanwhile Playwright presses a key every 100 ms and the page
+   records each keydown's delay (its handler's time minus the event's time stamp,
+   as the browser queued it), the longest main-thread task, and how many line
+   elements the viewer holds (bounded). dockerd: the same flood with no follower,
+   one ``docker logs -f`` read by this process, and ``--viewers`` of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import secrets
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -33,6 +52,7 @@ from bench.panel_stack import PanelStack, panel_stack, wait_for  # noqa: E402
 TICKER = ["sh", "-c", 'i=0; while true; do i=$((i+1)); echo "T $i"; sleep 0.02; done']
 FLOOD = ["awk", 'BEGIN { while (1) { i++; print "flood line " i } }']
 CHROMIUM = "/usr/bin/chromium"
+KEY_EVERY = 0.1  # seconds between synthetic key presses while the viewer streams
 
 # Runs in the page: collect what one log socket receives (see hostpanel/logstream/consumers.py).
 COLLECT = """([path, want, seconds]) => new Promise((resolve) => {
@@ -69,6 +89,40 @@ COLLECT = """([path, want, seconds]) => new Promise((resolve) => {
   };
 })"""
 
+# Runs in the page: open `count` log sockets that only count lines, until `window.hpStopViewers()`.
+MANY = """([path, count]) => {
+  window.hpMany = {lines: 0, skipped: 0, ready: 0, sockets: []};
+  for (let i = 0; i < count; i++) {
+    const ws = new WebSocket('ws://' + location.host + path);
+    ws.onmessage = (event) => {
+      const m = JSON.parse(event.data);
+      if (m.type === 'ready') window.hpMany.ready += 1;
+      else if (m.type === 'lines') window.hpMany.lines += m.lines.length;
+      else if (m.type === 'skipped') window.hpMany.skipped += m.count;
+    };
+    window.hpMany.sockets.push(ws);
+  }
+  window.hpStopViewers = () => window.hpMany.sockets.forEach((ws) => ws.close());
+}"""
+
+# Runs in the container page: input delay of keydowns, long tasks, the viewer's counters.
+PROBE = """() => {
+  window.hpProbe = {delays: [], longest: 0};
+  const delay = (e) => { window.hpProbe.delays.push(performance.now() - e.timeStamp); };
+  window.addEventListener('keydown', delay, true);
+  try {
+    new PerformanceObserver((list) => {
+      const probe = window.hpProbe;
+      for (const entry of list.getEntries()) probe.longest = Math.max(probe.longest, entry.duration);
+    }).observe({entryTypes: ['longtask']});
+  } catch (e) { /* no long task timing */ }
+}"""
+VIEWER_STATE = """() => {
+  const v = document.querySelector('.log-viewer').hpLogs;
+  return {received: v.received, state: v.root.getAttribute('data-state'),
+          elements: document.querySelectorAll('.log-viewer .log-lines > *').length, skipped: v.skipped};
+}"""
+
 
 def progress(what: str) -> None:
     print(f"... {what}", file=sys.stderr, flush=True)
@@ -80,15 +134,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def last_number(log: Path) -> int:
-    """The number of the newest whole ``flood line N`` record in the container's log."""
+    """The number of the newest whole ``flood line N`` record in a log file (conmon's or dockerd's)."""
     with open(log, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         f.seek(max(0, size - 8192))
         tail = f.read().split(b"\n")[:-1]
     for raw in reversed(tail):
-        parts = raw.split(b" flood line ")
-        if len(parts) == 2 and b" F" in parts[0] and parts[1].isdigit():
-            return int(parts[1])
+        parts = raw.split(b"flood line ")
+        if len(parts) == 2:
+            digits = parts[1].split(b"\\")[0]  # dockerd's JSON: ...flood line N\\n"
+            if digits.isdigit():
+                return int(digits)
     return 0
 
 
@@ -99,16 +155,11 @@ def write_rate(log: Path, seconds: float) -> float:
     return (last_number(log) - start_n) / (time.monotonic() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=300, help="latency samples")
-    parser.add_argument("--window", type=float, default=5.0, help="seconds per flood measurement")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("needs root (real containers)")
-    if not Path(CHROMIUM).exists():
-        raise SystemExit(f"needs {CHROMIUM} (`make install`)")
+# ---- HostPanel ------------------------------------------------------------------------------
+def hostpanel(args: argparse.Namespace) -> dict[str, Any]:
+    """Every HostPanel measurement, in one panel stack."""
     web = {"HOSTPANEL_SECRET_KEY": secrets.token_urlsafe(40), "HOSTPANEL_DEBUG": "0"}
+    got: dict[str, Any] = {}
     with panel_stack("logs", web) as panel:
         base, api, db, engine = panel.base, panel.api, panel.db, panel.engine
         session = _session(panel)
@@ -128,6 +179,10 @@ def main() -> None:
             )[0]
             return int(replica), engine.containers.log_path(container)
 
+        def remove(name: str) -> None:
+            api.call("DELETE", f"/apps/{name}/")
+            wait_for(lambda: not panel.exists(f"demo-{name}-0"), 60, f"{name} to go", 0.1)
+
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
@@ -140,34 +195,84 @@ def main() -> None:
             page.goto(base + "/healthz")
 
             ticker, _ = deploy("ticker", TICKER)
-            progress("latency: collecting")
-            got = page.evaluate(COLLECT, [f"/ws/logs/{ticker}/?tail=0", args.lines, 0])
-            latencies = got["latencies"]
-            if not latencies:
-                raise SystemExit(f"no latency samples: {got} (logs in {panel.scratch})")
-            api.call("DELETE", "/apps/ticker/")
-            wait_for(lambda: not panel.exists("demo-ticker-0"), 60, "the ticker to go", 0.1)
+            progress("hostpanel latency: collecting")
+            sample = page.evaluate(COLLECT, [f"/ws/logs/{ticker}/?tail=0", args.lines, 0])
+            got["latencies"] = sample["latencies"]
+            if not got["latencies"]:
+                raise SystemExit(f"no latency samples: {sample} (logs in {panel.scratch})")
+            remove("ticker")
 
-            progress("flood: starting")
+            progress("hostpanel flood: no viewer")
             flood, log = deploy("flood", FLOOD)
             wait_for(lambda: last_number(log) > 0, 30, "the flood to start", 0.1)
-            alone = write_rate(log, args.window)
-            start_n = last_number(log)
-            viewed = page.evaluate(COLLECT, [f"/ws/logs/{flood}/?tail=0", 0, args.window])
-            watched = (last_number(log) - start_n) / viewed["seconds"]
-            api.call("DELETE", "/apps/flood/")
-            wait_for(lambda: not panel.exists("demo-flood-0"), 60, "the flood to go", 0.1)
+            got["alone"] = write_rate(log, args.window)
+
+            progress("hostpanel flood: one viewer (the container page)")
+            viewer = context.new_page()
+            viewer.goto(f"{base}/t/demo/containers/{flood}/")
+            viewer.evaluate(PROBE)
+            viewer.wait_for_function("() => document.querySelector('.log-viewer').dataset.state === 'live'")
+            got |= _viewed(viewer, log, args.window)
+            viewer.close()
+
+            progress(f"hostpanel flood: {args.viewers} viewers")
+            many = context.new_page()
+            many.goto(base + "/healthz")
+            many.evaluate(MANY, [f"/ws/logs/{flood}/?tail=0", args.viewers])
+            with contextlib.suppress(Exception):  # a stack that cannot serve them all is measured as it is
+                many.wait_for_function(f"() => window.hpMany.ready >= {args.viewers}", timeout=90_000)
+            got["ready"] = many.evaluate("() => window.hpMany.ready")
+            start = many.evaluate("() => window.hpMany.lines")
+            began = time.monotonic()
+            got["many"] = write_rate(log, args.window)
+            got["many_received"] = (many.evaluate("() => window.hpMany.lines") - start) / (
+                time.monotonic() - began
+            )
+            got["followers"] = _log_readers(panel, log)
+            many.evaluate("() => window.hpStopViewers()")
+            many.close()
+            got["after"] = write_rate(log, args.window)
+            remove("flood")
             browser.close()
-    rows = [
-        ["latency p50 (write -> browser message)", f"{percentile(latencies, 0.5):.1f} ms"],
-        ["latency p99", f"{percentile(latencies, 0.99):.1f} ms"],
-        ["latency max", f"{max(latencies):.1f} ms ({len(latencies)} lines)"],
-        ["flood: container writes, no viewer", f"{alone:,.0f} lines/s"],
-        ["flood: container writes, one viewer", f"{watched:,.0f} lines/s"],
-        ["flood: one viewer receives", f"{viewed['lines'] / viewed['seconds']:,.0f} lines/s"],
-        ["flood: one viewer told skipped", f"{viewed['skipped'] / viewed['seconds']:,.0f} lines/s"],
-    ]
-    print_table(["live logs", "value"], rows)
+    return got
+
+
+def _viewed(viewer: Any, log: Path, window: float) -> dict[str, Any]:
+    """Stream the flood into the container page for ``window`` seconds, pressing a key every KEY_EVERY."""
+    start_n, first = last_number(log), viewer.evaluate(VIEWER_STATE)
+    began = time.monotonic()
+    round_trips = []
+    while time.monotonic() - began < window:
+        pressed = time.perf_counter()
+        viewer.keyboard.press("Shift")
+        round_trips.append((time.perf_counter() - pressed) * 1000)
+        time.sleep(KEY_EVERY)
+    seconds = time.monotonic() - began
+    state = viewer.evaluate(VIEWER_STATE)
+    probe = viewer.evaluate("() => window.hpProbe")
+    return {
+        "watched": (last_number(log) - start_n) / seconds,
+        "page_lines": (state["received"] - first["received"]) / seconds,
+        "page_skipped": (state["skipped"] - first["skipped"]) / seconds,
+        "elements": state["elements"],
+        "delays": probe["delays"],
+        "longest_task": probe["longest"],
+        "round_trips": round_trips,
+    }
+
+
+def _log_readers(panel: PanelStack, log: Path) -> str:
+    """How many open files the host agent's processes hold on the container's log (one per follower)."""
+    count = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"hostagent" not in cmdline or str(panel.scratch).encode() not in cmdline:
+                continue
+            count += sum(1 for fd in (proc / "fd").iterdir() if os.readlink(fd).startswith(str(log)))
+        except (OSError, ValueError):
+            continue
+    return str(count)
 
 
 def _session(panel: PanelStack) -> str:
@@ -179,6 +284,164 @@ def _session(panel: PanelStack) -> str:
     client = Client()
     client.force_login(get_user_model().objects.get(username="demo"))
     return str(client.cookies["sessionid"].value)
+
+
+# ---- dockerd --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _docker_target(workdir: Path) -> Iterator[Any]:
+    from bench import docker_api
+
+    with docker_api.scratch(workdir) as engine:
+        archive = docker_api.docker_archive(engine, workdir)
+        with docker_api.dockerd(workdir, archive) as target:
+            yield target
+
+
+def _reader(
+    target: Any, container: str, tail: str, on_line: Callable[[bytes], None]
+) -> subprocess.Popen[bytes]:
+    from bench import docker_api
+
+    proc = subprocess.Popen(
+        [docker_api.DOCKER, "logs", "-f", "--timestamps", "--tail", tail, container],
+        env=target.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            on_line(raw)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc
+
+
+def dockerd(args: argparse.Namespace) -> dict[str, Any]:
+    """The same measurements with dockerd and ``docker logs -f``, or why not."""
+    workdir = Path(tempfile.mkdtemp(prefix="hpbench-dlogs-", dir=os.environ.get("HPBENCH_DIR", "/var/tmp")))
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, workdir, True)
+        return _dockerd_in(workdir, args)
+
+
+def _dockerd_in(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from bench import docker_api
+
+    got: dict[str, Any] = {}
+    with _docker_target(workdir) as target:
+        if not target.up:
+            return {"why": target.why}
+        ticker = docker_api.docker(target, "run", "-d", "busybox", *TICKER).stdout.strip()
+        latencies: list[float] = []
+
+        def stamp(raw: bytes) -> None:
+            now = time.time()
+            when = raw.split(b" ", 1)[0].decode()
+            seconds, _, frac = when.rstrip("Z").partition(".")
+            t = datetime.fromisoformat(seconds + "+00:00").timestamp() + float("0." + (frac or "0"))
+            latencies.append((now - t) * 1000)
+
+        progress("dockerd latency: collecting")
+        reader = _reader(target, ticker, "0", stamp)
+        wait_for(lambda: len(latencies) >= args.lines, 60, "docker logs -f lines", 0.1)
+        reader.kill()
+        reader.wait()
+        got["latencies"] = latencies
+        docker_api.docker(target, "rm", "-f", ticker)
+
+        progress("dockerd flood")
+        flood = docker_api.docker(target, "run", "-d", "busybox", *FLOOD).stdout.strip()
+        log = Path(docker_api.docker(target, "inspect", "-f", "{{.LogPath}}", flood).stdout.strip())
+        wait_for(lambda: last_number(log) > 0, 30, "the flood to start", 0.1)
+        got["alone"] = write_rate(log, args.window)
+        count = [0]
+        reader = _reader(target, flood, "0", lambda _: count.__setitem__(0, count[0] + 1))
+        time.sleep(0.5)
+        start, began = count[0], time.monotonic()
+        got["watched"] = write_rate(log, args.window)
+        got["received"] = (count[0] - start) / (time.monotonic() - began)
+        reader.kill()
+        reader.wait()
+        readers = [
+            subprocess.Popen(
+                [docker_api.DOCKER, "logs", "-f", "--tail", "0", flood],
+                env=target.env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
+            for _ in range(args.viewers)
+        ]
+        time.sleep(2)
+        got["many"] = write_rate(log, args.window)
+        for proc in readers:
+            proc.kill()
+        for proc in readers:
+            proc.wait()
+        docker_api.docker(target, "rm", "-f", flood)
+    return got
+
+
+# ---- the table ------------------------------------------------------------------------------
+def _ms(values: list[float], q: float) -> str:
+    return f"{percentile(values, q):.1f}" if values else "-"
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None else "-"
+
+
+def table(ours: dict[str, Any], docker: dict[str, Any], viewers: int) -> None:
+    d = docker.get
+    rows = [
+        ["write -> viewer p50 ms", _ms(ours["latencies"], 0.5), _ms(d("latencies", []), 0.5)],
+        ["write -> viewer p99 ms", _ms(ours["latencies"], 0.99), _ms(d("latencies", []), 0.99)],
+        ["write -> viewer max ms", _ms(ours["latencies"], 1.0), _ms(d("latencies", []), 1.0)],
+        ["flood: container writes lines/s, no viewer", _rate(ours["alone"]), _rate(d("alone"))],
+        ["flood: container writes lines/s, one viewer", _rate(ours["watched"]), _rate(d("watched"))],
+        [f"flood: container writes lines/s, {viewers} viewers", _rate(ours["many"]), _rate(d("many"))],
+        ["flood: container writes lines/s, viewers gone", _rate(ours["after"]), "-"],
+        ["flood: one viewer receives lines/s", _rate(ours["page_lines"]), _rate(d("received"))],
+        ["flood: one viewer told skipped lines/s", _rate(ours["page_skipped"]), "-"],
+        [f"flood: viewers connected (of {viewers})", str(ours["ready"]), "-"],
+        [f"flood: {viewers} viewers receive lines/s (sum)", _rate(ours["many_received"]), "-"],
+        [f"flood: agent's open files on the log, {viewers} viewers", ours["followers"], "-"],
+        ["page: keydown input delay p50 / p99 / max ms", _delays(ours["delays"]), "-"],
+        ["page: key press round trip (CDP) p50 / p99 ms", _delays(ours["round_trips"], False), "-"],
+        ["page: longest main-thread task ms", f"{ours['longest_task']:.0f}", "-"],
+        ["page: line elements held (bounded)", str(ours["elements"]), "-"],
+    ]
+    header = "dockerd 20.10, docker logs -f" if not docker.get("why") else f"dockerd: {docker['why']}"
+    print_table(["live logs", "HostPanel (chromium)", header], rows)
+
+
+def _delays(values: list[float], with_max: bool = True) -> str:
+    if not values:
+        return "-"
+    cells = [_ms(values, 0.5), _ms(values, 0.99)] + ([_ms(values, 1.0)] if with_max else [])
+    return " / ".join(cells) + f" ({len(values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=300, help="latency samples")
+    parser.add_argument("--window", type=float, default=5.0, help="seconds per flood measurement")
+    parser.add_argument("--viewers", type=int, default=100, help="viewers of one flooding container")
+    parser.add_argument("--no-docker", action="store_true", help="HostPanel only")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (real containers)")
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(f"needs {CHROMIUM} (`make install`)")
+    ours = hostpanel(args)
+    docker = {"why": "not measured (--no-docker)"} if args.no_docker else dockerd(args)
+    if args.json:
+        args.json.write_text(json.dumps({"hostpanel": ours, "dockerd": docker}))
+    table(ours, docker, args.viewers)
 
 
 if __name__ == "__main__":

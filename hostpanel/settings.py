@@ -162,7 +162,13 @@ CHANNEL_LAYERS = {
         # channels-redis, blocking for a message less long than redis-py 8's read timeout (see the class)
         "BACKEND": "hostpanel.logstream.layer.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},
-    }
+    },
+    # live-log line batches: Redis pub/sub, so a batch is one PUBLISH whatever the number of
+    # viewers, and each panel process fans it out to its own viewers (hostpanel/logstream/layer.py)
+    "logs": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    },
 }
 
 CELERY_BROKER_URL = REDIS_URL

@@ -109,8 +109,10 @@ class InternalClient:
         except (urllib.error.URLError, OSError) as exc:
             raise PanelError(f"cannot reach the panel at {self.base}: {exc}") from exc
 
-    def heartbeat(self) -> dict[str, Any]:
-        return self.call("POST", "heartbeat", {})
+    def heartbeat(self, running: dict[str, int] | None = None) -> dict[str, Any]:
+        """Beat; with ``running`` ({replica id: generation} of its containers) the answer's ``fence``
+        names the replicas whose containers must go (hosts/fencing.py)."""
+        return self.call("POST", "heartbeat", {"running": running} if running else {})
 
     def me(self) -> dict[str, Any]:
         return self.call("GET", "host")

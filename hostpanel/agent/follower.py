@@ -9,23 +9,32 @@ asks for backfill (the last ``tail`` lines, or the lines after ``after``), sent 
 that channel only after the follower is positioned, so backfill plus live lines
 leave no gap (overlap is removed by cursor in the consumer).
 
-Per watched container one thread follows the conmon log file with
-``engine.logs.k8s_file.follow`` (rotation handled there); it only reads the file,
-so conmon and the container are never slowed. Lines go into a bounded deque (the
-newest PENDING_LINES); every FLUSH_SECONDS the loop publishes what is there through
-``publish.apublish_lines``, counting what the deque dropped as skipped.
+Per watched container (however many viewers it has: one lease per replica) one
+thread follows the conmon log file with ``engine.logs.k8s_file.follow`` (rotation
+handled there); it only reads the file, so conmon and the container are never
+slowed. It sleeps on inotify (the log's directory), so a write wakes it at once
+(WAKE_FALLBACK_SECONDS bounds a missed event). Lines go into a bounded deque (the
+newest PENDING_LINES); when the thread has caught up with the file, or NOTIFY_LINES
+lines are waiting, it wakes the loop, which publishes everything pending as one
+batch per container through ``publish.apublish_lines`` (counting what the deque
+dropped as skipped). So a quiet container's line leaves at once, and a flood goes
+out in batches of many lines: one group send each, not one per line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from inotify_simple import INotify, flags
 
 from engine.engine import Engine
 from engine.errors import EngineError
@@ -35,9 +44,11 @@ from hostpanel.logstream.watch import LEASE_SECONDS, agent_group
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.03
-POLL_SECONDS = 0.02  # how often an idle follower looks for new output (an fstat)
+WAKE_FALLBACK_SECONDS = 0.5  # longest sleep of a follow thread without an inotify event
+HOUSEKEEPING_SECONDS = 1.0  # how often the loop expires leases when nothing is published
 PENDING_LINES = 5000
+NOTIFY_LINES = 1000  # a flood wakes the loop every this many lines even before catching up
+_WAKE_MASK = flags.MODIFY | flags.CREATE | flags.MOVED_TO | flags.MOVED_FROM | flags.DELETE
 
 
 @dataclass
@@ -54,15 +65,22 @@ class Watch:
     read: int = 0  # lines read so far (pending ones included)
     taken: int = 0  # lines taken from pending (or dropped from it) so far
     lock: threading.Lock = field(default_factory=threading.Lock)
+    notify: Callable[[], None] = lambda: None  # wakes the publishing loop (called from the thread)
 
     def start(self) -> None:
         offset, counter = reading.follow_start(self.log)
+        inotify = INotify()
+        inotify.add_watch(str(self.log.parent), _WAKE_MASK)
+
+        def wait(_poll: float) -> None:
+            """Called by ``follow`` once it has read everything: publish, then sleep until a write."""
+            if self.read > self.taken:
+                self.notify()
+            inotify.read(timeout=int(WAKE_FALLBACK_SECONDS * 1000))
 
         def run() -> None:
             try:
-                for line in follow(
-                    self.log, offset, self.stop.is_set, poll_interval=POLL_SECONDS, max_files=self.max_files
-                ):
+                for line in follow(self.log, offset, self.stop.is_set, max_files=self.max_files, sleep=wait):
                     item = {
                         "cursor": counter.next(line.time),
                         "stream": line.stream,
@@ -72,8 +90,13 @@ class Watch:
                     with self.lock:
                         self.pending.append(item)
                         self.read += 1
+                        flood = (self.read - self.taken) % NOTIFY_LINES == 0
+                    if flood:
+                        self.notify()
             except Exception:
                 log.exception("following the log of replica %s failed", self.replica)
+            finally:
+                inotify.close()
 
         threading.Thread(target=run, name=f"logs-{self.replica}", daemon=True).start()
 
@@ -94,6 +117,14 @@ class LogFollower:
         self.engine = engine
         self.group = agent_group(host_name)
         self.watches: dict[str, Watch] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.wake = asyncio.Event()
+
+    def _notify(self) -> None:
+        """Wake :meth:`run` to publish (thread-safe; a no-op before it runs)."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.wake.set)
 
     def watch(self, replica: str, container: str) -> Watch | None:
         """Start (or renew the lease of) following ``container`` for ``replica``."""
@@ -114,6 +145,7 @@ class LogFollower:
             log=self.engine.containers.log_path(found),
             max_files=found.log_max_files,
             expires=time.monotonic() + LEASE_SECONDS,
+            notify=self._notify,
         )
         new.start()
         self.watches[replica] = new
@@ -131,10 +163,13 @@ class LogFollower:
         self.watches.clear()
 
     async def flush(self) -> None:
+        """Publish each watch's pending lines: one group send per MAX_BATCH_LINES lines."""
         for watch in list(self.watches.values()):
             lines, dropped = watch.take()
-            if lines or dropped:
-                await publish.apublish_lines("container", watch.replica, lines, dropped=dropped)
+            step = publish.MAX_BATCH_LINES
+            for i in range(0, max(len(lines), 1), step):
+                await publish.apublish_lines("container", watch.replica, lines[i : i + step], dropped=dropped)
+                dropped = 0
 
     async def handle(self, layer: Any, message: dict[str, Any]) -> None:
         """A ``logs.watch`` message: lease, then backfill to ``reply_to`` if asked."""
@@ -173,13 +208,16 @@ class LogFollower:
         from channels.layers import get_channel_layer
 
         layer = get_channel_layer()
+        self.loop = asyncio.get_running_loop()
         channel = await layer.new_channel("logagent.")
         await layer.group_add(self.group, channel)
         receiver = asyncio.create_task(self._receive(layer, channel))
         joined = time.monotonic()
         try:
             while not stop.is_set():
-                await asyncio.sleep(FLUSH_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), HOUSEKEEPING_SECONDS)
+                self.wake.clear()
                 await self.flush()
                 now = time.monotonic()
                 self.expire(now)
@@ -189,6 +227,7 @@ class LogFollower:
                 if receiver.done():
                     receiver.result()  # raise what killed it
         finally:
+            self.loop = None
             receiver.cancel()
             self.stop_all()
             await layer.group_discard(self.group, channel)

@@ -39,12 +39,13 @@ from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import Container, ContainerSpec
 from engine.volumes.spec import MountSpec
 from hostpanel.agent import host_secrets, overlays, probes
-from hostpanel.agent.credentials import PanelError
+from hostpanel.agent.credentials import InternalClient, PanelError
 from hostpanel.deployments import rollout
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import InvalidRequest, ServiceError
-from hostpanel.hosts import dispatch
+from hostpanel.hosts import dispatch, fencing, lifecycle
 from hostpanel.hosts.models import Host
+from hostpanel.hosts.services import heartbeat
 from hostpanel.images.services import archive_for
 from hostpanel.registry.services import agent_pull_token, pull_source
 from hostpanel.secrets.models import Secret
@@ -140,15 +141,18 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
         replica_id = container.labels.get(LABEL_REPLICA)
         if replica_id is None:
             continue  # not ours (an operator's `hpctl run`)
-        if replica_id not in replicas or replica_id in actual:
+        placed = {replica_id: replicas[replica_id].generation} if replica_id in replicas else {}
+        current = fencing.is_current(placed, replica_id, fencing.label_generation(container.labels))
+        if not current or replica_id in actual:  # moved away, placed anew (fencing.py), or a twin
             _remove(engine, container, report)
         else:
             actual[replica_id] = container
     _apply_protected_hosts(engine, host)
     _apply_tenant_egress(engine, host, list(replicas.values()))
+    out_of_service = lifecycle.out_of_service(host.lifecycle)
     for replica_id, replica in replicas.items():
         try:
-            _reconcile_one(engine, replica, actual.get(replica_id), report)
+            _reconcile_one(engine, replica, actual.get(replica_id), report, out_of_service=out_of_service)
         except (EngineError, ServiceError) as exc:
             log.warning("replica %s: %s", replica.container_name, exc)
             report.failed.append(replica.container_name)
@@ -180,7 +184,12 @@ def _reconcile_networks(engine: Engine, host: Host, replicas: list[Replica], rep
 
 
 def _reconcile_one(
-    engine: Engine, replica: Replica, container: Container | None, report: ReconcileReport
+    engine: Engine,
+    replica: Replica,
+    container: Container | None,
+    report: ReconcileReport,
+    *,
+    out_of_service: bool = False,
 ) -> None:
     app = replica.app
     if container is not None and container.labels.get(LABEL_SPEC) != spec_digest(
@@ -191,11 +200,12 @@ def _reconcile_one(
             return
         _remove(engine, container, report)  # made from a different spec: replace it
         container = None
-    if app.state == App.State.STOPPED or replica.stop_requested:
+    if app.state == App.State.STOPPED or replica.stop_requested or out_of_service:
         if container is not None and container.is_running:
             container = engine.stop(container.id)
             report.stopped.append(container.name)
-        _report(replica, container, state=Replica.State.STOPPED)
+        why = {"message": "its host is evacuated (out of service)"} if out_of_service else {}
+        _report(replica, container, state=Replica.State.STOPPED, **why)
         return
     if container is None:
         container = _run(engine, replica)
@@ -603,6 +613,7 @@ def build_spec(replica: Replica) -> ContainerSpec:
             LABEL_REPLICA: str(replica.pk),
             LABEL_RELEASE: str(release.pk),
             LABEL_SPEC: digest,
+            fencing.LABEL_GENERATION: str(replica.generation),
             **({overlays.LABEL_NETWORKS: overlays.networks_label(networks)} if networks else {}),
         },
     )
@@ -706,9 +717,9 @@ def _report(replica: Replica, container: Container | None = None, **values: obje
     if not changed:
         return  # a steady state costs no write
     changed["updated_at"] = timezone.now()
-    Replica.objects.filter(pk=replica.pk, host_id=replica.host_id, release_id=replica.release_id).update(
-        **changed
-    )
+    Replica.objects.filter(
+        pk=replica.pk, host_id=replica.host_id, release_id=replica.release_id, generation=replica.generation
+    ).update(**changed)
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -758,3 +769,25 @@ def report_tenant_storage(engine: Engine, host: Host) -> None:
         except NotFound:
             rootfs = 0
         record_tenant_storage(host, tenant, rootfs, engine.build_cache.tenant_bytes(tenant.slug))
+
+
+def fence(engine: Engine, host_id: int, client: InternalClient | None = None) -> list[str]:
+    """Beat for ``host_id`` (through the panel's internal API with ``client``, an enrolled agent's)
+    and remove at once the containers the answer fences (fencing.py): replicas moved off this
+    host while it was cut off, or placed on it anew. Returns their names."""
+    containers = {c.labels[LABEL_REPLICA]: c for c in engine.list(all=True) if LABEL_REPLICA in c.labels}
+    running = {rid: fencing.label_generation(c.labels) for rid, c in containers.items()}
+    removed = []
+    if client is not None:
+        fenced = [str(rid) for rid in client.heartbeat(running).get("fence", [])]
+    else:
+        fenced = heartbeat(host_id, running)
+    for replica_id in (rid for rid in fenced if rid in containers):
+        container = containers[replica_id]
+        try:
+            engine.remove(container.id, force=True)
+        except ContainerNotFound:
+            continue  # a reconcile removed it meanwhile
+        log.warning("fenced: removed %s (replica %s is placed elsewhere or anew)", container.name, replica_id)
+        removed.append(container.name)
+    return removed

@@ -30,8 +30,8 @@ from hostpanel.networks.models import DEFAULT_NAME as DEFAULT_NETWORK
 from hostpanel.networks.models import NETWORK_NAME_RE
 from hostpanel.secrets.models import SECRET_NAME_RE, Secret
 from hostpanel.tenants.models import SLUG_RE, ApiToken, Membership, Quota, Role, Tenant
+from hostpanel.tenants.storage import storage_use
 from hostpanel.usage.models import Prices
-from hostpanel.usage.storage import storage_use
 from hostpanel.volumes.models import VOLUME_NAME_RE, Volume
 
 
@@ -132,6 +132,19 @@ class QuotaSerializer(StrictModelSerializer):
         return asdict(tenant_usage(quota.tenant))
 
 
+# A host's fields that only its agent and the panel write: state (up, down) from heartbeats, the
+# lifecycle through the actions (cordon, uncordon, drain, evacuate), the engine at registration
+HOST_OBSERVED = [
+    "state",
+    "lifecycle",
+    "lifecycle_changed_at",
+    "last_heartbeat",
+    "engine_root",
+    "engine_instance",
+    "created_at",
+]
+
+
 class HostSerializer(StrictModelSerializer):
     class Meta:
         model = Host
@@ -143,16 +156,12 @@ class HostSerializer(StrictModelSerializer):
             "memory_bytes",
             "disk_bytes",
             "labels",
-            "state",
-            "last_heartbeat",
-            "engine_root",
-            "engine_instance",
-            "created_at",
+            *HOST_OBSERVED,
             "replicas",
             "used_cpu_millis",
             "used_memory_bytes",
         ]
-        read_only_fields = ["id", "last_heartbeat", "engine_root", "engine_instance", "created_at"]
+        read_only_fields = ["id", *HOST_OBSERVED]
 
     replicas = serializers.IntegerField(read_only=True, source="replica_count", default=0)
     used_cpu_millis = serializers.IntegerField(

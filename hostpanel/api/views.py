@@ -206,11 +206,35 @@ class HostViewSet(HostEnrollmentActions, AdminViewSetMixin, viewsets.ModelViewSe
     def perform_destroy(self, instance: Host) -> None:
         hosts.delete_host(self.actor, instance)
 
-    @extend_schema(request=None)
+    def _lifecycle(self, action: str) -> Response:
+        """Cordon, uncordon, drain or evacuate the host (hosts/lifecycle.py); answers the host."""
+        host = hosts.change_lifecycle(self.actor, self.get_object(), action)
+        return Response(s.HostSerializer(self.get_queryset().get(pk=host.pk)).data)
+
+    @extend_schema(request=None, description="No new replicas are placed on the host.")
+    @action(detail=True, methods=["post"])
+    def cordon(self, request: Request, pk: str) -> Response:
+        return self._lifecycle("cordon")
+
+    @extend_schema(request=None, description="The host takes replicas again (ends a drain or evacuation).")
+    @action(detail=True, methods=["post"])
+    def uncordon(self, request: Request, pk: str) -> Response:
+        return self._lifecycle("uncordon")
+
+    @extend_schema(
+        request=None,
+        description="Cordon the host and roll its replicas onto other hosts (those with volumes stay).",
+    )
     @action(detail=True, methods=["post"])
     def drain(self, request: Request, pk: str) -> Response:
-        host = hosts.drain_host(self.actor, self.get_object())
-        return Response(s.HostSerializer(host).data)
+        return self._lifecycle("drain")
+
+    @extend_schema(
+        request=None, description="Drain the host, then take it out of service (its pinned replicas stop)."
+    )
+    @action(detail=True, methods=["post"])
+    def evacuate(self, request: Request, pk: str) -> Response:
+        return self._lifecycle("evacuate")
 
 
 # ---- apps ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ _ON_THE_WAY = {Replica.State.PENDING, Replica.State.STARTING, Replica.State.UPDA
 
 @dataclass(frozen=True)
 class AppStatus:
-    """``label`` (running / deploying / crashed / stopped) and replicas up of wanted."""
+    """``label`` (running / deploying / crashed / stopped / host-down) and replicas up of wanted."""
 
     label: str
     up: int
@@ -25,7 +25,7 @@ class AppStatus:
     @property
     def settled(self) -> bool:
         """Nothing is on its way any more (a deploy's progress view stops polling)."""
-        return self.label in ("running", "stopped", "crashed")
+        return self.label in ("running", "stopped", "crashed", "host-down")
 
 
 def app_status(app: App, replicas: Iterable[Replica]) -> AppStatus:
@@ -41,6 +41,8 @@ def app_status(app: App, replicas: Iterable[Replica]) -> AppStatus:
         label = "stopped" if not any(r.state == Replica.State.RUNNING for r in rows) else "stopping"
     elif any(r.state in _CRASHED and not r.stop_requested for r in rows):
         label = "crashed"
+    elif any(r.state == Replica.State.HOST_DOWN for r in rows):
+        label = "host-down"  # pinned by its volumes to a host that is down: it waits for the host
     elif up < wanted or starting:
         label = "deploying"
     else:

@@ -71,4 +71,5 @@ urlpatterns = [
     path("staff/audit/", audit.staff_audit, name="staff-audit"),
     path("staff/hosts/add/", host_enrollment.host_add, name="host-add"),  # enrollment (issue 15)
     path("staff/hosts/<slug:name>/revoke/", host_enrollment.host_revoke, name="host-revoke"),
+    path("staff/hosts/<str:name>/<slug:action>/", staff.host_action, name="host-action"),
 ]

@@ -15,3 +15,7 @@ class DeploymentsConfig(AppConfig):
 
         signals.tenant_deleting.connect(delete_tenant_apps, dispatch_uid="deployments-delete-tenant-apps")
         signals.resource_users.connect(resource_users, dispatch_uid="deployments-resource-users")
+        from hostpanel.deployments.host_moves import move_off_signalled
+        from hostpanel.hosts import signals as host_signals
+
+        host_signals.host_moving_off.connect(move_off_signalled, dispatch_uid="deployments-host-moving-off")

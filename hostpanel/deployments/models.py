@@ -167,6 +167,7 @@ class Replica(models.Model):
         BACKOFF = "backoff"  # crashed, waiting to be restarted
         STOPPED = "stopped"  # stopped on request
         FAILED = "failed"  # the engine refused to run it (see message)
+        HOST_DOWN = "host-down"  # pinned (its volumes live on its host's disk) to a host that is down
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="replicas")
     index = models.PositiveIntegerField()
@@ -175,6 +176,9 @@ class Replica(models.Model):
         "hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="replicas"
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    # Fencing (hosts/fencing.py): bumped at every placement; its container carries it as a label,
+    # and a host runs a replica's container only while its generation is the replica's current one.
+    generation = models.PositiveIntegerField(default=0)
     engine_id = models.CharField(max_length=64, blank=True)
     container_name = models.CharField(max_length=128)
     # published ports on the host: [{"container_port": 80, "protocol": "tcp", "host_port": 30001}]
@@ -244,6 +248,7 @@ class Rollout(models.Model):
         SCALE = "scale"
         RESTART = "restart"
         REVERT = "revert"  # back to the previous release after a roll failed half-way
+        DRAIN = "drain"  # off a draining host (deployments/host_moves.py): same release, other hosts
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="rollouts")
     release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="rollouts")

@@ -43,6 +43,8 @@ from hostpanel.hosts.services import place_replicas, reconcile_hosts
 log = logging.getLogger(__name__)
 
 ACTIVE = Rollout.State.ROLLING
+# hosts' lifecycles whose replicas a roll replaces (hosts/lifecycle.py)
+MOVING_OFF = ("draining", "evacuating")
 
 
 def drain_seconds() -> float:
@@ -106,8 +108,11 @@ def _adopt_same_shape(app: App, rollout: Rollout) -> None:
     target = rollout.release
     shape = target.container_shape()
     keep = [
-        r  # the same containers, passed the same readiness gate (another http_port is checked anew)
-        for r in Replica.objects.filter(app=app, drain_until__isnull=True).select_related("release")
+        r  # the same containers, passed the same readiness gate (another http_port is checked anew),
+        # not on a host being drained (they are what a drain replaces)
+        for r in Replica.objects.filter(app=app, drain_until__isnull=True)
+        .exclude(host__lifecycle__in=MOVING_OFF)
+        .select_related("release")
         if r.release.container_shape() == shape and r.release.http_port == target.http_port
     ][: target.replicas]
     Replica.objects.filter(pk__in=[r.pk for r in keep]).update(rollout=rollout, release=rollout.release)

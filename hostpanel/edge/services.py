@@ -50,7 +50,7 @@ def _publish_now() -> int | None:
         routes = build_routes(row.generation + 1)
         row.generation, row.table, row.digest = routes.generation, routes.to_json(), routes.digest()
         row.save()
-        up = list(Host.objects.filter(state__in=(Host.State.UP, Host.State.DRAINING)))
+        up = list(Host.objects.filter(state=Host.State.UP))
         transaction.on_commit(lambda: _send(routes, up))
     log.info("routes generation %s: %s hostnames", routes.generation, len(routes.routes))
     return routes.generation

@@ -3,7 +3,9 @@
 - ``POST register`` (no auth: the one-time join token is in the body) spends the token and
   answers the host's credentials, once;
 - ``POST heartbeat`` and ``GET host`` ("my specs") need ``Authorization: Bearer <host token>``:
-  a revoked or unknown token is a 401 at once.
+  a revoked or unknown token is a 401 at once. A heartbeat may carry ``{"running": {replica id:
+  generation}}``, what the host runs; its answer's ``fence`` lists the replicas whose containers
+  it must remove (moved away or placed anew while it was cut off: hosts/fencing.py).
 """
 
 from __future__ import annotations
@@ -96,14 +98,26 @@ class Register(APIView):
 class Heartbeat(HostView):
     def post(self, request: Request) -> Response:
         host: Host = request.user
-        services.heartbeat(host.pk)
+        running = request.data.get("running") or {} if isinstance(request.data, dict) else None
+        if (
+            set(request.data) - {"running"}
+            or not isinstance(running, dict)
+            or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                for k, v in running.items()
+            )
+        ):
+            raise serializers.ValidationError(
+                {"running": ["give {replica id: generation} of the containers this host runs, or nothing"]}
+            )
+        fence = services.heartbeat(host.pk, running)
         try:  # Redis restarted without its ACL users: this host's comes back before its next poll
             credential = host.credential
             redis_acl.ensure_host_user(host.name, credential.redis_password_hash)
         except redis_acl.BrokerUnavailable:
             log.warning("host %s: could not check its Redis user", host.name)
         host.refresh_from_db()
-        return Response(host_body(host))
+        return Response(host_body(host) | {"fence": fence})
 
 
 class Me(HostView):

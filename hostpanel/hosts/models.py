@@ -10,9 +10,19 @@ class Host(models.Model):
     build workers ``build.<name>``."""
 
     class State(models.TextChoices):
+        """Liveness, from heartbeats (services.heartbeat / mark_stale_hosts)."""
+
         UP = "up"
         DOWN = "down"
-        DRAINING = "draining"
+
+    # ---- host lifecycle (issue 15): what admins asked of the host; lifecycle.py's state machine
+    class Lifecycle(models.TextChoices):
+        ACTIVE = "active"  # takes new replicas
+        CORDONED = "cordoned"  # no new placements; what runs stays
+        DRAINING = "draining"  # cordoned, its movable replicas being rolled onto other hosts
+        DRAINED = "drained"  # cordoned, nothing movable left on it (pinned replicas may stay)
+        EVACUATING = "evacuating"  # draining, then out of service
+        EVACUATED = "evacuated"  # out of service: nothing runs, no heartbeat is expected
 
     name = models.CharField(max_length=63, unique=True)
     address = models.CharField(max_length=255, blank=True)
@@ -21,6 +31,8 @@ class Host(models.Model):
     disk_bytes = models.PositiveBigIntegerField(default=0)
     labels = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.UP)
+    lifecycle = models.CharField(max_length=16, choices=Lifecycle.choices, default=Lifecycle.ACTIVE)
+    lifecycle_changed_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     engine_root = models.CharField(max_length=500, blank=True)
     engine_instance = models.CharField(max_length=63, blank=True)

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
 from hostpanel.deployments.models import App, Replica
-from hostpanel.errors import Conflict, NoCapacity
-from hostpanel.hosts import dispatch, signals
+from hostpanel.errors import Conflict, NoCapacity, NotFound
+from hostpanel.hosts import dispatch, fencing, lifecycle, signals
 from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants.access import require_admin
 
@@ -152,18 +152,34 @@ def register_host(
     return host
 
 
-def heartbeat(host_id: int) -> None:
-    """Record that the host's agent is alive; a host that was down comes back up."""
+def heartbeat(host_id: int, running: dict[str, int] | None = None) -> list[str]:
+    """Record that the host's agent is alive; a host that was down comes back up.
+
+    ``running`` is what the agent runs ({replica id: generation of its container}); the answer
+    is the replica ids whose containers it must remove at once (fencing.py: moved away from it
+    while it was cut off, or placed anew)."""
     now = timezone.now()
     Host.objects.filter(pk=host_id).update(last_heartbeat=now)
     send_tenant_purges([host_id])
     if Host.objects.filter(pk=host_id, state=Host.State.DOWN).update(state=Host.State.UP):
         log.info("host %s is up again", host_id)
         schedule_pending()
+        reconcile_hosts([host_id])  # its pinned replicas run again
+    if not running:
+        return []
+    placed = {
+        str(pk): generation
+        for pk, generation in Replica.objects.filter(host_id=host_id).values_list("pk", "generation")
+    }
+    stale = fencing.fenced(placed, running)
+    if stale:
+        log.warning("host %s runs replicas placed elsewhere or anew since: fenced %s", host_id, stale)
+    return stale
 
 
 def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
-    """Mark hosts without a recent heartbeat down and move their replicas; returns them."""
+    """Mark hosts without a recent heartbeat (``HOSTPANEL_HOST_GRACE_SECONDS``) down and move their
+    stateless replicas; those with volumes stay, shown as host down. Returns the hosts."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.HOSTPANEL_HOST_GRACE_SECONDS)
     stale = list(
@@ -182,7 +198,7 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
             if not still_stale.update(state=Host.State.DOWN):
                 continue  # a heartbeat arrived meanwhile
             log.warning("host %s: no heartbeat since %s, marked down", host.name, host.last_heartbeat)
-            _evict(host, f"host {host.name} went down")
+            _host_down(host)
             signals.host_down.send(sender=Host, host=host)  # its builds fail
             moved.append(host)
     if moved:
@@ -190,11 +206,47 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
     return moved
 
 
-def _evict(host: Host, reason: str) -> None:
+def watch_hosts() -> list[Host]:
+    """The periodic host checks (every agent's heartbeat, and ``manage.py watchhosts`` on the panel):
+    mark dead hosts down (their stateless replicas move), let drains and evacuations go on and end,
+    place pending replicas. Returns the hosts found dead."""
+    dead = mark_stale_hosts()
+    settle_lifecycles()
+    schedule_pending()
+    return dead
 
-    Replica.objects.filter(host=host).update(
+
+def _evict(host: Host, reason: str, replica_ids: Iterable[int] | None = None) -> None:
+    """Take the host's replicas (or those of ``replica_ids``) off it, pending a new placement."""
+    replicas = Replica.objects.filter(host=host)
+    if replica_ids is not None:
+        replicas = replicas.filter(pk__in=list(replica_ids))
+    replicas.update(
         host=None, state=Replica.State.PENDING, engine_id="", ports=[], message=reason, next_restart_at=None
     )
+
+
+def pinned_replica_ids(host: Host) -> set[int]:
+    """The host's replicas that cannot move: they mount volumes, whose data lives on its disk."""
+    return {
+        pk
+        for pk, volumes in Replica.objects.filter(host=host).values_list("pk", "release__volumes")
+        if volumes
+    }
+
+
+def _host_down(host: Host) -> None:
+    """A dead host: its stateless replicas move, its pinned ones wait for it, shown as host down."""
+    pinned = pinned_replica_ids(host)
+    movable = Replica.objects.filter(host=host).exclude(pk__in=pinned).values_list("pk", flat=True)
+    _evict(host, f"host {host.name} went down", list(movable))
+    if not lifecycle.out_of_service(host.lifecycle):  # an evacuated host's are stopped, as they were
+        Replica.objects.filter(pk__in=pinned).update(
+            state=Replica.State.HOST_DOWN,
+            ready=False,
+            message=f"host {host.name} is down; this replica mounts volumes, whose data lives on that "
+            "host's disk, so it waits for the host to come back",
+        )
 
 
 # ---- published ports ------------------------------------------------------------------
@@ -247,7 +299,7 @@ class Room:
 
 def free_room(app: App | None = None) -> list[Room]:
     """Each up host's free CPU and memory (capacity minus what placed replicas request)."""
-    hosts = Host.objects.filter(state=Host.State.UP).annotate(
+    hosts = Host.objects.filter(state=Host.State.UP, lifecycle=Host.Lifecycle.ACTIVE).annotate(
         used_cpu=Sum("replicas__release__cpu_millis"),
         used_mem=Sum("replicas__release__memory_bytes"),
         mine=Count("replicas", filter=Q(replicas__app=app))
@@ -297,7 +349,11 @@ def place_replicas(app: App, replicas: list[Replica], *, strict: bool) -> list[R
         replica.state = Replica.State.STARTING
         replica.message = ""
         Replica.objects.filter(pk=replica.pk).update(
-            host=room.host, state=replica.state, message="", ports=replica.ports
+            host=room.host,
+            state=replica.state,
+            message="",
+            ports=replica.ports,
+            generation=F("generation") + 1,  # a new placement, a new generation: fencing.py
         )
         placed.append(replica)
     return placed
@@ -308,8 +364,8 @@ def _no_room_message(app: App, replica: Replica, rooms: list[Room]) -> str:
     want = f"{release.cpu_millis} millicores and {release.memory_bytes // 1024**2} MiB"
     if not rooms:
         return (
-            f"no host is up to run replica {replica.index} of {app.name} (needs {want}); "
-            "add a host or start its agent"
+            f"no host is up and active to run replica {replica.index} of {app.name} (needs {want}); "
+            "add a host, start its agent or uncordon one"
         )
     best = max(rooms, key=lambda r: (r.memory_bytes, r.cpu_millis))
     return (
@@ -363,20 +419,58 @@ def update_host(actor: Actor, host: Host, **values: Any) -> Host:
         for key, value in values.items():
             setattr(host, key, value)
         host.save()
-        if host.state == Host.State.DRAINING:
-            _drain(host)
     return host
 
 
 def drain_host(actor: Actor, host: Host) -> Host:
-    """Move every replica off the host; it takes no new ones until set up again."""
-    return update_host(actor, host, state=Host.State.DRAINING)
+    """Move the host's movable replicas off it (rolled); it takes no new ones until uncordoned."""
+    return change_lifecycle(actor, host, "drain")
 
 
-def _drain(host: Host) -> None:
-    reconcile_hosts([host.pk])  # the agent removes what no longer belongs to it
-    _evict(host, f"host {host.name} is draining")
-    schedule_pending()
+def change_lifecycle(actor: Actor, host: Host, action: str) -> Host:
+    """Cordon, uncordon, drain or evacuate ``host`` (admins; audited as ``host.<action>``).
+
+    See lifecycle.py for what each does; Conflict when the action does not apply to the
+    host's lifecycle now. Drain and evacuate move replicas: signals.host_moving_off, which
+    deployments/host_moves.py answers (rolled as deploys are)."""
+    require_admin(actor)
+    if action not in lifecycle.ACTIONS:
+        raise NotFound(f"no host action {action!r}: use one of {', '.join(lifecycle.ACTIONS)}")
+    with audited(actor, f"host.{action}", None, host), transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        host.lifecycle = lifecycle.next_lifecycle(host.lifecycle, action)
+        host.lifecycle_changed_at = timezone.now()
+        host.save(update_fields=["lifecycle", "lifecycle_changed_at"])
+        if lifecycle.moving_off(host.lifecycle):
+            signals.host_moving_off.send(sender=Host, host=host)
+        reconcile_hosts([host.pk])  # an evacuated host stops its pinned replicas, a restored one starts them
+        if action == "uncordon":
+            schedule_pending()
+    settle_lifecycles([host.pk])
+    host.refresh_from_db()
+    return host
+
+
+def settle_lifecycles(host_ids: Iterable[int] | None = None) -> list[Host]:
+    """Hosts draining or evacuating with nothing movable left become drained or evacuated;
+    the others' moves go on (a replica placed back on the host meanwhile, a roll that failed).
+    Returns the hosts settled (the heartbeat runs it)."""
+    hosts = Host.objects.filter(lifecycle__in=[Host.Lifecycle.DRAINING, Host.Lifecycle.EVACUATING])
+    if host_ids is not None:
+        hosts = hosts.filter(pk__in=list(host_ids))
+    done = []
+    for host in hosts:
+        pinned = pinned_replica_ids(host)
+        left = Replica.objects.filter(host=host).exclude(pk__in=pinned).count()
+        settled = lifecycle.settled(host.lifecycle, left)
+        if settled != host.lifecycle:
+            Host.objects.filter(pk=host.pk, lifecycle=host.lifecycle).update(lifecycle=settled)
+            log.info("host %s: %s", host.name, settled)
+            done.append(host)
+        else:
+            with transaction.atomic():
+                signals.host_moving_off.send(sender=Host, host=host)
+    return done
 
 
 def delete_host(actor: Actor, host: Host) -> None:

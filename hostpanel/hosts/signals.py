@@ -9,3 +9,6 @@ from django.dispatch import Signal
 agent_restarted = Signal()
 # host=Host: marked down for missing heartbeats (inside the transaction that marks it).
 host_down = Signal()
+# host=Host: draining or evacuating (inside a transaction): its movable replicas are to move off
+# it, rolled as deploys are (deployments/host_moves.py); sent again while it drains, idempotent.
+host_moving_off = Signal()

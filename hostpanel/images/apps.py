@@ -10,7 +10,8 @@ class ImagesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from hostpanel.images.services import forget_deleted_tenant
+        from hostpanel.images.services import forget_deleted_tenant, stored_bytes
         from hostpanel.tenants import signals
 
         signals.tenant_gone.connect(forget_deleted_tenant, dispatch_uid="images-forget-tenant")
+        signals.stored_bytes.connect(stored_bytes, dispatch_uid="images-stored-bytes")

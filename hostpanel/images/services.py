@@ -28,7 +28,7 @@ from hostpanel.images.models import IMAGE_NAME_RE, Image
 from hostpanel.tenants.access import require_admin, require_role
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.signals import apps_using
-from hostpanel.usage.storage import check_storage
+from hostpanel.tenants.storage import check_storage, sum_of
 
 _NAME_RE = re.compile(IMAGE_NAME_RE)
 MAX_UPLOAD_BYTES = 4 * 1024**3
@@ -236,3 +236,8 @@ def archive_for(reference: str) -> Path | None:
 def forget_deleted_tenant(sender: object, tenant: Tenant, **kwargs: object) -> None:
     """tenants.signals.tenant_gone (connected in ImagesConfig.ready): see :func:`forget_tenant_archives`."""
     forget_tenant_archives(tenant)
+
+
+def stored_bytes(sender: object, tenant: Tenant, **kwargs: object) -> dict[str, int]:
+    """tenants.signals.stored_bytes (connected in ImagesConfig.ready): the tenant's image archives."""
+    return {"images": sum_of(Image.objects.filter(tenant=tenant), "size")}

@@ -17,6 +17,12 @@ backfill then holds exactly the lines after it); otherwise ``?tail=N`` (default
 - ``{"type": "ready"}``: backfill done, live lines follow
 - ``{"type": "error", "message": ...}``
 
+Line batches travel on the lines layer (``layer.lines_layer``: Redis pub/sub, one
+PUBLISH per batch whatever the number of viewers, fanned out in this process); where
+that is not the consumer's own layer, a task of the consumer receives them on a
+channel of its own there. Every handler that sends lines runs under one lock, so
+live batches never overtake the backfill.
+
 Bounds per connection: live lines while the backfill is pending are held in a
 deque of BUFFER_MESSAGES messages; at most RATE_LINES lines a second are sent
 (the newest of each batch), the rest counted as skipped.
@@ -25,8 +31,9 @@ deque of BUFFER_MESSAGES messages; at most RATE_LINES lines a second are sent
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,6 +41,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from hostpanel.logstream import access, cursors, services
+from hostpanel.logstream.layer import lines_layer
 from hostpanel.logstream.publish import group_name
 from hostpanel.logstream.watch import LEASE_RENEW
 from hostpanel.tenants.watch import AccessGuard
@@ -41,10 +49,11 @@ from hostpanel.tenants.watch import AccessGuard
 REFUSED = 4404
 DEFAULT_TAIL = 200
 MAX_TAIL = 2000
-RATE_LINES = 2000
+RATE_LINES = 20_000  # per viewer: the page renders batches per animation frame
 BUFFER_MESSAGES = 200
 BACKFILL_TIMEOUT = 12.0
 ACCESS_ENDED = "your access to this log ended"
+NOT_PLACED = "the container is not placed on a host yet"
 
 
 def _key(line: dict[str, Any]) -> tuple[int, int] | None:
@@ -54,9 +63,31 @@ def _key(line: dict[str, Any]) -> tuple[int, int] | None:
         return None
 
 
+_frames: OrderedDict[tuple[str, str, int, int], str] = OrderedDict()
+FRAMES_KEPT = 64
+
+
+def _frame(group: str, epoch: str, start: int, end: int, lines: list[dict[str, Any]]) -> str | None:
+    """The text of a whole batch's ``lines`` message, encoded once per panel process: every viewer
+    of a stream that gets the whole batch gets the same text (a batch is known by its publisher's
+    epoch and its start and end counts in the group)."""
+    if not epoch:
+        return None
+    key = (group, epoch, start, end)
+    text = _frames.get(key)
+    if text is None:
+        text = json.dumps({"type": "lines", "lines": lines})
+        _frames[key] = text
+        if len(_frames) > FRAMES_KEPT:
+            _frames.popitem(last=False)
+    return text
+
+
 class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     group = ""
     guard: AccessGuard | None = None
+    lines: Any = None  # the layer line batches arrive on
+    lines_channel = ""  # this consumer's channel there, when it is not the consumer's own layer
 
     async def connect(self) -> None:
         kwargs = self.scope["url_route"]["kwargs"]
@@ -69,6 +100,8 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.held_skipped = 0
         self.tokens, self.refilled = float(RATE_LINES), time.monotonic()
         self.tasks: list[asyncio.Task[None]] = []
+        self.order = asyncio.Lock()
+        self.deadline: asyncio.Task[None] | None = None
         await self.accept()
         user = self.scope.get("user")
         try:
@@ -80,7 +113,7 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=REFUSED)
             return
         self.group = group
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._join()
         kind, key = self.kind, self.key
         self.guard = AccessGuard(self, lambda: access.may_keep_watching(user, kind, key), self._access_lost)
         await self.guard.start(getattr(user, "pk", None))
@@ -94,19 +127,22 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except ValueError:
             tail = DEFAULT_TAIL
         if self.kind != "container":
-            await self._become_ready()
+            async with self.order:
+                await self._become_ready()
             return
         source = await database_sync_to_async(services.container_source)(self.key)
         if source is None:
-            await self.send_json({"type": "error", "message": "the container is not placed on a host yet"})
-            await self._become_ready()
+            async with self.order:
+                await self.send_json({"type": "error", "message": NOT_PLACED})
+                await self._become_ready()
             return
         watch = {"type": "logs.watch", "replica": source.replica, "container": source.container}
         await self.channel_layer.group_send(
             source.agent_group, watch | {"reply_to": self.channel_name, "tail": tail, "after": after}
         )
         self.tasks.append(asyncio.create_task(self._renew(source.agent_group, watch)))
-        self.tasks.append(asyncio.create_task(self._backfill_deadline()))
+        self.deadline = asyncio.create_task(self._backfill_deadline())
+        self.tasks.append(self.deadline)
 
     async def disconnect(self, code: int) -> None:
         for task in getattr(self, "tasks", []):
@@ -115,10 +151,45 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.guard.stop()
         await self._leave()
 
+    async def _join(self) -> None:
+        self.lines = lines_layer()
+        if self.lines is self.channel_layer:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+            return
+        self.lines_channel = await self.lines.new_channel()
+        await self.lines.group_add(self.group, self.lines_channel)
+        self.tasks.insert(0, asyncio.create_task(self._receive_lines()))
+
+    async def _receive_lines(self) -> None:
+        """Take batches off the lines layer as they come (its queue per channel is not bounded);
+        keep the newest BUFFER_MESSAGES for the sender, so a viewer this process cannot serve
+        fast enough is told what it skipped (``_forward`` counts the gap) instead of lagging."""
+        inbox: deque[dict[str, Any]] = deque(maxlen=BUFFER_MESSAGES)
+        waiting = asyncio.Event()
+        sender = asyncio.create_task(self._send_lines(inbox, waiting))
+        try:
+            while True:
+                event = await self.lines.receive(self.lines_channel)
+                if event.get("type") == "logs.batch":
+                    inbox.append(event)
+                    waiting.set()
+        finally:
+            sender.cancel()
+
+    async def _send_lines(self, inbox: deque[dict[str, Any]], waiting: asyncio.Event) -> None:
+        while True:
+            await waiting.wait()
+            waiting.clear()
+            while inbox:
+                await self.logs_batch(inbox.popleft())
+
     async def _leave(self) -> None:
         if self.group:
             group, self.group = self.group, ""
-            await self.channel_layer.group_discard(group, self.channel_name)
+            if self.lines_channel:
+                await self.lines.group_discard(group, self.lines_channel)
+            else:
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def access_changed(self, event: dict[str, Any]) -> None:
         """A membership, token or user of this viewer changed: re-check now."""
@@ -146,6 +217,10 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     # ---- group and agent messages ---------------------------------------------------
     async def logs_backfill(self, event: dict[str, Any]) -> None:
+        async with self.order:
+            await self._backfill(event)
+
+    async def _backfill(self, event: dict[str, Any]) -> None:
         if self.ready:
             return
         if event.get("error"):
@@ -161,11 +236,12 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self._become_ready()
 
     async def logs_backfill_timeout(self, event: dict[str, Any]) -> None:
-        if not self.ready:
-            await self.send_json(
-                {"type": "error", "message": "the host agent did not answer; showing new lines only"}
-            )
-            await self._become_ready()
+        async with self.order:
+            if not self.ready:
+                await self.send_json(
+                    {"type": "error", "message": "the host agent did not answer; showing new lines only"}
+                )
+                await self._become_ready()
 
     async def logs_batch(self, event: dict[str, Any]) -> None:
         if not self.group:
@@ -175,12 +251,13 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 self.held_skipped += len(self.held[0].get("lines") or [])
             self.held.append(event)
             return
-        await self._forward(event)
+        async with self.order:
+            await self._forward(event)
 
     async def _become_ready(self) -> None:
         self.ready = True
-        for task in self.tasks[1:]:
-            task.cancel()  # the backfill deadline
+        if self.deadline is not None:
+            self.deadline.cancel()
         await self.send_json({"type": "ready"})
         skipped, self.held_skipped = self.held_skipped, 0
         while self.held:
@@ -197,12 +274,11 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             skipped += start - self.end  # whole messages the layer dropped (a full channel)
         if epoch != self.epoch or end > self.end:
             self.epoch, self.end = epoch, end
-        lines = []
-        for line in event.get("lines") or []:
-            key = _key(line)
-            if key is not None and self.last is not None and key <= self.last:
-                continue  # already sent (backfill overlap, or a repeat)
-            lines.append(line)
+        lines = list(event.get("lines") or [])
+        first = _key(lines[0]) if lines and self.last is not None else None
+        if self.last is not None and (first is None or first <= self.last):
+            # a batch's cursors rise: only one that begins at or before the last line sent is sifted
+            lines = [x for x in lines if (key := _key(x)) is None or key > self.last]
         now = time.monotonic()
         self.tokens = min(float(RATE_LINES), self.tokens + (now - self.refilled) * RATE_LINES)
         self.refilled = now
@@ -214,5 +290,7 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if skipped:
             await self.send_json({"type": "skipped", "count": skipped})
         if lines:
-            await self.send_json({"type": "lines", "lines": lines})
+            whole = len(lines) == len(event.get("lines") or [])
+            frame = _frame(self.group, epoch, start, end, lines) if whole else None
+            await self.send(text_data=frame or json.dumps({"type": "lines", "lines": lines}))
             self.last = _key(lines[-1]) or self.last

@@ -57,9 +57,15 @@ class Backfill:
 def backfill(log: Path, max_files: int, tail: int, after: str | None) -> Backfill:
     """The last ``tail`` lines, or with ``after`` (a cursor) the lines after it (the newest
     MAX_BACKFILL_LINES of them; ``skipped`` counts the rest)."""
+    if after is None and tail <= 0:
+        return Backfill()
+    if after is None:
+        quick = _last_lines(log, tail)
+        if quick is not None:
+            return Backfill(lines=quick)
     lines = with_cursors(read_lines(log, max_files))
     if after is None:
-        return Backfill(lines=list(deque(lines, maxlen=max(tail, 0))) if tail > 0 else [])
+        return Backfill(lines=list(deque(lines, maxlen=tail)))
     after_key = sort_key(after)
     result = Backfill()
     kept: deque[dict[str, str]] = deque(maxlen=MAX_BACKFILL_LINES)
@@ -76,3 +82,30 @@ def backfill(log: Path, max_files: int, tail: int, after: str | None) -> Backfil
         kept.append(line)
     result.lines = list(kept)
     return result
+
+
+def _last_lines(log: Path, tail: int) -> list[dict[str, str]] | None:
+    """The last ``tail`` lines read from the end of the current file only (a viewer opening a
+    flooding container's log must not parse all of it), or None when that window cannot give
+    exactly what reading every file would: too few lines in it, or partial (P) records."""
+    try:
+        with open(log, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            base = max(0, size - TAIL_WINDOW)
+            f.seek(base)
+            records = [raw for raw in f.read(size - base).split(b"\n") if raw]
+    except FileNotFoundError:
+        return None
+    if base > 0:
+        records = records[1:]  # cut by the window
+    # the first chunk's time may have begun before the window (or in the previous file): not counted
+    first = records[0].split(b" ", 1)[0] if records else b""
+    while records and records[0].split(b" ", 1)[0] == first:
+        records.pop(0)
+    assembler = LineAssembler()
+    lines = [line for raw in records if (line := assembler.feed(raw)) is not None]
+    if any(raw.split(b" ", 3)[2:3] == [b"P"] for raw in records):
+        return None
+    if len(lines) < tail:
+        return None  # older files, or what came before the window, hold the rest
+    return list(deque(with_cursors(lines), maxlen=tail))

@@ -61,7 +61,7 @@ from hostpanel.registry.images import publish_image, unpublish_images
 from hostpanel.registry.models import BlobLink, Manifest, ManifestReference, Repository, Tag, Upload
 from hostpanel.registry.storage import Readable
 from hostpanel.tenants.models import Tenant
-from hostpanel.usage.storage import check_storage
+from hostpanel.tenants.storage import check_storage, sum_of
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})+$")
@@ -632,3 +632,10 @@ def agent_pull_token(host: Host | str) -> str:
     if not Host.objects.filter(name=name).exists():
         raise NameUnknown(f"no host {name!r}")
     return sign_agent_token(name, settings.HOSTPANEL_REGISTRY_AGENT_TOKEN_TTL)
+
+
+def stored_bytes(sender: object, tenant: Tenant, **kwargs: object) -> dict[str, int]:
+    """tenants.signals.stored_bytes (connected in RegistryConfig.ready): the tenant's blobs, each
+    counted once per repository that links it, and its uploads in progress."""
+    blobs = sum_of(BlobLink.objects.filter(repository__tenant=tenant), "size")
+    return {"registry": blobs + sum_of(Upload.objects.filter(tenant=tenant), "size")}

@@ -27,3 +27,10 @@ def apps_using(kind: str, name: str, tenant: object = None) -> list[str]:
     """The names of the apps whose current release uses the ``kind`` called ``name`` (sorted)."""
     answers = resource_users.send(sender=kind, name=name, tenant=tenant)
     return sorted({app for _, apps in answers for app in apps})
+
+
+# ---- what a tenant stores: asked by the storage quota (tenants.storage), answered by the apps
+# that store it (volumes, images, registry; usage for the hosts' shares) ----
+# sender=Tenant, tenant=Tenant; a receiver returns {kind: bytes} for its own kinds of
+# tenants.storage.StorageUse ("volumes", "images", "registry", "rootfs", "build_cache").
+stored_bytes = Signal()

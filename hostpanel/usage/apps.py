@@ -8,3 +8,9 @@ class UsageConfig(AppConfig):
     label = "usage"
     verbose_name = "Usage"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hostpanel.tenants import signals
+        from hostpanel.usage.storage import stored_bytes
+
+        signals.stored_bytes.connect(stored_bytes, dispatch_uid="usage-stored-bytes")

@@ -8,3 +8,9 @@ class VolumesConfig(AppConfig):
     label = "volumes"
     verbose_name = "Volumes"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hostpanel.tenants import signals
+        from hostpanel.volumes.services import stored_bytes
+
+        signals.stored_bytes.connect(stored_bytes, dispatch_uid="volumes-stored-bytes")

@@ -20,14 +20,14 @@ from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
 from hostpanel.tenants.signals import apps_using
-from hostpanel.usage.storage import storage_use
+from hostpanel.tenants.storage import storage_use, sum_of
 from hostpanel.volumes.models import Volume
 
 MIN_SIZE = MIN_VOLUME_SIZE
 
 
 def volume_usage(tenant: Tenant) -> Usage:
-    """How many volumes the tenant has, and all it stores (the one storage quota, see usage.storage)."""
+    """How many volumes the tenant has, and all it stores (the one storage quota, see tenants.storage)."""
     return Usage(volumes=Volume.objects.filter(tenant=tenant).count(), disk_bytes=storage_use(tenant).total)
 
 
@@ -70,3 +70,8 @@ def delete_volume(actor: Actor, volume: Volume) -> None:
             )
         volume.delete()
         reconcile_tenant_hosts(tenant)
+
+
+def stored_bytes(sender: object, tenant: Tenant, **kwargs: object) -> dict[str, int]:
+    """tenants.signals.stored_bytes (connected in VolumesConfig.ready): the tenant's volumes' size caps."""
+    return {"volumes": sum_of(Volume.objects.filter(tenant=tenant), "size_bytes")}

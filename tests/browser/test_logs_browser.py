@@ -116,3 +116,69 @@ def test_another_tenants_browser_cannot_read_the_logs(
     )
     assert download.status == 404
     assert "seq " not in download.text()
+
+
+FLOOD = ["awk", 'BEGIN { while (1) { i++; print "flood line " i } }']
+MAX_LINES = 5000  # static/js/logs.js: line elements the page keeps (and lines held while paused)
+VIEWER_STATE = """() => {
+  const v = document.querySelector('.log-viewer').hpLogs;
+  return {received: v.received, batches: v.batches, held: v.held.length, heldDropped: v.heldDropped,
+          elements: document.querySelectorAll('.log-viewer .log-lines > *').length,
+          firstSocket: v.socket.firstSocket === true, state: v.root.getAttribute('data-state')};
+}"""
+MARK_SOCKET = "() => { document.querySelector('.log-viewer').hpLogs.socket.firstSocket = true; }"
+
+
+def test_a_flood_arrives_in_batches_and_the_page_stays_bounded(
+    live_stack: LiveStack, page: Any, login: Callable[[Any, StackUser], None]
+) -> None:
+    owner = live_stack.user("flo")
+    replica = live_stack.running_app("floco", owner, "flood", FLOOD)
+    try:
+        login(page, owner)
+        page.goto(live_stack.url(f"/t/floco/containers/{replica}/"))
+        # the backfill is read while the flood writes: give a loaded machine time
+        expect(page.locator(VIEWER)).to_have_attribute("data-state", "live", timeout=30_000)
+        page.evaluate(MARK_SOCKET)
+        page.wait_for_function(
+            f"() => document.querySelector('.log-viewer').hpLogs.received > {MAX_LINES + 1000}",
+            timeout=120_000,
+        )
+        state = page.evaluate(VIEWER_STATE)
+        assert 0 < state["elements"] <= MAX_LINES  # the oldest lines left the page
+        assert state["received"] / state["batches"] > 10, f"a message per line, or nearly: {state}"
+        # paused in a flood: what is held stays bounded and counted; resume keeps the page bounded
+        page.click(f"{VIEWER} .log-pause")
+        page.wait_for_function(  # or the socket was replaced: a reconnect, told apart below
+            "() => { const v = document.querySelector('.log-viewer').hpLogs;"
+            " return v.heldDropped > 0 || !v.socket.firstSocket; }",
+            timeout=120_000,
+        )
+        paused = page.evaluate(VIEWER_STATE)
+        assert paused["firstSocket"], f"the socket closed in the flood: {paused}"
+        assert paused["heldDropped"] > 0
+        assert paused["held"] <= MAX_LINES
+        # the status counts held and dropped lines alike: more than the page holds
+        status = page.locator(f"{VIEWER} .log-status").text_content() or ""
+        counted = re.fullmatch(r"paused: (\d+) new lines", status)
+        assert counted and int(counted.group(1)) > MAX_LINES, status
+        page.click(f"{VIEWER} .log-pause")
+        page.wait_for_function(
+            f"() => document.querySelector('.log-viewer').hpLogs.received > {paused['received'] + MAX_LINES}",
+            timeout=120_000,
+        )
+        final = page.evaluate(VIEWER_STATE)
+        assert final["elements"] <= MAX_LINES
+        # one socket carried the whole flood: the server never closed it on a batch it sent in part
+        assert final["firstSocket"] and final["state"] == "live", final
+        assert not [m for m in console_of(page) if "pageerror" in m]
+    finally:  # the flood must not load the rest of the session
+        stop_app(live_stack, "floco", "flood")
+
+
+def stop_app(live_stack: LiveStack, slug: str, name: str) -> None:
+    from hostpanel.deployments import services
+    from hostpanel.deployments.models import App
+
+    with live_stack.db():
+        services.delete_app(live_stack._admin(), App.objects.get(tenant__slug=slug, name=name))

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +19,7 @@ import pytest
 
 from engine.cgroups.layout import detect_cgroup_layout
 from engine.engine import Engine
+from engine.errors import VolumeNotFound
 from engine.images.model import Image
 from engine.networks import firewall, netlink
 from engine.networks.manager import link_prefixes
@@ -147,11 +148,20 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     instance = f"hpt-{secrets.token_hex(4)}"
     eng = Engine(root=root, instance=instance)
     yield eng
+    tear_down(eng)
+
+
+def tear_down(eng: Engine, *, volumes: bool = False) -> None:
+    """Remove every container and network of ``eng`` (and its volumes), then fail on any leak."""
     for container in eng.list(all=True):
         eng.remove(container.id, force=True)
     for network in eng.network_list():
         eng.network_remove(network.name)
-    left = leaks(root, instance)
+    if volumes:
+        for volume in eng.volume_list():
+            with suppress(VolumeNotFound):  # removed meanwhile (a client's `down -v`)
+                eng.volume_remove(volume.name)
+    left = leaks(eng.paths.root, eng.instance)
     assert not left, f"the engine left things behind: {left}"
 
 

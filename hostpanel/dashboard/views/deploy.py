@@ -19,7 +19,7 @@ from hostpanel.networks.models import DEFAULT_NAME as DEFAULT_NETWORK
 from hostpanel.networks.services import visible_networks
 from hostpanel.secrets.services import visible_secrets
 from hostpanel.tenants.models import Quota, Tenant
-from hostpanel.usage.storage import storage_use
+from hostpanel.tenants.storage import storage_use
 from hostpanel.volumes.services import visible_volumes
 
 QUOTA_LABELS = {

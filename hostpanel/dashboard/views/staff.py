@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -15,7 +15,9 @@ from hostpanel.dashboard.views.deploy import QUOTA_LABELS
 from hostpanel.dashboard.views.host_enrollment import enrollment_rows
 from hostpanel.deployments.services import tenant_usage
 from hostpanel.errors import ServiceError
-from hostpanel.hosts.services import hosts_with_use
+from hostpanel.hosts import lifecycle
+from hostpanel.hosts.models import Host
+from hostpanel.hosts.services import change_lifecycle, hosts_with_use
 from hostpanel.tenants import access
 from hostpanel.tenants import services as tenants
 from hostpanel.tenants.access import actor_of
@@ -50,7 +52,9 @@ def overview(request: HttpRequest) -> HttpResponse:
                 ],
             }
         )
-    hosts = hosts_with_use(actor)
+    hosts = list(hosts_with_use(actor))
+    for host in hosts:
+        host.actions = lifecycle.available_actions(host.lifecycle)  # type: ignore[attr-defined]
     context = {"rows": rows, "hosts": hosts, "section": "staff", "enrollments": enrollment_rows()}
     return render(request, "dashboard/staff.html", context)
 
@@ -76,4 +80,21 @@ def quota_update(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Quota of {slug} saved and sent to the hosts.")
+    return redirect("dashboard:staff")
+
+
+@page
+@require_POST
+def host_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
+    """Cordon, uncordon, drain or evacuate a host (the same service as the API's actions)."""
+    _require_staff(request)
+    host = Host.objects.filter(name=name).first()
+    if host is None or action not in lifecycle.ACTIONS:
+        raise Http404(f"no host {name!r} or action {action!r}")
+    try:
+        host = change_lifecycle(actor_of(request), host, action)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Host {host.name}: {host.lifecycle}.")
     return redirect("dashboard:staff")

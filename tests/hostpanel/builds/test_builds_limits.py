@@ -21,7 +21,7 @@ from hostpanel.builds import services
 from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Quota, Role, Tenant
-from hostpanel.usage.storage import storage_use
+from hostpanel.tenants.storage import storage_use
 from tests.hostpanel.builds.conftest import context_tar
 from tests.hostpanel.factories import MembershipFactory
 

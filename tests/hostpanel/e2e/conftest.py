@@ -120,8 +120,9 @@ def live_tenant(
     from hostpanel.tenants import services as tenants
     from tests.hostpanel.factories import UserFactory
 
-    layer = settings.CHANNEL_LAYERS["default"]  # the project's layer class, on the test Redis
-    settings.CHANNEL_LAYERS = {"default": layer | {"CONFIG": {"hosts": [redis_url]}}}
+    # the project's layers (the default one and live logs' lines layer), on the test Redis
+    layers = settings.CHANNEL_LAYERS
+    settings.CHANNEL_LAYERS = {alias: x | {"CONFIG": {"hosts": [redis_url]}} for alias, x in layers.items()}
 
     def make(prefix: str, slug: str, member: str, role: str) -> LiveTenant:
         agent = agents(f"{prefix}-h1")

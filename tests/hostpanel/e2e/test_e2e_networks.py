@@ -154,13 +154,24 @@ def world(
     privileged: None, transactional_db: None, tmp_path: Path, settings: Any
 ) -> Iterator[dict[str, Any]]:
     """Two host agents, A and B, each in its own namespace, registered and up."""
+    # hosts are placed on by hand here: a heartbeat late on a busy machine must not move replicas
+    with agents_in_namespaces(tmp_path, settings, GRACE) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def agents_in_namespaces(
+    tmp_path: Path, settings: Any, grace: float, extra_env: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Agents A and B in namespaces of their own (two_machines), a host declared dead after
+    ``grace`` seconds without a heartbeat; yields {"agents", "hosts", "env": each agent's env}."""
     from hostpanel.hosts.models import Host
 
-    # hosts are placed on by hand here: a heartbeat late on a busy machine must not move replicas
-    settings.HOSTPANEL_HOST_GRACE_SECONDS = GRACE
+    settings.HOSTPANEL_HOST_GRACE_SECONDS = grace
     db_file = connection.settings_dict["NAME"]
     assert db_file and "memory" not in str(db_file), "the e2e tests need a file test database"
     agents: dict[str, NetnsAgent] = {}
+    envs: dict[str, dict[str, str]] = {}
     with two_machines(tmp_path) as machines:
         binds = ("127.0.0.1", machines["control"]["a"][0], machines["control"]["b"][0])
         with redis_server(tmp_path, binds) as local, celery_pointed_at(local):
@@ -179,9 +190,9 @@ def world(
                     Engine(root=agent.root, instance=agent.instance).images.bootstrap_busybox()
                     redis_url = local.replace("@127.0.0.1:", f"@{machines['control'][k][0]}:")
                     env = panel_env(str(db_file), redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
-                    agent.start(
-                        env | {"HOSTPANEL_CADDY_ADMIN": "", "HOSTPANEL_HOST_GRACE_SECONDS": str(GRACE)}
-                    )
+                    envs[k] = env | {"HOSTPANEL_CADDY_ADMIN": "", "HOSTPANEL_HOST_GRACE_SECONDS": str(grace)}
+                    envs[k] |= extra_env or {}
+                    agent.start(envs[k])
                     agents[k] = agent
                 for agent in agents.values():
                     wait_for(
@@ -194,6 +205,7 @@ def world(
                 yield {
                     "agents": agents,
                     "hosts": {k: Host.objects.get(name=a.name) for k, a in agents.items()},
+                    "env": envs,
                 }
             finally:
                 for agent in agents.values():
@@ -206,8 +218,8 @@ def only_up(host: Any) -> None:
     """Place new replicas on ``host`` only (the others take none, as if cordoned)."""
     from hostpanel.hosts.models import Host
 
-    Host.objects.exclude(pk=host.pk).update(state=Host.State.DRAINING)
-    Host.objects.filter(pk=host.pk).update(state=Host.State.UP)
+    Host.objects.exclude(pk=host.pk).update(lifecycle=Host.Lifecycle.CORDONED)
+    Host.objects.filter(pk=host.pk).update(lifecycle=Host.Lifecycle.ACTIVE)
 
 
 def listener(answer: str) -> list[str]:

@@ -59,7 +59,7 @@ def test_draining_moves_replicas_away(tenant: Tenant, make_app: Any, host: Host,
     HostFactory(name="h2")
     services.drain_host(admin_actor, host)
     assert Replica.objects.get(app=app).host.name == "h2"
-    assert Host.objects.get(pk=host.pk).state == Host.State.DRAINING
+    assert Host.objects.get(pk=host.pk).lifecycle == Host.Lifecycle.DRAINED  # nothing movable left
 
 
 def test_capacity_counts_placed_replicas(tenant: Tenant, make_app: Any, host: Host) -> None:

@@ -18,7 +18,7 @@ from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import QuotaExceeded
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Quota, Tenant
-from hostpanel.usage.storage import check_storage, storage_use
+from hostpanel.tenants.storage import check_storage, storage_use
 from tests.conftest import require_privileged
 from tests.engine.conftest import leaks
 

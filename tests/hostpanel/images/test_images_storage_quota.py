@@ -11,7 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import Image
 from hostpanel.tenants.models import Quota, Role, Tenant
-from hostpanel.usage.storage import record_tenant_storage, storage_use
+from hostpanel.tenants.storage import storage_use
+from hostpanel.usage.storage import record_tenant_storage
 from tests.hostpanel.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db

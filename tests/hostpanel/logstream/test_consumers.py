@@ -6,7 +6,9 @@ The follower runs over real files (the engine behind its seam is tests' FileEngi
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,8 @@ from django.contrib.auth.models import AnonymousUser
 
 from hostpanel.agent import follower
 from hostpanel.deployments.models import Replica
-from hostpanel.logstream import access, consumers
-from hostpanel.logstream.publish import publish_lines
+from hostpanel.logstream import access, consumers, reading
+from hostpanel.logstream.publish import forget, publish_lines
 from hostpanel.logstream.routing import websocket_urlpatterns
 from hostpanel.tenants.models import Role
 from tests.hostpanel.factories import TenantFactory
@@ -31,9 +33,14 @@ from tests.hostpanel.logstream.logfiles import append, stamp
 APP = URLRouter(websocket_urlpatterns)
 
 
-@pytest.fixture(autouse=True)
-def memory_layer(settings: Any) -> None:
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+@pytest.fixture(autouse=True, params=["one layer", "a lines layer of its own"])
+def memory_layer(settings: Any, request: pytest.FixtureRequest) -> None:
+    """In-memory layers: one for everything, or line batches on a second layer as in production
+    (where that is Redis pub/sub), so the consumer's own receiving task is exercised too."""
+    memory = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    settings.CHANNEL_LAYERS = {"default": memory}
+    if request.param != "one layer":
+        settings.CHANNEL_LAYERS["logs"] = memory
 
 
 @pytest.fixture
@@ -57,12 +64,17 @@ def served_log(replica: Replica, tmp_path: Path) -> tuple[FileEngine, Path]:
     return engine, engine.add_log(replica.container_name, tmp_path)
 
 
-def run_with_agent(engine: FileEngine, body: Callable[[], Awaitable[None]]) -> None:
-    """Run ``body`` while the real follower of host h1 serves the in-memory layer."""
+def run_with_agent(
+    engine: FileEngine,
+    body: Callable[[], Awaitable[None]],
+    agent_follower: follower.LogFollower | None = None,
+) -> None:
+    """Run ``body`` while the real follower of host h1 (or ``agent_follower``) serves the in-memory layer."""
+    log_follower = agent_follower or follower.LogFollower(engine, "h1")  # type: ignore[arg-type]
 
     async def main() -> None:
         stop = threading.Event()
-        agent = asyncio.create_task(follower.LogFollower(engine, "h1").run(stop))  # type: ignore[arg-type]
+        agent = asyncio.create_task(log_follower.run(stop))
         await asyncio.sleep(0.1)  # joined its group
         try:
             await body()
@@ -161,7 +173,7 @@ def test_a_flood_is_bounded_with_a_skipped_marker_and_every_line_accounted_for(
     replica: Replica, viewer: Any, served_log: tuple[FileEngine, Path]
 ) -> None:
     engine, log = served_log
-    flood = 20_000
+    flood = 3 * consumers.RATE_LINES  # over the per-viewer and per-stream bounds
 
     async def body() -> None:
         communicator = await open_socket(viewer, f"/ws/logs/{replica.pk}/")
@@ -186,6 +198,105 @@ def test_a_flood_is_bounded_with_a_skipped_marker_and_every_line_accounted_for(
     run_with_agent(engine, body)
 
 
+def test_a_burst_reaches_the_viewer_in_batches_not_a_message_per_line(
+    replica: Replica, viewer: Any, served_log: tuple[FileEngine, Path]
+) -> None:
+    engine, log = served_log
+    burst = 3000  # within every bound: all of it arrives
+
+    async def body() -> None:
+        communicator = await open_socket(viewer, f"/ws/logs/{replica.pk}/")
+        await collect_until_ready(communicator)
+        append(log, [(i, "stdout", f"b{i}") for i in range(1, burst + 1)])
+        received: list[dict[str, Any]] = []
+        while len(texts(received)) < burst:
+            received.append(await communicator.receive_json_from(timeout=10))
+        assert texts(received) == [f"b{i}" for i in range(1, burst + 1)]
+        assert all(m["type"] == "lines" for m in received)
+        # one file write: a handful of frames of many lines (one per NOTIFY_LINES at most), never 3000
+        assert len(received) <= burst // follower.NOTIFY_LINES + 2
+        await communicator.disconnect()
+
+    run_with_agent(engine, body)
+
+
+class CountingJson:
+    """``json`` for the consumer module, counting what it encodes."""
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def dumps(self, value: Any) -> str:
+        self.encoded += 1
+        return json.dumps(value)
+
+
+def test_live_lines_that_overlap_the_backfill_are_sent_once_on_an_open_socket(
+    replica: Replica, viewer: Any, served_log: tuple[FileEngine, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood writes while the agent reads the backfill: the live batch the viewer holds meanwhile
+    repeats lines the backfill has. Only the rest of it is sent (a message of its own, not the
+    batch's shared frame), and the socket stays open for the next batch."""
+    engine, log = served_log
+    log_follower = follower.LogFollower(engine, "h1")  # type: ignore[arg-type]
+    read_backfill = reading.backfill
+
+    def backfill_during_a_write(*args: Any) -> reading.Backfill:
+        append(log, [(i, "stdout", f"n{i}") for i in range(1, 6)])  # one write: one live batch
+        watch = log_follower.watches[str(replica.pk)]
+        wait_until(lambda: watch.taken == 5)  # published
+        result = read_backfill(*args)
+        result.lines = result.lines[:3]  # read before n4 and n5 were written
+        return result
+
+    monkeypatch.setattr(reading, "backfill", backfill_during_a_write)
+
+    async def body() -> None:
+        communicator = await open_socket(viewer, f"/ws/logs/{replica.pk}/")
+        received = await collect_until_ready(communicator)
+        while len(texts(received)) < 5:
+            received.append(await communicator.receive_json_from(timeout=10))
+        assert texts(received) == ["n1", "n2", "n3", "n4", "n5"]
+        append(log, [(6, "stdout", "n6")])
+        assert texts([await communicator.receive_json_from(timeout=10)]) == ["n6"]  # still open
+        await communicator.disconnect()
+
+    run_with_agent(engine, body, log_follower)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_hundred_viewers_of_one_container_share_one_follower(
+    replica: Replica, viewer: Any, served_log: tuple[FileEngine, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, log = served_log
+    log_follower = follower.LogFollower(engine, "h1")  # type: ignore[arg-type]
+    counting = CountingJson()
+    monkeypatch.setattr(consumers, "json", counting)
+
+    async def body() -> None:
+        sockets = [await open_socket(viewer, f"/ws/logs/{replica.pk}/?tail=0") for _ in range(100)]
+        for communicator in sockets:
+            await collect_until_ready(communicator)
+        assert list(log_follower.watches) == [str(replica.pk)]
+        threads = [t for t in threading.enumerate() if t.name == f"logs-{replica.pk}"]
+        assert len(threads) == 1  # one thread reads the file, whatever the number of viewers
+        append(log, [(1, "stdout", "to all")])
+        for communicator in sockets:
+            message = await communicator.receive_json_from(timeout=10)
+            assert texts([message]) == ["to all"]
+        assert counting.encoded == 1  # the batch's frame is encoded once for all 100
+        for communicator in sockets:
+            await communicator.disconnect()
+
+    run_with_agent(engine, body, log_follower)
+
+
 def test_a_host_agent_that_does_not_answer_is_reported(
     replica: Replica, viewer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,6 +317,7 @@ def test_other_producers_publish_to_their_own_kind_with_their_own_authorizer(
     allowed = member(tenant, Role.VIEWER)
     other = member(TenantFactory(slug="other"), Role.OWNER)
     monkeypatch.setitem(access._authorizers, "testbuild", lambda user, key: user.pk == allowed.pk)
+    forget("testbuild", "42")  # a stream of its own: cursors from 1
 
     async def body() -> None:
         await assert_refused(other, "/ws/logs/testbuild/42/")

@@ -74,3 +74,19 @@ def test_follow_start_continues_the_cursor_of_a_chunk(tmp_path: Path) -> None:
     offset, counter = reading.follow_start(log)
     assert offset == len(log.read_bytes()) - len(f"{stamp(2)} stdout F half-writ")
     assert counter.next(stamp(2)) == f"{stamp(2)}#2"  # the record being written is the 3rd of its chunk
+
+
+def test_a_tail_from_the_end_of_a_big_file_has_the_cursors_a_full_read_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "ctr.log"
+    # chunks of 7 lines sharing a time, so the window's first whole chunk is cut
+    append(log, [(i // 7, "stdout", f"line {i}") for i in range(3000)])
+    full = reading.backfill(log, 3, tail=200, after=None).lines
+    monkeypatch.setattr(reading, "TAIL_WINDOW", 4000)  # about 60 records: less than the tail
+    assert reading._last_lines(log, 200) is None
+    assert reading.backfill(log, 3, tail=200, after=None).lines == full
+    monkeypatch.setattr(reading, "TAIL_WINDOW", 30_000)
+    quick = reading._last_lines(log, 200)
+    assert quick is not None and quick == full
+    assert reading.backfill(log, 3, tail=0, after=None).lines == []

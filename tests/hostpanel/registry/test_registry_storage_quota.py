@@ -7,7 +7,7 @@ from typing import Any
 
 from hostpanel.registry.models import BlobLink, Upload
 from hostpanel.tenants.models import Quota, Tenant
-from hostpanel.usage.storage import storage_use
+from hostpanel.tenants.storage import storage_use
 from tests.hostpanel.registry.conftest import Registry, digest_of, error_code
 
 Reg = Callable[..., Registry]

@@ -166,6 +166,7 @@ class Command(BaseCommand):
                 engine.rotate_logs,
                 edge,
                 client,
+                lambda host_id: agent.fence(engine, host_id, client),
             ),
             name="heartbeat",
             daemon=True,
@@ -211,6 +212,7 @@ class Command(BaseCommand):
         rotate_logs: Callable[[], int],
         edge: EdgeAgent | None = None,
         client: InternalClient | None = None,
+        beat: Callable[[int], object] | None = None,
     ) -> None:
         """Every ``interval`` s: beat, mark silent hosts down, place pending replicas, rotate the
         logs of this host's containers (the one rotator of this engine), and queue the periodic jobs
@@ -239,12 +241,13 @@ class Command(BaseCommand):
                 log.exception("log rotation failed; retrying")
             try:
                 close_old_connections()
-                if client is not None:
+                if beat is not None:  # the agent's: its answer fences what moved away meanwhile
+                    beat(host_id)
+                elif client is not None:
                     client.heartbeat()
                 else:
                     services.heartbeat(host_id)
-                services.mark_stale_hosts()
-                services.schedule_pending()
+                services.watch_hosts()  # dead hosts, drains and evacuations, pending replicas
                 rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
                 stacks.advance_all()  # stacks' waiting services start once their dependencies are met
                 host = Host.objects.filter(pk=host_id).first()
