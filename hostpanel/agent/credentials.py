@@ -117,6 +117,12 @@ class InternalClient:
     def me(self) -> dict[str, Any]:
         return self.call("GET", "host")
 
+    def replica_secrets(self, replica_id: int) -> dict[str, str]:
+        """The secrets of a replica placed on this host: name -> value sealed to this host's key
+        (base64; :mod:`hostpanel.agent.host_secrets` opens them)."""
+        secrets: dict[str, str] = self.call("GET", f"replicas/{int(replica_id)}/secrets")["secrets"]
+        return secrets
+
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
     raw = exc.read()

@@ -38,17 +38,18 @@ from engine.networks.egress import parse_allow_list
 from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import Container, ContainerSpec
 from engine.volumes.spec import MountSpec
-from hostpanel.agent import overlays, probes
-from hostpanel.agent.credentials import InternalClient
+from hostpanel.agent import host_secrets, overlays, probes
+from hostpanel.agent.credentials import InternalClient, PanelError
 from hostpanel.deployments import rollout
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
-from hostpanel.errors import ServiceError
+from hostpanel.errors import InvalidRequest, ServiceError
 from hostpanel.hosts import dispatch, fencing, lifecycle
 from hostpanel.hosts.models import Host
 from hostpanel.hosts.services import heartbeat
 from hostpanel.images.services import archive_for
 from hostpanel.registry.services import agent_pull_token, pull_source
 from hostpanel.secrets.models import Secret
+from hostpanel.secrets.sealing import SealError
 from hostpanel.secrets.services import secret_values
 from hostpanel.tenants.limits import write_all_tenant_limits
 from hostpanel.tenants.models import Quota, Tenant
@@ -535,6 +536,19 @@ def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
     engine.images.import_archive(archive, reference, tenant=owner)
 
 
+def _secret_values(replica: Replica, names: list[str]) -> dict[str, str]:
+    """The plain values of a replica's secrets, only in this process's memory. An enrolled host
+    receives them sealed to its own key from the internal API (:mod:`hostpanel.agent.host_secrets`);
+    a host that is not enrolled (tests, `make run`) still decrypts them from the database."""
+    directory = host_secrets.state_dir()
+    if directory is None:
+        return secret_values(replica.app.tenant, names)
+    try:
+        return host_secrets.fetch(directory, replica.pk, names)
+    except (PanelError, SealError) as exc:
+        raise InvalidRequest(f"secrets of replica {replica.pk}: {exc}") from exc
+
+
 def build_spec(replica: Replica) -> ContainerSpec:
     """The engine spec of a replica. Tenants can set nothing privileged: only these fields exist."""
     from engine.runtime.model import SecretFile
@@ -543,12 +557,12 @@ def build_spec(replica: Replica) -> ContainerSpec:
     tenant = app.tenant
     env = [f"{k}={v}" for k, v in sorted(release.env.items())]
     # Every secret is the file /run/secrets/<name> (the engine's tmpfs, mode 0400, the process
-    # user's); one with "env" is also that variable. Decrypted here, on the host, only now; the
-    # digest (with the secrets' versions) is taken first, so a value replaced meanwhile only
-    # means one more replacement, never a container stuck on an older value.
+    # user's); one with "env" is also that variable. Opened (enrolled host) or decrypted here, on
+    # the host, only now; the digest (with the secrets' versions) is taken first, so a value
+    # replaced meanwhile only means one more replacement, never a container stuck on an older value.
     digest = spec_digest(release, replica.ports)
     names = list(dict.fromkeys(s["name"] for s in release.secrets))
-    values = secret_values(tenant, names) if names else {}
+    values = _secret_values(replica, names) if names else {}
     env += [f"{s['env']}={values[s['name']]}" for s in release.secrets if s.get("env")]
     ports = tuple(
         PortMapping(host_port=p["host_port"], container_port=p["container_port"], protocol=p["protocol"])

@@ -9,4 +9,4 @@ RUN_BUILD = "hostpanel.agent.build_tasks.run_build"  # sent by name: the panel n
 
 def send_build(build_id: int, queue: str) -> None:
     """Ask the build workers on ``queue`` (``build.<host>``) to run build ``build_id``."""
-    app.send_task(RUN_BUILD, args=[build_id], queue=queue)
+    app.send_task(RUN_BUILD, args=[build_id], queue=queue, ignore_result=True)

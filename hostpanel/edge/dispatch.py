@@ -11,4 +11,4 @@ APPLY_ROUTES = "hostpanel.agent.edge_tasks.apply_routes"  # sent by name: the pa
 
 def send_routes(queue: str, table: dict[str, Any]) -> None:
     """Ask the agent on ``queue`` to serve ``table`` (ignored there when it has a newer one)."""
-    app.send_task(APPLY_ROUTES, args=[table], queue=queue)
+    app.send_task(APPLY_ROUTES, args=[table], queue=queue, ignore_result=True)

@@ -22,9 +22,13 @@ if TYPE_CHECKING:
 AGENT_TASKS = "hostpanel.agent.tasks"
 
 
-def send(task: str, **options: Any) -> AsyncResult:
-    """Send the agent's task ``task`` (its name in hostpanel/agent/tasks.py) with Celery's options."""
-    return app.send_task(f"{AGENT_TASKS}.{task}", **options)
+def send(task: str, *, answer: bool = False, **options: Any) -> AsyncResult:
+    """Send the agent's task ``task`` (its name in hostpanel/agent/tasks.py) with Celery's options.
+
+    Only an ``answer`` awaited (:func:`_ask`) subscribes to its result: sent by name, Celery
+    would otherwise subscribe for every task (and an agent's own Redis user may not).
+    """
+    return app.send_task(f"{AGENT_TASKS}.{task}", ignore_result=not answer, **options)
 
 
 def send_reconcile(host_id: int, queue: str) -> None:
@@ -91,7 +95,9 @@ ASK_TIMEOUT = 10.0
 def _ask(task_name: str, args: list[Any], queue: str) -> Any:
     """Run a read-only task on the agent of ``queue`` and wait for its answer."""
     # The answer's key is celery-task-meta-<queue>.<uuid>: a host's Redis user may touch only its own.
-    result = send(task_name, args=args, queue=queue, expires=ASK_TIMEOUT, task_id=f"{queue}.{uuid4()}")
+    result = send(
+        task_name, answer=True, args=args, queue=queue, expires=ASK_TIMEOUT, task_id=f"{queue}.{uuid4()}"
+    )
     try:
         return result.get(timeout=ASK_TIMEOUT)
     except CeleryTimeout as exc:

@@ -9,6 +9,7 @@ first (``manage.py rotate_secrets --new-key`` does it for the file), run
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from django.db.models import QuerySet
 
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
+from hostpanel.secrets import sealing
 from hostpanel.secrets.models import Secret
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role, Tenant
@@ -132,6 +134,19 @@ def secret_values(tenant: Tenant, names: list[str]) -> dict[str, str]:
     if missing:
         raise InvalidRequest(f"tenant {tenant.slug!r} has no secret(s) {', '.join(missing)}")
     return {name: decrypt(s.ciphertext) for name, s in found.items()}
+
+
+def sealed_values(tenant: Tenant, names: list[str], public_key_pem: str, replica_id: int) -> dict[str, str]:
+    """The named secrets sealed to one host's public key for one replica (see
+    :mod:`hostpanel.secrets.sealing`), base64: what an enrolled host's agent receives. The plain
+    values exist only in this process's memory while sealing."""
+    recipient = sealing.load_public_key(public_key_pem)
+    return {
+        name: base64.b64encode(
+            sealing.seal(recipient, value.encode(), sealing.associated_data(replica_id, name))
+        ).decode()
+        for name, value in secret_values(tenant, names).items()
+    }
 
 
 def rotate_all() -> int:

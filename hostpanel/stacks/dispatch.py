@@ -13,4 +13,6 @@ def send_advance(stack_id: int, countdown: float = 0.0) -> None:
     """Ask an agent that is up to take the stack's deployment a step further (waiting services)."""
     host = Host.objects.filter(state=Host.State.UP).order_by("-last_heartbeat", "name").first()
     if host is not None:  # none up: the heartbeat of the first agent back advances it
-        app.send_task(ADVANCE_STACK, args=[stack_id], queue=host.queue, countdown=countdown)
+        app.send_task(
+            ADVANCE_STACK, args=[stack_id], queue=host.queue, countdown=countdown, ignore_result=True
+        )

@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,11 +28,13 @@ from typing import Any
 
 import pytest
 import redis
+from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
 from engine.engine import Engine
+from engine.runtime.model import ExecSpec
 from tests.stack import (
     REPO,
     Agent,
@@ -112,14 +115,44 @@ def add_host(name: str) -> str:
     return match.group(1)
 
 
-def join(panel: Panel, token: str, state: Path, *extra: str, wait: bool = True) -> Any:
+def join(
+    panel: Panel, token: str, state: Path, *extra: str, wait: bool = True, env: dict[str, str] | None = None
+) -> Any:
     args = join_args(panel.url, token, panel.ca_file, state, *extra)
-    env = {k: v for k, v in panel.env.items() if k != "REDIS_URL"}
     if wait:
-        return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        quiet = {k: v for k, v in panel.env.items() if k != "REDIS_URL"}
+        return subprocess.run(args, cwd=REPO, env=quiet, capture_output=True, text=True, timeout=120)
     log = state.parent / f"{state.name}.log"
     with log.open("ab") as out:
-        return subprocess.Popen(args, cwd=REPO, env=panel.env, stdout=out, stderr=subprocess.STDOUT), log
+        return subprocess.Popen(
+            args, cwd=REPO, env=env or panel.env, stdout=out, stderr=subprocess.STDOUT
+        ), log
+
+
+class Monitor:
+    """Redis MONITOR in a thread: the text of every command any client runs, until ``stop()``."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.url = redis_url
+        self.commands: list[str] = []
+        self.done = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "MONITOR did not start"
+
+    def _run(self) -> None:
+        with redis.Redis.from_url(self.url).monitor() as m:
+            self.ready.set()
+            while not self.done.is_set():
+                self.commands.append(str(m.next_command()["command"]))
+
+    def stop(self) -> list[str]:
+        self.done.set()
+        redis.Redis.from_url(self.url).ping()  # one more command: the loop sees ``done``
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return list(self.commands)
 
 
 def broker(state: Path) -> redis.Redis:
@@ -134,6 +167,7 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
     from hostpanel.deployments.models import Replica
     from hostpanel.hosts import dispatch
     from hostpanel.hosts.models import Host, HostCredential, HostJoinToken
+    from hostpanel.secrets.services import create_secret
     from hostpanel.tenants import services as tenants
     from tests.hostpanel.factories import UserFactory
 
@@ -168,6 +202,9 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
         "--memory",
         str(8 * 1024**3),
         wait=False,
+        # Not the panel's secret keys: this agent could not decrypt a secret from the database, so
+        # a value its containers get came sealed to its own key (hostpanel/agent/host_secrets.py).
+        env=panel.env | {"HOSTPANEL_SECRET_KEYS": Fernet.generate_key().decode()},
     )
     agent = Agent("ena", engine, root, instance, proc, log, panel.env)
     try:
@@ -203,6 +240,50 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
         assert any(c["user"] == "host-ena" for c in clients), clients  # the agent's own Redis user
         denied = [e for e in admin_redis.acl_log() if e.get("username") == "host-ena"]
         assert denied == [], denied  # the ACL lets the agent do all it does
+
+        # A secret reaches the container (file and variable) sealed to A's key; host B, the wire,
+        # Redis and the agent's log carry no plain value.
+        value = "sealed-" + secrets.token_hex(12)
+        seen = Monitor(redis_url)  # every command Redis executes meanwhile: the message log
+        create_secret(admin, tenant, "db-password", value)
+        deployments.create_app(
+            admin,
+            tenant,
+            "vault",
+            deployments.AppSpec(
+                image="busybox:latest",
+                command=["sleep", "600"],
+                secrets=[{"name": "db-password", "env": "DB_PASSWORD"}],
+            ),
+        )
+        wait_for(
+            lambda: Replica.objects.filter(app__name="vault", state="running", host__name="ena").exists(),
+            60,
+            f"the vault replica to run on ena\n{agent.log_tail()}",
+        )
+        vault = Replica.objects.get(app__tenant=tenant, app__name="vault")
+        shown = engine.exec(
+            vault.container_name,
+            ExecSpec(command=("sh", "-c", 'cat /run/secrets/db-password; echo; echo "$DB_PASSWORD"')),
+            stdout=subprocess.PIPE,
+        )
+        out, _ = shown.communicate(timeout=30)
+        assert out.decode().split() == [value, value]
+        url = f"{panel.url}/internal/v1/replicas/{vault.pk}/secrets"
+        token_of = {
+            s: json.loads((s / "credentials.json").read_text())["api_token"] for s in (state_a, state_b)
+        }
+        status, body = https_get(url, panel.ca_file, token_of[state_b])  # B asks for A's replica
+        assert status == 404 and body["error"]["message"] == f"No such replica: {vault.pk}", body
+        status, body = https_get(url, panel.ca_file, token_of[state_a])
+        assert status == 200 and sorted(body["secrets"]) == ["db-password"], body
+        assert value not in json.dumps(body)  # on the wire: only the sealed box
+        dumps = [admin_redis.dump(key) or b"" for key in admin_redis.scan_iter(count=1000)]
+        assert dumps and not [d for d in dumps if value.encode() in d]
+        assert value not in log.read_text()
+        commands = seen.stop()
+        assert any("host.ena" in c for c in commands)  # the monitor saw the agent's traffic
+        assert not [c for c in commands if value in c]
 
         # Host B's credentials cannot forge a task for A, read A's queue, results or other keys.
         b = broker(state_b)

@@ -33,6 +33,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 
+from hostpanel.agent import host_secrets
 from hostpanel.agent import reconcile as agent
 from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelError, client_for
 from hostpanel.agent.credentials import load as load_credentials
@@ -275,6 +276,8 @@ def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
     if name and name != creds.name:
         raise CommandError(f"--name {name}: this host is enrolled as {creds.name} ({state_dir})")
     os.environ.update(creds.environment())
+    # secret values come sealed to this host's key from the internal API (agent/host_secrets.py)
+    os.environ[host_secrets.ENV_STATE_DIR] = str(state_dir.resolve())
     app.conf.update(
         broker_read_url=creds.redis_url,
         result_backend=creds.redis_url,
