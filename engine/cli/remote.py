@@ -26,13 +26,15 @@ line. The answer (engine/dockerapi/cli.py) is a chunked stream of the Docker API
 frames (an 8-byte header: stream, 3 zero bytes, big-endian length): stream 1 is stdout, 2
 stderr (UTF-8), 3 the control messages ``container <id>`` (a foreground run's container, for
 signals) and, last, ``exit <code>``. Neither side needs json (and its regular expressions):
-this client's whole start is Python's own.
+this client's whole start is Python's own. It talks over ``_socket`` (the C module) rather than
+``socket``: ``socket`` imports enum, selectors and collections, about half of the client's own
+imports (tests/engine/unit/test_cli_imports.py holds the budget).
 """
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
 
 TYPE_CHECKING = False  # not `typing`'s: this module is all a client of the daemon imports
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterator, Sequence
     from types import FrameType
-    from typing import IO, Any
+    from typing import Any
 
 ENDPOINT = "/hostpanel/cli"
 """The operator socket's endpoint that runs a verb (engine/dockerapi/cli.py)."""
@@ -97,11 +99,39 @@ def parse_request(body: bytes) -> tuple[str, dict[str, str], list[str]]:
     return cwd, env, rest[end + 1 :]
 
 
-def _connect() -> socket.socket | None:
+class _Reader:
+    """Buffered reads of the answer (what ``socket.makefile("rb")`` gives, without its imports)."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def readline(self) -> bytes:
+        """Up to and including the next LF (less at the end of the stream)."""
+        while b"\n" not in self.buffer and self._fill():
+            pass
+        end = self.buffer.find(b"\n") + 1 or len(self.buffer)
+        line, self.buffer = self.buffer[:end], self.buffer[end:]
+        return line
+
+    def read(self, size: int) -> bytes:
+        """``size`` bytes (less at the end of the stream)."""
+        while len(self.buffer) < size and self._fill():
+            pass
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+
+def _connect() -> _socket.socket | None:
     path = daemon_socket()
     if not os.path.exists(path):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT)
     try:
         sock.connect(path)
@@ -112,13 +142,13 @@ def _connect() -> socket.socket | None:
     return sock
 
 
-def _post(sock: socket.socket, body: bytes) -> tuple[int, dict[bytes, bytes], IO[bytes]]:
+def _post(sock: _socket.socket, body: bytes) -> tuple[int, dict[bytes, bytes], _Reader]:
     head = (
         f"POST {ENDPOINT} HTTP/1.1\r\nHost: hostpanel\r\nContent-Type: {CONTENT_TYPE}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     sock.sendall(head + body)
-    reader = sock.makefile("rb")
+    reader = _Reader(sock)
     parts = reader.readline().split(b" ", 2)
     status = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
     headers = {}
@@ -130,7 +160,7 @@ def _post(sock: socket.socket, body: bytes) -> tuple[int, dict[bytes, bytes], IO
     return status, headers, reader
 
 
-def _body(headers: dict[bytes, bytes], reader: IO[bytes]) -> Iterator[bytes]:
+def _body(headers: dict[bytes, bytes], reader: _Reader) -> Iterator[bytes]:
     """The answer's body, chunk by chunk as it arrives (chunked or Content-Length)."""
     if headers.get(b"transfer-encoding", b"").lower() != b"chunked":
         yield reader.read(int(headers.get(b"content-length", b"0") or 0))

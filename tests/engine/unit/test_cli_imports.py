@@ -12,8 +12,11 @@ import ast
 import importlib
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -105,7 +108,7 @@ def test_a_run_still_loads_what_it_needs() -> None:
     from engine.networks import netlink
 
     assert "def create_netns_with_veth" in Path(netlink.__file__).read_text()
-    assert netlink.link_exists("lo")  # imports pyroute2 on the way
+    assert "lo" in netlink.links_with_prefix("lo")  # imports pyroute2 on the way
     assert "pyroute2" in sys.modules
 
 
@@ -166,3 +169,75 @@ def test_the_lean_parser_parses_like_the_full_one() -> None:
     lean = build_parser(["containers"]).parse_args(argv)
     full = build_parser().parse_args(argv)
     assert {k: v for k, v in vars(lean).items()} == {k: v for k, v in vars(full).items()}
+
+
+CLIENT_PROBE = """
+import sys
+from engine.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+modules = sorted(sys.modules)
+import json
+print("\\n" + json.dumps({"code": code, "modules": modules}))
+"""
+
+BASELINE_PROBE = "import sys; modules = sorted(sys.modules); import json; print(json.dumps(modules))"
+
+CLIENT_MODULES = {"__future__", "_socket", "engine", "engine.cli", "engine.cli.remote"}
+"""All a client of the operator daemon may import beyond what Python's own start loads."""
+
+
+def _fake_daemon(path: Path, answer: bytes) -> threading.Thread:
+    """A one-request server on ``path`` that reads the request and sends ``answer`` (a fake daemon)."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn, server:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            while len(body) < length:
+                body += conn.recv(4096)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def _frame(stream: int, payload: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+def test_a_client_of_the_daemon_imports_only_its_socket(tmp_path: Path) -> None:
+    """Through the daemon, `hpctl ps` imports no engine module, nor socket's enum/selectors."""
+    frames = _frame(1, b"CONTAINER ID\n") + _frame(2, b"a warning\n") + _frame(3, b"exit 7")
+    chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (frames[:5], frames[5:]))
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    sock = tmp_path / "daemon.sock"
+    served = _fake_daemon(sock, answer)
+    env = os.environ | {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(sock)}
+    env.pop("HOSTPANEL_CLI_DAEMON", None)
+    cmd = [
+        sys.executable,
+        "-c",
+        CLIENT_PROBE,
+        "--root",
+        str(tmp_path / "root"),
+        "--instance",
+        "imports-unit",
+        "ps",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
+    served.join(timeout=10)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (report["code"], done.stdout.split("\n\n")[0], done.stderr) == (7, "CONTAINER ID", "a warning\n")
+    baseline = subprocess.run(
+        [sys.executable, "-c", BASELINE_PROBE], capture_output=True, text=True, env=env, cwd=REPO, check=True
+    )
+    assert set(report["modules"]) - set(json.loads(baseline.stdout)) == CLIENT_MODULES
