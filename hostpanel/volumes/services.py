@@ -16,6 +16,7 @@ from engine.volumes.spec import MIN_VOLUME_SIZE
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.tenants.access import require_role
+from hostpanel.tenants.locks import lock_tenant
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
 from hostpanel.usage.storage import storage_use
@@ -43,6 +44,7 @@ def create_volume(
     if size_bytes < MIN_SIZE:
         raise InvalidRequest(f"size_bytes: at least {MIN_SIZE} (4 MiB)")
     with audited(actor, "volume.create", tenant) as entry, transaction.atomic():
+        lock_tenant(tenant)  # concurrent creates count one after another
         before = volume_usage(tenant)
         after = replace(before, volumes=before.volumes + 1, disk_bytes=before.disk_bytes + size_bytes)
         check_quota(tenant, before, after)
