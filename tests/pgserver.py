@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -125,13 +126,43 @@ class PostgresServer:
     def stop(self) -> None:
         """Fast shutdown (SIGINT), then remove the data directory."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(2)
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def remove_orphans(parent: Path) -> None:
+    """Stop and remove the servers of test runs that died without cleaning up (SIGKILL, a
+    ``timeout``): each directory is named after its run's pid; a live run's is left alone."""
+    if not parent.is_dir():
+        return
+    for directory in parent.iterdir():
+        if not directory.name.isdigit() or _alive(int(directory.name)):
+            continue
+        try:
+            postmaster = int((directory / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            postmaster = 0
+        if postmaster and _alive(postmaster):
+            os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown: the data is thrown away
+            deadline = time.monotonic() + 10
+            while _alive(postmaster) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _free_port() -> int:
@@ -158,6 +189,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         return
     var_dir = Path(os.environ.get("HOSTPANEL_VAR_DIR") or REPO / "var")
     var_dir.mkdir(mode=0o700, exist_ok=True)
+    remove_orphans(var_dir / "test-postgres")
     _server = PostgresServer(var_dir / "test-postgres" / str(os.getpid()))
     try:
         os.environ["DATABASE_URL"] = _server.start()
