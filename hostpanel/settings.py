@@ -14,6 +14,7 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from datetime import timedelta
@@ -71,6 +72,7 @@ INSTALLED_APPS = [
     "hostpanel.dashboard",
     "hostpanel.dockerapi",  # the tenants' Docker Engine API (issue 13, door)
     "hostpanel.stacks",  # compose files deployed as stacks of apps (issue 14, stacks)
+    "hostpanel.agent",  # the host agent: its tasks and `manage.py hostagent` (no models; issue 15)
 ]
 
 MIDDLEWARE = [
@@ -370,3 +372,20 @@ LOGGING = {
 # ---- stacks (issue 14) ----
 # The size of each named volume a stack makes (compose files give no size); counted in the quota.
 HOSTPANEL_STACK_VOLUME_BYTES = int(os.environ.get("HOSTPANEL_STACK_VOLUME_BYTES", str(256 * 1024**2)))
+
+# ---- enrollment and per-host credentials (issue 15) ----
+# `manage.py host add NAME` prints a join command for this URL (what hosts reach the panel at,
+# over HTTPS); its token works once and for this many seconds.
+HOSTPANEL_PUBLIC_URL = os.environ.get("HOSTPANEL_PUBLIC_URL", "https://127.0.0.1")
+HOSTPANEL_JOIN_TOKEN_SECONDS = float(os.environ.get("HOSTPANEL_JOIN_TOKEN_SECONDS", "3600"))
+# host:port of the panel's Redis as the hosts reach it (default: REDIS_URL's).
+HOSTPANEL_AGENT_REDIS_ADDRESS = os.environ.get("HOSTPANEL_AGENT_REDIS_ADDRESS", "")
+# In an enrolled host's agent (set by `manage.py hostagent --state-dir` from the credentials the
+# panel gave at registration): its workers consume and write results as the host's own Redis
+# ACL user, with their own unacked keys, and without remote control (no shared pidbox).
+HOSTPANEL_AGENT_REDIS_URL = os.environ.get("HOSTPANEL_AGENT_REDIS_URL", "")
+if HOSTPANEL_AGENT_REDIS_URL:
+    CELERY_BROKER_READ_URL = HOSTPANEL_AGENT_REDIS_URL
+    CELERY_RESULT_BACKEND = HOSTPANEL_AGENT_REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = json.loads(os.environ.get("HOSTPANEL_AGENT_TRANSPORT_OPTIONS", "{}"))
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False

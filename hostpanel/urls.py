@@ -23,6 +23,7 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("v2/", include("hostpanel.registry.urls")),  # the OCI Distribution registry
     path("edge/", include("hostpanel.edge.urls")),  # Caddy's on-demand TLS "ask" endpoint
+    path("internal/v1/", include("hostpanel.hosts.internal")),  # host agents (issue 15, enrollment)
     # Custom domains (issue 12): the HTTP ownership token, reached through the edge proxy.
     path(".well-known/hostpanel/<str:token>", well_known, name="domain-well-known"),
     # Static files (admin CSS, the Swagger UI assets of drf-spectacular-sidecar) straight from the

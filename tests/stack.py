@@ -9,6 +9,7 @@ time) and tests/browser/conftest.py (one stack for the whole package).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -366,3 +367,71 @@ def caddy_server(directory: Path) -> Iterator[Caddy]:
     finally:
         stop_process(caddy.proc, timeout=10)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# ---- enrollment (issue 15): an HTTPS front for the panel and the join command --------------------
+
+
+def tls_front(directory: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """A Caddy terminating HTTPS for 127.0.0.1 (its own internal CA) in front of ``upstream``."""
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "admin": {"disabled": True},
+        "storage": {"module": "file_system", "root": str(directory / "data")},
+        "apps": {
+            "http": {
+                "servers": {
+                    "front": {
+                        "listen": [f"127.0.0.1:{port}"],
+                        "routes": [
+                            {
+                                "handle": [
+                                    {
+                                        "handler": "reverse_proxy",
+                                        "upstreams": [{"dial": f"127.0.0.1:{upstream}"}],
+                                    }
+                                ]
+                            }
+                        ],
+                        "tls_connection_policies": [{"default_sni": "127.0.0.1"}],
+                        "automatic_https": {"disable_redirects": True},
+                    }
+                }
+            },
+            "tls": {
+                "certificates": {"automate": ["127.0.0.1"]},
+                "automation": {
+                    "policies": [{"subjects": ["127.0.0.1"], "issuers": [{"module": "internal"}]}]
+                },
+            },
+            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
+        },
+    }
+    (directory / "front.json").write_text(json.dumps(config))
+    env = os.environ | {"HOME": str(directory), "XDG_DATA_HOME": str(directory / "xdg")}
+    with (directory / "front.log").open("ab") as out:
+        proc = subprocess.Popen(
+            ["caddy", "run", "--config", str(directory / "front.json")], env=env, stdout=out, stderr=out
+        )
+    return proc, port, directory / "data" / "pki" / "authorities" / "local" / "root.crt"
+
+
+def join_args(panel_url: str, token: str, ca_file: Path, state_dir: Path, *extra: str) -> list[str]:
+    """The join command as a test runs it: this Python, the install step skipped (the packages are
+    here already), ``extra`` join options then ``--`` and ``manage.py hostagent`` arguments."""
+    return [
+        sys.executable,
+        "-m",
+        "hostpanel.agent.join",
+        "--panel",
+        panel_url,
+        "--token",
+        token,
+        "--ca-file",
+        str(ca_file),
+        "--state-dir",
+        str(state_dir),
+        "--skip-install",
+        *extra,
+    ]

@@ -144,8 +144,7 @@ DOCKER_DOOR_IMPORTERS = (DOCKER_DOOR, HOSTPANEL / "dashboard")  # the door itsel
 OTHER_DOORS_AND_AGENT = (
     "hostpanel.api",
     "hostpanel.dashboard",
-    "hostpanel.hosts.agent",
-    "hostpanel.hosts.tasks",
+    "hostpanel.agent",
 )
 
 

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from hostpanel.api import serializers as s
 from hostpanel.api.base import ActorMixin, AdminViewSetMixin, TenantScopedViewSet
+from hostpanel.api.host_enrollment import HostEnrollmentActions
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.changes import release_changes
@@ -183,7 +184,7 @@ class GlobalAuditViewSet(AdminViewSetMixin, viewsets.ReadOnlyModelViewSet):
 
 
 # ---- hosts (admins) ------------------------------------------------------------------
-class HostViewSet(AdminViewSetMixin, viewsets.ModelViewSet):
+class HostViewSet(HostEnrollmentActions, AdminViewSetMixin, viewsets.ModelViewSet):
     """Container hosts (admins). Agents register themselves; POST pre-registers one."""
 
     queryset = Host.objects.all()  # for schema introspection; requests use get_queryset

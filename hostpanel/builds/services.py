@@ -5,7 +5,7 @@ allows it, a directory or a git repository in the tenant's own directory
 ``<root>/<tenant slug>`` under one of ``HOSTPANEL_BUILD_CONTEXT_ROOTS``, the repository
 cloned shallowly on the host), or with no context at all, and
 optionally the Dockerfile's text instead of the context's Dockerfile. It runs on a
-host that is up, through that host's agent (:mod:`hostpanel.builds.tasks`),
+host that is up, through that host's agent (:mod:`hostpanel.agent.build_tasks`),
 in the tenant's own user namespace and quota, on the host's build workers (queue
 ``build.<host>``, never the agent's control worker), at most the tenant's fair share
 of them at once (:func:`dispatch_builds`) and for at most the tenant's build time

@@ -16,6 +16,7 @@ from hostpanel.dashboard.views import (
     docker,
     edit,
     home,
+    host_enrollment,
     images,
     networks,
     stacks,
@@ -68,4 +69,6 @@ urlpatterns = [
     path("staff/", staff.overview, name="staff"),
     path("staff/tenants/<slug:slug>/quota/", staff.quota_update, name="quota"),
     path("staff/audit/", audit.staff_audit, name="staff-audit"),
+    path("staff/hosts/add/", host_enrollment.host_add, name="host-add"),  # enrollment (issue 15)
+    path("staff/hosts/<slug:name>/revoke/", host_enrollment.host_revoke, name="host-revoke"),
 ]

@@ -2,7 +2,7 @@
 
 A copy needs the developer role, both ways (reading a container's files can read its secrets).
 The container's host agent does the copy with the engine's copy functions (paths resolved inside
-the container's root, archive members checked: hostpanel/terminal/archive.py); the bytes travel
+the container's root, archive members checked: hostpanel/agent/archive.py); the bytes travel
 over the Channels layer in chunks, with back-pressure both ways (:mod:`hostpanel.dockerapi.relayed`).
 The stat header is the engine's (:func:`engine.dockerapi.container_copy.path_stat_header`).
 Every copy is in the audit log (``container.copy``): which way, which path, how it ended.

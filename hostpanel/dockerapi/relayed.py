@@ -1,7 +1,7 @@
 """An exec session on the container's host, seen from the door: the browser terminal's relay.
 
 The door asks the host agent to start the process (``dispatch.send_start_exec``, the task the
-browser terminal uses); the agent's relay (hostpanel/terminal/relay.py) sends its output to
+browser terminal uses); the agent's relay (hostpanel/agent/relay.py) sends its output to
 this session's channel and listens for input on the session's group. :class:`RelayedSession`
 is an :class:`engine.dockerapi.streams.Endpoint`, so the door's hijacked connection is relayed
 by the engine's own :func:`engine.dockerapi.streams.relay`. Output arrives ready to forward:

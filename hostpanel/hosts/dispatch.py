@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 if TYPE_CHECKING:
     from hostpanel.terminal.services import ExecTicket
@@ -10,7 +11,7 @@ if TYPE_CHECKING:
 
 def send_reconcile(host_id: int, queue: str) -> None:
     """Ask the agent on ``queue`` to reconcile host ``host_id``."""
-    from hostpanel.hosts.tasks import reconcile_host
+    from hostpanel.agent.tasks import reconcile_host
 
     reconcile_host.apply_async(args=[host_id], queue=queue)
 
@@ -30,7 +31,7 @@ def send_start_exec(
     The task expires after ``expires`` seconds: a consumer gives up waiting then. ``options``
     are the Docker API's exec settings (``tty``, ``env``, ``user``, ``workdir``, ``stdin``).
     """
-    from hostpanel.hosts.tasks import start_exec
+    from hostpanel.agent.tasks import start_exec
 
     start_exec.apply_async(
         kwargs={
@@ -51,28 +52,28 @@ def send_start_exec(
 
 def send_start_copy(queue: str, *, expires: float, **request: Any) -> None:
     """Ask the agent on ``queue`` to start a ``docker cp`` (the fields of terminal.archive.CopyRequest)."""
-    from hostpanel.hosts.tasks import start_copy
+    from hostpanel.agent.tasks import start_copy
 
     start_copy.apply_async(kwargs=request, queue=queue, expires=expires)
 
 
 def send_collect_usage(host_id: int, queue: str) -> None:
     """Ask the agent on ``queue`` to collect its tenants' usage."""
-    from hostpanel.hosts.tasks import collect_usage
+    from hostpanel.agent.tasks import collect_usage
 
     collect_usage.apply_async(args=[host_id], queue=queue)
 
 
 def send_sync_networks(host_id: int, queue: str, network_ids: list[int]) -> None:
     """Ask the agent on ``queue`` to bring its engine networks of these tenant networks up to date."""
-    from hostpanel.hosts.tasks import sync_networks
+    from hostpanel.agent.tasks import sync_networks
 
     sync_networks.apply_async(args=[host_id, network_ids], queue=queue)
 
 
 def send_purge_tenant(host_id: int, queue: str, slug: str) -> None:
     """Ask the agent on ``queue`` to purge the deleted tenant ``slug`` from host ``host_id``."""
-    from hostpanel.hosts.tasks import purge_tenant
+    from hostpanel.agent.tasks import purge_tenant
 
     purge_tenant.apply_async(args=[host_id, slug], queue=queue)
 
@@ -84,11 +85,12 @@ def _ask(task_name: str, args: list[Any], queue: str) -> Any:
     """Run a read-only task on the agent of ``queue`` and wait for its answer."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
+    from hostpanel.agent import tasks
     from hostpanel.errors import HostUnavailable
-    from hostpanel.hosts import tasks
 
     task = getattr(tasks, task_name)
-    result = task.apply_async(args=args, queue=queue, expires=ASK_TIMEOUT)
+    # The answer's key is celery-task-meta-<queue>.<uuid>: a host's Redis user may touch only its own.
+    result = task.apply_async(args=args, queue=queue, expires=ASK_TIMEOUT, task_id=f"{queue}.{uuid4()}")
     try:
         return result.get(timeout=ASK_TIMEOUT)
     except CeleryTimeout as exc:

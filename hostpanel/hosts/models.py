@@ -64,3 +64,39 @@ class TenantPurge(models.Model):
 
     def __str__(self) -> str:
         return f"purge of {self.tenant_slug} on {self.host}"
+
+
+# --- Enrollment (issue 15): join tokens and per-host credentials --------------------------------
+
+
+class HostJoinToken(models.Model):
+    """A one-time token `manage.py host add` hands out: only its SHA-256 is kept; used once, expires."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="join_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"join token of {self.host}"
+
+
+class HostCredential(models.Model):
+    """What an enrolled host holds: its public key, the hash of its internal-API token, the name of
+    its Redis ACL user and the hash of that user's password (Redis keeps ACL users in memory only:
+    the panel re-creates a lost one from it). Revoking sets ``revoked_at`` (and deletes the user)."""
+
+    host = models.OneToOneField(Host, on_delete=models.CASCADE, related_name="credential")
+    public_key = models.TextField(help_text="the host's X25519 public key, PEM")
+    token_hash = models.CharField(max_length=64, unique=True)
+    redis_user = models.CharField(max_length=100)
+    redis_password_hash = models.CharField(
+        max_length=64,
+        help_text="SHA-256 of the Redis password: re-creates a lost ACL user",
+    )
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"credentials of {self.host}"

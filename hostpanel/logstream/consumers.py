@@ -33,7 +33,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from hostpanel.logstream import access, cursors, follower, services
+from hostpanel.agent import follower
+from hostpanel.logstream import access, cursors, services
 from hostpanel.logstream.publish import group_name
 from hostpanel.tenants.watch import AccessGuard
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hostpanel.agent.follower import agent_group
 from hostpanel.audit.services import Actor
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.logstream.cursors import is_valid
-from hostpanel.logstream.follower import agent_group
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role
 

@@ -4,7 +4,7 @@ Thin, as DESIGN.md asks: authenticate and check access (``services.open_session`
 which also opens the audit entry), ask the container's host agent to start the
 session (``dispatch.send_start_exec``), then forward: the agent's relay sends
 output to this consumer's channel, and this consumer sends input to the group
-``exec.<session>`` the relay listens on (see hostpanel/terminal/relay.py).
+``exec.<session>`` the relay listens on (see hostpanel/agent/relay.py).
 
 Browser -> server: binary frames are typed input; text frames are JSON
 ``{"type": "resize", "rows": R, "cols": C}`` (or ``{"type": "input", "data": "..."}``).

@@ -10,10 +10,10 @@ import pytest
 from cryptography.fernet import Fernet
 from rest_framework.test import APIClient
 
+from hostpanel.agent import probes
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App
-from hostpanel.hosts import probes
 from hostpanel.hosts.models import Host
 from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant

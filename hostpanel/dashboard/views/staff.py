@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from hostpanel.dashboard.access import page
 from hostpanel.dashboard.forms import QUOTA_FIELDS, QuotaForm
 from hostpanel.dashboard.views.deploy import QUOTA_LABELS
+from hostpanel.dashboard.views.host_enrollment import enrollment_rows
 from hostpanel.deployments.services import tenant_usage
 from hostpanel.errors import ServiceError
 from hostpanel.hosts.services import hosts_with_use
@@ -50,7 +51,8 @@ def overview(request: HttpRequest) -> HttpResponse:
             }
         )
     hosts = hosts_with_use(actor)
-    return render(request, "dashboard/staff.html", {"rows": rows, "hosts": hosts, "section": "staff"})
+    context = {"rows": rows, "hosts": hosts, "section": "staff", "enrollments": enrollment_rows()}
+    return render(request, "dashboard/staff.html", context)
 
 
 @page

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments.models import App, Release, Replica
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.volumes.models import Volume

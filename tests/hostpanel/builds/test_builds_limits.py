@@ -15,10 +15,10 @@ import pytest
 
 from engine.cgroups.controller import CgroupStats, host_driver
 from engine.engine import Engine
+from hostpanel.agent import reconcile as agent
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
 from hostpanel.deployments.models import Replica
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Quota, Role, Tenant
 from hostpanel.usage.storage import storage_use

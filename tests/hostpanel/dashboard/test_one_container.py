@@ -9,12 +9,12 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
+from hostpanel.agent import reconcile as agent
 from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import Conflict
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.factories import TenantFactory

@@ -12,7 +12,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from hostpanel.edge.agent import EdgeAgent, caddy_fields
+from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.edge.caddy import CaddyAdmin, CaddyError, EdgeSettings, base_config
 from tests.stack import Caddy, caddy_server
 
@@ -154,7 +154,7 @@ def test_a_missing_caddy_is_reported_once_not_every_beat(
     fields = {"admin_socket": tmp_path / "none.sock", "storage_dir": tmp_path / "data"}
     agent = EdgeAgent(tmp_path / "edge", caddy=fields)
     started.append(agent)
-    with caplog.at_level("WARNING", logger="hostpanel.edge.agent"):
+    with caplog.at_level("WARNING", logger="hostpanel.agent.edge"):
         assert not agent.ensure_caddy()
         assert not agent.ensure_caddy()
     assert [r.message.count("is caddy running?") for r in caplog.records] == [1]

@@ -153,7 +153,8 @@ def test_a_catching_up_host_gets_the_last_table(
 def test_a_reconcile_publishes_the_routes(
     web: Callable[..., App], tenant: Tenant, host: Host, sent_routes: list[tuple[str, Any]], monkeypatch: Any
 ) -> None:
-    from hostpanel.hosts import agent, tasks
+    from hostpanel.agent import reconcile as agent
+    from hostpanel.agent import tasks
 
     monkeypatch.setattr(
         agent.AgentConfig, "from_env", classmethod(lambda cls: agent.AgentConfig("h1", "/x", "i"))

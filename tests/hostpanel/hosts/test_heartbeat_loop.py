@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hostpanel.hosts.management.commands.hostagent import Command
+from hostpanel.agent.management.commands.hostagent import Command
 from hostpanel.hosts.models import Host
 
 

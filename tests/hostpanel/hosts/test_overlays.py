@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from hostpanel.agent import overlays
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
-from hostpanel.hosts import agent, dispatch, overlays
+from hostpanel.hosts import dispatch
 from hostpanel.hosts.models import Host
 from hostpanel.networks.models import Network
 from hostpanel.networks.services import create_network, delete_network

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hostpanel.hosts import probes
-from hostpanel.hosts.probes import HealthCheck, ProbeRunner, http_status
+from hostpanel.agent import probes
+from hostpanel.agent.probes import HealthCheck, ProbeRunner, http_status
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ from django.utils import timezone
 from engine.engine import Engine
 from engine.images.model import Image
 from engine.runtime.model import ExecSpec
+from hostpanel.agent import probes
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments.models import App, Replica
-from hostpanel.hosts import agent, probes
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Tenant
 from tests.engine.conftest import busybox, engine  # noqa: F401  (real engine fixtures)

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import pytest
 from django.utils import timezone
 
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments import rotation
 from hostpanel.deployments.models import Replica
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Tenant
 from tests.hostpanel.hosts.fake_engine import FakeEngine

@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 
 from engine.cgroups.resources import HostCapacity, Resources
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.secrets.services import create_secret
 from hostpanel.tenants.models import Tenant

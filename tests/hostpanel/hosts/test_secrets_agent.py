@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from engine.runtime.model import SecretFile
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments.models import Replica
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.secrets.models import Secret
 from hostpanel.secrets.services import create_secret, update_secret

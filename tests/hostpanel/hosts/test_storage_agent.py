@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from engine.engine import Engine
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import QuotaExceeded
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Quota, Tenant
 from hostpanel.usage.storage import check_storage, storage_use

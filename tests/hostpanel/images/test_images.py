@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from engine.images.store import ImageStore
 from engine.paths import EnginePaths
+from hostpanel.agent import reconcile as agent
 from hostpanel.deployments.models import Replica
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.images import services
 from hostpanel.images.models import Image

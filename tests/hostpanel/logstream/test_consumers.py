@@ -18,8 +18,9 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
+from hostpanel.agent import follower
 from hostpanel.deployments.models import Replica
-from hostpanel.logstream import access, consumers, follower
+from hostpanel.logstream import access, consumers
 from hostpanel.logstream.publish import publish_lines
 from hostpanel.logstream.routing import websocket_urlpatterns
 from hostpanel.tenants.models import Role

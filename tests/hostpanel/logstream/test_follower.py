@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from engine.logs.k8s_file import rotate
-from hostpanel.logstream import follower, publish, reading
+from hostpanel.agent import follower
+from hostpanel.logstream import publish, reading
 from tests.hostpanel.logstream.fakes import FileEngine
 from tests.hostpanel.logstream.logfiles import append
 

@@ -21,7 +21,7 @@ from engine.cli import main as hpctl
 from engine.engine import Engine
 from engine.errors import EngineError, ImageNotFound
 from engine.registry import AuthenticationFailed, Credentials, push
-from hostpanel.hosts.agent import ENV_NAME, _ensure_image
+from hostpanel.agent.reconcile import ENV_NAME, _ensure_image
 from tests.engine.privileged.test_registry_support import skopeo, write_layout
 from tests.hostpanel.factories import HostFactory, UserFactory
 from tests.hostpanel.registry_client.conftest import PanelRegistry
@@ -164,7 +164,7 @@ def test_host_agent_pulls_only_missing_layers_before_starting_an_app(
     monkeypatch.setenv(ENV_NAME, host.name)
     agent_engine = Engine(root=tmp_path / "agent", instance="hprega")
     agent_engine.images.bootstrap_busybox()  # the host has the base layer already
-    with caplog.at_level(logging.INFO, logger="hostpanel.hosts.agent"):
+    with caplog.at_level(logging.INFO, logger="hostpanel.agent.reconcile"):
         _ensure_image(agent_engine, "acme/web:3", "acme")
     image = agent_engine.image("acme/web:3")
     assert image.digest == layout.manifest_digest and image.id == layout.config_digest

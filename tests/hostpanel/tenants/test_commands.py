@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from hostpanel.hosts.management.commands.hostagent import memory_bytes
+from hostpanel.agent.management.commands.hostagent import memory_bytes
 from hostpanel.tenants.models import ApiToken, Membership, Role, Tenant
 from hostpanel.tenants.services import authenticate_token
 

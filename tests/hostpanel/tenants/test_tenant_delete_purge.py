@@ -17,10 +17,10 @@ from engine.engine import Engine
 from engine.errors import ImageNotFound
 from engine.runtime.model import ContainerSpec
 from engine.volumes.spec import MountSpec
+from hostpanel.agent import tenant_purge
 from hostpanel.audit.services import Actor
 from hostpanel.errors import Conflict
 from hostpanel.hosts import services as hosts
-from hostpanel.hosts import tenant_purge
 from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants import services as tenants
 from hostpanel.tenants.models import Tenant

@@ -1,4 +1,4 @@
-"""hostpanel/terminal/pipes.py's PipeSession on a real container: framed output, stdin's end,
+"""hostpanel/agent/pipes.py's PipeSession on a real container: framed output, stdin's end,
 the exit code, and closing a running exec ends every process it started."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from engine.engine import Engine
 from engine.images.model import Image
 from engine.runtime.model import Container, ContainerSpec, ExecSpec
-from hostpanel.terminal.pipes import PipeSession
+from hostpanel.agent.pipes import PipeSession
 from tests.engine.conftest import busybox, engine
 
 __all__ = ["busybox", "engine"]  # the engine's fixtures: a real engine and the busybox image

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from hostpanel.agent import reconcile as agent
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.errors import Conflict, InvalidRequest, QuotaExceeded
-from hostpanel.hosts import agent
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Quota, Role, Tenant
 from hostpanel.volumes import services

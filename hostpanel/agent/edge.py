@@ -1,7 +1,7 @@
 """What a host agent runs for the edge: the DNS server, the last table on disk, Caddy's config.
 
 :class:`EdgeAgent` is made once by ``manage.py hostagent``; the ``apply_routes`` task
-(hostpanel/edge/tasks.py) hands it each table the panel publishes. The last table is kept
+(hostpanel/agent/edge_tasks.py) hands it each table the panel publishes. The last table is kept
 in ``<state dir>/routes.json`` so a restarted agent answers at once, before the panel
 resends it; the DNS port is kept there too so Caddy's config (which names the port) does
 not change across agent restarts.

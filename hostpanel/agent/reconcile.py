@@ -38,10 +38,11 @@ from engine.networks.egress import parse_allow_list
 from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import Container, ContainerSpec
 from engine.volumes.spec import MountSpec
+from hostpanel.agent import overlays, probes
 from hostpanel.deployments import rollout
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import ServiceError
-from hostpanel.hosts import dispatch, overlays, probes
+from hostpanel.hosts import dispatch
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.limits import write_all_tenant_limits
 from hostpanel.tenants.models import Tenant
@@ -319,7 +320,7 @@ def _after_exit(engine: Engine, replica: Replica, container: Container, report: 
 def _check_health(engine: Engine, replica: Replica, container: Container, report: ReconcileReport) -> None:
     """Act on the release's health check: submit it when due, restart after ``retries`` failures.
 
-    The probe itself runs in the probe pool (hostpanel/hosts/probes.py), never
+    The probe itself runs in the probe pool (hostpanel/agent/probes.py), never
     here: this only submits it and comes back one timeout later for its
     result. The first check runs one interval after the container started. A
     container that failed ``retries`` checks in a row is restarted (unless its

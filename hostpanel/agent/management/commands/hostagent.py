@@ -33,12 +33,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 
+from hostpanel.agent import reconcile as agent
+from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelError, client_for
+from hostpanel.agent.credentials import load as load_credentials
+from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
 from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services
-from hostpanel.edge.agent import EdgeAgent, caddy_fields
 from hostpanel.errors import Conflict
-from hostpanel.hosts import agent, dispatch, services
+from hostpanel.hosts import dispatch, services
 from hostpanel.hosts.models import Host
 from hostpanel.images.services import register_host_images
 from hostpanel.stacks import services as stacks
@@ -58,7 +61,12 @@ class Command(BaseCommand):
     help = "Run the host agent: a Celery worker on queue host.<name> plus a heartbeat loop."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--name", required=True, help="host name; the agent consumes queue host.<name>")
+        parser.add_argument("--name", help="host name; the agent consumes queue host.<name>")
+        parser.add_argument(
+            "--state-dir",
+            default=os.environ.get("HOSTPANEL_AGENT_STATE_DIR", ""),
+            help="an enrolled host's credentials (its join command wrote them): name, Redis user, token",
+        )
         parser.add_argument("--engine-root", default=str(settings.HOSTPANEL_ENGINE_ROOT))
         parser.add_argument("--instance", default=settings.HOSTPANEL_ENGINE_INSTANCE)
         parser.add_argument("--address", default=socket.getfqdn())
@@ -87,6 +95,16 @@ class Command(BaseCommand):
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        client = None
+        if opts["state_dir"]:
+            creds = enrolled(Path(opts["state_dir"]), opts["name"])
+            opts["name"], client = creds.name, client_for(creds)
+            try:
+                client.me()  # a revoked host stops here
+            except PanelError as exc:
+                raise CommandError(f"the panel refuses this host: {exc}") from exc
+        if not opts["name"]:
+            raise CommandError("give --name (or --state-dir of an enrolled host)")
         name: str = opts["name"]
         if opts["build_slots"] < 1:
             raise CommandError("--build-slots: give at least 1")
@@ -144,12 +162,13 @@ class Command(BaseCommand):
                 stop,
                 engine.rotate_logs,
                 edge,
+                client,
             ),
             name="heartbeat",
             daemon=True,
         )
         beat.start()
-        from hostpanel.logstream.follower import start_in_thread
+        from hostpanel.agent.follower import start_in_thread
 
         start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
         builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
@@ -190,11 +209,13 @@ class Command(BaseCommand):
         stop: threading.Event,
         rotate_logs: Callable[[], int],
         edge: EdgeAgent | None = None,
+        client: InternalClient | None = None,
     ) -> None:
         """Every ``interval`` s: beat, mark silent hosts down, place pending replicas, rotate the
         logs of this host's containers (the one rotator of this engine), and queue the periodic jobs
         (with the reconciles: publish the routing table if it changed, resend it to this host, and
-        load Caddy's config should Caddy have restarted without it)."""
+        load Caddy's config should Caddy have restarted without it). An enrolled host (``client``)
+        beats through the panel's internal API with its host token: revoked, it beats no more."""
 
         def edge_catch_up(host_id: int, queue: str) -> None:
             edge_services.publish_routes()
@@ -217,7 +238,10 @@ class Command(BaseCommand):
                 log.exception("log rotation failed; retrying")
             try:
                 close_old_connections()
-                services.heartbeat(host_id)
+                if client is not None:
+                    client.heartbeat()
+                else:
+                    services.heartbeat(host_id)
                 services.mark_stale_hosts()
                 services.schedule_pending()
                 rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
@@ -236,6 +260,28 @@ class Command(BaseCommand):
             stop.wait(interval)
             for job in since:
                 since[job] += interval
+
+
+def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
+    """The credentials in ``state_dir``, applied: the Celery workers (this process's and the build
+    worker's, through the environment) consume and write results as the host's own Redis user."""
+    from hostpanel.celery import app
+
+    try:
+        creds = load_credentials(state_dir)
+    except PanelError as exc:
+        raise CommandError(str(exc)) from exc
+    if name and name != creds.name:
+        raise CommandError(f"--name {name}: this host is enrolled as {creds.name} ({state_dir})")
+    os.environ.update(creds.environment())
+    app.conf.update(
+        broker_read_url=creds.redis_url,
+        result_backend=creds.redis_url,
+        broker_transport_options=creds.transport_options,
+        worker_enable_remote_control=False,
+    )
+    app._local = threading.local()  # the result backend, made again from the new URL
+    return creds
 
 
 def _die_with_parent() -> None:

@@ -9,7 +9,7 @@ Messages (Channels ``type`` names):
 
 A session runs on a terminal (the browser's, ``docker exec -t``), or with piped stdio
 (``tty`` false: ``docker exec`` without ``-t``), whose output then comes as Docker's
-multiplexed frames (hostpanel/terminal/pipes.py).
+multiplexed frames (hostpanel/agent/pipes.py).
 
 - to the consumer's channel (``reply_channel``): ``exec.started`` (``pid``),
   ``exec.output`` (``data``: bytes), ``exec.exit`` (``code``, ``reason``),
@@ -48,8 +48,8 @@ from engine.engine import Engine
 from engine.errors import EngineError, InvalidSpec
 from engine.runtime.model import ExecSpec
 from engine.runtime.pty_exec import PtySession
+from hostpanel.agent.pipes import PipeSession
 from hostpanel.terminal import services
-from hostpanel.terminal.pipes import PipeSession
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import logging
 
 from celery import shared_task
 
+from hostpanel.agent import reconcile as agent
 from hostpanel.builds import services
 from hostpanel.builds.models import Build
-from hostpanel.hosts import agent
 
 log = logging.getLogger(__name__)
 

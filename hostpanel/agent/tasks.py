@@ -1,4 +1,4 @@
-"""Tasks the host agents run. Thin: they take ids, reload rows and call hosts.agent."""
+"""Tasks the host agents run. Thin: they take ids, reload rows and call agent.reconcile."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from django.db import DatabaseError, OperationalError
 from engine.dockerapi.stats import host_memory, sample_to_dict, take_sample
 from engine.runtime.model import ALIVE
 from engine.runtime.procfs import online_cpus
+from hostpanel.agent import overlays, tenant_purge
+from hostpanel.agent import reconcile as agent
 from hostpanel.edge.services import publish_routes_after_reconcile
-from hostpanel.hosts import agent, overlays, tenant_purge
 from hostpanel.hosts.models import Host
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def start_exec(
 ) -> None:
     """Start an exec session in a container of this host (on a terminal unless ``tty`` is false);
     it runs in a thread, so this returns."""
-    from hostpanel.terminal import relay
+    from hostpanel.agent import relay
 
     config = agent.AgentConfig.from_env()
     if config is None:
@@ -222,7 +223,7 @@ def start_copy(
     no_overwrite_dir_non_dir: bool = False,
 ) -> None:
     """Start a ``docker cp`` of a container of this host; it runs in a thread, so this returns."""
-    from hostpanel.terminal import archive
+    from hostpanel.agent import archive
 
     config = agent.AgentConfig.from_env()
     if config is None:

@@ -1,7 +1,7 @@
 """The host agent's side of ``docker cp`` through the tenants' door, over the Channels layer.
 
 :func:`start` is called by the ``start_copy`` task and returns at once: the copy runs in a thread
-with its own loop and channel-layer connection, like an exec session (hostpanel/terminal/relay.py).
+with its own loop and channel-layer connection, like an exec session (hostpanel/agent/relay.py).
 Paths are resolved by the engine's copy functions (inside the container's root: links never
 reach the host; archive members are checked).
 
@@ -30,7 +30,7 @@ from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from engine.dockerapi.http import status_of
 from engine.engine import Engine
 from engine.errors import EngineError
-from hostpanel.terminal.relay import STALL_SECONDS, send_waiting
+from hostpanel.agent.relay import STALL_SECONDS, send_waiting
 
 log = logging.getLogger(__name__)
 

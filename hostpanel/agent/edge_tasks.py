@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from hostpanel.edge import agent
+from hostpanel.agent import edge as agent
 from hostpanel.edge.routes import BadRoutes
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,128 @@
+"""An enrolled host's credentials on its own disk, and its client of the panel's internal API.
+
+The state directory (0700, default ``/var/lib/hostpanel-agent``) holds ``host.key`` (the host's
+X25519 private key, 0600, never sent anywhere) and ``credentials.json`` (0600: the panel's URL,
+the host's name, its internal-API token and its Redis URL with its own ACL user). Stdlib only:
+the join command runs this before the virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE_DIR = Path("/var/lib/hostpanel-agent")
+KEY_FILE = "host.key"
+CREDENTIALS_FILE = "credentials.json"
+
+
+class PanelError(Exception):
+    """The panel refused a call (its error message), or could not be reached."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class AgentCredentials:
+    panel: str
+    name: str
+    api_token: str
+    redis_url: str
+    queues: list[str]
+    transport_options: dict[str, str] = field(default_factory=dict)
+    ca_file: str = ""
+
+    def environment(self) -> dict[str, str]:
+        """What the agent's Celery workers read (hostpanel/settings.py, the enrollment block)."""
+        return {
+            "HOSTPANEL_AGENT_REDIS_URL": self.redis_url,
+            "HOSTPANEL_AGENT_TRANSPORT_OPTIONS": json.dumps(self.transport_options),
+        }
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600 from the start (replacing it atomically)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def state_dir(path: Path) -> Path:
+    """``path`` made (or tightened) to mode 0700."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def save(directory: Path, creds: AgentCredentials) -> Path:
+    path = state_dir(directory) / CREDENTIALS_FILE
+    write_private(path, json.dumps(asdict(creds), indent=2).encode())
+    return path
+
+
+def load(directory: Path) -> AgentCredentials:
+    path = directory / CREDENTIALS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise PanelError(f"{path} is missing: enroll this host first (its join command)") from exc
+    return AgentCredentials(**data)
+
+
+class InternalClient:
+    """JSON calls to the panel's /internal/v1/ over HTTPS (``ca_file``: a private CA to trust)."""
+
+    def __init__(self, panel: str, token: str = "", ca_file: str = "", timeout: float = 10) -> None:
+        self.base = panel.rstrip("/") + "/internal/v1/"
+        self.token = token
+        self.timeout = timeout
+        self.context = (
+            ssl.create_default_context(cafile=ca_file or None) if panel.startswith("https") else None
+        )
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
+                result: dict[str, Any] = json.loads(response.read() or b"{}")
+                return result
+        except urllib.error.HTTPError as exc:
+            raise PanelError(_error_message(exc), exc.code) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise PanelError(f"cannot reach the panel at {self.base}: {exc}") from exc
+
+    def heartbeat(self) -> dict[str, Any]:
+        return self.call("POST", "heartbeat", {})
+
+    def me(self) -> dict[str, Any]:
+        return self.call("GET", "host")
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    raw = exc.read()
+    try:
+        return f"{exc.code}: {json.loads(raw)['error']['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{exc.code}: {raw[:300].decode(errors='replace')}"
+
+
+def client_for(creds: AgentCredentials) -> InternalClient:
+    return InternalClient(creds.panel, creds.api_token, creds.ca_file)

@@ -1,0 +1,165 @@
+"""Per-host Redis ACL users: what an enrolled host's agent may do on the broker, and nothing more.
+
+The keys and channels are the ones kombu's Redis transport and Celery's Redis result backend
+use for a host's two queues ``host.<name>`` and ``build.<name>`` (watched with ``redis-cli
+MONITOR`` and ``ACL LOG`` while an agent consumed and answered tasks):
+
+- the queue lists: ``<queue>`` and its priority lists ``<queue>\\x06\\x16<n>`` (BRPOP to consume,
+  LPUSH to put back a message whose worker died: both on its own queues only);
+- the binding sets ``_kombu.binding.<queue>`` and ``_kombu.binding_permanent.<queue>`` (SADD when
+  the worker declares its queue, SMEMBERS when it restores a message);
+- the unacked hash, index and mutex, made per host by the agent's transport options
+  (``unacked.<name>``, ``unacked_index.<name>``, ``unacked_mutex.<name>``: kombu's defaults are one
+  set shared by every consumer, which would let a host put back another host's messages);
+- answers: ``celery-task-meta-<queue>.<uuid>`` (the worker reads it before writing: a result
+  already SUCCESS is kept) and the channel of that name, where the waiting panel listens. The
+  panel names the task ids of its questions so (hosts/dispatch.py); every other host task ignores
+  its result.
+
+Until the agent drops its database (a later issue), two of its Redis uses still go through the
+panel's user (``REDIS_URL``): what it *sends* (``broker_write_url``: the heartbeat loop's
+scheduling and roll work enqueues tasks for every host; the worker's ``/0.celeryev/*`` event
+PUBLISHes) and the Channels layer (``asgi*`` keys: log lines, terminal output). MONITOR during
+tests/hostpanel/e2e/test_e2e_enrollment.py shows exactly the keys above on the host's user.
+
+Everything else is refused with NOPERM: another host's queue (read or write), the Channels
+layer, the panel's keys, KEYS/SCAN/CONFIG/FLUSH*. The panel keeps its own user with full access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import redis
+from django.conf import settings
+
+from hostpanel.errors import ServiceError
+
+PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport: <queue><sep><priority> for priorities 1..9
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+# Exactly the commands kombu's consumer, its restore path and the result backend send.
+COMMANDS = (
+    "auth",
+    "hello",
+    "ping",
+    "select",
+    "client|setname",
+    "client|id",
+    "brpop",
+    "lpush",
+    "llen",
+    "rpop",
+    "exists",
+    "sadd",
+    "srem",
+    "smembers",
+    "hset",
+    "hget",
+    "hdel",
+    "zadd",
+    "zrem",
+    "zrange",
+    "zrangebyscore",
+    "set",
+    "setex",
+    "get",
+    "del",
+    "expire",
+    "pexpire",
+    "publish",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    # the unacked mutex is a redis-py lock: Lua scripts (run with this user's rights: key checks apply)
+    "evalsha",
+    "eval",
+    "script|load",
+)
+
+
+def user_name(host: str) -> str:
+    """The Redis ACL user of ``host``."""
+    return f"host-{host}"
+
+
+def host_queues(host: str) -> tuple[str, str]:
+    """The Celery queues ``host``'s agent consumes (control work, builds)."""
+    return (f"host.{host}", f"build.{host}")
+
+
+def transport_options(host: str) -> dict[str, str]:
+    """Kombu transport options that give ``host``'s consumers their own unacked keys."""
+    return {
+        "unacked_key": f"unacked.{host}",
+        "unacked_index_key": f"unacked_index.{host}",
+        "unacked_mutex_key": f"unacked_mutex.{host}",
+    }
+
+
+def password_hash(password: str) -> str:
+    """What Redis keeps of a password (``#<sha256 hex>`` in an ACL rule), and so does the panel."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def acl_rules(host: str, password_sha256: str) -> list[str]:
+    """The ``ACL SETUSER`` rules of ``host``'s user (after ``reset``: no keys, channels, commands)."""
+    if not HOST_NAME.match(host):
+        raise ValueError(f"host name {host!r}: use lowercase letters, digits and inner dashes")
+    rules = ["reset", "on", f"#{password_sha256}", "-@all", *(f"+{c}" for c in COMMANDS)]
+    for queue in host_queues(host):
+        rules += [f"~{queue}", f"~{queue}{PRIORITY_SEP}*"]
+        rules += [f"~_kombu.binding.{queue}", f"~_kombu.binding_permanent.{queue}"]
+        # answers to the panel's questions (hosts/dispatch.py names their task ids <queue>.<uuid>)
+        rules += [f"~celery-task-meta-{queue}.*", f"&celery-task-meta-{queue}.*"]
+    rules += [f"~{key}" for key in transport_options(host).values()]
+    return rules
+
+
+class BrokerUnavailable(ServiceError):
+    """The panel could not change the host's Redis user (Redis down, or an ACL refused)."""
+
+    status = 503
+    code = "broker_unavailable"
+
+
+def _acl(*args: str) -> object:
+    try:
+        with redis.Redis.from_url(settings.REDIS_URL) as r:
+            return r.execute_command("ACL", *args)
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"the panel cannot change the host's Redis user ({exc}); try again") from exc
+
+
+def set_host_user(host: str, password_sha256: str) -> str:
+    """Create (or reset) ``host``'s ACL user with that password hash; returns the user name."""
+    name = user_name(host)
+    _acl("SETUSER", name, *acl_rules(host, password_sha256))
+    return name
+
+
+def ensure_host_user(host: str, password_sha256: str) -> bool:
+    """Re-create ``host``'s user if Redis lost it (a restart: ACL users live in memory); True if so."""
+    if _acl("GETUSER", user_name(host)) is not None:
+        return False
+    set_host_user(host, password_sha256)
+    return True
+
+
+def delete_host_user(host: str) -> bool:
+    """Delete ``host``'s ACL user; Redis closes its connections at once. False if it had none."""
+    return bool(_acl("DELUSER", user_name(host)))
+
+
+def host_redis_url(host: str, password: str) -> str:
+    """The broker URL ``host``'s agent uses: the panel's Redis address (or
+    ``HOSTPANEL_AGENT_REDIS_ADDRESS``, as the hosts reach it) with the host's user and password."""
+    panel = urlsplit(settings.REDIS_URL)
+    netloc = settings.HOSTPANEL_AGENT_REDIS_ADDRESS or f"{panel.hostname}:{panel.port or 6379}"
+    return urlunsplit(
+        (panel.scheme, f"{quote(user_name(host))}:{quote(password)}@{netloc}", panel.path or "/0", "", "")
+    )

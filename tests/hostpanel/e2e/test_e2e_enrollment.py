@@ -1,0 +1,275 @@
+"""Enrollment end to end: `manage.py host add`, the join command against the real panel over
+HTTPS (a Caddy with its own CA in front of `python -m hostpanel.serve`), the agent consuming as
+its own Redis ACL user, the ACL refusing another host's credentials, spent and expired tokens,
+and revocation taking effect at once.
+
+The join runs with ``--skip-install`` (the packages are on this machine already) and
+``--foreground`` (no systemd here): it registers and then execs the agent in its place.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from engine.engine import Engine
+from tests.stack import (
+    REPO,
+    Agent,
+    free_port,
+    join_args,
+    panel_env,
+    remove_agent_leftovers,
+    start_panel,
+    stop_process,
+    tls_front,
+    wait_for,
+)
+
+pytestmark = pytest.mark.usefixtures("privileged")
+
+
+@dataclass
+class Panel:
+    url: str  # https://127.0.0.1:PORT (the TLS front)
+    ca_file: Path
+    env: dict[str, str]
+    log: Path
+
+
+def https_get(url: str, ca_file: Path, token: str = "") -> tuple[int, dict[str, Any]]:
+    import ssl
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=10, context=context
+        ) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw.startswith(b"{") else {"raw": raw.decode(errors="replace")}
+    except (urllib.error.URLError, OSError):
+        return 0, {}
+
+
+@pytest.fixture
+def panel(
+    transactional_db: None, celery_to: str, redis_url: str, tmp_path: Path, settings: Any
+) -> Iterator[Panel]:
+    """The real panel (`python -m hostpanel.serve`) behind an HTTPS Caddy; this process's settings
+    point at the same Redis (the panel's own user: full access) and public URL."""
+    if shutil.which("caddy") is None:
+        pytest.fail("caddy is missing; `make install` installs it")
+    db_file = str(connection.settings_dict["NAME"])
+    assert "memory" not in db_file
+    env = panel_env(db_file, redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
+    env |= {"HOSTPANEL_HTTP_WORKERS": "1", "HOSTPANEL_CADDY_ADMIN": ""}
+    port = free_port()
+    log = tmp_path / "panel.log"
+    server = start_panel("127.0.0.1", port, env, log)
+    front, front_port, ca_file = tls_front(tmp_path / "front", port)
+    url = f"https://127.0.0.1:{front_port}"
+    settings.REDIS_URL = redis_url
+    layer = settings.CHANNEL_LAYERS["default"]
+    settings.CHANNEL_LAYERS = {"default": layer | {"CONFIG": {"hosts": [redis_url]}}}
+    settings.HOSTPANEL_PUBLIC_URL = url
+    try:
+        wait_for(lambda: ca_file.exists(), 30, f"caddy's internal CA\n{tmp_path / 'front' / 'front.log'}")
+        wait_for(lambda: https_get(url + "/internal/v1/host", ca_file)[0] == 401, 60, f"the panel\n{log}")
+        yield Panel(url, ca_file, env, log)
+    finally:
+        stop_process(front)
+        stop_process(server)
+
+
+def add_host(name: str) -> str:
+    """`manage.py host add NAME`; the token of the join command it prints."""
+    out = StringIO()
+    call_command("host", "add", name, stdout=out)
+    match = re.search(r"sh deploy/join.sh --panel \S+ --token (hpjoin_\S+)", out.getvalue())
+    assert match, out.getvalue()
+    return match.group(1)
+
+
+def join(panel: Panel, token: str, state: Path, *extra: str, wait: bool = True) -> Any:
+    args = join_args(panel.url, token, panel.ca_file, state, *extra)
+    env = {k: v for k, v in panel.env.items() if k != "REDIS_URL"}
+    if wait:
+        return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    log = state.parent / f"{state.name}.log"
+    with log.open("ab") as out:
+        return subprocess.Popen(args, cwd=REPO, env=panel.env, stdout=out, stderr=subprocess.STDOUT), log
+
+
+def broker(state: Path) -> redis.Redis:
+    """A Redis client with the credentials the join wrote to ``state``."""
+    creds = json.loads((state / "credentials.json").read_text())
+    return redis.Redis.from_url(creds["redis_url"])
+
+
+def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, redis_url: str) -> None:
+    from hostpanel.audit.services import Actor
+    from hostpanel.deployments import services as deployments
+    from hostpanel.deployments.models import Replica
+    from hostpanel.hosts import dispatch
+    from hostpanel.hosts.models import Host, HostCredential, HostJoinToken
+    from hostpanel.tenants import services as tenants
+    from tests.hostpanel.factories import UserFactory
+
+    token_a, token_b = add_host("ena"), add_host("enb")
+    assert Host.objects.get(name="ena").state == "down"  # pending: nothing is placed on it
+    assert token_a not in json.dumps(list(HostJoinToken.objects.values()), default=str)  # only a hash
+
+    # Host A joins (registers over HTTPS, execs its agent); host B registers only.
+    root = tmp_path / "engine-ena"
+    instance = f"hpen-{secrets.token_hex(3)}"
+    engine = Engine(root=root, instance=instance)
+    engine.images.bootstrap_busybox()
+    state_a, state_b = tmp_path / "state-ena", tmp_path / "state-enb"
+    proc, log = join(
+        panel,
+        token_a,
+        state_a,
+        "--foreground",
+        "--",
+        "--engine-root",
+        str(root),
+        "--instance",
+        instance,
+        "--address",
+        "127.0.0.1",
+        "--heartbeat-interval",
+        "0.5",
+        "--reconcile-interval",
+        "1",
+        "--cpus",
+        "4",
+        "--memory",
+        str(8 * 1024**3),
+        wait=False,
+    )
+    agent = Agent("ena", engine, root, instance, proc, log, panel.env)
+    try:
+        done = join(panel, token_b, state_b, "--no-start")
+        assert done.returncode == 0, done.stderr
+        wait_for(
+            lambda: Host.objects.filter(name="ena", state="up").exists(), 60, f"ena up\n{agent.log_tail()}"
+        )
+        assert HostCredential.objects.get(host__name="ena").public_key.startswith("-----BEGIN PUBLIC KEY")
+        for path in (state_a / "host.key", state_a / "credentials.json"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert stat.S_IMODE(state_a.stat().st_mode) == 0o700
+        private = (state_a / "host.key").read_text()
+        assert "PRIVATE KEY" in private and private not in json.dumps(
+            list(HostCredential.objects.values()), default=str
+        )
+
+        # The agent consumes its queue as its own ACL user: an app placed on it runs.
+        admin = Actor(UserFactory(username="en-admin", is_staff=True, is_superuser=True))
+        tenant = tenants.create_tenant(admin, "enacme")
+        deployments.create_app(
+            admin, tenant, "web", deployments.AppSpec(image="busybox:latest", command=["sleep", "600"])
+        )
+        wait_for(
+            lambda: Replica.objects.filter(app__tenant=tenant, state="running", host__name="ena").exists(),
+            60,
+            f"the replica to run on ena\n{agent.log_tail()}\n{redis.Redis.from_url(redis_url).acl_log()}",
+        )
+        replica = Replica.objects.get(app__tenant=tenant, app__name="web")
+        assert isinstance(dispatch.fetch_stats(replica.pk, "host.ena"), dict)  # an answer through the ACL
+        admin_redis = redis.Redis.from_url(redis_url)
+        clients = admin_redis.client_list()
+        assert any(c["user"] == "host-ena" for c in clients), clients  # the agent's own Redis user
+        denied = [e for e in admin_redis.acl_log() if e.get("username") == "host-ena"]
+        assert denied == [], denied  # the ACL lets the agent do all it does
+
+        # Host B's credentials cannot forge a task for A, read A's queue, results or other keys.
+        b = broker(state_b)
+        forged = json.dumps({"body": "", "headers": {"task": "hostpanel.agent.tasks.reconcile_host"}})
+        for command in (
+            ("LPUSH", "host.ena", forged),
+            ("BRPOP", "host.ena", "1"),
+            ("LRANGE", "host.ena", "0", "-1"),
+            ("LPUSH", "build.ena", forged),
+            ("SMEMBERS", "_kombu.binding.host.ena"),
+            ("HGETALL", "unacked.ena"),
+            ("GET", "celery-task-meta-x"),
+            ("GET", "celery-task-meta-host.ena.x"),
+            ("SUBSCRIBE", "celery-task-meta-host.ena.x"),
+            ("KEYS", "*"),
+            ("LPUSH", "celery", forged),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                b.execute_command(*command)
+        assert b.llen("host.enb") == 0  # its own queue: allowed
+        assert admin_redis.llen("host.ena") == 0  # nothing forged got in
+
+        # A spent token, an expired one, an unknown one: refused with a clear message.
+        again = join(panel, token_a, tmp_path / "state-again", "--no-start")
+        assert again.returncode == 1 and "join token already used" in again.stderr, again.stderr
+        token_c = add_host("enc")
+        HostJoinToken.objects.filter(host__name="enc").update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+        late = join(panel, token_c, tmp_path / "state-enc", "--no-start")
+        assert late.returncode == 1 and "join token expired" in late.stderr, late.stderr
+        assert not (tmp_path / "state-enc" / "credentials.json").exists()
+        assert admin_redis.acl_getuser("host-enc") is None
+        forged_token = join(panel, "hpjoin_" + secrets.token_urlsafe(32), tmp_path / "state-x", "--no-start")
+        assert forged_token.returncode == 1 and "join token unknown" in forged_token.stderr
+
+        # Revoke A: its Redis user and connections are gone and its API token is refused, at once.
+        api_token = json.loads((state_a / "credentials.json").read_text())["api_token"]
+        assert https_get(panel.url + "/internal/v1/host", panel.ca_file, api_token)[0] == 200
+        call_command("host", "revoke", "ena", stdout=StringIO())
+        assert not any(c["user"] == "host-ena" for c in admin_redis.client_list())
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            broker(state_a).llen("host.ena")
+        status, body = https_get(panel.url + "/internal/v1/host", panel.ca_file, api_token)
+        assert status == 401 and "revoked" in body["error"]["message"], body
+        # The running agent's heartbeats are refused; started again, it stops at once, saying why.
+        wait_for(lambda: "host token unknown or revoked" in log.read_text(), 30, "a refused heartbeat")
+        agent.stop()
+        restarted = subprocess.run(
+            [sys.executable, "manage.py", "hostagent", "--state-dir", str(state_a)],
+            cwd=REPO,
+            env=panel.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert restarted.returncode != 0 and "the panel refuses this host" in restarted.stderr, (
+            restarted.stderr
+        )
+        assert (
+            https_get(
+                panel.url + "/internal/v1/host",
+                panel.ca_file,
+                json.loads((state_b / "credentials.json").read_text())["api_token"],
+            )[0]
+            == 200
+        )
+    finally:
+        agent.stop()
+        remove_agent_leftovers(agent)
