@@ -89,7 +89,9 @@ class PostgresServer:
             ),
             check=True, capture_output=True,
         )  # fmt: skip
-        self.port = _free_port()
+        from tests.stack import free_port
+
+        self.port = free_port()
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self._command(
@@ -163,14 +165,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _server: PostgresServer | None = None
