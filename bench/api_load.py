@@ -16,7 +16,8 @@ write -> browser latency (conmon's timestamp to the WebSocket message) is compar
 Needs root (real containers), wrk and chromium. Numbers are noisy on a shared machine.
 
 Usage: .venv/bin/python bench/api_load.py [--seconds 10] [--modes serve,daphne] [--lines 150]
-(each mode runs in its own process, one after the other)
+[--databases sqlite,postgres] (each mode and database runs in its own process and stack, one after
+the other; ``postgres``: a private PostgreSQL 15 in the scratch directory, tests/pgserver.py)
 """
 
 from __future__ import annotations
@@ -149,21 +150,21 @@ def prepare(panel: PanelStack) -> int:
 
 
 def measure(mode: str, args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]]]:
-    """The load rows and the socket row of one server mode."""
+    """The load rows and the socket row of one server mode (and database)."""
     web = {"HOSTPANEL_SECRET_KEY": os.urandom(30).hex(), "HOSTPANEL_DEBUG": "0"}
     loads = []
     progress(f"{mode}: starting the stack")
-    with panel_stack(f"api-{mode}", web, server=mode) as panel:
+    with panel_stack(f"api-{mode}", web, server=mode, database=args.database) as panel:
         replica = prepare(panel)
         for path, r in load(panel, args.seconds, args.endpoints.split(",")):
-            loads.append(
-                [mode, path, f"{r['rps']:.0f}", f"{r['avg']:.1f}", f"{r['p99']:.1f}", f"{r['errors']:.0f}"]
-            )
+            numbers = [f"{r['rps']:.0f}", f"{r['avg']:.1f}", f"{r['p99']:.1f}", f"{r['errors']:.0f}"]
+            loads.append([mode, args.database, path, *numbers])
         loaded_seconds = 1 + args.lines * 0.02 * 3  # outlasts the sample
         latency = socket_latency(panel, replica, args.lines, loaded_seconds)
     idle, loaded = latency["idle"], latency["loaded"]
     socket_row = [
         mode,
+        args.database,
         f"{percentile(idle, 0.5):.1f}",
         f"{percentile(idle, 0.99):.1f}",
         f"{percentile(loaded, 0.5):.1f}",
@@ -179,6 +180,10 @@ def main() -> None:
     parser.add_argument("--modes", default="serve,daphne", help="server modes to measure, in order")
     parser.add_argument("--lines", type=int, default=150, help="log lines per latency sample (20 ms apart)")
     parser.add_argument("--endpoints", default=",".join(ENDPOINTS), help="list endpoints of the demo tenant")
+    parser.add_argument(
+        "--databases", default="sqlite", help="sqlite,postgres: the panel's database(s), each its own stack"
+    )
+    parser.add_argument("--database", help=argparse.SUPPRESS)  # one run's, from --databases
     parser.add_argument("--json", action="store_true", help="print the rows as JSON (one mode)")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -187,26 +192,28 @@ def main() -> None:
         raise SystemExit("needs wrk (`make install`)")
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"needs {CHROMIUM} (`make install`)")
-    modes = args.modes.split(",")
-    if len(modes) > 1:  # one process per mode: Django is set up once per process (the session)
+    modes, databases = args.modes.split(","), args.databases.split(",")
+    if len(modes) > 1 or len(databases) > 1:  # one process per run: Django is set up once per process
         loads, sockets = [], []
-        for mode in modes:
+        for mode, database in [(m, d) for d in databases for m in modes]:
             argv = [sys.executable, __file__, "--modes", mode, "--json", "--seconds", str(args.seconds)]
-            argv += ["--lines", str(args.lines), "--endpoints", args.endpoints]
+            argv += ["--lines", str(args.lines), "--endpoints", args.endpoints, "--database", database]
             output = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
             rows = json.loads(output.strip().splitlines()[-1])  # the last line: the rows
             loads += rows["loads"]
             sockets += rows["sockets"]
     else:
+        args.database = args.database or databases[0]
         loads, sockets = measure(modes[0], args)
         if args.json:
             print(json.dumps({"loads": loads, "sockets": sockets}))
             return
-    print_table(["server", "endpoint", "req/s", "avg ms", "p99 ms", "non-2xx"], loads)
+    print_table(["server", "database", "endpoint", "req/s", "avg ms", "p99 ms", "non-2xx"], loads)
     print()
     print_table(
         [
             "server",
+            "database",
             "log p50 idle ms",
             "log p99 idle ms",
             "log p50 loaded ms",

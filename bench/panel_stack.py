@@ -1,7 +1,8 @@
 """The panel stack the panel benchmarks start in a scratch directory, and its small helpers.
 
 ``panel_stack()`` starts a private redis-server, migrates a fresh SQLite
-database, seeds the demo tenant with an API token, and runs one host agent
+database (or, with ``database="postgres"``, a private PostgreSQL 15: tests/pgserver.py),
+seeds the demo tenant with an API token, and runs one host agent
 (on a scratch engine root) and the panel as `make run` serves it; everything, containers
 included, is stopped and removed on the way out (also on SIGTERM, e.g. from
 ``timeout``). Needs root (real containers).
@@ -108,7 +109,7 @@ class PanelStack:
     base: str
     api: Api
     engine: Engine
-    db: sqlite3.Connection
+    db: Any  # sqlite3 or psycopg (autocommit) connection: db.execute(sql).fetchone()
 
     def running(self, name: str) -> Container | None:
         """The running container called ``name``, if there is one."""
@@ -133,13 +134,15 @@ def panel_stack(
     extra_env: dict[str, str] | None = None,
     agent_args: list[str] | None = None,
     server: str = "serve",
+    database: str = "sqlite",
 ) -> Iterator[PanelStack]:
     """Start the panel stack in a scratch directory ``hpbench-<name>-*``; tear it all down afterwards.
 
     ``extra_env`` is added to the panel's environment, ``agent_args`` to the host
     agent's command line (e.g. ``--cpus``). ``server``: ``"serve"`` serves the panel as
     `make run` does (hostpanel/serve.py: Caddy, gunicorn, daphne), ``"daphne"`` with one
-    daphne for everything (as before issue 16).
+    daphne for everything (as before issue 16). ``database``: ``"sqlite"`` (a file in the
+    scratch directory) or ``"postgres"`` (a private PostgreSQL 15 there, tests/pgserver.py).
     """
     from cryptography.fernet import Fernet
 
@@ -154,6 +157,9 @@ def panel_stack(
         "HOSTPANEL_VAR_DIR": str(scratch / "var"),
         "HOSTPANEL_SECRET_KEYS": Fernet.generate_key().decode(),
         "HOSTPANEL_LOG_LEVEL": "WARNING",
+        # VNIs of its own: the kernel refuses a second VXLAN of a VNI on port 4789, and every fresh
+        # database starts at the range's first (another stack or test on this machine may hold it)
+        "HOSTPANEL_NETWORK_VNI_RANGE": f"{(first := 200000 + secrets.randbelow(700) * 1000)}-{first + 999}",
         **(extra_env or {}),
     }
     env = os.environ | overrides
@@ -164,6 +170,13 @@ def panel_stack(
         stack.callback(shutil.rmtree, scratch, True)
         stack.callback(engine.network_teardown)  # after the containers: bridges and nft tables too
         stack.callback(lambda: [engine.remove(c.id, force=True) for c in engine.list(all=True)])
+        if database == "postgres":
+            from tests.pgserver import PostgresServer
+
+            postgres = PostgresServer(scratch / "postgres")
+            stack.callback(postgres.stop)
+            overrides["DATABASE_URL"] = postgres.start()
+            env = os.environ | overrides
         engine.images.bootstrap_busybox()
         redis = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", ""]
         redis += ["--requirepass", redis_password]
@@ -185,7 +198,7 @@ def panel_stack(
         if server == "daphne":
             serve.append("--single")
         stack.enter_context(process(serve, env, scratch / "panel.log"))
-        db = sqlite3.connect(scratch / "db.sqlite3", timeout=30)
+        db = _connect(overrides["DATABASE_URL"], scratch)
         stack.callback(db.close)
         wait_for(
             lambda: db.execute("select 1 from hosts_host where state='up'").fetchone(), 60, "the agent", 0.2
@@ -194,3 +207,12 @@ def panel_stack(
         api = Api(f"{base}/api/v1/tenants/demo", token)
         wait_for(api.answers, 30, "the panel", 0.2)
         yield PanelStack(scratch, env, overrides, token, base, api, engine, db)
+
+
+def _connect(url: str, scratch: Path) -> Any:
+    """A connection of the bench's own to the stack's database, each statement seeing the latest."""
+    if url.startswith("postgres"):
+        import psycopg
+
+        return psycopg.connect(url, autocommit=True)
+    return sqlite3.connect(scratch / "db.sqlite3", timeout=30)

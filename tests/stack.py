@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -209,10 +210,41 @@ class Agent:
         )
 
 
-def panel_env(db_file: str, redis_url: str, var_dir: Path, secret_keys: str) -> dict[str, str]:
-    """The environment of a panel subprocess (agent, ASGI server) sharing the test's database."""
+def shared_database_url() -> str:
+    """``DATABASE_URL`` of the test database this process uses, for the panel subprocesses it starts
+    (agents, daphne, gunicorn): SQLite's test file, or PostgreSQL's ``test_<name>`` database that
+    pytest-django made (tests/pgserver.py). Fails on an in-memory SQLite, which nobody else sees."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    name = str(params["NAME"])
+    assert on_test_database(), f"{name} is not the test database"
+    if params["ENGINE"] == "django.db.backends.sqlite3":
+        assert "memory" not in name, "panel subprocesses need a file test database"
+        return f"sqlite:///{name}"
+    user = quote(params["USER"], safe="")
+    if params["PASSWORD"]:
+        user += ":" + quote(params["PASSWORD"], safe="")
+    options = f"?{urlencode(params['OPTIONS'])}" if params.get("OPTIONS") else ""
+    return f"postgres://{user}@{params['HOST']}:{params['PORT']}/{quote(name, safe='')}{options}"
+
+
+def on_test_database() -> bool:
+    """Whether this process's connection uses the test database (pytest-django switched it)."""
+    from django.db import connection
+    from django.db.backends.base.creation import TEST_DATABASE_PREFIX
+
+    params = connection.settings_dict
+    if params["ENGINE"] == "django.db.backends.sqlite3":
+        return str(params["NAME"]) == str(params["TEST"]["NAME"])
+    return str(params["NAME"]).startswith(TEST_DATABASE_PREFIX)
+
+
+def panel_env(database_url: str, redis_url: str, var_dir: Path, secret_keys: str) -> dict[str, str]:
+    """The environment of a panel subprocess (agent, ASGI server) sharing the test's database
+    (``database_url``: :func:`shared_database_url`)."""
     return os.environ | {
-        "DATABASE_URL": f"sqlite:///{db_file}",
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "HOSTPANEL_VAR_DIR": str(var_dir),
         "HOSTPANEL_SECRET_KEYS": secret_keys,

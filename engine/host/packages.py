@@ -25,6 +25,7 @@ REQUIRED_PACKAGES: tuple[str, ...] = (
     "nftables",  # firewall between tenant networks, port publishing
     "debootstrap",  # building the Debian base image
     "redis-server",  # Celery broker and Channels layer (redis-cli too)
+    "postgresql",  # PostgreSQL 15: `make test` runs the panel's tests on a private one (tests/pgserver.py)
     "catatonit",  # minimal init for `hpctl run --init`
     "tini",  # alternative init, same purpose
     "e2fsprogs",  # mkfs.ext4 for size-limited loop volumes

@@ -265,7 +265,7 @@ def initial_from_spec(spec: AppSpec) -> dict[str, Any]:
     values: dict[str, Any] = {
         "image": spec.image,
         "command": shlex.join(spec.command),
-        "env": "\n".join(f"{key}={value}" for key, value in spec.env.items()),
+        "env": "\n".join(f"{key}={value}" for key, value in sorted(spec.env.items())),
         "ports": ", ".join(
             f"{p['container_port']}{'/udp' if p.get('protocol') == 'udp' else ''}"
             for p in spec.ports

@@ -37,6 +37,7 @@ from hostpanel.images.services import check_available
 from hostpanel.networks.services import joined_names, normalize_joins, resolve_names
 from hostpanel.secrets.models import Secret
 from hostpanel.tenants.access import require_role
+from hostpanel.tenants.locks import lock_tenant
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
 from hostpanel.volumes.models import Volume
@@ -259,8 +260,10 @@ def _add(a: Usage, b: Usage) -> Usage:
 
 
 def _check_quota_for(app: App, spec: AppSpec | None, running: bool) -> None:
-    """Quota check for ``app`` going to ``spec`` (or stopping)."""
+    """Quota check for ``app`` going to ``spec`` (or stopping), the tenant locked first (in the
+    caller's transaction) so concurrent changes of one tenant never pass it together."""
     tenant = app.tenant
+    lock_tenant(tenant)
     others = tenant_usage(tenant, exclude=app)
     before = tenant_usage(tenant)
     after = _add(others, spec.usage()) if running and spec is not None else others
@@ -272,7 +275,8 @@ def check_room(actor: Actor, app: App, spec: AppSpec) -> AppSpec:
     preview; the deploy checks again). InvalidRequest / QuotaExceeded say what is wrong."""
     require_role(actor, app.tenant, Role.DEVELOPER)
     spec = validate_spec(app.tenant, spec)
-    _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
+    with transaction.atomic():  # the quota check locks the tenant's row
+        _check_quota_for(app, spec, running=app.state == App.State.RUNNING)
     return spec
 
 

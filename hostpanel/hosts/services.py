@@ -26,6 +26,7 @@ from hostpanel.errors import Conflict, NoCapacity, NotFound
 from hostpanel.hosts import dispatch, fencing, lifecycle, signals
 from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants.access import require_admin
+from hostpanel.tenants.locks import require_atomic
 
 if TYPE_CHECKING:
     from hostpanel.tenants.models import Tenant
@@ -298,8 +299,17 @@ class Room:
 
 
 def free_room(app: App | None = None) -> list[Room]:
-    """Each up host's free CPU and memory (capacity minus what placed replicas request)."""
-    hosts = Host.objects.filter(state=Host.State.UP, lifecycle=Host.Lifecycle.ACTIVE).annotate(
+    """Each up host's free CPU and memory (capacity minus what placed replicas request).
+
+    The up hosts' rows stay locked until the caller's transaction ends (taken in id order, so two
+    placements never deadlock): concurrent placements run one after another, each counting the
+    replicas the one before it placed, so no host is given more than it has (PostgreSQL; SQLite's
+    IMMEDIATE transactions serialize them anyway).
+    """
+    require_atomic("free_room()")
+    up = Host.objects.filter(state=Host.State.UP, lifecycle=Host.Lifecycle.ACTIVE)
+    list(up.select_for_update().order_by("pk").values_list("pk", flat=True))  # FOR UPDATE: no GROUP BY
+    hosts = up.annotate(
         used_cpu=Sum("replicas__release__cpu_millis"),
         used_mem=Sum("replicas__release__memory_bytes"),
         mine=Count("replicas", filter=Q(replicas__app=app))

@@ -28,6 +28,7 @@ from hostpanel.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from hostpanel.networks.models import DEFAULT_NAME, NETWORK_NAME_RE, Network, NetworkSlot
 from hostpanel.tenants import units
 from hostpanel.tenants.access import require_role
+from hostpanel.tenants.locks import lock_tenant
 from hostpanel.tenants.models import Role, Tenant
 
 _NAME = re.compile(NETWORK_NAME_RE)
@@ -192,7 +193,7 @@ def create_network(actor: Actor, tenant: Tenant, name: str, *, internal: bool = 
     with audited(actor, "network.create", tenant) as entry:
         validate_name(name)
         with transaction.atomic():
-            Tenant.objects.select_for_update().filter(pk=tenant.pk).first()  # one count at a time
+            lock_tenant(tenant)  # one count at a time
             if Network.objects.filter(tenant=tenant, name=name).exists():
                 raise Conflict(f"network {name!r} exists already in {tenant.slug!r}")
             _check_limit(tenant, name)

@@ -259,7 +259,7 @@ def _redeploy(actor: Actor, stack: Stack, source: Source, env: dict[str, str]) -
     tenant = stack.tenant
     names, plans = _prepare(tenant, stack.name, source, env, stack)
     with transaction.atomic():
-        stack = Stack.objects.select_for_update().get(pk=stack.pk)
+        stack = Stack.objects.select_for_update(of=("self",)).get(pk=stack.pk)
         existing = {s.name: s for s in stack.services.select_related("app__current_release")}
         wanted = {p.name for p in plans}
         for gone in sorted(set(existing) - wanted):
@@ -460,7 +460,7 @@ def advance(stack_id: int) -> bool:
     True while some still wait. Idempotent (the stack row is locked)."""
     with transaction.atomic():
         stack = (
-            Stack.objects.select_for_update()
+            Stack.objects.select_for_update(of=("self",))  # PostgreSQL: created_by is an outer join
             .select_related("tenant", "created_by")
             .filter(pk=stack_id)
             .first()

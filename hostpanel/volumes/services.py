@@ -17,6 +17,7 @@ from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.hosts.services import reconcile_tenant_hosts
 from hostpanel.tenants.access import require_role
+from hostpanel.tenants.locks import lock_tenant
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import Usage, check_quota
 from hostpanel.tenants.signals import apps_using
@@ -45,6 +46,7 @@ def create_volume(
     if size_bytes < MIN_SIZE:
         raise InvalidRequest(f"size_bytes: at least {MIN_SIZE} (4 MiB)")
     with audited(actor, "volume.create", tenant) as entry, transaction.atomic():
+        lock_tenant(tenant)  # concurrent creates count one after another
         before = volume_usage(tenant)
         after = replace(before, volumes=before.volumes + 1, disk_bytes=before.disk_bytes + size_bytes)
         check_quota(tenant, before, after)

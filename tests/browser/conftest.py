@@ -62,9 +62,11 @@ from tests.stack import (
     celery_pointed_at,
     free_port,
     launch_agent,
+    on_test_database,
     panel_env,
     redis_server,
     remove_agent_leftovers,
+    shared_database_url,
     start_panel,
     stop_process,
     wait_for,
@@ -108,9 +110,7 @@ def _ensure_test_database() -> Any:
     (a run of the whole suite does); the browser tests never do, so run alone they would
     otherwise point daphne and the agent at the *real* database (var/db.sqlite3).
     """
-    from django.db import connection
-
-    if connection.settings_dict["NAME"] == connection.settings_dict["TEST"]["NAME"]:
+    if on_test_database():
         return None  # pytest-django set it up for the rest of the suite
     return setup_databases(verbosity=0, interactive=False, aliases={"default"})
 
@@ -124,14 +124,11 @@ def live_stack(
     require_privileged()
     from django.conf import settings
     from django.core.management import call_command
-    from django.db import connection
 
     workdir = tmp_path_factory.mktemp("browser-stack")
     with django_db_blocker.unblock():
         own_test_db = _ensure_test_database()
-        db_file = str(connection.settings_dict["NAME"])
-    assert "memory" not in db_file, "the browser tests need a file test database"
-    assert db_file == connection.settings_dict["TEST"]["NAME"], f"{db_file} is not the test database"
+        database_url = shared_database_url()
     old_keys = settings.HOSTPANEL_SECRET_KEYS
     settings.HOSTPANEL_SECRET_KEYS = Fernet.generate_key().decode()
     server: subprocess.Popen[bytes] | None = None
@@ -142,7 +139,7 @@ def live_stack(
             celery_pointed_at(redis_url),
             caddy_server(workdir / "caddy") as caddy,
         ):
-            env = panel_env(db_file, redis_url, workdir / "var", settings.HOSTPANEL_SECRET_KEYS)
+            env = panel_env(database_url, redis_url, workdir / "var", settings.HOSTPANEL_SECRET_KEYS)
             env |= {"HOSTPANEL_SECRET_KEY": secrets.token_urlsafe(40), "HOSTPANEL_DEBUG": "0"}
             port = free_port()
             with django_db_blocker.unblock():

@@ -22,7 +22,7 @@ from hostpanel.audit.services import Actor
 from hostpanel.tenants.models import Role
 from hostpanel.tenants.services import create_token
 from tests.hostpanel.factories import MembershipFactory, TenantFactory
-from tests.stack import free_port, panel_env, start_panel, stop_process, wait_for
+from tests.stack import free_port, panel_env, shared_database_url, start_panel, stop_process, wait_for
 
 
 def _get(url: str) -> tuple[int, list[str]]:
@@ -70,10 +70,10 @@ def panel(transactional_db: None, tmp_path: Path) -> Iterator[tuple[subprocess.P
             pytest.fail("caddy is missing; `make install` installs it")
         pytest.skip("needs caddy (`make install`)")
     from django.conf import settings
-    from django.db import connection
 
-    db_file = str(connection.settings_dict["NAME"])
-    env = panel_env(db_file, "redis://:x@127.0.0.1:9/0", tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
+    env = panel_env(
+        shared_database_url(), "redis://:x@127.0.0.1:9/0", tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS
+    )
     port = free_port()
     log = tmp_path / "panel.log"
     proc = start_panel("127.0.0.1", port, env, log)

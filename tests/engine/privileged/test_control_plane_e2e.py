@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parents[3]
 CACHE = REPO / "var" / "docker"
 ROOT = CACHE / "e2e-root"
 COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
+# a tier of its own (`make test-control-plane`): a cold build alone takes 6-7 minutes
+pytestmark = pytest.mark.control_plane
+
 IMAGES = ("debian:bookworm", "panel:latest", "postgres:latest", "redis:latest", "caddy:latest")
 
 

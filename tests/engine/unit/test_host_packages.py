@@ -13,7 +13,16 @@ from engine.host import packages
 
 def test_required_packages_cover_the_runtime() -> None:
     names = packages.required_packages()
-    for pkg in ("crun", "conmon", "busybox-static", "catatonit", "tini", "nftables", "redis-server"):
+    for pkg in (
+        "crun",
+        "conmon",
+        "busybox-static",
+        "catatonit",
+        "tini",
+        "nftables",
+        "redis-server",
+        "postgresql",
+    ):
         assert pkg in names
     assert len(set(names)) == len(names)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from tests.stack import (
     GRACE_SECONDS,
@@ -27,6 +26,7 @@ from tests.stack import (
     panel_env,
     redis_server,
     remove_agent_leftovers,
+    shared_database_url,
     unmount_below,
     wait_for,
 )
@@ -55,13 +55,12 @@ def agents(
 ) -> Iterator[Callable[..., Agent]]:
     """Start host agents by name (each with its own engine root and instance); all cleaned up after."""
     settings.HOSTPANEL_HOST_GRACE_SECONDS = GRACE_SECONDS
-    db_file = connection.settings_dict["NAME"]
-    assert db_file and "memory" not in str(db_file), "the e2e tests need a file test database"
+    database_url = shared_database_url()
     started: list[Agent] = []
 
     def start(name: str, extra_env: dict[str, str] | None = None) -> Agent:
         """Agent ``name``; ``extra_env`` e.g. ``Caddy.agent_env()`` gives it that Caddy to configure."""
-        env = panel_env(str(db_file), celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
+        env = panel_env(database_url, celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
         env |= {"HOSTPANEL_CADDY_ADMIN": ""} | (extra_env or {})  # no edge proxy unless given one
         agent = launch_agent(name, tmp_path, env)
         started.append(agent)

@@ -25,7 +25,16 @@ from hostpanel.hosts.models import Host
 from hostpanel.tenants import services as tenants
 from tests.hostpanel.domains.helpers import dns_server
 from tests.hostpanel.factories import UserFactory
-from tests.stack import Agent, Caddy, free_port, panel_env, start_daphne, stop_process, wait_for
+from tests.stack import (
+    Agent,
+    Caddy,
+    free_port,
+    panel_env,
+    shared_database_url,
+    start_daphne,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.privileged]
 
@@ -73,12 +82,9 @@ def tls_get(port: int, hostname: str, root: str) -> str:
 def test_a_custom_domain_proven_by_the_http_token_is_served_over_https(
     agents: Callable[..., Agent], caddy: Caddy, tmp_path: Any, settings: Any, celery_to: str
 ) -> None:
-    from django.db import connection
 
     panel_port = free_port()
-    env = panel_env(
-        str(connection.settings_dict["NAME"]), celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS
-    )
+    env = panel_env(shared_database_url(), celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
     env["HOSTPANEL_SECRET_KEY"] = settings.SECRET_KEY  # the token's proof is signed with it
     panel = start_daphne(["-b", "127.0.0.1", "-p", str(panel_port)], env, tmp_path / "daphne.log")
     with dns_server() as (dns, nameserver):

@@ -24,7 +24,16 @@ from hostpanel.errors import Conflict
 from hostpanel.hosts.models import Host
 from hostpanel.tenants import services as tenants
 from tests.hostpanel.factories import UserFactory
-from tests.stack import Agent, Caddy, free_port, panel_env, start_daphne, stop_process, wait_for
+from tests.stack import (
+    Agent,
+    Caddy,
+    free_port,
+    panel_env,
+    shared_database_url,
+    start_daphne,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.privileged]
 
@@ -198,12 +207,9 @@ def tls_get(port: int, hostname: str, root: str) -> tuple[str, str]:
 def test_https_with_the_internal_ca_only_for_names_we_serve(
     agents: Callable[..., Agent], caddy: Caddy, tmp_path: Any, settings: Any, celery_to: str
 ) -> None:
-    from django.db import connection
 
     panel_port = free_port()
-    env = panel_env(
-        str(connection.settings_dict["NAME"]), celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS
-    )
+    env = panel_env(shared_database_url(), celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
     panel = start_daphne(["-b", "127.0.0.1", "-p", str(panel_port)], env, tmp_path / "daphne.log")
     try:
         h1 = agents("edge-tls", caddy.agent_env(panel_url=f"http://127.0.0.1:{panel_port}"))

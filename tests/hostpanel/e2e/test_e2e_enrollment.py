@@ -30,7 +30,6 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from engine.engine import Engine
@@ -42,6 +41,7 @@ from tests.stack import (
     join_args,
     panel_env,
     remove_agent_leftovers,
+    shared_database_url,
     start_panel,
     stop_process,
     tls_front,
@@ -84,9 +84,7 @@ def panel(
     point at the same Redis (the panel's own user: full access) and public URL."""
     if shutil.which("caddy") is None:
         pytest.fail("caddy is missing; `make install` installs it")
-    db_file = str(connection.settings_dict["NAME"])
-    assert "memory" not in db_file
-    env = panel_env(db_file, redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
+    env = panel_env(shared_database_url(), redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
     env |= {"HOSTPANEL_HTTP_WORKERS": "1", "HOSTPANEL_CADDY_ADMIN": ""}
     port = free_port()
     log = tmp_path / "panel.log"

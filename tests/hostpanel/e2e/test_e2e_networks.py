@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from pyroute2 import IPRoute
 
 from engine.engine import Engine
@@ -34,6 +34,7 @@ from tests.stack import (
     celery_pointed_at,
     panel_env,
     redis_server,
+    shared_database_url,
     stop_process,
     unmount_below,
     wait_for,
@@ -168,8 +169,7 @@ def agents_in_namespaces(
     from hostpanel.hosts.models import Host
 
     settings.HOSTPANEL_HOST_GRACE_SECONDS = grace
-    db_file = connection.settings_dict["NAME"]
-    assert db_file and "memory" not in str(db_file), "the e2e tests need a file test database"
+    database_url = shared_database_url()
     agents: dict[str, NetnsAgent] = {}
     envs: dict[str, dict[str, str]] = {}
     with two_machines(tmp_path) as machines:
@@ -189,7 +189,7 @@ def agents_in_namespaces(
                     )
                     Engine(root=agent.root, instance=agent.instance).images.bootstrap_busybox()
                     redis_url = local.replace("@127.0.0.1:", f"@{machines['control'][k][0]}:")
-                    env = panel_env(str(db_file), redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
+                    env = panel_env(database_url, redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
                     envs[k] = env | {"HOSTPANEL_CADDY_ADMIN": "", "HOSTPANEL_HOST_GRACE_SECONDS": str(grace)}
                     envs[k] |= extra_env or {}
                     agent.start(envs[k])

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from engine.images.store import ImageStore
 from engine.paths import EnginePaths
@@ -34,7 +33,7 @@ from hostpanel.registry.models import Manifest, Repository, Tag, Upload
 from hostpanel.tenants.models import Role, Tenant
 from tests.conftest import in_ci
 from tests.hostpanel.registry.conftest import DELETED, BasicAuth, TokenFlow, delete_workflow, http_send
-from tests.stack import free_port, start_daphne, stop_process
+from tests.stack import free_port, shared_database_url, start_daphne, stop_process
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -91,12 +90,10 @@ def skopeo() -> str:
 @pytest.fixture
 def server(transactional_db: None, tmp_path: Path, settings: Any) -> Iterator[dict[str, Any]]:
     """daphne serving the panel on a free port, sharing this test's database and registry root."""
-    db_file = connection.settings_dict["NAME"]
-    assert db_file and "memory" not in str(db_file), "this test needs a file test database"
     port = free_port()
     log = tmp_path / "daphne.log"
     env = os.environ | {
-        "DATABASE_URL": f"sqlite:///{db_file}",
+        "DATABASE_URL": shared_database_url(),
         "HOSTPANEL_VAR_DIR": str(tmp_path / "var"),
         "HOSTPANEL_REGISTRY_ROOT": str(settings.HOSTPANEL_REGISTRY_ROOT),
         "HOSTPANEL_SECRET_KEY": settings.SECRET_KEY,

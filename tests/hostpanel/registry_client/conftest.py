@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from engine.engine import Engine
 from hostpanel.audit.services import Actor
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
 from tests.hostpanel.factories import MembershipFactory, TenantFactory
-from tests.stack import free_port, panel_env, start_daphne, stop_process, wait_for
+from tests.stack import free_port, panel_env, shared_database_url, start_daphne, stop_process, wait_for
 
 
 @dataclass(frozen=True)
@@ -46,14 +45,14 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture()
 def panel_registry(transactional_db: None, tmp_path: Path, settings: Any) -> Iterator[PanelRegistry]:
-    db_file = str(connection.settings_dict["NAME"])
-    assert "memory" not in db_file, "daphne needs the file test database"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     registry_root = tmp_path / "panel-registry"
     settings.HOSTPANEL_REGISTRY_ROOT = registry_root
     settings.HOSTPANEL_REGISTRY_URL = url
-    env = panel_env(db_file, "redis://127.0.0.1:9/0", tmp_path / "panel-var", settings.HOSTPANEL_SECRET_KEYS)
+    env = panel_env(
+        shared_database_url(), "redis://127.0.0.1:9/0", tmp_path / "panel-var", settings.HOSTPANEL_SECRET_KEYS
+    )
     env |= {
         "HOSTPANEL_SECRET_KEY": settings.SECRET_KEY,  # tokens signed here verify there
         "HOSTPANEL_REGISTRY_ROOT": str(registry_root),
