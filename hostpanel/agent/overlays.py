@@ -30,8 +30,9 @@ from typing import Any
 
 from engine.engine import Engine
 from engine.errors import EngineError, NotFound
-from engine.networks.model import NetworkJoin, RemoteEndpoint
+from engine.networks.model import RemoteEndpoint
 from engine.runtime.model import Container
+from hostpanel.deployments import desired
 from hostpanel.deployments.models import Replica
 from hostpanel.deployments.networking import member_replicas, names_of
 from hostpanel.errors import InvalidRequest, ServiceError
@@ -43,32 +44,10 @@ log = logging.getLogger(__name__)
 
 LABEL_NETWORK = "org.hostpanel.network"  # on an engine network: the panel network's id
 # on a container: the tenant networks it joined, "name=engine name" comma-separated
-LABEL_NETWORKS = "org.hostpanel.networks"
+LABEL_NETWORKS = desired.LABEL_NETWORKS
 
 
-def replica_networks(replica: Replica) -> list[Network]:
-    """The tenant networks the replica's release joins, in its order (InvalidRequest for a name the
-    tenant no longer has: a network is not deleted while an app uses it)."""
-    names = [str(j["name"]) for j in replica.release.networks or []]
-    if not names:
-        return []
-    found = {n.name: n for n in Network.objects.filter(tenant_id=replica.app.tenant_id, name__in=names)}
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise InvalidRequest(
-            f"the tenant has no network(s) {', '.join(missing)} any more; deploy without them"
-        )
-    return [found[n] for n in names]
-
-
-def joins(replica: Replica, networks: list[Network]) -> tuple[NetworkJoin, ...]:
-    """The engine joins of the replica's tenant networks: their names there are its app name and the
-    release's aliases (the container name is its own name on every network)."""
-    return tuple(NetworkJoin(n.engine_name, tuple(names_of(replica, n.name))) for n in networks)
-
-
-def networks_label(networks: list[Network]) -> str:
-    return ",".join(f"{n.name}={n.engine_name}" for n in networks)
+replica_networks = desired.replica_networks
 
 
 def container_addresses(container: Container) -> dict[str, str]:

@@ -12,9 +12,7 @@ exponential back-off.
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -28,19 +26,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
 from engine.errors import ContainerNotFound, EngineError, ImageNotFound, NotFound, VolumeNotFound
 from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.networks.egress import parse_allow_list
-from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import Container, ContainerSpec
-from engine.volumes.spec import MountSpec
 from hostpanel.agent import host_secrets, overlays, probes
 from hostpanel.agent.credentials import InternalClient, PanelError
-from hostpanel.deployments import rollout
+from hostpanel.deployments import desired, rollout
 from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
 from hostpanel.errors import InvalidRequest, ServiceError
 from hostpanel.hosts import dispatch, fencing, lifecycle
@@ -48,7 +43,6 @@ from hostpanel.hosts.models import Host
 from hostpanel.hosts.services import heartbeat
 from hostpanel.images.services import archive_for
 from hostpanel.registry.services import agent_pull_token, pull_source
-from hostpanel.secrets.models import Secret
 from hostpanel.secrets.sealing import SealError
 from hostpanel.secrets.services import secret_values
 from hostpanel.tenants.limits import write_all_tenant_limits
@@ -60,12 +54,12 @@ from hostpanel.volumes.models import Volume
 
 log = logging.getLogger(__name__)
 
-LABEL_TENANT = "org.hostpanel.tenant"
-LABEL_APP = "org.hostpanel.app"
-LABEL_REPLICA = "org.hostpanel.replica"
-LABEL_RELEASE = "org.hostpanel.release"
+LABEL_TENANT = desired.LABEL_TENANT
+LABEL_APP = desired.LABEL_APP
+LABEL_REPLICA = desired.LABEL_REPLICA
+LABEL_RELEASE = desired.LABEL_RELEASE
 LABEL_VOLUME = "org.hostpanel.volume"
-LABEL_SPEC = "org.hostpanel.spec"  # digest of what the container was made from
+LABEL_SPEC = desired.LABEL_SPEC  # digest of what the container was made from
 
 ENV_NAME = "HOSTPANEL_AGENT_NAME"
 ENV_ROOT = "HOSTPANEL_AGENT_ENGINE_ROOT"
@@ -434,21 +428,8 @@ def _release_stale_name(engine: Engine, name: str) -> None:
 
 
 def spec_digest(release: Release, ports: list[dict[str, Any]]) -> str:
-    """A digest of what shapes the container: the release (not replicas or restart policy), host ports.
-
-    Scaling, or a rollback to an identical spec, keeps the running containers. With secrets,
-    their versions (``updated_at``, never the values) and this host's boot are part of it: a
-    replaced value rolls the app's containers onto it at the next reconcile, and after a
-    reboot (the engine keeps secrets only in memory) the containers are made anew.
-    """
-    fields: dict[str, Any] = {**release.container_shape(), "published": ports}
-    if release.secrets:
-        versions = Secret.objects.filter(
-            tenant__apps__releases=release, name__in=[s["name"] for s in release.secrets]
-        ).values_list("name", "updated_at")
-        fields["secret_versions"] = sorted((name, updated.isoformat()) for name, updated in versions)
-        fields["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+    """The spec label a container of ``release`` with host ``ports`` carries on this host."""
+    return desired.host_digest(desired.release_digest(release, ports), bool(release.secrets))
 
 
 def _ensure_volumes(engine: Engine, replica: Replica) -> None:
@@ -550,73 +531,14 @@ def _secret_values(replica: Replica, names: list[str]) -> dict[str, str]:
 
 
 def build_spec(replica: Replica) -> ContainerSpec:
-    """The engine spec of a replica. Tenants can set nothing privileged: only these fields exist."""
-    from engine.runtime.model import SecretFile
-
-    release, app = replica.release, replica.app
-    tenant = app.tenant
-    env = [f"{k}={v}" for k, v in sorted(release.env.items())]
-    # Every secret is the file /run/secrets/<name> (the engine's tmpfs, mode 0400, the process
-    # user's); one with "env" is also that variable. Opened (enrolled host) or decrypted here, on
-    # the host, only now; the digest (with the secrets' versions) is taken first, so a value
-    # replaced meanwhile only means one more replacement, never a container stuck on an older value.
-    digest = spec_digest(release, replica.ports)
-    names = list(dict.fromkeys(s["name"] for s in release.secrets))
-    values = _secret_values(replica, names) if names else {}
-    env += [f"{s['env']}={values[s['name']]}" for s in release.secrets if s.get("env")]
-    ports = tuple(
-        PortMapping(host_port=p["host_port"], container_port=p["container_port"], protocol=p["protocol"])
-        for p in replica.ports
-    )
-    bridge = "bridge" if ports or release.network == "bridge" else "none"
-    networks = overlays.replica_networks(replica)
-    return ContainerSpec(
-        image=release.image,
-        command=tuple(release.command),
-        entrypoint=None if release.entrypoint is None else tuple(release.entrypoint),
-        workdir=release.working_dir or None,
-        user=release.user or None,
-        init=release.init,
-        stop_signal=release.stop_signal or None,
-        stop_timeout=release.stop_grace_seconds,
-        name=replica.container_name,
-        tenant=tenant.slug,
-        env=tuple(env),
-        hostname=f"{app.name}-{replica.index}",
-        resources=Resources(
-            memory=release.memory_bytes,
-            cpu_quota=release.cpu_millis * CPU_PERIOD_US // 1000,
-            pids=release.pids,
-        ),
-        mounts=tuple(
-            MountSpec(
-                kind="volume",
-                source=f"{tenant.slug}.{v['name']}",
-                target=v["path"],
-                read_only=bool(v.get("read_only", False)),
-            )
-            for v in release.volumes
-        )
-        + tuple(MountSpec(kind="tmpfs", target=t["path"], size=t["size_bytes"]) for t in release.tmpfs),
-        network=bridge,
-        # "bridge" (the tenant's per-host bridge: outbound traffic, published ports) first, as it
-        # gives the default route; then the tenant networks, carried across hosts (overlays.py)
-        networks=((NetworkJoin(bridge),) if bridge == "bridge" else ()) + overlays.joins(replica, networks)
-        if networks
-        else (),
-        ports=ports,
-        secrets=tuple(SecretFile(name=name, data=values[name].encode()) for name in names),
-        labels={
-            **release.labels,  # the tenant's own (never org.hostpanel.*: process.check_labels)
-            LABEL_TENANT: tenant.slug,
-            LABEL_APP: str(app.pk),
-            LABEL_REPLICA: str(replica.pk),
-            LABEL_RELEASE: str(release.pk),
-            LABEL_SPEC: digest,
-            fencing.LABEL_GENERATION: str(replica.generation),
-            **({overlays.LABEL_NETWORKS: overlays.networks_label(networks)} if networks else {}),
-        },
-    )
+    """The engine spec of a replica (:func:`hostpanel.deployments.desired.container_spec`, the one
+    an enrolled agent makes from the internal API's document). Secrets are opened (enrolled host)
+    or decrypted here, on the host, only now; the digest (with the secrets' versions) is taken
+    first, so a value replaced meanwhile only means one more replacement, never a container stuck
+    on an older value."""
+    doc = desired.replica_document(replica)
+    names = list(dict.fromkeys(s["name"] for s in doc["secrets"]))
+    return desired.container_spec(doc, _secret_values(replica, names) if names else {})
 
 
 @functools.lru_cache(maxsize=256)

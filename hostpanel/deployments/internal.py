@@ -4,14 +4,20 @@
 sealed to that host's own X25519 public key and bound to the replica and the secret's name
 (:mod:`hostpanel.secrets.sealing`). Another host's replica, or one not placed on the caller, is
 ``404 No such replica`` and reveals nothing (not even that it exists).
+
+``GET host/desired``: what the calling host should run (:mod:`hostpanel.deployments.desired`):
+its placed replicas' container specs, without secret values, and nothing of other hosts.
+``POST host/report``: the states of its replicas, written only to those placed on it.
 """
 
 from __future__ import annotations
 
 from django.urls import path
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from hostpanel.deployments import desired, rollout
 from hostpanel.deployments.models import Replica
 from hostpanel.errors import NotFound
 from hostpanel.hosts.internal import HostView
@@ -32,6 +38,47 @@ class ReplicaSecrets(HostView):
         return Response({"replica": replica.pk, "release": replica.release_id, "secrets": sealed})
 
 
+class Desired(HostView):
+    def get(self, request: Request) -> Response:
+        return Response(desired.host_document(request.user))
+
+
+class ReplicaStateSerializer(serializers.Serializer):
+    replica = serializers.IntegerField(min_value=1)
+    generation = serializers.IntegerField(min_value=0)
+    state = serializers.ChoiceField(choices=[str(s) for s in desired.REPORTED_STATES])
+    engine_id = serializers.CharField(max_length=64, allow_blank=True, required=False)
+    exit_code = serializers.IntegerField(allow_null=True, required=False)
+    started_at = serializers.DateTimeField(allow_null=True, required=False)
+    finished_at = serializers.DateTimeField(allow_null=True, required=False)
+    message = serializers.CharField(max_length=2000, allow_blank=True, required=False)
+    restart_count = serializers.IntegerField(min_value=0, required=False)
+
+
+class ReportSerializer(serializers.Serializer):
+    replicas = ReplicaStateSerializer(many=True)
+
+
+def _refuse_unknown(data: object, known: set[str], where: str) -> None:
+    if isinstance(data, dict) and (unknown := sorted(set(data) - known)):
+        raise serializers.ValidationError({where: [f"unknown field(s): {', '.join(unknown)}"]})
+
+
+class Report(HostView):
+    def post(self, request: Request) -> Response:
+        _refuse_unknown(request.data, {"replicas"}, "report")
+        body = ReportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        for entry in request.data["replicas"]:
+            _refuse_unknown(entry, set(ReplicaStateSerializer().fields), "replicas")
+        written, ignored = desired.apply_report(request.user, body.validated_data["replicas"])
+        apps = sorted(set(Replica.objects.filter(pk__in=written).values_list("app_id", flat=True)))
+        rollout.advance_all(apps)  # a roll of an app here goes on as its new containers run
+        return Response({"written": written, "ignored": ignored})
+
+
 urlpatterns = [
+    path("host/desired", Desired.as_view(), name="internal-host-desired"),
+    path("host/report", Report.as_view(), name="internal-host-report"),
     path("replicas/<int:replica_id>/secrets", ReplicaSecrets.as_view(), name="internal-replica-secrets"),
 ]

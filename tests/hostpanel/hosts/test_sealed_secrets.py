@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from rest_framework.test import APIClient
@@ -30,16 +28,9 @@ from hostpanel.hosts.models import Host
 from hostpanel.secrets import sealing
 from hostpanel.secrets.services import create_secret
 from hostpanel.tenants.models import Tenant
-from tests.stack import redis_server
+from tests.hostpanel.hosts.enrolled_hosts import as_host, pem
 
 VALUE = "s3cr3t-Value-4711"
-
-
-def pem(key: X25519PrivateKey) -> str:
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return public.decode()
 
 
 # --- the construction --------------------------------------------------------------------------
@@ -94,27 +85,6 @@ def test_short_wrong_version_and_low_order_boxes_are_refused() -> None:
 # --- the internal API door ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis-sealed")) as url:
-        yield url
-
-
-@pytest.fixture
-def enrolled(redis_admin_url: str, settings: Any) -> Iterator[dict[str, tuple[X25519PrivateKey, str]]]:
-    """Hosts sa and sb registered with keys this test holds: name -> (private key, API token)."""
-    settings.REDIS_URL = redis_admin_url
-    settings.HOSTPANEL_PUBLIC_URL = "https://panel.example"
-    hosts = {}
-    for name in ("sa", "sb"):
-        key = X25519PrivateKey.generate()
-        creds = enrollment.register(enrollment.add_host(None, name).token, pem(key))
-        Host.objects.filter(name=name).update(state="up", cpu_millis=4000, memory_bytes=8 * 1024**3)
-        hosts[name] = (key, creds.api_token)
-    yield hosts
-    redis.Redis.from_url(redis_admin_url).flushall()
-
-
 def place(tenant: Tenant, make_app: Any, admin_actor: Any, host: str) -> Replica:
     create_secret(admin_actor, tenant, "db-password", VALUE)
     create_secret(admin_actor, tenant, "other", "not-asked-for")
@@ -122,12 +92,6 @@ def place(tenant: Tenant, make_app: Any, admin_actor: Any, host: str) -> Replica
     replica = Replica.objects.get()
     Replica.objects.filter(pk=replica.pk).update(host=Host.objects.get(name=host))
     return Replica.objects.get()
-
-
-def as_host(token: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 @pytest.mark.django_db

@@ -9,6 +9,7 @@ import pytest
 
 from engine.runtime.model import SecretFile
 from hostpanel.agent import reconcile as agent
+from hostpanel.deployments import desired
 from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from hostpanel.secrets.models import Secret
@@ -82,10 +83,7 @@ def test_after_a_reboot_containers_with_secrets_are_made_anew(
 
     boot_id = tmp_path / "boot_id"
     boot_id.write_text("another-boot\n")
-    real_path = agent.Path
-    monkeypatch.setattr(
-        agent, "Path", lambda p: real_path(boot_id if p == "/proc/sys/kernel/random/boot_id" else p)
-    )
+    monkeypatch.setattr(desired, "BOOT_ID", boot_id)
     report = run(engine, host)
     # the engine cannot restart it (its in-memory secrets are gone): it is replaced at once;
     # the app without secrets keeps its container and waits for its restart back-off

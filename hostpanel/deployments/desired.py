@@ -1,0 +1,229 @@
+"""What a host should run: its replicas' container specs, as one JSON document, and the engine
+spec made from one entry of it.
+
+One path for every agent. :func:`replica_document` turns a placed replica into plain data (no
+secret value: only the secrets' names, the host fetches them sealed to its own key); the
+internal API serves :func:`host_document` (``GET /internal/v1/host/desired``) to an enrolled
+agent, which has no database; an agent that is not enrolled builds the same document from its
+rows. Both make the engine spec with :func:`container_spec`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from engine.cgroups.resources import CPU_PERIOD_US, Resources
+from engine.networks.model import NetworkJoin, PortMapping
+from engine.runtime.model import ContainerSpec, SecretFile
+from engine.volumes.spec import MountSpec
+from hostpanel.deployments.models import App, Release, Replica
+from hostpanel.deployments.networking import names_of
+from hostpanel.errors import InvalidRequest
+from hostpanel.hosts import fencing, lifecycle
+from hostpanel.hosts.models import Host
+from hostpanel.networks.models import Network
+from hostpanel.secrets.models import Secret
+
+LABEL_TENANT = "org.hostpanel.tenant"
+LABEL_APP = "org.hostpanel.app"
+LABEL_REPLICA = "org.hostpanel.replica"
+LABEL_RELEASE = "org.hostpanel.release"
+LABEL_SPEC = "org.hostpanel.spec"  # digest of what the container was made from
+# on a container: the tenant networks it joined, "name=engine name" comma-separated
+LABEL_NETWORKS = "org.hostpanel.networks"
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def release_digest(release: Release, ports: list[dict[str, Any]]) -> str:
+    """A digest of what shapes the container: the release (not replicas or restart policy), host
+    ports and, with secrets, their versions (``updated_at``, never the values): a replaced value
+    rolls the app's containers onto it. Scaling, or a rollback to an identical spec, keeps them."""
+    fields: dict[str, Any] = {**release.container_shape(), "published": ports}
+    if release.secrets:
+        versions = Secret.objects.filter(
+            tenant__apps__releases=release, name__in=[s["name"] for s in release.secrets]
+        ).values_list("name", "updated_at")
+        fields["secret_versions"] = sorted((name, updated.isoformat()) for name, updated in versions)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def host_digest(digest: str, boot_bound: bool) -> str:
+    """The spec label on this host: with secrets (``boot_bound``) this host's boot is part of it,
+    so after a reboot (the engine keeps secrets only in memory) the containers are made anew.
+    Runs on the host (its boot id)."""
+    if not boot_bound:
+        return digest
+    boot = BOOT_ID.read_text().strip()
+    return hashlib.sha256(f"{digest}:{boot}".encode()).hexdigest()[:32]
+
+
+def replica_networks(replica: Replica) -> list[Network]:
+    """The tenant networks the replica's release joins, in its order (InvalidRequest for a name the
+    tenant no longer has: a network is not deleted while an app uses it)."""
+    names = [str(j["name"]) for j in replica.release.networks or []]
+    if not names:
+        return []
+    found = {n.name: n for n in Network.objects.filter(tenant_id=replica.app.tenant_id, name__in=names)}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise InvalidRequest(
+            f"the tenant has no network(s) {', '.join(missing)} any more; deploy without them"
+        )
+    return [found[n] for n in names]
+
+
+def wanted_running(replica: Replica, host: Host | None = None) -> bool:
+    """Whether the replica's container should run (its app is not stopped, no stop was asked
+    for, its host is not evacuated)."""
+    out = host is not None and lifecycle.out_of_service(host.lifecycle)
+    return not (replica.app.state == App.State.STOPPED or replica.stop_requested or out)
+
+
+def replica_document(replica: Replica) -> dict[str, Any]:
+    """The replica's container spec as plain data: everything but the secrets' values."""
+    release, app = replica.release, replica.app
+    tenant = app.tenant
+    networks = replica_networks(replica)
+    bridge = "bridge" if replica.ports or release.network == "bridge" else "none"
+    return {
+        "replica": replica.pk,
+        "generation": replica.generation,
+        "name": replica.container_name,
+        "hostname": f"{app.name}-{replica.index}",
+        "tenant": tenant.slug,
+        "app": app.pk,
+        "release": release.pk,
+        "running": wanted_running(replica, replica.host),
+        "image": release.image,
+        "command": list(release.command),
+        "entrypoint": None if release.entrypoint is None else list(release.entrypoint),
+        "workdir": release.working_dir or None,
+        "user": release.user or None,
+        "init": release.init,
+        "stop_signal": release.stop_signal or None,
+        "stop_timeout": release.stop_grace_seconds,
+        "env": [f"{k}={v}" for k, v in sorted(release.env.items())],
+        "secrets": [{"name": s["name"], "env": s.get("env") or ""} for s in release.secrets],
+        "resources": {
+            "memory": release.memory_bytes,
+            "cpu_quota": release.cpu_millis * CPU_PERIOD_US // 1000,
+            "pids": release.pids,
+        },
+        "volumes": [
+            {
+                "source": f"{tenant.slug}.{v['name']}",
+                "target": v["path"],
+                "read_only": bool(v.get("read_only")),
+            }
+            for v in release.volumes
+        ],
+        "tmpfs": [{"target": t["path"], "size": t["size_bytes"]} for t in release.tmpfs],
+        "network": bridge,
+        "networks": [
+            {"name": n.name, "engine_name": n.engine_name, "aliases": names_of(replica, n.name)}
+            for n in networks
+        ],
+        "ports": [
+            {"host_port": p["host_port"], "container_port": p["container_port"], "protocol": p["protocol"]}
+            for p in replica.ports
+        ],
+        "restart_policy": release.restart_policy,
+        "restart_max_retries": release.restart_max_retries,
+        "labels": {
+            **release.labels,  # the tenant's own (never org.hostpanel.*: process.check_labels)
+            LABEL_TENANT: tenant.slug,
+            LABEL_APP: str(app.pk),
+            LABEL_REPLICA: str(replica.pk),
+            LABEL_RELEASE: str(release.pk),
+            fencing.LABEL_GENERATION: str(replica.generation),
+            **({LABEL_NETWORKS: ",".join(f"{n.name}={n.engine_name}" for n in networks)} if networks else {}),
+        },
+        "digest": release_digest(release, replica.ports),
+        "boot_bound": bool(release.secrets),
+    }
+
+
+def container_spec(doc: dict[str, Any], values: dict[str, str]) -> ContainerSpec:
+    """The engine spec of one entry of the document, with its secrets' plain ``values`` (opened on
+    the host). Tenants can set nothing privileged: only these fields exist."""
+    names = list(dict.fromkeys(s["name"] for s in doc["secrets"]))
+    env = list(doc["env"]) + [f"{s['env']}={values[s['name']]}" for s in doc["secrets"] if s["env"]]
+    bridge = doc["network"]
+    joins = tuple(NetworkJoin(n["engine_name"], tuple(n["aliases"])) for n in doc["networks"])
+    return ContainerSpec(
+        image=doc["image"],
+        command=tuple(doc["command"]),
+        entrypoint=None if doc["entrypoint"] is None else tuple(doc["entrypoint"]),
+        workdir=doc["workdir"],
+        user=doc["user"],
+        init=doc["init"],
+        stop_signal=doc["stop_signal"],
+        stop_timeout=doc["stop_timeout"],
+        name=doc["name"],
+        tenant=doc["tenant"],
+        env=tuple(env),
+        hostname=doc["hostname"],
+        resources=Resources(**doc["resources"]),
+        mounts=tuple(
+            MountSpec(kind="volume", source=v["source"], target=v["target"], read_only=v["read_only"])
+            for v in doc["volumes"]
+        )
+        + tuple(MountSpec(kind="tmpfs", target=t["target"], size=t["size"]) for t in doc["tmpfs"]),
+        network=bridge,
+        # "bridge" (the tenant's per-host bridge: outbound traffic, published ports) first, as it
+        # gives the default route; then the tenant networks, carried across hosts
+        networks=((NetworkJoin(bridge),) if bridge == "bridge" else ()) + joins if joins else (),
+        ports=tuple(PortMapping(**p) for p in doc["ports"]),
+        secrets=tuple(SecretFile(name=name, data=values[name].encode()) for name in names),
+        labels={**doc["labels"], LABEL_SPEC: host_digest(doc["digest"], doc["boot_bound"])},
+    )
+
+
+def host_document(host: Host) -> dict[str, Any]:
+    """What ``host`` should run: its placed replicas' specs, nothing of any other host's."""
+    replicas = Replica.objects.filter(host=host).select_related("app", "app__tenant", "release", "host")
+    entries, problems = [], []
+    for replica in replicas.order_by("pk"):
+        try:
+            entries.append(replica_document(replica))
+        except InvalidRequest as exc:
+            problems.append({"replica": replica.pk, "generation": replica.generation, "message": str(exc)})
+    return {
+        "host": host.name,
+        "out_of_service": lifecycle.out_of_service(host.lifecycle),
+        "replicas": entries,
+        "unplaceable": problems,
+    }
+
+
+REPORTED_STATES = (
+    Replica.State.RUNNING,
+    Replica.State.STOPPED,
+    Replica.State.EXITED,
+    Replica.State.FAILED,
+    Replica.State.BACKOFF,
+)
+REPORTED_FIELDS = ("state", "engine_id", "exit_code", "started_at", "finished_at", "message", "restart_count")
+
+
+def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """Write the states ``host`` reports of its replicas (``POST /internal/v1/host/report``).
+
+    Each entry is written only to a replica placed on ``host`` now, at the reported generation
+    (one moved or placed anew meanwhile is left alone): a host can never write another host's
+    replica. Returns (the ids written, the ids ignored)."""
+    from django.utils import timezone
+
+    written, ignored = [], []
+    for entry in entries:
+        values = {k: entry[k] for k in REPORTED_FIELDS if k in entry}
+        values["updated_at"] = timezone.now()
+        done = Replica.objects.filter(pk=entry["replica"], host=host, generation=entry["generation"]).update(
+            **values
+        )
+        (written if done else ignored).append(entry["replica"])
+    return written, ignored

@@ -1,0 +1,138 @@
+"""The internal API's desired state and report doors (hostpanel/deployments/desired.py).
+
+A host's document holds only its own replicas' specs, without secret values; another host's
+token gets its own, a tenant's token or none gets a 401; a report writes only the caller's
+replicas, at their current generation. The agent applying it is
+tests/hostpanel/e2e/test_e2e_agent_api.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from rest_framework.test import APIClient
+
+from hostpanel.agent import reconcile as agent
+from hostpanel.audit.services import Actor
+from hostpanel.deployments import desired
+from hostpanel.deployments.models import Replica
+from hostpanel.hosts import enrollment
+from hostpanel.hosts.models import Host
+from hostpanel.secrets.services import create_secret
+from hostpanel.tenants.models import Role, Tenant
+from hostpanel.tenants.services import create_token
+from tests.hostpanel.factories import MembershipFactory, TenantFactory
+from tests.hostpanel.hosts.enrolled_hosts import as_host
+
+VALUE = "desired-s3cret-1234"
+Hosts = dict[str, tuple[X25519PrivateKey, str]]
+
+
+def spread(tenant: Tenant, make_app: Any, admin_actor: Any) -> dict[str, list[Replica]]:
+    """acme's web (2 replicas, a secret) on sa and sb, and other's db on sb: host -> replicas."""
+    create_secret(admin_actor, tenant, "db-password", VALUE)
+    web = make_app(tenant, replicas=2, env={"MODE": "prod"}, secrets=[{"name": "db-password", "env": "DBP"}])
+    other = TenantFactory(slug="other")
+    db = make_app(other, name="db", env={"OTHER_ONLY": "x"})
+    sa, sb = Host.objects.get(name="sa"), Host.objects.get(name="sb")
+    first, second = Replica.objects.filter(app=web).order_by("index")
+    Replica.objects.filter(pk=first.pk).update(host=sa)
+    Replica.objects.filter(pk=second.pk).update(host=sb)
+    Replica.objects.filter(app=db).update(host=sb)
+    return {
+        "sa": list(Replica.objects.filter(host=sa)),
+        "sb": list(Replica.objects.filter(host=sb).order_by("pk")),
+    }
+
+
+@pytest.mark.django_db
+def test_a_host_gets_only_its_own_replicas(
+    enrolled: Hosts, tenant: Tenant, make_app: Any, admin_actor: Any
+) -> None:
+    placed = spread(tenant, make_app, admin_actor)
+    (_, token_a), (_, token_b) = enrolled["sa"], enrolled["sb"]
+
+    answer = as_host(token_a).get("/internal/v1/host/desired")
+    assert answer.status_code == 200, answer.content
+    doc = answer.json()
+    assert doc["host"] == "sa" and doc["out_of_service"] is False
+    assert [r["replica"] for r in doc["replicas"]] == [r.pk for r in placed["sa"]]
+    (entry,) = doc["replicas"]
+    assert entry["tenant"] == "acme" and "MODE=prod" in entry["env"]
+    assert entry["secrets"] == [{"name": "db-password", "env": "DBP"}]  # names, never the value
+    assert VALUE not in answer.content.decode() and b"other" not in answer.content
+    assert entry["generation"] == placed["sa"][0].generation and entry["running"] is True
+
+    b = as_host(token_b).get("/internal/v1/host/desired").json()
+    assert [r["replica"] for r in b["replicas"]] == [r.pk for r in placed["sb"]]
+    assert placed["sa"][0].pk not in {r["replica"] for r in b["replicas"]}
+
+    # the door is for hosts only: a tenant's API token (either scheme), none or a forged one
+    owner = MembershipFactory(tenant=tenant, role=Role.OWNER).user
+    _, secret = create_token(Actor(user=owner), tenant, "automation")
+    for client in (APIClient(), as_host(secret), as_host("hphost_forged")):
+        assert client.get("/internal/v1/host/desired").status_code == 401
+    tenant_client = APIClient()
+    tenant_client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
+    assert tenant_client.get("/internal/v1/host/desired").status_code == 401
+    session = APIClient()
+    session.force_login(owner)
+    assert session.get("/internal/v1/host/desired").status_code in (401, 403)
+
+    enrollment.revoke(None, "sa")  # revoked: refused at once
+    assert as_host(token_a).get("/internal/v1/host/desired").status_code == 401
+
+
+@pytest.mark.django_db
+def test_the_document_makes_the_same_spec_as_the_database_path(
+    enrolled: Hosts, tenant: Tenant, make_app: Any
+) -> None:
+    """One spec builder: the entry an enrolled host fetches, through container_spec, is the spec the
+    database path's build_spec makes."""
+    make_app(tenant, env={"A": "1"}, ports=[{"container_port": 80}], volumes=[], command=["sleep", "9"])
+    replica = Replica.objects.get()
+    Replica.objects.filter(pk=replica.pk).update(host=Host.objects.get(name="sa"))
+    replica = Replica.objects.select_related("app__tenant", "release", "host").get()
+    doc = as_host(enrolled["sa"][1]).get("/internal/v1/host/desired").json()["replicas"][0]
+    assert desired.container_spec(json.loads(json.dumps(doc)), {}) == agent.build_spec(replica)
+
+
+@pytest.mark.django_db
+def test_a_report_writes_only_the_callers_replicas(
+    enrolled: Hosts, tenant: Tenant, make_app: Any, admin_actor: Any
+) -> None:
+    placed = spread(tenant, make_app, admin_actor)
+    mine, theirs = placed["sa"][0], placed["sb"][0]
+    client = as_host(enrolled["sa"][1])
+
+    def report(*entries: dict[str, Any]) -> Any:
+        return client.post("/internal/v1/host/report", {"replicas": list(entries)}, format="json")
+
+    ok = report(
+        {"replica": mine.pk, "generation": mine.generation, "state": "running", "engine_id": "abc"},
+        {"replica": theirs.pk, "generation": theirs.generation, "state": "failed", "message": "forged"},
+        {"replica": mine.pk + 1000, "generation": 0, "state": "running"},
+    )
+    assert ok.status_code == 200, ok.content
+    assert ok.json() == {"written": [mine.pk], "ignored": [theirs.pk, mine.pk + 1000]}
+    assert Replica.objects.get(pk=mine.pk).state == "running"
+    assert Replica.objects.get(pk=mine.pk).engine_id == "abc"
+    untouched = Replica.objects.get(pk=theirs.pk)
+    assert untouched.state == theirs.state and untouched.message == theirs.message
+
+    stale = report({"replica": mine.pk, "generation": mine.generation + 1, "state": "exited"})
+    assert stale.json()["ignored"] == [mine.pk] and Replica.objects.get(pk=mine.pk).state == "running"
+
+    for bad, word in (
+        ({"replica": mine.pk, "generation": mine.generation, "state": "running", "host": "sb"}, "host"),
+        ({"replica": mine.pk, "generation": mine.generation, "state": "pending"}, "state"),
+        ({"replica": "x", "generation": mine.generation, "state": "running"}, "replica"),
+    ):
+        refused = report(bad)
+        assert refused.status_code == 400 and word in refused.content.decode(), refused.content
+    assert client.post("/internal/v1/host/report", {"replicas": [], "x": 1}, format="json").status_code == 400
+    assert Replica.objects.get(pk=mine.pk).state == "running"
+    assert APIClient().post("/internal/v1/host/report", {"replicas": []}, format="json").status_code == 401
