@@ -123,6 +123,18 @@ class InternalClient:
         secrets: dict[str, str] = self.call("GET", f"replicas/{int(replica_id)}/secrets")["secrets"]
         return secrets
 
+    def desired(self) -> dict[str, Any]:
+        """What this host should run (hostpanel/deployments/desired.py: its replicas' specs)."""
+        return self.call("GET", "host/desired")
+
+    def report(self, replicas: list[dict[str, Any]]) -> dict[str, Any]:
+        """The states of this host's replicas; the answer says which were written."""
+        return self.call("POST", "host/report", {"replicas": replicas})
+
+    def start(self, capacity: dict[str, Any]) -> dict[str, Any]:
+        """This agent starts: its address and capacity (the host is registered, marked up)."""
+        return self.call("POST", "host/start", capacity)
+
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
     raw = exc.read()

@@ -133,6 +133,7 @@ def start(args: argparse.Namespace, extra: Sequence[str]) -> None:
                 raise JoinError(f"systemctl {' '.join(step)} failed; see `journalctl -u hostpanel-agent`")
         print("agent started: systemctl status hostpanel-agent", flush=True)
         return
+    os.environ["HOSTPANEL_AGENT_STATE_DIR"] = str(args.state_dir.resolve())  # settings: no database
     command = agent_command(args.state_dir, extra)
     print("+ " + " ".join(command), flush=True)
     os.chdir(REPO)

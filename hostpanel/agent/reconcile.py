@@ -12,15 +12,12 @@ exponential back-off.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 import os
-import socket
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -141,8 +138,8 @@ def reconcile(engine: Engine, host: Host) -> ReconcileReport:
             _remove(engine, container, report)
         else:
             actual[replica_id] = container
-    _apply_protected_hosts(engine, host)
-    _apply_tenant_egress(engine, host, list(replicas.values()))
+    apply_protected_hosts(engine, host.name, desired.protected_hosts(host))
+    apply_tenant_egress(engine, host.name, tenant_egress(list(replicas.values())))
     out_of_service = lifecycle.out_of_service(host.lifecycle)
     for replica_id, replica in replicas.items():
         try:
@@ -480,8 +477,6 @@ def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
     archive are ignored): as ``tenant``'s in its namespace, else as a base image (the
     panel lets a tenant run only its own images and base images, like ``library/...``).
     """
-    from engine.registry import Credentials, RemoteRef, parse_registry_url
-
     owner = tenant if normalize_tag(reference).startswith(namespace_of(tenant)) else None
     try:
         engine.image(reference, tenant=tenant)
@@ -493,28 +488,36 @@ def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
         if (source is None or agent is None) and archive is None:
             raise
     if source is not None and agent is not None:
-        endpoint = parse_registry_url(source.registry_url)
-        remote = RemoteRef(endpoint, source.repository, source.tag, source.digest)
-        token = Credentials("hostpanel-agent", agent_pull_token(agent.name), source="this agent's pull token")
         try:
-            report = engine.pull(remote, credentials=token, tag_as=reference, tenant=owner)
+            pull_image(engine, reference, owner, asdict(source), agent_pull_token(agent.name))
         except EngineError as exc:
             if archive is None:
                 raise
             log.warning("pulling %s from the registry failed (%s); importing %s", reference, exc, archive)
         else:
-            log.info(
-                "pulled image %s from %s: %d blobs downloaded (%d bytes), %d already on this host",
-                reference,
-                remote,
-                len(report.transferred),
-                report.bytes_transferred,
-                len(report.skipped),
-            )
             return
     assert archive is not None
     log.info("importing image %s from %s", reference, archive)
     engine.images.import_archive(archive, reference, tenant=owner)
+
+
+def pull_image(engine: Engine, reference: str, owner: str | None, source: dict[str, str], token: str) -> None:
+    """Pull ``reference`` from the panel's registry (``source``: registry_url, repository, tag,
+    digest) with an agent pull ``token``, fetching only the layers this host lacks."""
+    from engine.registry import Credentials, RemoteRef, parse_registry_url
+
+    endpoint = parse_registry_url(source["registry_url"])
+    remote = RemoteRef(endpoint, source["repository"], source["tag"], source["digest"])
+    credentials = Credentials("hostpanel-agent", token, source="this agent's pull token")
+    report = engine.pull(remote, credentials=credentials, tag_as=reference, tenant=owner)
+    log.info(
+        "pulled image %s from %s: %d blobs downloaded (%d bytes), %d already on this host",
+        reference,
+        remote,
+        len(report.transferred),
+        report.bytes_transferred,
+        len(report.skipped),
+    )
 
 
 def _secret_values(replica: Replica, names: list[str]) -> dict[str, str]:
@@ -541,56 +544,28 @@ def build_spec(replica: Replica) -> ContainerSpec:
     return desired.container_spec(doc, _secret_values(replica, names) if names else {})
 
 
-@functools.lru_cache(maxsize=256)
-def _addresses_of(name: str) -> tuple[str, ...]:
-    """The non-loopback addresses ``name`` (an address or a host name) stands for; resolved once."""
-    try:
-        found = {ipaddress.ip_address(name)}
-    except ValueError:
-        try:
-            found = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(name, None)}
-        except (OSError, UnicodeError, ValueError):
-            log.warning("cannot resolve %r to protect it from containers", name)
-            return ()
-    return tuple(sorted(str(a) for a in found if not (a.is_loopback or a.is_unspecified)))
-
-
-def protected_hosts(host: Host) -> dict[str, list[str]]:
-    """What containers on ``host`` may reach of the control plane and the pool's other hosts.
-
-    The panel's Redis and database hosts and every other host of the pool,
-    each with only the ports published there (other tenants' public
-    services); everything else on them stays closed.
-    """
-    entries: dict[str, set[str]] = {}
-    for url_host in (urlsplit(settings.REDIS_URL).hostname, settings.DATABASES["default"].get("HOST")):
-        for address in _addresses_of(url_host) if url_host else ():
-            entries.setdefault(address, set())
-    others = {h.pk: _addresses_of(h.address) for h in Host.objects.exclude(pk=host.pk).exclude(address="")}
-    for address in (a for addresses in others.values() for a in addresses):
-        entries.setdefault(address, set())
-    for replica in Replica.objects.filter(host_id__in=others).exclude(ports=[]).only("host_id", "ports"):
-        for address in others[replica.host_id]:
-            entries[address] |= {f"{p['host_port']}/{p['protocol']}" for p in replica.ports}
-    return {address: sorted(ports) for address, ports in entries.items()}
-
-
-def _apply_protected_hosts(engine: Engine, host: Host) -> None:
-    """Give the engine the protected hosts (see protected_hosts) when they changed."""
+def apply_protected_hosts(engine: Engine, host_name: str, wanted: dict[str, list[str]]) -> None:
+    """Give the engine the protected hosts (:func:`desired.protected_hosts`) when they changed."""
     setter = getattr(engine, "set_egress_protected", None)
     if setter is None:
         return
-    wanted = protected_hosts(host)
     try:
         current = engine.egress_protected()
         if {a: sorted(p) for a, p in current.items()} != wanted:
             setter(wanted)
-            log.info("protected hosts on host %s: %s", host.name, wanted)
+            log.info("protected hosts on host %s: %s", host_name, wanted)
     except EngineError as exc:
-        log.warning("host %s: cannot apply the protected hosts: %s", host.name, exc)
+        log.warning("host %s: cannot apply the protected hosts: %s", host_name, exc)
 
 
-def _apply_tenant_egress(engine: Engine, host: Host, replicas: list[Replica]) -> None:
+def tenant_egress(replicas: list[Replica]) -> dict[str, list[str]]:
+    """{tenant slug: its egress allow-list} of the tenants of ``replicas``."""
+    tenant_ids = {r.app.tenant_id for r in replicas}
+    quotas = Quota.objects.filter(tenant_id__in=tenant_ids).select_related("tenant")
+    return {q.tenant.slug: list(q.egress_allow or []) for q in quotas}
+
+
+def apply_tenant_egress(engine: Engine, host_name: str, allow: dict[str, list[str]]) -> None:
     """Give the engine each tenant's egress allow-list, before any of the tenant's containers start.
 
     If the engine refuses, the default policy (no private ranges) stays in force.
@@ -599,16 +574,14 @@ def _apply_tenant_egress(engine: Engine, host: Host, replicas: list[Replica]) ->
     setter = getattr(engine, "set_tenant_egress_allow", None)
     if setter is None:
         return
-    tenant_ids = {r.app.tenant_id for r in replicas}
-    for quota in Quota.objects.filter(tenant_id__in=tenant_ids).select_related("tenant"):
-        slug = quota.tenant.slug
+    for slug, entries in allow.items():
         try:
-            wanted = parse_allow_list(quota.egress_allow or [])
+            wanted = parse_allow_list(entries)
             if engine.tenant_egress_allow(slug) != wanted:
                 setter(slug, wanted)
-                log.info("tenant %s: egress allow-list %s applied on host %s", slug, list(wanted), host.name)
+                log.info("tenant %s: egress allow-list %s applied on host %s", slug, list(wanted), host_name)
         except EngineError as exc:
-            log.warning("tenant %s: cannot apply its egress allow-list on host %s: %s", slug, host.name, exc)
+            log.warning("tenant %s: cannot apply its egress allow-list on host %s: %s", slug, host_name, exc)
 
 
 def _remove(engine: Engine, container: Container, report: ReconcileReport) -> None:

@@ -12,8 +12,10 @@ from django.db import DatabaseError, OperationalError
 from engine.dockerapi.stats import host_memory, sample_to_dict, take_sample
 from engine.runtime.model import ALIVE
 from engine.runtime.procfs import online_cpus
-from hostpanel.agent import archive, overlays, relay, tenant_purge
+from hostpanel.agent import archive, host_secrets, overlays, relay, remote, tenant_purge
 from hostpanel.agent import reconcile as agent
+from hostpanel.agent.credentials import client_for
+from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.deployments.models import Replica
 from hostpanel.edge.services import publish_routes_after_reconcile
 from hostpanel.hosts.models import Host
@@ -32,6 +34,13 @@ log = logging.getLogger(__name__)
 def reconcile_host(host_id: int) -> None:
     """Make this host's engine match its desired replicas (idempotent, safe to retry)."""
     config = agent.AgentConfig.from_env()
+    state_dir = host_secrets.state_dir()
+    if config is not None and state_dir is not None:  # enrolled: its desired state from the internal API
+        engine = agent.engine_for(config.engine_root, config.instance)
+        done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
+        if done.started or done.restarted or done.removed or done.stopped or done.failed:
+            log.info("reconcile %s: %s", config.name, done)
+        return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
         log.warning(
@@ -53,6 +62,13 @@ def reconcile_host(host_id: int) -> None:
 def collect_usage(host_id: int) -> None:
     """Add what each tenant used on this host since the last collection to its hourly usage."""
     config = agent.AgentConfig.from_env()
+    state_dir = host_secrets.state_dir()
+    if config is not None and state_dir is not None:  # enrolled: its desired state from the internal API
+        engine = agent.engine_for(config.engine_root, config.instance)
+        done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
+        if done.started or done.restarted or done.removed or done.stopped or done.failed:
+            log.info("reconcile %s: %s", config.name, done)
+        return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
         return
@@ -64,6 +80,13 @@ def sync_networks(host_id: int, network_ids: list[int]) -> None:
     """Rewrite this host's peers and remote names of these tenant networks (idempotent: a member
     started, moved or went on another host)."""
     config = agent.AgentConfig.from_env()
+    state_dir = host_secrets.state_dir()
+    if config is not None and state_dir is not None:  # enrolled: its desired state from the internal API
+        engine = agent.engine_for(config.engine_root, config.instance)
+        done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
+        if done.started or done.restarted or done.removed or done.stopped or done.failed:
+            log.info("reconcile %s: %s", config.name, done)
+        return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
         return
@@ -74,6 +97,13 @@ def sync_networks(host_id: int, network_ids: list[int]) -> None:
 def purge_tenant(host_id: int, slug: str) -> None:
     """Remove everything this host's engine holds of the deleted tenant ``slug`` (idempotent)."""
     config = agent.AgentConfig.from_env()
+    state_dir = host_secrets.state_dir()
+    if config is not None and state_dir is not None:  # enrolled: its desired state from the internal API
+        engine = agent.engine_for(config.engine_root, config.instance)
+        done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
+        if done.started or done.restarted or done.removed or done.stopped or done.failed:
+            log.info("reconcile %s: %s", config.name, done)
+        return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
         return

@@ -10,10 +10,18 @@ rows. Both make the engine spec with :func:`container_spec`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
 import json
+import logging
+import socket
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
 
 from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.networks.model import NetworkJoin, PortMapping
@@ -25,7 +33,13 @@ from hostpanel.errors import InvalidRequest
 from hostpanel.hosts import fencing, lifecycle
 from hostpanel.hosts.models import Host
 from hostpanel.networks.models import Network
+from hostpanel.registry.services import agent_pull_token, pull_source
 from hostpanel.secrets.models import Secret
+from hostpanel.tenants.limits import quota_limits
+from hostpanel.tenants.models import Quota
+from hostpanel.volumes.models import Volume
+
+log = logging.getLogger(__name__)
 
 LABEL_TENANT = "org.hostpanel.tenant"
 LABEL_APP = "org.hostpanel.app"
@@ -76,6 +90,24 @@ def replica_networks(replica: Replica) -> list[Network]:
     return [found[n] for n in names]
 
 
+def volume_entries(replica: Replica) -> list[dict[str, Any]]:
+    """The release's volume mounts, each with what its host needs to create the volume the first
+    time (its panel id and size cap; None for a volume the tenant no longer has)."""
+    tenant = replica.app.tenant
+    names = [v["name"] for v in replica.release.volumes]
+    rows = {v.name: v for v in Volume.objects.filter(tenant=tenant, name__in=names)} if names else {}
+    return [
+        {
+            "source": f"{tenant.slug}.{v['name']}",
+            "target": v["path"],
+            "read_only": bool(v.get("read_only", False)),
+            "id": rows[v["name"]].pk if v["name"] in rows else None,
+            "size": rows[v["name"]].size_bytes if v["name"] in rows else None,
+        }
+        for v in replica.release.volumes
+    ]
+
+
 def wanted_running(replica: Replica, host: Host | None = None) -> bool:
     """Whether the replica's container should run (its app is not stopped, no stop was asked
     for, its host is not evacuated)."""
@@ -113,14 +145,7 @@ def replica_document(replica: Replica) -> dict[str, Any]:
             "cpu_quota": release.cpu_millis * CPU_PERIOD_US // 1000,
             "pids": release.pids,
         },
-        "volumes": [
-            {
-                "source": f"{tenant.slug}.{v['name']}",
-                "target": v["path"],
-                "read_only": bool(v.get("read_only")),
-            }
-            for v in release.volumes
-        ],
+        "volumes": volume_entries(replica),
         "tmpfs": [{"target": t["path"], "size": t["size_bytes"]} for t in release.tmpfs],
         "network": bridge,
         "networks": [
@@ -183,8 +208,14 @@ def container_spec(doc: dict[str, Any], values: dict[str, str]) -> ContainerSpec
     )
 
 
+def tenant_entry(quota: Quota) -> dict[str, Any]:
+    """What a host applies of a tenant of its replicas: its limits and egress allow-list."""
+    return {"limits": quota_limits(quota), "egress_allow": list(quota.egress_allow or [])}
+
+
 def host_document(host: Host) -> dict[str, Any]:
-    """What ``host`` should run: its placed replicas' specs, nothing of any other host's."""
+    """What ``host`` should run: its placed replicas' specs, its tenants' limits and egress
+    allow-lists and its protected hosts; nothing of any other host's replicas."""
     replicas = Replica.objects.filter(host=host).select_related("app", "app__tenant", "release", "host")
     entries, problems = [], []
     for replica in replicas.order_by("pk"):
@@ -192,12 +223,61 @@ def host_document(host: Host) -> dict[str, Any]:
             entries.append(replica_document(replica))
         except InvalidRequest as exc:
             problems.append({"replica": replica.pk, "generation": replica.generation, "message": str(exc)})
+    slugs = {e["tenant"] for e in entries}
+    quotas = Quota.objects.filter(tenant__slug__in=slugs).select_related("tenant")
     return {
         "host": host.name,
         "out_of_service": lifecycle.out_of_service(host.lifecycle),
         "replicas": entries,
         "unplaceable": problems,
+        "tenants": {
+            q.tenant.slug: {"limits": quota_limits(q), "egress_allow": list(q.egress_allow or [])}
+            for q in quotas
+        },
+        "protected": protected_hosts(host),
+        **image_sources(host, {e["image"] for e in entries}),
     }
+
+
+def image_sources(host: Host, references: set[str]) -> dict[str, Any]:
+    """Where the host pulls those of ``references`` the panel's registry holds, with its pull
+    token (only when there is one to pull)."""
+    sources = {ref: asdict(source) for ref in sorted(references) if (source := pull_source(ref)) is not None}
+    return {"images": sources, "pull_token": agent_pull_token(host) if sources else ""}
+
+
+@functools.lru_cache(maxsize=256)
+def _addresses_of(name: str) -> tuple[str, ...]:
+    """The non-loopback addresses ``name`` (an address or a host name) stands for; resolved once."""
+    try:
+        found = {ipaddress.ip_address(name)}
+    except ValueError:
+        try:
+            found = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(name, None)}
+        except (OSError, UnicodeError, ValueError):
+            log.warning("cannot resolve %r to protect it from containers", name)
+            return ()
+    return tuple(sorted(str(a) for a in found if not (a.is_loopback or a.is_unspecified)))
+
+
+def protected_hosts(host: Host) -> dict[str, list[str]]:
+    """What containers on ``host`` may reach of the control plane and the pool's other hosts.
+
+    The panel's Redis and database hosts and every other host of the pool,
+    each with only the ports published there (other tenants' public
+    services); everything else on them stays closed.
+    """
+    entries: dict[str, set[str]] = {}
+    for url_host in (urlsplit(settings.REDIS_URL).hostname, settings.DATABASES["default"].get("HOST")):
+        for address in _addresses_of(url_host) if url_host else ():
+            entries.setdefault(address, set())
+    others = {h.pk: _addresses_of(h.address) for h in Host.objects.exclude(pk=host.pk).exclude(address="")}
+    for address in (a for addresses in others.values() for a in addresses):
+        entries.setdefault(address, set())
+    for replica in Replica.objects.filter(host_id__in=others).exclude(ports=[]).only("host_id", "ports"):
+        for address in others[replica.host_id]:
+            entries[address] |= {f"{p['host_port']}/{p['protocol']}" for p in replica.ports}
+    return {address: sorted(ports) for address, ports in entries.items()}
 
 
 REPORTED_STATES = (
@@ -218,7 +298,8 @@ def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], 
     replica. Returns (the ids written, the ids ignored)."""
     from django.utils import timezone
 
-    written, ignored = [], []
+    written: list[int] = []
+    ignored: list[int] = []
     for entry in entries:
         values = {k: entry[k] for k in REPORTED_FIELDS if k in entry}
         values["updated_at"] = timezone.now()

@@ -8,6 +8,7 @@ sealed to that host's own X25519 public key and bound to the replica and the sec
 ``GET host/desired``: what the calling host should run (:mod:`hostpanel.deployments.desired`):
 its placed replicas' container specs, without secret values, and nothing of other hosts.
 ``POST host/report``: the states of its replicas, written only to those placed on it.
+``POST host/start``: an agent without the database starts: its address and capacity.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from rest_framework.response import Response
 from hostpanel.deployments import desired, rollout
 from hostpanel.deployments.models import Replica
 from hostpanel.errors import NotFound
-from hostpanel.hosts.internal import HostView
+from hostpanel.hosts import services
+from hostpanel.hosts.internal import HostView, host_body
 from hostpanel.hosts.models import Host
 from hostpanel.secrets.services import sealed_values
 
@@ -77,7 +79,26 @@ class Report(HostView):
         return Response({"written": written, "ignored": ignored})
 
 
+class StartSerializer(serializers.Serializer):
+    address = serializers.CharField(max_length=255, allow_blank=True)
+    cpu_millis = serializers.IntegerField(min_value=1)
+    memory_bytes = serializers.IntegerField(min_value=1)
+    disk_bytes = serializers.IntegerField(min_value=0)
+    engine_root = serializers.CharField(max_length=500)
+    engine_instance = serializers.CharField(max_length=100)
+
+
+class Start(HostView):
+    def post(self, request: Request) -> Response:
+        body = StartSerializer(data=request.data)
+        _refuse_unknown(request.data, set(body.fields), "start")
+        body.is_valid(raise_exception=True)
+        host = services.register_host(request.user.name, **body.validated_data)
+        return Response(host_body(host))
+
+
 urlpatterns = [
+    path("host/start", Start.as_view(), name="internal-host-start"),
     path("host/desired", Desired.as_view(), name="internal-host-desired"),
     path("host/report", Report.as_view(), name="internal-host-report"),
     path("replicas/<int:replica_id>/secrets", ReplicaSecrets.as_view(), name="internal-replica-secrets"),

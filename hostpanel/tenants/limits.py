@@ -23,13 +23,24 @@ from hostpanel.tenants.models import Quota, Tenant
 log = logging.getLogger(__name__)
 
 
-def tenant_resources(quota: Quota, capacity: HostCapacity) -> Resources:
-    """The engine form of ``quota``, clamped to what this host has (the engine refuses more)."""
-    cpu_millis = min(quota.cpu_millis, capacity.cpus * 1000)
+def quota_limits(quota: Quota) -> dict[str, int]:
+    """What of ``quota`` a host applies, as plain data (the internal API sends it to enrolled hosts)."""
+    return {
+        "cpu_millis": quota.cpu_millis,
+        "memory_bytes": quota.memory_bytes,
+        "pids": quota.pids,
+        "disk_bytes": quota.disk_bytes,
+    }
+
+
+def tenant_resources(limits: dict[str, int], capacity: HostCapacity) -> Resources:
+    """The engine form of ``limits`` (:func:`quota_limits`), clamped to what this host has (the
+    engine refuses more)."""
+    cpu_millis = min(limits["cpu_millis"], capacity.cpus * 1000)
     return Resources(
-        memory=min(quota.memory_bytes, capacity.memory),
+        memory=min(limits["memory_bytes"], capacity.memory),
         cpu_quota=cpu_millis * CPU_PERIOD_US // 1000,
-        pids=quota.pids,
+        pids=limits["pids"],
     )
 
 
@@ -42,11 +53,19 @@ def write_tenant_limits(engine: Engine, tenant: Tenant, capacity: HostCapacity |
     quota = Quota.objects.filter(tenant=tenant).first()
     if quota is None:
         return Resources()
-    wanted = tenant_resources(quota, capacity or HostCapacity.detect())
-    if engine.tenant_quota(tenant.slug) != wanted:
-        engine.set_tenant_quota(tenant.slug, wanted)
-        log.info("tenant %s: quota written to this host", tenant.slug)
-    _write_tenant_disk(engine, tenant.slug, quota.disk_bytes)
+    return apply_tenant_limits(engine, tenant.slug, quota_limits(quota), capacity)
+
+
+def apply_tenant_limits(
+    engine: Engine, slug: str, limits: dict[str, int], capacity: HostCapacity | None = None
+) -> Resources:
+    """Write the tenant's ``limits`` (:func:`quota_limits`) to ``engine`` where they differ;
+    returns them. Runs on the host (no database)."""
+    wanted = tenant_resources(limits, capacity or HostCapacity.detect())
+    if engine.tenant_quota(slug) != wanted:
+        engine.set_tenant_quota(slug, wanted)
+        log.info("tenant %s: quota written to this host", slug)
+    _write_tenant_disk(engine, slug, limits["disk_bytes"])
     return wanted
 
 

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections, connection
 
-from hostpanel.agent import host_secrets
+from hostpanel.agent import host_secrets, remote
 from hostpanel.agent import reconcile as agent
 from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelError, client_for
 from hostpanel.agent.credentials import load as load_credentials
@@ -108,6 +108,10 @@ class Command(BaseCommand):
                 raise CommandError(f"the panel refuses this host: {exc}") from exc
         if not opts["name"]:
             raise CommandError("give --name (or --state-dir of an enrolled host)")
+        if settings.AGENT_WITHOUT_DATABASE:
+            assert client is not None
+            self._run_without_database(opts, client, Path(opts["state_dir"]))
+            return
         name: str = opts["name"]
         if opts["build_slots"] < 1:
             raise CommandError("--build-slots: give at least 1")
@@ -202,6 +206,63 @@ class Command(BaseCommand):
             builds.stop()
             edge.stop()
 
+    def _run_without_database(self, opts: dict[str, Any], client: InternalClient, state_dir: Path) -> None:
+        """An enrolled agent without the database: it registers its capacity, beats and reconciles
+        through the internal API and consumes its own queue. Not yet here (they need the
+        database): builds, log following, the edge proxy, usage, and the panel-wide work
+        (placement, dead hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
+        config = agent.AgentConfig(
+            name=opts["name"], engine_root=opts["engine_root"], instance=opts["instance"]
+        )
+        config.export()
+        engine = agent.engine_for(config.engine_root, config.instance)
+        for leftover in engine.recover():
+            self.stdout.write(f"recovered: removed {leftover}")
+        cpus = opts["cpus"] if opts["cpus"] is not None else float(os.cpu_count() or 1)
+        try:
+            host = client.start(
+                {
+                    "address": opts["address"],
+                    "cpu_millis": int(cpus * 1000),
+                    "memory_bytes": opts["memory"] or memory_bytes(),
+                    "disk_bytes": shutil.disk_usage(engine.paths.root).total,
+                    "engine_root": config.engine_root,
+                    "engine_instance": config.instance,
+                }
+            )
+        except PanelError as exc:
+            raise CommandError(f"the panel refuses this agent's start: {exc}") from exc
+        stop = threading.Event()
+        loop = threading.Thread(
+            target=_loop_without_database,
+            args=(engine, client, state_dir, opts["heartbeat_interval"], opts["reconcile_interval"], stop),
+            name="heartbeat",
+            daemon=True,
+        )
+        loop.start()
+        queue = host["queues"][0]
+        self.stdout.write(
+            f"host agent {config.name} (no database): queue {queue}, engine {config.engine_root}"
+        )
+        try:
+            app.worker_main(
+                [
+                    "worker",
+                    "--queues",
+                    queue,
+                    "--pool",
+                    "solo",
+                    "--hostname",
+                    f"{config.name}@{socket.gethostname()}",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel",
+                    opts["loglevel"],
+                ]
+            )
+        finally:
+            stop.set()
+
     @staticmethod
     def _heartbeat_loop(
         host_id: int,
@@ -264,6 +325,33 @@ class Command(BaseCommand):
             stop.wait(interval)
             for job in since:
                 since[job] += interval
+
+
+def _loop_without_database(
+    engine: Any,
+    client: InternalClient,
+    state_dir: Path,
+    interval: float,
+    reconcile_every: float,
+    stop: threading.Event,
+) -> None:
+    """Every ``interval`` s: rotate the logs, beat (removing what the answer fences); every
+    ``reconcile_every`` s: reconcile from the internal API (hostpanel/agent/remote.py)."""
+    since = reconcile_every  # right away on start
+    while not stop.is_set():
+        try:
+            engine.rotate_logs()
+        except Exception:
+            log.exception("log rotation failed; retrying")
+        try:
+            agent.fence(engine, 0, client)
+            if since >= reconcile_every:
+                since = 0.0
+                remote.reconcile(engine, client, state_dir)
+        except Exception:
+            log.exception("heartbeat failed; retrying")
+        stop.wait(interval)
+        since += interval
 
 
 def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:

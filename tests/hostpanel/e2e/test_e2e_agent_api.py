@@ -1,0 +1,126 @@
+"""An enrolled agent without the database: its desired state from the internal API, states back.
+
+The agent joins the real panel over HTTPS (the fixtures of test_e2e_enrollment.py) with NO
+``DATABASE_URL`` in its environment (asserted, on the running process too): it registers its
+capacity (``POST /internal/v1/host/start``), reconciles from ``GET /internal/v1/host/desired``
+(hostpanel/agent/remote.py) and reports with ``POST /internal/v1/host/report``. The panel's
+placement runs here, in the test (what ``manage.py watchhosts`` does on the panel).
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from engine.engine import Engine
+from engine.runtime.model import ExecSpec
+from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, join, panel  # noqa: F401
+from tests.stack import Agent, remove_agent_leftovers, wait_for
+
+pytestmark = pytest.mark.usefixtures("privileged")
+
+
+def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, tmp_path: Path) -> None:  # noqa: F811
+    from hostpanel.audit.services import Actor
+    from hostpanel.deployments import services as deployments
+    from hostpanel.deployments.models import Replica
+    from hostpanel.hosts import services as hosts
+    from hostpanel.hosts.models import Host
+    from hostpanel.images.models import Image
+    from hostpanel.secrets.services import create_secret
+    from hostpanel.tenants import services as tenants
+    from tests.hostpanel.factories import UserFactory
+
+    token = add_host("nodb")
+    root, instance = tmp_path / "engine-nodb", f"hpnd-{secrets.token_hex(3)}"
+    engine = Engine(root=root, instance=instance)
+    engine.images.bootstrap_busybox()
+    env = {k: v for k, v in panel.env.items() if k != "DATABASE_URL"}
+    env["HOSTPANEL_SECRET_KEYS"] = Fernet.generate_key().decode()  # not the panel's: no decrypting here
+    assert "DATABASE_URL" not in env
+    database = panel.env["DATABASE_URL"]
+    assert not [k for k, v in env.items() if database in v or (v in database and len(v) > 8)]
+    state = tmp_path / "state-nodb"
+    proc, log = join(
+        panel,
+        token,
+        state,
+        "--foreground",
+        "--",
+        "--engine-root",
+        str(root),
+        "--instance",
+        instance,
+        "--address",
+        "127.0.0.1",
+        "--heartbeat-interval",
+        "0.5",
+        "--reconcile-interval",
+        "1",
+        "--cpus",
+        "4",
+        "--memory",
+        str(8 * 1024**3),
+        wait=False,
+        env=env,
+    )
+    agent = Agent("nodb", engine, root, instance, proc, log, env)
+    try:
+        wait_for(lambda: "no database" in log.read_text(), 60, f"the agent to start\n{agent.log_tail()}")
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")  # the exec'd agent itself
+        assert not [e for e in environ if e.startswith(b"DATABASE_URL=")]
+        assert b"HOSTPANEL_AGENT_STATE_DIR=" + str(state.resolve()).encode() in environ
+        host = Host.objects.get(name="nodb")
+        assert host.state == "up" and host.cpu_millis == 4000 and host.engine_instance == instance
+
+        # base images are registered by agents with the database (register_host_images): by hand here
+        Image.objects.get_or_create(reference="busybox:latest", defaults={"tenant": None})
+        admin = Actor(UserFactory(username="nd-admin", is_staff=True, is_superuser=True))
+        tenant = tenants.create_tenant(admin, "ndacme")
+        value = "nodb-" + secrets.token_hex(8)
+        create_secret(admin, tenant, "token", value)
+        deployments.create_app(
+            admin,
+            tenant,
+            "web",
+            deployments.AppSpec(
+                image="busybox:latest",
+                command=["sleep", "600"],
+                env={"GREETING": "hi"},
+                secrets=[{"name": "token", "env": "TOKEN"}],
+            ),
+        )
+
+        def running() -> bool:
+            hosts.watch_hosts()  # the panel's placement (manage.py watchhosts)
+            return Replica.objects.filter(app__tenant=tenant, state="running", host__name="nodb").exists()
+
+        wait_for(running, 60, f"the replica to run on nodb\n{agent.log_tail()}")
+        replica = Replica.objects.get(app__tenant=tenant)
+        container = engine.get(replica.container_name)
+        assert container.is_running and replica.engine_id == container.id  # reported by the agent
+        shown = engine.exec(
+            replica.container_name,
+            ExecSpec(command=("sh", "-c", 'echo "$GREETING $TOKEN"; cat /run/secrets/token')),
+            stdout=subprocess.PIPE,
+        )
+        out, _ = shown.communicate(timeout=30)
+        assert out.decode().split() == ["hi", value, value]
+        assert value not in log.read_text()
+        assert "ImproperlyConfigured" not in log.read_text()  # no query was tried
+
+        # The app stopped on the panel: the agent stops the container and reports it.
+        deployments.set_state(admin, replica.app, "stopped")
+        wait_for(
+            lambda: Replica.objects.get(pk=replica.pk).state == "stopped",
+            30,
+            f"the replica to stop\n{agent.log_tail()}",
+        )
+        assert not engine.get(replica.container_name).is_running
+    finally:
+        agent.stop()
+        remove_agent_leftovers(agent)
