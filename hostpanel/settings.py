@@ -109,10 +109,15 @@ TEMPLATES = [
     },
 ]
 
+# An enrolled host agent without DATABASE_URL (issue 15) has no database: it talks to the panel
+# only through Redis and the internal API (hostpanel/agent/remote.py); a query is an error there.
+AGENT_WITHOUT_DATABASE = bool(os.environ.get("HOSTPANEL_AGENT_STATE_DIR")) and not os.environ.get(
+    "DATABASE_URL"
+)
 DATABASES = {
-    "default": parse_database_url(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", BASE_DIR
-    )
+    "default": {"ENGINE": "django.db.backends.dummy"}
+    if AGENT_WITHOUT_DATABASE
+    else parse_database_url(os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", BASE_DIR)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The panel and the host agents share one SQLite file on a single machine:
@@ -136,13 +141,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # many of the API's queries); checked before reuse, so a restarted PostgreSQL costs one error-free retry.
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("HOSTPANEL_DB_CONN_MAX_AGE", "60"))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# An enrolled host agent without DATABASE_URL (issue 15) has no database: it talks to the panel
-# only through Redis and the internal API (hostpanel/agent/remote.py); a query is an error there.
-AGENT_WITHOUT_DATABASE = bool(os.environ.get("HOSTPANEL_AGENT_STATE_DIR")) and not os.environ.get(
-    "DATABASE_URL"
-)
-if AGENT_WITHOUT_DATABASE:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

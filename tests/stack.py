@@ -417,6 +417,27 @@ def tls_front(directory: Path, upstream: int) -> tuple[subprocess.Popen[bytes], 
     return proc, port, directory / "data" / "pki" / "authorities" / "local" / "root.crt"
 
 
+def joined_agent_args(root: Path, instance: str) -> list[str]:
+    """``manage.py hostagent`` arguments of a joined test agent (after the join command's ``--``):
+    its own engine, the loopback address, quick beats and reconciles, a fixed capacity."""
+    return [
+        "--engine-root",
+        str(root),
+        "--instance",
+        instance,
+        "--address",
+        "127.0.0.1",
+        "--heartbeat-interval",
+        "0.5",
+        "--reconcile-interval",
+        "1",
+        "--cpus",
+        "4",
+        "--memory",
+        str(8 * 1024**3),
+    ]
+
+
 def join_args(panel_url: str, token: str, ca_file: Path, state_dir: Path, *extra: str) -> list[str]:
     """The join command as a test runs it: this Python, the install step skipped (the packages are
     here already), ``extra`` join options then ``--`` and ``manage.py hostagent`` arguments."""

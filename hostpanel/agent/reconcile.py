@@ -584,12 +584,19 @@ def apply_tenant_egress(engine: Engine, host_name: str, allow: dict[str, list[st
             log.warning("tenant %s: cannot apply its egress allow-list on host %s: %s", slug, host_name, exc)
 
 
-def _remove(engine: Engine, container: Container, report: ReconcileReport) -> None:
+def remove_container(engine: Engine, container: Container, report: ReconcileReport) -> bool:
+    """Remove ``container`` (noted in ``report``); False if it was gone already."""
     try:
         engine.remove(container.id, force=True)
     except ContainerNotFound:
-        return
+        return False
     report.removed.append(container.name)
+    return True
+
+
+def _remove(engine: Engine, container: Container, report: ReconcileReport) -> None:
+    if not remove_container(engine, container, report):
+        return
     if overlays.LABEL_NETWORKS in container.labels:
         tenant_id = Tenant.objects.filter(slug=container.tenant).values_list("pk", flat=True).first()
         if tenant_id is not None:

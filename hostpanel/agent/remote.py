@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
-from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
+from engine.errors import EngineError, ImageNotFound, VolumeNotFound
 from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.runtime.model import Container
@@ -36,6 +36,7 @@ from hostpanel.agent.reconcile import (
     apply_protected_hosts,
     apply_tenant_egress,
     pull_image,
+    remove_container,
 )
 from hostpanel.deployments import desired
 from hostpanel.hosts import fencing
@@ -76,7 +77,7 @@ def apply(
             continue  # not ours (an operator's `hpctl run`)
         current = fencing.is_current(placed, replica_id, fencing.label_generation(container.labels))
         if not current or replica_id in actual:
-            _remove(engine, container, report)
+            remove_container(engine, container, report)
         else:
             actual[replica_id] = container
     for slug, tenant in doc["tenants"].items():
@@ -109,7 +110,7 @@ def _apply_one(
     if container is not None and container.labels.get(LABEL_SPEC) != desired.host_digest(
         entry["digest"], entry["boot_bound"]
     ):
-        _remove(engine, container, report)  # made from a different spec: replace it
+        remove_container(engine, container, report)  # made from a different spec: replace it
         container = None
     if not entry["running"] or doc["out_of_service"]:
         if container is not None and container.is_running:
@@ -191,11 +192,3 @@ def _ensure_volumes(engine: Engine, entry: dict[str, Any]) -> None:
                 size=volume["size"],
                 labels={LABEL_VOLUME: str(volume["id"]), LABEL_TENANT: entry["tenant"]},
             )
-
-
-def _remove(engine: Engine, container: Container, report: ReconcileReport) -> None:
-    try:
-        engine.remove(container.id, force=True)
-    except ContainerNotFound:
-        return
-    report.removed.append(container.name)

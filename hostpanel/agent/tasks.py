@@ -62,13 +62,6 @@ def reconcile_host(host_id: int) -> None:
 def collect_usage(host_id: int) -> None:
     """Add what each tenant used on this host since the last collection to its hourly usage."""
     config = agent.AgentConfig.from_env()
-    state_dir = host_secrets.state_dir()
-    if config is not None and state_dir is not None:  # enrolled: its desired state from the internal API
-        engine = agent.engine_for(config.engine_root, config.instance)
-        done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
-        if done.started or done.restarted or done.removed or done.stopped or done.failed:
-            log.info("reconcile %s: %s", config.name, done)
-        return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
         return
@@ -80,13 +73,6 @@ def sync_networks(host_id: int, network_ids: list[int]) -> None:
     """Rewrite this host's peers and remote names of these tenant networks (idempotent: a member
     started, moved or went on another host)."""
     config = agent.AgentConfig.from_env()
-    state_dir = host_secrets.state_dir()
-    if config is not None and state_dir is not None:  # enrolled: its desired state from the internal API
-        engine = agent.engine_for(config.engine_root, config.instance)
-        done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
-        if done.started or done.restarted or done.removed or done.stopped or done.failed:
-            log.info("reconcile %s: %s", config.name, done)
-        return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
         return
@@ -97,13 +83,6 @@ def sync_networks(host_id: int, network_ids: list[int]) -> None:
 def purge_tenant(host_id: int, slug: str) -> None:
     """Remove everything this host's engine holds of the deleted tenant ``slug`` (idempotent)."""
     config = agent.AgentConfig.from_env()
-    state_dir = host_secrets.state_dir()
-    if config is not None and state_dir is not None:  # enrolled: its desired state from the internal API
-        engine = agent.engine_for(config.engine_root, config.instance)
-        done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
-        if done.started or done.restarted or done.removed or done.stopped or done.failed:
-            log.info("reconcile %s: %s", config.name, done)
-        return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
         return

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.dispatch import Signal
 
 from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.networks.model import NetworkJoin, PortMapping
@@ -40,6 +41,10 @@ from hostpanel.tenants.models import Quota
 from hostpanel.volumes.models import Volume
 
 log = logging.getLogger(__name__)
+
+# Sent (``host=``) after a host's report was written: the edge publishes its routing table if
+# replicas changed (hostpanel/edge/apps.py), as an agent with the database does after reconciling.
+replicas_reported = Signal()
 
 LABEL_TENANT = "org.hostpanel.tenant"
 LABEL_APP = "org.hostpanel.app"
@@ -307,4 +312,5 @@ def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], 
             **values
         )
         (written if done else ignored).append(entry["replica"])
+    replicas_reported.send(sender=Host, host=host)
     return written, ignored

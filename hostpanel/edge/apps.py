@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -17,9 +19,19 @@ class EdgeConfig(AppConfig):
         rotation_changed.connect(_publish, dispatch_uid="edge-publish-on-rotation")
         # So does a domain verified or removed (hostpanel/domains/services.py).
         routing_changed.connect(_publish, dispatch_uid="edge-publish-on-domains")
+        # And an enrolled agent's report of its replicas' states (hostpanel/deployments/desired.py).
+        from hostpanel.deployments.desired import replicas_reported
+
+        replicas_reported.connect(_publish_for_host, dispatch_uid="edge-publish-on-report")
 
 
 def _publish(sender: object, **kwargs: object) -> None:
     from hostpanel.edge.services import publish_routes
 
     publish_routes()
+
+
+def _publish_for_host(sender: object, host: Any, **kwargs: object) -> None:
+    from hostpanel.edge.services import publish_routes_after_reconcile
+
+    publish_routes_after_reconcile(host)

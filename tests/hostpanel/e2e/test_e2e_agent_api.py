@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from engine.engine import Engine
 from engine.runtime.model import ExecSpec
 from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, join, panel  # noqa: F401
-from tests.stack import Agent, remove_agent_leftovers, wait_for
+from tests.stack import Agent, joined_agent_args, remove_agent_leftovers, wait_for
 
 pytestmark = pytest.mark.usefixtures("privileged")
 
@@ -39,9 +39,10 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
     root, instance = tmp_path / "engine-nodb", f"hpnd-{secrets.token_hex(3)}"
     engine = Engine(root=root, instance=instance)
     engine.images.bootstrap_busybox()
-    env = {k: v for k, v in panel.env.items() if k != "DATABASE_URL"}
+    env = {k: v for k, v in panel.env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["HOSTPANEL_SECRET_KEYS"] = Fernet.generate_key().decode()  # not the panel's: no decrypting here
-    assert "DATABASE_URL" not in env
+    env["HOSTPANEL_VAR_DIR"] = str(tmp_path / "var-nodb")  # nothing of the panel's var either
+    assert "DATABASE_URL" not in env and "REDIS_URL" not in env  # its own Redis user only
     database = panel.env["DATABASE_URL"]
     assert not [k for k, v in env.items() if database in v or (v in database and len(v) > 8)]
     state = tmp_path / "state-nodb"
@@ -51,20 +52,7 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
         state,
         "--foreground",
         "--",
-        "--engine-root",
-        str(root),
-        "--instance",
-        instance,
-        "--address",
-        "127.0.0.1",
-        "--heartbeat-interval",
-        "0.5",
-        "--reconcile-interval",
-        "1",
-        "--cpus",
-        "4",
-        "--memory",
-        str(8 * 1024**3),
+        *joined_agent_args(root, instance),
         wait=False,
         env=env,
     )
@@ -72,7 +60,7 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
     try:
         wait_for(lambda: "no database" in log.read_text(), 60, f"the agent to start\n{agent.log_tail()}")
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")  # the exec'd agent itself
-        assert not [e for e in environ if e.startswith(b"DATABASE_URL=")]
+        assert not [e for e in environ if e.startswith((b"DATABASE_URL=", b"REDIS_URL="))]
         assert b"HOSTPANEL_AGENT_STATE_DIR=" + str(state.resolve()).encode() in environ
         host = Host.objects.get(name="nodb")
         assert host.state == "up" and host.cpu_millis == 4000 and host.engine_instance == instance

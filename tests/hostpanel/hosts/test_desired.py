@@ -136,3 +136,30 @@ def test_a_report_writes_only_the_callers_replicas(
     assert client.post("/internal/v1/host/report", {"replicas": [], "x": 1}, format="json").status_code == 400
     assert Replica.objects.get(pk=mine.pk).state == "running"
     assert APIClient().post("/internal/v1/host/report", {"replicas": []}, format="json").status_code == 401
+
+
+@pytest.mark.django_db
+def test_an_agent_starts_as_its_own_host_only(enrolled: Hosts) -> None:
+    """``POST host/start`` (an agent without the database registers its capacity): always the
+    caller's own host; unknown fields and bad values are refused and change nothing."""
+    body = {
+        "address": "10.0.0.7",
+        "cpu_millis": 2000,
+        "memory_bytes": 4 * 1024**3,
+        "disk_bytes": 10**10,
+        "engine_root": "/var/lib/hp",
+        "engine_instance": "hp-a",
+    }
+    client = as_host(enrolled["sa"][1])
+    answer = client.post("/internal/v1/host/start", body, format="json")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["queues"] == ["host.sa", "build.sa"]
+    sa, sb = Host.objects.get(name="sa"), Host.objects.get(name="sb")
+    assert (sa.address, sa.cpu_millis, sa.engine_instance, sa.state) == ("10.0.0.7", 2000, "hp-a", "up")
+    assert sb.address != "10.0.0.7"
+    for bad, word in (({**body, "name": "sb"}, "name"), ({**body, "cpu_millis": 0}, "cpu_millis")):
+        refused = client.post("/internal/v1/host/start", bad, format="json")
+        assert refused.status_code == 400 and word in refused.content.decode(), refused.content
+    assert Host.objects.get(name="sb").address == sb.address
+    assert Host.objects.get(name="sa").cpu_millis == 2000
+    assert APIClient().post("/internal/v1/host/start", body, format="json").status_code == 401

@@ -186,21 +186,7 @@ class Command(BaseCommand):
         )
 
         try:
-            app.worker_main(
-                [
-                    "worker",
-                    "--queues",
-                    host.queue,
-                    "--pool",
-                    "solo",
-                    "--hostname",
-                    f"{name}@{socket.gethostname()}",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel",
-                    opts["loglevel"],
-                ]
-            )
+            app.worker_main(control_worker_args(host.queue, name, opts["loglevel"]))
         finally:
             stop.set()
             builds.stop()
@@ -245,21 +231,7 @@ class Command(BaseCommand):
             f"host agent {config.name} (no database): queue {queue}, engine {config.engine_root}"
         )
         try:
-            app.worker_main(
-                [
-                    "worker",
-                    "--queues",
-                    queue,
-                    "--pool",
-                    "solo",
-                    "--hostname",
-                    f"{config.name}@{socket.gethostname()}",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel",
-                    opts["loglevel"],
-                ]
-            )
+            app.worker_main(control_worker_args(queue, config.name, opts["loglevel"]))
         finally:
             stop.set()
 
@@ -327,6 +299,23 @@ class Command(BaseCommand):
                 since[job] += interval
 
 
+def control_worker_args(queue: str, name: str, loglevel: str) -> list[str]:
+    """The agent's own Celery worker: its host queue, one task at a time (solo pool)."""
+    return [
+        "worker",
+        "--queues",
+        queue,
+        "--pool",
+        "solo",
+        "--hostname",
+        f"{name}@{socket.gethostname()}",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        loglevel,
+    ]
+
+
 def _loop_without_database(
     engine: Any,
     client: InternalClient,
@@ -372,6 +361,8 @@ def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
         broker_transport_options=creds.transport_options,
         worker_enable_remote_control=False,
     )
+    if settings.AGENT_WITHOUT_DATABASE:  # all its Redis traffic as its own user: no panel password here
+        app.conf.update(broker_write_url=creds.redis_url)
     app._local = threading.local()  # the result backend, made again from the new URL
     return creds
 
