@@ -15,7 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from rest_framework.test import APIClient
 
+from engine.runtime.model import ContainerSpec
 from hostpanel.agent import reconcile as agent
+from hostpanel.agent import remote
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import desired
 from hostpanel.deployments.models import Replica
@@ -26,6 +28,7 @@ from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
 from tests.hostpanel.factories import MembershipFactory, TenantFactory
 from tests.hostpanel.hosts.enrolled_hosts import as_host
+from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 VALUE = "desired-s3cret-1234"
 Hosts = dict[str, tuple[X25519PrivateKey, str]]
@@ -163,3 +166,57 @@ def test_an_agent_starts_as_its_own_host_only(enrolled: Hosts) -> None:
     assert Host.objects.get(name="sb").address == sb.address
     assert Host.objects.get(name="sa").cpu_millis == 2000
     assert APIClient().post("/internal/v1/host/start", body, format="json").status_code == 401
+
+
+@pytest.mark.django_db
+def test_the_agent_applies_a_document_without_a_query(
+    enrolled: Hosts,
+    tenant: Tenant,
+    make_app: Any,
+    tmp_path: Any,
+    django_assert_num_queries: Any,
+) -> None:
+    """hostpanel/agent/remote.py on a fake engine: it runs what the document says, removes what
+    it does not name (or names at another generation), restarts by policy, stops on request and
+    fails what it cannot serve yet, all without one database query."""
+    web = make_app(tenant, replicas=2, restart_policy="always")
+    sa = Host.objects.get(name="sa")
+    Replica.objects.filter(app=web).update(host=sa)
+    engine = FakeEngine()
+    engine.images.references.add("busybox:latest")
+    stray = engine.run(ContainerSpec(image="busybox:latest", name="acme-web-9", tenant="acme", labels={}))
+
+    def apply(doc: dict[str, Any]) -> tuple[remote.ReconcileReport, dict[int, dict[str, Any]]]:
+        doc = json.loads(json.dumps(doc))  # what travels: JSON only
+        report = remote.ReconcileReport()
+        with django_assert_num_queries(0):
+            states = remote.apply(engine, doc, tmp_path, report)
+        return report, {s["replica"]: s for s in states}
+
+    first, second = Replica.objects.filter(app=web).order_by("index")
+    report, states = apply(desired.host_document(sa))
+    assert sorted(report.started) == ["acme-web-0", "acme-web-1"] and stray.id in engine.containers
+    assert {s["state"] for s in states.values()} == {"running"}
+    assert states[first.pk]["engine_id"] == engine.get("acme-web-0").id
+
+    engine.crash("acme-web-0")
+    Replica.objects.filter(pk=second.pk).update(generation=second.generation + 1)  # placed anew
+    report, states = apply(desired.host_document(sa))
+    assert report.restarted == ["acme-web-0"] and report.removed == ["acme-web-1"]
+    assert report.started == ["acme-web-1"]  # made again, labelled with its new generation
+    assert engine.get("acme-web-1").labels["org.hostpanel.generation"] == str(second.generation + 1)
+
+    Replica.objects.filter(pk=first.pk).update(stop_requested=True)
+    Replica.objects.filter(pk=second.pk).update(host=None)  # moved away
+    report, states = apply(desired.host_document(sa))
+    assert report.stopped == ["acme-web-0"] and report.removed == ["acme-web-1"]
+    assert list(states) == [first.pk] and states[first.pk]["state"] == "stopped"
+
+    doc = desired.host_document(sa)
+    doc["replicas"][0] |= {
+        "running": True,
+        "digest": "other",
+        "networks": [{"name": "n", "engine_name": "x"}],
+    }
+    report, states = apply(doc)
+    assert report.failed == ["acme-web-0"] and "tenant networks" in states[first.pk]["message"]
