@@ -4,8 +4,9 @@ The docker CLI's way: ``POST /containers/{id}/exec`` creates the exec, ``POST /e
 with ``Connection: Upgrade`` hijacks the connection and streams the process's stdout and
 stderr as multiplexed frames (8-byte header: stream, 3 zero bytes, big-endian length) until
 it exits, then ``GET /exec/{id}/json`` gives its exit code. Output is written as bytes, frame
-by frame, to this process's stdout and stderr. With ``-i`` this process's stdin goes to the
-exec on the same connection, half-closed at its end (the daemon then closes the exec's stdin).
+by frame, to this process's stdout and stderr (file descriptors 1 and 2, unbuffered). With
+``-i`` this process's stdin goes to the exec on the same connection, half-closed at its end
+(the daemon then closes the exec's stdin).
 
 The create request names this process's engine root and instance
 (:data:`ROOT_HEADER`, :data:`INSTANCE_HEADER`); a daemon serving another engine refuses it.
@@ -181,6 +182,20 @@ def _feed_stdin(sock: _socket.socket) -> None:
         pass
 
 
+PIPE_GONE = 141
+"""The exit code when our output's reader left (``| head``): a shell's for a writer killed by SIGPIPE."""
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """``data`` to ``fd`` as it is (bytes, unbuffered); False once its reader has gone."""
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except BrokenPipeError:
+        return False
+    return True
+
+
 def run_exec(argv: Sequence[str]) -> int | None:
     """Run a non-terminal `hpctl exec` through the daemon: its exit code, or None to run it in-process."""
     line = parse_exec_line(argv)
@@ -211,10 +226,8 @@ def run_exec(argv: Sequence[str]) -> int | None:
 
             _thread.start_new_thread(_feed_stdin, (sock,))
         for stream, payload in remote.frames(_raw(reader)):
-            out = sys.stdout if stream == remote.STDOUT else sys.stderr
-            out.flush()
-            out.buffer.write(payload)
-            out.buffer.flush()
+            if not _write_all(1 if stream == remote.STDOUT else 2, payload):
+                return PIPE_GONE
     except KeyboardInterrupt:
         return 130
     except OSError as exc:

@@ -352,6 +352,25 @@ def test_exec_streams_large_output_exactly(api: DockerAPI) -> None:
     assert remote[1] == local[1]
 
 
+def test_exec_output_to_a_reader_that_leaves(api: DockerAPI) -> None:
+    """`hpctl exec C yes | head -c 10`: hpctl ends quietly (141, as a shell says of SIGPIPE)."""
+    cid = _running(api, "sleep", "600")
+    argv = hpctl_argv(api.engine, "exec", cid, "sh", "-c", "yes | head -c 50000000")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOSTPANEL_", "DOCKER_"))}
+    env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
+    script = '"$@" 2>"$ERR" | head -c 10; echo " ${PIPESTATUS[0]}"'
+    done = subprocess.run(
+        ["bash", "-c", script, "bash", *argv],
+        capture_output=True,
+        text=True,
+        env=env | {"ERR": str(api.socket.parent / "exec.err")},
+        timeout=300,
+        check=True,
+    )
+    assert done.stdout == "y\ny\ny\ny\ny\n 141\n"
+    assert (api.socket.parent / "exec.err").read_text() == ""
+
+
 def test_exec_stdin_through_the_daemon(api: DockerAPI) -> None:
     cid = _running(api, "sleep", "600")
     data = bytes(range(256)) * 1024 + b"end"
