@@ -1,6 +1,6 @@
 """The CLIs users type, as whole processes: `hpctl` beside the `docker` and `podman` CLIs.
 
-Usage: .venv/bin/python bench/cli.py [--runs 15] [--tools hpctl,docker,podman]
+Usage: .venv/bin/python bench/cli.py [--runs 15] [--tools hpctl,docker,podman] [--verbs ps,exec]
 
 Each verb of issue 16 runs as a whole process, round-robin over the tools so all
 see the same background load: ``ps`` (with a few containers running), ``images``,
@@ -20,7 +20,8 @@ The tools:
   (``PYTHONPYCACHEPREFIX`` in the work directory), as an installed hpctl has,
   twice: ``hpctl`` alone (no daemon: every verb in-process) and ``hpctl+daemon``
   with the operator daemon (``hpctl docker serve``, started here on a tmp socket)
-  answering, so the quick verbs (engine/cli/remote.py) go through it;
+  answering, so the quick verbs (engine/cli/remote.py) and ``exec`` (through the
+  Docker API's exec endpoints: engine/cli/remote_exec.py) go through it;
 - docker: the stock docker CLI against dockerd from Debian's ``docker.io``,
   started here with ``--bridge=none --iptables=false --ip-masq=false`` on its
   own data root, exec root and socket, stopped afterwards (bench/docker_api.py);
@@ -307,7 +308,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--background", type=int, default=3, help="containers running during the runs")
     parser.add_argument("--tools", default=",".join(TOOLS), help="hpctl first; any of " + ", ".join(TOOLS))
+    first_words = [verb.split()[0] for verb, _ in VERBS]
+    parser.add_argument("--verbs", default="", help="only these (default: all): " + ", ".join(first_words))
     args = parser.parse_args()
+    if args.verbs:
+        chosen = {v.strip() for v in args.verbs.split(",") if v.strip()}
+        if chosen - set(first_words):
+            parser.error(f"unknown verbs: {', '.join(sorted(chosen - set(first_words)))}")
+        VERBS[:] = [item for item in VERBS if item[0].split()[0] in chosen]
     wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
     with bench_workdir("hpbench-cli-") as workdir, ExitStack() as stack:
         context = workdir / "context"

@@ -24,7 +24,8 @@ errors list every verb). To add a verb module ``engine/cli/foo.py``:
    its handler writes through them.
 
 With the operator daemon up for the same engine, the verbs of
-``engine.cli.remote.REMOTE_VERBS`` run there (engine/dockerapi/cli.py) and this
+``engine.cli.remote.REMOTE_VERBS`` run there (engine/dockerapi/cli.py), ``exec``
+through its Docker API exec endpoints (engine/cli/remote_exec.py), and this
 process imports nothing of the engine; otherwise everything runs in-process.
 """
 
@@ -182,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # The daemon parses the command line itself and refuses (None) what needs this process.
         code = remote.run_remote(argv) if remote.wants_daemon(verb) else None
+        if verb == "exec" and remote.daemon_wanted():  # the Docker API's exec endpoints
+            from engine.cli import remote_exec
+
+            code = remote_exec.run_exec(argv)
         if code is not None:
             return code
     module = verb_module(argv)

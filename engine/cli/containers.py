@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
@@ -34,13 +33,9 @@ def parse_size(value: str) -> int:
 
 
 def _env_args(values: list[str]) -> tuple[str, ...]:
-    result = []
-    for item in values:
-        if "=" in item:
-            result.append(item)
-        elif item in os.environ:  # `-e NAME` passes the caller's value, like docker
-            result.append(f"{item}={os.environ[item]}")
-    return tuple(result)
+    from engine.cli.remote import caller_env  # `-e NAME` passes the caller's value, like docker
+
+    return tuple(caller_env(values))
 
 
 def _log_options(values: list[str]) -> LogOptions:

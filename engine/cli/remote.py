@@ -16,7 +16,10 @@ when it needs nothing of this process: no ``-i``/``-t``, no ``--secret FILE`` to
 line and refuses the others, which then run here). A foreground ``run``
 forwards SIGINT, SIGTERM and SIGHUP to the container as the in-process ``run`` does.
 
-Everything else runs in-process (``exec``, ``cp``, terminals ...), as does every
+``exec`` (without ``-t``) goes to the daemon too, through the Docker API's own exec
+endpoints (engine/cli/remote_exec.py, which uses this module's connection and HTTP helpers).
+
+Everything else runs in-process (``cp``, terminals ...), as does every
 verb when there is no daemon, when it serves another root or instance, when it is older and
 lacks the endpoint, or with ``HOSTPANEL_CLI_DAEMON=0``.
 
@@ -72,9 +75,20 @@ def daemon_socket() -> str:
     return os.environ.get("HOSTPANEL_DOCKER_SOCKET") or "/run/hostpanel/docker.sock"
 
 
+def daemon_wanted() -> bool:
+    """Whether to try the daemon at all: not with HOSTPANEL_CLI_DAEMON=0."""
+    return os.environ.get("HOSTPANEL_CLI_DAEMON", "1") != "0"
+
+
 def wants_daemon(verb: str) -> bool:
     """Whether to try the daemon for ``verb``: one of REMOTE_VERBS, and not HOSTPANEL_CLI_DAEMON=0."""
-    return os.environ.get("HOSTPANEL_CLI_DAEMON", "1") != "0" and verb in REMOTE_VERBS
+    return daemon_wanted() and verb in REMOTE_VERBS
+
+
+def caller_env(values: Sequence[str]) -> list[str]:
+    """``-e`` items as NAME=value; ``-e NAME`` takes this process's value (none when unset), like docker."""
+    named = [item for item in values if "=" in item or item in os.environ]
+    return [item if "=" in item else f"{item}={os.environ[item]}" for item in named]
 
 
 def args_served(args: argparse.Namespace) -> bool:
@@ -127,7 +141,8 @@ class _Reader:
         return data
 
 
-def _connect() -> _socket.socket | None:
+def connect() -> _socket.socket | None:
+    """A connection to the operator daemon, or None when none answers on its socket."""
     path = daemon_socket()
     if not os.path.exists(path):
         return None
@@ -143,24 +158,32 @@ def _connect() -> _socket.socket | None:
 
 
 def _post(sock: _socket.socket, body: bytes) -> tuple[int, dict[bytes, bytes], _Reader]:
-    head = (
-        f"POST {ENDPOINT} HTTP/1.1\r\nHost: hostpanel\r\nContent-Type: {CONTENT_TYPE}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-    sock.sendall(head + body)
+    return request(sock, "POST", ENDPOINT, body, {"Content-Type": CONTENT_TYPE})
+
+
+def request(
+    sock: _socket.socket, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[bytes, bytes], _Reader]:
+    """Send one HTTP/1.1 request on ``sock``; the answer's status, headers (lower-case) and reader.
+
+    ``Connection: close`` unless ``headers`` say otherwise (an upgrade).
+    """
+    fields = {"Host": "hostpanel", "Content-Length": str(len(body)), "Connection": "close", **(headers or {})}
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+    sock.sendall(head.encode("utf-8", "surrogateescape") + body)
     reader = _Reader(sock)
     parts = reader.readline().split(b" ", 2)
     status = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
-    headers = {}
+    answer = {}
     for line in iter(reader.readline, b"\r\n"):
         if not line:
             break
         name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, reader
+        answer[name.strip().lower()] = value.strip()
+    return status, answer, reader
 
 
-def _body(headers: dict[bytes, bytes], reader: _Reader) -> Iterator[bytes]:
+def body_chunks(headers: dict[bytes, bytes], reader: _Reader) -> Iterator[bytes]:
     """The answer's body, chunk by chunk as it arrives (chunked or Content-Length)."""
     if headers.get(b"transfer-encoding", b"").lower() != b"chunked":
         yield reader.read(int(headers.get(b"content-length", b"0") or 0))
@@ -173,7 +196,7 @@ def _body(headers: dict[bytes, bytes], reader: _Reader) -> Iterator[bytes]:
         reader.readline()  # the CRLF after the chunk
 
 
-def _frames(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+def frames(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
     """(stream, payload) of each multiplexed frame in the body."""
     pending = b""
     for chunk in chunks:
@@ -194,7 +217,7 @@ def run_remote(argv: Sequence[str]) -> int | None:
         body = request_body(argv)
     except OSError:  # no working directory any more: the daemon could not resolve paths like we do
         return None
-    sock = _connect()
+    sock = connect()
     if sock is None:
         return None
     previous: dict[int, Any] = {}
@@ -203,10 +226,10 @@ def run_remote(argv: Sequence[str]) -> int | None:
         if status in (0, 404, NOT_SERVED):
             return None
         if status != 200:
-            answer = b"".join(_body(headers, reader)).decode(errors="replace").strip()
+            answer = b"".join(body_chunks(headers, reader)).decode(errors="replace").strip()
             sys.stderr.write(f"hpctl: the operator daemon failed ({status}): {answer}\n")
             return 1
-        for stream, payload in _frames(_body(headers, reader)):
+        for stream, payload in frames(body_chunks(headers, reader)):
             if stream in (STDOUT, STDERR):
                 out = sys.stdout if stream == STDOUT else sys.stderr
                 out.write(payload.decode("utf-8", "surrogateescape"))
@@ -243,13 +266,13 @@ def _forward_signals(argv: Sequence[str], container: str) -> dict[int, Any]:
     options = _global_options(argv)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        sock = _connect()
+        sock = connect()
         if sock is None:
             return
         try:
             name = signal.Signals(signum).name
             _, headers, reader = _post(sock, request_body([*options, "kill", "-s", name, container]))
-            for _chunk in _body(headers, reader):  # the answer ("<id>" or an error) is not shown
+            for _chunk in body_chunks(headers, reader):  # the answer ("<id>" or an error) is not shown
                 pass
         except OSError:
             pass

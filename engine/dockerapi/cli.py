@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import os
 import queue
 import sys
 import threading
@@ -38,6 +39,7 @@ from engine.cli.remote import (
     args_served,
     parse_request,
 )
+from engine.cli.remote_exec import INSTANCE_HEADER, ROOT_HEADER
 from engine.dockerapi.http import APIError, Request, Response, Router, Stream, frame, json_response
 from engine.paths import default_instance, default_root
 
@@ -128,6 +130,30 @@ def _run(ctx: CliContext, args: argparse.Namespace, frames: Frames) -> None:
     frames.put(_control(f"exit {code}"))
 
 
+ANOTHER_ENGINE = "this daemon serves another engine root or instance"
+
+
+def serves(engine: Engine, root: Path, instance: str) -> bool:
+    """Whether ``engine`` is the one at ``root`` (absolute) named ``instance``."""
+    return root.resolve() == engine.paths.root.resolve() and instance == engine.instance
+
+
+def check_caller_engine(engine: Engine, request: Request) -> None:
+    """A 409 when `hpctl exec`'s create names another engine than ``engine`` (engine/cli/remote_exec.py).
+
+    Requests without those headers (every Docker client) are not concerned.
+    """
+    root, instance = request.headers.get(ROOT_HEADER), request.headers.get(INSTANCE_HEADER)
+    if root is None and instance is None:
+        return
+    # http.server reads header values as Latin-1; hpctl sends the path's bytes
+    path = os.fsdecode(str(root or "").encode("latin-1", "replace"))
+    if root and not path.startswith("/"):
+        raise APIError(400, f"{ROOT_HEADER} must be an absolute path")
+    if not serves(engine, Path(path) if root else default_root({}), instance or default_instance({})):
+        raise APIError(NOT_SERVED, ANOTHER_ENGINE)
+
+
 def register(router: Router, engine: Engine) -> None:
     """Add the endpoint that runs `hpctl`'s verbs over ``engine``."""
 
@@ -163,10 +189,8 @@ def register(router: Router, engine: Engine) -> None:
             )
         root = (Path(cwd) / (args.root or default_root(env))).resolve()
         instance = args.instance or default_instance(env)
-        if root != engine.paths.root.resolve() or instance != engine.instance:
-            return json_response(
-                {"message": "this daemon serves another engine root or instance"}, NOT_SERVED
-            )
+        if not serves(engine, root, instance):
+            return json_response({"message": ANOTHER_ENGINE}, NOT_SERVED)
         ctx = CliContext(root, instance, engine=engine, out=cast(TextIO, out), err=cast(TextIO, err), cwd=cwd)
         ctx.on_container = lambda cid: frames.put(_control(f"container {cid}"))
         threading.Thread(target=_run, args=(ctx, args, frames), name="hpctl-verb", daemon=True).start()

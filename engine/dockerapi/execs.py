@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from engine.dockerapi import interactive
+from engine.dockerapi.cli import check_caller_engine
 from engine.dockerapi.create import check_user
 from engine.dockerapi.http import (
     STDERR,
@@ -177,6 +178,7 @@ def register(
 
     @router.route("POST", "/containers/{id}/exec")
     def create(request: Request) -> Response:
+        check_caller_engine(engine, request)  # `hpctl exec` names its engine; docker clients do not
         ref = request.params["id"]
         container = lifecycle.find(ref)
         instance = parse_exec(request.json())

@@ -16,9 +16,9 @@ from django.db import transaction
 
 from hostpanel.deployments import rollout
 from hostpanel.deployments.models import App, Replica, Rollout
+from hostpanel.deployments.placement import evict, movable_left, pinned_replica_ids, schedule_pending
 from hostpanel.errors import NoCapacity
 from hostpanel.hosts.models import Host
-from hostpanel.hosts.services import _evict, pinned_replica_ids, schedule_pending
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def move_off(host: Host) -> int:
                 continue
         else:
             mine = movable.filter(app=app).values_list("pk", flat=True)
-            _evict(host, f"host {host.name} is draining", list(mine))
+            evict(host, f"host {host.name} is draining", list(mine))
             evicted = True
         moved += 1
     if evicted:
@@ -52,6 +52,8 @@ def move_off(host: Host) -> int:
     return moved
 
 
-def move_off_signalled(sender: object, host: Host, **kwargs: object) -> None:
-    """hosts.signals.host_moving_off: see :func:`move_off`."""
+def move_off_signalled(sender: object, host: Host, **kwargs: object) -> int:
+    """hosts.signals.host_moving_off: see :func:`move_off`; answers how many movable replicas
+    are still on the host (a roll moves them one at a time)."""
     move_off(host)
+    return movable_left(host)

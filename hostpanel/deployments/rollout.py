@@ -37,8 +37,9 @@ from django.utils import timezone
 
 from hostpanel.deployments import rotation
 from hostpanel.deployments.models import App, Release, Replica, Rollout, container_name
+from hostpanel.deployments.placement import place_replicas
 from hostpanel.errors import NoCapacity
-from hostpanel.hosts.services import place_replicas, reconcile_hosts
+from hostpanel.hosts.services import reconcile_hosts
 
 log = logging.getLogger(__name__)
 

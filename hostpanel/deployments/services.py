@@ -30,9 +30,10 @@ from hostpanel.deployments.models import (
     RestartPolicy,
     container_name,
 )
+from hostpanel.deployments.placement import allocate_ports, free_room, place_replicas
 from hostpanel.errors import Conflict, InvalidRequest, NotFound
 from hostpanel.hosts import dispatch
-from hostpanel.hosts.services import allocate_ports, free_room, place_replicas, reconcile_hosts
+from hostpanel.hosts.services import reconcile_hosts
 from hostpanel.images.services import check_available
 from hostpanel.networks.services import joined_names, normalize_joins, resolve_names
 from hostpanel.secrets.models import Secret

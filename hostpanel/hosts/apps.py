@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class HostsConfig(AppConfig):
-    """Hosts, heartbeats, capacity, the scheduler and the reconcile tasks."""
+    """Hosts, heartbeats, capacity, their lifecycle, tenant purges and the reconcile tasks."""
 
     name = "hostpanel.hosts"
     label = "hosts"
@@ -15,4 +15,3 @@ class HostsConfig(AppConfig):
 
         signals.tenant_creating.connect(services.refuse_purging_slug, dispatch_uid="hosts-slug-free")
         signals.tenant_deleted.connect(services.purge_deleted_tenant, dispatch_uid="hosts-purge-tenant")
-        signals.quota_changed.connect(services.follow_quota, dispatch_uid="hosts-follow-quota")

@@ -1,35 +1,29 @@
-"""Business rules of hosts: registration, heartbeats, the scheduler, down hosts, draining.
+"""Business rules of hosts: registration, heartbeats, down hosts, the lifecycle, tenant purges.
 
-The scheduler places replicas on hosts that are up and have room (requested
-CPU and memory against capacity), spreading one app's replicas across hosts.
-A host whose heartbeat is older than ``HOSTPANEL_HOST_GRACE_SECONDS`` is marked
-down and its replicas are placed elsewhere (or left pending, with the reason).
+A host whose heartbeat is older than ``HOSTPANEL_HOST_GRACE_SECONDS`` is marked down. The
+scheduler, which places replicas on hosts, lives above (deployments/placement.py): this module
+tells it what happens to hosts through signals.py (room changed, host down, moving off, which
+replicas a heartbeat fences) and never imports it (import-linter's layers, pyproject.toml).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
-from hostpanel.deployments.models import App, Replica
-from hostpanel.errors import Conflict, NoCapacity, NotFound
+from hostpanel.errors import Conflict, NotFound
 from hostpanel.hosts import dispatch, fencing, lifecycle, signals
 from hostpanel.hosts.models import Host, TenantPurge
 from hostpanel.tenants.access import require_admin
-from hostpanel.tenants.locks import require_atomic
-
-if TYPE_CHECKING:
-    from hostpanel.tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +45,10 @@ def reconcile_hosts(host_ids: Iterable[int | None]) -> None:
     transaction.on_commit(send)
 
 
-def reconcile_tenant_hosts(tenant: Tenant) -> None:
-
-    reconcile_hosts(Replica.objects.filter(app__tenant=tenant).values_list("host_id", flat=True))
+def reconcile_every_host() -> None:
+    """After the current transaction commits, every host that is up reconciles (what a deleted
+    resource left may be on any of them, not only where the tenant's replicas run now)."""
+    reconcile_hosts(Host.objects.values_list("pk", flat=True))
 
 
 # ---- purging deleted tenants ----------------------------------------------------------
@@ -149,7 +144,7 @@ def register_host(
     signals.agent_restarted.send(sender=Host, host=host)  # builds it ran fail
     TenantPurge.objects.filter(host=host).update(sent_at=None)  # the old agent's queue may be lost
     send_tenant_purges([host.pk])
-    schedule_pending()
+    room_changed()
     return host
 
 
@@ -164,14 +159,13 @@ def heartbeat(host_id: int, running: dict[str, int] | None = None) -> list[str]:
     send_tenant_purges([host_id])
     if Host.objects.filter(pk=host_id, state=Host.State.DOWN).update(state=Host.State.UP):
         log.info("host %s is up again", host_id)
-        schedule_pending()
+        room_changed()
         reconcile_hosts([host_id])  # its pinned replicas run again
     if not running:
         return []
-    placed = {
-        str(pk): generation
-        for pk, generation in Replica.objects.filter(host_id=host_id).values_list("pk", "generation")
-    }
+    placed: dict[str, int] = {}
+    for _, answer in signals.placements_asked.send(sender=Host, host_id=host_id):
+        placed.update(answer)
     stale = fencing.fenced(placed, running)
     if stale:
         log.warning("host %s runs replicas placed elsewhere or anew since: fenced %s", host_id, stale)
@@ -199,11 +193,11 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
             if not still_stale.update(state=Host.State.DOWN):
                 continue  # a heartbeat arrived meanwhile
             log.warning("host %s: no heartbeat since %s, marked down", host.name, host.last_heartbeat)
-            _host_down(host)
-            signals.host_down.send(sender=Host, host=host)  # its builds fail
+            # its stateless replicas move, those with volumes wait for it; its builds fail
+            signals.host_down.send(sender=Host, host=host)
             moved.append(host)
     if moved:
-        schedule_pending()
+        room_changed()
     return moved
 
 
@@ -213,192 +207,13 @@ def watch_hosts() -> list[Host]:
     place pending replicas. Returns the hosts found dead."""
     dead = mark_stale_hosts()
     settle_lifecycles()
-    schedule_pending()
+    room_changed()
     return dead
 
 
-def _evict(host: Host, reason: str, replica_ids: Iterable[int] | None = None) -> None:
-    """Take the host's replicas (or those of ``replica_ids``) off it, pending a new placement."""
-    replicas = Replica.objects.filter(host=host)
-    if replica_ids is not None:
-        replicas = replicas.filter(pk__in=list(replica_ids))
-    replicas.update(
-        host=None, state=Replica.State.PENDING, engine_id="", ports=[], message=reason, next_restart_at=None
-    )
-
-
-def pinned_replica_ids(host: Host) -> set[int]:
-    """The host's replicas that cannot move: they mount volumes, whose data lives on its disk."""
-    return {
-        pk
-        for pk, volumes in Replica.objects.filter(host=host).values_list("pk", "release__volumes")
-        if volumes
-    }
-
-
-def _host_down(host: Host) -> None:
-    """A dead host: its stateless replicas move, its pinned ones wait for it, shown as host down."""
-    pinned = pinned_replica_ids(host)
-    movable = Replica.objects.filter(host=host).exclude(pk__in=pinned).values_list("pk", flat=True)
-    _evict(host, f"host {host.name} went down", list(movable))
-    if not lifecycle.out_of_service(host.lifecycle):  # an evacuated host's are stopped, as they were
-        Replica.objects.filter(pk__in=pinned).update(
-            state=Replica.State.HOST_DOWN,
-            ready=False,
-            message=f"host {host.name} is down; this replica mounts volumes, whose data lives on that "
-            "host's disk, so it waits for the host to come back",
-        )
-
-
-# ---- published ports ------------------------------------------------------------------
-def port_range() -> range:
-    low, _, high = settings.HOSTPANEL_PORT_RANGE.partition("-")
-    return range(int(low), int(high) + 1)
-
-
-def allocate_ports(replica: Replica, host: Host) -> list[dict[str, Any]]:
-    """Host ports for the replica's published container ports, unused by other replicas on ``host``.
-
-    Keeps the ports the replica already has on this host for the same container ports.
-    """
-
-    wanted = replica.release.ports
-    if not wanted:
-        return []
-    used = {
-        (p["protocol"], p["host_port"])
-        for ports in Replica.objects.filter(host=host).exclude(pk=replica.pk).values_list("ports", flat=True)
-        for p in ports
-    }
-    keep = (
-        {(p["protocol"], p["container_port"]): p["host_port"] for p in replica.ports}
-        if replica.host_id == host.pk
-        else {}
-    )
-    out = []
-    candidates = iter(port_range())
-    for want in wanted:
-        protocol = want.get("protocol", "tcp")
-        host_port = keep.get((protocol, want["container_port"]))
-        if host_port is None or (protocol, host_port) in used:
-            host_port = next((p for p in candidates if (protocol, p) not in used), None)
-            if host_port is None:
-                raise NoCapacity(f"host {host.name} has no free port left in {settings.HOSTPANEL_PORT_RANGE}")
-        used.add((protocol, host_port))
-        out.append({"container_port": want["container_port"], "protocol": protocol, "host_port": host_port})
-    return out
-
-
-# ---- the scheduler --------------------------------------------------------------------
-@dataclass
-class Room:
-    host: Host
-    cpu_millis: int
-    memory_bytes: int
-    app_replicas: int
-
-
-def free_room(app: App | None = None) -> list[Room]:
-    """Each up host's free CPU and memory (capacity minus what placed replicas request).
-
-    The up hosts' rows stay locked until the caller's transaction ends (taken in id order, so two
-    placements never deadlock): concurrent placements run one after another, each counting the
-    replicas the one before it placed, so no host is given more than it has (PostgreSQL; SQLite's
-    IMMEDIATE transactions serialize them anyway).
-    """
-    require_atomic("free_room()")
-    up = Host.objects.filter(state=Host.State.UP, lifecycle=Host.Lifecycle.ACTIVE)
-    list(up.select_for_update().order_by("pk").values_list("pk", flat=True))  # FOR UPDATE: no GROUP BY
-    hosts = up.annotate(
-        used_cpu=Sum("replicas__release__cpu_millis"),
-        used_mem=Sum("replicas__release__memory_bytes"),
-        mine=Count("replicas", filter=Q(replicas__app=app))
-        if app is not None
-        else Count("pk", filter=Q(pk=None)),
-    )
-    return [
-        Room(
-            host=h,
-            cpu_millis=h.cpu_millis - (h.used_cpu or 0),
-            memory_bytes=h.memory_bytes - (h.used_mem or 0),
-            app_replicas=h.mine,
-        )
-        for h in hosts
-    ]
-
-
-def place_replicas(app: App, replicas: list[Replica], *, strict: bool) -> list[Replica]:
-    """Put each replica on the up host with room that has fewest of the app's replicas.
-
-    With ``strict`` a replica that fits nowhere raises NoCapacity (the caller's
-    transaction rolls back); otherwise it stays pending with the reason.
-    Returns the replicas placed.
-    """
-
-    rooms = free_room(app)
-    placed = []
-    for replica in replicas:
-        release = replica.release
-        need_cpu, need_mem = release.cpu_millis, release.memory_bytes
-        fits = [r for r in rooms if r.cpu_millis >= need_cpu and r.memory_bytes >= need_mem]
-        if not fits:
-            message = _no_room_message(app, replica, rooms)
-            if strict:
-                raise NoCapacity(message, {"cpu_millis": need_cpu, "memory_bytes": need_mem})
-            Replica.objects.filter(pk=replica.pk).exclude(
-                state=Replica.State.PENDING, message=message
-            ).update(state=Replica.State.PENDING, message=message)
-            continue
-        fits.sort(key=lambda r: (r.app_replicas, -r.memory_bytes / max(r.host.memory_bytes, 1), r.host.name))
-        room = fits[0]
-        room.cpu_millis -= need_cpu
-        room.memory_bytes -= need_mem
-        room.app_replicas += 1
-        replica.ports = allocate_ports(replica, room.host)
-        replica.host = room.host
-        replica.state = Replica.State.STARTING
-        replica.message = ""
-        Replica.objects.filter(pk=replica.pk).update(
-            host=room.host,
-            state=replica.state,
-            message="",
-            ports=replica.ports,
-            generation=F("generation") + 1,  # a new placement, a new generation: fencing.py
-        )
-        placed.append(replica)
-    return placed
-
-
-def _no_room_message(app: App, replica: Replica, rooms: list[Room]) -> str:
-    release = replica.release
-    want = f"{release.cpu_millis} millicores and {release.memory_bytes // 1024**2} MiB"
-    if not rooms:
-        return (
-            f"no host is up and active to run replica {replica.index} of {app.name} (needs {want}); "
-            "add a host, start its agent or uncordon one"
-        )
-    best = max(rooms, key=lambda r: (r.memory_bytes, r.cpu_millis))
-    return (
-        f"no host has room for replica {replica.index} of {app.name}: it needs {want}; the roomiest up host "
-        f"{best.host.name} has {max(best.cpu_millis, 0)} millicores and "
-        f"{max(best.memory_bytes, 0) // 1024**2} MiB free"
-    )
-
-
-def schedule_pending() -> int:
-    """Place pending replicas (after a host came up or went down); returns how many were placed."""
-
-    placed = 0
-    app_ids = Replica.objects.filter(host=None).values_list("app_id", flat=True).distinct()
-    for app in App.objects.filter(pk__in=list(app_ids)).select_related("tenant"):
-        with transaction.atomic():
-            pending = list(
-                Replica.objects.select_for_update().filter(app=app, host=None).select_related("release")
-            )
-            done = place_replicas(app, pending, strict=False)
-            reconcile_hosts(r.host_id for r in done)
-            placed += len(done)
-    return placed
+def room_changed() -> None:
+    """Tell the scheduler above that hosts' room changed: it places the pending replicas."""
+    signals.room_changed.send(sender=Host)
 
 
 # ---- admin actions -------------------------------------------------------------------
@@ -455,7 +270,7 @@ def change_lifecycle(actor: Actor, host: Host, action: str) -> Host:
             signals.host_moving_off.send(sender=Host, host=host)
         reconcile_hosts([host.pk])  # an evacuated host stops its pinned replicas, a restored one starts them
         if action == "uncordon":
-            schedule_pending()
+            room_changed()
     settle_lifecycles([host.pk])
     host.refresh_from_db()
     return host
@@ -463,23 +278,21 @@ def change_lifecycle(actor: Actor, host: Host, action: str) -> Host:
 
 def settle_lifecycles(host_ids: Iterable[int] | None = None) -> list[Host]:
     """Hosts draining or evacuating with nothing movable left become drained or evacuated;
-    the others' moves go on (a replica placed back on the host meanwhile, a roll that failed).
-    Returns the hosts settled (the heartbeat runs it)."""
+    the others' moves go on (a replica placed back on the host meanwhile, a roll that failed):
+    signals.host_moving_off, whose receivers answer how many movable replicas are still on the
+    host. Returns the hosts settled (the heartbeat runs it)."""
     hosts = Host.objects.filter(lifecycle__in=[Host.Lifecycle.DRAINING, Host.Lifecycle.EVACUATING])
     if host_ids is not None:
         hosts = hosts.filter(pk__in=list(host_ids))
     done = []
     for host in hosts:
-        pinned = pinned_replica_ids(host)
-        left = Replica.objects.filter(host=host).exclude(pk__in=pinned).count()
+        with transaction.atomic():
+            left = sum(n for _, n in signals.host_moving_off.send(sender=Host, host=host))
         settled = lifecycle.settled(host.lifecycle, left)
         if settled != host.lifecycle:
             Host.objects.filter(pk=host.pk, lifecycle=host.lifecycle).update(lifecycle=settled)
             log.info("host %s: %s", host.name, settled)
             done.append(host)
-        else:
-            with transaction.atomic():
-                signals.host_moving_off.send(sender=Host, host=host)
     return done
 
 
@@ -500,8 +313,3 @@ def refuse_purging_slug(sender: object, slug: str, **kwargs: object) -> None:
 def purge_deleted_tenant(sender: object, slug: str, **kwargs: object) -> None:
     """tenants.signals.tenant_deleted: see :func:`request_tenant_purge`."""
     request_tenant_purge(slug)
-
-
-def follow_quota(sender: object, tenant: Tenant, **kwargs: object) -> None:
-    """tenants.signals.quota_changed: the tenant's hosts reconcile, so its containers follow."""
-    reconcile_tenant_hosts(tenant)

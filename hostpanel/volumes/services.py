@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from engine.volumes.spec import MIN_VOLUME_SIZE
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, InvalidRequest
-from hostpanel.hosts.services import reconcile_tenant_hosts
+from hostpanel.hosts.services import reconcile_every_host
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.locks import lock_tenant
 from hostpanel.tenants.models import Role, Tenant
@@ -71,7 +71,7 @@ def delete_volume(actor: Actor, volume: Volume) -> None:
                 f"volume {volume.name!r} is mounted by app(s) {', '.join(users)}; deploy without it first"
             )
         volume.delete()
-        reconcile_tenant_hosts(tenant)
+        reconcile_every_host()  # the volume's data may be on a host none of the tenant's replicas uses now
 
 
 def stored_bytes(sender: object, tenant: Tenant, **kwargs: object) -> dict[str, int]:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.remote import CONTENT_TYPE, CONTROL, ENDPOINT, STDERR, _frames
+from engine.cli.remote import CONTENT_TYPE, CONTROL, ENDPOINT, STDERR, frames
+from engine.cli.remote_exec import INSTANCE_HEADER, ROOT_HEADER
 from engine.engine import Engine
 from engine.images.model import Image
 from tests.engine.conftest import hpctl_argv
@@ -57,6 +58,20 @@ def hpctl(
 
     ``cwd_gone``: run it in that directory, removed before hpctl starts.
     """
+    code, out, err, in_process = hpctl_bytes(api, *args, daemon=daemon, root=root, cwd_gone=cwd_gone, cwd=cwd)
+    return code, out.decode(), err.decode(), in_process
+
+
+def hpctl_bytes(
+    api: DockerAPI,
+    *args: str,
+    daemon: bool = True,
+    root: Path | None = None,
+    cwd_gone: Path | None = None,
+    cwd: Path = REPO,
+    stdin: bytes | None = None,
+) -> tuple[int, bytes, bytes, bool]:
+    """:func:`hpctl` with its output as bytes, and ``stdin`` as its input (else /dev/null)."""
     argv = hpctl_argv(api.engine, *args)
     if root is not None:
         argv[argv.index("--root") + 1] = str(root)
@@ -71,12 +86,13 @@ def hpctl(
     done = subprocess.run(
         command,
         capture_output=True,
-        text=True,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         env=env,
         cwd=cwd,
         timeout=300,
     )
-    err, _, report = done.stderr.rpartition("\n")
+    err, _, report = done.stderr.rpartition(b"\n")
     probe = json.loads(report)
     return probe["code"], done.stdout, err, probe["in_process"]
 
@@ -293,9 +309,138 @@ def test_the_endpoint_refuses_what_it_must_not_run(api: DockerAPI, tmp_path: Pat
         status, answer = _post(api, body, content_type)
         assert status == 400, (body, answer)
     status, answer = _post(api, _command("/", "", *root, "ps", "-q"))
-    assert (status, list(_frames([answer]))) == (200, [(CONTROL, b"exit 0")])  # nothing printed, exit 0
+    assert (status, list(frames([answer]))) == (200, [(CONTROL, b"exit 0")])  # nothing printed, exit 0
     status, answer = _post(api, _command("/", "", *root, "inspect", "nosuch"))
-    assert (status, list(_frames([answer]))) == (
+    assert (status, list(frames([answer]))) == (
         200,
         [(STDERR, b"hpctl: no such container: nosuch (see `hpctl ps -a`)\n"), (CONTROL, b"exit 125")],
     )
+
+
+# ---- exec through the Docker API's exec endpoints (engine/cli/remote_exec.py) -------------------
+
+
+def test_exec_through_the_daemon_as_in_process(api: DockerAPI) -> None:
+    """Bytes exact (NUL, non-UTF-8), stderr apart, the exit code: through the daemon and in-process."""
+    cid = _running(api, "sleep", "600")
+    script = r"printf 'a\000b\377c'; printf 'to-err\377' >&2; exit 5"
+    remote = hpctl_bytes(api, "exec", cid, "sh", "-c", script)
+    local = hpctl_bytes(api, "exec", cid, "sh", "-c", script, daemon=False)
+    assert remote == (5, b"a\0b\xffc", b"to-err\xff", False)
+    assert local == (5, b"a\0b\xffc", b"to-err\xff", True)
+    assert hpctl(api, "exec", cid, "true")[:4] == (0, "", "", False)
+    os.environ["HPTEST_FROM_CALLER"] = "mine"
+    try:
+        args = ("exec", "-e", "A=1", "--env=B=2", "-e", "HPTEST_FROM_CALLER", "-e", "HPTEST_UNSET")
+        args += ("-w", "/tmp", "-u", "65534", cid, "sh", "-c", 'echo "$A $B $HPTEST_FROM_CALLER"; pwd; id -u')
+        remote_env, local_env = hpctl(api, *args), hpctl(api, *args, daemon=False)
+    finally:
+        del os.environ["HPTEST_FROM_CALLER"]
+    assert remote_env == (0, "1 2 mine\n/tmp\n65534\n", "", False)
+    assert local_env[:3] == remote_env[:3]
+    name = api.engine.get(cid).name
+    assert hpctl(api, "exec", name, "echo", "by", "name")[:4] == (0, "by name\n", "", False)
+
+
+def test_exec_streams_large_output_exactly(api: DockerAPI) -> None:
+    cid = _running(api, "sleep", "600")
+    assert hpctl(api, "exec", cid, "sh", "-c", "head -c 3145728 /dev/urandom > /tmp/big")[0] == 0
+    remote = hpctl_bytes(api, "exec", cid, "sh", "-c", "cat /tmp/big; echo done >&2")
+    local = hpctl_bytes(api, "exec", cid, "sh", "-c", "cat /tmp/big; echo done >&2", daemon=False)
+    assert (remote[0], remote[2], remote[3], local[3]) == (0, b"done\n", False, True)
+    assert len(remote[1]) == 3 * 1024 * 1024
+    assert remote[1] == local[1]
+
+
+def test_exec_output_to_a_reader_that_leaves(api: DockerAPI) -> None:
+    """`hpctl exec C yes | head -c 10`: hpctl ends quietly (141, as a shell says of SIGPIPE)."""
+    cid = _running(api, "sleep", "600")
+    argv = hpctl_argv(api.engine, "exec", cid, "sh", "-c", "yes | head -c 50000000")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOSTPANEL_", "DOCKER_"))}
+    env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
+    script = '"$@" 2>"$ERR" | head -c 10; echo " ${PIPESTATUS[0]}"'
+    done = subprocess.run(
+        ["bash", "-c", script, "bash", *argv],
+        capture_output=True,
+        text=True,
+        env=env | {"ERR": str(api.socket.parent / "exec.err")},
+        timeout=300,
+        check=True,
+    )
+    assert done.stdout == "y\ny\ny\ny\ny\n 141\n"
+    assert (api.socket.parent / "exec.err").read_text() == ""
+
+
+def test_exec_stdin_through_the_daemon(api: DockerAPI) -> None:
+    cid = _running(api, "sleep", "600")
+    data = bytes(range(256)) * 1024 + b"end"
+    remote = hpctl_bytes(api, "exec", "-i", cid, "sh", "-c", "cat; exit 3", stdin=data)
+    local = hpctl_bytes(api, "exec", "-i", cid, "sh", "-c", "cat; exit 3", stdin=data, daemon=False)
+    assert remote == (3, data, b"", False)
+    assert local == (3, data, b"", True)
+    # without -i the exec's stdin is empty, whatever hpctl's is
+    assert hpctl_bytes(api, "exec", cid, "cat", stdin=b"not read")[:4] == (0, b"", b"", False)
+
+
+def test_exec_errors_are_the_in_process_ones(api: DockerAPI, tmp_path: Path) -> None:
+    """Nothing ran when the daemon refuses: hpctl runs the exec itself, with its own words."""
+    stopped = _running(api, "true")
+    api.engine.wait(stopped)
+    running = _running(api, "sleep", "600")
+    for args in (
+        ("exec", "nosuch", "true"),
+        ("exec", stopped, "true"),
+        ("exec", running),  # no command
+        ("exec", running, "/nosuch-binary"),
+    ):
+        remote = hpctl(api, *args)
+        local = hpctl(api, *args, daemon=False)
+        assert remote[:3] == local[:3], args
+        assert remote[0] != 0, args
+    assert hpctl(api, "exec", "nosuch", "true") == (
+        125,
+        "",
+        "hpctl: no such container: nosuch (see `hpctl ps -a`)\n",
+        True,
+    )
+    # another engine root: the daemon refuses (409), hpctl looks in its own root and finds nothing
+    code, _, err, in_process = hpctl(api, "exec", running, "true", root=tmp_path / "other-root")
+    assert (code, in_process) == (125, True) and "no such container" in err
+    # a terminal stays in-process, whatever comes of it there
+    assert hpctl(api, "exec", "-t", running, "echo", "hi")[3] is True
+    it = ("exec", "-it", running, "echo", "hi")  # no terminal here: the in-process refusal
+    assert hpctl(api, *it)[:3] == hpctl(api, *it, daemon=False)[:3]
+
+
+def test_exec_without_a_daemon_runs_in_process(api: DockerAPI, tmp_path: Path) -> None:
+    cid = _running(api, "sleep", "600")
+    gone = DockerAPI(tmp_path / "no.sock", api.engine, api.config)
+    (tmp_path / "no.sock").touch()  # a stale socket file: nobody listens
+    assert hpctl(gone, "exec", cid, "sh", "-c", "echo out; exit 4") == (4, "out\n", "", True)
+
+
+def test_exec_create_refuses_another_engine(api: DockerAPI) -> None:
+    """A create naming another root or instance: 409; Docker clients (no such headers) are not concerned."""
+    cid = _running(api, "sleep", "600")
+    root = str(api.engine.paths.root)
+    body = json.dumps({"Cmd": ["true"]})
+    for headers, status in (
+        ({}, 201),
+        ({ROOT_HEADER: root, INSTANCE_HEADER: api.engine.instance}, 201),
+        ({ROOT_HEADER: root + "/elsewhere", INSTANCE_HEADER: api.engine.instance}, 409),
+        ({ROOT_HEADER: root, INSTANCE_HEADER: "other"}, 409),
+        ({ROOT_HEADER: root, INSTANCE_HEADER: ""}, 409),  # the default instance: not this test's
+        ({ROOT_HEADER: "relative", INSTANCE_HEADER: api.engine.instance}, 400),
+    ):
+        conn = _UnixConnection(str(api.socket), timeout=60)
+        try:
+            conn.request(
+                "POST",
+                f"/containers/{cid}/exec",
+                body=body,
+                headers={"Content-Type": "application/json", **headers},
+            )
+            response = conn.getresponse()
+            assert response.status == status, (headers, response.read())
+        finally:
+            conn.close()

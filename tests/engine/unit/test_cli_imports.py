@@ -187,27 +187,33 @@ CLIENT_MODULES = {"__future__", "_socket", "engine", "engine.cli", "engine.cli.r
 """All a client of the operator daemon may import beyond what Python's own start loads."""
 
 
-def _fake_daemon(path: Path, answer: bytes) -> threading.Thread:
-    """A one-request server on ``path`` that reads the request and sends ``answer`` (a fake daemon)."""
+def _fake_daemon(path: Path, *answers: bytes) -> threading.Thread:
+    """A server on ``path`` that reads one request per connection and sends the next of ``answers``."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
-    server.listen(1)
+    server.listen(len(answers))
 
     def serve() -> None:
-        conn, _ = server.accept()
-        with conn, server:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
-            head, _, body = request.partition(b"\r\n\r\n")
-            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
-            while len(body) < length:
-                body += conn.recv(4096)
-            conn.sendall(answer)
+        with server:
+            for answer in answers:
+                _answer_one(server, answer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return thread
+
+
+def _answer_one(server: socket.socket, answer: bytes) -> None:
+    conn, _ = server.accept()
+    with conn:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        head, _, body = request.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += conn.recv(4096)
+        conn.sendall(answer)
 
 
 def _frame(stream: int, payload: bytes) -> bytes:
@@ -241,3 +247,73 @@ def test_a_client_of_the_daemon_imports_only_its_socket(tmp_path: Path) -> None:
         [sys.executable, "-c", BASELINE_PROBE], capture_output=True, text=True, env=env, cwd=REPO, check=True
     )
     assert set(report["modules"]) - set(json.loads(baseline.stdout)) == CLIENT_MODULES
+
+
+def test_exec_through_the_daemon_imports_only_its_client(tmp_path: Path) -> None:
+    """`hpctl exec C cmd` through a (fake) daemon: create, hijacked start, exit code; no json, no engine."""
+    created = b'HTTP/1.1 201 Created\r\nContent-Length: 15\r\n\r\n{"Id": "ab12"}\n'
+    started = (
+        b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\n\r\n" + _frame(1, b"o\0\xff") + _frame(2, b"e\n")
+    )
+    inspected = b'HTTP/1.1 200 OK\r\nContent-Length: 34\r\n\r\n{"Running": false, "ExitCode": 9}\n'
+    sock = tmp_path / "daemon.sock"
+    served = _fake_daemon(sock, created, started, inspected)
+    env = os.environ | {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(sock)}
+    env.pop("HOSTPANEL_CLI_DAEMON", None)
+    probe = CLIENT_PROBE.replace('print("\\n" + json.dumps(', 'sys.stderr.write("\\n" + json.dumps(')
+    cmd = [sys.executable, "-c", probe, "--root", str(tmp_path / "root"), "exec", "c1", "sh", "-c", "x"]
+    done = subprocess.run(cmd, capture_output=True, env=env, cwd=REPO, timeout=120, check=False)
+    served.join(timeout=10)
+    err, _, report = done.stderr.rpartition(b"\n")
+    modules = set(json.loads(report)["modules"])
+    assert (json.loads(report)["code"], done.stdout, err) == (9, b"o\0\xff", b"e\n")
+    baseline = subprocess.run(
+        [sys.executable, "-c", BASELINE_PROBE], capture_output=True, text=True, env=env, cwd=REPO, check=True
+    )
+    assert modules - set(json.loads(baseline.stdout)) == CLIENT_MODULES | {"engine.cli.remote_exec"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["exec", "c", "sh"],
+        ["--root", "/r", "--instance=i", "exec", "-i", "c", "cat"],
+        ["exec", "-e", "A=1", "--env=B=2", "-eC=3", "-u", "1", "--workdir", "/tmp", "c", "ls", "-l"],
+        ["exec", "-it", "c", "sh"],
+        ["exec", "c", "-e", "A=1", "sh"],  # after the container: the command's
+        ["exec", "-w=/x", "-e=A=1", "c", "pwd"],
+    ],
+)
+def test_the_exec_client_reads_the_line_as_argparse(argv: list[str]) -> None:
+    from engine.cli.remote_exec import parse_exec_line
+
+    line = parse_exec_line(argv)
+    args = build_parser(["containers"]).parse_args(argv)
+    assert line is not None
+    assert (line.container, line.cmd, line.env, line.interactive, line.tty) == (
+        args.container,
+        args.cmd,
+        args.env,
+        args.interactive,
+        args.tty,
+    )
+    assert (line.user or None, line.workdir or None) == (args.user, args.workdir)
+    assert (line.root or None, line.instance or None) == (args.root and str(args.root), args.instance)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["exec", "c"],
+        ["exec", "c", "--", "sh"],
+        ["exec", "--inter", "c", "sh"],
+        ["exec", "-ie", "A=1", "c", "sh"],
+        ["exec", "-h"],
+        ["--ro", "/r", "exec", "c", "sh"],
+        ["exec", "-e"],
+    ],
+)
+def test_what_the_exec_client_does_not_read_plainly_is_argparse_s(argv: list[str]) -> None:
+    from engine.cli.remote_exec import parse_exec_line
+
+    assert parse_exec_line(argv) is None

@@ -2,7 +2,7 @@
 
 Each thread has its own database connection and its own transactions (``transaction=True``), all
 released at once by a barrier, so the checks truly race: on PostgreSQL only the row locks
-(tenants/locks.py: the tenant's row; hosts/services.free_room: the up hosts' rows) keep them
+(tenants/locks.py: the tenant's row; deployments/placement.free_room: the up hosts' rows) keep them
 apart; on SQLite, IMMEDIATE transactions do. ``make test`` runs this on PostgreSQL,
 ``make test-sqlite`` on SQLite.
 """

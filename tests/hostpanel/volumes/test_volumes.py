@@ -14,7 +14,7 @@ from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Quota, Role, Tenant
 from hostpanel.volumes import services
 from hostpanel.volumes.models import Volume
-from tests.hostpanel.factories import MembershipFactory, TenantFactory
+from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.django_db
@@ -78,3 +78,20 @@ def test_quota_shows_volume_use(api: Any, tenant: Tenant, dev: Actor) -> None:
     services.create_volume(dev, tenant, "a", 2 * GIB)
     body = api(dev.user).get(f"/api/v1/tenants/{tenant.slug}/quota/").json()
     assert body["usage"]["volumes"] == 1 and body["usage"]["disk_bytes"] == 2 * GIB
+
+
+def test_deleting_a_volume_makes_every_up_host_reconcile(
+    tenant: Tenant,
+    dev: Actor,
+    sent_reconciles: list[tuple[int, str]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Its data may be on a host none of the tenant's replicas uses now: every host that is up
+    removes what it holds (a host that is down does at its next reconcile)."""
+    up = [HostFactory(name="v1"), HostFactory(name="v2")]
+    HostFactory(name="v3", state=Host.State.DOWN)
+    volume = services.create_volume(dev, tenant, "data", GIB)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.delete_volume(dev, volume)
+    assert sorted(host_id for host_id, _ in sent_reconciles) == sorted(h.pk for h in up)
+    assert not Volume.objects.filter(pk=volume.pk).exists()
