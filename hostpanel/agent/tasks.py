@@ -16,7 +16,6 @@ from hostpanel.agent import archive, host_secrets, overlays, relay, remote, tena
 from hostpanel.agent import reconcile as agent
 from hostpanel.agent.credentials import client_for
 from hostpanel.agent.credentials import load as load_credentials
-from hostpanel.deployments.models import Replica
 from hostpanel.edge.services import publish_routes_after_reconcile
 from hostpanel.hosts.models import Host
 from hostpanel.logstream.reading import backfill
@@ -93,13 +92,9 @@ def purge_tenant(host_id: int, slug: str) -> None:
 def container_logs(replica_id: int, tail: int) -> list[dict[str, Any]]:
     """The last ``tail`` log lines of a replica's container on this host."""
 
-    config = agent.AgentConfig.from_env()
-    replica = Replica.objects.filter(pk=replica_id).first()
-    if config is None or replica is None:
-        return []
-    engine = agent.engine_for(config.engine_root, config.instance)
     try:
-        lines = list(engine.logs(replica.container_name, tail=tail))
+        engine, container = _engine_container(replica_id)
+        lines = list(engine.logs(container.id, tail=tail))
     except Exception as exc:  # no container (yet): say so instead of failing the request
         return [{"time": "", "stream": "error", "text": str(exc)}]
     return [{"time": line.time, "stream": line.stream, "text": line.text} for line in lines]
@@ -109,13 +104,8 @@ def container_logs(replica_id: int, tail: int) -> list[dict[str, Any]]:
 def container_log_lines(replica_id: int, tail: int, after: str | None) -> dict[str, Any]:
     """A replica's log lines with cursors: the last ``tail``, or those after cursor ``after``."""
 
-    config = agent.AgentConfig.from_env()
-    replica = Replica.objects.filter(pk=replica_id).first()
-    if config is None or replica is None:
-        return {"lines": [], "skipped": 0, "lost": False, "error": "no such container on this host"}
-    engine = agent.engine_for(config.engine_root, config.instance)
     try:
-        container = engine.get(replica.container_name)
+        engine, container = _engine_container(replica_id)
         result = backfill(engine.containers.log_path(container), container.log_max_files, tail, after)
     except Exception as exc:  # no container (yet), or a bad cursor: say so instead of failing the request
         return {"lines": [], "skipped": 0, "lost": False, "error": str(exc)}
@@ -126,13 +116,11 @@ def container_log_lines(replica_id: int, tail: int, after: str | None) -> dict[s
 def container_stats(replica_id: int) -> dict[str, Any]:
     """One reading of a replica's container's cgroup counters ({} when it does not run)."""
 
-    config = agent.AgentConfig.from_env()
-    replica = Replica.objects.filter(pk=replica_id).first()
-    if config is None or replica is None:
-        return {}
-    engine = agent.engine_for(config.engine_root, config.instance)
     try:
-        container = engine.get(replica.container_name)
+        engine, container = _engine_container(replica_id)
+    except LookupError:
+        return {}
+    try:
         if not container.is_running:
             return {}
         (reading,) = engine.stats([container.id])
@@ -142,14 +130,17 @@ def container_stats(replica_id: int) -> dict[str, Any]:
 
 
 def _engine_container(replica_id: int) -> tuple[Any, Any]:
-    """This host's engine and the replica's container in it (LookupError when there is none)."""
+    """This host's engine and the replica's container in it, found by its label (LookupError when
+    there is none)."""
 
     config = agent.AgentConfig.from_env()
-    replica = Replica.objects.filter(pk=replica_id).first()
-    if config is None or replica is None:
+    if config is None:
         raise LookupError("no such container on this host")
     engine = agent.engine_for(config.engine_root, config.instance)
-    return engine, engine.get(replica.container_name)
+    for container in engine.list(all=True):  # by its label: no database needed
+        if container.labels.get(agent.LABEL_REPLICA) == str(replica_id):
+            return engine, container
+    raise LookupError("no such container on this host")
 
 
 @shared_task(acks_late=False)

@@ -28,6 +28,7 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
     from hostpanel.audit.services import Actor
     from hostpanel.deployments import services as deployments
     from hostpanel.deployments.models import Replica
+    from hostpanel.hosts import dispatch
     from hostpanel.hosts import services as hosts
     from hostpanel.hosts.models import Host
     from hostpanel.images.models import Image
@@ -99,6 +100,11 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
         out, _ = shown.communicate(timeout=30)
         assert out.decode().split() == ["hi", value, value]
         assert value not in log.read_text()
+        # the panel's questions about the container are answered without the database too
+        stats = dispatch.fetch_stats(replica.pk, "host.nodb")
+        assert stats["id"] == container.id and stats["pids"] >= 1, stats
+        top = dispatch.fetch_top(replica.pk, "host.nodb")
+        assert any("sleep" in " ".join(map(str, p.values())) for p in top["processes"]), top
         assert "ImproperlyConfigured" not in log.read_text()  # no query was tried
 
         # The app stopped on the panel: the agent stops the container and reports it.
