@@ -45,6 +45,7 @@ from hostpanel.tenants.limits import apply_tenant_limits
 
 log = logging.getLogger(__name__)
 
+MESSAGE_MAX = 2000  # what the report takes (hostpanel/deployments/internal.py)
 RESTARTED_BY_POLICY = ("always", "unless-stopped")
 _lock = threading.Lock()  # one reconcile at a time (the worker's task and the periodic one)
 
@@ -94,7 +95,7 @@ def apply(
         except (EngineError, PanelError, SealError, NotServed) as exc:
             log.warning("replica %s: %s", entry["name"], exc)
             report.failed.append(entry["name"])
-            state = {"state": "failed", "message": str(exc)}
+            state = {"state": "failed", "message": str(exc)[:MESSAGE_MAX]}
         states.append({"replica": entry["replica"], "generation": entry["generation"], **state})
     return states
 

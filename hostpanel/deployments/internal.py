@@ -53,7 +53,7 @@ class ReplicaStateSerializer(serializers.Serializer):
     exit_code = serializers.IntegerField(allow_null=True, required=False)
     started_at = serializers.DateTimeField(allow_null=True, required=False)
     finished_at = serializers.DateTimeField(allow_null=True, required=False)
-    message = serializers.CharField(max_length=2000, allow_blank=True, required=False)
+    message = serializers.CharField(max_length=2000, allow_blank=True, required=False)  # agent/remote.py
     restart_count = serializers.IntegerField(min_value=0, required=False)
 
 
