@@ -131,6 +131,13 @@ class InternalClient:
         """The states of this host's replicas; the answer says which were written."""
         return self.call("POST", "host/report", {"replicas": replicas})
 
+    def claim(self, replica_id: int, generation: int) -> bool:
+        """Whether this host may replace the replica's running container now (one of an app at a time)."""
+        granted: bool = self.call("POST", "host/claim", {"replica": replica_id, "generation": generation})[
+            "granted"
+        ]
+        return granted
+
     def start(self, capacity: dict[str, Any]) -> dict[str, Any]:
         """This agent starts: its address and capacity (the host is registered, marked up)."""
         return self.call("POST", "host/start", capacity)

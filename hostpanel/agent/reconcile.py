@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from engine.engine import Engine
@@ -259,28 +258,14 @@ def _claim_restart(replica: Replica) -> bool:
     return bool(taken)
 
 
-UPDATE_CLAIM_SECONDS = 120.0
+UPDATE_CLAIM_SECONDS = desired.UPDATE_CLAIM_SECONDS
 
 
 def _claim_update(replica: Replica) -> bool:
-    """Rolling replacement: claim the right to replace this replica's running container.
-
-    Only one replica of an app is replaced at a time, across all hosts (the
-    app row is locked while claiming); a claim older than UPDATE_CLAIM_SECONDS
-    (its agent died) no longer blocks the others.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        App.objects.select_for_update().filter(pk=replica.app_id).first()
-        busy = (
-            Replica.objects.filter(app_id=replica.app_id, state=Replica.State.UPDATING)
-            .exclude(pk=replica.pk)
-            .filter(updated_at__gte=now - timedelta(seconds=UPDATE_CLAIM_SECONDS))
-            .exists()
-        )
-        if busy:
-            return False
-        Replica.objects.filter(pk=replica.pk).update(state=Replica.State.UPDATING, updated_at=now)
+    """Rolling replacement: claim the right to replace this replica's running container
+    (:func:`desired.claim_update`)."""
+    if not desired.claim_update(replica):
+        return False
     replica.state = Replica.State.UPDATING  # so the report after the new container writes "running"
     return True
 

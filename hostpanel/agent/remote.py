@@ -8,8 +8,9 @@ key (:mod:`hostpanel.agent.host_secrets`) and reports each replica's state with 
 /internal/v1/host/report``. Containers of replicas not in the document, or of another
 generation (moved away or placed anew: fencing.py), are removed.
 
-Not yet served this way (the database path does them): tenant networks, health checks and
-readiness probes, restart back-off, rolling one replica of an app at a time across hosts.
+A running container whose spec changed is replaced once ``POST /internal/v1/host/claim`` grants
+it (one replica of an app at a time, across hosts). Not yet served this way (the database path
+does them): tenant networks, health checks and readiness probes, restart back-off.
 """
 
 from __future__ import annotations
@@ -59,14 +60,14 @@ def reconcile(engine: Engine, client: InternalClient, state_dir: Path) -> Reconc
     with _lock:
         doc = client.desired()
         report = ReconcileReport()
-        states = apply(engine, doc, state_dir, report)
+        states = apply(engine, client, doc, state_dir, report)
         if states:
             client.report(states)
         return report
 
 
 def apply(
-    engine: Engine, doc: dict[str, Any], state_dir: Path, report: ReconcileReport
+    engine: Engine, client: InternalClient, doc: dict[str, Any], state_dir: Path, report: ReconcileReport
 ) -> list[dict[str, Any]]:
     """Apply the document ``doc`` to ``engine``; the replicas' states to report."""
     wanted = {str(e["replica"]): e for e in doc["replicas"]}
@@ -91,7 +92,7 @@ def apply(
     states = []
     for replica_id, entry in wanted.items():
         try:
-            state = _apply_one(engine, doc, entry, actual.get(replica_id), state_dir, report)
+            state = _apply_one(engine, client, doc, entry, actual.get(replica_id), state_dir, report)
         except (EngineError, PanelError, SealError, NotServed) as exc:
             log.warning("replica %s: %s", entry["name"], exc)
             report.failed.append(entry["name"])
@@ -102,6 +103,7 @@ def apply(
 
 def _apply_one(
     engine: Engine,
+    client: InternalClient,
     doc: dict[str, Any],
     entry: dict[str, Any],
     container: Container | None,
@@ -111,6 +113,13 @@ def _apply_one(
     if container is not None and container.labels.get(LABEL_SPEC) != desired.host_digest(
         entry["digest"], entry["boot_bound"]
     ):
+        if (
+            container.is_running
+            and entry["running"]
+            and not client.claim(entry["replica"], entry["generation"])
+        ):
+            report.wait(1.0)  # another replica of the app is being replaced: one at a time
+            return _state(container, "running")
         remove_container(engine, container, report)  # made from a different spec: replace it
         container = None
     if not entry["running"] or doc["out_of_service"]:

@@ -17,12 +17,15 @@ import json
 import logging
 import socket
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import transaction
 from django.dispatch import Signal
+from django.utils import timezone
 
 from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.networks.model import NetworkJoin, PortMapping
@@ -285,6 +288,32 @@ def protected_hosts(host: Host) -> dict[str, list[str]]:
     return {address: sorted(ports) for address, ports in entries.items()}
 
 
+UPDATE_CLAIM_SECONDS = 120.0
+
+
+def claim_update(replica: Replica) -> bool:
+    """Rolling replacement: claim the right to replace this replica's running container.
+
+    Only one replica of an app is replaced at a time, across all hosts (the
+    app row is locked while claiming); a claim older than UPDATE_CLAIM_SECONDS
+    (its agent died) no longer blocks the others. Both agent paths use it: the one with the
+    database directly, an enrolled one through ``POST /internal/v1/host/claim``.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=replica.app_id).first()
+        busy = (
+            Replica.objects.filter(app_id=replica.app_id, state=Replica.State.UPDATING)
+            .exclude(pk=replica.pk)
+            .filter(updated_at__gte=now - timedelta(seconds=UPDATE_CLAIM_SECONDS))
+            .exists()
+        )
+        if busy:
+            return False
+        Replica.objects.filter(pk=replica.pk).update(state=Replica.State.UPDATING, updated_at=now)
+    return True
+
+
 REPORTED_STATES = (
     Replica.State.RUNNING,
     Replica.State.STOPPED,
@@ -301,8 +330,6 @@ def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], 
     Each entry is written only to a replica placed on ``host`` now, at the reported generation
     (one moved or placed anew meanwhile is left alone): a host can never write another host's
     replica. Returns (the ids written, the ids ignored)."""
-    from django.utils import timezone
-
     written: list[int] = []
     ignored: list[int] = []
     for entry in entries:

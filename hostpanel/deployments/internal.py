@@ -9,9 +9,13 @@ sealed to that host's own X25519 public key and bound to the replica and the sec
 its placed replicas' container specs, without secret values, and nothing of other hosts.
 ``POST host/report``: the states of its replicas, written only to those placed on it.
 ``POST host/start``: an agent without the database starts: its address and capacity.
+``POST host/claim``: the right to replace a running container of one of its replicas now (one
+replica of an app at a time, across hosts: :func:`desired.claim_update`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.urls import path
 from rest_framework import serializers
@@ -66,14 +70,21 @@ def _refuse_unknown(data: object, known: set[str], where: str) -> None:
         raise serializers.ValidationError({where: [f"unknown field(s): {', '.join(unknown)}"]})
 
 
+def _valid(request: Request, serializer: type[serializers.Serializer], where: str) -> dict[str, Any]:
+    """The request's body as ``serializer`` reads it; an unknown field or a bad value is a 400."""
+    body = serializer(data=request.data)
+    _refuse_unknown(request.data, set(body.fields), where)
+    body.is_valid(raise_exception=True)
+    data: dict[str, Any] = body.validated_data
+    return data
+
+
 class Report(HostView):
     def post(self, request: Request) -> Response:
-        _refuse_unknown(request.data, {"replicas"}, "report")
-        body = ReportSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = _valid(request, ReportSerializer, "report")
         for entry in request.data["replicas"]:
             _refuse_unknown(entry, set(ReplicaStateSerializer().fields), "replicas")
-        written, ignored = desired.apply_report(request.user, body.validated_data["replicas"])
+        written, ignored = desired.apply_report(request.user, body["replicas"])
         apps = sorted(set(Replica.objects.filter(pk__in=written).values_list("app_id", flat=True)))
         rollout.advance_all(apps)  # a roll of an app here goes on as its new containers run
         return Response({"written": written, "ignored": ignored})
@@ -90,14 +101,28 @@ class StartSerializer(serializers.Serializer):
 
 class Start(HostView):
     def post(self, request: Request) -> Response:
-        body = StartSerializer(data=request.data)
-        _refuse_unknown(request.data, set(body.fields), "start")
-        body.is_valid(raise_exception=True)
-        host = services.register_host(request.user.name, **body.validated_data)
+        host = services.register_host(request.user.name, **_valid(request, StartSerializer, "start"))
         return Response(host_body(host))
 
 
+class ClaimSerializer(serializers.Serializer):
+    replica = serializers.IntegerField(min_value=1)
+    generation = serializers.IntegerField(min_value=0)
+
+
+class Claim(HostView):
+    def post(self, request: Request) -> Response:
+        body = _valid(request, ClaimSerializer, "claim")
+        replica = Replica.objects.filter(
+            pk=body["replica"], host=request.user, generation=body["generation"]
+        ).first()
+        if replica is None:
+            raise NotFound(f"No such replica: {body['replica']}")
+        return Response({"granted": desired.claim_update(replica)})
+
+
 urlpatterns = [
+    path("host/claim", Claim.as_view(), name="internal-host-claim"),
     path("host/start", Start.as_view(), name="internal-host-start"),
     path("host/desired", Desired.as_view(), name="internal-host-desired"),
     path("host/report", Report.as_view(), name="internal-host-report"),

@@ -168,6 +168,18 @@ def test_an_agent_starts_as_its_own_host_only(enrolled: Hosts) -> None:
     assert APIClient().post("/internal/v1/host/start", body, format="json").status_code == 401
 
 
+class Claims:
+    """The agent's client, for its claims only (the panel's answer is the test's)."""
+
+    def __init__(self) -> None:
+        self.granted = True
+        self.asked: list[tuple[int, int]] = []
+
+    def claim(self, replica_id: int, generation: int) -> bool:
+        self.asked.append((replica_id, generation))
+        return self.granted
+
+
 @pytest.mark.django_db
 def test_the_agent_applies_a_document_without_a_query(
     enrolled: Hosts,
@@ -184,13 +196,14 @@ def test_the_agent_applies_a_document_without_a_query(
     Replica.objects.filter(app=web).update(host=sa)
     engine = FakeEngine()
     engine.images.references.add("busybox:latest")
+    claims = Claims()
     stray = engine.run(ContainerSpec(image="busybox:latest", name="acme-web-9", tenant="acme", labels={}))
 
     def apply(doc: dict[str, Any]) -> tuple[remote.ReconcileReport, dict[int, dict[str, Any]]]:
         doc = json.loads(json.dumps(doc))  # what travels: JSON only
         report = remote.ReconcileReport()
         with django_assert_num_queries(0):
-            states = remote.apply(engine, doc, tmp_path, report)
+            states = remote.apply(engine, claims, doc, tmp_path, report)  # type: ignore[arg-type]
         return report, {s["replica"]: s for s in states}
 
     first, second = Replica.objects.filter(app=web).order_by("index")
@@ -212,7 +225,23 @@ def test_the_agent_applies_a_document_without_a_query(
     assert report.stopped == ["acme-web-0"] and report.removed == ["acme-web-1"]
     assert list(states) == [first.pk] and states[first.pk]["state"] == "stopped"
 
+    # a new spec for a running container: replaced only with the claim (one of an app at a time)
+    Replica.objects.filter(pk=first.pk).update(stop_requested=False)
+    apply(desired.host_document(sa))
+    running = engine.get("acme-web-0")
     doc = desired.host_document(sa)
+    doc["replicas"][0]["digest"] = "a-new-release"
+    claims.granted = False
+    report, states = apply(doc)
+    assert claims.asked == [(first.pk, first.generation)] and engine.get("acme-web-0").id == running.id
+    assert report.retry_in == 1.0 and states[first.pk]["state"] == "running"
+    claims.granted = True
+    report, states = apply(doc)
+    assert report.removed == ["acme-web-0"] and report.started == ["acme-web-0"]
+    assert engine.get("acme-web-0").id != running.id
+
+    doc = desired.host_document(sa)
+    engine.stop("acme-web-0")
     doc["replicas"][0] |= {
         "running": True,
         "digest": "other",
@@ -220,3 +249,25 @@ def test_the_agent_applies_a_document_without_a_query(
     }
     report, states = apply(doc)
     assert report.failed == ["acme-web-0"] and "tenant networks" in states[first.pk]["message"]
+
+
+@pytest.mark.django_db
+def test_one_replica_of_an_app_is_replaced_at_a_time_across_hosts(
+    enrolled: Hosts, tenant: Tenant, make_app: Any, admin_actor: Any
+) -> None:
+    placed = spread(tenant, make_app, admin_actor)
+    mine, theirs = placed["sa"][0], placed["sb"][0]  # web-0 on sa, web-1 on sb
+    a, b = as_host(enrolled["sa"][1]), as_host(enrolled["sb"][1])
+
+    def claim(client: APIClient, replica: Replica, **extra: Any) -> Any:
+        body = {"replica": replica.pk, "generation": replica.generation, **extra}
+        return client.post("/internal/v1/host/claim", body, format="json")
+
+    assert claim(a, mine).json() == {"granted": True}
+    assert Replica.objects.get(pk=mine.pk).state == "updating"
+    assert claim(b, theirs).json() == {"granted": False}  # web-0 is being replaced on sa
+    refused = claim(b, mine)  # another host's replica
+    assert refused.status_code == 404 and refused.json()["error"]["message"] == f"No such replica: {mine.pk}"
+    assert claim(a, mine, generation=mine.generation + 1).status_code == 404  # placed anew meanwhile
+    assert claim(a, mine, host="sb").status_code == 400
+    assert APIClient().post("/internal/v1/host/claim", {}, format="json").status_code == 401
