@@ -19,15 +19,13 @@ from hostpanel.errors import Forbidden, NotFound, QuotaExceeded, ServiceError
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-    from hostpanel.tenants.models import ApiToken, Tenant
-
 
 @dataclass
 class Actor:
     """Who acts: a user (None for the system), through which token, from which address."""
 
     user: AbstractBaseUser | AnonymousUser | None
-    token: ApiToken | None = None
+    token: models.Model | None = None  # a tenants.ApiToken (audit sits below tenants)
     source_address: str | None = None
 
     @property
@@ -49,7 +47,7 @@ SYSTEM = Actor(user=None)
 class AuditEntry:
     """What an :func:`audited` block fills in as it learns the object."""
 
-    tenant: Tenant | None
+    tenant: models.Model | None
     obj: models.Model | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -58,7 +56,7 @@ def record(
     actor: Actor,
     action: str,
     *,
-    tenant: Tenant | None,
+    tenant: models.Model | None,
     obj: models.Model | None = None,
     result: str = AuditLog.Result.OK,
     message: str = "",
@@ -82,7 +80,7 @@ def record(
 
 @contextmanager
 def audited(
-    actor: Actor, action: str, tenant: Tenant | None, obj: models.Model | None = None
+    actor: Actor, action: str, tenant: models.Model | None, obj: models.Model | None = None
 ) -> Iterator[AuditEntry]:
     """Record ``action`` once the block ends: ok, or denied/failed with the error's message.
 

@@ -6,7 +6,7 @@ sent by name, the names of hostpanel/agent/tasks.py's tasks (a test checks each 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import uuid4
 
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -17,9 +17,23 @@ from hostpanel.errors import HostUnavailable
 if TYPE_CHECKING:
     from celery.result import AsyncResult
 
-    from hostpanel.terminal.services import ExecTicket
-
 AGENT_TASKS = "hostpanel.agent.tasks"
+
+
+class ExecSession(Protocol):
+    """What starting an exec needs of an admitted session (terminal.services.ExecTicket has it;
+    hosts sits below terminal, so it names the fields, not the class)."""
+
+    @property
+    def session(self) -> str: ...
+    @property
+    def container_name(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def command(self) -> tuple[str, ...]: ...
+    @property
+    def audit_id(self) -> int: ...
 
 
 def send(task: str, *, answer: bool = False, **options: Any) -> AsyncResult:
@@ -37,7 +51,7 @@ def send_reconcile(host_id: int, queue: str) -> None:
 
 
 def send_start_exec(
-    ticket: ExecTicket,
+    ticket: ExecSession,
     *,
     reply_channel: str,
     rows: int,
