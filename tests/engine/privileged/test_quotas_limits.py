@@ -104,7 +104,11 @@ def test_memory_hog_is_oom_killed_while_another_tenant_keeps_serving(
 def test_fork_bomb_is_stopped_by_the_pids_limit_while_the_neighbour_forks(
     engine: Engine, busybox: Image
 ) -> None:
-    bomb = run(engine, "sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 60", tenant="alpha", pids=30)
+    # Forks without end, and cannot burn itself out: busybox sh exits when a fork fails, so the
+    # inner shell forking sleepers dies at the limit and the outer loop starts another at once
+    # (the classic `bomb | bomb &` can die out between polls on a loaded machine).
+    forever = "while :; do sh -c 'while :; do sleep 60 & done' 2>/dev/null; done"
+    bomb = run(engine, "sh", "-c", forever, tenant="alpha", pids=30)
     neighbour = run(engine, "sleep", "60", tenant="bravo")
     driver = host_driver()
     assert wait_for(lambda: (driver.stats(bomb.cgroup_path) or _zero()).pids >= 25)

@@ -32,6 +32,10 @@ from tests.hostpanel.logstream.logfiles import append, stamp
 
 APP = URLRouter(websocket_urlpatterns)
 
+# database_sync_to_async closes a connection that is inside a transaction (on PostgreSQL the
+# next query then fails with "the connection is closed"): commit for real, as a server would
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 @pytest.fixture(autouse=True, params=["one layer", "a lines layer of its own"])
 def memory_layer(settings: Any, request: pytest.FixtureRequest) -> None:
