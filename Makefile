@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hostpanel-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install packages venv static test test-sqlite test-e2e test-control-plane lint run stop lighthouse test-lighthouse images
+.PHONY: help install packages venv static test test-engine test-sqlite test-e2e test-control-plane lint run stop lighthouse test-lighthouse images
 
 help:
 	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	@echo "make stop     stop what 'make run' started (the panel, and Redis if it started it)"
-	@echo "make test     install, then lint, type-check and run every test but the whole-stack tier on PostgreSQL (CI runs it first)"
+	@echo "make test     install, then lint, type-check and run the panel's and the engine's unit tests, the panel on PostgreSQL (CI runs it first)"
+	@echo "make test-engine  install, then the engine against the real kernel: crun, conmon, cgroups, mounts, nftables (CI runs it next)"
 	@echo "make test-sqlite  install, then the panel's tests on SQLite, make run's default database (CI runs it next)"
 	@echo "make test-e2e install, then the whole-stack tier: real Redis, agents, panel, Caddy, browser (CI runs it next)"
 	@echo "make test-control-plane  install, then build docker/'s images and bring the compose file up (CI runs it last)"
@@ -52,14 +53,20 @@ lint: venv
 	$(BIN)/mypy engine
 	$(BIN)/lint-imports --no-cache  # the layers: pyproject.toml [tool.importlinter]
 
-# Two tiers, each well under 20 minutes on CI's 2 cores; .ci/run runs both. The e2e tier is
-# every test that starts the whole stack (tests/conftest.py: is_end_to_end).
+# Five tiers, each under 20 minutes on CI's 2 cores; .ci/run runs them one after the other
+# (README, Tests). The e2e tier is every test that starts the whole stack (tests/conftest.py:
+# is_end_to_end); the engine's real-kernel tests have a tier of their own (test-engine).
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine
 	$(BIN)/lint-imports --no-cache  # the layers: pyproject.toml [tool.importlinter]
-	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse -m "not e2e" --database=postgres
+	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse --ignore=tests/engine/privileged -m "not e2e" --database=postgres
+
+# The engine against the real kernel (root): containers through crun and conmon, cgroups,
+# overlay and loop mounts, veths, nftables. No database.
+test-engine: install
+	$(BIN)/pytest -q tests/engine/privileged -m "not e2e"
 
 # The panel's tests once more on SQLite, the embedded default of `make run` (both databases in
 # one tier would take CI past 17 minutes: README, Tests). tests/pgserver.py: --database.
