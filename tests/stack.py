@@ -372,8 +372,10 @@ def caddy_server(directory: Path) -> Iterator[Caddy]:
 # ---- enrollment (issue 15): an HTTPS front for the panel and the join command --------------------
 
 
-def tls_front(directory: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """A Caddy terminating HTTPS for 127.0.0.1 (its own internal CA) in front of ``upstream``."""
+def tls_front(
+    directory: Path, upstream: int, address: str = "127.0.0.1"
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """A Caddy terminating HTTPS for ``address`` (its own internal CA) in front of ``upstream``."""
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     config = {
@@ -383,7 +385,7 @@ def tls_front(directory: Path, upstream: int) -> tuple[subprocess.Popen[bytes], 
             "http": {
                 "servers": {
                     "front": {
-                        "listen": [f"127.0.0.1:{port}"],
+                        "listen": [f"{address}:{port}"],
                         "routes": [
                             {
                                 "handle": [
@@ -394,16 +396,14 @@ def tls_front(directory: Path, upstream: int) -> tuple[subprocess.Popen[bytes], 
                                 ]
                             }
                         ],
-                        "tls_connection_policies": [{"default_sni": "127.0.0.1"}],
+                        "tls_connection_policies": [{"default_sni": address}],
                         "automatic_https": {"disable_redirects": True},
                     }
                 }
             },
             "tls": {
-                "certificates": {"automate": ["127.0.0.1"]},
-                "automation": {
-                    "policies": [{"subjects": ["127.0.0.1"], "issuers": [{"module": "internal"}]}]
-                },
+                "certificates": {"automate": [address]},
+                "automation": {"policies": [{"subjects": [address], "issuers": [{"module": "internal"}]}]},
             },
             "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
         },

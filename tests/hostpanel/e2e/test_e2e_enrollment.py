@@ -9,6 +9,7 @@ The join runs with ``--skip-install`` (the packages are on this machine already)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -77,32 +78,45 @@ def https_get(url: str, ca_file: Path, token: str = "") -> tuple[int, dict[str, 
         return 0, {}
 
 
-@pytest.fixture
-def panel(
-    transactional_db: None, celery_to: str, redis_url: str, tmp_path: Path, settings: Any
+@contextlib.contextmanager
+def serve_panel(
+    directory: Path, settings: Any, redis_url: str, address: str = "127.0.0.1", agent_redis: str = ""
 ) -> Iterator[Panel]:
-    """The real panel (`python -m hostpanel.serve`) behind an HTTPS Caddy; this process's settings
-    point at the same Redis (the panel's own user: full access) and public URL."""
+    """The real panel (`python -m hostpanel.serve`) behind an HTTPS Caddy on ``address``; this
+    process's settings point at the same Redis (the panel's own user: full access) and public URL.
+    ``agent_redis``: the Redis address agents are told to use (HOSTPANEL_AGENT_REDIS_ADDRESS)."""
     if shutil.which("caddy") is None:
         pytest.fail("caddy is missing; `make install` installs it")
-    env = panel_env(shared_database_url(), redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
+    env = panel_env(shared_database_url(), redis_url, directory / "var", settings.HOSTPANEL_SECRET_KEYS)
     env |= {"HOSTPANEL_HTTP_WORKERS": "1", "HOSTPANEL_CADDY_ADMIN": ""}
+    env |= {"HOSTPANEL_ALLOWED_HOSTS": f"127.0.0.1,localhost,{address}"}
+    env |= {"HOSTPANEL_AGENT_REDIS_ADDRESS": agent_redis} if agent_redis else {}
     port = free_port()
-    log = tmp_path / "panel.log"
+    log = directory / "panel.log"
     server = start_panel("127.0.0.1", port, env, log)
-    front, front_port, ca_file = tls_front(tmp_path / "front", port)
-    url = f"https://127.0.0.1:{front_port}"
+    front, front_port, ca_file = tls_front(directory / "front", port, address)
+    url = f"https://{address}:{front_port}"
     settings.REDIS_URL = redis_url
+    settings.HOSTPANEL_AGENT_REDIS_ADDRESS = agent_redis
     layer = settings.CHANNEL_LAYERS["default"]
     settings.CHANNEL_LAYERS = {"default": layer | {"CONFIG": {"hosts": [redis_url]}}}
     settings.HOSTPANEL_PUBLIC_URL = url
     try:
-        wait_for(lambda: ca_file.exists(), 30, f"caddy's internal CA\n{tmp_path / 'front' / 'front.log'}")
+        wait_for(lambda: ca_file.exists(), 30, f"caddy's internal CA\n{directory / 'front' / 'front.log'}")
         wait_for(lambda: https_get(url + "/internal/v1/host", ca_file)[0] == 401, 60, f"the panel\n{log}")
         yield Panel(url, ca_file, env, log)
     finally:
         stop_process(front)
         stop_process(server)
+
+
+@pytest.fixture
+def panel(
+    transactional_db: None, celery_to: str, redis_url: str, tmp_path: Path, settings: Any
+) -> Iterator[Panel]:
+    """The panel behind HTTPS on 127.0.0.1 (:func:`serve_panel`)."""
+    with serve_panel(tmp_path, settings, redis_url) as served:
+        yield served
 
 
 def add_host(name: str) -> str:
