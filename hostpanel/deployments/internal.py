@@ -8,7 +8,8 @@ sealed to that host's own X25519 public key and bound to the replica and the sec
 ``GET host/desired``: what the calling host should run (:mod:`hostpanel.deployments.desired`):
 its placed replicas' container specs, without secret values, and nothing of other hosts.
 ``POST host/report``: the states of its replicas, written only to those placed on it.
-``POST host/start``: an agent without the database starts: its address and capacity.
+``POST host/start``: an agent without the database starts: its address and capacity, and the
+base images its engine holds (registered as base images, as an agent with the database does).
 ``POST host/claim``: the right to replace a running container of one of its replicas now (one
 replica of an app at a time, across hosts: :func:`desired.claim_update`).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.urls import path
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -24,10 +26,11 @@ from rest_framework.response import Response
 
 from hostpanel.deployments import desired, rollout
 from hostpanel.deployments.models import Replica
-from hostpanel.errors import NotFound
+from hostpanel.errors import InvalidRequest, NotFound
 from hostpanel.hosts import services
 from hostpanel.hosts.internal import HostView, host_body
 from hostpanel.hosts.models import Host
+from hostpanel.images.services import normalize, register_base_images
 from hostpanel.secrets.services import sealed_values
 
 
@@ -97,12 +100,26 @@ class StartSerializer(serializers.Serializer):
     disk_bytes = serializers.IntegerField(min_value=0)
     engine_root = serializers.CharField(max_length=500)
     engine_instance = serializers.CharField(max_length=100)
+    base_images = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=500, required=False, default=list
+    )
+
+
+def _base_image(reference: str) -> str:
+    try:
+        return normalize(reference)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"base_images: {reference!r} is no image reference ({exc})") from exc
 
 
 class Start(HostView):
     def post(self, request: Request) -> Response:
-        host = services.register_host(request.user.name, **_valid(request, StartSerializer, "start"))
-        return Response(host_body(host))
+        body = _valid(request, StartSerializer, "start")
+        references = [_base_image(r) for r in body.pop("base_images")]  # a bad one: 400, nothing changed
+        with transaction.atomic():
+            host = services.register_host(request.user.name, **body)
+            made = register_base_images(references)
+        return Response(host_body(host) | {"registered_images": [image.reference for image in made]})
 
 
 class ClaimSerializer(serializers.Serializer):

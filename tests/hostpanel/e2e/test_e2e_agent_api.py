@@ -66,8 +66,9 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
         host = Host.objects.get(name="nodb")
         assert host.state == "up" and host.cpu_millis == 4000 and host.engine_instance == instance
 
-        # base images are registered by agents with the database (register_host_images): by hand here
-        Image.objects.get_or_create(reference="busybox:latest", defaults={"tenant": None})
+        # its engine's base images were registered with its start (POST host/start)
+        assert Image.objects.filter(reference="busybox:latest", tenant=None).exists()
+        assert "registered base image busybox:latest" in log.read_text()
         admin = Actor(UserFactory(username="nd-admin", is_staff=True, is_superuser=True))
         tenant = tenants.create_tenant(admin, "ndacme")
         value = "nodb-" + secrets.token_hex(8)

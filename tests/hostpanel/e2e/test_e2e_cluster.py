@@ -233,7 +233,7 @@ def test_three_hosts_spread_keep_secrets_home_survive_a_death_and_fence_the_retu
 
         return check
 
-    Image.objects.get_or_create(reference="busybox:latest", defaults={"tenant": None})
+    assert Image.objects.filter(reference="busybox:latest", tenant=None).exists()  # the agents' start
     admin = Actor(UserFactory(username="k-admin", is_staff=True, is_superuser=True))
     tenant = tenants.create_tenant(admin, "kacme")
 

@@ -168,6 +168,45 @@ def test_an_agent_starts_as_its_own_host_only(enrolled: Hosts) -> None:
     assert APIClient().post("/internal/v1/host/start", body, format="json").status_code == 401
 
 
+@pytest.mark.django_db
+def test_an_agent_start_registers_its_engines_base_images_and_nothing_else(enrolled: Hosts) -> None:
+    """The base images an agent without the database holds become base images (as an agent with
+    the database registers them); a name in a tenant's namespace never does; a bad reference is
+    refused with what was wrong, and that start changes nothing."""
+    from hostpanel.images.models import Image
+
+    TenantFactory(slug="acme")
+    body = {
+        "address": "10.0.0.8",
+        "cpu_millis": 1000,
+        "memory_bytes": 2 * 1024**3,
+        "disk_bytes": 10**10,
+        "engine_root": "/var/lib/hp",
+        "engine_instance": "hp-a",
+    }
+    client = as_host(enrolled["sa"][1])
+    bad = client.post(
+        "/internal/v1/host/start", body | {"base_images": ["busybox:latest", "Bad Name!"]}, format="json"
+    )
+    assert bad.status_code == 400 and "base_images: 'Bad Name!'" in bad.content.decode(), bad.content
+    assert not Image.objects.exists() and Host.objects.get(name="sa").address != "10.0.0.8"
+    for refused in (["x"] * 501, "busybox:latest", [{"ref": "busybox"}]):
+        answer = client.post("/internal/v1/host/start", body | {"base_images": refused}, format="json")
+        assert answer.status_code == 400 and "base_images" in answer.content.decode(), answer.content
+    assert not Image.objects.exists()
+
+    images = ["busybox", "debian:bookworm", "acme/web:1", "library/alpine:3"]
+    answer = client.post("/internal/v1/host/start", body | {"base_images": images}, format="json")
+    assert answer.status_code == 200, answer.content
+    base = set(Image.objects.filter(tenant=None).values_list("reference", flat=True))
+    registered = set(answer.json()["registered_images"])
+    assert base == {"busybox:latest", "debian:bookworm", "library/alpine:3"} == registered
+    assert not Image.objects.filter(reference__startswith="acme/").exists()  # a tenant's name: never base
+    again = client.post("/internal/v1/host/start", body | {"base_images": images}, format="json")
+    assert again.json()["registered_images"] == []  # already there: nothing new
+    assert Host.objects.get(name="sa").address == "10.0.0.8"
+
+
 class Claims:
     """The agent's client, for its claims only (the panel's answer is the test's)."""
 

@@ -194,9 +194,10 @@ class Command(BaseCommand):
 
     def _run_without_database(self, opts: dict[str, Any], client: InternalClient, state_dir: Path) -> None:
         """An enrolled agent without the database: it registers its capacity, beats and reconciles
-        through the internal API and consumes its own queue. Not yet here (they need the
-        database): builds, log following, the edge proxy, usage, and the panel-wide work
-        (placement, dead hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
+        through the internal API and consumes its own queue; its engine's base images are
+        registered with its start. Not yet here (they need the database): builds, log following,
+        the edge proxy, usage, and the panel-wide work (placement, dead hosts, rolls), which the
+        panel's ``manage.py watchhosts`` does."""
         config = agent.AgentConfig(
             name=opts["name"], engine_root=opts["engine_root"], instance=opts["instance"]
         )
@@ -214,10 +215,13 @@ class Command(BaseCommand):
                     "disk_bytes": shutil.disk_usage(engine.paths.root).total,
                     "engine_root": config.engine_root,
                     "engine_instance": config.instance,
+                    "base_images": engine.images.base_tags(),
                 }
             )
         except PanelError as exc:
             raise CommandError(f"the panel refuses this agent's start: {exc}") from exc
+        for reference in host.get("registered_images", []):
+            self.stdout.write(f"registered base image {reference}")
         stop = threading.Event()
         loop = threading.Thread(
             target=_loop_without_database,
