@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -166,6 +166,9 @@ def replica_document(replica: Replica) -> dict[str, Any]:
         ],
         "restart_policy": release.restart_policy,
         "restart_max_retries": release.restart_max_retries,
+        "health_check": release.health_check or None,
+        "http_port": release.http_port,
+        "recorded": recorded_state(replica),
         "labels": {
             **release.labels,  # the tenant's own (never org.hostpanel.*: process.check_labels)
             LABEL_TENANT: tenant.slug,
@@ -177,6 +180,26 @@ def replica_document(replica: Replica) -> dict[str, Any]:
         },
         "digest": release_digest(release, replica.ports),
         "boot_bound": bool(release.secrets),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def recorded_state(replica: Replica) -> dict[str, Any]:
+    """What the panel records of the replica's state, restarts and health, as its host last reported
+    them (:data:`REPORTED_FIELDS`): an agent without the database decides its restart back-off and health
+    checks from these, as the one with the database does from the row."""
+    return {
+        "state": replica.state,
+        "restart_count": replica.restart_count,
+        "crash_streak": replica.crash_streak,
+        "next_restart_at": _iso(replica.next_restart_at),
+        "health": replica.health,
+        "health_failures": replica.health_failures,
+        "health_checked_at": _iso(replica.health_checked_at),
+        "ready": replica.ready,
     }
 
 
@@ -321,7 +344,21 @@ REPORTED_STATES = (
     Replica.State.FAILED,
     Replica.State.BACKOFF,
 )
-REPORTED_FIELDS = ("state", "engine_id", "exit_code", "started_at", "finished_at", "message", "restart_count")
+REPORTED_FIELDS = (
+    "state",
+    "engine_id",
+    "exit_code",
+    "started_at",
+    "finished_at",
+    "message",
+    "restart_count",
+    "crash_streak",
+    "next_restart_at",
+    "health",
+    "health_failures",
+    "health_checked_at",
+    "ready",
+)
 
 
 def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
