@@ -349,6 +349,7 @@ def _check_health(engine: Engine, replica: Replica, container: Container, report
 
 
 READY_PROBE_SECONDS = 0.3  # between readiness probes of a new replica without a health check
+READY_PROBE_TIMEOUT = 1.0  # for one readiness probe's connect
 
 
 def _check_ready(engine: Engine, replica: Replica, container: Container, report: ReconcileReport) -> None:
@@ -358,7 +359,7 @@ def _check_ready(engine: Engine, replica: Replica, container: Container, report:
     _report(replica, container, state=Replica.State.RUNNING)
     port = replica.release.http_port
     assert port is not None
-    probes.submit_readiness(engine, replica, container, port, timeout=1.0)
+    probes.submit_readiness(engine, replica, container, port, timeout=READY_PROBE_TIMEOUT)
     report.wait(READY_PROBE_SECONDS)
 
 
