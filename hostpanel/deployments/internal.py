@@ -51,6 +51,8 @@ class Desired(HostView):
 
 COUNT_MAX = 2**31 - 1  # a PositiveIntegerField's bound on every database
 HEALTH_STATES = ("", "starting", "healthy", "unhealthy")
+ADDRESSES_MAX = 64  # tenant networks one replica reports addresses on
+NAME_MAX = 100
 
 
 class JSONBooleanField(serializers.BooleanField):
@@ -82,6 +84,17 @@ class ReplicaStateSerializer(serializers.Serializer):
     health_failures = serializers.IntegerField(min_value=0, max_value=COUNT_MAX, required=False)
     health_checked_at = serializers.DateTimeField(allow_null=True, required=False)
     ready = JSONBooleanField(required=False)
+    # {tenant network name: its IPv4 address there}; checked against the replica in desired.apply_report
+    addresses = serializers.DictField(
+        child=serializers.IPAddressField(protocol="IPv4"), allow_empty=True, required=False
+    )
+
+    def validate_addresses(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > ADDRESSES_MAX or any(len(name) > NAME_MAX for name in value):
+            raise serializers.ValidationError(
+                f"at most {ADDRESSES_MAX} networks, names of at most {NAME_MAX} characters"
+            )
+        return value
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if data.get("ready") and data["state"] != "running":
