@@ -22,7 +22,7 @@ network is deleted (:func:`remove_deleted_networks`) or the tenant is purged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.engine import Engine
@@ -171,13 +171,18 @@ def hosts_to_tell(ids: Iterable[int], host: Host) -> list[Host]:
 
 def remove_deleted_networks(engine: Engine) -> list[str]:
     """Remove this host's engine networks whose tenant network was deleted (unless still in use)."""
-    ours = [n for n in engine.network_list() if LABEL_NETWORK in n.labels]
-    if not ours:
+    if not any(LABEL_NETWORK in n.labels for n in engine.network_list()):
         return []
     alive = {str(pk) for pk in Network.objects.values_list("pk", flat=True)}
+    return remove_networks(engine, lambda network: network.labels[LABEL_NETWORK] in alive)
+
+
+def remove_networks(engine: Engine, keep: Callable[[Any], bool]) -> list[str]:
+    """Remove this host's engine networks of tenant networks but those ``keep`` says to keep (and
+    those still in use: the engine refuses, logged). Their names."""
     removed = []
-    for network in ours:
-        if network.labels[LABEL_NETWORK] in alive:
+    for network in engine.network_list():
+        if LABEL_NETWORK not in network.labels or keep(network):
             continue
         try:
             engine.network_remove(network.name)

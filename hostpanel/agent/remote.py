@@ -24,12 +24,21 @@ only for the same container and only if no check was recorded since it was submi
 report is lost, its values are made again from the container (its finish time gives the same
 due restart) or the probe runs again.
 
-Not yet served this way (the database path does them): tenant networks, and a restart of one
-replica or app asked for on the panel (``restart_requested``, ``restart_generation``).
+Tenant networks: the document carries this host's engine networks as the panel computes them
+(:func:`networking.overlay_state`: subnet, VNI, this host's slice, peers, the other hosts'
+members and their addresses), applied with the database path's :func:`overlays.apply_overlay`;
+the report carries each replica's addresses (``addresses``), from which the panel gives the
+other hosts their remote names at their next reconcile (there is no immediate push to them as
+the database path sends). An engine network none of this host's replicas joins any more is
+removed.
+
+Not yet served this way (the database path does it): a restart of one replica or app asked
+for on the panel (``restart_requested``, ``restart_generation``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -41,11 +50,11 @@ from django.utils import timezone
 
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
-from engine.errors import EngineError, ImageNotFound, VolumeNotFound
+from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
 from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.runtime.model import Container
-from hostpanel.agent import host_secrets, probes, restarts
+from hostpanel.agent import host_secrets, overlays, probes, restarts
 from hostpanel.agent.credentials import InternalClient, PanelError
 from hostpanel.agent.reconcile import (
     LABEL_REPLICA,
@@ -109,6 +118,9 @@ def apply(
             log.warning("tenant %s: cannot write its quota on this host: %s", slug, exc)
     apply_protected_hosts(engine, doc["host"], doc["protected"])
     apply_tenant_egress(engine, doc["host"], {s: t["egress_allow"] for s, t in doc["tenants"].items()})
+    networks = hasattr(engine, "network_ensure_overlay")  # an engine with tenant networks
+    if networks:
+        _sync_networks(engine, doc["networks"])
     states = []
     for replica_id, entry in wanted.items():
         try:
@@ -117,8 +129,46 @@ def apply(
             log.warning("replica %s: %s", entry["name"], exc)
             report.failed.append(entry["name"])
             state = {"state": "failed", "message": str(exc)[:MESSAGE_MAX]}
+        if networks:
+            state |= _addresses(engine, entry, state.get("engine_id"))
         states.append({"replica": entry["replica"], "generation": entry["generation"], **state})
+    if networks:
+        # an engine network none of its replicas here joins any more (deleted, or its last member gone)
+        report.removed += overlays.remove_networks(engine, lambda network: network.name in doc["networks"])
     return states
+
+
+def _sync_networks(engine: Engine, networks: dict[str, dict[str, Any]]) -> None:
+    """Bring this host's engine networks of the document up to date (peers, remote names): those it
+    has; a replica's start creates the others (:func:`_prepare_networks`)."""
+    for name, state in networks.items():
+        if "error" in state:
+            continue
+        try:
+            overlays.apply_overlay(engine, state, create=False)
+        except EngineError as exc:
+            log.warning("network %s: not synced: %s", name, exc)
+
+
+def _prepare_networks(engine: Engine, doc: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Make the replica's tenant networks ready on this host before its container starts."""
+    for join in entry["networks"]:
+        state = doc["networks"].get(join["engine_name"])
+        if state is None:
+            raise NotServed(f"tenant network {join['name']} is not in this host's document")
+        if "error" in state:
+            raise NotServed(state["error"])
+        overlays.apply_overlay(engine, state)
+
+
+def _addresses(engine: Engine, entry: dict[str, Any], engine_id: str | None) -> dict[str, Any]:
+    """The replica's addresses on its tenant networks for the report, if they changed (other hosts'
+    members learn them from the panel: their remote names)."""
+    found: dict[str, str] = {}
+    if engine_id and entry["networks"]:
+        with contextlib.suppress(ContainerNotFound):  # removed meanwhile: it has none
+            found = overlays.container_addresses(engine.get(engine_id))
+    return {} if found == entry["recorded"]["addresses"] else {"addresses": found}
 
 
 def _apply_one(
@@ -372,7 +422,7 @@ def _state(container: Container | None, state: str, message: str = "") -> dict[s
 
 def _run(engine: Engine, doc: dict[str, Any], entry: dict[str, Any], state_dir: Path) -> Container:
     if entry["networks"]:
-        raise NotServed("tenant networks are not served to agents without the database yet")
+        _prepare_networks(engine, doc, entry)
     names = list(dict.fromkeys(s["name"] for s in entry["secrets"]))
     values = host_secrets.fetch(state_dir, entry["replica"], names) if names else {}
     spec = desired.container_spec(entry, values)
