@@ -21,28 +21,24 @@ network is deleted (:func:`remove_deleted_networks`) or the tenant is purged.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import logging
-import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.engine import Engine
 from engine.errors import EngineError, NotFound
 from engine.networks.model import RemoteEndpoint
 from engine.runtime.model import Container
-from hostpanel.deployments import desired
+from hostpanel.deployments import desired, networking
 from hostpanel.deployments.models import Replica
-from hostpanel.deployments.networking import member_replicas, names_of
-from hostpanel.errors import InvalidRequest, ServiceError
+from hostpanel.deployments.networking import member_replicas
+from hostpanel.errors import ServiceError
 from hostpanel.hosts.models import Host
 from hostpanel.networks.models import Network
-from hostpanel.networks.services import host_range
 
 log = logging.getLogger(__name__)
 
-LABEL_NETWORK = "org.hostpanel.network"  # on an engine network: the panel network's id
+LABEL_NETWORK = networking.LABEL_NETWORK
 # on a container: the tenant networks it joined, "name=engine name" comma-separated
 LABEL_NETWORKS = desired.LABEL_NETWORKS
 
@@ -75,84 +71,40 @@ def network_ids(container: Container, tenant_id: int) -> set[int]:
     return set(Network.objects.filter(tenant_id=tenant_id, name__in=names).values_list("pk", flat=True))
 
 
-def _underlay(host: Host) -> str | None:
-    """The host's underlay IPv4 address: its ``address``, resolved if it is a name (None if neither)."""
-    return _ipv4_of(host.address) if host.address else None
-
-
-@functools.lru_cache(maxsize=256)
-def _ipv4_of(name: str) -> str | None:
-    try:
-        return str(ipaddress.IPv4Address(name))
-    except ValueError:
-        pass
-    try:
-        found = sorted({str(info[4][0]) for info in socket.getaddrinfo(name, None, socket.AF_INET)})
-    except (OSError, UnicodeError):
-        log.warning("cannot resolve host address %r to an IPv4 underlay address", name)
-        return None
-    usable = [a for a in found if not ipaddress.IPv4Address(a).is_loopback]
-    return usable[0] if usable else None
-
-
-def _peers(network: Network, host: Host, members: list[Replica]) -> list[str]:
-    """Underlay addresses of the other hosts with members of ``network``.
-
-    InvalidRequest if one of them shares this host's address: such hosts share one network stack
-    (several agents on one machine), where one VNI can be carried by one engine only.
-    """
-    hosts = {r.host for r in members if r.host is not None and r.host_id != host.pk}
-    mine = _underlay(host)
-    clash = sorted(h.name for h in hosts if mine is not None and _underlay(h) == mine)
-    if clash:
-        raise InvalidRequest(
-            f"tenant network {network.name!r} cannot span host {host.name} and {', '.join(clash)}: "
-            f"they share the underlay address {mine} (one network stack); give each host its own address "
-            "(manage.py hostagent --address) or run the apps on one of them"
-        )
-    return sorted({a for h in hosts if (a := _underlay(h)) is not None})
-
-
-def _remote(network: Network, host: Host, members: list[Replica]) -> list[RemoteEndpoint]:
-    """The members on other hosts, with the addresses their agents reported."""
-    entries = []
-    for replica in members:
-        if replica.host_id == host.pk:
-            continue
-        address = replica.network_addresses.get(network.name)
-        if address:
-            names = names_of(replica, network.name)
-            entries.append(RemoteEndpoint(replica.container_name, address, tuple(names)))
-    return sorted(entries, key=lambda e: (e.name, e.ip))
-
-
 def ensure_network(engine: Engine, host: Host, network: Network, *, create: bool = True) -> bool:
-    """Bring this host's engine network of ``network`` to the panel's state: subnet, VNI, this host's
-    slice, peers and remote names (each written only if it changed). With ``create=False`` a network
-    this host does not have is left alone. Whether the engine network is here."""
-    members = member_replicas(network)
-    peers = _peers(network, host, members)
+    """Bring this host's engine network of ``network`` to the panel's state
+    (:func:`networking.overlay_state`). With ``create=False`` a network this host does not have is
+    left alone. Whether the engine network is here."""
+    return apply_overlay(engine, networking.overlay_state(network, host), create=create)
+
+
+def apply_overlay(engine: Engine, state: dict[str, Any], *, create: bool = True) -> bool:
+    """Bring an engine network to ``state`` (:func:`networking.overlay_state`, as plain data: the
+    agent with the database makes it from the rows, the one without gets it in its document):
+    subnet, VNI, this host's slice, peers and remote names, each written only if it changed. With
+    ``create=False`` a network this host does not have is left alone. Whether it is here."""
+    name = state["engine_name"]
     try:
-        current = engine.network(network.engine_name)
+        current = engine.network(name)
     except NotFound:
         current = None
         if not create:
             return False
-    if current is None or sorted(current.peers) != peers:
+    if current is None or sorted(current.peers) != state["peers"]:
         engine.network_ensure_overlay(
-            network.engine_name,
-            tenant=network.tenant.slug,
-            subnet=network.subnet,
-            vni=network.vni,
-            peers=peers,
-            underlay_ip=_underlay(host),
-            ip_range=host_range(network, host.pk),
-            labels={LABEL_NETWORK: str(network.pk)},
+            name,
+            tenant=state["tenant"],
+            subnet=state["subnet"],
+            vni=state["vni"],
+            peers=state["peers"],
+            underlay_ip=state["underlay_ip"],
+            ip_range=state["ip_range"],
+            labels={LABEL_NETWORK: str(state["id"])},
         )
-    remote = _remote(network, host, members)
-    if current is None or list(engine.networks.remote_endpoints(network.engine_name)) != remote:
-        engine.network_set_remote(network.engine_name, remote)
-        log.info("network %s on %s: %d remote names", network, host.name, len(remote))
+    remote = [RemoteEndpoint(e["name"], e["ip"], tuple(e["aliases"])) for e in state["remote"]]
+    if current is None or list(engine.networks.remote_endpoints(name)) != remote:
+        engine.network_set_remote(name, remote)
+        log.info("network %s: %d remote names", name, len(remote))
     return True
 
 
@@ -219,13 +171,18 @@ def hosts_to_tell(ids: Iterable[int], host: Host) -> list[Host]:
 
 def remove_deleted_networks(engine: Engine) -> list[str]:
     """Remove this host's engine networks whose tenant network was deleted (unless still in use)."""
-    ours = [n for n in engine.network_list() if LABEL_NETWORK in n.labels]
-    if not ours:
+    if not any(LABEL_NETWORK in n.labels for n in engine.network_list()):
         return []
     alive = {str(pk) for pk in Network.objects.values_list("pk", flat=True)}
+    return remove_networks(engine, lambda network: network.labels[LABEL_NETWORK] in alive)
+
+
+def remove_networks(engine: Engine, keep: Callable[[Any], bool]) -> list[str]:
+    """Remove this host's engine networks of tenant networks but those ``keep`` says to keep (and
+    those still in use: the engine refuses, logged). Their names."""
     removed = []
-    for network in ours:
-        if network.labels[LABEL_NETWORK] in alive:
+    for network in engine.network_list():
+        if LABEL_NETWORK not in network.labels or keep(network):
             continue
         try:
             engine.network_remove(network.name)

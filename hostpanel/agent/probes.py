@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -84,6 +84,73 @@ class HealthCheck:
 class ProbeResult:
     healthy: bool
     reason: str  # for the agent's log: "HTTP 302", "connection refused", "timed out"
+
+
+def readiness_check(port: int, timeout: float) -> HealthCheck:
+    """The readiness gate of a replica serving HTTP without a health check: a TCP connect to its
+    ``http_port``, once."""
+    return HealthCheck("tcp", interval=timeout, timeout=timeout, retries=1, port=port)
+
+
+# ---- what a reconcile does about a replica's health (both paths: reconcile.py, remote.py) -----
+
+
+@dataclass(frozen=True)
+class HealthStep:
+    """The next step of a running container's health check.
+
+    ``start``: record it as ``starting`` now (its first check comes one interval later).
+    ``restart``: it failed ``retries`` checks in a row and its policy restarts it.
+    ``wait``: its next check is due in ``wait`` seconds. ``probe``: submit its check now.
+    ``message`` is what its replica says meanwhile.
+    """
+
+    action: Literal["start", "restart", "wait", "probe"]
+    wait: float = 0.0
+    message: str = ""
+
+
+def health_step(
+    hc: HealthCheck,
+    health: str,
+    failures: int,
+    checked_at: datetime | None,
+    restart_policy: str,
+    now: datetime,
+) -> HealthStep:
+    """Decide on a running container's health check from what its replica records (``health``,
+    ``failures`` in a row, when it was last ``checked_at``)."""
+    if checked_at is None or health == "":
+        return HealthStep("start", wait=hc.interval)
+    unhealthy = health == "unhealthy"
+    if unhealthy and restart_policy != "no":
+        return HealthStep(
+            "restart", wait=hc.interval, message=f"restarted after {failures} failed health checks"
+        )
+    message = f"unhealthy: {failures} failed health checks" if unhealthy else ""
+    due = checked_at + timedelta(seconds=hc.interval)
+    if now < due:
+        return HealthStep("wait", wait=(due - now).total_seconds(), message=message)
+    return HealthStep("probe", message=message)
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What one probe's result makes of the replica's health: ``health`` (None: unchanged), its
+    ``failures`` in a row, and whether it is now ``ready`` (a passed check puts it in the rotation)."""
+
+    health: str | None
+    failures: int
+    ready: bool
+
+
+def probe_outcome(hc: HealthCheck, failures: int, result: ProbeResult) -> ProbeOutcome:
+    """Count a probe's ``result`` after ``failures`` failed checks in a row: healthy and ready on a
+    pass; at ``retries`` failures in a row, unhealthy (the next reconcile restarts it)."""
+    if result.healthy:
+        return ProbeOutcome("healthy", 0, True)
+    failures += 1
+    return ProbeOutcome("unhealthy" if failures >= hc.retries else None, failures, False)
 
 
 # ---- the probes themselves (run inside the container's network namespace) --------------
@@ -188,20 +255,20 @@ def record_result(
         health_checked_at=replica.health_checked_at,
     )
     now = timezone.now()
-    if result.healthy:
+    outcome = probe_outcome(hc, replica.health_failures, result)
+    if outcome.ready:
         joined = rows.filter(ready=False).exists()
         rows.update(
-            health="healthy", health_failures=0, health_checked_at=checked_at, ready=True, updated_at=now
+            health=outcome.health, health_failures=0, health_checked_at=checked_at, ready=True, updated_at=now
         )
         if joined:
             rotation.announce(replica.app_id)  # it serves from now on: tell the edge at once
         return
     log.info("health check of %s failed: %s", container.name, result.reason)
-    failures = replica.health_failures + 1
-    left = failures >= hc.retries and rows.exclude(health="unhealthy").exists()
+    left = outcome.health == "unhealthy" and rows.exclude(health="unhealthy").exists()
     rows.update(
-        health="unhealthy" if failures >= hc.retries else F("health"),
-        health_failures=failures,
+        health=outcome.health or F("health"),
+        health_failures=outcome.failures,
         health_checked_at=checked_at,
         updated_at=now,
     )
@@ -292,7 +359,7 @@ def submit_readiness(
 ) -> bool:
     """Start a readiness probe (a TCP connect to ``port`` from the container's side) in the pool;
     on success the replica is ``ready`` (it joins the edge's rotation). Never waits for it."""
-    hc = HealthCheck("tcp", interval=timeout, timeout=timeout, retries=1, port=port)
+    hc = readiness_check(port, timeout)
 
     def job() -> None:
         result = run_probe(engine, container, hc)

@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,11 @@ from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.networks.egress import parse_allow_list
 from engine.runtime.model import Container, ContainerSpec
-from hostpanel.agent import host_secrets, overlays, probes
+from hostpanel.agent import host_secrets, overlays, probes, restarts
 from hostpanel.agent.credentials import InternalClient, PanelError
+from hostpanel.agent.restarts import backoff_delay as backoff_delay  # its home before restarts.py
 from hostpanel.deployments import desired, rollout
-from hostpanel.deployments.models import App, Release, Replica, RestartPolicy
+from hostpanel.deployments.models import App, Release, Replica
 from hostpanel.errors import InvalidRequest, ServiceError
 from hostpanel.hosts import dispatch, fencing, lifecycle
 from hostpanel.hosts.models import Host
@@ -109,12 +109,6 @@ class ReconcileReport:
 
     def wait(self, seconds: float) -> None:
         self.retry_in = seconds if self.retry_in is None else min(self.retry_in, seconds)
-
-
-def backoff_delay(restart_count: int) -> float:
-    """Seconds to wait before restart number ``restart_count + 1``."""
-    base = settings.HOSTPANEL_RESTART_BACKOFF_BASE
-    return float(min(base * 2 ** min(restart_count, 20), settings.HOSTPANEL_RESTART_BACKOFF_MAX))
 
 
 def reconcile(engine: Engine, host: Host) -> ReconcileReport:
@@ -271,33 +265,26 @@ def _claim_update(replica: Replica) -> bool:
 
 
 def _after_exit(engine: Engine, replica: Replica, container: Container, report: ReconcileReport) -> None:
-    """A container that stopped by itself: restart it by policy, after its back-off."""
+    """A container that stopped by itself: restart it by policy, after its back-off
+    (:func:`restarts.after_exit`)."""
     release = replica.release
-    failed = container.exit_code != 0 or container.status == "oom-killed"
-    policy = release.restart_policy
-    should = policy in (RestartPolicy.ALWAYS, RestartPolicy.UNLESS_STOPPED) or (
-        policy == RestartPolicy.ON_FAILURE
-        and failed
-        and (release.restart_max_retries is None or replica.restart_count < release.restart_max_retries)
+    now = timezone.now()
+    decision = restarts.after_exit(
+        container,
+        release.restart_policy,
+        release.restart_max_retries,
+        replica.restart_count,
+        replica.crash_streak,
+        replica.next_restart_at,
+        now,
     )
-    if not should:
+    if decision.action == "exited":
         _report(replica, container, state=Replica.State.EXITED)
         return
-    now = timezone.now()
-    due = replica.next_restart_at
-    streak = replica.crash_streak
-    started, finished = _parse_time(container.started_at), _parse_time(container.finished_at) or now
-    if (
-        started is not None
-        and (finished - started).total_seconds() >= settings.HOSTPANEL_RESTART_BACKOFF_RESET
-    ):
-        streak = 0  # it ran long enough: back to the shortest back-off
-    if due is None:
-        due = finished + timedelta(seconds=backoff_delay(streak))
-        replica.next_restart_at = due
-    if due > now:
-        _report(replica, container, state=Replica.State.BACKOFF, next_restart_at=due)
-        report.wait((due - now).total_seconds())
+    if decision.action == "backoff":
+        assert decision.due is not None
+        _report(replica, container, state=Replica.State.BACKOFF, next_restart_at=decision.due)
+        report.wait((decision.due - now).total_seconds())
         return
     container = engine.start(container.id)
     report.restarted.append(container.name)
@@ -305,8 +292,8 @@ def _after_exit(engine: Engine, replica: Replica, container: Container, report: 
         replica,
         container,
         state=Replica.State.RUNNING,
-        restart_count=replica.restart_count + 1,
-        crash_streak=streak + 1,
+        restart_count=decision.restart_count,
+        crash_streak=decision.streak,
         next_restart_at=None,
         ready=False,
         health="",
@@ -324,13 +311,19 @@ def _check_health(engine: Engine, replica: Replica, container: Container, report
     """
     hc = probes.HealthCheck.parse(replica.release.health_check or {})
     now = timezone.now()
-    if replica.health_checked_at is None or replica.health == "":
+    step = probes.health_step(
+        hc,
+        replica.health,
+        replica.health_failures,
+        replica.health_checked_at,
+        replica.release.restart_policy,
+        now,
+    )
+    if step.action == "start":
         _report(replica, container, state=Replica.State.RUNNING, health="starting", health_checked_at=now)
-        report.wait(hc.interval)
+        report.wait(step.wait)
         return
-    failures = replica.health_failures
-    unhealthy = replica.health == "unhealthy"
-    if unhealthy and replica.release.restart_policy != RestartPolicy.NO:
+    if step.action == "restart":
         container = engine.restart(container.id)
         report.restarted.append(container.name)
         _report(
@@ -342,15 +335,13 @@ def _check_health(engine: Engine, replica: Replica, container: Container, report
             health_checked_at=now,
             ready=False,
             restart_count=replica.restart_count + 1,
-            message=f"restarted after {failures} failed health checks",
+            message=step.message,
         )
-        report.wait(hc.interval)
+        report.wait(step.wait)
         return
-    message = f"unhealthy: {failures} failed health checks" if unhealthy else ""
-    _report(replica, container, state=Replica.State.RUNNING, message=message)
-    due = replica.health_checked_at + timedelta(seconds=hc.interval)
-    if now < due:
-        report.wait((due - now).total_seconds())
+    _report(replica, container, state=Replica.State.RUNNING, message=step.message)
+    if step.action == "wait":
+        report.wait(step.wait)
     elif probes.submit_probe(engine, replica, container, hc):
         report.wait(hc.timeout)  # come back for the result
     else:
@@ -358,6 +349,7 @@ def _check_health(engine: Engine, replica: Replica, container: Container, report
 
 
 READY_PROBE_SECONDS = 0.3  # between readiness probes of a new replica without a health check
+READY_PROBE_TIMEOUT = 1.0  # for one readiness probe's connect
 
 
 def _check_ready(engine: Engine, replica: Replica, container: Container, report: ReconcileReport) -> None:
@@ -367,7 +359,7 @@ def _check_ready(engine: Engine, replica: Replica, container: Container, report:
     _report(replica, container, state=Replica.State.RUNNING)
     port = replica.release.http_port
     assert port is not None
-    probes.submit_readiness(engine, replica, container, port, timeout=1.0)
+    probes.submit_readiness(engine, replica, container, port, timeout=READY_PROBE_TIMEOUT)
     report.wait(READY_PROBE_SECONDS)
 
 
@@ -594,9 +586,9 @@ def _report(replica: Replica, container: Container | None = None, **values: obje
     if container is not None:
         values.setdefault("engine_id", container.id)
         values.setdefault("exit_code", container.exit_code)
-        values.setdefault("started_at", _parse_time(container.started_at))
+        values.setdefault("started_at", restarts.parse_time(container.started_at))
         values.setdefault(
-            "finished_at", _parse_time(container.finished_at) if not container.is_running else None
+            "finished_at", restarts.parse_time(container.finished_at) if not container.is_running else None
         )
         if "message" not in values:
             values["message"] = "out of memory" if container.status == "oom-killed" else ""
@@ -607,16 +599,6 @@ def _report(replica: Replica, container: Container | None = None, **values: obje
     Replica.objects.filter(
         pk=replica.pk, host_id=replica.host_id, release_id=replica.release_id, generation=replica.generation
     ).update(**changed)
-
-
-def _parse_time(value: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def collect_usage(engine: Engine, host: Host) -> int:

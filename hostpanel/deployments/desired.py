@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,11 +32,12 @@ from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import ContainerSpec, SecretFile
 from engine.volumes.spec import MountSpec
 from hostpanel.deployments.models import App, Release, Replica
-from hostpanel.deployments.networking import names_of
-from hostpanel.errors import InvalidRequest
+from hostpanel.deployments.networking import names_of, overlay_state
+from hostpanel.errors import InvalidRequest, ServiceError
 from hostpanel.hosts import fencing, lifecycle
 from hostpanel.hosts.models import Host
 from hostpanel.networks.models import Network
+from hostpanel.networks.services import host_range
 from hostpanel.registry.services import agent_pull_token, pull_source
 from hostpanel.secrets.models import Secret
 from hostpanel.tenants.limits import quota_limits
@@ -166,6 +167,9 @@ def replica_document(replica: Replica) -> dict[str, Any]:
         ],
         "restart_policy": release.restart_policy,
         "restart_max_retries": release.restart_max_retries,
+        "health_check": release.health_check or None,
+        "http_port": release.http_port,
+        "recorded": recorded_state(replica),
         "labels": {
             **release.labels,  # the tenant's own (never org.hostpanel.*: process.check_labels)
             LABEL_TENANT: tenant.slug,
@@ -177,6 +181,27 @@ def replica_document(replica: Replica) -> dict[str, Any]:
         },
         "digest": release_digest(release, replica.ports),
         "boot_bound": bool(release.secrets),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def recorded_state(replica: Replica) -> dict[str, Any]:
+    """What the panel records of the replica's state, restarts and health, as its host last reported
+    them (:data:`REPORTED_FIELDS`): an agent without the database decides its restart back-off and health
+    checks from these, as the one with the database does from the row."""
+    return {
+        "state": replica.state,
+        "restart_count": replica.restart_count,
+        "crash_streak": replica.crash_streak,
+        "next_restart_at": _iso(replica.next_restart_at),
+        "health": replica.health,
+        "health_failures": replica.health_failures,
+        "health_checked_at": _iso(replica.health_checked_at),
+        "ready": replica.ready,
+        "addresses": replica.network_addresses,
     }
 
 
@@ -226,11 +251,16 @@ def host_document(host: Host) -> dict[str, Any]:
     allow-lists and its protected hosts; nothing of any other host's replicas."""
     replicas = Replica.objects.filter(host=host).select_related("app", "app__tenant", "release", "host")
     entries, problems = [], []
+    networks: dict[str, dict[str, Any]] = {}
     for replica in replicas.order_by("pk"):
         try:
             entries.append(replica_document(replica))
         except InvalidRequest as exc:
             problems.append({"replica": replica.pk, "generation": replica.generation, "message": str(exc)})
+            continue
+        for network in replica_networks(replica):
+            if network.engine_name not in networks:
+                networks[network.engine_name] = _overlay_or_error(network, host)
     slugs = {e["tenant"] for e in entries}
     quotas = Quota.objects.filter(tenant__slug__in=slugs).select_related("tenant")
     return {
@@ -243,8 +273,18 @@ def host_document(host: Host) -> dict[str, Any]:
             for q in quotas
         },
         "protected": protected_hosts(host),
+        "networks": networks,
         **image_sources(host, {e["image"] for e in entries}),
     }
+
+
+def _overlay_or_error(network: Network, host: Host) -> dict[str, Any]:
+    """The host's engine network of ``network`` (:func:`networking.overlay_state`), or why it cannot
+    have one (``{"engine_name": ..., "error": ...}``: its replicas on that network fail with it)."""
+    try:
+        return overlay_state(network, host)
+    except ServiceError as exc:
+        return {"engine_name": network.engine_name, "error": str(exc)}
 
 
 def image_sources(host: Host, references: set[str]) -> dict[str, Any]:
@@ -321,7 +361,43 @@ REPORTED_STATES = (
     Replica.State.FAILED,
     Replica.State.BACKOFF,
 )
-REPORTED_FIELDS = ("state", "engine_id", "exit_code", "started_at", "finished_at", "message", "restart_count")
+REPORTED_FIELDS = (
+    "state",
+    "engine_id",
+    "exit_code",
+    "started_at",
+    "finished_at",
+    "message",
+    "restart_count",
+    "crash_streak",
+    "next_restart_at",
+    "health",
+    "health_failures",
+    "health_checked_at",
+    "ready",
+)
+
+
+def _check_addresses(host: Host, entry: dict[str, Any]) -> None:
+    """InvalidRequest unless each reported address of the entry's replica is on a tenant network
+    its release joins, inside the slice of that network's subnet its host gives out. A replica not
+    placed on ``host`` at that generation is not checked (its entry is ignored)."""
+    replica = (
+        Replica.objects.filter(pk=entry["replica"], host=host, generation=entry["generation"])
+        .select_related("app__tenant", "release")
+        .first()
+    )
+    if replica is None:
+        return
+    joined = {n.name: n for n in replica_networks(replica)}
+    for name, address in entry["addresses"].items():
+        network = joined.get(name)
+        if network is None:
+            raise InvalidRequest(f"replica {replica.pk}: it is on no tenant network {name!r}")
+        if ipaddress.IPv4Address(address) not in ipaddress.IPv4Network(host_range(network, host.pk)):
+            raise InvalidRequest(
+                f"replica {replica.pk}: {address} is not in this host's slice of network {name!r}"
+            )
 
 
 def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
@@ -329,11 +405,19 @@ def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], 
 
     Each entry is written only to a replica placed on ``host`` now, at the reported generation
     (one moved or placed anew meanwhile is left alone): a host can never write another host's
-    replica. Returns (the ids written, the ids ignored)."""
+    replica. Tenant network addresses must lie on the replica's networks, in this host's slice
+    (InvalidRequest, and nothing is written). Returns (the ids written, the ids ignored)."""
     written: list[int] = []
     ignored: list[int] = []
     for entry in entries:
+        if "addresses" in entry:
+            _check_addresses(host, entry)  # all refused before any is written
+    for entry in entries:
         values = {k: entry[k] for k in REPORTED_FIELDS if k in entry}
+        if "addresses" in entry:
+            values["addresses"] = (
+                {"host": host.pk, "networks": entry["addresses"]} if entry["addresses"] else {}
+            )
         values["updated_at"] = timezone.now()
         done = Replica.objects.filter(pk=entry["replica"], host=host, generation=entry["generation"]).update(
             **values

@@ -52,7 +52,26 @@ class Desired(HostView):
         return Response(desired.host_document(request.user))
 
 
+COUNT_MAX = 2**31 - 1  # a PositiveIntegerField's bound on every database
+HEALTH_STATES = ("", "starting", "healthy", "unhealthy")
+ADDRESSES_MAX = 64  # tenant networks one replica reports addresses on
+NAME_MAX = 100
+
+
+class JSONBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` only (DRF's own also takes "yes", "on", 1, ...)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class ReplicaStateSerializer(serializers.Serializer):
+    """One replica's state as its host reports it: what it runs, its restarts (the back-off the agent
+    keeps with the panel, :mod:`hostpanel.agent.remote`) and its health checks' and readiness probe's
+    results. Only a running replica can be ready (the edge routes to it)."""
+
     replica = serializers.IntegerField(min_value=1)
     generation = serializers.IntegerField(min_value=0)
     state = serializers.ChoiceField(choices=[str(s) for s in desired.REPORTED_STATES])
@@ -61,7 +80,29 @@ class ReplicaStateSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True, required=False)
     finished_at = serializers.DateTimeField(allow_null=True, required=False)
     message = serializers.CharField(max_length=2000, allow_blank=True, required=False)  # agent/remote.py
-    restart_count = serializers.IntegerField(min_value=0, required=False)
+    restart_count = serializers.IntegerField(min_value=0, max_value=COUNT_MAX, required=False)
+    crash_streak = serializers.IntegerField(min_value=0, max_value=COUNT_MAX, required=False)
+    next_restart_at = serializers.DateTimeField(allow_null=True, required=False)
+    health = serializers.ChoiceField(choices=HEALTH_STATES, required=False)
+    health_failures = serializers.IntegerField(min_value=0, max_value=COUNT_MAX, required=False)
+    health_checked_at = serializers.DateTimeField(allow_null=True, required=False)
+    ready = JSONBooleanField(required=False)
+    # {tenant network name: its IPv4 address there}; checked against the replica in desired.apply_report
+    addresses = serializers.DictField(
+        child=serializers.IPAddressField(protocol="IPv4"), allow_empty=True, required=False
+    )
+
+    def validate_addresses(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > ADDRESSES_MAX or any(len(name) > NAME_MAX for name in value):
+            raise serializers.ValidationError(
+                f"at most {ADDRESSES_MAX} networks, names of at most {NAME_MAX} characters"
+            )
+        return value
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("ready") and data["state"] != "running":
+            raise serializers.ValidationError({"ready": ["only a running replica can be ready"]})
+        return data
 
 
 class ReportSerializer(serializers.Serializer):

@@ -4,7 +4,8 @@ The agent joins the real panel over HTTPS (the fixtures of test_e2e_enrollment.p
 ``DATABASE_URL`` in its environment (asserted, on the running process too): it registers its
 capacity (``POST /internal/v1/host/start``), reconciles from ``GET /internal/v1/host/desired``
 (hostpanel/agent/remote.py) and reports with ``POST /internal/v1/host/report``. The panel's
-placement runs here, in the test (what ``manage.py watchhosts`` does on the panel).
+placement runs here, in the test (what ``manage.py watchhosts`` does on the panel). A release's
+health check runs in the agent's probe pool and its result reaches the panel in the report.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
             return Replica.objects.filter(app__tenant=tenant, state="running", host__name="nodb").exists()
 
         wait_for(running, 60, f"the replica to run on nodb\n{agent.log_tail()}")
-        replica = Replica.objects.get(app__tenant=tenant)
+        replica = Replica.objects.get(app__tenant=tenant, app__name="web")
         container = engine.get(replica.container_name)
         assert container.is_running and replica.engine_id == container.id  # reported by the agent
         shown = engine.exec(
@@ -107,6 +108,27 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
         top = dispatch.fetch_top(replica.pk, "host.nodb")
         assert any("sleep" in " ".join(map(str, p.values())) for p in top["processes"]), top
         assert "ImproperlyConfigured" not in log.read_text()  # no query was tried
+
+        # A release with a health check: the agent runs it in its probe pool, without the database,
+        # and reports the result; the panel's row says healthy and ready (the edge routes to it).
+        deployments.create_app(
+            admin,
+            tenant,
+            "checked",
+            deployments.AppSpec(
+                image="busybox:latest",
+                command=["sleep", "600"],
+                health_check={"command": ["true"], "interval": 1, "timeout": 1, "retries": 1},
+            ),
+        )
+
+        def healthy() -> bool:
+            hosts.watch_hosts()
+            return Replica.objects.filter(
+                app__name="checked", host__name="nodb", health="healthy", ready=True, state="running"
+            ).exists()
+
+        wait_for(healthy, 60, f"the health check to pass on nodb\n{agent.log_tail()}")
 
         # The app stopped on the panel: the agent stops the container and reports it.
         deployments.set_state(admin, replica.app, "stopped")

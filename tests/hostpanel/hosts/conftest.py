@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,3 +35,12 @@ def enrolled(redis_admin_url: str, settings: Any) -> Iterator[dict[str, tuple[X2
         hosts[name] = (key, creds.api_token)
     yield hosts
     redis.Redis.from_url(redis_admin_url).flushall()
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A TCP socket listening on 127.0.0.1 (a container's port, to the in-memory engine's probes)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.cgroups.resources import Resources
 from engine.errors import Conflict, ContainerNotFound, ImageNotFound, LimitsNotSet, NotFound, VolumeNotFound
@@ -18,6 +18,7 @@ from engine.runtime.tenant_disks import TenantDisk
 from engine.volumes.model import Volume
 
 _ids = itertools.count(1)
+T = TypeVar("T")
 
 
 def _now() -> str:
@@ -260,3 +261,11 @@ class FakeEngine:
     def crash(self, ref: str, exit_code: int = 1) -> None:
         c = self.get(ref)
         self.containers[c.id] = replace(c, status="exited", exit_code=exit_code, finished_at=_now())
+
+
+class NetEngine(FakeEngine):
+    """FakeEngine whose network namespace is this process's (a probe connects to 127.0.0.1)."""
+
+    def in_network_namespace(self, cid: str, fn: Callable[[], T], timeout: float) -> T:
+        assert cid in self.containers
+        return fn()

@@ -229,7 +229,7 @@ def test_the_agent_applies_a_document_without_a_query(
 ) -> None:
     """hostpanel/agent/remote.py on a fake engine: it runs what the document says, removes what
     it does not name (or names at another generation), restarts by policy, stops on request and
-    fails what it cannot serve yet, all without one database query."""
+    fails a replica whose tenant network the document lacks, all without one database query."""
     web = make_app(tenant, replicas=2, restart_policy="always")
     sa = Host.objects.get(name="sa")
     Replica.objects.filter(app=web).update(host=sa)
@@ -287,7 +287,8 @@ def test_the_agent_applies_a_document_without_a_query(
         "networks": [{"name": "n", "engine_name": "x"}],
     }
     report, states = apply(doc)
-    assert report.failed == ["acme-web-0"] and "tenant networks" in states[first.pk]["message"]
+    assert report.failed == ["acme-web-0"]
+    assert states[first.pk]["message"] == "tenant network n is not in this host's document"
 
 
 @pytest.mark.django_db

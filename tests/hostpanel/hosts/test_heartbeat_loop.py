@@ -55,3 +55,40 @@ def test_zero_build_slots_is_refused_before_anything_starts() -> None:
 
     with pytest.raises(CommandError, match="--build-slots: give at least 1"):
         call_command("hostagent", "--name", "nowhere", "--build-slots", "0")
+
+
+def test_the_loop_without_the_database_comes_back_when_a_reconcile_asks(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A back-off that ends or a probe result due brings the next reconcile forward (its
+    ``retry_in``), not the next periodic one; a failing reconcile is logged, never raised."""
+    from hostpanel.agent import remote
+    from hostpanel.agent.management.commands import hostagent
+    from tests.hostpanel.hosts.fake_engine import FakeEngine
+
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def reconcile(engine: Any, client: Any, state_dir: Any) -> remote.ReconcileReport:
+        calls.append(1)
+        if len(calls) == 3:
+            stop.set()
+            raise OSError("the panel is away")  # logged, the loop goes on (here: to its stop)
+        return remote.ReconcileReport(retry_in=0.01)
+
+    class Client:
+        def heartbeat(self, running: dict[str, int]) -> dict[str, list[int]]:
+            return {"fence": []}
+
+    class Engine(FakeEngine):
+        def rotate_logs(self) -> int:
+            return 0
+
+    monkeypatch.setattr(remote, "reconcile", reconcile)
+    monkeypatch.setattr(hostagent, "RECONCILE_SOON_MIN", 0.01)
+    done = threading.Thread(
+        target=hostagent._loop_without_database, args=(Engine(), Client(), tmp_path, 60.0, 60.0, stop)
+    )
+    done.start()
+    done.join(10)
+    assert not done.is_alive() and len(calls) == 3  # not 60 s apart: each asked to come back

@@ -8,9 +8,9 @@ listens on (or not).
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -20,26 +20,9 @@ from hostpanel.deployments import rotation
 from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Tenant
-from tests.hostpanel.hosts.fake_engine import FakeEngine
+from tests.hostpanel.hosts.fake_engine import NetEngine
 
 pytestmark = pytest.mark.django_db
-T = TypeVar("T")
-
-
-class NetEngine(FakeEngine):
-    """FakeEngine whose network namespace is this process's (the probe connects to 127.0.0.1)."""
-
-    def in_network_namespace(self, cid: str, fn: Callable[[], T], timeout: float) -> T:
-        assert cid in self.containers
-        return fn()
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield s
 
 
 @pytest.fixture

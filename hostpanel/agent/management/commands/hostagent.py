@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,9 @@ def control_worker_args(queue: str, name: str, loglevel: str) -> list[str]:
     ]
 
 
+RECONCILE_SOON_MIN = 0.2  # seconds: the soonest a back-off or probe brings a reconcile back
+
+
 def _loop_without_database(
     engine: Any,
     client: InternalClient,
@@ -329,22 +333,31 @@ def _loop_without_database(
     stop: threading.Event,
 ) -> None:
     """Every ``interval`` s: rotate the logs, beat (removing what the answer fences); every
-    ``reconcile_every`` s: reconcile from the internal API (hostpanel/agent/remote.py)."""
-    since = reconcile_every  # right away on start
+    ``reconcile_every`` s, or sooner when a reconcile asks to come back (a back-off ends, a probe's
+    result is due: its ``retry_in``): reconcile from the internal API (hostpanel/agent/remote.py)."""
+    next_beat = next_reconcile = time.monotonic()  # right away on start
     while not stop.is_set():
-        try:
-            engine.rotate_logs()
-        except Exception:
-            log.exception("log rotation failed; retrying")
-        try:
-            agent.fence(engine, 0, client)
-            if since >= reconcile_every:
-                since = 0.0
-                remote.reconcile(engine, client, state_dir)
-        except Exception:
-            log.exception("heartbeat failed; retrying")
-        stop.wait(interval)
-        since += interval
+        now = time.monotonic()
+        if now >= next_beat:
+            next_beat = now + interval
+            try:
+                engine.rotate_logs()
+            except Exception:
+                log.exception("log rotation failed; retrying")
+            try:
+                agent.fence(engine, 0, client)
+            except Exception:
+                log.exception("heartbeat failed; retrying")
+        if now >= next_reconcile:
+            wait = reconcile_every
+            try:
+                done = remote.reconcile(engine, client, state_dir)
+                if done.retry_in is not None:
+                    wait = min(reconcile_every, max(done.retry_in, RECONCILE_SOON_MIN))
+            except Exception:
+                log.exception("reconcile failed; retrying")
+            next_reconcile = time.monotonic() + wait
+        stop.wait(max(0.0, min(next_beat, next_reconcile) - time.monotonic()))
 
 
 def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
