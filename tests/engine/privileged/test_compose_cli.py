@@ -6,6 +6,7 @@ a bad file that changes nothing."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,9 @@ def test_build_and_logs_follow(engine: Engine, busybox: Image, tmp_path: Path) -
     ok(engine, tmp_path, "up", "-d")  # the image exists: not rebuilt, the same containers
     assert ids(engine) == first
     engine.wait("demo-c-1", timeout=60)  # up started c again: its output is complete before the follow
+    deadline = time.monotonic() + 30  # and written: its log holds the line (a loaded machine may lag)
+    while "built-by-hostpanel" not in logs_of(engine, "demo-c-1") and time.monotonic() < deadline:
+        time.sleep(0.05)
     argv = hpctl_argv(engine, "compose", "-f", str(tmp_path / "compose.yaml"), "-p", "demo", "logs", "-f")
     follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert follow.stdout is not None
