@@ -131,11 +131,13 @@ class InternalClient:
         """The states of this host's replicas; the answer says which were written."""
         return self.call("POST", "host/report", {"replicas": replicas})
 
-    def claim(self, replica_id: int, generation: int) -> bool:
-        """Whether this host may replace the replica's running container now (one of an app at a time)."""
-        granted: bool = self.call("POST", "host/claim", {"replica": replica_id, "generation": generation})[
-            "granted"
-        ]
+    def claim(self, replica_id: int, generation: int, restart: bool = False) -> bool:
+        """Whether this host may replace the replica's running container now (one of an app at a
+        time); with ``restart``, whether it takes the request to restart that container (once)."""
+        body: dict[str, Any] = {"replica": replica_id, "generation": generation}
+        if restart:
+            body["restart"] = True
+        granted: bool = self.call("POST", "host/claim", body)["granted"]
         return granted
 
     def start(self, capacity: dict[str, Any]) -> dict[str, Any]:

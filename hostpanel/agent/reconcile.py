@@ -243,13 +243,8 @@ def _reconcile_one(
 
 
 def _claim_restart(replica: Replica) -> bool:
-    """A restart of this one container was asked for: take the request (so it is done once, and a
-    request made while restarting is kept for the next reconcile)."""
-    if not replica.restart_requested:
-        return False
-    taken = Replica.objects.filter(pk=replica.pk, restart_requested=True).update(restart_requested=False)
-    replica.restart_requested = False
-    return bool(taken)
+    """A restart of this one container was asked for: take the request (:func:`desired.claim_restart`)."""
+    return replica.restart_requested and desired.claim_restart(replica)
 
 
 UPDATE_CLAIM_SECONDS = desired.UPDATE_CLAIM_SECONDS

@@ -32,8 +32,10 @@ other hosts their remote names at their next reconcile (there is no immediate pu
 the database path sends). An engine network none of this host's replicas joins any more is
 removed.
 
-Not yet served this way (the database path does it): a restart of one replica or app asked
-for on the panel (``restart_requested``, ``restart_generation``).
+A restart asked for on the panel: of the app (its ``restart_generation`` in the document above the
+one recorded for the replica: restarted, the new one reported) or of one container (recorded
+``restart_requested``: taken with ``POST host/claim`` and ``restart: true`` before restarting, so it
+is done once and a request made meanwhile is kept), as the database path does.
 """
 
 from __future__ import annotations
@@ -199,10 +201,21 @@ def _apply_one(
             report.stopped.append(container.name)
         message = "its host is evacuated (out of service)" if doc["out_of_service"] else ""
         return _state(container, "stopped", message)
+    wanted_restarts = int(entry["restart_generation"])
     if container is None:
         container = _run(engine, doc, entry, state_dir)
         report.started.append(container.name)
-        return _state(container, "running") | recorded.changes(FRESH)
+        if recorded.restart_requested:  # a new container is as good as a restarted one
+            client.claim(entry["replica"], entry["generation"], restart=True)
+        return _state(container, "running") | recorded.changes(FRESH, restart_generation=wanted_restarts)
+    if wanted_restarts > recorded.restart_generation or (
+        recorded.restart_requested and client.claim(entry["replica"], entry["generation"], restart=True)
+    ):  # a restart of the app, or of this one container, asked for on the panel
+        container = engine.restart(container.id) if container.is_running else engine.start(container.id)
+        report.restarted.append(container.name)
+        return _state(container, "running") | recorded.changes(
+            restart_generation=wanted_restarts, ready=False, health=""
+        )
     if container.is_running:
         return _running(engine, entry, container, recorded, report)
     if container.status == "created" or recorded.state in ("stopped", "starting"):
@@ -236,6 +249,8 @@ class Recorded:
     health_failures: int
     health_checked_at: datetime | None
     ready: bool
+    restart_generation: int
+    restart_requested: bool
 
     @classmethod
     def of(cls, entry: dict[str, Any]) -> Recorded:
@@ -249,6 +264,8 @@ class Recorded:
             health_failures=int(r["health_failures"]),
             health_checked_at=restarts.parse_time(r["health_checked_at"]),
             ready=bool(r["ready"]),
+            restart_generation=int(r["restart_generation"]),
+            restart_requested=bool(r["restart_requested"]),
         )
 
     def changes(self, values: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:

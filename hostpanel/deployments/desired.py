@@ -167,6 +167,7 @@ def replica_document(replica: Replica) -> dict[str, Any]:
         ],
         "restart_policy": release.restart_policy,
         "restart_max_retries": release.restart_max_retries,
+        "restart_generation": app.restart_generation,  # above the recorded one: restart the app's containers
         "health_check": release.health_check or None,
         "http_port": release.http_port,
         "recorded": recorded_state(replica),
@@ -202,6 +203,8 @@ def recorded_state(replica: Replica) -> dict[str, Any]:
         "health_checked_at": _iso(replica.health_checked_at),
         "ready": replica.ready,
         "addresses": replica.network_addresses,
+        "restart_generation": replica.restart_generation,
+        "restart_requested": replica.restart_requested,  # taken with POST host/claim (restart: true)
     }
 
 
@@ -354,6 +357,15 @@ def claim_update(replica: Replica) -> bool:
     return True
 
 
+def claim_restart(replica: Replica) -> bool:
+    """Take the request to restart this one container (so it is done once, and a request made while
+    restarting is kept for the next reconcile). Both agent paths use it: the one with the database
+    directly, an enrolled one through ``POST /internal/v1/host/claim`` with ``restart: true``."""
+    taken = Replica.objects.filter(pk=replica.pk, restart_requested=True).update(restart_requested=False)
+    replica.restart_requested = False
+    return bool(taken)
+
+
 REPORTED_STATES = (
     Replica.State.RUNNING,
     Replica.State.STOPPED,
@@ -375,6 +387,7 @@ REPORTED_FIELDS = (
     "health_failures",
     "health_checked_at",
     "ready",
+    "restart_generation",  # the app's restart this host did (never above the app's own)
 )
 
 
@@ -406,7 +419,9 @@ def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], 
     Each entry is written only to a replica placed on ``host`` now, at the reported generation
     (one moved or placed anew meanwhile is left alone): a host can never write another host's
     replica. Tenant network addresses must lie on the replica's networks, in this host's slice
-    (InvalidRequest, and nothing is written). Returns (the ids written, the ids ignored)."""
+    (InvalidRequest, and nothing is written); an entry claiming an app restart the app never asked
+    for (``restart_generation`` above the app's) is ignored. Returns (the ids written, the ids
+    ignored)."""
     written: list[int] = []
     ignored: list[int] = []
     for entry in entries:
@@ -419,9 +434,10 @@ def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], 
                 {"host": host.pk, "networks": entry["addresses"]} if entry["addresses"] else {}
             )
         values["updated_at"] = timezone.now()
-        done = Replica.objects.filter(pk=entry["replica"], host=host, generation=entry["generation"]).update(
-            **values
-        )
+        mine = Replica.objects.filter(pk=entry["replica"], host=host, generation=entry["generation"])
+        if "restart_generation" in entry:
+            mine = mine.filter(app__restart_generation__gte=entry["restart_generation"])
+        done = mine.update(**values)
         (written if done else ignored).append(entry["replica"])
     replicas_reported.send(sender=Host, host=host)
     return written, ignored

@@ -11,7 +11,8 @@ its placed replicas' container specs, without secret values, and nothing of othe
 ``POST host/start``: an agent without the database starts: its address and capacity, and the
 base images its engine holds (registered as base images, as an agent with the database does).
 ``POST host/claim``: the right to replace a running container of one of its replicas now (one
-replica of an app at a time, across hosts: :func:`desired.claim_update`).
+replica of an app at a time, across hosts: :func:`desired.claim_update`); with ``restart: true``,
+the request to restart that one container, taken once (:func:`desired.claim_restart`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class ReplicaStateSerializer(serializers.Serializer):
     health_failures = serializers.IntegerField(min_value=0, max_value=COUNT_MAX, required=False)
     health_checked_at = serializers.DateTimeField(allow_null=True, required=False)
     ready = JSONBooleanField(required=False)
+    restart_generation = serializers.IntegerField(min_value=0, max_value=COUNT_MAX, required=False)
     # {tenant network name: its IPv4 address there}; checked against the replica in desired.apply_report
     addresses = serializers.DictField(
         child=serializers.IPAddressField(protocol="IPv4"), allow_empty=True, required=False
@@ -166,6 +168,7 @@ class Start(HostView):
 class ClaimSerializer(serializers.Serializer):
     replica = serializers.IntegerField(min_value=1)
     generation = serializers.IntegerField(min_value=0)
+    restart = JSONBooleanField(required=False, default=False)  # a restart asked on the panel, not an update
 
 
 class Claim(HostView):
@@ -176,7 +179,8 @@ class Claim(HostView):
         ).first()
         if replica is None:
             raise NotFound(f"No such replica: {body['replica']}")
-        return Response({"granted": desired.claim_update(replica)})
+        claim = desired.claim_restart if body["restart"] else desired.claim_update
+        return Response({"granted": claim(replica)})
 
 
 urlpatterns = [

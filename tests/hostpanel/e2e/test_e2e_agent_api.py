@@ -130,6 +130,19 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
 
         wait_for(healthy, 60, f"the health check to pass on nodb\n{agent.log_tail()}")
 
+        # A restart of the app asked for on the panel: the container starts again, once.
+        before = engine.get(replica.container_name).started_at
+        deployments.restart(admin, replica.app)
+        wait_for(
+            lambda: (
+                Replica.objects.get(pk=replica.pk).restart_generation == 1
+                and engine.get(replica.container_name).started_at != before
+            ),
+            30,
+            f"the app's restart\n{agent.log_tail()}",
+        )
+        assert engine.get(replica.container_name).is_running
+
         # The app stopped on the panel: the agent stops the container and reports it.
         deployments.set_state(admin, replica.app, "stopped")
         wait_for(

@@ -8,6 +8,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from hostpanel.agent import probes, remote
@@ -30,8 +32,28 @@ def as_host(token: str) -> APIClient:
 class NoClaims:
     """The agent's client for claims: none is asked for here (no spec changes)."""
 
-    def claim(self, replica_id: int, generation: int) -> bool:
+    def claim(self, replica_id: int, generation: int, restart: bool = False) -> bool:
         raise AssertionError("no claim expected")
+
+
+class PanelClaims:
+    """The agent's claims through the panel's real internal API (``POST host/claim``). It counts
+    the queries the panel's answers make, so the agent's own can still be asserted to be none."""
+
+    def __init__(self, panel: APIClient) -> None:
+        self.panel = panel
+        self.queries = 0
+        self.asked: list[tuple[int, bool]] = []
+
+    def claim(self, replica_id: int, generation: int, restart: bool = False) -> bool:
+        body = {"replica": replica_id, "generation": generation, "restart": restart}
+        with CaptureQueriesContext(connection) as panel_queries:
+            answer = self.panel.post("/internal/v1/host/claim", body, format="json")
+        self.queries += len(panel_queries.captured_queries)
+        assert answer.status_code == 200, answer.content
+        self.asked.append((replica_id, restart))
+        granted: bool = answer.json()["granted"]
+        return granted
 
 
 class Agent:
@@ -43,14 +65,23 @@ class Agent:
         self.state_dir = state_dir
         self.queries = queries
 
-    def cycle(self) -> tuple[remote.ReconcileReport, dict[int, dict[str, Any]]]:
-        """Fetch the document, apply it (no query), report the states; the report and the states."""
+    def cycle(
+        self, claims: PanelClaims | None = None
+    ) -> tuple[remote.ReconcileReport, dict[int, dict[str, Any]]]:
+        """Fetch the document, apply it (no query of the agent's), report the states; the report and
+        the states. ``claims``: the panel answers claims (else none may be asked)."""
         answer = self.panel.get("/internal/v1/host/desired")
         assert answer.status_code == 200, answer.content
         doc = json.loads(answer.content)
         report = remote.ReconcileReport()
-        with self.queries(0):
-            states = remote.apply(self.engine, NoClaims(), doc, self.state_dir, report)  # type: ignore[arg-type]
+        if claims is None:
+            with self.queries(0):
+                states = remote.apply(self.engine, NoClaims(), doc, self.state_dir, report)  # type: ignore[arg-type]
+        else:
+            before = claims.queries
+            with CaptureQueriesContext(connection) as seen:
+                states = remote.apply(self.engine, claims, doc, self.state_dir, report)  # type: ignore[arg-type]
+            assert len(seen.captured_queries) == claims.queries - before  # the panel's answers only
         written = self.panel.post("/internal/v1/host/report", {"replicas": states}, format="json")
         assert written.status_code == 200, written.content
         assert written.json()["ignored"] == []
