@@ -39,6 +39,7 @@ from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelE
 from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.agent.follower import start_in_thread
+from hostpanel.agent.usage import report_usage
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
 from hostpanel.celery import app
 from hostpanel.deployments import rollout
@@ -193,11 +194,11 @@ class Command(BaseCommand):
             edge.stop()
 
     def _run_without_database(self, opts: dict[str, Any], client: InternalClient, state_dir: Path) -> None:
-        """An enrolled agent without the database: it registers its capacity, beats and reconciles
-        through the internal API and consumes its own queue; its engine's base images are
-        registered with its start. Not yet here (they need the database): builds, log following,
-        the edge proxy, usage, and the panel-wide work (placement, dead hosts, rolls), which the
-        panel's ``manage.py watchhosts`` does."""
+        """An enrolled agent without the database: it registers its capacity, beats, reconciles and
+        reports its engine's usage through the internal API and consumes its own queue; its
+        engine's base images are registered with its start. Not yet here (they need the
+        database): builds, log following, the edge proxy, and the panel-wide work (placement,
+        dead hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
         config = agent.AgentConfig(
             name=opts["name"], engine_root=opts["engine_root"], instance=opts["instance"]
         )
@@ -226,6 +227,7 @@ class Command(BaseCommand):
         loop = threading.Thread(
             target=_loop_without_database,
             args=(engine, client, state_dir, opts["heartbeat_interval"], opts["reconcile_interval"], stop),
+            kwargs={"usage_every": opts["usage_interval"]},
             name="heartbeat",
             daemon=True,
         )
@@ -327,10 +329,13 @@ def _loop_without_database(
     interval: float,
     reconcile_every: float,
     stop: threading.Event,
+    usage_every: float = 60.0,
 ) -> None:
     """Every ``interval`` s: rotate the logs, beat (removing what the answer fences); every
-    ``reconcile_every`` s: reconcile from the internal API (hostpanel/agent/remote.py)."""
+    ``reconcile_every`` s: reconcile from the internal API (hostpanel/agent/remote.py); every
+    ``usage_every`` s: report the engine's usage (hostpanel/agent/usage.py)."""
     since = reconcile_every  # right away on start
+    usage_since = 0.0  # the first usage report after one period: its containers run by then
     while not stop.is_set():
         try:
             engine.rotate_logs()
@@ -343,8 +348,15 @@ def _loop_without_database(
                 remote.reconcile(engine, client, state_dir)
         except Exception:
             log.exception("heartbeat failed; retrying")
+        if usage_since >= usage_every:
+            usage_since = 0.0
+            try:
+                report_usage(engine, client)
+            except Exception:
+                log.exception("usage report failed; retrying")
         stop.wait(interval)
         since += interval
+        usage_since += interval
 
 
 def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
