@@ -144,6 +144,11 @@ class InternalClient:
         """This agent starts: its address and capacity (the host is registered, marked up)."""
         return self.call("POST", "host/start", capacity)
 
+    def usage(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """One usage sample of this host's engine (hostpanel/agent/usage.py); the answer says what
+        was written and what was ignored (hostpanel/usage/internal.py)."""
+        return self.call("POST", "host/usage", sample)
+
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
     raw = exc.read()

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
-from engine.errors import ContainerNotFound, EngineError, ImageNotFound, NotFound, VolumeNotFound
+from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
 from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.networks.egress import parse_allow_list
@@ -31,6 +31,7 @@ from engine.runtime.model import Container, ContainerSpec
 from hostpanel.agent import host_secrets, overlays, probes, restarts
 from hostpanel.agent.credentials import InternalClient, PanelError
 from hostpanel.agent.restarts import backoff_delay as backoff_delay  # its home before restarts.py
+from hostpanel.agent.usage import sample as usage_sample
 from hostpanel.deployments import desired, rollout
 from hostpanel.deployments.models import App, Release, Replica
 from hostpanel.errors import InvalidRequest, ServiceError
@@ -43,9 +44,7 @@ from hostpanel.secrets.sealing import SealError
 from hostpanel.secrets.services import secret_values
 from hostpanel.tenants.limits import write_all_tenant_limits
 from hostpanel.tenants.models import Quota, Tenant
-from hostpanel.usage.models import UsageCursor
-from hostpanel.usage.services import ContainerReading, record, record_apps
-from hostpanel.usage.storage import record_tenant_storage
+from hostpanel.usage.services import record_sample, sampled_tenant_ids
 from hostpanel.volumes.models import Volume
 
 log = logging.getLogger(__name__)
@@ -598,41 +597,21 @@ def _report(replica: Replica, container: Container | None = None, **values: obje
 
 def collect_usage(engine: Engine, host: Host) -> int:
     """Sample the engine's usage counters and add each tenant's share to its hourly rows, and
-    each app's (its containers', by their app label) to the app's.
+    each app's (its containers', by their app label) to the app's; every tenant's storage here.
 
     Tenants with replicas here, and those collected here before (so a tenant
-    whose app moved away is billed up to its last sample). Returns how many tenants.
+    whose app moved away is billed up to its last sample: usage.services.sampled_tenant_ids).
+    The sample is hostpanel/agent/usage.py's, written with usage.services.record_sample, as an
+    agent without the database has it written through the internal API. Returns how many tenants.
     """
-
-    engine.sample_usage()
-    ids = set(Replica.objects.filter(host=host).values_list("app__tenant_id", flat=True))
-    ids |= set(UsageCursor.objects.filter(host=host).values_list("tenant_id", flat=True))
-    tenants = list(Tenant.objects.filter(pk__in=ids))
-    for tenant in tenants:
-        record(host, tenant, engine.tenant_usage(tenant.slug).usage)
-    readings = []
-    for container in engine.list(all=True):  # stopped ones too: a restart keeps its counters
-        if LABEL_APP not in container.labels:
-            continue
-        try:
-            usage = engine.container_usage(container.id)
-        except ContainerNotFound:
-            continue  # removed meanwhile
-        readings.append(ContainerReading(container.id, container.tenant, container.labels[LABEL_APP], usage))
-    record_apps(host, readings)
-    report_tenant_storage(engine, host)
-    return len(tenants)
+    slugs = Tenant.objects.filter(pk__in=sampled_tenant_ids(host)).values_list("slug", flat=True)
+    everyone = Tenant.objects.values_list("slug", flat=True)
+    return record_sample(host, usage_sample(engine, list(slugs), list(everyone)))
 
 
 def report_tenant_storage(engine: Engine, host: Host) -> None:
     """Record each tenant's container files (its disk here) and build cache on this host."""
-
-    for tenant in Tenant.objects.all():
-        try:
-            rootfs = engine.tenant_storage(tenant.slug).used
-        except NotFound:
-            rootfs = 0
-        record_tenant_storage(host, tenant, rootfs, engine.build_cache.tenant_bytes(tenant.slug))
+    record_sample(host, usage_sample(engine, (), list(Tenant.objects.values_list("slug", flat=True))))
 
 
 def fence(engine: Engine, host_id: int, client: InternalClient | None = None) -> list[str]:

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 # Sent (``host=``) after a host's report was written: the edge publishes its routing table if
 # replicas changed (hostpanel/edge/apps.py), as an agent with the database does after reconciling.
 replicas_reported = Signal()
+# Sent (``host=``) as a host's document is made: each receiver answers a dict of fields to add,
+# what an app above deployments tells the host (usage: ``usage_tenants``, hostpanel/usage/apps.py).
+document_fields = Signal()
 
 LABEL_TENANT = "org.hostpanel.tenant"
 LABEL_APP = "org.hostpanel.app"
@@ -251,7 +254,8 @@ def tenant_entry(quota: Quota) -> dict[str, Any]:
 
 def host_document(host: Host) -> dict[str, Any]:
     """What ``host`` should run: its placed replicas' specs, its tenants' limits and egress
-    allow-lists and its protected hosts; nothing of any other host's replicas."""
+    allow-lists and its protected hosts, and what the apps above add (:data:`document_fields`);
+    nothing of any other host's replicas."""
     replicas = Replica.objects.filter(host=host).select_related("app", "app__tenant", "release", "host")
     entries, problems = [], []
     networks: dict[str, dict[str, Any]] = {}
@@ -266,7 +270,11 @@ def host_document(host: Host) -> dict[str, Any]:
                 networks[network.engine_name] = _overlay_or_error(network, host)
     slugs = {e["tenant"] for e in entries}
     quotas = Quota.objects.filter(tenant__slug__in=slugs).select_related("tenant")
+    extra: dict[str, Any] = {}
+    for _, fields in document_fields.send(sender=Host, host=host):
+        extra.update(fields)
     return {
+        **extra,
         "host": host.name,
         "out_of_service": lifecycle.out_of_service(host.lifecycle),
         "replicas": entries,

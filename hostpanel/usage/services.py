@@ -7,6 +7,12 @@ hour's row. Disk GB-hours are the disk size times the time between
 collections. The same is done per app from the engine's per-container
 counters (one cursor per container), into hourly rows per app that the
 charts and the report's ``apps`` series show.
+
+Both agent paths write one :class:`HostSample` with :func:`record_sample`: an agent with the
+database directly (hostpanel/agent/reconcile.py: ``collect_usage``), an enrolled agent without
+it through ``POST /internal/v1/host/usage`` (hostpanel/usage/internal.py), where
+:func:`record_host_report` first keeps only the tenants and apps that host may speak for
+(:func:`sampled_tenant_ids`, :func:`reported_app_ids`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from hostpanel.audit.services import Actor, audited
-from hostpanel.deployments.models import App
+from hostpanel.deployments.models import App, Replica
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.access import require_admin, require_role
 from hostpanel.tenants.models import Role, Tenant
@@ -34,6 +40,7 @@ from hostpanel.usage.models import (
     UsageCursor,
     UsageHour,
 )
+from hostpanel.usage.storage import record_tenant_storage
 
 GB = 1024**3
 C = TypeVar("C", bound=CounterCursor)
@@ -116,7 +123,13 @@ class ContainerReading:
     usage: EngineUsage
 
 
-def record_apps(host: Host, readings: Iterable[ContainerReading], now: datetime | None = None) -> int:
+def record_apps(
+    host: Host,
+    readings: Iterable[ContainerReading],
+    now: datetime | None = None,
+    *,
+    present: Iterable[str] | None = None,
+) -> int:
     """Add what each app's containers on ``host`` used since the last collection to the app's
     current hour; returns how many containers were counted.
 
@@ -124,9 +137,12 @@ def record_apps(host: Host, readings: Iterable[ContainerReading], now: datetime 
     counters keep growing) and a replaced one (a new container, counted from
     its zero) never count twice or go back. A reading whose app is gone, or
     belongs to another tenant than the container's, is not counted. Cursors of
-    containers no longer on the host are dropped.
+    containers no longer on the host (not among ``present``, by default the readings') are
+    dropped.
     """
     now = now or timezone.now()
+    readings = list(readings)
+    kept = {r.container_id for r in readings} if present is None else set(present)
     readings = [r for r in readings if r.app_id.isascii() and r.app_id.isdigit()]
     apps = {
         str(app.pk): app
@@ -153,10 +169,103 @@ def record_apps(host: Host, readings: Iterable[ContainerReading], now: datetime 
             row.memory_gb_hours += delta.memory_gb_hours
             row.save()
             counted += 1
-        ContainerUsageCursor.objects.filter(host=host).exclude(
-            container_id__in=[r.container_id for r in readings]
-        ).delete()
+        ContainerUsageCursor.objects.filter(host=host).exclude(container_id__in=kept).delete()
     return counted
+
+
+@dataclass(frozen=True)
+class TenantReading:
+    """What the engine counted of one tenant (by slug) on a host: its usage counters (None: only
+    its storage is reported) and what it stores there (root file system writes, build cache)."""
+
+    tenant: str
+    usage: EngineUsage | None
+    rootfs_bytes: int
+    build_cache_bytes: int
+
+
+@dataclass(frozen=True)
+class HostSample:
+    """One collection of a host's engine: its tenants' readings and its app containers'."""
+
+    tenants: list[TenantReading]
+    containers: list[ContainerReading]
+
+
+def sampled_tenant_ids(host: Host) -> set[int]:
+    """The tenants whose usage ``host`` collects: those with replicas placed on it, and those
+    collected there before (a usage cursor), so a tenant whose apps moved away is billed up to
+    its last sample there."""
+    ids = set(Replica.objects.filter(host=host).values_list("app__tenant_id", flat=True))
+    return ids | set(UsageCursor.objects.filter(host=host).values_list("tenant_id", flat=True))
+
+
+def usage_tenants(sender: object, host: Host, **kwargs: Any) -> dict[str, list[str]]:
+    """Answers ``deployments.desired.document_fields``: ``usage_tenants``, the slugs of the
+    tenants whose usage ``host`` samples (:func:`sampled_tenant_ids`)."""
+    ids = sampled_tenant_ids(host)
+    return {"usage_tenants": sorted(Tenant.objects.filter(pk__in=ids).values_list("slug", flat=True))}
+
+
+def reported_app_ids(host: Host) -> set[int]:
+    """The apps whose containers' usage ``host`` may report: replicas placed on it, or a container
+    usage cursor there (a container counted before, until it is gone)."""
+    ids = set(Replica.objects.filter(host=host).values_list("app_id", flat=True))
+    return ids | set(ContainerUsageCursor.objects.filter(host=host).values_list("app_id", flat=True))
+
+
+def record_sample(
+    host: Host, sample: HostSample, now: datetime | None = None, *, present: Iterable[str] | None = None
+) -> int:
+    """Write one collection of ``host``: each tenant's usage into its hour (:func:`record`) and its
+    storage share (:func:`record_tenant_storage`), each app container's into its app's hour
+    (:func:`record_apps`; ``present`` as there). Readings of unknown tenants are skipped. Returns
+    how many tenants' usage was recorded. The one writer of both agent paths."""
+    now = now or timezone.now()
+    tenants = {t.slug: t for t in Tenant.objects.filter(slug__in={r.tenant for r in sample.tenants})}
+    counted = 0
+    with transaction.atomic():
+        for reading in sample.tenants:
+            tenant = tenants.get(reading.tenant)
+            if tenant is None:
+                continue
+            if reading.usage is not None:
+                record(host, tenant, reading.usage, now)
+                counted += 1
+            record_tenant_storage(host, tenant, reading.rootfs_bytes, reading.build_cache_bytes)
+        record_apps(host, sample.containers, now, present=present)
+    return counted
+
+
+def record_host_report(host: Host, sample: HostSample, now: datetime | None = None) -> dict[str, Any]:
+    """Write what an enrolled host reported of its engine (``POST /internal/v1/host/usage``), but
+    only for what that host may speak for: tenants of :func:`sampled_tenant_ids`, containers of
+    apps of :func:`reported_app_ids` labelled with their own app's tenant, and no container id
+    another app counts on this host already. Anything else is ignored and named in the answer
+    (``ignored``), never written."""
+    allowed = set(Tenant.objects.filter(pk__in=sampled_tenant_ids(host)).values_list("slug", flat=True))
+    apps = dict(App.objects.filter(pk__in=reported_app_ids(host)).values_list("pk", "tenant__slug"))
+    taken = dict(ContainerUsageCursor.objects.filter(host=host).values_list("container_id", "app_id"))
+    tenants = [r for r in sample.tenants if r.tenant in allowed]
+    containers: list[ContainerReading] = []
+    ignored: list[str] = []
+    for reading in sample.containers:
+        app_id = int(reading.app_id)
+        mine = apps.get(app_id) == reading.tenant and taken.get(reading.container_id, app_id) == app_id
+        if mine:
+            containers.append(reading)
+        else:
+            ignored.append(reading.container_id)
+    present = [r.container_id for r in sample.containers]  # an ignored one keeps its cursor
+    counted = record_sample(host, HostSample(tenants, containers), now, present=present)
+    return {
+        "tenants": counted,
+        "containers": len(containers),
+        "ignored": {
+            "tenants": [r.tenant for r in sample.tenants if r.tenant not in allowed],
+            "containers": ignored,
+        },
+    }
 
 
 def cost(cpu_seconds: float, memory_gb_hours: float, disk_gb_hours: float, prices: Prices) -> Decimal:

@@ -3,9 +3,12 @@
 The agent joins the real panel over HTTPS (the fixtures of test_e2e_enrollment.py) with NO
 ``DATABASE_URL`` in its environment (asserted, on the running process too): it registers its
 capacity (``POST /internal/v1/host/start``), reconciles from ``GET /internal/v1/host/desired``
-(hostpanel/agent/remote.py) and reports with ``POST /internal/v1/host/report``. The panel's
-placement runs here, in the test (what ``manage.py watchhosts`` does on the panel). A release's
-health check runs in the agent's probe pool and its result reaches the panel in the report.
+(hostpanel/agent/remote.py) and reports with ``POST /internal/v1/host/report``, and its engine's
+usage with ``POST /internal/v1/host/usage`` (hostpanel/agent/usage.py): the tenant's and the
+app's hourly rows appear. The panel's placement runs here, in the test (what ``manage.py
+watchhosts`` does on the panel). A release's health check runs in the agent's probe pool and its
+result reaches the panel in the report; a restart of the app asked for on the panel restarts its
+container.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
     from hostpanel.images.models import Image
     from hostpanel.secrets.services import create_secret
     from hostpanel.tenants import services as tenants
+    from hostpanel.usage.models import AppUsageHour, UsageHour
     from tests.hostpanel.factories import UserFactory
 
     token = add_host("nodb")
@@ -55,6 +59,8 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
         "--foreground",
         "--",
         *joined_agent_args(root, instance),
+        "--usage-interval",
+        "1",
         wait=False,
         env=env,
     )
@@ -107,6 +113,24 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
         assert stats["id"] == container.id and stats["pids"] >= 1, stats
         top = dispatch.fetch_top(replica.pk, "host.nodb")
         assert any("sleep" in " ".join(map(str, p.values())) for p in top["processes"]), top
+
+        # its usage, sampled from its engine and sent through the internal API, becomes hourly rows
+        tenant_hour = wait_for(
+            lambda: UsageHour.objects.filter(tenant=tenant, host=host, memory_gb_hours__gt=0).first(),
+            30,
+            f"the tenant's usage to be collected\n{agent.log_tail()}",
+        )
+        assert tenant_hour.cpu_seconds > 0
+        app_hour = wait_for(  # its container's counters, by its app label
+            lambda: AppUsageHour.objects.filter(
+                app=replica.app, host=host, memory_gb_hours__gt=0, cpu_seconds__gt=0
+            ).first(),
+            30,
+            f"the app's usage to be collected\n{agent.log_tail()}",
+        )
+        assert app_hour.app.tenant == tenant
+        assert "usage collection failed" not in log.read_text()
+        assert "usage: the panel ignored" not in log.read_text()
         assert "ImproperlyConfigured" not in log.read_text()  # no query was tried
 
         # A release with a health check: the agent runs it in its probe pool, without the database,

@@ -40,6 +40,7 @@ from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelE
 from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.agent.follower import start_in_thread
+from hostpanel.agent.usage import report_usage
 from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
 from hostpanel.celery import app
 from hostpanel.deployments import rollout
@@ -194,11 +195,11 @@ class Command(BaseCommand):
             edge.stop()
 
     def _run_without_database(self, opts: dict[str, Any], client: InternalClient, state_dir: Path) -> None:
-        """An enrolled agent without the database: it registers its capacity, beats and reconciles
-        through the internal API and consumes its own queue; its engine's base images are
-        registered with its start. Not yet here (they need the database): builds, log following,
-        the edge proxy, usage, and the panel-wide work (placement, dead hosts, rolls), which the
-        panel's ``manage.py watchhosts`` does."""
+        """An enrolled agent without the database: it registers its capacity, beats, reconciles and
+        reports its engine's usage through the internal API and consumes its own queue; its
+        engine's base images are registered with its start. Not yet here (they need the
+        database): builds, log following, the edge proxy, and the panel-wide work (placement,
+        dead hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
         config = agent.AgentConfig(
             name=opts["name"], engine_root=opts["engine_root"], instance=opts["instance"]
         )
@@ -227,6 +228,7 @@ class Command(BaseCommand):
         loop = threading.Thread(
             target=_loop_without_database,
             args=(engine, client, state_dir, opts["heartbeat_interval"], opts["reconcile_interval"], stop),
+            kwargs={"usage_every": opts["usage_interval"]},
             name="heartbeat",
             daemon=True,
         )
@@ -331,11 +333,15 @@ def _loop_without_database(
     interval: float,
     reconcile_every: float,
     stop: threading.Event,
+    usage_every: float = 60.0,
 ) -> None:
     """Every ``interval`` s: rotate the logs, beat (removing what the answer fences); every
     ``reconcile_every`` s, or sooner when a reconcile asks to come back (a back-off ends, a probe's
-    result is due: its ``retry_in``): reconcile from the internal API (hostpanel/agent/remote.py)."""
+    result is due: its ``retry_in``): reconcile from the internal API (hostpanel/agent/remote.py);
+    every ``usage_every`` s: report the engine's usage (hostpanel/agent/usage.py), the first one
+    after one period (its containers run by then)."""
     next_beat = next_reconcile = time.monotonic()  # right away on start
+    next_usage = next_beat + usage_every
     while not stop.is_set():
         now = time.monotonic()
         if now >= next_beat:
@@ -357,7 +363,13 @@ def _loop_without_database(
             except Exception:
                 log.exception("reconcile failed; retrying")
             next_reconcile = time.monotonic() + wait
-        stop.wait(max(0.0, min(next_beat, next_reconcile) - time.monotonic()))
+        if now >= next_usage:
+            next_usage = now + usage_every
+            try:
+                report_usage(engine, client)
+            except Exception:
+                log.exception("usage report failed; retrying")
+        stop.wait(max(0.0, min(next_beat, next_reconcile, next_usage) - time.monotonic()))
 
 
 def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
