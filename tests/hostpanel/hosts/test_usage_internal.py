@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -337,9 +338,16 @@ def test_the_loop_without_the_database_reports_usage_every_period(monkeypatch: p
 
     monkeypatch.setattr(hostagent, "report_usage", report)
     monkeypatch.setattr(hostagent.agent, "fence", lambda *a: [])
-    monkeypatch.setattr(hostagent.remote, "reconcile", lambda *a: None)
+    monkeypatch.setattr(hostagent.remote, "reconcile", lambda *a: SimpleNamespace(retry_in=None))
+    clock = [0.0]  # the loop's own clock: each wait moves it on by what the loop asked
+    monkeypatch.setattr(hostagent, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     beats = []
-    monkeypatch.setattr(stop, "wait", lambda seconds: beats.append(seconds))
+
+    def wait(seconds: float) -> None:
+        beats.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(stop, "wait", wait)
 
     class Engine:
         def rotate_logs(self) -> int:
