@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.cgroups.layout import parse_mountinfo
 from engine.errors import RuntimeFailure
 
 MNT_DETACH = 2
@@ -71,3 +72,17 @@ def is_mountpoint(path: Path) -> bool:
             if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
                 return True
     return False
+
+
+def mounted_under(path: Path, mountinfo: str = "/proc/self/mountinfo") -> list[Path]:
+    """The mount points at ``path`` or below it (this process's mount namespace), deepest first.
+
+    ``path`` is resolved first, as the table lists real paths (an engine root may be given
+    through a symlink).
+    """
+    top = os.path.realpath(path)
+    below = top.rstrip("/") + "/"
+    with open(mountinfo, encoding="utf-8") as f:
+        points = [str(entry.mount_point) for entry in parse_mountinfo(f.read())]
+    found = [Path(p) for p in points if p == top or p.startswith(below)]
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
