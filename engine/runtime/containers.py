@@ -835,9 +835,10 @@ class ContainerManager:
             unmount_secrets(self.store.secrets_dir(container.id))
             # Its directory goes to the trash below, which must never hold a mount (a delete would
             # reach into it): whatever else is still mounted below it goes too, deepest first.
-            for point in mounts.mounted_under(bundle):
+            left = mounts.mounted_under(bundle)
+            for point in left:
                 mounts.unmount(point)
-            still = mounts.mounted_under(bundle)
+            still = mounts.mounted_under(bundle) if left else []
             if still:
                 raise RuntimeFailure(f"cannot remove {container.name}: {still[0]} is still mounted")
             self.networks.release(container.id, [a["network"] for a in container.attachments()])

@@ -78,11 +78,18 @@ def mounted_under(path: Path, mountinfo: str = "/proc/self/mountinfo") -> list[P
     """The mount points at ``path`` or below it (this process's mount namespace), deepest first.
 
     ``path`` is resolved first, as the table lists real paths (an engine root may be given
-    through a symlink).
+    through a symlink). A host has hundreds of mounts and this runs on every removal, so only
+    the lines holding ``path`` as the kernel escapes it are parsed.
     """
     top = os.path.realpath(path)
-    below = top.rstrip("/") + "/"
+    escaped = "".join(_MOUNTINFO_ESCAPES.get(ch, ch) for ch in top)
     with open(mountinfo, encoding="utf-8") as f:
-        points = [str(entry.mount_point) for entry in parse_mountinfo(f.read())]
+        candidates = "".join(line for line in f if escaped in line)
+    below = top.rstrip("/") + "/"
+    points = [str(entry.mount_point) for entry in parse_mountinfo(candidates)]
     found = [Path(p) for p in points if p == top or p.startswith(below)]
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+_MOUNTINFO_ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
+"""The characters /proc/self/mountinfo writes as octal escapes."""

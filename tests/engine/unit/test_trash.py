@@ -301,6 +301,7 @@ def test_mounted_under_reads_the_table_with_its_escapes(tmp_path: Path) -> None:
                 "/r/containers/abc/with\\040space",
                 "/r/containers/abcd/rootfs",  # a sibling that only shares the prefix
                 "/r/volumes/v/_data",
+                "/r/with\\040space/rootfs",
             )
         )
     )
@@ -313,6 +314,7 @@ def test_mounted_under_reads_the_table_with_its_escapes(tmp_path: Path) -> None:
         "/r/containers/abc/with space",
     ]
     assert mounts.mounted_under(Path("/r/trash"), str(table)) == []
+    assert mounts.mounted_under(Path("/r/with space"), str(table)) == [Path("/r/with space/rootfs")]
 
 
 # ---- the container store and the engine -----------------------------------------------------------
