@@ -202,6 +202,9 @@ def stop_one(tool: Tool) -> list[str]:
 
 
 def rm_one(tool: Tool) -> list[str]:
+    if not tool.stopped:  # `--verbs rm` alone: stop one to remove, untimed (args are made before the clock)
+        tool.stopped.append(tool.must(*run_d(tool)).splitlines()[-1])
+        tool.must("stop", "-t", "0", tool.stopped[-1])
     return ["rm", tool.stopped[0]]
 
 

@@ -69,6 +69,9 @@ class Engine:
         self.paths.ensure()
         self.images = ImageStore(self.paths)
         self.containers = ContainerManager(self.paths, self.instance, self.images, _cgroup_hierarchies)
+        # What a crash or a killed process left in the trash is deleted on a worker thread; this
+        # only reads the trash directory (bounded), so opening an engine stays cheap.
+        self.containers.store.trash.sweep()
         # The build cache lives as long as the images built from it (see engine.build.cache).
         self.images.gc_hooks.append(self._build_cache_gc_keep)
         # Steps of purge_tenant for other per-tenant state (e.g. per-tenant storage): each takes the

@@ -86,6 +86,12 @@ class EnginePaths:
         return self.root / "tmp"
 
     @property
+    def trash(self) -> Path:
+        """Removed containers' directories, renamed here to be deleted off the caller's path
+        (engine.runtime.trash); on the same file system as containers/, so the rename is atomic."""
+        return self.root / "trash"
+
+    @property
     def tenants(self) -> Path:
         return self.root / "tenants"
 
@@ -112,6 +118,7 @@ class EnginePaths:
             self.names,
             self.run,
             self.tmp,
+            self.trash,
             self.tenants,
         )
 

@@ -807,7 +807,13 @@ class ContainerManager:
 
     # ---- remove -----------------------------------------------------------------
     def remove(self, ref: str | Container, *, force: bool = False) -> Container:
-        """Remove a container and everything it owns; Conflict if running without ``force``."""
+        """Remove a container and everything it owns; Conflict if running without ``force``.
+
+        Its runtime state, cgroup, mounts, network endpoints and volume uses go before this
+        returns; its directory (bundle, overlay upper and work, log) is renamed into the trash
+        and deleted off the caller's path (engine.runtime.trash). Raises RuntimeFailure when
+        something stays mounted below its directory.
+        """
         from engine.runtime.secrets import unmount_secrets
 
         container = self.get(ref)
@@ -824,14 +830,20 @@ class ContainerManager:
                         self.runtime.resume(container.id)
                 container = self.wait(container, timeout=KILL_GRACE_SECONDS)
             self._cleanup_runtime(container)
-            rootfs = self.store.directory(container.id) / "rootfs"
-            mounts.unmount(rootfs)
-            if mounts.is_mountpoint(rootfs):
-                raise RuntimeFailure(f"cannot remove {container.name}: its root file system is still mounted")
+            bundle = self.store.directory(container.id)
+            mounts.unmount(bundle / "rootfs")
             unmount_secrets(self.store.secrets_dir(container.id))
+            # Its directory goes to the trash below, which must never hold a mount (a delete would
+            # reach into it): whatever else is still mounted below it goes too, deepest first.
+            left = mounts.mounted_under(bundle)
+            for point in left:
+                mounts.unmount(point)
+            still = mounts.mounted_under(bundle) if left else []
+            if still:
+                raise RuntimeFailure(f"cannot remove {container.name}: {still[0]} is still mounted")
             self.networks.release(container.id, [a["network"] for a in container.attachments()])
             self.volumes.detach(container.mounts, container.id)
-            self.store.delete(container)
+            self.store.delete(container)  # renamed into the trash: gone and its name free from here
             self.monitors.forget(container.id)
             self.tenant_disks.release(container.tenant, container.id)
         self._event(container, "destroy")

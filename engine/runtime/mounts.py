@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.cgroups.layout import parse_mountinfo
 from engine.errors import RuntimeFailure
 
 MNT_DETACH = 2
@@ -71,3 +72,24 @@ def is_mountpoint(path: Path) -> bool:
             if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
                 return True
     return False
+
+
+def mounted_under(path: Path, mountinfo: str = "/proc/self/mountinfo") -> list[Path]:
+    """The mount points at ``path`` or below it (this process's mount namespace), deepest first.
+
+    ``path`` is resolved first, as the table lists real paths (an engine root may be given
+    through a symlink). A host has hundreds of mounts and this runs on every removal, so only
+    the lines holding ``path`` as the kernel escapes it are parsed.
+    """
+    top = os.path.realpath(path)
+    escaped = "".join(_MOUNTINFO_ESCAPES.get(ch, ch) for ch in top)
+    with open(mountinfo, encoding="utf-8") as f:
+        candidates = "".join(line for line in f if escaped in line)
+    below = top.rstrip("/") + "/"
+    points = [str(entry.mount_point) for entry in parse_mountinfo(candidates)]
+    found = [Path(p) for p in points if p == top or p.startswith(below)]
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+_MOUNTINFO_ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
+"""The characters /proc/self/mountinfo writes as octal escapes."""

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from engine.errors import Conflict, ContainerNotFound, InvalidSpec
 from engine.fsutil import atomic_write_json, file_lock, read_json, shallow_copy
 from engine.paths import EnginePaths
 from engine.runtime.model import Container
+from engine.runtime.trash import Trash
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 _ADJECTIVES = (
@@ -72,8 +72,15 @@ def validate_name(name: str) -> str:
 class ContainerStore:
     """Reads and writes container records; keeps names unique within an engine root."""
 
-    def __init__(self, paths: EnginePaths) -> None:
+    def __init__(self, paths: EnginePaths, trash: Trash | None = None) -> None:
         self.paths = paths
+        self.trash = trash if trash is not None else Trash(paths.trash)
+        if self.trash.directory != Path(
+            os.path.abspath(paths.trash)
+        ):  # what the trash deletes must be this root's
+            raise ValueError(
+                f"the trash of the engine root {paths.root} is {paths.trash}, not {self.trash.directory}"
+            )
         # Parsed records by container id, with the file identity they were read at (see all()).
         self._parsed: dict[str, tuple[tuple[int, int, int], Container]] = {}
 
@@ -198,8 +205,14 @@ class ContainerStore:
         raise ContainerNotFound(f"no such container: {ref} (see `hpctl ps -a`)")
 
     def delete(self, container: Container) -> None:
-        """Remove the record, its directory and its name."""
-        shutil.rmtree(self.directory(container.id), ignore_errors=True)
+        """Remove the record, its directory and its name.
+
+        The directory is renamed into the trash, atomically, and deleted off the caller's path
+        (engine.runtime.trash): when this returns the container is gone from every listing and
+        lookup and its name is free. Raises RuntimeFailure, with nothing changed, when something
+        is still mounted below the directory (unmount the rootfs and secrets first).
+        """
+        self.trash.discard(self.directory(container.id))
         self.release_name(container.name, container.id)
         with contextlib.suppress(FileNotFoundError):
             (self.paths.run / "locks" / container.id).unlink()

@@ -66,7 +66,22 @@ def leaks(root: Path, instance: str) -> list[str]:
     volumes = root / "volumes"
     if volumes.exists():  # half-made (.new-*) or half-removed (.gone-*) volumes
         found += [f"volume dir {p.name}" for p in volumes.iterdir() if p.name.startswith(".")]
-    return found + network_leaks(root, instance)
+    return found + trash_leaks(root) + network_leaks(root, instance)
+
+
+def trash_leaks(root: Path, settle: float = 30.0) -> list[str]:
+    """Entries left in ``root``'s trash once its deleting settled (engine.runtime.trash).
+
+    A removal returns before its directory is deleted on a worker thread (of this process, or
+    of a daemon the test started), so this waits up to ``settle`` seconds for the trash to empty.
+    """
+    trash = root / "trash"
+    deadline = time.monotonic() + settle
+    while True:
+        left = sorted(os.listdir(trash)) if trash.exists() else []
+        if not left or time.monotonic() >= deadline:
+            return [f"trash entry {name}" for name in left]
+        time.sleep(0.05)
 
 
 def network_leaks(root: Path, instance: str) -> list[str]:
@@ -161,6 +176,7 @@ def tear_down(eng: Engine, *, volumes: bool = False) -> None:
         for volume in eng.volume_list():
             with suppress(VolumeNotFound):  # removed meanwhile (a client's `down -v`)
                 eng.volume_remove(volume.name)
+    assert eng.containers.store.trash.wait(timeout=60), "the trash worker did not finish in 60 s"
     left = leaks(eng.paths.root, eng.instance)
     assert not left, f"the engine left things behind: {left}"
 
