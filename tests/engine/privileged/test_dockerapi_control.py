@@ -24,7 +24,8 @@ from engine.runtime.model import ContainerSpec
 from tests.engine.dockerapi_support import DOCKER, DockerAPI, serving_api
 from tests.stack import free_port
 
-COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done"
+# written aside then renamed: a pause between truncating and writing /tmp/n would leave it empty
+COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.02; done"
 
 
 @pytest.fixture()
