@@ -9,6 +9,7 @@ devices are skipped, set-id bits dropped), and what it unpacks to is bounded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.build.context import Bounded
 from engine.images.compression import decompressed, sniff
@@ -23,7 +24,13 @@ def unpack_context(archive: Path, into: Path, *, limit: int, what: str = "the co
     the setting in that message). On error ``into`` is partly written: the caller removes it.
     """
     with archive.open("rb") as f:
-        kind = sniff(f.read(6))
-        f.seek(0)
-        stream = Bounded(decompressed(f, kind), limit, what)
-        extract_layer(stream, into, uid_base=0, chown=False, whiteouts=False)
+        unpack_archive(f, into, limit=limit, what=what)
+
+
+def unpack_archive(f: BinaryIO, into: Path, *, limit: int, what: str) -> None:
+    """:func:`unpack_context` from an open, seekable file: a project or context tar (plain or
+    compressed) unpacked safely on any Python (tarfile's extraction filters need 3.11.4+)."""
+    kind = sniff(f.read(6))
+    f.seek(0)
+    stream = Bounded(decompressed(f, kind), limit, what)
+    extract_layer(stream, into, uid_base=0, chown=False, whiteouts=False)

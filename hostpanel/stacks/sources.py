@@ -9,11 +9,12 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from django.conf import settings
 
 from engine.build.git import clone_context, parse_git_url
+from engine.build.upload import unpack_archive
 from engine.errors import EngineError
 from hostpanel.builds.services import check_git_url
 from hostpanel.errors import InvalidRequest
@@ -80,18 +81,16 @@ def _compose_file_in(directory: Path, name: str = "") -> str:
     raise InvalidRequest(f"compose: no {' or '.join(candidates)} at the top of the project")
 
 
-def _unpack(tenant: Tenant, archive: IO[bytes]) -> Path:
-    """A project tar unpacked under the panel's stacks directory (tarfile's ``data`` filter: no
-    links out, no devices, no absolute paths); InvalidRequest for anything else."""
+def _unpack(tenant: Tenant, archive: BinaryIO) -> Path:
+    """A project tar unpacked under the panel's stacks directory by the engine's safe unpacker, as
+    build contexts are (engine.build.upload: no member lands outside it, links are never followed
+    while writing, devices skipped, bounded); InvalidRequest for anything else. Links it holds are
+    read only inside the project (``_compose_file_in``, the compose loader's env_file checks)."""
     target = _project_dirs(tenant) / secrets.token_hex(8)
     target.mkdir(parents=True)
     try:
-        with tarfile.open(fileobj=archive, mode="r:*") as tar:
-            total = sum(m.size for m in tar.getmembers())
-            if total > MAX_ARCHIVE_BYTES:
-                raise InvalidRequest(f"file: the project unpacks to more than {MAX_ARCHIVE_BYTES} bytes")
-            tar.extractall(target, filter="data")
-    except (tarfile.TarError, OSError) as exc:
+        unpack_archive(archive, target, limit=MAX_ARCHIVE_BYTES, what="file: the project")
+    except (EngineError, OSError) as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise InvalidRequest(f"file: not a project archive we can unpack: {exc}") from None
     except BaseException:
