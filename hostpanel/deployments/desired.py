@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 # Sent (``host=``) after a host's report was written: the edge publishes its routing table if
 # replicas changed (hostpanel/edge/apps.py), as an agent with the database does after reconciling.
 replicas_reported = Signal()
+# Sent (``host=``) after an agent without the database started (``POST host/start``, committed): the
+# edge sends it the last published routing table (hostpanel/edge/apps.py), as an agent with the
+# database asks for it on its start.
+agent_started = Signal()
 # Sent (``host=``) as a host's document is made: each receiver answers a dict of fields to add,
 # what an app above deployments tells the host (usage: ``usage_tenants``, hostpanel/usage/apps.py).
 document_fields = Signal()

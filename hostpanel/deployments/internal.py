@@ -9,7 +9,8 @@ sealed to that host's own X25519 public key and bound to the replica and the sec
 its placed replicas' container specs, without secret values, and nothing of other hosts.
 ``POST host/report``: the states of its replicas, written only to those placed on it.
 ``POST host/start``: an agent without the database starts: its address and capacity, and the
-base images its engine holds (registered as base images, as an agent with the database does).
+base images its engine holds (registered as base images, as an agent with the database does);
+then :data:`desired.agent_started` (the edge sends that host's queue the last routing table).
 ``POST host/claim``: the right to replace a running container of one of its replicas now (one
 replica of an app at a time, across hosts: :func:`desired.claim_update`); with ``restart: true``,
 the request to restart that one container, taken once (:func:`desired.claim_restart`).
@@ -162,6 +163,7 @@ class Start(HostView):
         with transaction.atomic():
             host = services.register_host(request.user.name, **body)
             made = register_base_images(references)
+        desired.agent_started.send(sender=Host, host=host)  # the edge sends it the last routing table
         return Response(host_body(host) | {"registered_images": [image.reference for image in made]})
 
 

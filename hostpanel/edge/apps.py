@@ -20,9 +20,11 @@ class EdgeConfig(AppConfig):
         # So does a domain verified or removed (hostpanel/domains/services.py).
         routing_changed.connect(_publish, dispatch_uid="edge-publish-on-domains")
         # And an enrolled agent's report of its replicas' states (hostpanel/deployments/desired.py).
-        from hostpanel.deployments.desired import replicas_reported
+        from hostpanel.deployments.desired import agent_started, replicas_reported
 
         replicas_reported.connect(_publish_for_host, dispatch_uid="edge-publish-on-report")
+        # An agent without the database that starts gets the last table, as one with it asks for it.
+        agent_started.connect(_send_to_host, dispatch_uid="edge-send-on-agent-start")
 
 
 def _publish(sender: object, **kwargs: object) -> None:
@@ -35,3 +37,9 @@ def _publish_for_host(sender: object, host: Any, **kwargs: object) -> None:
     from hostpanel.edge.services import publish_routes_after_reconcile
 
     publish_routes_after_reconcile(host)
+
+
+def _send_to_host(sender: object, host: Any, **kwargs: object) -> None:
+    from hostpanel.edge.services import send_routes_to
+
+    send_routes_to(host)

@@ -141,18 +141,21 @@ def test_a_report_writes_only_the_callers_replicas(
     assert APIClient().post("/internal/v1/host/report", {"replicas": []}, format="json").status_code == 401
 
 
+START = {  # an agent's POST host/start
+    "address": "10.0.0.7",
+    "cpu_millis": 2000,
+    "memory_bytes": 4 * 1024**3,
+    "disk_bytes": 10**10,
+    "engine_root": "/var/lib/hp",
+    "engine_instance": "hp-a",
+}
+
+
 @pytest.mark.django_db
 def test_an_agent_starts_as_its_own_host_only(enrolled: Hosts) -> None:
     """``POST host/start`` (an agent without the database registers its capacity): always the
     caller's own host; unknown fields and bad values are refused and change nothing."""
-    body = {
-        "address": "10.0.0.7",
-        "cpu_millis": 2000,
-        "memory_bytes": 4 * 1024**3,
-        "disk_bytes": 10**10,
-        "engine_root": "/var/lib/hp",
-        "engine_instance": "hp-a",
-    }
+    body = dict(START)
     client = as_host(enrolled["sa"][1])
     answer = client.post("/internal/v1/host/start", body, format="json")
     assert answer.status_code == 200, answer.content
@@ -205,6 +208,42 @@ def test_an_agent_start_registers_its_engines_base_images_and_nothing_else(enrol
     again = client.post("/internal/v1/host/start", body | {"base_images": images}, format="json")
     assert again.json()["registered_images"] == []  # already there: nothing new
     assert Host.objects.get(name="sa").address == "10.0.0.8"
+
+
+@pytest.mark.django_db
+def test_an_agent_start_gets_the_last_routing_table_on_its_own_queue_only(
+    enrolled: Hosts, tenant: Tenant, make_app: Any, sent_routes: list[tuple[str, Any]], on_commit: Any
+) -> None:
+    """``POST host/start`` sends the last published routing table to the caller's queue (its edge
+    serves it at once, as an agent with the database asks for it on its start), to no other host;
+    before anything is published, or for a refused start, nothing is sent."""
+    from hostpanel.edge import services as edge_services
+
+    body = dict(START)
+    client = as_host(enrolled["sa"][1])
+    assert client.post("/internal/v1/host/start", body, format="json").status_code == 200
+    assert sent_routes == []  # nothing published yet
+
+    web = make_app(tenant, http_port=8080)
+    Host.objects.filter(name="sb").update(address="10.0.0.2")
+    sb = Host.objects.get(name="sb")
+    Replica.objects.filter(app=web).update(
+        host=sb,
+        state=Replica.State.RUNNING,
+        ready=True,
+        ports=[{"container_port": 8080, "protocol": "tcp", "host_port": 30001}],
+    )
+    with on_commit():
+        edge_services.publish_routes()
+    table = edge_services.published().table
+    assert table["routes"] == {"web-acme.localhost": [[f"h{sb.pk}", 30001]]}
+    sent_routes.clear()
+
+    refused = client.post("/internal/v1/host/start", {**body, "cpu_millis": 0}, format="json")
+    assert refused.status_code == 400 and sent_routes == []
+    answer = client.post("/internal/v1/host/start", body, format="json")
+    assert answer.status_code == 200, answer.content
+    assert sent_routes == [("host.sa", table)]  # the caller's queue, the last table; nobody else's
 
 
 class Claims:

@@ -61,7 +61,8 @@ def test_the_loop_without_the_database_comes_back_when_a_reconcile_asks(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A back-off that ends or a probe result due brings the next reconcile forward (its
-    ``retry_in``), not the next periodic one; a failing reconcile is logged, never raised."""
+    ``retry_in``), not the next periodic one; a failing reconcile is logged, never raised. With
+    each reconcile the edge loads Caddy's config again if Caddy lost it (a failure: logged)."""
     from hostpanel.agent import remote
     from hostpanel.agent.management.commands import hostagent
     from tests.hostpanel.hosts.fake_engine import FakeEngine
@@ -84,11 +85,24 @@ def test_the_loop_without_the_database_comes_back_when_a_reconcile_asks(
         def rotate_logs(self) -> int:
             return 0
 
+    class Edge:
+        checked = 0
+
+        def ensure_caddy(self) -> bool:
+            self.checked += 1
+            if self.checked == 1:
+                raise OSError("caddy's socket is gone")  # logged, the loop goes on
+            return False
+
     monkeypatch.setattr(remote, "reconcile", reconcile)
     monkeypatch.setattr(hostagent, "RECONCILE_SOON_MIN", 0.01)
+    edge = Edge()
     done = threading.Thread(
-        target=hostagent._loop_without_database, args=(Engine(), Client(), tmp_path, 60.0, 60.0, stop)
+        target=hostagent._loop_without_database,
+        args=(Engine(), Client(), tmp_path, 60.0, 60.0, stop),
+        kwargs={"edge": edge},
     )
     done.start()
     done.join(10)
     assert not done.is_alive() and len(calls) == 3  # not 60 s apart: each asked to come back
+    assert edge.checked == 3

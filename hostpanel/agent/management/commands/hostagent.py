@@ -110,17 +110,14 @@ class Command(BaseCommand):
                 raise CommandError(f"the panel refuses this host: {exc}") from exc
         if not opts["name"]:
             raise CommandError("give --name (or --state-dir of an enrolled host)")
+        edge_fields = checked_caddy_fields(opts["caddy_admin"])  # before starting anything
         if settings.AGENT_WITHOUT_DATABASE:
             assert client is not None
-            self._run_without_database(opts, client, Path(opts["state_dir"]))
+            self._run_without_database(opts, client, Path(opts["state_dir"]), edge_fields)
             return
         name: str = opts["name"]
         if opts["build_slots"] < 1:
             raise CommandError("--build-slots: give at least 1")
-        try:
-            edge_fields = caddy_fields(opts["caddy_admin"])
-        except ValueError as exc:
-            raise CommandError(f"edge proxy: {exc}") from exc
         config = agent.AgentConfig(name=name, engine_root=opts["engine_root"], instance=opts["instance"])
         config.export()
         engine = agent.engine_for(config.engine_root, config.instance)  # fails early on a bad root
@@ -144,16 +141,7 @@ class Command(BaseCommand):
         for image in register_host_images(engine.images):
             self.stdout.write(f"registered base image {image.reference}")
         redispatch_host_builds(host)
-        # The edge: DNS answers for this host's Caddy from the last routing table, then the config.
-        try:
-            edge = EdgeAgent(
-                Path(settings.VAR_DIR) / "edge" / name,
-                edge_fields,
-                dns_port=settings.HOSTPANEL_EDGE_DNS_PORT,
-            )
-        except OSError as exc:
-            raise CommandError(f"edge proxy: {exc}") from exc
-        edge.start()
+        edge = start_edge(name, edge_fields)
         edge_services.send_routes_to(host)
         connection.close()
         stop = threading.Event()
@@ -194,12 +182,21 @@ class Command(BaseCommand):
             builds.stop()
             edge.stop()
 
-    def _run_without_database(self, opts: dict[str, Any], client: InternalClient, state_dir: Path) -> None:
+    def _run_without_database(
+        self,
+        opts: dict[str, Any],
+        client: InternalClient,
+        state_dir: Path,
+        edge_fields: dict[str, Any] | None,
+    ) -> None:
         """An enrolled agent without the database: it registers its capacity, beats, reconciles and
         reports its engine's usage through the internal API and consumes its own queue; its
-        engine's base images are registered with its start. Not yet here (they need the
-        database): builds, log following, the edge proxy, and the panel-wide work (placement,
-        dead hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
+        engine's base images are registered with its start. It runs the edge as the database
+        path does (:func:`start_edge`): the panel answers its start by sending its queue the last
+        routing table, and the later ones as it publishes them (the ``apply_routes`` task); its
+        reconciles load Caddy's config again should Caddy have restarted without it. Not yet here
+        (they need the database): builds, log following, and the panel-wide work (placement, dead
+        hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
         config = agent.AgentConfig(
             name=opts["name"], engine_root=opts["engine_root"], instance=opts["instance"]
         )
@@ -224,11 +221,12 @@ class Command(BaseCommand):
             raise CommandError(f"the panel refuses this agent's start: {exc}") from exc
         for reference in host.get("registered_images", []):
             self.stdout.write(f"registered base image {reference}")
+        edge = start_edge(config.name, edge_fields)  # the table the start asked for waits in the queue
         stop = threading.Event()
         loop = threading.Thread(
             target=_loop_without_database,
             args=(engine, client, state_dir, opts["heartbeat_interval"], opts["reconcile_interval"], stop),
-            kwargs={"usage_every": opts["usage_interval"]},
+            kwargs={"usage_every": opts["usage_interval"], "edge": edge},
             name="heartbeat",
             daemon=True,
         )
@@ -241,6 +239,7 @@ class Command(BaseCommand):
             app.worker_main(control_worker_args(queue, config.name, opts["loglevel"]))
         finally:
             stop.set()
+            edge.stop()
 
     @staticmethod
     def _heartbeat_loop(
@@ -265,8 +264,11 @@ class Command(BaseCommand):
             host = Host.objects.filter(pk=host_id).first()
             if host is not None:
                 edge_services.send_routes_to(host)
-            if edge is not None:
-                edge.ensure_caddy()
+            try:
+                if edge is not None:
+                    edge.ensure_caddy()
+            except Exception:
+                log.exception("edge: loading caddy's config failed; retrying")
 
         senders = {
             "reconcile": dispatch.send_reconcile,
@@ -334,12 +336,14 @@ def _loop_without_database(
     reconcile_every: float,
     stop: threading.Event,
     usage_every: float = 60.0,
+    edge: EdgeAgent | None = None,
 ) -> None:
     """Every ``interval`` s: rotate the logs, beat (removing what the answer fences); every
     ``reconcile_every`` s, or sooner when a reconcile asks to come back (a back-off ends, a probe's
-    result is due: its ``retry_in``): reconcile from the internal API (hostpanel/agent/remote.py);
-    every ``usage_every`` s: report the engine's usage (hostpanel/agent/usage.py), the first one
-    after one period (its containers run by then)."""
+    result is due: its ``retry_in``): reconcile from the internal API (hostpanel/agent/remote.py)
+    and load ``edge``'s config into Caddy should Caddy have restarted without it; every
+    ``usage_every`` s: report the engine's usage (hostpanel/agent/usage.py), the first one after
+    one period (its containers run by then)."""
     next_beat = next_reconcile = time.monotonic()  # right away on start
     next_usage = next_beat + usage_every
     while not stop.is_set():
@@ -362,6 +366,11 @@ def _loop_without_database(
                     wait = min(reconcile_every, max(done.retry_in, RECONCILE_SOON_MIN))
             except Exception:
                 log.exception("reconcile failed; retrying")
+            try:
+                if edge is not None:
+                    edge.ensure_caddy()
+            except Exception:
+                log.exception("edge: loading caddy's config failed; retrying")
             next_reconcile = time.monotonic() + wait
         if now >= next_usage:
             next_usage = now + usage_every
@@ -370,6 +379,31 @@ def _loop_without_database(
             except Exception:
                 log.exception("usage report failed; retrying")
         stop.wait(max(0.0, min(next_beat, next_reconcile, next_usage) - time.monotonic()))
+
+
+def checked_caddy_fields(caddy_admin: str) -> dict[str, Any] | None:
+    """:func:`caddy_fields` for ``--caddy-admin``; a setting this host cannot do is a CommandError."""
+    try:
+        return caddy_fields(caddy_admin)
+    except ValueError as exc:
+        raise CommandError(f"edge proxy: {exc}") from exc
+
+
+def start_edge(name: str, caddy: dict[str, Any] | None) -> EdgeAgent:
+    """This host's edge (hostpanel/agent/edge.py), both paths': DNS answers for its Caddy from the
+    last routing table kept under ``<var>/edge/<name>``, then the config loaded into Caddy
+    (``caddy``: :func:`checked_caddy_fields`; None: no Caddy here). The ``apply_routes`` task
+    hands it the tables the panel sends to this host's queue."""
+    try:
+        edge = EdgeAgent(
+            Path(settings.VAR_DIR) / "edge" / name,
+            caddy,
+            dns_port=settings.HOSTPANEL_EDGE_DNS_PORT,
+        )
+    except OSError as exc:
+        raise CommandError(f"edge proxy: {exc}") from exc
+    edge.start()
+    return edge
 
 
 def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
