@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hostpanel.hosts import enrollment
 from hostpanel.hosts.models import Host
-from tests.hostpanel.hosts.enrolled_hosts import pem
+from tests.hostpanel.hosts.enrolled_hosts import Agent, pem
+from tests.hostpanel.hosts.fake_engine import NetEngine
 from tests.stack import redis_server
 
 
@@ -44,3 +46,11 @@ def listener() -> Iterator[socket.socket]:
         s.bind(("127.0.0.1", 0))
         s.listen(8)
         yield s
+
+
+@pytest.fixture
+def agent(
+    enrolled: dict[str, tuple[X25519PrivateKey, str]], tmp_path: Path, django_assert_num_queries: Any
+) -> Agent:
+    """Host sa's agent without the database, on an in-memory engine, against the real internal API."""
+    return Agent(enrolled["sa"][1], NetEngine(), tmp_path, django_assert_num_queries)

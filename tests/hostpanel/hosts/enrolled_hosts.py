@@ -13,6 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from hostpanel.agent import probes, remote
+from hostpanel.deployments.models import App, Replica
+from hostpanel.hosts.models import Host
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 
@@ -21,6 +23,12 @@ def pem(key: X25519PrivateKey) -> str:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return public.decode()
+
+
+def place(app: App, host: str = "sa") -> Replica:
+    """Put the app's (one) replica on ``host`` (an enrolled host of the ``enrolled`` fixture)."""
+    Replica.objects.filter(app=app).update(host=Host.objects.get(name=host))
+    return Replica.objects.get(app=app)
 
 
 def as_host(token: str) -> APIClient:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,24 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.utils import timezone
 
 from hostpanel.deployments import rotation
-from hostpanel.deployments.models import App, Replica
-from hostpanel.hosts.models import Host
+from hostpanel.deployments.models import Replica
 from hostpanel.tenants.models import Tenant
-from tests.hostpanel.hosts.enrolled_hosts import Agent, as_host
-from tests.hostpanel.hosts.fake_engine import NetEngine
+from tests.hostpanel.hosts.enrolled_hosts import Agent, as_host, place
 
 pytestmark = pytest.mark.django_db
 Hosts = dict[str, tuple[X25519PrivateKey, str]]
-
-
-@pytest.fixture
-def agent(enrolled: Hosts, tmp_path: Path, django_assert_num_queries: Any) -> Agent:
-    return Agent(enrolled["sa"][1], NetEngine(), tmp_path, django_assert_num_queries)
-
-
-def place(app: App, host: str = "sa") -> Replica:
-    Replica.objects.filter(app=app).update(host=Host.objects.get(name=host))
-    return Replica.objects.get(app=app)
 
 
 def test_a_crash_is_restarted_after_the_same_backoff_as_with_the_database(

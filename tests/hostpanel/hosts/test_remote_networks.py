@@ -16,20 +16,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hostpanel.agent import overlays
-from hostpanel.deployments.models import App, Replica
+from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from hostpanel.networks.models import Network
 from hostpanel.tenants.models import Tenant
-from tests.hostpanel.hosts.enrolled_hosts import Agent, as_host
+from tests.hostpanel.hosts.enrolled_hosts import Agent, as_host, place
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.django_db
 Hosts = dict[str, tuple[X25519PrivateKey, str]]
-
-
-def place(app: App, host: str) -> Replica:
-    Replica.objects.filter(app=app).update(host=Host.objects.get(name=host))
-    return Replica.objects.get(app=app)
 
 
 @pytest.fixture

@@ -10,31 +10,18 @@ cannot take another host's request nor claim a restart the app never asked for.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hostpanel.deployments import services as deployments
-from hostpanel.deployments.models import App, Replica
-from hostpanel.hosts.models import Host
+from hostpanel.deployments.models import Replica
 from hostpanel.tenants.models import Tenant
-from tests.hostpanel.hosts.enrolled_hosts import Agent, PanelClaims, as_host
-from tests.hostpanel.hosts.fake_engine import NetEngine
+from tests.hostpanel.hosts.enrolled_hosts import Agent, PanelClaims, as_host, place
 
 pytestmark = pytest.mark.django_db
 Hosts = dict[str, tuple[X25519PrivateKey, str]]
-
-
-@pytest.fixture
-def agent(enrolled: Hosts, tmp_path: Path, django_assert_num_queries: Any) -> Agent:
-    return Agent(enrolled["sa"][1], NetEngine(), tmp_path, django_assert_num_queries)
-
-
-def place(app: App, host: str = "sa") -> Replica:
-    Replica.objects.filter(app=app).update(host=Host.objects.get(name=host))
-    return Replica.objects.get(app=app)
 
 
 def test_an_app_restart_restarts_its_container_once(
