@@ -11,6 +11,8 @@ network namespace of its own on an underlay bridge, the panel and Redis on a fou
   host that runs its container (the others are refused by the internal API);
 - one host dies (SIGKILL of its agent and its link cut): its replicas run elsewhere within the
   threshold plus the restart time; it comes back: what was moved away is fenced, exactly three run;
+- a host is drained while requests keep coming to the app's replicas in the rotation (an HTTP app
+  with a health check): its replicas roll onto the others and no request fails;
 - another host's credentials cannot forge a task on a host's queue (Redis refuses), and a revoked
   host can no longer read its queue or call the internal API.
 
@@ -56,6 +58,16 @@ pytestmark = pytest.mark.usefixtures("privileged")
 
 THRESHOLD = 8.0  # seconds without a heartbeat before a host is dead (HOSTPANEL_HOST_GRACE_SECONDS)
 HOSTS = ("k1", "k2", "k3")
+SITE = {  # an HTTP app with a health check: the edge routes to it only once ready
+    "image": "busybox:latest",
+    "command": [
+        "sh",
+        "-c",
+        "mkdir -p /www && echo site-up > /www/index.html && exec httpd -f -p 8080 -h /www",
+    ],
+    "http_port": 8080,
+    "health_check": {"http": {"port": 8080, "path": "/"}, "interval": 1, "timeout": 1, "retries": 2},
+}
 
 
 @dataclass
@@ -207,8 +219,9 @@ def test_three_hosts_spread_keep_secrets_home_survive_a_death_and_fence_the_retu
     cluster: tuple[Panel, dict[str, Host], str],
 ) -> None:
     from hostpanel.audit.services import Actor
+    from hostpanel.deployments import rotation
     from hostpanel.deployments import services as deployments
-    from hostpanel.deployments.models import Replica
+    from hostpanel.deployments.models import App, Replica
     from hostpanel.hosts import services as hosts_service
     from hostpanel.hosts.models import Host as HostRow
     from hostpanel.images.models import Image
@@ -322,6 +335,38 @@ def test_three_hosts_spread_keep_secrets_home_survive_a_death_and_fence_the_retu
     assert sum(len(h.running("kacme-svc-")) for h in hosts.values()) == 3
     assert sum(len(h.running("kacme-vault-")) for h in hosts.values()) == 1
     assert len(placed("svc")) == 3
+
+    # ---- drain a host while requests keep coming: every one is answered ------------------------
+    site_spec = deployments.AppSpec(**(SITE | {"replicas": 2}))
+    deployments.create_app(admin, tenant, "site", site_spec)
+    site = App.objects.get(tenant=tenant, name="site")
+    wait_for(
+        settled(lambda: len(placed("site")) == 2 and len(rotation.serving_ids(site)) == 2),
+        120,
+        f"site to serve from two hosts\n{logs()}",
+    )
+    drained_name = placed("site")[0]
+    drained = HostRow.objects.get(name=drained_name)
+    hosts_service.change_lifecycle(admin, drained, "drain")
+    answered, failures = 0, []
+    deadline = time.monotonic() + 180
+    while HostRow.objects.get(pk=drained.pk).lifecycle != HostRow.Lifecycle.DRAINED:
+        assert time.monotonic() < deadline, f"the drain to end\n{logs()}"
+        hosts_service.watch_hosts()
+        serving = list(rotation.serving_replicas(site).select_related("host"))
+        if not serving:
+            failures.append("nothing in the rotation")
+        for replica in serving[:1]:
+            done = hosts[replica.host.name].agent.hpctl(
+                "exec", replica.container_name, "wget", "-qO-", "http://127.0.0.1:8080/"
+            )
+            answered += 1
+            if "site-up" not in done.stdout + done.stderr and Replica.objects.filter(pk=replica.pk).exists():
+                failures.append(f"{replica.container_name} on {replica.host.name}: {done.stderr!r}")
+    assert failures == [] and answered > 0
+    print(f"drain: {answered} requests to the replicas in the rotation during the drain, none failed")
+    assert drained_name not in placed("site") and len(placed("site")) == 2
+    wait_for(lambda: hosts[drained_name].running("kacme-site-") == [], 60, "the drained host to stop site")
 
     # ---- revoke a host: its queue and the internal API refuse it at once ----------------------
     revoked = hosts[HOSTS[2]]
