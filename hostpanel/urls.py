@@ -25,6 +25,7 @@ urlpatterns = [
     path("edge/", include("hostpanel.edge.urls")),  # Caddy's on-demand TLS "ask" endpoint
     path("internal/v1/", include("hostpanel.hosts.internal")),  # host agents (issue 15, enrollment)
     path("internal/v1/", include("hostpanel.deployments.internal")),  # sealed secrets (issue 15)
+    path("internal/v1/", include("hostpanel.edge.internal")),  # the routing table (issue 15)
     path("internal/v1/", include("hostpanel.usage.internal")),  # usage of agents without the database
     # Custom domains (issue 12): the HTTP ownership token, reached through the edge proxy.
     path(".well-known/hostpanel/<str:token>", well_known, name="domain-well-known"),

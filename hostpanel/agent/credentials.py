@@ -117,6 +117,11 @@ class InternalClient:
     def me(self) -> dict[str, Any]:
         return self.call("GET", "host")
 
+    def routes(self, after: int) -> dict[str, Any] | None:
+        """The last published routing table if newer than generation ``after``, else None (204)."""
+        table = self.call("GET", f"host/routes?after={int(after)}")
+        return table or None
+
     def replica_secrets(self, replica_id: int) -> dict[str, str]:
         """The secrets of a replica placed on this host: name -> value sealed to this host's key
         (base64; :mod:`hostpanel.agent.host_secrets` opens them)."""

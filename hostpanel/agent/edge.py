@@ -93,6 +93,11 @@ class EdgeAgent:
         if _current is self:
             _current = None
 
+    @property
+    def generation(self) -> int:
+        """The generation of the routing table this host serves (0: none yet)."""
+        return int(self.resolver.routes.generation)
+
     def apply(self, table: Any) -> bool:
         """Serve ``table`` unless ours is newer; persist it; True if it replaced ours."""
         routes = with_ip_addresses(Routes.from_json(table))

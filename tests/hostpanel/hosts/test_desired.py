@@ -246,6 +246,55 @@ def test_an_agent_start_gets_the_last_routing_table_on_its_own_queue_only(
     assert sent_routes == [("host.sa", table)]  # the caller's queue, the last table; nobody else's
 
 
+@pytest.mark.django_db
+def test_an_agent_catches_up_with_the_routing_table_it_missed(
+    enrolled: Hosts, tenant: Tenant, make_app: Any, on_commit: Any, tmp_path: Any
+) -> None:
+    """``GET host/routes?after=N``: the last published table when newer than what the caller serves,
+    else 204; a bad ``after`` is a 400 and a tenant's token or none a 401. The agent without the
+    database applies it to its edge at its reconciles (hostagent.catch_up_routes)."""
+    from hostpanel.agent.edge import EdgeAgent
+    from hostpanel.agent.management.commands.hostagent import catch_up_routes
+    from hostpanel.edge import services as edge_services
+
+    client = as_host(enrolled["sa"][1])
+    assert client.get("/internal/v1/host/routes").status_code == 204  # nothing published yet
+    web = make_app(tenant, http_port=8080)
+    sb = Host.objects.get(name="sb")
+    Replica.objects.filter(app=web).update(
+        host=sb,
+        state=Replica.State.RUNNING,
+        ready=True,
+        ports=[{"container_port": 8080, "protocol": "tcp", "host_port": 30001}],
+    )
+    with on_commit():
+        edge_services.publish_routes()
+    row = edge_services.published()
+    answer = client.get("/internal/v1/host/routes?after=0")
+    assert answer.status_code == 200 and answer.json() == row.table
+    assert client.get(f"/internal/v1/host/routes?after={row.generation}").status_code == 204
+    for bad in ("x", "-1", "1e99"):
+        refused = client.get(f"/internal/v1/host/routes?after={bad}")
+        assert refused.status_code == 400 and "after" in refused.content.decode(), refused.content
+    assert APIClient().get("/internal/v1/host/routes").status_code == 401
+    owner = MembershipFactory(tenant=tenant, role=Role.OWNER).user
+    _, secret = create_token(Actor(owner), tenant, "t")
+    tenant_token = APIClient()
+    tenant_token.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert tenant_token.get("/internal/v1/host/routes").status_code == 401
+
+    class Panel:  # the agent's client: the real door through this test's API client
+        def routes(self, after: int) -> dict[str, Any] | None:
+            got = client.get(f"/internal/v1/host/routes?after={after}")
+            return got.json() if got.status_code == 200 else None
+
+    edge = EdgeAgent(tmp_path / "edge", None, dns_port=0)
+    assert edge.generation == 0
+    assert catch_up_routes(edge, Panel()) is True  # type: ignore[arg-type]
+    assert edge.generation == row.generation
+    assert catch_up_routes(edge, Panel()) is False  # up to date: nothing to apply
+
+
 class Claims:
     """The agent's client, for its claims only (the panel's answer is the test's)."""
 

@@ -81,12 +81,22 @@ def test_the_loop_without_the_database_comes_back_when_a_reconcile_asks(
         def heartbeat(self, running: dict[str, int]) -> dict[str, list[int]]:
             return {"fence": []}
 
+        def routes(self, after: int) -> dict[str, Any] | None:
+            return {"generation": 1} if after < 1 else None  # one newer table, then up to date
+
     class Engine(FakeEngine):
         def rotate_logs(self) -> int:
             return 0
 
     class Edge:
         checked = 0
+        generation = 0
+        applied: list[dict[str, Any]] = []
+
+        def apply(self, table: dict[str, Any]) -> bool:
+            self.applied.append(table)
+            self.generation = table["generation"]
+            return True
 
         def ensure_caddy(self) -> bool:
             self.checked += 1
@@ -106,3 +116,4 @@ def test_the_loop_without_the_database_comes_back_when_a_reconcile_asks(
     done.join(10)
     assert not done.is_alive() and len(calls) == 3  # not 60 s apart: each asked to come back
     assert edge.checked == 3
+    assert edge.applied == [{"generation": 1}]  # the missed table, caught up with once

@@ -341,7 +341,8 @@ def _loop_without_database(
     """Every ``interval`` s: rotate the logs, beat (removing what the answer fences); every
     ``reconcile_every`` s, or sooner when a reconcile asks to come back (a back-off ends, a probe's
     result is due: its ``retry_in``): reconcile from the internal API (hostpanel/agent/remote.py)
-    and load ``edge``'s config into Caddy should Caddy have restarted without it; every
+    and bring ``edge`` up to date: the panel's last routing table if newer (:func:`catch_up_routes`),
+    its config loaded into Caddy should Caddy have restarted without it; every
     ``usage_every`` s: report the engine's usage (hostpanel/agent/usage.py), the first one after
     one period (its containers run by then)."""
     next_beat = next_reconcile = time.monotonic()  # right away on start
@@ -366,11 +367,15 @@ def _loop_without_database(
                     wait = min(reconcile_every, max(done.retry_in, RECONCILE_SOON_MIN))
             except Exception:
                 log.exception("reconcile failed; retrying")
-            try:
-                if edge is not None:
+            if edge is not None:
+                try:
+                    catch_up_routes(edge, client)
+                except Exception:
+                    log.exception("edge: catching up with the routing table failed; retrying")
+                try:
                     edge.ensure_caddy()
-            except Exception:
-                log.exception("edge: loading caddy's config failed; retrying")
+                except Exception:
+                    log.exception("edge: loading caddy's config failed; retrying")
             next_reconcile = time.monotonic() + wait
         if now >= next_usage:
             next_usage = now + usage_every
@@ -379,6 +384,16 @@ def _loop_without_database(
             except Exception:
                 log.exception("usage report failed; retrying")
         stop.wait(max(0.0, min(next_beat, next_reconcile, next_usage) - time.monotonic()))
+
+
+def catch_up_routes(edge: EdgeAgent, client: InternalClient) -> bool:
+    """Serve the panel's last routing table if it is newer than ``edge``'s (``GET host/routes``):
+    one missed while this host was marked down, or a lost message. True if one was applied."""
+    table = client.routes(edge.generation)
+    if table is None or not edge.apply(table):
+        return False
+    log.info("routes generation %s applied (caught up)", edge.generation)
+    return True
 
 
 def checked_caddy_fields(caddy_admin: str) -> dict[str, Any] | None:
