@@ -43,6 +43,7 @@ from django.core.management import call_command
 from engine.engine import Engine
 from engine.networks import netlink
 from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, broker, https_get, serve_panel
+from tests.hostpanel.e2e.test_e2e_host_lifecycle import SITE  # an HTTP app with a health check
 from tests.hostpanel.e2e.test_e2e_networks import NetnsAgent
 from tests.stack import (
     REPO,
@@ -58,16 +59,6 @@ pytestmark = pytest.mark.usefixtures("privileged")
 
 THRESHOLD = 8.0  # seconds without a heartbeat before a host is dead (HOSTPANEL_HOST_GRACE_SECONDS)
 HOSTS = ("k1", "k2", "k3")
-SITE = {  # an HTTP app with a health check: the edge routes to it only once ready
-    "image": "busybox:latest",
-    "command": [
-        "sh",
-        "-c",
-        "mkdir -p /www && echo site-up > /www/index.html && exec httpd -f -p 8080 -h /www",
-    ],
-    "http_port": 8080,
-    "health_check": {"http": {"port": 8080, "path": "/"}, "interval": 1, "timeout": 1, "retries": 2},
-}
 
 
 @dataclass

@@ -210,6 +210,24 @@ def test_an_agent_start_registers_its_engines_base_images_and_nothing_else(enrol
     assert Host.objects.get(name="sa").address == "10.0.0.8"
 
 
+def publish_a_route(web: Any, on_commit: Any) -> Host:
+    """Run ``web``'s replica, ready, on host sb (address 10.0.0.2, host port 30001) and publish the
+    routing table (one route: web-acme.localhost); host sb."""
+    from hostpanel.edge import services as edge_services
+
+    Host.objects.filter(name="sb").update(address="10.0.0.2")
+    sb = Host.objects.get(name="sb")
+    Replica.objects.filter(app=web).update(
+        host=sb,
+        state=Replica.State.RUNNING,
+        ready=True,
+        ports=[{"container_port": 8080, "protocol": "tcp", "host_port": 30001}],
+    )
+    with on_commit():
+        edge_services.publish_routes()
+    return sb
+
+
 @pytest.mark.django_db
 def test_an_agent_start_gets_the_last_routing_table_on_its_own_queue_only(
     enrolled: Hosts, tenant: Tenant, make_app: Any, sent_routes: list[tuple[str, Any]], on_commit: Any
@@ -224,17 +242,7 @@ def test_an_agent_start_gets_the_last_routing_table_on_its_own_queue_only(
     assert client.post("/internal/v1/host/start", body, format="json").status_code == 200
     assert sent_routes == []  # nothing published yet
 
-    web = make_app(tenant, http_port=8080)
-    Host.objects.filter(name="sb").update(address="10.0.0.2")
-    sb = Host.objects.get(name="sb")
-    Replica.objects.filter(app=web).update(
-        host=sb,
-        state=Replica.State.RUNNING,
-        ready=True,
-        ports=[{"container_port": 8080, "protocol": "tcp", "host_port": 30001}],
-    )
-    with on_commit():
-        edge_services.publish_routes()
+    sb = publish_a_route(make_app(tenant, http_port=8080), on_commit)
     table = edge_services.published().table
     assert table["routes"] == {"web-acme.localhost": [[f"h{sb.pk}", 30001]]}
     sent_routes.clear()
@@ -259,16 +267,7 @@ def test_an_agent_catches_up_with_the_routing_table_it_missed(
 
     client = as_host(enrolled["sa"][1])
     assert client.get("/internal/v1/host/routes").status_code == 204  # nothing published yet
-    web = make_app(tenant, http_port=8080)
-    sb = Host.objects.get(name="sb")
-    Replica.objects.filter(app=web).update(
-        host=sb,
-        state=Replica.State.RUNNING,
-        ready=True,
-        ports=[{"container_port": 8080, "protocol": "tcp", "host_port": 30001}],
-    )
-    with on_commit():
-        edge_services.publish_routes()
+    publish_a_route(make_app(tenant, http_port=8080), on_commit)
     row = edge_services.published()
     answer = client.get("/internal/v1/host/routes?after=0")
     assert answer.status_code == 200 and answer.json() == row.table
