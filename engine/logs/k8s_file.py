@@ -114,10 +114,32 @@ def read_lines(
     for path in log_files(log, max_files):
         with open(path, "rb") as f:
             data = f.read(current_limit) if path == log and current_limit is not None else f.read()
-        for raw in data.split(b"\n"):
+        # only whole records: what follows the last newline is one the writer is midway through
+        # (fed here, its first half would pass for a whole record and the rest be lost)
+        for raw in data.split(b"\n")[:-1]:
             line = assembler.feed(raw) if raw else None
             if line is not None:
                 yield line
+
+
+def complete_size(path: Path) -> int:
+    """The length of ``path`` up to and including its last newline, where its whole records end
+    (the writer may be midway through the next one): where a reader hands over to :func:`follow`.
+    0 when it has none or does not exist."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return 0
+    with f:
+        pos = os.fstat(f.fileno()).st_size
+        while pos > 0:
+            start = max(0, pos - 65536)
+            f.seek(start)
+            found = f.read(pos - start).rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            pos = start
+    return 0
 
 
 def select_lines(lines: Iterator[LogLine], tail: int | None, since: datetime | None) -> list[LogLine]:

@@ -943,7 +943,7 @@ class ContainerManager:
         """
         container = self.get(ref)
         log = self.log_path(container)
-        start_offset = log.stat().st_size if log.exists() else 0
+        start_offset = k8s_file.complete_size(log)  # a record being written is the follower's
         assembler = k8s_file.LineAssembler()
         lines = k8s_file.read_lines(log, container.log_max_files, start_offset, assembler)
         if not follow:

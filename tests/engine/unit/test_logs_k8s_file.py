@@ -138,3 +138,26 @@ def test_follow_ends_as_soon_as_its_sleep_is_woken_by_the_exit(tmp_path: Path) -
     got = [ln.text for ln in k8s_file.follow(log, 0, exited.is_set, poll_interval=600.0, sleep=nap)]
     assert got == ["last words"]
     assert naps == [True]  # one nap, ended by the exit's notification
+
+
+def test_a_record_the_writer_is_midway_through_is_handed_to_the_follower_whole(tmp_path: Path) -> None:
+    """A reader starting while conmon is midway through a record (its first half written, the
+    rest not yet) reads only whole records and the follower takes over where they end: the line
+    comes out once and whole (the first half passed for a whole record, and the rest was lost)."""
+    log = tmp_path / "ctr.log"
+    whole, split = _rec(1, "first"), _rec(2, "Status: install ok installed")
+    cut = split.index("Sta") + 3
+    log.write_text(whole + split[:cut])  # "...stdout F Sta": the writer is midway through it
+    offset = k8s_file.complete_size(log)
+    assert offset == len(whole.encode())
+    assert [ln.text for ln in k8s_file.read_lines(log, 3)] == ["first"]  # not "Sta"
+    assembler = k8s_file.LineAssembler()
+    first = [ln.text for ln in k8s_file.read_lines(log, 3, offset, assembler)]
+    with log.open("a") as f:
+        f.write(split[cut:])  # the writer finishes the record
+    followed = [ln.text for ln in k8s_file.follow(log, offset, lambda: True, assembler=assembler)]
+    assert first + followed == ["first", "Status: install ok installed"]
+    assert [ln.text for ln in k8s_file.read_lines(log, 3)] == ["first", "Status: install ok installed"]
+    assert k8s_file.complete_size(tmp_path / "gone.log") == 0
+    (tmp_path / "none.log").write_text("no newline yet")
+    assert k8s_file.complete_size(tmp_path / "none.log") == 0
