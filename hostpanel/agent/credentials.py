@@ -154,6 +154,11 @@ class InternalClient:
         was written and what was ignored (hostpanel/usage/internal.py)."""
         return self.call("POST", "host/usage", sample)
 
+    def purged(self, purged: list[str], failed: dict[str, str]) -> dict[str, Any]:
+        """What this host did of the purges its document named (hostpanel/agent/tenant_purge.py);
+        the answer says which rows were cleared, which kept the error, which it has none of."""
+        return self.call("POST", "host/purged", {"purged": purged, "failed": failed})
+
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
     raw = exc.read()

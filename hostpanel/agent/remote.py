@@ -36,6 +36,13 @@ A restart asked for on the panel: of the app (its ``restart_generation`` in the 
 one recorded for the replica: restarted, the new one reported) or of one container (recorded
 ``restart_requested``: taken with ``POST host/claim`` and ``restart: true`` before restarting, so it
 is done once and a request made meanwhile is kept), as the database path does.
+
+Deleted tenants: the document names those this host should purge now (``purge_tenants``: its
+pending purges, a failed one again after the database path's resend delay); after the replicas
+are reported, each is purged from the engine and the outcomes go to ``POST
+/internal/v1/host/purged`` (:func:`tenant_purge.purge_listed`), which clears the host's rows or
+keeps the errors, as the database path does. A host that was down catches up at its next reconcile;
+the ``purge_tenant`` task the panel sends to its queue wakes one at once.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeN
 from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.runtime.model import Container
-from hostpanel.agent import host_secrets, overlays, probes, restarts
+from hostpanel.agent import host_secrets, overlays, probes, restarts, tenant_purge
 from hostpanel.agent.credentials import InternalClient, PanelError
 from hostpanel.agent.reconcile import (
     LABEL_REPLICA,
@@ -87,13 +94,15 @@ class NotServed(Exception):
 
 
 def reconcile(engine: Engine, client: InternalClient, state_dir: Path) -> ReconcileReport:
-    """Fetch this host's desired state, make the engine run it, report the replicas' states."""
+    """Fetch this host's desired state, make the engine run it, report the replicas' states, then
+    purge the deleted tenants it names and report those (:func:`tenant_purge.purge_listed`)."""
     with _lock:
         doc = client.desired()
         report = ReconcileReport()
         states = apply(engine, client, doc, state_dir, report)
         if states:
             client.report(states)
+        tenant_purge.purge_listed(engine, client, doc["host"], doc["purge_tenants"])
         return report
 
 

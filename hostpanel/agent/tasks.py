@@ -33,12 +33,7 @@ log = logging.getLogger(__name__)
 def reconcile_host(host_id: int) -> None:
     """Make this host's engine match its desired replicas (idempotent, safe to retry)."""
     config = agent.AgentConfig.from_env()
-    state_dir = host_secrets.state_dir()
-    if config is not None and state_dir is not None:  # enrolled: its desired state from the internal API
-        engine = agent.engine_for(config.engine_root, config.instance)
-        done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
-        if done.started or done.restarted or done.removed or done.stopped or done.failed:
-            log.info("reconcile %s: %s", config.name, done)
+    if _reconciled_enrolled(config):
         return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
@@ -55,6 +50,19 @@ def reconcile_host(host_id: int) -> None:
         log.warning("reconcile %s: publishing the routing table failed; the heartbeat retries", host.name)
     if report.retry_in is not None:
         reconcile_host.apply_async(args=[host_id], queue=host.queue, countdown=report.retry_in + 0.05)
+
+
+def _reconciled_enrolled(config: agent.AgentConfig | None) -> bool:
+    """On an enrolled agent, reconcile from the internal API (hostpanel/agent/remote.py: its
+    replicas, then the tenant purges its document names) and say True; else False."""
+    state_dir = host_secrets.state_dir()
+    if config is None or state_dir is None:
+        return False
+    engine = agent.engine_for(config.engine_root, config.instance)
+    done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
+    if done.started or done.restarted or done.removed or done.stopped or done.failed:
+        log.info("reconcile %s: %s", config.name, done)
+    return True
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -80,8 +88,11 @@ def sync_networks(host_id: int, network_ids: list[int]) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def purge_tenant(host_id: int, slug: str) -> None:
-    """Remove everything this host's engine holds of the deleted tenant ``slug`` (idempotent)."""
+    """Remove everything this host's engine holds of the deleted tenant ``slug`` (idempotent). An
+    enrolled agent reconciles instead: its desired document names the purges it should do now."""
     config = agent.AgentConfig.from_env()
+    if _reconciled_enrolled(config):
+        return
     host = Host.objects.filter(pk=host_id).first()
     if config is None or host is None or host.name != config.name:
         return

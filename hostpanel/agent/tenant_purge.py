@@ -2,37 +2,78 @@
 
 The panel makes one :class:`TenantPurge` row per host (hosts.services.request_tenant_purge);
 the row goes once this host's engine holds nothing of the tenant. A failed purge keeps the
-row with its error, and the panel sends it again later (purging is idempotent).
+row with its error, and the host is asked again later (purging is idempotent).
+
+Both agent paths purge with :func:`purge` and record its outcome with the panel's one writer
+(:func:`hosts.services.record_purge`): an agent with the database directly, for the ``purge_tenant``
+task it gets (:func:`purge_tenant`); an agent without the database for the slugs its desired
+document names (``purge_tenants``), sending the outcomes with ``POST /internal/v1/host/purged``
+(:func:`purge_listed`, from :func:`hostpanel.agent.remote.reconcile`).
 """
 
 from __future__ import annotations
 
 import logging
-
-from django.db.models import F
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.purge import PurgeReport
-from hostpanel.hosts.models import Host, TenantPurge
+from hostpanel.hosts import services
+from hostpanel.hosts.models import Host
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One purge of a tenant on this host: its report when done, else its error."""
+
+    report: PurgeReport | None
+    error: str | None
+
+
+def purge(engine: Engine, host_name: str, slug: str) -> Outcome:
+    """Purge ``slug`` from ``engine`` (idempotent); an engine or OS error is the outcome's (never
+    blank: the panel keeps it on the row), not raised."""
+    try:
+        report = engine.purge_tenant(slug)
+    except (EngineError, OSError) as exc:
+        log.warning("host %s: purging tenant %s failed: %s", host_name, slug, exc)
+        return Outcome(None, (str(exc).strip() or type(exc).__name__)[: services.PURGE_ERROR_MAX])
+    log.info("host %s: purged tenant %s: %s", host_name, slug, report.to_dict())
+    return Outcome(report, None)
 
 
 def purge_tenant(engine: Engine, host: Host, slug: str) -> PurgeReport | None:
     """Purge ``slug`` from ``engine`` if this host still has to; None when there was nothing to do
     or the purge failed (the error is kept on the row for the admins)."""
-    request = TenantPurge.objects.filter(host=host, tenant_slug=slug).first()
-    if request is None:
+    if not services.purge_pending(host, slug):
         return None  # done already (a resent task)
-    try:
-        report = engine.purge_tenant(slug)
-    except EngineError as exc:
-        log.warning("host %s: purging tenant %s failed: %s", host.name, slug, exc)
-        TenantPurge.objects.filter(pk=request.pk).update(
-            attempts=F("attempts") + 1, last_error=str(exc)[:2000]
-        )
-        return None
-    TenantPurge.objects.filter(pk=request.pk).delete()
-    log.info("host %s: purged tenant %s: %s", host.name, slug, report.to_dict())
-    return report
+    outcome = purge(engine, host.name, slug)
+    services.record_purge(host, slug, outcome.error)
+    return outcome.report
+
+
+class PurgedClient(Protocol):
+    def purged(self, purged: list[str], failed: dict[str, str]) -> dict[str, Any]: ...
+
+
+def purge_listed(engine: Engine, client: PurgedClient, host_name: str, slugs: list[str]) -> dict[str, Any]:
+    """Purge each of ``slugs`` (the desired document's ``purge_tenants``) from ``engine`` and tell the
+    panel the outcomes; its answer ({} when there was nothing to purge)."""
+    if not slugs:
+        return {}
+    purged: list[str] = []
+    failed: dict[str, str] = {}
+    for slug in slugs:
+        outcome = purge(engine, host_name, slug)
+        if outcome.error is None:
+            purged.append(slug)
+        else:
+            failed[slug] = outcome.error
+    answer = client.purged(purged, failed)
+    if answer.get("ignored"):
+        log.warning("host %s: the panel ignored the purges of %s", host_name, answer["ignored"])
+    return answer

@@ -36,6 +36,7 @@ from hostpanel.deployments.networking import names_of, overlay_state
 from hostpanel.errors import InvalidRequest, ServiceError
 from hostpanel.hosts import fencing, lifecycle
 from hostpanel.hosts.models import Host
+from hostpanel.hosts.services import pending_purges
 from hostpanel.networks.models import Network
 from hostpanel.networks.services import host_range
 from hostpanel.registry.services import agent_pull_token, pull_source
@@ -258,8 +259,9 @@ def tenant_entry(quota: Quota) -> dict[str, Any]:
 
 def host_document(host: Host) -> dict[str, Any]:
     """What ``host`` should run: its placed replicas' specs, its tenants' limits and egress
-    allow-lists and its protected hosts, and what the apps above add (:data:`document_fields`);
-    nothing of any other host's replicas."""
+    allow-lists and its protected hosts, the deleted tenants it should purge now (``purge_tenants``:
+    :func:`hosts.services.pending_purges`), and what the apps above add (:data:`document_fields`);
+    nothing of any other host's replicas or purges."""
     replicas = Replica.objects.filter(host=host).select_related("app", "app__tenant", "release", "host")
     entries, problems = [], []
     networks: dict[str, dict[str, Any]] = {}
@@ -289,6 +291,7 @@ def host_document(host: Host) -> dict[str, Any]:
         },
         "protected": protected_hosts(host),
         "networks": networks,
+        "purge_tenants": pending_purges(host),
         **image_sources(host, {e["image"] for e in entries}),
     }
 

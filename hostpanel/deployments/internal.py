@@ -30,7 +30,7 @@ from hostpanel.deployments import desired, rollout
 from hostpanel.deployments.models import Replica
 from hostpanel.errors import InvalidRequest, NotFound
 from hostpanel.hosts import services
-from hostpanel.hosts.internal import HostView, host_body
+from hostpanel.hosts.internal import HostView, host_body, refuse_unknown, valid_body
 from hostpanel.hosts.models import Host
 from hostpanel.images.services import normalize, register_base_images
 from hostpanel.secrets.services import sealed_values
@@ -112,25 +112,11 @@ class ReportSerializer(serializers.Serializer):
     replicas = ReplicaStateSerializer(many=True)
 
 
-def _refuse_unknown(data: object, known: set[str], where: str) -> None:
-    if isinstance(data, dict) and (unknown := sorted(set(data) - known)):
-        raise serializers.ValidationError({where: [f"unknown field(s): {', '.join(unknown)}"]})
-
-
-def _valid(request: Request, serializer: type[serializers.Serializer], where: str) -> dict[str, Any]:
-    """The request's body as ``serializer`` reads it; an unknown field or a bad value is a 400."""
-    body = serializer(data=request.data)
-    _refuse_unknown(request.data, set(body.fields), where)
-    body.is_valid(raise_exception=True)
-    data: dict[str, Any] = body.validated_data
-    return data
-
-
 class Report(HostView):
     def post(self, request: Request) -> Response:
-        body = _valid(request, ReportSerializer, "report")
+        body = valid_body(request, ReportSerializer, "report")
         for entry in request.data["replicas"]:
-            _refuse_unknown(entry, set(ReplicaStateSerializer().fields), "replicas")
+            refuse_unknown(entry, set(ReplicaStateSerializer().fields), "replicas")
         written, ignored = desired.apply_report(request.user, body["replicas"])
         apps = sorted(set(Replica.objects.filter(pk__in=written).values_list("app_id", flat=True)))
         rollout.advance_all(apps)  # a roll of an app here goes on as its new containers run
@@ -158,7 +144,7 @@ def _base_image(reference: str) -> str:
 
 class Start(HostView):
     def post(self, request: Request) -> Response:
-        body = _valid(request, StartSerializer, "start")
+        body = valid_body(request, StartSerializer, "start")
         references = [_base_image(r) for r in body.pop("base_images")]  # a bad one: 400, nothing changed
         with transaction.atomic():
             host = services.register_host(request.user.name, **body)
@@ -175,7 +161,7 @@ class ClaimSerializer(serializers.Serializer):
 
 class Claim(HostView):
     def post(self, request: Request) -> Response:
-        body = _valid(request, ClaimSerializer, "claim")
+        body = valid_body(request, ClaimSerializer, "claim")
         replica = Replica.objects.filter(
             pk=body["replica"], host=request.user, generation=body["generation"]
         ).first()

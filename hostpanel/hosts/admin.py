@@ -16,7 +16,15 @@ class HostAdmin(admin.ModelAdmin):
 class TenantPurgeAdmin(admin.ModelAdmin):
     """Deleted tenants that hosts still have to purge (read-only: the agents clear them)."""
 
-    list_display = ("tenant_slug", "host", "requested_at", "sent_at", "attempts", "last_error")
+    list_display = (
+        "tenant_slug",
+        "host",
+        "requested_at",
+        "sent_at",
+        "attempts",
+        "attempted_at",
+        "last_error",
+    )
     list_filter = ("host",)
 
     def has_add_permission(self, request: object) -> bool:

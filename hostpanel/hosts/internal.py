@@ -6,11 +6,18 @@
   a revoked or unknown token is a 401 at once. A heartbeat may carry ``{"running": {replica id:
   generation}}``, what the host runs; its answer's ``fence`` lists the replicas whose containers
   it must remove (moved away or placed anew while it was cut off: hosts/fencing.py).
+- ``POST host/purged`` (host token): what an agent without the database did of the purges its
+  desired document named (``purge_tenants``): ``{"purged": [slug, ...], "failed": {slug: error}}``,
+  written with the database path's own function (:func:`services.record_purge`) to the caller's
+  own :class:`TenantPurge` rows only; a slug it has no row of is ignored and listed in the answer.
+  Unknown fields, wrong types, a slug twice, bad slugs, long errors or long lists are a 400 that
+  changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.urls import path
@@ -21,6 +28,7 @@ from rest_framework.views import APIView
 
 from hostpanel.hosts import enrollment, redis_acl, services
 from hostpanel.hosts.models import Host
+from hostpanel.tenants.models import SLUG_RE
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,21 @@ class HostView(APIView):
     schema = None  # internal: not in the public API's OpenAPI document
     authentication_classes = [HostTokenAuthentication]
     permission_classes = [IsHost]
+
+
+def refuse_unknown(data: object, known: set[str], where: str) -> None:
+    """A 400 naming the fields of ``data`` (a dict) not in ``known``."""
+    if isinstance(data, dict) and (unknown := sorted(set(data) - known)):
+        raise serializers.ValidationError({where: [f"unknown field(s): {', '.join(unknown)}"]})
+
+
+def valid_body(request: Request, serializer: type[serializers.Serializer], where: str) -> dict[str, Any]:
+    """The request's body as ``serializer`` reads it; an unknown field or a bad value is a 400."""
+    body = serializer(data=request.data)
+    refuse_unknown(request.data, set(body.fields), where)
+    body.is_valid(raise_exception=True)
+    data: dict[str, Any] = body.validated_data
+    return data
 
 
 def host_body(host: Host) -> dict[str, Any]:
@@ -120,6 +143,51 @@ class Heartbeat(HostView):
         return Response(host_body(host) | {"fence": fence})
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string only (DRF's own also takes numbers)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class PurgedSerializer(serializers.Serializer):
+    purged = serializers.ListField(
+        child=StrictCharField(max_length=63), max_length=services.PURGES_PER_DOCUMENT, default=list
+    )
+    failed = serializers.DictField(child=StrictCharField(max_length=services.PURGE_ERROR_MAX), default=dict)
+
+    def validate_purged(self, value: list[str]) -> list[str]:
+        _slugs(value)
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("each slug at most once")
+        return value
+
+    def validate_failed(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > services.PURGES_PER_DOCUMENT:
+            raise serializers.ValidationError(f"at most {services.PURGES_PER_DOCUMENT} slugs")
+        _slugs(list(value))
+        return value
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if both := sorted(set(data["purged"]) & set(data["failed"])):
+            raise serializers.ValidationError({"failed": [f"purged and failed at once: {', '.join(both)}"]})
+        return data
+
+
+def _slugs(slugs: list[str]) -> None:
+    """A 400 naming (the start of) the first few of ``slugs`` that are no tenant slug."""
+    if bad := [slug for slug in slugs if not re.fullmatch(SLUG_RE, slug)]:
+        raise serializers.ValidationError(f"not a tenant slug: {', '.join(repr(b[:64]) for b in bad[:5])}")
+
+
+class Purged(HostView):
+    def post(self, request: Request) -> Response:
+        body = valid_body(request, PurgedSerializer, "purged")
+        return Response(services.record_purges(request.user, body["purged"], body["failed"]))
+
+
 class Me(HostView):
     def get(self, request: Request) -> Response:
         return Response(host_body(request.user))
@@ -129,4 +197,5 @@ urlpatterns = [
     path("register", Register.as_view(), name="internal-register"),
     path("heartbeat", Heartbeat.as_view(), name="internal-heartbeat"),
     path("host", Me.as_view(), name="internal-host"),
+    path("host/purged", Purged.as_view(), name="internal-host-purged"),
 ]

@@ -58,7 +58,9 @@ class TenantPurge(models.Model):
 
     Made for every host when a tenant is deleted; sent to the host's agent at once, and again
     at its next registration or heartbeat while the row stays (a host that was down, a failed
-    purge). While any row of a slug stays, no new tenant may take that slug.
+    purge). An agent without the database finds it in its desired document instead
+    (``purge_tenants``: :func:`hosts.services.pending_purges`; ``attempted_at`` spaces its retries).
+    While any row of a slug stays, no new tenant may take that slug.
     """
 
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="tenant_purges")
@@ -67,6 +69,7 @@ class TenantPurge(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    attempted_at = models.DateTimeField(null=True, blank=True)  # its last failed attempt
 
     class Meta:
         ordering = ["requested_at"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -86,6 +86,60 @@ def send_tenant_purges(host_ids: Iterable[int]) -> int:
         TenantPurge.objects.filter(pk=purge.pk).update(sent_at=timezone.now())
         sent += 1
     return sent
+
+
+# An agent without the database finds its purges in its desired document (``purge_tenants``), at
+# most this many at a time (the oldest first); ``POST host/purged`` takes as many outcomes.
+PURGES_PER_DOCUMENT = 100
+PURGE_ERROR_MAX = 2000  # what a row keeps of a purge's error
+
+
+def pending_purges(host: Host) -> list[str]:
+    """The slugs ``host`` should purge now (its desired document's ``purge_tenants``): its rows never
+    tried, and those whose last failed attempt is older than :data:`PURGE_RESEND_SECONDS` (the
+    database path's resend delay); oldest first, at most :data:`PURGES_PER_DOCUMENT`. Only
+    ``host``'s own rows: another host's purges are never named to it."""
+    cutoff = timezone.now() - timedelta(seconds=PURGE_RESEND_SECONDS)
+    due = TenantPurge.objects.filter(host=host).filter(Q(attempted_at=None) | Q(attempted_at__lt=cutoff))
+    return list(
+        due.order_by("requested_at", "pk").values_list("tenant_slug", flat=True)[:PURGES_PER_DOCUMENT]
+    )
+
+
+def purge_pending(host: Host, slug: str) -> bool:
+    """Whether ``host`` still has to purge ``slug`` (a resent task finds it done)."""
+    return TenantPurge.objects.filter(host=host, tenant_slug=slug).exists()
+
+
+def record_purge(host: Host, slug: str, error: str | None = None) -> bool:
+    """The outcome of ``host``'s purge of ``slug``, the one writer of both agent paths: done
+    (``error`` None) deletes its row; failed adds an attempt and keeps the error and its time, and the
+    row stays to be tried again. False, and nothing written, when ``host`` has no row of ``slug``
+    (purged already, or not its own)."""
+    mine = TenantPurge.objects.filter(host=host, tenant_slug=slug)
+    if error is None:
+        return mine.delete()[0] > 0
+    failed = mine.update(
+        attempts=F("attempts") + 1, last_error=error[:PURGE_ERROR_MAX], attempted_at=timezone.now()
+    )
+    return failed > 0
+
+
+def record_purges(host: Host, purged: Iterable[str], failed: dict[str, str]) -> dict[str, list[str]]:
+    """What an agent without the database reports of its purges (``POST host/purged``), written with
+    :func:`record_purge` to ``host``'s own rows only: the slugs ``purged`` (rows deleted) and
+    ``failed`` (error kept), and ``ignored``: those ``host`` has no row of, left alone."""
+    answer: dict[str, list[str]] = {"purged": [], "failed": [], "ignored": []}
+    with transaction.atomic():
+        for slug in purged:
+            answer["purged" if record_purge(host, slug) else "ignored"].append(slug)
+        for slug, error in failed.items():
+            answer["failed" if record_purge(host, slug, error) else "ignored"].append(slug)
+    if answer["purged"] or answer["failed"]:
+        log.info("host %s: purged %s, failed %s", host.name, answer["purged"], answer["failed"])
+    if answer["ignored"]:
+        log.warning("host %s reported purges it has none of: %s (ignored)", host.name, answer["ignored"])
+    return answer
 
 
 def check_slug_free(slug: str) -> None:

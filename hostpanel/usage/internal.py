@@ -26,8 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from engine.cgroups.usage import Usage
-from hostpanel.deployments.internal import _valid
-from hostpanel.hosts.internal import HostView
+from hostpanel.hosts.internal import HostView, valid_body
 from hostpanel.tenants.models import SLUG_RE
 from hostpanel.usage import services
 
@@ -109,7 +108,7 @@ def sample_of(body: dict[str, Any]) -> services.HostSample:
 
 class HostUsage(HostView):
     def post(self, request: Request) -> Response:
-        body = _valid(request, HostUsageSerializer, "usage")
+        body = valid_body(request, HostUsageSerializer, "usage")
         return Response(services.record_host_report(request.user, sample_of(body)))
 
 

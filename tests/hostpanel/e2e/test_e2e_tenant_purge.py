@@ -26,25 +26,28 @@ def holds(agent: Agent, slug: str) -> list[str]:
     return found
 
 
-def test_delete_purges_up_hosts_now_and_a_down_host_when_it_returns(agents: Callable[[str], Agent]) -> None:
-    h1, h2 = agents("e2e-pa"), agents("e2e-pb")
-    wait_for(lambda: Host.objects.filter(state="up").count() == 2, 30, "both agents to register")
-    api = tenant_with_token("gone")
-    base = "/api/v1/tenants/gone"
-    assert (
-        api.post(f"{base}/volumes/", {"name": "data", "size_bytes": 16 * 1024**2}, format="json").status_code
-        == 201
-    )
+def give(slug: str, replicas: int = 1) -> None:
+    """Through the API: tenant ``slug``, a volume of it and an app writing to it (``replicas``)."""
+    api = tenant_with_token(slug)
+    base = f"/api/v1/tenants/{slug}"
+    volume = {"name": "data", "size_bytes": 16 * 1024**2}
+    assert api.post(f"{base}/volumes/", volume, format="json").status_code == 201
     app = {
         "name": "db",
         "image": "busybox:latest",
         "command": ["sh", "-c", "echo s3cret > /data/f; sleep 3600"],
         "volumes": [{"name": "data", "path": "/data"}],
         "network": "bridge",
-        "replicas": 2,
-        "networks": [],  # both agents share this machine's network stack: no tenant network spans them
+        "replicas": replicas,
+        "networks": [],  # the agents share this machine's network stack: no tenant network spans them
     }
     assert api.post(f"{base}/apps/", app, format="json").status_code == 201
+
+
+def test_delete_purges_up_hosts_now_and_a_down_host_when_it_returns(agents: Callable[[str], Agent]) -> None:
+    h1, h2 = agents("e2e-pa"), agents("e2e-pb")
+    wait_for(lambda: Host.objects.filter(state="up").count() == 2, 30, "both agents to register")
+    give("gone", replicas=2)
     wait_for(
         lambda: len(running(h1)) == 1 and len(running(h2)) == 1, 60, f"one replica each\n{h2.log_tail()}"
     )

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from hostpanel.agent import probes, remote
+from hostpanel.agent.credentials import InternalClient, PanelError
 from hostpanel.deployments.models import App, Replica
 from hostpanel.hosts.models import Host
 from tests.hostpanel.hosts.fake_engine import FakeEngine
@@ -62,6 +63,39 @@ class PanelClaims:
         self.asked.append((replica_id, restart))
         granted: bool = answer.json()["granted"]
         return granted
+
+
+class PanelClient(InternalClient):
+    """The agent's own client of the internal API (every method of it), its calls going through this
+    test's API client to the panel in this process. It counts the queries the panel's answers make,
+    so the agent's own can be asserted to be none (:func:`reconcile`)."""
+
+    def __init__(self, panel: APIClient) -> None:
+        super().__init__("https://panel.example")
+        self.panel = panel
+        self.queries = 0
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = "" if body is None else json.dumps(body)
+        with CaptureQueriesContext(connection) as panel_queries:
+            answer = self.panel.generic(method, "/internal/v1/" + path, data, "application/json")
+        self.queries += len(panel_queries.captured_queries)
+        self.calls.append((method, path, body))
+        if answer.status_code >= 400:
+            raise PanelError(f"{answer.status_code}: {answer.content[:300]!r}", answer.status_code)
+        result: dict[str, Any] = json.loads(answer.content or b"{}")
+        return result
+
+
+def reconcile(engine: Any, client: PanelClient, state_dir: Path) -> remote.ReconcileReport:
+    """One reconcile of the agent without the database (:func:`remote.reconcile`, as its loop and
+    its ``reconcile_host`` task run it) against the panel; it makes no query of its own."""
+    before = client.queries
+    with CaptureQueriesContext(connection) as seen:
+        report = remote.reconcile(engine, client, state_dir)
+    assert len(seen.captured_queries) == client.queries - before  # the panel's answers only
+    return report
 
 
 class Agent:
