@@ -18,12 +18,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
-from engine.engine import Engine
 from engine.runtime.model import ExecSpec
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, join, panel  # noqa: F401
-from tests.stack import Agent, joined_agent_args, remove_agent_leftovers, wait_for
+from tests.hostpanel.e2e.test_e2e_enrollment import Panel, panel, start_without_database  # noqa: F401
+from tests.stack import remove_agent_leftovers, wait_for
 
 pytestmark = pytest.mark.usefixtures("privileged")
 
@@ -41,37 +39,14 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
     from hostpanel.usage.models import AppUsageHour, UsageHour
     from tests.hostpanel.factories import UserFactory
 
-    token = add_host("nodb")
-    root, instance = tmp_path / "engine-nodb", f"hpnd-{secrets.token_hex(3)}"
-    engine = Engine(root=root, instance=instance)
-    engine.images.bootstrap_busybox()
-    env = {k: v for k, v in panel.env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env["HOSTPANEL_SECRET_KEYS"] = Fernet.generate_key().decode()  # not the panel's: no decrypting here
-    env["HOSTPANEL_VAR_DIR"] = str(tmp_path / "var-nodb")  # nothing of the panel's var either
-    assert "DATABASE_URL" not in env and "REDIS_URL" not in env  # its own Redis user only
-    database = panel.env["DATABASE_URL"]
-    assert not [k for k, v in env.items() if database in v or (v in database and len(v) > 8)]
-    state = tmp_path / "state-nodb"
-    proc, log = join(
-        panel,
-        token,
-        state,
-        "--foreground",
-        "--",
-        *joined_agent_args(root, instance),
-        "--usage-interval",
-        "1",
-        wait=False,
-        env=env,
-    )
-    agent = Agent("nodb", engine, root, instance, proc, log, env)
+    agent = start_without_database(panel, "nodb", tmp_path, "--usage-interval", "1")
+    engine, log = agent.engine, agent.log
     try:
-        wait_for(lambda: "no database" in log.read_text(), 60, f"the agent to start\n{agent.log_tail()}")
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")  # the exec'd agent itself
-        assert not [e for e in environ if e.startswith((b"DATABASE_URL=", b"REDIS_URL="))]
-        assert b"HOSTPANEL_AGENT_STATE_DIR=" + str(state.resolve()).encode() in environ
+        assert "DATABASE_URL" not in agent.env and "REDIS_URL" not in agent.env  # its own Redis user only
+        database = panel.env["DATABASE_URL"]
+        assert not [k for k, v in agent.env.items() if database in v or (v in database and len(v) > 8)]
         host = Host.objects.get(name="nodb")
-        assert host.state == "up" and host.cpu_millis == 4000 and host.engine_instance == instance
+        assert host.state == "up" and host.cpu_millis == 4000 and host.engine_instance == agent.instance
 
         # its engine's base images were registered with its start (POST host/start)
         assert Image.objects.filter(reference="busybox:latest", tenant=None).exists()

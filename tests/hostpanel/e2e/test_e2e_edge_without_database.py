@@ -10,18 +10,15 @@ last one again from its start.
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
-from engine.engine import Engine
 from engine.runtime.model import ExecSpec
 from tests.hostpanel.e2e.test_e2e_edge import get, site
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, join, panel  # noqa: F401
-from tests.stack import Agent, Caddy, joined_agent_args, remove_agent_leftovers, wait_for
+from tests.hostpanel.e2e.test_e2e_enrollment import Panel, panel, start_without_database  # noqa: F401
+from tests.stack import Caddy, remove_agent_leftovers, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 
@@ -39,25 +36,10 @@ def test_an_agent_without_the_database_serves_an_app_through_caddy(
     from hostpanel.tenants import services as tenants
     from tests.hostpanel.factories import UserFactory
 
-    token = add_host("edgenodb")
-    root, instance = tmp_path / "engine-edgenodb", f"hpen-{secrets.token_hex(3)}"
-    engine = Engine(root=root, instance=instance)
-    engine.images.bootstrap_busybox()
-    env = {k: v for k, v in panel.env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env["HOSTPANEL_SECRET_KEYS"] = Fernet.generate_key().decode()  # not the panel's
-    var = tmp_path / "var-edgenodb"
-    env["HOSTPANEL_VAR_DIR"] = str(var)  # its edge keeps its table under <var>/edge/<name>
-    env |= caddy.agent_env()
-    state = tmp_path / "state-edgenodb"
-    proc, log = join(
-        panel, token, state, "--foreground", "--", *joined_agent_args(root, instance), wait=False, env=env
-    )
-    agent = Agent("edgenodb", engine, root, instance, proc, log, env)
-    agent.env = env | {"HOSTPANEL_AGENT_STATE_DIR": str(state.resolve())}  # for a restart below
+    var = tmp_path / "var-edgenodb"  # its edge keeps its table under <var>/edge/<name>
+    agent = start_without_database(panel, "edgenodb", tmp_path, env=caddy.agent_env())
+    engine, log = agent.engine, agent.log
     try:
-        wait_for(lambda: "no database" in log.read_text(), 60, f"the agent to start\n{agent.log_tail()}")
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-        assert not [e for e in environ if e.startswith((b"DATABASE_URL=", b"REDIS_URL="))]
         wait_for(lambda: "loaded the proxy config into caddy" in log.read_text(), 30, "caddy's config")
 
         admin = Actor(UserFactory(username="en-admin", is_staff=True, is_superuser=True))
