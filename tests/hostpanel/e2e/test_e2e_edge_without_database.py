@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from bench.enroll import joined_agent_args
 from engine.engine import Engine
 from engine.runtime.model import ExecSpec
 from tests.hostpanel.e2e.test_e2e_edge import get, site
 from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, join, panel  # noqa: F401
-from tests.stack import Agent, Caddy, joined_agent_args, remove_agent_leftovers, wait_for
+from tests.stack import Agent, Caddy, remove_agent_leftovers, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 
