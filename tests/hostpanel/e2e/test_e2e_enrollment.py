@@ -33,20 +33,18 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.utils import timezone
 
+from bench.enroll import join_args, joined_agent_args, tls_front
 from engine.engine import Engine
 from engine.runtime.model import ExecSpec
 from tests.stack import (
     REPO,
     Agent,
     free_port,
-    join_args,
-    joined_agent_args,
     panel_env,
     remove_agent_leftovers,
     shared_database_url,
     start_panel,
     stop_process,
-    tls_front,
     wait_for,
 )
 
