@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,10 +24,9 @@ import redis
 from django.conf import settings as django_settings
 from django.test import Client
 
-from engine.engine import Engine
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, join, serve_panel
+from tests.hostpanel.e2e.test_e2e_enrollment import Panel, serve_panel, start_without_database
 from tests.hostpanel.logstream.test_e2e_logs import COUNTER, numbers
-from tests.stack import REPO, Agent, joined_agent_args, remove_agent_leftovers, wait_for
+from tests.stack import REPO, remove_agent_leftovers, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 
@@ -74,23 +72,9 @@ def test_a_viewer_follows_the_live_log_of_a_container_on_an_agent_without_the_da
     from hostpanel.tenants.models import Role
     from tests.hostpanel.factories import UserFactory
 
-    token = add_host("logsnodb")
-    root, instance = tmp_path / "engine-logsnodb", f"hpen-{secrets.token_hex(3)}"
-    engine = Engine(root=root, instance=instance)
-    engine.images.bootstrap_busybox()
-    hidden = ("DATABASE_URL", "REDIS_URL", "HOSTPANEL_SECRET_KEY")
-    env = {k: v for k, v in panel.env.items() if k not in hidden}
-    env["HOSTPANEL_VAR_DIR"] = str(tmp_path / "var-logsnodb")
-    state = tmp_path / "state-logsnodb"
-    proc, log = join(
-        panel, token, state, "--foreground", "--", *joined_agent_args(root, instance), wait=False, env=env
-    )
-    agent = Agent("logsnodb", engine, root, instance, proc, log, env)
+    agent = start_without_database(panel, "logsnodb", tmp_path)
+    engine = agent.engine
     try:
-        wait_for(lambda: "no database" in log.read_text(), 60, f"the agent to start\n{agent.log_tail()}")
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-        assert not [e for e in environ if e.startswith(tuple(f"{k}=".encode() for k in hidden))]
-
         admin = Actor(UserFactory(username="ln-admin", is_staff=True, is_superuser=True))
         tenant = tenants.create_tenant(admin, "logco")
         viewer = UserFactory(username="ln-viewer")
@@ -126,7 +110,7 @@ def test_a_viewer_follows_the_live_log_of_a_container_on_an_agent_without_the_da
         admin_redis = redis.Redis.from_url(redis_url)
         channels = {c.decode() for c in admin_redis.pubsub_channels("hostlogs.logsnodb.*")}
         assert "hostlogs.logsnodb.__group__logagent" in channels, channels
-        text = log.read_text(errors="replace")
+        text = agent.log.read_text(errors="replace")
         assert "log follower failed" not in text and "NOPERM" not in text, agent.log_tail()
         assert not re.search(r"ImproperlyConfigured", text)  # no query was tried
     finally:
