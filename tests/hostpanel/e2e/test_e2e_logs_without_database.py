@@ -25,10 +25,11 @@ import redis
 from django.conf import settings as django_settings
 from django.test import Client
 
+from bench.enroll import joined_agent_args
 from engine.engine import Engine
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, join, serve_panel
+from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, deploy_on, join, serve_panel
 from tests.hostpanel.logstream.test_e2e_logs import COUNTER, numbers
-from tests.stack import REPO, Agent, joined_agent_args, remove_agent_leftovers, wait_for
+from tests.stack import REPO, Agent, remove_agent_leftovers, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 
@@ -66,13 +67,7 @@ def watch_logs(panel: Panel, path: str, session: str, live: int) -> list[dict[st
 def test_a_viewer_follows_the_live_log_of_a_container_on_an_agent_without_the_database(
     panel: Panel, tmp_path: Path, redis_url: str
 ) -> None:
-    from hostpanel.audit.services import Actor
-    from hostpanel.deployments import services as deployments
-    from hostpanel.deployments.models import Replica
-    from hostpanel.hosts import services as hosts
-    from hostpanel.tenants import services as tenants
     from hostpanel.tenants.models import Role
-    from tests.hostpanel.factories import UserFactory
 
     token = add_host("logsnodb")
     root, instance = tmp_path / "engine-logsnodb", f"hpen-{secrets.token_hex(3)}"
@@ -91,19 +86,7 @@ def test_a_viewer_follows_the_live_log_of_a_container_on_an_agent_without_the_da
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
         assert not [e for e in environ if e.startswith(tuple(f"{k}=".encode() for k in hidden))]
 
-        admin = Actor(UserFactory(username="ln-admin", is_staff=True, is_superuser=True))
-        tenant = tenants.create_tenant(admin, "logco")
-        viewer = UserFactory(username="ln-viewer")
-        tenants.add_member(admin, tenant, viewer.username, Role.VIEWER)
-        spec = deployments.AppSpec(image="busybox:latest", command=["sh", "-c", COUNTER])
-        app = deployments.create_app(admin, tenant, "counter", spec)
-
-        def running() -> bool:
-            hosts.watch_hosts()  # the panel's placement (manage.py watchhosts)
-            return Replica.objects.filter(app=app, host__name="logsnodb", state="running").exists()
-
-        wait_for(running, 60, f"the replica to run on logsnodb\n{agent.log_tail()}")
-        replica = Replica.objects.get(app=app)
+        viewer, replica = deploy_on(agent, "logco", "ln-viewer", Role.VIEWER, ["sh", "-c", COUNTER])
         log_file = engine.containers.log_path(engine.get(replica.container_name))
         wait_for(lambda: "seq 10\n" in log_file.read_text(), 30, "the container's first lines")
 
