@@ -1,23 +1,28 @@
-"""The host agent's side of ``docker cp`` through the tenants' door, over the Channels layer.
+"""The host agent's side of ``docker cp`` through the tenants' door, over its host's layer.
 
 :func:`start` is called by the ``start_copy`` task and returns at once: the copy runs in a thread
-with its own loop and channel-layer connection, like an exec session (hostpanel/agent/relay.py).
+with its own loop and connection to its host's layer, like an exec session
+(hostpanel/agent/relay.py: the same :class:`HostLink`, so an enrolled agent copies as its own Redis
+user on its own channels).
 Paths are resolved by the engine's copy functions (inside the container's root: links never
 reach the host; archive members are checked).
 
 Messages to the door's channel (``reply_channel``):
 
-- out of the container: ``copy.stat`` (``stat``: the PathStat fields), then, unless only the
-  stat was asked for, ``copy.data`` (``data``) chunks and ``copy.done``;
+- out of the container: ``copy.stat`` (``stat``: the PathStat fields; ``channel``: where the door
+  sends ``copy.ack``), then, unless only the stat was asked for, ``copy.data`` (``data``) chunks
+  and ``copy.done``;
 - into the container: ``copy.ready`` (``channel``: where the door sends ``copy.data`` chunks and
-  ``copy.end``), then ``copy.done`` (``count``: members written);
+  ``copy.end``), ``copy.ack`` as chunks are written, then ``copy.done`` (``count``: members
+  written);
 - on failure, at any point: ``copy.error`` (``status``: dockerd's for the engine error, ``message``).
+
+Chunks go at most a window ahead of their acks (hostpanel/terminal/flow.py), both ways.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import threading
@@ -25,12 +30,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
-
 from engine.dockerapi.http import status_of
 from engine.engine import Engine
 from engine.errors import EngineError
-from hostpanel.agent.relay import STALL_SECONDS, send_waiting
+from hostpanel.agent.relay import STALL_SECONDS, HostLink, send_waiting
+from hostpanel.terminal.flow import Acks, Window, acked_bytes
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +58,16 @@ class CopyRequest:
     no_overwrite_dir_non_dir: bool = False
 
 
-def start(engine: Engine, request: CopyRequest) -> threading.Thread:
+def start(engine: Engine, request: CopyRequest, link: HostLink) -> threading.Thread:
     """Run ``request`` in a new thread of this process; returns the (started) thread."""
-    thread = threading.Thread(target=_run, args=(engine, request), name="docker-cp", daemon=True)
+    thread = threading.Thread(target=_run, args=(engine, request, link), name="docker-cp", daemon=True)
     thread.start()
     return thread
 
 
-def _run(engine: Engine, request: CopyRequest) -> None:
+def _run(engine: Engine, request: CopyRequest, link: HostLink) -> None:
     try:
-        asyncio.run(_copy(engine, request))
+        asyncio.run(_copy(engine, request, link))
     except Exception:
         log.exception("copy %s of %s failed", request.path, request.container_name)
 
@@ -110,27 +114,50 @@ class _Reader:
         return data
 
 
-async def _copy(engine: Engine, request: CopyRequest) -> None:
-    layer: Any = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+async def _copy(engine: Engine, request: CopyRequest, link: HostLink) -> None:
+    layer = link.layer()
     loop = asyncio.get_running_loop()
+    window, acks = Window(), Acks()
+    inbox = await layer.new_channel(prefix="copy-in.")
+    acker: asyncio.Task[None] | None = None
 
     def call(coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
 
+    async def send_chunk(message: dict[str, Any]) -> bool:
+        if not await window.room(STALL_SECONDS):
+            return False
+        window.sent(len(message.get("data") or b""))
+        return await send_waiting(layer, request.reply_channel, message)
+
     def send(message: dict[str, Any]) -> None:
-        if not call(send_waiting(layer, request.reply_channel, message), STALL_SECONDS + 5):
+        if not call(send_chunk(message), STALL_SECONDS + 5):
             raise Gone("the door stopped reading the archive")
+
+    async def take_acks() -> None:
+        while True:
+            if (count := acked_bytes(await layer.receive(inbox), "copy.ack")) is not None:
+                window.acked(count)
 
     reply = request.reply_channel
     try:
         if request.upload:
-            inbox = await layer.new_channel(prefix="copy-in")
+
+            async def next_chunk() -> dict[str, Any]:
+                message: dict[str, Any] = await asyncio.wait_for(layer.receive(inbox), STALL_SECONDS)
+                data = message.get("data")
+                taken = (
+                    acks.took(len(data))
+                    if message.get("type") == "copy.data" and isinstance(data, bytes)
+                    else 0
+                )
+                if taken:
+                    await layer.send(reply, {"type": "copy.ack", "bytes": taken})
+                return message
 
             def receive() -> dict[str, Any]:
                 try:
-                    message: dict[str, Any] = call(
-                        asyncio.wait_for(layer.receive(inbox), STALL_SECONDS), STALL_SECONDS + 5
-                    )
+                    message: dict[str, Any] = call(next_chunk(), STALL_SECONDS + 5)
                 except TimeoutError as exc:
                     raise Gone("the door stopped sending the archive") from exc
                 return message
@@ -147,9 +174,11 @@ async def _copy(engine: Engine, request: CopyRequest) -> None:
             await send_waiting(layer, reply, {"type": "copy.done", "count": count})
             return
         info = await asyncio.to_thread(engine.stat_path, request.container_name, request.path)
-        await send_waiting(layer, reply, {"type": "copy.stat", "stat": dataclasses.asdict(info)})
+        stat = {"type": "copy.stat", "stat": dataclasses.asdict(info), "channel": inbox}
+        await send_waiting(layer, reply, stat)
         if request.stat_only:
             return
+        acker = asyncio.create_task(take_acks())
         writer = _Writer(send)
 
         def export() -> None:
@@ -167,5 +196,6 @@ async def _copy(engine: Engine, request: CopyRequest) -> None:
         failure = {"type": "copy.error", "status": status, "message": str(exc)}
         await send_waiting(layer, reply, failure, patience=1.0)
     finally:
-        with contextlib.suppress(Exception):
-            await layer.close_pools()
+        if acker is not None:
+            acker.cancel()
+            await asyncio.gather(acker, return_exceptions=True)

@@ -159,6 +159,11 @@ class InternalClient:
         the answer says which rows were cleared, which kept the error, which it has none of."""
         return self.call("POST", "host/purged", {"purged": purged, "failed": failed})
 
+    def exec_finished(self, audit_id: int, exit_code: int | None, reason: str) -> dict[str, Any]:
+        """Complete the audit entry of an exec session this host ran (hostpanel/terminal/internal.py)."""
+        body = {"exit_code": exit_code, "reason": reason[:500]}
+        return self.call("POST", f"exec/{int(audit_id)}/finished", body)
+
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
     raw = exc.read()

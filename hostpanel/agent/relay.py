@@ -1,9 +1,13 @@
-"""The host agent's side of a terminal: run the process on a pty and relay it over the Channels layer.
+"""The host agent's side of a terminal: run the process on a pty and relay it over its host's layer.
 
 :func:`start` is called by the ``start_exec`` task and returns at once: the
 session runs in a thread of the agent process with its own asyncio loop and
-its own channel-layer connection (another loop may be receiving on the shared
-one), so a long session never holds a Celery worker slot.
+its own connection to its host's layer (hostpanel/hosts/layer.py: Redis pub/sub under
+``hostlogs.<host>.``; an enrolled agent connects as its own Redis user, which may use only
+those channels), so a long session never holds a Celery worker slot. The
+:class:`HostLink` says which layer and how the audit entry is completed: through the ORM
+(:func:`finish_in_database`) or, for an enrolled agent, the internal API
+(``POST /internal/v1/exec/<id>/finished``); the panel decides the same either way.
 
 Messages (Channels ``type`` names):
 
@@ -14,17 +18,19 @@ multiplexed frames (hostpanel/agent/pipes.py).
 - to the consumer's channel (``reply_channel``): ``exec.started`` (``pid``),
   ``exec.output`` (``data``: bytes), ``exec.exit`` (``code``, ``reason``),
   ``exec.error`` (``message``, ``status``). Output is sent to that one channel, not to a
-  group, so a full channel (a slow browser) makes the relay wait, the pty
-  fill up and the process block, instead of dropping output.
+  group, and at most a window of it unacknowledged (hostpanel/terminal/flow.py), so a slow
+  browser makes the relay wait, the pty fill up and the process block, instead of dropping
+  output or piling it up in the panel.
 - from the consumer, to the group ``exec.<session>`` the relay joins:
   ``exec.input`` (``data``: bytes), ``exec.resize`` (``rows``, ``cols``),
-  ``exec.close``, ``exec.eof`` (the end of a non-TTY exec's input). The consumer
+  ``exec.ack`` (``bytes`` of output handed on), ``exec.close``, ``exec.eof`` (the end of a
+  non-TTY exec's input). The consumer
   answers ``exec.started`` with a resize, so a relay that hears nothing within
   ACK_SECONDS knows its browser is gone.
 
 The session ends when the process exits, the browser closes, nothing is typed
 or printed for the idle time, or the consumer stops taking output for
-STALL_SECONDS; then every process of the exec is killed, the pty closed and the
+STALL_SECONDS (no ack); then every process of the exec is killed, the pty closed and the
 audit entry completed. Input is never logged.
 """
 
@@ -36,11 +42,12 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from channels.exceptions import ChannelFull
-from channels.layers import DEFAULT_CHANNEL_LAYER, BaseChannelLayer, channel_layers
+from channels.layers import BaseChannelLayer
 from django.db import connection
 
 from engine.dockerapi.http import status_of
@@ -49,7 +56,9 @@ from engine.errors import EngineError, InvalidSpec
 from engine.runtime.model import ExecSpec
 from engine.runtime.pty_exec import PtySession
 from hostpanel.agent.pipes import PipeSession
+from hostpanel.hosts.layer import host_layer
 from hostpanel.terminal import services
+from hostpanel.terminal.flow import Window, acked_bytes
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +91,33 @@ class RelayRequest:
     stdin: bool = True
 
 
-def start(engine: Engine, request: RelayRequest) -> threading.Thread:
+def finish_in_database(audit_id: int, exit_code: int | None, reason: str) -> None:
+    """Complete a session's audit entry through the ORM (an agent with the database)."""
+    try:
+        services.finish_session(audit_id, exit_code, reason)
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class HostLink:
+    """How this agent's sessions reach the panel: its host's layer (``redis_url``: an enrolled
+    agent's own Redis user, else the panel's) and who completes an audit entry
+    (``finish(audit_id, exit_code, reason)``: the ORM, or the internal API)."""
+
+    host: str
+    redis_url: str = ""
+    finish: Callable[[int, int | None, str], Any] = finish_in_database
+
+    def layer(self) -> Any:
+        """This host's layer (hostpanel/hosts/layer.py)."""
+        return host_layer(self.host, self.redis_url)
+
+
+def start(engine: Engine, request: RelayRequest, link: HostLink) -> threading.Thread:
     """Run ``request`` in a new thread of this process; returns the (started) thread."""
     thread = threading.Thread(
-        target=_run, args=(engine, request), name=f"exec-{request.session[:8]}", daemon=True
+        target=_run, args=(engine, request, link), name=f"exec-{request.session[:8]}", daemon=True
     )
     thread.start()
     return thread
@@ -101,15 +133,15 @@ def close_all() -> None:
             session.close()
 
 
-def _run(engine: Engine, request: RelayRequest) -> None:
+def _run(engine: Engine, request: RelayRequest, link: HostLink) -> None:
     try:
-        asyncio.run(_relay(engine, request))
+        asyncio.run(_relay(engine, request, link))
     except Exception:
         log.exception("exec session %s failed", request.session)
 
 
-async def _relay(engine: Engine, request: RelayRequest) -> None:
-    layer: Any = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+async def _relay(engine: Engine, request: RelayRequest, link: HostLink) -> None:
+    layer = link.layer()
     code: int | None = None
     leftovers: list[asyncio.Task[str]] = []
     reason = "the session could not start"
@@ -129,7 +161,7 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
         with _active_lock:
             _active[request.session] = session
         group = services.group_name(request.session)
-        inbox = await layer.new_channel(prefix="exec-relay")
+        inbox = await layer.new_channel(prefix="exec-relay.")
         try:
             await layer.group_add(group, inbox)
             started = {"type": "exec.started", "pid": session.pid}
@@ -151,10 +183,8 @@ async def _relay(engine: Engine, request: RelayRequest) -> None:
             layer, request.reply_channel, {"type": "exec.exit", "code": code, "reason": reason}, patience=1.0
         )
     finally:
-        await asyncio.to_thread(_finish, request.audit_id, code, reason)
+        await asyncio.to_thread(_finish, link, request.audit_id, code, reason)
         await asyncio.gather(*leftovers, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await layer.close_pools()
 
 
 def _open(engine: Engine, request: RelayRequest, spec: ExecSpec) -> Session:
@@ -164,11 +194,11 @@ def _open(engine: Engine, request: RelayRequest, spec: ExecSpec) -> Session:
     return PipeSession.start(engine, request.container_name, spec, stdin=request.stdin)
 
 
-def _finish(audit_id: int, code: int | None, reason: str) -> None:
+def _finish(link: HostLink, audit_id: int, code: int | None, reason: str) -> None:
     try:
-        services.finish_session(audit_id, code, reason)
-    finally:
-        connection.close()
+        link.finish(audit_id, code, reason)
+    except Exception:  # the panel unreachable: the entry stays "started", the log says why
+        log.exception("completing the audit entry %s failed", audit_id)
 
 
 async def send_waiting(
@@ -205,6 +235,14 @@ async def _pump(
     The relay's tasks still unwinding are added to ``leftovers`` for the caller to await.
     """
     last_activity = time.monotonic()
+    window = Window()
+
+    async def send_output(data: bytes) -> bool:
+        """Send ``data`` once the browser has taken all but less than a window; False if it stalled."""
+        if not await window.room(STALL_SECONDS):
+            return False
+        window.sent(len(data))
+        return await send_waiting(layer, request.reply_channel, {"type": "exec.output", "data": data})
 
     def touch() -> None:
         nonlocal last_activity
@@ -218,7 +256,7 @@ async def _pump(
                 continue
             if data == b"":
                 return "exited"
-            if not await send_waiting(layer, request.reply_channel, {"type": "exec.output", "data": data}):
+            if not await send_output(data):
                 return "the browser stopped reading"
             touch()
 
@@ -236,7 +274,9 @@ async def _pump(
             first = False
             touch()
             kind = message.get("type")
-            if kind == "exec.input" and isinstance(message.get("data"), bytes):
+            if (acked := acked_bytes(message, "exec.ack")) is not None:
+                window.acked(acked)
+            elif kind == "exec.input" and isinstance(message.get("data"), bytes):
                 await _write(session, message["data"])
             elif kind == "exec.resize":
                 with contextlib.suppress(InvalidSpec, TypeError, ValueError):
@@ -253,16 +293,20 @@ async def _pump(
 
     tasks = [asyncio.create_task(job()) for job in (output, exited, inputs, idle)]
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    reason = next(iter(done)).result()
+    receiving = tasks[2] if reason == "exited" else None  # acks still come while the rest goes out
     for task in pending:
-        task.cancel()
+        if task is not receiving:
+            task.cancel()
     # Not awaited here: a cancelled channel-layer receive can take seconds to unwind, and the
     # browser must hear of the exit at once. The caller awaits them before closing the layer.
     leftovers.extend(pending)
-    reason = next(iter(done)).result()
     if reason == "exited":  # what it printed last is still in the pty
         while data := session.read(timeout=0.05):
-            if not await send_waiting(layer, request.reply_channel, {"type": "exec.output", "data": data}):
+            if not await send_output(data):
                 break
+    if receiving is not None:
+        receiving.cancel()
     return reason
 
 

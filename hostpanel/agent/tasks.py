@@ -216,7 +216,18 @@ def start_exec(
         workdir=workdir,
         stdin=stdin,
     )
-    relay.start(agent.engine_for(config.engine_root, config.instance), request)
+    relay.start(agent.engine_for(config.engine_root, config.instance), request, _link(config.name))
+
+
+def _link(host: str) -> relay.HostLink:
+    """How this agent's exec sessions and copies reach the panel: an enrolled agent on its host's
+    layer as its own Redis user, completing audit entries through the internal API; else with the
+    panel's Redis and the database."""
+    state_dir = host_secrets.state_dir()
+    if state_dir is None:
+        return relay.HostLink(host)
+    creds = load_credentials(state_dir)
+    return relay.HostLink(host, creds.redis_url, finish=client_for(creds).exec_finished)
 
 
 @shared_task(acks_late=False, ignore_result=True)
@@ -243,4 +254,4 @@ def start_copy(
         keep_owners=keep_owners,
         no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
     )
-    archive.start(agent.engine_for(config.engine_root, config.instance), request)
+    archive.start(agent.engine_for(config.engine_root, config.instance), request, _link(config.name))

@@ -3,7 +3,8 @@
 A copy needs the developer role, both ways (reading a container's files can read its secrets).
 The container's host agent does the copy with the engine's copy functions (paths resolved inside
 the container's root, archive members checked: hostpanel/agent/archive.py); the bytes travel
-over the Channels layer in chunks, with back-pressure both ways (:mod:`hostpanel.dockerapi.relayed`).
+over the host's layer in chunks, at most a window ahead of their acks both ways
+(:mod:`hostpanel.dockerapi.relayed`).
 The stat header is the engine's (:func:`engine.dockerapi.container_copy.path_stat_header`).
 Every copy is in the audit log (``container.copy``): which way, which path, how it ended.
 """
@@ -76,12 +77,14 @@ def get_archive(request: Request) -> Response | Stream:
     """``GET`` (the tar of a path) and ``HEAD`` (its stat header only) of a container's path."""
     identity, container, replica, path = _admit(request, "copying from a container")
     head = request.method == "HEAD"
-    session = RelayedSession()
+    assert replica.host is not None
+    session = RelayedSession(replica.host.name)
     try:
         first = _start(replica, session, path, stat_only=head)
         if first.get("type") != "copy.stat":
             raise APIError(500, f"the container's host answered {first.get('type')!r} to a copy")
         headers = {STAT_HEADER: path_stat_header(PathStat(**first["stat"]))}
+        acks_to = str(first.get("channel") or "")  # where the host hears what went out
     except BaseException:
         session.close()
         raise
@@ -96,6 +99,8 @@ def get_archive(request: Request) -> Response | Stream:
                 message = session.next_message(STALL_SECONDS)
                 kind = message.get("type")
                 if kind == "copy.data" and isinstance(message.get("data"), bytes):
+                    if acks_to:
+                        session.took(message["data"], acks_to)
                     yield message["data"]
                 elif kind == "copy.done":
                     outcome = "done"
@@ -115,7 +120,8 @@ def get_archive(request: Request) -> Response | Stream:
 def put_archive(request: Request) -> Response:
     """``PUT``: extract the request's tar into a directory of the container."""
     identity, container, replica, path = _admit(request, "copying into a container")
-    session = RelayedSession()
+    assert replica.host is not None
+    session = RelayedSession(replica.host.name)
     try:
         ready = _start(
             replica,

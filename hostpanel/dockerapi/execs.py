@@ -115,7 +115,7 @@ def start_exec(request: Request) -> Answer:
     identity.require(Role.DEVELOPER, "exec into a container", ACTION)
     ticket = terminal.open_session(identity.actor, instance.replica_id, instance.spec.command)
     instance.started = True
-    session = RelayedSession()
+    session = RelayedSession(ticket.host)
     try:
         dispatch.send_start_exec(
             ticket,

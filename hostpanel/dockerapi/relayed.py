@@ -2,10 +2,13 @@
 
 The door asks the host agent to start the process (``dispatch.send_start_exec``, the task the
 browser terminal uses); the agent's relay (hostpanel/agent/relay.py) sends its output to
-this session's channel and listens for input on the session's group. :class:`RelayedSession`
-is an :class:`engine.dockerapi.streams.Endpoint`, so the door's hijacked connection is relayed
-by the engine's own :func:`engine.dockerapi.streams.relay`. Output arrives ready to forward:
-raw from a terminal, as multiplexed frames from a non-TTY exec.
+this session's channel and listens for input on the session's group, both on the container's
+host's layer (hostpanel/hosts/layer.py: only that host's Redis user may use its channels). Output
+is acknowledged as it is handed on, and chunks sent to the host wait for acks
+(hostpanel/terminal/flow.py): a client that stops reading stalls the host, not the door's memory.
+:class:`RelayedSession` is an :class:`engine.dockerapi.streams.Endpoint`, so the door's hijacked
+connection is relayed by the engine's own :func:`engine.dockerapi.streams.relay`. Output arrives
+ready to forward: raw from a terminal, as multiplexed frames from a non-TTY exec.
 
 The door's server is threaded (no event loop): each session runs its channel-layer connection
 on a loop in its own thread, and a receiver task there queues every message for the
@@ -23,10 +26,11 @@ from collections.abc import Coroutine
 from typing import Any
 
 from channels.exceptions import ChannelFull
-from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 
 from engine.dockerapi.http import APIError
+from hostpanel.hosts.layer import host_layer
 from hostpanel.terminal import services
+from hostpanel.terminal.flow import Acks, Window, acked_bytes
 
 START_TIMEOUT_SECONDS = 20.0
 STALL_SECONDS = 30.0
@@ -42,14 +46,17 @@ def agent_error(message: dict[str, Any]) -> APIError:
 
 
 class RelayedSession:
-    """One exec session's channel (output, exit) and group (input, resize, close)."""
+    """One exec session's (or copy's) channel (output, exit) and group (input, resize, close), on
+    the layer of the container's ``host``."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="docker-exec-layer", daemon=True)
         self._thread.start()
-        self.layer: Any = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        self.layer: Any = host_layer(host)
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.window = self._call_soon(Window)  # made on the loop, used there
+        self.acks = Acks()
         self.group = ""
         self.exit_code: int | None = None
         self.ended = False
@@ -64,10 +71,32 @@ class RelayedSession:
     def _call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(LAYER_TIMEOUT_SECONDS)
 
+    def _call_soon(self, make: Any) -> Any:
+        async def made() -> Any:
+            return make()
+
+        return self._call(made())
+
     async def _receive(self) -> None:
         with contextlib.suppress(Exception):  # the layer closed under it (the session ended)
             while True:
-                self.messages.put(await self.layer.receive(self.channel))
+                message = await self.layer.receive(self.channel)
+                if not isinstance(message, dict):
+                    continue
+                if (count := acked_bytes(message, "copy.ack")) is not None:
+                    self.window.acked(count)  # the host wrote that much of an upload
+                else:
+                    self.messages.put(message)
+
+    def took(self, data: bytes, channel: str = "") -> None:
+        """``data`` was handed on to the client: acknowledge it (in ACK_EVERY steps) to the agent's
+        ``channel`` (a copy), else to the session's group (an exec)."""
+        if count := self.acks.took(len(data)):
+            message = {"type": "copy.ack" if channel else "exec.ack", "bytes": count}
+            if channel:
+                self._call(self.layer.send(channel, message))
+            else:
+                self._send(message)
 
     def wait_started(self, session: str, rows: int, cols: int, timeout: float = START_TIMEOUT_SECONDS) -> int:
         """Wait for the agent to start the process; its pid. APIError when it could not start."""
@@ -97,6 +126,7 @@ class RelayedSession:
             return None
         kind = message.get("type")
         if kind == "exec.output" and isinstance(message.get("data"), bytes):
+            self.took(message["data"])  # the caller writes it before it reads again
             return ("stdout", message["data"])
         if kind in ("exec.exit", "exec.error"):
             code = message.get("code")
@@ -134,7 +164,13 @@ class RelayedSession:
             raise APIError(504, message) from None
 
     def send_to(self, channel: str, message: dict[str, Any], patience: float = STALL_SECONDS) -> None:
-        """Send to the agent's ``channel``, waiting while it is full; a 504 after ``patience`` s."""
+        """Send to the agent's ``channel``, waiting while it is full or a window of chunks is not
+        acknowledged; a 504 after ``patience`` s."""
+        size = len(message.get("data") or b"")
+        room = asyncio.run_coroutine_threadsafe(self.window.room(patience), self.loop)
+        if not room.result(patience + LAYER_TIMEOUT_SECONDS):
+            raise APIError(504, "the container's host stopped taking the archive")
+        self._call_soon(lambda: self.window.sent(size))
         deadline = time.monotonic() + patience
         while True:
             try:
@@ -162,9 +198,7 @@ class RelayedSession:
             self.stop(reason)
         self._closed = True
         self._receiver.cancel()
-        with contextlib.suppress(Exception):
-            self._call(self.layer.close_pools())
-        self._stop_loop()
+        self._stop_loop()  # closing the loop closes its connections to the layer
 
     def _stop_loop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

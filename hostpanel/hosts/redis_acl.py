@@ -24,14 +24,17 @@ group channels ``<prefix>__group__<group>`` and its own channels ``<prefix>speci
 user gets the channel pattern ``&hostlogs.<name>.*`` and SUBSCRIBE/UNSUBSCRIBE, and no key: so a
 host reads only the leases of its own replicas' viewers and publishes only to viewers of replicas
 placed on it (a panel consumer listens for a replica on its host's prefix only), never to another
-host's viewers nor into another host's replicas' streams.
+host's viewers nor into another host's replicas' streams. The terminal relay and ``docker cp``
+(hostpanel/hosts/layer.py) use the same prefix: a session's output goes to the panel side's
+channel ``<prefix>specific.<uuid>``, its input (keystrokes) to the group channel
+``<prefix>__group__exec.<session>``; so a host can neither put output into another host's
+sessions, nor type into them, nor read what is typed there.
 
 An agent with the database (not enrolled, or enrolled with ``DATABASE_URL``) still sends through
 the panel's user (``REDIS_URL``: ``broker_write_url``, the heartbeat loop's scheduling and roll
-work enqueues tasks for every host; the worker's ``/0.celeryev/*`` event PUBLISHes; the terminal
-relay on the Channels layer, ``asgi*`` keys). An enrolled one follows logs as its own user either
-way. MONITOR during tests/hostpanel/e2e/test_e2e_enrollment.py shows exactly the keys above on the
-host's user.
+work enqueues tasks for every host; the worker's ``/0.celeryev/*`` event PUBLISHes). An enrolled
+one follows logs and relays terminals and copies as its own user either way. MONITOR during
+tests/hostpanel/e2e/test_e2e_enrollment.py shows exactly the keys above on the host's user.
 
 Everything else is refused with NOPERM: another host's queue (read or write) or log channels, the
 Channels layer's keys, the panel's keys, KEYS/SCAN/CONFIG/FLUSH*, PSUBSCRIBE. The panel keeps its
@@ -104,9 +107,10 @@ def user_name(host: str) -> str:
 
 
 def logs_prefix(host: str) -> str:
-    """The prefix of ``host``'s live-log channels (hostpanel/logstream/layer.py: leases, backfill,
-    line batches). Anything but letters, digits, ``-`` and ``_`` becomes ``_``: an enrolled host's
-    name has neither ``.`` nor ``_``, so no host's prefix begins with another host's."""
+    """The prefix of ``host``'s pub/sub channels (hostpanel/hosts/layer.py: live logs' leases,
+    backfill and line batches; terminal and ``docker cp`` sessions). Anything but letters, digits,
+    ``-`` and ``_`` becomes ``_``: an enrolled host's name has neither ``.`` nor ``_``, so no host's
+    prefix begins with another host's."""
     return "hostlogs." + re.sub(r"[^A-Za-z0-9_-]", "_", host)[:80] + "."
 
 
@@ -140,7 +144,7 @@ def acl_rules(host: str, password_sha256: str) -> list[str]:
         # answers to the panel's questions (hosts/dispatch.py names their task ids <queue>.<uuid>)
         rules += [f"~celery-task-meta-{queue}.*", f"&celery-task-meta-{queue}.*"]
     rules += [f"~{key}" for key in transport_options(host).values()]
-    rules.append(f"&{logs_prefix(host)}*")  # live log following: its own pub/sub channels
+    rules.append(f"&{logs_prefix(host)}*")  # live logs, terminals, copies: its own pub/sub channels
     return rules
 
 

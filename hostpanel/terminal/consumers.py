@@ -2,9 +2,15 @@
 
 Thin, as DESIGN.md asks: authenticate and check access (``services.open_session``,
 which also opens the audit entry), ask the container's host agent to start the
-session (``dispatch.send_start_exec``), then forward: the agent's relay sends
-output to this consumer's channel, and this consumer sends input to the group
-``exec.<session>`` the relay listens on (see hostpanel/agent/relay.py).
+session (``dispatch.send_start_exec``), then forward. Both directions are on the
+container's host's layer (hostpanel/hosts/layer.py: Redis pub/sub under ``hostlogs.<host>.``,
+whose channels only that host's Redis user may use): the agent's relay sends output to
+this consumer's channel there, and this consumer sends input to the group
+``exec.<session>`` there, which the relay listens on (see hostpanel/agent/relay.py). What
+comes from the host is checked for shape before it is used, and output is acknowledged
+as it is sent to the browser (``exec.ack``, hostpanel/terminal/flow.py): the relay keeps
+at most a window unacknowledged, so a browser that stops reading stalls the process, not
+the panel's memory.
 
 Browser -> server: binary frames are typed input; text frames are JSON
 ``{"type": "resize", "rows": R, "cols": C}`` (or ``{"type": "input", "data": "..."}``).
@@ -32,9 +38,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceError
 from hostpanel.hosts import dispatch
+from hostpanel.hosts.layer import host_layer
 from hostpanel.tenants.access import actor_of
 from hostpanel.tenants.watch import AccessGuard
 from hostpanel.terminal import services
+from hostpanel.terminal.flow import Acks
 
 CLOSE_CODES: dict[type[ServiceError], int] = {Forbidden: 4403, NotFound: 4404, Conflict: 4409}
 START_TIMEOUT_SECONDS = 20.0
@@ -42,9 +50,35 @@ MAX_PENDING_INPUT = 64 * 1024
 ACCESS_ENDED = "your access to this container ended (removed from its tenant, or no longer a developer)"
 
 
+def _well_formed(event: Any) -> bool:
+    """Whether a message from the host's layer is one the relay sends, with the fields the
+    handlers read (a host writes them: junk is dropped, never crashes the consumer)."""
+    if not isinstance(event, dict):
+        return False
+    kind, code = event.get("type"), event.get("code")
+    if kind == "exec.output":
+        return isinstance(event.get("data"), bytes)
+    if kind == "exec.exit":
+        return (code is None or type(code) is int) and isinstance(event.get("reason"), str)
+    if kind == "exec.error":
+        return isinstance(event.get("message"), str)
+    return kind == "exec.started"
+
+
+HANDLERS = {
+    "exec.started": "exec_started",
+    "exec.output": "exec_output",
+    "exec.exit": "exec_exit",
+    "exec.error": "exec_error",
+}
+
+
 class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     ticket: services.ExecTicket | None = None
     guard: AccessGuard | None = None
+    relay_layer: Any = None  # the container's host's layer, once admitted
+    relay_channel = ""  # this consumer's channel there: what the relay sends comes in
+    listener: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.started = False
@@ -52,6 +86,7 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.pending_input: list[bytes] = []
         self.pending_size = 0
         self.deadline: asyncio.Task[None] | None = None
+        self.acks = Acks()
         await self.accept()
         actor = actor_of(self.scope)
         replica_id = int(self.scope["url_route"]["kwargs"]["replica_id"])
@@ -65,9 +100,12 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.size = services.terminal_size((query.get("rows") or [""])[0], (query.get("cols") or [""])[0])
         await self._status("starting")
+        self.relay_layer = host_layer(self.ticket.host)
+        self.relay_channel = await self.relay_layer.new_channel()
+        self.listener = asyncio.create_task(self._listen())
         await sync_to_async(dispatch.send_start_exec, thread_sensitive=False)(
             self.ticket,
-            reply_channel=self.channel_name,
+            reply_channel=self.relay_channel,
             rows=self.size[0],
             cols=self.size[1],
             idle_seconds=services.idle_seconds(),
@@ -79,6 +117,17 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if self.guard is not None:
             await self.guard.stop()
         await self._end("the browser left before the session started")
+        if self.listener is not None:
+            self.listener.cancel()  # its receive unsubscribes the channel
+
+    async def _listen(self) -> None:
+        """What the relay sends to this consumer's channel on the host's layer, to the handlers."""
+        while True:
+            event = await self.relay_layer.receive(self.relay_channel)
+            if not _well_formed(event):
+                continue
+            handler = getattr(self, HANDLERS[event["type"]])
+            await handler(event)
 
     async def _end(self, reason: str, close_reason: str | None = None) -> None:
         """End the session once: tell the relay to stop the shell; complete the audit entry if
@@ -90,7 +139,8 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             close: dict[str, Any] = {"type": "exec.close"}
             if close_reason:
                 close["reason"] = close_reason
-            await self.channel_layer.group_send(services.group_name(self.ticket.session), close)
+            if self.relay_layer is not None:
+                await self.relay_layer.group_send(services.group_name(self.ticket.session), close)
             if not self.started:
                 await database_sync_to_async(services.finish_session)(self.ticket.audit_id, None, reason)
 
@@ -127,18 +177,22 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     # ---- from the relay on the host agent ------------------------------------------
     async def exec_started(self, event: dict[str, Any]) -> None:
-        self.started = True
+        if self.started or self.ended:
+            return
         if self.deadline is not None:
             self.deadline.cancel()
         # the relay takes this first message as the sign that its browser is here
         await self._to_relay({"type": "exec.resize", "rows": self.size[0], "cols": self.size[1]})
-        for chunk in self.pending_input:
+        for chunk in self.pending_input:  # what is typed meanwhile is appended, and sent in order
             await self._to_relay({"type": "exec.input", "data": chunk})
         self.pending_input, self.pending_size = [], 0
+        self.started = True
         await self._status("connected")
 
     async def exec_output(self, event: dict[str, Any]) -> None:
         await self.send(bytes_data=event["data"])
+        if count := self.acks.took(len(event["data"])):
+            await self._to_relay({"type": "exec.ack", "bytes": count})
 
     async def exec_exit(self, event: dict[str, Any]) -> None:
         self.ended = True
@@ -175,7 +229,7 @@ class ExecConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _to_relay(self, message: dict[str, Any]) -> None:
         assert self.ticket is not None
-        await self.channel_layer.group_send(services.group_name(self.ticket.session), message)
+        await self.relay_layer.group_send(services.group_name(self.ticket.session), message)
 
     async def _status(self, state: str) -> None:
         await self.send(text_data=json.dumps({"type": "status", "state": state}))

@@ -5,7 +5,10 @@ admins, acting through a session) may exec; viewers are refused (Forbidden),
 and another tenant's container, or one that does not exist, is NotFound. Each
 exec session is one audit entry (action ``container.exec``): written when it
 opens, with who, tenant, container, command and source address, and completed
-when it ends with the exit code and why it ended. What is typed is never
+when it ends with the exit code and why it ended: by the agent's relay, through
+:func:`finish_session` (an agent with the database, or the consumer when no relay came) or
+:func:`finish_host_session` (an enrolled agent, through the internal API:
+hostpanel/terminal/internal.py), one decision for both. What is typed is never
 logged. Refused attempts are audited as ``denied``.
 """
 
@@ -16,11 +19,13 @@ import shlex
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor, record
 from hostpanel.deployments.models import Replica
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from hostpanel.hosts.models import Host
 from hostpanel.tenants.access import has_role, require_role, still_valid
 from hostpanel.tenants.models import Role
 
@@ -52,6 +57,7 @@ class ExecTicket:
     queue: str
     command: tuple[str, ...]
     audit_id: int
+    host: str = ""  # the container's host: the session's traffic is on its layer (hosts/layer.py)
 
 
 def terminal_size(rows: object, cols: object) -> tuple[int, int]:
@@ -127,20 +133,48 @@ def open_session(actor: Actor, replica_id: int, command: tuple[str, ...] = DEFAU
         queue=replica.host.queue,
         command=command,
         audit_id=entry.pk,
+        host=replica.host.name,
     )
 
 
-def finish_session(audit_id: int, exit_code: int | None, reason: str) -> None:
+def finish_session(audit_id: int, exit_code: int | None, reason: str) -> bool:
     """Complete the audit entry of a session that ended: its exit code (None: it never ran) and why.
 
-    Only the first call for an entry counts (the agent and the consumer may both report an end).
+    Only the first call for an entry counts (the agent and the consumer may both report an end):
+    True if this one did.
     """
-    entry = AuditLog.objects.filter(pk=audit_id, action=ACTION, message__endswith=STARTED).first()
+    return _complete(AuditLog.objects.filter(pk=audit_id), exit_code, reason)
+
+
+def finish_host_session(host: Host, audit_id: int, exit_code: int | None, reason: str) -> None:
+    """What an enrolled host's agent reports of a session it ran (``POST /internal/v1/exec/<id>/
+    finished``): completes the entry as :func:`finish_session` does, only if it is an exec session's
+    entry of a container placed on ``host`` (else NotFound: another host's session is as unknown as
+    none) that is still open (else Conflict); nothing changes otherwise."""
+    entry = AuditLog.objects.filter(pk=audit_id, action=ACTION, object_type=Replica._meta.label_lower).first()
+    on_host = (
+        entry is not None
+        and entry.object_id.isdigit()
+        and Replica.objects.filter(pk=int(entry.object_id), host=host).exists()
+    )
+    if entry is None or not on_host:
+        raise NotFound(f"no exec session {audit_id} on host {host.name}")
+    if not _complete(AuditLog.objects.filter(pk=entry.pk), exit_code, reason):
+        raise Conflict(f"exec session {audit_id} has already ended")
+
+
+def _complete(entries: QuerySet[AuditLog], exit_code: int | None, reason: str) -> bool:
+    """Complete the one open exec entry of ``entries`` (in one UPDATE: a second report finds none)."""
+    entry = entries.filter(action=ACTION, message__endswith=STARTED).first()
     if entry is None:
-        return
+        return False
     command = entry.message.removesuffix(STARTED)  # the command itself may hold "; "
     if exit_code is None:
         result, outcome = AuditLog.Result.FAILED, f"failed: {reason}"
     else:
         result, outcome = AuditLog.Result.OK, f"exit code {exit_code} ({reason})"
-    AuditLog.objects.filter(pk=audit_id).update(result=result, message=f"{command}; {outcome}"[:2000])
+    message = f"{command}; {outcome}"[:2000]
+    updated = AuditLog.objects.filter(pk=entry.pk, message=entry.message).update(
+        result=result, message=message
+    )
+    return bool(updated)

@@ -177,6 +177,32 @@ def start_without_database(
     return agent
 
 
+def deploy_on(agent: Agent, slug: str, member: str, role: str, command: list[str]) -> tuple[Any, Any]:
+    """Tenant ``slug`` (made by an admin) with user ``member`` of ``role`` in it, and its busybox app
+    running ``command``, placed by the panel (``manage.py watchhosts``) and running on ``agent``'s
+    host: the member and the replica."""
+    from hostpanel.audit.services import Actor
+    from hostpanel.deployments import services as deployments
+    from hostpanel.deployments.models import Replica
+    from hostpanel.hosts import services as hosts
+    from hostpanel.tenants import services as tenants
+    from tests.hostpanel.factories import UserFactory
+
+    admin = Actor(UserFactory(username=f"{slug}-admin", is_staff=True, is_superuser=True))
+    tenant = tenants.create_tenant(admin, slug)
+    user = UserFactory(username=member)
+    tenants.add_member(admin, tenant, user.username, role)
+    spec = deployments.AppSpec(image="busybox:latest", command=command)
+    app = deployments.create_app(admin, tenant, "app", spec)
+
+    def running() -> bool:
+        hosts.watch_hosts()  # the panel's placement (manage.py watchhosts)
+        return Replica.objects.filter(app=app, host__name=agent.name, state="running").exists()
+
+    wait_for(running, 90, f"the replica to run on {agent.name}\n{agent.log_tail()}")
+    return user, Replica.objects.get(app=app)
+
+
 class Monitor:
     """Redis MONITOR in a thread: the text of every command any client runs, until ``stop()``."""
 

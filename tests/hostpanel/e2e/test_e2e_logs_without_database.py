@@ -24,7 +24,7 @@ import redis
 from django.conf import settings as django_settings
 from django.test import Client
 
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, serve_panel, start_without_database
+from tests.hostpanel.e2e.test_e2e_enrollment import Panel, deploy_on, serve_panel, start_without_database
 from tests.hostpanel.logstream.test_e2e_logs import COUNTER, numbers
 from tests.stack import REPO, remove_agent_leftovers, wait_for
 
@@ -64,30 +64,12 @@ def watch_logs(panel: Panel, path: str, session: str, live: int) -> list[dict[st
 def test_a_viewer_follows_the_live_log_of_a_container_on_an_agent_without_the_database(
     panel: Panel, tmp_path: Path, redis_url: str
 ) -> None:
-    from hostpanel.audit.services import Actor
-    from hostpanel.deployments import services as deployments
-    from hostpanel.deployments.models import Replica
-    from hostpanel.hosts import services as hosts
-    from hostpanel.tenants import services as tenants
     from hostpanel.tenants.models import Role
-    from tests.hostpanel.factories import UserFactory
 
     agent = start_without_database(panel, "logsnodb", tmp_path)
     engine = agent.engine
     try:
-        admin = Actor(UserFactory(username="ln-admin", is_staff=True, is_superuser=True))
-        tenant = tenants.create_tenant(admin, "logco")
-        viewer = UserFactory(username="ln-viewer")
-        tenants.add_member(admin, tenant, viewer.username, Role.VIEWER)
-        spec = deployments.AppSpec(image="busybox:latest", command=["sh", "-c", COUNTER])
-        app = deployments.create_app(admin, tenant, "counter", spec)
-
-        def running() -> bool:
-            hosts.watch_hosts()  # the panel's placement (manage.py watchhosts)
-            return Replica.objects.filter(app=app, host__name="logsnodb", state="running").exists()
-
-        wait_for(running, 60, f"the replica to run on logsnodb\n{agent.log_tail()}")
-        replica = Replica.objects.get(app=app)
+        viewer, replica = deploy_on(agent, "logco", "ln-viewer", Role.VIEWER, ["sh", "-c", COUNTER])
         log_file = engine.containers.log_path(engine.get(replica.container_name))
         wait_for(lambda: "seq 10\n" in log_file.read_text(), 30, "the container's first lines")
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from hostpanel.deployments.models import Replica
+from hostpanel.hosts.layer import host_layer
 from hostpanel.tenants.models import Membership, Role, Tenant
 from hostpanel.terminal import consumers, services
 from tests.hostpanel.terminal.test_consumers import communicator_for
@@ -67,7 +67,7 @@ def _open_then_change(
     user: Any, replica: Replica, started: list[dict[str, Any]], change: Callable[[], None]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     async def run() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        layer = get_channel_layer()
+        layer = host_layer(replica.host.name)
         communicator = communicator_for(user, replica.pk)
         connected, _ = await communicator.connect()
         assert connected

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments.models import Replica
+from hostpanel.hosts.layer import host_layer
 from hostpanel.tenants.models import Role
 from hostpanel.terminal import services
 from hostpanel.terminal.routing import websocket_urlpatterns
@@ -128,7 +128,7 @@ def test_developers_owners_and_staff_start_a_session_that_forwards_both_ways(
     user = UserFactory(username="ops", is_staff=True) if role == "staff" else member(tenant, role)
 
     async def run() -> dict[str, Any]:
-        layer = get_channel_layer()
+        layer = host_layer(replica.host.name)
         communicator = communicator_for(user, replica.pk, "?rows=40&cols=132")
         connected, _ = await communicator.connect()
         assert connected
@@ -235,3 +235,43 @@ def test_may_exec_and_terminal_size(replica: Replica, tenant: Any, member: Calla
     assert services.terminal_size("30", "100") == (30, 100)
     assert services.terminal_size("0", "99999") == (1, services.MAX_SIZE)
     assert services.terminal_size(None, "") == (services.DEFAULT_ROWS, services.DEFAULT_COLS)
+
+
+def test_output_is_acknowledged_as_it_goes_out_and_junk_from_the_host_is_dropped(
+    replica: Replica, tenant: Any, member: Callable[..., Any], started: list[dict[str, Any]]
+) -> None:
+    from hostpanel.terminal.flow import ACK_EVERY
+
+    developer = member(tenant, Role.DEVELOPER)
+
+    async def run() -> None:
+        layer = host_layer(replica.host.name)
+        communicator = communicator_for(developer, replica.pk)
+        connected, _ = await communicator.connect()
+        assert connected
+        await communicator.receive_json_from(timeout=5)
+        (request,) = started
+        relay = await layer.new_channel()
+        await layer.group_add(services.group_name(request["ticket"].session), relay)
+        reply = request["reply_channel"]
+        for junk in (
+            {"type": "exec.output", "data": "not bytes"},
+            {"type": "exec.exit", "code": "0", "reason": "exited"},
+            {"type": "exec.error"},
+            {"type": "websocket.close"},  # not a relay's message: never reaches the socket
+            {"type": "exec.resize", "rows": 1},
+        ):
+            await layer.send(reply, junk)
+        await layer.send(reply, {"type": "exec.started"})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "status", "state": "connected"}
+        assert (await layer.receive(relay))["type"] == "exec.resize"
+        chunk = b"y" * (ACK_EVERY // 2)
+        for _ in range(3):
+            await layer.send(reply, {"type": "exec.output", "data": chunk})
+            assert await communicator.receive_from(timeout=5) == chunk
+        # one ack for the first two chunks (ACK_EVERY bytes), none yet for the third
+        assert await layer.receive(relay) == {"type": "exec.ack", "bytes": ACK_EVERY}
+        await communicator.disconnect()
+        assert (await layer.receive(relay))["type"] == "exec.close"
+
+    async_to_sync(run)()

@@ -81,18 +81,24 @@ def open_socket(replica: Replica, user: Any) -> WebsocketCommunicator:
     return communicator
 
 
+async def connected_socket(replica: Replica, user: Any) -> WebsocketCommunicator:
+    """A terminal socket whose session the agent has started (its "starting", then "connected")."""
+    communicator = open_socket(replica, user)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await next_json(communicator) == {"type": "status", "state": "starting"}
+    assert await next_json(communicator) == {"type": "status", "state": "connected"}
+    return communicator
+
+
 def test_echo_in_a_real_container_comes_back_and_the_session_is_audited(
     running: tuple[Agent, Replica, Any],
 ) -> None:
     h1, replica, developer = running
 
     async def session() -> tuple[bytes, dict[str, Any]]:
-        communicator = open_socket(replica, developer)
-        connected, _ = await communicator.connect()
-        assert connected
+        communicator = await connected_socket(replica, developer)
         try:
-            assert await next_json(communicator) == {"type": "status", "state": "starting"}
-            assert await next_json(communicator) == {"type": "status", "state": "connected"}
             await communicator.send_to(bytes_data=b"echo hello-$RANDOM; stty size\n")
             output, _ = await read_until(communicator, rb"hello-\d+\r\n30 100\r\n")
             await communicator.send_to(text_data=json.dumps({"type": "input", "data": "exit 5\n"}))

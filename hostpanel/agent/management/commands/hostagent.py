@@ -199,7 +199,9 @@ class Command(BaseCommand):
         path does (:func:`start_edge`): the panel answers its start by sending its queue the last
         routing table, and the later ones as it publishes them (the ``apply_routes`` task); its
         reconciles load Caddy's config again should Caddy have restarted without it. It follows the
-        logs viewers watch (hostpanel/agent/follower.py) as its own Redis user, on its own channels.
+        logs viewers watch (hostpanel/agent/follower.py) as its own Redis user, on its own channels,
+        and relays exec sessions and copies there too (the ``start_exec``/``start_copy`` tasks:
+        relay.py, archive.py), completing their audit entries through the internal API.
         Not yet here (they need the database): builds, and the panel-wide work (placement, dead
         hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
         config = agent.AgentConfig(
