@@ -126,6 +126,9 @@ class Command(BaseCommand):
         for leftover in engine.recover():  # what a crashed earlier agent left half-created
             self.stdout.write(f"recovered: removed {leftover}")
         cpus = opts["cpus"] if opts["cpus"] is not None else float(os.cpu_count() or 1)
+        # its base images first: once the host is up, a tenant may deploy onto it at once
+        for image in register_host_images(engine.images):
+            self.stdout.write(f"registered base image {image.reference}")
         try:
             host = services.register_host(
                 name,
@@ -140,8 +143,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         for leftover in clean_interrupted_builds(engine):  # builds killed with an earlier agent
             self.stdout.write(f"recovered: removed {leftover}")
-        for image in register_host_images(engine.images):
-            self.stdout.write(f"registered base image {image.reference}")
         redispatch_host_builds(host)
         edge = start_edge(name, edge_fields)
         edge_services.send_routes_to(host)
