@@ -191,11 +191,13 @@ class Command(BaseCommand):
     ) -> None:
         """An enrolled agent without the database: it registers its capacity, beats, reconciles and
         reports its engine's usage through the internal API and consumes its own queue; its
-        engine's base images are registered with its start. It runs the edge as the database
+        engine's base images are registered with its start. Its build worker runs the builds sent
+        to ``build.<name>`` through the internal API (hostpanel/agent/remote_build.py), what
+        builds killed with an earlier agent left removed first. It runs the edge as the database
         path does (:func:`start_edge`): the panel answers its start by sending its queue the last
         routing table, and the later ones as it publishes them (the ``apply_routes`` task); its
         reconciles load Caddy's config again should Caddy have restarted without it. Not yet here
-        (they need the database): builds, log following, and the panel-wide work (placement, dead
+        (they need the database): log following, and the panel-wide work (placement, dead
         hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
         config = agent.AgentConfig(
             name=opts["name"], engine_root=opts["engine_root"], instance=opts["instance"]
@@ -203,6 +205,8 @@ class Command(BaseCommand):
         config.export()
         engine = agent.engine_for(config.engine_root, config.instance)
         for leftover in engine.recover():
+            self.stdout.write(f"recovered: removed {leftover}")
+        for leftover in clean_interrupted_builds(engine):  # builds killed with an earlier agent
             self.stdout.write(f"recovered: removed {leftover}")
         cpus = opts["cpus"] if opts["cpus"] is not None else float(os.cpu_count() or 1)
         try:
@@ -231,14 +235,18 @@ class Command(BaseCommand):
             daemon=True,
         )
         loop.start()
-        queue = host["queues"][0]
+        queue, build_queue = host["queues"][0], host["queues"][1]
+        builds = BuildWorker(config.name, build_queue, opts["build_slots"], opts["loglevel"], stop)
+        builds.start()  # the start's answer sent it the host's queued builds again
         self.stdout.write(
-            f"host agent {config.name} (no database): queue {queue}, engine {config.engine_root}"
+            f"host agent {config.name} (no database): queue {queue}, builds on {build_queue} "
+            f"({opts['build_slots']} slots), engine {config.engine_root}"
         )
         try:
             app.worker_main(control_worker_args(queue, config.name, opts["loglevel"]))
         finally:
             stop.set()
+            builds.stop()
             edge.stop()
 
     @staticmethod
