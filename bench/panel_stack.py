@@ -62,6 +62,16 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
         proc.wait()
 
 
+def manage(env: dict[str, str], *args: str) -> str:
+    """``manage.py ARGS`` in the repository with ``env``; what it printed (exit, with its errors,
+    when it fails)."""
+    command = [sys.executable, "manage.py", *args]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
 @contextmanager
 def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``args`` in the repository with output to ``log``; stopped on the way out."""
@@ -135,6 +145,8 @@ def panel_stack(
     agent_args: list[str] | None = None,
     server: str = "serve",
     database: str = "sqlite",
+    address: str = "127.0.0.1",
+    local_agent: bool = True,
 ) -> Iterator[PanelStack]:
     """Start the panel stack in a scratch directory ``hpbench-<name>-*``; tear it all down afterwards.
 
@@ -143,6 +155,9 @@ def panel_stack(
     `make run` does (hostpanel/serve.py: Caddy, gunicorn, daphne), ``"daphne"`` with one
     daphne for everything (as before issue 16). ``database``: ``"sqlite"`` (a file in the
     scratch directory) or ``"postgres"`` (a private PostgreSQL 15 there, tests/pgserver.py).
+    ``address``: where other hosts reach the panel (e.g. an underlay bridge's, bench/underlay.py):
+    Redis listens there too and joined agents are told it (``HOSTPANEL_AGENT_REDIS_ADDRESS``).
+    ``local_agent=False``: no host agent of its own (the hosts are others, joined to it).
     """
     from cryptography.fernet import Fernet
 
@@ -162,6 +177,11 @@ def panel_stack(
         "HOSTPANEL_NETWORK_VNI_RANGE": f"{(first := 200000 + secrets.randbelow(700) * 1000)}-{first + 999}",
         **(extra_env or {}),
     }
+    binds = ["127.0.0.1"]
+    if address != binds[0]:  # other hosts reach the panel (its HTTPS front) and Redis there
+        binds.append(address)
+        overrides["HOSTPANEL_ALLOWED_HOSTS"] = f"127.0.0.1,localhost,{address}"
+        overrides["HOSTPANEL_AGENT_REDIS_ADDRESS"] = f"{address}:{redis_port}"
     env = os.environ | overrides
     python = sys.executable
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # clean up on `timeout` too
@@ -177,32 +197,27 @@ def panel_stack(
             stack.callback(postgres.stop)
             overrides["DATABASE_URL"] = postgres.start()
             env = os.environ | overrides
-        engine.images.bootstrap_busybox()
+        if local_agent:
+            engine.images.bootstrap_busybox()
         redis = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", ""]
         redis += ["--requirepass", redis_password]
-        stack.enter_context(process([*redis, "--bind", "127.0.0.1"], env, scratch / "redis.log"))
-        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
-        seeded = subprocess.run(
-            [python, "manage.py", "seed_demo", "--token"],
-            cwd=REPO,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        stack.enter_context(process([*redis, "--bind", *binds], env, scratch / "redis.log"))
+        manage(env, "migrate", "-v0")
+        seeded = manage(env, "seed_demo", "--token")
         token = next(w for w in seeded.split() if w.startswith("hp_"))
-        agent = [python, "manage.py", "hostagent", "--name", "bench", "--engine-root", str(root)]
-        agent += ["--instance", instance, *(agent_args or []), "--loglevel", "WARNING"]
-        stack.enter_context(process(agent, env, scratch / "agent.log"))
+        if local_agent:
+            agent = [python, "manage.py", "hostagent", "--name", "bench", "--engine-root", str(root)]
+            agent += ["--instance", instance, *(agent_args or []), "--loglevel", "WARNING"]
+            stack.enter_context(process(agent, env, scratch / "agent.log"))
         serve = [python, "-m", "hostpanel.serve", "--host", "127.0.0.1", "--port", str(http_port)]
         if server == "daphne":
             serve.append("--single")
         stack.enter_context(process(serve, env, scratch / "panel.log"))
         db = _connect(overrides["DATABASE_URL"], scratch)
         stack.callback(db.close)
-        wait_for(
-            lambda: db.execute("select 1 from hosts_host where state='up'").fetchone(), 60, "the agent", 0.2
-        )
+        if local_agent:
+            up = "select 1 from hosts_host where state='up'"
+            wait_for(lambda: db.execute(up).fetchone(), 60, "the agent", 0.2)
         base = f"http://127.0.0.1:{http_port}"
         api = Api(f"{base}/api/v1/tenants/demo", token)
         wait_for(api.answers, 30, "the panel", 0.2)

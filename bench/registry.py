@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import print_table, summary, timed
-from bench.panel_stack import free_port, stop_process
+from bench.panel_stack import free_port, manage, stop_process
 from engine.engine import Engine
 from engine.images.store import ImageStore
 from engine.paths import EnginePaths
@@ -83,7 +83,7 @@ def panel_registry(work: Path) -> Iterator[tuple[str, Credentials]]:
         "HOSTPANEL_DEBUG": "0",
         "DJANGO_SETTINGS_MODULE": "hostpanel.settings",
     }
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
+    manage(env, "migrate", "-v", "0")
     script = (
         "from django.contrib.auth import get_user_model\n"
         "from hostpanel.audit.services import Actor\n"
@@ -94,18 +94,7 @@ def panel_registry(work: Path) -> Iterator[tuple[str, Credentials]]:
         "Membership.objects.create(user=u, tenant=t, role=Role.DEVELOPER)\n"
         "print(create_token(Actor(user=u), t, 'bench')[1])\n"
     )
-    token = (
-        subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", script],
-            cwd=REPO,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    token = manage(env, "shell", "-c", script).strip().splitlines()[-1]
     cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "hostpanel.asgi:application"]
     with _process(cmd, env, work / "daphne.log", f"http://127.0.0.1:{port}/v2/", "daphne"):
         yield f"127.0.0.1:{port}", Credentials("bench", token)

@@ -17,7 +17,6 @@ Run: ``.venv/bin/python bench/remote_start.py [--runs 10]``.
 from __future__ import annotations
 
 import argparse
-import re
 import secrets
 import subprocess
 import sys
@@ -27,43 +26,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.fernet import Fernet
-
 from bench.common import print_table, ratio_rows
+from bench.enroll import add_host, https_front, join_args, joined_agent_args, joined_env
 from bench.panel_stack import REPO, PanelStack, panel_stack, stop_process, wait_for
 from engine.engine import Engine
-from tests.stack import join_args, joined_agent_args, tls_front
 
 
 def join_remote(stack: PanelStack, cleanup: ExitStack) -> Engine:
     """Enroll host ``remote`` and start its agent without the database; its engine."""
-    added = subprocess.run(
-        [sys.executable, "manage.py", "host", "add", "remote"],
-        cwd=REPO,
-        env=stack.env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    match = re.search(r"--token (hpjoin_\S+)", added)
-    assert match, added
-    upstream = int(stack.base.rsplit(":", 1)[1])
-    front, front_port, ca_file = tls_front(stack.scratch / "front", upstream)
-    cleanup.callback(stop_process, front)
-    wait_for(ca_file.exists, 30, "caddy's internal CA", 0.1)
+    token = add_host(stack.env, "remote")
+    url, ca_file = https_front(stack, cleanup)
     root, instance = stack.scratch / "engine-remote", f"hpr-{secrets.token_hex(3)}"
     engine = Engine(root=root, instance=instance)
     engine.images.bootstrap_busybox()
     cleanup.callback(lambda: [engine.remove(c.id, force=True) for c in engine.list(all=True)])
     state = stack.scratch / "state-remote"
-    env = {k: v for k, v in stack.env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {
-        "HOSTPANEL_SECRET_KEYS": Fernet.generate_key().decode(),
-        "HOSTPANEL_VAR_DIR": str(stack.scratch / "var-remote"),
-        "HOSTPANEL_AGENT_STATE_DIR": str(state),
-        "HOSTPANEL_LOG_LEVEL": "WARNING",
-    }
-    command = join_args(f"https://127.0.0.1:{front_port}", match.group(1), ca_file, state, "--foreground")
+    env = joined_env(stack.env, stack.scratch / "var-remote", state) | {"HOSTPANEL_LOG_LEVEL": "WARNING"}
+    command = join_args(url, token, ca_file, state, "--foreground")
     command += ["--", *joined_agent_args(root, instance)]
     with (stack.scratch / "agent-remote.log").open("ab") as out:
         agent = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)

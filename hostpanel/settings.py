@@ -169,7 +169,8 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL]},
     },
     # live-log line batches: Redis pub/sub, so a batch is one PUBLISH whatever the number of
-    # viewers, and each panel process fans it out to its own viewers (hostpanel/logstream/layer.py)
+    # viewers, and each panel process fans it out to its own viewers (hostpanel/logstream/layer.py);
+    # a host's log following uses its Redis with the host's own prefix (layer.host_layer)
     "logs": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},

@@ -9,7 +9,6 @@ time) and tests/browser/conftest.py (one stack for the whole package).
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -367,92 +366,3 @@ def caddy_server(directory: Path) -> Iterator[Caddy]:
     finally:
         stop_process(caddy.proc, timeout=10)
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-# ---- enrollment (issue 15): an HTTPS front for the panel and the join command --------------------
-
-
-def tls_front(
-    directory: Path, upstream: int, address: str = "127.0.0.1"
-) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """A Caddy terminating HTTPS for ``address`` (its own internal CA) in front of ``upstream``."""
-    port = free_port()
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {
-        "admin": {"disabled": True},
-        "storage": {"module": "file_system", "root": str(directory / "data")},
-        "apps": {
-            "http": {
-                "servers": {
-                    "front": {
-                        "listen": [f"{address}:{port}"],
-                        "routes": [
-                            {
-                                "handle": [
-                                    {
-                                        "handler": "reverse_proxy",
-                                        "upstreams": [{"dial": f"127.0.0.1:{upstream}"}],
-                                    }
-                                ]
-                            }
-                        ],
-                        "tls_connection_policies": [{"default_sni": address}],
-                        "automatic_https": {"disable_redirects": True},
-                    }
-                }
-            },
-            "tls": {
-                "certificates": {"automate": [address]},
-                "automation": {"policies": [{"subjects": [address], "issuers": [{"module": "internal"}]}]},
-            },
-            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
-        },
-    }
-    (directory / "front.json").write_text(json.dumps(config))
-    env = os.environ | {"HOME": str(directory), "XDG_DATA_HOME": str(directory / "xdg")}
-    with (directory / "front.log").open("ab") as out:
-        proc = subprocess.Popen(
-            ["caddy", "run", "--config", str(directory / "front.json")], env=env, stdout=out, stderr=out
-        )
-    return proc, port, directory / "data" / "pki" / "authorities" / "local" / "root.crt"
-
-
-def joined_agent_args(root: Path, instance: str) -> list[str]:
-    """``manage.py hostagent`` arguments of a joined test agent (after the join command's ``--``):
-    its own engine, the loopback address, quick beats and reconciles, a fixed capacity."""
-    return [
-        "--engine-root",
-        str(root),
-        "--instance",
-        instance,
-        "--address",
-        "127.0.0.1",
-        "--heartbeat-interval",
-        "0.5",
-        "--reconcile-interval",
-        "1",
-        "--cpus",
-        "4",
-        "--memory",
-        str(8 * 1024**3),
-    ]
-
-
-def join_args(panel_url: str, token: str, ca_file: Path, state_dir: Path, *extra: str) -> list[str]:
-    """The join command as a test runs it: this Python, the install step skipped (the packages are
-    here already), ``extra`` join options then ``--`` and ``manage.py hostagent`` arguments."""
-    return [
-        sys.executable,
-        "-m",
-        "hostpanel.agent.join",
-        "--panel",
-        panel_url,
-        "--token",
-        token,
-        "--ca-file",
-        str(ca_file),
-        "--state-dir",
-        str(state_dir),
-        "--skip-install",
-        *extra,
-    ]

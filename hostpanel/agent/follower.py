@@ -1,8 +1,10 @@
 """The host agent's log follower: follows only the containers someone watches.
 
 Runs as a thread of ``manage.py hostagent`` (:func:`start_in_thread`) with its own
-asyncio loop on the Channels layer. A viewer's consumer sends ``logs.watch`` to the
-group ``logagent.<host>`` (:func:`hostpanel.logstream.watch.agent_group`) with the replica and container
+asyncio loop on this host's own layer (:func:`hostpanel.logstream.layer.host_layer`:
+Redis pub/sub under ``hostlogs.<host>.``; an enrolled agent connects with its own
+Redis user, which may use only those channels). A viewer's consumer sends
+``logs.watch`` to the group ``WATCH_GROUP`` there with the replica and container
 name; that is a lease, renewed every LEASE_RENEW seconds while the viewer stays and
 dropped LEASE_SECONDS after the last renewal. A watch that names ``reply_to`` also
 asks for backfill (the last ``tail`` lines, or the lines after ``after``), sent to
@@ -16,7 +18,7 @@ slowed. It sleeps on inotify (the log's directory), so a write wakes it at once
 (WAKE_FALLBACK_SECONDS bounds a missed event). Lines go into a bounded deque (the
 newest PENDING_LINES); when the thread has caught up with the file, or NOTIFY_LINES
 lines are waiting, it wakes the loop, which publishes everything pending as one
-batch per container through ``publish.apublish_lines`` (counting what the deque
+batch per container through ``publish.apublish_lines`` on the host's layer (counting what the deque
 dropped as skipped). So a quiet container's line leaves at once, and a flood goes
 out in batches of many lines: one group send each, not one per line.
 """
@@ -40,7 +42,8 @@ from engine.engine import Engine
 from engine.errors import EngineError
 from engine.logs.k8s_file import follow
 from hostpanel.logstream import publish, reading
-from hostpanel.logstream.watch import LEASE_SECONDS, agent_group
+from hostpanel.logstream.layer import host_layer
+from hostpanel.logstream.watch import LEASE_SECONDS, WATCH_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +114,13 @@ class Watch:
 
 
 class LogFollower:
-    """Leases, follow threads and publishing for one host's engine."""
+    """Leases, follow threads and publishing for one host's engine, on that host's layer
+    (``redis_url``: an enrolled agent's own Redis user; else the panel's)."""
 
-    def __init__(self, engine: Engine, host_name: str) -> None:
+    def __init__(self, engine: Engine, host_name: str, redis_url: str = "") -> None:
         self.engine = engine
-        self.group = agent_group(host_name)
+        self.host_name, self.redis_url = host_name, redis_url
+        self.layer: Any = None  # the host's layer, while running
         self.watches: dict[str, Watch] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.wake = asyncio.Event()
@@ -168,7 +173,9 @@ class LogFollower:
             lines, dropped = watch.take()
             step = publish.MAX_BATCH_LINES
             for i in range(0, max(len(lines), 1), step):
-                await publish.apublish_lines("container", watch.replica, lines[i : i + step], dropped=dropped)
+                await publish.apublish_lines(
+                    "container", watch.replica, lines[i : i + step], dropped=dropped, layer=self.layer
+                )
                 dropped = 0
 
     async def handle(self, layer: Any, message: dict[str, Any]) -> None:
@@ -205,32 +212,25 @@ class LogFollower:
         await layer.send(str(reply_to), answer)
 
     async def run(self, stop: threading.Event) -> None:
-        from channels.layers import get_channel_layer
-
-        layer = get_channel_layer()
+        layer = self.layer = host_layer(self.host_name, self.redis_url)
         self.loop = asyncio.get_running_loop()
-        channel = await layer.new_channel("logagent.")
-        await layer.group_add(self.group, channel)
+        channel = await layer.new_channel()
+        await layer.group_add(WATCH_GROUP, channel)
         receiver = asyncio.create_task(self._receive(layer, channel))
-        joined = time.monotonic()
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), HOUSEKEEPING_SECONDS)
                 self.wake.clear()
                 await self.flush()
-                now = time.monotonic()
-                self.expire(now)
-                if now - joined > 600:  # keep the group membership from expiring
-                    await layer.group_add(self.group, channel)
-                    joined = now
+                self.expire(time.monotonic())
                 if receiver.done():
                     receiver.result()  # raise what killed it
         finally:
             self.loop = None
             receiver.cancel()
             self.stop_all()
-            await layer.group_discard(self.group, channel)
+            await layer.group_discard(WATCH_GROUP, channel)
 
     async def _receive(self, layer: Any, channel: str) -> None:
         while True:
@@ -241,13 +241,16 @@ class LogFollower:
                 log.exception("log watch message failed: %r", message)
 
 
-def start_in_thread(engine: Engine, host_name: str, stop: threading.Event) -> threading.Thread:
-    """Run the follower of this host in a daemon thread until ``stop`` is set; restarts it after errors."""
+def start_in_thread(
+    engine: Engine, host_name: str, stop: threading.Event, redis_url: str = ""
+) -> threading.Thread:
+    """Run the follower of this host in a daemon thread until ``stop`` is set; restarts it after errors.
+    ``redis_url``: an enrolled agent's own (its credentials); else the panel's Channels Redis."""
 
     def main() -> None:
         while not stop.is_set():
             try:
-                asyncio.run(LogFollower(engine, host_name).run(stop))
+                asyncio.run(LogFollower(engine, host_name, redis_url).run(stop))
             except Exception:
                 log.exception("log follower failed; restarting in 2 s")
                 stop.wait(2.0)

@@ -16,14 +16,27 @@ MONITOR`` and ``ACL LOG`` while an agent consumed and answered tasks):
   panel names the task ids of its questions so (hosts/dispatch.py); every other host task ignores
   its result.
 
-Until the agent drops its database (a later issue), two of its Redis uses still go through the
-panel's user (``REDIS_URL``): what it *sends* (``broker_write_url``: the heartbeat loop's
-scheduling and roll work enqueues tasks for every host; the worker's ``/0.celeryev/*`` event
-PUBLISHes) and the Channels layer (``asgi*`` keys: log lines, terminal output). MONITOR during
-tests/hostpanel/e2e/test_e2e_enrollment.py shows exactly the keys above on the host's user.
+Live log following (hostpanel/logstream/layer.py) is Redis pub/sub under the host's own prefix
+:func:`logs_prefix` (``hostlogs.<name>.``): the viewers' leases the agent's follower SUBSCRIBEs to,
+the backfill it PUBLISHes to a viewer's reply channel and the line batches of the replicas placed
+on it, every one a channel beginning with that prefix (channels-redis's pub/sub layer names its
+group channels ``<prefix>__group__<group>`` and its own channels ``<prefix>specific.<uuid>``). The
+user gets the channel pattern ``&hostlogs.<name>.*`` and SUBSCRIBE/UNSUBSCRIBE, and no key: so a
+host reads only the leases of its own replicas' viewers and publishes only to viewers of replicas
+placed on it (a panel consumer listens for a replica on its host's prefix only), never to another
+host's viewers nor into another host's replicas' streams.
 
-Everything else is refused with NOPERM: another host's queue (read or write), the Channels
-layer, the panel's keys, KEYS/SCAN/CONFIG/FLUSH*. The panel keeps its own user with full access.
+An agent with the database (not enrolled, or enrolled with ``DATABASE_URL``) still sends through
+the panel's user (``REDIS_URL``: ``broker_write_url``, the heartbeat loop's scheduling and roll
+work enqueues tasks for every host; the worker's ``/0.celeryev/*`` event PUBLISHes; the terminal
+relay on the Channels layer, ``asgi*`` keys). An enrolled one follows logs as its own user either
+way. MONITOR during tests/hostpanel/e2e/test_e2e_enrollment.py shows exactly the keys above on the
+host's user.
+
+Everything else is refused with NOPERM: another host's queue (read or write) or log channels, the
+Channels layer's keys, the panel's keys, KEYS/SCAN/CONFIG/FLUSH*, PSUBSCRIBE. The panel keeps its
+own user with full access. A user an older version made (other key or channel patterns) is set
+again at the host's next heartbeat (:func:`ensure_host_user`).
 """
 
 from __future__ import annotations
@@ -70,6 +83,9 @@ COMMANDS = (
     "expire",
     "pexpire",
     "publish",
+    # live log following: pub/sub on its own channels only (logs_prefix)
+    "subscribe",
+    "unsubscribe",
     "multi",
     "exec",
     "discard",
@@ -85,6 +101,13 @@ COMMANDS = (
 def user_name(host: str) -> str:
     """The Redis ACL user of ``host``."""
     return f"host-{host}"
+
+
+def logs_prefix(host: str) -> str:
+    """The prefix of ``host``'s live-log channels (hostpanel/logstream/layer.py: leases, backfill,
+    line batches). Anything but letters, digits, ``-`` and ``_`` becomes ``_``: an enrolled host's
+    name has neither ``.`` nor ``_``, so no host's prefix begins with another host's."""
+    return "hostlogs." + re.sub(r"[^A-Za-z0-9_-]", "_", host)[:80] + "."
 
 
 def host_queues(host: str) -> tuple[str, str]:
@@ -117,6 +140,7 @@ def acl_rules(host: str, password_sha256: str) -> list[str]:
         # answers to the panel's questions (hosts/dispatch.py names their task ids <queue>.<uuid>)
         rules += [f"~celery-task-meta-{queue}.*", f"&celery-task-meta-{queue}.*"]
     rules += [f"~{key}" for key in transport_options(host).values()]
+    rules.append(f"&{logs_prefix(host)}*")  # live log following: its own pub/sub channels
     return rules
 
 
@@ -143,11 +167,26 @@ def set_host_user(host: str, password_sha256: str) -> str:
 
 
 def ensure_host_user(host: str, password_sha256: str) -> bool:
-    """Re-create ``host``'s user if Redis lost it (a restart: ACL users live in memory); True if so."""
-    if _acl("GETUSER", user_name(host)) is not None:
+    """Set ``host``'s user again if Redis lost it (a restart: ACL users live in memory) or its key or
+    channel patterns are not this version's (an older panel made it: a version that grants new
+    commands grants them with the patterns they need, as live log following did); True if so."""
+    current = _acl("GETUSER", user_name(host))
+    if current is not None and _patterns(current) == _patterns_of(acl_rules(host, password_sha256)):
         return False
     set_host_user(host, password_sha256)
     return True
+
+
+def _patterns(user: object) -> set[str]:
+    """The key (``~pattern``) and channel (``&pattern``) rules of an ``ACL GETUSER`` answer (Redis
+    writes them back as given; not commands, which it folds into categories)."""
+    fields = user if isinstance(user, dict) else {}
+    text = b" ".join(fields.get(k) or b"" for k in (b"keys", b"channels"))
+    return {rule for rule in text.decode(errors="replace").split(" ") if rule}
+
+
+def _patterns_of(rules: list[str]) -> set[str]:
+    return {rule for rule in rules if rule[:1] in "~&"}
 
 
 def delete_host_user(host: str) -> bool:

@@ -17,11 +17,16 @@ backfill then holds exactly the lines after it); otherwise ``?tail=N`` (default
 - ``{"type": "ready"}``: backfill done, live lines follow
 - ``{"type": "error", "message": ...}``
 
-Line batches travel on the lines layer (``layer.lines_layer``: Redis pub/sub, one
-PUBLISH per batch whatever the number of viewers, fanned out in this process); where
-that is not the consumer's own layer, a task of the consumer receives them on a
-channel of its own there. Every handler that sends lines runs under one lock, so
-live batches never overtake the backfill.
+A placed container's stream is all on its host's own layer (``layer.host_layer``: Redis
+pub/sub under ``hostlogs.<host>.``, which that host's Redis user alone of the hosts may
+use): the consumer takes a channel of its own there and joins the replica's group, sends
+its leases to the follower's group (``watch.WATCH_GROUP``) with that channel as
+``reply_to``, and a task of it receives the backfill and the line batches there. So a
+host reaches only the viewers of replicas placed on it. Other kinds' batches travel on
+the lines layer (``layer.lines_layer``); where that is not the consumer's own layer, the
+same task receives them on a channel of its own there. Redis pub/sub means one PUBLISH
+per batch whatever the number of viewers, fanned out in this process. Every handler that
+sends lines runs under one lock, so live batches never overtake the backfill.
 
 Bounds per connection: live lines while the backfill is pending are held in a
 deque of BUFFER_MESSAGES messages; at most RATE_LINES lines a second are sent
@@ -41,9 +46,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from hostpanel.logstream import access, cursors, services
-from hostpanel.logstream.layer import lines_layer
+from hostpanel.logstream.layer import host_layer, lines_layer
 from hostpanel.logstream.publish import group_name
-from hostpanel.logstream.watch import LEASE_RENEW
+from hostpanel.logstream.watch import LEASE_RENEW, WATCH_GROUP
 from hostpanel.tenants.watch import AccessGuard
 
 REFUSED = 4404
@@ -63,17 +68,20 @@ def _key(line: dict[str, Any]) -> tuple[int, int] | None:
         return None
 
 
-_frames: OrderedDict[tuple[str, str, int, int], str] = OrderedDict()
+_frames: OrderedDict[tuple[tuple[str, str], str, int, int], str] = OrderedDict()
 FRAMES_KEPT = 64
 
 
-def _frame(group: str, epoch: str, start: int, end: int, lines: list[dict[str, Any]]) -> str | None:
+def _frame(
+    stream: tuple[str, str], epoch: str, start: int, end: int, lines: list[dict[str, Any]]
+) -> str | None:
     """The text of a whole batch's ``lines`` message, encoded once per panel process: every viewer
-    of a stream that gets the whole batch gets the same text (a batch is known by its publisher's
-    epoch and its start and end counts in the group)."""
+    of a stream (its host, or "", and its group) that gets the whole batch gets the same text (a
+    batch is known by its publisher's epoch and its start and end counts in the group). The host
+    is part of it: a host can never have its text sent to the viewers of another host's stream."""
     if not epoch:
         return None
-    key = (group, epoch, start, end)
+    key = (stream, epoch, start, end)
     text = _frames.get(key)
     if text is None:
         text = json.dumps({"type": "lines", "lines": lines})
@@ -83,8 +91,24 @@ def _frame(group: str, epoch: str, start: int, end: int, lines: list[dict[str, A
     return text
 
 
+def _well_formed(event: Any) -> bool:
+    """Whether a message from a stream's layer has the shape the handlers read (a host's agent
+    writes them: one sending junk stops nothing but its own lines)."""
+    if not isinstance(event, dict) or event.get("type") not in ("logs.batch", "logs.backfill"):
+        return False
+    lines = event.get("lines")
+    numbers = (event.get(k, 0) for k in ("skipped", "start", "end"))
+    return (
+        (lines is None or (isinstance(lines, list) and all(isinstance(x, dict) for x in lines)))
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
+        and isinstance(event.get("epoch", ""), str)
+        and isinstance(event.get("error", ""), str | None)
+    )
+
+
 class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     group = ""
+    frames_of = ("", "")
     guard: AccessGuard | None = None
     lines: Any = None  # the layer line batches arrive on
     lines_channel = ""  # this consumer's channel there, when it is not the consumer's own layer
@@ -113,7 +137,10 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=REFUSED)
             return
         self.group = group
-        await self._join()
+        source = None
+        if self.kind == "container":
+            source = await database_sync_to_async(services.container_source)(self.key)
+        await self._join(source.host if source is not None else None)
         kind, key = self.kind, self.key
         self.guard = AccessGuard(self, lambda: access.may_keep_watching(user, kind, key), self._access_lost)
         await self.guard.start(getattr(user, "pk", None))
@@ -130,17 +157,16 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             async with self.order:
                 await self._become_ready()
             return
-        source = await database_sync_to_async(services.container_source)(self.key)
         if source is None:
             async with self.order:
                 await self.send_json({"type": "error", "message": NOT_PLACED})
                 await self._become_ready()
             return
         watch = {"type": "logs.watch", "replica": source.replica, "container": source.container}
-        await self.channel_layer.group_send(
-            source.agent_group, watch | {"reply_to": self.channel_name, "tail": tail, "after": after}
+        await self.lines.group_send(
+            WATCH_GROUP, watch | {"reply_to": self.lines_channel, "tail": tail, "after": after}
         )
-        self.tasks.append(asyncio.create_task(self._renew(source.agent_group, watch)))
+        self.tasks.append(asyncio.create_task(self._renew(watch)))
         self.deadline = asyncio.create_task(self._backfill_deadline())
         self.tasks.append(self.deadline)
 
@@ -151,8 +177,11 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.guard.stop()
         await self._leave()
 
-    async def _join(self) -> None:
-        self.lines = lines_layer()
+    async def _join(self, host: str | None) -> None:
+        """Listen for the stream's batches: a placed container's on its host's layer (where the
+        backfill comes too, on the same channel), any other on the lines layer."""
+        self.lines = host_layer(host) if host is not None else lines_layer()
+        self.frames_of = (host or "", self.group)
         if self.lines is self.channel_layer:
             await self.channel_layer.group_add(self.group, self.channel_name)
             return
@@ -170,9 +199,13 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         try:
             while True:
                 event = await self.lines.receive(self.lines_channel)
-                if event.get("type") == "logs.batch":
+                if not _well_formed(event):
+                    continue  # a host sends only to viewers of its own replicas, but nothing to crash on
+                if event["type"] == "logs.batch":
                     inbox.append(event)
                     waiting.set()
+                elif event["type"] == "logs.backfill":
+                    await self.logs_backfill(event)
         finally:
             sender.cancel()
 
@@ -191,8 +224,18 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             else:
                 await self.channel_layer.group_discard(group, self.channel_name)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Messages of the consumer's own channel. An access change stops lines from going out at
+        once, before Channels' dispatch waits for the database thread, until the re-check has
+        answered: batches arrive on another layer, so they must not overtake this message."""
+        if message.get("type") == "access.changed":
+            async with self.order:
+                await super().dispatch(message)
+            return
+        await super().dispatch(message)
+
     async def access_changed(self, event: dict[str, Any]) -> None:
-        """A membership, token or user of this viewer changed: re-check now."""
+        """A membership, token or user of this viewer changed: re-check now (``dispatch`` holds lines)."""
         if self.guard is not None:
             await self.guard.recheck()
 
@@ -206,10 +249,10 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen; anything they send is ignored."""
 
-    async def _renew(self, agent_group: str, watch: dict[str, Any]) -> None:
+    async def _renew(self, watch: dict[str, Any]) -> None:
         while True:
             await asyncio.sleep(LEASE_RENEW)
-            await self.channel_layer.group_send(agent_group, watch)
+            await self.lines.group_send(WATCH_GROUP, watch)
 
     async def _backfill_deadline(self) -> None:
         await asyncio.sleep(BACKFILL_TIMEOUT)
@@ -252,7 +295,8 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             self.held.append(event)
             return
         async with self.order:
-            await self._forward(event)
+            if self.group:  # access may have ended while this batch waited
+                await self._forward(event)
 
     async def _become_ready(self) -> None:
         self.ready = True
@@ -291,6 +335,6 @@ class LogConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send_json({"type": "skipped", "count": skipped})
         if lines:
             whole = len(lines) == len(event.get("lines") or [])
-            frame = _frame(self.group, epoch, start, end, lines) if whole else None
+            frame = _frame(self.frames_of, epoch, start, end, lines) if whole else None
             await self.send(text_data=frame or json.dumps({"type": "lines", "lines": lines}))
             self.last = _key(lines[-1]) or self.last

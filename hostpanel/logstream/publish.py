@@ -6,7 +6,9 @@ code), e.g. a build task streaming its output::
     from hostpanel.logstream.publish import publish_lines
     publish_lines("build", str(build.pk), [{"stream": "stdout", "text": "Step 1/4"}])
 
-Viewers connect to ``ws/logs/<kind>/<key>/`` (access.register decides who may).
+Viewers connect to ``ws/logs/<kind>/<key>/`` (access.register decides who may). A
+container's lines are published by its host's follower on that host's own layer
+(``layer.host_layer``), where the viewers of its replicas listen; other kinds on the lines layer.
 Lines are dicts ``{"stream", "text"}`` with optional ``"time"`` and ``"cursor"``;
 a line without a cursor gets the stream's next sequence number.
 
@@ -116,12 +118,16 @@ def publish_lines(kind: str, key: str, lines: list[dict[str, Any]], dropped: int
         )
 
 
-async def apublish_lines(kind: str, key: str, lines: list[dict[str, Any]], dropped: int = 0) -> None:
-    """:func:`publish_lines` for async code."""
+async def apublish_lines(
+    kind: str, key: str, lines: list[dict[str, Any]], dropped: int = 0, layer: Any = None
+) -> None:
+    """:func:`publish_lines` for async code; ``layer``: the one to publish on (a host's follower
+    publishes on its own, ``layer.host_layer``), else the lines layer."""
     if not lines and not dropped:
         return
-    from hostpanel.logstream.layer import lines_layer
+    if layer is None:
+        from hostpanel.logstream.layer import lines_layer
 
-    layer = lines_layer()
+        layer = lines_layer()
     if layer is not None:
         await layer.group_send(group_name(kind, key), prepare_batch(kind, key, lines, dropped=dropped))

@@ -10,16 +10,16 @@ from hostpanel.deployments.models import Replica
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.hosts import dispatch
 from hostpanel.logstream.cursors import is_valid
-from hostpanel.logstream.watch import agent_group
 from hostpanel.tenants.access import require_role
 from hostpanel.tenants.models import Role
 
 
 @dataclass(frozen=True)
 class Source:
-    """The host agent that follows a container, and the container's name there."""
+    """The host whose agent follows a container (its layer: ``layer.host_layer``), and the
+    container's name there."""
 
-    agent_group: str
+    host: str
     replica: str
     container: str
 
@@ -30,7 +30,7 @@ def container_source(key: str) -> Source | None:
     replica = Replica.objects.filter(pk=int(key)).select_related("host").first()
     if replica is None or replica.host is None:
         return None
-    return Source(agent_group(replica.host.name), str(replica.pk), replica.container_name)
+    return Source(replica.host.name, str(replica.pk), replica.container_name)
 
 
 MAX_DOWNLOAD_LINES = 100_000

@@ -33,20 +33,18 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.utils import timezone
 
+from bench.enroll import join_args, joined_agent_args, tls_front
 from engine.engine import Engine
 from engine.runtime.model import ExecSpec
 from tests.stack import (
     REPO,
     Agent,
     free_port,
-    join_args,
-    joined_agent_args,
     panel_env,
     remove_agent_leftovers,
     shared_database_url,
     start_panel,
     stop_process,
-    tls_front,
     wait_for,
 )
 
@@ -142,19 +140,23 @@ def join(
         ), log
 
 
+PANEL_ONLY = ("DATABASE_URL", "REDIS_URL", "HOSTPANEL_SECRET_KEY")  # never in a joined agent's environment
+
+
 def start_without_database(
     panel: Panel, name: str, tmp_path: Path, *agent_args: str, env: dict[str, str] | None = None
 ) -> Agent:
     """Host ``name`` added, its engine made, and its join command run until its agent says it runs
-    with NO ``DATABASE_URL`` nor panel ``REDIS_URL`` in its environment (asserted on the running
-    process too), with secret keys that are not the panel's and a var directory of its own;
+    with NO ``DATABASE_URL``, panel ``REDIS_URL`` nor the panel's ``HOSTPANEL_SECRET_KEY`` in its
+    environment (asserted on the running process too), with secret keys that are not the panel's
+    and a var directory of its own;
     ``agent_args`` follow joined_agent_args, ``env`` adds to its environment. The agent's ``env``
     holds its state directory, so ``agent.start()`` starts it again after a stop."""
     token = add_host(name)
     root, instance = tmp_path / f"engine-{name}", f"hpnd-{secrets.token_hex(3)}"
     engine = Engine(root=root, instance=instance)
     engine.images.bootstrap_busybox()
-    base = {k: v for k, v in panel.env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    base = {k: v for k, v in panel.env.items() if k not in PANEL_ONLY}
     base["HOSTPANEL_SECRET_KEYS"] = Fernet.generate_key().decode()  # not the panel's: no decrypting here
     base["HOSTPANEL_VAR_DIR"] = str(tmp_path / f"var-{name}")  # nothing of the panel's var either
     base |= env or {}
@@ -166,7 +168,7 @@ def start_without_database(
     try:
         wait_for(lambda: "no database" in log.read_text(), 60, f"the agent to start\n{agent.log_tail()}")
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")  # the exec'd agent itself
-        assert not [e for e in environ if e.startswith((b"DATABASE_URL=", b"REDIS_URL="))]
+        assert not [e for e in environ if e.startswith(tuple(f"{k}=".encode() for k in PANEL_ONLY))]
         assert b"HOSTPANEL_AGENT_STATE_DIR=" + str(state.resolve()).encode() in environ
     except BaseException:
         agent.stop()

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from bench.underlay import NetnsAgent
 from engine.engine import Engine
-from tests.hostpanel.e2e.test_e2e_networks import NetnsAgent, agents_in_namespaces
+from tests.hostpanel.e2e.test_e2e_networks import agents_in_namespaces
 from tests.stack import stop_process, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,77 +23,20 @@ import pytest
 from django.db import transaction
 from pyroute2 import IPRoute
 
+from bench.underlay import NetnsAgent
 from engine.engine import Engine
 from engine.networks import netlink
 from tests.stack import (
-    REPO,
     celery_pointed_at,
     panel_env,
     redis_server,
     shared_database_url,
     stop_process,
-    unmount_below,
     wait_for,
 )
 
 PORT = 7000
 GRACE = 120.0
-
-
-@dataclass
-class NetnsAgent:
-    """A host agent running inside its own network namespace, with its engine."""
-
-    name: str
-    netns: Path
-    underlay: str
-    root: Path
-    instance: str
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str]) -> None:
-        args = [
-            "nsenter", f"--net={self.netns}", sys.executable, "manage.py", "hostagent",
-            "--name", self.name, "--engine-root", str(self.root), "--instance", self.instance,
-            "--address", self.underlay, "--heartbeat-interval", "0.5", "--reconcile-interval", "1",
-            "--usage-interval", "5", "--cpus", "4", "--memory", str(8 * 1024**3), "--loglevel", "INFO",
-        ]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def hpctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [
-            "nsenter", f"--net={self.netns}", sys.executable, "-m", "engine.cli",
-            "--root", str(self.root), "--instance", self.instance, *args,
-        ]  # fmt: skip
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO)
-
-    def sh(self, container: str, script: str) -> str:
-        proc = self.hpctl("exec", container, "sh", "-c", script)
-        return proc.stdout + proc.stderr
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def clean(self) -> None:
-        """Remove what the engine holds (inside the namespace: its links live there)."""
-        script = (
-            "from engine.engine import Engine\n"
-            f"e = Engine(root={str(self.root)!r}, instance={self.instance!r})\n"
-            "for c in e.list(all=True): e.remove(c.id, force=True)\n"
-            "for n in e.network_list(): e.network_remove(n.name)\n"
-            "for v in e.volume_list(): e.volume_remove(v.name, force=True)\n"
-        )
-        subprocess.run(
-            ["nsenter", f"--net={self.netns}", sys.executable, "-c", script],
-            cwd=REPO,
-            env=os.environ | {"PYTHONPATH": str(REPO)},
-            capture_output=True,
-            timeout=120,
-        )
-        unmount_below(self.root)
 
 
 def _veth(

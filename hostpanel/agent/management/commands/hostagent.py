@@ -101,9 +101,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         client = None
+        opts["logs_redis_url"] = ""  # the log follower's Redis: the panel's, or an enrolled host's own user
         if opts["state_dir"]:
             creds = enrolled(Path(opts["state_dir"]), opts["name"])
             opts["name"], client = creds.name, client_for(creds)
+            opts["logs_redis_url"] = creds.redis_url
             try:
                 client.me()  # a revoked host stops here
             except PanelError as exc:
@@ -167,7 +169,9 @@ class Command(BaseCommand):
         )
         beat.start()
 
-        start_in_thread(engine, name, stop)  # follows the logs of containers someone watches
+        start_in_thread(
+            engine, name, stop, opts["logs_redis_url"]
+        )  # follows the logs of containers someone watches
         builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
         builds.start()
         self.stdout.write(
@@ -196,8 +200,9 @@ class Command(BaseCommand):
         builds killed with an earlier agent left removed first. It runs the edge as the database
         path does (:func:`start_edge`): the panel answers its start by sending its queue the last
         routing table, and the later ones as it publishes them (the ``apply_routes`` task); its
-        reconciles load Caddy's config again should Caddy have restarted without it. Not yet here
-        (they need the database): log following, and the panel-wide work (placement, dead
+        reconciles load Caddy's config again should Caddy have restarted without it. It follows the
+        logs viewers watch (hostpanel/agent/follower.py) as its own Redis user, on its own channels.
+        Not yet here (they need the database): the terminal relay, and the panel-wide work (placement, dead
         hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
         config = agent.AgentConfig(
             name=opts["name"], engine_root=opts["engine_root"], instance=opts["instance"]
@@ -238,6 +243,7 @@ class Command(BaseCommand):
         queue, build_queue = host["queues"][0], host["queues"][1]
         builds = BuildWorker(config.name, build_queue, opts["build_slots"], opts["loglevel"], stop)
         builds.start()  # the start's answer sent it the host's queued builds again
+        start_in_thread(engine, config.name, stop, opts["logs_redis_url"])  # as its own Redis user
         self.stdout.write(
             f"host agent {config.name} (no database): queue {queue}, builds on {build_queue} "
             f"({opts['build_slots']} slots), engine {config.engine_root}"
