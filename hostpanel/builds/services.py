@@ -199,8 +199,9 @@ def dispatch_builds(host: Host) -> list[int]:
     than :func:`tenant_build_slots` builds sent or running there; the others stay queued (with no
     ``dispatched_at``) until one of their tenant's builds ends. Returns the ids sent.
 
-    Called when a build is started, when one ends, and on every heartbeat of the host's agent (so a
-    lost message or a Redis outage only delays). Dispatchers of one host are serialised by a write
+    Called when a build is started, when one ends, and on every heartbeat of the host's agent, with
+    the database or without it (:func:`dispatch_on_heartbeat`), so a build held back for its
+    tenant's share or by a Redis outage only waits. Dispatchers of one host are serialised by a write
     to its row first (a row lock on PostgreSQL, the write lock on SQLite)."""
     share = tenant_build_slots()
     sent: list[int] = []
@@ -226,8 +227,20 @@ def dispatch_builds(host: Host) -> list[int]:
                 sent.append(pk)
         if sent:
             queue = host.build_queue
-            transaction.on_commit(lambda: [dispatch.send_build(pk, queue) for pk in sent])
+            transaction.on_commit(lambda: _send_builds(sent, queue))
     return sent
+
+
+def _send_builds(ids: list[int], queue: str) -> None:
+    """Send builds ``ids`` to ``queue``; those a broker outage kept from it are marked not sent
+    again, so the next dispatch (the host's next heartbeat at the latest) sends them."""
+    for done, pk in enumerate(ids):
+        try:
+            dispatch.send_build(pk, queue)
+        except Exception:
+            log.warning("builds %s: could not send them to %s; the next heartbeat does", ids[done:], queue)
+            Build.objects.filter(pk__in=ids[done:], status=Build.Status.QUEUED).update(dispatched_at=None)
+            return
 
 
 def redispatch_host_builds(host: Host) -> list[int]:
@@ -459,6 +472,14 @@ def redispatch_on_agent_start(sender: object, host: Host, **kwargs: object) -> N
     """deployments.desired.agent_started (an agent without the database started): its queued builds
     are sent again, as the agent with the database does at its start (:func:`redispatch_host_builds`)."""
     redispatch_host_builds(host)
+
+
+def dispatch_on_heartbeat(sender: object, host_id: int, **kwargs: object) -> None:
+    """hosts.signals.host_beat (both agents' heartbeats): the host's waiting builds are sent
+    (:func:`dispatch_builds`)."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is not None:
+        dispatch_builds(host)
 
 
 def fail_on_agent_restart(sender: object, host: Host, **kwargs: object) -> None:

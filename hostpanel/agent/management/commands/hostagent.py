@@ -41,7 +41,7 @@ from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.agent.follower import start_in_thread
 from hostpanel.agent.usage import report_usage
-from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
+from hostpanel.builds.services import clean_interrupted_builds, redispatch_host_builds
 from hostpanel.celery import app
 from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services
@@ -249,7 +249,7 @@ class Command(BaseCommand):
             f"({opts['build_slots']} slots), engine {config.engine_root}"
         )
         try:
-            app.worker_main(control_worker_args(queue, config.name, opts["loglevel"]))
+            app.worker_main(control_worker_args(queue, config.name, opts["loglevel"], events=False))
         finally:
             stop.set()
             builds.stop()
@@ -306,9 +306,6 @@ class Command(BaseCommand):
                 services.watch_hosts()  # dead hosts, drains and evacuations, pending replicas
                 rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
                 stacks.advance_all()  # stacks' waiting services start once their dependencies are met
-                host = Host.objects.filter(pk=host_id).first()
-                if host is not None:
-                    dispatch_builds(host)  # a lost message or a Redis outage only delays a build
                 for job, period in every.items():
                     if since[job] >= period and Host.objects.filter(pk=host_id).exists():
                         senders[job](host_id, queue)
@@ -322,8 +319,11 @@ class Command(BaseCommand):
                 since[job] += interval
 
 
-def control_worker_args(queue: str, name: str, loglevel: str) -> list[str]:
-    """The agent's own Celery worker: its host queue, one task at a time (solo pool)."""
+def control_worker_args(queue: str, name: str, loglevel: str, *, events: bool = True) -> list[str]:
+    """The agent's own Celery worker: its host queue, one task at a time (solo pool). Without
+    ``events`` it publishes no worker events (online, heartbeats; nothing reads them): an agent
+    without the database publishes as its host's Redis user, whose ACL has no ``/0.celeryev/*``
+    channel (hosts/redis_acl.py), so they would be refused and piled up in the worker's buffer."""
     return [
         "worker",
         "--queues",
@@ -334,6 +334,7 @@ def control_worker_args(queue: str, name: str, loglevel: str) -> list[str]:
         f"{name}@{socket.gethostname()}",
         "--without-gossip",
         "--without-mingle",
+        *([] if events else ["--without-heartbeat"]),
         "--loglevel",
         loglevel,
     ]
