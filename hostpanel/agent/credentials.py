@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 DEFAULT_STATE_DIR = Path("/var/lib/hostpanel-agent")
 KEY_FILE = "host.key"
 CREDENTIALS_FILE = "credentials.json"
+FILE_CHUNK = 1024 * 1024
+FILE_TIMEOUT = 300.0  # seconds without progress on a file's transfer (a context, an image)
 
 
 class PanelError(Exception):
@@ -97,17 +100,46 @@ class InternalClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        result: dict[str, Any] = json.loads(self._send(method, path, data, headers) or b"{}")
+        return result
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | BinaryIO | None,
+        headers: dict[str, str],
+        into: BinaryIO | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """One request; the answer's body (written to ``into`` instead, if given)."""
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
-                result: dict[str, Any] = json.loads(response.read() or b"{}")
-                return result
+            with urllib.request.urlopen(
+                request, timeout=timeout or self.timeout, context=self.context
+            ) as response:
+                if into is None:
+                    return bytes(response.read())
+                shutil.copyfileobj(response, into, FILE_CHUNK)
+                return b""
         except urllib.error.HTTPError as exc:
             raise PanelError(_error_message(exc), exc.code) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise PanelError(f"cannot reach the panel at {self.base}: {exc}") from exc
+
+    def download(self, path: str, into: BinaryIO) -> None:
+        """GET ``path`` (a file) into ``into``."""
+        self._send("GET", path, None, {}, into=into, timeout=FILE_TIMEOUT)
+
+    def upload(self, path: str, source: BinaryIO, size: int) -> dict[str, Any]:
+        """POST the ``size`` bytes of ``source`` to ``path``; the JSON answer."""
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        result: dict[str, Any] = json.loads(
+            self._send("POST", path, source, headers, timeout=FILE_TIMEOUT) or b"{}"
+        )
+        return result
 
     def heartbeat(self, running: dict[str, int] | None = None) -> dict[str, Any]:
         """Beat; with ``running`` ({replica id: generation} of its containers) the answer's ``fence``
@@ -163,6 +195,26 @@ class InternalClient:
         """Complete the audit entry of an exec session this host ran (hostpanel/terminal/internal.py)."""
         body = {"exit_code": exit_code, "reason": reason[:500]}
         return self.call("POST", f"exec/{int(audit_id)}/finished", body)
+
+    def claim_build(self, build_id: int) -> dict[str, Any]:
+        """Mark build ``build_id`` (queued on this host) running; its spec (builds/runner.BuildSpec)."""
+        return self.call("POST", f"builds/{int(build_id)}/claim", {})
+
+    def build_context(self, build_id: int, into: BinaryIO) -> None:
+        """The context upload of a running build of this host, written to ``into``."""
+        self.download(f"builds/{int(build_id)}/context", into)
+
+    def build_output(self, build_id: int, lines: list[dict[str, str]]) -> dict[str, Any]:
+        """Lines a running build printed (``{"stream", "text"}``), stored and sent to live viewers."""
+        return self.call("POST", f"builds/{int(build_id)}/output", {"lines": lines})
+
+    def build_image(self, build_id: int, source: BinaryIO, size: int) -> dict[str, Any]:
+        """The exported image of a running build (stored as its tenant's ``<slug>/<name>``)."""
+        return self.upload(f"builds/{int(build_id)}/image", source, size)
+
+    def finish_build(self, build_id: int, error: str) -> dict[str, Any]:
+        """The end of a running build: succeeded when ``error`` is empty."""
+        return self.call("POST", f"builds/{int(build_id)}/finish", {"error": error})
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

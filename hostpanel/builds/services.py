@@ -24,8 +24,6 @@ import math
 import os
 import shutil
 import tempfile
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any
@@ -36,87 +34,32 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from engine.build.dockerfile import parse_dockerfile
-from engine.build.git import clone_context, parse_git_url
-from engine.build.model import BuildOptions, BuildTimedOut, ContextLimits
 from engine.build.recover import remove_interrupted_builds
-from engine.build.upload import unpack_context
 from engine.engine import Engine
-from engine.errors import EngineError, InvalidSpec
+from engine.errors import InvalidSpec
 from engine.images.extract import remove_tree
 from hostpanel.audit.services import Actor, audited
-from hostpanel.builds import dispatch
+from hostpanel.builds import dispatch, runner
+from hostpanel.builds.contexts import check_context_path, check_git_url
 from hostpanel.builds.models import Build
-from hostpanel.errors import InvalidRequest, NoCapacity, ServiceError
+from hostpanel.builds.runner import SCRATCH_PREFIX, STORED_LINES, BuildSpec, LineSink
+from hostpanel.errors import InvalidRequest, NoCapacity
 from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
+from hostpanel.images.models import Image
 from hostpanel.logstream.publish import forget, publish_lines
 from hostpanel.tenants.access import has_role, require_role
-from hostpanel.tenants.limits import build_run_limits, write_tenant_limits
+from hostpanel.tenants.limits import quota_limits
 from hostpanel.tenants.models import Quota, Role, Tenant
 
 log = logging.getLogger(__name__)
 MAX_DOCKERFILE_CHARS = 256 * 1024
-SCRATCH_PREFIX = "hpbuild-"  # a build's directory in the engine's tmp
-STORED_LINES = 5000
 CHUNK = 1024 * 1024
-_FLUSH_LINES = 200
-_FLUSH_SECONDS = 0.25
 
 
 def list_builds(actor: Actor, tenant: Tenant) -> QuerySet[Build]:
     require_role(actor, tenant, Role.VIEWER)
     return Build.objects.filter(tenant=tenant)
-
-
-def context_limits() -> ContextLimits:
-    """The admin's size bounds on what a build reads from its context."""
-    return ContextLimits(
-        dockerfile=settings.HOSTPANEL_BUILD_MAX_DOCKERFILE_BYTES,
-        dockerignore=settings.HOSTPANEL_BUILD_MAX_DOCKERIGNORE_BYTES,
-        context=settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES,
-    )
-
-
-def tenant_context_roots(tenant: Tenant) -> list[Path]:
-    """The directories a tenant's builds may read a context from: ``<root>/<slug>`` for each
-    root of ``HOSTPANEL_BUILD_CONTEXT_ROOTS`` (symlinks the admin made resolved), never a shared one."""
-    return [(Path(p) / tenant.slug).resolve() for p in settings.HOSTPANEL_BUILD_CONTEXT_ROOTS if p]
-
-
-def _under_tenant_roots(path: Path, tenant: Tenant, field: str, what: str) -> Path:
-    """``path`` resolved, if it is a directory in one of the tenant's own context directories.
-    The refusal is the same whether the path is missing or another tenant's: it reveals neither."""
-    roots = tenant_context_roots(tenant)
-    if not roots:
-        raise InvalidRequest(f"{field}: building from {what} is not enabled here; upload a context tar")
-    resolved = path.resolve()
-    if not any(resolved.is_relative_to(root) for root in roots) or not resolved.is_dir():
-        raise InvalidRequest(
-            f"{field}: {path} is not {what} in this tenant's context directories "
-            f"({', '.join(str(r) for r in roots)}); put it there or upload a context tar instead"
-        )
-    return resolved
-
-
-def check_context_path(path: str, tenant: Tenant) -> Path:
-    """``path`` resolved, if a directory under the tenant's own context roots; else InvalidRequest."""
-    return _under_tenant_roots(Path(path), tenant, "context_path", "a directory")
-
-
-def check_git_url(url: str, tenant: Tenant) -> str:
-    """``url`` (``PATH[#REF][:DIR]`` or ``file://``) with its repository path resolved (symlinks
-    followed), if that is a directory under the tenant's own context roots; InvalidRequest otherwise."""
-    if not tenant_context_roots(tenant):
-        raise InvalidRequest(
-            "git_url: building from a git repository is not enabled here; upload a context tar"
-        )
-    try:
-        source = parse_git_url(url)
-    except InvalidSpec as exc:
-        raise InvalidRequest(f"git_url: {exc}") from None
-    resolved = _under_tenant_roots(source.repository, tenant, "git_url", "a repository")
-    fragment = f"#{source.ref}" if source.ref or source.subdir else ""
-    return f"{resolved}{fragment}{':' + source.subdir if source.subdir else ''}"
 
 
 def _check_dockerfile_text(text: str) -> None:
@@ -256,8 +199,9 @@ def dispatch_builds(host: Host) -> list[int]:
     than :func:`tenant_build_slots` builds sent or running there; the others stay queued (with no
     ``dispatched_at``) until one of their tenant's builds ends. Returns the ids sent.
 
-    Called when a build is started, when one ends, and on every heartbeat of the host's agent (so a
-    lost message or a Redis outage only delays). Dispatchers of one host are serialised by a write
+    Called when a build is started, when one ends, and on every heartbeat of the host's agent, with
+    the database or without it (:func:`dispatch_on_heartbeat`), so a build held back for its
+    tenant's share or by a Redis outage only waits. Dispatchers of one host are serialised by a write
     to its row first (a row lock on PostgreSQL, the write lock on SQLite)."""
     share = tenant_build_slots()
     sent: list[int] = []
@@ -283,8 +227,20 @@ def dispatch_builds(host: Host) -> list[int]:
                 sent.append(pk)
         if sent:
             queue = host.build_queue
-            transaction.on_commit(lambda: [dispatch.send_build(pk, queue) for pk in sent])
+            transaction.on_commit(lambda: _send_builds(sent, queue))
     return sent
+
+
+def _send_builds(ids: list[int], queue: str) -> None:
+    """Send builds ``ids`` to ``queue``; those a broker outage kept from it are marked not sent
+    again, so the next dispatch (the host's next heartbeat at the latest) sends them."""
+    for done, pk in enumerate(ids):
+        try:
+            dispatch.send_build(pk, queue)
+        except Exception:
+            log.warning("builds %s: could not send them to %s; the next heartbeat does", ids[done:], queue)
+            Build.objects.filter(pk__in=ids[done:], status=Build.Status.QUEUED).update(dispatched_at=None)
+            return
 
 
 def redispatch_host_builds(host: Host) -> list[int]:
@@ -304,75 +260,34 @@ def may_watch_build(user: Any, key: str) -> bool:
     return has_role(Actor(user=user), build.tenant, Role.VIEWER)
 
 
-class OutputSink:
-    """The build's ``on_output``: keeps the last lines in the row and sends them to the log stream.
+class OutputSink(LineSink):
+    """The database path's sink: keeps the last lines in the row and sends them to the log stream.
 
-    A flusher thread stores and then sends what is pending every ``_FLUSH_SECONDS`` (sooner
-    after ``_FLUSH_LINES`` lines), so a line is seen at once even when the build then prints
-    nothing for a long time (a ``RUN sleep``), and the row is never behind the stream. Only a
-    running build's row is updated (one failed meanwhile keeps its reason). Each line carries
-    its ``cursor`` (1, 2, ...), the same in the row and on the stream, so a page showing the
-    stored lines joins the live ones without gap or repeat. Neither a database nor a Redis
-    outage fails the build.
+    Only a running build's row is updated (one failed meanwhile keeps its reason). Each line
+    carries its ``cursor``, the same in the row and on the stream, so a page showing the stored
+    lines joins the live ones without gap or repeat. Neither a database nor a Redis outage fails
+    the build (:class:`runner.LineSink`).
     """
 
     def __init__(self, build: Build) -> None:
         self.build = build
-        self.key = str(build.pk)
-        self.kept: list[dict[str, str]] = []
-        self._pending: list[dict[str, str]] = []
-        self._count = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._flusher = threading.Thread(target=self._flush_loop, name=f"build-{self.key}", daemon=True)
-        self._flusher.start()
+        super().__init__(str(build.pk))
 
-    def __call__(self, stream: str, text: str) -> None:
-        with self._lock:
-            self._count += 1
-            line = {"cursor": str(self._count), "stream": stream, "text": text}
-            self._pending.append(line)
-            self.kept.append(line)
-            if len(self.kept) > 2 * STORED_LINES:
-                del self.kept[:-STORED_LINES]
-            if len(self._pending) >= _FLUSH_LINES:
-                self._wake.set()
-
-    def close(self) -> None:
-        """Store and send what is left, and stop the flusher thread."""
-        self._closed = True
-        self._wake.set()
-        self._flusher.join()
-        self._flush()
-        _forget(self.key)
-
-    def _flush_loop(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self._closed:
-                self._wake.wait(_FLUSH_SECONDS)
-                self._wake.clear()
-                self._flush()
-        finally:
-            connection.close()  # this thread's own database connection
-
-    def _flush(self) -> None:
-        with self._lock:
-            lines, self._pending = self._pending, []
-            self.kept = self.kept[-STORED_LINES:]
-            kept = list(self.kept)
-        if not lines:
-            return
+    def deliver(self, lines: list[dict[str, str]], kept: list[dict[str, str]]) -> None:
         try:  # first the row, so that whoever sees a line live finds the lines before it stored
             Build.objects.filter(pk=self.build.pk, status=Build.Status.RUNNING).update(output=kept)
         except Exception:
             log.warning("build %s: could not store output lines", self.key, exc_info=True)
-        try:
-            _publish(self.key, lines)
-        except Exception:  # a viewer-side outage (Redis) must not fail the build; the row keeps it
-            log.warning("build %s: could not publish output lines", self.key, exc_info=True)
+        publish_quietly(self.key, lines)  # a viewer-side outage (Redis) must not fail the build
+
+    def thread_done(self) -> None:
+        from django.db import connection
+
+        connection.close()  # the flusher thread's own database connection
+
+    def close(self) -> None:
+        super().close()
+        _forget(self.key)
 
 
 def _publish(key: str, lines: list[dict[str, str]]) -> None:
@@ -387,17 +302,24 @@ def _forget(key: str) -> None:
     forget("build", key)
 
 
-def _unpack_context(archive: Path, into: Path) -> None:
-    """Extract an uploaded context tar (plain or compressed) safely: nothing can land outside ``into``,
-    devices are skipped and the unpacked tar is bounded (FIFOs kept are refused when a build reads them)."""
-    limit = settings.HOSTPANEL_BUILD_MAX_CONTEXT_BYTES
-    unpack_context(archive, into, limit=limit, what="the context tar (HOSTPANEL_BUILD_MAX_CONTEXT_BYTES)")
+def publish_quietly(key: str, lines: list[dict[str, str]]) -> None:
+    """Send ``lines`` to the live stream of build ``key``; Redis down: the row keeps them."""
+    try:
+        _publish(key, lines)
+    except Exception:
+        log.warning("build %s: could not publish output lines", key, exc_info=True)
+
+
+def forget_stream(key: str) -> None:
+    """:func:`_forget`, a Redis outage ignored (the agent without the database's end of a build)."""
+    with contextlib.suppress(Exception):
+        _forget(key)
 
 
 def execute_build(build: Build, engine: Engine) -> Build:
-    """Run ``build`` on ``engine`` (a build worker of the host agent calls this) and record the outcome.
-    Never raises for a failed build: the row says ``failed`` with the error; the context upload is
-    deleted either way. The tenant's next waiting build is sent when it ends."""
+    """Run ``build`` on ``engine`` (a build worker of the host agent with the database calls this)
+    and record the outcome. Never raises for a failed build: the row says ``failed`` with the error;
+    the context upload is deleted either way. The tenant's next waiting build is sent when it ends."""
     try:
         return _execute(build, engine)
     finally:
@@ -411,71 +333,74 @@ def build_time_limit(tenant: Tenant) -> int:
     return int(limit or Quota._meta.get_field("build_time_limit").get_default())
 
 
-def _execute(build: Build, engine: Engine) -> Build:
-    if not Build.objects.filter(pk=build.pk, status=Build.Status.QUEUED).update(
+def claim_build(build: Build) -> bool:
+    """Mark a queued ``build`` running (both agent paths, once: a build sent twice runs once). A build
+    that failed before it ran (its host went down) has its context upload deleted."""
+    if Build.objects.filter(pk=build.pk, status=Build.Status.QUEUED).update(
         status=Build.Status.RUNNING, started_at=timezone.now()
     ):
         build.refresh_from_db()
-        if build.status != Build.Status.RUNNING:
-            _discard_context_archive(build)  # failed before it ran (its host went down)
+        return True
+    build.refresh_from_db()
+    if build.status != Build.Status.RUNNING:
+        _discard_context_archive(build)
+    return False
+
+
+def spec_of(build: Build) -> BuildSpec:
+    """The plain spec of ``build`` a host runs (:func:`runner.run`)."""
+    quota = Quota.objects.filter(tenant=build.tenant).first()
+    return BuildSpec(
+        id=build.pk,
+        tenant=build.tenant.slug,
+        name=build.name,
+        reference=build.reference,
+        time_limit=build_time_limit(build.tenant),
+        dockerfile=build.dockerfile,
+        dockerfile_text=build.dockerfile_text,
+        build_args=dict(build.build_args),
+        target=build.target,
+        no_cache=build.no_cache,
+        limits=quota_limits(quota) if quota is not None else None,
+        git_url=build.git_url,
+        context_path=build.context_path,
+        context_archive=bool(build.context_archive),
+    )
+
+
+def store_build_image(build: Build, archive: IO[bytes]) -> Image:
+    """The exported image of ``build``, stored as its own tenant's ``<slug>/<name>`` (as an upload
+    by whoever started the build). Raises ServiceError (e.g. the tenant's storage is full)."""
+    return images.upload_image(Actor(user=build.created_by), build.tenant, build.name, archive)
+
+
+def finish_build(build: Build, error: str, image: Image | None = None) -> bool:
+    """Record the end of ``build`` (succeeded when ``error`` is empty) if it is still running: one
+    failed meanwhile (its host was marked down) stays failed. Its context upload is deleted."""
+    _discard_context_archive(build)
+    status = Build.Status.FAILED if error else Build.Status.SUCCEEDED
+    values: dict[str, Any] = {"status": status, "error": error, "finished_at": timezone.now()}
+    if image is not None:
+        values["image"] = image
+    return bool(Build.objects.filter(pk=build.pk, status=Build.Status.RUNNING).update(**values))
+
+
+def _execute(build: Build, engine: Engine) -> Build:
+    if not claim_build(build):
         return build
-    limit = build_time_limit(build.tenant)
-    deadline = time.monotonic() + limit
+    stored: list[Image] = []
     sink = OutputSink(build)
-    scratch: Path | None = None
-    status, error, image = Build.Status.FAILED, "", None
+
+    def store_image(path: Path) -> None:
+        with path.open("rb") as f:
+            stored.append(store_build_image(build, f))
+
     try:
-        engine.paths.tmp.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=engine.paths.tmp))
-        context, within = _prepare_context(build, scratch, sink)
-        dockerfile = Path(build.dockerfile)
-        if build.dockerfile_text:
-            dockerfile = scratch / "Dockerfile"  # beside the context, not in it
-            dockerfile.write_text(build.dockerfile_text, encoding="utf-8")
-        write_tenant_limits(engine, build.tenant)  # its quota sits above the RUN steps before they run
-        result = engine.build(
-            BuildOptions(
-                context=context,
-                tag=build.reference,
-                dockerfile=dockerfile,
-                build_args=dict(build.build_args),
-                target=build.target or None,
-                no_cache=build.no_cache,
-                tenant=build.tenant.slug,
-                limits=context_limits(),
-                context_within=within,
-                run_limits=build_run_limits(),
-                time_limit=max(0.001, deadline - time.monotonic()),  # the context took its part
-            ),
-            sink,
-        )
-        exported = scratch / "image.tar"
-        engine.images.export(result.image.id, exported)
-        with exported.open("rb") as f:
-            image = images.upload_image(Actor(user=build.created_by), build.tenant, build.name, f)
-        status = Build.Status.SUCCEEDED
-    except BuildTimedOut:
-        error = (
-            f"the build ran longer than tenant {build.tenant.slug!r}'s build time limit of {limit} seconds "
-            "and was stopped; make it faster, or ask an admin to raise the limit"
-        )
-        sink("error", error)
-    except (EngineError, ServiceError) as exc:
-        error = str(exc)
-        sink("error", error)
-    except Exception as exc:  # a bug or a host problem: the row must still end, saying so
-        log.exception("build %s failed unexpectedly", build.pk)
-        error = f"the build failed unexpectedly ({type(exc).__name__}: {exc}); see the host agent's log"
-        sink("error", error)
+        archive = Path(build.context_archive)
+        error = runner.run(spec_of(build), engine, sink, lambda scratch: archive, store_image)
     finally:
         sink.close()
-        if scratch is not None:
-            remove_tree(scratch)
-        _discard_context_archive(build)
-        # only a build still running: one failed meanwhile (its host was marked down) stays failed
-        Build.objects.filter(pk=build.pk, status=Build.Status.RUNNING).update(
-            status=status, error=error, image=image, finished_at=timezone.now(), context_archive=""
-        )
+    finish_build(build, error, stored[0] if stored and not error else None)
     build.refresh_from_db()
     return build
 
@@ -486,25 +411,6 @@ def _discard_context_archive(build: Build) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(build.context_archive)
         Build.objects.filter(pk=build.pk).update(context_archive="")
-
-
-def _prepare_context(build: Build, scratch: Path, sink: OutputSink) -> tuple[Path, Path | None]:
-    """The context directory of ``build`` on this host: the unpacked upload, the allowed directory,
-    a shallow clone of the allowed git repository (inside ``scratch``), or an empty directory; and
-    the directory the engine must open it beneath (the tenant's own root, for a path)."""
-    if build.context_path:
-        context = check_context_path(build.context_path, build.tenant)
-        within = next(r for r in tenant_context_roots(build.tenant) if context.is_relative_to(r))
-        return context, within
-    if build.git_url:
-        source = parse_git_url(check_git_url(build.git_url, build.tenant))
-        sink("info", f"cloning {source.repository} at {source.ref or 'HEAD'} (depth 1)")
-        return clone_context(source, scratch / "git"), None
-    context = scratch / "context"
-    context.mkdir()
-    if build.context_archive:
-        _unpack_context(Path(build.context_archive), context)
-    return context, None
 
 
 def clean_interrupted_builds(engine: Engine) -> list[str]:
@@ -534,7 +440,7 @@ def fail_host_builds(host: Host, message: str, *, states: tuple[str, ...] = (Bui
     now = timezone.now()
     for build in Build.objects.filter(host=host, status__in=states):
         error = message.format(host=host.name, state=build.status)
-        line = {"cursor": _next_cursor(build.output), "stream": "error", "text": error}
+        line = {"cursor": next_cursor(build.output), "stream": "error", "text": error}
         if Build.objects.filter(pk=build.pk, status=build.status).update(
             status=Build.Status.FAILED,
             error=error,
@@ -556,10 +462,24 @@ def fail_host_builds(host: Host, message: str, *, states: tuple[str, ...] = (Bui
     return len(failed)
 
 
-def _next_cursor(output: list[dict[str, str]]) -> str:
+def next_cursor(output: list[dict[str, str]]) -> str:
     """The cursor after the last stored line (lines of older builds may have none)."""
     last = output[-1].get("cursor", "") if output else "0"
     return str(int(last) + 1 if last.isdigit() else len(output) + 1)
+
+
+def redispatch_on_agent_start(sender: object, host: Host, **kwargs: object) -> None:
+    """deployments.desired.agent_started (an agent without the database started): its queued builds
+    are sent again, as the agent with the database does at its start (:func:`redispatch_host_builds`)."""
+    redispatch_host_builds(host)
+
+
+def dispatch_on_heartbeat(sender: object, host_id: int, **kwargs: object) -> None:
+    """hosts.signals.host_beat (both agents' heartbeats): the host's waiting builds are sent
+    (:func:`dispatch_builds`)."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is not None:
+        dispatch_builds(host)
 
 
 def fail_on_agent_restart(sender: object, host: Host, **kwargs: object) -> None:

@@ -203,7 +203,8 @@ def register_host(
 
 
 def heartbeat(host_id: int, running: dict[str, int] | None = None) -> list[str]:
-    """Record that the host's agent is alive; a host that was down comes back up.
+    """Record that the host's agent is alive; a host that was down comes back up, and the work
+    waiting for it is sent again (:data:`signals.host_beat`: its builds not sent yet).
 
     ``running`` is what the agent runs ({replica id: generation of its container}); the answer
     is the replica ids whose containers it must remove at once (fencing.py: moved away from it
@@ -215,6 +216,9 @@ def heartbeat(host_id: int, running: dict[str, int] | None = None) -> list[str]:
         log.info("host %s is up again", host_id)
         room_changed()
         reconcile_hosts([host_id])  # its pinned replicas run again
+    for receiver, outcome in signals.host_beat.send_robust(sender=Host, host_id=host_id):
+        if isinstance(outcome, Exception):
+            log.error("host %s: %s failed on its heartbeat", host_id, receiver, exc_info=outcome)
     if not running:
         return []
     placed: dict[str, int] = {}

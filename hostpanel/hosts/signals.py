@@ -21,3 +21,7 @@ room_changed = Signal()
 # host_id=int: its agent's heartbeat reports what it runs; receivers answer {replica id: generation}
 # of the replicas placed on the host, which the report is fenced against (fencing.py).
 placements_asked = Signal()
+# host_id=int: its agent beat (either agent: with the database, or through POST heartbeat without):
+# work waiting for the host is sent again (builds: its queued builds not sent yet). A receiver's
+# error is logged, never the heartbeat's.
+host_beat = Signal()

@@ -16,7 +16,7 @@ from django.conf import settings
 from engine.build.git import clone_context, parse_git_url
 from engine.build.upload import unpack_archive
 from engine.errors import EngineError
-from hostpanel.builds.services import check_git_url
+from hostpanel.builds.contexts import check_git_url
 from hostpanel.errors import InvalidRequest
 from hostpanel.stacks.models import Stack
 from hostpanel.tenants.models import Tenant

@@ -204,11 +204,13 @@ def deploy_on(agent: Agent, slug: str, member: str, role: str, command: list[str
 
 
 class Monitor:
-    """Redis MONITOR in a thread: the text of every command any client runs, until ``stop()``."""
+    """Redis MONITOR in a thread: the text of every command any client runs, until ``stop()``
+    (``clients``: the ``ip:port`` of the client of each, as CLIENT LIST's ``addr`` names it)."""
 
     def __init__(self, redis_url: str) -> None:
         self.url = redis_url
         self.commands: list[str] = []
+        self.clients: list[str] = []
         self.done = threading.Event()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -219,7 +221,9 @@ class Monitor:
         with redis.Redis.from_url(self.url).monitor() as m:
             self.ready.set()
             while not self.done.is_set():
-                self.commands.append(str(m.next_command()["command"]))
+                command = m.next_command()
+                self.clients.append(f"{command['client_address']}:{command['client_port']}")
+                self.commands.append(str(command["command"]))
 
     def stop(self) -> list[str]:
         self.done.set()

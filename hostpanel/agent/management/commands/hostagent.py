@@ -41,7 +41,7 @@ from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.agent.follower import start_in_thread
 from hostpanel.agent.usage import report_usage
-from hostpanel.builds.services import clean_interrupted_builds, dispatch_builds, redispatch_host_builds
+from hostpanel.builds.services import clean_interrupted_builds, redispatch_host_builds
 from hostpanel.celery import app
 from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services
@@ -196,14 +196,16 @@ class Command(BaseCommand):
     ) -> None:
         """An enrolled agent without the database: it registers its capacity, beats, reconciles and
         reports its engine's usage through the internal API and consumes its own queue; its
-        engine's base images are registered with its start. It runs the edge as the database
+        engine's base images are registered with its start. Its build worker runs the builds sent
+        to ``build.<name>`` through the internal API (hostpanel/agent/remote_build.py), what
+        builds killed with an earlier agent left removed first. It runs the edge as the database
         path does (:func:`start_edge`): the panel answers its start by sending its queue the last
         routing table, and the later ones as it publishes them (the ``apply_routes`` task); its
         reconciles load Caddy's config again should Caddy have restarted without it. It follows the
         logs viewers watch (hostpanel/agent/follower.py) as its own Redis user, on its own channels,
         and relays exec sessions and copies there too (the ``start_exec``/``start_copy`` tasks:
         relay.py, archive.py), completing their audit entries through the internal API.
-        Not yet here (they need the database): builds, and the panel-wide work (placement, dead
+        Not here (the panel does it): the panel-wide work (placement, dead
         hosts, rolls), which the panel's ``manage.py watchhosts`` does."""
         config = agent.AgentConfig(
             name=opts["name"], engine_root=opts["engine_root"], instance=opts["instance"]
@@ -211,6 +213,8 @@ class Command(BaseCommand):
         config.export()
         engine = agent.engine_for(config.engine_root, config.instance)
         for leftover in engine.recover():
+            self.stdout.write(f"recovered: removed {leftover}")
+        for leftover in clean_interrupted_builds(engine):  # builds killed with an earlier agent
             self.stdout.write(f"recovered: removed {leftover}")
         cpus = opts["cpus"] if opts["cpus"] is not None else float(os.cpu_count() or 1)
         try:
@@ -239,15 +243,19 @@ class Command(BaseCommand):
             daemon=True,
         )
         loop.start()
+        queue, build_queue = host["queues"][0], host["queues"][1]
+        builds = BuildWorker(config.name, build_queue, opts["build_slots"], opts["loglevel"], stop)
+        builds.start()  # the start's answer sent it the host's queued builds again
         start_in_thread(engine, config.name, stop, opts["logs_redis_url"])  # as its own Redis user
-        queue = host["queues"][0]
         self.stdout.write(
-            f"host agent {config.name} (no database): queue {queue}, engine {config.engine_root}"
+            f"host agent {config.name} (no database): queue {queue}, builds on {build_queue} "
+            f"({opts['build_slots']} slots), engine {config.engine_root}"
         )
         try:
-            app.worker_main(control_worker_args(queue, config.name, opts["loglevel"]))
+            app.worker_main(control_worker_args(queue, config.name, opts["loglevel"], events=False))
         finally:
             stop.set()
+            builds.stop()
             edge.stop()
 
     @staticmethod
@@ -301,9 +309,6 @@ class Command(BaseCommand):
                 services.watch_hosts()  # dead hosts, drains and evacuations, pending replicas
                 rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
                 stacks.advance_all()  # stacks' waiting services start once their dependencies are met
-                host = Host.objects.filter(pk=host_id).first()
-                if host is not None:
-                    dispatch_builds(host)  # a lost message or a Redis outage only delays a build
                 for job, period in every.items():
                     if since[job] >= period and Host.objects.filter(pk=host_id).exists():
                         senders[job](host_id, queue)
@@ -317,8 +322,11 @@ class Command(BaseCommand):
                 since[job] += interval
 
 
-def control_worker_args(queue: str, name: str, loglevel: str) -> list[str]:
-    """The agent's own Celery worker: its host queue, one task at a time (solo pool)."""
+def control_worker_args(queue: str, name: str, loglevel: str, *, events: bool = True) -> list[str]:
+    """The agent's own Celery worker: its host queue, one task at a time (solo pool). Without
+    ``events`` it publishes no worker events (online, heartbeats; nothing reads them): an agent
+    without the database publishes as its host's Redis user, whose ACL has no ``/0.celeryev/*``
+    channel (hosts/redis_acl.py), so they would be refused and piled up in the worker's buffer."""
     return [
         "worker",
         "--queues",
@@ -329,6 +337,7 @@ def control_worker_args(queue: str, name: str, loglevel: str) -> list[str]:
         f"{name}@{socket.gethostname()}",
         "--without-gossip",
         "--without-mingle",
+        *([] if events else ["--without-heartbeat"]),
         "--loglevel",
         loglevel,
     ]
