@@ -17,6 +17,20 @@ from hostpanel.tenants.services import authenticate_token, hash_token
 clock = time.monotonic  # tests move it
 
 
+def own_copy(token: ApiToken) -> ApiToken:
+    """A copy of ``token`` and of the user and tenant read with it, for one request.
+
+    Each instance's fields are immutable values (text, numbers, times), so a copy of each
+    instance (its fields, its state and its cache of related objects: Model.__getstate__) is a
+    copy of all of it, at a tenth of what ``copy.deepcopy`` pays to find that out.
+    """
+    fresh = copy.copy(token)
+    related = fresh._state.fields_cache
+    for name, value in related.items():
+        related[name] = copy.copy(value)
+    return fresh
+
+
 class TokenCache:
     """The tokens this process authenticated lately, each reused for ``HOSTPANEL_TOKEN_CACHE_SECONDS``.
 
@@ -42,7 +56,7 @@ class TokenCache:
         entry = self._entries.get(digest)
         if entry is not None and entry[0] > now:
             token = entry[1]
-            return copy.deepcopy(token) if token.is_active else None
+            return own_copy(token) if token.is_active else None
         token = authenticate_token(secret)
         with self._lock:
             if token is None:
@@ -50,7 +64,7 @@ class TokenCache:
                 return None
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            self._entries[digest] = (now + seconds, copy.deepcopy(token))
+            self._entries[digest] = (now + seconds, own_copy(token))
         return token
 
     def clear(self) -> None:

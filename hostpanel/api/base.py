@@ -10,12 +10,15 @@ is then required (a 403 when the member's role is lower).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
+from rest_framework.fields import Field
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 
 from hostpanel.audit.services import Actor
 from hostpanel.tenants.access import actor_of, get_tenant, require_admin
@@ -41,6 +44,14 @@ class TenantScopedViewSet(ActorMixin, viewsets.GenericViewSet):
     write_role: str = Role.DEVELOPER
     action_roles: dict[str, str] = {}
     lookup_value_regex = "[^/]+"
+    # The model's ordering spelled out for one tenant's rows where Meta's sorts through a related
+    # table (the tenant's slug, an app's tenant and name): the same order without the joins that
+    # Django adds, and compiles again, on every list (empty: Meta's ordering). test_api_ordering.py.
+    tenant_ordering: tuple[str, ...] = ()
+    # What a list joins instead of the queryset's select_related, when that joins the tenant only
+    # for the rows to carry it: a list's rows are the URL's tenant's, which is set on each row
+    # instead (None: the queryset's own joins). test_api_ordering.py.
+    list_select_related: tuple[str, ...] | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -58,7 +69,19 @@ class TenantScopedViewSet(ActorMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[Any]:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular introspection
             return self.base_queryset().none()
-        return self.base_queryset().filter(**{self.tenant_field: self.tenant})
+        qs = self.base_queryset().filter(**{self.tenant_field: self.tenant})
+        if self.list_select_related is not None and self.action == "list":
+            qs = qs.select_related(None)
+            if self.list_select_related:
+                qs = qs.select_related(*self.list_select_related)
+        return qs.order_by(*self.tenant_ordering) if self.tenant_ordering else qs
+
+    def paginate_queryset(self, queryset: QuerySet[Any]) -> list[Any] | None:
+        page = super().paginate_queryset(queryset)
+        if page is not None and self.list_select_related is not None:
+            for row in page:
+                row.tenant = self.tenant  # the row's own tenant (get_queryset's filter), not joined
+        return page
 
 
 class AdminViewSetMixin(ActorMixin):
@@ -80,5 +103,27 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
+_FIELD_TEMPLATES: dict[type, dict[str, Field]] = {}
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """DRF's ModelSerializer whose fields are worked out from the model once per class.
+
+    DRF works out every model field of a serializer anew for each instance (the model's
+    introspection, each field's keyword arguments), three serializers per apps list. What it
+    builds depends on the class alone (Meta, the declared fields, the model), so the first
+    instance's result is kept, unbound, and each instance gets its own deep copy of it: fields
+    copied as DRF copies its declared ones (test_serializer_fields.py).
+    """
+
+    def get_fields(self) -> dict[str, Field]:
+        template = _FIELD_TEMPLATES.get(type(self))
+        if template is None:
+            template = _FIELD_TEMPLATES.setdefault(type(self), super().get_fields())
+        elif self.url_field_name is None:  # what DRF's get_fields sets on the way
+            self.url_field_name = api_settings.URL_FIELD_NAME
+        return copy.deepcopy(template)
+
+
+class StrictModelSerializer(StrictSerializer, ModelSerializer):
     pass

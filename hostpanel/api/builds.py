@@ -11,13 +11,13 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from hostpanel.api.base import StrictSerializer, TenantScopedViewSet
+from hostpanel.api.base import ModelSerializer, StrictSerializer, TenantScopedViewSet
 from hostpanel.builds import services
 from hostpanel.builds.models import Build
 from hostpanel.images.models import IMAGE_NAME_RE
 
 
-class BuildSerializer(serializers.ModelSerializer):
+class BuildSerializer(ModelSerializer):
     image = serializers.CharField(source="image.reference", default=None, read_only=True)
     host = serializers.CharField(source="host.name", default=None, read_only=True)
     log_stream = serializers.SerializerMethodField()

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from hostpanel.api.base import AdminViewSetMixin, StrictSerializer, TenantScopedViewSet
+from hostpanel.api.base import AdminViewSetMixin, ModelSerializer, StrictSerializer, TenantScopedViewSet
 from hostpanel.deployments.models import App
 from hostpanel.domains import services
 from hostpanel.domains.models import Domain
@@ -19,7 +19,7 @@ from hostpanel.domains.names import BadName, display, normalise
 from hostpanel.errors import NotFound
 
 
-class DomainSerializer(serializers.ModelSerializer):
+class DomainSerializer(ModelSerializer):
     app = serializers.CharField(source="app.name", read_only=True)
     display_name = serializers.SerializerMethodField()
     verified = serializers.BooleanField(read_only=True)

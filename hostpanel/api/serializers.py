@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from engine.errors import InvalidSpec
 from engine.volumes.spec import MAX_VOLUME_SIZE, MIN_VOLUME_SIZE, validate_volume_target
-from hostpanel.api.base import StrictModelSerializer, StrictSerializer
+from hostpanel.api.base import ModelSerializer, StrictModelSerializer, StrictSerializer
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import health
 from hostpanel.deployments.models import (
@@ -387,7 +387,7 @@ class ChangeSerializer(serializers.Serializer):
     after = serializers.CharField()
 
 
-class ReleaseSerializer(serializers.ModelSerializer):
+class ReleaseSerializer(ModelSerializer):
     restart_policy = serializers.CharField(source="restart_policy_text")
     created_by = serializers.CharField(source="created_by.username", default=None)
     changes = serializers.SerializerMethodField(
@@ -466,7 +466,7 @@ ROLLOUT_COLUMNS = [
 ]
 
 
-class ReplicaSummarySerializer(serializers.ModelSerializer):
+class ReplicaSummarySerializer(ModelSerializer):
     host = serializers.CharField(source="host.name", default=None)
     release = serializers.IntegerField(source="release.version")
     addresses = serializers.DictField(
@@ -494,7 +494,7 @@ class ReplicaSummarySerializer(serializers.ModelSerializer):
         ]
 
 
-class RolloutSerializer(serializers.ModelSerializer):
+class RolloutSerializer(ModelSerializer):
     """A rolling change of an app (rollout.py): what it does now, or how it ended and why."""
 
     release = serializers.IntegerField(source="release.version", help_text="the version rolled to")
@@ -520,7 +520,7 @@ LATEST_ROLLOUT = (
 )
 
 
-class AppSerializer(serializers.ModelSerializer):
+class AppSerializer(ModelSerializer):
     release = ReleaseSerializer(source="current_release")
     replicas = ReplicaSummarySerializer(many=True)
     rollout = serializers.SerializerMethodField(help_text="the app's latest roll (null: none yet)")
@@ -552,7 +552,7 @@ class RollbackSerializer(StrictSerializer):
     version = serializers.IntegerField(min_value=1)
 
 
-class ContainerSerializer(serializers.ModelSerializer):
+class ContainerSerializer(ModelSerializer):
     app = serializers.CharField(source="app.name")
     host = serializers.CharField(source="host.name", default=None)
     release = serializers.IntegerField(source="release.version")
@@ -589,6 +589,18 @@ class ContainerSerializer(serializers.ModelSerializer):
         return [p | {"address": f"{address}:{p['host_port']}" if address else ""} for p in replica.ports]
 
 
+# The columns ContainerSerializer reads (ContainerViewSet's list and detail load only these): the
+# replica's own, and what it reads through its app, host and release.
+CONTAINER_RELATED = ("app", "host", "release")
+CONTAINER_COLUMNS = [
+    *(name for name in ContainerSerializer.Meta.fields if name not in CONTAINER_RELATED),
+    "app__name",
+    "host__name",
+    "host__address",
+    "release__version",
+]
+
+
 class LogLineSerializer(serializers.Serializer):
     time = serializers.CharField()
     stream = serializers.CharField()
@@ -609,7 +621,7 @@ class SecretValueSerializer(StrictSerializer):
     value = serializers.CharField(write_only=True, trim_whitespace=False)
 
 
-class ImageSerializer(serializers.ModelSerializer):
+class ImageSerializer(ModelSerializer):
     base = serializers.BooleanField(source="is_base", read_only=True)
 
     class Meta:
@@ -701,7 +713,7 @@ class VolumeSerializer(StrictModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
-class AuditLogSerializer(serializers.ModelSerializer):
+class AuditLogSerializer(ModelSerializer):
     actor = serializers.CharField(source="actor_name")
     tenant = serializers.CharField(source="tenant.slug", default=None)
 

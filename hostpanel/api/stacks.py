@@ -13,7 +13,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from hostpanel.api.base import StrictSerializer, TenantScopedViewSet
+from hostpanel.api.base import ModelSerializer, StrictSerializer, TenantScopedViewSet
 from hostpanel.api.builds import JsonObjectField
 from hostpanel.deployments.models import Replica
 from hostpanel.domains.hostnames import auto_hostname
@@ -23,7 +23,7 @@ from hostpanel.stacks.models import STACK_NAME_RE, Stack, StackService
 from hostpanel.tenants.models import Tenant
 
 
-class StackReplicaSerializer(serializers.ModelSerializer):
+class StackReplicaSerializer(ModelSerializer):
     host = serializers.CharField(source="host.name", default=None)
 
     class Meta:
@@ -31,7 +31,7 @@ class StackReplicaSerializer(serializers.ModelSerializer):
         fields = ["index", "container_name", "state", "health", "host", "ports", "exit_code", "message"]
 
 
-class StackServiceSerializer(serializers.ModelSerializer):
+class StackServiceSerializer(ModelSerializer):
     app = serializers.CharField(source="app.name", default=None, help_text="the app that runs it (same name)")
     app_state = serializers.CharField(source="app.state", default=None)
     release = serializers.IntegerField(source="app.current_release.version", default=None)
@@ -64,7 +64,7 @@ class StackServiceSerializer(serializers.ModelSerializer):
         return list(StackReplicaSerializer(service.app.replicas.all(), many=True).data)
 
 
-class StackSerializer(serializers.ModelSerializer):
+class StackSerializer(ModelSerializer):
     services = StackServiceSerializer(many=True)
     compose = serializers.CharField(source="source", help_text="the compose file as deployed")
     created_by = serializers.CharField(source="created_by.username", default=None)

@@ -87,6 +87,8 @@ class MemberViewSet(
     queryset = Membership.objects.select_related("user", "tenant")
     serializer_class = s.MembershipSerializer
     write_role = Role.OWNER
+    tenant_ordering = ("user_id",)  # Meta: tenant, user (a user has no ordering: its id)
+    list_select_related = ("user",)
 
     def create(self, request: Request, tenant_slug: str) -> Response:
         data = _valid(s.MembershipSerializer, request.data).validated_data
@@ -159,6 +161,7 @@ class AuditViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     read_role = Role.OWNER
     write_role = Role.OWNER
     filter_fields = ("action", "result")
+    list_select_related = ()
 
     def get_queryset(self) -> QuerySet[AuditLog]:
         qs = super().get_queryset()
@@ -362,9 +365,12 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     queryset = Replica.objects.select_related("app", "app__tenant", "host", "release")
     serializer_class = s.ContainerSerializer
     tenant_field = "app__tenant"
+    tenant_ordering = ("app__name", "index")  # Meta: app (its tenant, name), index
 
     def get_queryset(self) -> QuerySet[Replica]:
         qs = super().get_queryset()
+        if self.action in ("list", "retrieve"):  # only the columns the serializer reads
+            qs = qs.select_related(None).select_related("app", "host", "release").only(*s.CONTAINER_COLUMNS)
         if app := self.request.query_params.get("app"):
             qs = qs.filter(app__name=app)
         if state := self.request.query_params.get("state"):
@@ -447,6 +453,8 @@ class SecretViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     queryset = Secret.objects.select_related("tenant").defer("ciphertext")
     serializer_class = s.SecretSerializer
     lookup_field = "name"
+    tenant_ordering = ("name",)  # Meta: tenant, name
+    list_select_related = ()
 
     def create(self, request: Request, tenant_slug: str) -> Response:
         data = _valid(s.SecretSerializer, request.data).validated_data
@@ -554,6 +562,8 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
     queryset = Volume.objects.select_related("tenant")
     serializer_class = s.VolumeSerializer
+    tenant_ordering = ("name",)  # Meta: tenant, name
+    list_select_related = ()
 
     def create(self, request: Request, tenant_slug: str) -> Response:
         data = _valid(s.VolumeSerializer, request.data).validated_data

@@ -100,8 +100,28 @@ def test_every_request_gets_its_own_token(clock: list[float], owner_token: tuple
     first = auth.token_cache.authenticate(secret)
     assert first is not None
     first.user.username = "changed-by-a-request"
+    first.tenant.name = "changed too"
     first.name = "changed"
+    first.member_role = Role.VIEWER  # type: ignore[attr-defined]
+    first._state.fields_cache.pop("user")
     second = auth.token_cache.authenticate(secret)
     assert second is not None and second is not first
+    assert second.user is not first.user and second.tenant is not first.tenant
     assert second.user.username == user.username and second.name == "second"
+    assert second.tenant.name == tenant.name
     assert second.member_role == Role.OWNER  # type: ignore[attr-defined]
+    with CaptureQueriesContext(connection) as captured:  # its user and tenant came with it
+        assert (second.user.pk, second.tenant.slug) == (user.pk, tenant.slug)
+    assert not captured.captured_queries
+
+
+def test_a_copy_is_the_token_as_read(clock: list[float], owner_token: tuple[Tenant, APIClient]) -> None:
+    """own_copy keeps every field of the token, its user and tenant, and their state."""
+    tenant, _ = owner_token
+    token = ApiToken.objects.select_related("user", "tenant").get(tenant=tenant)
+    copied = auth.own_copy(token)
+    for original, copy in [(token, copied), (token.user, copied.user), (token.tenant, copied.tenant)]:
+        assert copy is not original and original.__dict__.keys() <= copy.__dict__.keys()
+        assert all(copy.__dict__[k] == v for k, v in original.__dict__.items() if k != "_state")
+        assert copy._state is not original._state and copy._state.db == original._state.db
+        assert copy._state.adding == original._state.adding
