@@ -1,4 +1,4 @@
-"""The task of the build workers (queue ``build.<host>``). Thin: reload the row and call the service,
+"""The task of the build workers (queue ``build.<host>``). Thin: reload the row and run it (build_rows.py),
 or, on an enrolled agent without the database, run it through the internal API (remote_build.py)."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from pathlib import Path
 from celery import shared_task
 from django.conf import settings
 
-from hostpanel.agent import credentials, host_secrets, remote_build
+from hostpanel.agent import build_rows, credentials, host_secrets, remote_build
 from hostpanel.agent import reconcile as agent
-from hostpanel.builds import services
 from hostpanel.builds.models import Build
 
 log = logging.getLogger(__name__)
@@ -34,4 +33,4 @@ def run_build(build_id: int) -> None:
             "run_build(%s) reached agent %s: not its build, ignored", build_id, config and config.name
         )
         return
-    services.execute_build(build, agent.engine_for(config.engine_root, config.instance))
+    build_rows.execute_build(build, agent.engine_for(config.engine_root, config.instance))

@@ -197,7 +197,7 @@ class InternalClient:
         return self.call("POST", f"exec/{int(audit_id)}/finished", body)
 
     def claim_build(self, build_id: int) -> dict[str, Any]:
-        """Mark build ``build_id`` (queued on this host) running; its spec (builds/runner.BuildSpec)."""
+        """Mark build ``build_id`` (queued on this host) running; its spec (builds/spec.BuildSpec)."""
         return self.call("POST", f"builds/{int(build_id)}/claim", {})
 
     def build_context(self, build_id: int, into: BinaryIO) -> None:

@@ -2,7 +2,7 @@
 
 The ``run_build`` task arrives on the host's ``build.<host>`` queue as on the database path. The
 build is claimed with ``POST builds/<id>/claim`` (its plain spec; refused when it is not queued, not
-this host's, or from a directory), then run by :func:`hostpanel.builds.runner.run`, the database
+this host's, or from a directory), then run by :func:`hostpanel.agent.build_runner.run`, the database
 path's own code: its context upload is fetched with ``GET builds/<id>/context``, its output is
 posted in bounded batches to ``POST builds/<id>/output`` (the panel stores it on the row and sends it
 to live viewers), its exported image goes to ``POST builds/<id>/image`` (stored as the build's own
@@ -15,9 +15,10 @@ import logging
 from pathlib import Path
 
 from engine.engine import Engine
+from hostpanel.agent import build_runner
+from hostpanel.agent.build_runner import LineSink, StepFailed
 from hostpanel.agent.credentials import InternalClient, PanelError
-from hostpanel.builds import runner
-from hostpanel.builds.runner import LINE_MAX, BuildSpec, LineSink, StepFailed
+from hostpanel.builds.spec import LINE_MAX, BuildSpec
 
 log = logging.getLogger(__name__)
 BATCH = 500  # lines of one post (what the panel takes: hostpanel/builds/internal.py)
@@ -47,7 +48,7 @@ def run_remote_build(build_id: int, engine: Engine, client: InternalClient) -> s
         return None
     sink = RemoteSink(client, build_id)
     try:
-        error = runner.run(
+        error = build_runner.run(
             spec,
             engine,
             sink,

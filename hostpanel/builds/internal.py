@@ -3,7 +3,7 @@
 Each endpoint takes the host token (hosts/internal.py) and a build placed on the calling host only:
 another host's build, or one that does not exist, is a 404 that changes nothing.
 
-- ``POST builds/<id>/claim``: queued -> running; answers the plain spec (:class:`runner.BuildSpec`).
+- ``POST builds/<id>/claim``: queued -> running; answers the plain spec (:class:`spec.BuildSpec`).
   A build that is not queued is a 409. A build from a directory (``context_path``) cannot run on a
   host without the database: it is failed with that reason, and the answer is a 409 saying so.
 - ``GET builds/<id>/context``: the context upload of a running build (a tar).
@@ -31,7 +31,7 @@ from rest_framework.response import Response
 
 from hostpanel.builds import services
 from hostpanel.builds.models import Build
-from hostpanel.builds.runner import LINE_MAX, STORED_LINES
+from hostpanel.builds.spec import LINE_MAX, STORED_LINES
 from hostpanel.errors import Conflict, InvalidRequest
 from hostpanel.hosts.internal import HostView, StrictCharField, refuse_unknown, valid_body
 from hostpanel.images.services import MAX_UPLOAD_BYTES

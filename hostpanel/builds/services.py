@@ -1,11 +1,12 @@
-"""Business rules of builds: who may start and see them, where the context comes from, and running one.
+"""Business rules of builds: who may start and see them, where the context comes from, and their rows.
 
 A developer starts a build with an uploaded context tar (or, where the admin
 allows it, a directory or a git repository in the tenant's own directory
 ``<root>/<tenant slug>`` under one of ``HOSTPANEL_BUILD_CONTEXT_ROOTS``, the repository
 cloned shallowly on the host), or with no context at all, and
 optionally the Dockerfile's text instead of the context's Dockerfile. It runs on a
-host that is up, through that host's agent (:mod:`hostpanel.agent.build_tasks`),
+host that is up, through that host's agent (:mod:`hostpanel.agent.build_tasks`, which runs it with
+:mod:`hostpanel.agent.build_runner`; this module keeps to the panel's side: rows, dispatch, claims),
 in the tenant's own user namespace and quota, on the host's build workers (queue
 ``build.<host>``, never the agent's control worker), at most the tenant's fair share
 of them at once (:func:`dispatch_builds`) and for at most the tenant's build time
@@ -34,15 +35,12 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from engine.build.dockerfile import parse_dockerfile
-from engine.build.recover import remove_interrupted_builds
-from engine.engine import Engine
 from engine.errors import InvalidSpec
-from engine.images.extract import remove_tree
 from hostpanel.audit.services import Actor, audited
-from hostpanel.builds import dispatch, runner
+from hostpanel.builds import dispatch
 from hostpanel.builds.contexts import check_context_path, check_git_url
 from hostpanel.builds.models import Build
-from hostpanel.builds.runner import SCRATCH_PREFIX, STORED_LINES, BuildSpec, LineSink
+from hostpanel.builds.spec import STORED_LINES, BuildSpec
 from hostpanel.errors import InvalidRequest, NoCapacity
 from hostpanel.hosts.models import Host
 from hostpanel.images import services as images
@@ -245,7 +243,7 @@ def _send_builds(ids: list[int], queue: str) -> None:
 
 def redispatch_host_builds(host: Host) -> list[int]:
     """On the agent's start: send the host's queued builds again (a message its dead build worker had
-    taken is lost; one sent twice runs once, see :func:`execute_build`)."""
+    taken is lost; one sent twice runs once, see :func:`claim_build`)."""
     Build.objects.filter(host=host, status=Build.Status.QUEUED).update(dispatched_at=None)
     return dispatch_builds(host)
 
@@ -260,44 +258,14 @@ def may_watch_build(user: Any, key: str) -> bool:
     return has_role(Actor(user=user), build.tenant, Role.VIEWER)
 
 
-class OutputSink(LineSink):
-    """The database path's sink: keeps the last lines in the row and sends them to the log stream.
-
-    Only a running build's row is updated (one failed meanwhile keeps its reason). Each line
-    carries its ``cursor``, the same in the row and on the stream, so a page showing the stored
-    lines joins the live ones without gap or repeat. Neither a database nor a Redis outage fails
-    the build (:class:`runner.LineSink`).
-    """
-
-    def __init__(self, build: Build) -> None:
-        self.build = build
-        super().__init__(str(build.pk))
-
-    def deliver(self, lines: list[dict[str, str]], kept: list[dict[str, str]]) -> None:
-        try:  # first the row, so that whoever sees a line live finds the lines before it stored
-            Build.objects.filter(pk=self.build.pk, status=Build.Status.RUNNING).update(output=kept)
-        except Exception:
-            log.warning("build %s: could not store output lines", self.key, exc_info=True)
-        publish_quietly(self.key, lines)  # a viewer-side outage (Redis) must not fail the build
-
-    def thread_done(self) -> None:
-        from django.db import connection
-
-        connection.close()  # the flusher thread's own database connection
-
-    def close(self) -> None:
-        super().close()
-        _forget(self.key)
-
-
 def _publish(key: str, lines: list[dict[str, str]]) -> None:
     """The adapter to the log pipeline (kind "build", key = build id)."""
 
     publish_lines("build", key, lines)
 
 
-def _forget(key: str) -> None:
-    """The stream of a finished build needs no counters any more."""
+def end_stream(key: str) -> None:
+    """The stream of a finished build needs no counters any more (raises when Redis is down)."""
 
     forget("build", key)
 
@@ -311,20 +279,9 @@ def publish_quietly(key: str, lines: list[dict[str, str]]) -> None:
 
 
 def forget_stream(key: str) -> None:
-    """:func:`_forget`, a Redis outage ignored (the agent without the database's end of a build)."""
+    """:func:`end_stream`, a Redis outage ignored (the agent without the database's end of a build)."""
     with contextlib.suppress(Exception):
-        _forget(key)
-
-
-def execute_build(build: Build, engine: Engine) -> Build:
-    """Run ``build`` on ``engine`` (a build worker of the host agent with the database calls this)
-    and record the outcome. Never raises for a failed build: the row says ``failed`` with the error;
-    the context upload is deleted either way. The tenant's next waiting build is sent when it ends."""
-    try:
-        return _execute(build, engine)
-    finally:
-        if build.host is not None:
-            dispatch_builds(build.host)
+        end_stream(key)
 
 
 def build_time_limit(tenant: Tenant) -> int:
@@ -348,7 +305,7 @@ def claim_build(build: Build) -> bool:
 
 
 def spec_of(build: Build) -> BuildSpec:
-    """The plain spec of ``build`` a host runs (:func:`runner.run`)."""
+    """The plain spec of ``build`` a host runs (the agent's ``build_runner.run``)."""
     quota = Quota.objects.filter(tenant=build.tenant).first()
     return BuildSpec(
         id=build.pk,
@@ -385,44 +342,12 @@ def finish_build(build: Build, error: str, image: Image | None = None) -> bool:
     return bool(Build.objects.filter(pk=build.pk, status=Build.Status.RUNNING).update(**values))
 
 
-def _execute(build: Build, engine: Engine) -> Build:
-    if not claim_build(build):
-        return build
-    stored: list[Image] = []
-    sink = OutputSink(build)
-
-    def store_image(path: Path) -> None:
-        with path.open("rb") as f:
-            stored.append(store_build_image(build, f))
-
-    try:
-        archive = Path(build.context_archive)
-        error = runner.run(spec_of(build), engine, sink, lambda scratch: archive, store_image)
-    finally:
-        sink.close()
-    finish_build(build, error, stored[0] if stored and not error else None)
-    build.refresh_from_db()
-    return build
-
-
 def _discard_context_archive(build: Build) -> None:
     """Delete the uploaded context tar of a build that ran or will never run."""
     if build.context_archive:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(build.context_archive)
         Build.objects.filter(pk=build.pk).update(context_archive="")
-
-
-def clean_interrupted_builds(engine: Engine) -> list[str]:
-    """What builds killed with their agent left on this host's engine, removed (the agent calls
-    this on start, when none of its builds runs): RUN containers, their temporary images and the
-    builds' scratch directories. Returns what was removed."""
-    removed = remove_interrupted_builds(engine)
-    if engine.paths.tmp.is_dir():
-        for scratch in sorted(engine.paths.tmp.glob(f"{SCRATCH_PREFIX}*")):
-            remove_tree(scratch)
-            removed.append(f"build scratch directory {scratch.name}")
-    return removed
 
 
 HOST_DOWN = "host {host} went down while the build was {state}; start the build again"
@@ -435,7 +360,7 @@ def fail_host_builds(host: Host, message: str, *, states: tuple[str, ...] = (Bui
 
     Called when a host is marked down (its queued and running builds) and when its agent starts
     (a build still "running" then was cut off by the agent's end). The agent of a build failed this
-    way never overwrites the outcome (:func:`execute_build` only finishes running builds)."""
+    way never overwrites the outcome (:func:`finish_build` only finishes running builds)."""
     failed: list[tuple[int, dict[str, str]]] = []
     now = timezone.now()
     for build in Build.objects.filter(host=host, status__in=states):

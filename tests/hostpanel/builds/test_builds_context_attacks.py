@@ -21,7 +21,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from engine.engine import Engine
 from engine.errors import NotFound
-from hostpanel.builds import services
+from hostpanel.agent import build_rows
 from hostpanel.builds.models import Build
 from tests.engine.unit.test_build_git import git
 
@@ -66,7 +66,7 @@ def hostile_tar(files: dict[str, str], links: dict[str, str], fifos: tuple[str, 
 
 def run_refused(engine: Engine, published: list[dict[str, str]], build_id: int, message: str) -> Build:
     """Run the queued build as the agent does; it fails with ``message``, echoing no secret."""
-    build = services.execute_build(Build.objects.get(pk=build_id), engine)
+    build = build_rows.execute_build(Build.objects.get(pk=build_id), engine)
     assert build.status == "failed" and build.image is None
     assert message in build.error, build.error
     assert MARKER not in build.error and MARKER not in repr(build.output) and MARKER not in repr(published)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from engine.engine import Engine
+from hostpanel.agent import build_rows
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
 from hostpanel.tenants.models import Tenant
@@ -46,7 +47,7 @@ def test_a_build_from_a_git_branch_and_directory(
     build = services.start_build(
         Actor(user=developer), tenant, name="web:git", git_url=f"{allowed_repo}#main:web"
     )
-    build = services.execute_build(build, engine)
+    build = build_rows.execute_build(build, engine)
     assert (build.status, build.error) == ("succeeded", "")
     texts = [line["text"] for line in build.output]
     assert f"cloning {allowed_repo} at main (depth 1)" in texts and "from-git-main" in texts
@@ -63,7 +64,7 @@ def test_a_git_ref_that_vanished_fails_the_build_and_leaves_nothing(
         Actor(user=developer), tenant, name="web:gone", git_url=f"{allowed_repo}#short-lived"
     )
     git(allowed_repo, "branch", "-D", "short-lived")
-    build = services.execute_build(build, engine)
+    build = build_rows.execute_build(build, engine)
     assert build.status == "failed" and "couldn't find remote ref short-lived" in build.error
     assert plain(build.output)[-1] == {"stream": "error", "text": build.error}
     assert build.image is None
@@ -82,7 +83,7 @@ def test_a_two_stage_dockerfile_text_without_a_context(
         'FROM busybox\nCOPY --from=make /out /out\nCMD ["cat", "/out"]\n'
     )
     build = services.start_build(Actor(user=developer), tenant, name="pasted:1", dockerfile_text=text)
-    build = services.execute_build(build, engine)
+    build = build_rows.execute_build(build, engine)
     assert (build.status, build.error) == ("succeeded", "")
     assert build.image is not None and build.image.reference == "acme/pasted:1"
     assert build.output[0]["text"] == "STEP 1/5: FROM busybox AS make"
@@ -105,7 +106,7 @@ def test_a_dockerfile_text_replaces_the_contexts_dockerfile(
     build = services.start_build(
         Actor(user=developer), tenant, name="edited:1", context_path=str(context), dockerfile_text=text
     )
-    build = services.execute_build(build, engine)
+    build = build_rows.execute_build(build, engine)
     assert (build.status, build.error) == ("succeeded", "")
     assert "context-data" in [line["text"] for line in build.output]
     assert (context / "Dockerfile").read_text() == "FROM busybox\nRUN exit 9\n"  # untouched

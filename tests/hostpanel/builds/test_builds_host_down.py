@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from hostpanel.agent import build_rows
 from hostpanel.builds import services
 from hostpanel.builds.models import Build
 from hostpanel.hosts import services as hosts
@@ -104,6 +105,6 @@ def test_a_build_failed_meanwhile_is_not_run_nor_overwritten(
     class NoEngine:
         """execute_build must return before it touches the engine."""
 
-    result = services.execute_build(build, NoEngine())  # type: ignore[arg-type]
+    result = build_rows.execute_build(build, NoEngine())  # type: ignore[arg-type]
     assert result.status == "failed" and "went down" in result.error
     assert not archive.exists()

@@ -11,7 +11,7 @@ import pytest
 
 from engine.build.recover import BUILD_LABEL
 from engine.engine import Engine
-from hostpanel.builds import services
+from hostpanel.agent import build_runner
 from tests.stack import REPO, wait_for
 
 pytestmark = pytest.mark.privileged
@@ -22,7 +22,7 @@ from pathlib import Path
 from engine.engine import Engine
 from engine.build.model import BuildOptions
 engine = Engine(root=sys.argv[1], instance=sys.argv[2])
-tempfile.mkdtemp(prefix="hpbuild-", dir=engine.paths.tmp)  # as the agent's execute_build does
+tempfile.mkdtemp(prefix="hpbuild-", dir=engine.paths.tmp)  # as the agent's build_runner.run does
 engine.build(BuildOptions(context=Path(sys.argv[3]), tag="killed:1"))
 """
 
@@ -63,7 +63,7 @@ def check_cleanup(engine: Engine, images_before: set[str]) -> None:
     pin = engine.build_cache.pin()  # a build in progress (in this process) is not touched
     try:
         assert engine.build_cache.pin_is_live(pin.id)
-        removed = services.clean_interrupted_builds(engine)
+        removed = build_runner.clean_interrupted_builds(engine)
         assert engine.build_cache.pin_is_live(pin.id)
     finally:
         pin.release()
@@ -73,5 +73,5 @@ def check_cleanup(engine: Engine, images_before: set[str]) -> None:
     assert any(line.startswith("build scratch directory hpbuild-") for line in removed)
     assert engine.list(all=True) == []
     assert {image.id for image in engine.images.list()} == images_before
-    assert services.clean_interrupted_builds(engine) == []  # nothing more to do
+    assert build_runner.clean_interrupted_builds(engine) == []  # nothing more to do
     # the engine fixture checks that no mount, cgroup or tmp file is left

@@ -15,6 +15,7 @@ import pytest
 
 from engine.cgroups.controller import CgroupStats, host_driver
 from engine.engine import Engine
+from hostpanel.agent import build_rows
 from hostpanel.agent import reconcile as agent
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
@@ -62,7 +63,7 @@ def test_a_tenant_with_no_replicas_builds_under_its_quota_and_the_build_limits(
     user = MembershipFactory(tenant=tenant, role=Role.DEVELOPER).user
     context = io.BytesIO(context_tar({"Dockerfile": "FROM busybox\nRUN echo limits-probe && sleep 5\n"}))
     build = services.start_build(Actor(user=user), tenant, name="web:1", context=context)
-    build = services.execute_build(build, engine)
+    build = build_rows.execute_build(build, engine)
     assert (build.status, build.error) == ("succeeded", "")
     tenant_stats, run_stats = seen["tenant"], seen["run"]
     assert tenant_stats is not None and (tenant_stats.memory_limit, tenant_stats.pids_limit) == (
@@ -88,6 +89,6 @@ def test_a_build_run_over_the_build_process_limit_fails_and_leaves_nothing(
     dockerfile = "FROM busybox\nRUN for i in $(seq 30); do sleep 5 & done; wait\n"
     context = io.BytesIO(context_tar({"Dockerfile": dockerfile}))
     build = services.start_build(Actor(user=user), tenant, name="web:1", context=context)
-    build = services.execute_build(build, engine)
+    build = build_rows.execute_build(build, engine)
     assert build.status == "failed"
     assert "process limit (8: the build limit" in build.error

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from hostpanel.agent import build_rows
 from hostpanel.builds import services
 from hostpanel.builds.models import Build
 from hostpanel.hosts.models import Host
@@ -21,7 +22,7 @@ def test_a_line_before_a_long_silence_is_sent_without_waiting_for_the_next(
     tenant: Tenant, host: Host, published: list[dict[str, str]]
 ) -> None:
     build = Build.objects.create(tenant=tenant, name="web:1", reference="acme/web:1", status="running")
-    sink = services.OutputSink(build)
+    sink = build_rows.OutputSink(build)
     try:
         sink("step", "STEP 2/3: RUN echo start; sleep 600")
         sink("stdout", "start")  # then the RUN prints nothing more for a long time
@@ -48,7 +49,7 @@ def test_a_build_failed_meanwhile_keeps_its_reason_in_the_stored_output(
     build = Build.objects.create(
         tenant=tenant, name="web:1", reference="acme/web:1", host=host, status="running"
     )
-    sink = services.OutputSink(build)
+    sink = build_rows.OutputSink(build)
     sink("stdout", "compiling")
     services.fail_host_builds(host, services.HOST_DOWN)
     sink("stdout", "still compiling on a host thought dead")

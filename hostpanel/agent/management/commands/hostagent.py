@@ -36,12 +36,13 @@ from django.db import close_old_connections, connection
 
 from hostpanel.agent import host_secrets, remote
 from hostpanel.agent import reconcile as agent
+from hostpanel.agent.build_runner import clean_interrupted_builds
 from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelError, client_for
 from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.agent.follower import start_in_thread
 from hostpanel.agent.usage import report_usage
-from hostpanel.builds.services import clean_interrupted_builds, redispatch_host_builds
+from hostpanel.builds.services import redispatch_host_builds
 from hostpanel.celery import app
 from hostpanel.deployments import rollout
 from hostpanel.edge import services as edge_services

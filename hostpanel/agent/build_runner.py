@@ -1,10 +1,12 @@
 """Running one build on a host's engine, row-free: the one code path of both agent paths.
 
-A build is given as a plain :class:`BuildSpec`; what it prints goes to a :class:`LineSink`, its
-context upload comes from ``archive`` and its exported image goes to ``store_image``. The agent with
-the database adapts these to the Build row (:func:`hostpanel.builds.services.execute_build`); the
-agent without it to the panel's internal API (:mod:`hostpanel.agent.remote_build`, the endpoints of
-:mod:`hostpanel.builds.internal`).
+A build is given as a plain :class:`hostpanel.builds.spec.BuildSpec` (the panel's, which the internal
+API's claim answers); what it prints goes to a :class:`LineSink`, its context upload comes from
+``archive`` and its exported image goes to ``store_image``. The agent with the database adapts these
+to the Build row (:func:`hostpanel.agent.build_rows.execute_build`); the agent without it to the
+panel's internal API (:mod:`hostpanel.agent.remote_build`, the endpoints of
+:mod:`hostpanel.builds.internal`). What builds killed with their agent left behind goes at the
+agent's start (:func:`clean_interrupted_builds`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from engine.build.git import clone_context, parse_git_url
 from engine.build.model import BuildOptions, BuildTimedOut
+from engine.build.recover import remove_interrupted_builds
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.images.extract import remove_tree
@@ -30,13 +31,12 @@ from hostpanel.builds.contexts import (
     tenant_context_roots,
     unpack_context_archive,
 )
+from hostpanel.builds.spec import STORED_LINES, BuildSpec
 from hostpanel.errors import ServiceError
 from hostpanel.tenants.limits import apply_tenant_limits, build_run_limits
 
 log = logging.getLogger(__name__)
 SCRATCH_PREFIX = "hpbuild-"  # a build's directory in the engine's tmp
-STORED_LINES = 5000
-LINE_MAX = 16 * 1024  # characters of one output line the panel takes
 _FLUSH_LINES = 200
 _FLUSH_SECONDS = 0.25
 
@@ -45,35 +45,6 @@ Line = dict[str, str]
 
 class StepFailed(Exception):
     """A step of an adapter failed (the panel refused a call): the build fails with this message."""
-
-
-@dataclass(frozen=True)
-class BuildSpec:
-    """What a host needs to run a build (no row): the internal API's claim answers it as JSON."""
-
-    id: int
-    tenant: str
-    name: str
-    reference: str
-    time_limit: int
-    dockerfile: str = "Dockerfile"
-    dockerfile_text: str = ""
-    build_args: dict[str, str] = field(default_factory=dict)
-    target: str = ""
-    no_cache: bool = False
-    limits: dict[str, int] | None = None  # the tenant's quota (tenants.limits.quota_limits); None: none
-    git_url: str = ""
-    context_path: str = ""  # a directory under the tenant's roots (agents with the database only)
-    context_archive: bool = False  # an uploaded context tar
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BuildSpec:
-        """The spec of a claim's answer (fields this version does not know are left out)."""
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class LineSink:
@@ -219,3 +190,15 @@ def _prepare_context(
     if spec.context_archive:
         unpack_context_archive(archive(scratch), context)
     return context, None
+
+
+def clean_interrupted_builds(engine: Engine) -> list[str]:
+    """What builds killed with their agent left on this host's engine, removed (the agent calls
+    this on start, when none of its builds runs): RUN containers, their temporary images and the
+    builds' scratch directories. Returns what was removed."""
+    removed = remove_interrupted_builds(engine)
+    if engine.paths.tmp.is_dir():
+        for scratch in sorted(engine.paths.tmp.glob(f"{SCRATCH_PREFIX}*")):
+            remove_tree(scratch)
+            removed.append(f"build scratch directory {scratch.name}")
+    return removed
