@@ -118,7 +118,10 @@ def test_ensure_overlay_peers_in_place_and_remote_names_follow_live(tmp_path: Pa
             "--vni", "4242", check=False,
         )  # fmt: skip
         assert other.returncode != 0 and "subnet" in other.stderr
-        # peers go in place too, with what was learnt behind them
+        # peers go in place too, with what was learnt behind them (B drops A first, as the panel
+        # drops both sides: a B still peering A floods its broadcasts there, and A would learn
+        # B's addresses again at any moment after the removal)
+        _ensure(b, "--vni", "4242", "--ip-range", "10.243.0.128/25")
         _ensure(a, "--vni", "4242", "--ip-range", "10.243.0.0/25")
         assert UNDERLAY["b"] not in _fdb(a, str(ov_a["vxlan"]))
         assert _network(a)["bridge"] == ov_a["bridge"]
