@@ -218,15 +218,20 @@ def test_build_and_logs_follow(engine: Engine, busybox: Image, tmp_path: Path) -
     while "built-by-hostpanel" not in logs_of(engine, "demo-c-1") and time.monotonic() < deadline:
         time.sleep(0.05)
     argv = hpctl_argv(engine, "compose", "-f", str(tmp_path / "compose.yaml"), "-p", "demo", "logs", "-f")
-    follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors = tmp_path / "follow.err"
+    with errors.open("w") as err_file:
+        follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err_file, text=True)
     assert follow.stdout is not None
     lines = []
     while not {"demo-a-1 | a0", "demo-b-1 | b0"} <= set(lines):  # both followed from here on
         lines.append(follow.stdout.readline().rstrip("\n"))
     engine.exec("demo-b-1", ExecSpec(("touch", "/v/go"))).wait(30)
-    out, err = follow.communicate(timeout=120)  # returns once every container stopped
+    # the rest from the same reader: communicate() reads the pipe itself and would lose what
+    # readline() had already buffered (c's lines, when they came in one read with b0)
+    lines += follow.stdout.read().splitlines()  # to the end: once every container stopped
+    follow.wait(30)
+    err = errors.read_text()
     assert follow.returncode == 0, err
-    lines += out.splitlines()
     assert "demo-c-1 | built-by-hostpanel" in lines, err
     order = [line for line in lines if line.startswith(("demo-a-1 |", "demo-b-1 |"))][2:]
     assert order == ["demo-a-1 | a1", "demo-b-1 | b1", "demo-a-1 | a2", "demo-b-1 | b2"]
