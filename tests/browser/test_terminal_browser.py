@@ -48,7 +48,8 @@ def test_a_developer_runs_echo_in_the_container_and_sees_the_answer(
     # the answer, on a line of its own (the typed command shows the expression, not 42)
     page.wait_for_function(
         "() => /^answer-42\\s*$/m.test(document.querySelector('.exec-terminal .xterm-rows').innerText)"
-    )
+        " && /^\\d+ \\d+\\s*$/m.test(document.querySelector('.exec-terminal .xterm-rows').innerText)"
+    )  # and stty's answer: it may come in a later message than echo's
     rows, cols = re.search(r"^(\d+) (\d+)\s*$", screen_text(page), re.M).groups()  # type: ignore[union-attr]
     assert int(rows) > 5 and int(cols) > 20, "the terminal is sized to its box, not left at 0x0"
 
