@@ -127,6 +127,7 @@ def test_a_build_not_running_takes_no_output_image_nor_end(enrolled: Hosts, tena
         == 409
     )
     assert snapshot(build) == before
+    assert not Image.objects.filter(tenant=tenant).exists()  # the 409 upload stored nothing
     assert sa.post(URL.format(build.pk, "claim"), {}, format="json").status_code == 200
     assert sa.post(URL.format(build.pk, "claim"), {}, format="json").status_code == 409  # once
     # failed meanwhile (its host marked down): it stays failed
@@ -136,6 +137,9 @@ def test_a_build_not_running_takes_no_output_image_nor_end(enrolled: Hosts, tena
     assert sa.post(URL.format(build.pk, "output"), line, format="json").status_code == 409
     assert sa.post(URL.format(build.pk, "finish"), {"error": ""}, format="json").status_code == 409
     assert sa.post(URL.format(build.pk, "finish"), {"error": "x"}, format="json").status_code == 409
+    image = sa.post(URL.format(build.pk, "image"), b"t", content_type="application/octet-stream")
+    assert image.status_code == 409 and b"not running" in image.content
+    assert not Image.objects.filter(tenant=tenant).exists()
     assert snapshot(build) == failed
 
 
