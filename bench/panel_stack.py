@@ -2,8 +2,10 @@
 
 ``panel_stack()`` starts a private redis-server, migrates a fresh SQLite
 database (or, with ``database="postgres"``, a private PostgreSQL 15: tests/pgserver.py),
-seeds the demo tenant with an API token, and runs one host agent
-(on a scratch engine root) and the panel as `make run` serves it; everything, containers
+seeds the demo tenant with an API token, and runs one host agent ``bench`` enrolled as
+`make run` enrolls its own (``manage.py enroll_local``: no database, no panel Redis URL or secret
+keys in its environment; ``manage.py watchhosts`` places for it) on a scratch engine root, and the
+panel as `make run` serves it; everything, containers
 included, is stopped and removed on the way out (also on SIGTERM, e.g. from
 ``timeout``). Needs root (real containers).
 """
@@ -206,9 +208,28 @@ def panel_stack(
         seeded = manage(env, "seed_demo", "--token")
         token = next(w for w in seeded.split() if w.startswith("hp_"))
         if local_agent:
-            agent = [python, "manage.py", "hostagent", "--name", "bench", "--engine-root", str(root)]
+            from bench.enroll import joined_env  # it imports this module
+
+            state = scratch / "agent-state"
+            manage(
+                env,
+                "enroll_local",
+                "--name",
+                "bench",
+                "--state-dir",
+                str(state),
+                "--panel",
+                f"http://127.0.0.1:{http_port}",
+            )
+            stack.enter_context(
+                process(
+                    [python, "manage.py", "watchhosts", "--interval", "0.5"], env, scratch / "watchhosts.log"
+                )
+            )
+            agent = [python, "manage.py", "hostagent", "--state-dir", str(state), "--engine-root", str(root)]
             agent += ["--instance", instance, *(agent_args or []), "--loglevel", "WARNING"]
-            stack.enter_context(process(agent, env, scratch / "agent.log"))
+            agent_env = joined_env(env, scratch / "agent-var", state)
+            stack.enter_context(process(agent, agent_env, scratch / "agent.log"))
         serve = [python, "-m", "hostpanel.serve", "--host", "127.0.0.1", "--port", str(http_port)]
         if server == "daphne":
             serve.append("--single")

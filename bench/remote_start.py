@@ -1,12 +1,12 @@
-"""From `POST /apps/` to a running container: on a remote host (an enrolled agent without the
-database) against the local one (an agent with the database, on the panel's machine).
+"""From `POST /apps/` to a running container: on a remote host (an agent joined over HTTPS) against
+the local one (enrolled in-process as `make run` enrolls its own); neither has the database.
 
 The panel stack (bench/panel_stack.py: Redis, SQLite, the panel as `make run` serves it, its own
-agent ``bench`` with ``DATABASE_URL``) plus host ``remote``: `manage.py host add remote`, then
-the join command against the panel over HTTPS (a Caddy with its own CA in front, as in
-production) with no database or panel Redis URL in its environment, so it reconciles from
-``GET /internal/v1/host/desired``, fetches nothing else and reports with ``POST
-/internal/v1/host/report`` as its own Redis ACL user. Each run cordons the other host, `POST`s a
+agent ``bench`` enrolled with ``manage.py enroll_local``, reaching the panel over loopback HTTP)
+plus host ``remote``: `manage.py host add remote`, then the join command against the panel over
+HTTPS (a Caddy with its own CA in front, as in production). Both have no database or panel Redis
+URL in their environment, so they reconcile from ``GET /internal/v1/host/desired`` and report with
+``POST /internal/v1/host/report`` as their own Redis ACL users. Each run cordons the other host, `POST`s a
 one-replica busybox app and times until its container runs on the target's engine and the
 panel's row says running; the app is then deleted (untimed). Runs alternate between the hosts.
 Both agents share this machine (a remote host's network latency is not in the figure: it is

@@ -57,15 +57,41 @@ fi
 # The demo data (idempotent): an admin, a tenant "demo" and its owner, a fresh API token.
 SEED_OUT=$("$BIN/python" manage.py seed_demo --token)
 
-# One local host agent: a Celery worker on queue host.$AGENT_NAME plus a heartbeat loop,
-# on this machine's engine (HOSTPANEL_ROOT / HOSTPANEL_INSTANCE, as hpctl uses).
+# The panel's periodic host checks (`manage.py watchhosts`): dead hosts, drains and evacuations,
+# placing pending replicas. The agent below has no database, so it leaves them to the panel.
+if [[ -f $RUN_DIR/watchhosts.pid ]] && kill -0 "$(<"$RUN_DIR/watchhosts.pid")" 2>/dev/null; then
+    echo "host checks: already running (pid $(<"$RUN_DIR/watchhosts.pid"))"
+else
+    nohup "$BIN/python" manage.py watchhosts >>"$VAR_DIR/log/watchhosts.log" 2>&1 &
+    echo $! >"$RUN_DIR/watchhosts.pid"
+    echo "host checks: manage.py watchhosts (log: $VAR_DIR/log/watchhosts.log)"
+fi
+
+# One local host agent, enrolled like any other host (`manage.py enroll_local`: its X25519 key pair
+# and credentials in $VAR_DIR/agent, 0700, made on the first run and reused after; README "Hosts").
+# It runs WITHOUT the database, the panel's REDIS_URL or its secret keys: it reaches the panel
+# through its internal API at http://$HOST:$PORT (this machine only) and Redis as its own ACL user,
+# on this machine's engine (HOSTPANEL_ROOT / HOSTPANEL_INSTANCE) and Caddy (HOSTPANEL_CADDY_ADMIN).
+# The panel starts last (below): the agent waits for it (hostagent --panel-wait).
 AGENT_NAME=${AGENT_NAME:-local}
+AGENT_DIR=$VAR_DIR/agent
+case $HOST in
+    0.0.0.0 | '::' | '') PANEL_HOST=127.0.0.1 ;;
+    *:*) PANEL_HOST="[$HOST]" ;;
+    *) PANEL_HOST=$HOST ;;
+esac
 if [[ -f $RUN_DIR/hostagent.pid ]] && kill -0 "$(<"$RUN_DIR/hostagent.pid")" 2>/dev/null; then
     echo "host agent: already running (pid $(<"$RUN_DIR/hostagent.pid"))"
 else
-    nohup "$BIN/python" manage.py hostagent --name "$AGENT_NAME" >>"$VAR_DIR/log/hostagent.log" 2>&1 &
+    "$BIN/python" manage.py enroll_local --name "$AGENT_NAME" --state-dir "$AGENT_DIR" \
+        --panel "http://$PANEL_HOST:$PORT"
+    (umask 077 && mkdir -p "$AGENT_DIR/var")  # its own var: its secret key, its edge state
+    env -u DATABASE_URL -u REDIS_URL -u HOSTPANEL_SECRET_KEY -u HOSTPANEL_SECRET_KEYS \
+        HOSTPANEL_AGENT_STATE_DIR="$AGENT_DIR" HOSTPANEL_VAR_DIR="$AGENT_DIR/var" \
+        nohup "$BIN/python" manage.py hostagent --state-dir "$AGENT_DIR" \
+        >>"$VAR_DIR/log/hostagent.log" 2>&1 &
     echo $! >"$RUN_DIR/hostagent.pid"
-    echo "host agent: $AGENT_NAME (log: $VAR_DIR/log/hostagent.log)"
+    echo "host agent: $AGENT_NAME, enrolled, no database (state: $AGENT_DIR; log: $VAR_DIR/log/hostagent.log)"
 fi
 
 # The operator's Docker Engine API on a root-only unix socket: the stock docker CLI, docker-py and
@@ -113,7 +139,7 @@ $SEED_OUT
            $BIN/hpctl host info
   docker:  DOCKER_HOST=unix://$DOCKER_SOCKET docker ps
            DOCKER_HOST=unix://$DOCKER_SOCKET docker run --rm busybox echo hello
-  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent, the Docker APIs and the Redis started here
+  stop:    Ctrl-C stops the panel; 'make stop' also stops the host agent, the host checks, the Docker APIs and the Redis started here
 
 EOT
 

@@ -33,6 +33,7 @@ stop_pidfile() {
 stop_pidfile panel "$RUN_DIR/panel.pid" 'hostpanel.serve\|daphne'  # stops its gunicorn, daphne and Caddy (or is the lone daphne)
 stop_pidfile panel "$RUN_DIR/daphne.pid" daphne  # started by older versions
 stop_pidfile "host agent" "$RUN_DIR/hostagent.pid" hostagent
+stop_pidfile "host checks" "$RUN_DIR/watchhosts.pid" "manage.py watchhosts"
 stop_pidfile "docker API" "$RUN_DIR/docker-api.pid" "docker serve"
 stop_pidfile "tenants' docker API" "$RUN_DIR/tenant-docker-api.pid" "manage.py dockerapi"
 stop_pidfile monitor "$RUN_DIR/monitor.pid" "system monitor"  # started by older versions

@@ -28,6 +28,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hostpanel.agent import credentials as store
 
@@ -103,16 +104,24 @@ def register(args: argparse.Namespace, public_key: str) -> store.AgentCredential
         answer = client.call("POST", "register", {"token": args.token, "public_key": public_key})
     except store.PanelError as exc:
         raise JoinError(f"registration refused: {exc}") from exc
+    return save_credentials(args.state_dir, args.panel, answer, args.ca_file)
+
+
+def save_credentials(
+    state: Path, panel: str, answer: dict[str, Any], ca_file: str = ""
+) -> store.AgentCredentials:
+    """The credentials a registration answered (``name``, ``api_token``, ``redis_url``, ``queues``,
+    ``transport_options``) for the panel at ``panel``, written 0600 to ``state`` (atomically)."""
     creds = store.AgentCredentials(
-        panel=args.panel,
+        panel=panel,
         name=answer["name"],
         api_token=answer["api_token"],
         redis_url=answer["redis_url"],
         queues=list(answer["queues"]),
         transport_options=dict(answer["transport_options"]),
-        ca_file=args.ca_file,
+        ca_file=ca_file,
     )
-    store.save(args.state_dir, creds)
+    store.save(state, creds)
     return creds
 
 

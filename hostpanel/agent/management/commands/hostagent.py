@@ -98,6 +98,12 @@ class Command(BaseCommand):
             default=settings.HOSTPANEL_CADDY_ADMIN,
             help="unix socket of this host's Caddy admin API ('' = no edge proxy on this host)",
         )
+        parser.add_argument(
+            "--panel-wait",
+            type=float,
+            default=60.0,
+            help="seconds an enrolled agent waits for a panel that does not answer yet at its start",
+        )
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -107,8 +113,8 @@ class Command(BaseCommand):
             creds = enrolled(Path(opts["state_dir"]), opts["name"])
             opts["name"], client = creds.name, client_for(creds)
             opts["logs_redis_url"] = creds.redis_url
-            try:
-                client.me()  # a revoked host stops here
+            try:  # a revoked host stops here; a panel starting beside it (`make run`) is waited for
+                wait_for_panel(client.me, creds.panel, opts["panel_wait"], self.stdout.write)
             except PanelError as exc:
                 raise CommandError(f"the panel refuses this host: {exc}") from exc
         if not opts["name"]:
@@ -438,6 +444,31 @@ def start_edge(name: str, caddy: dict[str, Any] | None) -> EdgeAgent:
         raise CommandError(f"edge proxy: {exc}") from exc
     edge.start()
     return edge
+
+
+PANEL_STARTING = {0, 502, 503, 504}  # unreachable, or its front answers before its workers do
+
+
+def wait_for_panel(
+    call: Callable[[], dict[str, Any]], panel: str, seconds: float, say: Callable[[str], object]
+) -> dict[str, Any]:
+    """``call()``'s answer, retried every second for up to ``seconds`` while the panel at ``panel``
+    does not answer yet (it starts after its agent in `make run`); a refusal (401: revoked) at
+    once. Giving up is a :class:`PanelError` that says how long it waited."""
+    deadline = time.monotonic() + seconds
+    waiting = False
+    while True:
+        try:
+            return call()
+        except PanelError as exc:
+            if exc.status not in PANEL_STARTING:
+                raise
+            if time.monotonic() >= deadline:
+                raise PanelError(f"no answer from the panel at {panel} within {seconds:g} s: {exc}") from exc
+            if not waiting:
+                say(f"the panel at {panel} does not answer yet ({exc}); retrying for up to {seconds:g} s")
+                waiting = True
+        time.sleep(1.0)
 
 
 def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
