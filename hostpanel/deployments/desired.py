@@ -428,6 +428,16 @@ def _check_addresses(host: Host, entry: dict[str, Any]) -> None:
             )
 
 
+def _unchanged(row: Replica, entry: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Whether the report ``entry`` (its ``values`` to write) would change nothing of ``row``, the
+    replica as it is placed on the reporting host now."""
+    if row.generation != entry["generation"]:
+        return False
+    if values.get("restart_generation", 0) > row.app.restart_generation:
+        return False  # refused by the update's own condition
+    return all(getattr(row, key) == value for key, value in values.items())
+
+
 def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
     """Write the states ``host`` reports of its replicas (``POST /internal/v1/host/report``).
 
@@ -442,12 +452,22 @@ def apply_report(host: Host, entries: list[dict[str, Any]]) -> tuple[list[int], 
     for entry in entries:
         if "addresses" in entry:
             _check_addresses(host, entry)  # all refused before any is written
+    rows = {
+        r.pk: r
+        for r in Replica.objects.filter(pk__in=[e["replica"] for e in entries], host=host).select_related(
+            "app"
+        )
+    }
     for entry in entries:
         values = {k: entry[k] for k in REPORTED_FIELDS if k in entry}
         if "addresses" in entry:
             values["addresses"] = (
                 {"host": host.pk, "networks": entry["addresses"]} if entry["addresses"] else {}
             )
+        row = rows.get(entry["replica"])
+        if row is not None and _unchanged(row, entry, values):
+            written.append(entry["replica"])  # a steady state costs no write
+            continue
         values["updated_at"] = timezone.now()
         mine = Replica.objects.filter(pk=entry["replica"], host=host, generation=entry["generation"])
         if "restart_generation" in entry:

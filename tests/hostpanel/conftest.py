@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hostpanel.hosts.models import Host
 from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,3 +152,11 @@ def on_commit(django_capture_on_commit_callbacks: Any) -> Callable[[], Any]:
         return django_capture_on_commit_callbacks(execute=True)
 
     return make
+
+
+@pytest.fixture
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> EnrolledAgents:
+    """Reconcile a host as its enrolled agent would: ``agents.reconcile(engine, host)``
+    (tests/hostpanel/hosts/enrolled_hosts.py: :class:`EnrolledAgents`)."""
+    settings.HOSTPANEL_PUBLIC_URL = "https://panel.example"
+    return EnrolledAgents(tmp_path, monkeypatch)

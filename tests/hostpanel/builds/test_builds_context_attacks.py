@@ -24,6 +24,7 @@ from engine.errors import NotFound
 from hostpanel.agent import build_rows
 from hostpanel.builds.models import Build
 from tests.engine.unit.test_build_git import git
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 pytestmark = [
     pytest.mark.privileged,
@@ -64,9 +65,17 @@ def hostile_tar(files: dict[str, str], links: dict[str, str], fifos: tuple[str, 
     return buf.getvalue()
 
 
-def run_refused(engine: Engine, published: list[dict[str, str]], build_id: int, message: str) -> Build:
-    """Run the queued build as the agent does; it fails with ``message``, echoing no secret."""
-    build = build_rows.execute_build(Build.objects.get(pk=build_id), engine)
+def run_refused(
+    run: Callable[[Build, Engine], Build],
+    engine: Engine,
+    published: list[dict[str, str]],
+    build_id: int,
+    message: str,
+) -> Build:
+    """Run the queued build as the agent does (``run``: :meth:`EnrolledAgents.build`; a build from a
+    directory runs only on the agent with the database: ``build_rows.execute_build``); it fails with
+    ``message``, echoing no secret."""
+    build = run(Build.objects.get(pk=build_id), engine)
     assert build.status == "failed" and build.image is None
     assert message in build.error, build.error
     assert MARKER not in build.error and MARKER not in repr(build.output) and MARKER not in repr(published)
@@ -112,6 +121,7 @@ def run_refused(engine: Engine, published: list[dict[str, str]], build_id: int, 
     ],
 )
 def test_a_hostile_uploaded_context_is_refused_without_echoing_the_target(
+    agents: EnrolledAgents,
     api: Callable[[Any], Any],
     developer: Any,
     engine: Engine,
@@ -129,11 +139,12 @@ def test_a_hostile_uploaded_context_is_refused_without_echoing_the_target(
     archive = SimpleUploadedFile("context.tar.gz", hostile_tar(files, links, fifos))
     r = api(developer).post(URL, {"name": "evil:1", "context": archive}, format="multipart")
     assert r.status_code == 201, r.json()
-    run_refused(engine, published, r.json()["id"], message)
+    run_refused(agents.build, engine, published, r.json()["id"], message)
     assert not list((tmp_path / "var").rglob("context-*"))  # the upload is gone
 
 
 def test_an_upload_that_unpacks_over_the_bound_is_refused(
+    agents: EnrolledAgents,
     api: Callable[[Any], Any],
     developer: Any,
     engine: Engine,
@@ -150,6 +161,7 @@ def test_an_upload_that_unpacks_over_the_bound_is_refused(
     )
     assert r.status_code == 201
     run_refused(
+        agents.build,
         engine,
         published,
         r.json()["id"],
@@ -188,7 +200,7 @@ def test_a_hostile_context_directory_is_refused(
         make()
         r = api(developer).post(URL, {"name": "evil:1", "context_path": str(ctx)}, format="json")
         assert r.status_code == 201, r.json()
-        run_refused(engine, published, r.json()["id"], message)
+        run_refused(build_rows.execute_build, engine, published, r.json()["id"], message)
 
 
 def test_a_context_directory_swapped_for_a_link_after_the_check_is_not_followed(
@@ -210,10 +222,17 @@ def test_a_context_directory_swapped_for_a_link_after_the_check_is_not_followed(
     assert r.status_code == 201
     ctx.rename(tmp_path / "moved")
     ctx.symlink_to(secret.parent)  # the tenant swaps its directory for a link to the host's files
-    run_refused(engine, published, r.json()["id"], "is not a directory in this tenant's context directories")
+    run_refused(
+        build_rows.execute_build,
+        engine,
+        published,
+        r.json()["id"],
+        "is not a directory in this tenant's context directories",
+    )
 
 
 def test_a_git_checkout_with_a_link_out_is_refused(
+    agents: EnrolledAgents,
     api: Callable[[Any], Any],
     developer: Any,
     engine: Engine,
@@ -231,10 +250,13 @@ def test_a_git_checkout_with_a_link_out_is_refused(
     git(repo, "commit", "--quiet", "-m", "evil")
     r = api(developer).post(URL, {"name": "evil:1", "git_url": f"{repo}#main"}, format="json")
     assert r.status_code == 201, r.json()
-    run_refused(engine, published, r.json()["id"], "'Dockerfile' leads out of the build context")
+    run_refused(
+        agents.build, engine, published, r.json()["id"], "'Dockerfile' leads out of the build context"
+    )
 
 
 def test_a_git_repository_pointing_at_another_tenants_objects_is_refused(
+    agents: EnrolledAgents,
     api: Callable[[Any], Any],
     developer: Any,
     engine: Engine,
@@ -254,10 +276,10 @@ def test_a_git_repository_pointing_at_another_tenants_objects_is_refused(
     (mine / ".git").write_text(f"gitdir: {theirs / '.git'}\n")  # git would read their repository
     r = api(developer).post(URL, {"name": "evil:1", "git_url": f"{mine}#main"}, format="json")
     assert r.status_code == 201, r.json()
-    run_refused(engine, published, r.json()["id"], ".git is not a directory")
+    run_refused(agents.build, engine, published, r.json()["id"], ".git is not a directory")
     os.unlink(mine / ".git")
     git(mine, "init", "--quiet", "--initial-branch", "main")
     (mine / ".git" / "objects" / "info" / "alternates").write_text(f"{theirs / '.git' / 'objects'}\n")
     r = api(developer).post(URL, {"name": "evil:2", "git_url": f"{mine}#main"}, format="json")
     assert r.status_code == 201, r.json()
-    run_refused(engine, published, r.json()["id"], "it uses objects/info/alternates")
+    run_refused(agents.build, engine, published, r.json()["id"], "it uses objects/info/alternates")

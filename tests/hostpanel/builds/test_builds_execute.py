@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from engine.engine import Engine
-from hostpanel.agent import build_rows
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
 from hostpanel.builds.models import Build
@@ -17,6 +16,7 @@ from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.builds.conftest import context_tar, plain
 from tests.hostpanel.factories import MembershipFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 # the output sink stores lines from its own thread: the tests commit for real
 pytestmark = [
@@ -36,7 +36,12 @@ def queue_build(
 
 
 def test_a_successful_build_becomes_the_tenants_image(
-    engine: Engine, tenant: Tenant, settings: Any, tmp_path: Path, published: list[dict[str, str]]
+    agents: EnrolledAgents,
+    engine: Engine,
+    tenant: Tenant,
+    settings: Any,
+    tmp_path: Path,
+    published: list[dict[str, str]],
 ) -> None:
     files = {
         "docker/Dockerfile": "FROM busybox AS make\nARG V\nRUN echo making-$V | tee /v\n"
@@ -47,7 +52,7 @@ def test_a_successful_build_becomes_the_tenants_image(
         tenant, files, tmp_path, settings, dockerfile="docker/Dockerfile", build_args={"V": "7"}
     )
     archive = Path(build.context_archive)
-    build = build_rows.execute_build(build, engine)
+    build = agents.build(build, engine)
     assert (build.status, build.error) == ("succeeded", "")
     assert build.image is not None and build.image.reference == "acme/web:1"
     assert Image.objects.get(reference="acme/web:1").tenant == tenant
@@ -60,26 +65,36 @@ def test_a_successful_build_becomes_the_tenants_image(
 
 
 def test_a_failed_build_records_its_error_and_leaves_nothing(
-    engine: Engine, tenant: Tenant, settings: Any, tmp_path: Path, published: list[dict[str, str]]
+    agents: EnrolledAgents,
+    engine: Engine,
+    tenant: Tenant,
+    settings: Any,
+    tmp_path: Path,
+    published: list[dict[str, str]],
 ) -> None:
     build = queue_build(
         tenant, {"Dockerfile": "FROM busybox\nRUN echo broken >&2; exit 4\n"}, tmp_path, settings
     )
     images_before = {i.id for i in engine.images.list()}
-    build = build_rows.execute_build(build, engine)
+    build = agents.build(build, engine)
     assert build.status == "failed" and build.image is None
     assert "line 2: RUN" in build.error and "exit code 4" in build.error and "broken" in build.error
     assert {"stream": "stderr", "text": "broken"} in plain(build.output)
     assert build.output[-1]["stream"] == "error"
     assert not Image.objects.filter(reference="acme/web:1").exists()
     assert {i.id for i in engine.images.list()} == images_before
-    assert build_rows.execute_build(build, engine).status == "failed"  # a finished build is not run again
+    assert agents.build(build, engine).status == "failed"  # a finished build is not run again
 
 
 def test_a_hostile_context_archive_is_refused(
-    engine: Engine, tenant: Tenant, settings: Any, tmp_path: Path, published: list[dict[str, str]]
+    agents: EnrolledAgents,
+    engine: Engine,
+    tenant: Tenant,
+    settings: Any,
+    tmp_path: Path,
+    published: list[dict[str, str]],
 ) -> None:
     build = queue_build(tenant, {"../escape": "x", "Dockerfile": "FROM busybox\n"}, tmp_path, settings)
-    build = build_rows.execute_build(build, engine)
+    build = agents.build(build, engine)
     assert build.status == "failed" and "'..' component" in build.error
     assert not (tmp_path.parent / "escape").exists()

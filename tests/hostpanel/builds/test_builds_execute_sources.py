@@ -14,6 +14,7 @@ from hostpanel.builds import services
 from hostpanel.tenants.models import Tenant
 from tests.engine.unit.test_build_git import git, repo  # noqa: F401  (fixture: a real git repository)
 from tests.hostpanel.builds.conftest import plain
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 # the output sink stores lines from its own thread: the tests commit for real
 pytestmark = [
@@ -33,7 +34,7 @@ def allowed_repo(repo: Path, settings: Any, tmp_path: Path) -> Path:  # noqa: F8
 
 
 def test_a_build_from_a_git_branch_and_directory(
-    engine: Engine, tenant: Tenant, developer: Any, allowed_repo: Path
+    agents: EnrolledAgents, engine: Engine, tenant: Tenant, developer: Any, allowed_repo: Path
 ) -> None:
     (allowed_repo / "web" / "Dockerfile").write_text(
         'FROM busybox\nCOPY page.txt /page.txt\nRUN cat /page.txt\nCMD ["cat", "/page.txt"]\n'
@@ -47,7 +48,7 @@ def test_a_build_from_a_git_branch_and_directory(
     build = services.start_build(
         Actor(user=developer), tenant, name="web:git", git_url=f"{allowed_repo}#main:web"
     )
-    build = build_rows.execute_build(build, engine)
+    build = agents.build(build, engine)
     assert (build.status, build.error) == ("succeeded", "")
     texts = [line["text"] for line in build.output]
     assert f"cloning {allowed_repo} at main (depth 1)" in texts and "from-git-main" in texts
@@ -57,20 +58,21 @@ def test_a_build_from_a_git_branch_and_directory(
 
 
 def test_a_git_ref_that_vanished_fails_the_build_and_leaves_nothing(
-    engine: Engine, tenant: Tenant, developer: Any, allowed_repo: Path
+    agents: EnrolledAgents, engine: Engine, tenant: Tenant, developer: Any, allowed_repo: Path
 ) -> None:
     git(allowed_repo, "branch", "short-lived")
     build = services.start_build(
         Actor(user=developer), tenant, name="web:gone", git_url=f"{allowed_repo}#short-lived"
     )
     git(allowed_repo, "branch", "-D", "short-lived")
-    build = build_rows.execute_build(build, engine)
+    build = agents.build(build, engine)
     assert build.status == "failed" and "couldn't find remote ref short-lived" in build.error
     assert plain(build.output)[-1] == {"stream": "error", "text": build.error}
     assert build.image is None
 
 
 def test_a_two_stage_dockerfile_text_without_a_context(
+    agents: EnrolledAgents,
     engine: Engine,
     tenant: Tenant,
     developer: Any,
@@ -83,7 +85,7 @@ def test_a_two_stage_dockerfile_text_without_a_context(
         'FROM busybox\nCOPY --from=make /out /out\nCMD ["cat", "/out"]\n'
     )
     build = services.start_build(Actor(user=developer), tenant, name="pasted:1", dockerfile_text=text)
-    build = build_rows.execute_build(build, engine)
+    build = agents.build(build, engine)
     assert (build.status, build.error) == ("succeeded", "")
     assert build.image is not None and build.image.reference == "acme/pasted:1"
     assert build.output[0]["text"] == "STEP 1/5: FROM busybox AS make"
@@ -106,7 +108,7 @@ def test_a_dockerfile_text_replaces_the_contexts_dockerfile(
     build = services.start_build(
         Actor(user=developer), tenant, name="edited:1", context_path=str(context), dockerfile_text=text
     )
-    build = build_rows.execute_build(build, engine)
+    build = build_rows.execute_build(build, engine)  # a directory: the agent with the database
     assert (build.status, build.error) == ("succeeded", "")
     assert "context-data" in [line["text"] for line in build.output]
     assert (context / "Dockerfile").read_text() == "FROM busybox\nRUN exit 9\n"  # untouched

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from hostpanel.agent import build_rows
 from hostpanel.builds import services
 from hostpanel.builds.models import Build
 from hostpanel.hosts import services as hosts
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Tenant
 from tests.hostpanel.factories import HostFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_an_agent_start_fails_the_builds_its_predecessor_left_running(
 
 
 def test_a_build_failed_meanwhile_is_not_run_nor_overwritten(
-    tenant: Tenant, host: Host, settings: Any, tmp_path: Path, published: Any
+    agents: EnrolledAgents, tenant: Tenant, host: Host, settings: Any, tmp_path: Path, published: Any
 ) -> None:
     """The late agent of a host that was marked down neither runs its failed build nor revives it."""
     archive = tmp_path / "context-2.tar"
@@ -105,6 +105,6 @@ def test_a_build_failed_meanwhile_is_not_run_nor_overwritten(
     class NoEngine:
         """execute_build must return before it touches the engine."""
 
-    result = build_rows.execute_build(build, NoEngine())  # type: ignore[arg-type]
+    result = agents.build(build, NoEngine())  # type: ignore[arg-type]
     assert result.status == "failed" and "went down" in result.error
     assert not archive.exists()

@@ -11,9 +11,8 @@ this panel, making no query of its own.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -21,7 +20,6 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from engine.engine import Engine
-from hostpanel.agent.credentials import PanelError
 from hostpanel.agent.remote_build import run_remote_build
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
@@ -236,29 +234,6 @@ def test_a_directory_build_is_refused_for_a_host_without_the_database(
     assert build.output[-1]["text"] == build.error
 
 
-class BuildClient(PanelClient):
-    """The agent's client (files too) through this test's API client, counting the panel's queries."""
-
-    def _count(self, method: str, path: str, data: bytes, content_type: str) -> Any:
-        with CaptureQueriesContext(connection) as panel_queries:
-            answer = self.panel.generic(method, "/internal/v1/" + path, data, content_type)
-        self.queries += len(panel_queries.captured_queries)
-        if answer.status_code >= 400:
-            raise PanelError(f"{answer.status_code}: {answer.content[:300]!r}", answer.status_code)
-        return answer
-
-    def download(self, path: str, into: BinaryIO) -> None:
-        answer = self._count("GET", path, b"", "application/json")
-        into.write(b"".join(answer.streaming_content))
-        answer.close()
-
-    def upload(self, path: str, source: BinaryIO, size: int) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(
-            self._count("POST", path, source.read(), "application/octet-stream").content
-        )
-        return result
-
-
 @pytest.mark.privileged
 @pytest.mark.django_db(transaction=True)
 def test_the_agent_without_the_database_builds_from_an_uploaded_context(
@@ -266,7 +241,7 @@ def test_the_agent_without_the_database_builds_from_an_uploaded_context(
 ) -> None:
     other = TenantFactory(slug="other")
     build = queue(tenant, "sa")
-    client = BuildClient(as_host(enrolled["sa"][1]))
+    client = PanelClient(as_host(enrolled["sa"][1]))
     with CaptureQueriesContext(connection) as seen:
         error = run_remote_build(build.pk, engine, client)
     assert error == ""

@@ -15,7 +15,6 @@ import pytest
 
 from engine.cgroups.controller import CgroupStats, host_driver
 from engine.engine import Engine
-from hostpanel.agent import build_rows
 from hostpanel.agent import reconcile as agent
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
@@ -25,6 +24,7 @@ from hostpanel.tenants.models import Quota, Role, Tenant
 from hostpanel.tenants.storage import storage_use
 from tests.hostpanel.builds.conftest import context_tar
 from tests.hostpanel.factories import MembershipFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 pytestmark = [
     pytest.mark.privileged,
@@ -36,6 +36,7 @@ MiB = 1024**2
 
 
 def test_a_tenant_with_no_replicas_builds_under_its_quota_and_the_build_limits(
+    agents: EnrolledAgents,
     engine: Engine,
     tenant: Tenant,
     host: Host,
@@ -63,7 +64,7 @@ def test_a_tenant_with_no_replicas_builds_under_its_quota_and_the_build_limits(
     user = MembershipFactory(tenant=tenant, role=Role.DEVELOPER).user
     context = io.BytesIO(context_tar({"Dockerfile": "FROM busybox\nRUN echo limits-probe && sleep 5\n"}))
     build = services.start_build(Actor(user=user), tenant, name="web:1", context=context)
-    build = build_rows.execute_build(build, engine)
+    build = agents.build(build, engine)
     assert (build.status, build.error) == ("succeeded", "")
     tenant_stats, run_stats = seen["tenant"], seen["run"]
     assert tenant_stats is not None and (tenant_stats.memory_limit, tenant_stats.pids_limit) == (
@@ -80,7 +81,12 @@ def test_a_tenant_with_no_replicas_builds_under_its_quota_and_the_build_limits(
 
 
 def test_a_build_run_over_the_build_process_limit_fails_and_leaves_nothing(
-    engine: Engine, tenant: Tenant, settings: Any, tmp_path: Path, published: list[dict[str, str]]
+    agents: EnrolledAgents,
+    engine: Engine,
+    tenant: Tenant,
+    settings: Any,
+    tmp_path: Path,
+    published: list[dict[str, str]],
 ) -> None:
     engine.require_tenant_limits()
     settings.HOSTPANEL_BUILD_LIMITS = {"memory_bytes": 256 * MiB, "cpu_millis": 500, "pids": 8}
@@ -89,6 +95,6 @@ def test_a_build_run_over_the_build_process_limit_fails_and_leaves_nothing(
     dockerfile = "FROM busybox\nRUN for i in $(seq 30); do sleep 5 & done; wait\n"
     context = io.BytesIO(context_tar({"Dockerfile": dockerfile}))
     build = services.start_build(Actor(user=user), tenant, name="web:1", context=context)
-    build = build_rows.execute_build(build, engine)
+    build = agents.build(build, engine)
     assert build.status == "failed"
     assert "process limit (8: the build limit" in build.error

@@ -9,7 +9,6 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from hostpanel.agent import reconcile as agent
 from hostpanel.audit.models import AuditLog
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
@@ -18,6 +17,7 @@ from hostpanel.errors import Conflict
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from tests.hostpanel.factories import TenantFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.django_db
@@ -39,24 +39,24 @@ def replica(app: App, index: int = 0) -> Replica:
 
 
 def test_the_agent_stops_starts_and_restarts_only_that_container(
-    web: App, host: Host, admin_actor: Actor
+    agents: EnrolledAgents, web: App, host: Host, admin_actor: Actor
 ) -> None:
     engine = FakeEngine()
-    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    agents.reconcile(engine, host)
     deployments.container_action(admin_actor, replica(web, 0), "stop")
-    report = agent.reconcile(engine, host)  # type: ignore[arg-type]
+    report = agents.reconcile(engine, host)
     assert report.stopped == ["acme-web-0"] and engine.get("acme-web-1").is_running
     assert replica(web, 0).state == Replica.State.STOPPED
-    assert agent.reconcile(engine, host).started == []  # type: ignore[arg-type]  # stays stopped
+    assert agents.reconcile(engine, host).started == []  # stays stopped
     assert not engine.get("acme-web-0").is_running
 
     deployments.container_action(admin_actor, replica(web, 0), "start")
-    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    agents.reconcile(engine, host)
     assert engine.get("acme-web-0").is_running and replica(web, 0).state == Replica.State.RUNNING
 
     deployments.container_action(admin_actor, replica(web, 1), "restart")
-    assert agent.reconcile(engine, host).restarted == ["acme-web-1"]  # type: ignore[arg-type]
-    assert agent.reconcile(engine, host).restarted == []  # type: ignore[arg-type]  # once
+    assert agents.reconcile(engine, host).restarted == ["acme-web-1"]
+    assert agents.reconcile(engine, host).restarted == []  # once
     assert not replica(web, 1).restart_requested
 
 

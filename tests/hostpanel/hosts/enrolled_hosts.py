@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -12,9 +12,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from engine.runtime.model import ContainerSpec
+from hostpanel.agent import credentials as store
 from hostpanel.agent import probes, remote
 from hostpanel.agent.credentials import InternalClient, PanelError
+from hostpanel.agent.remote_build import run_remote_build
+from hostpanel.builds.models import Build
+from hostpanel.deployments import desired
 from hostpanel.deployments.models import App, Replica
+from hostpanel.hosts import enrollment, redis_acl
 from hostpanel.hosts.models import Host
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
@@ -66,9 +72,9 @@ class PanelClaims:
 
 
 class PanelClient(InternalClient):
-    """The agent's own client of the internal API (every method of it), its calls going through this
-    test's API client to the panel in this process. It counts the queries the panel's answers make,
-    so the agent's own can be asserted to be none (:func:`reconcile`)."""
+    """The agent's own client of the internal API (every method of it, files too), its calls going
+    through this test's API client to the panel in this process. It counts the queries the panel's
+    answers make, so the agent's own can be asserted to be none (:func:`reconcile`)."""
 
     def __init__(self, panel: APIClient) -> None:
         super().__init__("https://panel.example")
@@ -85,6 +91,25 @@ class PanelClient(InternalClient):
         if answer.status_code >= 400:
             raise PanelError(f"{answer.status_code}: {answer.content[:300]!r}", answer.status_code)
         result: dict[str, Any] = json.loads(answer.content or b"{}")
+        return result
+
+    def _count(self, method: str, path: str, data: bytes, content_type: str) -> Any:
+        with CaptureQueriesContext(connection) as panel_queries:
+            answer = self.panel.generic(method, "/internal/v1/" + path, data, content_type)
+        self.queries += len(panel_queries.captured_queries)
+        if answer.status_code >= 400:
+            raise PanelError(f"{answer.status_code}: {answer.content[:300]!r}", answer.status_code)
+        return answer
+
+    def download(self, path: str, into: BinaryIO) -> None:
+        answer = self._count("GET", path, b"", "application/json")
+        into.write(b"".join(answer.streaming_content))
+        answer.close()
+
+    def upload(self, path: str, source: BinaryIO, size: int) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(
+            self._count("POST", path, source.read(), "application/octet-stream").content
+        )
         return result
 
 
@@ -131,3 +156,54 @@ class Agent:
 
     def probes_done(self) -> None:
         probes.runner().wait_idle(10)
+
+
+class EnrolledAgents:
+    """Reconcile hosts as their enrolled agents would (no database of their own): each host is
+    enrolled the first time (``host add``'s join token spent with a key this object holds; the Redis
+    ACL user, which nothing here uses, is not made), its state directory holds its credentials and
+    key, and :func:`remote.reconcile` runs with the agent's :class:`InternalClient` whose calls go to
+    the panel's real internal API in this process (sealed secrets too)."""
+
+    def __init__(self, root: Path, monkeypatch: Any) -> None:
+        self.root = root
+        self.clients: dict[str, PanelClient] = {}
+        monkeypatch.setattr(redis_acl, "set_host_user", lambda host, password_sha256: "OK")
+        monkeypatch.setattr(store, "client_for", lambda creds: self.clients[creds.name])
+
+    def client(self, host: Host) -> PanelClient:
+        """Host ``host``'s agent's client of the internal API (the host enrolled first if need be)."""
+        if host.name not in self.clients:
+            key = X25519PrivateKey.generate()
+            creds = enrollment.register(enrollment.add_host(None, host.name).token, pem(key))
+            directory = self.state_dir(host)
+            store.save(
+                directory, store.AgentCredentials("https://panel.example", host.name, creds.api_token, "", [])
+            )
+            private = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            store.write_private(directory / store.KEY_FILE, private)
+            self.clients[host.name] = PanelClient(as_host(creds.api_token))
+        return self.clients[host.name]
+
+    def state_dir(self, host: Host) -> Path:
+        return self.root / f"agent-{host.name}"
+
+    def build(self, build: Build, engine: Any) -> Build:
+        """Run ``build`` on its host's engine as that host's agent's build worker does
+        (:func:`run_remote_build`: claimed, context fetched, output, image and end posted); the row."""
+        assert build.host is not None
+        run_remote_build(build.pk, engine, self.client(build.host))
+        build.refresh_from_db()
+        return build
+
+    def reconcile(self, engine: Any, host: Host) -> remote.ReconcileReport:
+        """One reconcile of ``host``'s agent on ``engine`` (:func:`reconcile`: no query of its own)."""
+        return reconcile(engine, self.client(host), self.state_dir(host))
+
+
+def spec_of(replica: Replica, values: dict[str, str] | None = None) -> ContainerSpec:
+    """The engine spec an agent makes of ``replica``'s entry in its host's document (secrets'
+    plain ``values`` as it opens them)."""
+    return desired.container_spec(desired.replica_document(replica), values or {})

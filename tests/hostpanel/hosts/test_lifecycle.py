@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from hostpanel.agent import reconcile as agent
+from hostpanel.agent import reconcile
 from hostpanel.deployments.models import App, Replica, Rollout
 from hostpanel.errors import Conflict
 from hostpanel.hosts import fencing, lifecycle, services
@@ -21,6 +21,7 @@ from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.volumes.models import Volume
 from tests.hostpanel.factories import HostFactory, MembershipFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 from tests.hostpanel.hosts.test_enrollment import broker, post_register, public_pem, redis_admin_url
 
@@ -162,39 +163,39 @@ def test_an_evacuated_host_is_not_mourned(
 
 @pytest.mark.django_db
 def test_the_agent_removes_containers_of_an_old_generation_and_stops_pinned_ones_when_evacuated(
-    tenant: Tenant, make_app: Any, host: Host, admin_actor: Any
+    tenant: Tenant, make_app: Any, host: Host, admin_actor: Any, agents: EnrolledAgents
 ) -> None:
     engine = FakeEngine()
     Volume.objects.create(tenant=tenant, name="data", size_bytes=2**30)
     web = make_app(tenant, "web")
     db = make_app(tenant, "db", volumes=[{"name": "data", "path": "/data"}])
-    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    agents.reconcile(engine, host)
     (container,) = [c for c in engine.list(all=True) if c.name == "acme-web-0"]
     replica = Replica.objects.get(app=web)
     assert container.labels[fencing.LABEL_GENERATION] == str(replica.generation)
     # placed anew on the same host (moved away and back while it was cut off): a new container
     Replica.objects.filter(pk=replica.pk).update(generation=replica.generation + 1)
-    report = agent.reconcile(engine, host)  # type: ignore[arg-type]
+    report = agents.reconcile(engine, host)
     assert report.removed == ["acme-web-0"] and report.started == ["acme-web-0"]
     services.change_lifecycle(admin_actor, host, "evacuate")
     host.refresh_from_db()
-    report = agent.reconcile(engine, host)  # type: ignore[arg-type]
+    report = agents.reconcile(engine, host)
     assert report.stopped == ["acme-db-0"]
     assert Replica.objects.get(app=db).message == "its host is evacuated (out of service)"
 
 
 @pytest.mark.django_db
 def test_the_agents_heartbeat_removes_fenced_containers_at_once(
-    tenant: Tenant, make_app: Any, host: Host, settings: Any
+    tenant: Tenant, make_app: Any, host: Host, settings: Any, agents: EnrolledAgents
 ) -> None:
     engine = FakeEngine()
     web = make_app(tenant, "web")
-    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    agents.reconcile(engine, host)
     HostFactory(name="h2")
     _stale(host, settings)
     services.mark_stale_hosts()  # it was cut off: web moved to h2
     assert Replica.objects.get(app=web).host.name == "h2"
-    assert agent.fence(engine, host.pk) == ["acme-web-0"]  # type: ignore[arg-type]
+    assert reconcile.fence(engine, host.pk, agents.client(host)) == ["acme-web-0"]  # type: ignore[arg-type]
     assert engine.list(all=True) == []
 
 

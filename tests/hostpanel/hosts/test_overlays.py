@@ -1,22 +1,26 @@
-"""The agents' side of tenant networks against in-memory engines: overlays, peers, remote names."""
+"""The agents' side of tenant networks against in-memory engines: overlays, peers, remote names.
+
+The agents are enrolled ones (no database): each learns the other hosts' members from its desired
+document at its next reconcile (there is no push between them), so the tests reconcile every
+host twice where one host's report is news to another."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from hostpanel.agent import overlays
-from hostpanel.agent import reconcile as agent
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
-from hostpanel.hosts import dispatch
 from hostpanel.hosts.models import Host
 from hostpanel.networks.models import Network
 from hostpanel.networks.services import create_network, delete_network
 from hostpanel.tenants.models import Tenant
 from tests.hostpanel.factories import TenantFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.django_db
@@ -30,26 +34,26 @@ def hosts(host: Host) -> dict[str, Host]:
 
 
 @pytest.fixture
-def engines(hosts: dict[str, Host], monkeypatch: pytest.MonkeyPatch) -> dict[int, FakeEngine]:
-    """One engine per host; a sync sent to a host runs on its engine at once (as its agent would)."""
-    found = {h.pk: FakeEngine() for h in hosts.values()}
-    sent: list[tuple[int, list[int]]] = []
+def engines(hosts: dict[str, Host]) -> dict[int, FakeEngine]:
+    """One engine per host."""
+    return {h.pk: FakeEngine() for h in hosts.values()}
 
-    def send(host_id: int, queue: str, ids: list[int]) -> None:
-        sent.append((host_id, ids))
-        overlays.sync_networks(found[host_id], Host.objects.get(pk=host_id), ids)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(dispatch, "send_sync_networks", send)
-    return found
+@pytest.fixture
+def reconcile_all(agents: EnrolledAgents, engines: dict[int, FakeEngine]) -> Callable[[], None]:
+    """Reconcile every host twice, each as its enrolled agent (the second round brings each the
+    addresses the others reported in the first)."""
+
+    def run() -> None:
+        for _ in range(2):
+            for host_id, engine in engines.items():
+                agents.reconcile(engine, Host.objects.get(pk=host_id))
+
+    return run
 
 
 def place(app: App, host: Host) -> None:
     app.replicas.update(host=host)
-
-
-def reconcile_all(engines: dict[int, FakeEngine]) -> None:
-    for host_id, engine in engines.items():
-        agent.reconcile(engine, Host.objects.get(pk=host_id))  # type: ignore[arg-type]
 
 
 def hosts_entries(engine: FakeEngine, network: Network) -> dict[str, list[str]]:
@@ -57,14 +61,18 @@ def hosts_entries(engine: FakeEngine, network: Network) -> dict[str, list[str]]:
 
 
 def test_apps_on_two_hosts_learn_each_others_names(
-    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeEngine], make_app: Any
+    tenant: Tenant,
+    hosts: dict[str, Host],
+    engines: dict[int, FakeEngine],
+    make_app: Any,
+    reconcile_all: Callable[[], None],
 ) -> None:
     h1, h2 = hosts["h1"], hosts["h2"]
     web = make_app(tenant, "web", networks=["default"], network="bridge")
     db = make_app(tenant, "db", networks=[{"name": "default", "aliases": ["database"]}])
     place(web, h1)
     place(db, h2)
-    reconcile_all(engines)
+    reconcile_all()
     default = Network.objects.get(tenant=tenant, name="default")
     e1, e2 = engines[h1.pk], engines[h2.pk]
     # web's container: the bridge first (outbound, ports), then the overlay with its app name
@@ -85,7 +93,7 @@ def test_apps_on_two_hosts_learn_each_others_names(
     assert hosts_entries(e2, default) == {web_ip: ["web"]}
     # a steady state rewrites nothing
     before = (e1.ensures, e1.remote_sets, e2.ensures, e2.remote_sets)
-    reconcile_all(engines)
+    reconcile_all()
     assert (e1.ensures, e1.remote_sets, e2.ensures, e2.remote_sets) == before
 
 
@@ -95,38 +103,46 @@ def test_names_follow_a_scale_and_a_move_without_restarting_anyone(
     engines: dict[int, FakeEngine],
     make_app: Any,
     admin_actor: Any,
+    reconcile_all: Callable[[], None],
+    agents: EnrolledAgents,
 ) -> None:
     h1, h2 = hosts["h1"], hosts["h2"]
     web = make_app(tenant, "web", networks=["default"])
     db = make_app(tenant, "db", networks=["default"])
     place(web, h1)
     place(db, h2)
-    reconcile_all(engines)
+    reconcile_all()
     default = Network.objects.get(tenant=tenant, name="default")
     e1, e2 = engines[h1.pk], engines[h2.pk]
     web_container = Replica.objects.get(app=web).engine_id
     deployments.scale(admin_actor, App.objects.get(pk=db.pk), 2)
     Replica.objects.filter(app=db).update(host=h2)
-    agent.reconcile(e2, h2)  # type: ignore[arg-type]  # only db's host: it tells web's
+    agents.reconcile(e2, h2)  # db's host starts the new one and reports its address ...
+    agents.reconcile(e1, h1)  # ... which web's host learns at its next reconcile
     ips = sorted(r.network_addresses["default"] for r in Replica.objects.filter(app=db))
     assert len(ips) == 2 and sorted(hosts_entries(e1, default)) == ips
     # db moves to web's host: h1 starts it (its name is local there now), h2 removes it and says so
     Replica.objects.filter(app=db).update(host=h1)
-    agent.reconcile(e1, h1)  # type: ignore[arg-type]
-    agent.reconcile(e2, h2)  # type: ignore[arg-type]
+    agents.reconcile(e1, h1)
+    agents.reconcile(e2, h2)
+    agents.reconcile(e1, h1)
     assert hosts_entries(e1, default) == {}  # every db replica is local to web now
     assert e1.nets[default.engine_name].peers == []  # no member elsewhere
     assert Replica.objects.get(app=web).engine_id == web_container and e1.get(web_container).is_running
 
 
 def test_another_tenants_apps_are_on_their_own_network(
-    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeEngine], make_app: Any
+    tenant: Tenant,
+    hosts: dict[str, Host],
+    engines: dict[int, FakeEngine],
+    make_app: Any,
+    reconcile_all: Callable[[], None],
 ) -> None:
     other = TenantFactory(slug="other")
     for t in (tenant, other):
         place(make_app(t, "web", networks=["default"]), hosts["h1"])
         place(make_app(t, "db", networks=["default"]), hosts["h2"])
-    reconcile_all(engines)
+    reconcile_all()
     mine, theirs = (Network.objects.get(tenant=t, name="default") for t in (tenant, other))
     assert mine.vni != theirs.vni and mine.subnet != theirs.subnet
     e1 = engines[hosts["h1"].pk]
@@ -137,28 +153,37 @@ def test_another_tenants_apps_are_on_their_own_network(
 
 
 def test_a_deleted_network_goes_from_the_hosts(
-    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeEngine], make_app: Any, admin_actor: Any
+    tenant: Tenant,
+    hosts: dict[str, Host],
+    engines: dict[int, FakeEngine],
+    make_app: Any,
+    reconcile_all: Callable[[], None],
+    admin_actor: Any,
 ) -> None:
     create_network(admin_actor, tenant, "back")
     app = make_app(tenant, "web", networks=["back"])
     place(app, hosts["h1"])
-    reconcile_all(engines)
+    reconcile_all()
     back = Network.objects.get(name="back")
     e1 = engines[hosts["h1"].pk]
     assert back.engine_name in e1.nets
     deployments.delete_app(admin_actor, App.objects.get(pk=app.pk))
     delete_network(admin_actor, back)
-    reconcile_all(engines)
+    reconcile_all()
     assert back.engine_name not in e1.nets
 
 
 def test_hosts_sharing_one_network_stack_cannot_carry_one_network(
-    tenant: Tenant, hosts: dict[str, Host], engines: dict[int, FakeEngine], make_app: Any
+    tenant: Tenant,
+    hosts: dict[str, Host],
+    engines: dict[int, FakeEngine],
+    make_app: Any,
+    reconcile_all: Callable[[], None],
 ) -> None:
     Host.objects.update(address="127.0.0.1")  # two agents on one machine, as some tests run them
     place(make_app(tenant, "web", networks=["default"]), hosts["h1"])
     place(make_app(tenant, "db", networks=["default"]), hosts["h2"])
-    reconcile_all(engines)
+    reconcile_all()
     for failed in Replica.objects.all():  # each side says why, rather than running unreachable
         assert failed.state == Replica.State.FAILED
         assert "share the underlay address 127.0.0.1" in failed.message

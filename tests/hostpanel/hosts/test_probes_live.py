@@ -1,4 +1,5 @@
-"""Health probes with real containers and the real agent code: from the container's side, off the loop.
+"""Health probes with real containers and the real (enrolled) agent code: from the container's side,
+off the loop.
 
 A hostile tenant's app answers its HTTP health check with a redirect to a
 service on the host's loopback, or the test puts a service on the host's
@@ -21,12 +22,12 @@ from engine.engine import Engine
 from engine.images.model import Image
 from engine.runtime.model import ExecSpec
 from hostpanel.agent import probes
-from hostpanel.agent import reconcile as agent
 from hostpanel.deployments.models import App, Replica
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Tenant
 from tests.engine.conftest import busybox, engine  # noqa: F401  (real engine fixtures)
 from tests.hostpanel.factories import TenantFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -104,28 +105,38 @@ def waiting_for_go(port: int) -> list[str]:
     return ["sh", "-c", script]
 
 
-def reconcile(engine: Engine, host: Host) -> agent.ReconcileReport:  # noqa: F811
-    return agent.reconcile(engine, host)
-
-
 def make_due(*apps: App) -> None:
     Replica.objects.filter(app__in=apps).update(health_checked_at=timezone.now() - timedelta(seconds=301))
 
 
-def started_and_listening(engine: Engine, host: Host, port: int, *apps: App) -> None:  # noqa: F811
+def started_and_listening(
+    agents: EnrolledAgents,
+    engine: Engine,  # noqa: F811
+    host: Host,
+    port: int,
+    *apps: App,
+) -> None:
     """Reconcile until every replica runs and marks its health "starting", and ``apps`` listen on ``port``."""
-    reconcile(engine, host)
-    reconcile(engine, host)
+    agents.reconcile(engine, host)
+    agents.reconcile(engine, host)
     for replica in Replica.objects.filter(app__in=apps):
         container = engine.get(replica.container_name)
         probe = ExecSpec(command=("sh", "-c", f"until netstat -ltn | grep -q ':{port} '; do sleep 0.1; done"))
         assert engine.exec(container.id, probe).wait(timeout=30) == 0
 
 
-def probe_once(engine: Engine, host: Host, runner: probes.ProbeRunner, *apps: App) -> None:  # noqa: F811
+def probe_once(
+    agents: EnrolledAgents,
+    engine: Engine,  # noqa: F811
+    host: Host,
+    runner: probes.ProbeRunner,
+    *apps: App,
+) -> None:
+    """One due check of ``apps``: submitted by a reconcile, run in the pool, reported by the next."""
     make_due(*apps)
-    reconcile(engine, host)
+    agents.reconcile(engine, host)
     runner.wait_idle(120)
+    agents.reconcile(engine, host)
 
 
 @pytest.mark.parametrize("network", ["none", "bridge"])
@@ -138,6 +149,7 @@ def test_a_redirect_to_the_hosts_loopback_is_never_followed(
     make_app: Any,
     listener: HostListener,
     live_probes: probes.ProbeRunner,
+    agents: EnrolledAgents,
     network: str,
 ) -> None:
     location = f"http://127.0.0.1:{listener.port}/admin/"
@@ -149,8 +161,8 @@ def test_a_redirect_to_the_hosts_loopback_is_never_followed(
         network=network,
         health_check={"http": {"port": PORT, "path": "/"}, "interval": 300, "timeout": 5, "retries": 1},
     )
-    started_and_listening(engine, host, PORT, app)
-    probe_once(engine, host, live_probes, app)
+    started_and_listening(agents, engine, host, PORT, app)
+    probe_once(agents, engine, host, live_probes, app)
     replica = Replica.objects.get(app=app)
     assert replica.health == "healthy"  # a 3xx counts as an answer, as Kubernetes counts it ...
     assert listener.connections == []  # ... and the Location is never fetched
@@ -165,6 +177,7 @@ def test_127_0_0_1_is_the_container_not_the_host(
     make_app: Any,
     listener: HostListener,
     live_probes: probes.ProbeRunner,
+    agents: EnrolledAgents,
 ) -> None:
     # Nothing listens on the host's port inside the container: a probe from the host side would
     # reach the test's listener (and say "healthy"); from the container's side it finds nothing.
@@ -187,11 +200,12 @@ def test_127_0_0_1_is_the_container_not_the_host(
         command=answering(listener.port, "HTTP/1.0 503 Unavailable\\r\\n\\r\\n"),
         health_check={"http": {"port": listener.port}, "interval": 300, "timeout": 5, "retries": 1},
     )
-    started_and_listening(engine, host, PORT, quiet, tcp)
-    started_and_listening(engine, host, listener.port, own)
-    probe_once(engine, host, live_probes, quiet, tcp, own)
-    health = dict(Replica.objects.values_list("app__name", "health"))
-    assert health == {"quiet": "unhealthy", "tcp": "unhealthy", "own": "unhealthy"}
+    started_and_listening(agents, engine, host, PORT, quiet, tcp)
+    started_and_listening(agents, engine, host, listener.port, own)
+    probe_once(agents, engine, host, live_probes, quiet, tcp, own)
+    # each failed its one check: unhealthy, so restarted by its policy in the same pass
+    for replica in Replica.objects.all():
+        assert replica.restart_count == 1 and "failed health check" in replica.message, replica.app.name
     assert listener.connections == []
 
 
@@ -203,6 +217,7 @@ def test_a_probe_that_hangs_does_not_hold_up_another_replica(
     host: Host,
     make_app: Any,
     live_probes: probes.ProbeRunner,
+    agents: EnrolledAgents,
 ) -> None:
     other = TenantFactory(slug="other")
     hanging = make_app(
@@ -212,14 +227,14 @@ def test_a_probe_that_hangs_does_not_hold_up_another_replica(
         health_check={"http": {"port": PORT}, "interval": 300, "timeout": 120, "retries": 1},
     )
     neighbour = make_app(other, name="web")
-    started_and_listening(engine, host, PORT, hanging)
+    started_and_listening(agents, engine, host, PORT, hanging)
     hang_replica = Replica.objects.get(app=hanging)
     neighbour_container = engine.get(Replica.objects.get(app=neighbour).container_name)
     engine.remove(neighbour_container.id, force=True)  # the neighbour needs the reconcile now
 
     make_due(hanging)
     before = Replica.objects.get(app=hanging).health_checked_at
-    report = reconcile(engine, host)  # the hanging replica comes first (created first) ...
+    report = agents.reconcile(engine, host)  # the hanging replica comes first (created first) ...
 
     # ... its probe was submitted and still waits for an answer, yet the reconcile went on and returned:
     assert live_probes.in_flight(hang_replica.pk)
@@ -227,11 +242,12 @@ def test_a_probe_that_hangs_does_not_hold_up_another_replica(
     assert Replica.objects.get(app=neighbour).state == Replica.State.RUNNING
     assert Replica.objects.get(app=hanging).health_checked_at == before  # no result yet
     # a second reconcile does not queue a second probe of the same replica, nor wait
-    assert reconcile(engine, host).started == []
+    assert agents.reconcile(engine, host).started == []
     assert live_probes.in_flight(hang_replica.pk)
 
     container = engine.get(hang_replica.container_name)
     assert engine.exec(container.id, ExecSpec(command=("touch", "/tmp/go"))).wait(timeout=30) == 0
     live_probes.wait_idle(120)
     assert not live_probes.in_flight(hang_replica.pk)
+    agents.reconcile(engine, host)  # reports its result
     assert Replica.objects.get(app=hanging).health == "healthy"

@@ -1,7 +1,9 @@
-"""Reconcile against an in-memory engine: idempotent, removes extras, restarts by policy."""
+"""An enrolled agent's reconcile (no database: the panel's internal API in this process) against an
+in-memory engine: idempotent, removes extras, restarts by policy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -9,15 +11,20 @@ import pytest
 from django.utils import timezone
 
 from engine.cgroups.resources import HostCapacity, Resources
-from hostpanel.agent import reconcile as agent
+from hostpanel.agent import restarts
+from hostpanel.agent.remote import ReconcileReport
+from hostpanel.deployments import desired
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.hosts.models import Host
 from hostpanel.secrets.services import create_secret
 from hostpanel.tenants.models import Tenant
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents, spec_of
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.django_db
+
+Run = Callable[[FakeEngine, Host], ReconcileReport]
 
 
 @pytest.fixture
@@ -25,12 +32,14 @@ def engine() -> FakeEngine:
     return FakeEngine()
 
 
-def run(engine: FakeEngine, host: Host) -> agent.ReconcileReport:
-    return agent.reconcile(engine, host)  # type: ignore[arg-type]
+@pytest.fixture
+def run(agents: EnrolledAgents) -> Run:
+    """One reconcile of a host as its enrolled agent does it."""
+    return agents.reconcile
 
 
 def test_starts_missing_and_is_idempotent(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
 ) -> None:
     app = make_app(tenant, replicas=2)
     report = run(engine, host)
@@ -41,19 +50,15 @@ def test_starts_missing_and_is_idempotent(
     replica = Replica.objects.get(app=app, index=0)
     assert replica.state == Replica.State.RUNNING and replica.engine_id
     spec = engine.specs[replica.engine_id]
-    assert spec.tenant == "acme" and spec.labels[agent.LABEL_REPLICA] == str(replica.pk)
+    assert spec.tenant == "acme" and spec.labels[desired.LABEL_REPLICA] == str(replica.pk)
 
 
 def test_removes_extras_on_scale_down_and_delete(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     app = make_app(tenant, replicas=2)
     run(engine, host)
-    engine.run(
-        agent.build_spec(Replica.objects.get(app=app, index=0)).__class__(
-            image="busybox", name="operator-own"
-        )
-    )
+    engine.run(spec_of(Replica.objects.get(app=app, index=0)).__class__(image="busybox", name="operator-own"))
     deployments.scale(admin_actor, App.objects.get(pk=app.pk), 1)
     assert run(engine, host).removed == ["acme-web-1"]
     deployments.delete_app(admin_actor, App.objects.get(pk=app.pk))
@@ -62,7 +67,7 @@ def test_removes_extras_on_scale_down_and_delete(
 
 
 def test_new_release_replaces_the_container(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     app = make_app(tenant)
     run(engine, host)
@@ -74,7 +79,7 @@ def test_new_release_replaces_the_container(
 
 
 def test_crash_is_restarted_after_backoff(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
 ) -> None:
     settings.HOSTPANEL_RESTART_BACKOFF_BASE = 10
     make_app(tenant, restart_policy="always")
@@ -95,7 +100,7 @@ def test_crash_is_restarted_after_backoff(
 
 
 def test_on_failure_limit_and_clean_exit(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
 ) -> None:
     settings.HOSTPANEL_RESTART_BACKOFF_BASE = 0
     make_app(tenant, restart_policy="on-failure:1")
@@ -107,7 +112,9 @@ def test_on_failure_limit_and_clean_exit(
     assert Replica.objects.get().state == Replica.State.EXITED
 
 
-def test_policy_no_leaves_it_exited(engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any) -> None:
+def test_policy_no_leaves_it_exited(
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
+) -> None:
     make_app(tenant, restart_policy="no")
     run(engine, host)
     engine.crash("acme-web-0", 0)
@@ -116,7 +123,7 @@ def test_policy_no_leaves_it_exited(engine: FakeEngine, tenant: Tenant, host: Ho
 
 
 def test_stop_start_and_restart_generation(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     app = make_app(tenant)
     run(engine, host)
@@ -132,12 +139,12 @@ def test_stop_start_and_restart_generation(
 
 
 def test_adopts_a_container_left_by_an_interrupted_run(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
 ) -> None:
     make_app(tenant)
     replica = Replica.objects.get()
     engine.set_tenant_quota(tenant.slug, Resources(pids=100))  # written by the interrupted run
-    engine.run(agent.build_spec(replica))  # the agent died before writing back
+    engine.run(spec_of(replica))  # the agent died before writing back
     Replica.objects.update(engine_id="")
     run(engine, host)
     assert len(engine.list(all=True)) == 1
@@ -145,7 +152,7 @@ def test_adopts_a_container_left_by_an_interrupted_run(
 
 
 def test_secret_reaches_the_container_env_when_asked(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     create_secret(admin_actor, tenant, "api-key", "s3cr3t")
     make_app(tenant, secrets=[{"name": "api-key", "env": "API_KEY"}])
@@ -154,7 +161,7 @@ def test_secret_reaches_the_container_env_when_asked(
 
 
 def test_other_hosts_replicas_are_not_ours(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
 ) -> None:
     other = Host.objects.create(name="h2", cpu_millis=1000, memory_bytes=2**30)
     make_app(tenant)
@@ -165,32 +172,31 @@ def test_other_hosts_replicas_are_not_ours(
 def test_backoff_grows_and_is_capped(settings: Any) -> None:
     settings.HOSTPANEL_RESTART_BACKOFF_BASE = 1
     settings.HOSTPANEL_RESTART_BACKOFF_MAX = 60
-    assert [agent.backoff_delay(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert [restarts.backoff_delay(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
 
 
 def test_health_check_failures_restart_the_container(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
 ) -> None:
     make_app(tenant, health_check={"command": ["test", "-f", "/ready"], "interval": 5, "retries": 2})
     run(engine, host)
     run(engine, host)  # first pass marks it starting; the first check is one interval later
     assert Replica.objects.get().health == "starting" and engine.execs == []
 
-    def due() -> None:
+    def probe() -> ReconcileReport:
+        """A check falls due: one pass submits the probe, the next counts its result."""
         Replica.objects.update(health_checked_at=timezone.now() - timedelta(seconds=6))
+        run(engine, host)
+        return run(engine, host)
 
-    due()
-    run(engine, host)
+    probe()
     assert engine.execs == [("test", "-f", "/ready")]
     assert Replica.objects.get().health == "healthy"
     engine.exec_exit_code = 1
-    due()
-    assert run(engine, host).restarted == []
+    assert probe().restarted == []
     assert Replica.objects.get().health_failures == 1
-    due()
-    assert run(engine, host).restarted == []  # the second failure makes it unhealthy ...
-    assert Replica.objects.get().health == "unhealthy"
-    assert run(engine, host).restarted == ["acme-web-0"]  # ... and the next pass restarts it
+    # the second failure makes it unhealthy, and the container is restarted
+    assert probe().restarted == ["acme-web-0"]
     replica = Replica.objects.get()
     assert (
         replica.restart_count == 1
@@ -206,7 +212,7 @@ def test_the_engine_spec_never_asks_for_privileged_features(
 
     create_volume(admin_actor, tenant, "data", 2**30)
     make_app(tenant, ports=[{"container_port": 80}], volumes=[{"name": "data", "path": "/data"}])
-    spec = agent.build_spec(Replica.objects.get())
+    spec = spec_of(Replica.objects.get())
     assert spec.allow_privileged is False
     assert spec.network in ("none", "bridge")
     assert all(m.kind == "volume" and m.source.startswith("acme.") for m in spec.mounts)
@@ -215,7 +221,7 @@ def test_the_engine_spec_never_asks_for_privileged_features(
 
 
 def test_backoff_grows_with_a_crash_streak_and_resets_after_a_long_run(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
 ) -> None:
     from dataclasses import replace as dc_replace
 
@@ -241,11 +247,13 @@ def test_backoff_grows_with_a_crash_streak_and_resets_after_a_long_run(
 
 def test_bridge_network_reaches_the_engine_spec(tenant: Tenant, host: Host, make_app: Any) -> None:
     make_app(tenant, network="bridge")
-    spec = agent.build_spec(Replica.objects.get())
+    spec = spec_of(Replica.objects.get())
     assert spec.network == "bridge" and spec.ports == ()
 
 
-def test_a_steady_state_writes_nothing(engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any) -> None:
+def test_a_steady_state_writes_nothing(
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
+) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -263,14 +271,14 @@ def test_a_steady_state_writes_nothing(engine: FakeEngine, tenant: Tenant, host:
 
 
 def test_a_new_release_replaces_one_replica_at_a_time_across_hosts(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     other = Host.objects.create(name="h2", cpu_millis=8000, memory_bytes=16 * 1024**3, state="up")
     other_engine = FakeEngine()
     app = make_app(tenant, replicas=2)
     assert set(Replica.objects.values_list("host__name", flat=True)) == {"h1", "h2"}
     run(engine, host)
-    agent.reconcile(other_engine, other)  # type: ignore[arg-type]
+    run(other_engine, other)
     deployments.deploy(admin_actor, App.objects.get(pk=app.pk), env={"V": "2"})
     # h2's replica is being replaced right now (its agent is in the middle of it)
     Replica.objects.filter(host=other).update(state=Replica.State.UPDATING, updated_at=timezone.now())
@@ -284,20 +292,20 @@ def test_a_new_release_replaces_one_replica_at_a_time_across_hosts(
 
 
 def test_a_stale_update_claim_does_not_block_forever(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     app = make_app(tenant, replicas=2)
     run(engine, host)
     deployments.deploy(admin_actor, App.objects.get(pk=app.pk), env={"V": "2"})
     Replica.objects.filter(index=1).update(
         state=Replica.State.UPDATING,
-        updated_at=timezone.now() - timedelta(seconds=agent.UPDATE_CLAIM_SECONDS + 1),
+        updated_at=timezone.now() - timedelta(seconds=desired.UPDATE_CLAIM_SECONDS + 1),
     )
     assert "acme-web-0" in run(engine, host).started
 
 
 def test_the_tenants_egress_allow_list_reaches_the_engine_before_its_containers(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     from hostpanel.tenants.services import update_quota
 
@@ -314,7 +322,7 @@ def test_the_tenants_egress_allow_list_reaches_the_engine_before_its_containers(
 
 
 def test_the_panels_redis_and_other_hosts_are_protected_but_their_published_ports_stay_open(
-    engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any, settings: Any
 ) -> None:
     from tests.hostpanel.factories import HostFactory
 
@@ -329,13 +337,21 @@ def test_the_panels_redis_and_other_hosts_are_protected_but_their_published_port
     assert engine.protected_sets == 1  # steady state: not sent again
 
 
-def test_a_tenant_with_no_replicas_here_gets_its_quota_written_before_anything_runs(
-    engine: FakeEngine, tenant: Tenant, host: Host
+def test_a_tenants_quota_is_written_before_anything_of_it_runs_here_and_only_its_hosts_learn_it(
+    run: Run, engine: FakeEngine, tenant: Tenant, host: Host, make_app: Any
 ) -> None:
+    """The document names the tenants of the host's replicas (a build writes its tenant's quota
+    itself: build_runner.py); the in-memory engine refuses a labelled container without it."""
     quota = tenant.quota
+    other = Tenant.objects.create(slug="other", name="Other")
     run(engine, host)
+    assert engine.tenant_quota(tenant.slug).memory is None  # nothing of acme placed here yet
+    make_app(tenant)
+    run(engine, host)
+    assert engine.get("acme-web-0").is_running
     written = engine.tenant_quota(tenant.slug)
     capacity = HostCapacity.detect()
     assert written.memory == min(quota.memory_bytes, capacity.memory) and written.pids == quota.pids
     assert written.cpus == min(quota.cpu_millis / 1000, capacity.cpus)
     assert engine.tenant_storage(tenant.slug).size == quota.disk_bytes  # bounds its rootfs writes
+    assert engine.tenant_quota(other.slug).memory is None  # a tenant of no replica here: not told

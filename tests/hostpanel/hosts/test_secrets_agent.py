@@ -1,31 +1,44 @@
-"""The host agent and secrets as files: the engine spec, rotation and reboots (in-memory engine)."""
+"""The host agent and secrets as files: the engine spec, rotation and reboots (in-memory engine; the
+agent is an enrolled one: its secrets come sealed to its key from the internal API)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.runtime.model import SecretFile
-from hostpanel.agent import reconcile as agent
+from engine.runtime.model import ContainerSpec, SecretFile
+from hostpanel.agent.remote import ReconcileReport
 from hostpanel.deployments import desired
-from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from hostpanel.secrets.models import Secret
 from hostpanel.secrets.services import create_secret, update_secret
 from hostpanel.tenants.models import Tenant
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.django_db
 
+Run = Callable[[FakeEngine, Host], ReconcileReport]
 
-def run(engine: FakeEngine, host: Host) -> agent.ReconcileReport:
-    return agent.reconcile(engine, host)  # type: ignore[arg-type]
+
+@pytest.fixture
+def run(agents: EnrolledAgents) -> Run:
+    return agents.reconcile
+
+
+def spec_run(run: Run, host: Host) -> ContainerSpec:
+    """The spec of the one container the host's agent runs."""
+    engine = FakeEngine()
+    run(engine, host)
+    (container,) = engine.list(all=True)
+    return engine.specs[container.id]
 
 
 def test_every_secret_is_a_file_and_env_only_when_asked(
-    tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     create_secret(admin_actor, tenant, "api-key", "k-value")
     create_secret(admin_actor, tenant, "tls.pem", "pem-value")
@@ -37,19 +50,19 @@ def test_every_secret_is_a_file_and_env_only_when_asked(
             {"name": "api-key", "env": "KEY2"},
         ],
     )
-    spec = agent.build_spec(Replica.objects.get())
+    spec = spec_run(run, host)
     assert spec.secrets == (SecretFile("api-key", b"k-value"), SecretFile("tls.pem", b"pem-value"))
     assert [e for e in spec.env if "value" in e] == ["API_KEY=k-value", "KEY2=k-value"]
     assert "value" not in repr(spec.secrets)
 
 
-def test_an_app_without_secrets_gets_none(tenant: Tenant, host: Host, make_app: Any) -> None:
+def test_an_app_without_secrets_gets_none(run: Run, tenant: Tenant, host: Host, make_app: Any) -> None:
     make_app(tenant)
-    assert agent.build_spec(Replica.objects.get()).secrets == ()
+    assert spec_run(run, host).secrets == ()
 
 
 def test_a_replaced_value_rolls_the_container_onto_it(
-    tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
+    run: Run, tenant: Tenant, host: Host, make_app: Any, admin_actor: Any
 ) -> None:
     engine = FakeEngine()
     create_secret(admin_actor, tenant, "api-key", "old")
@@ -65,6 +78,7 @@ def test_a_replaced_value_rolls_the_container_onto_it(
 
 
 def test_after_a_reboot_containers_with_secrets_are_made_anew(
+    run: Run,
     tenant: Tenant,
     host: Host,
     make_app: Any,

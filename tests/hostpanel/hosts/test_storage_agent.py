@@ -1,4 +1,4 @@
-"""Item 8 through the host agent on a real engine: a replica filling `/` stops at its tenant's disk
+"""Item 8 through the (enrolled) host agent on a real engine: a replica filling `/` stops at its tenant's disk
 (sized by the storage quota), and what it wrote counts against that quota."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine.engine import Engine
-from hostpanel.agent import reconcile as agent
+from hostpanel.agent.usage import report_usage
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.models import App, Replica
 from hostpanel.errors import QuotaExceeded
@@ -21,6 +21,7 @@ from hostpanel.tenants.models import Quota, Tenant
 from hostpanel.tenants.storage import check_storage, storage_use
 from tests.conftest import require_privileged
 from tests.engine.conftest import leaks
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 pytestmark = [pytest.mark.privileged, pytest.mark.django_db]
 
@@ -51,23 +52,29 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60) -> bool:
 
 
 def test_a_replica_filling_root_stops_at_the_tenants_disk_and_counts_against_its_quota(
-    engine: Engine, tenant: Tenant, host: Host, make_app: Callable[..., App], admin_actor: Any, tmp_path: Path
+    engine: Engine,
+    tenant: Tenant,
+    host: Host,
+    make_app: Callable[..., App],
+    admin_actor: Any,
+    tmp_path: Path,
+    agents: EnrolledAgents,
 ) -> None:
     Quota.objects.filter(tenant=tenant).update(disk_bytes=96 * MiB)
     fill = "dd if=/dev/zero of=/fill bs=1M count=500; echo dd-exit=$?; sleep 3600"
     make_app(tenant, command=["sh", "-c", fill])
-    agent.reconcile(engine, host)
+    agents.reconcile(engine, host)
     (container,) = engine.list()
     assert wait_for(lambda: any(line.text == "dd-exit=1" for line in engine.logs(container.id)))
     assert any("No space left on device" in line.text for line in engine.logs(container.id))
     disk = engine.tenant_storage(tenant.slug)
     assert disk.size == 96 * MiB and disk.used <= 96 * MiB
-    agent.report_tenant_storage(engine, host)
+    report_usage(engine, agents.client(host))  # each tenant's disk here too
     used = storage_use(tenant)
     assert 50 * MiB < used.rootfs <= 96 * MiB
     with pytest.raises(QuotaExceeded, match="over its storage quota"):
         check_storage(tenant, 64 * MiB, "the image upload")
     deployments.delete_app(admin_actor, App.objects.get(tenant=tenant))
-    agent.reconcile(engine, host)
+    agents.reconcile(engine, host)
     assert not Replica.objects.exists() and engine.list(all=True) == []
     assert not engine.tenant_storage(tenant.slug).mounted  # unmounted with the tenant's last container

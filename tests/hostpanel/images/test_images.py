@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from engine.images.store import ImageStore
 from engine.paths import EnginePaths
-from hostpanel.agent import reconcile as agent
+from hostpanel.agent import reconcile
 from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from hostpanel.images import services
@@ -109,7 +109,7 @@ def test_the_host_imports_an_uploaded_image_on_first_use(api: Any, tenant: Tenan
     )
     assert r.status_code == 201, r.json()
     engine = FakeEngine()
-    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    reconcile.reconcile(engine, host)  # type: ignore[arg-type]  # the database path: no remote twin yet
     assert [ref for _, ref in engine.images.imported] == ["acme/app:1"]
     assert Replica.objects.get().state == Replica.State.RUNNING
     assert (

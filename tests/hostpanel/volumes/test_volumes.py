@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from hostpanel.agent import reconcile as agent
+from hostpanel.agent import reconcile
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.errors import Conflict, InvalidRequest, QuotaExceeded
@@ -60,7 +60,7 @@ def test_agent_creates_the_volume_with_its_cap_under_a_tenant_prefixed_name(
     volume = services.create_volume(dev, tenant, "data", GIB)
     app = make_app(tenant, volumes=[{"name": "data", "path": "/data"}])
     engine = FakeEngine()
-    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    reconcile.reconcile(engine, host)  # type: ignore[arg-type]  # the database path: no remote twin yet
     made = engine.volume("acme.data")
     assert made.size == GIB and made.tenant == "acme"
     (container,) = engine.list()
@@ -70,7 +70,7 @@ def test_agent_creates_the_volume_with_its_cap_under_a_tenant_prefixed_name(
         services.delete_volume(dev, volume)
     deployments.delete_app(admin_actor, app)
     services.delete_volume(dev, Volume.objects.get())
-    agent.reconcile(engine, host)  # type: ignore[arg-type]
+    reconcile.reconcile(engine, host)  # type: ignore[arg-type]  # the database path: no remote twin yet
     assert engine.volume_list() == []
 
 
