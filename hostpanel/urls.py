@@ -31,6 +31,7 @@ urlpatterns = [
     path("internal/v1/", include("hostpanel.usage.internal")),  # usage of agents without the database
     path("internal/v1/", include("hostpanel.terminal.internal")),  # their exec sessions' audit entries
     path("internal/v1/", include("hostpanel.builds.internal")),  # builds of agents without the database
+    path("internal/v1/", include("hostpanel.volumes.internal")),  # their deleted volumes
     # Custom domains (issue 12): the HTTP ownership token, reached through the edge proxy.
     path(".well-known/hostpanel/<str:token>", well_known, name="domain-well-known"),
     # Static files (admin CSS, the Swagger UI assets of drf-spectacular-sidecar) straight from the

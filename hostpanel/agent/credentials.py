@@ -191,6 +191,11 @@ class InternalClient:
         the answer says which rows were cleared, which kept the error, which it has none of."""
         return self.call("POST", "host/purged", {"purged": purged, "failed": failed})
 
+    def volumes_deleted(self, held: dict[int, str]) -> dict[str, Any]:
+        """Which of the panel volumes this host holds (id -> the proof its document gave) were
+        deleted (hostpanel/volumes/internal.py): ``{"deleted": [id], "ignored": [id]}``."""
+        return self.call("POST", "host/volumes", {"volumes": {str(pk): proof for pk, proof in held.items()}})
+
     def exec_finished(self, audit_id: int, exit_code: int | None, reason: str) -> dict[str, Any]:
         """Complete the audit entry of an exec session this host ran (hostpanel/terminal/internal.py)."""
         body = {"exit_code": exit_code, "reason": reason[:500]}

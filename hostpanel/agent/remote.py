@@ -43,6 +43,12 @@ are reported, each is purged from the engine and the outcomes go to ``POST
 /internal/v1/host/purged`` (:func:`tenant_purge.purge_listed`), which clears the host's rows or
 keeps the errors, as the database path does. A host that was down catches up at its next reconcile;
 the ``purge_tenant`` task the panel sends to its queue wakes one at once.
+
+Deleted volumes: each volume entry carries a proof that this host was given it, which labels the
+engine volume; after the purges the agent names the panel volumes it holds with their proofs
+(``POST /internal/v1/host/volumes``) and removes those the panel says were deleted, never one a
+container still uses (:mod:`hostpanel.agent.deleted_volumes`). Deleting a volume sends every host
+that is up a reconcile; a host that was down removes its copy at its next one.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeN
 from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from engine.runtime.model import Container
-from hostpanel.agent import host_secrets, overlays, probes, restarts, tenant_purge
+from hostpanel.agent import deleted_volumes, host_secrets, overlays, probes, restarts, tenant_purge
 from hostpanel.agent.credentials import InternalClient, PanelError
 from hostpanel.agent.reconcile import (
     LABEL_REPLICA,
@@ -95,7 +101,8 @@ class NotServed(Exception):
 
 def reconcile(engine: Engine, client: InternalClient, state_dir: Path) -> ReconcileReport:
     """Fetch this host's desired state, make the engine run it, report the replicas' states, then
-    purge the deleted tenants it names and report those (:func:`tenant_purge.purge_listed`)."""
+    purge the deleted tenants it names and report those (:func:`tenant_purge.purge_listed`), and
+    remove the deleted volumes it holds (:func:`deleted_volumes.remove_deleted`)."""
     with _lock:
         doc = client.desired()
         report = ReconcileReport()
@@ -103,6 +110,8 @@ def reconcile(engine: Engine, client: InternalClient, state_dir: Path) -> Reconc
         if states:
             client.report(states)
         tenant_purge.purge_listed(engine, client, doc["host"], doc["purge_tenants"])
+        if hasattr(engine, "volume_list"):
+            report.removed += deleted_volumes.remove_deleted(engine, client, doc)
         return report
 
 
@@ -487,5 +496,9 @@ def _ensure_volumes(engine: Engine, entry: dict[str, Any]) -> None:
                 volume["source"],
                 tenant=entry["tenant"],
                 size=volume["size"],
-                labels={LABEL_VOLUME: str(volume["id"]), LABEL_TENANT: entry["tenant"]},
+                labels={
+                    LABEL_VOLUME: str(volume["id"]),
+                    deleted_volumes.LABEL_VOLUME_PROOF: volume["proof"],
+                    LABEL_TENANT: entry["tenant"],
+                },
             )

@@ -43,6 +43,7 @@ from hostpanel.registry.services import agent_pull_token, pull_source
 from hostpanel.secrets.models import Secret
 from hostpanel.tenants.limits import quota_limits
 from hostpanel.tenants.models import Quota
+from hostpanel.volumes import held
 from hostpanel.volumes.models import Volume
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ def replica_networks(replica: Replica) -> list[Network]:
 
 def volume_entries(replica: Replica) -> list[dict[str, Any]]:
     """The release's volume mounts, each with what its host needs to create the volume the first
-    time (its panel id and size cap; None for a volume the tenant no longer has)."""
+    time (its panel id, size cap and the proof that the host was given it, :func:`held.proof`, with
+    which it asks whether it was deleted later; None for a volume the tenant no longer has)."""
     tenant = replica.app.tenant
     names = [v["name"] for v in replica.release.volumes]
     rows = {v.name: v for v in Volume.objects.filter(tenant=tenant, name__in=names)} if names else {}
@@ -120,6 +122,7 @@ def volume_entries(replica: Replica) -> list[dict[str, Any]]:
             "read_only": bool(v.get("read_only", False)),
             "id": rows[v["name"]].pk if v["name"] in rows else None,
             "size": rows[v["name"]].size_bytes if v["name"] in rows else None,
+            "proof": held.proof(rows[v["name"]].pk) if v["name"] in rows else None,
         }
         for v in replica.release.volumes
     ]

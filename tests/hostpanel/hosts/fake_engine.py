@@ -256,6 +256,15 @@ class FakeEngine:
         return [v for v in self.volumes.values() if tenant is None or v.tenant == tenant]
 
     def volume_remove(self, name: str, *, force: bool = False) -> Volume:
+        """As the engine's: a Conflict while a container (running or not) mounts it, unless ``force``."""
+        users = [
+            cid
+            for cid in self.containers
+            if cid in self.specs
+            and any(m.kind == "volume" and m.source == name for m in self.specs[cid].mounts)
+        ]
+        if users and not force:
+            raise Conflict(f"volume {name!r} is in use by container(s) {', '.join(u[:12] for u in users)}")
         return self.volumes.pop(name)
 
     def crash(self, ref: str, exit_code: int = 1) -> None:
