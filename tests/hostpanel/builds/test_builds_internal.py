@@ -227,8 +227,9 @@ def test_a_directory_build_is_claimed_with_its_path_for_the_agent_to_check_again
         context_path=str(root / tenant.slug / "app"),
         dockerfile_text="FROM busybox\n",
     )
-    assert as_host(enrolled["sb"][1]).post(URL.format(build.pk, "claim"), {}, format="json").status_code == 404
-    answer = as_host(enrolled["sa"][1]).post(URL.format(build.pk, "claim"), {}, format="json")
+    claim = URL.format(build.pk, "claim")
+    assert as_host(enrolled["sb"][1]).post(claim, {}, format="json").status_code == 404
+    answer = as_host(enrolled["sa"][1]).post(claim, {}, format="json")
     assert answer.status_code == 200, answer.content
     spec = answer.json()
     assert (spec["context_path"], spec["git_url"], spec["context_archive"]) == (
