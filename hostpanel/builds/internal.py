@@ -4,8 +4,9 @@ Each endpoint takes the host token (hosts/internal.py) and a build placed on the
 another host's build, or one that does not exist, is a 404 that changes nothing.
 
 - ``POST builds/<id>/claim``: queued -> running; answers the plain spec (:class:`spec.BuildSpec`).
-  A build that is not queued is a 409. A build from a directory (``context_path``) cannot run on a
-  host without the database: it is failed with that reason, and the answer is a 409 saying so.
+  A build that is not queued is a 409. A build from a directory or git repository (``context_path``,
+  ``git_url``) is handed as the panel checked it: the agent checks it again under its own settings'
+  roots, symlinks resolved, before it reads the host's disk (:mod:`hostpanel.agent.build_runner`).
 - ``GET builds/<id>/context``: the context upload of a running build (a tar).
 - ``POST builds/<id>/output``: ``{"lines": [{"stream", "text"}, ...]}`` (bounded), stored on the row
   and published to the live stream as the database path's sink does, numbered by the panel.
@@ -39,10 +40,6 @@ from hostpanel.images.services import MAX_UPLOAD_BYTES
 MAX_LINES = 500  # output lines of one post
 ERROR_MAX = 4000
 STREAMS = ("step", "info", "stdout", "stderr", "error")
-NO_PATH = (
-    "a build from a directory (context_path) runs only on a host agent with the database; "
-    "host {host} has none: upload a context tar or use git_url"
-)
 
 
 def _build(request: Request, build_id: int, *, running: bool = True) -> Build:
@@ -59,16 +56,6 @@ class Claim(HostView):
     def post(self, request: Request, build_id: int) -> Response:
         refuse_unknown(request.data, set(), "claim")
         build = _build(request, build_id, running=False)
-        if build.context_path:
-            error = NO_PATH.format(host=request.user.name)
-            if Build.objects.filter(pk=build.pk, status=Build.Status.QUEUED).update(
-                status=Build.Status.FAILED,
-                error=error,
-                output=[{"cursor": "1", "stream": "error", "text": error}],
-            ):
-                services.finish_build(build, error)
-                _ended(build)
-            raise Conflict(error)
         if not services.claim_build(build):
             raise Conflict(f"build {build_id} is {build.status}, not queued")
         return Response(services.spec_of(build).to_dict())

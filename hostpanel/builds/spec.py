@@ -30,7 +30,7 @@ class BuildSpec:
     no_cache: bool = False
     limits: dict[str, int] | None = None  # the tenant's quota (tenants.limits.quota_limits); None: none
     git_url: str = ""
-    context_path: str = ""  # a directory under the tenant's roots (agents with the database only)
+    context_path: str = ""  # a directory under the tenant's roots (the agent checks it again under its own)
     context_archive: bool = False  # an uploaded context tar
 
     def to_dict(self) -> dict[str, Any]:

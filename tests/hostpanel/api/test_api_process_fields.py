@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from hostpanel.agent import reconcile as agent
+from hostpanel.deployments import desired
 from hostpanel.deployments.models import App, Release, Replica
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.volumes.models import Volume
 from tests.hostpanel.factories import MembershipFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 pytestmark = pytest.mark.django_db
 
@@ -39,19 +40,23 @@ def url(tenant: Tenant, suffix: str = "") -> str:
     return f"/api/v1/tenants/{tenant.slug}/apps/{suffix}"
 
 
-def test_process_fields_reach_the_engine_spec(api: Any, dev: Any, tenant: Tenant, host: Host) -> None:
+def test_process_fields_reach_the_engine_spec(
+    api: Any, dev: Any, tenant: Tenant, host: Host, agents: EnrolledAgents
+) -> None:
     Volume.objects.create(tenant=tenant, name="data", size_bytes=1024**2)
     body = WEB | PROCESS | {"volumes": [{"name": "data", "path": "/data", "read_only": True}]}
     r = api(dev).post(url(tenant), body, format="json")
     assert r.status_code == 201, r.json()
     release = r.json()["release"]
     assert release["stop_signal"] == "SIGINT" and release["labels"] == {"com.example.role": "web"}
-    spec = agent.build_spec(Replica.objects.get())
+    (entry,) = agents.client(host).desired()["replicas"]  # the host's document, as its agent gets it
+    assert entry["replica"] == Replica.objects.get().pk
+    spec = desired.container_spec(entry, {})
     assert spec.entrypoint == ("/bin/sh", "-c") and spec.user == "1000:1000"
     assert spec.workdir == "/srv/app" and spec.init is True
     assert spec.stop_signal == "SIGINT" and spec.stop_timeout == 3
     assert spec.labels["com.example.role"] == "web"
-    assert spec.labels[agent.LABEL_TENANT] == tenant.slug
+    assert spec.labels[desired.LABEL_TENANT] == tenant.slug
     kinds = {(m.kind, m.target, m.read_only, m.size) for m in spec.mounts}
     assert kinds == {("volume", "/data", True, 0), ("tmpfs", "/scratch", False, 1024**2)}
 

@@ -21,7 +21,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from engine.engine import Engine
 from engine.errors import NotFound
-from hostpanel.agent import build_rows
 from hostpanel.builds.models import Build
 from tests.engine.unit.test_build_git import git
 from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
@@ -72,8 +71,7 @@ def run_refused(
     build_id: int,
     message: str,
 ) -> Build:
-    """Run the queued build as the agent does (``run``: :meth:`EnrolledAgents.build`; a build from a
-    directory runs only on the agent with the database: ``build_rows.execute_build``); it fails with
+    """Run the queued build as the agent does (``run``: :meth:`EnrolledAgents.build`); it fails with
     ``message``, echoing no secret."""
     build = run(Build.objects.get(pk=build_id), engine)
     assert build.status == "failed" and build.image is None
@@ -170,6 +168,7 @@ def test_an_upload_that_unpacks_over_the_bound_is_refused(
 
 
 def test_a_hostile_context_directory_is_refused(
+    agents: EnrolledAgents,
     api: Callable[[Any], Any],
     developer: Any,
     engine: Engine,
@@ -200,10 +199,11 @@ def test_a_hostile_context_directory_is_refused(
         make()
         r = api(developer).post(URL, {"name": "evil:1", "context_path": str(ctx)}, format="json")
         assert r.status_code == 201, r.json()
-        run_refused(build_rows.execute_build, engine, published, r.json()["id"], message)
+        run_refused(agents.build, engine, published, r.json()["id"], message)
 
 
 def test_a_context_directory_swapped_for_a_link_after_the_check_is_not_followed(
+    agents: EnrolledAgents,
     api: Callable[[Any], Any],
     developer: Any,
     engine: Engine,
@@ -223,12 +223,44 @@ def test_a_context_directory_swapped_for_a_link_after_the_check_is_not_followed(
     ctx.rename(tmp_path / "moved")
     ctx.symlink_to(secret.parent)  # the tenant swaps its directory for a link to the host's files
     run_refused(
-        build_rows.execute_build,
+        agents.build,
         engine,
         published,
         r.json()["id"],
         "is not a directory in this tenant's context directories",
     )
+
+
+@pytest.mark.parametrize(
+    ("agent_roots", "message"),
+    [
+        (["elsewhere"], "is not a directory in this tenant's context directories"),
+        ([], "building from a directory is not enabled here"),
+    ],
+    ids=["other-roots", "no-roots"],
+)
+def test_a_context_directory_outside_the_agents_own_roots_is_refused(
+    agents: EnrolledAgents,
+    api: Callable[[Any], Any],
+    developer: Any,
+    engine: Engine,
+    settings: Any,
+    tmp_path: Path,
+    published: list[dict[str, str]],
+    agent_roots: list[str],
+    message: str,
+) -> None:
+    """The panel allowed the directory; the host's own settings do not: the agent's check wins."""
+    settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(tmp_path / "roots")]
+    ctx = tmp_path / "roots" / "acme" / "app"
+    ctx.mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {MARKER}\n")
+    r = api(developer).post(URL, {"name": "evil:1", "context_path": str(ctx)}, format="json")
+    assert r.status_code == 201, r.json()
+    (tmp_path / "elsewhere" / "acme").mkdir(parents=True)
+    settings.HOSTPANEL_BUILD_CONTEXT_ROOTS = [str(tmp_path / root) for root in agent_roots]  # the host's
+    build = run_refused(agents.build, engine, published, r.json()["id"], message)
+    assert not any(line["stream"] == "step" for line in build.output)  # nothing of the directory was read
 
 
 def test_a_git_checkout_with_a_link_out_is_refused(

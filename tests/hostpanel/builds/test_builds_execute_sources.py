@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from engine.engine import Engine
-from hostpanel.agent import build_rows
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
 from hostpanel.tenants.models import Tenant
@@ -93,6 +92,7 @@ def test_a_two_stage_dockerfile_text_without_a_context(
 
 
 def test_a_dockerfile_text_replaces_the_contexts_dockerfile(
+    agents: EnrolledAgents,
     engine: Engine,
     tenant: Tenant,
     developer: Any,
@@ -108,7 +108,7 @@ def test_a_dockerfile_text_replaces_the_contexts_dockerfile(
     build = services.start_build(
         Actor(user=developer), tenant, name="edited:1", context_path=str(context), dockerfile_text=text
     )
-    build = build_rows.execute_build(build, engine)  # a directory: the agent with the database
+    build = agents.build(build, engine)  # the agent checks the directory again under its own roots
     assert (build.status, build.error) == ("succeeded", "")
     assert "context-data" in [line["text"] for line in build.output]
     assert (context / "Dockerfile").read_text() == "FROM busybox\nRUN exit 9\n"  # untouched

@@ -103,7 +103,7 @@ def test_a_build_failed_meanwhile_is_not_run_nor_overwritten(
     services.fail_host_builds(host, services.HOST_DOWN, states=("queued", "running"))
 
     class NoEngine:
-        """execute_build must return before it touches the engine."""
+        """The agent must stop before it touches the engine."""
 
     result = agents.build(build, NoEngine())  # type: ignore[arg-type]
     assert result.status == "failed" and "went down" in result.error

@@ -212,7 +212,7 @@ def test_output_is_stored_numbered_and_published(enrolled: Hosts, tenant: Tenant
     assert [(key, lines) for key, lines in quiet] == [(str(build.pk), [line]) for line in build.output]
 
 
-def test_a_directory_build_is_refused_for_a_host_without_the_database(
+def test_a_directory_build_is_claimed_with_its_path_for_the_agent_to_check_again(
     enrolled: Hosts, tenant: Tenant, settings: Any, tmp_path: Path
 ) -> None:
     root = tmp_path / "roots"
@@ -227,11 +227,18 @@ def test_a_directory_build_is_refused_for_a_host_without_the_database(
         context_path=str(root / tenant.slug / "app"),
         dockerfile_text="FROM busybox\n",
     )
-    answer = as_host(enrolled["sa"][1]).post(URL.format(build.pk, "claim"), {}, format="json")
-    assert answer.status_code == 409 and b"context_path" in answer.content
+    claim = URL.format(build.pk, "claim")
+    assert as_host(enrolled["sb"][1]).post(claim, {}, format="json").status_code == 404
+    answer = as_host(enrolled["sa"][1]).post(claim, {}, format="json")
+    assert answer.status_code == 200, answer.content
+    spec = answer.json()
+    assert (spec["context_path"], spec["git_url"], spec["context_archive"]) == (
+        str((root / tenant.slug / "app").resolve()),
+        "",
+        False,
+    )
     build.refresh_from_db()
-    assert build.status == "failed" and "upload a context tar" in build.error
-    assert build.output[-1]["text"] == build.error
+    assert (build.status, build.error) == ("running", "")
 
 
 @pytest.mark.privileged

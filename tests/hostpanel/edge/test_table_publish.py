@@ -14,6 +14,7 @@ from hostpanel.edge.table import build_routes, forget_served_hostnames, is_serve
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Tenant
 from tests.hostpanel.factories import HostFactory, TenantFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 pytestmark = pytest.mark.django_db
 
@@ -150,30 +151,33 @@ def test_a_catching_up_host_gets_the_last_table(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_reconcile_publishes_the_routes(
-    web: Callable[..., App], tenant: Tenant, host: Host, sent_routes: list[tuple[str, Any]], monkeypatch: Any
+def test_a_hosts_report_publishes_the_routes(
+    web: Callable[..., App],
+    tenant: Tenant,
+    host: Host,
+    sent_routes: list[tuple[str, Any]],
+    monkeypatch: Any,
+    agents: EnrolledAgents,
 ) -> None:
-    from hostpanel.agent import reconcile as agent
-    from hostpanel.agent import tasks
-
-    monkeypatch.setattr(
-        agent.AgentConfig, "from_env", classmethod(lambda cls: agent.AgentConfig("h1", "/x", "i"))
-    )
-    monkeypatch.setattr(agent, "engine_for", lambda root, instance: None)
-    monkeypatch.setattr(agent, "reconcile", lambda engine, host: agent.ReconcileReport())
+    """What its agent reports after a reconcile (``POST host/report``, the agent's own client)
+    publishes the table when a replica of the host changed, and builds none when nothing did."""
     services._seen.clear()
     web(tenant, "site")
-    tasks.reconcile_host(host.pk)
+    replica = Replica.objects.get(app__name="site")
+    client = agents.client(host)
+
+    def report(health: str = "") -> None:
+        state = {"replica": replica.pk, "generation": replica.generation, "state": "running"}
+        assert client.report([state | {"health": health, "ready": True}])["ignored"] == []
+
+    report()
     assert [list(t["routes"]) for _, t in sent_routes] == [["site-acme.localhost"]]
-    # A reconcile that changed no replica of the host builds no table at all.
+    # A report that changed no replica of the host builds no table at all.
     with monkeypatch.context() as m:
         m.setattr(services, "build_routes", lambda *a: pytest.fail("built a table for nothing"))
-        tasks.reconcile_host(host.pk)
-    # A replica that changes (here: it stops taking requests) is published at the next reconcile.
-    replica = Replica.objects.get(app__name="site")
-    replica.health = "unhealthy"
-    replica.save()
-    tasks.reconcile_host(host.pk)
+        report()
+    # A replica that changes (here: it stops taking requests) is published at the next report.
+    report(health="unhealthy")
     assert sent_routes[-1][1]["routes"] == {}
 
 

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from rest_framework.test import APIClient
 
 from engine.runtime.model import ContainerSpec
-from hostpanel.agent import reconcile as agent
 from hostpanel.agent import remote
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import desired
@@ -27,7 +26,7 @@ from hostpanel.secrets.services import create_secret
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
 from tests.hostpanel.factories import MembershipFactory, TenantFactory
-from tests.hostpanel.hosts.enrolled_hosts import as_host
+from tests.hostpanel.hosts.enrolled_hosts import as_host, spec_of
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 VALUE = "desired-s3cret-1234"
@@ -90,17 +89,19 @@ def test_a_host_gets_only_its_own_replicas(
 
 
 @pytest.mark.django_db
-def test_the_document_makes_the_same_spec_as_the_database_path(
+def test_the_document_makes_the_same_spec_after_it_travelled(
     enrolled: Hosts, tenant: Tenant, make_app: Any
 ) -> None:
-    """One spec builder: the entry an enrolled host fetches, through container_spec, is the spec the
-    database path's build_spec makes."""
+    """One spec builder: the entry an enrolled host fetches (JSON over the wire), through
+    container_spec, is the spec the panel makes of the replica's own document entry."""
     make_app(tenant, env={"A": "1"}, ports=[{"container_port": 80}], volumes=[], command=["sleep", "9"])
     replica = Replica.objects.get()
     Replica.objects.filter(pk=replica.pk).update(host=Host.objects.get(name="sa"))
     replica = Replica.objects.select_related("app__tenant", "release", "host").get()
     doc = as_host(enrolled["sa"][1]).get("/internal/v1/host/desired").json()["replicas"][0]
-    assert desired.container_spec(json.loads(json.dumps(doc)), {}) == agent.build_spec(replica)
+    spec = desired.container_spec(json.loads(json.dumps(doc)), {})
+    assert spec == spec_of(replica)
+    assert spec.command == ("sleep", "9") and "A=1" in spec.env
 
 
 @pytest.mark.django_db

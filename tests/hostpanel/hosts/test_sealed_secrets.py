@@ -20,9 +20,8 @@ from rest_framework.test import APIClient
 from engine.runtime.model import SecretFile
 from hostpanel.agent import credentials as store
 from hostpanel.agent import host_secrets
-from hostpanel.agent import reconcile as agent
+from hostpanel.deployments import desired
 from hostpanel.deployments.models import Replica
-from hostpanel.errors import InvalidRequest
 from hostpanel.hosts import enrollment
 from hostpanel.hosts.models import Host
 from hostpanel.secrets import sealing
@@ -150,10 +149,10 @@ def test_an_enrolled_agent_builds_the_spec_from_sealed_values(
     admin_actor: Any,
     live_server: Any,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """build_spec of an enrolled agent asks the internal API (here over plain HTTP: the live
-    server) and opens the values with the key in its state directory."""
+    """An enrolled agent takes its replica's entry from its desired document and asks the internal
+    API for the entry's secrets (here over plain HTTP: the live server), opening them with the key
+    in its state directory, as its reconcile does before it runs a container (remote.py's _run)."""
     replica = place(tenant, make_app, admin_actor, "sa")
     key_a, token_a = enrolled["sa"]
     state = tmp_path / "state"
@@ -162,9 +161,11 @@ def test_an_enrolled_agent_builds_the_spec_from_sealed_values(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     store.write_private(state / store.KEY_FILE, private)
-    monkeypatch.setenv(host_secrets.ENV_STATE_DIR, str(state))
+    (entry,) = store.client_for(store.load(state)).desired()["replicas"]
+    assert entry["replica"] == replica.pk
+    names = [s["name"] for s in entry["secrets"]]
 
-    spec = agent.build_spec(replica)
+    spec = desired.container_spec(entry, host_secrets.fetch(state, replica.pk, names))
     assert spec.secrets == (SecretFile("db-password", VALUE.encode()),)
     assert f"DB_PASSWORD={VALUE}" in spec.env
 
@@ -175,11 +176,11 @@ def test_an_enrolled_agent_builds_the_spec_from_sealed_values(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
     )
-    with pytest.raises(InvalidRequest, match="does not open with this host's key"):
-        agent.build_spec(replica)
+    with pytest.raises(sealing.SealError, match="does not open with this host's key"):
+        host_secrets.fetch(state, replica.pk, names)
     # Placed elsewhere meanwhile: the panel answers 404 and the replica fails with that reason.
     store.write_private(state / store.KEY_FILE, private)
     Replica.objects.filter(pk=replica.pk).update(host=Host.objects.get(name="sb"))
-    with pytest.raises(InvalidRequest, match=f"404: No such replica: {replica.pk}"):
-        agent.build_spec(Replica.objects.get(pk=replica.pk))
+    with pytest.raises(store.PanelError, match=f"404: No such replica: {replica.pk}"):
+        host_secrets.fetch(state, replica.pk, names)
     assert json.loads((state / store.CREDENTIALS_FILE).read_text())["name"] == "sa"

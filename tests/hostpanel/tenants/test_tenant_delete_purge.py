@@ -1,16 +1,19 @@
 """Deleting a tenant (API, admin site, manage command) purges it on every host, also on a host that
-was down at the time; a new tenant re-using the slug starts empty. Real engines, one per host."""
+was down at the time; a new tenant re-using the slug starts empty. Real engines, one per host, each
+purged by its enrolled agent without the database (the panel's internal API in this process)."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from engine.cgroups.resources import Resources
 from engine.engine import Engine
@@ -27,6 +30,7 @@ from hostpanel.tenants.models import Tenant
 from tests.engine.conftest import leaks
 from tests.engine.privileged.test_build import build, write_context
 from tests.hostpanel.factories import HostFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 
 pytestmark = [pytest.mark.django_db, pytest.mark.privileged]
 DOCKERFILE = 'FROM busybox\nRUN echo first-acme > /marker\nCMD ["cat", "/marker"]\n'
@@ -81,17 +85,31 @@ def holds(engine: Engine, tenant: str) -> list[str]:
     return found
 
 
-def run_sent(sent: list[tuple[int, str, str]], engines: dict[str, Engine]) -> None:
-    """Play the agents: each sent purge runs on its host's engine."""
-    while sent:
-        host_id, queue, slug = sent.pop(0)
-        host = Host.objects.get(pk=host_id)
-        assert queue == host.queue
-        tenant_purge.purge_tenant(engines[host.name], host, slug)
+Play = Callable[[list[tuple[int, str, str]]], None]
+
+
+@pytest.fixture
+def play(engines: dict[str, Engine], agents: EnrolledAgents) -> Play:
+    """Play the agents without the database: a sent purge wakes its host's agent, which purges what
+    its desired document names (``purge_tenants``) from its engine and reports the outcomes with
+    ``POST host/purged``, as the last step of its reconcile does (:func:`remote.reconcile`)."""
+
+    def run_sent(sent: list[tuple[int, str, str]]) -> None:
+        while sent:
+            host_id, queue, slug = sent.pop(0)
+            host = Host.objects.get(pk=host_id)
+            assert queue == host.queue
+            client = agents.client(host)
+            doc = client.desired()
+            assert slug in doc["purge_tenants"]
+            tenant_purge.purge_listed(engines[host.name], client, doc["host"], doc["purge_tenants"])
+
+    return run_sent
 
 
 def test_delete_purges_every_host_and_a_reused_slug_starts_empty(
     engines: dict[str, Engine],
+    play: Play,
     admin_actor: Actor,
     api: Callable[[Any], Any],
     on_commit: Any,
@@ -108,7 +126,7 @@ def test_delete_purges_every_host_and_a_reused_slug_starts_empty(
     with on_commit():
         assert api(admin_actor.user).delete(f"/api/v1/tenants/{acme.slug}/").status_code == 204
     assert [(Host.objects.get(pk=h).name, s) for h, _q, s in sent_purges] == [("h1", "acme")]  # h2 is down
-    run_sent(sent_purges, engines)
+    play(sent_purges)
     assert holds(engines["h1"], "acme") == []
     assert holds(engines["h2"], "acme") != []
     assert list(TenantPurge.objects.values_list("host__name", "tenant_slug")) == [("h2", "acme")]
@@ -125,7 +143,7 @@ def test_delete_purges_every_host_and_a_reused_slug_starts_empty(
     with on_commit():
         hosts.heartbeat(h2.pk)
     assert [s for _h, _q, s in sent_purges] == ["acme"]
-    run_sent(sent_purges, engines)
+    play(sent_purges)
     assert holds(engines["h2"], "acme") == [] and not TenantPurge.objects.exists()
     hosts.heartbeat(h2.pk)
     assert sent_purges == []  # nothing pending, nothing sent
@@ -160,6 +178,7 @@ def test_delete_purges_every_host_and_a_reused_slug_starts_empty(
 
 def test_a_failed_purge_keeps_its_row_and_is_sent_again(
     engines: dict[str, Engine],
+    play: Play,
     admin_actor: Actor,
     on_commit: Any,
     sent_purges: list[tuple[int, str, str]],
@@ -178,14 +197,15 @@ def test_a_failed_purge_keeps_its_row_and_is_sent_again(
         raise EngineConflict(f"tenant {tenant!r}: processes still run")
 
     monkeypatch.setattr(Engine, "purge_tenant", busy)
-    run_sent(sent_purges, engines)
+    play(sent_purges)
     row = TenantPurge.objects.get(host__name="h1")
     assert row.attempts == 1 and "processes still run" in row.last_error
     monkeypatch.setattr(Engine, "purge_tenant", real)
-    TenantPurge.objects.filter(pk=row.pk).update(sent_at=None)  # as after the resend delay
+    past = timezone.now() - timedelta(seconds=hosts.PURGE_RESEND_SECONDS + 1)
+    TenantPurge.objects.filter(pk=row.pk).update(sent_at=None, attempted_at=past)  # as after the resend delay
     with on_commit():
         hosts.heartbeat(Host.objects.get(name="h1").pk)
-    run_sent(sent_purges, engines)
+    play(sent_purges)
     assert holds(engines["h1"], "acme") == []
     assert list(TenantPurge.objects.values_list("host__name", flat=True)) == ["h2"]
 
