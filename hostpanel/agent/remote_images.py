@@ -26,7 +26,6 @@ from engine.images.namespace import namespace_of
 from engine.images.reference import normalize_tag
 from hostpanel.agent import credentials
 from hostpanel.agent.credentials import InternalClient, PanelError
-from hostpanel.agent.reconcile import pull_image
 from hostpanel.images.services import MAX_UPLOAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def ensure_image(
         return
     except ImageNotFound:
         source = doc["images"].get(reference)
-        archive = doc.get("archives", {}).get(reference)
+        archive = doc["archives"].get(reference)
         if source is None and archive is None:
             raise
     owner = tenant if normalize_tag(reference).startswith(namespace_of(tenant)) else None
@@ -106,3 +105,22 @@ class _Checked:
                 f"the archive of {self.reference} from the panel is not the one uploaded"
                 f" ({self.size} bytes, sha256 {self.digest.hexdigest()})"
             )
+
+
+def pull_image(engine: Engine, reference: str, owner: str | None, source: dict[str, str], token: str) -> None:
+    """Pull ``reference`` from the panel's registry (``source``: registry_url, repository, tag,
+    digest) with an agent pull ``token``, fetching only the layers this host lacks."""
+    from engine.registry import Credentials, RemoteRef, parse_registry_url
+
+    endpoint = parse_registry_url(source["registry_url"])
+    remote = RemoteRef(endpoint, source["repository"], source["tag"], source["digest"])
+    credentials = Credentials("hostpanel-agent", token, source="this agent's pull token")
+    report = engine.pull(remote, credentials=credentials, tag_as=reference, tenant=owner)
+    log.info(
+        "pulled image %s from %s: %d blobs downloaded (%d bytes), %d already on this host",
+        reference,
+        remote,
+        len(report.transferred),
+        report.bytes_transferred,
+        len(report.skipped),
+    )
