@@ -18,7 +18,7 @@ import hashlib
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from engine.engine import Engine
 from engine.errors import EngineError, ImageNotFound
@@ -84,7 +84,7 @@ class _Checked:
     """A writer of the download that refuses it past ``size`` bytes (at most an upload's bound) and
     hashes what it writes."""
 
-    def __init__(self, out: BinaryIO, reference: str, size: int) -> None:
+    def __init__(self, out: IO[bytes], reference: str, size: int) -> None:
         self.out = out
         self.reference = reference
         self.limit = min(size, MAX_UPLOAD_BYTES)
