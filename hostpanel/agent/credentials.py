@@ -13,6 +13,7 @@ import os
 import shutil
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,6 +201,11 @@ class InternalClient:
         """Complete the audit entry of an exec session this host ran (hostpanel/terminal/internal.py)."""
         body = {"exit_code": exit_code, "reason": reason[:500]}
         return self.call("POST", f"exec/{int(audit_id)}/finished", body)
+
+    def image_archive(self, reference: str, into: BinaryIO) -> None:
+        """The uploaded archive of image ``reference`` (one a replica placed on this host runs),
+        written to ``into``."""
+        self.download("images/archive?" + urllib.parse.urlencode({"reference": reference}), into)
 
     def claim_build(self, build_id: int) -> dict[str, Any]:
         """Mark build ``build_id`` (queued on this host) running; its spec (builds/spec.BuildSpec)."""

@@ -30,6 +30,7 @@ from engine.networks.egress import parse_allow_list
 from engine.runtime.model import Container, ContainerSpec
 from hostpanel.agent import host_secrets, overlays, probes, restarts
 from hostpanel.agent.credentials import InternalClient, PanelError
+from hostpanel.agent.remote_images import pull_image
 from hostpanel.agent.restarts import backoff_delay as backoff_delay  # its home before restarts.py
 from hostpanel.agent.usage import sample as usage_sample
 from hostpanel.deployments import desired, rollout
@@ -470,25 +471,6 @@ def _ensure_image(engine: Engine, reference: str, tenant: str) -> None:
     assert archive is not None
     log.info("importing image %s from %s", reference, archive)
     engine.images.import_archive(archive, reference, tenant=owner)
-
-
-def pull_image(engine: Engine, reference: str, owner: str | None, source: dict[str, str], token: str) -> None:
-    """Pull ``reference`` from the panel's registry (``source``: registry_url, repository, tag,
-    digest) with an agent pull ``token``, fetching only the layers this host lacks."""
-    from engine.registry import Credentials, RemoteRef, parse_registry_url
-
-    endpoint = parse_registry_url(source["registry_url"])
-    remote = RemoteRef(endpoint, source["repository"], source["tag"], source["digest"])
-    credentials = Credentials("hostpanel-agent", token, source="this agent's pull token")
-    report = engine.pull(remote, credentials=credentials, tag_as=reference, tenant=owner)
-    log.info(
-        "pulled image %s from %s: %d blobs downloaded (%d bytes), %d already on this host",
-        reference,
-        remote,
-        len(report.transferred),
-        report.bytes_transferred,
-        len(report.skipped),
-    )
 
 
 def _secret_values(replica: Replica, names: list[str]) -> dict[str, str]:

@@ -8,6 +8,9 @@ key (:mod:`hostpanel.agent.host_secrets`) and reports each replica's state with 
 /internal/v1/host/report``. Containers of replicas not in the document, or of another
 generation (moved away or placed anew: fencing.py), are removed.
 
+An image the engine lacks is pulled from the panel's registry, or its tenant's uploaded archive is
+fetched from the panel and imported (:mod:`hostpanel.agent.remote_images`), as the database path does.
+
 A running container whose spec changed is replaced once ``POST /internal/v1/host/claim`` grants
 it (one replica of an app at a time, across hosts).
 
@@ -65,11 +68,17 @@ from django.utils import timezone
 
 from engine.engine import Engine
 from engine.errors import Conflict as EngineConflict
-from engine.errors import ContainerNotFound, EngineError, ImageNotFound, VolumeNotFound
-from engine.images.namespace import namespace_of
-from engine.images.reference import normalize_tag
+from engine.errors import ContainerNotFound, EngineError, VolumeNotFound
 from engine.runtime.model import Container
-from hostpanel.agent import deleted_volumes, host_secrets, overlays, probes, restarts, tenant_purge
+from hostpanel.agent import (
+    deleted_volumes,
+    host_secrets,
+    overlays,
+    probes,
+    remote_images,
+    restarts,
+    tenant_purge,
+)
 from hostpanel.agent.credentials import InternalClient, PanelError
 from hostpanel.agent.reconcile import (
     LABEL_REPLICA,
@@ -81,7 +90,6 @@ from hostpanel.agent.reconcile import (
     ReconcileReport,
     apply_protected_hosts,
     apply_tenant_egress,
-    pull_image,
     remove_container,
 )
 from hostpanel.deployments import desired
@@ -221,7 +229,7 @@ def _apply_one(
         return _state(container, "stopped", message)
     wanted_restarts = int(entry["restart_generation"])
     if container is None:
-        container = _run(engine, doc, entry, state_dir)
+        container = _run(engine, client, doc, entry, state_dir)
         report.started.append(container.name)
         if recorded.restart_requested:  # a new container is as good as a restarted one
             client.claim(entry["replica"], entry["generation"], restart=True)
@@ -455,13 +463,15 @@ def _state(container: Container | None, state: str, message: str = "") -> dict[s
     }
 
 
-def _run(engine: Engine, doc: dict[str, Any], entry: dict[str, Any], state_dir: Path) -> Container:
+def _run(
+    engine: Engine, client: InternalClient, doc: dict[str, Any], entry: dict[str, Any], state_dir: Path
+) -> Container:
     if entry["networks"]:
         _prepare_networks(engine, doc, entry)
     names = list(dict.fromkeys(s["name"] for s in entry["secrets"]))
     values = host_secrets.fetch(state_dir, entry["replica"], names) if names else {}
     spec = desired.container_spec(entry, values)
-    _ensure_image(engine, doc, spec.image, spec.tenant)
+    remote_images.ensure_image(engine, client, doc, spec.image, spec.tenant, state_dir)
     _ensure_volumes(engine, entry)
     try:
         return engine.run(spec)
@@ -470,19 +480,6 @@ def _run(engine: Engine, doc: dict[str, Any], entry: dict[str, Any], state_dir: 
         if existing.labels.get(LABEL_REPLICA) != str(entry["replica"]):
             raise  # someone else's container holds the name: never touch it
         return existing if existing.is_running else engine.start(existing.id)
-
-
-def _ensure_image(engine: Engine, doc: dict[str, Any], reference: str, tenant: str) -> None:
-    """The image is here, or pulled from the panel's registry with the document's pull token."""
-    try:
-        engine.image(reference, tenant=tenant)
-        return
-    except ImageNotFound:
-        source = doc["images"].get(reference)
-        if source is None:
-            raise
-    owner = tenant if normalize_tag(reference).startswith(namespace_of(tenant)) else None
-    pull_image(engine, reference, owner, source, doc["pull_token"])
 
 
 def _ensure_volumes(engine: Engine, entry: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from engine.cgroups.resources import CPU_PERIOD_US, Resources
 from engine.networks.model import NetworkJoin, PortMapping
 from engine.runtime.model import ContainerSpec, SecretFile
 from engine.volumes.spec import MountSpec
+from hostpanel.deployments.host_images import document_archives
 from hostpanel.deployments.models import App, Release, Replica
 from hostpanel.deployments.networking import names_of, overlay_state
 from hostpanel.errors import InvalidRequest, ServiceError
@@ -262,9 +263,10 @@ def tenant_entry(quota: Quota) -> dict[str, Any]:
 
 def host_document(host: Host) -> dict[str, Any]:
     """What ``host`` should run: its placed replicas' specs, its tenants' limits and egress
-    allow-lists and its protected hosts, the deleted tenants it should purge now (``purge_tenants``:
-    :func:`hosts.services.pending_purges`), and what the apps above add (:data:`document_fields`);
-    nothing of any other host's replicas or purges."""
+    allow-lists and its protected hosts, where it gets their images (``images``: the registry's,
+    ``archives``: uploaded ones, :mod:`host_images`), the deleted tenants it should purge now
+    (``purge_tenants``: :func:`hosts.services.pending_purges`), and what the apps above add
+    (:data:`document_fields`); nothing of any other host's replicas or purges."""
     replicas = Replica.objects.filter(host=host).select_related("app", "app__tenant", "release", "host")
     entries, problems = [], []
     networks: dict[str, dict[str, Any]] = {}
@@ -296,6 +298,7 @@ def host_document(host: Host) -> dict[str, Any]:
         "networks": networks,
         "purge_tenants": pending_purges(host),
         **image_sources(host, {e["image"] for e in entries}),
+        "archives": document_archives(entries),  # uploaded ones: GET /internal/v1/images/archive
     }
 
 

@@ -14,6 +14,9 @@ then :data:`desired.agent_started` (the edge sends that host's queue the last ro
 ``POST host/claim``: the right to replace a running container of one of its replicas now (one
 replica of an app at a time, across hosts: :func:`desired.claim_update`); with ``restart: true``,
 the request to restart that one container, taken once (:func:`desired.claim_restart`).
+``GET images/archive?reference=<ref>``: the uploaded archive of an image a replica placed on the
+calling host runs (its tenant's own or a base image: :func:`host_images.host_archive`); any other
+reference is ``404 No such image archive`` and reveals nothing of other tenants' images.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.http import FileResponse
 from django.urls import path
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from hostpanel.deployments import desired, rollout
+from hostpanel.deployments import desired, host_images, rollout
 from hostpanel.deployments.models import Replica
 from hostpanel.errors import InvalidRequest, NotFound
 from hostpanel.hosts import services
@@ -171,7 +175,24 @@ class Claim(HostView):
         return Response({"granted": claim(replica)})
 
 
+class ImageArchive(HostView):
+    def get(self, request: Request) -> FileResponse:
+        refuse_unknown(request.query_params, {"reference"}, "query")
+        references = request.query_params.getlist("reference")
+        if len(references) != 1 or not references[0]:
+            raise InvalidRequest("reference: give the one image reference whose archive to fetch")
+        image = host_images.host_archive(request.user, references[0])
+        missing = NotFound(f"No such image archive: {references[0][:300]!r}")
+        if image is None:
+            raise missing
+        try:
+            return FileResponse(open(image.archive, "rb"), content_type="application/x-tar")
+        except FileNotFoundError:
+            raise missing from None
+
+
 urlpatterns = [
+    path("images/archive", ImageArchive.as_view(), name="internal-image-archive"),
     path("host/claim", Claim.as_view(), name="internal-host-claim"),
     path("host/start", Start.as_view(), name="internal-host-start"),
     path("host/desired", Desired.as_view(), name="internal-host-desired"),

@@ -97,14 +97,16 @@ class PanelClient(InternalClient):
         with CaptureQueriesContext(connection) as panel_queries:
             answer = self.panel.generic(method, "/internal/v1/" + path, data, content_type)
         self.queries += len(panel_queries.captured_queries)
+        self.calls.append((method, path, None))
         if answer.status_code >= 400:
             raise PanelError(f"{answer.status_code}: {answer.content[:300]!r}", answer.status_code)
         return answer
 
     def download(self, path: str, into: BinaryIO) -> None:
         answer = self._count("GET", path, b"", "application/json")
+        # read whole, the test client closes the response itself (a second close() would fire
+        # request_finished and close the test's database connection inside its transaction)
         into.write(b"".join(answer.streaming_content))
-        answer.close()
 
     def upload(self, path: str, source: BinaryIO, size: int) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(

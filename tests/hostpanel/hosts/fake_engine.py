@@ -40,12 +40,14 @@ class FakeImages:
     def __init__(self) -> None:
         self.references = {"busybox:latest"}
         self.imported: list[tuple[Path, str]] = []
+        self.contents: dict[str, bytes] = {}  # reference -> the archive's bytes as imported
 
     def import_archive(
         self, path: Path, reference: str | None = None, *, tenant: str | None = None
     ) -> list[str]:
         assert reference is not None and tenant is not None and reference.startswith(f"{tenant}/")
         self.imported.append((path, reference))
+        self.contents[reference] = Path(path).read_bytes()
         self.references.add(reference)
         return [reference]
 

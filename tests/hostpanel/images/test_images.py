@@ -10,7 +10,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from engine.images.store import ImageStore
 from engine.paths import EnginePaths
-from hostpanel.agent import reconcile
 from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from hostpanel.images import services
@@ -18,6 +17,7 @@ from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
 from tests.engine.images_fixtures import ArchiveImage, docker_save, f, rootfs, tar_bytes
 from tests.hostpanel.factories import MembershipFactory, TenantFactory
+from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 from tests.hostpanel.hosts.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.django_db
@@ -101,7 +101,11 @@ def test_an_agent_registers_only_the_engines_base_names(tenant: Tenant, tmp_path
     assert store.base_tags() == ["busybox:latest"]
 
 
-def test_the_host_imports_an_uploaded_image_on_first_use(api: Any, tenant: Tenant, host: Host) -> None:
+def test_the_host_imports_an_uploaded_image_on_first_use(
+    api: Any, tenant: Tenant, host: Host, agents: EnrolledAgents
+) -> None:
+    """The enrolled agent (no database) fetches the upload from the panel's internal API, imports it
+    under exactly its reference as the tenant's, and removes its download after."""
     dev = MembershipFactory(tenant=tenant, role=Role.DEVELOPER).user
     upload(api, dev, tenant)
     r = api(dev).post(
@@ -109,9 +113,14 @@ def test_the_host_imports_an_uploaded_image_on_first_use(api: Any, tenant: Tenan
     )
     assert r.status_code == 201, r.json()
     engine = FakeEngine()
-    reconcile.reconcile(engine, host)  # type: ignore[arg-type]  # the database path: no remote twin yet
-    assert [ref for _, ref in engine.images.imported] == ["acme/app:1"]
+    report = agents.reconcile(engine, host)
+    assert report.failed == [] and [ref for _, ref in engine.images.imported] == ["acme/app:1"]
+    assert engine.images.contents["acme/app:1"] == b"archive bytes"
+    assert list((agents.state_dir(host) / "scratch").iterdir()) == []  # the download is gone
+    assert ("GET", "images/archive?reference=acme%2Fapp%3A1") in [c[:2] for c in agents.client(host).calls]
     assert Replica.objects.get().state == Replica.State.RUNNING
+    agents.reconcile(engine, host)
+    assert len(engine.images.imported) == 1  # held now: imported once
     assert (
         api(dev)
         .delete(f"/api/v1/tenants/{tenant.slug}/images/{Image.objects.get(tenant=tenant).pk}/")

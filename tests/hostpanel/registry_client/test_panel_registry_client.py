@@ -21,7 +21,10 @@ from engine.cli import main as hpctl
 from engine.engine import Engine
 from engine.errors import EngineError, ImageNotFound
 from engine.registry import AuthenticationFailed, Credentials, push
-from hostpanel.agent.reconcile import ENV_NAME, _ensure_image
+from hostpanel.agent.credentials import InternalClient
+from hostpanel.agent.remote_images import ensure_image
+from hostpanel.deployments.desired import image_sources
+from hostpanel.hosts.models import Host
 from tests.engine.privileged.test_registry_support import skopeo, write_layout
 from tests.hostpanel.factories import HostFactory, UserFactory
 from tests.hostpanel.registry_client.conftest import PanelRegistry
@@ -139,12 +142,19 @@ def test_other_tenants_cannot_push_or_pull(
         fresh.pull(f"{host}/acme/secret:2", insecure=True, credentials=Credentials("a", acme))
 
 
+def _ensure_image(engine: Engine, host: Host, reference: str, tenant: str, agent_dir: Path) -> None:
+    """The enrolled agent's step before starting a replica of ``tenant`` that runs ``reference``, with
+    what the panel's desired document of ``host`` says of it (its registry source, its pull token;
+    no upload: the panel is never asked for one)."""
+    doc = image_sources(host, {reference}) | {"archives": {}}
+    ensure_image(engine, InternalClient("https://unused.invalid"), doc, reference, tenant, agent_dir)
+
+
 def test_host_agent_pulls_only_missing_layers_before_starting_an_app(
     panel_registry: PanelRegistry,
     client_engine: Engine,
     tenant_token: Callable[..., str],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     token = tenant_token("acme")
@@ -161,18 +171,18 @@ def test_host_agent_pulls_only_missing_layers_before_starting_an_app(
     )
 
     host = HostFactory(name="agent-h1")
-    monkeypatch.setenv(ENV_NAME, host.name)
+    state = tmp_path / "agent-state"
     agent_engine = Engine(root=tmp_path / "agent", instance="hprega")
     agent_engine.images.bootstrap_busybox()  # the host has the base layer already
-    with caplog.at_level(logging.INFO, logger="hostpanel.agent.reconcile"):
-        _ensure_image(agent_engine, "acme/web:3", "acme")
+    with caplog.at_level(logging.INFO, logger="hostpanel.agent.remote_images"):
+        _ensure_image(agent_engine, host, "acme/web:3", "acme", state)
     image = agent_engine.image("acme/web:3")
     assert image.digest == layout.manifest_digest and image.id == layout.config_digest
     assert "2 blobs downloaded" in caplog.text and "1 already on this host" in caplog.text
 
-    _ensure_image(agent_engine, "acme/web:3", "acme")  # present: nothing to do
+    _ensure_image(agent_engine, host, "acme/web:3", "acme", state)  # present: nothing to do
     with pytest.raises(EngineError):  # neither in the registry nor uploaded
-        _ensure_image(agent_engine, "acme/web:4", "acme")
+        _ensure_image(agent_engine, host, "acme/web:4", "acme", state)
     assert "acme/web:3" not in agent_engine.images.base_tags()  # acme's own name, not a base image
     with pytest.raises(ImageNotFound, match="for tenant 'globex'"):
         agent_engine.image("acme/web:3", tenant="globex")
@@ -188,6 +198,6 @@ def test_host_agent_pulls_only_missing_layers_before_starting_an_app(
         insecure=True,
         credentials=Credentials("reg-admin", "reg-admin-pw"),
     )
-    _ensure_image(agent_engine, "library/tools:1", "acme")
+    _ensure_image(agent_engine, host, "library/tools:1", "acme", state)
     assert "library/tools:1" in agent_engine.images.base_tags()
     assert agent_engine.image("library/tools:1", tenant="globex").id == busybox.id
