@@ -12,8 +12,8 @@ Which tenants a host samples comes with its desired document (``GET host/desired
 with a usage cursor there, so a tenant whose apps moved away is billed up to its last sample;
 and the tenants whose storage only it reports (field ``storage_tenants``:
 :func:`services.storage_tenant_ids`, e.g. those that built there: their build cache there counts
-against their storage quota). The panel names them (not the host's engine) because the panel decides what a host may report:
-the same set bounds what this door writes.
+against their storage quota). The panel names them (not the host's engine) because the panel
+decides what a host may report: the same sets bound what this door writes.
 
 Everything in the body is hostile input: unknown fields are refused, numbers are finite,
 non-negative and bounded, lists are bounded and hold each tenant or container once.
