@@ -64,17 +64,17 @@ def _counters(usage: EngineUsage) -> dict[str, Any]:
 
 
 def sample_body(found: HostSample) -> dict[str, Any]:
-    """``found`` as ``POST /internal/v1/host/usage`` takes it (JSON; tenants with usage only)."""
+    """``found`` as ``POST /internal/v1/host/usage`` takes it (JSON; a tenant whose storage only was
+    read has no counters)."""
     return {
         "tenants": [
             {
                 "tenant": t.tenant,
-                **_counters(t.usage),
+                **(_counters(t.usage) if t.usage is not None else {}),
                 "rootfs_bytes": int(t.rootfs_bytes),
                 "build_cache_bytes": int(t.build_cache_bytes),
             }
             for t in found.tenants
-            if t.usage is not None
         ],
         "containers": [
             {"container": c.container_id, "tenant": c.tenant, "app": int(c.app_id), **_counters(c.usage)}
@@ -86,12 +86,14 @@ def sample_body(found: HostSample) -> dict[str, Any]:
 
 def report_usage(engine: Engine, client: InternalClient) -> dict[str, Any] | None:
     """An enrolled agent without the database: sample the tenants the panel names in this host's
-    desired document (``usage_tenants``) and send the sample; the panel's answer (what it wrote,
-    what it ignored), or None when the panel or the engine failed (logged; the next round
-    counts what this one missed, the counters being cumulative)."""
+    desired document (``usage_tenants``: usage and storage; ``storage_tenants``: the storage of
+    the others, e.g. tenants that only build here) and send the sample; the panel's answer (what
+    it wrote, what it ignored), or None when the panel or the engine failed (logged; the next
+    round counts what this one missed, the counters being cumulative)."""
     try:
-        tenants = client.desired().get("usage_tenants", [])
-        answer = client.usage(sample_body(sample(engine, tenants)))
+        document = client.desired()
+        found = sample(engine, document.get("usage_tenants", []), document.get("storage_tenants", []))
+        answer = client.usage(sample_body(found))
     except (PanelError, EngineError) as exc:
         log.warning("usage collection failed: %s", exc)
         return None

@@ -420,3 +420,10 @@ def fail_on_host_down(sender: object, host: Host, **kwargs: object) -> None:
 def forget_deleted_tenant(sender: object, slug: str, **kwargs: object) -> None:
     """tenants.signals.tenant_gone (connected in BuildsConfig.ready): see :func:`forget_tenant_contexts`."""
     forget_tenant_contexts(slug)
+
+
+def tenants_building_on(sender: object, host: Host, **kwargs: object) -> set[int]:
+    """usage.signals.storing_tenants (connected in BuildsConfig.ready): the tenants with a build
+    placed on ``host`` (any, finished ones too: the engine keeps their build cache there until it
+    evicts it), whose storage there counts against their storage quota."""
+    return set(Build.objects.filter(host=host).values_list("tenant_id", flat=True).distinct())

@@ -2,15 +2,18 @@
 
 ``POST /internal/v1/host/usage`` (host token): one collection of the calling host's engine (what
 ``collect_usage`` samples on an agent with the database, hostpanel/agent/usage.py): each tenant's
-cumulative counters and storage, each app container's counters. It is written with the same
+cumulative counters and storage (or its storage only: an entry without counters), each app
+container's counters. It is written with the same
 function as the database path (:func:`services.record_host_report` -> :func:`services.record_sample`),
 and only for the tenants and apps the host may speak for; the rest is listed under ``ignored``.
 
 Which tenants a host samples comes with its desired document (``GET host/desired``, field
 ``usage_tenants``: :func:`services.usage_tenants`): the tenants with replicas placed on it plus those
-with a usage cursor there, so a tenant whose apps moved away is billed up to its last sample.
-The panel names them (not the host's engine) because the panel decides what a host may report:
-the same set bounds what this door writes.
+with a usage cursor there, so a tenant whose apps moved away is billed up to its last sample;
+and the tenants whose storage only it reports (field ``storage_tenants``:
+:func:`services.storage_tenant_ids`, e.g. those that built there: their build cache there counts
+against their storage quota). The panel names them (not the host's engine) because the panel
+decides what a host may report: the same sets bound what this door writes.
 
 Everything in the body is hostile input: unknown fields are refused, numbers are finite,
 non-negative and bounded, lists are bounded and hold each tenant or container once.
@@ -53,10 +56,30 @@ class CountersSerializer(StrictSerializer):
     disk_bytes = serializers.IntegerField(min_value=0, max_value=MAX_BYTES)
 
 
+COUNTERS = ("cpu_seconds", "memory_byte_seconds", "disk_bytes")
+
+
 class TenantUsageSerializer(CountersSerializer):
+    """A tenant's counters and storage, or its storage only (no counters at all: a tenant of
+    ``storage_tenants`` whose usage the host does not sample)."""
+
     tenant = serializers.RegexField(SLUG_RE, max_length=63)
     rootfs_bytes = serializers.IntegerField(min_value=0, max_value=MAX_BYTES)
     build_cache_bytes = serializers.IntegerField(min_value=0, max_value=MAX_BYTES)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in COUNTERS:
+            self.fields[name].required = False
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [name for name in COUNTERS if name in attrs]
+        if given and len(given) != len(COUNTERS):
+            missing = ", ".join(name for name in COUNTERS if name not in attrs)
+            raise serializers.ValidationError(
+                {"counters": [f"all of {', '.join(COUNTERS)} or none (storage only); missing: {missing}"]}
+            )
+        return attrs
 
 
 class ContainerUsageSerializer(CountersSerializer):
@@ -96,7 +119,12 @@ def sample_of(body: dict[str, Any]) -> services.HostSample:
     """The validated body as the services take it."""
     return services.HostSample(
         tenants=[
-            services.TenantReading(t["tenant"], _counters(t), t["rootfs_bytes"], t["build_cache_bytes"])
+            services.TenantReading(
+                t["tenant"],
+                _counters(t) if "cpu_seconds" in t else None,
+                t["rootfs_bytes"],
+                t["build_cache_bytes"],
+            )
             for t in body["tenants"]
         ],
         containers=[

@@ -12,7 +12,7 @@ Both agent paths write one :class:`HostSample` with :func:`record_sample`: an ag
 database directly (hostpanel/agent/reconcile.py: ``collect_usage``), an enrolled agent without
 it through ``POST /internal/v1/host/usage`` (hostpanel/usage/internal.py), where
 :func:`record_host_report` first keeps only the tenants and apps that host may speak for
-(:func:`sampled_tenant_ids`, :func:`reported_app_ids`).
+(:func:`sampled_tenant_ids`, :func:`storage_tenant_ids`, :func:`reported_app_ids`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from hostpanel.usage.models import (
     UsageCursor,
     UsageHour,
 )
+from hostpanel.usage.signals import storing_tenants
 from hostpanel.usage.storage import record_tenant_storage
 
 GB = 1024**3
@@ -200,11 +201,30 @@ def sampled_tenant_ids(host: Host) -> set[int]:
     return ids | set(UsageCursor.objects.filter(host=host).values_list("tenant_id", flat=True))
 
 
+def storage_tenant_ids(host: Host, sampled: set[int] | None = None) -> set[int]:
+    """The tenants whose storage on ``host`` counts against their storage quota: those whose usage
+    it samples (``sampled``, by default :func:`sampled_tenant_ids`) and those the apps above add
+    (:data:`signals.storing_tenants`: builds, the tenants that built there, whose build cache it
+    keeps)."""
+    ids = sampled_tenant_ids(host) if sampled is None else set(sampled)
+    for _, more in storing_tenants.send(sender=Host, host=host):
+        ids |= set(more)
+    return ids
+
+
+def _slugs(ids: set[int]) -> set[str]:
+    return set(Tenant.objects.filter(pk__in=ids).values_list("slug", flat=True))
+
+
 def usage_tenants(sender: object, host: Host, **kwargs: Any) -> dict[str, list[str]]:
     """Answers ``deployments.desired.document_fields``: ``usage_tenants``, the slugs of the
-    tenants whose usage ``host`` samples (:func:`sampled_tenant_ids`)."""
-    ids = sampled_tenant_ids(host)
-    return {"usage_tenants": sorted(Tenant.objects.filter(pk__in=ids).values_list("slug", flat=True))}
+    tenants whose usage ``host`` samples (:func:`sampled_tenant_ids`), and ``storage_tenants``,
+    those whose storage it reports (:func:`storage_tenant_ids`, the former included)."""
+    sampled = sampled_tenant_ids(host)
+    return {
+        "usage_tenants": sorted(_slugs(sampled)),
+        "storage_tenants": sorted(_slugs(storage_tenant_ids(host, sampled))),
+    }
 
 
 def reported_app_ids(host: Host) -> set[int]:
@@ -239,14 +259,20 @@ def record_sample(
 
 def record_host_report(host: Host, sample: HostSample, now: datetime | None = None) -> dict[str, Any]:
     """Write what an enrolled host reported of its engine (``POST /internal/v1/host/usage``), but
-    only for what that host may speak for: tenants of :func:`sampled_tenant_ids`, containers of
-    apps of :func:`reported_app_ids` labelled with their own app's tenant, and no container id
-    another app counts on this host already. Anything else is ignored and named in the answer
-    (``ignored``), never written."""
-    allowed = set(Tenant.objects.filter(pk__in=sampled_tenant_ids(host)).values_list("slug", flat=True))
+    only for what that host may speak for: a tenant's usage and storage for tenants of
+    :func:`sampled_tenant_ids`, a tenant's storage only (a reading without usage) for those of
+    :func:`storage_tenant_ids`, containers of apps of :func:`reported_app_ids` labelled with
+    their own app's tenant, and no container id another app counts on this host already.
+    Anything else is ignored and named in the answer (``ignored``), never written."""
+    sampled = sampled_tenant_ids(host)
+    may_use, may_store = _slugs(sampled), _slugs(storage_tenant_ids(host, sampled))
     apps = dict(App.objects.filter(pk__in=reported_app_ids(host)).values_list("pk", "tenant__slug"))
     taken = dict(ContainerUsageCursor.objects.filter(host=host).values_list("container_id", "app_id"))
-    tenants = [r for r in sample.tenants if r.tenant in allowed]
+
+    def allowed(reading: TenantReading) -> bool:
+        return reading.tenant in (may_store if reading.usage is None else may_use)
+
+    tenants = [r for r in sample.tenants if allowed(r)]
     containers: list[ContainerReading] = []
     ignored: list[str] = []
     for reading in sample.containers:
@@ -262,7 +288,7 @@ def record_host_report(host: Host, sample: HostSample, now: datetime | None = No
         "tenants": counted,
         "containers": len(containers),
         "ignored": {
-            "tenants": [r.tenant for r in sample.tenants if r.tenant not in allowed],
+            "tenants": [r.tenant for r in sample.tenants if not allowed(r)],
             "containers": ignored,
         },
     }

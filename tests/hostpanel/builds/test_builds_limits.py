@@ -15,7 +15,7 @@ import pytest
 
 from engine.cgroups.controller import CgroupStats, host_driver
 from engine.engine import Engine
-from hostpanel.agent import reconcile as agent
+from hostpanel.agent.usage import report_usage
 from hostpanel.audit.services import Actor
 from hostpanel.builds import services
 from hostpanel.deployments.models import Replica
@@ -75,8 +75,10 @@ def test_a_tenant_with_no_replicas_builds_under_its_quota_and_the_build_limits(
     assert run_stats is not None and (run_stats.memory_limit, run_stats.pids_limit) == (300 * MiB, 50)
     config = engine.tenant_quota(tenant.slug)
     assert (config.memory, config.pids, config.cpus) == (300 * MiB, 200, 1.0)
-    # the build's cache counts against the tenant's storage quota, as the agent reports it
-    agent.report_tenant_storage(engine, host)
+    # the build's cache counts against the tenant's storage quota, as the host's agent without the
+    # database reports it (the tenant only built here: its storage, not its usage)
+    answer = report_usage(engine, agents.client(host))
+    assert answer is not None and answer["ignored"] == {"tenants": [], "containers": []}, answer
     assert storage_use(tenant).build_cache > 0
 
 

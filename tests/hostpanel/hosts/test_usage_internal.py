@@ -24,11 +24,13 @@ from engine.cgroups.usage import Usage
 from engine.runtime.model import ContainerSpec
 from hostpanel.agent import usage as agent_usage
 from hostpanel.audit.services import Actor
+from hostpanel.builds.models import Build
 from hostpanel.deployments.models import App, Replica
 from hostpanel.hosts import enrollment
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
+from hostpanel.tenants.storage import storage_use
 from hostpanel.usage.models import (
     AppUsageHour,
     ContainerUsageCursor,
@@ -84,12 +86,12 @@ class UsageEngine(FakeEngine):
 class FakeClient:
     """The agent's InternalClient: the desired document's usage tenants, and what it sent."""
 
-    def __init__(self, tenants: list[str]) -> None:
-        self.tenants = tenants
+    def __init__(self, tenants: list[str], storage: tuple[str, ...] = ()) -> None:
+        self.tenants, self.storage = tenants, list(storage)
         self.sent: list[dict[str, Any]] = []
 
     def desired(self) -> dict[str, Any]:
-        return {"usage_tenants": self.tenants}
+        return {"usage_tenants": self.tenants, "storage_tenants": [*self.tenants, *self.storage]}
 
     def usage(self, body: dict[str, Any]) -> dict[str, Any]:
         self.sent.append(json.loads(json.dumps(body)))  # what travels: JSON only
@@ -114,6 +116,11 @@ def tenant_entry(slug: str, cpu: float, mem: float = 0.0, **extra: Any) -> dict[
     return {"tenant": slug, **counters(cpu, mem), "rootfs_bytes": 7, "build_cache_bytes": 3, **extra}
 
 
+def storage_entry(slug: str, build_cache: int) -> dict[str, Any]:
+    """A tenant's storage only (no counters): what a host reports of a tenant that built there."""
+    return {"tenant": slug, "rootfs_bytes": 0, "build_cache_bytes": build_cache}
+
+
 def container_entry(cid: str, slug: str, app: int, cpu: float, **extra: Any) -> dict[str, Any]:
     return {"container": cid, "tenant": slug, "app": app, **counters(cpu, 1.0), **extra}
 
@@ -136,6 +143,15 @@ def test_the_desired_document_names_the_tenants_a_host_samples(
     UsageCursor.objects.create(tenant=moved, host=Host.objects.get(name="sa"), collected_at=datetime.now(UTC))
     assert a.get("/internal/v1/host/desired").json()["usage_tenants"] == ["acme", "moved"]
     assert "moved" not in b.get("/internal/v1/host/desired").json()["usage_tenants"]
+    # a tenant that only built on sa: its storage there (build cache) is reported, not its usage
+    builder = TenantFactory(slug="builder")
+    Build.objects.create(
+        tenant=builder, host=Host.objects.get(name="sa"), name="x:1", reference="builder/x:1"
+    )
+    document = a.get("/internal/v1/host/desired").json()
+    assert document["usage_tenants"] == ["acme", "moved"]
+    assert document["storage_tenants"] == ["acme", "builder", "moved"]
+    assert b.get("/internal/v1/host/desired").json()["storage_tenants"] == ["acme", "other"]
 
 
 @pytest.mark.django_db
@@ -198,6 +214,55 @@ def test_a_host_records_only_its_own_tenants_and_apps(enrolled: Hosts, tenant: T
 
 
 @pytest.mark.django_db
+def test_a_host_reports_the_storage_of_tenants_that_built_there_and_no_one_else(
+    enrolled: Hosts, tenant: Tenant, make_app: Any
+) -> None:
+    """A tenant with no replicas on a host but a build there: that host writes its storage (its
+    build cache counts against its storage quota), never its usage; another host cannot write
+    that tenant's storage, nor can a host write storage of a tenant with nothing on it."""
+    place(tenant, make_app)
+    sa, sb = Host.objects.get(name="sa"), Host.objects.get(name="sb")
+    builder, idle = TenantFactory(slug="builder"), TenantFactory(slug="idle")
+    Build.objects.create(tenant=builder, host=sa, name="x:1", reference="builder/x:1", status="succeeded")
+    a, b = as_host(enrolled["sa"][1]), as_host(enrolled["sb"][1])
+
+    hostile = {"tenants": [storage_entry("builder", 10**12), storage_entry("idle", 10**12)], "containers": []}
+    answer = b.post("/internal/v1/host/usage", hostile, format="json")
+    assert answer.status_code == 200 and answer.json()["ignored"]["tenants"] == ["builder", "idle"]
+    answer = a.post(
+        "/internal/v1/host/usage", {**hostile, "tenants": [storage_entry("idle", 1)]}, format="json"
+    )
+    assert answer.json()["ignored"]["tenants"] == ["idle"]
+    # counters for a tenant whose usage sa does not sample: the whole entry is ignored
+    answer = a.post(
+        "/internal/v1/host/usage", {"tenants": [tenant_entry("builder", 5)], "containers": []}, format="json"
+    )
+    assert answer.json()["ignored"]["tenants"] == ["builder"]
+    assert nothing_written()
+
+    body = {"tenants": [tenant_entry("acme", 1), storage_entry("builder", 4096)], "containers": []}
+    answer = a.post("/internal/v1/host/usage", body, format="json")
+    assert answer.status_code == 200, answer.content
+    assert answer.json() == {"tenants": 1, "containers": 0, "ignored": {"tenants": [], "containers": []}}
+    assert sorted(TenantStorage.objects.values_list("tenant__slug", "host__name", "build_cache_bytes")) == [
+        ("acme", "sa", 3),
+        ("builder", "sa", 4096),
+    ]
+    assert not UsageCursor.objects.filter(tenant=builder).exists()  # storage only: never billed usage here
+    assert storage_use(builder).build_cache == 4096
+    assert storage_use(idle).total == 0
+    # the same tenant's storage on sb stays sb's to report: still refused there
+    answer = b.post(
+        "/internal/v1/host/usage", {"tenants": [storage_entry("builder", 1)], "containers": []}, format="json"
+    )
+    assert answer.json()["ignored"]["tenants"] == ["builder"]
+    assert (
+        TenantStorage.objects.get(tenant=builder).host == sa
+        and not TenantStorage.objects.filter(host=sb).exists()
+    )
+
+
+@pytest.mark.django_db
 def test_hostile_bodies_and_callers_are_refused_and_write_nothing(
     enrolled: Hosts, tenant: Tenant, make_app: Any
 ) -> None:
@@ -221,6 +286,11 @@ def test_hostile_bodies_and_callers_are_refused_and_write_nothing(
     refused({**good, "tenants": [tenant_entry("acme", 1, host="sb")]}, "host")
     refused({**good, "containers": [container_entry("c1", "acme", web.pk, 1, host="sb")]}, "host")
     refused({"tenants": [tenant_entry("acme", 1)]}, "containers")  # missing ones
+    for field in ("cpu_seconds", "memory_byte_seconds", "disk_bytes"):  # counters: all or none
+        partial = {key: value for key, value in tenant_entry("acme", 1).items() if key != field}
+        refused({**good, "tenants": [partial]}, field)
+    refused({**good, "tenants": [storage_entry("acme", 1) | {"cpu_seconds": 1}]}, "all of")
+    refused({**good, "tenants": [{"tenant": "acme", "rootfs_bytes": 1}]}, "build_cache_bytes")
     refused({**good, "tenants": [tenant_entry("acme", 1)] * 2}, "at most once")
     refused({**good, "containers": [container_entry("c1", "acme", web.pk, 1)] * 2}, "at most once")
     refused({**good, "tenants": [tenant_entry(f"t{i}", 1) for i in range(1001)]}, "tenants")
@@ -276,13 +346,20 @@ def test_the_agent_samples_and_reports_without_a_query(
     engine.container_counters = {running.id: Usage(20, GB * 3600), stopped.id: Usage(10, GB * 3600)}
     engine.set_tenant_storage("acme", 5 * GB)
     engine.build_cache.bytes["acme"] = 11
-    fake = FakeClient(["acme"])
+    engine.build_cache.bytes["builder"] = 5
+    builder = TenantFactory(slug="builder")
+    Build.objects.create(
+        tenant=builder, host=Host.objects.get(name="sa"), name="x:1", reference="builder/x:1"
+    )
+    fake = FakeClient(["acme"], storage=("builder",))
 
     with django_assert_num_queries(0):
         agent_usage.report_usage(engine, fake)  # type: ignore[arg-type]
     (body,) = fake.sent
     assert engine.samples == 1
-    assert [t["tenant"] for t in body["tenants"]] == ["acme"]  # only the document's
+    assert [t["tenant"] for t in body["tenants"]] == ["acme", "builder"]  # only the document's
+    # builder only builds here: its storage, no counters
+    assert body["tenants"][1] == {"tenant": "builder", "rootfs_bytes": 0, "build_cache_bytes": 5}
     assert body["tenants"][0] == {
         "tenant": "acme",
         "cpu_seconds": 30.0,
@@ -300,6 +377,7 @@ def test_the_agent_samples_and_reports_without_a_query(
     assert list(hours.values_list("cpu_seconds", "memory_gb_hours", "disk_gb_hours")) == [(30.0, 2.0, 0.0)]
     app_rows = AppUsageHour.objects.filter(app=web)
     assert list(app_rows.values_list("host__name", "cpu_seconds", "memory_gb_hours")) == [("sa", 30.0, 2.0)]
+    assert storage_use(builder).build_cache == 5 and not UsageHour.objects.filter(tenant=builder).exists()
 
 
 @pytest.mark.django_db
