@@ -447,8 +447,8 @@ def serve_panel(
         url = f"http://{address}:{port}"
     settings.REDIS_URL = redis_url
     settings.HOSTPANEL_AGENT_REDIS_ADDRESS = agent_redis
-    layers = settings.CHANNEL_LAYERS
-    settings.CHANNEL_LAYERS = layers | {"default": layers["default"] | {"CONFIG": {"hosts": [redis_url]}}}
+    layers = settings.CHANNEL_LAYERS  # every layer of the project's (live logs' lines too) on this Redis
+    settings.CHANNEL_LAYERS = {alias: x | {"CONFIG": {"hosts": [redis_url]}} for alias, x in layers.items()}
     try:
         if ca_file is not None:
             front_log = directory / "front" / "front.log"
