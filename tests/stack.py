@@ -366,3 +366,185 @@ def caddy_server(directory: Path) -> Iterator[Caddy]:
     finally:
         stop_process(caddy.proc, timeout=10)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# ---- the panel and agents enrolled without the database (issue 15) -------------------------
+PANEL_ONLY = ("DATABASE_URL", "REDIS_URL", "HOSTPANEL_SECRET_KEY")  # never in a joined agent's environment
+AGENT_ARGS = ("--usage-interval", "1", "--loglevel", "INFO")  # after joined_agent_args: usage every second
+
+
+@dataclass
+class Panel:
+    """A panel subprocess serving the internal API the agents call: ``url`` is its HTTPS front
+    (trusting ``ca_file``) or, without TLS, its own loopback address (``ca_file`` None)."""
+
+    url: str
+    ca_file: Path | None
+    env: dict[str, str]
+    log: Path
+
+
+def https_get(url: str, ca_file: Path | None, token: str = "") -> tuple[int, dict[str, Any]]:
+    """GET ``url`` (bearer ``token``; HTTPS trusting ``ca_file``): the status and the JSON answer
+    (0 and {} when nothing answers)."""
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=10, context=context
+        ) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw.startswith(b"{") else {"raw": raw.decode(errors="replace")}
+    except (urllib.error.URLError, OSError):
+        return 0, {}
+
+
+@contextmanager
+def serve_panel(
+    directory: Path,
+    settings: Any,
+    redis_url: str,
+    address: str = "127.0.0.1",
+    agent_redis: str = "",
+    tls: bool = True,
+    env: dict[str, str] | None = None,
+) -> Iterator[Panel]:
+    """The real panel sharing the test database, its var directory ``directory/var``; this
+    process's settings point at the same Redis (the panel's own user: full access).
+
+    ``tls``: `python -m hostpanel.serve` behind an HTTPS Caddy with its own CA on ``address`` (as
+    in production; this process's public URL is set to it). Without: one daphne on loopback, which
+    agents join with the join command's TESTS-ONLY ``--insecure-http`` (cheaper: one process).
+    ``agent_redis``: the Redis address agents are told to use (HOSTPANEL_AGENT_REDIS_ADDRESS);
+    ``env``: settings of the panel's own (e.g. a roll's drain, a dead host's grace)."""
+    from bench.enroll import tls_front
+
+    if tls and shutil.which("caddy") is None:
+        pytest.fail("caddy is missing; `make install` installs it")
+    given = env or {}
+    env = panel_env(shared_database_url(), redis_url, directory / "var", settings.HOSTPANEL_SECRET_KEYS)
+    env |= {"HOSTPANEL_HTTP_WORKERS": "1", "HOSTPANEL_CADDY_ADMIN": ""}
+    env |= {"HOSTPANEL_ALLOWED_HOSTS": f"127.0.0.1,localhost,{address}"}
+    env |= {"HOSTPANEL_AGENT_REDIS_ADDRESS": agent_redis} if agent_redis else {}
+    env |= given
+    port = free_port()
+    log = directory / "panel.log"
+    front, ca_file = None, None
+    if tls:
+        server = start_panel("127.0.0.1", port, env, log)
+        front, front_port, ca_file = tls_front(directory / "front", port, address)
+        url = f"https://{address}:{front_port}"
+        settings.HOSTPANEL_PUBLIC_URL = url
+    else:
+        server = start_daphne(["-b", address, "-p", str(port)], env, log)
+        url = f"http://{address}:{port}"
+    settings.REDIS_URL = redis_url
+    settings.HOSTPANEL_AGENT_REDIS_ADDRESS = agent_redis
+    layers = settings.CHANNEL_LAYERS  # every layer of the project's (live logs' lines too) on this Redis
+    settings.CHANNEL_LAYERS = {alias: x | {"CONFIG": {"hosts": [redis_url]}} for alias, x in layers.items()}
+    try:
+        if ca_file is not None:
+            front_log = directory / "front" / "front.log"
+            wait_for(ca_file.exists, 30, f"caddy's internal CA\n{front_log}")
+        wait_for(lambda: https_get(url + "/internal/v1/host", ca_file)[0] == 401, 60, f"the panel\n{log}")
+        yield Panel(url, ca_file, env, log)
+    finally:
+        stop_process(front)
+        stop_process(server)
+
+
+@contextmanager
+def watch_hosts(panel: Panel, interval: float = 0.5) -> Iterator[subprocess.Popen[bytes]]:
+    """The panel's periodic host checks (`manage.py watchhosts`: dead hosts, drains, placement)
+    in a subprocess with the panel's environment, as production runs them beside the panel."""
+    with (panel.log.parent / "watchhosts.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "watchhosts", "--interval", str(interval)],
+            cwd=REPO,
+            env=panel.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+def add_host(name: str) -> str:
+    """`manage.py host add NAME` (in this process); the token of the join command it prints."""
+    import re
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("host", "add", name, stdout=out)
+    match = re.search(r"sh deploy/join.sh --panel \S+ --token (hpjoin_\S+)", out.getvalue())
+    assert match, out.getvalue()
+    return match.group(1)
+
+
+def join(
+    panel: Panel, token: str, state: Path, *extra: str, wait: bool = True, env: dict[str, str] | None = None
+) -> Any:
+    """The join command against ``panel`` (``extra``: its options, then ``--`` and the agent's):
+    its completed run, or (``wait`` False) the running process (the agent it execs) and its log."""
+    from bench.enroll import join_args
+
+    args = join_args(panel.url, token, panel.ca_file or Path(), state, *extra)
+    if panel.ca_file is None:  # a plain http:// panel on loopback (tests only)
+        args[args.index("--ca-file") : args.index("--ca-file") + 2] = ["--insecure-http"]
+    if wait:
+        quiet = {k: v for k, v in panel.env.items() if k != "REDIS_URL"}
+        return subprocess.run(args, cwd=REPO, env=quiet, capture_output=True, text=True, timeout=120)
+    log = state.parent / f"{state.name}.log"
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            args, cwd=REPO, env=env or panel.env, stdout=out, stderr=subprocess.STDOUT
+        ), log
+
+
+def start_without_database(
+    panel: Panel, name: str, tmp_path: Path, *agent_args: str, env: dict[str, str] | None = None
+) -> Agent:
+    """Host ``name`` added, its engine made, and its join command run until its agent says it runs
+    with NO ``DATABASE_URL``, panel ``REDIS_URL`` nor the panel's ``HOSTPANEL_SECRET_KEY`` in its
+    environment (asserted on the running process too), with secret keys that are not the panel's
+    and a var directory of its own;
+    ``agent_args`` follow joined_agent_args, ``env`` adds to its environment. The agent's ``env``
+    holds its state directory, so ``agent.start()`` starts it again after a stop."""
+    from cryptography.fernet import Fernet
+
+    from bench.enroll import joined_agent_args
+
+    token = add_host(name)
+    root, instance = tmp_path / f"engine-{name}", f"hpnd-{secrets.token_hex(3)}"
+    engine = Engine(root=root, instance=instance)
+    engine.images.bootstrap_busybox()
+    base = {k: v for k, v in panel.env.items() if k not in PANEL_ONLY}
+    base["HOSTPANEL_SECRET_KEYS"] = Fernet.generate_key().decode()  # not the panel's: no decrypting here
+    base["HOSTPANEL_VAR_DIR"] = str(tmp_path / f"var-{name}")  # nothing of the panel's var either
+    base |= env or {}
+    state = tmp_path / f"state-{name}"
+    args = [*joined_agent_args(root, instance), *agent_args]
+    proc, log = join(panel, token, state, "--foreground", "--", *args, wait=False, env=base)
+    agent = Agent(name, engine, root, instance, proc, log, base)
+    agent.env = base | {"HOSTPANEL_AGENT_STATE_DIR": str(state.resolve())}  # for a restart
+    try:
+        wait_for(lambda: "no database" in log.read_text(), 60, f"the agent to start\n{agent.log_tail()}")
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")  # the exec'd agent itself
+        assert not [e for e in environ if e.startswith(tuple(f"{k}=".encode() for k in PANEL_ONLY))]
+        assert b"HOSTPANEL_AGENT_STATE_DIR=" + str(state.resolve()).encode() in environ
+    except BaseException:
+        agent.stop()
+        remove_agent_leftovers(agent)
+        raise
+    return agent

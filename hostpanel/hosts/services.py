@@ -262,10 +262,14 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
 def watch_hosts() -> list[Host]:
     """The periodic host checks (every agent's heartbeat, and ``manage.py watchhosts`` on the panel):
     mark dead hosts down (their stateless replicas move), let drains and evacuations go on and end,
-    place pending replicas. Returns the hosts found dead."""
+    place pending replicas, then tell the apps above (``signals.checked``: stacks' waiting services
+    start once their dependencies are met). Returns the hosts found dead."""
     dead = mark_stale_hosts()
     settle_lifecycles()
     room_changed()
+    for receiver, error in signals.checked.send_robust(sender=Host):
+        if isinstance(error, Exception):
+            log.error("after the host checks, %s failed: %r", receiver, error)
     return dead
 
 

@@ -25,3 +25,7 @@ placements_asked = Signal()
 # work waiting for the host is sent again (builds: its queued builds not sent yet). A receiver's
 # error is logged, never the heartbeat's.
 host_beat = Signal()
+# (no arguments; outside any transaction) the periodic host checks ran (services.watch_hosts: every
+# agent with the database, and `manage.py watchhosts` on the panel): work that waits on time or on
+# other replicas goes a step further (stacks' waiting services). A receiver's error is logged.
+checked = Signal()

@@ -489,8 +489,14 @@ def advance(stack_id: int) -> bool:
         return False
 
 
+def advance_on_host_checks(**_: Any) -> None:
+    """``hosts.signals.checked``: the periodic host checks ran (``manage.py watchhosts`` on the
+    panel, every agent's heartbeat): advance every deploying stack."""
+    advance_all()
+
+
 def advance_all() -> int:
-    """Advance every deploying stack (the agents' heartbeat); how many still wait."""
+    """Advance every deploying stack (the periodic host checks); how many still wait."""
     still = 0
     for stack_id in Stack.objects.filter(status=Stack.Status.DEPLOYING).values_list("pk", flat=True):
         try:

@@ -6,12 +6,14 @@ last test here, so the rest of the suite never sees it):
 
 - a private redis-server (tests/stack.py, shared with tests/hostpanel/e2e);
 - the pytest-django test database, a *file* (settings: ``TEST["NAME"]``),
-  shared by this process, the panel's servers and the host agent through ``DATABASE_URL``;
+  shared by this process and the panel's servers through ``DATABASE_URL``;
   tests do not take ``db``/``transactional_db`` (nothing is rolled back or
   flushed between tests: use unique names); the database is flushed when the
   package ends;
 - one host agent subprocess (``live_stack.agent``, name ``browser-h1``) with
-  its own engine root and instance, bootstrapped with ``busybox:latest``;
+  its own engine root and instance, bootstrapped with ``busybox:latest``, enrolled with the join
+  command against the panel and running WITHOUT the database (its own Redis user, the internal
+  API), as in production; the panel's periodic host checks (`manage.py watchhosts`) beside it;
 - the panel as `make run` serves it (``hostpanel.serve``: Caddy in front of gunicorn for HTTP
   and daphne for /ws/) on a random port
   (``live_stack.url``), so pages, static files and WebSockets are the real ones;
@@ -46,6 +48,7 @@ import secrets
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +60,22 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from tests.browser.live import LiveStack, StackUser, console_of, forget_console
 from tests.conftest import require_privileged
 from tests.stack import (
+    AGENT_ARGS,
     Agent,
+    Panel,
     caddy_server,
     celery_pointed_at,
     free_port,
-    launch_agent,
     on_test_database,
     panel_env,
     redis_server,
     remove_agent_leftovers,
     shared_database_url,
     start_panel,
+    start_without_database,
     stop_process,
     wait_for,
+    watch_hosts,
 )
 
 CHROMIUM = "/usr/bin/chromium"
@@ -138,16 +144,25 @@ def live_stack(
             redis_server(workdir) as redis_url,
             celery_pointed_at(redis_url),
             caddy_server(workdir / "caddy") as caddy,
+            ExitStack() as stack,
         ):
             env = panel_env(database_url, redis_url, workdir / "var", settings.HOSTPANEL_SECRET_KEYS)
             env |= {"HOSTPANEL_SECRET_KEY": secrets.token_urlsafe(40), "HOSTPANEL_DEBUG": "0"}
             port = free_port()
-            with django_db_blocker.unblock():
-                agent = launch_agent("browser-h1", workdir, env | caddy.agent_env(f"http://127.0.0.1:{port}"))
             server_log = workdir / "panel.log"
             server = start_panel("127.0.0.1", port, env, server_log)
             base = f"http://127.0.0.1:{port}"
             wait_for(lambda: _answers(base + "/healthz"), 60, f"the panel on {base}\n{server_log}")
+            panel = Panel(base, None, env, server_log)  # joined over plain HTTP on loopback (tests only)
+            stack.enter_context(watch_hosts(panel))
+            with django_db_blocker.unblock():
+                agent = start_without_database(
+                    panel,
+                    "browser-h1",
+                    workdir,
+                    *AGENT_ARGS,
+                    env={"HOSTPANEL_CADDY_ADMIN": ""} | caddy.agent_env(base),
+                )
 
             def host_up() -> bool:
                 from hostpanel.hosts.models import Host
@@ -158,10 +173,10 @@ def live_stack(
             wait_for(host_up, 60, f"the host agent to register\n{agent.log_tail()}")
             yield LiveStack(base, agent, django_db_blocker.unblock, workdir, server_log, caddy)
     finally:
-        stop_process(server)
         if agent is not None:
             agent.stop()
             remove_agent_leftovers(agent)
+        stop_process(server)
         settings.HOSTPANEL_SECRET_KEYS = old_keys
         with django_db_blocker.unblock():
             if own_test_db is not None:

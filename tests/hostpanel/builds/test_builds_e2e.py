@@ -41,7 +41,7 @@ def test_build_output_reaches_a_websocket_live_and_the_image_is_recorded(
     settings: Any,
     tmp_path: Path,
 ) -> None:
-    settings.VAR_DIR = tmp_path / "var"  # shared with the agent (tests.stack.panel_env)
+    settings.VAR_DIR = tmp_path / "var"  # the panel's (tests.stack.serve_panel): it serves the upload
     developer = live_tenant("build", "shop", "build-dev", Role.DEVELOPER).member
     api = APIClient()
     api.force_authenticate(developer)

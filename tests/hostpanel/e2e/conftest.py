@@ -1,14 +1,17 @@
-"""End-to-end fixtures: a real Redis, real host agents (subprocesses) and real engines.
+"""End-to-end fixtures: a real Redis, the real panel, real host agents (subprocesses) and real engines.
 
-The test database is a file (settings: ``DATABASES['default']['TEST']['NAME']``)
-so the agents, started with ``DATABASE_URL`` pointing at it, see what the test
-writes; tests use ``transactional_db`` so their writes are committed. Every
-agent is stopped and every container removed at teardown.
+The agents hold NO database settings, as in production: each is enrolled with the join command
+and talks to the panel only through Celery over Redis (as its host's own ACL user) and the
+internal API of a panel subprocess. That panel shares the test database
+(tests.stack.shared_database_url), so it sees what the test writes; tests use
+``transactional_db`` so their writes are committed. Every agent is stopped and every container
+removed at teardown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,19 +19,21 @@ from typing import Any
 import pytest
 
 from tests.stack import (
+    AGENT_ARGS,
     GRACE_SECONDS,
     Agent,
     Caddy,
+    Panel,
     caddy_server,
     celery_pointed_at,
     free_port,
-    launch_agent,
-    panel_env,
     redis_server,
     remove_agent_leftovers,
-    shared_database_url,
+    serve_panel,
+    start_without_database,
     unmount_below,
     wait_for,
+    watch_hosts,
 )
 
 # Shared with the browser tests (tests/stack.py); re-exported for the e2e test modules.
@@ -51,26 +56,39 @@ def celery_to(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def agents(
-    privileged: None, transactional_db: None, celery_to: str, tmp_path: Path, settings: Any
+    privileged: None, transactional_db: None, celery_to: str, redis_url: str, tmp_path: Path, settings: Any
 ) -> Iterator[Callable[..., Agent]]:
-    """Start host agents by name (each with its own engine root and instance); all cleaned up after."""
+    """Start host agents by name, each enrolled with the join command and running WITHOUT the
+    database (:func:`tests.stack.start_without_database`: its own engine root and instance, its own
+    Redis ACL user, the internal API); all cleaned up after.
+
+    The first start serves the panel they call (:func:`tests.stack.serve_panel`: one daphne on
+    loopback, joined over plain HTTP; its var directory is ``tmp_path / "var"``; the first agent's
+    ``extra_env`` is its environment too, but a Caddy admin socket) and its periodic
+    host checks (`manage.py watchhosts`: dead hosts, drains, placement), as production runs them."""
     settings.HOSTPANEL_HOST_GRACE_SECONDS = GRACE_SECONDS
-    database_url = shared_database_url()
     started: list[Agent] = []
+    with ExitStack() as stack:
+        panels: list[Panel] = []
 
-    def start(name: str, extra_env: dict[str, str] | None = None) -> Agent:
-        """Agent ``name``; ``extra_env`` e.g. ``Caddy.agent_env()`` gives it that Caddy to configure."""
-        env = panel_env(database_url, celery_to, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
-        env |= {"HOSTPANEL_CADDY_ADMIN": ""} | (extra_env or {})  # no edge proxy unless given one
-        agent = launch_agent(name, tmp_path, env)
-        started.append(agent)
-        return agent
+        def start(name: str, extra_env: dict[str, str] | None = None) -> Agent:
+            """Agent ``name``; ``extra_env`` e.g. ``Caddy.agent_env()`` gives it that Caddy to configure."""
+            if not panels:  # the panel's own settings of the first agent's (a roll's drain...) too
+                own = {k: v for k, v in (extra_env or {}).items() if k != "HOSTPANEL_CADDY_ADMIN"}
+                panels.append(
+                    stack.enter_context(serve_panel(tmp_path, settings, redis_url, tls=False, env=own))
+                )
+                stack.enter_context(watch_hosts(panels[0]))
+            env = {"HOSTPANEL_CADDY_ADMIN": ""} | (extra_env or {})  # no edge proxy unless given one
+            agent = start_without_database(panels[0], name, tmp_path, *AGENT_ARGS, env=env)
+            started.append(agent)
+            return agent
 
-    yield start
-    for agent in started:
-        agent.stop()
-    for agent in started:
-        remove_agent_leftovers(agent)
+        yield start
+        for agent in started:
+            agent.stop()
+        for agent in started:
+            remove_agent_leftovers(agent)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from engine.runtime.model import ExecSpec
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, panel, start_without_database  # noqa: F401
-from tests.stack import remove_agent_leftovers, wait_for
+from tests.hostpanel.e2e.test_e2e_enrollment import panel  # noqa: F401
+from tests.stack import Panel, remove_agent_leftovers, start_without_database, wait_for
 
 pytestmark = pytest.mark.usefixtures("privileged")
 

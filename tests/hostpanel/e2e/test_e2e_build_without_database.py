@@ -23,8 +23,8 @@ import pytest
 import redis
 
 from tests.hostpanel.builds.conftest import context_tar
-from tests.hostpanel.e2e.test_e2e_enrollment import Monitor, Panel, panel, start_without_database  # noqa: F401
-from tests.stack import remove_agent_leftovers, wait_for
+from tests.hostpanel.e2e.test_e2e_enrollment import Monitor, panel  # noqa: F401
+from tests.stack import Panel, remove_agent_leftovers, start_without_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 

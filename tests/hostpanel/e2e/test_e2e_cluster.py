@@ -35,9 +35,18 @@ import redis
 from django.core.management import call_command
 
 from bench.underlay import JoinedHost, Underlay, join_host, set_link, underlay
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, add_host, broker, https_get, serve_panel
+from tests.hostpanel.e2e.test_e2e_enrollment import broker
 from tests.hostpanel.e2e.test_e2e_host_lifecycle import SITE  # an HTTP app with a health check
-from tests.stack import celery_pointed_at, redis_server, stop_process, wait_for
+from tests.stack import (
+    Panel,
+    add_host,
+    celery_pointed_at,
+    https_get,
+    redis_server,
+    serve_panel,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("privileged")
 

@@ -19,8 +19,8 @@ import pytest
 from django.db import connection
 
 from tests.hostpanel.dockerapi.conftest import Client, docker_as, door  # noqa: F401
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, panel, start_without_database  # noqa: F401
-from tests.stack import Agent, remove_agent_leftovers
+from tests.hostpanel.e2e.test_e2e_enrollment import panel  # noqa: F401
+from tests.stack import Agent, Panel, remove_agent_leftovers, start_without_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 

@@ -17,8 +17,8 @@ import pytest
 
 from engine.runtime.model import ExecSpec
 from tests.hostpanel.e2e.test_e2e_edge import get, site
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, panel, start_without_database  # noqa: F401
-from tests.stack import Caddy, remove_agent_leftovers, wait_for
+from tests.hostpanel.e2e.test_e2e_enrollment import panel  # noqa: F401
+from tests.stack import Caddy, Panel, remove_agent_leftovers, start_without_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 

@@ -9,19 +9,13 @@ The join runs with ``--skip-install`` (the packages are on this machine already)
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 import secrets
-import shutil
 import stat
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -33,79 +27,22 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.utils import timezone
 
-from bench.enroll import join_args, joined_agent_args, tls_front
+from bench.enroll import joined_agent_args
 from engine.engine import Engine
 from engine.runtime.model import ExecSpec
 from tests.stack import (
     REPO,
     Agent,
-    free_port,
-    panel_env,
+    Panel,
+    add_host,
+    https_get,
+    join,
     remove_agent_leftovers,
-    shared_database_url,
-    start_panel,
-    stop_process,
+    serve_panel,
     wait_for,
 )
 
 pytestmark = pytest.mark.usefixtures("privileged")
-
-
-@dataclass
-class Panel:
-    url: str  # https://127.0.0.1:PORT (the TLS front)
-    ca_file: Path
-    env: dict[str, str]
-    log: Path
-
-
-def https_get(url: str, ca_file: Path, token: str = "") -> tuple[int, dict[str, Any]]:
-    import ssl
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    context = ssl.create_default_context(cafile=str(ca_file))
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=10, context=context
-        ) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        return exc.code, json.loads(raw) if raw.startswith(b"{") else {"raw": raw.decode(errors="replace")}
-    except (urllib.error.URLError, OSError):
-        return 0, {}
-
-
-@contextlib.contextmanager
-def serve_panel(
-    directory: Path, settings: Any, redis_url: str, address: str = "127.0.0.1", agent_redis: str = ""
-) -> Iterator[Panel]:
-    """The real panel (`python -m hostpanel.serve`) behind an HTTPS Caddy on ``address``; this
-    process's settings point at the same Redis (the panel's own user: full access) and public URL.
-    ``agent_redis``: the Redis address agents are told to use (HOSTPANEL_AGENT_REDIS_ADDRESS)."""
-    if shutil.which("caddy") is None:
-        pytest.fail("caddy is missing; `make install` installs it")
-    env = panel_env(shared_database_url(), redis_url, directory / "var", settings.HOSTPANEL_SECRET_KEYS)
-    env |= {"HOSTPANEL_HTTP_WORKERS": "1", "HOSTPANEL_CADDY_ADMIN": ""}
-    env |= {"HOSTPANEL_ALLOWED_HOSTS": f"127.0.0.1,localhost,{address}"}
-    env |= {"HOSTPANEL_AGENT_REDIS_ADDRESS": agent_redis} if agent_redis else {}
-    port = free_port()
-    log = directory / "panel.log"
-    server = start_panel("127.0.0.1", port, env, log)
-    front, front_port, ca_file = tls_front(directory / "front", port, address)
-    url = f"https://{address}:{front_port}"
-    settings.REDIS_URL = redis_url
-    settings.HOSTPANEL_AGENT_REDIS_ADDRESS = agent_redis
-    layer = settings.CHANNEL_LAYERS["default"]
-    settings.CHANNEL_LAYERS = {"default": layer | {"CONFIG": {"hosts": [redis_url]}}}
-    settings.HOSTPANEL_PUBLIC_URL = url
-    try:
-        wait_for(lambda: ca_file.exists(), 30, f"caddy's internal CA\n{directory / 'front' / 'front.log'}")
-        wait_for(lambda: https_get(url + "/internal/v1/host", ca_file)[0] == 401, 60, f"the panel\n{log}")
-        yield Panel(url, ca_file, env, log)
-    finally:
-        stop_process(front)
-        stop_process(server)
 
 
 @pytest.fixture
@@ -115,66 +52,6 @@ def panel(
     """The panel behind HTTPS on 127.0.0.1 (:func:`serve_panel`)."""
     with serve_panel(tmp_path, settings, redis_url) as served:
         yield served
-
-
-def add_host(name: str) -> str:
-    """`manage.py host add NAME`; the token of the join command it prints."""
-    out = StringIO()
-    call_command("host", "add", name, stdout=out)
-    match = re.search(r"sh deploy/join.sh --panel \S+ --token (hpjoin_\S+)", out.getvalue())
-    assert match, out.getvalue()
-    return match.group(1)
-
-
-def join(
-    panel: Panel, token: str, state: Path, *extra: str, wait: bool = True, env: dict[str, str] | None = None
-) -> Any:
-    args = join_args(panel.url, token, panel.ca_file, state, *extra)
-    if wait:
-        quiet = {k: v for k, v in panel.env.items() if k != "REDIS_URL"}
-        return subprocess.run(args, cwd=REPO, env=quiet, capture_output=True, text=True, timeout=120)
-    log = state.parent / f"{state.name}.log"
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            args, cwd=REPO, env=env or panel.env, stdout=out, stderr=subprocess.STDOUT
-        ), log
-
-
-PANEL_ONLY = ("DATABASE_URL", "REDIS_URL", "HOSTPANEL_SECRET_KEY")  # never in a joined agent's environment
-
-
-def start_without_database(
-    panel: Panel, name: str, tmp_path: Path, *agent_args: str, env: dict[str, str] | None = None
-) -> Agent:
-    """Host ``name`` added, its engine made, and its join command run until its agent says it runs
-    with NO ``DATABASE_URL``, panel ``REDIS_URL`` nor the panel's ``HOSTPANEL_SECRET_KEY`` in its
-    environment (asserted on the running process too), with secret keys that are not the panel's
-    and a var directory of its own;
-    ``agent_args`` follow joined_agent_args, ``env`` adds to its environment. The agent's ``env``
-    holds its state directory, so ``agent.start()`` starts it again after a stop."""
-    token = add_host(name)
-    root, instance = tmp_path / f"engine-{name}", f"hpnd-{secrets.token_hex(3)}"
-    engine = Engine(root=root, instance=instance)
-    engine.images.bootstrap_busybox()
-    base = {k: v for k, v in panel.env.items() if k not in PANEL_ONLY}
-    base["HOSTPANEL_SECRET_KEYS"] = Fernet.generate_key().decode()  # not the panel's: no decrypting here
-    base["HOSTPANEL_VAR_DIR"] = str(tmp_path / f"var-{name}")  # nothing of the panel's var either
-    base |= env or {}
-    state = tmp_path / f"state-{name}"
-    args = [*joined_agent_args(root, instance), *agent_args]
-    proc, log = join(panel, token, state, "--foreground", "--", *args, wait=False, env=base)
-    agent = Agent(name, engine, root, instance, proc, log, base)
-    agent.env = base | {"HOSTPANEL_AGENT_STATE_DIR": str(state.resolve())}  # for a restart
-    try:
-        wait_for(lambda: "no database" in log.read_text(), 60, f"the agent to start\n{agent.log_tail()}")
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")  # the exec'd agent itself
-        assert not [e for e in environ if e.startswith(tuple(f"{k}=".encode() for k in PANEL_ONLY))]
-        assert b"HOSTPANEL_AGENT_STATE_DIR=" + str(state.resolve()).encode() in environ
-    except BaseException:
-        agent.stop()
-        remove_agent_leftovers(agent)
-        raise
-    return agent
 
 
 def deploy_on(agent: Agent, slug: str, member: str, role: str, command: list[str]) -> tuple[Any, Any]:

@@ -101,7 +101,7 @@ def test_a_dead_host_is_replaced_then_fenced_when_it_returns_and_a_drain_keeps_s
     assert running_here(a, "life-svc-") == [on_a]  # the dead agent's container still runs: a zombie
 
     # ---- it comes back: the moved replica is fenced, exactly two run ----------------------
-    a.start(cluster["env"]["a"])
+    a.restart()  # from its state directory, as its systemd unit does
     wait_for(lambda: running_here(a, "life-svc-") == [], 60, f"A to fence {on_a}\n{a.log_tail()}")
     wait_for(lambda: Host.objects.get(pk=host_a.pk).state == Host.State.UP, 30, "A to be up again")
     wait_for(lambda: f"fenced: removed {on_a}" in a.log.read_text(), 10, "A's log to say it fenced")

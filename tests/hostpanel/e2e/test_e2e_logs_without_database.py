@@ -24,9 +24,9 @@ import redis
 from django.conf import settings as django_settings
 from django.test import Client
 
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, deploy_on, serve_panel, start_without_database
+from tests.hostpanel.e2e.test_e2e_enrollment import deploy_on
 from tests.hostpanel.logstream.test_e2e_logs import COUNTER, numbers
-from tests.stack import REPO, remove_agent_leftovers, wait_for
+from tests.stack import REPO, Panel, remove_agent_leftovers, serve_panel, start_without_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 

@@ -4,8 +4,9 @@ other by name on the tenant's default network, names follow a move and a scale w
 anyone, and another tenant's apps of the same names neither resolve nor reach the first tenant's.
 
 Machines: namespace A and B joined by a veth (the underlay, 198.18.N.1/.2: the VXLAN carrier), and
-each joined to this (test) namespace by a veth of its own, where a private Redis listens (the
-control plane: agents reach it, never forwarding through this namespace).
+each joined to this (test) namespace by a veth of its own, where a private Redis and the panel
+listen (the control plane: agents reach it, never forwarding through this namespace). The agents
+are enrolled with the join command and hold no database settings.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import json
 import random
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +25,16 @@ import pytest
 from django.db import transaction
 from pyroute2 import IPRoute
 
-from bench.underlay import NetnsAgent
-from engine.engine import Engine
+from bench.underlay import JoinedHost, NetnsAgent, Underlay, join_host
 from engine.networks import netlink
 from tests.stack import (
+    add_host,
     celery_pointed_at,
-    panel_env,
     redis_server,
-    shared_database_url,
+    serve_panel,
     stop_process,
     wait_for,
+    watch_hosts,
 )
 
 PORT = 7000
@@ -103,54 +105,55 @@ def world(
 def agents_in_namespaces(
     tmp_path: Path, settings: Any, grace: float, extra_env: dict[str, str] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Agents A and B in namespaces of their own (two_machines), a host declared dead after
-    ``grace`` seconds without a heartbeat; yields {"agents", "hosts", "env": each agent's env}."""
+    """Agents A and B in namespaces of their own (two_machines), each enrolled with the join
+    command and running WITHOUT the database (bench.underlay.JoinedHost), a host declared dead
+    after ``grace`` seconds without a heartbeat; yields {"agents", "hosts"}. The panel they call
+    (its HTTPS front) and Redis listen on A's control address, which B reaches through its own control
+    link (a route of its own, never forwarded through this namespace); the panel's periodic host
+    checks (`manage.py watchhosts`) run beside it. ``extra_env`` goes to the panel and the agents."""
     from hostpanel.hosts.models import Host
 
     settings.HOSTPANEL_HOST_GRACE_SECONDS = grace
-    database_url = shared_database_url()
-    agents: dict[str, NetnsAgent] = {}
-    envs: dict[str, dict[str, str]] = {}
-    with two_machines(tmp_path) as machines:
-        binds = ("127.0.0.1", machines["control"]["a"][0], machines["control"]["b"][0])
-        with redis_server(tmp_path, binds) as local, celery_pointed_at(local):
-            layer = settings.CHANNEL_LAYERS["default"]  # the project's layer class, on this Redis
-            settings.CHANNEL_LAYERS = {"default": layer | {"CONFIG": {"hosts": [local]}}}
-            try:
-                for k in ("a", "b"):
-                    agent = NetnsAgent(
-                        f"net-{k}",
-                        machines["spaces"][k],
-                        machines["underlay"][k],
-                        tmp_path / f"engine-{k}",
-                        f"hpe2e-{secrets.token_hex(3)}",
-                        tmp_path / f"agent-{k}.log",
-                    )
-                    Engine(root=agent.root, instance=agent.instance).images.bootstrap_busybox()
-                    redis_url = local.replace("@127.0.0.1:", f"@{machines['control'][k][0]}:")
-                    env = panel_env(database_url, redis_url, tmp_path / "var", settings.HOSTPANEL_SECRET_KEYS)
-                    envs[k] = env | {"HOSTPANEL_CADDY_ADMIN": "", "HOSTPANEL_HOST_GRACE_SECONDS": str(grace)}
-                    envs[k] |= extra_env or {}
-                    agent.start(envs[k])
-                    agents[k] = agent
-                for agent in agents.values():
-                    wait_for(
-                        lambda a=agent: Host.objects.filter(
-                            name=a.name, state="up", address=a.underlay
-                        ).exists(),
-                        40,
-                        f"agent {agent.name} to register\n{agent.log_tail()}",
-                    )
-                yield {
-                    "agents": agents,
-                    "hosts": {k: Host.objects.get(name=a.name) for k, a in agents.items()},
-                    "env": envs,
-                }
-            finally:
-                for agent in agents.values():
-                    stop_process(agent.proc)
-                for agent in agents.values():
-                    agent.clean()
+    own = {"HOSTPANEL_HOST_GRACE_SECONDS": str(grace)} | (extra_env or {})
+    agents: dict[str, JoinedHost] = {}
+    with two_machines(tmp_path) as machines, contextlib.ExitStack() as stack:
+        control = machines["control"]
+        panel_ip = control["a"][0]
+        route = ["ip", "route", "add", f"{panel_ip}/32", "via", control["b"][0]]
+        subprocess.run(["nsenter", f"--net={machines['spaces']['b']}", *route], check=True)
+        local = stack.enter_context(redis_server(tmp_path, ("127.0.0.1", control["a"][0], control["b"][0])))
+        stack.enter_context(celery_pointed_at(local))
+        panel = stack.enter_context(
+            serve_panel(tmp_path, settings, local, panel_ip, agent_redis=panel_ip, env=own)
+        )
+        stack.enter_context(watch_hosts(panel))
+        names = {k: f"net-{k}" for k in ("a", "b")}
+        net = Underlay(
+            bridge="",
+            panel_ip=panel_ip,
+            spaces={names[k]: machines["spaces"][k] for k in names},
+            addresses={names[k]: machines["underlay"][k] for k in names},  # the VXLAN carrier
+            links={names[k]: "" for k in names},
+        )
+        env = panel.env | {"HOSTPANEL_CADDY_ADMIN": ""}
+        try:
+            for k, name in names.items():
+                agents[k] = join_host(net, name, tmp_path, (panel.url, panel.ca_file, env), add_host(name))
+            for agent in agents.values():
+                wait_for(
+                    lambda a=agent: (
+                        "no database" in a.log.read_text()
+                        and Host.objects.filter(name=a.name, state="up", address=a.underlay).exists()
+                    ),
+                    60,
+                    f"agent {agent.name} to start\n{agent.log_tail()}",
+                )
+            yield {"agents": agents, "hosts": {k: Host.objects.get(name=a.name) for k, a in agents.items()}}
+        finally:
+            for agent in agents.values():
+                stop_process(agent.proc)
+            for agent in agents.values():
+                agent.clean()
 
 
 def only_up(host: Any) -> None:

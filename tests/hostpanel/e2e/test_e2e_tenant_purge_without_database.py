@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostpanel.e2e.test_e2e_enrollment import Panel, panel, start_without_database  # noqa: F401
+from tests.hostpanel.e2e.test_e2e_enrollment import panel  # noqa: F401
 from tests.hostpanel.e2e.test_e2e_panel import admin_client
 from tests.hostpanel.e2e.test_e2e_tenant_purge import give, holds
-from tests.stack import remove_agent_leftovers, wait_for
+from tests.stack import Panel, remove_agent_leftovers, start_without_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 

@@ -17,14 +17,9 @@ import pytest
 import redis
 from asgiref.sync import async_to_sync, sync_to_async
 
-from tests.hostpanel.e2e.test_e2e_enrollment import (  # noqa: F401
-    Panel,
-    deploy_on,
-    panel,
-    start_without_database,
-)
+from tests.hostpanel.e2e.test_e2e_enrollment import deploy_on, panel  # noqa: F401
 from tests.hostpanel.terminal.test_e2e_terminal import connected_socket, next_json, read_until
-from tests.stack import remove_agent_leftovers, wait_for
+from tests.stack import Panel, remove_agent_leftovers, start_without_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("privileged")]
 

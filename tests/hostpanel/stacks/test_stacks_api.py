@@ -423,3 +423,19 @@ def test_a_redeploy_makes_anew_an_app_deleted_by_hand(api: Any, dev: Any, tenant
     assert api(dev).put(url(tenant, "shop/"), {}, format="json").status_code == 200
     assert App.objects.filter(name="worker").exists()
     assert StackService.objects.get(name="worker").app is not None
+
+
+def test_the_periodic_host_checks_start_a_waiting_service_once_its_dependency_is_met(
+    api: Any, dev: Any, tenant: Tenant, host: Host
+) -> None:
+    """`manage.py watchhosts` on the panel (hosts.watch_hosts) advances stacks (agents without the
+    database cannot run the advance task)."""
+    from hostpanel.hosts import services as hosts
+
+    assert post(api, dev, tenant, THREE).status_code == 201
+    hosts.watch_hosts()
+    assert App.objects.get(name="web").state == App.State.STOPPED  # kv not healthy yet: web waits
+    Replica.objects.filter(app__name="kv").update(state=Replica.State.RUNNING, health="healthy")
+    hosts.watch_hosts()
+    assert App.objects.get(name="web").state == App.State.RUNNING
+    assert Stack.objects.get().status == Stack.Status.RUNNING
