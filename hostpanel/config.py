@@ -10,6 +10,7 @@ import os
 import secrets
 import stat
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,19 +76,27 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
 
 
 def _private_file(path: Path, make: Callable[[], str]) -> str:
-    """The stripped contents of ``path``, created first (mode 0600) with ``make()`` if missing."""
+    """The stripped contents of ``path``, created first (mode 0600) with ``make()`` if missing.
+
+    Processes starting together (`make run` starts several) agree on one value and never read a
+    half-written file: the value is written to a private temporary file first, then linked into
+    place, which fails if another process got there first (its value is used)."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
     private_dir(path.parent)
     value = make()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its value
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process won the race: use its (whole) value
+            return path.read_text().strip()
+    finally:
+        os.unlink(tmp)
     return value
 
 

@@ -89,6 +89,27 @@ def test_secret_key_generated_once_with_mode_0600(tmp_path: Path, monkeypatch: p
     assert load_secret_key(var) == key
 
 
+def test_processes_starting_together_agree_on_one_whole_secret_key(tmp_path: Path) -> None:
+    """`make run` starts several processes on a fresh var directory at once: each reads the key
+    the first one made, never an empty or half-written file (a panel with an empty SECRET_KEY
+    answered 500). Processes, not threads: each makes its own key and races to put it in place."""
+    script = (
+        "import sys; from pathlib import Path; from hostpanel.config import load_secret_key; "
+        "print(load_secret_key(Path(sys.argv[1])))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HOSTPANEL_SECRET_KEY"}
+    for attempt in range(5):
+        var = tmp_path / f"var{attempt}"
+        starts = [
+            subprocess.Popen([sys.executable, "-c", script, str(var)], stdout=subprocess.PIPE, env=env)
+            for _ in range(8)
+        ]
+        keys = {p.communicate(timeout=60)[0].decode().strip() for p in starts}
+        assert len(keys) == 1 and "" not in keys, keys
+        assert keys == {(var / "secret_key").read_text().strip()}
+        assert [p.name for p in var.iterdir()] == ["secret_key"]  # no temporary file left
+
+
 def test_secret_key_from_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOSTPANEL_SECRET_KEY", "from-env")
     assert load_secret_key(tmp_path) == "from-env"
