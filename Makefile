@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hostpanel-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install packages venv static test test-engine test-sqlite test-e2e test-control-plane lint run stop lighthouse test-lighthouse images
+.PHONY: help install packages venv static test test-engine test-sqlite test-e2e test-e2e-doors test-control-plane lint run stop lighthouse test-lighthouse images
 
 help:
 	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
@@ -17,7 +17,8 @@ help:
 	@echo "make test     install, then lint, type-check and run the panel's and the engine's unit tests, the panel on PostgreSQL (CI runs it first)"
 	@echo "make test-engine  install, then the engine against the real kernel: crun, conmon, cgroups, mounts, nftables (CI runs it next)"
 	@echo "make test-sqlite  install, then the panel's tests on SQLite, make run's default database (CI runs it next)"
-	@echo "make test-e2e install, then the whole-stack tier: real Redis, agents, panel, Caddy, browser (CI runs it next)"
+	@echo "make test-e2e install, then the whole-stack tier of hosts: real Redis, enrolled agents, panel, Caddy (CI runs it next)"
+	@echo "make test-e2e-doors  install, then the whole stack through its doors: browser, docker CLI, terminals, builds, logs (CI runs it next)"
 	@echo "make test-control-plane  install, then build docker/'s images and bring the compose file up (CI runs it last)"
 	@echo "make install  system packages, .venv, 'hpctl host setup' (idempotent; run as root)"
 	@echo "make lint     ruff, mypy and import-linter only"
@@ -53,8 +54,8 @@ lint: venv
 	$(BIN)/mypy engine
 	$(BIN)/lint-imports --no-cache  # the layers: pyproject.toml [tool.importlinter]
 
-# Five tiers, each under 20 minutes on CI's 2 cores; .ci/run runs them one after the other
-# (README, Tests). The e2e tier is every test that starts the whole stack (tests/conftest.py:
+# Six tiers, each under 20 minutes on CI's 2 cores; .ci/run runs them one after the other
+# (README, Tests). The two e2e tiers are every test that starts the whole stack (tests/conftest.py:
 # is_end_to_end); the engine's real-kernel tests have a tier of their own (test-engine).
 test: install
 	$(BIN)/ruff check .
@@ -73,8 +74,14 @@ test-engine: install
 test-sqlite: install
 	$(BIN)/pytest -q tests/hostpanel -m "not e2e" --database=sqlite
 
+# The whole-stack tests in two tiers (each under 20 minutes: every agent is enrolled with the join
+# command beside a panel subprocess; README, Tests): the hosts (tests/hostpanel/e2e/) and every
+# other whole-stack test, through the panel's doors (browser, Docker API, terminals, builds, logs).
 test-e2e: install
-	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse -m "e2e and not control_plane"
+	$(BIN)/pytest -q tests/hostpanel/e2e -m "e2e and not control_plane"
+
+test-e2e-doors: install
+	$(BIN)/pytest -q tests --ignore=tests/browser/lighthouse --ignore=tests/hostpanel/e2e -m "e2e and not control_plane"
 
 # The control plane's images built from debootstrap and brought up with docker-compose: a cold
 # build takes 6-7 minutes, so it has a tier of its own (README, Tests).
