@@ -3,7 +3,7 @@
 The multi-host model of issue 15 on one machine (bench/underlay.py): ``--hosts`` hosts ``k1``,
 ``k2``, ... each in a network namespace of its own on a bridge, enrolled with ``manage.py host
 add`` and the join command over HTTPS (a Caddy with its own CA in front of the panel), their
-agents without the database or the panel's Redis URL, heartbeating every ``--heartbeat`` s and
+agents with no database or panel Redis URL, heartbeating every ``--heartbeat`` s and
 reconciling every 10 s (the agent's default: a moved replica reaches its new host by the task
 the panel queues for it). The panel stack (bench/panel_stack.py: Redis, SQLite, the panel, no
 agent of its own) listens on the bridge's address; ``manage.py watchhosts --interval
@@ -186,7 +186,7 @@ def main() -> None:
         low, p50, p95 = summary(samples)
         print(
             f"\nhost death (agent SIGKILLed, link cut) to its replicas running elsewhere: {opts.hosts} "
-            f"enrolled hosts without the database, {opts.replicas} replicas, threshold {opts.threshold:g} s, "
+            f"enrolled hosts, {opts.replicas} replicas, threshold {opts.threshold:g} s, "
             f"heartbeat every {opts.heartbeat:g} s, watchhosts every {opts.watch_interval:g} s "
             f"(load {os.getloadavg()[0]:.1f})\n"
         )

@@ -1,4 +1,4 @@
-"""Enrolling a host without the database (issue 15), as the benches and the end-to-end tests do it.
+"""Enrolling a host (issue 15), as the benches and the end-to-end tests do it.
 
 An HTTPS front for the panel (a Caddy with its own internal CA, as in production), the join
 command (``python -m hostpanel.agent.join``) with the install step skipped, the agent

@@ -33,7 +33,7 @@ from engine.engine import Engine
 
 
 def join_remote(stack: PanelStack, cleanup: ExitStack) -> Engine:
-    """Enroll host ``remote`` and start its agent without the database; its engine."""
+    """Enroll host ``remote`` and start its agent (no database); its engine."""
     token = add_host(stack.env, "remote")
     url, ca_file = https_front(stack, cleanup)
     root, instance = stack.scratch / "engine-remote", f"hpr-{secrets.token_hex(3)}"

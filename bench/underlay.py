@@ -2,9 +2,10 @@
 
 ``underlay()`` makes a bridge in this namespace (its address is the panel's, where Redis and the
 HTTPS front listen) and a namespace per host plugged into it by a veth, on a free /24 of
-198.19.0.0/16. ``NetnsAgent`` is a host agent run inside such a namespace (``nsenter --net``:
-only the network is its own; the engine's mounts and cgroups are this machine's) with an engine
-of its own; ``JoinedHost`` is one enrolled with the join command, without the database. Shared by
+198.19.0.0/16. ``JoinedHost`` is a host enrolled with the join command whose agent (no
+database, as every agent) runs inside such a namespace (``nsenter --net``: only the network is its
+own; the engine's mounts and cgroups are this machine's) with an engine of its own; its base
+``NetnsAgent`` holds what is not about enrollment (its engine's CLI, log, clean-up). Shared by
 bench/cluster.py and the end-to-end tests (tests/hostpanel/e2e/test_e2e_cluster.py and others).
 """
 
@@ -83,7 +84,8 @@ def set_link(name: str, up: bool) -> None:
 
 @dataclass
 class NetnsAgent:
-    """A host agent running inside its own network namespace, with its engine."""
+    """A host agent's process inside its own network namespace, with its engine (started by
+    :class:`JoinedHost`: every agent is enrolled)."""
 
     name: str
     netns: Path
@@ -92,17 +94,6 @@ class NetnsAgent:
     instance: str
     log: Path
     proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str]) -> None:
-        """Start the agent with ``env`` (an agent with the database: ``DATABASE_URL`` in it)."""
-        args = [
-            "nsenter", f"--net={self.netns}", sys.executable, "manage.py", "hostagent",
-            "--name", self.name, "--engine-root", str(self.root), "--instance", self.instance,
-            "--address", self.underlay, "--heartbeat-interval", "0.5", "--reconcile-interval", "1",
-            "--usage-interval", "5", "--cpus", "4", "--memory", str(8 * 1024**3), "--loglevel", "INFO",
-        ]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def hpctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``hpctl`` on this host's engine, inside its namespace."""
