@@ -109,8 +109,9 @@ TEMPLATES = [
     },
 ]
 
-# An enrolled host agent without DATABASE_URL (issue 15) has no database: it talks to the panel
-# only through Redis and the internal API (hostpanel/agent/remote.py); a query is an error there.
+# A host agent (HOSTPANEL_AGENT_STATE_DIR set, no DATABASE_URL; issue 15) has no database: it talks
+# to the panel only through Redis and the internal API (hostpanel/agent/remote.py); a query is an
+# error there. `manage.py hostagent` refuses to start otherwise.
 AGENT_WITHOUT_DATABASE = bool(os.environ.get("HOSTPANEL_AGENT_STATE_DIR")) and not os.environ.get(
     "DATABASE_URL"
 )
@@ -120,11 +121,11 @@ DATABASES = {
     else parse_database_url(os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", BASE_DIR)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The panel and the host agents share one SQLite file on a single machine:
+    # The panel's processes share one SQLite file on a single machine:
     # wait for locks instead of failing, take the write lock up front (no
-    # deadlock on upgrade), and give tests a *file* database so a host agent
-    # subprocess sees what the test wrote (one file per test process).
-    # WAL: readers (the panel's gunicorn workers, daphne, the agents) never wait for the writer,
+    # deadlock on upgrade), and give tests a *file* database so a panel
+    # subprocess (daphne, watchhosts) sees what the test wrote (one file per test process).
+    # WAL: readers (the panel's gunicorn workers, daphne, watchhosts) never wait for the writer,
     # nor it for them; synchronous=NORMAL is WAL's safe setting (a power cut may lose the last
     # commits, never corrupt the file).
     DATABASES["default"]["OPTIONS"] = {

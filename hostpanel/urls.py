@@ -28,9 +28,9 @@ urlpatterns = [
     path("internal/v1/", include("hostpanel.hosts.internal")),  # host agents (issue 15, enrollment)
     path("internal/v1/", include("hostpanel.deployments.internal")),  # sealed secrets (issue 15)
     path("internal/v1/", include("hostpanel.edge.internal")),  # the routing table (issue 15)
-    path("internal/v1/", include("hostpanel.usage.internal")),  # usage of agents without the database
+    path("internal/v1/", include("hostpanel.usage.internal")),  # the agents' usage reports
     path("internal/v1/", include("hostpanel.terminal.internal")),  # their exec sessions' audit entries
-    path("internal/v1/", include("hostpanel.builds.internal")),  # builds of agents without the database
+    path("internal/v1/", include("hostpanel.builds.internal")),  # the agents' builds
     path("internal/v1/", include("hostpanel.volumes.internal")),  # their deleted volumes
     # Custom domains (issue 12): the HTTP ownership token, reached through the edge proxy.
     path(".well-known/hostpanel/<str:token>", well_known, name="domain-well-known"),

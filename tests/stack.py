@@ -368,7 +368,7 @@ def caddy_server(directory: Path) -> Iterator[Caddy]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-# ---- the panel and agents enrolled without the database (issue 15) -------------------------
+# ---- the panel and its enrolled agents, which hold no database (issue 15) ------------------
 PANEL_ONLY = ("DATABASE_URL", "REDIS_URL", "HOSTPANEL_SECRET_KEY")  # never in a joined agent's environment
 AGENT_ARGS = ("--usage-interval", "1", "--loglevel", "INFO")  # after joined_agent_args: usage every second
 

@@ -71,10 +71,8 @@ def test_tasks_the_panel_sends_by_name_are_the_agents() -> None:
     from hostpanel.celery import app
     from hostpanel.edge.dispatch import APPLY_ROUTES
     from hostpanel.hosts.dispatch import AGENT_TASKS
-    from hostpanel.stacks import tasks as stack_tasks  # noqa: F401  (a panel task the agents run)
-    from hostpanel.stacks.dispatch import ADVANCE_STACK
 
     names = _sent_names(HOSTPANEL / "hosts" / "dispatch.py", {"send", "_ask"})
     assert {"reconcile_host", "start_exec", "container_logs", "purge_tenant"} <= names
-    sent = {f"{AGENT_TASKS}.{name}" for name in names} | {RUN_BUILD, APPLY_ROUTES, ADVANCE_STACK}
+    sent = {f"{AGENT_TASKS}.{name}" for name in names} | {RUN_BUILD, APPLY_ROUTES}
     assert sent - set(app.tasks) == set()

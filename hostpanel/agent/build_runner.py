@@ -1,12 +1,10 @@
-"""Running one build on a host's engine, row-free: the one code path of both agent paths.
+"""Running one build on a host's engine, row-free.
 
 A build is given as a plain :class:`hostpanel.builds.spec.BuildSpec` (the panel's, which the internal
 API's claim answers); what it prints goes to a :class:`LineSink`, its context upload comes from
-``archive`` and its exported image goes to ``store_image``. The agent with the database adapts these
-to the Build row (:func:`hostpanel.agent.build_rows.execute_build`); the agent without it to the
-panel's internal API (:mod:`hostpanel.agent.remote_build`, the endpoints of
-:mod:`hostpanel.builds.internal`). What builds killed with their agent left behind goes at the
-agent's start (:func:`clean_interrupted_builds`).
+``archive`` and its exported image goes to ``store_image``: :mod:`hostpanel.agent.remote_build`
+adapts these to the panel's internal API (the endpoints of :mod:`hostpanel.builds.internal`). What
+builds killed with their agent left behind goes at the agent's start (:func:`clean_interrupted_builds`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""An agent without the database removes the panel volumes deleted since its engine made them.
+"""The agent removes the panel volumes deleted since its engine made them.
 
 Each panel volume on this host's engine is labelled with its panel id (``LABEL_VOLUME``) and,
-when an agent without the database made it, with the proof its desired document gave
+when an agent of this version made it, with the proof its desired document gave
 (``LABEL_VOLUME_PROOF``, :mod:`hostpanel.volumes.held`). After a reconcile the agent names those
 to the panel (``POST /internal/v1/host/volumes``, in batches) and removes the ones it answers were
-deleted, as the database path's ``remove_deleted_volumes`` does. Never a volume a container still
+deleted. Never a volume a container still
 uses: not one the document's replicas mount, and the engine refuses to remove a volume any
 container (running or not) mounts (no ``force``), whatever the panel answers. A volume without a
-proof label (made by an agent with the database) is not asked about and stays.
+proof label (made by a version before these proofs) is not asked about and stays.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from engine.engine import Engine
 from engine.errors import EngineError
 from hostpanel.agent.credentials import PanelError
-from hostpanel.agent.reconcile import LABEL_VOLUME
+from hostpanel.agent.host_engine import LABEL_VOLUME
 
 log = logging.getLogger(__name__)
 

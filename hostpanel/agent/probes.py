@@ -1,9 +1,9 @@
 """Health probes: run off the agent's control loop, from the container's side, bounded in time.
 
 The reconcile only *submits* a due probe to a small bounded pool
-(:class:`ProbeRunner`) and returns; a worker runs it and writes the result to
-the replica's row; the next reconcile acts on it (restart after ``retries``
-failures). A probe that hangs costs one worker for at most its ``timeout``,
+(:class:`ProbeRunner`) and returns; a worker runs it and keeps the result for the
+next reconcile (hostpanel/agent/remote.py), which reports it to the panel and acts on
+it (restart after ``retries`` failures). A probe that hangs costs one worker for at most its ``timeout``,
 and only its own replica's check; one tenant holds at most half the workers.
 
 Kinds of probe (the release's ``health_check``):
@@ -37,15 +37,11 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import F
-from django.utils import timezone
 
 from engine.engine import Engine
 from engine.errors import EngineError
 from engine.runtime.model import Container, ExecSpec
-from hostpanel.deployments import rotation
 from hostpanel.deployments.health import MAX_INTERVAL, PATH_RE, effective
-from hostpanel.deployments.models import Replica
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +88,7 @@ def readiness_check(port: int, timeout: float) -> HealthCheck:
     return HealthCheck("tcp", interval=timeout, timeout=timeout, retries=1, port=port)
 
 
-# ---- what a reconcile does about a replica's health (both paths: reconcile.py, remote.py) -----
+# ---- what a reconcile does about a replica's health (remote.py) ---------------------------
 
 
 @dataclass(frozen=True)
@@ -233,49 +229,6 @@ def run_probe(engine: Engine, container: Container, hc: HealthCheck) -> ProbeRes
     return _network_probe(engine, container, hc)
 
 
-# ---- results back to the replica rows -----------------------------------------------
-
-
-def record_result(
-    replica: Replica, container: Container, hc: HealthCheck, checked_at: datetime, result: ProbeResult
-) -> None:
-    """Write a probe's result to the replica's row.
-
-    Only if the row still describes the probed container and nobody recorded
-    a check since this one was submitted (``health_checked_at`` unchanged): a
-    result that arrives after a restart, a new release or a move is dropped.
-    Failures are counted; at ``retries`` in a row the replica is ``unhealthy``
-    and the next reconcile restarts it (by its restart policy).
-    """
-    rows = Replica.objects.filter(
-        pk=replica.pk,
-        host_id=replica.host_id,
-        release_id=replica.release_id,
-        engine_id=container.id,
-        health_checked_at=replica.health_checked_at,
-    )
-    now = timezone.now()
-    outcome = probe_outcome(hc, replica.health_failures, result)
-    if outcome.ready:
-        joined = rows.filter(ready=False).exists()
-        rows.update(
-            health=outcome.health, health_failures=0, health_checked_at=checked_at, ready=True, updated_at=now
-        )
-        if joined:
-            rotation.announce(replica.app_id)  # it serves from now on: tell the edge at once
-        return
-    log.info("health check of %s failed: %s", container.name, result.reason)
-    left = outcome.health == "unhealthy" and rows.exclude(health="unhealthy").exists()
-    rows.update(
-        health=outcome.health or F("health"),
-        health_failures=outcome.failures,
-        health_checked_at=checked_at,
-        updated_at=now,
-    )
-    if left:
-        rotation.announce(replica.app_id)  # out of the rotation: tell the edge at once
-
-
 # ---- the pool -------------------------------------------------------------------------
 
 
@@ -352,36 +305,3 @@ def runner() -> ProbeRunner:
         if _runner is None:
             _runner = ProbeRunner(settings.HOSTPANEL_PROBE_WORKERS)
         return _runner
-
-
-def submit_readiness(
-    engine: Engine, replica: Replica, container: Container, port: int, timeout: float
-) -> bool:
-    """Start a readiness probe (a TCP connect to ``port`` from the container's side) in the pool;
-    on success the replica is ``ready`` (it joins the edge's rotation). Never waits for it."""
-    hc = readiness_check(port, timeout)
-
-    def job() -> None:
-        result = run_probe(engine, container, hc)
-        if result.healthy:
-            if Replica.objects.filter(
-                pk=replica.pk, host_id=replica.host_id, release_id=replica.release_id, engine_id=container.id
-            ).update(ready=True, updated_at=timezone.now()):
-                rotation.announce(replica.app_id)  # it serves from now on: tell the edge at once
-        else:
-            log.debug("%s is not ready yet: %s", container.name, result.reason)
-
-    return runner().submit(replica.app.tenant.slug, replica.pk, job)
-
-
-def submit_probe(engine: Engine, replica: Replica, container: Container, hc: HealthCheck) -> bool:
-    """Start a due health check of ``replica`` in the pool; never waits for it.
-
-    Returns False if its previous probe is still running or its tenant's share is in use.
-    """
-    checked_at = timezone.now()
-
-    def job() -> None:
-        record_result(replica, container, hc, checked_at, run_probe(engine, container, hc))
-
-    return runner().submit(replica.app.tenant.slug, replica.pk, job)

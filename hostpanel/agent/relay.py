@@ -5,9 +5,8 @@ session runs in a thread of the agent process with its own asyncio loop and
 its own connection to its host's layer (hostpanel/hosts/layer.py: Redis pub/sub under
 ``hostlogs.<host>.``; an enrolled agent connects as its own Redis user, which may use only
 those channels), so a long session never holds a Celery worker slot. The
-:class:`HostLink` says which layer and how the audit entry is completed: through the ORM
-(:func:`finish_in_database`) or, for an enrolled agent, the internal API
-(``POST /internal/v1/exec/<id>/finished``); the panel decides the same either way.
+:class:`HostLink` says which layer and how the audit entry is completed: through the internal API
+(``POST /internal/v1/exec/<id>/finished``).
 
 Messages (Channels ``type`` names):
 
@@ -48,7 +47,6 @@ from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
-from django.db import connection
 
 from engine.dockerapi.http import status_of
 from engine.engine import Engine
@@ -91,23 +89,15 @@ class RelayRequest:
     stdin: bool = True
 
 
-def finish_in_database(audit_id: int, exit_code: int | None, reason: str) -> None:
-    """Complete a session's audit entry through the ORM (an agent with the database)."""
-    try:
-        services.finish_session(audit_id, exit_code, reason)
-    finally:
-        connection.close()
-
-
 @dataclass(frozen=True)
 class HostLink:
-    """How this agent's sessions reach the panel: its host's layer (``redis_url``: an enrolled
-    agent's own Redis user, else the panel's) and who completes an audit entry
-    (``finish(audit_id, exit_code, reason)``: the ORM, or the internal API)."""
+    """How this agent's sessions reach the panel: its host's layer (``redis_url``: the host's own
+    Redis user) and who completes an audit entry (``finish(audit_id, exit_code, reason)``: the
+    internal API's ``exec/<id>/finished``)."""
 
     host: str
-    redis_url: str = ""
-    finish: Callable[[int, int | None, str], Any] = finish_in_database
+    redis_url: str
+    finish: Callable[[int, int | None, str], Any]
 
     def layer(self) -> Any:
         """This host's layer (hostpanel/hosts/layer.py)."""

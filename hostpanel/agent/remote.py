@@ -1,23 +1,23 @@
-"""The reconcile of an enrolled agent without the database: the internal API's document in, states out.
+"""The host agent's reconcile (it holds no database): the internal API's document in, states out.
 
 ``GET /internal/v1/host/desired`` names what this host should run (its replicas' container specs,
 its tenants' limits and egress allow-lists, its protected hosts:
-:mod:`hostpanel.deployments.desired`); this applies it to the engine with the same spec builder
-as the database path (:func:`desired.container_spec`), opens the secrets sealed to this host's
+:mod:`hostpanel.deployments.desired`); this applies it to the engine with the panel's spec builder
+(:func:`desired.container_spec`), opens the secrets sealed to this host's
 key (:mod:`hostpanel.agent.host_secrets`) and reports each replica's state with ``POST
 /internal/v1/host/report``. Containers of replicas not in the document, or of another
 generation (moved away or placed anew: fencing.py), are removed.
 
 An image the engine lacks is pulled from the panel's registry, or its tenant's uploaded archive is
-fetched from the panel and imported (:mod:`hostpanel.agent.remote_images`), as the database path does.
+fetched from the panel and imported (:mod:`hostpanel.agent.remote_images`).
 
 A running container whose spec changed is replaced once ``POST /internal/v1/host/claim`` grants
 it (one replica of an app at a time, across hosts).
 
-Restart back-off, health checks and readiness are the database path's own decisions
+Restart back-off, health checks and readiness are decided here
 (:func:`restarts.after_exit`, :func:`probes.health_step`, :func:`probes.probe_outcome`); what they
-decide from, a replica's restart streak, its due restart and its health, is kept where the
-database path keeps it: on the panel's replica row. The document brings it (each entry's
+decide from, a replica's restart streak, its due restart and its health, is kept on the panel's
+replica row. The document brings it (each entry's
 ``recorded``: what this agent last reported) and the report writes the new values back (only
 those that changed). Not a state file on the host: the panel shows the back-off and the health
 (and the edge routes by ``ready``) from the row anyway, a second copy could only disagree with
@@ -29,22 +29,21 @@ due restart) or the probe runs again.
 
 Tenant networks: the document carries this host's engine networks as the panel computes them
 (:func:`networking.overlay_state`: subnet, VNI, this host's slice, peers, the other hosts'
-members and their addresses), applied with the database path's :func:`overlays.apply_overlay`;
+members and their addresses), applied with :func:`overlays.apply_overlay`;
 the report carries each replica's addresses (``addresses``), from which the panel gives the
-other hosts their remote names at their next reconcile (there is no immediate push to them as
-the database path sends). An engine network none of this host's replicas joins any more is
-removed.
+other hosts their remote names at their next reconcile. An engine network none of this host's
+replicas joins any more is removed.
 
 A restart asked for on the panel: of the app (its ``restart_generation`` in the document above the
 one recorded for the replica: restarted, the new one reported) or of one container (recorded
 ``restart_requested``: taken with ``POST host/claim`` and ``restart: true`` before restarting, so it
-is done once and a request made meanwhile is kept), as the database path does.
+is done once and a request made meanwhile is kept).
 
 Deleted tenants: the document names those this host should purge now (``purge_tenants``: its
-pending purges, a failed one again after the database path's resend delay); after the replicas
+pending purges, a failed one again after the resend delay); after the replicas
 are reported, each is purged from the engine and the outcomes go to ``POST
 /internal/v1/host/purged`` (:func:`tenant_purge.purge_listed`), which clears the host's rows or
-keeps the errors, as the database path does. A host that was down catches up at its next reconcile;
+keeps the errors. A host that was down catches up at its next reconcile;
 the ``purge_tenant`` task the panel sends to its queue wakes one at once.
 
 Deleted volumes: each volume entry carries a proof that this host was given it, which labels the
@@ -80,7 +79,7 @@ from hostpanel.agent import (
     tenant_purge,
 )
 from hostpanel.agent.credentials import InternalClient, PanelError
-from hostpanel.agent.reconcile import (
+from hostpanel.agent.host_engine import (
     LABEL_REPLICA,
     LABEL_SPEC,
     LABEL_TENANT,
@@ -104,7 +103,7 @@ _lock = threading.Lock()  # one reconcile at a time (the worker's task and the p
 
 
 class NotServed(Exception):
-    """A replica needs what an agent without the database cannot do yet."""
+    """A replica needs what its host's document does not give (a network, a volume): reported failed."""
 
 
 def reconcile(engine: Engine, client: InternalClient, state_dir: Path) -> ReconcileReport:
@@ -296,7 +295,7 @@ class Recorded:
 
     def changes(self, values: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
         """The report's fields for ``values`` that differ from what is recorded (datetimes as ISO
-        8601): a steady state reports no change, as the database path writes none."""
+        8601): a steady state reports no change, and the panel writes none."""
         changed = {}
         for key, value in {**(values or {}), **more}.items():
             if getattr(self, key) != value:
@@ -308,7 +307,7 @@ def _after_exit(
     engine: Engine, entry: dict[str, Any], container: Container, recorded: Recorded, report: ReconcileReport
 ) -> dict[str, Any]:
     """A container that stopped by itself: restart it by policy after its back-off
-    (:func:`restarts.after_exit`, the database path's decision), the streak kept with the panel."""
+    (:func:`restarts.after_exit`), the streak kept with the panel."""
     now = timezone.now()
     decision = restarts.after_exit(
         container,
@@ -393,7 +392,7 @@ def _submit(
 def _check_health(
     engine: Engine, entry: dict[str, Any], container: Container, recorded: Recorded, report: ReconcileReport
 ) -> dict[str, Any]:
-    """The release's health check, as the database path does it (:func:`probes.health_step`): the
+    """The release's health check (:func:`probes.health_step`): the
     last probe's result is counted first (:func:`probes.probe_outcome`), then the next step taken."""
     hc = probes.HealthCheck.parse(entry["health_check"])
     now = timezone.now()
@@ -435,9 +434,9 @@ def _check_health(
 def _check_ready(
     engine: Engine, entry: dict[str, Any], container: Container, recorded: Recorded, report: ReconcileReport
 ) -> dict[str, Any]:
-    """The readiness gate of a replica serving HTTP without a health check (the database path's:
-    a TCP connect to its ``http_port`` from the container's side, in the probe pool); it is
-    reported ready once one succeeded, and the edge routes to it from then on."""
+    """The readiness gate of a replica serving HTTP without a health check (a TCP connect to its
+    ``http_port`` from the container's side, in the probe pool); it is reported ready once one
+    succeeded, and the edge routes to it from then on."""
     probed = _take_probed(int(entry["replica"]), container, None)
     if probed is not None and probed.result.healthy:
         return _state(container, "running") | recorded.changes(ready=True)

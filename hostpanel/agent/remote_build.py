@@ -1,12 +1,12 @@
-"""A build on an enrolled agent without the database: the internal API's adapter of the one build path.
+"""A build on a host agent (it holds no database): the internal API's adapter of the build path.
 
-The ``run_build`` task arrives on the host's ``build.<host>`` queue as on the database path. The
-build is claimed with ``POST builds/<id>/claim`` (its plain spec; refused when it is not queued or not
-this host's), then run by :func:`hostpanel.agent.build_runner.run`, the database
-path's own code: its context upload is fetched with ``GET builds/<id>/context``, its output is
-posted in bounded batches to ``POST builds/<id>/output`` (the panel stores it on the row and sends it
-to live viewers), its exported image goes to ``POST builds/<id>/image`` (stored as the build's own
-tenant's image) and its end to ``POST builds/<id>/finish``.
+The ``run_build`` task arrives on the host's ``build.<host>`` queue. The build is claimed with
+``POST builds/<id>/claim`` (its plain spec; refused when it is not queued or not this host's), then
+run by :func:`hostpanel.agent.build_runner.run`: its context upload is fetched with ``GET
+builds/<id>/context``, its output is posted in bounded batches to ``POST builds/<id>/output`` (the
+panel stores it on the row and sends it to live viewers), its exported image goes to ``POST
+builds/<id>/image`` (stored as the build's own tenant's image) and its end to ``POST
+builds/<id>/finish``.
 """
 
 from __future__ import annotations

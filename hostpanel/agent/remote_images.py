@@ -1,6 +1,6 @@
-"""The image of a replica on an enrolled agent without the database: pulled, or its upload fetched.
+"""The image of a replica on a host agent (it holds no database): pulled, or its upload fetched.
 
-As the database path's ``reconcile._ensure_image`` does, an image the engine lacks is pulled from
+An image the engine lacks is pulled from
 the panel's registry when the document names it there (``images``, with the document's
 ``pull_token``), else (or if that pull fails) its uploaded archive is imported when the document
 names one (``archives``: its sha256 and size, :mod:`hostpanel.deployments.host_images`). The archive

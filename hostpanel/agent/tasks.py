@@ -1,4 +1,5 @@
-"""Tasks the host agents run. Thin: they take ids, reload rows and call agent.reconcile."""
+"""Tasks the host agents run. Thin: the reconcile from the internal API (remote.py), and the reads,
+exec sessions and copies of a container of this host, found by its labels (no database)."""
 
 from __future__ import annotations
 
@@ -7,96 +8,45 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import DatabaseError, OperationalError
 
 from engine.dockerapi.stats import host_memory, sample_to_dict, take_sample
 from engine.runtime.model import ALIVE
 from engine.runtime.procfs import online_cpus
-from hostpanel.agent import archive, host_secrets, overlays, relay, remote, tenant_purge
-from hostpanel.agent import reconcile as agent
+from hostpanel.agent import archive, host_secrets, relay, remote, wakeup
+from hostpanel.agent import host_engine as agent
 from hostpanel.agent.credentials import client_for
 from hostpanel.agent.credentials import load as load_credentials
-from hostpanel.edge.services import publish_routes_after_reconcile
-from hostpanel.hosts.models import Host
 from hostpanel.logstream.reading import backfill
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=5,
-)
-def reconcile_host(host_id: int) -> None:
-    """Make this host's engine match its desired replicas (idempotent, safe to retry)."""
-    config = agent.AgentConfig.from_env()
-    if _reconciled_enrolled(config):
-        return
-    host = Host.objects.filter(pk=host_id).first()
-    if config is None or host is None or host.name != config.name:
-        log.warning(
-            "reconcile_host(%s) reached agent %s: not its host, ignored", host_id, config and config.name
-        )
-        return
-    report = agent.reconcile(agent.engine_for(config.engine_root, config.instance), host)
-    if report.started or report.restarted or report.removed or report.stopped or report.failed:
-        log.info("reconcile %s: %s", host.name, report)
-    try:  # replicas started, stopped or changed health: the edge learns (sent only if changed)
-        publish_routes_after_reconcile(host)
-    except DatabaseError:  # a busy database: the heartbeat's catch-up publishes it shortly
-        log.warning("reconcile %s: publishing the routing table failed; the heartbeat retries", host.name)
-    if report.retry_in is not None:
-        reconcile_host.apply_async(args=[host_id], queue=host.queue, countdown=report.retry_in + 0.05)
-
-
-def _reconciled_enrolled(config: agent.AgentConfig | None) -> bool:
-    """On an enrolled agent, reconcile from the internal API (hostpanel/agent/remote.py: its
-    replicas, then the tenant purges its document names) and say True; else False."""
-    state_dir = host_secrets.state_dir()
-    if config is None or state_dir is None:
-        return False
-    engine = agent.engine_for(config.engine_root, config.instance)
-    done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
-    if done.started or done.restarted or done.removed or done.stopped or done.failed:
-        log.info("reconcile %s: %s", config.name, done)
-    return True
-
-
 @shared_task(acks_late=True, ignore_result=True)
-def collect_usage(host_id: int) -> None:
-    """Add what each tenant used on this host since the last collection to its hourly usage."""
-    config = agent.AgentConfig.from_env()
-    host = Host.objects.filter(pk=host_id).first()
-    if config is None or host is None or host.name != config.name:
-        return
-    agent.collect_usage(agent.engine_for(config.engine_root, config.instance), host)
-
-
-@shared_task(acks_late=True, ignore_result=True, autoretry_for=(OperationalError,), max_retries=5)
-def sync_networks(host_id: int, network_ids: list[int]) -> None:
-    """Rewrite this host's peers and remote names of these tenant networks (idempotent: a member
-    started, moved or went on another host)."""
-    config = agent.AgentConfig.from_env()
-    host = Host.objects.filter(pk=host_id).first()
-    if config is None or host is None or host.name != config.name:
-        return
-    overlays.sync_networks(agent.engine_for(config.engine_root, config.instance), host, network_ids)
+def reconcile_host(host_id: int) -> None:
+    """Make this host's engine match its desired state (idempotent, safe to retry): the internal
+    API's document (hostpanel/agent/remote.py: its replicas, then the tenant purges and deleted
+    volumes it names). ``host_id`` is the panel's; the agent's credentials say which host it is."""
+    _reconcile()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def purge_tenant(host_id: int, slug: str) -> None:
-    """Remove everything this host's engine holds of the deleted tenant ``slug`` (idempotent). An
-    enrolled agent reconciles instead: its desired document names the purges it should do now."""
+    """A tenant was deleted: reconcile now, since the desired document names the purges this host
+    should do (``purge_tenants``); ``slug`` is only for the logs of the panel that sent it."""
+    _reconcile()
+
+
+def _reconcile() -> None:
     config = agent.AgentConfig.from_env()
-    if _reconciled_enrolled(config):
+    state_dir = host_secrets.state_dir()
+    if config is None or state_dir is None:
+        log.warning("a reconcile reached a process that is not an enrolled host agent: ignored")
         return
-    host = Host.objects.filter(pk=host_id).first()
-    if config is None or host is None or host.name != config.name:
-        return
-    tenant_purge.purge_tenant(agent.engine_for(config.engine_root, config.instance), host, slug)
+    engine = agent.engine_for(config.engine_root, config.instance)
+    done = remote.reconcile(engine, client_for(load_credentials(state_dir)), state_dir)
+    wakeup.due.ask(done.retry_in)  # the loop comes back for it (a probe's result, a back-off's end)
+    if done.started or done.restarted or done.removed or done.stopped or done.failed:
+        log.info("reconcile %s: %s", config.name, done)
 
 
 @shared_task(acks_late=False)
@@ -220,12 +170,11 @@ def start_exec(
 
 
 def _link(host: str) -> relay.HostLink:
-    """How this agent's exec sessions and copies reach the panel: an enrolled agent on its host's
-    layer as its own Redis user, completing audit entries through the internal API; else with the
-    panel's Redis and the database."""
+    """How this agent's exec sessions and copies reach the panel: on its host's layer as its own
+    Redis user, completing audit entries through the internal API."""
     state_dir = host_secrets.state_dir()
     if state_dir is None:
-        return relay.HostLink(host)
+        raise LookupError("not an enrolled host agent: no state directory")
     creds = load_credentials(state_dir)
     return relay.HostLink(host, creds.redis_url, finish=client_for(creds).exec_finished)
 

@@ -4,11 +4,10 @@ The panel makes one :class:`TenantPurge` row per host (hosts.services.request_te
 the row goes once this host's engine holds nothing of the tenant. A failed purge keeps the
 row with its error, and the host is asked again later (purging is idempotent).
 
-Both agent paths purge with :func:`purge` and record its outcome with the panel's one writer
-(:func:`hosts.services.record_purge`): an agent with the database directly, for the ``purge_tenant``
-task it gets (:func:`purge_tenant`); an agent without the database for the slugs its desired
-document names (``purge_tenants``), sending the outcomes with ``POST /internal/v1/host/purged``
-(:func:`purge_listed`, from :func:`hostpanel.agent.remote.reconcile`).
+The agent purges the slugs its desired document names (``purge_tenants``) with :func:`purge` and
+sends the outcomes with ``POST /internal/v1/host/purged`` (:func:`purge_listed`, from
+:func:`hostpanel.agent.remote.reconcile`), which the panel's one writer records
+(:func:`hosts.services.record_purge`).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from engine.engine import Engine
 from engine.errors import EngineError
 from engine.purge import PurgeReport
 from hostpanel.hosts import services
-from hostpanel.hosts.models import Host
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +42,6 @@ def purge(engine: Engine, host_name: str, slug: str) -> Outcome:
         return Outcome(None, (str(exc).strip() or type(exc).__name__)[: services.PURGE_ERROR_MAX])
     log.info("host %s: purged tenant %s: %s", host_name, slug, report.to_dict())
     return Outcome(report, None)
-
-
-def purge_tenant(engine: Engine, host: Host, slug: str) -> PurgeReport | None:
-    """Purge ``slug`` from ``engine`` if this host still has to; None when there was nothing to do
-    or the purge failed (the error is kept on the row for the admins)."""
-    if not services.purge_pending(host, slug):
-        return None  # done already (a resent task)
-    outcome = purge(engine, host.name, slug)
-    services.record_purge(host, slug, outcome.error)
-    return outcome.report
 
 
 class PurgedClient(Protocol):

@@ -1,11 +1,9 @@
 """Usage collection on the host: sample the engine once, as plain data (no database).
 
 :func:`sample` reads what the engine counted (its tenants' cumulative counters and storage, and
-each app container's counters, found by the app label). Both agent paths use it: an agent with
-the database writes the sample with :func:`hostpanel.usage.services.record_sample`
-(``collect_usage`` in hostpanel/agent/reconcile.py); an enrolled agent without the database
-sends it with :func:`report_usage` to ``POST /internal/v1/host/usage`` (hostpanel/usage/internal.py),
-where the panel writes it with the same function, for the tenants and apps that host may speak for.
+each app container's counters, found by the app label); :func:`report_usage` sends it to
+``POST /internal/v1/host/usage`` (hostpanel/usage/internal.py), where the panel writes it with
+:func:`hostpanel.usage.services.record_sample`, for the tenants and apps that host may speak for.
 """
 
 from __future__ import annotations
@@ -85,7 +83,7 @@ def sample_body(found: HostSample) -> dict[str, Any]:
 
 
 def report_usage(engine: Engine, client: InternalClient) -> dict[str, Any] | None:
-    """An enrolled agent without the database: sample the tenants the panel names in this host's
+    """Sample the tenants the panel names in this host's
     desired document (``usage_tenants``: usage and storage; ``storage_tenants``: the storage of
     the others, e.g. tenants that only build here) and send the sample; the panel's answer (what
     it wrote, what it ignored), or None when the panel or the engine failed (logged; the next

@@ -1,8 +1,8 @@
 """Where a build's context comes from, row-free: the tenant's context roots, the checks of a
 directory or git repository there, the admin's size bounds, and the safe unpacking of an upload.
 
-Both agent paths use these (an agent with the database and one without: a tenant is given by its
-slug), as the panel does when a build is started (hostpanel/builds/services.py).
+The host agent uses these (a tenant is given by its slug), as the panel does when a build is
+started (hostpanel/builds/services.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The internal API's build door for enrolled host agents without the database (issue 15).
+"""The internal API's build door for host agents (issue 15: they hold no database).
 
 Each endpoint takes the host token (hosts/internal.py) and a build placed on the calling host only:
 another host's build, or one that does not exist, is a 404 that changes nothing.
@@ -9,7 +9,7 @@ another host's build, or one that does not exist, is a 404 that changes nothing.
   roots, symlinks resolved, before it reads the host's disk (:mod:`hostpanel.agent.build_runner`).
 - ``GET builds/<id>/context``: the context upload of a running build (a tar).
 - ``POST builds/<id>/output``: ``{"lines": [{"stream", "text"}, ...]}`` (bounded), stored on the row
-  and published to the live stream as the database path's sink does, numbered by the panel.
+  and published to the live stream, numbered by the panel.
 - ``POST builds/<id>/image``: the exported image tar as the body, stored with
   :func:`services.store_build_image` under the build's own tenant and name (never one the host names).
 - ``POST builds/<id>/finish``: ``{"error": "..."}`` (empty: succeeded, which needs the image first).

@@ -279,7 +279,7 @@ def publish_quietly(key: str, lines: list[dict[str, str]]) -> None:
 
 
 def forget_stream(key: str) -> None:
-    """:func:`end_stream`, a Redis outage ignored (the agent without the database's end of a build)."""
+    """:func:`end_stream`, a Redis outage ignored (the agent's end of a build)."""
     with contextlib.suppress(Exception):
         end_stream(key)
 
@@ -291,7 +291,7 @@ def build_time_limit(tenant: Tenant) -> int:
 
 
 def claim_build(build: Build) -> bool:
-    """Mark a queued ``build`` running (both agent paths, once: a build sent twice runs once). A build
+    """Mark a queued ``build`` running (once: a build sent twice runs once). A build
     that failed before it ran (its host went down) has its context upload deleted."""
     if Build.objects.filter(pk=build.pk, status=Build.Status.QUEUED).update(
         status=Build.Status.RUNNING, started_at=timezone.now()
@@ -394,8 +394,8 @@ def next_cursor(output: list[dict[str, str]]) -> str:
 
 
 def redispatch_on_agent_start(sender: object, host: Host, **kwargs: object) -> None:
-    """deployments.desired.agent_started (an agent without the database started): its queued builds
-    are sent again, as the agent with the database does at its start (:func:`redispatch_host_builds`)."""
+    """deployments.desired.agent_started (an agent started): its queued builds
+    are sent again (:func:`redispatch_host_builds`)."""
     redispatch_host_builds(host)
 
 

@@ -24,3 +24,12 @@ class DeploymentsConfig(AppConfig):
         host_signals.host_down.connect(placement.host_went_down, dispatch_uid="deployments-host-down")
         host_signals.room_changed.connect(placement.place_pending, dispatch_uid="deployments-place-pending")
         host_signals.placements_asked.connect(placement.placed_on_host, dispatch_uid="deployments-placed")
+        # rolls go on even when no report of their hosts comes (a step that waits on time)
+        host_signals.checked.connect(_advance_rolls, dispatch_uid="deployments-advance-rolls")
+
+
+def _advance_rolls(**_: object) -> None:
+    """``hosts.signals.checked``: the periodic host checks ran; every rolling app goes a step on."""
+    from hostpanel.deployments import rollout
+
+    rollout.advance_all()

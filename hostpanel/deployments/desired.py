@@ -50,11 +50,10 @@ from hostpanel.volumes.models import Volume
 log = logging.getLogger(__name__)
 
 # Sent (``host=``) after a host's report was written: the edge publishes its routing table if
-# replicas changed (hostpanel/edge/apps.py), as an agent with the database does after reconciling.
+# replicas changed (hostpanel/edge/apps.py).
 replicas_reported = Signal()
-# Sent (``host=``) after an agent without the database started (``POST host/start``, committed): the
-# edge sends it the last published routing table (hostpanel/edge/apps.py), as an agent with the
-# database asks for it on its start.
+# Sent (``host=``) after a host's agent started (``POST host/start``, committed): the edge sends it
+# the last published routing table (hostpanel/edge/apps.py).
 agent_started = Signal()
 # Sent (``host=``) as a host's document is made: each receiver answers a dict of fields to add,
 # what an app above deployments tells the host (usage: ``usage_tenants``, hostpanel/usage/apps.py).
@@ -203,8 +202,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def recorded_state(replica: Replica) -> dict[str, Any]:
     """What the panel records of the replica's state, restarts and health, as its host last reported
-    them (:data:`REPORTED_FIELDS`): an agent without the database decides its restart back-off and health
-    checks from these, as the one with the database does from the row."""
+    them (:data:`REPORTED_FIELDS`): the agent decides its restart back-off and health checks from
+    these."""
     return {
         "state": replica.state,
         "restart_count": replica.restart_count,
@@ -360,8 +359,8 @@ def claim_update(replica: Replica) -> bool:
 
     Only one replica of an app is replaced at a time, across all hosts (the
     app row is locked while claiming); a claim older than UPDATE_CLAIM_SECONDS
-    (its agent died) no longer blocks the others. Both agent paths use it: the one with the
-    database directly, an enrolled one through ``POST /internal/v1/host/claim``.
+    (its agent died) no longer blocks the others. Agents ask for it with
+    ``POST /internal/v1/host/claim``.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -380,8 +379,8 @@ def claim_update(replica: Replica) -> bool:
 
 def claim_restart(replica: Replica) -> bool:
     """Take the request to restart this one container (so it is done once, and a request made while
-    restarting is kept for the next reconcile). Both agent paths use it: the one with the database
-    directly, an enrolled one through ``POST /internal/v1/host/claim`` with ``restart: true``."""
+    restarting is kept for the next reconcile): the agent's ``POST /internal/v1/host/claim`` with
+    ``restart: true``."""
     taken = Replica.objects.filter(pk=replica.pk, restart_requested=True).update(restart_requested=False)
     replica.restart_requested = False
     return bool(taken)

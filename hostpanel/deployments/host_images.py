@@ -1,8 +1,7 @@
 """Uploaded image archives a host may fetch: those of the images its placed replicas run.
 
-A tenant's uploaded image (``images.services.upload_image``) is a file on the panel's disk. An agent
-with the database imports it from there (``images.services.archive_for``); an enrolled agent has
-neither the database nor the panel's disk: its desired document names the archives of its replicas'
+A tenant's uploaded image (``images.services.upload_image``) is a file on the panel's disk. A host
+agent has neither the database nor the panel's disk: its desired document names the archives of its replicas'
 images (``archives``: reference -> sha256 and size, :func:`document_archives`) and it fetches one
 with ``GET /internal/v1/images/archive?reference=...`` (deployments/internal.py), which serves only
 :func:`host_archive`: an archive of an image a replica placed on the calling host runs, its tenant's

@@ -8,8 +8,8 @@ sealed to that host's own X25519 public key and bound to the replica and the sec
 ``GET host/desired``: what the calling host should run (:mod:`hostpanel.deployments.desired`):
 its placed replicas' container specs, without secret values, and nothing of other hosts.
 ``POST host/report``: the states of its replicas, written only to those placed on it.
-``POST host/start``: an agent without the database starts: its address and capacity, and the
-base images its engine holds (registered as base images, as an agent with the database does);
+``POST host/start``: the agent starts: its address and capacity, and the
+base images its engine holds (registered as base images);
 then :data:`desired.agent_started` (the edge sends that host's queue the last routing table).
 ``POST host/claim``: the right to replace a running container of one of its replicas now (one
 replica of an app at a time, across hosts: :func:`desired.claim_update`); with ``restart: true``,

@@ -2,7 +2,7 @@
 
 An app is on a network when its release names it (``Release.networks``); during
 a roll its replicas may run two releases, so membership is read per replica.
-The agents (agent/reconcile.py) and the API and pages read it from here.
+The desired documents of the hosts and the API and pages read it from here.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class EdgeConfig(AppConfig):
         from hostpanel.deployments.desired import agent_started, replicas_reported
 
         replicas_reported.connect(_publish_for_host, dispatch_uid="edge-publish-on-report")
-        # An agent without the database that starts gets the last table, as one with it asks for it.
+        # An agent that starts gets the last table.
         agent_started.connect(_send_to_host, dispatch_uid="edge-send-on-agent-start")
 
 

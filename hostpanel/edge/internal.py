@@ -1,10 +1,9 @@
 """The internal API's routing-table door for enrolled host agents (under /internal/v1/, host token).
 
 ``GET host/routes?after=N``: the last published routing table if its generation is above ``N``
-(what the caller serves), else ``204 No Content``. An agent without the database asks at each of
-its reconciles, so a table published while its host was marked down (tables are sent only to hosts
-that are up) or a lost message reaches it within a reconcile interval, as the agent with the
-database catches up by sending itself the table. Every host gets the same table (as sent to all).
+(what the caller serves), else ``204 No Content``. The agent asks at each of its reconciles, so a
+table published while its host was marked down (tables are sent only to hosts that are up) or a
+lost message reaches it within a reconcile interval. Every host gets the same table (as sent to all).
 """
 
 from __future__ import annotations

@@ -88,16 +88,6 @@ def send_start_copy(queue: str, *, expires: float, **request: Any) -> None:
     send("start_copy", kwargs=request, queue=queue, expires=expires)
 
 
-def send_collect_usage(host_id: int, queue: str) -> None:
-    """Ask the agent on ``queue`` to collect its tenants' usage."""
-    send("collect_usage", args=[host_id], queue=queue)
-
-
-def send_sync_networks(host_id: int, queue: str, network_ids: list[int]) -> None:
-    """Ask the agent on ``queue`` to bring its engine networks of these tenant networks up to date."""
-    send("sync_networks", args=[host_id, network_ids], queue=queue)
-
-
 def send_purge_tenant(host_id: int, queue: str, slug: str) -> None:
     """Ask the agent on ``queue`` to purge the deleted tenant ``slug`` from host ``host_id``."""
     send("purge_tenant", args=[host_id, slug], queue=queue)

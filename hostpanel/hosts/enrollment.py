@@ -66,8 +66,8 @@ def add_host(actor: Actor | None, name: str) -> Invitation:
     """Create pending host ``name`` (down, no capacity until it registers) and a join token.
 
     ``actor`` None is the operator at the shell (`manage.py host add`); else staff only.
-    A host that exists without live credentials (pending, revoked, or a LAN agent's) gets a
-    fresh token; its unused old ones die.
+    A host that exists without live credentials (pending, revoked, or one an earlier version's
+    agent registered with the database) gets a fresh token; its unused old ones die.
     """
     if actor is not None:
         access.require_admin(actor)
@@ -195,7 +195,8 @@ def revoke(actor: Actor | None, name: str) -> Host:
 
 def enrollment_states() -> dict[int, str]:
     """Every host's enrollment (two queries): ``pending`` (a join token out), ``enrolled``,
-    ``revoked``, or ``unenrolled`` (a LAN agent's host, or a pending one whose tokens were revoked)."""
+    ``revoked``, or ``unenrolled`` (a host an earlier version's agent
+    registered with the database, or a pending one whose tokens were revoked)."""
     credentials = dict(HostCredential.objects.values_list("host_id", "revoked_at"))
     pending = set(HostJoinToken.objects.filter(used_at=None).values_list("host_id", flat=True))
     states = {}

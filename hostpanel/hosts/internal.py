@@ -6,9 +6,9 @@
   a revoked or unknown token is a 401 at once. A heartbeat may carry ``{"running": {replica id:
   generation}}``, what the host runs; its answer's ``fence`` lists the replicas whose containers
   it must remove (moved away or placed anew while it was cut off: hosts/fencing.py).
-- ``POST host/purged`` (host token): what an agent without the database did of the purges its
+- ``POST host/purged`` (host token): what the agent did of the purges its
   desired document named (``purge_tenants``): ``{"purged": [slug, ...], "failed": {slug: error}}``,
-  written with the database path's own function (:func:`services.record_purge`) to the caller's
+  written with :func:`services.record_purge` to the caller's
   own :class:`TenantPurge` rows only; a slug it has no row of is ignored and listed in the answer.
   Unknown fields, wrong types, a slug twice, bad slugs, long errors or long lists are a 400 that
   changes nothing.

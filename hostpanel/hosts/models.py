@@ -58,7 +58,7 @@ class TenantPurge(models.Model):
 
     Made for every host when a tenant is deleted; sent to the host's agent at once, and again
     at its next registration or heartbeat while the row stays (a host that was down, a failed
-    purge). An agent without the database finds it in its desired document instead
+    purge): the task wakes the agent's reconcile, which finds it in its desired document
     (``purge_tenants``: :func:`hosts.services.pending_purges`; ``attempted_at`` spaces its retries).
     While any row of a slug stays, no new tenant may take that slug.
     """

@@ -30,10 +30,8 @@ channel ``<prefix>specific.<uuid>``, its input (keystrokes) to the group channel
 ``<prefix>__group__exec.<session>``; so a host can neither put output into another host's
 sessions, nor type into them, nor read what is typed there.
 
-An agent with the database (not enrolled, or enrolled with ``DATABASE_URL``) still sends through
-the panel's user (``REDIS_URL``: ``broker_write_url``, the heartbeat loop's scheduling and roll
-work enqueues tasks for every host; the worker's ``/0.celeryev/*`` event PUBLISHes). An enrolled
-one follows logs and relays terminals and copies as its own user either way. MONITOR during
+The agent does all its Redis traffic as this user (its worker publishes no ``/0.celeryev/*``
+events: ``--without-heartbeat``, no events); it holds no panel password. MONITOR during
 tests/hostpanel/e2e/test_e2e_enrollment.py shows exactly the keys above on the host's user.
 
 Everything else is refused with NOPERM: another host's queue (read or write) or log channels, the

@@ -88,7 +88,7 @@ def send_tenant_purges(host_ids: Iterable[int]) -> int:
     return sent
 
 
-# An agent without the database finds its purges in its desired document (``purge_tenants``), at
+# The agent finds its purges in its desired document (``purge_tenants``), at
 # most this many at a time (the oldest first); ``POST host/purged`` takes as many outcomes.
 PURGES_PER_DOCUMENT = 100
 PURGE_ERROR_MAX = 2000  # what a row keeps of a purge's error
@@ -97,7 +97,7 @@ PURGE_ERROR_MAX = 2000  # what a row keeps of a purge's error
 def pending_purges(host: Host) -> list[str]:
     """The slugs ``host`` should purge now (its desired document's ``purge_tenants``): its rows never
     tried, and those whose last failed attempt is older than :data:`PURGE_RESEND_SECONDS` (the
-    database path's resend delay); oldest first, at most :data:`PURGES_PER_DOCUMENT`. Only
+    resend delay); oldest first, at most :data:`PURGES_PER_DOCUMENT`. Only
     ``host``'s own rows: another host's purges are never named to it."""
     cutoff = timezone.now() - timedelta(seconds=PURGE_RESEND_SECONDS)
     due = TenantPurge.objects.filter(host=host).filter(Q(attempted_at=None) | Q(attempted_at__lt=cutoff))
@@ -106,13 +106,8 @@ def pending_purges(host: Host) -> list[str]:
     )
 
 
-def purge_pending(host: Host, slug: str) -> bool:
-    """Whether ``host`` still has to purge ``slug`` (a resent task finds it done)."""
-    return TenantPurge.objects.filter(host=host, tenant_slug=slug).exists()
-
-
 def record_purge(host: Host, slug: str, error: str | None = None) -> bool:
-    """The outcome of ``host``'s purge of ``slug``, the one writer of both agent paths: done
+    """The outcome of ``host``'s purge of ``slug`` (its agent's ``POST host/purged``): done
     (``error`` None) deletes its row; failed adds an attempt and keeps the error and its time, and the
     row stays to be tried again. False, and nothing written, when ``host`` has no row of ``slug``
     (purged already, or not its own)."""
@@ -126,7 +121,7 @@ def record_purge(host: Host, slug: str, error: str | None = None) -> bool:
 
 
 def record_purges(host: Host, purged: Iterable[str], failed: dict[str, str]) -> dict[str, list[str]]:
-    """What an agent without the database reports of its purges (``POST host/purged``), written with
+    """What an agent reports of its purges (``POST host/purged``), written with
     :func:`record_purge` to ``host``'s own rows only: the slugs ``purged`` (rows deleted) and
     ``failed`` (error kept), and ``ignored``: those ``host`` has no row of, left alone."""
     answer: dict[str, list[str]] = {"purged": [], "failed": [], "ignored": []}
@@ -260,7 +255,7 @@ def mark_stale_hosts(now: datetime | None = None) -> list[Host]:
 
 
 def watch_hosts() -> list[Host]:
-    """The periodic host checks (every agent's heartbeat, and ``manage.py watchhosts`` on the panel):
+    """The periodic host checks (``manage.py watchhosts`` on the panel):
     mark dead hosts down (their stateless replicas move), let drains and evacuations go on and end,
     place pending replicas, then tell the apps above (``signals.checked``: stacks' waiting services
     start once their dependencies are met). Returns the hosts found dead."""

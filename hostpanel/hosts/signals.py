@@ -21,11 +21,11 @@ room_changed = Signal()
 # host_id=int: its agent's heartbeat reports what it runs; receivers answer {replica id: generation}
 # of the replicas placed on the host, which the report is fenced against (fencing.py).
 placements_asked = Signal()
-# host_id=int: its agent beat (either agent: with the database, or through POST heartbeat without):
+# host_id=int: its agent beat (POST /internal/v1/host/heartbeat):
 # work waiting for the host is sent again (builds: its queued builds not sent yet). A receiver's
 # error is logged, never the heartbeat's.
 host_beat = Signal()
-# (no arguments; outside any transaction) the periodic host checks ran (services.watch_hosts: every
-# agent with the database, and `manage.py watchhosts` on the panel): work that waits on time or on
-# other replicas goes a step further (stacks' waiting services). A receiver's error is logged.
+# (no arguments; outside any transaction) the periodic host checks ran (services.watch_hosts:
+# `manage.py watchhosts` on the panel): work that waits on time or on other replicas goes a step
+# further (rolls, stacks' waiting services). A receiver's error is logged.
 checked = Signal()

@@ -21,7 +21,6 @@ from engine.errors import InvalidReference
 from engine.images.bounded import ArchiveBomb
 from engine.images.compression import check_archive
 from engine.images.reference import normalize_tag
-from engine.images.store import ImageStore
 from hostpanel.audit.services import Actor, audited
 from hostpanel.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from hostpanel.images.models import IMAGE_NAME_RE, Image
@@ -74,17 +73,6 @@ def register_base_images(references: list[str]) -> list[Image]:
         if created:
             made.append(image)
     return made
-
-
-def register_host_images(store: ImageStore) -> list[Image]:
-    """Sort a host engine's image names at agent start: tenants' own, and new base images.
-
-    Names in a tenant's namespace (``<slug>/...``) stored before the engine
-    recorded owners become that tenant's; the engine's remaining base names are
-    registered as base images (see :func:`register_base_images`).
-    """
-    store.claim_tenant_names(Tenant.objects.values_list("slug", flat=True))
-    return register_base_images(store.base_tags())
 
 
 def add_base_image(actor: Actor, reference: str) -> Image:
@@ -225,12 +213,6 @@ def delete_image(actor: Actor, image: Image) -> None:
         archive = image.archive
         image.delete()
     forget_archive(archive)
-
-
-def archive_for(reference: str) -> Path | None:
-    """Where the archive of an uploaded image is (host agents import it from there), or None."""
-    image = Image.objects.filter(reference=normalize(reference)).exclude(archive="").first()
-    return Path(image.archive) if image is not None else None
 
 
 def forget_deleted_tenant(sender: object, tenant: Tenant, **kwargs: object) -> None:

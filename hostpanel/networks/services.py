@@ -204,7 +204,7 @@ def create_network(actor: Actor, tenant: Tenant, name: str, *, internal: bool = 
 
 def delete_network(actor: Actor, network: Network) -> None:
     """Delete a network no app uses (Conflict naming the apps otherwise); its hosts remove it at
-    their next reconcile (agent/reconcile.py)."""
+    their next reconcile (agent/remote.py)."""
     tenant = network.tenant
     require_role(actor, tenant, Role.DEVELOPER)
     with audited(actor, "network.delete", tenant, network), transaction.atomic():

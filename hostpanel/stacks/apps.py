@@ -13,6 +13,6 @@ class StacksConfig(AppConfig):
         from hostpanel.hosts import signals
         from hostpanel.stacks.services import advance_on_host_checks
 
-        # the panel's periodic host checks advance deploying stacks (agents without the database
-        # cannot run the advance task; `manage.py watchhosts` runs on the panel)
+        # the panel's periodic host checks (`manage.py watchhosts`) advance deploying stacks; host
+        # agents hold no database and take no part in it
         signals.checked.connect(advance_on_host_checks, dispatch_uid="stacks-advance-on-host-checks")

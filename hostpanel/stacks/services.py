@@ -3,8 +3,8 @@
 Everything is made through the services below (deployments, networks, volumes, builds), in one
 transaction: a refused file, a name taken outside the stack or a stack over the quota (checked as
 a whole first) creates nothing. Services with ``depends_on`` are created stopped and started by
-:func:`advance` (a Celery task, and every agent's heartbeat) once their dependencies meet the
-condition; no request thread waits.
+:func:`advance` (once the request's transaction commits, then at the panel's periodic host checks:
+``manage.py watchhosts``) once their dependencies meet the condition; no request thread waits.
 """
 
 from __future__ import annotations
@@ -491,7 +491,7 @@ def advance(stack_id: int) -> bool:
 
 def advance_on_host_checks(**_: Any) -> None:
     """``hosts.signals.checked``: the periodic host checks ran (``manage.py watchhosts`` on the
-    panel, every agent's heartbeat): advance every deploying stack."""
+    panel): advance every deploying stack."""
     advance_all()
 
 

@@ -94,19 +94,6 @@ def _write_tenant_disk(engine: Engine, slug: str, size: int) -> None:
         log.warning("tenant %s: cannot size its root file system disk on this host: %s", slug, exc)
 
 
-def write_all_tenant_limits(engine: Engine) -> list[str]:
-    """Write every tenant's quota to ``engine``; returns the slugs it could not write (logged)."""
-    capacity = HostCapacity.detect()
-    failed = []
-    for tenant in Tenant.objects.filter(quota__isnull=False):
-        try:
-            write_tenant_limits(engine, tenant, capacity)
-        except EngineError as exc:
-            log.warning("tenant %s: cannot write its quota on this host: %s", tenant.slug, exc)
-            failed.append(tenant.slug)
-    return failed
-
-
 def build_run_limits() -> Resources:
     """The limits of each RUN step of a build (``HOSTPANEL_BUILD_LIMITS``); the engine lowers them
     to the tenant's quota where that is lower."""

@@ -6,8 +6,8 @@ and another tenant's container, or one that does not exist, is NotFound. Each
 exec session is one audit entry (action ``container.exec``): written when it
 opens, with who, tenant, container, command and source address, and completed
 when it ends with the exit code and why it ended: by the agent's relay, through
-:func:`finish_session` (an agent with the database, or the consumer when no relay came) or
-:func:`finish_host_session` (an enrolled agent, through the internal API:
+:func:`finish_session` (the consumer when no relay came) or
+:func:`finish_host_session` (the host agent, through the internal API:
 hostpanel/terminal/internal.py), one decision for both. What is typed is never
 logged. Refused attempts are audited as ``denied``.
 """

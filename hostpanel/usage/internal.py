@@ -1,10 +1,9 @@
-"""The internal API's usage door for enrolled host agents without the database (issue 15).
+"""The internal API's usage door for host agents (issue 15: they hold no database).
 
-``POST /internal/v1/host/usage`` (host token): one collection of the calling host's engine (what
-``collect_usage`` samples on an agent with the database, hostpanel/agent/usage.py): each tenant's
-cumulative counters and storage (or its storage only: an entry without counters), each app
-container's counters. It is written with the same
-function as the database path (:func:`services.record_host_report` -> :func:`services.record_sample`),
+``POST /internal/v1/host/usage`` (host token): one collection of the calling host's engine
+(hostpanel/agent/usage.py): each tenant's cumulative counters and storage (or its storage only: an
+entry without counters), each app container's counters. It is written with
+:func:`services.record_host_report` -> :func:`services.record_sample`,
 and only for the tenants and apps the host may speak for; the rest is listed under ``ignored``.
 
 Which tenants a host samples comes with its desired document (``GET host/desired``, field

@@ -8,11 +8,10 @@ collections. The same is done per app from the engine's per-container
 counters (one cursor per container), into hourly rows per app that the
 charts and the report's ``apps`` series show.
 
-Both agent paths write one :class:`HostSample` with :func:`record_sample`: an agent with the
-database directly (hostpanel/agent/reconcile.py: ``collect_usage``), an enrolled agent without
-it through ``POST /internal/v1/host/usage`` (hostpanel/usage/internal.py), where
-:func:`record_host_report` first keeps only the tenants and apps that host may speak for
-(:func:`sampled_tenant_ids`, :func:`storage_tenant_ids`, :func:`reported_app_ids`).
+A host agent sends one :class:`HostSample` through ``POST /internal/v1/host/usage``
+(hostpanel/usage/internal.py), where :func:`record_host_report` first keeps only the tenants and
+apps that host may speak for (:func:`sampled_tenant_ids`, :func:`storage_tenant_ids`,
+:func:`reported_app_ids`).
 """
 
 from __future__ import annotations
@@ -240,7 +239,7 @@ def record_sample(
     """Write one collection of ``host``: each tenant's usage into its hour (:func:`record`) and its
     storage share (:func:`record_tenant_storage`), each app container's into its app's hour
     (:func:`record_apps`; ``present`` as there). Readings of unknown tenants are skipped. Returns
-    how many tenants' usage was recorded. The one writer of both agent paths."""
+    how many tenants' usage was recorded. The one writer of the agents' samples."""
     now = now or timezone.now()
     tenants = {t.slug: t for t in Tenant.objects.filter(slug__in={r.tenant for r in sample.tenants})}
     counted = 0

@@ -1,5 +1,5 @@
-"""Which of the volumes a host holds were deleted: how an agent without the database learns what
-to remove (the database path compares its engine's volumes with the Volume table itself).
+"""Which of the volumes a host holds were deleted: how a host agent (it holds no database) learns
+what to remove.
 
 The panel does not record where a volume's data is (it is created on the host of the first
 container there that mounts it, and stays when the replica moves). So the host names the panel

@@ -1,4 +1,4 @@
-"""The internal API's volume door for enrolled host agents without the database (issue 15).
+"""The internal API's volume door for host agents (issue 15: they hold no database).
 
 ``POST /internal/v1/host/volumes`` (host token), ``{"volumes": {"<id>": "<proof>", ...}}``: the
 panel volumes this host's engine holds (each labelled with the id and the proof its desired

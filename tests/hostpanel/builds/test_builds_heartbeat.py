@@ -1,7 +1,7 @@
 # ruff: noqa: F811  (the enrolled fixture is imported from tests/hostpanel/hosts/conftest.py)
-"""A host's heartbeat sends its waiting builds, with the database or without it (one function).
+"""A host's heartbeat sends its waiting builds (one function).
 
-Both agents' heartbeats go through hosts.services.heartbeat, whose ``host_beat`` signal runs
+Every agent's heartbeat goes through hosts.services.heartbeat, whose ``host_beat`` signal runs
 builds.services.dispatch_on_heartbeat: a build not sent yet (held back for its tenant's share, or
 because the broker failed as it was sent) goes to ``build.<host>`` at that host's next beat, and
 only to its own host's queue. The sends are recorded at the seam builds.dispatch.

@@ -1,5 +1,5 @@
 # ruff: noqa: F811  (the enrolled fixture is imported from tests/hostpanel/hosts/conftest.py)
-"""Builds on an enrolled agent without the database: the internal API's build door (builds/internal.py).
+"""Builds on an enrolled agent: the internal API's build door (builds/internal.py).
 
 Every call is a hostile host's until proved otherwise: another host's build is a 404 and nothing
 changes, a build that is not running takes no output, image nor end, bad bodies are a 400 naming what

@@ -302,3 +302,21 @@ def test_moving_http_port_to_another_published_port_starts_replicas_that_must_pa
     assert [r.pk for r in rotation.serving_replicas(fresh(app))] == [old.pk]
     new = [r for r in rows(app) if r.release_id == v2.pk]
     assert len(new) == 1 and new[0].pk != old.pk and not new[0].ready
+
+
+def test_the_periodic_host_checks_take_a_roll_on_without_any_report(
+    tenant: Tenant, host: Host, make_app: Any, admin_actor: Any, on_commit: Any, announced: list[int]
+) -> None:
+    """Host agents hold no database: a roll goes on at their reports and at the panel's periodic
+    host checks (``manage.py watchhosts``: hosts.signals.checked), here with no report at all."""
+    from hostpanel.hosts import services as host_services
+
+    app = running_app(make_app, tenant)
+    with on_commit():
+        deployments.deploy(admin_actor, app, env={"V": "2"})
+    serve(*[r for r in rows(app) if r.release.version == 2])  # ready; no report advanced the roll
+    assert announced == []
+    with on_commit():
+        host_services.watch_hosts()
+    assert announced == [app.pk]  # switched: the new replica serves
+    assert {r.release.version for r in rotation.serving_replicas(fresh(app))} == {2}

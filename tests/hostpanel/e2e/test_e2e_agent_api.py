@@ -1,4 +1,4 @@
-"""An enrolled agent without the database: its desired state from the internal API, states back.
+"""An enrolled agent: its desired state from the internal API, states back.
 
 The agent joins the real panel over HTTPS (the fixtures of test_e2e_enrollment.py) with NO
 ``DATABASE_URL`` in its environment (asserted, on the running process too): it registers its
@@ -83,7 +83,7 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
         out, _ = shown.communicate(timeout=30)
         assert out.decode().split() == ["hi", value, value]
         assert value not in log.read_text()
-        # the panel's questions about the container are answered without the database too
+        # the panel's questions about the container are answered with no database too
         stats = dispatch.fetch_stats(replica.pk, "host.nodb")
         assert stats["id"] == container.id and stats["pids"] >= 1, stats
         top = dispatch.fetch_top(replica.pk, "host.nodb")
@@ -108,7 +108,7 @@ def test_an_agent_without_the_database_runs_and_reports_a_replica(panel: Panel, 
         assert "usage: the panel ignored" not in log.read_text()
         assert "ImproperlyConfigured" not in log.read_text()  # no query was tried
 
-        # A release with a health check: the agent runs it in its probe pool, without the database,
+        # A release with a health check: the agent runs it in its probe pool, with no database,
         # and reports the result; the panel's row says healthy and ready (the edge routes to it).
         deployments.create_app(
             admin,

@@ -1,4 +1,4 @@
-"""End to end: an image build on an enrolled agent without the database.
+"""End to end: an image build on an enrolled agent.
 
 The agent joins the real panel over HTTPS (test_e2e_enrollment.start_without_database) with no
 ``DATABASE_URL``, panel ``REDIS_URL`` nor the panel's secret key. A developer starts a build with an

@@ -1,4 +1,4 @@
-"""A simulated three-host cluster (issue 15): enrolled agents without the database, each in a
+"""A simulated three-host cluster (issue 15): enrolled agents (no database), each in a
 network namespace of its own on an underlay bridge, the panel and Redis on a fourth address.
 
 - three "hosts": namespaces with their own address on a veth to a bridge of this namespace,

@@ -1,4 +1,4 @@
-"""``docker exec`` and ``docker cp`` through the tenants' door on an enrolled agent without the database.
+"""``docker exec`` and ``docker cp`` through the tenants' door on an enrolled agent.
 
 The agent joins the real panel over HTTPS (test_e2e_enrollment.start_without_database) with no
 ``DATABASE_URL`` nor panel ``REDIS_URL``; the door runs in this process

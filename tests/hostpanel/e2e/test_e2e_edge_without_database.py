@@ -1,4 +1,4 @@
-"""The edge proxy on an enrolled agent without the database: a real Caddy, busybox httpd.
+"""The edge proxy on an enrolled agent: a real Caddy, busybox httpd.
 
 The agent joins the real panel over HTTPS (the fixtures of test_e2e_enrollment.py) with NO
 ``DATABASE_URL`` in its environment and this host's Caddy admin socket: it loads Caddy's config

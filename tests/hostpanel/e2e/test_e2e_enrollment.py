@@ -31,6 +31,7 @@ from bench.enroll import joined_agent_args
 from engine.engine import Engine
 from engine.runtime.model import ExecSpec
 from tests.stack import (
+    PANEL_ONLY,
     REPO,
     Agent,
     Panel,
@@ -136,6 +137,11 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
     engine = Engine(root=root, instance=instance)
     engine.images.bootstrap_busybox()
     state_a, state_b = tmp_path / "state-ena", tmp_path / "state-enb"
+    # None of the panel's settings (an agent holds no database), nor its secret keys: this agent
+    # could not decrypt a secret from the database, so a value its containers get came sealed to
+    # its own key (hostpanel/agent/host_secrets.py).
+    agent_env = {k: v for k, v in panel.env.items() if k not in PANEL_ONLY}
+    agent_env["HOSTPANEL_SECRET_KEYS"] = Fernet.generate_key().decode()
     proc, log = join(
         panel,
         token_a,
@@ -144,11 +150,9 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
         "--",
         *joined_agent_args(root, instance),
         wait=False,
-        # Not the panel's secret keys: this agent could not decrypt a secret from the database, so
-        # a value its containers get came sealed to its own key (hostpanel/agent/host_secrets.py).
-        env=panel.env | {"HOSTPANEL_SECRET_KEYS": Fernet.generate_key().decode()},
+        env=agent_env,
     )
-    agent = Agent("ena", engine, root, instance, proc, log, panel.env)
+    agent = Agent("ena", engine, root, instance, proc, log, agent_env)
     try:
         done = join(panel, token_b, state_b, "--no-start")
         assert done.returncode == 0, done.stderr
@@ -277,7 +281,7 @@ def test_join_registers_runs_isolates_and_revokes(panel: Panel, tmp_path: Path, 
         restarted = subprocess.run(
             [sys.executable, "manage.py", "hostagent", "--state-dir", str(state_a)],
             cwd=REPO,
-            env=panel.env,
+            env=agent_env | {"HOSTPANEL_AGENT_STATE_DIR": str(state_a)},
             capture_output=True,
             text=True,
             timeout=120,

@@ -1,4 +1,4 @@
-"""Live logs from an enrolled agent without the database: a real container, a real WebSocket client.
+"""Live logs from an enrolled agent: a real container, a real WebSocket client.
 
 The agent joins the real panel over HTTPS (the fixtures of test_e2e_enrollment.py) with no
 ``DATABASE_URL``, ``REDIS_URL`` nor the panel's secret key in its environment, and follows logs as

@@ -1,4 +1,4 @@
-"""End to end: deleting a tenant purges it on an enrolled agent without the database.
+"""End to end: deleting a tenant purges it on an enrolled agent.
 
 The agent joins the real panel over HTTPS (test_e2e_enrollment.start_without_database) with NO
 ``DATABASE_URL`` in its environment, and reconciles only every 10 minutes: the ``purge_tenant``

@@ -1,4 +1,4 @@
-"""A shell in a real container on an enrolled agent without the database, through the terminal socket.
+"""A shell in a real container on an enrolled agent, through the terminal socket.
 
 The agent joins the real panel over HTTPS (test_e2e_enrollment.start_without_database) with no
 ``DATABASE_URL`` nor panel ``REDIS_URL``: its relay (hostpanel/agent/relay.py) talks to the panel's

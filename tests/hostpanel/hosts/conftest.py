@@ -52,5 +52,5 @@ def listener() -> Iterator[socket.socket]:
 def agent(
     enrolled: dict[str, tuple[X25519PrivateKey, str]], tmp_path: Path, django_assert_num_queries: Any
 ) -> Agent:
-    """Host sa's agent without the database, on an in-memory engine, against the real internal API."""
+    """Host sa's agent, on an in-memory engine, against the real internal API."""
     return Agent(enrolled["sa"][1], NetEngine(), tmp_path, django_assert_num_queries)

@@ -116,7 +116,7 @@ class PanelClient(InternalClient):
 
 
 def reconcile(engine: Any, client: PanelClient, state_dir: Path) -> remote.ReconcileReport:
-    """One reconcile of the agent without the database (:func:`remote.reconcile`, as its loop and
+    """One reconcile of the agent (:func:`remote.reconcile`, as its loop and
     its ``reconcile_host`` task run it) against the panel; it makes no query of its own."""
     before = client.queries
     with CaptureQueriesContext(connection) as seen:

@@ -154,7 +154,7 @@ START = {  # an agent's POST host/start
 
 @pytest.mark.django_db
 def test_an_agent_starts_as_its_own_host_only(enrolled: Hosts) -> None:
-    """``POST host/start`` (an agent without the database registers its capacity): always the
+    """``POST host/start`` (an agent registers its capacity): always the
     caller's own host; unknown fields and bad values are refused and change nothing."""
     body = dict(START)
     client = as_host(enrolled["sa"][1])
@@ -174,9 +174,8 @@ def test_an_agent_starts_as_its_own_host_only(enrolled: Hosts) -> None:
 
 @pytest.mark.django_db
 def test_an_agent_start_registers_its_engines_base_images_and_nothing_else(enrolled: Hosts) -> None:
-    """The base images an agent without the database holds become base images (as an agent with
-    the database registers them); a name in a tenant's namespace never does; a bad reference is
-    refused with what was wrong, and that start changes nothing."""
+    """The base images an agent's engine holds become base images; a name in a tenant's namespace
+    never does; a bad reference is refused with what was wrong, and that start changes nothing."""
     from hostpanel.images.models import Image
 
     TenantFactory(slug="acme")
@@ -234,7 +233,7 @@ def test_an_agent_start_gets_the_last_routing_table_on_its_own_queue_only(
     enrolled: Hosts, tenant: Tenant, make_app: Any, sent_routes: list[tuple[str, Any]], on_commit: Any
 ) -> None:
     """``POST host/start`` sends the last published routing table to the caller's queue (its edge
-    serves it at once, as an agent with the database asks for it on its start), to no other host;
+    serves it at once), to no other host;
     before anything is published, or for a refused start, nothing is sent."""
     from hostpanel.edge import services as edge_services
 

@@ -13,7 +13,6 @@ import pytest
 
 from hostpanel.hosts import dispatch
 from hostpanel.hosts.models import Host
-from hostpanel.stacks import dispatch as stacks
 
 
 class Sent(Exception):
@@ -36,19 +35,13 @@ def test_fire_and_forget_ignores_results_and_an_ask_does_not(
     # (send_reconcile, send_build, send_routes and send_purge_tenant are replaced by the panel
     # tests' conftest: their senders go through the same dispatch.send / ignore_result=True.)
     dispatch.send("reconcile_host", args=[1], queue="host.h1")
-    dispatch.send_collect_usage(1, "host.h1")
-    dispatch.send_sync_networks(1, "host.h1", [2])
     dispatch.send_start_copy("host.h1", expires=5)
-    stacks.send_advance(1)
     with pytest.raises(Sent):
         dispatch.fetch_stats(1, "host.h1")
     *fire, (asked, ask_options) = calls
     assert [name.rsplit(".", 1)[1] for name, _ in fire] == [
         "reconcile_host",
-        "collect_usage",
-        "sync_networks",
         "start_copy",
-        "advance_stack",
     ]
     assert all(options.get("ignore_result") is True for _, options in fire), fire
     assert asked.endswith("container_stats") and ask_options["ignore_result"] is False

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from hostpanel.agent import reconcile
+from hostpanel.agent import host_engine
 from hostpanel.deployments.models import App, Replica, Rollout
 from hostpanel.errors import Conflict
 from hostpanel.hosts import fencing, lifecycle, services
@@ -195,7 +195,7 @@ def test_the_agents_heartbeat_removes_fenced_containers_at_once(
     _stale(host, settings)
     services.mark_stale_hosts()  # it was cut off: web moved to h2
     assert Replica.objects.get(app=web).host.name == "h2"
-    assert reconcile.fence(engine, host.pk, agents.client(host)) == ["acme-web-0"]  # type: ignore[arg-type]
+    assert host_engine.fence(engine, agents.client(host)) == ["acme-web-0"]  # type: ignore[arg-type]
     assert engine.list(all=True) == []
 
 

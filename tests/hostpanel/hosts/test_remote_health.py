@@ -1,4 +1,4 @@
-"""An agent without the database: restart back-off, health checks and readiness (agent/remote.py).
+"""The agent: restart back-off, health checks and readiness (agent/remote.py).
 
 Each cycle is the real round trip: the host's document from ``GET /internal/v1/host/desired``
 (as JSON), applied to an in-memory engine without one database query, and its states posted to

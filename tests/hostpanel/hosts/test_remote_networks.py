@@ -1,4 +1,4 @@
-"""Tenant networks on agents without the database (agent/remote.py), against in-memory engines.
+"""Tenant networks on host agents (agent/remote.py), against in-memory engines.
 
 Each host's document carries its engine networks as the panel computes them (subnet, VNI, its
 slice, peers and the other hosts' members: deployments/networking.py); its report carries its

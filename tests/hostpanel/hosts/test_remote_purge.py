@@ -1,10 +1,10 @@
-"""Tenant purges of an enrolled agent without the database (agent/remote.py, agent/tenant_purge.py).
+"""Tenant purges of an enrolled agent (agent/remote.py, agent/tenant_purge.py).
 
 The desired document names the deleted tenants the calling host should purge now
 (``purge_tenants``: its own pending :class:`TenantPurge` rows, a failed one again after the
-database path's resend delay); the agent purges each from its engine and sends the outcomes with
-``POST /internal/v1/host/purged``, which clears or keeps the caller's own rows with the database
-path's writer (hosts.services.record_purge). A host never sees nor clears another host's purges;
+resend delay of a purge task); the agent purges each from its engine and sends the outcomes with
+``POST /internal/v1/host/purged``, which clears or keeps the caller's own rows with
+hosts.services.record_purge. A host never sees nor clears another host's purges;
 a hostile body is a 400 that changes nothing; only a live host token gets in. The agent is the
 real ``remote.reconcile`` with its real client, its calls going to the panel in this process
 (enrolled_hosts.PanelClient), without one query of its own: on a fake engine, and on a real
@@ -79,7 +79,7 @@ def test_a_hosts_document_names_only_its_own_purges_due_now(
     assert purges_of(a) == ["gone", "old"]
     assert purges_of(b) == ["bgone", "gone"]
 
-    # a failed purge: named again once the database path's resend delay has passed
+    # a failed purge: named again once the purge task's resend delay has passed
     hosts.record_purge(Host.objects.get(name="sa"), "gone", "processes still run")
     assert purges_of(a) == ["old"] and purges_of(b) == ["bgone", "gone"]
     late = timezone.now() - timedelta(seconds=hosts.PURGE_RESEND_SECONDS + 1)

@@ -1,4 +1,4 @@
-"""An agent without the database: restarts asked for on the panel (agent/remote.py).
+"""The agent: restarts asked for on the panel (agent/remote.py).
 
 A restart of the app raises its ``restart_generation``: the document carries it, the agent
 restarts the container and reports the generation it did. A restart of one container sets the

@@ -1,4 +1,4 @@
-"""Usage of an enrolled agent without the database: ``POST /internal/v1/host/usage``.
+"""Usage of an enrolled agent: ``POST /internal/v1/host/usage``.
 
 The agent samples its engine (hostpanel/agent/usage.py, here on a fake engine, without one
 database query) for the tenants its desired document names (``usage_tenants``), and the panel
@@ -382,10 +382,11 @@ def test_the_agent_samples_and_reports_without_a_query(
 
 @pytest.mark.django_db
 def test_the_loop_without_the_database_reports_usage_every_period(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``_loop_without_database`` reports usage once per ``usage_every`` (not with every beat),
+    """``_agent_loop`` reports usage once per ``usage_every`` (not with every reconcile),
     and a failed report does not end the loop."""
     import threading
 
+    from hostpanel.agent import wakeup
     from hostpanel.agent.management.commands import hostagent
 
     reports: list[float] = []
@@ -399,21 +400,15 @@ def test_the_loop_without_the_database_reports_usage_every_period(monkeypatch: p
             stop.set()
 
     monkeypatch.setattr(hostagent, "report_usage", report)
-    monkeypatch.setattr(hostagent.agent, "fence", lambda *a: [])
     monkeypatch.setattr(hostagent.remote, "reconcile", lambda *a: SimpleNamespace(retry_in=None))
-    clock = [0.0]  # the loop's own clock: each wait moves it on by what the loop asked
+    clock = [0.0]  # the loop's own clock: each sleep moves it on to what the loop asked
     monkeypatch.setattr(hostagent, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     beats = []
 
-    def wait(seconds: float) -> None:
-        beats.append(seconds)
-        clock[0] += seconds
+    class Sleeps(wakeup.Wakeup):
+        def sleep(self, deadline: float, stop: threading.Event) -> None:
+            beats.append(deadline - clock[0])
+            clock[0] = deadline
 
-    monkeypatch.setattr(stop, "wait", wait)
-
-    class Engine:
-        def rotate_logs(self) -> int:
-            return 0
-
-    hostagent._loop_without_database(Engine(), None, None, 1.0, 1.0, stop, usage_every=3.0)  # type: ignore[arg-type]
-    assert len(reports) == 3 and len(beats) == 10  # after 3, 6 and 9 beats of 1 s, then it stopped
+    hostagent._agent_loop(None, None, None, 1.0, stop, usage_every=3.0, soon=Sleeps())  # type: ignore[arg-type]
+    assert len(reports) == 3 and len(beats) == 10  # after 3, 6 and 9 waits of 1 s, then it stopped

@@ -8,14 +8,11 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from engine.images.store import ImageStore
-from engine.paths import EnginePaths
 from hostpanel.deployments.models import Replica
 from hostpanel.hosts.models import Host
 from hostpanel.images import services
 from hostpanel.images.models import Image
 from hostpanel.tenants.models import Role, Tenant
-from tests.engine.images_fixtures import ArchiveImage, docker_save, f, rootfs, tar_bytes
 from tests.hostpanel.factories import MembershipFactory, TenantFactory
 from tests.hostpanel.hosts.enrolled_hosts import EnrolledAgents
 from tests.hostpanel.hosts.fake_engine import FakeEngine
@@ -80,25 +77,6 @@ def test_base_images_are_registered_by_admins_and_agents(api: Any, admin_user: A
     )
     made = services.register_base_images(["busybox:latest", "acme/app:1", "debian:12"])
     assert sorted(i.reference for i in made) == ["busybox:latest", "debian:12"]  # never a tenant's namespace
-
-
-def test_an_agent_registers_only_the_engines_base_names(tenant: Tenant, tmp_path: Path) -> None:
-    """A name a (since deleted) tenant owns on the host never becomes a base image; old names are sorted."""
-    paths = EnginePaths(tmp_path / "engine")
-    paths.ensure()
-    store = ImageStore(paths)
-    for n, (ref, owner) in enumerate(
-        [("busybox:latest", None), (f"{tenant.slug}/legacy:1", None), ("gone/private:1", "gone")]
-    ):
-        img = ArchiveImage(layers=[rootfs(str(n)), tar_bytes([f("x", str(n).encode())])])
-        store.import_archive(docker_save(tmp_path / f"{n}.tar", [img]), ref, tenant=owner)
-    made = services.register_host_images(store)
-    assert [i.reference for i in made] == ["busybox:latest"]
-    assert not Image.objects.filter(reference="gone/private:1").exists()
-    assert store.resolve(f"{tenant.slug}/legacy:1", tenant=tenant.slug).repo_tags == (
-        f"{tenant.slug}/legacy:1",
-    )
-    assert store.base_tags() == ["busybox:latest"]
 
 
 def test_the_host_imports_an_uploaded_image_on_first_use(

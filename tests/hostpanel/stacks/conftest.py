@@ -1,4 +1,4 @@
-"""Stacks' fixtures: the advance task is recorded, not sent (end to end it is sent)."""
+"""Stacks' fixtures: an advance asked for is recorded, not run (end to end it runs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,5 @@ from tests.hostpanel.builds.conftest import sent_builds  # noqa: F401  (builds s
 def sent_advances(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sent: list[int] = []
     if request.node.get_closest_marker("e2e") is None:
-        monkeypatch.setattr(
-            "hostpanel.stacks.dispatch.send_advance", lambda stack_id, countdown=0.0: sent.append(stack_id)
-        )
+        monkeypatch.setattr("hostpanel.stacks.dispatch.send_advance", lambda stack_id: sent.append(stack_id))
     return sent

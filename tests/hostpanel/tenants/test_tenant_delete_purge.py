@@ -1,6 +1,6 @@
 """Deleting a tenant (API, admin site, manage command) purges it on every host, also on a host that
 was down at the time; a new tenant re-using the slug starts empty. Real engines, one per host, each
-purged by its enrolled agent without the database (the panel's internal API in this process)."""
+purged by its enrolled agent (the panel's internal API in this process)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ Play = Callable[[list[tuple[int, str, str]]], None]
 
 @pytest.fixture
 def play(engines: dict[str, Engine], agents: EnrolledAgents) -> Play:
-    """Play the agents without the database: a sent purge wakes its host's agent, which purges what
+    """Play the agents: a sent purge wakes its host's agent, which purges what
     its desired document names (``purge_tenants``) from its engine and reports the outcomes with
     ``POST host/purged``, as the last step of its reconcile does (:func:`remote.reconcile`)."""
 

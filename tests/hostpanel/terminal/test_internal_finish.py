@@ -1,4 +1,4 @@
-"""``POST /internal/v1/exec/<id>/finished``: an enrolled agent without the database completes the
+"""``POST /internal/v1/exec/<id>/finished``: an enrolled agent completes the
 audit entry of an exec session it ran (hostpanel/terminal/internal.py).
 
 Hosts sa and sb are enrolled (real Redis ACL users, as tests/hostpanel/hosts/conftest.py makes

@@ -9,7 +9,7 @@ import pytest
 
 from hostpanel.agent import deleted_volumes
 from hostpanel.agent.deleted_volumes import LABEL_VOLUME_PROOF
-from hostpanel.agent.reconcile import LABEL_VOLUME
+from hostpanel.agent.host_engine import LABEL_VOLUME
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import services as deployments
 from hostpanel.errors import Conflict, InvalidRequest, QuotaExceeded

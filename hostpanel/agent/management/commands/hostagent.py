@@ -1,11 +1,13 @@
-"""`manage.py hostagent --name h1 --engine-root DIR --instance NAME`: run this machine's host agent.
+"""`manage.py hostagent --state-dir DIR [--engine-root DIR --instance NAME]`: run this host's agent.
 
-A Celery worker consuming the queue ``host.<name>`` (solo pool: one reconcile
-at a time; control work only: reconcile, logs, stats, exec, usage) plus a
-heartbeat thread that registers the host on first start, keeps its heartbeat
-fresh, marks hosts with stale heartbeats down (their replicas move), places
-pending replicas, sends waiting builds within their tenant's fair share and
-enqueues a periodic reconcile.
+The host must be enrolled first (`manage.py host add NAME` on the panel prints the join command,
+which writes ``DIR``'s credentials and starts this; `make run` enrolls its own host with
+`manage.py enroll_local`). The agent holds no database: it talks to the panel only through its
+own Redis user (its queues) and the panel's internal API with its host token.
+
+A Celery worker consuming the queue ``host.<name>`` (solo pool: one task at a time; control work
+only: reconcile, logs, stats, exec, copies) plus a loop thread that beats (removing what the
+answer fences), reconciles from the internal API, reports usage and keeps the edge proxy current.
 
 Builds never run in that worker: the command also starts (and restarts, should
 it die) a second Celery worker process on the queue ``build.<name>`` with
@@ -32,25 +34,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import close_old_connections, connection
 
-from hostpanel.agent import host_secrets, remote
-from hostpanel.agent import reconcile as agent
+from hostpanel.agent import host_engine as agent
+from hostpanel.agent import host_secrets, remote, wakeup
 from hostpanel.agent.build_runner import clean_interrupted_builds
 from hostpanel.agent.credentials import AgentCredentials, InternalClient, PanelError, client_for
 from hostpanel.agent.credentials import load as load_credentials
 from hostpanel.agent.edge import EdgeAgent, caddy_fields
 from hostpanel.agent.follower import start_in_thread
 from hostpanel.agent.usage import report_usage
-from hostpanel.builds.services import redispatch_host_builds
 from hostpanel.celery import app
-from hostpanel.deployments import rollout
-from hostpanel.edge import services as edge_services
-from hostpanel.errors import Conflict
-from hostpanel.hosts import dispatch, services
-from hostpanel.hosts.models import Host
-from hostpanel.images.services import register_host_images
-from hostpanel.stacks import services as stacks
 
 log = logging.getLogger("hostpanel.hostagent")
 
@@ -107,106 +100,43 @@ class Command(BaseCommand):
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        client = None
-        opts["logs_redis_url"] = ""  # the log follower's Redis: the panel's, or an enrolled host's own user
-        if opts["state_dir"]:
-            creds = enrolled(Path(opts["state_dir"]), opts["name"])
-            opts["name"], client = creds.name, client_for(creds)
-            opts["logs_redis_url"] = creds.redis_url
-            try:  # a revoked host stops here; a panel starting beside it (`make run`) is waited for
-                wait_for_panel(client.me, creds.panel, opts["panel_wait"], self.stdout.write)
-            except PanelError as exc:
-                raise CommandError(f"the panel refuses this host: {exc}") from exc
-        if not opts["name"]:
-            raise CommandError("give --name (or --state-dir of an enrolled host)")
-        edge_fields = checked_caddy_fields(opts["caddy_admin"])  # before starting anything
-        if settings.AGENT_WITHOUT_DATABASE:
-            assert client is not None
-            self._run_without_database(opts, client, Path(opts["state_dir"]), edge_fields)
-            return
-        name: str = opts["name"]
         if opts["build_slots"] < 1:
             raise CommandError("--build-slots: give at least 1")
-        config = agent.AgentConfig(name=name, engine_root=opts["engine_root"], instance=opts["instance"])
-        config.export()
-        engine = agent.engine_for(config.engine_root, config.instance)  # fails early on a bad root
-        for leftover in engine.recover():  # what a crashed earlier agent left half-created
-            self.stdout.write(f"recovered: removed {leftover}")
-        cpus = opts["cpus"] if opts["cpus"] is not None else float(os.cpu_count() or 1)
-        # its base images first: once the host is up, a tenant may deploy onto it at once
-        for image in register_host_images(engine.images):
-            self.stdout.write(f"registered base image {image.reference}")
-        try:
-            host = services.register_host(
-                name,
-                address=opts["address"],
-                cpu_millis=int(cpus * 1000),
-                memory_bytes=opts["memory"] or memory_bytes(),
-                disk_bytes=shutil.disk_usage(engine.paths.root).total,
-                engine_root=config.engine_root,
-                engine_instance=config.instance,
+        edge_fields = checked_caddy_fields(opts["caddy_admin"])  # before starting anything
+        if not opts["state_dir"]:
+            raise CommandError(
+                "this host is not enrolled: give --state-dir (or HOSTPANEL_AGENT_STATE_DIR) of an "
+                "enrolled host; enroll one with `manage.py host add NAME` on the panel and the join "
+                "command it prints (README, Adding a host)"
             )
-        except Conflict as exc:
-            raise CommandError(str(exc)) from exc
-        for leftover in clean_interrupted_builds(engine):  # builds killed with an earlier agent
-            self.stdout.write(f"recovered: removed {leftover}")
-        redispatch_host_builds(host)
-        edge = start_edge(name, edge_fields)
-        edge_services.send_routes_to(host)
-        connection.close()
-        stop = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat_loop,
-            args=(
-                host.pk,
-                host.queue,
-                opts["heartbeat_interval"],
-                {
-                    "reconcile": opts["reconcile_interval"],
-                    "usage": opts["usage_interval"],
-                    "routes": opts["reconcile_interval"],
-                },
-                stop,
-                engine.rotate_logs,
-                edge,
-                client,
-                lambda host_id: agent.fence(engine, host_id, client),
-            ),
-            name="heartbeat",
-            daemon=True,
-        )
-        beat.start()
+        if not settings.AGENT_WITHOUT_DATABASE:
+            raise CommandError(
+                "a host agent holds no database: start it with HOSTPANEL_AGENT_STATE_DIR set to its "
+                "state directory and without DATABASE_URL in its environment (the join command and "
+                "`make run` do)"
+            )
+        creds = enrolled(Path(opts["state_dir"]), opts["name"])
+        opts["name"], client = creds.name, client_for(creds)
+        opts["logs_redis_url"] = creds.redis_url  # the log follower's Redis: the host's own user
+        try:  # a revoked host stops here; a panel starting beside it (`make run`) is waited for
+            wait_for_panel(client.me, creds.panel, opts["panel_wait"], self.stdout.write)
+        except PanelError as exc:
+            raise CommandError(f"the panel refuses this host: {exc}") from exc
+        self._run(opts, client, Path(opts["state_dir"]), edge_fields)
 
-        start_in_thread(
-            engine, name, stop, opts["logs_redis_url"]
-        )  # follows the logs of containers someone watches
-        builds = BuildWorker(name, host.build_queue, opts["build_slots"], opts["loglevel"], stop)
-        builds.start()
-        self.stdout.write(
-            f"host agent {name}: queue {host.queue}, builds on {host.build_queue} "
-            f"({opts['build_slots']} slots), engine {config.engine_root} ({config.instance})"
-        )
-
-        try:
-            app.worker_main(control_worker_args(host.queue, name, opts["loglevel"]))
-        finally:
-            stop.set()
-            builds.stop()
-            edge.stop()
-
-    def _run_without_database(
+    def _run(
         self,
         opts: dict[str, Any],
         client: InternalClient,
         state_dir: Path,
         edge_fields: dict[str, Any] | None,
     ) -> None:
-        """An enrolled agent without the database: it registers its capacity, beats, reconciles and
+        """The agent (enrolled, no database): it registers its capacity, beats, reconciles and
         reports its engine's usage through the internal API and consumes its own queue; its
         engine's base images are registered with its start. Its build worker runs the builds sent
         to ``build.<name>`` through the internal API (hostpanel/agent/remote_build.py), what
-        builds killed with an earlier agent left removed first. It runs the edge as the database
-        path does (:func:`start_edge`): the panel answers its start by sending its queue the last
+        builds killed with an earlier agent left removed first. It runs the edge
+        (:func:`start_edge`): the panel answers its start by sending its queue the last
         routing table, and the later ones as it publishes them (the ``apply_routes`` task); its
         reconciles load Caddy's config again should Caddy have restarted without it. It follows the
         logs viewers watch (hostpanel/agent/follower.py) as its own Redis user, on its own channels,
@@ -242,11 +172,18 @@ class Command(BaseCommand):
             self.stdout.write(f"registered base image {reference}")
         edge = start_edge(config.name, edge_fields)  # the table the start asked for waits in the queue
         stop = threading.Event()
-        loop = threading.Thread(
-            target=_loop_without_database,
-            args=(engine, client, state_dir, opts["heartbeat_interval"], opts["reconcile_interval"], stop),
-            kwargs={"usage_every": opts["usage_interval"], "edge": edge},
+        beats = threading.Thread(
+            target=_beat_loop,
+            args=(engine, client, opts["heartbeat_interval"], stop),
             name="heartbeat",
+            daemon=True,
+        )
+        beats.start()
+        loop = threading.Thread(
+            target=_agent_loop,
+            args=(engine, client, state_dir, opts["reconcile_interval"], stop),
+            kwargs={"usage_every": opts["usage_interval"], "edge": edge},
+            name="reconcile",
             daemon=True,
         )
         loop.start()
@@ -265,74 +202,11 @@ class Command(BaseCommand):
             builds.stop()
             edge.stop()
 
-    @staticmethod
-    def _heartbeat_loop(
-        host_id: int,
-        queue: str,
-        interval: float,
-        every: dict[str, float],
-        stop: threading.Event,
-        rotate_logs: Callable[[], int],
-        edge: EdgeAgent | None = None,
-        client: InternalClient | None = None,
-        beat: Callable[[int], object] | None = None,
-    ) -> None:
-        """Every ``interval`` s: beat, mark silent hosts down, place pending replicas, rotate the
-        logs of this host's containers (the one rotator of this engine), and queue the periodic jobs
-        (with the reconciles: publish the routing table if it changed, resend it to this host, and
-        load Caddy's config should Caddy have restarted without it). An enrolled host (``client``)
-        beats through the panel's internal API with its host token: revoked, it beats no more."""
-
-        def edge_catch_up(host_id: int, queue: str) -> None:
-            edge_services.publish_routes()
-            host = Host.objects.filter(pk=host_id).first()
-            if host is not None:
-                edge_services.send_routes_to(host)
-            try:
-                if edge is not None:
-                    edge.ensure_caddy()
-            except Exception:
-                log.exception("edge: loading caddy's config failed; retrying")
-
-        senders = {
-            "reconcile": dispatch.send_reconcile,
-            "usage": dispatch.send_collect_usage,
-            "routes": edge_catch_up,
-        }
-        since = dict(every)  # both right away on start
-        while not stop.is_set():
-            try:
-                rotate_logs()
-            except Exception:
-                log.exception("log rotation failed; retrying")
-            try:
-                close_old_connections()
-                if beat is not None:  # the agent's: its answer fences what moved away meanwhile
-                    beat(host_id)
-                elif client is not None:
-                    client.heartbeat()
-                else:
-                    services.heartbeat(host_id)
-                services.watch_hosts()  # dead hosts, drains and evacuations, pending replicas
-                rollout.advance_all()  # rolls go on even when no reconcile of their hosts runs
-                stacks.advance_all()  # stacks' waiting services start once their dependencies are met
-                for job, period in every.items():
-                    if since[job] >= period and Host.objects.filter(pk=host_id).exists():
-                        senders[job](host_id, queue)
-                        since[job] = 0.0
-            except Exception:
-                log.exception("heartbeat failed; retrying")
-            finally:
-                connection.close()
-            stop.wait(interval)
-            for job in since:
-                since[job] += interval
-
 
 def control_worker_args(queue: str, name: str, loglevel: str, *, events: bool = True) -> list[str]:
     """The agent's own Celery worker: its host queue, one task at a time (solo pool). Without
-    ``events`` it publishes no worker events (online, heartbeats; nothing reads them): an agent
-    without the database publishes as its host's Redis user, whose ACL has no ``/0.celeryev/*``
+    ``events`` it publishes no worker events (online, heartbeats; nothing reads them): the agent
+    publishes as its host's Redis user, whose ACL has no ``/0.celeryev/*``
     channel (hosts/redis_acl.py), so they would be refused and piled up in the worker's buffer."""
     return [
         "worker",
@@ -350,46 +224,48 @@ def control_worker_args(queue: str, name: str, loglevel: str, *, events: bool = 
     ]
 
 
-RECONCILE_SOON_MIN = 0.2  # seconds: the soonest a back-off or probe brings a reconcile back
+def _beat_loop(engine: Any, client: InternalClient, interval: float, stop: threading.Event) -> None:
+    """Every ``interval`` s: rotate the logs of this host's containers (the one rotator of this
+    engine) and beat, removing what the answer fences (:func:`host_engine.fence`). A thread of its
+    own: a reconcile that waits (a container's stop takes its grace period) never holds a beat back,
+    so the panel never takes a busy host for a dead one."""
+    while not stop.is_set():
+        try:
+            engine.rotate_logs()
+        except Exception:
+            log.exception("log rotation failed; retrying")
+        try:
+            agent.fence(engine, client)
+        except Exception:
+            log.exception("heartbeat failed; retrying")
+        stop.wait(interval)
 
 
-def _loop_without_database(
+def _agent_loop(
     engine: Any,
     client: InternalClient,
     state_dir: Path,
-    interval: float,
     reconcile_every: float,
     stop: threading.Event,
     usage_every: float = 60.0,
     edge: EdgeAgent | None = None,
+    soon: wakeup.Wakeup = wakeup.due,
 ) -> None:
-    """Every ``interval`` s: rotate the logs, beat (removing what the answer fences); every
-    ``reconcile_every`` s, or sooner when a reconcile asks to come back (a back-off ends, a probe's
-    result is due: its ``retry_in``): reconcile from the internal API (hostpanel/agent/remote.py)
-    and bring ``edge`` up to date: the panel's last routing table if newer (:func:`catch_up_routes`),
-    its config loaded into Caddy should Caddy have restarted without it; every
-    ``usage_every`` s: report the engine's usage (hostpanel/agent/usage.py), the first one after
-    one period (its containers run by then)."""
-    next_beat = next_reconcile = time.monotonic()  # right away on start
-    next_usage = next_beat + usage_every
+    """Every ``reconcile_every`` s, or sooner when a reconcile of this process asked to come back
+    (``soon``: a back-off ends, a probe's result is due; the loop's own reconciles or a task's):
+    reconcile from the internal API (hostpanel/agent/remote.py) and bring ``edge`` up to date: the
+    panel's last routing table if newer (:func:`catch_up_routes`), its config loaded into Caddy
+    should Caddy have restarted without it; every ``usage_every`` s: report the engine's usage
+    (hostpanel/agent/usage.py), the first one after one period (its containers run by then).
+    Beats are :func:`_beat_loop`'s."""
+    next_reconcile = time.monotonic()  # right away on start
+    next_usage = next_reconcile + usage_every
     while not stop.is_set():
         now = time.monotonic()
-        if now >= next_beat:
-            next_beat = now + interval
+        if now >= next_reconcile or soon.is_due(now):
+            soon.take()
             try:
-                engine.rotate_logs()
-            except Exception:
-                log.exception("log rotation failed; retrying")
-            try:
-                agent.fence(engine, 0, client)
-            except Exception:
-                log.exception("heartbeat failed; retrying")
-        if now >= next_reconcile:
-            wait = reconcile_every
-            try:
-                done = remote.reconcile(engine, client, state_dir)
-                if done.retry_in is not None:
-                    wait = min(reconcile_every, max(done.retry_in, RECONCILE_SOON_MIN))
+                soon.ask(remote.reconcile(engine, client, state_dir).retry_in)
             except Exception:
                 log.exception("reconcile failed; retrying")
             if edge is not None:
@@ -401,14 +277,14 @@ def _loop_without_database(
                     edge.ensure_caddy()
                 except Exception:
                     log.exception("edge: loading caddy's config failed; retrying")
-            next_reconcile = time.monotonic() + wait
+            next_reconcile = time.monotonic() + reconcile_every
         if now >= next_usage:
             next_usage = now + usage_every
             try:
                 report_usage(engine, client)
             except Exception:
                 log.exception("usage report failed; retrying")
-        stop.wait(max(0.0, min(next_beat, next_reconcile, next_usage) - time.monotonic()))
+        soon.sleep(min(next_reconcile, next_usage), stop)
 
 
 def catch_up_routes(edge: EdgeAgent, client: InternalClient) -> bool:
@@ -430,7 +306,7 @@ def checked_caddy_fields(caddy_admin: str) -> dict[str, Any] | None:
 
 
 def start_edge(name: str, caddy: dict[str, Any] | None) -> EdgeAgent:
-    """This host's edge (hostpanel/agent/edge.py), both paths': DNS answers for its Caddy from the
+    """This host's edge (hostpanel/agent/edge.py): DNS answers for its Caddy from the
     last routing table kept under ``<var>/edge/<name>``, then the config loaded into Caddy
     (``caddy``: :func:`checked_caddy_fields`; None: no Caddy here). The ``apply_routes`` task
     hands it the tables the panel sends to this host's queue."""
@@ -485,12 +361,11 @@ def enrolled(state_dir: Path, name: str | None) -> AgentCredentials:
     os.environ[host_secrets.ENV_STATE_DIR] = str(state_dir.resolve())
     app.conf.update(
         broker_read_url=creds.redis_url,
+        broker_write_url=creds.redis_url,  # all its Redis traffic as its own user: no panel password here
         result_backend=creds.redis_url,
         broker_transport_options=creds.transport_options,
         worker_enable_remote_control=False,
     )
-    if settings.AGENT_WITHOUT_DATABASE:  # all its Redis traffic as its own user: no panel password here
-        app.conf.update(broker_write_url=creds.redis_url)
     app._local = threading.local()  # the result backend, made again from the new URL
     return creds
 

@@ -1,10 +1,9 @@
 """`manage.py watchhosts [--interval 2] [--once]`: the panel's own periodic host checks.
 
-Every host agent's heartbeat loop runs them too (services.watch_hosts), so a pool with any
-live agent needs nothing else; this command runs them on the panel's side, where a pool
-whose agents do not reach the database (or a control plane run in containers: a
-``scheduler`` service) still declares dead hosts, moves their stateless replicas, and lets
-drains and evacuations end.
+Host agents hold no database, so these run on the panel's side, here (`make run` starts it;
+a control plane run in containers has a ``scheduler`` service): declare dead hosts and move
+their stateless replicas, let drains and evacuations end, place pending replicas, and tell
+the apps above (``hosts.signals.checked``: rolls and stacks' waiting services go on).
 """
 
 from __future__ import annotations
