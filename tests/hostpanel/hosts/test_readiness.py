@@ -59,7 +59,7 @@ def test_a_replica_joins_the_rotation_once_its_http_port_accepts_and_the_edge_he
         agents.reconcile(engine, host)  # its result is reported
     (replica,) = rotation.serving_replicas(app)
     assert replica.ready and tables() == before + 1
-    assert published().table["routes"] == {"web-acme.localhost": [["h1", 30000]]}
+    assert published().table["routes"] == {"web-acme.localhost": [[f"h{host.pk}", 30000]]}  # its upstream
     with on_commit():
         agents.reconcile(engine, host)
     assert tables() == before + 1  # probed once: no more probes, no more tables
