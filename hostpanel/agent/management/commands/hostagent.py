@@ -172,6 +172,7 @@ class Command(BaseCommand):
             self.stdout.write(f"registered base image {reference}")
         edge = start_edge(config.name, edge_fields)  # the table the start asked for waits in the queue
         stop = threading.Event()
+        _beat(engine, client)  # first: a host back from a partition fences what moved away meanwhile
         beats = threading.Thread(
             target=_beat_loop,
             args=(engine, client, opts["heartbeat_interval"], stop),
@@ -224,21 +225,25 @@ def control_worker_args(queue: str, name: str, loglevel: str, *, events: bool = 
     ]
 
 
+def _beat(engine: Any, client: InternalClient) -> None:
+    """Rotate the logs of this host's containers (the one rotator of this engine) and beat,
+    removing what the answer fences (:func:`host_engine.fence`); failures are logged."""
+    try:
+        engine.rotate_logs()
+    except Exception:
+        log.exception("log rotation failed; retrying")
+    try:
+        agent.fence(engine, client)
+    except Exception:
+        log.exception("heartbeat failed; retrying")
+
+
 def _beat_loop(engine: Any, client: InternalClient, interval: float, stop: threading.Event) -> None:
-    """Every ``interval`` s: rotate the logs of this host's containers (the one rotator of this
-    engine) and beat, removing what the answer fences (:func:`host_engine.fence`). A thread of its
+    """:func:`_beat` every ``interval`` s (the agent's start beat once before). A thread of its
     own: a reconcile that waits (a container's stop takes its grace period) never holds a beat back,
     so the panel never takes a busy host for a dead one."""
-    while not stop.is_set():
-        try:
-            engine.rotate_logs()
-        except Exception:
-            log.exception("log rotation failed; retrying")
-        try:
-            agent.fence(engine, client)
-        except Exception:
-            log.exception("heartbeat failed; retrying")
-        stop.wait(interval)
+    while not stop.wait(interval):
+        _beat(engine, client)
 
 
 def _agent_loop(
