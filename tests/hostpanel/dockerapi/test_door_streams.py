@@ -147,7 +147,13 @@ def test_exec_stays_inside_the_tenant_and_the_role(
     finally:
         running.kill()
         running.wait()
-    ended = exec_entries(live.tenant)[-1]
+    # the agent completes the audit entry through the internal API once the process is gone, which
+    # may come a moment after the client's stream ended
+    ended = wait_for(
+        lambda: (entry := exec_entries(live.tenant)[-1]).message.endswith(")") and entry,
+        30,
+        "the exec's audit entry to be completed",
+    )
     assert ended.message == "command: sh -c 'echo started; sleep 600'; exit code 137 (access ended:" + (
         " the certificate was revoked, or its member is no longer a developer)"
     ), ended.message
