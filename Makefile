@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hostpanel-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install packages venv static test test-engine test-sqlite test-e2e test-e2e-doors test-control-plane lint run stop lighthouse test-lighthouse images
+.PHONY: help install packages venv cli static test test-engine test-sqlite test-e2e test-e2e-doors test-control-plane lint run stop lighthouse test-lighthouse images
 
 help:
 	@echo "make run      install, start Redis and the panel on http://127.0.0.1:8000 (Ctrl-C to stop)"
@@ -39,7 +39,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-install: packages venv static
+# `hpctl`: the operator daemon's thin client in C (engine/cli/hpctl.c), which hands every command
+# the daemon does not run to the Python hpctl (scripts/hpctl-py, installed as $(BIN)/hpctl-py).
+cli: $(BIN)/hpctl
+
+$(BIN)/hpctl: engine/cli/hpctl.c $(STAMP)
+	gcc -O2 -Wall -Wextra -Werror -o $@.part $< \
+	    -DHPCTL_PYTHON='"$(abspath $(BIN))/python"' -DHPCTL_SCRIPT='"$(abspath $(BIN))/hpctl-py"'
+	mv -f $@.part $@
+
+install: packages venv cli static
 	$(BIN)/hpctl host setup
 	@# the password Redis requires (var/redis_password, mode 0600; made once): scripts/redis.sh
 	@$(BIN)/python -m hostpanel.config redis-password "$${HOSTPANEL_VAR_DIR:-$$PWD/var}" >/dev/null

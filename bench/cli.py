@@ -15,9 +15,10 @@ number), podman all of it but its conmon, hpctl all of it but its conmon.
 
 The tools:
 
-- hpctl: a script shaped like the installed console script (``from engine.cli
-  import main``) on a scratch engine root and instance, with bytecode cached
-  (``PYTHONPYCACHEPREFIX`` in the work directory), as an installed hpctl has,
+- hpctl: the installed command (``.venv/bin/hpctl``: the C client of
+  engine/cli/hpctl.c, which hands what the daemon does not run to the Python
+  hpctl, scripts/hpctl-py) on a scratch engine root and instance, with bytecode
+  cached (``PYTHONPYCACHEPREFIX`` in the work directory), as an installed hpctl has,
   twice: ``hpctl`` alone (no daemon: every verb in-process) and ``hpctl+daemon``
   with the operator daemon (``hpctl docker serve``, started here on a tmp socket)
   answering, so the quick verbs (engine/cli/remote.py) and ``exec`` (through the
@@ -40,7 +41,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import sysconfig
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -64,10 +64,10 @@ from bench.docker_api import (
 from engine.engine import Engine
 
 REPO = Path(__file__).resolve().parent.parent
-TOOLS = ("hpctl", "hpctl+daemon", "hpctl+daemon .pth", "docker", "podman")
+TOOLS = ("hpctl", "hpctl+daemon", "docker", "podman")
 DOCKERFILE = "FROM busybox\nRUN echo cached > /cached.txt\n"
-HPCTL_SCRIPT = "import sys\nfrom engine.cli import main\nsys.exit(main())\n"
-"""What pip's console script for `hpctl` does (pyproject.toml [project.scripts])."""
+HPCTL = Path(sys.executable).with_name("hpctl")
+"""The installed command (`make install`): what a user runs."""
 
 
 @dataclass
@@ -120,39 +120,23 @@ def timed_call(tool: Tool, args: list[str]) -> tuple[float, float, subprocess.Co
 
 
 # ---- the tools ----------------------------------------------------------------------------------
-def static_pth_python(workdir: Path) -> str:
-    """A venv whose site-packages has one plain .pth: this repository and the current venv's packages.
-
-    That is what `pip install -e .` makes with pyproject.toml's ``package-dir`` (a path line instead
-    of setuptools' import-hook finder), so it shows hpctl's start-up once the venv is reinstalled.
-    """
-    venv = workdir / "pth-venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    (site / "hostpanel.pth").write_text(f"{REPO}\n{sysconfig.get_paths()['purelib']}\n")
-    return str(venv / "bin" / "python")
-
-
-def hpctl_tool(
-    engine: Engine, workdir: Path, daemon: Path | None = None, python: str = sys.executable, label: str = ""
-) -> Tool:
+def hpctl_tool(engine: Engine, workdir: Path, daemon: Path | None = None) -> Tool:
     """`hpctl` on the scratch engine: in-process only, or with the operator daemon on ``daemon``."""
-    script = workdir / "hpctl"
-    script.write_text(HPCTL_SCRIPT)
+    if not HPCTL.is_file():
+        return Tool("hpctl", why=f"{HPCTL} is missing: run `make install`")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env |= {"PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(workdir / "pycache")}
     if daemon is None:
         env["HOSTPANEL_CLI_DAEMON"] = "0"
     else:
         env["HOSTPANEL_DOCKER_SOCKET"] = str(daemon)
-    argv = [python, str(script), "--root", str(engine.paths.root), "--instance", engine.instance]
-    return Tool(label or ("hpctl" if daemon is None else "hpctl+daemon"), argv, env)
+    argv = [str(HPCTL), "--root", str(engine.paths.root), "--instance", engine.instance]
+    return Tool("hpctl" if daemon is None else "hpctl+daemon", argv, env)
 
 
-def _hpctl_daemon(target: Target, engine: Engine, workdir: Path, *, pth: bool = False) -> Tool:
-    python = static_pth_python(workdir) if pth else sys.executable
-    tool = hpctl_tool(engine, workdir, target.socket, python, "hpctl+daemon .pth" if pth else "")
-    tool.why = target.why
+def _hpctl_daemon(target: Target, engine: Engine, workdir: Path) -> Tool:
+    tool = hpctl_tool(engine, workdir, target.socket)
+    tool.why = tool.why or target.why
     return tool
 
 
@@ -336,7 +320,6 @@ def main() -> None:
         openers: dict[str, Callable[[], Tool]] = {
             "hpctl": lambda: hpctl_tool(engine, workdir),
             "hpctl+daemon": lambda: _hpctl_daemon(daemon(), engine, workdir),
-            "hpctl+daemon .pth": lambda: _hpctl_daemon(daemon(), engine, workdir, pth=True),
             "docker": lambda: _docker(stack, workdir, archive),
             "podman": lambda: podman_tool(workdir, archive, stack),
         }

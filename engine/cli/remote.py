@@ -19,6 +19,11 @@ forwards SIGINT, SIGTERM and SIGHUP to the container as the in-process ``run`` d
 ``exec`` (without ``-t``) goes to the daemon too, through the Docker API's own exec
 endpoints (engine/cli/remote_exec.py, which uses this module's connection and HTTP helpers).
 
+The installed ``hpctl`` is this client again in C (engine/cli/hpctl.c: no Python start for a
+verb the daemon runs); it hands everything else, unchanged, to the Python ``hpctl``
+(scripts/hpctl-py), which runs this module as before. Keep the two clients' protocol alike
+(tests/engine/unit/test_cli_client.py compares their requests).
+
 Everything else runs in-process (``cp``, terminals ...), as does every
 verb when there is no daemon, when it serves another root or instance, when it is older and
 lacks the endpoint, or with ``HOSTPANEL_CLI_DAEMON=0``.

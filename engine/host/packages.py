@@ -39,6 +39,8 @@ REQUIRED_PACKAGES: tuple[str, ...] = (
     "caddy",  # the edge proxy: <app>-<tenant>.<apps domain> and custom domains, TLS (make run starts it)
     "wrk",  # HTTP load generator of the benches (bench/api_load.py, bench/proxy.py)
     "git",  # shallow clones of a build context from a git repository on the host (builds with git_url)
+    "gcc",  # builds `hpctl`, the operator daemon's thin client in C (engine/cli/hpctl.c; make install)
+    "libc6-dev",  # its headers
     # The stock docker CLI (20.10) the Docker API's tests drive when the machine has no newer one;
     # its dockerd is never started (policy-rc.d while apt runs; nothing here enables it).
     "docker.io",

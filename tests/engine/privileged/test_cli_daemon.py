@@ -1,7 +1,9 @@
 """`hpctl` as a thin client of the operator daemon (engine/cli/remote.py, engine/dockerapi/cli.py).
 
 Real containers, a real daemon (the operator router on a tmp socket) and `hpctl` as whole
-processes: the quick verbs sent to the daemon print and exit exactly as they do in-process;
+processes, each test twice: the Python client, and the C client `make install` installs
+(engine/cli/hpctl.c, handing what the daemon does not run to the Python side): the quick verbs
+sent to the daemon print and exit exactly as they do in-process;
 everything else, another engine root, no daemon, or HOSTPANEL_CLI_DAEMON=0 runs in-process;
 the endpoint refuses what it must not run.
 """
@@ -23,6 +25,7 @@ from engine.cli.remote import CONTENT_TYPE, CONTROL, ENDPOINT, STDERR, frames
 from engine.cli.remote_exec import INSTANCE_HEADER, ROOT_HEADER
 from engine.engine import Engine
 from engine.images.model import Image
+from tests.engine.cli_support import build_c_client, signal_and_wait
 from tests.engine.conftest import hpctl_argv
 from tests.engine.dockerapi_support import DockerAPI, _UnixConnection, serving_api
 
@@ -40,10 +43,42 @@ sys.stderr.write("\\n" + json.dumps({"code": code, "in_process": "engine.engine"
 """
 
 
-@pytest.fixture()
-def api(engine: Engine, busybox: Image) -> Iterator[DockerAPI]:
-    with serving_api(engine) as served:
-        yield served
+_client: dict[str, Path | None] = {"probe": None, "real": None}
+"""The C client the current test runs `hpctl` as, its Python side the PROBE (``probe``) or the
+Python hpctl itself (``real``); None: the Python client (``python -c PROBE``, ``-m engine.cli``)."""
+
+
+@pytest.fixture(scope="module")
+def c_clients(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """engine/cli/hpctl.c built as `make install` builds it, twice: its Python side the PROBE, and
+    scripts/hpctl-py (what make install points it at)."""
+    directory = tmp_path_factory.mktemp("c-client")
+    probe = directory / "probe.py"
+    probe.write_text(PROBE)
+    (directory / "real").mkdir()
+    return {
+        "probe": build_c_client(directory, sys.executable, probe),
+        "real": build_c_client(directory / "real", sys.executable, REPO / "scripts" / "hpctl-py"),
+    }
+
+
+@pytest.fixture(params=["python", "c"])
+def api(
+    request: pytest.FixtureRequest, engine: Engine, busybox: Image, c_clients: dict[str, Path]
+) -> Iterator[DockerAPI]:
+    if request.param == "c":
+        _client.update(c_clients)
+    try:
+        with serving_api(engine) as served:
+            yield served
+    finally:
+        _client.update(probe=None, real=None)
+
+
+def client_argv(engine: Engine, *args: str) -> list[str]:
+    """The command line of the current test's `hpctl` on ``engine``, then ``args``."""
+    argv = hpctl_argv(engine, *args)
+    return argv if _client["real"] is None else [str(_client["real"]), *argv[3:]]
 
 
 def hpctl(
@@ -79,7 +114,8 @@ def hpctl_bytes(
     env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
     if not daemon:
         env["HOSTPANEL_CLI_DAEMON"] = "0"
-    command = [sys.executable, "-c", PROBE, *argv[3:]]
+    c_client = _client["probe"]
+    command = [sys.executable, "-c", PROBE, *argv[3:]] if c_client is None else [str(c_client), *argv[3:]]
     if cwd_gone is not None:
         cwd_gone.mkdir()
         command = ["sh", "-c", f'cd "{cwd_gone}" && rmdir "{cwd_gone}" && exec "$@"', "sh", *command]
@@ -93,6 +129,8 @@ def hpctl_bytes(
         timeout=300,
     )
     err, _, report = done.stderr.rpartition(b"\n")
+    if c_client is not None and not report.startswith(b'{"code"'):  # the C client answered itself
+        return done.returncode, done.stdout, done.stderr, False
     probe = json.loads(report)
     return probe["code"], done.stdout, err, probe["in_process"]
 
@@ -236,22 +274,17 @@ def test_a_cached_build_through_the_daemon_as_in_process(api: DockerAPI, tmp_pat
 
 
 def test_a_foreground_run_passes_signals_on_through_the_daemon(api: DockerAPI) -> None:
-    argv = hpctl_argv(api.engine, *RUN_RM, "busybox", "sh", "-c")
+    argv = client_argv(api.engine, *RUN_RM, "busybox", "sh", "-c")
     script = "trap 'echo caught; exit 7' INT; echo ready; while true; do sleep 0.1; done"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOSTPANEL_", "DOCKER_"))}
     env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
     proc = subprocess.Popen(
         [*argv, script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    out, _ = signal_and_wait(proc, signal.SIGINT)
+    assert ready == "ready\n"
     assert (proc.returncode, out) == (7, "caught\n")
     assert api.engine.list(all=True) == []
 
@@ -355,7 +388,7 @@ def test_exec_streams_large_output_exactly(api: DockerAPI) -> None:
 def test_exec_output_to_a_reader_that_leaves(api: DockerAPI) -> None:
     """`hpctl exec C yes | head -c 10`: hpctl ends quietly (141, as a shell says of SIGPIPE)."""
     cid = _running(api, "sleep", "600")
-    argv = hpctl_argv(api.engine, "exec", cid, "sh", "-c", "yes | head -c 50000000")
+    argv = client_argv(api.engine, "exec", cid, "sh", "-c", "yes | head -c 50000000")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOSTPANEL_", "DOCKER_"))}
     env |= {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(api.socket)}
     script = '"$@" 2>"$ERR" | head -c 10; echo " ${PIPESTATUS[0]}"'

@@ -12,16 +12,14 @@ import ast
 import importlib
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from engine.cli import VERB_MODULES, build_parser, verb_module
+from tests.engine.cli_support import FakeDaemon, chunked, frame
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -187,46 +185,12 @@ CLIENT_MODULES = {"__future__", "_socket", "engine", "engine.cli", "engine.cli.r
 """All a client of the operator daemon may import beyond what Python's own start loads."""
 
 
-def _fake_daemon(path: Path, *answers: bytes) -> threading.Thread:
-    """A server on ``path`` that reads one request per connection and sends the next of ``answers``."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(len(answers))
-
-    def serve() -> None:
-        with server:
-            for answer in answers:
-                _answer_one(server, answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return thread
-
-
-def _answer_one(server: socket.socket, answer: bytes) -> None:
-    conn, _ = server.accept()
-    with conn:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            request += conn.recv(4096)
-        head, _, body = request.partition(b"\r\n\r\n")
-        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
-        while len(body) < length:
-            body += conn.recv(4096)
-        conn.sendall(answer)
-
-
-def _frame(stream: int, payload: bytes) -> bytes:
-    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
-
-
 def test_a_client_of_the_daemon_imports_only_its_socket(tmp_path: Path) -> None:
     """Through the daemon, `hpctl ps` imports no engine module, nor socket's enum/selectors."""
-    frames = _frame(1, b"CONTAINER ID\n") + _frame(2, b"a warning\n") + _frame(3, b"exit 7")
-    chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (frames[:5], frames[5:]))
-    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    frames = frame(1, b"CONTAINER ID\n") + frame(2, b"a warning\n") + frame(3, b"exit 7")
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(frames[:5], frames[5:])
     sock = tmp_path / "daemon.sock"
-    served = _fake_daemon(sock, answer)
+    served = FakeDaemon(sock, answer)
     env = os.environ | {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(sock)}
     env.pop("HOSTPANEL_CLI_DAEMON", None)
     cmd = [
@@ -253,11 +217,11 @@ def test_exec_through_the_daemon_imports_only_its_client(tmp_path: Path) -> None
     """`hpctl exec C cmd` through a (fake) daemon: create, hijacked start, exit code; no json, no engine."""
     created = b'HTTP/1.1 201 Created\r\nContent-Length: 15\r\n\r\n{"Id": "ab12"}\n'
     started = (
-        b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\n\r\n" + _frame(1, b"o\0\xff") + _frame(2, b"e\n")
+        b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\n\r\n" + frame(1, b"o\0\xff") + frame(2, b"e\n")
     )
     inspected = b'HTTP/1.1 200 OK\r\nContent-Length: 34\r\n\r\n{"Running": false, "ExitCode": 9}\n'
     sock = tmp_path / "daemon.sock"
-    served = _fake_daemon(sock, created, started, inspected)
+    served = FakeDaemon(sock, created, started, inspected)
     env = os.environ | {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(sock)}
     env.pop("HOSTPANEL_CLI_DAEMON", None)
     probe = CLIENT_PROBE.replace('print("\\n" + json.dumps(', 'sys.stderr.write("\\n" + json.dumps(')
@@ -317,3 +281,45 @@ def test_what_the_exec_client_does_not_read_plainly_is_argparse_s(argv: list[str
     from engine.cli.remote_exec import parse_exec_line
 
     assert parse_exec_line(argv) is None
+
+
+LAUNCHER = REPO / "scripts" / "hpctl-py"
+
+
+def _imported(stderr: str) -> set[str]:
+    """The modules ``python -X importtime`` reported importing."""
+    return {
+        line.rpartition("|")[2].strip() for line in stderr.splitlines() if line.startswith("import time:")
+    } - {"package"}
+
+
+def test_the_installed_python_hpctl_is_our_launcher() -> None:
+    """`make install` puts scripts/hpctl-py (not pip's console-script wrapper, which imports `re`)
+    beside the venv's python, its shebang pointed at that python."""
+    installed = Path(sys.executable).with_name("hpctl-py")
+    first, _, rest = installed.read_text().partition("\n")
+    assert first.startswith("#!") and "python" in first
+    assert rest == LAUNCHER.read_text().partition("\n")[2]
+
+
+def test_the_launcher_through_the_daemon_imports_only_the_client(tmp_path: Path) -> None:
+    """The whole command as a user runs it: Python's start, the launcher, the client; nothing else
+    (pip's wrapper added `re`, about 11 ms of every call)."""
+    frames = frame(1, b"ID\n") + frame(3, b"exit 0")
+    answer = f"HTTP/1.1 200 OK\r\nContent-Length: {len(frames)}\r\n\r\n".encode() + frames
+    sock = tmp_path / "daemon.sock"
+    served = FakeDaemon(sock, answer)
+    env = os.environ | {"PYTHONPATH": str(REPO), "HOSTPANEL_DOCKER_SOCKET": str(sock)}
+    env.pop("HOSTPANEL_CLI_DAEMON", None)
+    cmd = [sys.executable, "-X", "importtime", str(LAUNCHER), "--root", str(tmp_path / "root"), "ps"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
+    served.join(timeout=10)
+    assert (done.returncode, done.stdout) == (0, "ID\n"), done.stderr[-500:]
+    baseline = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "pass"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert _imported(done.stderr) - _imported(baseline.stderr) == CLIENT_MODULES
