@@ -170,15 +170,13 @@ static int fill(struct reader *r) {
         r->end -= r->start, r->start = 0;
     }
     for (;;) {
+        forward_pending(); /* a signal that came while the last one was being forwarded */
         ssize_t n = read(r->fd, r->data + r->end, sizeof(r->data) - r->end);
         if (n > 0) {
             r->end += (size_t)n;
             return 1;
         }
-        if (n < 0 && errno == EINTR) {
-            forward_pending();
-            continue;
-        }
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0) r->failed = errno;
         return 0;
     }
