@@ -12,6 +12,8 @@ Usage: .venv/bin/python bench/log_latency.py [--lines 300] [--window 5] [--viewe
 1. Latency: a container prints a line every 20 ms; the page subtracts the line's
    time (conmon stamps it, in nanoseconds, as it reads the container's pipe: busybox
    ``date`` has no ``%N``) from the time its WebSocket message arrived (same clock).
+   Lines written before the socket was ready (held while the backfill came) are
+   counted, not timed: they measure the connection, not the live stream.
    dockerd: ``docker logs -f --timestamps`` read by this process; dockerd stamps a
    line as it reads the container's pipe, the same point.
 2. Flood: a container prints numbered lines as fast as it can (busybox awk). Its
@@ -59,12 +61,13 @@ TRACE_CATEGORIES = ["devtools.timeline", "v8", "blink", "disabled-by-default-dev
 # Runs in the page: collect what one log socket receives (see hostpanel/logstream/consumers.py).
 COLLECT = """([path, want, seconds]) => new Promise((resolve) => {
   const latencies = []; let lines = 0; let skipped = 0; let ready = false; let started = 0;
+  let readyAt = 0; let early = 0;
   const ws = new WebSocket('ws://' + location.host + path);
   const finish = () => {
     ws.close();
-    resolve({latencies, lines, skipped, seconds: (performance.now() - started) / 1000});
+    resolve({latencies, lines, skipped, early, seconds: (performance.now() - started) / 1000});
   };
-  ws.onclose = (event) => resolve({latencies, lines, skipped, closed: event.code,
+  ws.onclose = (event) => resolve({latencies, lines, skipped, early, closed: event.code,
                                    seconds: (performance.now() - started) / 1000});
   ws.onmessage = (event) => {
     const now = performance.timeOrigin + performance.now();
@@ -72,6 +75,7 @@ COLLECT = """([path, want, seconds]) => new Promise((resolve) => {
     if (m.type === 'ready') {
       ready = true;
       started = performance.now();
+      readyAt = performance.timeOrigin + started;
       if (seconds) setTimeout(finish, seconds * 1000);
       return;
     }
@@ -84,7 +88,10 @@ COLLECT = """([path, want, seconds]) => new Promise((resolve) => {
       const t = /^(\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d)\\.(\\d+)(.*)$/.exec(line.time);
       if (t) {
         const zone = t[3] === 'Z' ? 'Z' : t[3];
-        latencies.push(now - (Date.parse(t[1] + zone) + Number(t[2].padEnd(9, '0')) / 1e6));
+        const written = Date.parse(t[1] + zone) + Number(t[2].padEnd(9, '0')) / 1e6;
+        // written before the socket was ready: held while the backfill came, not a live line
+        if (written < readyAt) early += 1;
+        else latencies.push(now - written);
       }
     }
     if (want && latencies.length >= want) finish();
@@ -201,6 +208,7 @@ def hostpanel(args: argparse.Namespace) -> dict[str, Any]:
             progress("hostpanel latency: collecting")
             sample = page.evaluate(COLLECT, [f"/ws/logs/{ticker}/?tail=0", args.lines, 0])
             got["latencies"] = sample["latencies"]
+            got["early"] = sample.get("early", 0)
             if not got["latencies"]:
                 raise SystemExit(f"no latency samples: {sample} (logs in {panel.scratch})")
             remove("ticker")
@@ -435,6 +443,7 @@ def table(ours: dict[str, Any], docker: dict[str, Any], viewers: int) -> None:
         ["write -> viewer p50 ms", _ms(ours["latencies"], 0.5), _ms(d("latencies", []), 0.5)],
         ["write -> viewer p99 ms", _ms(ours["latencies"], 0.99), _ms(d("latencies", []), 0.99)],
         ["write -> viewer max ms", _ms(ours["latencies"], 1.0), _ms(d("latencies", []), 1.0)],
+        ["lines written before the viewer was ready (not timed)", str(ours.get("early", "-")), "-"],
         ["flood: container writes lines/s, no viewer", _rate(ours["alone"]), _rate(d("alone"))],
         ["flood: container writes lines/s, one viewer", _rate(ours["watched"]), _rate(d("watched"))],
         [f"flood: container writes lines/s, {viewers} viewers", _rate(ours["many"]), _rate(d("many"))],
