@@ -7,10 +7,13 @@ the same containers on Debian's dockerd (started as bench/docker_api.py starts i
 followed by ``docker logs -f``. Needs root.
 
 Usage: .venv/bin/python bench/log_latency.py [--lines 300] [--window 5] [--viewers 100] [--no-docker]
+       [--json FILE] [--trace FILE]
 
 1. Latency: a container prints a line every 20 ms; the page subtracts the line's
    time (conmon stamps it, in nanoseconds, as it reads the container's pipe: busybox
    ``date`` has no ``%N``) from the time its WebSocket message arrived (same clock).
+   Lines written before the socket was ready (held while the backfill came) are
+   counted, not timed: they measure the connection, not the live stream.
    dockerd: ``docker logs -f --timestamps`` read by this process; dockerd stamps a
    line as it reads the container's pipe, the same point.
 2. Flood: a container prints numbered lines as fast as it can (busybox awk). Its
@@ -53,16 +56,18 @@ TICKER = ["sh", "-c", 'i=0; while true; do i=$((i+1)); echo "T $i"; sleep 0.02; 
 FLOOD = ["awk", 'BEGIN { while (1) { i++; print "flood line " i } }']
 CHROMIUM = "/usr/bin/chromium"
 KEY_EVERY = 0.1  # seconds between synthetic key presses while the viewer streams
+TRACE_CATEGORIES = ["devtools.timeline", "v8", "blink", "disabled-by-default-devtools.timeline"]
 
 # Runs in the page: collect what one log socket receives (see hostpanel/logstream/consumers.py).
 COLLECT = """([path, want, seconds]) => new Promise((resolve) => {
   const latencies = []; let lines = 0; let skipped = 0; let ready = false; let started = 0;
+  let readyAt = 0; let early = 0;
   const ws = new WebSocket('ws://' + location.host + path);
   const finish = () => {
     ws.close();
-    resolve({latencies, lines, skipped, seconds: (performance.now() - started) / 1000});
+    resolve({latencies, lines, skipped, early, seconds: (performance.now() - started) / 1000});
   };
-  ws.onclose = (event) => resolve({latencies, lines, skipped, closed: event.code,
+  ws.onclose = (event) => resolve({latencies, lines, skipped, early, closed: event.code,
                                    seconds: (performance.now() - started) / 1000});
   ws.onmessage = (event) => {
     const now = performance.timeOrigin + performance.now();
@@ -70,6 +75,7 @@ COLLECT = """([path, want, seconds]) => new Promise((resolve) => {
     if (m.type === 'ready') {
       ready = true;
       started = performance.now();
+      readyAt = performance.timeOrigin + started;
       if (seconds) setTimeout(finish, seconds * 1000);
       return;
     }
@@ -82,7 +88,10 @@ COLLECT = """([path, want, seconds]) => new Promise((resolve) => {
       const t = /^(\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d)\\.(\\d+)(.*)$/.exec(line.time);
       if (t) {
         const zone = t[3] === 'Z' ? 'Z' : t[3];
-        latencies.push(now - (Date.parse(t[1] + zone) + Number(t[2].padEnd(9, '0')) / 1e6));
+        const written = Date.parse(t[1] + zone) + Number(t[2].padEnd(9, '0')) / 1e6;
+        // written before the socket was ready: held while the backfill came, not a live line
+        if (written < readyAt) early += 1;
+        else latencies.push(now - written);
       }
     }
     if (want && latencies.length >= want) finish();
@@ -120,7 +129,8 @@ PROBE = """() => {
 VIEWER_STATE = """() => {
   const v = document.querySelector('.log-viewer').hpLogs;
   return {received: v.received, state: v.root.getAttribute('data-state'),
-          elements: document.querySelectorAll('.log-viewer .log-lines > *').length, skipped: v.skipped};
+          elements: document.querySelectorAll('.log-viewer .log-line, .log-viewer .log-marker').length,
+          skipped: v.skipped};
 }"""
 
 
@@ -198,6 +208,7 @@ def hostpanel(args: argparse.Namespace) -> dict[str, Any]:
             progress("hostpanel latency: collecting")
             sample = page.evaluate(COLLECT, [f"/ws/logs/{ticker}/?tail=0", args.lines, 0])
             got["latencies"] = sample["latencies"]
+            got["early"] = sample.get("early", 0)
             if not got["latencies"]:
                 raise SystemExit(f"no latency samples: {sample} (logs in {panel.scratch})")
             remove("ticker")
@@ -212,7 +223,12 @@ def hostpanel(args: argparse.Namespace) -> dict[str, Any]:
             viewer.goto(f"{base}/t/demo/containers/{flood}/")
             viewer.evaluate(PROBE)
             viewer.wait_for_function("() => document.querySelector('.log-viewer').dataset.state === 'live'")
+            if args.trace:
+                browser.start_tracing(page=viewer, categories=TRACE_CATEGORIES)
             got |= _viewed(viewer, log, args.window)
+            if args.trace:
+                args.trace.write_bytes(browser.stop_tracing())
+                got["main_thread"] = main_thread_time(args.trace)
             viewer.close()
 
             progress(f"hostpanel flood: {args.viewers} viewers")
@@ -258,7 +274,34 @@ def _viewed(viewer: Any, log: Path, window: float) -> dict[str, Any]:
         "delays": probe["delays"],
         "longest_task": probe["longest"],
         "round_trips": round_trips,
+        "viewed_seconds": seconds,
     }
+
+
+def main_thread_time(trace: Path) -> dict[str, float]:
+    """Milliseconds of the renderer's main thread per kind of work in a chromium trace (the
+    complete events directly under its tasks: script, style, layout, paint, GC), busiest first."""
+    events = json.loads(trace.read_text())
+    events = events.get("traceEvents", events) if isinstance(events, dict) else events
+    main = {
+        (e["pid"], e["tid"])
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == "thread_name" and e["args"].get("name") == "CrRendererMain"
+    }
+    spans = sorted(
+        (e for e in events if e.get("ph") == "X" and (e.get("pid"), e.get("tid")) in main and "dur" in e),
+        key=lambda e: (e["ts"], -e["dur"]),
+    )
+    totals: dict[str, float] = {}
+    task_end, child_end = 0.0, 0.0
+    for e in spans:
+        if e["name"] == "RunTask":
+            task_end, child_end = e["ts"] + e["dur"], 0.0
+            totals["(all tasks)"] = totals.get("(all tasks)", 0.0) + e["dur"] / 1000
+        elif e["ts"] < task_end and e["ts"] >= child_end:  # a direct child of the task
+            child_end = e["ts"] + e["dur"]
+            totals[e["name"]] = totals.get(e["name"], 0.0) + e["dur"] / 1000
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:12])
 
 
 def _log_readers(panel: PanelStack, log: Path) -> str:
@@ -400,6 +443,7 @@ def table(ours: dict[str, Any], docker: dict[str, Any], viewers: int) -> None:
         ["write -> viewer p50 ms", _ms(ours["latencies"], 0.5), _ms(d("latencies", []), 0.5)],
         ["write -> viewer p99 ms", _ms(ours["latencies"], 0.99), _ms(d("latencies", []), 0.99)],
         ["write -> viewer max ms", _ms(ours["latencies"], 1.0), _ms(d("latencies", []), 1.0)],
+        ["lines written before the viewer was ready (not timed)", str(ours.get("early", "-")), "-"],
         ["flood: container writes lines/s, no viewer", _rate(ours["alone"]), _rate(d("alone"))],
         ["flood: container writes lines/s, one viewer", _rate(ours["watched"]), _rate(d("watched"))],
         [f"flood: container writes lines/s, {viewers} viewers", _rate(ours["many"]), _rate(d("many"))],
@@ -432,6 +476,9 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=100, help="viewers of one flooding container")
     parser.add_argument("--no-docker", action="store_true", help="HostPanel only")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--trace", type=Path, help="record chromium's trace of the one viewer; print its main thread's time"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (real containers)")
@@ -442,6 +489,11 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"hostpanel": ours, "dockerd": docker}))
     table(ours, docker, args.viewers)
+    if ours.get("main_thread"):
+        seconds = ours.get("viewed_seconds") or args.window
+        print(f"chromium main thread while one viewer streams ({seconds:.1f} s), ms:")
+        for name, ms in ours["main_thread"].items():
+            print(f"  {name:40} {ms:9.0f}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ from typing import BinaryIO
 from engine.errors import InvalidSpec
 
 _RECORD = re.compile(rb"^(\S+) (stdout|stderr) ([FP]) ?(.*)$")
+# a record's header, matched at its first byte (its text follows the match); what _RECORD reads
+HEAD = re.compile(rb"(\S+) (stdout|stderr) ([FP]) ?")
+# a newline followed by a whole (F) record: each completes one line
+_WHOLE_AFTER = re.compile(rb"\n(?=\S+ (?:stdout|stderr) F)")
+READ_BYTES = 65536
 
 
 @dataclass(frozen=True)
@@ -73,15 +78,47 @@ class LineAssembler:
         m = _RECORD.match(raw.rstrip(b"\n"))
         if not m:
             return None
-        stamp, stream, tag, text = (g.decode() if i < 3 else g for i, g in enumerate(m.groups()))
-        assert isinstance(text, bytes) and isinstance(stream, str) and isinstance(stamp, str)
-        parts = self._partial.setdefault(stream, [])
-        parts.append(text)
-        if tag == "P":
-            self._partial_stamp[stream] = stamp
+        stamp, stream_b, tag, text = m.groups()
+        stream = stream_b.decode()
+        parts = self._partial.get(stream)
+        if tag == b"P":
+            self._partial.setdefault(stream, []).append(text)
+            self._partial_stamp[stream] = stamp.decode()
             return None
-        self._partial[stream] = []
-        return LogLine(stamp, stream, b"".join(parts).decode(errors="replace"))
+        if parts:
+            parts.append(text)
+            text = b"".join(parts)
+            self._partial[stream] = []
+        return LogLine(stamp.decode(), stream, text.decode(errors="replace"))
+
+    def skip_to(self, data: bytes, cut: int, limit: int = 4096) -> bool:
+        """Take the state reading every record of ``data[:cut]`` would leave (``cut``: where a record
+        begins) without reading them: each stream's partial (P) records after its last whole one,
+        found from ``cut`` backwards. False, with nothing changed, when a stream needs more than
+        ``limit`` records looked at (a caller then feeds the records)."""
+        found: dict[str, tuple[list[bytes], str | None]] = {}
+        for name in ("stdout", "stderr"):
+            texts: list[bytes] = []
+            stamp: str | None = None
+            whole = False
+            for count, (m, end) in enumerate(headers_back(data, cut, name.encode())):
+                if count >= limit:
+                    return False
+                if m.group(3) == b"F":
+                    whole = True
+                    break
+                texts.append(data[m.end() : end])
+                stamp = stamp or m.group(1).decode()
+            texts.reverse()
+            if not whole:  # the partial line may have begun before ``data``
+                texts = [*self._partial.get(name, []), *texts]
+                stamp = stamp or self._partial_stamp.get(name)
+            found[name] = (texts, stamp)
+        for name, (texts, stamp) in found.items():
+            self._partial[name] = texts
+            if stamp is not None:
+                self._partial_stamp[name] = stamp
+        return True
 
     def flush(self) -> list[LogLine]:
         """The unfinished lines (output without a final newline), oldest first; forgets them."""
@@ -93,6 +130,41 @@ class LineAssembler:
         self._partial.clear()
         self._partial_stamp.clear()
         return sorted(lines, key=lambda line: line.time)
+
+
+def count_lines(data: bytes, start: int = 0) -> int:
+    """How many lines the records of ``data[start:]`` complete (its whole, F, records; ``start``
+    where a record begins, ``data`` ending after one): counted in C, nothing decoded."""
+    if start >= len(data):
+        return 0
+    m = HEAD.match(data, start)
+    return int(m is not None and m.group(3) == b"F") + len(_WHOLE_AFTER.findall(data, start))
+
+
+def headers_back(data: bytes, end: int, stream: bytes | None = None) -> Iterator[tuple[re.Match[bytes], int]]:
+    """The headers of the records in ``data[:end]`` (``end`` where a record begins), newest first,
+    each with where its record's text ends; only ``stream``'s when given (found with ``rfind``,
+    so records of the other stream are stepped over in C)."""
+    if stream is None:
+        while end > 0:
+            start = data.rfind(b"\n", 0, end - 1) + 1
+            m = HEAD.match(data, start, end - 1)
+            if m is not None:
+                yield m, end - 1
+            end = start
+        return
+    needle = b" " + stream + b" "
+    while True:
+        at = data.rfind(needle, 0, end)
+        if at < 0:
+            return
+        start = data.rfind(b"\n", 0, at) + 1
+        m = HEAD.match(data, start)
+        if m is not None and m.start(2) == at + 1:
+            yield m, data.index(b"\n", at)
+            end = start
+        else:  # the stream's name inside a record's text: look before it
+            end = at + len(needle) - 1
 
 
 def log_files(log: Path, max_files: int) -> list[Path]:
@@ -160,34 +232,58 @@ def follow(
     assembler: LineAssembler | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[LogLine]:
-    """Lines appended to ``log`` from ``start_offset`` on, across rotations, until ``is_done()``.
+    """Lines appended to ``log`` from ``start_offset`` on, across rotations, until ``is_done()``
+    (:func:`follow_blocks`, read line by line). Output left without a final newline when the
+    writer is done is yielded last."""
+    assembler = assembler if assembler is not None else LineAssembler()
+    newest = [""]  # the time of the last line yielded
+    for block in follow_blocks(
+        log, start_offset, is_done, poll_interval, max_files, sleep, last_time=lambda: newest[0]
+    ):
+        for raw in block.split(b"\n")[:-1]:
+            line = assembler.feed(raw)
+            if line is not None:
+                newest[0] = line.time
+                yield line
+    yield from assembler.flush()
+
+
+def follow_blocks(
+    log: Path,
+    start_offset: int,
+    is_done: Callable[[], bool],
+    poll_interval: float = 0.05,
+    max_files: int = 3,
+    sleep: Callable[[float], None] = time.sleep,
+    last_time: Callable[[], str] = lambda: "",
+    read_bytes: int = READ_BYTES,
+) -> Iterator[bytes]:
+    """What is appended to ``log`` from ``start_offset`` on, across rotations, until ``is_done()``,
+    as blocks of whole records (each block ends with a newline; at most about ``read_bytes``
+    more than a record the writer was midway through). ``last_time``: the time of the newest
+    whole line the caller read (to find its place again if its file was dropped).
 
     Between empty reads it calls ``sleep(poll_interval)``: one that returns early when the
     writer may be done (a condition notified at the exit) ends the follow sooner.
 
     When the file is renamed away (rotation), the rest of the old file is read
-    and then its successor (the next newer file, found by inode), so no line
+    and then its successor (the next newer file, found by inode), so no record
     is lost or repeated even when several rotations happen between two reads.
-    Output left without a final newline when the writer is done is yielded last.
     """
-    assembler = assembler if assembler is not None else LineAssembler()
     f = _open_at(log, start_offset)
     pending = b""
-    last_time = ""
     try:
         while True:
-            chunk = f.read(65536) if f else b""
+            chunk = f.read(read_bytes) if f else b""
             if chunk:
                 pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    line = assembler.feed(raw)
-                    if line is not None:
-                        last_time = line.time
-                        yield line
+                cut = pending.rfind(b"\n") + 1
+                if cut:
+                    block, pending = pending[:cut], pending[cut:]
+                    yield block
                 continue
             if f is None or _rotated(f.fileno(), log):
-                successor = _open_at(log, 0) if f is None else _successor(log, max_files, f, last_time)
+                successor = _open_at(log, 0) if f is None else _successor(log, max_files, f, last_time())
                 if successor is not None:
                     if f is not None:
                         f.close()
@@ -196,7 +292,6 @@ def follow(
             # Checked after an empty read: whatever the monitor wrote before it
             # exited has been read by the time we stop.
             if is_done() and not (f is not None and _has_more(f)):
-                yield from assembler.flush()
                 return
             sleep(poll_interval)
     finally:

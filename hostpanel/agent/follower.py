@@ -12,10 +12,13 @@ that channel only after the follower is positioned, so backfill plus live lines
 leave no gap (overlap is removed by cursor in the consumer).
 
 Per watched container (however many viewers it has: one lease per replica) one
-thread follows the conmon log file with ``engine.logs.k8s_file.follow`` (rotation
+thread follows the conmon log file with ``engine.logs.k8s_file.follow_blocks`` (rotation
 handled there); it only reads the file, so conmon and the container are never
-slowed. It sleeps on inotify (the log's directory), so a write wakes it at once
-(WAKE_FALLBACK_SECONDS bounds a missed event). Lines go into a bounded deque (the
+slowed. It reads blocks of records and decodes only as many lines as publishing may
+send (``publish.RATE_LINES`` a second, the newest of each block: ``reading.Skimmer``);
+the others of a flood are counted in C as skipped, with cursors unchanged. It sleeps on
+inotify (the log's directory), so a write wakes it at once (WAKE_FALLBACK_SECONDS bounds
+a missed event). Lines go into a bounded deque (the
 newest PENDING_LINES); when the thread has caught up with the file, or NOTIFY_LINES
 lines are waiting, it wakes the loop, which publishes everything pending as one
 batch per container through ``publish.apublish_lines`` on the host's layer (counting what the deque
@@ -40,7 +43,7 @@ from inotify_simple import INotify, flags
 
 from engine.engine import Engine
 from engine.errors import EngineError
-from engine.logs.k8s_file import follow
+from engine.logs.k8s_file import follow_blocks
 from hostpanel.logstream import publish, reading
 from hostpanel.logstream.layer import host_layer
 from hostpanel.logstream.watch import LEASE_SECONDS, WATCH_GROUP
@@ -51,6 +54,8 @@ WAKE_FALLBACK_SECONDS = 0.5  # longest sleep of a follow thread without an inoti
 HOUSEKEEPING_SECONDS = 1.0  # how often the loop expires leases when nothing is published
 PENDING_LINES = 5000
 NOTIFY_LINES = 1000  # a flood wakes the loop every this many lines even before catching up
+FLOOD_NAP_SECONDS = 0.02  # a follow thread past the rate reads at most this often
+READ_BYTES = 1 << 20  # read at once from the log when behind (a flood's lines past the rate are only counted)
 _WAKE_MASK = flags.MODIFY | flags.CREATE | flags.MOVED_TO | flags.MOVED_FROM | flags.DELETE
 
 
@@ -82,20 +87,32 @@ class Watch:
             inotify.read(timeout=int(WAKE_FALLBACK_SECONDS * 1000))
 
         def run() -> None:
+            skimmer = reading.Skimmer(counter=counter)
+            tokens, refilled = float(publish.RATE_LINES), time.monotonic()
             try:
-                for line in follow(self.log, offset, self.stop.is_set, max_files=self.max_files, sleep=wait):
-                    item = {
-                        "cursor": counter.next(line.time),
-                        "stream": line.stream,
-                        "time": line.time,
-                        "text": line.text,
-                    }
+                for block in follow_blocks(
+                    self.log,
+                    offset,
+                    self.stop.is_set,
+                    max_files=self.max_files,
+                    sleep=wait,
+                    last_time=lambda: skimmer.counter.last_time,
+                    read_bytes=READ_BYTES,
+                ):
+                    now = time.monotonic()
+                    tokens = min(float(publish.RATE_LINES), tokens + (now - refilled) * publish.RATE_LINES)
+                    refilled = now
+                    lines, skipped = skimmer.feed(block, int(tokens))
+                    tokens -= len(lines)
                     with self.lock:
-                        self.pending.append(item)
-                        self.read += 1
-                        flood = (self.read - self.taken) % NOTIFY_LINES == 0
+                        before = self.read - self.taken
+                        self.pending.extend(lines)
+                        self.read += len(lines) + skipped
+                        flood = before // NOTIFY_LINES != (self.read - self.taken) // NOTIFY_LINES
                     if flood:
                         self.notify()
+                    if skipped:  # past the rate: let the flood gather into one big block, mostly counted
+                        self.stop.wait(FLOOD_NAP_SECONDS)
             except Exception:
                 log.exception("following the log of replica %s failed", self.replica)
             finally:

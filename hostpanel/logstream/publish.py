@@ -74,19 +74,9 @@ def prepare_batch(
         state.tokens = min(float(RATE_LINES), state.tokens + (now - state.refilled) * RATE_LINES)
         state.refilled = now
         start = state.produced + dropped
-        numbered = []
-        for i, line in enumerate(lines):
-            cursor = line.get("cursor") or str(start + i + 1)
-            numbered.append(
-                {
-                    "cursor": str(cursor),
-                    "stream": str(line.get("stream", "stdout")),
-                    "time": str(line.get("time", "")),
-                    "text": str(line.get("text", ""))[:MAX_TEXT],
-                }
-            )
-        allowed = min(len(numbered), MAX_BATCH_LINES, int(state.tokens))
-        kept = numbered[len(numbered) - allowed :] if allowed else []
+        allowed = min(len(lines), MAX_BATCH_LINES, int(state.tokens))
+        first = len(lines) - allowed  # only the kept (newest) lines are copied and checked
+        kept = [_line(line, start + i + 1) for i, line in enumerate(lines[first:], first)]
         state.tokens -= allowed
         begin, state.produced = state.produced, start + len(lines)
         return {
@@ -97,6 +87,16 @@ def prepare_batch(
             "skipped": dropped + len(lines) - len(kept),
             "lines": kept,
         }
+
+
+def _line(line: dict[str, Any], number: int) -> dict[str, str]:
+    """One line as a batch carries it (a line without a cursor gets its sequence ``number``)."""
+    return {
+        "cursor": str(line.get("cursor") or number),
+        "stream": str(line.get("stream", "stdout")),
+        "time": str(line.get("time", "")),
+        "text": str(line.get("text", ""))[:MAX_TEXT],
+    }
 
 
 def forget(kind: str, key: str) -> None:

@@ -6,18 +6,120 @@ Plain functions over paths (no Django), used by the follower in the host agent.
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.logs.k8s_file import LineAssembler, read_lines
+from engine.logs.k8s_file import HEAD, LineAssembler, count_lines, headers_back, read_lines
 from hostpanel.logstream.cursors import CursorCounter, sort_key, with_cursors
 
 # Lines stamped with one time come from one chunk conmon read (at most 8 KiB of
 # output, so at most ~4,096 records): a window this big holds the whole last chunk.
 TAIL_WINDOW = 1024 * 1024
 MAX_BACKFILL_LINES = 5000
+
+
+_WHOLE_HEAD = re.compile(rb"(?<=\n)(\S+) (?:stdout|stderr) F")
+WALK_LIMIT = 4096  # records looked at backwards from a skimmer's cut before it reads them all
+
+
+@dataclass
+class Skimmer:
+    """Lines with cursors from blocks of whole records, in file order, reading only the newest
+    ones wanted: a flood's other lines are counted in C and never decoded. The cursors and texts
+    are those reading every record gives (:func:`backfill` reads the same files), because the
+    state at the cut (each stream's partial line, the cursor counter) is taken from the few
+    records just before it."""
+
+    assembler: LineAssembler = field(default_factory=LineAssembler)
+    counter: CursorCounter = field(default_factory=CursorCounter)
+
+    def feed(self, block: bytes, keep: int) -> tuple[list[dict[str, str]], int]:
+        """The newest lines ``block`` completes (at most ``keep``), and how many others it completes."""
+        total = count_lines(block)
+        if total <= keep:
+            return self._read(block, 0), 0
+        cut = _cut(block, keep, total)
+        if cut <= 0 or not self._skip_to(block, cut):
+            cut = 0
+        lines = self._read(block, cut)
+        kept = lines[max(0, len(lines) - keep) :] if keep else []
+        return kept, total - len(kept)
+
+    def _read(self, block: bytes, start: int) -> list[dict[str, str]]:
+        out = []
+        feed, counter = self.assembler.feed, self.counter
+        for raw in block[start:].split(b"\n")[:-1]:
+            line = feed(raw)
+            if line is not None:
+                out.append(
+                    {
+                        "cursor": counter.next(line.time),
+                        "stream": line.stream,
+                        "time": line.time,
+                        "text": line.text,
+                    }
+                )
+        return out
+
+    def _skip_to(self, block: bytes, cut: int) -> bool:
+        """Take the state reading ``block[:cut]`` would leave; False (nothing changed) when finding
+        it takes more than WALK_LIMIT records."""
+        after = _first_whole_time(block, cut)
+        run_time, run = "", 0
+        reached_start = True
+        for count, (m, _end) in enumerate(headers_back(block, cut)):
+            if count >= WALK_LIMIT:
+                return False
+            if m.group(3) != b"F":
+                continue
+            stamp = m.group(1).decode()
+            if not run_time:
+                run_time, run = stamp, 1
+                if after is not None and after != stamp:
+                    reached_start = False  # the next whole line starts a count of its own
+                    break
+            elif stamp == run_time:
+                run += 1
+            else:
+                reached_start = False
+                break
+        if not self.assembler.skip_to(block, cut, WALK_LIMIT):
+            return False
+        if not run_time:
+            return True  # no whole line before the cut: the counter stands
+        if reached_start and self.counter.last_time == run_time:
+            self.counter.same += run
+        else:
+            self.counter.last_time, self.counter.same = run_time, run - 1
+        return True
+
+
+def _cut(block: bytes, keep: int, total: int) -> int:
+    """Where to start reading ``block`` (``total`` lines) for about its newest ``keep`` lines: where
+    a record begins, preferably the first of a conmon read (a new time), so the cursor counter
+    starts afresh there (giving up the rest of the read the estimate fell in)."""
+    at = len(block) - (len(block) * keep) // max(total, 1) - 1
+    if at <= 0:
+        return 0
+    cut = block.rfind(b"\n", 0, at) + 1
+    m = HEAD.match(block, cut)
+    if m is not None:  # after the last record stamped with this one's time (conmon's times rise)
+        last = block.rfind(b"\n" + m.group(1) + b" ", max(cut - 1, 0))
+        after = block.find(b"\n", max(last + 1, cut)) + 1
+        if 0 < after < len(block):
+            cut = after
+    return cut
+
+
+def _first_whole_time(block: bytes, start: int) -> str | None:
+    """The time of the first whole (F) record in ``block[start:]``, or None."""
+    m = HEAD.match(block, start)
+    if m is None or m.group(3) != b"F":
+        m = _WHOLE_HEAD.search(block, start)
+    return m.group(1).decode() if m is not None else None
 
 
 def follow_start(log: Path) -> tuple[int, CursorCounter]:

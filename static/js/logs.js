@@ -6,6 +6,7 @@
   "use strict";
   var MAX_LINES = 5000;       // lines kept in the page (oldest dropped)
   var MAX_PAUSED = 5000;      // lines held while paused (oldest dropped, counted)
+  var FRAME_LINES = 500;      // lines drawn per animation frame at most (the rest wait for the next)
   var REFUSED = 4404;
   var TIMES_KEY = "hostpanel.logTimes";  // the timestamps toggle, remembered per browser
 
@@ -38,6 +39,11 @@
     this.batches = 0;         // "lines" messages they came in
     this.skipped = 0;         // lines the server said it skipped
     this.stopped = false;
+    // lines drawn in one frame go into one chunk element, which the browser skips (lays out,
+    // paints and observes as one box) while it is out of view; a viewer marked data-flat (a
+    // build's output, which build_output.js reads line by line) holds its lines directly
+    this.chunked = !root.hasAttribute("data-flat");
+    this.shown = this.box.childElementCount;  // line elements in the page (chunked viewers)
     var self = this;
     this.pauseButton.addEventListener("click", function () { self.setPaused(!self.paused); });
     this.filterInput.addEventListener("input", function () { self.setFilter(self.filterInput.value); });
@@ -131,8 +137,13 @@
       return;
     }
     push(this.pending, items);
-    // trimmed in bulk (a hidden tab draws no frames): never more than 2 * MAX_LINES waiting
+    // trimmed in bulk (a hidden tab draws no frames): never more than 2 * MAX_LINES waiting; what
+    // is older than the newest MAX_LINES could never stay in the page anyway
     if (this.pending.length > 2 * MAX_LINES) { this.pending.splice(0, this.pending.length - MAX_LINES); }
+    this.schedule();
+  };
+
+  LogViewer.prototype.schedule = function () {
     if (!this.frame) {
       var self = this;
       this.frame = requestAnimationFrame(function () { self.frame = 0; self.render(); });
@@ -143,24 +154,57 @@
     for (var i = 0; i < items.length; i++) { list.push(items[i]); }
   }
 
+  // One frame's drawing: at most FRAME_LINES lines (the oldest waiting), so a flood the page
+  // cannot draw as fast as it comes never makes a long task; the rest is drawn next frame.
   LogViewer.prototype.render = function () {
     var box = this.box;
     var atBottom = this.atBottom();
-    var fragment = document.createDocumentFragment();
     var items = this.pending;
-    this.pending = [];
-    for (var i = Math.max(0, items.length - MAX_LINES); i < items.length; i++) {
-      fragment.appendChild(this.element(items[i]));
+    var from = Math.max(0, items.length - MAX_LINES);
+    var to = Math.min(items.length, from + FRAME_LINES);
+    this.pending = to < items.length ? items.slice(to) : [];
+    if (this.pending.length) { this.schedule(); }
+    if (to === from) { return; }
+    var parent = this.chunked ? document.createElement("div") : document.createDocumentFragment();
+    if (this.chunked) { parent.className = "log-chunk"; }
+    for (var i = from; i < to; i++) {
+      parent.appendChild(this.element(items[i]));
     }
-    box.appendChild(fragment);
-    var extra = box.childElementCount - MAX_LINES;
-    if (extra > 0) {  // the oldest lines go in one DOM operation
-      var range = document.createRange();
-      range.setStartBefore(box.firstElementChild);
-      range.setEndAfter(box.children[extra - 1]);
-      range.deleteContents();
-    }
+    box.appendChild(parent);
+    this.shown += to - from;
+    this.trim();
     if (atBottom) { box.scrollTop = box.scrollHeight; }
+  };
+
+  // The oldest lines leave the page beyond MAX_LINES, each time in one DOM operation: whole chunks,
+  // then the first lines of one (a flat viewer: its first lines).
+  LogViewer.prototype.trim = function () {
+    var box = this.box;
+    var range = document.createRange();
+    if (!this.chunked) {
+      var over = box.childElementCount - MAX_LINES;
+      if (over > 0) {
+        range.setStartBefore(box.firstElementChild);
+        range.setEndAfter(box.children[over - 1]);
+        range.deleteContents();
+      }
+      return;
+    }
+    var extra = this.shown - MAX_LINES;
+    while (extra > 0 && box.firstElementChild) {
+      var first = box.firstElementChild;
+      var size = first.classList.contains("log-chunk") ? first.childElementCount : 1;
+      if (size <= extra) {
+        first.remove();
+      } else {
+        range.setStartBefore(first.firstElementChild);
+        range.setEndAfter(first.children[extra - 1]);
+        range.deleteContents();
+        size = extra;
+      }
+      extra -= size;
+      this.shown -= size;
+    }
   };
 
   LogViewer.prototype.element = function (item) {

@@ -161,3 +161,30 @@ def test_a_record_the_writer_is_midway_through_is_handed_to_the_follower_whole(t
     assert k8s_file.complete_size(tmp_path / "gone.log") == 0
     (tmp_path / "none.log").write_text("no newline yet")
     assert k8s_file.complete_size(tmp_path / "none.log") == 0
+
+
+def test_count_lines_and_skip_to_agree_with_feeding_every_record() -> None:
+    """A flood's lines are counted in C and the assembler skips to a cut: what feeding each gives."""
+    data = (
+        _rec(1, "a")
+        + _rec(1, "x stdout F y", stream="stderr")  # a stream name inside a line
+        + _rec(1, "hel", tag="P")
+        + "junk without a header\n"
+        + _rec(2, "part", stream="stderr", tag="P")
+        + _rec(2, "lo")
+        + _rec(3, "more", stream="stderr", tag="P")
+        + _rec(3, "tail")
+    ).encode()
+    assert k8s_file.count_lines(data) == 4
+    cut = data.index(_rec(3, "more", stream="stderr", tag="P").encode())
+    assert k8s_file.count_lines(data, cut) == 1
+    fed, skipped = k8s_file.LineAssembler(), k8s_file.LineAssembler()
+    for raw in data[:cut].split(b"\n")[:-1]:
+        fed.feed(raw)
+    assert skipped.skip_to(data, cut)
+    rest = data[cut:].split(b"\n")[:-1]
+    assert [skipped.feed(r) for r in rest] == [fed.feed(r) for r in rest]
+    unfinished = fed.flush()
+    assert skipped.flush() == unfinished and [line.text for line in unfinished] == ["partmore"]
+    at_cut = k8s_file.LineAssembler()  # the stderr line begun before the cut is carried over
+    assert at_cut.skip_to(data, cut) and [line.text for line in at_cut.flush()] == ["part"]

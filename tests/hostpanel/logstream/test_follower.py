@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from engine.logs.k8s_file import rotate
+from engine.logs.k8s_file import LineAssembler, rotate
 from hostpanel.agent import follower
 from hostpanel.logstream import publish, reading
 from tests.hostpanel.logstream.fakes import FileEngine
-from tests.hostpanel.logstream.logfiles import append
+from tests.hostpanel.logstream.logfiles import append, stamp
 
 
 def take_until(watch: follower.Watch, count: int, timeout: float = 10) -> tuple[list[dict[str, str]], int]:
@@ -87,3 +87,35 @@ def test_publish_assigns_sequence_cursors_and_rejects_bad_keys() -> None:
     assert again["lines"][0]["cursor"] == "4" and again["start"] == 3
     with pytest.raises(ValueError, match="invalid log stream"):
         publish.group_name("build", "../etc")
+
+
+def test_a_flood_past_the_rate_is_counted_not_decoded_and_keeps_backfills_cursors(
+    tmp_path: Path, agent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follow thread decodes only the lines the rate lets out (the newest of each block); the
+    others are counted exactly, and every line it does take carries the cursor backfill gives."""
+    monkeypatch.setattr(publish, "RATE_LINES", 500)
+    decoded = []
+    feed = LineAssembler.feed
+    monkeypatch.setattr(LineAssembler, "feed", lambda self, raw: decoded.append(1) or feed(self, raw))
+    engine, log_follower = agent
+    log = engine.add_log("acme-web-0", tmp_path)
+    watch = log_follower.watch("11", "acme-web-0")
+    assert watch is not None
+    total, written, read = 60_000, 0, 0
+    with log.open("ab") as f:  # as conmon writes a flood: reads of 450 lines, each stamped once, its end cut
+        while written < total:
+            t, n = stamp(read).encode(), min(450, total - written)
+            records = [t + b" stdout F flood %d.%d\n" % (read, i) for i in range(n)]
+            written, read = written + n, read + 1
+            if written < total:  # the next read's first record completes it
+                records.append(t + b" stdout P cut %d, \n" % read)
+            f.write(b"".join(records))
+            f.flush()
+    lines, dropped = take_until(watch, total)
+    assert len(lines) + dropped == total  # every line accounted for, exactly
+    assert dropped > total // 2 and lines
+    assert len(decoded) < total // 2  # most were never decoded
+    every = {x["cursor"]: x for x in reading.backfill(log, 3, tail=10**9, after=None).lines}
+    assert len(every) == total
+    assert all(every[x["cursor"]] == x for x in lines)  # same cursor, same line as backfill
