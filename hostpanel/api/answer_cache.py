@@ -105,12 +105,21 @@ def _where(sql: str, start: int) -> int:
     return next((end for end in ends if sql.count("(", start, end) == sql.count(")", start, end)), len(sql))
 
 
+def _changed_nothing(sql: Any, rowcount: int) -> bool:
+    """Whether ``sql``, an UPDATE or DELETE that counted no row, changed nothing. Not an INSERT
+    nor a statement with RETURNING: they count their rows as they are read (none yet)."""
+    if rowcount != 0 or not isinstance(sql, str) or "RETURNING" in sql.upper():
+        return False
+    found = _TARGET.match(sql)
+    return found is not None and found.group(1)[0].upper() in "UD"
+
+
 class WriteWatcher:
     """An execute wrapper moving the generation on after each committed write to ``tables``.
 
     ``tables`` maps a table to the columns the answers show of it (None: all of them): an
     UPDATE of that table that names none of them (an agent's heartbeat, a health check's time)
-    changes no answer. A statement that changed no row changed nothing either.
+    changes no answer. An UPDATE or DELETE that changed no row changed nothing either.
     """
 
     def __init__(self, tables: dict[str, Iterable[str] | None]) -> None:
@@ -138,7 +147,7 @@ class WriteWatcher:
 
     def __call__(self, execute: ExecuteWrapper, sql: str, params: Any, many: bool, context: Any) -> Any:
         result = execute(sql, params, many, context)
-        if self.writes(sql) and context["cursor"].rowcount != 0:
+        if self.writes(sql) and not _changed_nothing(sql, context["cursor"].rowcount):
             connection: BaseDatabaseWrapper = context["connection"]
             if not connection.in_atomic_block:
                 move_generation(connection.alias)  # autocommit: the statement is committed

@@ -27,7 +27,7 @@ from hostpanel.hosts import services as hosts
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
-from tests.hostpanel.factories import MembershipFactory, TenantFactory
+from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory
 
 committing = pytest.mark.django_db(transaction=True)
 
@@ -108,6 +108,13 @@ def _replica_saved(tenant: Tenant) -> None:
     replica.save()
 
 
+def _replica_inserted(tenant: Tenant) -> None:  # one INSERT ... RETURNING alone, in autocommit
+    replica = Replica.objects.filter(app__tenant=tenant).first()
+    assert replica is not None
+    replica.pk, replica.index, replica.container_name = None, 9, "acme-app0-9"
+    replica.save()
+
+
 def _rollout(tenant: Tenant) -> None:
     Rollout.objects.filter(app__tenant=tenant).update(state=Rollout.State.FAILED, message="it broke")
 
@@ -172,6 +179,7 @@ WRITES: dict[str, Callable[[Tenant], None]] = {
     "replica state (update)": _replica_state,
     "agent's report": _agent_report,
     "replica health (save)": _replica_saved,
+    "replica inserted": _replica_inserted,
     "rollout": _rollout,
     "release status": _release_status,
     "app stopped": _app_stopped,
@@ -219,6 +227,8 @@ def test_a_transaction_moves_the_generation_once_when_it_commits(host: Host) -> 
     assert answer_cache.read_generation() == start + 1  # nothing changed
     Tenant.objects.filter(pk=tenant.pk).update(name="renamed")  # autocommit: at once
     assert answer_cache.read_generation() == start + 2
+    HostFactory(name="h2")  # an INSERT ... RETURNING: no row counted before its row is read
+    assert answer_cache.read_generation() == start + 3
 
 
 @committing
@@ -330,6 +340,16 @@ def test_a_write_is_one_that_may_change_a_shown_column_of_a_watched_table() -> N
         'UPDATE "hosts_host" SET "state" = %s WHERE "id" IN (SELECT "host_id" FROM "deployments_replica")'
     )
     assert not writes('DELETE FROM "django_session" WHERE "expire_date" < %s')
+
+
+def test_only_an_update_or_delete_that_counted_no_row_changed_nothing() -> None:
+    changed_nothing = answer_cache._changed_nothing
+    assert changed_nothing('UPDATE "deployments_replica" SET "state" = %s WHERE "id" = %s', 0)
+    assert changed_nothing('DELETE FROM "deployments_replica" WHERE "id" = %s', 0)
+    assert not changed_nothing('UPDATE "deployments_replica" SET "state" = %s WHERE "id" = %s', 1)
+    assert not changed_nothing('INSERT INTO "deployments_replica" ("app_id") VALUES (%s) RETURNING "id"', 0)
+    assert not changed_nothing('DELETE FROM "deployments_replica" WHERE "id" = %s RETURNING "id"', 0)
+    assert not changed_nothing('ALTER TABLE "deployments_replica" ADD COLUMN "x" integer', 0)
 
 
 @committing
