@@ -205,6 +205,13 @@ def _detached(data: Any) -> Any:
     return data
 
 
+def _rows(data: Any) -> int:
+    """The rows of an answer: a page's results, a list's items (1: anything else)."""
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        return len(data["results"])
+    return len(data) if isinstance(data, list) else 1
+
+
 @dataclass(frozen=True)
 class _Answer:
     generation: int
@@ -216,7 +223,10 @@ class AnswerCache:
     """The last answers of this process, each used while the generation it was built at is
     current, for ``HOSTPANEL_API_CACHE_SECONDS`` at most (0: off)."""
 
-    MAX_ENTRIES = 1024
+    # What a process may hold, whatever URLs its clients make up: 128 answers of 50 rows (the
+    # default page) at most, a few tens of megabytes; a longer page is built every time.
+    MAX_ENTRIES = 128
+    MAX_ROWS = 50
 
     def __init__(self) -> None:
         self._entries: dict[tuple[Any, ...], _Answer] = {}
@@ -237,7 +247,7 @@ class AnswerCache:
         if kept is not None and kept.generation == generation and kept.until > now:
             return Response(kept.data)
         response = build()
-        if response.status_code == 200:
+        if response.status_code == 200 and _rows(response.data) <= self.MAX_ROWS:
             with self._lock:
                 if len(self._entries) >= self.MAX_ENTRIES:
                     self._entries = {k: v for k, v in self._entries.items() if v.until > now}

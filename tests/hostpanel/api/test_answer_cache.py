@@ -278,6 +278,22 @@ def test_an_answer_is_rebuilt_after_its_bound(
     assert _get(client, url)[1] > 2
 
 
+@committing
+def test_what_a_process_keeps_is_bounded(
+    owner_token: tuple[Tenant, APIClient], cache_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant, client = owner_token
+    _apps(tenant)
+    monkeypatch.setattr(answer_cache.AnswerCache, "MAX_ROWS", 1)
+    monkeypatch.setattr(answer_cache.AnswerCache, "MAX_ENTRIES", 2)
+    url = f"/api/v1/tenants/{tenant.slug}/apps/"
+    _get(client, url)
+    assert _get(client, url)[1] > 2  # two rows: a longer page than kept
+    for junk in range(3):
+        _get(client, f"{url}?page_size=1&junk={junk}")
+    assert len(answer_cache.answers._entries) <= 2
+
+
 def test_nothing_is_kept_inside_a_transaction(owner_token: tuple[Tenant, APIClient], cache_on: None) -> None:
     tenant, client = owner_token
     _apps(tenant, 1)
