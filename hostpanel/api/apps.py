@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
 
 class ApiConfig(AppConfig):
@@ -10,4 +11,7 @@ class ApiConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from hostpanel.api import schema  # noqa: F401  (registers the schema extensions)
+        from hostpanel.api import answer_cache, schema  # noqa: F401  (schema registers its extensions)
+
+        # every database connection of every process watches the writes the cached answers show
+        connection_created.connect(answer_cache.install, dispatch_uid="hostpanel.api.answer_cache")
