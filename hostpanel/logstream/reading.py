@@ -49,20 +49,8 @@ class Skimmer:
         return kept, total - len(kept)
 
     def _read(self, block: bytes, start: int) -> list[dict[str, str]]:
-        out = []
-        feed, counter = self.assembler.feed, self.counter
-        for raw in block[start:].split(b"\n")[:-1]:
-            line = feed(raw)
-            if line is not None:
-                out.append(
-                    {
-                        "cursor": counter.next(line.time),
-                        "stream": line.stream,
-                        "time": line.time,
-                        "text": line.text,
-                    }
-                )
-        return out
+        fed = (self.assembler.feed(raw) for raw in block[start:].split(b"\n")[:-1])
+        return list(with_cursors((line for line in fed if line is not None), self.counter))
 
     def _skip_to(self, block: bytes, cut: int) -> bool:
         """Take the state reading ``block[:cut]`` would leave; False (nothing changed) when finding

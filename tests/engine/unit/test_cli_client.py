@@ -44,11 +44,20 @@ def sock(tmp_path: Path) -> Path:
     return tmp_path / "daemon.sock"
 
 
-def run(client: Path, sock: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+def client_env(sock: Path, **env: str) -> dict[str, str]:
+    """This process's environment without HostPanel's settings, the daemon on ``sock``, and ``env``."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HOSTPANEL_")}
-    environ |= {"HOSTPANEL_DOCKER_SOCKET": str(sock), **env}
+    return environ | {"HOSTPANEL_DOCKER_SOCKET": str(sock), **env}
+
+
+def run(client: Path, sock: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [str(client), *argv], capture_output=True, env=environ, cwd=REPO, timeout=60, check=False
+        [str(client), *argv],
+        capture_output=True,
+        env=client_env(sock, **env),
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
 
 
@@ -216,12 +225,11 @@ def test_a_foreground_run_forwards_signals_to_its_container(client: Path, sock: 
 
     killed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(frame(3, b"exit 0"))
     daemon = FakeDaemon(sock, foreground, killed)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("HOSTPANEL_")}
     proc = subprocess.Popen(
         [str(client), "--root", "/r", "--instance=i", "run", "--rm", "busybox", "sleep", "9"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=environ | {"HOSTPANEL_DOCKER_SOCKET": str(sock)},
+        env=client_env(sock),
     )
     deadline = time.monotonic() + 30
     while not named.exists() and time.monotonic() < deadline:
@@ -247,8 +255,7 @@ def test_an_interrupt_before_the_container_is_named_ends_the_client(client: Path
         time.sleep(2)
 
     daemon = FakeDaemon(sock, silent)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("HOSTPANEL_")}
-    proc = subprocess.Popen([str(client), "ps"], env=environ | {"HOSTPANEL_DOCKER_SOCKET": str(sock)})
+    proc = subprocess.Popen([str(client), "ps"], env=client_env(sock))
     deadline = time.monotonic() + 30
     while not daemon.requests and time.monotonic() < deadline:
         time.sleep(0.01)
