@@ -292,9 +292,9 @@ class Engine:
         """A container's output lines (see ContainerManager.logs)."""
         return self.containers.logs(ref, tail=tail, since=since, follow=follow)
 
-    def recover(self, min_age_seconds: float = 300.0) -> builtins.list[str]:
+    def recover(self) -> builtins.list[str]:
         """Clean up after creates that a crash interrupted (see ContainerManager.recover)."""
-        return self.containers.recover(min_age_seconds)
+        return self.containers.recover()
 
     def rotate_logs(self) -> int:
         """Rotate the logs of running containers that reached their max size."""

@@ -53,6 +53,27 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def lock_if_free(path: Path) -> Iterator[bool]:
+    """Try to take the exclusive flock on an existing ``path`` without waiting: yields True when
+    taken (held for the block), or when ``path`` does not exist (nobody can hold it), False when
+    another open file holds it. Never creates ``path``."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 T = TypeVar("T")
 
 

@@ -180,7 +180,9 @@ class ContainerManager:
         init_path = self._init_binary() if spec.init else None
         cid = self.store.new_id()
         hostname = spec.hostname or cid[:12]
-        with ExitStack() as undo:
+        # Held until the record is saved or undone: a leftover whose lock is free is a crash's (recover)
+        with self.store.lock(cid), ExitStack() as undo:
+            undo.callback(self.store.forget_lock, cid)
             name = self.store.reserve_name(spec.name, cid)
             undo.callback(self.store.release_name, name, cid)
             bundle = self.store.directory(cid)
@@ -759,51 +761,58 @@ class ContainerManager:
         return container
 
     # ---- recovery -----------------------------------------------------------------
-    def recover(self, min_age_seconds: float = 300.0) -> builtins.list[str]:
+    def recover(self) -> builtins.list[str]:
         """Clean up what creates interrupted by a crash left behind; returns what was removed.
 
         A create that died between reserving the name and saving the record
         leaves a name with no container, or a bundle (maybe with a mounted
         rootfs and secrets tmpfs, crun state, a cgroup and a network endpoint)
-        with no record.
-        Only entries older than ``min_age_seconds`` are touched, so a create
-        running right now in another process is never disturbed.
+        with no record. A create holds its container's lock from before it
+        reserves the name until the record is saved (or its undo is done), and
+        a process's flocks die with it: so an entry is a leftover exactly when
+        its lock is free, however young it is, and a create running right now
+        in another process is never disturbed.
         """
-        from engine.runtime.secrets import unmount_secrets
-
         removed: builtins.list[str] = []
-        cutoff = time.time() - min_age_seconds
         for name_file in list(self.paths.names.iterdir()):
             with contextlib.suppress(FileNotFoundError):
                 cid = name_file.read_text().strip()
-                if (
-                    name_file.stat().st_mtime < cutoff
-                    and not (self.store.directory(cid) / "container.json").exists()
-                ):
-                    self.store.release_name(name_file.name, cid)
-                    removed.append(f"name {name_file.name}")
+                with self.store.lock_if_abandoned(cid) as abandoned:
+                    if abandoned and not (self.store.directory(cid) / "container.json").exists():
+                        self.store.release_name(name_file.name, cid)
+                        if not self.store.directory(cid).exists():
+                            self.store.forget_lock(cid)
+                        removed.append(f"name {name_file.name}")
         for bundle in list(self.paths.containers.iterdir()):
-            if (bundle / "container.json").exists() or bundle.stat().st_mtime >= cutoff:
-                continue
             cid = bundle.name
-            self.runtime.delete(cid, force=True)
-            with contextlib.suppress(FileNotFoundError):
-                (self.exit_dir / cid).unlink()
-            self.networks.release(cid, self.networks.networks_of(cid))
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                config = json.loads((bundle / "config.json").read_bytes())
-                tenant = config["annotations"]["org.hostpanel.tenant"]
-                self.quotas.release(tenant, config["linux"]["cgroupsPath"])
-                self.tenant_disks.release(tenant, cid)
-            with contextlib.suppress(RuntimeFailure):
-                unmount_secrets(self.store.secrets_dir(cid))
-            mounts.unmount(bundle / "rootfs")
-            if not mounts.is_mountpoint(bundle / "rootfs") and not mounts.is_mountpoint(
-                self.store.secrets_dir(cid)
-            ):
-                shutil.rmtree(bundle, ignore_errors=True)
-                removed.append(f"bundle {cid[:12]}")
+            with self.store.lock_if_abandoned(cid) as abandoned:
+                if abandoned and not (bundle / "container.json").exists() and self._remove_bundle(cid):
+                    self.store.forget_lock(cid)
+                    removed.append(f"bundle {cid[:12]}")
         return removed
+
+    def _remove_bundle(self, cid: str) -> bool:
+        """Undo what an interrupted create of ``cid`` made (its bundle has no record); whether its
+        directory could go (nothing stays mounted below it)."""
+        from engine.runtime.secrets import unmount_secrets
+
+        bundle = self.store.directory(cid)
+        self.runtime.delete(cid, force=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.exit_dir / cid).unlink()
+        self.networks.release(cid, self.networks.networks_of(cid))
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            config = json.loads((bundle / "config.json").read_bytes())
+            tenant = config["annotations"]["org.hostpanel.tenant"]
+            self.quotas.release(tenant, config["linux"]["cgroupsPath"])
+            self.tenant_disks.release(tenant, cid)
+        with contextlib.suppress(RuntimeFailure):
+            unmount_secrets(self.store.secrets_dir(cid))
+        mounts.unmount(bundle / "rootfs")
+        if mounts.is_mountpoint(bundle / "rootfs") or mounts.is_mountpoint(self.store.secrets_dir(cid)):
+            return False
+        shutil.rmtree(bundle, ignore_errors=True)
+        return True
 
     # ---- remove -----------------------------------------------------------------
     def remove(self, ref: str | Container, *, force: bool = False) -> Container:

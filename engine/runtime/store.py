@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.errors import Conflict, ContainerNotFound, InvalidSpec
-from engine.fsutil import atomic_write_json, file_lock, read_json, shallow_copy
+from engine.fsutil import atomic_write_json, file_lock, lock_if_free, read_json, shallow_copy
 from engine.paths import EnginePaths
 from engine.runtime.model import Container
 from engine.runtime.trash import Trash
@@ -94,9 +94,23 @@ class ContainerStore:
     def _record(self, cid: str) -> Path:
         return self.directory(cid) / "container.json"
 
+    def _lock_file(self, cid: str) -> Path:
+        return self.paths.run / "locks" / cid
+
     def lock(self, cid: str) -> contextlib.AbstractContextManager[None]:
-        """An exclusive lock for changing one container's state."""
-        return file_lock(self.paths.run / "locks" / cid)
+        """An exclusive lock for changing one container's state (a create holds it from before
+        the name is reserved until the record is saved or undone)."""
+        return file_lock(self._lock_file(cid))
+
+    def lock_if_abandoned(self, cid: str) -> contextlib.AbstractContextManager[bool]:
+        """The container's lock if no live process holds it (yields False if one does): what a
+        create left without a record is a crash's leftover exactly when this yields True."""
+        return lock_if_free(self._lock_file(cid))
+
+    def forget_lock(self, cid: str) -> None:
+        """Delete the container's lock file (it has no record and no name any more)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._lock_file(cid).unlink()
 
     @staticmethod
     def new_id() -> str:
@@ -214,5 +228,4 @@ class ContainerStore:
         """
         self.trash.discard(self.directory(container.id))
         self.release_name(container.name, container.id)
-        with contextlib.suppress(FileNotFoundError):
-            (self.paths.run / "locks" / container.id).unlink()
+        self.forget_lock(container.id)

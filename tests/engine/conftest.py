@@ -4,6 +4,7 @@ simulate failures (an interrupted create, a config crun refuses) or serve HTTP f
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socketserver
 import subprocess
@@ -62,6 +63,9 @@ def leaks(root: Path, instance: str) -> list[str]:
     containers = root / "containers"
     if containers.exists():
         found += [f"container dir {p.name}" for p in containers.iterdir()]
+    locks = root / "run" / "locks"
+    if locks.exists():  # a container's lock outlives it only if a create or remove forgot it
+        found += [f"container lock {p.name}" for p in locks.iterdir() if re.fullmatch("[0-9a-f]{64}", p.name)]
     found += [f"loop device {dev}" for dev in loop_devices_backed_by(root, settle=2.0)]
     volumes = root / "volumes"
     if volumes.exists():  # half-made (.new-*) or half-removed (.gone-*) volumes
