@@ -7,7 +7,7 @@ the same containers on Debian's dockerd (started as bench/docker_api.py starts i
 followed by ``docker logs -f``. Needs root.
 
 Usage: .venv/bin/python bench/log_latency.py [--lines 300] [--window 5] [--viewers 100] [--no-docker]
-       [--json FILE] [--trace FILE]
+       [--json FILE] [--trace FILE] [--apart]
 
 1. Latency: a container prints a line every 20 ms; the page subtracts the line's
    time (conmon stamps it, in nanoseconds, as it reads the container's pipe: busybox
@@ -26,6 +26,13 @@ Usage: .venv/bin/python bench/log_latency.py [--lines 300] [--window 5] [--viewe
    as the browser queued it), the longest main-thread task, and how many line
    elements the viewer holds (bounded). dockerd: the same flood with no follower,
    one ``docker logs -f`` read by this process, and ``--viewers`` of them.
+
+``--apart``: the flooding container and its monitor (conmon; dockerd's containerd-shim) get
+CPU 0 to themselves and everything else (this process, the panel, the agent, redis, chromium,
+dockerd) the other CPUs. On one 2-core machine the viewers' browser and server otherwise take
+the flood's CPU, which a real host (the panel and the browsers elsewhere) would not: apart, the
+flood rows say what the viewers cost the container itself. The latency and page rows then have
+one core fewer: read them from a run without it.
 """
 
 from __future__ import annotations
@@ -138,6 +145,37 @@ def progress(what: str) -> None:
     print(f"... {what}", file=sys.stderr, flush=True)
 
 
+FLOOD_CPU = 0  # --apart: the flooding container's CPU; everything else gets the others
+
+
+def keep_off_the_flood_cpu() -> None:
+    """Move this process, and so everything it starts from now on, off FLOOD_CPU (--apart)."""
+    others = set(range(os.cpu_count() or 1)) - {FLOOD_CPU}
+    if not others:
+        raise SystemExit("--apart needs at least 2 CPUs")
+    os.sched_setaffinity(0, others)
+
+
+def give_the_flood_cpu(root: int) -> int:
+    """Pin process ``root`` and its descendants, every thread, to FLOOD_CPU; how many tasks."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    pinned, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setaffinity(int(task.name), {FLOOD_CPU})
+                pinned += 1
+    if not pinned:
+        raise SystemExit(f"--apart: no process {root} to pin")
+    return pinned
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -215,6 +253,10 @@ def hostpanel(args: argparse.Namespace) -> dict[str, Any]:
 
             progress("hostpanel flood: no viewer")
             flood, log = deploy("flood", FLOOD)
+            if args.apart:
+                container = panel.running("demo-flood-0")
+                assert container is not None and container.conmon_pid
+                give_the_flood_cpu(container.conmon_pid)  # conmon, and the container below it
             wait_for(lambda: last_number(log) > 0, 30, "the flood to start", 0.1)
             got["alone"] = write_rate(log, args.window)
 
@@ -398,6 +440,9 @@ def _dockerd_in(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         progress("dockerd flood")
         flood = docker_api.docker(target, "run", "-d", "busybox", *FLOOD).stdout.strip()
         log = Path(docker_api.docker(target, "inspect", "-f", "{{.LogPath}}", flood).stdout.strip())
+        if args.apart:  # its containerd-shim, and the container below it
+            pid = int(docker_api.docker(target, "inspect", "-f", "{{.State.Pid}}", flood).stdout)
+            give_the_flood_cpu(int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]))
         wait_for(lambda: last_number(log) > 0, 30, "the flood to start", 0.1)
         got["alone"] = write_rate(log, args.window)
         count = [0]
@@ -479,7 +524,14 @@ def main() -> None:
     parser.add_argument(
         "--trace", type=Path, help="record chromium's trace of the one viewer; print its main thread's time"
     )
+    parser.add_argument(
+        "--apart",
+        action="store_true",
+        help="the flooding container and its monitor on CPU 0, everything else on the others",
+    )
     args = parser.parse_args()
+    if args.apart:
+        keep_off_the_flood_cpu()
     if os.geteuid() != 0:
         raise SystemExit("needs root (real containers)")
     if not Path(CHROMIUM).exists():

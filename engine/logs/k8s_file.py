@@ -269,6 +269,9 @@ def follow_blocks(
     When the file is renamed away (rotation), the rest of the old file is read
     and then its successor (the next newer file, found by inode), so no record
     is lost or repeated even when several rotations happen between two reads.
+    So is a file conmon replaced at its size cap (renamed over: the one being
+    read has no name left), whose successor may begin inside the same read of
+    the container's output, with the same time as the last line read.
     """
     f = _open_at(log, start_offset)
     pending = b""
@@ -304,7 +307,7 @@ def _has_more(f: BinaryIO) -> bool:
 
 
 def _successor(log: Path, max_files: int, current: BinaryIO, last_time: str) -> BinaryIO | None:
-    """The file written after ``current`` once ``current`` was rotated away."""
+    """The file written after ``current`` once ``current`` was rotated away (None: not yet)."""
     own = os.fstat(current.fileno())
     files = log_files(log, max_files)
     for i, path in enumerate(files):
@@ -314,10 +317,14 @@ def _successor(log: Path, max_files: int, current: BinaryIO, last_time: str) -> 
             continue
         if (st.st_ino, st.st_dev) == (own.st_ino, own.st_dev):
             return _open_at(files[i + 1], 0) if i + 1 < len(files) else None
-    # Our file was dropped as the oldest: continue with the oldest newer one.
+    # Our file has no name left: dropped as the oldest, or replaced by conmon at its size cap,
+    # when its successor may begin inside the same read of the output, stamped with the time of
+    # the last line read (so not "newer than" it: that file would be passed over, and with it
+    # every line until the next rotation). The oldest file whose lines are not older than that.
+    # (Inode numbers cannot tell the files read before: a closed one's may be reused at once.)
     for path in files:
         first = _first_time(path)
-        if first is None or first > last_time:
+        if first is None or first >= last_time:
             return _open_at(path, 0)
     return None
 

@@ -188,3 +188,36 @@ def test_count_lines_and_skip_to_agree_with_feeding_every_record() -> None:
     assert skipped.flush() == unfinished and [line.text for line in unfinished] == ["partmore"]
     at_cut = k8s_file.LineAssembler()  # the stderr line begun before the cut is carried over
     assert at_cut.skip_to(data, cut) and [line.text for line in at_cut.flush()] == ["part"]
+
+
+def _replace_as_conmon_does(log: Path, text: str) -> None:
+    """conmon at its size cap: a new file renamed over the log (the old one keeps no name)."""
+    fresh = log.with_name(log.name + ".tmp")
+    fresh.write_text(text)
+    fresh.rename(log)
+
+
+def test_follow_goes_on_into_the_file_conmon_put_in_place_of_the_one_it_read(tmp_path: Path) -> None:
+    # conmon stamps every line of one read of the container's output with one time, and may
+    # reach its cap midway: the new file begins with the time of the last line read before.
+    log = tmp_path / "ctr.log"
+    log.with_name("ctr.log.1").write_text(_rec(1, "old a") + _rec(2, "old b"))  # read before: not again
+    log.write_text(_rec(3, "a") + _rec(5, "b") + _rec(5, "c"))
+    steps = iter(
+        [
+            lambda: _replace_as_conmon_does(log, _rec(5, "d") + _rec(5, "e") + _rec(6, "f")),
+            lambda: log.open("a").write(_rec(7, "g")),
+            lambda: _replace_as_conmon_does(log, _rec(7, "h")),  # the cap again, at once
+        ]
+    )
+    done = threading.Event()
+
+    def sleep(_seconds: float) -> None:
+        step = next(steps, None)
+        if step is None:
+            done.set()
+        else:
+            step()
+
+    got = [ln.text for ln in k8s_file.follow(log, 0, done.is_set, sleep=sleep)]
+    assert got == ["a", "b", "c", "d", "e", "f", "g", "h"]
