@@ -7,6 +7,7 @@ Rotated files are ``<log>.1`` (newest) to ``<log>.<max_files-1>`` (oldest).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -168,9 +169,93 @@ def headers_back(data: bytes, end: int, stream: bytes | None = None) -> Iterator
 
 
 def log_files(log: Path, max_files: int) -> list[Path]:
-    """Existing log files of a container, oldest first."""
+    """Existing log files of a container, oldest first: the rotated ones (``log.N`` .. ``log.1``),
+    those conmon replaced at its size cap since the last rotation, which their second names still
+    hold (:func:`hold`), then ``log``."""
     rotated = [log.with_name(f"{log.name}.{i}") for i in range(max(max_files, 1) + 5, 0, -1)]
-    return [p for p in [*rotated, log] if p.exists()]
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for path in [*rotated, *_replaced(log), log]:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if (st.st_ino, st.st_dev) not in seen:  # a file met under a second name mid-rotation: once
+            seen.add((st.st_ino, st.st_dev))
+            found.append(path)
+    return found
+
+
+# conmon writes ``log`` and, at its cap, opens ``log.tmp`` (O_CREAT|O_TRUNC, never O_EXCL) and
+# renames it over ``log``; so a file made there beforehand, with a second name, is its next one.
+_HELD = ".0"  # the second name of the current file (or of one conmon replaced since)
+_NEXT = ".next"  # the second name of the prepared ``log.tmp`` (or of the file it became)
+
+
+def _named(log: Path, suffix: str) -> Path:
+    return log.with_name(log.name + suffix)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except FileNotFoundError:
+        return False
+    return (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)
+
+
+def _replaced(log: Path) -> list[Path]:
+    """The files conmon replaced since the last rotation, oldest first: second names that are no
+    longer ``log`` (nor, for the prepared file's, the unused ``log.tmp``)."""
+    held, upcoming = _named(log, _HELD), _named(log, _NEXT)
+    found = [held] if held.exists() and not _same_file(held, log) else []
+    if upcoming.exists() and not _same_file(upcoming, log) and not _same_file(upcoming, _named(log, ".tmp")):
+        found.append(upcoming)
+    return found
+
+
+def _link(target: Path, name: Path) -> bool:
+    """Give ``target`` the (new or replaced) name ``name``; False if ``target`` is gone."""
+    linking = name.with_name(name.name + ".link")
+    with contextlib.suppress(FileNotFoundError):
+        linking.unlink()
+    try:
+        os.link(target, linking)
+    except FileNotFoundError:
+        return False
+    os.rename(linking, name)
+    return True
+
+
+def hold(log: Path) -> None:
+    """Keep every file conmon writes under a second name from its first byte.
+
+    conmon counts what it wrote since it last replaced the file itself, across the reopens a
+    rotation asks for, and at its cap (``--log-size-max``) renames a new file over ``log``: the
+    file it replaced would be gone with its lines. So the current file is also ``log.0``, and
+    conmon's next one is made beforehand (``log.tmp``, also ``log.next``). Call
+    :func:`promote_held` first: what conmon replaced is rotated in there.
+    """
+    if _replaced(log):
+        return  # promote_held has not rotated them in yet
+    held, upcoming, prepared = _named(log, _HELD), _named(log, _NEXT), _named(log, ".tmp")
+    if _same_file(upcoming, log):  # conmon took the prepared file
+        os.rename(upcoming, held)
+    elif not _same_file(held, log):
+        _link(log, held)
+    if not prepared.exists():
+        with contextlib.suppress(FileExistsError):  # conmon's own, made meanwhile: it takes that
+            os.close(os.open(prepared, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            _link(prepared, upcoming)
+
+
+def promote_held(log: Path, max_files: int) -> bool:
+    """Rotate in, as ``log.1`` (older ones shifting up, the oldest beyond ``max_files`` dropped),
+    the files conmon replaced at its cap since the last rotation; whether there were any."""
+    replaced = _replaced(log)
+    for path in replaced:
+        _shift(log, max_files, path)
+    return bool(replaced)
 
 
 def read_lines(
@@ -363,10 +448,20 @@ def rotate(log: Path, max_files: int) -> bool:
     """
     if not log.exists() or max_files < 1:
         return False
+    for alias in (_named(log, _HELD), _named(log, _NEXT)):
+        if _same_file(alias, log):
+            alias.unlink()  # before the rename: readers never see the file under two rotated names
+    _shift(log, max_files, log)
+    return True
+
+
+def _shift(log: Path, max_files: int, newest: Path) -> None:
+    """Make ``newest`` (``log`` or the held file) ``log.1``, older files shifting up, the oldest
+    beyond ``max_files - 1`` rotated files dropped (``newest`` too when none is kept)."""
     keep = max_files - 1
-    if keep == 0:
-        log.unlink()
-        return True
+    if keep < 1:
+        newest.unlink()
+        return
     oldest = log.with_name(f"{log.name}.{keep}")
     if oldest.exists():
         oldest.unlink()
@@ -374,5 +469,4 @@ def rotate(log: Path, max_files: int) -> bool:
         src = log.with_name(f"{log.name}.{i}")
         if src.exists():
             os.rename(src, log.with_name(f"{log.name}.{i + 1}"))
-    os.rename(log, log.with_name(f"{log.name}.1"))
-    return True
+    os.rename(newest, log.with_name(f"{log.name}.1"))

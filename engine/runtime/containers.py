@@ -392,6 +392,7 @@ class ContainerManager:
             raise
         container.pid = pid
         container.conmon_pid = _read_pid(files.conmon_pidfile)
+        k8s_file.hold(files.log)  # conmon's next file too, before it can reach its cap
         self.store.save(container)
 
     # ---- start / status ---------------------------------------------------------
@@ -986,16 +987,24 @@ class ContainerManager:
                     os.close(pidfd)
 
     def rotate_logs(self) -> int:
-        """Rotate every running container's log that is over its size; returns how many."""
+        """Rotate every running container's log that is over its size; returns how many.
+
+        Every file conmon writes has a second name (:func:`engine.logs.k8s_file.hold`): its cap
+        counts across these rotations, and the files it replaced at the cap are rotated in here
+        (not lost with their lines).
+        """
         rotated = 0
         for container in self.list():
             files = self.files(container.id)
             with contextlib.suppress(FileNotFoundError):
+                k8s_file.promote_held(files.log, container.log_max_files)
+                k8s_file.hold(files.log)
                 if files.log.stat().st_size >= container.log_max_size and k8s_file.rotate(
                     files.log, container.log_max_files
                 ):
-                    self.runtime.reopen_log(files)
+                    self.runtime.reopen_log(files)  # conmon opens the file hold() prepared
                     rotated += 1
+                k8s_file.hold(files.log)
         return rotated
 
     def image_ids_in_use(self) -> set[str]:

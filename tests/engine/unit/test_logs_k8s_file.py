@@ -221,3 +221,66 @@ def test_follow_goes_on_into_the_file_conmon_put_in_place_of_the_one_it_read(tmp
 
     got = [ln.text for ln in k8s_file.follow(log, 0, done.is_set, sleep=sleep)]
     assert got == ["a", "b", "c", "d", "e", "f", "g", "h"]
+
+
+class FakeConmon:
+    """conmon's k8s-file writer as it behaves: it counts the bytes it wrote since it last replaced
+    the file itself (a requested reopen does not reset that), and at ``cap`` opens ``log.tmp``
+    (O_CREAT|O_TRUNC) and renames it over the log; a reopen does the same."""
+
+    def __init__(self, log: Path, cap: int) -> None:
+        self.log, self.cap, self.written, self.n = log, cap, 0, 0
+        self.f = open(log, "ab")  # noqa: SIM115 - closed by close()
+
+    def _replace(self) -> None:
+        self.f.close()
+        tmp = self.log.with_name(self.log.name + ".tmp")
+        self.f = open(tmp, "wb")  # noqa: SIM115 - O_CREAT|O_TRUNC, as conmon
+        tmp.rename(self.log)
+
+    def write_line(self) -> None:
+        record = _rec(self.n % 60, f"n{self.n}").encode()
+        if self.written + len(record) > self.cap:
+            self._replace()
+            self.written = 0
+        self.f.write(record)
+        self.f.flush()
+        self.written += len(record)
+        self.n += 1
+
+    def reopen(self) -> None:
+        self._replace()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _rotate_logs(log: Path, conmon: FakeConmon, max_size: int, max_files: int) -> None:
+    """What ContainerManager.rotate_logs does for one container."""
+    k8s_file.promote_held(log, max_files)
+    k8s_file.hold(log)
+    if log.stat().st_size >= max_size and k8s_file.rotate(log, max_files):
+        conmon.reopen()
+    k8s_file.hold(log)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_no_line_conmon_wrote_is_lost_between_rotations_and_its_cap(tmp_path: Path, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    log, max_size, max_files = tmp_path / "ctr.log", 600, 3
+    conmon = FakeConmon(log, cap=max_size * (max_files + 1))
+    k8s_file.hold(log)  # as create does
+    for _ in range(250):
+        for _ in range(rng.randint(0, 25)):  # up to ~1.4 files: the cap is met between rotations
+            conmon.write_line()
+        _rotate_logs(log, conmon, max_size, max_files)
+        texts = [ln.text for ln in k8s_file.read_lines(log, max_files)]
+        first = int(texts[0][1:]) if texts else conmon.n
+        assert texts == [f"n{i}" for i in range(first, conmon.n)]  # the newest lines, none missing
+    conmon.close()
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names <= {"ctr.log", "ctr.log.tmp", "ctr.log.0", "ctr.log.next"} | {
+        f"ctr.log.{i}" for i in range(1, max_files)
+    }
