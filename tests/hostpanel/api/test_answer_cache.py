@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from hostpanel.api import answer_cache
+from hostpanel.api import answer_cache, kept_lists
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import desired
 from hostpanel.deployments import services as deployments
@@ -214,21 +214,21 @@ def test_a_transaction_moves_the_generation_once_when_it_commits(host: Host) -> 
     tenant = TenantFactory(slug="acme")
     MembershipFactory(tenant=tenant, role=Role.OWNER)
     _apps(tenant, 1)
-    start = answer_cache.read_generation()
+    start = answer_cache.read_generation("apps")
     assert start is not None
     with transaction.atomic():
         Replica.objects.filter(app__tenant=tenant).update(message="x")
         Rollout.objects.filter(app__tenant=tenant).update(message="y")
-        assert answer_cache.read_generation() == start  # not committed yet
-    assert answer_cache.read_generation() == start + 1
+        assert answer_cache.read_generation("apps") == start  # not committed yet
+    assert answer_cache.read_generation("apps") == start + 1
     with pytest.raises(RuntimeError), transaction.atomic():
         Replica.objects.filter(app__tenant=tenant).update(message="rolled back")
         raise RuntimeError
-    assert answer_cache.read_generation() == start + 1  # nothing changed
+    assert answer_cache.read_generation("apps") == start + 1  # nothing changed
     Tenant.objects.filter(pk=tenant.pk).update(name="renamed")  # autocommit: at once
-    assert answer_cache.read_generation() == start + 2
+    assert answer_cache.read_generation("apps") == start + 2
     HostFactory(name="h2")  # an INSERT ... RETURNING: no row counted before its row is read
-    assert answer_cache.read_generation() == start + 3
+    assert answer_cache.read_generation("apps") == start + 3
 
 
 @committing
@@ -241,7 +241,7 @@ def test_a_missing_generation_is_made_anew_and_nothing_is_kept_without_it(
     url = f"/api/v1/tenants/{tenant.slug}/apps/"
     assert _get(client, url)[1] > 2 and _get(client, url)[1] > 2  # built each time
     _apps(tenant, 1)
-    assert answer_cache.read_generation() is not None
+    assert answer_cache.read_generation("apps") is not None
     _get(client, url)
     assert _get(client, url)[1] == 2
 
@@ -320,7 +320,7 @@ def test_every_table_and_column_the_list_reads_is_watched(owner_token: tuple[Ten
         "hosts_host",
         "auth_user",
     } <= read
-    watched = answer_cache.WATCHED.tables
+    watched = kept_lists.WATCHED.groups["apps"]
     assert read <= set(watched), listing
     columns = {pair for sql in listing for pair in COLUMN.findall(sql) if pair[0] in watched}
     assert ("deployments_replica", "state") in columns and ("hosts_host", "name") in columns
@@ -333,9 +333,12 @@ def test_every_table_and_column_the_list_reads_is_watched(owner_token: tuple[Ten
 
 def test_a_write_is_one_that_may_change_a_shown_column_of_a_watched_table() -> None:
     watcher = answer_cache.WriteWatcher(
-        {"deployments_replica": ["state", "host_id"], "deployments_app": None}
+        {"apps": {"deployments_replica": ["state", "host_id"], "deployments_app": None}}
     )
-    writes = watcher.writes
+
+    def writes(sql: str) -> bool:
+        return watcher.moved(sql) == {"apps"}
+
     assert writes('UPDATE "deployments_replica" SET "state" = %s WHERE "deployments_replica"."id" = %s')
     assert writes("update deployments_replica set host_id = 3 where id in (select id from x where y = 1)")
     assert writes('UPDATE "deployments_replica" SET "a" = (SELECT 1 WHERE 1), "state" = %s WHERE "id" = 1')
