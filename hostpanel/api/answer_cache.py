@@ -163,7 +163,9 @@ class WriteWatcher:
         if found is None:
             if sql.lstrip()[:6].upper() == "SELECT":
                 return frozenset()
-            return frozenset(group for table, readers in self.tables.items() if table in sql for group, _ in readers)
+            return frozenset(
+                group for table, readers in self.tables.items() if table in sql for group, _ in readers
+            )
         readers = self.tables.get(found.group(2))
         if not readers:
             return frozenset()  # it writes another table

@@ -110,7 +110,10 @@ class KeptList(ActorMixin, mixins.ListModelMixin):
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # the role was checked in initial(); the same answer while nothing it shows changed
         return answer_cache.answers.respond(
-            self.kept_key(), lambda: super(KeptList, self).list(request, *args, **kwargs), self.kept_group, self.kept_for
+            self.kept_key(),
+            lambda: super(KeptList, self).list(request, *args, **kwargs),
+            self.kept_group,
+            self.kept_for,
         )
 
 
