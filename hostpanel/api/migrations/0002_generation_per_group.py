@@ -3,6 +3,7 @@ becomes the apps list's; the other groups' rows start from random values."""
 
 import secrets
 
+from django.core.management.color import no_style
 from django.db import migrations, models
 
 # The groups when this migration was written; a group added later gets its row from its first
@@ -11,7 +12,13 @@ GROUPS = ("apps", "audit", "containers", "images", "members", "secrets", "tokens
 
 
 def add_groups(apps, schema_editor):  # type: ignore[no-untyped-def]
-    generations = apps.get_model("api", "CacheGeneration").objects.using(schema_editor.connection.alias)
+    model = apps.get_model("api", "CacheGeneration")
+    connection = schema_editor.connection
+    # 0001 made its row with id 1 given: PostgreSQL's id sequence has not counted it yet
+    with connection.cursor() as cursor:
+        for sql in connection.ops.sequence_reset_sql(no_style(), [model]):
+            cursor.execute(sql)
+    generations = model.objects.using(connection.alias)
     present = set(generations.values_list("name", flat=True))
     for name in GROUPS:
         if name not in present:
