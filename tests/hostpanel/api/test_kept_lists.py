@@ -284,14 +284,19 @@ LISTS: dict[str, Kept] = {
 WRITES = [(name, write) for name, kept in LISTS.items() for write in kept.writes]
 
 
+def _member_client(tenant: Tenant, role: str) -> APIClient:
+    """A client with the token of a new member of ``tenant`` in ``role``."""
+    user = MembershipFactory(tenant=tenant, role=role).user
+    _, secret = create_token(Actor(user=user), tenant, f"{role}'s")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
+    return client
+
+
 def _stranger(tenant_slug: str = "other") -> tuple[Tenant, APIClient]:
     """Another tenant with its own owner's token."""
     other = TenantFactory(slug=tenant_slug)
-    outsider = MembershipFactory(tenant=other, role=Role.OWNER).user
-    _, secret = create_token(Actor(user=outsider), other, "outsider")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
-    return other, client
+    return other, _member_client(other, Role.OWNER)
 
 
 def _filled(name: str, owner_token: tuple[Tenant, APIClient]) -> tuple[Tenant, APIClient, str]:
@@ -361,29 +366,20 @@ def test_the_audit_list_is_refused_below_owner_after_an_owner_kept_it(
 ) -> None:
     tenant, client, url = _filled("audit", owner_token)
     get(client, url)
-    developer = MembershipFactory(tenant=tenant, role=Role.DEVELOPER).user
-    _, secret = create_token(Actor(user=developer), tenant, "dev")
-    other = APIClient()
-    other.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
-    assert other.get(url).status_code == 403
+    assert _member_client(tenant, Role.DEVELOPER).get(url).status_code == 403
 
 
 @committing
 def test_the_tokens_list_is_kept_for_who_asks(
     owner_token: tuple[Tenant, APIClient], cache_on: None, settings: Any
 ) -> None:
-    tenant, client = owner_token
-    _fill_tokens(tenant)
-    url = _url(tenant, "tokens")
+    tenant, client, url = _filled("tokens", owner_token)
     owners, _ = get(client, url)
     assert {row["name"] for row in owners["results"]} == {"automation", "second"}
-    developer = MembershipFactory(tenant=tenant, role=Role.DEVELOPER).user
-    _, secret = create_token(Actor(user=developer), tenant, "dev")
-    mine = APIClient()
-    mine.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
+    mine = _member_client(tenant, Role.DEVELOPER)
     get(mine, url)
     theirs, queries = get(mine, url)
-    assert queries == 2 and [row["name"] for row in theirs["results"]] == ["dev"]
+    assert queries == 2 and [row["name"] for row in theirs["results"]] == ["developer's"]
     assert theirs == built(mine, url, settings)
     assert all("secret" not in row and "digest" not in row for row in theirs["results"] + owners["results"])
 
