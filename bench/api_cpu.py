@@ -10,9 +10,9 @@ application the way gunicorn does (``hostpanel.wsgi``'s handler, the response it
 closed) with ``Authorization: Token``, and reports ``time.process_time()`` per request: the
 median of ``--rounds`` rounds of ``--requests`` requests after a warm-up, per endpoint.
 Nothing is sent to Redis or a host (the seeding's dispatch seams are replaced by no-ops).
-The apps list is answered from its kept answer as served (hostpanel/api/answer_cache.py: one
-query for the generation); ``HOSTPANEL_API_CACHE_SECONDS=0`` in the environment measures
-building it every time.
+The tenant lists are answered from their kept answers as served (hostpanel/api/answer_cache.py,
+kept_lists.py: one query for the list's generation); ``HOSTPANEL_API_CACHE_SECONDS=0`` in the
+environment measures building them every time.
 
 Usage: .venv/bin/python bench/api_cpu.py [--requests 300] [--rounds 5] [--apps 5]
 [--endpoints apps,containers,...] [--database sqlite|postgres] [--json]

@@ -237,9 +237,10 @@ HOSTPANEL_PROBE_WORKERS = int(os.environ.get("HOSTPANEL_PROBE_WORKERS", "8"))
 # request). A revoked or expired token, a disabled user or a changed role takes effect on the API
 # within this bound (the dashboard, sockets, registry and Docker API check every time).
 HOSTPANEL_TOKEN_CACHE_SECONDS = float(os.environ.get("HOSTPANEL_TOKEN_CACHE_SECONDS", "2"))
-# How long a process reuses an apps list it built while nothing it shows changed (every committed
-# write to the tables it reads, by any process, ends that at once: hostpanel/api/answer_cache.py);
-# the bound only covers a process that died between a commit and telling the others. 0: off.
+# How long a process reuses a tenant list it built while nothing it shows changed (every committed
+# write to the tables it reads, by any process, ends that at once: hostpanel/api/answer_cache.py,
+# kept_lists.py); the bound only covers a process that died between a commit and telling the
+# others. 0: off.
 HOSTPANEL_API_CACHE_SECONDS = float(os.environ.get("HOSTPANEL_API_CACHE_SECONDS", "30"))
 # Reverse proxies whose X-Forwarded-For the audit log believes (comma-separated addresses).
 HOSTPANEL_TRUSTED_PROXIES = env_list("HOSTPANEL_TRUSTED_PROXIES", [])

@@ -1,25 +1,30 @@
-"""Answers of the API kept while nothing they show has changed: the apps list (issue 16).
+"""Answers of the API kept while nothing they show has changed: the tenants' lists (issue 16).
 
-Building ``GET /api/v1/tenants/<slug>/apps/`` costs a worker several milliseconds of CPU
-(four queries; some 70 serializer fields per app, a release among them), and most of the
-time it answers what it answered a moment before. Each process keeps its last answers, keyed
-by the tenant and the full URL, with the *generation* each was built at: one number in the
-database (:class:`hostpanel.api.models.CacheGeneration`, the same for every process) that every
-committed write to a table the list reads moves on.
+Building a list such as ``GET /api/v1/tenants/<slug>/apps/`` costs a worker milliseconds of CPU
+(queries, then the serializers' fields per row), and most of the time it answers what it
+answered a moment before. Each process keeps its last answers, keyed by the list, the tenant
+and the full URL (and what else picks the rows: hostpanel/api/kept_lists.py), with the
+*generation* of the list's *group* each was built at: one number per group in the database
+(:class:`hostpanel.api.models.CacheGeneration`, a row per group, the same for every process)
+that every committed write to a table the group's list reads moves on. A group's number moves
+only with its own tables (and shown columns): an audit entry, written on every action, moves
+the audit list's generation, not the apps list's.
 
 Writes are seen where all SQL passes, whoever writes (a gunicorn worker answering a user or an
 agent's report, daphne, ``watchhosts``, a shell, a raw cursor, ``QuerySet.update``): an execute
-wrapper on every database connection (:func:`watch_writes`). A statement that is not a SELECT
-and names a watched table moves the generation on once it is committed: at once in autocommit,
-else when the transaction commits (a rolled-back one changed nothing).
+wrapper on every database connection (:class:`WriteWatcher`). A statement that is not a SELECT
+and names a watched table moves the generations of the groups that read it once it is
+committed: at once in autocommit, else when the transaction commits (once per transaction, in
+one statement for all its groups; a rolled-back one changed nothing).
 
-A request reads the generation first (one small query), then reuses the answer built at that
-generation or builds it and keeps it under the generation read *before* building. So an answer
-kept under generation ``g`` shows every write whose move made ``g`` current or came before it;
-a write committed later moves the generation on after its commit, and the answer is not used
-again. What is left: a process that dies between a commit and its move; ``seconds`` bounds
-that (an answer is rebuilt at the latest that long after it was built). Permissions are checked
-before the cache is asked (the viewset's ``initial``); answers hold no one's role.
+A request reads its group's generation first (one small query), then reuses the answer built
+at that generation or builds it and keeps it under the generation read *before* building. So an
+answer kept under generation ``g`` shows every write whose move made ``g`` current or came
+before it; a write committed later moves the generation on after its commit, and the answer is
+not used again. What is left: a process that dies between a commit and its move; ``seconds``
+bounds that (an answer is rebuilt at the latest that long after it was built; sooner when its
+list says it turns false sooner, as a token's expiry does). Permissions are checked before the
+cache is asked (the viewset's ``initial``); answers hold no one's role.
 
 Inside a transaction (a test's, ``ATOMIC_REQUESTS``) nothing is read from or kept in the cache:
 the connection may see writes that are not committed.
@@ -31,22 +36,16 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
 from rest_framework.response import Response
 
 from hostpanel.api.models import CacheGeneration
-from hostpanel.api.serializers import REPLICA_SUMMARY_COLUMNS, ROLLOUT_COLUMNS
-from hostpanel.deployments.models import App, Release, Replica, Rollout
-from hostpanel.hosts.models import Host
-from hostpanel.tenants.models import Tenant
 
 clock = time.monotonic  # tests move it
 ExecuteWrapper = Callable[..., Any]
@@ -56,37 +55,52 @@ def _table() -> str:
     return str(CacheGeneration._meta.db_table)
 
 
-def read_generation(using: str = "default") -> int | None:
-    """The current generation (None: its row is missing, then nothing is cached)."""
+def read_generation(group: str, using: str = "default") -> int | None:
+    """The current generation of ``group`` (None: its row is missing, then nothing is kept)."""
     connection = connections[using]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT value FROM {connection.ops.quote_name(_table())} WHERE id = 1")
+        cursor.execute(f"SELECT value FROM {connection.ops.quote_name(_table())} WHERE name = %s", [group])
         row = cursor.fetchone()
     return int(row[0]) if row else None
 
 
-def move_generation(using: str = "default") -> None:
-    """Move the generation on (its row made anew, from a random value, if it went missing: a
-    number some process may still hold answers under is never current again). Nothing to move
-    before the table is migrated (a fresh database's first migrations write watched tables)."""
+def move_generations(groups: Collection[str], using: str = "default") -> None:
+    """Move the generations of ``groups`` on, in one statement (a row made anew, from a random
+    value, where one went missing: a number some process may still hold answers under is never
+    current again). Nothing to move before the table is migrated (a fresh database's first
+    migrations write watched tables)."""
+    if not groups:
+        return
+    names = sorted(groups)
     connection = connections[using]
     table = connection.ops.quote_name(_table())
+    marks = ", ".join(["%s"] * len(names))
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {table} SET value = value + 1 WHERE id = 1")
-            if cursor.rowcount:
+            cursor.execute(f"UPDATE {table} SET value = value + 1 WHERE name IN ({marks})", names)
+            if cursor.rowcount == len(names):
                 return
-            try:
-                with transaction.atomic(using=using):
-                    cursor.execute(
-                        f"INSERT INTO {table} (id, value) VALUES (1, %s)", [secrets.randbelow(2**62)]
-                    )
-            except IntegrityError:  # made meanwhile by another process: move that one
-                cursor.execute(f"UPDATE {table} SET value = value + 1 WHERE id = 1")
+            cursor.execute(f"SELECT name FROM {table} WHERE name IN ({marks})", names)
+            present = {row[0] for row in cursor.fetchall()}
+            for name in names:
+                if name not in present:
+                    _make(cursor, table, name)
     except DatabaseError:
         if _table() in connection.introspection.table_names():
             raise
         # not migrated yet: no answer was kept either
+
+
+def _make(cursor: Any, table: str, name: str) -> None:
+    """Make ``name``'s missing row from a random value (or move it: made meanwhile elsewhere).
+    One statement, no transaction of its own: in autocommit, the statement that moved it may
+    still be read (an INSERT ... RETURNING), and SQLite commits nothing while one is."""
+    cursor.execute(
+        f"INSERT INTO {table} (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+        [name, secrets.randbelow(2**62)],
+    )
+    if not cursor.rowcount:  # made meanwhile by another process: move that one
+        cursor.execute(f"UPDATE {table} SET value = value + 1 WHERE name = %s", [name])
 
 
 _TARGET = re.compile(r'\s*(UPDATE|DELETE\s+FROM|INSERT\s+(?:OR\s+\w+\s+)?INTO)\s+"?(\w+)"?', re.I)
@@ -114,83 +128,86 @@ def _changed_nothing(sql: Any, rowcount: int) -> bool:
     return found is not None and found.group(1)[0].upper() in "UD"
 
 
-class WriteWatcher:
-    """An execute wrapper moving the generation on after each committed write to ``tables``.
+Watched = Mapping[str, Mapping[str, Iterable[str] | None]]
 
-    ``tables`` maps a table to the columns the answers show of it (None: all of them): an
-    UPDATE of that table that names none of them (an agent's heartbeat, a health check's time)
-    changes no answer. An UPDATE or DELETE that changed no row changed nothing either.
+
+class WriteWatcher:
+    """An execute wrapper moving generations on after each committed write to their tables.
+
+    ``groups`` maps a group to the tables its list reads, each to the columns it shows (None:
+    all of them): an UPDATE of that table that names none of them (an agent's heartbeat, a
+    health check's time) changes none of the group's answers. An UPDATE or DELETE that changed
+    no row changed nothing either.
     """
 
-    def __init__(self, tables: dict[str, Iterable[str] | None]) -> None:
-        self.tables = {
-            table: None if columns is None else re.compile(rf"\b(?:{'|'.join(sorted(columns))})\b")
-            for table, columns in tables.items()
+    def __init__(self, groups: Watched) -> None:
+        self.groups = {
+            group: {
+                table: None if columns is None else re.compile(rf"\b(?:{'|'.join(sorted(columns))})\b")
+                for table, columns in tables.items()
+            }
+            for group, tables in groups.items()
         }
+        self.tables: dict[str, list[tuple[str, re.Pattern[str] | None]]] = {}
+        for group, tables in self.groups.items():
+            for table, shown in tables.items():
+                self.tables.setdefault(table, []).append((group, shown))
 
-    def writes(self, sql: str) -> bool:
-        """Whether ``sql`` may change what the answers show: an INSERT, DELETE or UPDATE of a
-        watched table (an UPDATE naming a column shown), or anything else but a SELECT that
-        names one (a schema change, a driver's composed statement)."""
+    def moved(self, sql: Any) -> frozenset[str]:
+        """The groups whose answers ``sql`` may change: those reading the table an INSERT,
+        DELETE or UPDATE writes (for an UPDATE, naming a column they show), or any other
+        statement but a SELECT names (a schema change, a driver's composed statement)."""
         if not isinstance(sql, str):
-            return True
+            return frozenset(self.groups)
         found = _TARGET.match(sql)
         if found is None:
-            return sql.lstrip()[:6].upper() != "SELECT" and any(table in sql for table in self.tables)
-        verb, table = found.group(1)[0].upper(), found.group(2)
-        if table not in self.tables:
-            return False  # it writes another table
-        columns = self.tables[table]
-        if verb != "U" or columns is None:
-            return True
-        return columns.search(sql, found.end(), _where(sql, found.end())) is not None
+            if sql.lstrip()[:6].upper() == "SELECT":
+                return frozenset()
+            return frozenset(
+                group for table, readers in self.tables.items() if table in sql for group, _ in readers
+            )
+        readers = self.tables.get(found.group(2))
+        if not readers:
+            return frozenset()  # it writes another table
+        if found.group(1)[0].upper() != "U":
+            return frozenset(group for group, _ in readers)
+        where = _where(sql, found.end())
+        return frozenset(
+            group for group, shown in readers if shown is None or shown.search(sql, found.end(), where)
+        )
 
     def __call__(self, execute: ExecuteWrapper, sql: str, params: Any, many: bool, context: Any) -> Any:
         result = execute(sql, params, many, context)
-        if self.writes(sql) and not _changed_nothing(sql, context["cursor"].rowcount):
+        groups = self.moved(sql)
+        if groups and not _changed_nothing(sql, context["cursor"].rowcount):
             connection: BaseDatabaseWrapper = context["connection"]
             if not connection.in_atomic_block:
-                move_generation(connection.alias)  # autocommit: the statement is committed
-            elif not any(isinstance(func, _Move) for _, func, _ in connection.run_on_commit):
-                # once per transaction (a savepoint's rollback drops it only if it was added there)
-                transaction.on_commit(_Move(connection.alias), using=connection.alias)
+                move_generations(groups, connection.alias)  # autocommit: the statement is committed
+            else:
+                # once per transaction: a savepoint's rollback drops the callback only if it was
+                # added there, when every write it names was made there too (else it moves a
+                # group that need not move: an answer rebuilt, never a stale one kept)
+                pending = next((f for _, f, _ in connection.run_on_commit if isinstance(f, _Move)), None)
+                if pending is None:
+                    transaction.on_commit(_Move(connection.alias, groups), using=connection.alias)
+                else:
+                    pending.groups |= groups
         return result
 
 
 class _Move:
-    """``move_generation(using)`` as an on-commit callback the watcher can recognise."""
+    """``move_generations(groups, using)`` as an on-commit callback the watcher recognises."""
 
-    def __init__(self, using: str) -> None:
+    def __init__(self, using: str, groups: Collection[str]) -> None:
         self.using = using
+        self.groups = set(groups)
 
     def __call__(self) -> None:
-        move_generation(self.using)
+        move_generations(self.groups, self.using)
 
 
-def _columns(model: type[Model], names: Iterable[str]) -> set[str]:
-    """The columns of ``model`` behind serializer column paths (``host__name``: ``host_id``)."""
-    return {model._meta.get_field(name.split("__")[0]).column for name in names}
-
-
-# Every table the apps list reads and the columns it shows or sorts by (test_answer_cache.py
-# checks them against its SQL): apps, releases and their tenant whole; the replicas' and rollouts'
-# columns the serializers read; hosts' and creators' names.
-WATCHED = WriteWatcher(
-    {
-        App._meta.db_table: None,
-        Release._meta.db_table: None,
-        Tenant._meta.db_table: None,
-        Replica._meta.db_table: _columns(Replica, [*REPLICA_SUMMARY_COLUMNS, "app"]),
-        Rollout._meta.db_table: _columns(Rollout, [*ROLLOUT_COLUMNS, "app"]),
-        Host._meta.db_table: {"id", "name"},
-        get_user_model()._meta.db_table: {"id", "username"},
-    }
-)
-
-
-def install(connection: BaseDatabaseWrapper, watcher: WriteWatcher = WATCHED, **_: Any) -> None:
-    """Wrap ``connection``'s statements with ``watcher`` (once, however often it reconnects);
-    a ``connection_created`` receiver (hostpanel.api.apps), so every process's connections are."""
+def install(connection: BaseDatabaseWrapper, watcher: WriteWatcher, **_: Any) -> None:
+    """Wrap ``connection``'s statements with ``watcher`` (once, however often it reconnects)."""
     if watcher not in connection.execute_wrappers:
         connection.execute_wrappers.append(watcher)
 
@@ -223,9 +240,10 @@ class AnswerCache:
     """The last answers of this process, each used while the generation it was built at is
     current, for ``HOSTPANEL_API_CACHE_SECONDS`` at most (0: off)."""
 
-    # What a process may hold, whatever URLs its clients make up: 128 answers of 50 rows (the
-    # default page) at most, a few tens of megabytes; a longer page is built every time.
-    MAX_ENTRIES = 128
+    # What a process may hold, whatever URLs its clients make up: 512 answers (some tenants'
+    # lists, each a few pages) of 50 rows (the default page) at most, a few tens of megabytes;
+    # a longer page is built every time.
+    MAX_ENTRIES = 512
     MAX_ROWS = 50
 
     def __init__(self) -> None:
@@ -233,13 +251,20 @@ class AnswerCache:
         self._lock = threading.Lock()
 
     def respond(
-        self, key: tuple[Any, ...], build: Callable[[], Response], using: str = "default"
+        self,
+        key: tuple[Any, ...],
+        build: Callable[[], Response],
+        group: str,
+        valid_for: Callable[[Any], float | None] | None = None,
+        using: str = "default",
     ) -> Response:
-        """The answer kept under ``key`` if still current, else ``build()`` (a 200 is kept)."""
+        """The answer kept under ``key`` if ``group``'s generation is still the one it was built
+        at, else ``build()`` (a 200 is kept: for ``valid_for(data)`` seconds at most when that
+        says the answer turns false by itself, as time passes)."""
         seconds = settings.HOSTPANEL_API_CACHE_SECONDS
         if seconds <= 0 or connections[using].in_atomic_block:
             return build()
-        generation = read_generation(using)
+        generation = read_generation(group, using)
         if generation is None:
             return build()
         now = clock()
@@ -248,13 +273,20 @@ class AnswerCache:
             return Response(kept.data)
         response = build()
         if response.status_code == 200 and _rows(response.data) <= self.MAX_ROWS:
-            with self._lock:
-                if len(self._entries) >= self.MAX_ENTRIES:
-                    self._entries = {k: v for k, v in self._entries.items() if v.until > now}
-                    if len(self._entries) >= self.MAX_ENTRIES:
-                        self._entries.clear()
-                self._entries[key] = _Answer(generation, now + seconds, _detached(response.data))
+            data = _detached(response.data)
+            bound = valid_for(data) if valid_for is not None else None
+            lasts = seconds if bound is None else min(seconds, bound)
+            if lasts > 0:
+                self._keep(key, _Answer(generation, now + lasts, data), now)
         return response
+
+    def _keep(self, key: tuple[Any, ...], answer: _Answer, now: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries = {k: v for k, v in self._entries.items() if v.until > now}
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+            self._entries[key] = answer
 
     def clear(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ class ApiConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from hostpanel.api import answer_cache, schema  # noqa: F401  (schema registers its extensions)
+        from hostpanel.api import kept_lists, schema  # noqa: F401  (schema registers its extensions)
 
-        # every database connection of every process watches the writes the cached answers show
-        connection_created.connect(answer_cache.install, dispatch_uid="hostpanel.api.answer_cache")
+        # every database connection of every process watches the writes the kept answers show
+        connection_created.connect(kept_lists.install, dispatch_uid="hostpanel.api.answer_cache")

@@ -16,10 +16,10 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from hostpanel.api import answer_cache
 from hostpanel.api import serializers as s
 from hostpanel.api.base import ActorMixin, AdminViewSetMixin, TenantScopedViewSet
 from hostpanel.api.host_enrollment import HostEnrollmentActions
+from hostpanel.api.kept_lists import KeptList, KeptTokenList
 from hostpanel.audit.models import AuditLog
 from hostpanel.deployments import services as deployments
 from hostpanel.deployments.changes import release_changes
@@ -80,11 +80,10 @@ class TenantViewSet(ActorMixin, viewsets.ModelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MemberViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
-):
+class MemberViewSet(KeptList, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
     """Members of a tenant and their roles; owners manage them."""
 
+    kept_group = "members"
     queryset = Membership.objects.select_related("user", "tenant")
     serializer_class = s.MembershipSerializer
     write_role = Role.OWNER
@@ -108,7 +107,7 @@ class MemberViewSet(
         tenants.remove_member(self.actor, instance)
 
 
-class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class TokenViewSet(KeptTokenList, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """API tokens: any member makes its own (the secret is shown once); DELETE revokes."""
 
     queryset = ApiToken.objects.select_related("user", "tenant")
@@ -154,9 +153,10 @@ class QuotaViewSet(TenantScopedViewSet):
         return Response(s.QuotaSerializer(quota).data)
 
 
-class AuditViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class AuditViewSet(KeptList, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """The tenant's audit log (owners and admins). Filter: ?action=app.deploy&result=denied."""
 
+    kept_group = "audit"
     queryset = AuditLog.objects.select_related("tenant")
     serializer_class = s.AuditLogSerializer
     read_role = Role.OWNER
@@ -242,11 +242,10 @@ class HostViewSet(HostEnrollmentActions, AdminViewSetMixin, viewsets.ModelViewSe
 
 
 # ---- apps ---------------------------------------------------------------------------
-class AppViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
-):
+class AppViewSet(KeptList, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
     """Apps: create deploys release 1; PATCH or /deploy/ makes a new release from changes."""
 
+    kept_group = "apps"
     queryset = App.objects.select_related("tenant", "current_release", "current_release__created_by")
     serializer_class = s.AppSerializer
     lookup_field = "name"
@@ -268,14 +267,6 @@ class AppViewSet(
         if state := self.request.query_params.get("state"):
             qs = qs.filter(state=state)
         return qs
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        # The same answer while nothing it shows changed (answer_cache.py: its generation moves on
-        # with every committed write to the tables it reads); the role was checked in initial().
-        key = ("apps", self.tenant.pk, request.build_absolute_uri())
-        return answer_cache.answers.respond(
-            key, lambda: super(AppViewSet, self).list(request, *args, **kwargs)
-        )
 
     def paginate_queryset(self, queryset: QuerySet[App]) -> list[App] | None:
         page = super().paginate_queryset(queryset)
@@ -368,9 +359,10 @@ def _with_latest_rollouts(apps: list[App]) -> list[App]:
 
 
 # ---- containers ---------------------------------------------------------------------
-class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class ContainerViewSet(KeptList, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """The tenant's containers (one per replica). Filter: ?app=web&state=running."""
 
+    kept_group = "containers"
     queryset = Replica.objects.select_related("app", "app__tenant", "host", "release")
     serializer_class = s.ContainerSerializer
     tenant_field = "app__tenant"
@@ -456,9 +448,10 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
 
 
 # ---- secrets ------------------------------------------------------------------------
-class SecretViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class SecretViewSet(KeptList, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Secrets: names and dates only; a value goes in and never comes out."""
 
+    kept_group = "secrets"
     queryset = Secret.objects.select_related("tenant").defer("ciphertext")
     serializer_class = s.SecretSerializer
     lookup_field = "name"
@@ -482,9 +475,10 @@ class SecretViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
 
 # ---- images -------------------------------------------------------------------------
-class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class ImageViewSet(KeptList, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Images the tenant may run: base images and its own uploads (multipart: name, archive)."""
 
+    kept_group = "images"
     queryset = Image.objects.all()
     serializer_class = s.ImageSerializer
     parser_classes = [MultiPartParser, FormParser]
@@ -566,9 +560,10 @@ class PricesViewSet(ActorMixin, viewsets.GenericViewSet):
 
 
 # ---- volumes ------------------------------------------------------------------------
-class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class VolumeViewSet(KeptList, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Named volumes of the tenant (size-capped; counted against the volumes and disk quota)."""
 
+    kept_group = "volumes"
     queryset = Volume.objects.select_related("tenant")
     serializer_class = s.VolumeSerializer
     tenant_ordering = ("name",)  # Meta: tenant, name

@@ -6,7 +6,6 @@ These tests commit (``transaction=True``): inside a test's transaction nothing i
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,11 +13,10 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from hostpanel.api import answer_cache
+from hostpanel.api import answer_cache, kept_lists
 from hostpanel.audit.services import Actor
 from hostpanel.deployments import desired
 from hostpanel.deployments import services as deployments
@@ -27,15 +25,8 @@ from hostpanel.hosts import services as hosts
 from hostpanel.hosts.models import Host
 from hostpanel.tenants.models import Role, Tenant
 from hostpanel.tenants.services import create_token
+from tests.hostpanel.api.kept import assert_seen_at_once, assert_watched, built, committing, get, listing_sql
 from tests.hostpanel.factories import HostFactory, MembershipFactory, TenantFactory
-
-committing = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def cache_on(settings: Any) -> None:
-    settings.HOSTPANEL_API_CACHE_SECONDS = 30
-    answer_cache.answers.clear()
 
 
 def _owner(tenant: Tenant) -> Actor:
@@ -54,23 +45,6 @@ def _apps(tenant: Tenant, count: int = 2) -> list[App]:
     return made
 
 
-def _get(client: APIClient, url: str) -> tuple[Any, int]:
-    """The JSON of a GET of ``url`` (a 200) and the number of queries it took."""
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(url)
-    assert response.status_code == 200, response.content[:300]
-    return response.json(), len(captured.captured_queries)
-
-
-def _built(client: APIClient, url: str, settings: Any) -> Any:
-    """The answer built now, the cache off."""
-    settings.HOSTPANEL_API_CACHE_SECONDS = 0
-    try:
-        return _get(client, url)[0]
-    finally:
-        settings.HOSTPANEL_API_CACHE_SECONDS = 30
-
-
 @committing
 def test_a_kept_answer_is_the_one_built_and_costs_two_queries(
     owner_token: tuple[Tenant, APIClient], cache_on: None, settings: Any
@@ -78,13 +52,13 @@ def test_a_kept_answer_is_the_one_built_and_costs_two_queries(
     tenant, client = owner_token
     _apps(tenant)
     url = f"/api/v1/tenants/{tenant.slug}/apps/?page_size=1"  # with a next link (the request's host)
-    first, built_queries = _get(client, url)
-    again, kept_queries = _get(client, url)
-    assert again == first == _built(client, url, settings)
+    first, built_queries = get(client, url)
+    again, kept_queries = get(client, url)
+    assert again == first == built(client, url, settings)
     assert first["next"].startswith("http://testserver/") and len(first["results"]) == 1
     assert first["results"][0]["replicas"] and first["results"][0]["rollout"]["release"] == 2
     assert kept_queries == 2 < built_queries  # the token, the generation
-    other, _ = _get(client, url.replace("page_size=1", "page_size=2"))  # another URL, another answer
+    other, _ = get(client, url.replace("page_size=1", "page_size=2"))  # another URL, another answer
     assert len(other["results"]) == 2
 
 
@@ -200,13 +174,9 @@ def test_every_committed_write_the_list_shows_is_seen_at_once(
 ) -> None:
     tenant, client = owner_token
     _apps(tenant)
-    url = f"/api/v1/tenants/{tenant.slug}/apps/"
-    before, _ = _get(client, url)
-    assert _get(client, url) == (before, 2)  # kept
-    WRITES[write](tenant)
-    after, queries = _get(client, url)
-    assert after != before and queries > 2  # a stale answer fails here
-    assert after == _built(client, url, settings)
+    assert_seen_at_once(
+        client, f"/api/v1/tenants/{tenant.slug}/apps/", lambda: WRITES[write](tenant), settings
+    )
 
 
 @committing
@@ -214,21 +184,21 @@ def test_a_transaction_moves_the_generation_once_when_it_commits(host: Host) -> 
     tenant = TenantFactory(slug="acme")
     MembershipFactory(tenant=tenant, role=Role.OWNER)
     _apps(tenant, 1)
-    start = answer_cache.read_generation()
+    start = answer_cache.read_generation("apps")
     assert start is not None
     with transaction.atomic():
         Replica.objects.filter(app__tenant=tenant).update(message="x")
         Rollout.objects.filter(app__tenant=tenant).update(message="y")
-        assert answer_cache.read_generation() == start  # not committed yet
-    assert answer_cache.read_generation() == start + 1
+        assert answer_cache.read_generation("apps") == start  # not committed yet
+    assert answer_cache.read_generation("apps") == start + 1
     with pytest.raises(RuntimeError), transaction.atomic():
         Replica.objects.filter(app__tenant=tenant).update(message="rolled back")
         raise RuntimeError
-    assert answer_cache.read_generation() == start + 1  # nothing changed
+    assert answer_cache.read_generation("apps") == start + 1  # nothing changed
     Tenant.objects.filter(pk=tenant.pk).update(name="renamed")  # autocommit: at once
-    assert answer_cache.read_generation() == start + 2
+    assert answer_cache.read_generation("apps") == start + 2
     HostFactory(name="h2")  # an INSERT ... RETURNING: no row counted before its row is read
-    assert answer_cache.read_generation() == start + 3
+    assert answer_cache.read_generation("apps") == start + 3
 
 
 @committing
@@ -239,11 +209,11 @@ def test_a_missing_generation_is_made_anew_and_nothing_is_kept_without_it(
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM api_cachegeneration")
     url = f"/api/v1/tenants/{tenant.slug}/apps/"
-    assert _get(client, url)[1] > 2 and _get(client, url)[1] > 2  # built each time
+    assert get(client, url)[1] > 2 and get(client, url)[1] > 2  # built each time
     _apps(tenant, 1)
-    assert answer_cache.read_generation() is not None
-    _get(client, url)
-    assert _get(client, url)[1] == 2
+    assert answer_cache.read_generation("apps") is not None
+    get(client, url)
+    assert get(client, url)[1] == 2
 
 
 @committing
@@ -253,7 +223,7 @@ def test_access_is_checked_before_a_kept_answer(
     tenant, client = owner_token
     _apps(tenant, 1)
     url = f"/api/v1/tenants/{tenant.slug}/apps/"
-    _get(client, url)
+    get(client, url)
     other = TenantFactory(slug="other")
     outsider = MembershipFactory(tenant=other, role=Role.OWNER).user
     _, secret = create_token(Actor(user=outsider), other, "outsider")
@@ -272,10 +242,10 @@ def test_an_answer_is_rebuilt_after_its_bound(
     url = f"/api/v1/tenants/{tenant.slug}/apps/"
     now = [1000.0]
     monkeypatch.setattr(answer_cache, "clock", lambda: now[0])
-    _get(client, url)
-    assert _get(client, url)[1] == 2
+    get(client, url)
+    assert get(client, url)[1] == 2
     now[0] += 31
-    assert _get(client, url)[1] > 2
+    assert get(client, url)[1] > 2
 
 
 @committing
@@ -287,10 +257,10 @@ def test_what_a_process_keeps_is_bounded(
     monkeypatch.setattr(answer_cache.AnswerCache, "MAX_ROWS", 1)
     monkeypatch.setattr(answer_cache.AnswerCache, "MAX_ENTRIES", 2)
     url = f"/api/v1/tenants/{tenant.slug}/apps/"
-    _get(client, url)
-    assert _get(client, url)[1] > 2  # two rows: a longer page than kept
+    get(client, url)
+    assert get(client, url)[1] > 2  # two rows: a longer page than kept
     for junk in range(3):
-        _get(client, f"{url}?page_size=1&junk={junk}")
+        get(client, f"{url}?page_size=1&junk={junk}")
     assert len(answer_cache.answers._entries) <= 2
 
 
@@ -298,21 +268,16 @@ def test_nothing_is_kept_inside_a_transaction(owner_token: tuple[Tenant, APIClie
     tenant, client = owner_token
     _apps(tenant, 1)
     url = f"/api/v1/tenants/{tenant.slug}/apps/"
-    _get(client, url)
-    assert _get(client, url)[1] > 2  # the test's transaction: uncommitted writes may be seen
-
-
-TABLE = re.compile(r'\b(?:FROM|JOIN)\s+"?(\w+)"?', re.I)
-COLUMN = re.compile(r'"(\w+)"\."(\w+)"')
+    get(client, url)
+    assert get(client, url)[1] > 2  # the test's transaction: uncommitted writes may be seen
 
 
 def test_every_table_and_column_the_list_reads_is_watched(owner_token: tuple[Tenant, APIClient]) -> None:
     tenant, client = owner_token
     _apps(tenant)
-    with CaptureQueriesContext(connection) as captured:
-        assert client.get(f"/api/v1/tenants/{tenant.slug}/apps/").status_code == 200
-    listing = [q["sql"] for q in captured.captured_queries if "tenants_apitoken" not in q["sql"]]
-    read = {table for sql in listing for table in TABLE.findall(sql)}
+    read, columns = assert_watched(
+        listing_sql(client, f"/api/v1/tenants/{tenant.slug}/apps/"), kept_lists.WATCHED.groups["apps"]
+    )
     assert {
         "deployments_app",
         "deployments_replica",
@@ -320,22 +285,17 @@ def test_every_table_and_column_the_list_reads_is_watched(owner_token: tuple[Ten
         "hosts_host",
         "auth_user",
     } <= read
-    watched = answer_cache.WATCHED.tables
-    assert read <= set(watched), listing
-    columns = {pair for sql in listing for pair in COLUMN.findall(sql) if pair[0] in watched}
     assert ("deployments_replica", "state") in columns and ("hosts_host", "name") in columns
-    # the creator's whole row is read for its name; a table joined twice is aliased (the release's)
-    assert watched["auth_user"] is not None and watched["auth_user"].fullmatch("username")
-    for table, column in columns - {c for c in columns if c[0] == "auth_user"}:
-        shown = watched[table]
-        assert shown is None or shown.fullmatch(column), (table, column)
 
 
 def test_a_write_is_one_that_may_change_a_shown_column_of_a_watched_table() -> None:
     watcher = answer_cache.WriteWatcher(
-        {"deployments_replica": ["state", "host_id"], "deployments_app": None}
+        {"apps": {"deployments_replica": ["state", "host_id"], "deployments_app": None}}
     )
-    writes = watcher.writes
+
+    def writes(sql: str) -> bool:
+        return watcher.moved(sql) == {"apps"}
+
     assert writes('UPDATE "deployments_replica" SET "state" = %s WHERE "deployments_replica"."id" = %s')
     assert writes("update deployments_replica set host_id = 3 where id in (select id from x where y = 1)")
     assert writes('UPDATE "deployments_replica" SET "a" = (SELECT 1 WHERE 1), "state" = %s WHERE "id" = 1')
@@ -375,8 +335,8 @@ def test_writes_the_list_does_not_show_keep_the_answer(
     tenant, client = owner_token
     _apps(tenant)
     url = f"/api/v1/tenants/{tenant.slug}/apps/"
-    kept, _ = _get(client, url)
+    kept, _ = get(client, url)
     hosts.heartbeat(Host.objects.get(name="h1").pk)  # an agent's beat, every few seconds
     Replica.objects.filter(app__tenant=tenant).update(health_checked_at=timezone.now(), health_failures=1)
     Replica.objects.filter(app__tenant=tenant, state="no such state").update(message="none matches")
-    assert _get(client, url) == (kept, 2)
+    assert get(client, url) == (kept, 2)
