@@ -3,6 +3,9 @@
 Each record is ``<RFC3339Nano time> <stdout|stderr> <F|P> <text>``; ``P``
 marks a partial line continued by the next record of the same stream.
 Rotated files are ``<log>.1`` (newest) to ``<log>.<max_files-1>`` (oldest).
+``<log>.0`` and ``<log>.next`` are second names (:func:`hold`): of the current file, of the
+prepared ``<log>.tmp`` conmon opens next, or of a file conmon replaced at its cap until
+:func:`promote_held` rotates it in.
 """
 
 from __future__ import annotations
@@ -190,6 +193,7 @@ def log_files(log: Path, max_files: int) -> list[Path]:
 # renames it over ``log``; so a file made there beforehand, with a second name, is its next one.
 _HELD = ".0"  # the second name of the current file (or of one conmon replaced since)
 _NEXT = ".next"  # the second name of the prepared ``log.tmp`` (or of the file it became)
+_PREPARED = ".tmp"  # conmon's own name for the file it opens next
 
 
 def _named(log: Path, suffix: str) -> Path:
@@ -207,9 +211,9 @@ def _same_file(a: Path, b: Path) -> bool:
 def _replaced(log: Path) -> list[Path]:
     """The files conmon replaced since the last rotation, oldest first: second names that are no
     longer ``log`` (nor, for the prepared file's, the unused ``log.tmp``)."""
-    held, upcoming = _named(log, _HELD), _named(log, _NEXT)
+    held, upcoming, prepared = _named(log, _HELD), _named(log, _NEXT), _named(log, _PREPARED)
     found = [held] if held.exists() and not _same_file(held, log) else []
-    if upcoming.exists() and not _same_file(upcoming, log) and not _same_file(upcoming, _named(log, ".tmp")):
+    if upcoming.exists() and not _same_file(upcoming, log) and not _same_file(upcoming, prepared):
         found.append(upcoming)
     return found
 
@@ -238,7 +242,7 @@ def hold(log: Path) -> None:
     """
     if _replaced(log):
         return  # promote_held has not rotated them in yet
-    held, upcoming, prepared = _named(log, _HELD), _named(log, _NEXT), _named(log, ".tmp")
+    held, upcoming, prepared = _named(log, _HELD), _named(log, _NEXT), _named(log, _PREPARED)
     if _same_file(upcoming, log):  # conmon took the prepared file
         os.rename(upcoming, held)
     elif not _same_file(held, log):
